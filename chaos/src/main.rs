@@ -1,0 +1,3 @@
+//! `meshlb-lab`: build labs, inject faults, run benchmarks.
+
+fn main() {}
