@@ -141,7 +141,7 @@ impl Capability {
                 Capability::RouteRefresh
             }
             capability_code::GRACEFUL_RESTART => {
-                if value.len() < 2 || (value.len() - 2) % 4 != 0 {
+                if value.len() < 2 || !(value.len() - 2).is_multiple_of(4) {
                     return Err(malformed("graceful restart needs 2 + 4n octets"));
                 }
                 let head = u16::from_be_bytes([value[0], value[1]]);

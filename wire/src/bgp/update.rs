@@ -858,7 +858,7 @@ fn decode_attribute(
         ));
     }
     let length_multiple = |unit: usize, name: &str| {
-        if value.is_empty() || value.len() % unit != 0 {
+        if value.is_empty() || !value.len().is_multiple_of(unit) {
             Err(attr_error(
                 update_subcode::OPTIONAL_ATTRIBUTE_ERROR,
                 format!("{name} length {} is not a non-zero multiple of {unit}", value.len()),
@@ -1211,7 +1211,8 @@ impl Update {
         }
 
         let reach = attributes.iter().any(|a| matches!(a, PathAttribute::MpReach(_)));
-        if !(nlri.is_empty() && !reach) && issues.iter().all(|i| i.action != ErrorAction::TreatAsWithdraw) {
+        let announces = reach || !nlri.is_empty();
+        if announces && issues.iter().all(|i| i.action != ErrorAction::TreatAsWithdraw) {
             let mut missing: Vec<u8> = vec![attr_type::ORIGIN, attr_type::AS_PATH];
             if !nlri.is_empty() {
                 missing.push(attr_type::NEXT_HOP);
