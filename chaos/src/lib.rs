@@ -1,6 +1,30 @@
 //! # meshlb-chaos: the lab
 //!
 //! Place in the architecture: the instrument every feature is proven and
-//! measured with. It builds hosts as Linux network namespaces joined by veth
-//! pairs and a bridge, runs real third-party software in them (bird2, frr,
-//! gobgpd, keepalived, serf), injects faults, and observes the result.
+//! measured with (the `meshlb-lab` binary and the library its tests use).
+//! It builds hosts as Linux network namespaces joined by veth pairs and a
+//! bridge ([`lab`]), runs real third-party software in them (keepalived
+//! today; bird2, frr, gobgpd and serf next), injects faults (process
+//! signals, link state, isolation, partitions, loss), and observes the
+//! result from a client ([`probe`]) and from the segment ([`splitbrain`]).
+//!
+//! Labs never touch the root namespace's addresses or routes, carry a
+//! per-process name prefix so parallel runs do not collide, and are torn
+//! down on drop, on panic, on SIGINT/SIGTERM (in the binary) and by
+//! `meshlb-lab sweep` after a crash.
+//!
+//! This kernel has no `sch_netem`, `dummy` or `matchall`: loss is applied
+//! with nftables on the bridge (`numgen random`); delay and reordering are
+//! not available yet.
+
+pub mod bench;
+mod error;
+pub mod keepalived;
+pub mod lab;
+pub mod netns;
+pub mod probe;
+pub mod scenario;
+pub mod splitbrain;
+
+pub use error::LabError;
+pub use lab::{Host, Lab, LabProcess, LabSpec, Role};

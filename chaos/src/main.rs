@@ -1,3 +1,190 @@
-//! `meshlb-lab`: build labs, inject faults, run benchmarks.
+//! `meshlb-lab`: build labs, inject faults, run scenarios and benchmarks.
+//!
+//! Every lab this process builds is torn down on exit, on panic and on
+//! SIGINT/SIGTERM; `meshlb-lab sweep` removes labs left by a process that
+//! was killed outright.
 
-fn main() {}
+use clap::{Parser, Subcommand, ValueEnum};
+use meshlb_chaos::LabError;
+use meshlb_chaos::bench::{Summary, secs};
+use meshlb_chaos::keepalived::VrrpSpec;
+use meshlb_chaos::netns::{SweepScope, sweep};
+use meshlb_chaos::probe::run_responder;
+use meshlb_chaos::scenario::{NodeFault, keepalived_failover};
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "meshlb-lab", about = "meshlb's network-namespace lab", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build a 3-node lab, fail over keepalived under a 10 ms prober, print the outage, tear down.
+    Smoke,
+    /// Remove lab namespaces (and their processes) left behind by dead runs.
+    Sweep {
+        /// Remove every lab, including those of running processes.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Run a benchmark and print a table.
+    Bench {
+        #[command(subcommand)]
+        bench: Bench,
+    },
+    /// Answer UDP probes with this node's name (run inside a lab node).
+    Responder {
+        /// Name to answer with.
+        #[arg(long)]
+        name: String,
+        /// UDP port.
+        #[arg(long, default_value_t = meshlb_chaos::probe::RESPONDER_PORT)]
+        port: u16,
+    },
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// keepalived (VRRP) failover: outage window per fault, default and fast timers.
+    Keepalived {
+        /// Runs per fault and timer setting.
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+        /// Nodes in the VRRP group.
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// Faults to inject (all by default).
+        #[arg(long, value_enum)]
+        fault: Vec<FaultArg>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FaultArg {
+    Crash,
+    Freeze,
+    Stop,
+}
+
+impl From<FaultArg> for NodeFault {
+    fn from(f: FaultArg) -> Self {
+        match f {
+            FaultArg::Crash => NodeFault::Crash,
+            FaultArg::Freeze => NodeFault::Freeze,
+            FaultArg::Stop => NodeFault::Stop,
+        }
+    }
+}
+
+const VIP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
+
+fn self_binary() -> Result<PathBuf, LabError> {
+    std::env::current_exe().map_err(|e| LabError::Invalid(format!("cannot find the meshlb-lab binary: {e}")))
+}
+
+/// On SIGINT/SIGTERM, tear down this process's labs, then exit.
+fn install_teardown_on_signal() {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
+        eprintln!("meshlb-lab: cannot install signal handlers; use `meshlb-lab sweep` after an interrupt");
+        return;
+    };
+    std::thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            eprintln!("meshlb-lab: signal {signal}, tearing down labs");
+            let _ = sweep(&SweepScope::Owner(std::process::id() as i32));
+            std::process::exit(128 + signal);
+        }
+    });
+}
+
+fn smoke() -> Result<(), LabError> {
+    let vrrp = VrrpSpec::default_timers(VIP);
+    println!(
+        "meshlb-lab smoke: 3 nodes run keepalived (VRRP, advert_int {} s) for {VIP};",
+        vrrp.advert_interval
+    );
+    println!("a client probes {VIP} every 10 ms; the master node crashes.");
+    let run = keepalived_failover(&self_binary()?, 3, &vrrp, NodeFault::Crash, None)?;
+    println!("  master before the crash : {}", run.old_owner);
+    println!("  master after            : {}", run.new_owner);
+    println!(
+        "  outage                  : {} s ({} probes lost)",
+        secs(run.outage.window),
+        run.outage.lost
+    );
+    if let Some(s) = run.outage.switchover {
+        println!("  crash to new master     : {} s", secs(s));
+    }
+    println!("lab torn down. meshlb's own agent replaces keepalived here once Layer 2 mode lands.");
+    Ok(())
+}
+
+fn bench_keepalived(runs: usize, nodes: usize, faults: Vec<FaultArg>) -> Result<(), LabError> {
+    let faults: Vec<NodeFault> = if faults.is_empty() {
+        vec![NodeFault::Crash, NodeFault::Freeze, NodeFault::Stop]
+    } else {
+        faults.into_iter().map(NodeFault::from).collect()
+    };
+    let binary = self_binary()?;
+    println!("keepalived failover, {nodes} nodes, {runs} runs each, prober every 10 ms; seconds");
+    println!("| timers | fault | median | p90 | max | runs |");
+    println!("|---|---|---|---|---|---|");
+    for vrrp in [VrrpSpec::default_timers(VIP), VrrpSpec::fast_timers(VIP)] {
+        for fault in &faults {
+            let mut windows = Vec::new();
+            for _ in 0..runs {
+                match keepalived_failover(&binary, nodes, &vrrp, *fault, None) {
+                    Ok(run) => windows.push(run.outage.window),
+                    Err(e) => eprintln!("run failed: {e}"),
+                }
+            }
+            if let Some(s) = Summary::of(&windows) {
+                println!(
+                    "| advert_int {} s | {fault} | {} | {} | {} | {} |",
+                    vrrp.advert_interval,
+                    secs(s.median),
+                    secs(s.p90),
+                    secs(s.max),
+                    s.runs
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Responder { name, port } => {
+            run_responder(&name, port).map_err(|e| LabError::io(format!("responder on port {port}"), e))
+        }
+        Command::Sweep { all } => {
+            let scope = if all { SweepScope::All } else { SweepScope::Orphaned };
+            sweep(&scope).map(|removed| println!("removed {} namespaces: {}", removed.len(), removed.join(" ")))
+        }
+        Command::Smoke => {
+            install_teardown_on_signal();
+            smoke()
+        }
+        Command::Bench {
+            bench: Bench::Keepalived { runs, nodes, fault },
+        } => {
+            install_teardown_on_signal();
+            bench_keepalived(runs, nodes, fault)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("meshlb-lab: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

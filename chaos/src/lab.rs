@@ -1,0 +1,605 @@
+//! A lab: one Ethernet segment (a Linux bridge in its own namespace) and
+//! hosts (nodes, an optional router, clients), each a namespace with one veth
+//! port on the segment.
+//!
+//! ```text
+//!            +------------------ switch namespace ------------------+
+//!            |                        br0                           |
+//!            |   p-node1   p-node2   p-node3   p-router   p-client1 |
+//!            +------|---------|---------|---------|----------|------+
+//!                 eth0      eth0      eth0      eth0       eth0
+//!                node1     node2     node3     router    client1
+//!        198.51.100.11       .12       .13       .1        .101
+//!    2001:db8:1::11 (/64)    ::12      ::13      ::1       ::65
+//! ```
+//!
+//! Service IPs come from 203.0.113.0/24 and 2001:db8:100::/64; clients
+//! reach them on-link through eth0, so a service IP is resolved with ARP/NDP.
+//! Nothing is added to the root namespace: every address and route lives in
+//! a lab namespace.
+//!
+//! Dropping a [`Lab`] (also while unwinding from a panic) kills every
+//! process in its namespaces and deletes them. Process logs are kept when
+//! the lab is dropped during a panic or [`Lab::keep_logs`] was called.
+
+use crate::error::LabError;
+use crate::netns::{self, LAB_PREFIX, run, run_in};
+use meshlb_wire::ethernet::MacAddr;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::fs::File;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// The IPv4 service range: 203.0.113.0/24.
+pub const SERVICE_NET_V4: (Ipv4Addr, u8) = (Ipv4Addr::new(203, 0, 113, 0), 24);
+/// The IPv6 service range: 2001:db8:100::/64.
+pub const SERVICE_NET_V6: (Ipv6Addr, u8) = (Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 0), 64);
+
+/// What a host is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Runs the load balancer (or a baseline such as keepalived).
+    Node,
+    /// Runs a BGP peer.
+    Router,
+    /// Sends traffic to service IPs.
+    Client,
+}
+
+/// One host of a lab.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Host {
+    /// Short name: `node1`, `router`, `client1`.
+    pub name: String,
+    /// What it is for.
+    pub role: Role,
+    /// Its network namespace.
+    pub netns: String,
+    /// The switch-side veth of its link.
+    pub port: String,
+    /// The MAC of its `eth0`.
+    pub mac: MacAddr,
+    /// IPv4 address on the segment (/24).
+    pub ipv4: Ipv4Addr,
+    /// IPv6 address on the segment (/64), if the lab has IPv6.
+    pub ipv6: Option<Ipv6Addr>,
+}
+
+/// The shape of a lab.
+#[derive(Debug, Clone)]
+pub struct LabSpec {
+    /// Node count (1 to 89).
+    pub nodes: usize,
+    /// Client count (0 to 50).
+    pub clients: usize,
+    /// Whether a router host is added.
+    pub router: bool,
+    /// Whether hosts get IPv6 addresses.
+    pub ipv6: bool,
+    /// Where process logs go (a directory per lab is made inside).
+    pub log_root: PathBuf,
+}
+
+impl Default for LabSpec {
+    fn default() -> Self {
+        LabSpec {
+            nodes: 3,
+            clients: 1,
+            router: false,
+            ipv6: true,
+            log_root: std::env::var_os("MESHLB_LAB_LOGS")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| std::env::temp_dir().join("meshlb-lab-logs")),
+        }
+    }
+}
+
+/// Faults applied on the segment, rendered as one nftables bridge ruleset.
+#[derive(Debug, Default)]
+struct SegmentFaults {
+    isolated: BTreeSet<String>,
+    partition: Vec<BTreeSet<String>>,
+    loss_per_mille: Vec<(String, u32)>,
+}
+
+static LAB_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A running lab. See the module documentation.
+#[derive(Debug)]
+pub struct Lab {
+    name: String,
+    switch: String,
+    hosts: Vec<Host>,
+    log_dir: PathBuf,
+    keep_logs: AtomicBool,
+    faults: Mutex<SegmentFaults>,
+}
+
+fn host_octet(role: Role, index: usize) -> u8 {
+    match role {
+        Role::Router => 1,
+        Role::Node => 10 + index as u8,
+        Role::Client => 100 + index as u8,
+    }
+}
+
+/// The IPv6 host part that reads like the IPv4 octet: .11 becomes ::11.
+fn v6_group_like(octet: u8) -> u16 {
+    octet
+        .to_string()
+        .chars()
+        .filter_map(|c| c.to_digit(10))
+        .fold(0u16, |acc, d| acc * 16 + d as u16)
+}
+
+impl Lab {
+    /// Builds a lab. Labs orphaned by dead processes are swept first.
+    pub fn build(spec: &LabSpec) -> Result<Lab, LabError> {
+        if !nix::unistd::Uid::effective().is_root() {
+            return Err(LabError::NotRoot);
+        }
+        if !(1..=89).contains(&spec.nodes) || spec.clients > 50 {
+            return Err(LabError::Invalid(format!(
+                "a lab has 1 to 89 nodes and at most 50 clients, not {} and {}",
+                spec.nodes, spec.clients
+            )));
+        }
+        let _ = netns::sweep(&netns::SweepScope::Orphaned);
+        let name = format!(
+            "{LAB_PREFIX}{}n{}",
+            std::process::id(),
+            LAB_COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut hosts = Vec::new();
+        let mut add = |role: Role, index: usize, host_name: String| {
+            let octet = host_octet(role, index);
+            let role_byte = match role {
+                Role::Router => 0,
+                Role::Node => 1,
+                Role::Client => 2,
+            };
+            hosts.push(Host {
+                netns: format!("{name}-{host_name}"),
+                port: format!("p-{host_name}"),
+                mac: MacAddr([0x02, 0, 0, 0, role_byte, octet]),
+                ipv4: Ipv4Addr::new(198, 51, 100, octet),
+                ipv6: spec
+                    .ipv6
+                    .then(|| Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, v6_group_like(octet))),
+                name: host_name,
+                role,
+            });
+        };
+        for i in 1..=spec.nodes {
+            add(Role::Node, i, format!("node{i}"));
+        }
+        if spec.router {
+            add(Role::Router, 0, "router".into());
+        }
+        for i in 1..=spec.clients {
+            add(Role::Client, i, format!("client{i}"));
+        }
+        let log_dir = spec.log_root.join(&name);
+        std::fs::create_dir_all(&log_dir).map_err(|e| LabError::io(format!("create {}", log_dir.display()), e))?;
+        let lab = Lab {
+            switch: format!("{name}-switch"),
+            name,
+            hosts,
+            log_dir,
+            keep_logs: AtomicBool::new(false),
+            faults: Mutex::new(SegmentFaults::default()),
+        };
+        // From here on, Drop cleans up whatever part was built.
+        lab.build_switch()?;
+        for host in &lab.hosts {
+            lab.build_host(host)?;
+        }
+        Ok(lab)
+    }
+
+    fn build_switch(&self) -> Result<(), LabError> {
+        let sw = self.switch.as_str();
+        run("ip", &["netns", "add", sw])?;
+        run(
+            "ip",
+            &["-n", sw, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0"],
+        )?;
+        run("ip", &["-n", sw, "link", "set", "br0", "up"])?;
+        Ok(())
+    }
+
+    fn build_host(&self, host: &Host) -> Result<(), LabError> {
+        let (ns, sw) = (host.netns.as_str(), self.switch.as_str());
+        run("ip", &["netns", "add", ns])?;
+        run_in(
+            ns,
+            "sysctl",
+            &[
+                "-q",
+                "-w",
+                "net.ipv6.conf.all.accept_dad=0",
+                "net.ipv6.conf.default.accept_dad=0",
+            ],
+        )?;
+        run(
+            "ip",
+            &[
+                "-n", sw, "link", "add", &host.port, "type", "veth", "peer", "name", "eth0", "netns", ns,
+            ],
+        )?;
+        run("ip", &["-n", sw, "link", "set", &host.port, "master", "br0", "up"])?;
+        run("ip", &["-n", ns, "link", "set", "lo", "up"])?;
+        run(
+            "ip",
+            &["-n", ns, "link", "set", "eth0", "address", &host.mac.to_string()],
+        )?;
+        run(
+            "ip",
+            &["-n", ns, "addr", "add", &format!("{}/24", host.ipv4), "dev", "eth0"],
+        )?;
+        if let Some(v6) = host.ipv6 {
+            run(
+                "ip",
+                &[
+                    "-n",
+                    ns,
+                    "-6",
+                    "addr",
+                    "add",
+                    &format!("{v6}/64"),
+                    "dev",
+                    "eth0",
+                    "nodad",
+                ],
+            )?;
+        }
+        run("ip", &["-n", ns, "link", "set", "eth0", "up"])?;
+        if host.role == Role::Client {
+            let (v4, l4) = SERVICE_NET_V4;
+            run("ip", &["-n", ns, "route", "add", &format!("{v4}/{l4}"), "dev", "eth0"])?;
+            if host.ipv6.is_some() {
+                let (v6, l6) = SERVICE_NET_V6;
+                run(
+                    "ip",
+                    &["-n", ns, "-6", "route", "add", &format!("{v6}/{l6}"), "dev", "eth0"],
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The lab's name (`mlb<pid>n<k>`), the prefix of all its namespaces.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The namespace holding the bridge.
+    pub fn switch_netns(&self) -> &str {
+        &self.switch
+    }
+
+    /// Every host.
+    pub fn hosts(&self) -> &[Host] {
+        &self.hosts
+    }
+
+    /// Hosts with `role`.
+    pub fn hosts_with(&self, role: Role) -> impl Iterator<Item = &Host> {
+        self.hosts.iter().filter(move |h| h.role == role)
+    }
+
+    /// The host called `name`.
+    pub fn host(&self, name: &str) -> Result<&Host, LabError> {
+        self.hosts
+            .iter()
+            .find(|h| h.name == name)
+            .ok_or_else(|| LabError::Invalid(format!("lab {} has no host {name:?}", self.name)))
+    }
+
+    /// The host whose segment MAC is `mac`.
+    pub fn host_by_mac(&self, mac: MacAddr) -> Option<&Host> {
+        self.hosts.iter().find(|h| h.mac == mac)
+    }
+
+    /// Where this lab's process logs are.
+    pub fn log_dir(&self) -> &Path {
+        &self.log_dir
+    }
+
+    /// Keep the logs when the lab is dropped.
+    pub fn keep_logs(&self) {
+        self.keep_logs.store(true, Ordering::Relaxed);
+    }
+
+    /// Runs a command to completion inside `host`'s namespace.
+    pub fn exec(&self, host: &str, program: &str, args: &[&str]) -> Result<String, LabError> {
+        run_in(&self.host(host)?.netns, program, args)
+    }
+
+    /// Starts `program` inside `host`'s namespace with standard output and
+    /// error going to `<log_dir>/<host>-<name>.log`.
+    pub fn spawn(&self, host: &str, name: &str, program: &str, args: &[&str]) -> Result<LabProcess, LabError> {
+        let netns = if host == "switch" {
+            self.switch.clone()
+        } else {
+            self.host(host)?.netns.clone()
+        };
+        let log = self.log_dir.join(format!("{host}-{name}.log"));
+        let out = File::create(&log).map_err(|e| LabError::io(format!("create {}", log.display()), e))?;
+        let err = out.try_clone().map_err(|e| LabError::io("clone log file", e))?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", &netns, program])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .process_group(0)
+            .spawn()
+            .map_err(|source| LabError::Spawn {
+                program: program.to_owned(),
+                source,
+            })?;
+        Ok(LabProcess {
+            name: name.to_owned(),
+            host: host.to_owned(),
+            pid: Pid::from_raw(child.id() as i32),
+            child: Mutex::new(child),
+            log,
+        })
+    }
+
+    /// Kills every process in the lab and deletes its namespaces.
+    pub fn teardown(&self) -> Result<(), LabError> {
+        let mut first_error = None;
+        for ns in self
+            .hosts
+            .iter()
+            .map(|h| h.netns.as_str())
+            .chain([self.switch.as_str()])
+        {
+            let exists = netns::lab_namespaces()
+                .map(|all| all.iter().any(|n| n == ns))
+                .unwrap_or(true);
+            if exists && let Err(e) = netns::destroy(ns) {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    // ===== Faults =====
+
+    /// Sets `host`'s `eth0` down (the node sees its link go away).
+    pub fn link_down(&self, host: &str) -> Result<(), LabError> {
+        run("ip", &["-n", &self.host(host)?.netns, "link", "set", "eth0", "down"]).map(|_| ())
+    }
+
+    /// Sets `host`'s `eth0` up again.
+    pub fn link_up(&self, host: &str) -> Result<(), LabError> {
+        run("ip", &["-n", &self.host(host)?.netns, "link", "set", "eth0", "up"]).map(|_| ())
+    }
+
+    /// Cuts `host` off the segment: its link stays up, but the switch drops
+    /// every frame to or from it.
+    pub fn isolate(&self, host: &str) -> Result<(), LabError> {
+        self.host(host)?;
+        self.update_faults(|f| {
+            f.isolated.insert(host.to_owned());
+        })
+    }
+
+    /// Undoes [`Lab::isolate`].
+    pub fn rejoin(&self, host: &str) -> Result<(), LabError> {
+        self.update_faults(|f| {
+            f.isolated.remove(host);
+        })
+    }
+
+    /// Partitions the nodes: hosts in different groups cannot exchange
+    /// frames; hosts in no group (router, clients) still reach everyone, so
+    /// clients see both sides.
+    pub fn partition(&self, groups: &[&[&str]]) -> Result<(), LabError> {
+        for host in groups.iter().flat_map(|g| g.iter()) {
+            self.host(host)?;
+        }
+        self.update_faults(|f| {
+            f.partition = groups
+                .iter()
+                .map(|g| g.iter().map(|h| (*h).to_owned()).collect())
+                .collect();
+        })
+    }
+
+    /// Drops `percent` of the frames to and from `host` at random (0 clears).
+    pub fn set_loss(&self, host: &str, percent: f64) -> Result<(), LabError> {
+        self.host(host)?;
+        if !(0.0..=100.0).contains(&percent) {
+            return Err(LabError::Invalid(format!("loss {percent}% is not between 0 and 100")));
+        }
+        let per_mille = (percent * 10.0).round() as u32;
+        self.update_faults(|f| {
+            f.loss_per_mille.retain(|(h, _)| h != host);
+            if per_mille > 0 {
+                f.loss_per_mille.push((host.to_owned(), per_mille));
+            }
+        })
+    }
+
+    /// Removes every segment fault (isolation, partition, loss).
+    pub fn heal(&self) -> Result<(), LabError> {
+        self.update_faults(|f| *f = SegmentFaults::default())
+    }
+
+    /// Kills every process on `host` (SIGKILL) and cuts it off the segment:
+    /// what a client sees when a machine dies.
+    pub fn crash(&self, host: &str) -> Result<(), LabError> {
+        self.isolate(host)?;
+        netns::kill_all_in(&self.host(host)?.netns)
+    }
+
+    fn update_faults(&self, change: impl FnOnce(&mut SegmentFaults)) -> Result<(), LabError> {
+        let mut faults = self
+            .faults
+            .lock()
+            .map_err(|_| LabError::Invalid("fault state poisoned by a panic".into()))?;
+        change(&mut faults);
+        let port = |h: &str| format!("p-{h}");
+        let mut rules = String::new();
+        for h in &faults.isolated {
+            let _ = writeln!(
+                rules,
+                "add rule bridge meshlb_lab forward_filter iifname \"{}\" drop",
+                port(h)
+            );
+            let _ = writeln!(
+                rules,
+                "add rule bridge meshlb_lab forward_filter oifname \"{}\" drop",
+                port(h)
+            );
+        }
+        for (i, a_group) in faults.partition.iter().enumerate() {
+            for b_group in faults.partition.iter().skip(i + 1) {
+                for a in a_group {
+                    for b in b_group {
+                        for (x, y) in [(a, b), (b, a)] {
+                            let _ = writeln!(
+                                rules,
+                                "add rule bridge meshlb_lab forward_filter iifname \"{}\" oifname \"{}\" drop",
+                                port(x),
+                                port(y)
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        for (h, per_mille) in &faults.loss_per_mille {
+            for dir in ["iifname", "oifname"] {
+                let _ = writeln!(
+                    rules,
+                    "add rule bridge meshlb_lab forward_filter {dir} \"{}\" numgen random mod 1000 < {per_mille} drop",
+                    port(h)
+                );
+            }
+        }
+        let script = format!(
+            "table bridge meshlb_lab {{}}\nflush table bridge meshlb_lab\n\
+             table bridge meshlb_lab {{\n  chain forward_filter {{\n    type filter hook forward priority 0; policy accept;\n  }}\n}}\n{rules}"
+        );
+        let path = self.log_dir.join("segment-faults.nft");
+        std::fs::write(&path, script).map_err(|e| LabError::io(format!("write {}", path.display()), e))?;
+        run_in(&self.switch, "nft", &["-f", &path.to_string_lossy()]).map(|_| ())
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Err(e) = self.teardown() {
+            eprintln!("lab {}: teardown failed: {e}; run `meshlb-lab sweep`", self.name);
+        }
+        if std::thread::panicking() || self.keep_logs.load(Ordering::Relaxed) {
+            eprintln!("lab {}: logs kept in {}", self.name, self.log_dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.log_dir);
+        }
+    }
+}
+
+/// A process running inside a lab host.
+#[derive(Debug)]
+pub struct LabProcess {
+    /// What it is (`keepalived`, `responder`, ...).
+    pub name: String,
+    /// The host it runs on.
+    pub host: String,
+    pid: Pid,
+    child: Mutex<Child>,
+    log: PathBuf,
+}
+
+impl LabProcess {
+    /// Its process ID.
+    pub fn pid(&self) -> i32 {
+        self.pid.as_raw()
+    }
+
+    /// Sends `signal`.
+    pub fn signal(&self, signal: Signal) -> Result<(), LabError> {
+        kill(self.pid, signal).map_err(|source| LabError::Sys {
+            what: format!("send {signal} to {} on {}", self.name, self.host),
+            source,
+        })
+    }
+
+    /// SIGKILL: dies at once, no clean-up.
+    pub fn kill(&self) -> Result<(), LabError> {
+        self.signal(Signal::SIGKILL)
+    }
+
+    /// SIGSTOP: frozen, sockets open, nothing sent or answered.
+    pub fn freeze(&self) -> Result<(), LabError> {
+        self.signal(Signal::SIGSTOP)
+    }
+
+    /// SIGCONT: runs again after a freeze.
+    pub fn thaw(&self) -> Result<(), LabError> {
+        self.signal(Signal::SIGCONT)
+    }
+
+    /// SIGTERM: a graceful stop.
+    pub fn terminate(&self) -> Result<(), LabError> {
+        self.signal(Signal::SIGTERM)
+    }
+
+    /// Waits up to `timeout` for the process to exit.
+    pub fn wait_exit(&self, timeout: Duration) -> Result<Option<ExitStatus>, LabError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let status = self
+                .child
+                .lock()
+                .map_err(|_| LabError::Invalid("process handle poisoned".into()))?
+                .try_wait()
+                .map_err(|e| LabError::io(format!("wait for {}", self.name), e))?;
+            if status.is_some() || Instant::now() >= deadline {
+                return Ok(status);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// True while the process has not exited.
+    pub fn is_running(&self) -> bool {
+        matches!(self.wait_exit(Duration::ZERO), Ok(None))
+    }
+
+    /// The log file.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// What the process has written so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for LabProcess {
+    fn drop(&mut self) {
+        if let Ok(mut child) = self.child.lock() {
+            if matches!(child.try_wait(), Ok(None)) {
+                let _ = kill(self.pid, Signal::SIGCONT);
+                let _ = child.kill();
+            }
+            let _ = child.wait();
+        }
+    }
+}

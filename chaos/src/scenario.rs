@@ -1,0 +1,129 @@
+//! Scenarios: a lab, a workload, one fault, and what the client saw.
+
+use crate::error::LabError;
+use crate::keepalived::{self, VrrpSpec};
+use crate::lab::{Lab, LabProcess, LabSpec, Role};
+use crate::probe::{Outage, Prober, RESPONDER_PORT};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// A fault injected into the node that currently serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeFault {
+    /// The machine dies: every process SIGKILLed, the node cut off the segment.
+    Crash,
+    /// The load balancer process is frozen (SIGSTOP).
+    Freeze,
+    /// The load balancer process is stopped gracefully (SIGTERM).
+    Stop,
+}
+
+impl std::fmt::Display for NodeFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NodeFault::Crash => "crash",
+            NodeFault::Freeze => "freeze",
+            NodeFault::Stop => "graceful stop",
+        })
+    }
+}
+
+/// What one failover run measured.
+#[derive(Debug, Clone)]
+pub struct FailoverRun {
+    /// The node that served before the fault.
+    pub old_owner: String,
+    /// The node that served after it.
+    pub new_owner: String,
+    /// The outage as the prober saw it.
+    pub outage: Outage,
+    /// Probes answered twice.
+    pub duplicate_answers: usize,
+    /// Probing interval.
+    pub interval: Duration,
+}
+
+/// Starts the lab responder (`<lab_binary> responder`) on every node.
+pub fn start_responders(lab: &Lab, lab_binary: &Path) -> Result<Vec<LabProcess>, LabError> {
+    let binary = lab_binary.to_string_lossy().into_owned();
+    let nodes: Vec<String> = lab.hosts_with(Role::Node).map(|h| h.name.clone()).collect();
+    nodes
+        .iter()
+        .map(|n| {
+            lab.spawn(
+                n,
+                "responder",
+                &binary,
+                &["responder", "--name", n, "--port", &RESPONDER_PORT.to_string()],
+            )
+        })
+        .collect()
+}
+
+/// keepalived on `nodes` nodes (node1 has the highest priority) serving
+/// 203.0.113.10; a client probes it every 10 ms; `fault` hits the master.
+pub fn keepalived_failover(
+    lab_binary: &Path,
+    nodes: usize,
+    vrrp: &VrrpSpec,
+    fault: NodeFault,
+    log_root: Option<&Path>,
+) -> Result<FailoverRun, LabError> {
+    let mut spec = LabSpec {
+        nodes,
+        clients: 1,
+        router: false,
+        ipv6: false,
+        ..LabSpec::default()
+    };
+    if let Some(root) = log_root {
+        spec.log_root = root.to_path_buf();
+    }
+    let lab = Lab::build(&spec)?;
+    let _responders = start_responders(&lab, lab_binary)?;
+    let daemons: Vec<LabProcess> = (1..=nodes)
+        .map(|i| keepalived::start(&lab, &format!("node{i}"), 250u8.saturating_sub(10 * i as u8), vrrp))
+        .collect::<Result<_, _>>()?;
+    // node1 has the highest priority and preempts: it is the steady master.
+    let master = "node1".to_owned();
+    keepalived::wait_for_master(&lab, &master, vrrp.vip, Duration::from_secs(15))?;
+    let interval = Duration::from_millis(10);
+    let prober = Prober::start(
+        &lab,
+        "client1",
+        SocketAddr::new(vrrp.vip.into(), RESPONDER_PORT),
+        interval,
+    )?;
+    prober.wait_for_answer(Instant::now(), Duration::from_secs(5), |n| n == master)?;
+    std::thread::sleep(Duration::from_millis(500));
+
+    let master_daemon = daemons
+        .iter()
+        .find(|d| d.host == master)
+        .ok_or_else(|| LabError::Invalid(format!("no keepalived on {master}")))?;
+    match fault {
+        NodeFault::Crash => lab.crash(&master)?,
+        NodeFault::Freeze => master_daemon.freeze()?,
+        NodeFault::Stop => master_daemon.terminate()?,
+    }
+    // The fault counts from when it has taken effect: probes answered while
+    // it was being applied belong to "before".
+    let fault_at = Instant::now();
+    let new_owner = prober.wait_for_answer(fault_at, Duration::from_secs(30), |n| n != master)?;
+    std::thread::sleep(Duration::from_millis(300));
+    let log = prober.stop();
+    let outage = log
+        .outage_after(fault_at)
+        .ok_or_else(|| LabError::Invalid("no probe was answered after the fault".into()))?;
+    if fault == NodeFault::Freeze {
+        master_daemon.thaw()?;
+    }
+    Ok(FailoverRun {
+        old_owner: master,
+        new_owner,
+        outage,
+        duplicate_answers: log.duplicates().len(),
+        interval,
+    })
+}
