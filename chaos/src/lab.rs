@@ -25,7 +25,7 @@
 use crate::error::LabError;
 use crate::netns::{self, LAB_PREFIX, run, run_in};
 use meshlb_wire::ethernet::MacAddr;
-use nix::sys::signal::{Signal, kill};
+use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -531,9 +531,11 @@ impl LabProcess {
         self.pid.as_raw()
     }
 
-    /// Sends `signal`.
+    /// Sends `signal` to the process and every child it started (each lab
+    /// process leads its own process group): freezing keepalived must
+    /// freeze its VRRP child too.
     pub fn signal(&self, signal: Signal) -> Result<(), LabError> {
-        kill(self.pid, signal).map_err(|source| LabError::Sys {
+        killpg(self.pid, signal).map_err(|source| LabError::Sys {
             what: format!("send {signal} to {} on {}", self.name, self.host),
             source,
         })

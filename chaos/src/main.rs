@@ -112,7 +112,10 @@ fn smoke() -> Result<(), LabError> {
     println!("a client probes {VIP} every 10 ms; the master node crashes.");
     let run = keepalived_failover(&self_binary()?, 3, &vrrp, NodeFault::Crash, None)?;
     println!("  master before the crash : {}", run.old_owner);
-    println!("  master after            : {}", run.new_owner);
+    println!(
+        "  master after            : {}",
+        run.new_owner.as_deref().unwrap_or("none")
+    );
     println!(
         "  outage                  : {} s ({} probes lost)",
         secs(run.outage.window),
@@ -133,24 +136,31 @@ fn bench_keepalived(runs: usize, nodes: usize, faults: Vec<FaultArg>) -> Result<
     };
     let binary = self_binary()?;
     println!("keepalived failover, {nodes} nodes, {runs} runs each, prober every 10 ms; seconds");
-    println!("| timers | fault | median | p90 | max | runs |");
-    println!("|---|---|---|---|---|---|");
+    println!(
+        "| timers | fault | outage median | p90 | max | runs | client moved to another node | VIP on 2+ nodes after |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
     for vrrp in [VrrpSpec::default_timers(VIP), VrrpSpec::fast_timers(VIP)] {
         for fault in &faults {
-            let mut windows = Vec::new();
+            let mut completed = Vec::new();
             for _ in 0..runs {
                 match keepalived_failover(&binary, nodes, &vrrp, *fault, None) {
-                    Ok(run) => windows.push(run.outage.window),
+                    Ok(run) => completed.push(run),
                     Err(e) => eprintln!("run failed: {e}"),
                 }
             }
+            let windows: Vec<_> = completed.iter().map(|r| r.outage.window).collect();
             if let Some(s) = Summary::of(&windows) {
+                let moved = completed.iter().filter(|r| r.new_owner.is_some()).count();
+                let split = completed.iter().filter(|r| r.vip_holders_after.len() > 1).count();
                 println!(
-                    "| advert_int {} s | {fault} | {} | {} | {} | {} |",
+                    "| advert_int {} s | {fault} | {} | {} | {} | {} | {moved}/{} | {split}/{} |",
                     vrrp.advert_interval,
                     secs(s.median),
                     secs(s.p90),
                     secs(s.max),
+                    s.runs,
+                    s.runs,
                     s.runs
                 );
             }

@@ -233,7 +233,15 @@ fn the_prober_measures_a_keepalived_failover() {
         None,
     )
     .unwrap();
-    assert_ne!(run.new_owner, run.old_owner);
+    assert!(
+        run.new_owner.is_some() && run.new_owner.as_deref() != Some(run.old_owner.as_str()),
+        "{run:?}"
+    );
+    assert_eq!(
+        run.vip_holders_after.len(),
+        1,
+        "one live master after the crash: {run:?}"
+    );
     assert!(run.outage.lost > 0, "a crash loses probes: {run:?}");
     // Generous bounds: VRRPv3 at 100 ms detects in about 0.4 s.
     assert!(
