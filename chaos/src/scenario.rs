@@ -50,6 +50,16 @@ pub struct FailoverRun {
     pub interval: Duration,
 }
 
+/// A random duration below `limit` (std's per-process random hash keys as
+/// the entropy source: enough to spread fault timing, not for secrets).
+fn random_below(limit: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(Instant::now().elapsed().as_nanos());
+    let nanos = u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX).max(1);
+    Duration::from_nanos(hasher.finish() % nanos)
+}
+
 /// Starts the lab responder (`<lab_binary> responder`) on every node.
 pub fn start_responders(lab: &Lab, lab_binary: &Path) -> Result<Vec<LabProcess>, LabError> {
     let binary = lab_binary.to_string_lossy().into_owned();
@@ -102,7 +112,9 @@ pub fn keepalived_failover(
         interval,
     )?;
     prober.wait_for_answer(Instant::now(), Duration::from_secs(5), |n| n == master)?;
-    std::thread::sleep(Duration::from_millis(500));
+    // Real failures strike at any phase of the protocol's timers: wait a
+    // random 0.5 to 1.5 s so runs sample that phase instead of repeating one.
+    std::thread::sleep(Duration::from_millis(500) + random_below(Duration::from_secs(1)));
 
     let master_daemon = daemons
         .iter()
