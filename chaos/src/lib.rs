@@ -3,10 +3,12 @@
 //! Place in the architecture: the instrument every feature is proven and
 //! measured with (the `meshlb-lab` binary and the library its tests use).
 //! It builds hosts as Linux network namespaces joined by veth pairs and a
-//! bridge ([`lab`]), runs real third-party software in them (keepalived
-//! today; bird2, frr, gobgpd and serf next), injects faults (process
-//! signals, link state, isolation, partitions, loss), and observes the
-//! result from a client ([`probe`]) and from the segment ([`splitbrain`]).
+//! bridge ([`lab`]), runs real third-party software in them (keepalived;
+//! bird2, FRR and gobgpd as routers in [`router`]; gobgpd as a speaker in
+//! [`speaker`]), injects faults (process signals, link state, isolation,
+//! partitions, loss, router restarts), and observes the result from a client
+//! ([`probe`]), from the segment ([`splitbrain`]) and from the router's RIB
+//! and kernel FIB ([`router`]).
 //!
 //! Labs never touch the root namespace's addresses or routes, carry a
 //! per-process name prefix so parallel runs do not collide, and are torn
@@ -23,7 +25,9 @@ pub mod keepalived;
 pub mod lab;
 pub mod netns;
 pub mod probe;
+pub mod router;
 pub mod scenario;
+pub mod speaker;
 pub mod splitbrain;
 
 pub use error::LabError;

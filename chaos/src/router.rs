@@ -1,0 +1,670 @@
+//! BGP routers in the lab's `router` host: bird2, FRR (zebra + bgpd) or
+//! gobgpd, configured by the lab to peer with every node, plus readers for
+//! what they learned (RIB) and what reached the kernel (FIB, with ECMP).
+//!
+//! The router is AS [`ROUTER_ASN`]; nodes speak eBGP from [`NODE_ASN`]
+//! unless told otherwise. bird2 and FRR install routes into the router
+//! namespace's kernel table, merging equal paths into ECMP routes; gobgpd
+//! has no FIB integration, so only its RIB is read.
+
+use crate::error::LabError;
+use crate::lab::{Lab, LabProcess, Role};
+use meshlb_wire::bgp::{Community, LargeCommunity};
+use serde_json::Value;
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// The router's AS.
+pub const ROUTER_ASN: u32 = 64512;
+/// The nodes' AS by default (eBGP to the router).
+pub const NODE_ASN: u32 = 64513;
+/// gobgpd's gRPC endpoint inside a lab host (that host's own loopback).
+pub const GOBGP_API: &str = "127.0.0.1";
+/// gobgpd's gRPC port.
+pub const GOBGP_API_PORT: &str = "50051";
+
+/// Which BGP implementation plays the router.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RouterKind {
+    /// BIRD 2.
+    Bird,
+    /// FRRouting (zebra + bgpd).
+    Frr,
+    /// GoBGP.
+    Gobgp,
+}
+
+impl std::fmt::Display for RouterKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RouterKind::Bird => "bird2",
+            RouterKind::Frr => "frr",
+            RouterKind::Gobgp => "gobgpd",
+        })
+    }
+}
+
+/// One path to a prefix in a router's RIB.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RibPath {
+    /// `address/length`.
+    pub prefix: String,
+    /// The peer it was learned from.
+    pub peer: IpAddr,
+    /// BGP next hop.
+    pub next_hop: IpAddr,
+    /// AS numbers, in order.
+    pub as_path: Vec<u32>,
+    /// MULTI_EXIT_DISC.
+    pub med: Option<u32>,
+    /// LOCAL_PREF, where the router reports one.
+    pub local_pref: Option<u32>,
+    /// Standard communities.
+    pub communities: Vec<Community>,
+    /// Large communities.
+    pub large_communities: Vec<LargeCommunity>,
+    /// The router's best path for the prefix.
+    pub best: bool,
+}
+
+/// A route in a kernel table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FibRoute {
+    /// `address/length`.
+    pub prefix: String,
+    /// Gateways; more than one is an ECMP route.
+    pub next_hops: Vec<IpAddr>,
+}
+
+/// A running router.
+#[derive(Debug)]
+pub struct Router {
+    /// The implementation.
+    pub kind: RouterKind,
+    dir: PathBuf,
+    peers: Vec<(Ipv4Addr, u32)>,
+    processes: Vec<LabProcess>,
+}
+
+fn router_ip(lab: &Lab) -> Result<Ipv4Addr, LabError> {
+    Ok(lab
+        .hosts_with(Role::Router)
+        .next()
+        .ok_or_else(|| LabError::Invalid("this lab has no router host".into()))?
+        .ipv4)
+}
+
+impl Router {
+    /// Starts `kind` on the lab's router, peering with every node at
+    /// [`NODE_ASN`].
+    pub fn start(lab: &Lab, kind: RouterKind) -> Result<Router, LabError> {
+        let peers: Vec<(Ipv4Addr, u32)> = lab.hosts_with(Role::Node).map(|h| (h.ipv4, NODE_ASN)).collect();
+        Self::start_with_peers(lab, kind, peers)
+    }
+
+    /// Starts `kind` on the lab's router peering with `peers` (address, AS).
+    pub fn start_with_peers(lab: &Lab, kind: RouterKind, peers: Vec<(Ipv4Addr, u32)>) -> Result<Router, LabError> {
+        let dir = lab.log_dir().join(format!("router-{kind}"));
+        std::fs::create_dir_all(&dir).map_err(|e| LabError::io(format!("create {}", dir.display()), e))?;
+        let mut router = Router {
+            kind,
+            dir,
+            peers,
+            processes: Vec::new(),
+        };
+        router.write_config(lab)?;
+        router.launch(lab)?;
+        Ok(router)
+    }
+
+    fn path(&self, file: &str) -> String {
+        self.dir.join(file).to_string_lossy().into_owned()
+    }
+
+    fn write_config(&self, lab: &Lab) -> Result<(), LabError> {
+        let id = router_ip(lab)?;
+        let write = |file: &str, text: String| {
+            std::fs::write(self.dir.join(file), text).map_err(|e| LabError::io(format!("write {file}"), e))
+        };
+        match self.kind {
+            RouterKind::Bird => {
+                let mut c = format!(
+                    "router id {id};\nprotocol device {{ }}\n\
+                     protocol kernel kernel4 {{ ipv4 {{ import none; export all; }}; merge paths yes; }}\n\
+                     protocol kernel kernel6 {{ ipv6 {{ import none; export all; }}; merge paths yes; }}\n\
+                     template bgp nodes {{ local {id} as {ROUTER_ASN}; direct; ipv4 {{ import all; export none; }}; ipv6 {{ import all; export none; }}; }}\n"
+                );
+                for (i, (addr, asn)) in self.peers.iter().enumerate() {
+                    let _ = writeln!(c, "protocol bgp peer{i} from nodes {{ neighbor {addr} as {asn}; }}");
+                }
+                write("bird.conf", c)
+            }
+            RouterKind::Frr => {
+                let mut c = format!(
+                    "hostname router\nrouter bgp {ROUTER_ASN}\n bgp router-id {id}\n no bgp ebgp-requires-policy\n \
+                     bgp bestpath as-path multipath-relax\n"
+                );
+                for (addr, asn) in &self.peers {
+                    let _ = writeln!(c, " neighbor {addr} remote-as {asn}");
+                }
+                c.push_str(
+                    " address-family ipv4 unicast\n  maximum-paths 64\n  maximum-paths ibgp 64\n exit-address-family\n",
+                );
+                write("bgpd.conf", c)?;
+                write("zebra.conf", "hostname router\n".into())?;
+                // FRR daemons drop to user frr and must write here.
+                crate::netns::run("chown", &["-R", "frr:frr", &self.dir.to_string_lossy()]).map(|_| ())
+            }
+            RouterKind::Gobgp => {
+                let mut c = format!("[global.config]\n  as = {ROUTER_ASN}\n  router-id = \"{id}\"\n");
+                for (addr, asn) in &self.peers {
+                    let _ = write!(
+                        c,
+                        "[[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"{addr}\"\n    peer-as = {asn}\n"
+                    );
+                }
+                write("gobgpd.toml", c)
+            }
+        }
+    }
+
+    fn launch(&mut self, lab: &Lab) -> Result<(), LabError> {
+        let p = |f: &str| self.path(f);
+        self.processes = match self.kind {
+            RouterKind::Bird => vec![lab.spawn(
+                "router",
+                "bird",
+                "bird",
+                &["-f", "-c", &p("bird.conf"), "-s", &p("bird.ctl"), "-P", &p("bird.pid")],
+            )?],
+            RouterKind::Frr => {
+                let common = |conf: String, pid: String| {
+                    vec![
+                        "-f".to_owned(),
+                        conf,
+                        "-i".into(),
+                        pid,
+                        "-z".into(),
+                        p("zserv.api"),
+                        "--vty_socket".into(),
+                        self.dir.to_string_lossy().into_owned(),
+                    ]
+                };
+                let zebra_args = common(p("zebra.conf"), p("zebra.pid"));
+                let zebra = lab.spawn("router", "zebra", "/usr/lib/frr/zebra", &as_strs(&zebra_args))?;
+                wait_for(Duration::from_secs(5), "zebra's API socket", || {
+                    self.dir.join("zserv.api").exists()
+                })?;
+                let bgpd_args = common(p("bgpd.conf"), p("bgpd.pid"));
+                let bgpd = lab.spawn("router", "bgpd", "/usr/lib/frr/bgpd", &as_strs(&bgpd_args))?;
+                vec![zebra, bgpd]
+            }
+            RouterKind::Gobgp => vec![lab.spawn(
+                "router",
+                "gobgpd",
+                "gobgpd",
+                &[
+                    "-f",
+                    &p("gobgpd.toml"),
+                    "-t",
+                    "toml",
+                    "--api-hosts",
+                    &format!("{GOBGP_API}:{GOBGP_API_PORT}"),
+                ],
+            )?],
+        };
+        Ok(())
+    }
+
+    /// Kills the router's daemons and starts them again with the same
+    /// configuration (the "router restart" fault).
+    pub fn restart(&mut self, lab: &Lab) -> Result<(), LabError> {
+        for p in &self.processes {
+            p.kill()?;
+            p.wait_exit(Duration::from_secs(5))?;
+        }
+        for stale in ["bird.ctl", "zserv.api"] {
+            let _ = std::fs::remove_file(self.dir.join(stale));
+        }
+        self.launch(lab)
+    }
+
+    fn query(&self, lab: &Lab, args: &[&str]) -> Result<String, LabError> {
+        match self.kind {
+            RouterKind::Bird => {
+                let mut all = vec!["-s".to_owned(), self.path("bird.ctl")];
+                all.extend(args.iter().map(|a| (*a).to_owned()));
+                lab.exec("router", "birdc", &as_strs(&all))
+            }
+            RouterKind::Frr => {
+                let all = ["--vty_socket", &self.dir.to_string_lossy(), "-c", &args.join(" ")].map(str::to_owned);
+                lab.exec("router", "vtysh", &as_strs(&all))
+            }
+            RouterKind::Gobgp => {
+                let mut all = vec!["-u", GOBGP_API, "-p", GOBGP_API_PORT];
+                all.extend_from_slice(args);
+                lab.exec("router", "gobgp", &all)
+            }
+        }
+    }
+
+    /// Peers whose session is Established.
+    pub fn established_peers(&self, lab: &Lab) -> Result<Vec<IpAddr>, LabError> {
+        let peer_addr = |i: usize| self.peers.get(i).map(|(a, _)| IpAddr::V4(*a));
+        Ok(match self.kind {
+            RouterKind::Bird => self
+                .query(lab, &["show", "protocols"])?
+                .lines()
+                .filter(|l| l.contains("Established"))
+                .filter_map(|l| l.split_whitespace().next()?.strip_prefix("peer")?.parse().ok())
+                .filter_map(peer_addr)
+                .collect(),
+            RouterKind::Frr => {
+                let v = json(&self.query(lab, &["show", "bgp", "summary", "json"])?)?;
+                v["ipv4Unicast"]["peers"]
+                    .as_object()
+                    .map(|peers| {
+                        peers
+                            .iter()
+                            .filter(|(_, p)| p["state"] == "Established")
+                            .filter_map(|(a, _)| a.parse().ok())
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            }
+            RouterKind::Gobgp => json(&self.query(lab, &["neighbor", "-j"])?)?
+                .as_array()
+                .map(|peers| {
+                    peers
+                        .iter()
+                        .filter(|p| p["state"]["session_state"] == 6)
+                        .filter_map(|p| p["state"]["neighbor_address"].as_str()?.parse().ok())
+                        .collect()
+                })
+                .unwrap_or_default(),
+        })
+    }
+
+    /// Waits until `count` sessions are Established; fails at once, with
+    /// the daemon's log, if a router process has exited.
+    pub fn wait_established(&self, lab: &Lab, count: usize, timeout: Duration) -> Result<(), LabError> {
+        let mut dead = None;
+        let result = wait_for(
+            timeout,
+            &format!("{count} established BGP sessions on {}", self.kind),
+            || {
+                dead = self.processes.iter().find(|p| !p.is_running());
+                dead.is_some() || self.established_peers(lab).is_ok_and(|p| p.len() >= count)
+            },
+        );
+        match dead {
+            Some(p) => Err(LabError::Invalid(format!(
+                "{} on the router exited: {}",
+                p.name,
+                p.log().trim()
+            ))),
+            None => result,
+        }
+    }
+
+    /// Every IPv4 unicast path in the router's RIB.
+    pub fn rib(&self, lab: &Lab) -> Result<Vec<RibPath>, LabError> {
+        match self.kind {
+            RouterKind::Bird => {
+                let peers: Vec<IpAddr> = self.peers.iter().map(|(a, _)| IpAddr::V4(*a)).collect();
+                Ok(parse_bird_routes(&self.query(lab, &["show", "route", "all"])?, &peers))
+            }
+            RouterKind::Frr => parse_frr_routes(&json(
+                &self.query(lab, &["show", "bgp", "ipv4", "unicast", "json", "detail"])?,
+            )?),
+            RouterKind::Gobgp => parse_gobgp_routes(&json(&self.query(lab, &["global", "rib", "-a", "ipv4", "-j"])?)?),
+        }
+    }
+
+    /// Waits until `accept` holds for the RIB; returns it.
+    pub fn wait_rib(
+        &self,
+        lab: &Lab,
+        timeout: Duration,
+        accept: impl Fn(&[RibPath]) -> bool,
+    ) -> Result<Vec<RibPath>, LabError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let rib = self.rib(lab)?;
+            if accept(&rib) {
+                return Ok(rib);
+            }
+            if Instant::now() > deadline {
+                return Err(LabError::Timeout {
+                    what: format!("{} RIB to match (last: {} paths)", self.kind, rib.len()),
+                    waited: timeout,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn as_strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn json(text: &str) -> Result<Value, LabError> {
+    serde_json::from_str(text)
+        .map_err(|e| LabError::Invalid(format!("unreadable JSON from a router ({e}): {text:.200}")))
+}
+
+/// Polls `done` every 20 ms until it holds or `timeout` passes.
+pub(crate) fn wait_for(timeout: Duration, what: &str, mut done: impl FnMut() -> bool) -> Result<(), LabError> {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        if Instant::now() > deadline {
+            return Err(LabError::Timeout {
+                what: what.to_owned(),
+                waited: timeout,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// Parses `birdc show route all`; protocol `peer<i>` is `peers[i]`.
+fn parse_bird_routes(text: &str, peers: &[IpAddr]) -> Vec<RibPath> {
+    let mut out: Vec<RibPath> = Vec::new();
+    let mut prefix = String::new();
+    for line in text.lines() {
+        if line.starts_with('\t') {
+            let Some(path) = out.last_mut() else { continue };
+            let l = line.trim();
+            if let Some(v) = l.strip_prefix("BGP.next_hop: ") {
+                if let Some(a) = v.split_whitespace().next().and_then(|a| a.parse().ok()) {
+                    path.next_hop = a;
+                }
+            } else if let Some(v) = l.strip_prefix("BGP.as_path: ") {
+                path.as_path = v.split_whitespace().filter_map(|a| a.parse().ok()).collect();
+            } else if let Some(v) = l.strip_prefix("BGP.med: ") {
+                path.med = v.parse().ok();
+            } else if let Some(v) = l.strip_prefix("BGP.local_pref: ") {
+                path.local_pref = v.parse().ok();
+            } else if let Some(v) = l.strip_prefix("BGP.community: ") {
+                path.communities = v
+                    .split(") (")
+                    .filter_map(|c| c.trim_matches(['(', ')']).replace(',', ":").parse().ok())
+                    .collect();
+            } else if let Some(v) = l.strip_prefix("BGP.large_community: ") {
+                path.large_communities = v
+                    .split(") (")
+                    .filter_map(|c| c.trim_matches(['(', ')']).replace(", ", ":").parse().ok())
+                    .collect();
+            }
+            continue;
+        }
+        // "203.0.113.10/32      unicast [peer0 13:34:10.558] * (100) [AS64513i]"
+        // or a further path of the same prefix, indented with spaces.
+        let Some(kind_at) = line.find("unicast [") else {
+            continue;
+        };
+        let head = line[..kind_at].trim();
+        if !head.is_empty() {
+            prefix = head.to_owned();
+        }
+        let rest = &line[kind_at..];
+        let peer = rest
+            .strip_prefix("unicast [peer")
+            .and_then(|r| r.split_whitespace().next()?.parse::<usize>().ok())
+            .and_then(|i| peers.get(i).copied())
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        out.push(RibPath {
+            prefix: prefix.clone(),
+            peer,
+            next_hop: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            as_path: vec![],
+            med: None,
+            local_pref: None,
+            communities: vec![],
+            large_communities: vec![],
+            best: rest.contains("] * ("),
+        });
+    }
+    out
+}
+
+/// FRR names well-known communities in camelCase; meshlb-wire knows them
+/// in kebab case.
+fn frr_community(name: &str) -> Option<Community> {
+    if name == "localAs" {
+        return Some(Community::NO_EXPORT_SUBCONFED);
+    }
+    let kebab: String = name
+        .chars()
+        .flat_map(|c| {
+            if c.is_ascii_uppercase() {
+                vec!['-', c.to_ascii_lowercase()]
+            } else {
+                vec![c]
+            }
+        })
+        .collect();
+    kebab.parse().ok()
+}
+
+/// Parses `show bgp ipv4 unicast json detail` (FRR 8).
+fn parse_frr_routes(v: &Value) -> Result<Vec<RibPath>, LabError> {
+    let mut out = Vec::new();
+    let Some(routes) = v["routes"].as_object() else {
+        return Ok(out);
+    };
+    for (prefix, entries) in routes {
+        for p in entries
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p.get("peer").is_some())
+        {
+            let ip = |s: &Value| {
+                s.as_str()
+                    .and_then(|a| a.parse().ok())
+                    .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+            };
+            out.push(RibPath {
+                prefix: prefix.clone(),
+                peer: ip(&p["peer"]["peerId"]),
+                next_hop: ip(&p["nexthops"][0]["ip"]),
+                as_path: p["aspath"]["segments"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|s| s["list"].as_array().into_iter().flatten().filter_map(Value::as_u64))
+                    .map(|a| a as u32)
+                    .collect(),
+                med: p["metric"].as_u64().map(|m| m as u32),
+                local_pref: p["locPrf"].as_u64().map(|m| m as u32),
+                communities: p["community"]["list"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .filter_map(|c| c.parse().ok().or_else(|| frr_community(c)))
+                    .collect(),
+                large_communities: p["largeCommunity"]["list"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|c| c.as_str()?.parse().ok())
+                    .collect(),
+                best: p["bestpath"]["overall"].as_bool().unwrap_or(false),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Parses `gobgp global rib -j`.
+fn parse_gobgp_routes(v: &Value) -> Result<Vec<RibPath>, LabError> {
+    let mut out = Vec::new();
+    let Some(routes) = v.as_object() else {
+        return Ok(out);
+    };
+    for (prefix, paths) in routes {
+        for p in paths.as_array().into_iter().flatten() {
+            let mut path = RibPath {
+                prefix: prefix.clone(),
+                peer: p["neighbor-ip"]
+                    .as_str()
+                    .and_then(|a| a.parse().ok())
+                    .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+                next_hop: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                as_path: vec![],
+                med: None,
+                local_pref: None,
+                communities: vec![],
+                large_communities: vec![],
+                best: p["best"].as_bool().unwrap_or(false),
+            };
+            for a in p["attrs"].as_array().into_iter().flatten() {
+                match a["type"].as_u64() {
+                    Some(2) => {
+                        path.as_path = a["as_paths"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .flat_map(|s| s["asns"].as_array().into_iter().flatten().filter_map(Value::as_u64))
+                            .map(|x| x as u32)
+                            .collect()
+                    }
+                    Some(3) => {
+                        if let Some(nh) = a["nexthop"].as_str().and_then(|s| s.parse().ok()) {
+                            path.next_hop = nh;
+                        }
+                    }
+                    Some(4) => path.med = a["metric"].as_u64().map(|m| m as u32),
+                    Some(5) => path.local_pref = a["value"].as_u64().map(|m| m as u32),
+                    Some(8) => {
+                        path.communities = a["communities"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(Value::as_u64)
+                            .map(|c| Community(c as u32))
+                            .collect()
+                    }
+                    Some(32) => {
+                        path.large_communities = a["value"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|c| {
+                                Some(LargeCommunity {
+                                    global_admin: c["ASN"].as_u64()? as u32,
+                                    local_data_1: c["LocalData1"].as_u64()? as u32,
+                                    local_data_2: c["LocalData2"].as_u64()? as u32,
+                                })
+                            })
+                            .collect()
+                    }
+                    _ => {}
+                }
+            }
+            out.push(path);
+        }
+    }
+    Ok(out)
+}
+
+/// The kernel routes of `host` (main table), with ECMP next hops resolved
+/// through nexthop groups where the route names one.
+pub fn kernel_routes(lab: &Lab, host: &str) -> Result<Vec<FibRoute>, LabError> {
+    let routes = json(&lab.exec(host, "ip", &["-j", "route", "show"])?)?;
+    let groups = json(
+        &lab.exec(host, "ip", &["-j", "nexthop", "show"])
+            .unwrap_or_else(|_| "[]".into()),
+    )
+    .unwrap_or(Value::Array(vec![]));
+    let gateway_of_id = |id: u64| -> Vec<IpAddr> {
+        let Some(all) = groups.as_array() else { return vec![] };
+        let find = |id: u64| all.iter().find(|g| g["id"].as_u64() == Some(id));
+        let Some(g) = find(id) else { return vec![] };
+        if let Some(members) = g["group"].as_array() {
+            members
+                .iter()
+                .filter_map(|m| find(m["id"].as_u64()?)?["gateway"].as_str()?.parse().ok())
+                .collect()
+        } else {
+            g["gateway"].as_str().and_then(|a| a.parse().ok()).into_iter().collect()
+        }
+    };
+    Ok(routes
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| {
+            let dst = r["dst"].as_str()?;
+            let prefix = if dst.contains('/') {
+                dst.to_owned()
+            } else if dst.contains(':') {
+                format!("{dst}/128")
+            } else {
+                format!("{dst}/32")
+            };
+            let mut next_hops: Vec<IpAddr> = r["gateway"].as_str().and_then(|g| g.parse().ok()).into_iter().collect();
+            next_hops.extend(
+                r["nexthops"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|n| n["gateway"].as_str()?.parse::<IpAddr>().ok()),
+            );
+            if next_hops.is_empty()
+                && let Some(id) = r["nhid"].as_u64()
+            {
+                next_hops = gateway_of_id(id);
+            }
+            next_hops.sort();
+            Some(FibRoute { prefix, next_hops })
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_bird_multipath_output() {
+        let text = "BIRD 2.0.12 ready.\nTable master4:\n\
+203.0.113.10/32      unicast [peer0 13:34:10.558] * (100) [AS64513?]\n\
+\tvia 198.51.100.11 on eth0\n\tType: BGP univ\n\tBGP.origin: Incomplete\n\tBGP.as_path: 64513\n\
+\tBGP.next_hop: 198.51.100.11\n\tBGP.med: 7\n\tBGP.local_pref: 100\n\
+\tBGP.community: (64512,100) (65535,65281)\n\tBGP.large_community: (64513, 1, 2)\n\
+                     unicast [peer1 13:34:10.600] (100) [AS64513?]\n\
+\tvia 198.51.100.12 on eth0\n\tBGP.as_path: 64513\n\tBGP.next_hop: 198.51.100.12\n";
+        let peers: Vec<IpAddr> = ["198.51.100.11", "198.51.100.12"]
+            .iter()
+            .map(|a| a.parse().expect("ip"))
+            .collect();
+        let rib = parse_bird_routes(text, &peers);
+        assert_eq!(rib.len(), 2);
+        assert_eq!(rib[0].prefix, "203.0.113.10/32");
+        assert!(rib[0].best && !rib[1].best);
+        assert_eq!(
+            rib[0].communities,
+            vec![Community::new(64512, 100), Community::NO_EXPORT]
+        );
+        assert_eq!(rib[0].large_communities[0].to_string(), "64513:1:2");
+        assert_eq!((rib[0].med, rib[0].local_pref), (Some(7), Some(100)));
+        assert_eq!(rib[1].prefix, "203.0.113.10/32");
+        assert_eq!(rib[1].next_hop.to_string(), "198.51.100.12");
+        assert_eq!((rib[0].peer, rib[1].peer), (peers[0], peers[1]));
+    }
+
+    #[test]
+    fn frr_community_names() {
+        assert_eq!(frr_community("noExport"), Some(Community::NO_EXPORT));
+        assert_eq!(frr_community("noAdvertise"), Some(Community::NO_ADVERTISE));
+        assert_eq!(frr_community("gracefulShutdown"), Some(Community::GRACEFUL_SHUTDOWN));
+        assert_eq!(frr_community("localAs"), Some(Community::NO_EXPORT_SUBCONFED));
+    }
+}

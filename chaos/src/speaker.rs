@@ -1,0 +1,118 @@
+//! gobgpd as a BGP speaker on a node: announces routes to the lab's
+//! router. It stands in for meshlb's own speaker until that exists, and is
+//! the route-scale baseline.
+
+use crate::error::LabError;
+use crate::lab::{Lab, LabProcess};
+use crate::router::{GOBGP_API, GOBGP_API_PORT, wait_for};
+use meshlb_wire::bgp::{Community, LargeCommunity};
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::time::Duration;
+
+/// Path attributes of an announcement.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Announcement {
+    /// COMMUNITIES.
+    pub communities: Vec<Community>,
+    /// LARGE_COMMUNITY.
+    pub large_communities: Vec<LargeCommunity>,
+    /// MULTI_EXIT_DISC.
+    pub med: Option<u32>,
+    /// LOCAL_PREF (sent on iBGP sessions only).
+    pub local_pref: Option<u32>,
+}
+
+/// gobgpd running on a node.
+#[derive(Debug)]
+pub struct GobgpSpeaker {
+    /// The node it runs on.
+    pub node: String,
+    _process: LabProcess,
+}
+
+impl GobgpSpeaker {
+    /// Starts gobgpd on `node` as AS `asn`, peering with `peer` (AS `peer_asn`).
+    pub fn start(lab: &Lab, node: &str, asn: u32, peer: Ipv4Addr, peer_asn: u32) -> Result<GobgpSpeaker, LabError> {
+        let host = lab.host(node)?;
+        let conf = lab.log_dir().join(format!("{node}-gobgpd.toml"));
+        let text = format!(
+            "[global.config]\n  as = {asn}\n  router-id = \"{}\"\n[[neighbors]]\n  [neighbors.config]\n    \
+             neighbor-address = \"{peer}\"\n    peer-as = {peer_asn}\n",
+            host.ipv4
+        );
+        std::fs::write(&conf, text).map_err(|e| LabError::io("write gobgpd.toml", e))?;
+        let process = lab.spawn(
+            node,
+            "gobgpd",
+            "gobgpd",
+            &[
+                "-f",
+                &conf.to_string_lossy(),
+                "-t",
+                "toml",
+                "--api-hosts",
+                &format!("{GOBGP_API}:{GOBGP_API_PORT}"),
+            ],
+        )?;
+        let speaker = GobgpSpeaker {
+            node: node.to_owned(),
+            _process: process,
+        };
+        wait_for(Duration::from_secs(10), "gobgpd's API", || {
+            speaker.cli(lab, &["global"]).is_ok()
+        })?;
+        Ok(speaker)
+    }
+
+    fn cli(&self, lab: &Lab, args: &[&str]) -> Result<String, LabError> {
+        let mut all = vec!["-u", GOBGP_API, "-p", GOBGP_API_PORT];
+        all.extend_from_slice(args);
+        lab.exec(&self.node, "gobgp", &all)
+    }
+
+    /// Announces `prefix` (`a.b.c.d/len`) with `attrs`, next hop self.
+    pub fn announce(&self, lab: &Lab, prefix: &str, attrs: &Announcement) -> Result<(), LabError> {
+        let mut args: Vec<String> = ["global", "rib", "add", prefix, "origin", "igp"]
+            .map(str::to_owned)
+            .to_vec();
+        if !attrs.communities.is_empty() {
+            let list: Vec<String> = attrs
+                .communities
+                .iter()
+                .map(|c| format!("{}:{}", c.asn(), c.value()))
+                .collect();
+            args.extend(["community".into(), list.join(",")]);
+        }
+        if !attrs.large_communities.is_empty() {
+            let list: Vec<String> = attrs.large_communities.iter().map(ToString::to_string).collect();
+            args.extend(["large-community".into(), list.join(",")]);
+        }
+        if let Some(med) = attrs.med {
+            args.extend(["med".into(), med.to_string()]);
+        }
+        if let Some(lp) = attrs.local_pref {
+            args.extend(["local-pref".into(), lp.to_string()]);
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.cli(lab, &refs).map(|_| ())
+    }
+
+    /// Withdraws `prefix`.
+    pub fn withdraw(&self, lab: &Lab, prefix: &str) -> Result<(), LabError> {
+        self.cli(lab, &["global", "rib", "del", prefix]).map(|_| ())
+    }
+
+    /// Withdraws every route this speaker announced.
+    pub fn withdraw_all(&self, lab: &Lab) -> Result<(), LabError> {
+        self.cli(lab, &["global", "rib", "-a", "ipv4", "del", "all"])
+            .map(|_| ())
+    }
+
+    /// Loads every route of an MRT TABLE_DUMP_V2 file into the global RIB
+    /// (fast enough for tens of thousands of routes).
+    pub fn inject_mrt(&self, lab: &Lab, file: &Path) -> Result<(), LabError> {
+        self.cli(lab, &["mrt", "inject", "global", &file.to_string_lossy()])
+            .map(|_| ())
+    }
+}
