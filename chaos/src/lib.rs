@@ -5,7 +5,7 @@
 //! It builds hosts as Linux network namespaces joined by veth pairs and a
 //! bridge ([`lab`]), runs real third-party software in them (keepalived;
 //! bird2, FRR and gobgpd as routers in [`router`]; gobgpd as a speaker in
-//! [`speaker`]), injects faults (process signals, link state, isolation,
+//! [`speaker`]; serf in [`serf`]), injects faults (process signals, link state, isolation,
 //! partitions, loss, router restarts), and observes the result from a client
 //! ([`probe`]), from the segment ([`splitbrain`]) and from the router's RIB
 //! and kernel FIB ([`router`]).
@@ -27,6 +27,7 @@ pub mod netns;
 pub mod probe;
 pub mod router;
 pub mod scenario;
+pub mod serf;
 pub mod speaker;
 pub mod splitbrain;
 

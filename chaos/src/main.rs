@@ -62,6 +62,15 @@ enum Bench {
         #[arg(long, value_enum)]
         fault: Vec<FaultArg>,
     },
+    /// serf (memberlist, MetalLB's detector): SIGKILL of a member until the others declare it failed.
+    Serf {
+        /// Runs per cluster size.
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+        /// Cluster sizes.
+        #[arg(long, value_delimiter = ',', default_values_t = vec![3, 10])]
+        nodes: Vec<usize>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -169,6 +178,49 @@ fn bench_keepalived(runs: usize, nodes: usize, faults: Vec<FaultArg>) -> Result<
     Ok(())
 }
 
+fn bench_serf(runs: usize, sizes: Vec<usize>) -> Result<(), LabError> {
+    println!(
+        "{} (LAN profile): failure detection after SIGKILL of one member, {runs} runs each; seconds",
+        serf_version()
+    );
+    println!("| members | first detection median | p90 | max | all agree median | p90 | max | runs |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for nodes in sizes {
+        let (mut first, mut all) = (Vec::new(), Vec::new());
+        for _ in 0..runs {
+            match meshlb_chaos::scenario::serf_detection(nodes) {
+                Ok(d) => {
+                    first.extend(d.first());
+                    all.extend(d.all_agree());
+                }
+                Err(e) => eprintln!("run failed: {e}"),
+            }
+        }
+        if let (Some(f), Some(a)) = (Summary::of(&first), Summary::of(&all)) {
+            println!(
+                "| {nodes} | {} | {} | {} | {} | {} | {} | {} |",
+                secs(f.median),
+                secs(f.p90),
+                secs(f.max),
+                secs(a.median),
+                secs(a.p90),
+                secs(a.max),
+                a.runs
+            );
+        }
+    }
+    Ok(())
+}
+
+fn serf_version() -> String {
+    std::process::Command::new("serf")
+        .arg("version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).lines().next().map(str::to_owned))
+        .unwrap_or_else(|| "serf".into())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -188,6 +240,12 @@ fn main() -> ExitCode {
         } => {
             install_teardown_on_signal();
             bench_keepalived(runs, nodes, fault)
+        }
+        Command::Bench {
+            bench: Bench::Serf { runs, nodes },
+        } => {
+            install_teardown_on_signal();
+            bench_serf(runs, nodes)
         }
     };
     match result {

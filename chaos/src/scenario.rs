@@ -52,7 +52,7 @@ pub struct FailoverRun {
 
 /// A random duration below `limit` (std's per-process random hash keys as
 /// the entropy source: enough to spread fault timing, not for secrets).
-fn random_below(limit: Duration) -> Duration {
+pub(crate) fn random_below(limit: Duration) -> Duration {
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u128(Instant::now().elapsed().as_nanos());
@@ -153,4 +153,20 @@ pub fn keepalived_failover(
         duplicate_answers: log.duplicates().len(),
         interval,
     })
+}
+
+/// serf on `nodes` nodes; after a random 0.5–1.5 s, the last node's agent
+/// is SIGKILLed; returns when each survivor declared it failed.
+pub fn serf_detection(nodes: usize) -> Result<crate::serf::Detection, LabError> {
+    let lab = Lab::build(&LabSpec {
+        nodes,
+        clients: 0,
+        router: false,
+        ipv6: false,
+        ..LabSpec::default()
+    })?;
+    let names: Vec<String> = (1..=nodes).map(|i| format!("node{i}")).collect();
+    let agents = crate::serf::start_cluster(&lab, &names)?;
+    std::thread::sleep(Duration::from_millis(500) + random_below(Duration::from_secs(1)));
+    crate::serf::kill_and_detect(&agents, &format!("node{nodes}"), Duration::from_secs(60))
 }

@@ -299,3 +299,25 @@ fn the_split_brain_detector_fires_on_two_claimants_and_stays_quiet_with_one() {
         assert_eq!(two.max_claimants(ip, window), 2, "{ip}: {two:?}");
     }
 }
+
+#[test]
+fn serf_agents_detect_a_killed_member() {
+    let lab = Lab::build(&LabSpec {
+        nodes: 3,
+        clients: 0,
+        ipv6: false,
+        ..LabSpec::default()
+    })
+    .unwrap();
+    let nodes: Vec<String> = (1..=3).map(|i| format!("node{i}")).collect();
+    let agents = meshlb_chaos::serf::start_cluster(&lab, &nodes).unwrap();
+    let detection = meshlb_chaos::serf::kill_and_detect(&agents, "node3", Duration::from_secs(60)).unwrap();
+    assert_eq!(detection.per_node.keys().collect::<Vec<_>>(), vec!["node1", "node2"]);
+    let (first, all) = (detection.first().unwrap(), detection.all_agree().unwrap());
+    // memberlist's LAN profile takes seconds; generous bounds only.
+    assert!(
+        first > Duration::from_millis(100) && all < Duration::from_secs(60),
+        "{detection:?}"
+    );
+    assert!(first <= all);
+}
