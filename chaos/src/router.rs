@@ -84,7 +84,7 @@ pub struct Router {
     /// The implementation.
     pub kind: RouterKind,
     dir: PathBuf,
-    peers: Vec<(Ipv4Addr, u32)>,
+    peers: Vec<(IpAddr, u32)>,
     processes: Vec<LabProcess>,
 }
 
@@ -100,12 +100,12 @@ impl Router {
     /// Starts `kind` on the lab's router, peering with every node at
     /// [`NODE_ASN`].
     pub fn start(lab: &Lab, kind: RouterKind) -> Result<Router, LabError> {
-        let peers: Vec<(Ipv4Addr, u32)> = lab.hosts_with(Role::Node).map(|h| (h.ipv4, NODE_ASN)).collect();
+        let peers: Vec<(IpAddr, u32)> = lab.hosts_with(Role::Node).map(|h| (h.ipv4.into(), NODE_ASN)).collect();
         Self::start_with_peers(lab, kind, peers)
     }
 
     /// Starts `kind` on the lab's router peering with `peers` (address, AS).
-    pub fn start_with_peers(lab: &Lab, kind: RouterKind, peers: Vec<(Ipv4Addr, u32)>) -> Result<Router, LabError> {
+    pub fn start_with_peers(lab: &Lab, kind: RouterKind, peers: Vec<(IpAddr, u32)>) -> Result<Router, LabError> {
         let dir = lab.log_dir().join(format!("router-{kind}"));
         std::fs::create_dir_all(&dir).map_err(|e| LabError::io(format!("create {}", dir.display()), e))?;
         let mut router = Router {
@@ -134,7 +134,7 @@ impl Router {
                     "router id {id};\nprotocol device {{ }}\n\
                      protocol kernel kernel4 {{ ipv4 {{ import none; export all; }}; merge paths yes; }}\n\
                      protocol kernel kernel6 {{ ipv6 {{ import none; export all; }}; merge paths yes; }}\n\
-                     template bgp nodes {{ local {id} as {ROUTER_ASN}; direct; ipv4 {{ import all; export none; }}; ipv6 {{ import all; export none; }}; }}\n"
+                     template bgp nodes {{ local as {ROUTER_ASN}; direct; ipv4 {{ import all; export none; }}; ipv6 {{ import all; export none; }}; }}\n"
                 );
                 for (i, (addr, asn)) in self.peers.iter().enumerate() {
                     let _ = writeln!(c, "protocol bgp peer{i} from nodes {{ neighbor {addr} as {asn}; }}");
@@ -152,6 +152,11 @@ impl Router {
                 c.push_str(
                     " address-family ipv4 unicast\n  maximum-paths 64\n  maximum-paths ibgp 64\n exit-address-family\n",
                 );
+                c.push_str(" address-family ipv6 unicast\n  maximum-paths 64\n  maximum-paths ibgp 64\n");
+                for (addr, _) in self.peers.iter().filter(|(a, _)| a.is_ipv6()) {
+                    let _ = writeln!(c, "  neighbor {addr} activate");
+                }
+                c.push_str(" exit-address-family\n");
                 write("bgpd.conf", c)?;
                 write("zebra.conf", "hostname router\n".into())?;
                 // FRR daemons drop to user frr and must write here.
@@ -160,9 +165,11 @@ impl Router {
             RouterKind::Gobgp => {
                 let mut c = format!("[global.config]\n  as = {ROUTER_ASN}\n  router-id = \"{id}\"\n");
                 for (addr, asn) in &self.peers {
+                    let family = if addr.is_ipv6() { "ipv6-unicast" } else { "ipv4-unicast" };
                     let _ = write!(
                         c,
-                        "[[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"{addr}\"\n    peer-as = {asn}\n"
+                        "[[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"{addr}\"\n    peer-as = {asn}\n  \
+                         [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = \"{family}\"\n"
                     );
                 }
                 write("gobgpd.toml", c)
@@ -252,7 +259,7 @@ impl Router {
 
     /// Peers whose session is Established.
     pub fn established_peers(&self, lab: &Lab) -> Result<Vec<IpAddr>, LabError> {
-        let peer_addr = |i: usize| self.peers.get(i).map(|(a, _)| IpAddr::V4(*a));
+        let peer_addr = |i: usize| self.peers.get(i).map(|(a, _)| *a);
         Ok(match self.kind {
             RouterKind::Bird => self
                 .query(lab, &["show", "protocols"])?
@@ -263,16 +270,16 @@ impl Router {
                 .collect(),
             RouterKind::Frr => {
                 let v = json(&self.query(lab, &["show", "bgp", "summary", "json"])?)?;
-                v["ipv4Unicast"]["peers"]
-                    .as_object()
-                    .map(|peers| {
-                        peers
-                            .iter()
-                            .filter(|(_, p)| p["state"] == "Established")
-                            .filter_map(|(a, _)| a.parse().ok())
-                            .collect()
-                    })
-                    .unwrap_or_default()
+                let mut up: Vec<IpAddr> = ["ipv4Unicast", "ipv6Unicast"]
+                    .iter()
+                    .filter_map(|family| v[family]["peers"].as_object())
+                    .flat_map(|peers| peers.iter())
+                    .filter(|(_, p)| p["state"] == "Established")
+                    .filter_map(|(a, _)| a.parse().ok())
+                    .collect();
+                up.sort();
+                up.dedup();
+                up
             }
             RouterKind::Gobgp => json(&self.query(lab, &["neighbor", "-j"])?)?
                 .as_array()
@@ -313,13 +320,26 @@ impl Router {
     pub fn rib(&self, lab: &Lab) -> Result<Vec<RibPath>, LabError> {
         match self.kind {
             RouterKind::Bird => {
-                let peers: Vec<IpAddr> = self.peers.iter().map(|(a, _)| IpAddr::V4(*a)).collect();
+                let peers: Vec<IpAddr> = self.peers.iter().map(|(a, _)| *a).collect();
                 Ok(parse_bird_routes(&self.query(lab, &["show", "route", "all"])?, &peers))
             }
-            RouterKind::Frr => parse_frr_routes(&json(
-                &self.query(lab, &["show", "bgp", "ipv4", "unicast", "json", "detail"])?,
-            )?),
-            RouterKind::Gobgp => parse_gobgp_routes(&json(&self.query(lab, &["global", "rib", "-a", "ipv4", "-j"])?)?),
+            RouterKind::Frr => {
+                let mut all = Vec::new();
+                for family in ["ipv4", "ipv6"] {
+                    let text = self.query(lab, &["show", "bgp", family, "unicast", "json", "detail"])?;
+                    all.extend(parse_frr_routes(&json(&text)?)?);
+                }
+                Ok(all)
+            }
+            RouterKind::Gobgp => {
+                let mut all = Vec::new();
+                for family in ["ipv4", "ipv6"] {
+                    all.extend(parse_gobgp_routes(&json(
+                        &self.query(lab, &["global", "rib", "-a", family, "-j"])?,
+                    )?)?);
+                }
+                Ok(all)
+            }
         }
     }
 
@@ -535,7 +555,7 @@ fn parse_gobgp_routes(v: &Value) -> Result<Vec<RibPath>, LabError> {
                             .map(|x| x as u32)
                             .collect()
                     }
-                    Some(3) => {
+                    Some(3 | 14) => {
                         if let Some(nh) = a["nexthop"].as_str().and_then(|s| s.parse().ok()) {
                             path.next_hop = nh;
                         }
@@ -574,10 +594,14 @@ fn parse_gobgp_routes(v: &Value) -> Result<Vec<RibPath>, LabError> {
     Ok(out)
 }
 
-/// The kernel routes of `host` (main table), with ECMP next hops resolved
-/// through nexthop groups where the route names one.
+/// The kernel routes of `host` (main tables of both families), with ECMP
+/// next hops resolved through nexthop groups where a route names one.
 pub fn kernel_routes(lab: &Lab, host: &str) -> Result<Vec<FibRoute>, LabError> {
-    let routes = json(&lab.exec(host, "ip", &["-j", "route", "show"])?)?;
+    let mut routes = json(&lab.exec(host, "ip", &["-j", "route", "show"])?)?;
+    let v6 = json(&lab.exec(host, "ip", &["-6", "-j", "route", "show"])?)?;
+    if let (Some(all), Some(more)) = (routes.as_array_mut(), v6.as_array()) {
+        all.extend(more.iter().cloned());
+    }
     let groups = json(
         &lab.exec(host, "ip", &["-j", "nexthop", "show"])
             .unwrap_or_else(|_| "[]".into()),

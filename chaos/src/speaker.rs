@@ -6,7 +6,7 @@ use crate::error::LabError;
 use crate::lab::{Lab, LabProcess};
 use crate::router::{GOBGP_API, GOBGP_API_PORT, wait_for};
 use meshlb_wire::bgp::{Community, LargeCommunity};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -23,6 +23,11 @@ pub struct Announcement {
     pub local_pref: Option<u32>,
 }
 
+/// gobgp's name for the family of `prefix`.
+fn family_of(prefix: &str) -> &'static str {
+    if prefix.contains(':') { "ipv6" } else { "ipv4" }
+}
+
 /// gobgpd running on a node.
 #[derive(Debug)]
 pub struct GobgpSpeaker {
@@ -33,12 +38,14 @@ pub struct GobgpSpeaker {
 
 impl GobgpSpeaker {
     /// Starts gobgpd on `node` as AS `asn`, peering with `peer` (AS `peer_asn`).
-    pub fn start(lab: &Lab, node: &str, asn: u32, peer: Ipv4Addr, peer_asn: u32) -> Result<GobgpSpeaker, LabError> {
+    pub fn start(lab: &Lab, node: &str, asn: u32, peer: IpAddr, peer_asn: u32) -> Result<GobgpSpeaker, LabError> {
         let host = lab.host(node)?;
         let conf = lab.log_dir().join(format!("{node}-gobgpd.toml"));
+        let family = if peer.is_ipv6() { "ipv6-unicast" } else { "ipv4-unicast" };
         let text = format!(
             "[global.config]\n  as = {asn}\n  router-id = \"{}\"\n[[neighbors]]\n  [neighbors.config]\n    \
-             neighbor-address = \"{peer}\"\n    peer-as = {peer_asn}\n",
+             neighbor-address = \"{peer}\"\n    peer-as = {peer_asn}\n  [[neighbors.afi-safis]]\n    \
+             [neighbors.afi-safis.config]\n      afi-safi-name = \"{family}\"\n",
             host.ipv4
         );
         std::fs::write(&conf, text).map_err(|e| LabError::io("write gobgpd.toml", e))?;
@@ -73,7 +80,7 @@ impl GobgpSpeaker {
 
     /// Announces `prefix` (`a.b.c.d/len`) with `attrs`, next hop self.
     pub fn announce(&self, lab: &Lab, prefix: &str, attrs: &Announcement) -> Result<(), LabError> {
-        let mut args: Vec<String> = ["global", "rib", "add", prefix, "origin", "igp"]
+        let mut args: Vec<String> = ["global", "rib", "-a", family_of(prefix), "add", prefix, "origin", "igp"]
             .map(str::to_owned)
             .to_vec();
         if !attrs.communities.is_empty() {
@@ -100,13 +107,16 @@ impl GobgpSpeaker {
 
     /// Withdraws `prefix`.
     pub fn withdraw(&self, lab: &Lab, prefix: &str) -> Result<(), LabError> {
-        self.cli(lab, &["global", "rib", "del", prefix]).map(|_| ())
+        self.cli(lab, &["global", "rib", "-a", family_of(prefix), "del", prefix])
+            .map(|_| ())
     }
 
-    /// Withdraws every route this speaker announced.
+    /// Withdraws every route this speaker announced, both families.
     pub fn withdraw_all(&self, lab: &Lab) -> Result<(), LabError> {
-        self.cli(lab, &["global", "rib", "-a", "ipv4", "del", "all"])
-            .map(|_| ())
+        for family in ["ipv4", "ipv6"] {
+            self.cli(lab, &["global", "rib", "-a", family, "del", "all"])?;
+        }
+        Ok(())
     }
 
     /// Loads every route of an MRT TABLE_DUMP_V2 file into the global RIB

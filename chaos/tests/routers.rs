@@ -49,8 +49,8 @@ fn router_round_trip(kind: RouterKind) {
     let router_ip = lab.host("router").unwrap().ipv4;
     let nodes: Vec<_> = lab.hosts_with(Role::Node).cloned().collect();
     // node1..3 speak eBGP; node4 speaks iBGP (same AS as the router).
-    let mut peers: Vec<_> = nodes[..3].iter().map(|n| (n.ipv4, NODE_ASN)).collect();
-    peers.push((nodes[3].ipv4, ROUTER_ASN));
+    let mut peers: Vec<(IpAddr, u32)> = nodes[..3].iter().map(|n| (n.ipv4.into(), NODE_ASN)).collect();
+    peers.push((nodes[3].ipv4.into(), ROUTER_ASN));
     let mut router = Router::start_with_peers(&lab, kind, peers).unwrap();
     let speakers: Vec<GobgpSpeaker> = nodes
         .iter()
@@ -60,7 +60,7 @@ fn router_round_trip(kind: RouterKind) {
                 &lab,
                 &n.name,
                 if i < 3 { NODE_ASN } else { ROUTER_ASN },
-                router_ip,
+                router_ip.into(),
                 ROUTER_ASN,
             )
             .unwrap()
@@ -152,4 +152,81 @@ fn frr_router() {
 #[test]
 fn gobgpd_router() {
     router_round_trip(RouterKind::Gobgp);
+}
+
+/// IPv6 sessions carry IPv6 host routes; bird2 and FRR install them as ECMP.
+fn ipv6_round_trip(kind: RouterKind) {
+    let lab = Lab::build(&LabSpec {
+        nodes: 2,
+        clients: 0,
+        router: true,
+        ipv6: true,
+        ..LabSpec::default()
+    })
+    .unwrap();
+    let router_v6: IpAddr = lab.host("router").unwrap().ipv6.unwrap().into();
+    let nodes: Vec<_> = lab.hosts_with(Role::Node).cloned().collect();
+    let peers: Vec<(IpAddr, u32)> = nodes.iter().map(|n| (n.ipv6.unwrap().into(), NODE_ASN)).collect();
+    let router = Router::start_with_peers(&lab, kind, peers).unwrap();
+    let speakers: Vec<GobgpSpeaker> = nodes
+        .iter()
+        .map(|n| GobgpSpeaker::start(&lab, &n.name, NODE_ASN, router_v6, ROUTER_ASN).unwrap())
+        .collect();
+    router.wait_established(&lab, 2, Duration::from_secs(60)).unwrap();
+    let prefix = "2001:db8:100::10/128";
+    for s in &speakers {
+        s.announce(&lab, prefix, &Announcement::default()).unwrap();
+    }
+    let rib = router
+        .wait_rib(&lab, Duration::from_secs(20), |rib| paths(rib, prefix).len() == 2)
+        .unwrap();
+    let mut peers_seen: Vec<IpAddr> = paths(&rib, prefix).iter().map(|p| p.peer).collect();
+    peers_seen.sort();
+    let mut node_v6: Vec<IpAddr> = nodes.iter().map(|n| n.ipv6.unwrap().into()).collect();
+    node_v6.sort();
+    assert_eq!(peers_seen, node_v6, "{kind}");
+    if kind != RouterKind::Gobgp {
+        // On a shared link the kernel route may use the nodes' link-local
+        // addresses instead of their global ones.
+        let node_of = |hop: &IpAddr| {
+            nodes.iter().position(|n| {
+                *hop == IpAddr::from(n.ipv6.unwrap())
+                    || *hop == IpAddr::from(meshlb_wire::ipv6::link_local_from_mac(n.mac))
+            })
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let fib = kernel_routes(&lab, "router").unwrap();
+            let hops = fib
+                .iter()
+                .find(|r| r.prefix == prefix)
+                .map(|r| r.next_hops.clone())
+                .unwrap_or_default();
+            let mut via: Vec<Option<usize>> = hops.iter().map(node_of).collect();
+            via.sort();
+            if via == [Some(0), Some(1)] {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{kind}: FIB next hops for {prefix}: {hops:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+#[test]
+fn bird2_router_ipv6() {
+    ipv6_round_trip(RouterKind::Bird);
+}
+
+#[test]
+fn frr_router_ipv6() {
+    ipv6_round_trip(RouterKind::Frr);
+}
+
+#[test]
+fn gobgpd_router_ipv6() {
+    ipv6_round_trip(RouterKind::Gobgp);
 }
