@@ -319,6 +319,15 @@ impl Lab {
         self.keep_logs.store(true, Ordering::Relaxed);
     }
 
+    /// Runs a scenario on this lab, keeping the logs if it fails.
+    pub fn run<T>(&self, scenario: impl FnOnce(&Lab) -> Result<T, LabError>) -> Result<T, LabError> {
+        let result = scenario(self);
+        if result.is_err() {
+            self.keep_logs();
+        }
+        result
+    }
+
     /// Runs a command to completion inside `host`'s namespace.
     pub fn exec(&self, host: &str, program: &str, args: &[&str]) -> Result<String, LabError> {
         run_in(&self.host(host)?.netns, program, args)

@@ -23,6 +23,7 @@ pub mod bench;
 mod error;
 pub mod keepalived;
 pub mod lab;
+pub mod mrt;
 pub mod netns;
 pub mod probe;
 pub mod router;

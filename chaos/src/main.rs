@@ -62,6 +62,15 @@ enum Bench {
         #[arg(long, value_enum)]
         fault: Vec<FaultArg>,
     },
+    /// gobgpd as a speaker: IPv6 host routes until they are in bird2's RIB and the kernel FIB, and gone.
+    GobgpRoutes {
+        /// Runs per route count.
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+        /// Route counts.
+        #[arg(long, value_delimiter = ',', default_values_t = vec![1000, 10000])]
+        routes: Vec<usize>,
+    },
     /// serf (memberlist, MetalLB's detector): SIGKILL of a member until the others declare it failed.
     Serf {
         /// Runs per cluster size.
@@ -212,6 +221,33 @@ fn bench_serf(runs: usize, sizes: Vec<usize>) -> Result<(), LabError> {
     Ok(())
 }
 
+fn bench_gobgp_routes(runs: usize, counts: Vec<usize>) -> Result<(), LabError> {
+    println!("gobgpd (speaker, node1) -> bird2 (router), one IPv6 eBGP session, {runs} runs each; seconds");
+    println!(
+        "| routes | session Established -> all in RIB (median / p90 / max) | -> all in kernel FIB | delete all -> RIB empty | -> FIB empty | runs |"
+    );
+    println!("|---|---|---|---|---|---|");
+    let cell = |s: Option<Summary>| {
+        s.map(|s| format!("{} / {} / {}", secs(s.median), secs(s.p90), secs(s.max)))
+            .unwrap_or_default()
+    };
+    for count in counts {
+        let done = meshlb_chaos::scenario::gobgp_route_scale(count, runs)?;
+        let pick = |f: fn(&meshlb_chaos::scenario::RouteScaleRun) -> std::time::Duration| {
+            Summary::of(&done.iter().map(f).collect::<Vec<_>>())
+        };
+        println!(
+            "| {count} | {} | {} | {} | {} | {} |",
+            cell(pick(|r| r.rib)),
+            cell(pick(|r| r.fib)),
+            cell(pick(|r| r.withdraw_rib)),
+            cell(pick(|r| r.withdraw_fib)),
+            done.len()
+        );
+    }
+    Ok(())
+}
+
 fn serf_version() -> String {
     std::process::Command::new("serf")
         .arg("version")
@@ -240,6 +276,12 @@ fn main() -> ExitCode {
         } => {
             install_teardown_on_signal();
             bench_keepalived(runs, nodes, fault)
+        }
+        Command::Bench {
+            bench: Bench::GobgpRoutes { runs, routes },
+        } => {
+            install_teardown_on_signal();
+            bench_gobgp_routes(runs, routes)
         }
         Command::Bench {
             bench: Bench::Serf { runs, nodes },

@@ -14,7 +14,7 @@ use serde_json::Value;
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The router's AS.
 pub const ROUTER_ASN: u32 = 64512;
@@ -131,10 +131,10 @@ impl Router {
         match self.kind {
             RouterKind::Bird => {
                 let mut c = format!(
-                    "router id {id};\nprotocol device {{ }}\n\
+                    "router id {id};\ntimeformat protocol iso long ms;\ntimeformat route iso long ms;\nprotocol device {{ }}\n\
                      protocol kernel kernel4 {{ ipv4 {{ import none; export all; }}; merge paths yes; }}\n\
                      protocol kernel kernel6 {{ ipv6 {{ import none; export all; }}; merge paths yes; }}\n\
-                     template bgp nodes {{ local as {ROUTER_ASN}; direct; ipv4 {{ import all; export none; }}; ipv6 {{ import all; export none; }}; }}\n"
+                     template bgp nodes {{ local as {ROUTER_ASN}; direct; connect delay time 0; error wait time 1, 1; ipv4 {{ import all; export none; }}; ipv6 {{ import all; export none; }}; }}\n"
                 );
                 for (i, (addr, asn)) in self.peers.iter().enumerate() {
                     let _ = writeln!(c, "protocol bgp peer{i} from nodes {{ neighbor {addr} as {asn}; }}");
@@ -180,11 +180,23 @@ impl Router {
     fn launch(&mut self, lab: &Lab) -> Result<(), LabError> {
         let p = |f: &str| self.path(f);
         self.processes = match self.kind {
+            // TZ=UTC: bird prints local time, and the route-scale
+            // benchmark compares its timestamps with the system clock.
             RouterKind::Bird => vec![lab.spawn(
                 "router",
                 "bird",
-                "bird",
-                &["-f", "-c", &p("bird.conf"), "-s", &p("bird.ctl"), "-P", &p("bird.pid")],
+                "env",
+                &[
+                    "TZ=UTC",
+                    "bird",
+                    "-f",
+                    "-c",
+                    &p("bird.conf"),
+                    "-s",
+                    &p("bird.ctl"),
+                    "-P",
+                    &p("bird.pid"),
+                ],
             )?],
             RouterKind::Frr => {
                 let common = |conf: String, pid: String| {
@@ -652,6 +664,84 @@ pub fn kernel_routes(lab: &Lab, host: &str) -> Result<Vec<FibRoute>, LabError> {
         .collect())
 }
 
+impl Router {
+    /// Routes in bird2's tables, from `show route count` (bird2 only).
+    pub fn bird_route_count(&self, lab: &Lab) -> Result<usize, LabError> {
+        if self.kind != RouterKind::Bird {
+            return Err(LabError::Invalid(format!(
+                "route counting is implemented for bird2, not {}",
+                self.kind
+            )));
+        }
+        // "10000 of 10000 routes for 10000 networks in table master6"
+        Ok(self
+            .query(lab, &["show", "route", "count"])?
+            .lines()
+            .filter_map(|l| l.split_whitespace().next()?.parse::<usize>().ok())
+            .sum())
+    }
+}
+
+impl Router {
+    /// When bird2's session with `peers[index]` last reached Established.
+    pub fn bird_established_at(&self, lab: &Lab, index: usize) -> Result<SystemTime, LabError> {
+        // "peer0      BGP        ---        up     2026-11-22 13:34:10.558  Established"
+        let out = self.query(lab, &["show", "protocols", &format!("peer{index}")])?;
+        out.lines()
+            .find(|l| l.starts_with(&format!("peer{index} ")) && l.contains("Established"))
+            .and_then(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                bird_time(f.get(4)?, f.get(5)?)
+            })
+            .ok_or_else(|| LabError::Invalid(format!("peer{index} is not Established: {out}")))
+    }
+
+    /// The latest import time of any route in bird2's tables.
+    pub fn bird_last_import(&self, lab: &Lab) -> Result<Option<SystemTime>, LabError> {
+        // "2001:db8:100::1/128  unicast [peer0 2026-11-22 13:34:10.600] * (100) [AS64513i]"
+        Ok(self
+            .query(lab, &["show", "route"])?
+            .lines()
+            .filter_map(|l| {
+                let inner = l.split_once(" [peer")?.1;
+                let mut f = inner.split_whitespace().skip(1);
+                bird_time(f.next()?, f.next()?.trim_end_matches(']'))
+            })
+            .max())
+    }
+}
+
+/// bird2's `iso long ms` time ("2026-11-22", "13:34:10.558"), in UTC.
+fn bird_time(date: &str, time: &str) -> Option<SystemTime> {
+    let d: Vec<i64> = date.split('-').map(|x| x.parse().ok()).collect::<Option<_>>()?;
+    let (hms, ms) = time.split_once('.')?;
+    let t: Vec<u64> = hms.split(':').map(|x| x.parse().ok()).collect::<Option<_>>()?;
+    let ([y, m, day], [hh, mm, ss]) = (d.as_slice(), t.as_slice()) else {
+        return None;
+    };
+    // Days since 1970-01-01 in the proleptic Gregorian calendar.
+    let (y, m) = if *m <= 2 { (y - 1, m + 9) } else { (*y, m - 3) };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = u64::try_from(era * 146_097 + doe - 719_468).ok()?;
+    let secs = days * 86_400 + hh * 3600 + mm * 60 + ss;
+    Some(UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(ms.parse().ok()?))
+}
+
+/// Kernel routes of `host` installed by protocol `proto` (e.g. `bird`), both families.
+pub fn kernel_route_count(lab: &Lab, host: &str, proto: &str) -> Result<usize, LabError> {
+    let mut n = 0;
+    for family in ["-4", "-6"] {
+        n += lab
+            .exec(host, "ip", &[family, "-o", "route", "show", "proto", proto])?
+            .lines()
+            .count();
+    }
+    Ok(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -682,6 +772,21 @@ mod tests {
         assert_eq!(rib[1].prefix, "203.0.113.10/32");
         assert_eq!(rib[1].next_hop.to_string(), "198.51.100.12");
         assert_eq!((rib[0].peer, rib[1].peer), (peers[0], peers[1]));
+    }
+
+    #[test]
+    fn bird_times_are_utc() {
+        let t = bird_time("2026-11-22", "13:34:10.558").expect("valid");
+        assert_eq!(
+            t.duration_since(UNIX_EPOCH).expect("after epoch").as_millis(),
+            1_795_354_450_558
+        );
+        let leap = bird_time("2024-02-29", "00:00:00.000").expect("valid");
+        assert_eq!(
+            leap.duration_since(UNIX_EPOCH).expect("after epoch").as_secs(),
+            1_709_164_800
+        );
+        assert_eq!(bird_time("2026-11-22", "13:34:10"), None);
     }
 
     #[test]

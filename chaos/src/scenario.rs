@@ -97,16 +97,26 @@ pub fn keepalived_failover(
         spec.log_root = root.to_path_buf();
     }
     let lab = Lab::build(&spec)?;
-    let _responders = start_responders(&lab, lab_binary)?;
+    lab.run(|lab| keepalived_failover_in(lab, lab_binary, nodes, vrrp, fault))
+}
+
+fn keepalived_failover_in(
+    lab: &Lab,
+    lab_binary: &Path,
+    nodes: usize,
+    vrrp: &VrrpSpec,
+    fault: NodeFault,
+) -> Result<FailoverRun, LabError> {
+    let _responders = start_responders(lab, lab_binary)?;
     let daemons: Vec<LabProcess> = (1..=nodes)
-        .map(|i| keepalived::start(&lab, &format!("node{i}"), 250u8.saturating_sub(10 * i as u8), vrrp))
+        .map(|i| keepalived::start(lab, &format!("node{i}"), 250u8.saturating_sub(10 * i as u8), vrrp))
         .collect::<Result<_, _>>()?;
     // node1 has the highest priority and preempts: it is the steady master.
     let master = "node1".to_owned();
-    keepalived::wait_for_master(&lab, &master, vrrp.vip, Duration::from_secs(15))?;
+    keepalived::wait_for_master(lab, &master, vrrp.vip, Duration::from_secs(15))?;
     let interval = Duration::from_millis(10);
     let prober = Prober::start(
-        &lab,
+        lab,
         "client1",
         SocketAddr::new(vrrp.vip.into(), RESPONDER_PORT),
         interval,
@@ -132,7 +142,7 @@ pub fn keepalived_failover(
         .wait_for_answer(fault_at, OBSERVE_AFTER_FAULT, |n| n != master)
         .ok();
     std::thread::sleep(Duration::from_millis(300));
-    let mut vip_holders_after = keepalived::holders(&lab, vrrp.vip);
+    let mut vip_holders_after = keepalived::holders(lab, vrrp.vip);
     if fault == NodeFault::Crash {
         // The crashed node's namespace keeps its addresses, but it is cut
         // off and runs nothing: a dead machine holds no IP.
@@ -165,8 +175,112 @@ pub fn serf_detection(nodes: usize) -> Result<crate::serf::Detection, LabError> 
         ipv6: false,
         ..LabSpec::default()
     })?;
-    let names: Vec<String> = (1..=nodes).map(|i| format!("node{i}")).collect();
-    let agents = crate::serf::start_cluster(&lab, &names)?;
-    std::thread::sleep(Duration::from_millis(500) + random_below(Duration::from_secs(1)));
-    crate::serf::kill_and_detect(&agents, &format!("node{nodes}"), Duration::from_secs(60))
+    lab.run(|lab| {
+        let names: Vec<String> = (1..=nodes).map(|i| format!("node{i}")).collect();
+        let agents = crate::serf::start_cluster(lab, &names)?;
+        std::thread::sleep(Duration::from_millis(500) + random_below(Duration::from_secs(1)));
+        crate::serf::kill_and_detect(&agents, &format!("node{nodes}"), Duration::from_secs(60))
+    })
+}
+
+/// One route-scale run: from the speaker loading the routes (or withdrawing
+/// them) until the router's RIB and kernel FIB hold all of them (or none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteScaleRun {
+    /// Until every route is in bird2's RIB.
+    pub rib: Duration,
+    /// Until every route is in the router's kernel FIB.
+    pub fib: Duration,
+    /// From the withdrawal until bird2's RIB has none left.
+    pub withdraw_rib: Duration,
+    /// From the withdrawal until the kernel FIB has none left.
+    pub withdraw_fib: Duration,
+}
+
+/// gobgpd on node1 announces `count` IPv6 host routes (2001:db8:100::/64)
+/// to bird2 on the router over an IPv6 eBGP session, `runs` times: the
+/// routes are loaded into gobgpd while the session is down (from an MRT
+/// dump), then the session is enabled and timed from Established until
+/// bird2's RIB and the router's kernel FIB hold all of them; then one "delete all" is timed
+/// until both are empty. (The lab's IPv4 ranges hold only 768 host routes,
+/// so host routes at this scale are IPv6 /128s.)
+pub fn gobgp_route_scale(count: usize, runs: usize) -> Result<Vec<RouteScaleRun>, LabError> {
+    let lab = Lab::build(&LabSpec {
+        nodes: 1,
+        clients: 0,
+        router: true,
+        ipv6: true,
+        ..LabSpec::default()
+    })?;
+    lab.run(|lab| gobgp_route_scale_in(lab, count, runs))
+}
+
+fn gobgp_route_scale_in(lab: &Lab, count: usize, runs: usize) -> Result<Vec<RouteScaleRun>, LabError> {
+    use crate::router::{NODE_ASN, ROUTER_ASN, Router, RouterKind, kernel_route_count, wait_for};
+    let node = lab.host("node1")?.clone();
+    let node_v6 = node.ipv6.ok_or_else(|| LabError::Invalid("node1 has no IPv6".into()))?;
+    let router_v6 = lab
+        .host("router")?
+        .ipv6
+        .ok_or_else(|| LabError::Invalid("router has no IPv6".into()))?;
+    let router = Router::start_with_peers(lab, RouterKind::Bird, vec![(node_v6.into(), NODE_ASN)])?;
+    let speaker = crate::speaker::GobgpSpeaker::start(lab, "node1", NODE_ASN, router_v6.into(), ROUTER_ASN)?;
+    router.wait_established(lab, 1, Duration::from_secs(60))?;
+
+    let (base, _) = crate::lab::SERVICE_NET_V6;
+    let prefixes: Vec<meshlb_wire::bgp::Prefix6> = (1..=count as u128)
+        .map(|i| meshlb_wire::bgp::Prefix::host(std::net::Ipv6Addr::from(u128::from(base) + i)))
+        .collect();
+    let dump = crate::mrt::table_dump(node_v6.into(), NODE_ASN, node.ipv4, &prefixes, node_v6.into());
+    let file = lab.log_dir().join(format!("routes-{count}.mrt"));
+    std::fs::write(&file, dump).map_err(|e| LabError::io("write MRT dump", e))?;
+
+    let limit = Duration::from_secs(120);
+    let count_v6 = |lab: &Lab| router.bird_route_count(lab);
+    let mut out = Vec::new();
+    for _ in 0..runs {
+        // Untimed: the session is down while gobgpd's RIB is filled.
+        speaker.disable_peer(lab, router_v6.into())?;
+        wait_for(limit, "bird2's RIB to empty", || count_v6(lab).is_ok_and(|n| n == 0))?;
+        wait_for(limit, "the kernel FIB to empty", || {
+            kernel_route_count(lab, "router", "bird").is_ok_and(|n| n == 0)
+        })?;
+        speaker.load_mrt(lab, &file, "ipv6", count)?;
+
+        // Timed from the session reaching Established, by bird2's own
+        // millisecond clock (session setup waits on gobgpd's reconnect
+        // timer, which is not route transfer): until the last route is
+        // imported into bird2's RIB, and until the kernel FIB holds all
+        // (polled, so a few milliseconds late at worst).
+        speaker.enable_peer(lab, router_v6.into())?;
+        wait_for(limit, &format!("{count} routes in bird2's RIB"), || {
+            count_v6(lab).is_ok_and(|n| n >= count)
+        })?;
+        wait_for(limit, &format!("{count} routes in the kernel FIB"), || {
+            kernel_route_count(lab, "router", "bird").is_ok_and(|n| n >= count)
+        })?;
+        let fib_done = std::time::SystemTime::now();
+        let established = router.bird_established_at(lab, 0)?;
+        let last_import = router
+            .bird_last_import(lab)?
+            .ok_or_else(|| LabError::Invalid("bird2 shows no routes".into()))?;
+        let rib = last_import.duration_since(established).unwrap_or_default();
+        let fib = fib_done.duration_since(established).unwrap_or_default();
+
+        // Timed: one "delete all" until both are empty.
+        let start = Instant::now();
+        speaker.withdraw_all(lab)?;
+        wait_for(limit, "bird2's RIB to empty", || count_v6(lab).is_ok_and(|n| n == 0))?;
+        let withdraw_rib = start.elapsed();
+        wait_for(limit, "the kernel FIB to empty", || {
+            kernel_route_count(lab, "router", "bird").is_ok_and(|n| n == 0)
+        })?;
+        out.push(RouteScaleRun {
+            rib,
+            fib,
+            withdraw_rib,
+            withdraw_fib: start.elapsed(),
+        });
+    }
+    Ok(out)
 }

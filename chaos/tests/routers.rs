@@ -230,3 +230,15 @@ fn frr_router_ipv6() {
 fn gobgpd_router_ipv6() {
     ipv6_round_trip(RouterKind::Gobgp);
 }
+
+#[test]
+fn gobgpd_loads_an_mrt_dump_into_bird2_and_the_kernel() {
+    let runs = meshlb_chaos::scenario::gobgp_route_scale(300, 1).unwrap();
+    let run = runs[0];
+    assert!(run.rib <= run.fib, "{run:?}");
+    assert!(run.withdraw_rib <= run.withdraw_fib, "{run:?}");
+    assert!(
+        run.fib < Duration::from_secs(60) && run.withdraw_fib < Duration::from_secs(60),
+        "{run:?}"
+    );
+}

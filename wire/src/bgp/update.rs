@@ -178,7 +178,8 @@ impl<A: PrefixAddr> Prefix<A> {
         addr.to_bits() & netmask(A::BITS, self.len) == self.addr.to_bits()
     }
 
-    fn encode(&self, buf: &mut Vec<u8>) {
+    /// Appends the NLRI encoding: length in bits, then ceil(length/8) octets.
+    pub fn encode_nlri(&self, buf: &mut Vec<u8>) {
         buf.push(self.len);
         let bytes = self.addr.to_bits().to_be_bytes();
         let width = usize::from(A::BITS / 8);
@@ -224,7 +225,7 @@ fn decode_prefixes<A: PrefixAddr>(data: &[u8], what: &'static str) -> Result<Vec
 }
 
 fn encode_prefixes<A: PrefixAddr>(prefixes: &[Prefix<A>], buf: &mut Vec<u8>) {
-    prefixes.iter().for_each(|p| p.encode(buf));
+    prefixes.iter().for_each(|p| p.encode_nlri(buf));
 }
 
 // ===== Attribute values =====
