@@ -16,10 +16,11 @@
 //! `meshlb-lab sweep` after a crash.
 //!
 //! This kernel has no `sch_netem`, `dummy` or `matchall`: loss is applied
-//! with nftables on the bridge (`numgen random`); delay and reordering are
-//! not available yet.
+//! with nftables on the bridge (`numgen random`), delay and reordering by a
+//! userspace delayer on NFQUEUE ([`delay`]).
 
 pub mod bench;
+pub mod delay;
 mod error;
 pub mod keepalived;
 pub mod lab;

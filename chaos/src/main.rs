@@ -37,6 +37,21 @@ enum Command {
         #[command(subcommand)]
         bench: Bench,
     },
+    /// Hold packets queued to NFQUEUE for a delay (run inside a lab's switch namespace).
+    Delayer {
+        /// NFQUEUE number.
+        #[arg(long)]
+        queue: u16,
+        /// Delay in milliseconds.
+        #[arg(long)]
+        delay_ms: u64,
+        /// Jitter in milliseconds (uniform, both ways).
+        #[arg(long, default_value_t = 0)]
+        jitter_ms: u64,
+        /// Percentage of packets let through at once.
+        #[arg(long, default_value_t = 0.0)]
+        reorder_percent: f64,
+    },
     /// Answer UDP probes with this node's name (run inside a lab node).
     Responder {
         /// Name to answer with.
@@ -262,6 +277,20 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Responder { name, port } => {
             run_responder(&name, port).map_err(|e| LabError::io(format!("responder on port {port}"), e))
+        }
+        Command::Delayer {
+            queue,
+            delay_ms,
+            jitter_ms,
+            reorder_percent,
+        } => {
+            let impairment = meshlb_chaos::delay::Impairment {
+                delay: std::time::Duration::from_millis(delay_ms),
+                jitter: std::time::Duration::from_millis(jitter_ms),
+                reorder_percent,
+            };
+            meshlb_chaos::delay::run_delayer(queue, &impairment)
+                .map_err(|e| LabError::io(format!("delayer on NFQUEUE {queue}"), e))
         }
         Command::Sweep { all } => {
             let scope = if all { SweepScope::All } else { SweepScope::Orphaned };

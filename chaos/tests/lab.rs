@@ -321,3 +321,78 @@ fn serf_agents_detect_a_killed_member() {
     );
     assert!(first <= all);
 }
+
+fn median_rtt(log: &ProbeLog) -> Duration {
+    let mut rtts: Vec<Duration> = log
+        .probes
+        .iter()
+        .filter_map(|p| p.answers.first().map(|(at, _)| at.saturating_duration_since(p.sent)))
+        .collect();
+    assert!(!rtts.is_empty(), "no probe was answered");
+    rtts.sort();
+    rtts[rtts.len() / 2]
+}
+
+/// Answers that arrived before the answer to an earlier probe.
+fn reordered_answers(log: &ProbeLog) -> usize {
+    let mut arrivals: Vec<(Instant, u64)> = log
+        .probes
+        .iter()
+        .filter_map(|p| p.answers.first().map(|(at, _)| (*at, p.seq)))
+        .collect();
+    arrivals.sort();
+    arrivals.windows(2).filter(|w| w[1].1 < w[0].1).count()
+}
+
+#[test]
+fn delay_and_reordering_take_effect() {
+    use meshlb_chaos::delay::{Delay, Impairment};
+    let lab = Lab::build(&LabSpec {
+        nodes: 1,
+        clients: 1,
+        ipv6: true,
+        ..LabSpec::default()
+    })
+    .unwrap();
+    let _responders = start_responders(&lab, Path::new(LAB_BINARY)).unwrap();
+    let to_node1 = target(&lab, "node1", false);
+    let to_node1_v6 = target(&lab, "node1", true);
+    let clean = median_rtt(&probe_for(&lab, "client1", to_node1, Duration::from_millis(300)));
+    assert!(clean < Duration::from_millis(20), "clean RTT {clean:?}");
+
+    let sixty = Impairment {
+        delay: Duration::from_millis(60),
+        jitter: Duration::ZERO,
+        reorder_percent: 0.0,
+    };
+    let delay = Delay::start(&lab, "node1", &sixty, Path::new(LAB_BINARY)).unwrap();
+    for to in [to_node1, to_node1_v6] {
+        let log = probe_for(&lab, "client1", to, Duration::from_secs(1));
+        let rtt = median_rtt(&log);
+        assert!(
+            rtt >= Duration::from_millis(55) && rtt < Duration::from_millis(300),
+            "{to}: RTT {rtt:?}"
+        );
+        assert_eq!(reordered_answers(&log), 0, "a fixed delay keeps order");
+    }
+    delay.stop().unwrap();
+
+    let shuffle = Impairment {
+        delay: Duration::from_millis(40),
+        jitter: Duration::from_millis(10),
+        reorder_percent: 50.0,
+    };
+    let delay = Delay::start(&lab, "node1", &shuffle, Path::new(LAB_BINARY)).unwrap();
+    let log = probe_for(&lab, "client1", to_node1, Duration::from_millis(1500));
+    assert!(
+        reordered_answers(&log) > 5,
+        "reordering: {} inversions",
+        reordered_answers(&log)
+    );
+    delay.stop().unwrap();
+    let after = median_rtt(&probe_for(&lab, "client1", to_node1, Duration::from_millis(300)));
+    assert!(
+        after < Duration::from_millis(20),
+        "RTT after removing the delay {after:?}"
+    );
+}
