@@ -26,6 +26,21 @@ struct Cli {
 enum Command {
     /// Build a 3-node lab, fail over keepalived under a 10 ms prober, print the outage, tear down.
     Smoke,
+    /// Build a lab, print its hosts, keep it up until Ctrl-C (then tear it down).
+    Up {
+        /// Nodes.
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// Clients.
+        #[arg(long, default_value_t = 1)]
+        clients: usize,
+        /// Run this BGP router on a router host, peering with every node.
+        #[arg(long, value_enum)]
+        router: Option<RouterArg>,
+        /// IPv4 only.
+        #[arg(long)]
+        no_ipv6: bool,
+    },
     /// Remove lab namespaces (and their processes) left behind by dead runs.
     Sweep {
         /// Remove every lab, including those of running processes.
@@ -98,6 +113,13 @@ enum Bench {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum RouterArg {
+    Bird,
+    Frr,
+    Gobgp,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum FaultArg {
     Crash,
     Freeze,
@@ -159,6 +181,36 @@ fn smoke() -> Result<(), LabError> {
     }
     println!("lab torn down. meshlb's own agent replaces keepalived here once Layer 2 mode lands.");
     Ok(())
+}
+
+fn up(nodes: usize, clients: usize, router: Option<RouterArg>, ipv6: bool) -> Result<(), LabError> {
+    use meshlb_chaos::router::{Router, RouterKind};
+    let lab = meshlb_chaos::Lab::build(&meshlb_chaos::LabSpec {
+        nodes,
+        clients,
+        router: router.is_some(),
+        ipv6,
+        ..meshlb_chaos::LabSpec::default()
+    })?;
+    let _router = router
+        .map(|r| {
+            let kind = match r {
+                RouterArg::Bird => RouterKind::Bird,
+                RouterArg::Frr => RouterKind::Frr,
+                RouterArg::Gobgp => RouterKind::Gobgp,
+            };
+            Router::start(&lab, kind)
+        })
+        .transpose()?;
+    println!("lab {} is up; logs in {}", lab.name(), lab.log_dir().display());
+    for h in lab.hosts() {
+        let v6 = h.ipv6.map(|a| a.to_string()).unwrap_or_default();
+        println!("  {:<8} netns {:<24} {} {} {}", h.name, h.netns, h.mac, h.ipv4, v6);
+    }
+    println!("enter a host with `ip netns exec <netns> <command>`; Ctrl-C tears the lab down");
+    loop {
+        std::thread::park();
+    }
 }
 
 fn bench_keepalived(runs: usize, nodes: usize, faults: Vec<FaultArg>) -> Result<(), LabError> {
@@ -295,6 +347,15 @@ fn main() -> ExitCode {
         Command::Sweep { all } => {
             let scope = if all { SweepScope::All } else { SweepScope::Orphaned };
             sweep(&scope).map(|removed| println!("removed {} namespaces: {}", removed.len(), removed.join(" ")))
+        }
+        Command::Up {
+            nodes,
+            clients,
+            router,
+            no_ipv6,
+        } => {
+            install_teardown_on_signal();
+            up(nodes, clients, router, !no_ipv6)
         }
         Command::Smoke => {
             install_teardown_on_signal();

@@ -48,3 +48,28 @@ fn the_smoke_demo_measures_a_failover_and_tears_down() {
         .collect();
     assert!(left.is_empty(), "smoke left namespaces: {left:?}");
 }
+
+#[test]
+fn sigint_tears_down_the_labs_of_a_running_meshlb_lab() {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_meshlb-lab"))
+        .args(["up", "--nodes", "2", "--router", "bird"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(lines.next().unwrap().unwrap().contains("is up"));
+    let mine = || {
+        meshlb_chaos::netns::lab_namespaces()
+            .unwrap()
+            .into_iter()
+            .filter(|n| meshlb_chaos::netns::namespace_owner(n) == Some(pid))
+            .count()
+    };
+    assert_eq!(mine(), 5, "switch, two nodes, router, client");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGINT).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert_eq!(mine(), 0, "SIGINT left namespaces behind");
+}
