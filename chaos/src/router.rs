@@ -69,6 +69,23 @@ pub struct RibPath {
     pub best: bool,
 }
 
+impl RibPath {
+    /// A path with no attributes read yet.
+    fn bare(prefix: String, peer: IpAddr, best: bool) -> RibPath {
+        RibPath {
+            prefix,
+            peer,
+            next_hop: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            as_path: vec![],
+            med: None,
+            local_pref: None,
+            communities: vec![],
+            large_communities: vec![],
+            best,
+        }
+    }
+}
+
 /// A route in a kernel table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FibRoute {
@@ -449,17 +466,7 @@ fn parse_bird_routes(text: &str, peers: &[IpAddr]) -> Vec<RibPath> {
             .and_then(|r| r.split_whitespace().next()?.parse::<usize>().ok())
             .and_then(|i| peers.get(i).copied())
             .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        out.push(RibPath {
-            prefix: prefix.clone(),
-            peer,
-            next_hop: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            as_path: vec![],
-            med: None,
-            local_pref: None,
-            communities: vec![],
-            large_communities: vec![],
-            best: rest.contains("] * ("),
-        });
+        out.push(RibPath::bare(prefix.clone(), peer, rest.contains("] * (")));
     }
     out
 }
@@ -542,20 +549,14 @@ fn parse_gobgp_routes(v: &Value) -> Result<Vec<RibPath>, LabError> {
     };
     for (prefix, paths) in routes {
         for p in paths.as_array().into_iter().flatten() {
-            let mut path = RibPath {
-                prefix: prefix.clone(),
-                peer: p["neighbor-ip"]
+            let mut path = RibPath::bare(
+                prefix.clone(),
+                p["neighbor-ip"]
                     .as_str()
                     .and_then(|a| a.parse().ok())
                     .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
-                next_hop: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-                as_path: vec![],
-                med: None,
-                local_pref: None,
-                communities: vec![],
-                large_communities: vec![],
-                best: p["best"].as_bool().unwrap_or(false),
-            };
+                p["best"].as_bool().unwrap_or(false),
+            );
             for a in p["attrs"].as_array().into_iter().flatten() {
                 match a["type"].as_u64() {
                     Some(2) => {
