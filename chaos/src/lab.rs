@@ -333,8 +333,9 @@ impl Lab {
         run_in(&self.host(host)?.netns, program, args)
     }
 
-    /// Starts `program` inside `host`'s namespace with standard output and
-    /// error going to `<log_dir>/<host>-<name>.log`.
+    /// Starts `program` inside `host`'s namespace (or, for `"switch"`, the
+    /// bridge's namespace) with standard output and error going to
+    /// `<log_dir>/<host>-<name>.log`.
     pub fn spawn(&self, host: &str, name: &str, program: &str, args: &[&str]) -> Result<LabProcess, LabError> {
         let netns = if host == "switch" {
             self.switch.clone()
