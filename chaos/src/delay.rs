@@ -9,7 +9,8 @@
 use crate::error::LabError;
 use crate::lab::{Lab, LabProcess};
 use crate::netns::run_in;
-use crate::router::wait_for;
+use crate::random::XorShift;
+use crate::wait::wait_for;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::path::Path;
@@ -44,7 +45,7 @@ pub fn run_delayer(queue: u16, impairment: &Impairment) -> std::io::Result<()> {
             match q.recv() {
                 Ok(mut msg) => {
                     msg.set_verdict(nfq::Verdict::Accept);
-                    let wait = if rng.percent() < impairment.reorder_percent {
+                    let wait = if rng.unit() * 100.0 < impairment.reorder_percent {
                         Duration::ZERO
                     } else {
                         let jitter = impairment.jitter.as_secs_f64() * (2.0 * rng.unit() - 1.0);
@@ -72,33 +73,6 @@ pub fn run_delayer(queue: u16, impairment: &Impairment) -> std::io::Result<()> {
             at.saturating_duration_since(now)
         });
         std::thread::sleep(idle.min(Duration::from_millis(1)));
-    }
-}
-
-/// A small xorshift generator: jitter and reordering need spread, not secrecy.
-struct XorShift(u64);
-
-impl XorShift {
-    fn seeded() -> Self {
-        use std::hash::{BuildHasher, Hasher};
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u64(0x6d65_7368_6c62);
-        XorShift(h.finish() | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    fn percent(&mut self) -> f64 {
-        self.unit() * 100.0
     }
 }
 

@@ -2,8 +2,9 @@
 
 use crate::error::LabError;
 use crate::lab::{Lab, LabProcess};
+use crate::wait::wait_until;
 use std::net::Ipv4Addr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// One VRRP instance shared by a set of nodes.
 #[derive(Debug, Clone)]
@@ -93,20 +94,14 @@ pub fn holders(lab: &Lab, vip: Ipv4Addr) -> Vec<String> {
 /// highest-priority node then preempts it, so waiting for "any single
 /// holder" could pick a master about to be replaced.
 pub fn wait_for_master(lab: &Lab, node: &str, vip: Ipv4Addr, timeout: Duration) -> Result<(), LabError> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if holders(lab, vip) == [node] {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(LabError::Timeout {
-                what: format!(
-                    "{node} to be the only VRRP master for {vip} (holders: {:?})",
-                    holders(lab, vip)
-                ),
-                waited: timeout,
-            });
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(
+        timeout,
+        || {
+            format!(
+                "{node} to be the only VRRP master for {vip} (holders: {:?})",
+                holders(lab, vip)
+            )
+        },
+        || (holders(lab, vip) == [node]).then_some(()),
+    )
 }

@@ -304,11 +304,6 @@ impl Lab {
             .ok_or_else(|| LabError::Invalid(format!("lab {} has no host {name:?}", self.name)))
     }
 
-    /// The host whose segment MAC is `mac`.
-    pub fn host_by_mac(&self, mac: MacAddr) -> Option<&Host> {
-        self.hosts.iter().find(|h| h.mac == mac)
-    }
-
     /// Where this lab's process logs are.
     pub fn log_dir(&self) -> &Path {
         &self.log_dir
@@ -461,44 +456,31 @@ impl Lab {
             .lock()
             .map_err(|_| LabError::Invalid("fault state poisoned by a panic".into()))?;
         change(&mut faults);
-        let port = |h: &str| format!("p-{h}");
         let mut rules = String::new();
+        let mut rule = |matches: String| {
+            let _ = writeln!(rules, "add rule bridge meshlb_lab forward_filter {matches} drop");
+        };
         for h in &faults.isolated {
-            let _ = writeln!(
-                rules,
-                "add rule bridge meshlb_lab forward_filter iifname \"{}\" drop",
-                port(h)
-            );
-            let _ = writeln!(
-                rules,
-                "add rule bridge meshlb_lab forward_filter oifname \"{}\" drop",
-                port(h)
-            );
+            rule(format!("iifname \"p-{h}\""));
+            rule(format!("oifname \"p-{h}\""));
         }
-        for (i, a_group) in faults.partition.iter().enumerate() {
-            for b_group in faults.partition.iter().skip(i + 1) {
-                for a in a_group {
-                    for b in b_group {
-                        for (x, y) in [(a, b), (b, a)] {
-                            let _ = writeln!(
-                                rules,
-                                "add rule bridge meshlb_lab forward_filter iifname \"{}\" oifname \"{}\" drop",
-                                port(x),
-                                port(y)
-                            );
-                        }
-                    }
+        // Every ordered pair of hosts in different groups, both directions.
+        let members: Vec<(usize, &String)> = faults
+            .partition
+            .iter()
+            .enumerate()
+            .flat_map(|(g, hosts)| hosts.iter().map(move |h| (g, h)))
+            .collect();
+        for (a_group, a) in &members {
+            for (b_group, b) in &members {
+                if a_group != b_group {
+                    rule(format!("iifname \"p-{a}\" oifname \"p-{b}\""));
                 }
             }
         }
         for (h, per_mille) in &faults.loss_per_mille {
-            for dir in ["iifname", "oifname"] {
-                let _ = writeln!(
-                    rules,
-                    "add rule bridge meshlb_lab forward_filter {dir} \"{}\" numgen random mod 1000 < {per_mille} drop",
-                    port(h)
-                );
-            }
+            rule(format!("iifname \"p-{h}\" numgen random mod 1000 < {per_mille}"));
+            rule(format!("oifname \"p-{h}\" numgen random mod 1000 < {per_mille}"));
         }
         let script = format!(
             "table bridge meshlb_lab {{}}\nflush table bridge meshlb_lab\n\
@@ -591,11 +573,6 @@ impl LabProcess {
     /// True while the process has not exited.
     pub fn is_running(&self) -> bool {
         matches!(self.wait_exit(Duration::ZERO), Ok(None))
-    }
-
-    /// The log file.
-    pub fn log_path(&self) -> &Path {
-        &self.log
     }
 
     /// What the process has written so far.

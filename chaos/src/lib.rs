@@ -27,11 +27,13 @@ pub mod lab;
 pub mod mrt;
 pub mod netns;
 pub mod probe;
+mod random;
 pub mod router;
 pub mod scenario;
 pub mod serf;
 pub mod speaker;
 pub mod splitbrain;
+mod wait;
 
 pub use error::LabError;
 pub use lab::{Host, Lab, LabProcess, LabSpec, Role};

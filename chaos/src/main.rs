@@ -165,7 +165,7 @@ fn smoke() -> Result<(), LabError> {
         vrrp.advert_interval
     );
     println!("a client probes {VIP} every 10 ms; the master node crashes.");
-    let run = keepalived_failover(&self_binary()?, 3, &vrrp, NodeFault::Crash, None)?;
+    let run = keepalived_failover(&self_binary()?, 3, &vrrp, NodeFault::Crash)?;
     println!("  master before the crash : {}", run.old_owner);
     println!(
         "  master after            : {}",
@@ -176,6 +176,7 @@ fn smoke() -> Result<(), LabError> {
         secs(run.outage.window),
         run.outage.lost
     );
+    println!("  probes answered twice   : {}", run.duplicate_answers);
     if let Some(s) = run.outage.switchover {
         println!("  crash to new master     : {} s", secs(s));
     }
@@ -229,7 +230,7 @@ fn bench_keepalived(runs: usize, nodes: usize, faults: Vec<FaultArg>) -> Result<
         for fault in &faults {
             let mut completed = Vec::new();
             for _ in 0..runs {
-                match keepalived_failover(&binary, nodes, &vrrp, *fault, None) {
+                match keepalived_failover(&binary, nodes, &vrrp, *fault) {
                     Ok(run) => completed.push(run),
                     Err(e) => eprintln!("run failed: {e}"),
                 }

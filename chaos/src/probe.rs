@@ -12,6 +12,7 @@
 use crate::error::LabError;
 use crate::lab::Lab;
 use crate::netns::in_netns;
+use crate::wait::wait_until;
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -62,8 +63,6 @@ impl Probe {
 pub struct ProbeLog {
     /// Every probe in order.
     pub probes: Vec<Probe>,
-    /// The probing interval.
-    pub interval: Duration,
 }
 
 /// The outage a fault caused, as the client saw it.
@@ -139,11 +138,11 @@ impl ProbeLog {
 
 /// A running prober; [`Prober::stop`] returns its log.
 pub struct Prober {
-    stop: Arc<AtomicBool>,
+    stop_sending: Arc<AtomicBool>,
+    stop_receiving: Arc<AtomicBool>,
     sender: Option<JoinHandle<()>>,
     receiver: Option<JoinHandle<()>>,
     log: Arc<Mutex<BTreeMap<u64, Probe>>>,
-    interval: Duration,
 }
 
 impl Prober {
@@ -162,11 +161,14 @@ impl Prober {
             .set_read_timeout(Some(Duration::from_millis(20)))
             .map_err(|e| LabError::io("prober socket timeout", e))?;
         let receive = socket.try_clone().map_err(|e| LabError::io("clone prober socket", e))?;
-        let stop = Arc::new(AtomicBool::new(false));
+        // Separate flags: answers keep being recorded for a while after
+        // the last probe is sent.
+        let stop_sending = Arc::new(AtomicBool::new(false));
+        let stop_receiving = Arc::new(AtomicBool::new(false));
         let log: Arc<Mutex<BTreeMap<u64, Probe>>> = Arc::default();
 
         let sender = {
-            let (stop, log) = (stop.clone(), log.clone());
+            let (stop, log) = (stop_sending.clone(), log.clone());
             std::thread::spawn(move || {
                 let start = Instant::now();
                 let mut seq = 0u64;
@@ -193,7 +195,7 @@ impl Prober {
             })
         };
         let receiver = {
-            let (stop, log) = (stop.clone(), log.clone());
+            let (stop, log) = (stop_receiving.clone(), log.clone());
             std::thread::spawn(move || {
                 let mut buf = [0u8; 128];
                 while !stop.load(Ordering::Relaxed) {
@@ -217,18 +219,12 @@ impl Prober {
             })
         };
         Ok(Prober {
-            stop,
+            stop_sending,
+            stop_receiving,
             sender: Some(sender),
             receiver: Some(receiver),
             log,
-            interval,
         })
-    }
-
-    /// The node that answered the most recent answered probe.
-    pub fn last_answered_by(&self) -> Option<String> {
-        let log = self.log.lock().ok()?;
-        log.values().rev().find_map(|p| p.answered_by().map(str::to_owned))
     }
 
     /// Waits until a probe sent after `since` is answered by a node for
@@ -239,24 +235,16 @@ impl Prober {
         timeout: Duration,
         accept: impl Fn(&str) -> bool,
     ) -> Result<String, LabError> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(log) = self.log.lock()
-                && let Some(node) = log
-                    .values()
+        wait_until(
+            timeout,
+            || "a probe answer".to_owned(),
+            || {
+                let log = self.log.lock().ok()?;
+                log.values()
                     .filter(|p| p.sent >= since)
-                    .find_map(|p| p.answered_by().filter(|n| accept(n)))
-            {
-                return Ok(node.to_owned());
-            }
-            if Instant::now() > deadline {
-                return Err(LabError::Timeout {
-                    what: "a probe answer".into(),
-                    waited: timeout,
-                });
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+                    .find_map(|p| p.answered_by().filter(|n| accept(n)).map(str::to_owned))
+            },
+        )
     }
 
     /// Stops probing (answers in flight get 100 ms to arrive) and returns the log.
@@ -267,19 +255,16 @@ impl Prober {
             .lock()
             .map(|l| l.values().cloned().collect())
             .unwrap_or_default();
-        ProbeLog {
-            probes,
-            interval: self.interval,
-        }
+        ProbeLog { probes }
     }
 
     fn halt(&mut self) {
+        self.stop_sending.store(true, Ordering::Relaxed);
         if let Some(s) = self.sender.take() {
-            self.stop.store(true, Ordering::Relaxed);
             let _ = s.join();
             std::thread::sleep(Duration::from_millis(100));
         }
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop_receiving.store(true, Ordering::Relaxed);
         if let Some(r) = self.receiver.take() {
             let _ = r.join();
         }
@@ -299,7 +284,6 @@ mod tests {
     fn log(start: Instant, answers: &[Option<&str>]) -> ProbeLog {
         let interval = Duration::from_millis(10);
         ProbeLog {
-            interval,
             probes: answers
                 .iter()
                 .enumerate()

@@ -9,12 +9,13 @@
 
 use crate::error::LabError;
 use crate::lab::{Lab, LabProcess, Role};
+use crate::wait::{wait_for, wait_until};
 use meshlb_wire::bgp::{Community, LargeCommunity};
 use serde_json::Value;
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The router's AS.
 pub const ROUTER_ASN: u32 = 64512;
@@ -379,20 +380,16 @@ impl Router {
         timeout: Duration,
         accept: impl Fn(&[RibPath]) -> bool,
     ) -> Result<Vec<RibPath>, LabError> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let rib = self.rib(lab)?;
-            if accept(&rib) {
-                return Ok(rib);
-            }
-            if Instant::now() > deadline {
-                return Err(LabError::Timeout {
-                    what: format!("{} RIB to match (last: {} paths)", self.kind, rib.len()),
-                    waited: timeout,
-                });
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let last = std::cell::Cell::new(0);
+        wait_until(
+            timeout,
+            || format!("{} RIB to match (last: {} paths)", self.kind, last.get()),
+            || {
+                let rib = self.rib(lab).ok()?;
+                last.set(rib.len());
+                accept(&rib).then_some(rib)
+            },
+        )
     }
 }
 
@@ -403,21 +400,6 @@ fn as_strs(v: &[String]) -> Vec<&str> {
 fn json(text: &str) -> Result<Value, LabError> {
     serde_json::from_str(text)
         .map_err(|e| LabError::Invalid(format!("unreadable JSON from a router ({e}): {text:.200}")))
-}
-
-/// Polls `done` every 20 ms until it holds or `timeout` passes.
-pub(crate) fn wait_for(timeout: Duration, what: &str, mut done: impl FnMut() -> bool) -> Result<(), LabError> {
-    let deadline = Instant::now() + timeout;
-    while !done() {
-        if Instant::now() > deadline {
-            return Err(LabError::Timeout {
-                what: what.to_owned(),
-                waited: timeout,
-            });
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(())
 }
 
 /// Parses `birdc show route all`; protocol `peer<i>` is `peers[i]`.

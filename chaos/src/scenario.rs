@@ -4,6 +4,7 @@ use crate::error::LabError;
 use crate::keepalived::{self, VrrpSpec};
 use crate::lab::{Lab, LabProcess, LabSpec, Role};
 use crate::probe::{Outage, Prober, RESPONDER_PORT};
+use crate::random::random_below;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -46,18 +47,6 @@ pub struct FailoverRun {
     pub outage: Outage,
     /// Probes answered twice.
     pub duplicate_answers: usize,
-    /// Probing interval.
-    pub interval: Duration,
-}
-
-/// A random duration below `limit` (std's per-process random hash keys as
-/// the entropy source: enough to spread fault timing, not for secrets).
-pub(crate) fn random_below(limit: Duration) -> Duration {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(Instant::now().elapsed().as_nanos());
-    let nanos = u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX).max(1);
-    Duration::from_nanos(hasher.finish() % nanos)
 }
 
 /// Starts the lab responder (`<lab_binary> responder`) on every node.
@@ -84,19 +73,14 @@ pub fn keepalived_failover(
     nodes: usize,
     vrrp: &VrrpSpec,
     fault: NodeFault,
-    log_root: Option<&Path>,
 ) -> Result<FailoverRun, LabError> {
-    let mut spec = LabSpec {
+    let lab = Lab::build(&LabSpec {
         nodes,
         clients: 1,
         router: false,
         ipv6: false,
         ..LabSpec::default()
-    };
-    if let Some(root) = log_root {
-        spec.log_root = root.to_path_buf();
-    }
-    let lab = Lab::build(&spec)?;
+    })?;
     lab.run(|lab| keepalived_failover_in(lab, lab_binary, nodes, vrrp, fault))
 }
 
@@ -161,7 +145,6 @@ fn keepalived_failover_in(
         vip_holders_after,
         outage,
         duplicate_answers: log.duplicates().len(),
-        interval,
     })
 }
 
@@ -216,7 +199,8 @@ pub fn gobgp_route_scale(count: usize, runs: usize) -> Result<Vec<RouteScaleRun>
 }
 
 fn gobgp_route_scale_in(lab: &Lab, count: usize, runs: usize) -> Result<Vec<RouteScaleRun>, LabError> {
-    use crate::router::{NODE_ASN, ROUTER_ASN, Router, RouterKind, kernel_route_count, wait_for};
+    use crate::router::{NODE_ASN, ROUTER_ASN, Router, RouterKind, kernel_route_count};
+    use crate::wait::wait_for;
     let node = lab.host("node1")?.clone();
     let node_v6 = node.ipv6.ok_or_else(|| LabError::Invalid("node1 has no IPv6".into()))?;
     let router_v6 = lab

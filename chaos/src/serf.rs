@@ -8,7 +8,7 @@
 
 use crate::error::LabError;
 use crate::lab::{Lab, LabProcess};
-use crate::router::wait_for;
+use crate::wait::wait_for;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -4,7 +4,8 @@
 
 use crate::error::LabError;
 use crate::lab::{Lab, LabProcess};
-use crate::router::{GOBGP_API, GOBGP_API_PORT, wait_for};
+use crate::router::{GOBGP_API, GOBGP_API_PORT};
+use crate::wait::wait_for;
 use meshlb_wire::bgp::{Community, LargeCommunity};
 use std::net::IpAddr;
 use std::path::Path;

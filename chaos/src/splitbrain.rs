@@ -8,11 +8,12 @@
 use crate::error::LabError;
 use crate::lab::{Lab, LabProcess};
 use crate::netns::run;
+use crate::wait::wait_for;
 use meshlb_wire::ethernet::MacAddr;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// One claim: at `at` (seconds into the capture), `mac` said it has `ip`.
 #[derive(Debug, Clone, PartialEq)]
@@ -89,15 +90,11 @@ impl SplitBrainDetector {
         )?;
         // tcpdump says "listening on" once the capture is open. `-Z root`:
         // Debian's tcpdump otherwise drops to a user that cannot write here.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !tcpdump.log().contains("listening on") {
-            if Instant::now() > deadline || !tcpdump.is_running() {
-                return Err(LabError::Timeout {
-                    what: format!("tcpdump to start: {}", tcpdump.log()),
-                    waited: Duration::from_secs(5),
-                });
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        wait_for(Duration::from_secs(5), "tcpdump to start capturing", || {
+            tcpdump.log().contains("listening on") || !tcpdump.is_running()
+        })?;
+        if !tcpdump.is_running() {
+            return Err(LabError::Invalid(format!("tcpdump exited: {}", tcpdump.log())));
         }
         Ok(SplitBrainDetector { tcpdump, file })
     }

@@ -64,7 +64,6 @@ fn hosts_reach_each_other_over_both_families_and_teardown_leaves_nothing() {
         assert_eq!(who, "node2");
         prober.stop();
     }
-    let pids: Vec<i32> = responders.iter().map(|r| r.pid()).collect();
     drop(lab);
     assert!(
         namespaces_of(&name).is_empty(),
@@ -79,7 +78,6 @@ fn hosts_reach_each_other_over_both_families_and_teardown_leaves_nothing() {
             r.pid()
         );
     }
-    assert_eq!(pids.len(), 2);
 }
 
 #[test]
@@ -225,14 +223,7 @@ fn link_isolation_partition_and_loss_faults_take_effect() {
 #[test]
 fn the_prober_measures_a_keepalived_failover() {
     let vip = "203.0.113.10".parse().unwrap();
-    let run = keepalived_failover(
-        Path::new(LAB_BINARY),
-        3,
-        &VrrpSpec::fast_timers(vip),
-        NodeFault::Crash,
-        None,
-    )
-    .unwrap();
+    let run = keepalived_failover(Path::new(LAB_BINARY), 3, &VrrpSpec::fast_timers(vip), NodeFault::Crash).unwrap();
     assert!(
         run.new_owner.is_some() && run.new_owner.as_deref() != Some(run.old_owner.as_str()),
         "{run:?}"

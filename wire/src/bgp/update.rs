@@ -844,11 +844,7 @@ fn decode_attribute(
 ) -> Result<PathAttribute, AttrError> {
     use attr_type::*;
     let Some(expected) = expected_category(type_code) else {
-        return Ok(PathAttribute::Unknown(UnknownAttribute {
-            flags: flags & !EXTENDED_LENGTH,
-            type_code,
-            value: value.to_vec(),
-        }));
+        return Ok(unknown_attribute(flags, type_code, value));
     };
     let category = flags & (OPTIONAL | TRANSITIVE);
     let partial_ok = expected == OPTIONAL | TRANSITIVE;
@@ -939,13 +935,14 @@ fn decode_attribute(
         MP_UNREACH_NLRI => PathAttribute::MpUnreach(
             MpUnreach::decode(value).map_err(|e| attr_error(update_subcode::OPTIONAL_ATTRIBUTE_ERROR, e))?,
         ),
-        _ => unreachable_known(type_code, flags, value),
+        _ => unknown_attribute(flags, type_code, value),
     })
 }
 
-/// `expected_category` and `decode_attribute` list the same type codes; a
-/// code in one but not the other is kept as unknown rather than panicking.
-fn unreachable_known(type_code: u8, flags: u8, value: &[u8]) -> PathAttribute {
+/// An attribute kept as received (flags without the extended-length bit).
+/// Also the fallback should `expected_category` and `decode_attribute` ever
+/// disagree on which codes are known.
+fn unknown_attribute(flags: u8, type_code: u8, value: &[u8]) -> PathAttribute {
     PathAttribute::Unknown(UnknownAttribute {
         flags: flags & !EXTENDED_LENGTH,
         type_code,
