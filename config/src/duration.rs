@@ -1,0 +1,93 @@
+//! Kubernetes `metav1.Duration` values: Go duration strings such as `90s`,
+//! `1m30s` or `1.5h` (units ns, us, µs, ms, s, m, h).
+
+use std::time::Duration;
+
+/// Parses a Go duration string. Negative durations are refused: no meshlb
+/// timer can be negative.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let s = text.trim();
+    let s = s.strip_prefix('+').unwrap_or(s);
+    if s.starts_with('-') {
+        return Err("is negative".into());
+    }
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if s.is_empty() {
+        return Err("is empty".into());
+    }
+    let mut total_nanos: u128 = 0;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let (number, after) = rest.split_at(number_len);
+        if number.is_empty() || number == "." {
+            return Err("is not a duration".into());
+        }
+        let unit_len = after
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(after.len());
+        let (unit, after) = after.split_at(unit_len);
+        let unit_nanos: u128 = match unit {
+            "ns" => 1,
+            "us" | "µs" | "μs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            "" => return Err("lacks a unit".into()),
+            _ => return Err(format!("has unknown unit {unit:?}")),
+        };
+        let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+        if fraction.contains('.') {
+            return Err("is not a duration".into());
+        }
+        let whole: u128 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().map_err(|_| "is too large".to_string())?
+        };
+        let mut nanos = whole.checked_mul(unit_nanos).ok_or("is too large")?;
+        let mut scale = unit_nanos;
+        for digit in fraction.chars().take(18) {
+            scale /= 10;
+            nanos += u128::from(digit.to_digit(10).unwrap_or(0)) * scale;
+        }
+        total_nanos = total_nanos.checked_add(nanos).ok_or("is too large")?;
+        rest = after;
+    }
+    let secs = u64::try_from(total_nanos / 1_000_000_000).map_err(|_| "is too large".to_string())?;
+    // The remainder is below 10^9 and therefore fits.
+    Ok(Duration::new(secs, (total_nanos % 1_000_000_000) as u32))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("300ms"), Ok(Duration::from_millis(300)));
+        assert_eq!(parse_duration("2us"), Ok(Duration::from_micros(2)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration(".5s"), Ok(Duration::from_millis(500)));
+        for bad in [
+            "",
+            "90",
+            "-1s",
+            "1d",
+            "s",
+            "1..5s",
+            "1.2.3s",
+            "99999999999999999999999h",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad} accepted");
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! # meshlb-config: what meshlb is asked to do, checked, and the addresses it hands out
+//!
+//! Place in the architecture: pure logic between the configuration sources
+//! and the actors. The agent's sources (standalone YAML files in
+//! `meshlb-node-agent`, later the Kubernetes API) produce [`Object`]s; this
+//! crate validates them into a [`Config`], decides which services get which
+//! addresses ([`Allocator`]) and which nodes can serve them (endpoint slices
+//! and local [`health`] checks). The actors read the results. Nothing here
+//! opens a file or a socket or reads a clock, so every rule is unit- and
+//! property-tested.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`object`] | Kubernetes-style YAML (apiVersion, kind, metadata, spec) into typed objects |
+//! | [`kinds`] | MetalLB's `metallb.io` kinds and meshlb's `meshlb.io` L2Policy, as written |
+//! | [`config`] | the validated configuration, cross-object checks, last-good [`ConfigStore`] |
+//! | [`service`] | Services, annotations, class filter, endpoint readiness |
+//! | [`health`] | standalone health checks and rise/fall tracking |
+//! | [`allocator`] | IP address management |
+//! | [`addresses`], [`meta`], [`duration`] | ranges, label selectors, Go durations |
+//!
+//! Compatibility: a MetalLB manifest loads unchanged. Everything MetalLB
+//! rejects is rejected here too, each error naming the object, the field,
+//! the value and what is allowed.
+
+pub mod addresses;
+pub mod allocator;
+pub mod config;
+pub mod duration;
+mod error;
+pub mod health;
+pub mod kinds;
+pub mod meta;
+pub mod object;
+pub mod service;
+
+pub use allocator::{AllocationError, Allocator, Assignment, allocate_all};
+pub use config::{Config, ConfigStore, Offer};
+pub use error::{Error, Invalid, Rejected, SourceLocation};
+pub use object::{Located, Object, parse_documents};

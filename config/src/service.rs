@@ -1,0 +1,695 @@
+//! Services, namespaces and endpoint slices: the inputs that decide which
+//! services get addresses, how many, of which family, and which nodes can
+//! serve them.
+//!
+//! Service knobs follow MetalLB: annotations under `metallb.io/` (read
+//! first) and the older `metallb.universe.tf/`, `spec.loadBalancerIP`,
+//! `spec.loadBalancerClass`, `ipFamilyPolicy`/`ipFamilies`, ports and
+//! `externalTrafficPolicy`. meshlb adds `meshlb.io/l2-ips-count` (also read
+//! from the Deckhouse annotation) and, in standalone mode, local health
+//! checks (see [`crate::health`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::addresses::Family;
+use crate::error::Invalid;
+use crate::meta::{Kind, ObjectMeta, ObjectRef, StringMap};
+
+/// The loadBalancerClass meshlb serves besides class-less services.
+pub const MESHLB_CLASS: &str = "meshlb.io/meshlb";
+/// Annotation prefixes read for MetalLB knobs, newest first.
+pub const METALLB_PREFIXES: [&str; 2] = ["metallb.io/", "metallb.universe.tf/"];
+/// Annotation asking for several L2 addresses per family.
+pub const IPS_COUNT_ANNOTATION: &str = "meshlb.io/l2-ips-count";
+/// The Deckhouse annotation with the same meaning, read for compatibility.
+pub const DECKHOUSE_IPS_COUNT_ANNOTATION: &str = "network.deckhouse.io/l2-load-balancer-external-ips-count";
+/// Most addresses per family one service may ask for.
+pub const MAX_IPS_PER_FAMILY: u8 = 16;
+
+/// Identifies a service: namespace and name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ServiceKey {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+impl ServiceKey {
+    /// A key from namespace and name.
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> ServiceKey {
+        ServiceKey {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for ServiceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// A core/v1 Service, the fields meshlb reads. Unknown fields (clusterIP,
+/// sessionAffinity, ...) are accepted and ignored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Service {
+    /// Metadata; annotations carry the MetalLB knobs.
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    /// Spec.
+    #[serde(default)]
+    pub spec: ServiceSpec,
+    /// Status: the addresses already assigned.
+    #[serde(default)]
+    pub status: ServiceStatus,
+}
+
+/// `Service.spec`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceSpec {
+    /// `LoadBalancer` for services meshlb serves.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub type_: Option<String>,
+    /// Which load balancer implementation serves the service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_balancer_class: Option<String>,
+    /// A requested address (deprecated in Kubernetes, still honoured).
+    #[serde(default, rename = "loadBalancerIP", skip_serializing_if = "Option::is_none")]
+    pub load_balancer_ip: Option<String>,
+    /// `SingleStack`, `PreferDualStack` or `RequireDualStack`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_family_policy: Option<String>,
+    /// `IPv4` and/or `IPv6`, primary first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ip_families: Vec<String>,
+    /// Ports, for sharing checks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<ServicePort>,
+    /// `Cluster` (default) or `Local`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_traffic_policy: Option<String>,
+    /// Pod selector; Local services share an address only with the same one.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub selector: StringMap,
+}
+
+/// One service port.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServicePort {
+    /// Port name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `TCP` (default), `UDP` or `SCTP`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+    /// The port.
+    #[serde(default)]
+    pub port: i64,
+}
+
+/// `Service.status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceStatus {
+    /// Load balancer status.
+    #[serde(default)]
+    pub load_balancer: LoadBalancerStatus,
+}
+
+/// `Service.status.loadBalancer`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadBalancerStatus {
+    /// Assigned addresses.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ingress: Vec<LoadBalancerIngress>,
+}
+
+/// One `status.loadBalancer.ingress` entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadBalancerIngress {
+    /// The address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+}
+
+/// A core/v1 Namespace: its labels feed pool `namespaceSelectors`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Namespace {
+    /// Metadata.
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+}
+
+impl Namespace {
+    /// Labels as the API server reports them, including the automatic
+    /// `kubernetes.io/metadata.name`.
+    pub fn labels(&self) -> StringMap {
+        namespace_labels(&self.metadata.name, &self.metadata.labels)
+    }
+}
+
+/// Labels of a namespace named `name` with these explicit labels.
+pub fn namespace_labels(name: &str, labels: &StringMap) -> StringMap {
+    let mut labels = labels.clone();
+    labels.insert("kubernetes.io/metadata.name".into(), name.into());
+    labels
+}
+
+/// A discovery.k8s.io/v1 EndpointSlice.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointSlice {
+    /// Metadata; label `kubernetes.io/service-name` names the service.
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    /// Endpoints.
+    #[serde(default)]
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// One endpoint of a slice.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Endpoint {
+    /// Pod addresses.
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    /// Readiness.
+    #[serde(default)]
+    pub conditions: EndpointConditions,
+    /// Node hosting the endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_name: Option<String>,
+}
+
+/// Endpoint conditions; absent means unknown, which counts as ready.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointConditions {
+    /// Ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<bool>,
+    /// Serving (ready, or terminating but still able to serve).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving: Option<bool>,
+    /// Terminating.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terminating: Option<bool>,
+}
+
+impl Endpoint {
+    /// MetalLB's rule: healthy when `ready` is absent or true, or when
+    /// `serving` is true.
+    pub fn is_healthy(&self) -> bool {
+        self.conditions.ready.unwrap_or(true) || self.conditions.serving == Some(true)
+    }
+}
+
+/// The nodes with at least one healthy endpoint of `service`.
+pub fn nodes_with_ready_endpoints<'a>(
+    service: &ServiceKey,
+    slices: impl IntoIterator<Item = &'a EndpointSlice>,
+) -> BTreeSet<String> {
+    slices
+        .into_iter()
+        .filter(|slice| {
+            slice.metadata.namespace.as_deref().unwrap_or("default") == service.namespace
+                && slice.metadata.labels.get("kubernetes.io/service-name") == Some(&service.name)
+        })
+        .flat_map(|slice| slice.endpoints.iter())
+        .filter(|e| e.is_healthy())
+        .filter_map(|e| e.node_name.clone())
+        .collect()
+}
+
+/// Which loadBalancerClass values meshlb serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClassFilter {
+    /// Serve services without a class.
+    pub serve_classless: bool,
+    /// Classes served.
+    pub classes: BTreeSet<String>,
+}
+
+impl Default for ClassFilter {
+    /// Class-less services and [`MESHLB_CLASS`].
+    fn default() -> ClassFilter {
+        ClassFilter {
+            serve_classless: true,
+            classes: BTreeSet::from([MESHLB_CLASS.to_string()]),
+        }
+    }
+}
+
+impl ClassFilter {
+    /// MetalLB's `--lb-class=CLASS`: only that class, not class-less ones.
+    pub fn only(class: impl Into<String>) -> ClassFilter {
+        ClassFilter {
+            serve_classless: false,
+            classes: BTreeSet::from([class.into()]),
+        }
+    }
+
+    /// Whether services with this class are ours.
+    pub fn accepts(&self, class: Option<&str>) -> bool {
+        match class {
+            None => self.serve_classless,
+            Some(c) => self.classes.contains(c),
+        }
+    }
+}
+
+/// The IP family policy of a service, as Kubernetes defines it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FamilyPolicy {
+    /// One address family.
+    SingleStack,
+    /// Both families when the pool has both, otherwise the primary one.
+    PreferDualStack,
+    /// Both families or nothing.
+    RequireDualStack,
+}
+
+/// A port as far as sharing is concerned.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PortKey {
+    /// `TCP`, `UDP` or `SCTP`.
+    pub protocol: String,
+    /// Port number.
+    pub port: u16,
+}
+
+/// Where traffic goes, as far as sharing is concerned: services sharing an
+/// address must send it to the same backends.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Backend {
+    /// externalTrafficPolicy Cluster: any node forwards.
+    Cluster,
+    /// externalTrafficPolicy Local with this pod selector (canonical form).
+    Local(String),
+}
+
+/// Everything the allocator needs to know about one service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllocationRequest {
+    /// The service.
+    pub service: ServiceKey,
+    /// Service labels (pool `serviceSelectors`).
+    pub labels: StringMap,
+    /// Labels of the service's namespace (pool `namespaceSelectors`).
+    pub namespace_labels: StringMap,
+    /// The pool asked for by annotation.
+    pub pool: Option<String>,
+    /// Addresses asked for explicitly, in the order given.
+    pub addresses: Vec<IpAddr>,
+    /// Family policy.
+    pub family_policy: FamilyPolicy,
+    /// Families in preference order; empty means "whichever the pool has".
+    pub families: Vec<Family>,
+    /// Addresses per family (1 unless meshlb's multi-address L2 is used).
+    pub per_family: u8,
+    /// Sharing key (`allow-shared-ip`).
+    pub sharing_key: Option<String>,
+    /// Ports (sharing requires no overlap).
+    pub ports: Vec<PortKey>,
+    /// Backends (sharing requires equality).
+    pub backend: Backend,
+}
+
+impl Service {
+    /// Namespace and name; the namespace defaults to `default`.
+    pub fn key(&self) -> ServiceKey {
+        ServiceKey::new(
+            self.metadata.namespace.as_deref().unwrap_or("default"),
+            self.metadata.name.clone(),
+        )
+    }
+
+    /// A reference for messages.
+    pub fn object_ref(&self) -> ObjectRef {
+        ObjectRef::new(Kind::Service, &self.metadata)
+    }
+
+    /// Whether meshlb should give this service an address.
+    pub fn wants_address(&self, classes: &ClassFilter) -> bool {
+        self.spec.type_.as_deref() == Some("LoadBalancer") && classes.accepts(self.spec.load_balancer_class.as_deref())
+    }
+
+    /// A MetalLB annotation (`metallb.io/<name>`, else the older
+    /// `metallb.universe.tf/<name>`), with the key it was found under.
+    pub fn metallb_annotation(&self, name: &str) -> Option<(String, &str)> {
+        METALLB_PREFIXES.iter().find_map(|prefix| {
+            let key = format!("{prefix}{name}");
+            self.metadata.annotations.get(&key).map(|v| (key, v.as_str()))
+        })
+    }
+
+    /// Addresses in `status.loadBalancer.ingress` that parse; these are
+    /// re-admitted on restart.
+    pub fn assigned_addresses(&self) -> Vec<IpAddr> {
+        self.status
+            .load_balancer
+            .ingress
+            .iter()
+            .filter_map(|i| i.ip.as_deref()?.trim().parse().ok())
+            .collect()
+    }
+
+    /// Reads every allocation knob. `default_per_family` comes from the
+    /// matching L2Policy (1 without one); the service's own annotation
+    /// overrides it.
+    pub fn allocation_request(
+        &self,
+        namespace_labels: &StringMap,
+        default_per_family: u8,
+    ) -> Result<AllocationRequest, Vec<Invalid>> {
+        let object = self.object_ref();
+        let mut errors = Vec::new();
+        let annotation_field = |key: &str| format!("metadata.annotations[{key}]");
+
+        let pool = self
+            .metallb_annotation("address-pool")
+            .map(|(_, v)| v.trim().to_string());
+        let sharing_key = self
+            .metallb_annotation("allow-shared-ip")
+            .map(|(_, v)| v.trim().to_string());
+
+        let mut addresses = Vec::new();
+        let listed = self.metallb_annotation("loadBalancerIPs");
+        if let (Some((key, _)), Some(ip)) = (&listed, &self.spec.load_balancer_ip) {
+            errors.push(Invalid::new(
+                &object,
+                "spec.loadBalancerIP",
+                ip,
+                format!("is set together with the {key} annotation"),
+                "one of spec.loadBalancerIP or the loadBalancerIPs annotation",
+            ));
+        }
+        let (field, text) = match (&listed, &self.spec.load_balancer_ip) {
+            (Some((key, v)), _) => (annotation_field(key), Some(v.to_string())),
+            (None, Some(ip)) => ("spec.loadBalancerIP".to_string(), Some(ip.clone())),
+            (None, None) => (String::new(), None),
+        };
+        for part in text
+            .iter()
+            .flat_map(|t| t.split(','))
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
+            match part.parse::<IpAddr>() {
+                Ok(ip) if addresses.contains(&ip) => errors.push(Invalid::new(
+                    &object,
+                    &field,
+                    part,
+                    "is listed twice",
+                    "distinct addresses",
+                )),
+                Ok(ip) => addresses.push(ip),
+                Err(_) => errors.push(Invalid::new(
+                    &object,
+                    &field,
+                    part,
+                    "is not an IP address",
+                    "IPv4 or IPv6 addresses, comma separated",
+                )),
+            }
+        }
+
+        let family_policy = match self.spec.ip_family_policy.as_deref() {
+            None | Some("SingleStack") => FamilyPolicy::SingleStack,
+            Some("PreferDualStack") => FamilyPolicy::PreferDualStack,
+            Some("RequireDualStack") => FamilyPolicy::RequireDualStack,
+            Some(other) => {
+                errors.push(Invalid::new(
+                    &object,
+                    "spec.ipFamilyPolicy",
+                    other,
+                    "is not an IP family policy",
+                    "SingleStack, PreferDualStack or RequireDualStack",
+                ));
+                FamilyPolicy::SingleStack
+            }
+        };
+        let mut families = Vec::new();
+        for (i, name) in self.spec.ip_families.iter().enumerate() {
+            let family = match name.as_str() {
+                "IPv4" => Family::V4,
+                "IPv6" => Family::V6,
+                other => {
+                    errors.push(Invalid::new(
+                        &object,
+                        format!("spec.ipFamilies[{i}]"),
+                        other,
+                        "is not an IP family",
+                        "IPv4 or IPv6",
+                    ));
+                    continue;
+                }
+            };
+            if families.contains(&family) {
+                errors.push(Invalid::new(
+                    &object,
+                    format!("spec.ipFamilies[{i}]"),
+                    name,
+                    "is listed twice",
+                    "each family once",
+                ));
+            } else {
+                families.push(family);
+            }
+        }
+        if family_policy == FamilyPolicy::SingleStack && families.len() > 1 {
+            errors.push(Invalid::new(
+                &object,
+                "spec.ipFamilies",
+                self.spec.ip_families.join(","),
+                "lists two families for a SingleStack service",
+                "one family, or ipFamilyPolicy PreferDualStack or RequireDualStack",
+            ));
+        }
+        // Without ipFamilies, the explicit addresses say which family comes first.
+        if families.is_empty()
+            && let Some(first) = addresses.first()
+        {
+            families.push(Family::of(*first));
+        }
+        if family_policy != FamilyPolicy::SingleStack {
+            let primary = families.first().copied().unwrap_or(Family::V4);
+            families = vec![primary, primary.other()];
+        }
+
+        let per_family = match self
+            .metadata
+            .annotations
+            .get_key_value(IPS_COUNT_ANNOTATION)
+            .or_else(|| self.metadata.annotations.get_key_value(DECKHOUSE_IPS_COUNT_ANNOTATION))
+        {
+            None => default_per_family,
+            Some((key, value)) => match value.trim().parse::<u8>() {
+                Ok(n) if (1..=MAX_IPS_PER_FAMILY).contains(&n) => n,
+                _ => {
+                    errors.push(Invalid::new(
+                        &object,
+                        annotation_field(key),
+                        value,
+                        "is not a valid address count",
+                        format!("a whole number from 1 to {MAX_IPS_PER_FAMILY}"),
+                    ));
+                    default_per_family
+                }
+            },
+        };
+
+        let mut ports = Vec::new();
+        for (i, port) in self.spec.ports.iter().enumerate() {
+            let protocol = port.protocol.clone().unwrap_or_else(|| "TCP".into());
+            if !matches!(protocol.as_str(), "TCP" | "UDP" | "SCTP") {
+                errors.push(Invalid::new(
+                    &object,
+                    format!("spec.ports[{i}].protocol"),
+                    &protocol,
+                    "is not a service protocol",
+                    "TCP, UDP or SCTP",
+                ));
+            }
+            match u16::try_from(port.port) {
+                Ok(p) if p > 0 => ports.push(PortKey { protocol, port: p }),
+                _ => errors.push(Invalid::new(
+                    &object,
+                    format!("spec.ports[{i}].port"),
+                    port.port.to_string(),
+                    "is out of range",
+                    "1 to 65535",
+                )),
+            }
+        }
+
+        let backend = match self.spec.external_traffic_policy.as_deref() {
+            None | Some("Cluster") => Backend::Cluster,
+            Some("Local") => {
+                let selector: Vec<String> = self.spec.selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                Backend::Local(selector.join(","))
+            }
+            Some(other) => {
+                errors.push(Invalid::new(
+                    &object,
+                    "spec.externalTrafficPolicy",
+                    other,
+                    "is not a traffic policy",
+                    "Cluster or Local",
+                ));
+                Backend::Cluster
+            }
+        };
+
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(AllocationRequest {
+            service: self.key(),
+            labels: self.metadata.labels.clone(),
+            namespace_labels: namespace_labels.clone(),
+            pool,
+            addresses,
+            family_policy,
+            families,
+            per_family,
+            sharing_key,
+            ports,
+            backend,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(yaml: &str) -> Service {
+        serde_yaml_ng::from_str(yaml).unwrap()
+    }
+
+    fn request(yaml: &str) -> Result<AllocationRequest, Vec<Invalid>> {
+        service(yaml).allocation_request(&StringMap::new(), 1)
+    }
+
+    #[test]
+    fn class_filter() {
+        let default = ClassFilter::default();
+        assert!(default.accepts(None) && default.accepts(Some(MESHLB_CLASS)) && !default.accepts(Some("other")));
+        let only = ClassFilter::only("corp/lb");
+        assert!(!only.accepts(None) && only.accepts(Some("corp/lb")));
+        let svc = service("metadata: {name: a}\nspec: {type: ClusterIP}\n");
+        assert!(!svc.wants_address(&default));
+        let svc = service("metadata: {name: a}\nspec: {type: LoadBalancer, loadBalancerClass: other}\n");
+        assert!(!svc.wants_address(&default));
+    }
+
+    #[test]
+    fn reads_metallb_knobs_new_and_old_prefixes() {
+        let r = request(
+            "metadata:
+  name: web
+  namespace: shop
+  annotations:
+    metallb.io/address-pool: public
+    metallb.universe.tf/address-pool: ignored
+    metallb.universe.tf/allow-shared-ip: key1
+    metallb.io/loadBalancerIPs: 192.0.2.10, 2001:db8::10
+spec:
+  type: LoadBalancer
+  ipFamilyPolicy: RequireDualStack
+  ports: [{port: 80}, {port: 53, protocol: UDP}]
+  externalTrafficPolicy: Local
+  selector: {app: web}
+",
+        )
+        .unwrap();
+        assert_eq!(r.service.to_string(), "shop/web");
+        assert_eq!(r.pool.as_deref(), Some("public"));
+        assert_eq!(r.sharing_key.as_deref(), Some("key1"));
+        assert_eq!(r.addresses.len(), 2);
+        assert_eq!(r.families, vec![Family::V4, Family::V6]);
+        assert_eq!(r.family_policy, FamilyPolicy::RequireDualStack);
+        assert_eq!(
+            r.ports[1],
+            PortKey {
+                protocol: "UDP".into(),
+                port: 53
+            }
+        );
+        assert_eq!(r.backend, Backend::Local("app=web".into()));
+    }
+
+    #[test]
+    fn bad_knobs_are_named() {
+        let errors = request(
+            "metadata:
+  name: web
+  annotations:
+    metallb.io/loadBalancerIPs: 192.0.2.1,nope
+    meshlb.io/l2-ips-count: \"40\"
+spec:
+  type: LoadBalancer
+  loadBalancerIP: 192.0.2.2
+  ipFamilyPolicy: Sometimes
+  ipFamilies: [IPv4, IPv5]
+  ports: [{port: 70000, protocol: ICMP}]
+  externalTrafficPolicy: Nearest
+",
+        )
+        .unwrap_err();
+        let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        let all = text.join("\n");
+        for want in [
+            "spec.loadBalancerIP \"192.0.2.2\" is set together with the metallb.io/loadBalancerIPs annotation",
+            "metadata.annotations[metallb.io/loadBalancerIPs] \"nope\" is not an IP address",
+            "spec.ipFamilyPolicy \"Sometimes\"",
+            "spec.ipFamilies[1] \"IPv5\"",
+            "meshlb.io/l2-ips-count] \"40\"",
+            "spec.ports[0].protocol \"ICMP\"",
+            "spec.ports[0].port \"70000\" is out of range",
+            "spec.externalTrafficPolicy \"Nearest\"",
+        ] {
+            assert!(all.contains(want), "missing {want:?} in\n{all}");
+        }
+    }
+
+    #[test]
+    fn ready_endpoint_nodes() {
+        let slice: EndpointSlice = serde_yaml_ng::from_str(
+            "metadata:
+  name: web-abc
+  namespace: shop
+  labels: {kubernetes.io/service-name: web}
+endpoints:
+  - {addresses: [10.0.0.1], nodeName: n1, conditions: {ready: true}}
+  - {addresses: [10.0.0.2], nodeName: n2, conditions: {ready: false}}
+  - {addresses: [10.0.0.3], nodeName: n3, conditions: {ready: false, serving: true, terminating: true}}
+  - {addresses: [10.0.0.4], nodeName: n4}
+",
+        )
+        .unwrap();
+        let nodes = nodes_with_ready_endpoints(&ServiceKey::new("shop", "web"), [&slice]);
+        assert_eq!(nodes.into_iter().collect::<Vec<_>>(), ["n1", "n3", "n4"]);
+        assert!(nodes_with_ready_endpoints(&ServiceKey::new("default", "web"), [&slice]).is_empty());
+    }
+
+    #[test]
+    fn status_addresses_are_read() {
+        let svc = service(
+            "metadata: {name: a}\nstatus: {loadBalancer: {ingress: [{ip: 192.0.2.5}, {hostname: x}, {ip: bad}]}}\n",
+        );
+        assert_eq!(svc.assigned_addresses(), vec!["192.0.2.5".parse::<IpAddr>().unwrap()]);
+    }
+}
