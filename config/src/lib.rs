@@ -17,6 +17,7 @@
 //! | [`service`] | Services, annotations, class filter, endpoint readiness |
 //! | [`health`] | standalone health checks and rise/fall tracking |
 //! | [`allocator`] | IP address management |
+//! | [`reconcile`] | one reading of a source ([`Inventory`]) applied to the allocator |
 //! | [`addresses`], [`meta`], [`duration`] | ranges, label selectors, Go durations |
 //!
 //! Compatibility: a MetalLB manifest loads unchanged. Everything MetalLB
@@ -32,9 +33,11 @@ pub mod health;
 pub mod kinds;
 pub mod meta;
 pub mod object;
+pub mod reconcile;
 pub mod service;
 
 pub use allocator::{AllocationError, Allocator, Assignment, allocate_all};
 pub use config::{Config, ConfigStore, Offer};
 pub use error::{Error, Invalid, Rejected, SourceLocation};
 pub use object::{Located, Object, parse_documents};
+pub use reconcile::{Inventory, Reconciler, ServiceOutcome};

@@ -1,20 +1,161 @@
-//! # meshlb-agent: the per-node daemon
+//! `meshlb-agent`: the per-node daemon (see the library docs for the
+//! architecture).
 //!
-//! Place in the architecture: the binary every node runs (a DaemonSet in
-//! Kubernetes, a plain daemon in standalone mode). It reads configuration
-//! (Kubernetes or a directory of YAML files), starts the actors of
-//! `meshlb-actors`, joins the gossip mesh of `meshlb-gossip`, and serves gRPC
-//! introspection and Prometheus metrics.
-//!
-//! Status: the agent is not built yet; this binary only reports that, so
-//! that nobody mistakes it for a working load balancer.
+//! Today it runs in standalone mode: `meshlb-agent run --config-dir DIR`
+//! reads MetalLB-style YAML, allocates addresses and watches for changes;
+//! `meshlb-agent check DIR` validates a directory and shows what would be
+//! assigned. Announcing (ARP/NDP, BGP) and the gossip mesh come with later
+//! issues.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use meshlb_config::service::ClassFilter;
+use meshlb_node_agent::standalone::{Reload, Standalone};
+
+#[derive(Parser)]
+#[command(name = "meshlb-agent", version, about = "meshlb per-node agent")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate a configuration directory and print what would be assigned.
+    Check {
+        /// Directory of YAML files.
+        dir: PathBuf,
+        /// Serve only this loadBalancerClass (default: class-less services and meshlb.io/meshlb).
+        #[arg(long)]
+        lb_class: Option<String>,
+    },
+    /// Run in standalone mode from a configuration directory.
+    Run {
+        /// Directory of YAML files, reloaded when it changes.
+        #[arg(long)]
+        config_dir: PathBuf,
+        /// Where assignments are remembered across restarts.
+        #[arg(long, default_value = "/var/lib/meshlb")]
+        state_dir: PathBuf,
+        /// Serve only this loadBalancerClass (default: class-less services and meshlb.io/meshlb).
+        #[arg(long)]
+        lb_class: Option<String>,
+        /// Re-read the directory this often even without change events (seconds).
+        #[arg(long, default_value_t = 30)]
+        resync_seconds: u64,
+    },
+}
+
+fn classes(lb_class: Option<String>) -> ClassFilter {
+    lb_class.map(ClassFilter::only).unwrap_or_default()
+}
 
 fn main() -> ExitCode {
-    eprintln!(
-        "meshlb-agent {}: not implemented yet (see README.md, 'What works today')",
-        env!("CARGO_PKG_VERSION")
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Check { dir, lb_class } => check(&dir, classes(lb_class)),
+        Command::Run {
+            config_dir,
+            state_dir,
+            lb_class,
+            resync_seconds,
+        } => run(
+            config_dir,
+            state_dir,
+            classes(lb_class),
+            Duration::from_secs(resync_seconds.max(1)),
+        ),
+    }
+}
+
+fn check(dir: &std::path::Path, classes: ClassFilter) -> ExitCode {
+    let mut agent = match Standalone::new(dir, None, classes) {
+        Ok(agent) => agent,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match agent.reload() {
+        Reload::Rejected(rejected) => {
+            for e in &rejected.errors {
+                println!("error: {e}");
+            }
+            println!("{} error(s); configuration rejected", rejected.errors.len());
+            return ExitCode::FAILURE;
+        }
+        Reload::Accepted { .. } | Reload::Unchanged => {}
+    }
+    let Some(inventory) = agent.store().active() else {
+        return ExitCode::FAILURE;
+    };
+    let config = &inventory.config;
+    println!(
+        "configuration valid: {} pools, {} L2Advertisements, {} BGPAdvertisements, {} BGPPeers, {} BFDProfiles, \
+         {} community aliases, {} L2Policies, {} services",
+        config.pools.len(),
+        config.l2_advertisements.len(),
+        config.bgp_advertisements.len(),
+        config.bgp_peers.len(),
+        config.bfd_profiles.len(),
+        config.communities.len(),
+        config.l2_policies.len(),
+        inventory.services.len()
     );
-    ExitCode::from(2)
+    let mut failed = false;
+    for (key, outcome) in agent.outcomes() {
+        failed |= !matches!(outcome, meshlb_config::ServiceOutcome::Assigned(_));
+        println!("service {key}: {outcome}");
+    }
+    for (pool, c) in agent.reconciler().allocator().counters() {
+        println!(
+            "pool {pool}: IPv4 {}/{} in use, IPv6 {}/{} in use",
+            c.v4.in_use, c.v4.total, c.v6.in_use, c.v6.total
+        );
+    }
+    if failed { ExitCode::from(2) } else { ExitCode::SUCCESS }
+}
+
+fn run(config_dir: PathBuf, state_dir: PathBuf, classes: ClassFilter, resync: Duration) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::error!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let agent = Standalone::new(&config_dir, Some(&state_dir.join("assignments.yaml")), classes)?;
+        tracing::info!(config_dir = %config_dir.display(), "meshlb-agent standalone");
+        agent.run(resync, shutdown_signal()).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
+    }
 }

@@ -1,0 +1,364 @@
+//! From a set of objects to "which service holds which addresses": the
+//! glue every configuration source shares.
+//!
+//! An [`Inventory`] is one consistent reading of a source (configuration
+//! kinds, Services, Namespaces, EndpointSlices). A [`Reconciler`] keeps the
+//! allocator across readings and applies each new inventory: services that
+//! left (deleted, no longer LoadBalancer, another class) release their
+//! addresses; services that already hold addresses (from `status`, or
+//! remembered from before a restart) are re-admitted before anything new is
+//! allocated; then every other service is served in name order.
+//!
+//! A service with invalid knobs is reported and keeps what it held; it
+//! never makes the whole inventory invalid.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+
+use crate::allocator::{AllocationError, Allocator, Assignment};
+use crate::config::Config;
+use crate::error::{Error, Invalid, Rejected, SourceLocation};
+use crate::meta::{ObjectRef, StringMap};
+use crate::object::{Located, Object};
+use crate::service::{AllocationRequest, ClassFilter, EndpointSlice, Service, ServiceKey, namespace_labels};
+
+/// One consistent reading of a configuration source.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Inventory {
+    /// The validated configuration.
+    pub config: Config,
+    /// Services, by key.
+    pub services: BTreeMap<ServiceKey, Service>,
+    /// Where each service was read.
+    pub service_locations: BTreeMap<ServiceKey, SourceLocation>,
+    /// Namespace labels, for namespaces declared as objects.
+    pub namespaces: BTreeMap<String, StringMap>,
+    /// EndpointSlices.
+    pub endpoint_slices: Vec<EndpointSlice>,
+}
+
+impl Inventory {
+    /// Builds an inventory; configuration errors and duplicate objects
+    /// reject it as a whole.
+    pub fn build(objects: &[Located<Object>]) -> Result<Inventory, Rejected> {
+        let config = Config::build(objects);
+        let mut errors = match &config {
+            Ok(_) => Vec::new(),
+            Err(rejected) => rejected.errors.clone(),
+        };
+        let mut inventory = Inventory::default();
+        let mut duplicate = |location: &SourceLocation, object: ObjectRef, first: Option<&SourceLocation>| {
+            let first = first.map(|l| format!(" (first at {l})")).unwrap_or_default();
+            errors.push(Error::Invalid {
+                location: Some(location.clone()),
+                invalid: Box::new(Invalid::new(
+                    &object,
+                    "metadata.name",
+                    &object.name,
+                    format!("is defined twice{first}"),
+                    "one object per kind, namespace and name",
+                )),
+            });
+        };
+        let mut namespace_locations: BTreeMap<String, SourceLocation> = BTreeMap::new();
+        for located in objects {
+            match &located.object {
+                Object::Service(service) => {
+                    let key = service.key();
+                    if let Some(first) = inventory.service_locations.get(&key) {
+                        duplicate(&located.location, service.object_ref(), Some(first));
+                        continue;
+                    }
+                    inventory
+                        .service_locations
+                        .insert(key.clone(), located.location.clone());
+                    inventory.services.insert(key, service.clone());
+                }
+                Object::Namespace(namespace) => {
+                    let name = namespace.metadata.name.clone();
+                    if let Some(first) = namespace_locations.get(&name) {
+                        duplicate(&located.location, located.object.object_ref(), Some(first));
+                        continue;
+                    }
+                    namespace_locations.insert(name.clone(), located.location.clone());
+                    inventory.namespaces.insert(name, namespace.metadata.labels.clone());
+                }
+                Object::EndpointSlice(slice) => inventory.endpoint_slices.push(slice.clone()),
+                _ => {}
+            }
+        }
+        match config {
+            Ok(config) if errors.is_empty() => {
+                inventory.config = config;
+                Ok(inventory)
+            }
+            _ => Err(Rejected { errors }),
+        }
+    }
+
+    /// Labels of a namespace (declared or not), with the automatic
+    /// `kubernetes.io/metadata.name`.
+    pub fn namespace_labels(&self, namespace: &str) -> StringMap {
+        namespace_labels(namespace, self.namespaces.get(namespace).unwrap_or(&StringMap::new()))
+    }
+
+    /// The allocation request of a service, with the L2Policy's address
+    /// count applied.
+    pub fn request_for(&self, service: &Service) -> Result<AllocationRequest, Vec<Invalid>> {
+        let per_family = self
+            .config
+            .l2_policy_for(&service.metadata.labels)
+            .map_or(1, |p| p.addresses_per_service);
+        service.allocation_request(&self.namespace_labels(&service.key().namespace), per_family)
+    }
+}
+
+/// What happened to one service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServiceOutcome {
+    /// The service holds these addresses.
+    Assigned(Assignment),
+    /// The service's knobs are invalid; it keeps what it held.
+    Invalid {
+        /// Every problem.
+        errors: Vec<Invalid>,
+        /// What it still holds.
+        kept: Option<Assignment>,
+    },
+    /// No (or not the requested) addresses could be given.
+    Failed {
+        /// Why.
+        error: AllocationError,
+        /// What it still holds.
+        kept: Option<Assignment>,
+    },
+}
+
+impl ServiceOutcome {
+    /// The addresses the service holds after the outcome.
+    pub fn assignment(&self) -> Option<&Assignment> {
+        match self {
+            ServiceOutcome::Assigned(a) => Some(a),
+            ServiceOutcome::Invalid { kept, .. } | ServiceOutcome::Failed { kept, .. } => kept.as_ref(),
+        }
+    }
+}
+
+impl fmt::Display for ServiceOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kept = |k: &Option<Assignment>| k.as_ref().map(|a| format!("; keeps {a}")).unwrap_or_default();
+        match self {
+            ServiceOutcome::Assigned(a) => write!(f, "{a}"),
+            ServiceOutcome::Invalid { errors, kept: k } => {
+                let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                write!(f, "invalid: {}{}", errors.join("; "), kept(k))
+            }
+            ServiceOutcome::Failed { error, kept: k } => write!(f, "no addresses: {error}{}", kept(k)),
+        }
+    }
+}
+
+/// Keeps the allocator across inventories.
+#[derive(Debug, Clone)]
+pub struct Reconciler {
+    allocator: Allocator,
+    classes: ClassFilter,
+    remembered: BTreeMap<ServiceKey, Vec<IpAddr>>,
+}
+
+impl Reconciler {
+    /// A reconciler serving these classes. `remembered` holds addresses
+    /// services had before a restart (used when a service's `status` has
+    /// none, as in standalone mode).
+    pub fn new(classes: ClassFilter, remembered: BTreeMap<ServiceKey, Vec<IpAddr>>) -> Reconciler {
+        Reconciler {
+            allocator: Allocator::default(),
+            classes,
+            remembered,
+        }
+    }
+
+    /// The allocator, for counters and lookups.
+    pub fn allocator(&self) -> &Allocator {
+        &self.allocator
+    }
+
+    /// Applies an inventory; returns the outcome of every service meshlb
+    /// serves, and releases the others.
+    pub fn apply(&mut self, inventory: &Inventory) -> BTreeMap<ServiceKey, ServiceOutcome> {
+        let pools: Vec<_> = inventory.config.pools.values().cloned().collect();
+        if self.allocator.pools().values().ne(pools.iter()) {
+            self.allocator.set_pools(pools);
+        }
+        let wanted: BTreeMap<&ServiceKey, &Service> = inventory
+            .services
+            .iter()
+            .filter(|(_, s)| s.wants_address(&self.classes))
+            .collect();
+        let held: Vec<ServiceKey> = self.allocator.assignments().map(|(k, _)| k.clone()).collect();
+        for key in held.iter().filter(|k| !wanted.contains_key(k)) {
+            self.allocator.release(key);
+        }
+        self.remembered.retain(|k, _| wanted.contains_key(k));
+
+        let mut outcomes = BTreeMap::new();
+        let mut requests = Vec::new();
+        for (key, service) in &wanted {
+            match inventory.request_for(service) {
+                Ok(request) => requests.push((request, *service)),
+                Err(errors) => {
+                    let kept = self.allocator.assignment(key).cloned();
+                    outcomes.insert((*key).clone(), ServiceOutcome::Invalid { errors, kept });
+                }
+            }
+        }
+        // Phase 1: re-admit addresses services already hold elsewhere.
+        for (request, service) in &requests {
+            if self.allocator.assignment(&request.service).is_some() {
+                continue;
+            }
+            let mut existing = service.assigned_addresses();
+            if existing.is_empty() {
+                existing = self.remembered.get(&request.service).cloned().unwrap_or_default();
+            }
+            if !existing.is_empty() && self.allocator.admit(request, &existing).is_ok() {
+                self.remembered.remove(&request.service);
+            }
+        }
+        // Phase 2: everything else, in service order.
+        for (request, _) in &requests {
+            let outcome = match self.allocator.assign(request) {
+                Ok(assignment) => ServiceOutcome::Assigned(assignment),
+                Err(error) => ServiceOutcome::Failed {
+                    error,
+                    kept: self.allocator.assignment(&request.service).cloned(),
+                },
+            };
+            outcomes.insert(request.service.clone(), outcome);
+        }
+        outcomes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::object::parse_documents;
+
+    const BASE: &str = "
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: p}
+spec: {addresses: [192.0.2.0/30]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: b, namespace: shop}
+spec: {type: LoadBalancer, ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: c, namespace: shop}
+spec: {type: LoadBalancer, ports: [{port: 80}], loadBalancerClass: someone-else}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: d, namespace: shop}
+spec: {type: ClusterIP}
+";
+
+    fn inventory(text: &str) -> Inventory {
+        Inventory::build(&parse_documents(text, "t.yaml").unwrap()).unwrap()
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn serves_only_our_load_balancers_and_releases_leavers() {
+        let mut r = Reconciler::new(ClassFilter::default(), BTreeMap::new());
+        let out = r.apply(&inventory(BASE));
+        assert_eq!(out.keys().map(ToString::to_string).collect::<Vec<_>>(), ["shop/b"]);
+        assert_eq!(
+            out[&ServiceKey::new("shop", "b")].assignment().unwrap().addresses,
+            [ip("192.0.2.0")]
+        );
+        let changed = BASE.replace(
+            "metadata: {name: b, namespace: shop}\nspec: {type: LoadBalancer",
+            "metadata: {name: b, namespace: shop}\nspec: {type: NodePort",
+        );
+        assert!(r.apply(&inventory(&changed)).is_empty());
+        assert_eq!(r.allocator().assignments().count(), 0, "type change releases");
+    }
+
+    #[test]
+    fn remembered_and_status_addresses_win_over_new_services() {
+        let text = format!(
+            "{BASE}---
+apiVersion: v1
+kind: Service
+metadata: {{name: a, namespace: shop}}
+spec: {{type: LoadBalancer}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: z, namespace: shop}}
+spec: {{type: LoadBalancer}}
+status: {{loadBalancer: {{ingress: [{{ip: 192.0.2.1}}]}}}}
+"
+        );
+        let remembered = BTreeMap::from([(ServiceKey::new("shop", "b"), vec![ip("192.0.2.0")])]);
+        let mut r = Reconciler::new(ClassFilter::default(), remembered);
+        let out = r.apply(&inventory(&text));
+        let addr = |n: &str| out[&ServiceKey::new("shop", n)].assignment().unwrap().addresses[0];
+        assert_eq!(
+            (addr("a"), addr("b"), addr("z")),
+            (ip("192.0.2.2"), ip("192.0.2.0"), ip("192.0.2.1"))
+        );
+    }
+
+    #[test]
+    fn invalid_service_keeps_its_addresses_and_others_proceed() {
+        let mut r = Reconciler::new(ClassFilter::default(), BTreeMap::new());
+        r.apply(&inventory(BASE));
+        let broken = BASE.replace("ports: [{port: 80}]}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: c", "ports: [{port: 80}], externalTrafficPolicy: Sideways}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: c");
+        let out = r.apply(&inventory(&broken));
+        let outcome = &out[&ServiceKey::new("shop", "b")];
+        assert!(
+            matches!(outcome, ServiceOutcome::Invalid { kept: Some(_), .. }),
+            "{outcome}"
+        );
+        assert!(outcome.to_string().contains("Sideways") && outcome.to_string().contains("keeps 192.0.2.0"));
+    }
+
+    #[test]
+    fn duplicate_services_reject_the_inventory() {
+        let text = format!("{BASE}---\napiVersion: v1\nkind: Service\nmetadata: {{name: b, namespace: shop}}\n");
+        let err = Inventory::build(&parse_documents(&text, "t.yaml").unwrap()).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("Service shop/b: metadata.name \"b\" is defined twice (first at t.yaml:7)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn l2_policy_sets_the_address_count() {
+        let text = format!(
+            "{BASE}---
+apiVersion: meshlb.io/v1alpha1
+kind: L2Policy
+metadata: {{name: two}}
+spec: {{addressesPerService: 2}}
+"
+        );
+        let mut r = Reconciler::new(ClassFilter::default(), BTreeMap::new());
+        let out = r.apply(&inventory(&text));
+        assert_eq!(
+            out[&ServiceKey::new("shop", "b")].assignment().unwrap().addresses.len(),
+            2
+        );
+    }
+}

@@ -1,0 +1,51 @@
+//! # meshlb-agent: the per-node daemon
+//!
+//! Place in the architecture: the binary every node runs (a DaemonSet in
+//! Kubernetes, a plain daemon in standalone mode). It reads configuration
+//! (a directory of YAML files today; the Kubernetes API later), turns it into
+//! addresses with `meshlb-config`, and will start the actors of
+//! `meshlb-actors`, join the gossip mesh of `meshlb-gossip`, and serve gRPC
+//! introspection and Prometheus metrics.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`file_source`] | reads a configuration directory; watches it for changes |
+//! | [`state_file`] | remembers assignments across restarts in standalone mode |
+//! | [`standalone`] | the standalone loop: read, validate, allocate, keep the last good |
+//! | [`health`] | runs the local health probes services declare |
+
+pub mod file_source;
+pub mod health;
+pub mod standalone;
+pub mod state_file;
+
+use std::path::PathBuf;
+
+/// Errors of the agent.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// A file or directory could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The directory watcher failed.
+    #[error("watching {path}: {source}")]
+    Watch {
+        /// The watched path.
+        path: PathBuf,
+        /// The cause.
+        source: notify::Error,
+    },
+    /// The state file is not what the agent writes.
+    #[error("{path}: {message}")]
+    State {
+        /// The state file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
