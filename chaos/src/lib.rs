@@ -22,6 +22,7 @@
 pub mod bench;
 pub mod delay;
 mod error;
+pub mod ipam_bench;
 pub mod keepalived;
 pub mod lab;
 pub mod mrt;

@@ -80,6 +80,18 @@ enum Command {
 
 #[derive(Subcommand)]
 enum Bench {
+    /// The IP allocator: services over pools, from scratch, on restart, one more; time and peak memory.
+    Allocator {
+        /// Services.
+        #[arg(long, default_value_t = 10000)]
+        services: usize,
+        /// Pools (each an IPv4 /21 and an IPv6 /116).
+        #[arg(long, default_value_t = 10)]
+        pools: usize,
+        /// Runs.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
     /// keepalived (VRRP) failover: outage window per fault, default and fast timers.
     Keepalived {
         /// Runs per fault and timer setting.
@@ -325,6 +337,39 @@ fn serf_version() -> String {
         .unwrap_or_else(|| "serf".into())
 }
 
+fn bench_allocator(services: usize, pools: usize, runs: usize) -> Result<(), LabError> {
+    use meshlb_chaos::ipam_bench::{millis, run};
+    let report = run(services, pools, runs).ok_or_else(|| LabError::Invalid("no benchmark runs".into()))?;
+    println!(
+        "{} services over {} pools: {} assigned, {} IPv4 and {} IPv6 addresses in use",
+        report.services, report.pools, report.assigned, report.addresses_v4, report.addresses_v6
+    );
+    println!("| operation | median ms | p90 ms | max ms | runs |");
+    println!("|---|---|---|---|---|");
+    for (name, s) in [
+        ("allocate all from scratch", report.allocate),
+        ("restart: re-admit all", report.restart),
+        ("one more service", report.add_one),
+    ] {
+        println!(
+            "| {name} | {} | {} | {} | {} |",
+            millis(s.median),
+            millis(s.p90),
+            millis(s.max),
+            s.runs
+        );
+    }
+    println!(
+        "peak RSS (VmHWM): {} KiB with the workload built; {} KiB after allocating everything once \
+         (+{} KiB: allocator and results); {} KiB after all runs",
+        report.peak_rss_before_kib,
+        report.peak_rss_allocated_kib,
+        report.peak_rss_allocated_kib.saturating_sub(report.peak_rss_before_kib),
+        report.peak_rss_after_kib
+    );
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -374,6 +419,9 @@ fn main() -> ExitCode {
             install_teardown_on_signal();
             bench_gobgp_routes(runs, routes)
         }
+        Command::Bench {
+            bench: Bench::Allocator { services, pools, runs },
+        } => bench_allocator(services, pools, runs),
         Command::Bench {
             bench: Bench::Serf { runs, nodes },
         } => {

@@ -156,6 +156,20 @@ pub struct Allocator {
     pools: BTreeMap<String, Pool>,
     addresses: BTreeMap<IpAddr, AddressUse>,
     services: BTreeMap<ServiceKey, Held>,
+    /// Search hints per pool range, keyed by (family, first address).
+    hints: BTreeMap<(Family, u128), RangeHint>,
+}
+
+/// Speeds up the search for a free address in one range.
+#[derive(Debug, Clone)]
+struct RangeHint {
+    /// The range's last address.
+    last: u128,
+    /// Whether the pool avoids buggy addresses.
+    avoid: bool,
+    /// Every usable address of the range below `first_free` is in use (so
+    /// `first_free > last` means the range is full).
+    first_free: u128,
 }
 
 /// Allocates for a whole set of services at once, as on start-up: first
@@ -190,10 +204,61 @@ pub fn allocate_all(
 impl Allocator {
     /// An allocator over these pools, holding nothing.
     pub fn new(pools: impl IntoIterator<Item = Pool>) -> Allocator {
-        Allocator {
+        let mut allocator = Allocator {
             pools: pools.into_iter().map(|p| (p.name.clone(), p)).collect(),
             addresses: BTreeMap::new(),
             services: BTreeMap::new(),
+            hints: BTreeMap::new(),
+        };
+        allocator.index_ranges();
+        allocator
+    }
+
+    /// Rebuilds the range hints after the pools changed (with no address
+    /// held).
+    fn index_ranges(&mut self) {
+        self.hints = self
+            .pools
+            .values()
+            .flat_map(|p| p.ranges.iter().map(move |r| (p.avoid_buggy_ips, r)))
+            .map(|(avoid, r)| {
+                let (first, last) = r.bounds();
+                (
+                    (r.family(), first),
+                    RangeHint {
+                        last,
+                        avoid,
+                        first_free: first,
+                    },
+                )
+            })
+            .collect();
+        let keys: Vec<(Family, u128)> = self.hints.keys().copied().collect();
+        for key in keys {
+            self.advance_hint(key);
+        }
+    }
+
+    /// The hint key of the range holding `address`.
+    fn hint_key(&self, address: IpAddr) -> Option<(Family, u128)> {
+        let (family, n) = ip_to_number(address);
+        let (key, hint) = self.hints.range(..=(family, n)).next_back()?;
+        (key.0 == family && n <= hint.last).then_some(*key)
+    }
+
+    /// Moves a range's `first_free` past addresses in use or avoided.
+    fn advance_hint(&mut self, key: (Family, u128)) {
+        let Some(hint) = self.hints.get(&key) else { return };
+        let (last, avoid, mut n) = (hint.last, hint.avoid, hint.first_free);
+        while n <= last {
+            let ip = number_to_ip(key.0, n);
+            if !(self.addresses.contains_key(&ip) || avoid && confuses_buggy_firmware(ip)) {
+                break;
+            }
+            n += 1;
+        }
+        if let Some(hint) = self.hints.get_mut(&key) {
+            hint.first_free = n;
         }
     }
 
@@ -234,6 +299,11 @@ impl Allocator {
                 entry.users.remove(service);
                 if entry.users.is_empty() {
                     self.addresses.remove(address);
+                    if let Some(key) = self.hint_key(*address)
+                        && let Some(hint) = self.hints.get_mut(&key)
+                    {
+                        hint.first_free = hint.first_free.min(ip_to_number(*address).1);
+                    }
                 }
             }
         }
@@ -298,6 +368,7 @@ impl Allocator {
         let held: Vec<Held> = std::mem::take(&mut self.services).into_values().collect();
         self.addresses.clear();
         self.pools = pools.into_iter().map(|p| (p.name.clone(), p)).collect();
+        self.index_ranges();
         let mut displaced = Vec::new();
         for h in held {
             if self.admit(&h.request, &h.assignment.addresses).is_err() {
@@ -341,6 +412,14 @@ impl Allocator {
                 users: BTreeMap::new(),
             });
             entry.users.insert(request.service.clone(), request.ports.clone());
+            if let Some(key) = self.hint_key(*address)
+                && self
+                    .hints
+                    .get(&key)
+                    .is_some_and(|h| h.first_free == ip_to_number(*address).1)
+            {
+                self.advance_hint(key);
+            }
         }
         self.services.insert(
             request.service.clone(),
@@ -579,15 +658,26 @@ impl Allocator {
         };
         for range in pool.ranges.iter().filter(|r| r.family() == family) {
             let (low, high) = range.bounds();
-            let mut next = Some(low);
-            for (address, _) in self.addresses.range(range.first()..=range.last()) {
+            // Without a sharing key only free addresses qualify, and none
+            // lies below the range's hint.
+            let start = match (&request.sharing_key, self.hints.get(&(family, low))) {
+                (None, Some(hint)) => hint.first_free,
+                _ => low,
+            };
+            if start > high {
+                continue;
+            }
+            let mut next = Some(start);
+            for (address, entry) in self.addresses.range(number_to_ip(family, start)..=range.last()) {
                 let (_, n) = ip_to_number(*address);
                 if let Some(from) = next.filter(|from| *from < n)
                     && let Some(found) = first_clean(from, n - 1)
                 {
                     return Some(found);
                 }
-                if clean(n) && self.sharing_conflict(request, *address).is_none() {
+                // Cheap test first: only a matching sharing key can share.
+                let may_share = request.sharing_key.is_some() && entry.sharing_key == request.sharing_key;
+                if may_share && clean(n) && self.sharing_conflict(request, *address).is_none() {
                     return Some(*address);
                 }
                 next = n.checked_add(1);

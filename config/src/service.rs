@@ -27,6 +27,9 @@ pub const METALLB_PREFIXES: [&str; 2] = ["metallb.io/", "metallb.universe.tf/"];
 pub const IPS_COUNT_ANNOTATION: &str = "meshlb.io/l2-ips-count";
 /// The Deckhouse annotation with the same meaning, read for compatibility.
 pub const DECKHOUSE_IPS_COUNT_ANNOTATION: &str = "network.deckhouse.io/l2-load-balancer-external-ips-count";
+/// Annotation the allocating component writes: the pool a service's
+/// addresses come from (MetalLB's `metallb.io/ip-allocated-from-pool`).
+pub const IP_ALLOCATED_FROM_POOL: &str = "metallb.io/ip-allocated-from-pool";
 /// Most addresses per family one service may ask for.
 pub const MAX_IPS_PER_FAMILY: u8 = 16;
 
@@ -352,6 +355,11 @@ impl Service {
             let key = format!("{prefix}{name}");
             self.metadata.annotations.get(&key).map(|v| (key, v.as_str()))
         })
+    }
+
+    /// The pool recorded by the allocating component, under either prefix.
+    pub fn allocated_from_pool(&self) -> Option<&str> {
+        self.metallb_annotation("ip-allocated-from-pool").map(|(_, v)| v)
     }
 
     /// Addresses in `status.loadBalancer.ingress` that parse; these are
@@ -688,8 +696,10 @@ endpoints:
     #[test]
     fn status_addresses_are_read() {
         let svc = service(
-            "metadata: {name: a}\nstatus: {loadBalancer: {ingress: [{ip: 192.0.2.5}, {hostname: x}, {ip: bad}]}}\n",
+            "metadata: {name: a, annotations: {metallb.universe.tf/ip-allocated-from-pool: p}}\n\
+             status: {loadBalancer: {ingress: [{ip: 192.0.2.5}, {hostname: x}, {ip: bad}]}}\n",
         );
+        assert_eq!(svc.allocated_from_pool(), Some("p"));
         assert_eq!(svc.assigned_addresses(), vec!["192.0.2.5".parse::<IpAddr>().unwrap()]);
     }
 }

@@ -262,7 +262,33 @@ proptest! {
         let mut allocator = Allocator::new(pools.clone());
         for op in ops {
             match op {
-                Op::Assign(i) => { let _ = allocator.assign(&request(i, &services[i], &pools)); }
+                Op::Assign(i) => {
+                    let r = request(i, &services[i], &pools);
+                    let held_before: Vec<IpAddr> = allocator.assignments().flat_map(|(_, a)| a.addresses.clone()).collect();
+                    let fresh = allocator.assignment(&r.service).is_none();
+                    if let Ok(assignment) = allocator.assign(&r) {
+                        // First free in order: no usable address that was free
+                        // precedes the one taken, in the pool's range order.
+                        let simple = fresh && r.sharing_key.is_none() && r.addresses.is_empty()
+                            && r.per_family == 1 && r.family_policy == FamilyPolicy::SingleStack;
+                        if simple {
+                            let pool = &allocator.pools()[&assignment.pool];
+                            let taken = assignment.addresses[0];
+                            for range in pool.ranges.iter().filter(|x| x.family() == Family::of(taken)) {
+                                let (lo, hi) = range.bounds();
+                                let mut n = lo;
+                                while n <= hi {
+                                    let ip = meshlb_config::addresses::number_to_ip(range.family(), n);
+                                    if ip == taken { break; }
+                                    let usable = !(pool.avoid_buggy_ips && confuses_buggy_firmware(ip));
+                                    prop_assert!(!usable || held_before.contains(&ip), "{} took {} though {} was free", r.service, taken, ip);
+                                    n += 1;
+                                }
+                                if range.contains(taken) { break; }
+                            }
+                        }
+                    }
+                }
                 Op::Release(i) => { allocator.release(&ServiceKey::new("ns", format!("svc{i:02}"))); }
                 Op::Shrink(p, by) => {
                     let before: BTreeMap<ServiceKey, meshlb_config::Assignment> =
