@@ -5,5 +5,14 @@
 //! node's disseminated state, every node computes the same owner for each
 //! service IP, without the Kubernetes API server.
 //!
-//! Status: empty. The foca driver, secure transport and ownership logic arrive
-//! with the gossip-mesh issue.
+//! Everything here is sans-IO: the agent owns the socket and the clock and
+//! feeds bytes and times in.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`secure`] | the datagram envelope: XChaCha20-Poly1305, keyring, replay window |
+//!
+//! Still to come (issue 5): the foca driver, node state records, ownership
+//! with quorum fencing, and the simulation.
+
+pub mod secure;
