@@ -11,8 +11,10 @@
 //! | module | what |
 //! |---|---|
 //! | [`secure`] | the datagram envelope: XChaCha20-Poly1305, keyring, replay window |
+//! | [`ownership`] | ranked owners per address (MetalLB's rendezvous hash, weights, groups, non-revertive), quorum fence |
 //!
-//! Still to come (issue 5): the foca driver, node state records, ownership
-//! with quorum fencing, and the simulation.
+//! Still to come (issue 5): the foca driver, node state records, and the
+//! simulation.
 
+pub mod ownership;
 pub mod secure;
