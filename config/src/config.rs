@@ -413,8 +413,8 @@ impl Builder {
         }
     }
 
-    /// Registers a name; false (with an error) when already used by an
-    /// object of the same kind.
+    /// Registers a name and returns the object's reference; `None` (with an
+    /// error recorded) when an object of the same kind already has it.
     fn claim_name(&mut self, kind: Kind, meta: &ObjectMeta) -> Option<ObjectRef> {
         let object = ObjectRef::new(kind, meta);
         let seen = self.seen.entry(kind).or_default();
@@ -1036,7 +1036,7 @@ impl Builder {
                 _ => {}
             }
         }
-        let mut peer = BgpPeer {
+        let peer = BgpPeer {
             name: resource.metadata.name.clone(),
             my_asn: spec.my_asn,
             peer_asn,
@@ -1090,7 +1090,6 @@ impl Builder {
         if !errors.is_empty() {
             return self.extend(errors);
         }
-        peer.name = resource.metadata.name.clone();
         self.config.bgp_peers.insert(peer.name.clone(), peer);
     }
 
