@@ -185,8 +185,8 @@ mod tests {
     fn small_workload_assigns_everything_and_restart_keeps_it() {
         let report = run(400, 2, 1).unwrap();
         assert_eq!(report.assigned, 400);
-        // 20 % dual stack, 20 % IPv6: every IPv6 address is distinct (no sharing key lands there
-        // without also sharing), so IPv6 in use is at most the IPv6 services.
+        // 40 % of services take an IPv6 address (single-stack IPv6 and dual stack), 80 % an IPv4
+        // one; sharing can only lower the count of addresses in use.
         assert!(report.addresses_v6 > 0 && report.addresses_v6 <= 160, "{report:?}");
         assert!(report.addresses_v4 > 0 && report.addresses_v4 <= 320, "{report:?}");
     }
