@@ -10,11 +10,22 @@
 //!
 //! | module | what |
 //! |---|---|
+//! | [`identity`] | who a member is: name, gossip address, generation |
+//! | [`codec`] | foca's messages on the wire |
+//! | [`record`] | each node's versioned state record, its fragments, the record book |
+//! | [`profile`] | timing profiles and what each knob does |
+//! | [`mesh`] | the sans-IO core: foca, ordered timers, anti-entropy, fence, ownership view |
 //! | [`secure`] | the datagram envelope: XChaCha20-Poly1305, keyring, replay window |
 //! | [`ownership`] | ranked owners per address (MetalLB's rendezvous hash, weights, groups, non-revertive), quorum fence |
-//!
-//! Still to come (issue 5): the foca driver, node state records, and the
-//! simulation.
+//! | [`sim`] | a deterministic virtual network to run many meshes on virtual time |
+//! | [`driver`] | the mesh on a real UDP socket under tokio |
 
+pub mod codec;
+pub mod driver;
+pub mod identity;
+pub mod mesh;
 pub mod ownership;
+pub mod profile;
+pub mod record;
 pub mod secure;
+pub mod sim;

@@ -13,9 +13,11 @@
 //! | [`state_file`] | remembers assignments across restarts in standalone mode |
 //! | [`standalone`] | the standalone loop: read, validate, allocate, keep the last good |
 //! | [`health`] | runs the local health probes services declare |
+//! | [`mesh`] | joins the gossip mesh, publishes this node's record, reports membership |
 
 pub mod file_source;
 pub mod health;
+pub mod mesh;
 pub mod standalone;
 pub mod state_file;
 

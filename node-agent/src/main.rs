@@ -4,8 +4,8 @@
 //! Today it runs in standalone mode: `meshlb-agent run --config-dir DIR`
 //! reads MetalLB-style YAML, allocates addresses and watches for changes;
 //! `meshlb-agent check DIR` validates a directory and shows what would be
-//! assigned. Announcing (ARP/NDP, BGP) and the gossip mesh come with later
-//! issues.
+//! assigned. With `--gossip-bind` it joins the gossip mesh. Announcing
+//! (ARP/NDP, BGP) comes with later issues.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,7 +46,71 @@ enum Command {
         /// Re-read the directory this often even without change events (seconds).
         #[arg(long, default_value_t = 30)]
         resync_seconds: u64,
+        #[command(flatten)]
+        mesh: Box<MeshArgs>,
     },
+}
+
+/// Gossip mesh options (the mesh is joined when --gossip-bind is given).
+#[derive(clap::Args)]
+struct MeshArgs {
+    /// This node's name in the mesh (default: the host name).
+    #[arg(long)]
+    node_name: Option<String>,
+    /// Address and port the gossip socket binds and is reached at.
+    #[arg(long)]
+    gossip_bind: Option<std::net::SocketAddr>,
+    /// A member to join through (repeat for several; listing every node is fine).
+    #[arg(long = "join")]
+    seeds: Vec<std::net::SocketAddr>,
+    /// Cluster keys, `ID:HEX` one per line, the first used to send.
+    #[arg(long)]
+    cluster_key_file: Option<PathBuf>,
+    /// Cluster label: clusters sharing a key but not a label ignore each other.
+    #[arg(long, default_value = "meshlb")]
+    cluster_label: String,
+    /// Timing profile: fast (default, sub-second detection) or lan (memberlist's LAN timing).
+    #[arg(long, default_value = "fast")]
+    mesh_profile: String,
+    /// A node label published to the mesh, KEY=VALUE (repeat for several).
+    #[arg(long = "node-label")]
+    labels: Vec<String>,
+}
+
+impl MeshArgs {
+    fn options(self) -> Result<Option<meshlb_node_agent::mesh::MeshOptions>, String> {
+        let Some(bind) = self.gossip_bind else { return Ok(None) };
+        let key_file = self
+            .cluster_key_file
+            .ok_or("--gossip-bind needs --cluster-key-file: gossip is always authenticated")?;
+        let profile = meshlb_gossip::profile::Profile::by_name(&self.mesh_profile)
+            .ok_or_else(|| format!("unknown --mesh-profile {:?} (fast, lan)", self.mesh_profile))?;
+        let node = match self.node_name {
+            Some(n) => n,
+            None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_owned())
+                .map_err(|e| format!("no --node-name and no host name: {e}"))?,
+        };
+        if node.is_empty() || node.len() > meshlb_gossip::identity::MAX_NAME_LEN {
+            return Err(format!("node name {node:?} must be 1 to 253 characters"));
+        }
+        let mut labels = std::collections::BTreeMap::new();
+        for l in self.labels {
+            let (k, v) = l
+                .split_once('=')
+                .ok_or_else(|| format!("--node-label {l:?} is not KEY=VALUE"))?;
+            labels.insert(k.to_owned(), v.to_owned());
+        }
+        Ok(Some(meshlb_node_agent::mesh::MeshOptions {
+            node,
+            bind,
+            seeds: self.seeds,
+            key_file,
+            label: self.cluster_label,
+            profile,
+            labels,
+        }))
+    }
 }
 
 fn classes(lb_class: Option<String>) -> ClassFilter {
@@ -68,12 +132,20 @@ fn main() -> ExitCode {
             state_dir,
             lb_class,
             resync_seconds,
-        } => run(
-            config_dir,
-            state_dir,
-            classes(lb_class),
-            Duration::from_secs(resync_seconds.max(1)),
-        ),
+            mesh,
+        } => match mesh.options() {
+            Ok(mesh) => run(
+                config_dir,
+                state_dir,
+                classes(lb_class),
+                Duration::from_secs(resync_seconds.max(1)),
+                mesh,
+            ),
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
     }
 }
 
@@ -125,7 +197,13 @@ fn check(dir: &std::path::Path, classes: ClassFilter) -> ExitCode {
     if failed { ExitCode::from(2) } else { ExitCode::SUCCESS }
 }
 
-fn run(config_dir: PathBuf, state_dir: PathBuf, classes: ClassFilter, resync: Duration) -> ExitCode {
+fn run(
+    config_dir: PathBuf,
+    state_dir: PathBuf,
+    classes: ClassFilter,
+    resync: Duration,
+    mesh: Option<meshlb_node_agent::mesh::MeshOptions>,
+) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -136,7 +214,15 @@ fn run(config_dir: PathBuf, state_dir: PathBuf, classes: ClassFilter, resync: Du
     let result = runtime.block_on(async {
         let agent = Standalone::new(&config_dir, Some(&state_dir.join("assignments.yaml")), classes)?;
         tracing::info!(config_dir = %config_dir.display(), "meshlb-agent standalone");
-        agent.run(resync, shutdown_signal()).await
+        let mesh = match mesh {
+            Some(options) => Some(meshlb_node_agent::mesh::AgentMesh::start(options, &state_dir).await?),
+            None => None,
+        };
+        let result = agent.run(resync, shutdown_signal()).await;
+        if let Some(mesh) = mesh {
+            mesh.leave().await;
+        }
+        result
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,259 @@
+//! The mesh on a real UDP socket: one tokio task owns the socket, the
+//! secure channel and the [`Mesh`], and talks to the rest of the agent by
+//! channels. It never blocks: the socket is non-blocking and the only
+//! waits are on the socket, the next timer and the command channel.
+//!
+//! Two clocks: the mesh runs on a monotonic clock (tokio's `Instant`), the
+//! secure envelope's send time on the wall clock, since it is compared
+//! across nodes.
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use crate::identity::NodeId;
+use crate::mesh::{MemberView, Mesh, MeshEvent, MeshStats};
+use crate::ownership::Fence;
+use crate::profile::Profile;
+use crate::record::NodeRecord;
+use crate::secure::{DropReason, Epoch, Keyring, SecureChannel};
+
+/// Why the driver could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// The gossip socket could not be opened.
+    #[error("gossip socket {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// No randomness from the operating system.
+    #[error("random source: {0}")]
+    Random(String),
+}
+
+/// How to run the mesh.
+#[derive(Debug, Clone)]
+pub struct DriverConfig {
+    /// Node name.
+    pub node: String,
+    /// Gossip address to bind (and to be reached at).
+    pub bind: SocketAddr,
+    /// Seeds to join through.
+    pub seeds: Vec<SocketAddr>,
+    /// Cluster keys.
+    pub keyring: Keyring,
+    /// Cluster label (bound into every packet's authentication).
+    pub label: Vec<u8>,
+    /// Timing.
+    pub profile: Profile,
+    /// Quorum fence.
+    pub fence: Fence,
+    /// Tolerated clock skew and packet age (ms).
+    pub max_age_ms: u64,
+}
+
+/// What the rest of the agent asks of the mesh.
+pub enum Command {
+    /// Change this node's record.
+    UpdateRecord(Box<dyn FnOnce(&mut NodeRecord) + Send>),
+    /// Hand over, leave, and stop; answered when the leave was sent.
+    Leave(oneshot::Sender<()>),
+    /// Replace the keyring (key rotation).
+    SetKeyring(Keyring),
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Command::UpdateRecord(_) => "UpdateRecord",
+            Command::Leave(_) => "Leave",
+            Command::SetKeyring(_) => "SetKeyring",
+        })
+    }
+}
+
+/// A snapshot of the mesh for introspection.
+#[derive(Debug, Clone, Default)]
+pub struct MeshStatus {
+    /// This node's identity.
+    pub identity: Option<NodeId>,
+    /// Live members, this node first.
+    pub members: Vec<MemberView>,
+    /// Whether this node may announce.
+    pub quorum: bool,
+    /// Protocol counters.
+    pub stats: MeshStats,
+    /// Datagrams refused by the secure envelope, by reason.
+    pub drops: Vec<(DropReason, u64)>,
+    /// Bytes sent on the wire (with the envelope).
+    pub wire_bytes_sent: u64,
+}
+
+/// The agent's side of a running mesh.
+#[derive(Debug)]
+pub struct MeshHandle {
+    /// Commands to the mesh.
+    pub commands: mpsc::Sender<Command>,
+    /// Membership and record events.
+    pub events: mpsc::UnboundedReceiver<MeshEvent>,
+    /// The latest status.
+    pub status: watch::Receiver<MeshStatus>,
+}
+
+fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Binds the socket and spawns the mesh task on the current tokio runtime.
+pub async fn start(config: DriverConfig) -> Result<MeshHandle, DriverError> {
+    let socket = UdpSocket::bind(config.bind).await.map_err(|source| DriverError::Bind {
+        addr: config.bind,
+        source,
+    })?;
+    let mut random = [0u8; 24];
+    getrandom::fill(&mut random).map_err(|e| DriverError::Random(e.to_string()))?;
+    let mut epoch: Epoch = [0; 16];
+    epoch.copy_from_slice(&random[..16]);
+    let mut seed = [0u8; 8];
+    seed.copy_from_slice(&random[16..]);
+    let identity = NodeId::new(config.node.clone(), config.bind, wall_ms());
+    let origin = Instant::now();
+    let mut mesh = Mesh::new(identity, config.profile.clone(), u64::from_le_bytes(seed), 1);
+    mesh.set_fence(config.fence.clone());
+    mesh.join(&config.seeds, 1);
+    let channel = SecureChannel::new(config.keyring.clone(), &config.label, epoch, config.max_age_ms);
+    let (commands, command_rx) = mpsc::channel(64);
+    let (event_tx, events) = mpsc::unbounded_channel();
+    let (status_tx, status) = watch::channel(MeshStatus::default());
+    let task = MeshTask {
+        socket,
+        channel,
+        mesh,
+        origin,
+        events: event_tx,
+        status: status_tx,
+        wire_bytes_sent: 0,
+    };
+    tokio::spawn(task.run(command_rx));
+    Ok(MeshHandle {
+        commands,
+        events,
+        status,
+    })
+}
+
+struct MeshTask {
+    socket: UdpSocket,
+    channel: SecureChannel,
+    mesh: Mesh,
+    origin: Instant,
+    events: mpsc::UnboundedSender<MeshEvent>,
+    status: watch::Sender<MeshStatus>,
+    wire_bytes_sent: u64,
+}
+
+impl MeshTask {
+    fn now_ms(&self) -> u64 {
+        self.origin.elapsed().as_millis() as u64 + 1
+    }
+
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let mut buf = vec![0u8; 65_536];
+        let mut leaving: Option<(Instant, oneshot::Sender<()>)> = None;
+        self.flush().await;
+        loop {
+            let due = self.origin + Duration::from_millis(self.mesh.poll_timeout().saturating_sub(1));
+            let due = leaving.as_ref().map_or(due, |(at, _)| due.min(*at));
+            tokio::select! {
+                received = self.socket.recv_from(&mut buf) => match received {
+                    Ok((len, from)) => self.receive(from, &buf[..len]),
+                    Err(e) => tracing::warn!("gossip socket: {e}"),
+                },
+                () = tokio::time::sleep_until(due) => {
+                    let now = self.now_ms();
+                    self.mesh.handle_timeout(now);
+                    if leaving.as_ref().is_some_and(|(at, _)| Instant::now() >= *at) {
+                        if let Err(e) = self.mesh.leave() {
+                            tracing::warn!("leave: {e}");
+                        }
+                        self.flush().await;
+                        if let Some((_, done)) = leaving.take() {
+                            let _ = done.send(());
+                        }
+                        return;
+                    }
+                }
+                command = commands.recv() => match command {
+                    Some(Command::UpdateRecord(change)) => {
+                        if let Err(e) = self.mesh.update_record(change) {
+                            tracing::warn!("record update: {e}");
+                        }
+                    }
+                    Some(Command::SetKeyring(keyring)) => self.channel.set_keyring(keyring),
+                    Some(Command::Leave(done)) => {
+                        if let Err(e) = self.mesh.begin_leave() {
+                            tracing::warn!("begin leave: {e}");
+                        }
+                        let at = Instant::now() + Duration::from_millis(self.mesh.handover_ms());
+                        leaving = Some((at, done));
+                    }
+                    None => return,
+                },
+            }
+            self.flush().await;
+        }
+    }
+
+    fn receive(&mut self, from: SocketAddr, packet: &[u8]) {
+        let plaintext = match self.channel.open(packet, wall_ms()) {
+            Ok(p) => p,
+            Err(reason) => {
+                tracing::debug!(%from, ?reason, "gossip datagram dropped");
+                return;
+            }
+        };
+        let now = self.now_ms();
+        if let Err(e) = self.mesh.handle_datagram(from, &plaintext, now) {
+            tracing::debug!(%from, "gossip datagram refused: {e}");
+        }
+    }
+
+    async fn flush(&mut self) {
+        let mut changed = false;
+        while let Some((to, plaintext)) = self.mesh.poll_transmit() {
+            let packet = self.channel.seal(&plaintext, wall_ms());
+            self.wire_bytes_sent += packet.len() as u64;
+            if let Err(e) = self.socket.send_to(&packet, to).await {
+                tracing::debug!(%to, "gossip send: {e}");
+            }
+        }
+        while let Some(event) = self.mesh.poll_event() {
+            changed = true;
+            let _ = self.events.send(event);
+        }
+        let quorum = self.mesh.has_quorum();
+        if changed || quorum != self.status.borrow().quorum {
+            self.publish();
+        }
+    }
+
+    fn publish(&self) {
+        let status = MeshStatus {
+            identity: Some(self.mesh.identity().clone()),
+            members: self.mesh.members(),
+            quorum: self.mesh.has_quorum(),
+            stats: self.mesh.stats().clone(),
+            drops: self.channel.drops().iter().collect(),
+            wire_bytes_sent: self.wire_bytes_sent,
+        };
+        self.status.send_replace(status);
+    }
+}

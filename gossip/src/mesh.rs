@@ -1,0 +1,738 @@
+//! The mesh's sans-IO core: foca plus one ordered timer queue, node records,
+//! anti-entropy, the quorum fence, and the view ownership is computed from.
+//!
+//! The caller owns the clock and the socket (quinn's pattern): it feeds
+//! datagrams with [`Mesh::handle_datagram`], calls [`Mesh::handle_timeout`]
+//! at [`Mesh::poll_timeout`], and sends what [`Mesh::poll_transmit`] yields.
+//! Time is milliseconds on any monotonic clock, so the simulation runs it
+//! on virtual time and the agent on tokio's.
+//!
+//! Datagrams (before the secure envelope) start with a kind byte:
+//!
+//! | kind | content |
+//! |---|---|
+//! | 1 | a foca message (membership, probes, piggybacked record fragments) |
+//! | 2 | anti-entropy digest: the records the sender holds in a name range |
+//! | 3 | a record fragment sent directly |
+//! | 4 | a request for records by node name |
+//!
+//! foca has no push/pull state sync, so records lost to packet loss past
+//! their `max_transmissions` are repaired by anti-entropy: every
+//! `anti_entropy_ms` a member sends a random member its digest; that member
+//! sends back every record the digest lacks or holds older, and asks for
+//! every record it holds older. A new member gets the same exchange at once.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use bytes::{Buf, BufMut};
+use foca::{Foca, Notification, Runtime, Timer};
+use rand::rngs::Xoshiro256PlusPlus;
+use rand::{RngExt, SeedableRng};
+
+use crate::codec::MeshCodec;
+use crate::identity::NodeId;
+use crate::ownership::{Candidate, Failback, Fence, service_owners};
+use crate::profile::{MAX_PLAINTEXT, Profile};
+use crate::record::{NodeRecord, RecordBook, SharedBook};
+
+const KIND_FOCA: u8 = 1;
+const KIND_DIGEST: u8 = 2;
+const KIND_FRAGMENT: u8 = 3;
+const KIND_REQUEST: u8 = 4;
+
+/// Why the mesh refused something.
+#[derive(Debug, thiserror::Error)]
+pub enum MeshError {
+    /// foca refused a message or an operation.
+    #[error("membership: {0}")]
+    Foca(#[from] foca::Error),
+    /// A record could not be encoded.
+    #[error("record: {0}")]
+    Record(#[from] crate::record::RecordError),
+    /// A datagram of an unknown kind, or a malformed anti-entropy message.
+    #[error("malformed {0}")]
+    Malformed(&'static str),
+}
+
+/// What changed in the mesh.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MeshEvent {
+    /// A member became reachable.
+    MemberUp(NodeId),
+    /// A member was declared down (or left).
+    MemberDown(NodeId),
+    /// A node's record changed.
+    RecordChanged(String),
+    /// This node was declared down and rejoined with a new identity.
+    Rejoined(NodeId),
+    /// No other member is reachable.
+    Idle,
+}
+
+/// Counters for metrics and benchmarks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MeshStats {
+    /// Datagrams produced.
+    pub sent_datagrams: u64,
+    /// Their bytes (before the secure envelope).
+    pub sent_bytes: u64,
+    /// Datagrams taken in.
+    pub received_datagrams: u64,
+    /// Datagrams refused (malformed, from ourselves, refused by foca).
+    pub refused_datagrams: u64,
+    /// Members declared down, over this node's life.
+    pub members_declared_down: u64,
+}
+
+/// One member as this node sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberView {
+    /// Identity.
+    pub id: NodeId,
+    /// Its latest record, once received.
+    pub record: Option<NodeRecord>,
+}
+
+/// A service as ownership sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceSpec {
+    /// [`crate::record::service_id`] of `namespace/name`.
+    pub id: u64,
+    /// Its addresses.
+    pub addresses: Vec<IpAddr>,
+    /// Failback policy.
+    pub failback: Failback,
+}
+
+/// foca's effects during one call, drained into the mesh afterwards.
+#[derive(Default)]
+struct Effects {
+    sends: Vec<(SocketAddr, Vec<u8>)>,
+    timers: Vec<(Duration, Timer<NodeId>)>,
+    notifications: Vec<foca::OwnedNotification<NodeId>>,
+}
+
+impl Runtime<NodeId> for Effects {
+    fn notify(&mut self, notification: Notification<'_, NodeId>) {
+        self.notifications.push(notification.to_owned());
+    }
+
+    fn send_to(&mut self, to: NodeId, data: &[u8]) {
+        let mut packet = Vec::with_capacity(data.len() + 1);
+        packet.push(KIND_FOCA);
+        packet.extend_from_slice(data);
+        self.sends.push((to.addr, packet));
+    }
+
+    fn submit_after(&mut self, event: Timer<NodeId>, after: Duration) {
+        self.timers.push((after, event));
+    }
+}
+
+type Swim = Foca<NodeId, MeshCodec, Xoshiro256PlusPlus, SharedBook>;
+
+/// A mesh member's whole protocol state.
+pub struct Mesh {
+    foca: Swim,
+    book: SharedBook,
+    rng: Xoshiro256PlusPlus,
+    profile: Profile,
+    now_ms: u64,
+    timers: BinaryHeap<Reverse<(u64, u64)>>,
+    timer_events: BTreeMap<u64, Timer<NodeId>>,
+    timer_seq: u64,
+    outbox: VecDeque<(SocketAddr, Vec<u8>)>,
+    events: VecDeque<MeshEvent>,
+    own: NodeRecord,
+    live: BTreeMap<String, NodeId>,
+    fence: Fence,
+    seeds: Vec<SocketAddr>,
+    next_anti_entropy_ms: u64,
+    next_seed_announce_ms: u64,
+    joined_at_ms: u64,
+    stats: MeshStats,
+}
+
+impl std::fmt::Debug for Mesh {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mesh")
+            .field("identity", self.foca.identity())
+            .field("live", &self.live.len())
+            .finish()
+    }
+}
+
+impl Mesh {
+    /// A mesh member with `identity`, not yet joined. `seed` seeds its
+    /// random choices (whom to probe, gossip and sync with).
+    pub fn new(identity: NodeId, profile: Profile, seed: u64, now_ms: u64) -> Mesh {
+        let book = SharedBook::default();
+        let own = NodeRecord::new(identity.name.clone(), identity.boot);
+        let mut foca = Foca::with_custom_broadcast(
+            identity,
+            profile.foca_config(),
+            Xoshiro256PlusPlus::seed_from_u64(seed),
+            MeshCodec,
+            book.clone(),
+        );
+        for fragment in own.fragments().unwrap_or_default() {
+            if let Err(e) = foca.add_broadcast(&fragment) {
+                tracing::warn!("own record: {e}");
+            }
+        }
+        let _ = book.lock().take_changed();
+        Mesh {
+            foca,
+            book,
+            rng: Xoshiro256PlusPlus::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15),
+            next_anti_entropy_ms: now_ms + profile.anti_entropy_ms,
+            next_seed_announce_ms: now_ms,
+            profile,
+            now_ms,
+            timers: BinaryHeap::new(),
+            timer_events: BTreeMap::new(),
+            timer_seq: 0,
+            outbox: VecDeque::new(),
+            events: VecDeque::new(),
+            own,
+            live: BTreeMap::new(),
+            fence: Fence::default(),
+            seeds: Vec::new(),
+            joined_at_ms: now_ms,
+            stats: MeshStats::default(),
+        }
+    }
+
+    /// This node's identity now (it changes on rejoin).
+    pub fn identity(&self) -> &NodeId {
+        self.foca.identity()
+    }
+
+    /// The profile in force.
+    pub fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
+    /// Replaces the quorum fence settings (the reference is kept).
+    pub fn set_fence(&mut self, fence: Fence) {
+        self.fence = fence;
+        self.observe_fence();
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &MeshStats {
+        &self.stats
+    }
+
+    /// Joins through `seeds` (gossip addresses; this node's own is skipped).
+    /// Seeds are announced to again every `rejoin_seeds_ms` while no other
+    /// member is reachable, so the order agents start in does not matter.
+    pub fn join(&mut self, seeds: &[SocketAddr], now_ms: u64) {
+        self.now_ms = self.now_ms.max(now_ms);
+        self.joined_at_ms = self.now_ms;
+        let own = self.identity().addr;
+        self.seeds = seeds.iter().copied().filter(|s| *s != own).collect();
+        self.announce_to_seeds();
+    }
+
+    fn announce_to_seeds(&mut self) {
+        self.next_seed_announce_ms = self.now_ms + self.profile.rejoin_seeds_ms;
+        for seed in self.seeds.clone() {
+            let mut fx = Effects::default();
+            let result = self.foca.announce(NodeId::seed(seed), &mut fx);
+            self.absorb(fx);
+            if let Err(e) = result {
+                tracing::debug!(%seed, "announce: {e}");
+            }
+        }
+    }
+
+    /// When [`Mesh::handle_timeout`] should next be called.
+    pub fn poll_timeout(&self) -> u64 {
+        let timer = self.timers.peek().map_or(u64::MAX, |Reverse((due, _))| *due);
+        let mut next = timer.min(self.next_anti_entropy_ms);
+        if self.live.is_empty() && !self.seeds.is_empty() {
+            next = next.min(self.next_seed_announce_ms);
+        }
+        next
+    }
+
+    /// Fires every timer due at `now_ms`, in order.
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        self.now_ms = self.now_ms.max(now_ms);
+        while let Some(Reverse((due, seq))) = self.timers.peek().copied() {
+            if due > self.now_ms {
+                break;
+            }
+            self.timers.pop();
+            let Some(event) = self.timer_events.remove(&seq) else {
+                continue;
+            };
+            let mut fx = Effects::default();
+            let result = self.foca.handle_timer(event, &mut fx);
+            self.absorb(fx);
+            if let Err(e) = result {
+                tracing::debug!("timer: {e}");
+            }
+        }
+        if self.now_ms >= self.next_anti_entropy_ms {
+            self.next_anti_entropy_ms = self.now_ms + self.profile.anti_entropy_ms;
+            let partners: Vec<NodeId> = self.live.values().cloned().collect();
+            if !partners.is_empty() {
+                let pick = self.rng.random_range(0..partners.len());
+                self.send_digest(partners[pick].addr);
+            }
+        }
+        if self.live.is_empty() && !self.seeds.is_empty() && self.now_ms >= self.next_seed_announce_ms {
+            self.announce_to_seeds();
+        }
+        self.observe_fence();
+    }
+
+    /// Takes one datagram (already authenticated and decrypted).
+    pub fn handle_datagram(&mut self, from: SocketAddr, data: &[u8], now_ms: u64) -> Result<(), MeshError> {
+        self.now_ms = self.now_ms.max(now_ms);
+        self.stats.received_datagrams += 1;
+        let result = self.dispatch(from, data);
+        if result.is_err() {
+            self.stats.refused_datagrams += 1;
+        }
+        result
+    }
+
+    fn dispatch(&mut self, from: SocketAddr, data: &[u8]) -> Result<(), MeshError> {
+        let (&kind, body) = data.split_first().ok_or(MeshError::Malformed("empty datagram"))?;
+        match kind {
+            KIND_FOCA => {
+                let mut fx = Effects::default();
+                let result = self.foca.handle_data(body, &mut fx);
+                self.absorb(fx);
+                result?;
+            }
+            KIND_DIGEST => self.handle_digest(from, body)?,
+            KIND_FRAGMENT => {
+                self.foca.add_broadcast(body)?;
+                self.collect_record_changes();
+            }
+            KIND_REQUEST => {
+                let names = parse_names(body)?;
+                for name in names {
+                    self.send_record(from, &name);
+                }
+            }
+            _ => return Err(MeshError::Malformed("datagram kind")),
+        }
+        Ok(())
+    }
+
+    /// The next datagram to send (before the secure envelope).
+    pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
+        let next = self.outbox.pop_front()?;
+        self.stats.sent_datagrams += 1;
+        self.stats.sent_bytes += next.1.len() as u64;
+        Some(next)
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<MeshEvent> {
+        self.events.pop_front()
+    }
+
+    /// This node's own record.
+    pub fn own_record(&self) -> &NodeRecord {
+        &self.own
+    }
+
+    /// Changes this node's record and spreads the new version.
+    pub fn update_record(&mut self, change: impl FnOnce(&mut NodeRecord)) -> Result<(), MeshError> {
+        let mut next = self.own.clone();
+        change(&mut next);
+        next.node = self.own.node.clone();
+        next.generation = self.own.generation;
+        next.version = self.own.version;
+        if next == self.own {
+            return Ok(());
+        }
+        next.version += 1;
+        let fragments = next.fragments()?;
+        self.own = next;
+        // Through foca's broadcast handler: the book assembles the new
+        // version from its fragments and foca disseminates each one.
+        for fragment in fragments {
+            self.foca.add_broadcast(&fragment)?;
+        }
+        self.collect_record_changes();
+        Ok(())
+    }
+
+    /// Starts a graceful leave: the record says `leaving`, so the others
+    /// stop counting this node as a candidate and its successors start
+    /// announcing while it still does. Call [`Mesh::leave`] after the
+    /// handover time ([`Mesh::handover_ms`]).
+    pub fn begin_leave(&mut self) -> Result<(), MeshError> {
+        self.update_record(|r| r.leaving = true)
+    }
+
+    /// How long a leaving node keeps announcing after [`Mesh::begin_leave`]:
+    /// long enough for its record to reach every member.
+    pub fn handover_ms(&self) -> u64 {
+        3 * self.profile.gossip_every_ms + self.profile.probe_period_ms
+    }
+
+    /// Leaves the mesh: tells a few members this node is gone.
+    pub fn leave(&mut self) -> Result<(), MeshError> {
+        let mut fx = Effects::default();
+        let result = self.foca.leave_cluster(&mut fx);
+        self.absorb(fx);
+        self.live.clear();
+        result?;
+        Ok(())
+    }
+
+    /// Live members, this node first, by name.
+    pub fn members(&self) -> Vec<MemberView> {
+        let book = self.book.lock();
+        std::iter::once(self.identity())
+            .chain(self.live.values())
+            .map(|id| MemberView {
+                id: id.clone(),
+                record: book.get(&id.name).filter(|r| r.generation == id.boot).cloned(),
+            })
+            .collect()
+    }
+
+    /// `(identity, stamp of its current record)` of every live member, this
+    /// node first: [`Mesh::members`] without copying the records.
+    pub fn member_stamps(&self) -> Vec<(NodeId, Option<(u64, u64)>)> {
+        let book = self.book.lock();
+        std::iter::once(self.identity())
+            .chain(self.live.values())
+            .map(|id| {
+                let stamp = book
+                    .get(&id.name)
+                    .filter(|r| r.generation == id.boot)
+                    .map(NodeRecord::stamp);
+                (id.clone(), stamp)
+            })
+            .collect()
+    }
+
+    /// Names of the live members, this node included.
+    pub fn live_names(&self) -> BTreeSet<String> {
+        std::iter::once(self.own.node.clone())
+            .chain(self.live.keys().cloned())
+            .collect()
+    }
+
+    /// Whether this node sees a majority of the reference membership.
+    pub fn has_quorum(&self) -> bool {
+        let names = self.live_names();
+        self.fence.has_quorum(names.iter().map(String::as_str))
+    }
+
+    /// The fence's reference membership.
+    pub fn fence_reference(&self) -> Vec<String> {
+        self.fence.reference().map(str::to_owned).collect()
+    }
+
+    /// Every record this node holds.
+    pub fn records(&self) -> Vec<NodeRecord> {
+        self.book.lock().records().cloned().collect()
+    }
+
+    /// Whether this node has had time to learn the membership and records
+    /// since it started: `settle_ms` after joining once another member
+    /// answered, or four times that with nobody answering (a lone node).
+    /// Until then it announces nothing, so a restarting agent does not
+    /// briefly claim every address.
+    pub fn settled(&self) -> bool {
+        let since = self.now_ms.saturating_sub(self.joined_at_ms);
+        let settle = 4 * self.profile.probe_period_ms;
+        since >= settle && (!self.live.is_empty() || self.seeds.is_empty() || since >= 4 * settle)
+    }
+
+    /// The addresses this node should announce now: for each service, the
+    /// owners among the live members whose record serves it and who are not
+    /// leaving; nothing while fenced or not yet [`settled`](Mesh::settled);
+    /// while leaving, what it announced before (its successors take over as
+    /// they learn it is leaving). `weight` gives a node's preference weight
+    /// for a service. Non-revertive services stay with the member whose
+    /// record claims them while it remains a candidate. The result is
+    /// published as this node's claims.
+    pub fn announce_set(
+        &mut self,
+        services: &[ServiceSpec],
+        weight: &dyn Fn(&NodeRecord, &ServiceSpec) -> u32,
+    ) -> BTreeSet<IpAddr> {
+        if self.own.leaving {
+            return self.own.claims.clone();
+        }
+        let mine = if self.settled() && self.has_quorum() {
+            let me = self.own.node.clone();
+            let book = self.book.lock();
+            let records: Vec<&NodeRecord> = std::iter::once(self.identity())
+                .chain(self.live.values())
+                .filter_map(|id| book.get(&id.name).filter(|r| r.generation == id.boot))
+                .filter(|r| !r.leaving)
+                .collect();
+            let mut current: BTreeMap<IpAddr, String> = BTreeMap::new();
+            for record in &records {
+                for address in &record.claims {
+                    current.entry(*address).or_insert_with(|| record.node.clone());
+                }
+            }
+            let mut mine = BTreeSet::new();
+            for service in services {
+                let candidates: Vec<Candidate> = records
+                    .iter()
+                    .filter(|r| r.serves(service.id))
+                    .map(|r| Candidate {
+                        node: r.node.clone(),
+                        weight: weight(r, service),
+                    })
+                    .collect();
+                let owners = service_owners(&service.addresses, &candidates, service.failback, &current);
+                mine.extend(
+                    owners
+                        .into_iter()
+                        .filter(|(_, owner)| owner.as_deref() == Some(me.as_str()))
+                        .map(|(address, _)| address),
+                );
+            }
+            mine
+        } else {
+            BTreeSet::new()
+        };
+        if mine != self.own.claims {
+            let claims = mine.clone();
+            if let Err(e) = self.update_record(|r| r.claims = claims) {
+                tracing::warn!("publishing claims: {e}");
+            }
+        }
+        mine
+    }
+
+    fn absorb(&mut self, fx: Effects) {
+        for (after, event) in fx.timers {
+            let due = self.now_ms + after.as_millis() as u64;
+            self.timer_seq += 1;
+            self.timers.push(Reverse((due, self.timer_seq)));
+            self.timer_events.insert(self.timer_seq, event);
+        }
+        self.outbox.extend(fx.sends);
+        for notification in fx.notifications {
+            self.on_notification(notification);
+        }
+        self.collect_record_changes();
+    }
+
+    fn collect_record_changes(&mut self) {
+        let changed = self.book.lock().take_changed();
+        for name in changed {
+            if name != self.own.node {
+                self.events.push_back(MeshEvent::RecordChanged(name));
+            }
+        }
+    }
+
+    fn on_notification(&mut self, notification: foca::OwnedNotification<NodeId>) {
+        use foca::OwnedNotification as N;
+        match notification {
+            N::MemberUp(id) => self.member_up(id),
+            N::MemberDown(id) => self.member_down(id),
+            N::Rename(old, new) => {
+                if self.live.get(&old.name) == Some(&old) {
+                    self.live.remove(&old.name);
+                    self.live.insert(new.name.clone(), new);
+                }
+            }
+            N::Rejoin(id) => self.events.push_back(MeshEvent::Rejoined(id)),
+            N::Idle => self.events.push_back(MeshEvent::Idle),
+            N::Active | N::Defunct => {}
+        }
+        self.observe_fence();
+    }
+
+    fn member_up(&mut self, id: NodeId) {
+        if id.is_seed() || id.name == self.own.node {
+            return;
+        }
+        if self
+            .live
+            .get(&id.name)
+            .is_some_and(|old| (old.boot, old.rejoin) > (id.boot, id.rejoin))
+        {
+            return;
+        }
+        let addr = id.addr;
+        self.live.insert(id.name.clone(), id.clone());
+        self.events.push_back(MeshEvent::MemberUp(id));
+        // A new member gets our records at once rather than at the next
+        // anti-entropy round.
+        self.send_digest(addr);
+    }
+
+    fn member_down(&mut self, id: NodeId) {
+        if self.live.get(&id.name) != Some(&id) {
+            return;
+        }
+        self.live.remove(&id.name);
+        self.stats.members_declared_down += 1;
+        let left = self
+            .book
+            .lock()
+            .get(&id.name)
+            .is_some_and(|r| r.leaving && r.generation == id.boot);
+        if left {
+            self.fence.left(&id.name);
+        }
+        self.events.push_back(MeshEvent::MemberDown(id));
+    }
+
+    fn observe_fence(&mut self) {
+        let names = self.live_names();
+        self.fence.observe(names.iter().map(String::as_str), self.now_ms);
+    }
+
+    fn push(&mut self, to: SocketAddr, kind: u8, body: &[u8]) {
+        let mut packet = Vec::with_capacity(body.len() + 1);
+        packet.push(kind);
+        packet.extend_from_slice(body);
+        self.outbox.push_back((to, packet));
+    }
+
+    fn send_record(&mut self, to: SocketAddr, name: &str) {
+        let fragments = self
+            .book
+            .lock()
+            .get(name)
+            .and_then(|r| r.fragments().ok())
+            .unwrap_or_default();
+        for fragment in fragments {
+            self.push(to, KIND_FRAGMENT, &fragment);
+        }
+    }
+
+    /// Digest chunks: each covers a name range `[start, end)` (`end` empty:
+    /// to the last name) and lists `(name, generation, version)` of every
+    /// record held in it.
+    fn send_digest(&mut self, to: SocketAddr) {
+        let digest = self.book.lock().digest();
+        let budget = MAX_PLAINTEXT - 1 - 2 * 256 - 2;
+        let mut chunks: Vec<(String, Vec<DigestEntry>)> = Vec::new();
+        let mut size = 0;
+        for (name, stamp) in digest {
+            let entry = 1 + name.len() + 16;
+            if chunks.is_empty() || size + entry > budget {
+                chunks.push((name.clone(), Vec::new()));
+                size = 0;
+            }
+            size += entry;
+            if let Some(last) = chunks.last_mut() {
+                last.1.push((name, stamp));
+            }
+        }
+        if chunks.is_empty() {
+            chunks.push((String::new(), Vec::new()));
+        }
+        let starts: Vec<String> = chunks.iter().map(|c| c.0.clone()).collect();
+        for (i, (start, entries)) in chunks.into_iter().enumerate() {
+            let start = if i == 0 { String::new() } else { start };
+            let end = starts.get(i + 1).cloned().unwrap_or_default();
+            let mut body = Vec::with_capacity(MAX_PLAINTEXT);
+            put_name(&mut body, &start);
+            put_name(&mut body, &end);
+            body.put_u16(entries.len() as u16);
+            for (name, (generation, version)) in entries {
+                put_name(&mut body, &name);
+                body.put_u64(generation);
+                body.put_u64(version);
+            }
+            self.push(to, KIND_DIGEST, &body);
+        }
+    }
+
+    fn handle_digest(&mut self, from: SocketAddr, mut body: &[u8]) -> Result<(), MeshError> {
+        let start = get_name(&mut body)?;
+        let end = get_name(&mut body)?;
+        if body.remaining() < 2 {
+            return Err(MeshError::Malformed("digest"));
+        }
+        let count = body.get_u16();
+        let mut theirs = BTreeMap::new();
+        for _ in 0..count {
+            let name = get_name(&mut body)?;
+            if body.remaining() < 16 {
+                return Err(MeshError::Malformed("digest entry"));
+            }
+            theirs.insert(name, (body.get_u64(), body.get_u64()));
+        }
+        let in_range = |name: &str| name >= start.as_str() && (end.is_empty() || name < end.as_str());
+        let ours: Vec<(String, (u64, u64))> = self.book.lock().digest();
+        let mut give = Vec::new();
+        let mut want = Vec::new();
+        for (name, stamp) in &ours {
+            if in_range(name) && theirs.get(name).is_none_or(|t| t < stamp) {
+                give.push(name.clone());
+            }
+        }
+        let held: BTreeMap<&String, &(u64, u64)> = ours.iter().map(|(n, s)| (n, s)).collect();
+        for (name, stamp) in &theirs {
+            if in_range(name) && held.get(name).is_none_or(|o| *o < stamp) {
+                want.push(name.clone());
+            }
+        }
+        for name in give {
+            self.send_record(from, &name);
+        }
+        for names in want.chunks(40) {
+            let mut body = Vec::new();
+            body.put_u16(names.len() as u16);
+            for name in names {
+                put_name(&mut body, name);
+            }
+            self.push(from, KIND_REQUEST, &body);
+        }
+        Ok(())
+    }
+
+    /// The record book (for tests and introspection).
+    pub fn with_book<T>(&self, f: impl FnOnce(&RecordBook) -> T) -> T {
+        f(&self.book.lock())
+    }
+}
+
+/// A digest entry: node name and record stamp.
+type DigestEntry = (String, (u64, u64));
+
+fn put_name(out: &mut Vec<u8>, name: &str) {
+    let bytes = &name.as_bytes()[..name.len().min(255)];
+    out.put_u8(bytes.len() as u8);
+    out.put_slice(bytes);
+}
+
+fn get_name(buf: &mut &[u8]) -> Result<String, MeshError> {
+    if buf.is_empty() {
+        return Err(MeshError::Malformed("name"));
+    }
+    let len = buf.get_u8() as usize;
+    if buf.len() < len {
+        return Err(MeshError::Malformed("name"));
+    }
+    let name = std::str::from_utf8(&buf[..len])
+        .map_err(|_| MeshError::Malformed("name"))?
+        .to_owned();
+    buf.advance(len);
+    Ok(name)
+}
+
+fn parse_names(mut body: &[u8]) -> Result<Vec<String>, MeshError> {
+    if body.len() < 2 {
+        return Err(MeshError::Malformed("request"));
+    }
+    let count = body.get_u16();
+    (0..count).map(|_| get_name(&mut body)).collect()
+}

@@ -1,0 +1,561 @@
+//! Each node's versioned state record, how it travels, and the book of the
+//! latest record of every node.
+//!
+//! A record says what the others need to pick owners without asking the
+//! API server: the node's labels (node selectors), the link state of its
+//! interfaces, the services it can serve now (endpoint or health-check
+//! readiness), its configuration fingerprint, whether it is leaving, and the
+//! addresses it announces now (its claims: what non-revertive ownership
+//! sticks to, and what any node can report about any other).
+//! Services are named by a 64-bit hash of `namespace/name`
+//! ([`service_id`]), so 1,000 services cost 8 KB.
+//!
+//! A record is versioned by `(generation, version)`: the generation is the
+//! node's identity generation (a restarted agent starts at a higher one),
+//! the version counts its changes. It travels as fragments of at most
+//! [`FRAGMENT_PAYLOAD`] bytes, each a foca custom broadcast that a newer
+//! fragment with the same node and index invalidates, and again in the
+//! anti-entropy exchange (see [`crate::mesh`]).
+//!
+//! ```text
+//! fragment = 'R' name-len:u8 name generation:u64 version:u64 index:u8 count:u8 payload
+//! body     = fingerprint:u64 flags:u8(bit 0 leaving)
+//!            labels:u16 (key-len:u16 key value-len:u16 value)*
+//!            links:u16 (name-len:u8 name up:u8)*
+//!            services:u32 (id:u64)*
+//!            claims:u16 (family:u8(4|6) address:4|16)*
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use bytes::{Buf, BufMut};
+use sha2::{Digest, Sha256};
+
+use crate::identity::MAX_NAME_LEN;
+
+/// Most payload bytes in one fragment: small enough that a fragment rides
+/// along with foca's own messages in a 1,350-byte packet.
+pub const FRAGMENT_PAYLOAD: usize = 1000;
+/// Most fragments in a record (about 31,000 services).
+pub const MAX_FRAGMENTS: usize = 255;
+const FRAGMENT_TAG: u8 = b'R';
+
+/// A service's name on the wire: the first 8 bytes of sha256(`namespace/name`).
+pub fn service_id(key: &str) -> u64 {
+    let digest = Sha256::digest(key.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
+}
+
+/// What one node tells the others about itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeRecord {
+    /// Node name.
+    pub node: String,
+    /// The identity generation this record belongs to.
+    pub generation: u64,
+    /// Counts changes within a generation.
+    pub version: u64,
+    /// Fingerprint of the configuration the node runs.
+    pub config_fingerprint: u64,
+    /// Leaving gracefully: successors take over before it goes quiet.
+    pub leaving: bool,
+    /// Node labels.
+    pub labels: BTreeMap<String, String>,
+    /// Interface name to link up.
+    pub links: BTreeMap<String, bool>,
+    /// Services ([`service_id`]) this node can serve now.
+    pub serving: BTreeSet<u64>,
+    /// Addresses this node announces now.
+    pub claims: BTreeSet<IpAddr>,
+}
+
+/// Why a record or fragment was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    /// The bytes ended inside a field.
+    #[error("truncated record {0}")]
+    Truncated(&'static str),
+    /// Not a record fragment.
+    #[error("not a record fragment")]
+    NotAFragment,
+    /// A fragment index outside its count, or a zero count.
+    #[error("fragment {index} of {count}")]
+    BadIndex {
+        /// Index.
+        index: u8,
+        /// Count.
+        count: u8,
+    },
+    /// A text field that is not UTF-8, or a name too long.
+    #[error("bad text in {0}")]
+    BadText(&'static str),
+    /// Bytes after the last field.
+    #[error("{0} bytes after the record")]
+    Trailing(usize),
+    /// The record needs more than [`MAX_FRAGMENTS`] fragments.
+    #[error("record of {0} bytes is too large")]
+    TooLarge(usize),
+}
+
+fn need(buf: &impl Buf, n: usize, what: &'static str) -> Result<(), RecordError> {
+    if buf.remaining() < n {
+        Err(RecordError::Truncated(what))
+    } else {
+        Ok(())
+    }
+}
+
+fn get_text(buf: &mut &[u8], len: usize, what: &'static str) -> Result<String, RecordError> {
+    need(buf, len, what)?;
+    let text = std::str::from_utf8(&buf[..len])
+        .map_err(|_| RecordError::BadText(what))?
+        .to_owned();
+    buf.advance(len);
+    Ok(text)
+}
+
+impl NodeRecord {
+    /// A first record for a node.
+    pub fn new(node: impl Into<String>, generation: u64) -> NodeRecord {
+        NodeRecord {
+            node: node.into(),
+            generation,
+            version: 1,
+            ..NodeRecord::default()
+        }
+    }
+
+    /// `(generation, version)`: higher is newer.
+    pub fn stamp(&self) -> (u64, u64) {
+        (self.generation, self.version)
+    }
+
+    /// Whether the node can serve `service` (a [`service_id`]).
+    pub fn serves(&self, service: u64) -> bool {
+        self.serving.contains(&service)
+    }
+
+    fn encode_body(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 + self.serving.len() * 8);
+        out.put_u64(self.config_fingerprint);
+        out.put_u8(u8::from(self.leaving));
+        out.put_u16(self.labels.len().min(u16::MAX as usize) as u16);
+        for (k, v) in self.labels.iter().take(u16::MAX as usize) {
+            let k = &k.as_bytes()[..k.len().min(u16::MAX as usize)];
+            let v = &v.as_bytes()[..v.len().min(u16::MAX as usize)];
+            out.put_u16(k.len() as u16);
+            out.put_slice(k);
+            out.put_u16(v.len() as u16);
+            out.put_slice(v);
+        }
+        out.put_u16(self.links.len().min(u16::MAX as usize) as u16);
+        for (name, up) in self.links.iter().take(u16::MAX as usize) {
+            let name = &name.as_bytes()[..name.len().min(255)];
+            out.put_u8(name.len() as u8);
+            out.put_slice(name);
+            out.put_u8(u8::from(*up));
+        }
+        out.put_u32(self.serving.len() as u32);
+        for id in &self.serving {
+            out.put_u64(*id);
+        }
+        out.put_u16(self.claims.len().min(u16::MAX as usize) as u16);
+        for address in self.claims.iter().take(u16::MAX as usize) {
+            match address {
+                IpAddr::V4(a) => {
+                    out.put_u8(4);
+                    out.put_slice(&a.octets());
+                }
+                IpAddr::V6(a) => {
+                    out.put_u8(6);
+                    out.put_slice(&a.octets());
+                }
+            }
+        }
+        out
+    }
+
+    fn decode_body(node: &str, generation: u64, version: u64, mut buf: &[u8]) -> Result<NodeRecord, RecordError> {
+        let buf = &mut buf;
+        need(buf, 11, "header")?;
+        let config_fingerprint = buf.get_u64();
+        let leaving = buf.get_u8() & 1 == 1;
+        let mut labels = BTreeMap::new();
+        for _ in 0..buf.get_u16() {
+            need(buf, 2, "label key length")?;
+            let kl = buf.get_u16() as usize;
+            let k = get_text(buf, kl, "label key")?;
+            need(buf, 2, "label value length")?;
+            let vl = buf.get_u16() as usize;
+            let v = get_text(buf, vl, "label value")?;
+            labels.insert(k, v);
+        }
+        need(buf, 2, "link count")?;
+        let mut links = BTreeMap::new();
+        for _ in 0..buf.get_u16() {
+            need(buf, 1, "link name length")?;
+            let nl = buf.get_u8() as usize;
+            let name = get_text(buf, nl, "link name")?;
+            need(buf, 1, "link state")?;
+            links.insert(name, buf.get_u8() == 1);
+        }
+        need(buf, 4, "service count")?;
+        let count = buf.get_u32() as usize;
+        need(buf, count.saturating_mul(8), "services")?;
+        let serving = (0..count).map(|_| buf.get_u64()).collect();
+        need(buf, 2, "claim count")?;
+        let mut claims = BTreeSet::new();
+        for _ in 0..buf.get_u16() {
+            need(buf, 1, "claim family")?;
+            let address = match buf.get_u8() {
+                4 => {
+                    need(buf, 4, "IPv4 claim")?;
+                    let mut o = [0; 4];
+                    buf.copy_to_slice(&mut o);
+                    IpAddr::V4(Ipv4Addr::from(o))
+                }
+                6 => {
+                    need(buf, 16, "IPv6 claim")?;
+                    let mut o = [0; 16];
+                    buf.copy_to_slice(&mut o);
+                    IpAddr::V6(Ipv6Addr::from(o))
+                }
+                _ => return Err(RecordError::BadText("claim family")),
+            };
+            claims.insert(address);
+        }
+        if buf.has_remaining() {
+            return Err(RecordError::Trailing(buf.remaining()));
+        }
+        Ok(NodeRecord {
+            node: node.to_owned(),
+            generation,
+            version,
+            config_fingerprint,
+            leaving,
+            labels,
+            links,
+            serving,
+            claims,
+        })
+    }
+
+    /// The record as fragments, each one foca custom broadcast.
+    pub fn fragments(&self) -> Result<Vec<Vec<u8>>, RecordError> {
+        if self.node.len() > MAX_NAME_LEN || self.node.is_empty() {
+            return Err(RecordError::BadText("node name"));
+        }
+        let body = self.encode_body();
+        let chunks: Vec<&[u8]> = if body.is_empty() {
+            vec![&body[..]]
+        } else {
+            body.chunks(FRAGMENT_PAYLOAD).collect()
+        };
+        if chunks.len() > MAX_FRAGMENTS {
+            return Err(RecordError::TooLarge(body.len()));
+        }
+        let count = chunks.len() as u8;
+        Ok(chunks
+            .into_iter()
+            .enumerate()
+            .map(|(index, payload)| {
+                let mut out = Vec::with_capacity(20 + self.node.len() + payload.len());
+                out.put_u8(FRAGMENT_TAG);
+                out.put_u8(self.node.len() as u8);
+                out.put_slice(self.node.as_bytes());
+                out.put_u64(self.generation);
+                out.put_u64(self.version);
+                out.put_u8(index as u8);
+                out.put_u8(count);
+                out.put_slice(payload);
+                out
+            })
+            .collect())
+    }
+}
+
+/// A decoded fragment header and payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fragment<'a> {
+    /// Node the record belongs to.
+    pub node: String,
+    /// Record generation.
+    pub generation: u64,
+    /// Record version.
+    pub version: u64,
+    /// This fragment's index.
+    pub index: u8,
+    /// How many fragments the record has.
+    pub count: u8,
+    /// Part of the record body.
+    pub payload: &'a [u8],
+}
+
+impl Fragment<'_> {
+    /// Parses a fragment.
+    pub fn parse(mut data: &[u8]) -> Result<Fragment<'_>, RecordError> {
+        let buf = &mut data;
+        need(buf, 2, "fragment tag")?;
+        if buf.get_u8() != FRAGMENT_TAG {
+            return Err(RecordError::NotAFragment);
+        }
+        let nl = buf.get_u8() as usize;
+        let node = get_text(buf, nl, "node name")?;
+        if node.is_empty() {
+            return Err(RecordError::BadText("node name"));
+        }
+        need(buf, 18, "fragment header")?;
+        let generation = buf.get_u64();
+        let version = buf.get_u64();
+        let index = buf.get_u8();
+        let count = buf.get_u8();
+        if count == 0 || index >= count {
+            return Err(RecordError::BadIndex { index, count });
+        }
+        Ok(Fragment {
+            node,
+            generation,
+            version,
+            index,
+            count,
+            payload: data,
+        })
+    }
+}
+
+/// What foca keys a record fragment by: a newer fragment of the same node
+/// and index replaces an older one still being disseminated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FragmentKey {
+    node: String,
+    stamp: (u64, u64),
+    index: u8,
+}
+
+impl foca::Invalidates for FragmentKey {
+    fn invalidates(&self, other: &FragmentKey) -> bool {
+        self.node == other.node && self.index == other.index && self.stamp >= other.stamp
+    }
+}
+
+#[derive(Debug)]
+struct Assembly {
+    stamp: (u64, u64),
+    parts: Vec<Option<Vec<u8>>>,
+}
+
+/// The latest complete record of every node, and records being assembled.
+#[derive(Debug, Default)]
+pub struct RecordBook {
+    records: BTreeMap<String, NodeRecord>,
+    assembling: BTreeMap<String, Assembly>,
+    changed: BTreeSet<String>,
+    refused: u64,
+}
+
+impl RecordBook {
+    /// The latest complete record of `node`.
+    pub fn get(&self, node: &str) -> Option<&NodeRecord> {
+        self.records.get(node)
+    }
+
+    /// Every complete record.
+    pub fn records(&self) -> impl Iterator<Item = &NodeRecord> {
+        self.records.values()
+    }
+
+    /// `(node, stamp)` of every complete record, by node name.
+    pub fn digest(&self) -> Vec<(String, (u64, u64))> {
+        self.records.values().map(|r| (r.node.clone(), r.stamp())).collect()
+    }
+
+    /// Nodes whose record changed since the last call.
+    pub fn take_changed(&mut self) -> BTreeSet<String> {
+        std::mem::take(&mut self.changed)
+    }
+
+    /// Fragments that failed to parse or assembled into a bad record.
+    pub fn refused(&self) -> u64 {
+        self.refused
+    }
+
+    /// Stores a record (this node's own, or a complete one).
+    pub fn insert(&mut self, record: NodeRecord) {
+        self.assembling.remove(&record.node);
+        self.changed.insert(record.node.clone());
+        self.records.insert(record.node.clone(), record);
+    }
+
+    /// Takes one fragment. Returns its key if it was new (so it is worth
+    /// passing on), `None` if stale or already held.
+    pub fn receive(&mut self, data: &[u8]) -> Result<Option<FragmentKey>, RecordError> {
+        let fragment = match Fragment::parse(data) {
+            Ok(f) => f,
+            Err(e) => {
+                self.refused += 1;
+                return Err(e);
+            }
+        };
+        let stamp = (fragment.generation, fragment.version);
+        if self.records.get(&fragment.node).is_some_and(|r| r.stamp() >= stamp) {
+            return Ok(None);
+        }
+        let assembly = self
+            .assembling
+            .entry(fragment.node.clone())
+            .or_insert_with(|| Assembly {
+                stamp,
+                parts: vec![None; fragment.count as usize],
+            });
+        if assembly.stamp > stamp {
+            return Ok(None);
+        }
+        if assembly.stamp < stamp || assembly.parts.len() != fragment.count as usize {
+            *assembly = Assembly {
+                stamp,
+                parts: vec![None; fragment.count as usize],
+            };
+        }
+        let slot = &mut assembly.parts[fragment.index as usize];
+        if slot.is_some() {
+            return Ok(None);
+        }
+        *slot = Some(fragment.payload.to_vec());
+        let key = FragmentKey {
+            node: fragment.node.clone(),
+            stamp,
+            index: fragment.index,
+        };
+        if assembly.parts.iter().all(Option::is_some) {
+            let body: Vec<u8> = assembly.parts.iter().flatten().flatten().copied().collect();
+            self.assembling.remove(&fragment.node);
+            match NodeRecord::decode_body(&fragment.node, stamp.0, stamp.1, &body) {
+                Ok(record) => self.insert(record),
+                Err(e) => {
+                    self.refused += 1;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(Some(key))
+    }
+}
+
+/// The record book shared between the mesh and foca's broadcast handler.
+#[derive(Debug, Clone, Default)]
+pub struct SharedBook(Arc<Mutex<RecordBook>>);
+
+impl SharedBook {
+    /// Locks the book (a panic elsewhere cannot leave it half-written: every
+    /// change is a single insert).
+    pub fn lock(&self) -> MutexGuard<'_, RecordBook> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl foca::BroadcastHandler<crate::identity::NodeId> for SharedBook {
+    type Key = FragmentKey;
+    type Error = RecordError;
+
+    fn receive_item(
+        &mut self,
+        data: &[u8],
+        _sender: Option<&crate::identity::NodeId>,
+    ) -> Result<Option<FragmentKey>, RecordError> {
+        self.lock().receive(data)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn big_record(services: usize) -> NodeRecord {
+        let mut r = NodeRecord::new("worker-17", 1_700_000_000_000);
+        r.version = 9;
+        r.config_fingerprint = 0xfeed;
+        r.labels.insert("kubernetes.io/hostname".into(), "worker-17".into());
+        r.labels.insert("topology.kubernetes.io/zone".into(), "a".into());
+        r.links.insert("eth0".into(), true);
+        r.links.insert("eth1".into(), false);
+        r.serving = (0..services).map(|i| service_id(&format!("default/svc-{i}"))).collect();
+        r.claims
+            .insert("203.0.113.9".parse().unwrap_or_else(|_| unreachable!()));
+        r.claims
+            .insert("2001:db8::9".parse().unwrap_or_else(|_| unreachable!()));
+        r
+    }
+
+    #[test]
+    fn a_thousand_services_assemble_in_any_order() {
+        let record = big_record(1000);
+        let mut fragments = record.fragments().unwrap_or_else(|e| panic!("{e}"));
+        assert!(fragments.len() > 1, "8 KB of services need several fragments");
+        assert!(fragments.iter().all(|f| f.len() <= FRAGMENT_PAYLOAD + 64));
+        fragments.reverse();
+        let mut book = RecordBook::default();
+        for (i, f) in fragments.iter().enumerate() {
+            assert!(book.receive(f).unwrap_or_else(|e| panic!("{e}")).is_some());
+            assert_eq!(book.get("worker-17").is_some(), i + 1 == fragments.len());
+        }
+        assert_eq!(book.get("worker-17"), Some(&record));
+        assert_eq!(book.take_changed().len(), 1);
+        assert_eq!(book.receive(&fragments[0]), Ok(None), "a held record is not new again");
+    }
+
+    #[test]
+    fn newer_versions_replace_and_older_ones_are_stale() {
+        let mut book = RecordBook::default();
+        let mut r = big_record(3);
+        for f in r.fragments().unwrap_or_default() {
+            let _ = book.receive(&f);
+        }
+        let old = r.fragments().unwrap_or_default();
+        r.version += 1;
+        r.leaving = true;
+        for f in r.fragments().unwrap_or_default() {
+            let _ = book.receive(&f);
+        }
+        assert!(book.get("worker-17").is_some_and(|x| x.leaving));
+        assert_eq!(book.receive(&old[0]), Ok(None));
+        // A restart (higher generation) beats any version of the old one.
+        let restarted = NodeRecord::new("worker-17", r.generation + 1);
+        for f in restarted.fragments().unwrap_or_default() {
+            let _ = book.receive(&f);
+        }
+        assert_eq!(book.get("worker-17").map(NodeRecord::stamp), Some(restarted.stamp()));
+        use foca::Invalidates;
+        let k = |v| FragmentKey {
+            node: "a".into(),
+            stamp: (1, v),
+            index: 0,
+        };
+        assert!(k(2).invalidates(&k(1)) && !k(1).invalidates(&k(2)));
+    }
+
+    #[test]
+    fn bad_fragments_are_refused_and_counted() {
+        let mut book = RecordBook::default();
+        assert!(book.receive(b"").is_err());
+        assert!(book.receive(b"Xjunk").is_err());
+        let mut f = big_record(1).fragments().unwrap_or_default().remove(0);
+        f.truncate(f.len() - 3);
+        assert!(
+            book.receive(&f).is_err(),
+            "a complete record with a cut body is refused"
+        );
+        assert_eq!(book.refused(), 3);
+        assert!(book.get("worker-17").is_none());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn garbage_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            let _ = RecordBook::default().receive(&bytes);
+        }
+    }
+}

@@ -1,0 +1,356 @@
+//! A deterministic virtual network for many [`Mesh`]es on virtual time:
+//! loss, delay with jitter, partitions, crashes, freezes, restarts and
+//! graceful leaves. Same seed, same run, so a failing property shrinks to a
+//! replayable case. The secure envelope is left out (its own tests cover
+//! it); everything above it is the code the agent runs.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use rand::rngs::Xoshiro256PlusPlus;
+use rand::{RngExt, SeedableRng};
+
+use crate::identity::NodeId;
+use crate::mesh::{Mesh, MeshEvent, ServiceSpec};
+use crate::profile::Profile;
+
+/// The gossip port of simulated nodes.
+pub const SIM_PORT: u16 = 7946;
+
+/// A simulated node.
+#[derive(Debug)]
+pub struct SimNode {
+    /// Its name.
+    pub name: String,
+    /// Its gossip address.
+    pub addr: SocketAddr,
+    /// Its mesh, while the process runs.
+    pub mesh: Option<Mesh>,
+    /// Frozen: takes no input and fires no timer (SIGSTOP).
+    pub frozen: bool,
+    /// Events with the virtual time they happened.
+    pub events: Vec<(u64, MeshEvent)>,
+    /// Addresses this node announced after each ownership evaluation.
+    pub announcing: BTreeSet<IpAddr>,
+}
+
+/// The virtual network.
+#[derive(Debug)]
+pub struct SimNet {
+    /// Virtual time, ms.
+    pub now_ms: u64,
+    /// Nodes, by index.
+    pub nodes: Vec<SimNode>,
+    /// Fraction of datagrams lost, 0 to 1.
+    pub loss: f64,
+    /// One-way delay: base and uniform jitter, ms.
+    pub delay_ms: (u64, u64),
+    /// Ownership is re-evaluated this often (ms).
+    pub evaluate_every_ms: u64,
+    profile: Profile,
+    rng: Xoshiro256PlusPlus,
+    queue: BinaryHeap<Reverse<(u64, u64)>>,
+    in_flight: BTreeMap<u64, (SocketAddr, usize, Vec<u8>)>,
+    seq: u64,
+    group: Vec<usize>,
+    by_addr: BTreeMap<SocketAddr, usize>,
+    next_evaluation_ms: u64,
+    services: Vec<ServiceSpec>,
+    /// Datagrams delivered and dropped, for bandwidth figures.
+    pub delivered: u64,
+    /// Bytes delivered.
+    pub delivered_bytes: u64,
+}
+
+impl SimNet {
+    /// `n` nodes named `node-000`…, not yet started.
+    pub fn new(n: usize, profile: Profile, seed: u64) -> SimNet {
+        let nodes: Vec<SimNode> = (0..n)
+            .map(|i| SimNode {
+                name: format!("node-{i:03}"),
+                addr: SocketAddr::new(
+                    IpAddr::V4(Ipv4Addr::new(198, 51, (100 + i / 250) as u8, (1 + i % 250) as u8)),
+                    SIM_PORT,
+                ),
+                mesh: None,
+                frozen: false,
+                events: Vec::new(),
+                announcing: BTreeSet::new(),
+            })
+            .collect();
+        let by_addr = nodes.iter().enumerate().map(|(i, n)| (n.addr, i)).collect();
+        SimNet {
+            now_ms: 1,
+            group: vec![0; n],
+            nodes,
+            loss: 0.0,
+            delay_ms: (1, 1),
+            evaluate_every_ms: 50,
+            profile,
+            rng: Xoshiro256PlusPlus::seed_from_u64(seed),
+            queue: BinaryHeap::new(),
+            in_flight: BTreeMap::new(),
+            seq: 0,
+            by_addr,
+            next_evaluation_ms: 0,
+            services: Vec::new(),
+            delivered: 0,
+            delivered_bytes: 0,
+        }
+    }
+
+    /// Services every node can serve; ownership is evaluated for them.
+    pub fn set_services(&mut self, services: Vec<ServiceSpec>) {
+        self.services = services;
+        let ids: BTreeSet<u64> = self.services.iter().map(|s| s.id).collect();
+        for node in &mut self.nodes {
+            if let Some(mesh) = node.mesh.as_mut() {
+                let _ = mesh.update_record(|r| r.serving = ids.clone());
+            }
+        }
+    }
+
+    /// Starts node `i` (again, after a crash: with a later boot time),
+    /// joining through the first three nodes.
+    pub fn start(&mut self, i: usize) {
+        let seeds: Vec<SocketAddr> = self.nodes.iter().take(3).map(|n| n.addr).collect();
+        let seed = self.rng.random::<u64>();
+        let node = &mut self.nodes[i];
+        let id = NodeId::new(node.name.clone(), node.addr, self.now_ms);
+        let mut mesh = Mesh::new(id, self.profile.clone(), seed, self.now_ms);
+        let ids: BTreeSet<u64> = self.services.iter().map(|s| s.id).collect();
+        let _ = mesh.update_record(|r| r.serving = ids);
+        mesh.join(&seeds, self.now_ms);
+        node.mesh = Some(mesh);
+        node.frozen = false;
+        node.announcing.clear();
+        self.flush(i);
+    }
+
+    /// Starts every node.
+    pub fn start_all(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.start(i);
+        }
+    }
+
+    /// SIGKILL: the process is gone, nothing more is sent.
+    pub fn crash(&mut self, i: usize) {
+        self.nodes[i].mesh = None;
+        self.nodes[i].announcing.clear();
+    }
+
+    /// SIGSTOP / SIGCONT. Datagrams reaching a frozen node are lost (a
+    /// socket buffer would hold a few; the effect on the others is the same).
+    pub fn set_frozen(&mut self, i: usize, frozen: bool) {
+        self.nodes[i].frozen = frozen;
+    }
+
+    /// Starts a graceful leave of node `i`: it hands over, then leaves at
+    /// the end of the handover time (see [`SimNet::run_for`]).
+    pub fn graceful_leave(&mut self, i: usize) {
+        let Some(mesh) = self.nodes[i].mesh.as_mut() else {
+            return;
+        };
+        let _ = mesh.begin_leave();
+        let handover = mesh.handover_ms();
+        self.flush(i);
+        self.run_for(handover);
+        if let Some(mesh) = self.nodes[i].mesh.as_mut() {
+            let _ = mesh.leave();
+        }
+        self.flush(i);
+        self.run_for(self.delay_ms.0 + self.delay_ms.1 + 1);
+        self.crash(i);
+    }
+
+    /// Splits the network: nodes in different groups cannot reach each
+    /// other. Nodes in no group form one more group.
+    pub fn partition(&mut self, groups: &[&[usize]]) {
+        self.group = vec![usize::MAX; self.nodes.len()];
+        for (g, members) in groups.iter().enumerate() {
+            for &m in *members {
+                self.group[m] = g;
+            }
+        }
+    }
+
+    /// Ends every partition.
+    pub fn heal(&mut self) {
+        self.group = vec![0; self.nodes.len()];
+    }
+
+    /// Whether `a` and `b` can reach each other.
+    pub fn connected(&self, a: usize, b: usize) -> bool {
+        self.group[a] == self.group[b]
+    }
+
+    fn flush(&mut self, i: usize) {
+        let now = self.now_ms;
+        let node = &mut self.nodes[i];
+        let Some(mesh) = node.mesh.as_mut() else { return };
+        let mut out = Vec::new();
+        while let Some(t) = mesh.poll_transmit() {
+            out.push(t);
+        }
+        while let Some(e) = mesh.poll_event() {
+            node.events.push((now, e));
+        }
+        for (to, data) in out {
+            let Some(&j) = self.by_addr.get(&to) else { continue };
+            if !self.connected(i, j) || self.rng.random::<f64>() < self.loss {
+                continue;
+            }
+            let jitter = if self.delay_ms.1 > 0 {
+                self.rng.random_range(0..=self.delay_ms.1)
+            } else {
+                0
+            };
+            self.seq += 1;
+            let from = self.nodes[i].addr;
+            self.queue
+                .push(Reverse((self.now_ms + self.delay_ms.0 + jitter, self.seq)));
+            self.in_flight.insert(self.seq, (from, j, data));
+        }
+    }
+
+    fn evaluate(&mut self) {
+        let services = self.services.clone();
+        for node in &mut self.nodes {
+            if node.frozen {
+                continue;
+            }
+            if let Some(mesh) = node.mesh.as_mut() {
+                node.announcing = mesh.announce_set(&services, &|_, _| 0);
+            }
+        }
+    }
+
+    /// Runs the network for `ms` of virtual time.
+    pub fn run_for(&mut self, ms: u64) {
+        let end = self.now_ms + ms;
+        loop {
+            let next_packet = self.queue.peek().map_or(u64::MAX, |Reverse((t, _))| *t);
+            let next_timer = self
+                .nodes
+                .iter()
+                .filter(|n| !n.frozen)
+                .filter_map(|n| n.mesh.as_ref().map(Mesh::poll_timeout))
+                .min()
+                .unwrap_or(u64::MAX);
+            let next = next_packet.min(next_timer).min(self.next_evaluation_ms);
+            if next > end {
+                self.now_ms = end;
+                return;
+            }
+            self.now_ms = self.now_ms.max(next);
+            if next == self.next_evaluation_ms {
+                self.next_evaluation_ms = self.now_ms + self.evaluate_every_ms;
+                self.evaluate();
+                continue;
+            }
+            if next_packet <= next_timer {
+                let Some(Reverse((_, seq))) = self.queue.pop() else {
+                    continue;
+                };
+                let Some((from, j, data)) = self.in_flight.remove(&seq) else {
+                    continue;
+                };
+                if self.nodes[j].frozen {
+                    continue;
+                }
+                if let Some(mesh) = self.nodes[j].mesh.as_mut() {
+                    self.delivered += 1;
+                    self.delivered_bytes += data.len() as u64;
+                    let _ = mesh.handle_datagram(from, &data, self.now_ms);
+                    self.flush(j);
+                }
+            } else {
+                let now = self.now_ms;
+                let due: Vec<usize> = (0..self.nodes.len())
+                    .filter(|&i| {
+                        !self.nodes[i].frozen && self.nodes[i].mesh.as_ref().is_some_and(|m| m.poll_timeout() <= now)
+                    })
+                    .collect();
+                for i in due {
+                    if let Some(mesh) = self.nodes[i].mesh.as_mut() {
+                        mesh.handle_timeout(now);
+                    }
+                    self.flush(i);
+                }
+            }
+        }
+    }
+
+    /// Indices of running, unfrozen nodes.
+    pub fn running(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].mesh.is_some() && !self.nodes[i].frozen)
+            .collect()
+    }
+
+    /// Live member names as node `i` sees them (itself included).
+    pub fn view(&self, i: usize) -> BTreeSet<String> {
+        self.nodes[i].mesh.as_ref().map(Mesh::live_names).unwrap_or_default()
+    }
+
+    /// Whether every running node sees exactly the running nodes it can
+    /// reach, with every one's current record.
+    pub fn converged(&self) -> bool {
+        let running = self.running();
+        running.iter().all(|&i| {
+            let expected: BTreeSet<String> = running
+                .iter()
+                .filter(|&&j| self.connected(i, j))
+                .map(|&j| self.nodes[j].name.clone())
+                .collect();
+            let Some(mesh) = self.nodes[i].mesh.as_ref() else {
+                return false;
+            };
+            mesh.live_names() == expected
+                && mesh.member_stamps().iter().all(|(id, stamp)| {
+                    let own = self.by_addr.get(&id.addr).and_then(|&j| self.nodes[j].mesh.as_ref());
+                    own.is_some_and(|o| *stamp == Some(o.own_record().stamp()))
+                })
+        })
+    }
+
+    /// Runs until [`SimNet::converged`] or `limit_ms` passes; returns the
+    /// time it took, or `None`.
+    pub fn run_until_converged(&mut self, limit_ms: u64) -> Option<u64> {
+        let start = self.now_ms;
+        while self.now_ms - start < limit_ms {
+            self.run_for(100);
+            if self.converged() {
+                return Some(self.now_ms - start);
+            }
+        }
+        None
+    }
+
+    /// For every service address, the running nodes announcing it.
+    pub fn announcers(&self) -> BTreeMap<IpAddr, Vec<usize>> {
+        let mut out: BTreeMap<IpAddr, Vec<usize>> = BTreeMap::new();
+        for service in &self.services {
+            for a in &service.addresses {
+                out.entry(*a).or_default();
+            }
+        }
+        for i in self.running() {
+            for a in &self.nodes[i].announcing {
+                out.entry(*a).or_default().push(i);
+            }
+        }
+        out
+    }
+
+    /// First time node `observer` saw `member` declared down after `since`.
+    pub fn down_seen_at(&self, observer: usize, member: &str, since: u64) -> Option<u64> {
+        self.nodes[observer]
+            .events
+            .iter()
+            .find(|(t, e)| *t >= since && matches!(e, MeshEvent::MemberDown(id) if id.name == member))
+            .map(|(t, _)| *t)
+    }
+}

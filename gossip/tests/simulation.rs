@@ -1,0 +1,342 @@
+//! The mesh on a deterministic virtual network: membership converges after
+//! every fault, at most one node announces each address on a side that
+//! holds a quorum, and nothing flaps under loss.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr};
+
+use meshlb_gossip::mesh::ServiceSpec;
+use meshlb_gossip::ownership::Failback;
+use meshlb_gossip::profile::Profile;
+use meshlb_gossip::record::service_id;
+use meshlb_gossip::sim::SimNet;
+
+fn services(count: usize, failback: Failback) -> Vec<ServiceSpec> {
+    (0..count)
+        .map(|i| ServiceSpec {
+            id: service_id(&format!("default/svc-{i}")),
+            addresses: vec![IpAddr::V4(Ipv4Addr::new(203, 0, 113, i as u8 + 1))],
+            failback,
+        })
+        .collect()
+}
+
+/// Starts `n` nodes and waits for convergence.
+fn cluster(n: usize, seed: u64, services_count: usize) -> SimNet {
+    cluster_evaluating_every(n, seed, services_count, 50)
+}
+
+fn cluster_evaluating_every(n: usize, seed: u64, services_count: usize, evaluate_every_ms: u64) -> SimNet {
+    let mut net = SimNet::new(n, Profile::fast(), seed);
+    net.evaluate_every_ms = evaluate_every_ms;
+    net.set_services(services(services_count, Failback::Revertive));
+    net.start_all();
+    let took = net.run_until_converged(60_000);
+    assert!(
+        took.is_some(),
+        "{n} members did not converge within 60 s of virtual time"
+    );
+    settle(&mut net);
+    net
+}
+
+/// Runs past the members' settle time and until their claims have spread.
+fn settle(net: &mut SimNet) {
+    net.run_for(4 * Profile::fast().probe_period_ms + 100);
+    assert!(net.run_until_converged(30_000).is_some(), "claims did not converge");
+    net.run_for(200);
+}
+
+/// Every address has exactly one announcer among the running nodes.
+fn single_owner_everywhere(net: &SimNet) -> Result<(), String> {
+    for (address, announcers) in net.announcers() {
+        if announcers.len() != 1 {
+            return Err(format!("{address}: announced by {announcers:?}"));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn members_join_and_agree_from_3_to_50() {
+    for (n, seed) in [(3, 1), (10, 2), (50, 3)] {
+        let net = cluster(n, seed, 20);
+        assert!(net.converged());
+        single_owner_everywhere(&net).unwrap_or_else(|e| panic!("{n} members: {e}"));
+    }
+}
+
+fn index_of(net: &SimNet, name: &str) -> usize {
+    net.nodes
+        .iter()
+        .position(|n| n.name == name)
+        .unwrap_or_else(|| panic!("no {name}"))
+}
+
+fn owner_of(net: &SimNet, address: IpAddr) -> usize {
+    let announcers = &net.announcers()[&address];
+    assert_eq!(announcers.len(), 1, "{address}: {announcers:?}");
+    announcers[0]
+}
+
+#[test]
+fn a_crashed_owner_is_detected_within_the_bound_and_replaced() {
+    let mut net = cluster(10, 11, 30);
+    let address = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 1));
+    let victim = owner_of(&net, address);
+    let name = net.nodes[victim].name.clone();
+    let crashed_at = net.now_ms;
+    net.crash(victim);
+    net.run_for(Profile::fast().detection_bound_ms() * 3);
+    let bound = Profile::fast().detection_bound_ms() * 2;
+    for i in net.running() {
+        let seen = net
+            .down_seen_at(i, &name, crashed_at)
+            .unwrap_or_else(|| panic!("{i} never saw {name} down"));
+        assert!(
+            seen - crashed_at <= bound,
+            "node {i} took {} ms (bound {bound})",
+            seen - crashed_at
+        );
+    }
+    assert!(net.converged());
+    single_owner_everywhere(&net).unwrap_or_else(|e| panic!("{e}"));
+    assert_ne!(owner_of(&net, address), victim);
+    // It restarts with a higher generation and is a member again.
+    net.start(victim);
+    assert!(net.run_until_converged(20_000).is_some());
+    settle(&mut net);
+    single_owner_everywhere(&net).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn a_frozen_member_is_replaced_and_rejoins_after_thawing() {
+    let mut net = cluster(5, 21, 10);
+    let address = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 2));
+    let victim = owner_of(&net, address);
+    net.set_frozen(victim, true);
+    net.run_for(Profile::fast().detection_bound_ms() * 3);
+    assert!(net.converged(), "the others agree without the frozen one");
+    single_owner_everywhere(&net).unwrap_or_else(|e| panic!("{e}"));
+    net.set_frozen(victim, false);
+    // On thawing it learns it was declared down, renews its identity and
+    // rejoins; until it has, it may still announce what it held (the lab
+    // measures that window); afterwards there is one owner again.
+    assert!(net.run_until_converged(20_000).is_some());
+    net.run_for(200);
+    single_owner_everywhere(&net).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        net.nodes[victim]
+            .events
+            .iter()
+            .any(|(_, e)| matches!(e, meshlb_gossip::mesh::MeshEvent::Rejoined(_))),
+        "the thawed member rejoined with a renewed identity"
+    );
+}
+
+#[test]
+fn partitions_leave_one_owner_on_the_quorum_side_and_none_on_the_other() {
+    for seed in [31, 32, 33] {
+        let mut net = cluster(5, seed, 20);
+        net.partition(&[&[0, 1, 2], &[3, 4]]);
+        net.run_for(Profile::fast().detection_bound_ms() * 4);
+        assert!(net.converged(), "seed {seed}: each side agrees on its own members");
+        for (address, announcers) in net.announcers() {
+            let majority: Vec<usize> = announcers.iter().copied().filter(|&i| i < 3).collect();
+            let minority: Vec<usize> = announcers.iter().copied().filter(|&i| i >= 3).collect();
+            assert_eq!(
+                majority.len(),
+                1,
+                "seed {seed}: {address} on the quorum side: {majority:?}"
+            );
+            assert!(minority.is_empty(), "seed {seed}: the fenced side announces {address}");
+        }
+        // Heal: membership converges and duplicates end within a bound.
+        net.heal();
+        let healed_at = net.now_ms;
+        let took = net.run_until_converged(30_000);
+        assert!(took.is_some(), "seed {seed}: no convergence after healing");
+        net.run_for(200);
+        single_owner_everywhere(&net).unwrap_or_else(|e| panic!("seed {seed} after heal: {e}"));
+        assert!(net.now_ms - healed_at < 30_000);
+    }
+}
+
+#[test]
+fn no_false_suspicion_or_ownership_flapping_under_ten_percent_loss() {
+    let mut net = cluster(10, 41, 30);
+    net.loss = 0.10;
+    let start = net.now_ms;
+    let before = net.announcers();
+    let mut changes = 0;
+    let mut last = before.clone();
+    for _ in 0..600 {
+        net.run_for(100);
+        let now = net.announcers();
+        if now != last {
+            changes += 1;
+            last = now;
+        }
+    }
+    let downs: usize = net
+        .nodes
+        .iter()
+        .map(|n| {
+            n.events
+                .iter()
+                .filter(|(t, e)| *t >= start && matches!(e, meshlb_gossip::mesh::MeshEvent::MemberDown(_)))
+                .count()
+        })
+        .sum();
+    assert_eq!(downs, 0, "members declared down under 10% loss over 60 s");
+    assert_eq!(changes, 0, "ownership changed under 10% loss");
+    assert_eq!(before, last);
+}
+
+#[test]
+fn graceful_leave_hands_over_without_a_gap() {
+    let mut net = cluster(5, 51, 20);
+    let address = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 3));
+    let leaver = owner_of(&net, address);
+    net.evaluate_every_ms = 10;
+    let mut gaps = Vec::new();
+    // Step the handover in small slices and check each address always has
+    // an announcer.
+    {
+        let mesh = net.nodes[leaver].mesh.as_mut().unwrap_or_else(|| unreachable!());
+        mesh.begin_leave().unwrap_or_else(|e| panic!("{e}"));
+    }
+    let handover = net.nodes[leaver].mesh.as_ref().map_or(0, |m| m.handover_ms());
+    let mut elapsed = 0;
+    while elapsed < handover {
+        net.run_for(10);
+        elapsed += 10;
+        for (a, who) in net.announcers() {
+            if who.is_empty() {
+                gaps.push((net.now_ms, a));
+            }
+        }
+    }
+    let successor: Vec<usize> = net.announcers()[&address]
+        .iter()
+        .copied()
+        .filter(|&i| i != leaver)
+        .collect();
+    assert_eq!(
+        successor.len(),
+        1,
+        "the successor announces before the leaver goes quiet"
+    );
+    if let Some(mesh) = net.nodes[leaver].mesh.as_mut() {
+        mesh.leave().unwrap_or_else(|e| panic!("{e}"));
+    }
+    net.run_for(5);
+    net.crash(leaver);
+    net.run_for(1000);
+    assert!(gaps.is_empty(), "addresses without announcer during handover: {gaps:?}");
+    single_owner_everywhere(&net).unwrap_or_else(|e| panic!("{e}"));
+    assert!(net.converged());
+    // A graceful leave shrinks the quorum reference: the other four keep
+    // quorum even after two more losses.
+    let reference = net.nodes[successor[0]]
+        .mesh
+        .as_ref()
+        .map(|m| m.fence_reference())
+        .unwrap_or_default();
+    assert!(!reference.contains(&net.nodes[leaver].name), "reference: {reference:?}");
+}
+
+#[test]
+fn non_revertive_addresses_stay_when_the_best_node_returns() {
+    let mut net = SimNet::new(4, Profile::fast(), 61);
+    net.set_services(services(8, Failback::NonRevertive));
+    net.start_all();
+    assert!(net.run_until_converged(20_000).is_some());
+    settle(&mut net);
+    let address = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 4));
+    let first = owner_of(&net, address);
+    net.crash(first);
+    net.run_for(Profile::fast().detection_bound_ms() * 3);
+    let second = owner_of(&net, address);
+    assert_ne!(first, second);
+    net.start(first);
+    assert!(net.run_until_converged(20_000).is_some());
+    settle(&mut net);
+    assert_eq!(
+        owner_of(&net, address),
+        second,
+        "non-revertive: the address did not move back"
+    );
+    // The revertive control: the same sequence moves it back.
+    let mut control = cluster(4, 61, 8);
+    let first = owner_of(&control, address);
+    control.crash(first);
+    control.run_for(Profile::fast().detection_bound_ms() * 3);
+    control.start(first);
+    assert!(control.run_until_converged(20_000).is_some());
+    settle(&mut control);
+    assert_eq!(
+        owner_of(&control, address),
+        first,
+        "revertive: back to the best-ranked node"
+    );
+}
+
+#[test]
+fn records_of_a_thousand_services_reach_everyone_under_loss() {
+    let mut net = SimNet::new(10, Profile::fast(), 71);
+    net.loss = 0.05;
+    net.start_all();
+    let ids: BTreeSet<u64> = (0..1000).map(|i| service_id(&format!("ns/svc-{i}"))).collect();
+    for node in &mut net.nodes {
+        if let Some(mesh) = node.mesh.as_mut() {
+            mesh.update_record(|r| {
+                r.serving = ids.clone();
+                r.labels.insert("zone".into(), "a".into());
+                r.links.insert("eth0".into(), true);
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+    let took = net.run_until_converged(60_000);
+    assert!(took.is_some(), "records did not converge under 5% loss");
+    for i in net.running() {
+        let mesh = net.nodes[i].mesh.as_ref().unwrap_or_else(|| unreachable!());
+        for m in mesh.members() {
+            let record = m
+                .record
+                .unwrap_or_else(|| panic!("{i} lacks a record of {}", m.id.name));
+            assert_eq!(record.serving.len(), 1000);
+        }
+    }
+    // A change of one record spreads to all.
+    let idx = index_of(&net, "node-004");
+    if let Some(mesh) = net.nodes[idx].mesh.as_mut() {
+        mesh.update_record(|r| {
+            r.links.insert("eth0".into(), false);
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+    assert!(net.run_until_converged(30_000).is_some());
+}
+
+#[test]
+fn two_hundred_members_converge_and_detect_a_crash() {
+    // Ownership is evaluated every second here: 200 members each ranking
+    // 200 candidates is the costly part of simulating, not of the mesh.
+    let mut net = cluster_evaluating_every(200, 81, 10, 1000);
+    let victim = 137;
+    let name = net.nodes[victim].name.clone();
+    let at = net.now_ms;
+    net.crash(victim);
+    net.run_for(10_000);
+    let running = net.running();
+    let missed: Vec<usize> = running
+        .iter()
+        .copied()
+        .filter(|&i| net.down_seen_at(i, &name, at).is_none())
+        .collect();
+    assert!(missed.is_empty(), "{} members never saw the crash", missed.len());
+    assert!(net.converged());
+    single_owner_everywhere(&net).unwrap_or_else(|e| panic!("{e}"));
+}

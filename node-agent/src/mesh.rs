@@ -1,0 +1,176 @@
+//! The agent's place in the gossip mesh: starts the `meshlb-gossip` driver,
+//! publishes this node's record, and reports membership.
+//!
+//! Until gRPC introspection exists, the mesh reports to two files in the
+//! state directory, which the lab reads:
+//! - `mesh-events.log`: one line per event, `@ <unix seconds> <event> <node>`
+//!   (`member-up`, `member-down`, `rejoined`, `idle`), appended;
+//! - `mesh-members`: the live members as this node sees them, one per line
+//!   (`<name> <address> boot=<ms> rejoin=<n>`), then `quorum <true|false>`,
+//!   replaced atomically on every change.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use meshlb_gossip::driver::{self, Command, DriverConfig, MeshHandle, MeshStatus};
+use meshlb_gossip::mesh::MeshEvent;
+use meshlb_gossip::ownership::Fence;
+use meshlb_gossip::profile::Profile;
+use meshlb_gossip::secure::{ClusterKey, Keyring};
+
+use crate::AgentError;
+
+/// How this agent joins the mesh.
+#[derive(Debug, Clone)]
+pub struct MeshOptions {
+    /// Node name.
+    pub node: String,
+    /// Gossip address to bind.
+    pub bind: SocketAddr,
+    /// Seeds.
+    pub seeds: Vec<SocketAddr>,
+    /// File of cluster keys, `ID:HEX` one per line, the first the primary.
+    pub key_file: PathBuf,
+    /// Cluster label.
+    pub label: String,
+    /// Timing profile.
+    pub profile: Profile,
+    /// Node labels, published in the record.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Reads a keyring file: `ID:HEX` per line (blank lines and `#` comments
+/// ignored), the first key the primary.
+pub fn read_keyring(path: &Path) -> Result<Keyring, AgentError> {
+    let text = std::fs::read_to_string(path).map_err(|source| AgentError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let bad = |message: String| AgentError::State {
+        path: path.to_path_buf(),
+        message,
+    };
+    let keys = text
+        .lines()
+        .map(str::trim)
+        .enumerate()
+        .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
+        .map(|(n, l)| ClusterKey::parse(l).map_err(|e| bad(format!("line {}: {e}", n + 1))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (primary, others) = keys.split_first().ok_or_else(|| bad("no cluster key".into()))?;
+    Keyring::new(primary, others).map_err(|e| bad(e.to_string()))
+}
+
+/// A running mesh membership.
+#[derive(Debug)]
+pub struct AgentMesh {
+    commands: tokio::sync::mpsc::Sender<Command>,
+    reporter: tokio::task::JoinHandle<()>,
+}
+
+impl AgentMesh {
+    /// Joins the mesh and starts reporting to `state_dir`.
+    pub async fn start(options: MeshOptions, state_dir: &Path) -> Result<AgentMesh, AgentError> {
+        let keyring = read_keyring(&options.key_file)?;
+        std::fs::create_dir_all(state_dir).map_err(|source| AgentError::Io {
+            path: state_dir.to_path_buf(),
+            source,
+        })?;
+        let handle = driver::start(DriverConfig {
+            node: options.node.clone(),
+            bind: options.bind,
+            seeds: options.seeds.clone(),
+            keyring,
+            label: options.label.clone().into_bytes(),
+            profile: options.profile.clone(),
+            fence: Fence::default(),
+            max_age_ms: 30_000,
+        })
+        .await
+        .map_err(|e| AgentError::State {
+            path: state_dir.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let labels = options.labels.clone();
+        handle
+            .commands
+            .send(Command::UpdateRecord(Box::new(move |r| r.labels = labels)))
+            .await
+            .ok();
+        tracing::info!(node = %options.node, bind = %options.bind, profile = options.profile.name, "joined the gossip mesh");
+        let commands = handle.commands.clone();
+        let reporter = tokio::spawn(report(handle, state_dir.to_path_buf()));
+        Ok(AgentMesh { commands, reporter })
+    }
+
+    /// Hands over and leaves (bounded: a stuck mesh does not hold up exit).
+    pub async fn leave(self) {
+        let (done, finished) = tokio::sync::oneshot::channel();
+        if self.commands.send(Command::Leave(done)).await.is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), finished).await;
+        }
+        self.reporter.abort();
+        tracing::info!("left the gossip mesh");
+    }
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+async fn report(mut handle: MeshHandle, dir: PathBuf) {
+    let events_path = dir.join("mesh-events.log");
+    let members_path = dir.join("mesh-members");
+    loop {
+        tokio::select! {
+            event = handle.events.recv() => {
+                let Some(event) = event else { return };
+                let (kind, node) = match &event {
+                    MeshEvent::MemberUp(id) => ("member-up", id.name.as_str()),
+                    MeshEvent::MemberDown(id) => ("member-down", id.name.as_str()),
+                    MeshEvent::Rejoined(id) => ("rejoined", id.name.as_str()),
+                    MeshEvent::Idle => ("idle", ""),
+                    MeshEvent::RecordChanged(_) => continue,
+                };
+                tracing::info!(node, "mesh: {kind}");
+                let line = format!("@ {:.6} {kind} {node}\n", unix_now());
+                let written = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&events_path)
+                    .and_then(|mut f| f.write_all(line.as_bytes()));
+                if let Err(e) = written {
+                    tracing::warn!("{}: {e}", events_path.display());
+                }
+            }
+            changed = handle.status.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let status = handle.status.borrow_and_update().clone();
+                if let Err(e) = write_members(&members_path, &status) {
+                    tracing::warn!("{}: {e}", members_path.display());
+                }
+            }
+        }
+    }
+}
+
+fn write_members(path: &Path, status: &MeshStatus) -> std::io::Result<()> {
+    let mut text = String::new();
+    for m in &status.members {
+        text.push_str(&format!(
+            "{} {} boot={} rejoin={}\n",
+            m.id.name, m.id.addr, m.id.boot, m.id.rejoin
+        ));
+    }
+    text.push_str(&format!("quorum {}\n", status.quorum));
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}
