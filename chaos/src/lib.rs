@@ -5,7 +5,7 @@
 //! It builds hosts as Linux network namespaces joined by veth pairs and a
 //! bridge ([`lab`]), runs real third-party software in them (keepalived;
 //! bird2, FRR and gobgpd as routers in [`router`]; gobgpd as a speaker in
-//! [`speaker`]; serf in [`serf`]), injects faults (process signals, link state, isolation,
+//! [`speaker`]; serf in [`serf`]; meshlb's own agents in [`agent`]), injects faults (process signals, link state, isolation,
 //! partitions, loss, router restarts), and observes the result from a client
 //! ([`probe`]), from the segment ([`splitbrain`]) and from the router's RIB
 //! and kernel FIB ([`router`]).
@@ -19,6 +19,7 @@
 //! with nftables on the bridge (`numgen random`), delay and reordering by a
 //! userspace delayer on NFQUEUE ([`delay`]).
 
+pub mod agent;
 pub mod bench;
 pub mod delay;
 mod error;

@@ -1,0 +1,104 @@
+//! meshlb agents as real processes in the lab: membership converges after
+//! a partition, a kill, a freeze and a graceful stop, and the minority side
+//! of a partition loses its quorum. Needs root.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::time::Duration;
+
+use meshlb_chaos::agent::{MeshAgent, detect, now_secs, start_cluster};
+use meshlb_chaos::{Lab, LabSpec};
+
+/// Generous: the fast profile detects in about a second; a loaded CI
+/// machine gets ten.
+const DETECTION_LIMIT: Duration = Duration::from_secs(10);
+
+fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn sees_all(agents: &[MeshAgent], count: usize) -> bool {
+    agents.iter().all(|a| a.members().is_ok_and(|m| m.len() == count))
+}
+
+#[test]
+fn membership_follows_partition_kill_freeze_and_graceful_stop() {
+    let lab = Lab::build(&LabSpec {
+        nodes: 4,
+        clients: 0,
+        router: false,
+        ipv6: false,
+        ..LabSpec::default()
+    })
+    .unwrap();
+    let nodes: Vec<String> = (1..=4).map(|i| format!("node{i}")).collect();
+    let mut agents = start_cluster(&lab, &nodes, "fast").unwrap();
+
+    // Partition node4 away: three of four keep quorum, node4 loses it.
+    // (A killed member stays in the quorum reference for `forget_after`, so
+    // this runs while all four live.)
+    let node4 = agents.iter().find(|a| a.node == "node4").unwrap();
+    lab.partition(&[&["node1", "node2", "node3"], &["node4"]]).unwrap();
+    wait_until("the partition to be seen", DETECTION_LIMIT, || {
+        agents
+            .iter()
+            .filter(|a| a.node != "node4")
+            .all(|a| a.members().is_ok_and(|m| m.len() == 3))
+            && node4.members().is_ok_and(|m| m.len() == 1)
+    });
+    wait_until("node4 to be fenced", DETECTION_LIMIT, || {
+        !node4.has_quorum().unwrap_or(true)
+    });
+    assert!(
+        agents
+            .iter()
+            .filter(|a| a.node != "node4")
+            .all(|a| a.has_quorum().unwrap())
+    );
+    lab.heal().unwrap();
+    wait_until("membership to converge after healing", Duration::from_secs(30), || {
+        sees_all(&agents, 4)
+    });
+    wait_until("node4 to regain quorum", DETECTION_LIMIT, || {
+        node4.has_quorum().unwrap_or(false)
+    });
+
+    // Kill: every survivor reports it down.
+    let killed = detect(&agents, "node4", DETECTION_LIMIT, |a| a.process.kill()).unwrap();
+    assert_eq!(killed.per_node.len(), 3);
+    agents.retain(|a| a.node != "node4");
+    wait_until("three members everywhere", DETECTION_LIMIT, || sees_all(&agents, 3));
+
+    // Freeze: reported down; thawed, it rejoins with a renewed identity.
+    let frozen = detect(&agents, "node3", DETECTION_LIMIT, |a| a.process.freeze()).unwrap();
+    assert_eq!(frozen.per_node.len(), 2);
+    let thawed_at = now_secs();
+    agents
+        .iter()
+        .find(|a| a.node == "node3")
+        .unwrap()
+        .process
+        .thaw()
+        .unwrap();
+    wait_until("node3 back after thawing", Duration::from_secs(20), || {
+        sees_all(&agents, 3)
+    });
+    let node3 = agents.iter().find(|a| a.node == "node3").unwrap();
+    assert!(
+        node3.event_at("rejoined", "node3", thawed_at).is_some(),
+        "the thawed agent rejoined with a renewed identity"
+    );
+
+    // Graceful stop: the others see it leave, and it exits cleanly.
+    let left = detect(&agents, "node1", DETECTION_LIMIT, |a| a.process.terminate()).unwrap();
+    assert_eq!(left.per_node.len(), 2);
+    let node1 = agents.iter().find(|a| a.node == "node1").unwrap();
+    let status = node1.process.wait_exit(Duration::from_secs(10)).unwrap();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "SIGTERM: clean exit, got {status:?}"
+    );
+}
