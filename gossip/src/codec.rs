@@ -61,16 +61,7 @@ pub fn put_node_id(id: &NodeId, buf: &mut impl BufMut) -> Result<(), CodecError>
     }
     buf.put_u8(id.name.len() as u8);
     buf.put_slice(id.name.as_bytes());
-    match id.addr.ip() {
-        IpAddr::V4(a) => {
-            buf.put_u8(4);
-            buf.put_slice(&a.octets());
-        }
-        IpAddr::V6(a) => {
-            buf.put_u8(6);
-            buf.put_slice(&a.octets());
-        }
-    }
+    put_address(id.addr.ip(), buf);
     buf.put_u16(id.addr.port());
     buf.put_u64(id.boot);
     buf.put_u32(id.rejoin);
@@ -93,21 +84,7 @@ pub fn get_node_id(buf: &mut impl Buf) -> Result<NodeId, CodecError> {
     let mut name = vec![0; len];
     buf.copy_to_slice(&mut name);
     let name = String::from_utf8(name).map_err(|_| CodecError::BadName)?;
-    let ip = match buf.get_u8() {
-        4 => {
-            need(buf, 4, "IPv4 address")?;
-            let mut o = [0; 4];
-            buf.copy_to_slice(&mut o);
-            IpAddr::V4(Ipv4Addr::from(o))
-        }
-        6 => {
-            need(buf, 16, "IPv6 address")?;
-            let mut o = [0; 16];
-            buf.copy_to_slice(&mut o);
-            IpAddr::V6(Ipv6Addr::from(o))
-        }
-        other => return Err(CodecError::BadFamily(other)),
-    };
+    let ip = get_address(buf)?;
     need(buf, 14, "port, boot and rejoin")?;
     let port = buf.get_u16();
     let boot = buf.get_u64();
@@ -118,6 +95,41 @@ pub fn get_node_id(buf: &mut impl Buf) -> Result<NodeId, CodecError> {
         boot,
         rejoin,
     })
+}
+
+/// Reads `family:u8(4|6) address:4|16` (the form identities and record
+/// claims share).
+pub fn get_address(buf: &mut impl Buf) -> Result<IpAddr, CodecError> {
+    need(buf, 1, "address family")?;
+    match buf.get_u8() {
+        4 => {
+            need(buf, 4, "IPv4 address")?;
+            let mut o = [0; 4];
+            buf.copy_to_slice(&mut o);
+            Ok(IpAddr::V4(Ipv4Addr::from(o)))
+        }
+        6 => {
+            need(buf, 16, "IPv6 address")?;
+            let mut o = [0; 16];
+            buf.copy_to_slice(&mut o);
+            Ok(IpAddr::V6(Ipv6Addr::from(o)))
+        }
+        other => Err(CodecError::BadFamily(other)),
+    }
+}
+
+/// Writes `family:u8(4|6) address:4|16`.
+pub fn put_address(address: IpAddr, buf: &mut impl BufMut) {
+    match address {
+        IpAddr::V4(a) => {
+            buf.put_u8(4);
+            buf.put_slice(&a.octets());
+        }
+        IpAddr::V6(a) => {
+            buf.put_u8(6);
+            buf.put_slice(&a.octets());
+        }
+    }
 }
 
 fn message_kind(message: &Message<NodeId>) -> u8 {

@@ -27,7 +27,7 @@
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::{Buf, BufMut};
@@ -165,16 +165,7 @@ impl NodeRecord {
         }
         out.put_u16(self.claims.len().min(u16::MAX as usize) as u16);
         for address in self.claims.iter().take(u16::MAX as usize) {
-            match address {
-                IpAddr::V4(a) => {
-                    out.put_u8(4);
-                    out.put_slice(&a.octets());
-                }
-                IpAddr::V6(a) => {
-                    out.put_u8(6);
-                    out.put_slice(&a.octets());
-                }
-            }
+            crate::codec::put_address(*address, &mut out);
         }
         out
     }
@@ -210,22 +201,7 @@ impl NodeRecord {
         need(buf, 2, "claim count")?;
         let mut claims = BTreeSet::new();
         for _ in 0..buf.get_u16() {
-            need(buf, 1, "claim family")?;
-            let address = match buf.get_u8() {
-                4 => {
-                    need(buf, 4, "IPv4 claim")?;
-                    let mut o = [0; 4];
-                    buf.copy_to_slice(&mut o);
-                    IpAddr::V4(Ipv4Addr::from(o))
-                }
-                6 => {
-                    need(buf, 16, "IPv6 claim")?;
-                    let mut o = [0; 16];
-                    buf.copy_to_slice(&mut o);
-                    IpAddr::V6(Ipv6Addr::from(o))
-                }
-                _ => return Err(RecordError::BadText("claim family")),
-            };
+            let address = crate::codec::get_address(buf).map_err(|_| RecordError::Truncated("claim"))?;
             claims.insert(address);
         }
         if buf.has_remaining() {
