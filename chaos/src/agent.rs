@@ -5,11 +5,11 @@
 //! compared side by side.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::error::LabError;
 use crate::lab::{Lab, LabProcess};
-use crate::serf::Detection;
+use crate::serf::{Detection, now_secs};
 use crate::wait::wait_for;
 
 /// meshlb's gossip port in the lab.
@@ -144,13 +144,6 @@ impl MeshAgent {
             (at >= since && parts.next()? == event && parts.next()? == member).then_some(at)
         })
     }
-}
-
-/// Seconds since the Unix epoch.
-pub fn now_secs() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// Applies `fault` to `victim`'s agent and waits (up to `timeout`) until

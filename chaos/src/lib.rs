@@ -35,7 +35,7 @@ pub mod scenario;
 pub mod serf;
 pub mod speaker;
 pub mod splitbrain;
-mod wait;
+pub mod wait;
 
 pub use error::LabError;
 pub use lab::{Host, Lab, LabProcess, LabSpec, Role};

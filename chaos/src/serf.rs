@@ -139,7 +139,9 @@ impl Detection {
     }
 }
 
-fn now_secs() -> f64 {
+/// Wall-clock seconds since the Unix epoch (how daemons' event logs stamp
+/// events).
+pub fn now_secs() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())

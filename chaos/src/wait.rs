@@ -29,6 +29,6 @@ pub(crate) fn wait_until<T>(
 }
 
 /// Polls `done` until it holds or `timeout` passes.
-pub(crate) fn wait_for(timeout: Duration, what: &str, mut done: impl FnMut() -> bool) -> Result<(), LabError> {
+pub fn wait_for(timeout: Duration, what: &str, mut done: impl FnMut() -> bool) -> Result<(), LabError> {
     wait_until(timeout, || what.to_owned(), || done().then_some(()))
 }

@@ -5,19 +5,17 @@
 
 use std::time::Duration;
 
-use meshlb_chaos::agent::{MeshAgent, detect, now_secs, start_cluster};
+use meshlb_chaos::agent::{MeshAgent, detect, start_cluster};
+use meshlb_chaos::serf::now_secs;
+use meshlb_chaos::wait::wait_for;
 use meshlb_chaos::{Lab, LabSpec};
 
 /// Generous: the fast profile detects in about a second; a loaded CI
 /// machine gets ten.
 const DETECTION_LIMIT: Duration = Duration::from_secs(10);
 
-fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let start = std::time::Instant::now();
-    while !done() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn wait_until(what: &str, limit: Duration, done: impl FnMut() -> bool) {
+    wait_for(limit, what, done).unwrap();
 }
 
 fn sees_all(agents: &[MeshAgent], count: usize) -> bool {

@@ -273,7 +273,7 @@ mod tests {
     fn id(name: &str, v6: bool, generation: u64) -> NodeId {
         let addr: SocketAddr = if v6 { "[2001:db8::5]:7947" } else { "192.0.2.5:7947" }
             .parse()
-            .unwrap_or_else(|_| unreachable!());
+            .unwrap();
         NodeId::new(name, addr, generation)
     }
 
@@ -285,9 +285,7 @@ mod tests {
             message,
         };
         let mut buf = Vec::new();
-        MeshCodec
-            .encode_header(&header, &mut buf)
-            .unwrap_or_else(|e| panic!("{e}"));
+        MeshCodec.encode_header(&header, &mut buf).unwrap();
         let mut slice = buf.as_slice();
         assert_eq!(MeshCodec.decode_header(&mut slice), Ok(header));
         assert!(slice.is_empty(), "decode reads exactly one header");
@@ -336,9 +334,7 @@ mod tests {
         assert!(MeshCodec.encode_member(&member, &mut out).is_err());
         assert_eq!(out.len(), 10, "nothing written");
         let mut buf = Vec::new();
-        MeshCodec
-            .encode_member(&member, &mut buf)
-            .unwrap_or_else(|e| panic!("{e}"));
+        MeshCodec.encode_member(&member, &mut buf).unwrap();
         assert_eq!(MeshCodec.decode_member(buf.as_slice()), Ok(member));
     }
 

@@ -56,6 +56,8 @@ pub struct DriverConfig {
     pub fence: Fence,
     /// Tolerated clock skew and packet age (ms).
     pub max_age_ms: u64,
+    /// Node labels, in the first record.
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// What the rest of the agent asks of the mesh.
@@ -78,7 +80,8 @@ impl std::fmt::Debug for Command {
     }
 }
 
-/// A snapshot of the mesh for introspection.
+/// A snapshot of the mesh for introspection, published on membership,
+/// record and quorum changes.
 #[derive(Debug, Clone, Default)]
 pub struct MeshStatus {
     /// This node's identity.
@@ -128,6 +131,10 @@ pub async fn start(config: DriverConfig) -> Result<MeshHandle, DriverError> {
     let origin = Instant::now();
     let mut mesh = Mesh::new(identity, config.profile.clone(), u64::from_le_bytes(seed), 1);
     mesh.set_fence(config.fence.clone());
+    let labels = config.labels.clone();
+    if let Err(e) = mesh.update_record(|r| r.labels = labels) {
+        tracing::warn!("node labels left out of the record: {e}");
+    }
     mesh.join(&config.seeds, 1);
     let channel = SecureChannel::new(config.keyring.clone(), &config.label, epoch, config.max_age_ms);
     let (commands, command_rx) = mpsc::channel(64);

@@ -83,9 +83,9 @@ mod tests {
 
     #[test]
     fn renewed_and_restarted_identities_win() {
-        let addr: SocketAddr = "192.0.2.1:7947".parse().unwrap_or_else(|_| unreachable!());
+        let addr: SocketAddr = "192.0.2.1:7947".parse().unwrap();
         let old = NodeId::new("n1", addr, 100);
-        let renewed = old.renew().unwrap_or_else(|| unreachable!());
+        let renewed = old.renew().unwrap();
         assert!(renewed.win_addr_conflict(&old));
         assert!(!old.win_addr_conflict(&renewed));
         assert!(

@@ -22,8 +22,7 @@
 //! sends back every record the digest lacks or holds older, and asks for
 //! every record it holds older. A new member gets the same exchange at once.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -141,8 +140,8 @@ pub struct Mesh {
     rng: Xoshiro256PlusPlus,
     profile: Profile,
     now_ms: u64,
-    timers: BinaryHeap<Reverse<(u64, u64)>>,
-    timer_events: BTreeMap<u64, Timer<NodeId>>,
+    /// foca's timers by (due time, submission order): fired in that order.
+    timers: BTreeMap<(u64, u64), Timer<NodeId>>,
     timer_seq: u64,
     outbox: VecDeque<(SocketAddr, Vec<u8>)>,
     events: VecDeque<MeshEvent>,
@@ -192,8 +191,7 @@ impl Mesh {
             next_seed_announce_ms: now_ms,
             profile,
             now_ms,
-            timers: BinaryHeap::new(),
-            timer_events: BTreeMap::new(),
+            timers: BTreeMap::new(),
             timer_seq: 0,
             outbox: VecDeque::new(),
             events: VecDeque::new(),
@@ -209,11 +207,6 @@ impl Mesh {
     /// This node's identity now (it changes on rejoin).
     pub fn identity(&self) -> &NodeId {
         self.foca.identity()
-    }
-
-    /// The profile in force.
-    pub fn profile(&self) -> &Profile {
-        &self.profile
     }
 
     /// Replaces the quorum fence settings (the reference is kept).
@@ -252,7 +245,7 @@ impl Mesh {
 
     /// When [`Mesh::handle_timeout`] should next be called.
     pub fn poll_timeout(&self) -> u64 {
-        let timer = self.timers.peek().map_or(u64::MAX, |Reverse((due, _))| *due);
+        let timer = self.timers.first_key_value().map_or(u64::MAX, |((due, _), _)| *due);
         let mut next = timer.min(self.next_anti_entropy_ms);
         if self.live.is_empty() && !self.seeds.is_empty() {
             next = next.min(self.next_seed_announce_ms);
@@ -263,14 +256,11 @@ impl Mesh {
     /// Fires every timer due at `now_ms`, in order.
     pub fn handle_timeout(&mut self, now_ms: u64) {
         self.now_ms = self.now_ms.max(now_ms);
-        while let Some(Reverse((due, seq))) = self.timers.peek().copied() {
-            if due > self.now_ms {
+        while let Some(entry) = self.timers.first_entry() {
+            if entry.key().0 > self.now_ms {
                 break;
             }
-            self.timers.pop();
-            let Some(event) = self.timer_events.remove(&seq) else {
-                continue;
-            };
+            let event = entry.remove();
             let mut fx = Effects::default();
             let result = self.foca.handle_timer(event, &mut fx);
             self.absorb(fx);
@@ -351,7 +341,7 @@ impl Mesh {
         let mut next = self.own.clone();
         change(&mut next);
         next.node = self.own.node.clone();
-        next.generation = self.own.generation;
+        next.boot = self.own.boot;
         next.version = self.own.version;
         if next == self.own {
             return Ok(());
@@ -392,14 +382,22 @@ impl Mesh {
         Ok(())
     }
 
+    /// Every live member, this node first, with its record of the same
+    /// boot (a record of an earlier boot says nothing about the process
+    /// running now).
+    fn live_records<'b>(&'b self, book: &'b RecordBook) -> impl Iterator<Item = (&'b NodeId, Option<&'b NodeRecord>)> {
+        std::iter::once(self.identity())
+            .chain(self.live.values())
+            .map(move |id| (id, book.get(&id.name).filter(|r| r.boot == id.boot)))
+    }
+
     /// Live members, this node first, by name.
     pub fn members(&self) -> Vec<MemberView> {
         let book = self.book.lock();
-        std::iter::once(self.identity())
-            .chain(self.live.values())
-            .map(|id| MemberView {
+        self.live_records(&book)
+            .map(|(id, record)| MemberView {
                 id: id.clone(),
-                record: book.get(&id.name).filter(|r| r.generation == id.boot).cloned(),
+                record: record.cloned(),
             })
             .collect()
     }
@@ -408,15 +406,8 @@ impl Mesh {
     /// node first: [`Mesh::members`] without copying the records.
     pub fn member_stamps(&self) -> Vec<(NodeId, Option<(u64, u64)>)> {
         let book = self.book.lock();
-        std::iter::once(self.identity())
-            .chain(self.live.values())
-            .map(|id| {
-                let stamp = book
-                    .get(&id.name)
-                    .filter(|r| r.generation == id.boot)
-                    .map(NodeRecord::stamp);
-                (id.clone(), stamp)
-            })
+        self.live_records(&book)
+            .map(|(id, record)| (id.clone(), record.map(NodeRecord::stamp)))
             .collect()
     }
 
@@ -438,14 +429,9 @@ impl Mesh {
         self.fence.reference().map(str::to_owned).collect()
     }
 
-    /// Every record this node holds.
-    pub fn records(&self) -> Vec<NodeRecord> {
-        self.book.lock().records().cloned().collect()
-    }
-
     /// Whether this node has had time to learn the membership and records
-    /// since it started: `settle_ms` after joining once another member
-    /// answered, or four times that with nobody answering (a lone node).
+    /// since it joined: four probe periods once another member answered, or
+    /// four times that with nobody answering (a lone node).
     /// Until then it announces nothing, so a restarting agent does not
     /// briefly claim every address.
     pub fn settled(&self) -> bool {
@@ -473,9 +459,9 @@ impl Mesh {
         let mine = if self.settled() && self.has_quorum() {
             let me = self.own.node.clone();
             let book = self.book.lock();
-            let records: Vec<&NodeRecord> = std::iter::once(self.identity())
-                .chain(self.live.values())
-                .filter_map(|id| book.get(&id.name).filter(|r| r.generation == id.boot))
+            let records: Vec<&NodeRecord> = self
+                .live_records(&book)
+                .filter_map(|(_, record)| record)
                 .filter(|r| !r.leaving)
                 .collect();
             let mut current: BTreeMap<IpAddr, String> = BTreeMap::new();
@@ -519,8 +505,7 @@ impl Mesh {
         for (after, event) in fx.timers {
             let due = self.now_ms + after.as_millis() as u64;
             self.timer_seq += 1;
-            self.timers.push(Reverse((due, self.timer_seq)));
-            self.timer_events.insert(self.timer_seq, event);
+            self.timers.insert((due, self.timer_seq), event);
         }
         self.outbox.extend(fx.sends);
         for notification in fx.notifications {
@@ -585,7 +570,7 @@ impl Mesh {
             .book
             .lock()
             .get(&id.name)
-            .is_some_and(|r| r.leaving && r.generation == id.boot);
+            .is_some_and(|r| r.leaving && r.boot == id.boot);
         if left {
             self.fence.left(&id.name);
         }
@@ -617,7 +602,7 @@ impl Mesh {
     }
 
     /// Digest chunks: each covers a name range `[start, end)` (`end` empty:
-    /// to the last name) and lists `(name, generation, version)` of every
+    /// to the last name) and lists `(name, boot, version)` of every
     /// record held in it.
     fn send_digest(&mut self, to: SocketAddr) {
         let digest = self.book.lock().digest();
@@ -646,9 +631,9 @@ impl Mesh {
             put_name(&mut body, &start);
             put_name(&mut body, &end);
             body.put_u16(entries.len() as u16);
-            for (name, (generation, version)) in entries {
+            for (name, (boot, version)) in entries {
                 put_name(&mut body, &name);
-                body.put_u64(generation);
+                body.put_u64(boot);
                 body.put_u64(version);
             }
             self.push(to, KIND_DIGEST, &body);
@@ -670,21 +655,16 @@ impl Mesh {
             }
             theirs.insert(name, (body.get_u64(), body.get_u64()));
         }
-        let in_range = |name: &str| name >= start.as_str() && (end.is_empty() || name < end.as_str());
-        let ours: Vec<(String, (u64, u64))> = self.book.lock().digest();
-        let mut give = Vec::new();
-        let mut want = Vec::new();
-        for (name, stamp) in &ours {
-            if in_range(name) && theirs.get(name).is_none_or(|t| t < stamp) {
-                give.push(name.clone());
-            }
-        }
-        let held: BTreeMap<&String, &(u64, u64)> = ours.iter().map(|(n, s)| (n, s)).collect();
-        for (name, stamp) in &theirs {
-            if in_range(name) && held.get(name).is_none_or(|o| *o < stamp) {
-                want.push(name.clone());
-            }
-        }
+        let in_range = |name: &String| *name >= start && (end.is_empty() || *name < end);
+        let ours = self.book.lock().digest();
+        let newer = |a: &BTreeMap<String, (u64, u64)>, b: &BTreeMap<String, (u64, u64)>| -> Vec<String> {
+            a.iter()
+                .filter(|(name, stamp)| in_range(name) && b.get(*name).is_none_or(|other| other < *stamp))
+                .map(|(name, _)| name.clone())
+                .collect()
+        };
+        let give = newer(&ours, &theirs);
+        let want = newer(&theirs, &ours);
         for name in give {
             self.send_record(from, &name);
         }
@@ -697,11 +677,6 @@ impl Mesh {
             self.push(from, KIND_REQUEST, &body);
         }
         Ok(())
-    }
-
-    /// The record book (for tests and introspection).
-    pub fn with_book<T>(&self, f: impl FnOnce(&RecordBook) -> T) -> T {
-        f(&self.book.lock())
     }
 }
 

@@ -61,10 +61,10 @@ impl Default for Profile {
 }
 
 impl Profile {
-    /// The default: a LAN tuned for sub-second detection. A crashed member
-    /// is declared down within about 0.75 s; on a LAN the round trip is
-    /// well under a millisecond, so a 100 ms probe wait and three indirect
-    /// paths leave a healthy member a wide margin even at 5% loss, and a
+    /// The default: a LAN tuned for fast detection. A crashed member is
+    /// typically declared down within [`Profile::detection_bound_ms`] (1 s).
+    /// On a LAN the round trip is well under a millisecond, so a 100 ms
+    /// probe wait and three indirect paths leave a healthy member a wide margin even at 5% loss, and a
     /// false suspicion is refuted within the 500 ms suspicion time.
     pub fn fast() -> Profile {
         Profile {
@@ -109,8 +109,10 @@ impl Profile {
         }
     }
 
-    /// Upper bound on the time from a crash to the first member declaring
-    /// it down, in the absence of loss.
+    /// Typical time from a crash to a member declaring it down, without
+    /// loss. Not a hard bound: SWIM picks probe targets in a shuffled
+    /// order, so a member may take longer to probe the dead one (the
+    /// simulation holds every member to twice this).
     pub fn detection_bound_ms(&self) -> u64 {
         2 * self.probe_period_ms + self.suspect_to_down_ms
     }

@@ -10,15 +10,15 @@
 //! Services are named by a 64-bit hash of `namespace/name`
 //! ([`service_id`]), so 1,000 services cost 8 KB.
 //!
-//! A record is versioned by `(generation, version)`: the generation is the
-//! node's identity generation (a restarted agent starts at a higher one),
-//! the version counts its changes. It travels as fragments of at most
-//! [`FRAGMENT_PAYLOAD`] bytes, each a foca custom broadcast that a newer
+//! A record is versioned by `(boot, version)`: `boot` is the boot time in
+//! the node's identity (a restarted agent starts at a higher one; a rejoin
+//! keeps it), the version counts its changes within that boot. It travels
+//! as fragments of at most [`FRAGMENT_PAYLOAD`] bytes, each a foca custom broadcast that a newer
 //! fragment with the same node and index invalidates, and again in the
 //! anti-entropy exchange (see [`crate::mesh`]).
 //!
 //! ```text
-//! fragment = 'R' name-len:u8 name generation:u64 version:u64 index:u8 count:u8 payload
+//! fragment = 'R' name-len:u8 name boot:u64 version:u64 index:u8 count:u8 payload
 //! body     = fingerprint:u64 flags:u8(bit 0 leaving)
 //!            labels:u16 (key-len:u16 key value-len:u16 value)*
 //!            links:u16 (name-len:u8 name up:u8)*
@@ -55,9 +55,9 @@ pub fn service_id(key: &str) -> u64 {
 pub struct NodeRecord {
     /// Node name.
     pub node: String,
-    /// The identity generation this record belongs to.
-    pub generation: u64,
-    /// Counts changes within a generation.
+    /// The boot time of the identity this record belongs to.
+    pub boot: u64,
+    /// Counts changes within a boot.
     pub version: u64,
     /// Fingerprint of the configuration the node runs.
     pub config_fingerprint: u64,
@@ -109,6 +109,12 @@ fn need(buf: &impl Buf, n: usize, what: &'static str) -> Result<(), RecordError>
     }
 }
 
+fn get_text_u16(buf: &mut &[u8], what: &'static str) -> Result<String, RecordError> {
+    need(buf, 2, what)?;
+    let len = buf.get_u16() as usize;
+    get_text(buf, len, what)
+}
+
 fn get_text(buf: &mut &[u8], len: usize, what: &'static str) -> Result<String, RecordError> {
     need(buf, len, what)?;
     let text = std::str::from_utf8(&buf[..len])
@@ -120,18 +126,18 @@ fn get_text(buf: &mut &[u8], len: usize, what: &'static str) -> Result<String, R
 
 impl NodeRecord {
     /// A first record for a node.
-    pub fn new(node: impl Into<String>, generation: u64) -> NodeRecord {
+    pub fn new(node: impl Into<String>, boot: u64) -> NodeRecord {
         NodeRecord {
             node: node.into(),
-            generation,
+            boot,
             version: 1,
             ..NodeRecord::default()
         }
     }
 
-    /// `(generation, version)`: higher is newer.
+    /// `(boot, version)`: higher is newer.
     pub fn stamp(&self) -> (u64, u64) {
-        (self.generation, self.version)
+        (self.boot, self.version)
     }
 
     /// Whether the node can serve `service` (a [`service_id`]).
@@ -170,20 +176,16 @@ impl NodeRecord {
         out
     }
 
-    fn decode_body(node: &str, generation: u64, version: u64, mut buf: &[u8]) -> Result<NodeRecord, RecordError> {
+    fn decode_body(node: &str, boot: u64, version: u64, mut buf: &[u8]) -> Result<NodeRecord, RecordError> {
         let buf = &mut buf;
         need(buf, 11, "header")?;
         let config_fingerprint = buf.get_u64();
         let leaving = buf.get_u8() & 1 == 1;
         let mut labels = BTreeMap::new();
         for _ in 0..buf.get_u16() {
-            need(buf, 2, "label key length")?;
-            let kl = buf.get_u16() as usize;
-            let k = get_text(buf, kl, "label key")?;
-            need(buf, 2, "label value length")?;
-            let vl = buf.get_u16() as usize;
-            let v = get_text(buf, vl, "label value")?;
-            labels.insert(k, v);
+            let key = get_text_u16(buf, "label key")?;
+            let value = get_text_u16(buf, "label value")?;
+            labels.insert(key, value);
         }
         need(buf, 2, "link count")?;
         let mut links = BTreeMap::new();
@@ -209,7 +211,7 @@ impl NodeRecord {
         }
         Ok(NodeRecord {
             node: node.to_owned(),
-            generation,
+            boot,
             version,
             config_fingerprint,
             leaving,
@@ -243,7 +245,7 @@ impl NodeRecord {
                 out.put_u8(FRAGMENT_TAG);
                 out.put_u8(self.node.len() as u8);
                 out.put_slice(self.node.as_bytes());
-                out.put_u64(self.generation);
+                out.put_u64(self.boot);
                 out.put_u64(self.version);
                 out.put_u8(index as u8);
                 out.put_u8(count);
@@ -259,8 +261,8 @@ impl NodeRecord {
 pub struct Fragment<'a> {
     /// Node the record belongs to.
     pub node: String,
-    /// Record generation.
-    pub generation: u64,
+    /// Boot time of the record's identity.
+    pub boot: u64,
     /// Record version.
     pub version: u64,
     /// This fragment's index.
@@ -285,7 +287,7 @@ impl Fragment<'_> {
             return Err(RecordError::BadText("node name"));
         }
         need(buf, 18, "fragment header")?;
-        let generation = buf.get_u64();
+        let boot = buf.get_u64();
         let version = buf.get_u64();
         let index = buf.get_u8();
         let count = buf.get_u8();
@@ -294,7 +296,7 @@ impl Fragment<'_> {
         }
         Ok(Fragment {
             node,
-            generation,
+            boot,
             version,
             index,
             count,
@@ -345,7 +347,7 @@ impl RecordBook {
     }
 
     /// `(node, stamp)` of every complete record, by node name.
-    pub fn digest(&self) -> Vec<(String, (u64, u64))> {
+    pub fn digest(&self) -> BTreeMap<String, (u64, u64)> {
         self.records.values().map(|r| (r.node.clone(), r.stamp())).collect()
     }
 
@@ -376,7 +378,7 @@ impl RecordBook {
                 return Err(e);
             }
         };
-        let stamp = (fragment.generation, fragment.version);
+        let stamp = (fragment.boot, fragment.version);
         if self.records.get(&fragment.node).is_some_and(|r| r.stamp() >= stamp) {
             return Ok(None);
         }
@@ -459,23 +461,21 @@ mod tests {
         r.links.insert("eth0".into(), true);
         r.links.insert("eth1".into(), false);
         r.serving = (0..services).map(|i| service_id(&format!("default/svc-{i}"))).collect();
-        r.claims
-            .insert("203.0.113.9".parse().unwrap_or_else(|_| unreachable!()));
-        r.claims
-            .insert("2001:db8::9".parse().unwrap_or_else(|_| unreachable!()));
+        r.claims.insert("203.0.113.9".parse().unwrap());
+        r.claims.insert("2001:db8::9".parse().unwrap());
         r
     }
 
     #[test]
     fn a_thousand_services_assemble_in_any_order() {
         let record = big_record(1000);
-        let mut fragments = record.fragments().unwrap_or_else(|e| panic!("{e}"));
+        let mut fragments = record.fragments().unwrap();
         assert!(fragments.len() > 1, "8 KB of services need several fragments");
         assert!(fragments.iter().all(|f| f.len() <= FRAGMENT_PAYLOAD + 64));
         fragments.reverse();
         let mut book = RecordBook::default();
         for (i, f) in fragments.iter().enumerate() {
-            assert!(book.receive(f).unwrap_or_else(|e| panic!("{e}")).is_some());
+            assert!(book.receive(f).unwrap().is_some());
             assert_eq!(book.get("worker-17").is_some(), i + 1 == fragments.len());
         }
         assert_eq!(book.get("worker-17"), Some(&record));
@@ -498,8 +498,8 @@ mod tests {
         }
         assert!(book.get("worker-17").is_some_and(|x| x.leaving));
         assert_eq!(book.receive(&old[0]), Ok(None));
-        // A restart (higher generation) beats any version of the old one.
-        let restarted = NodeRecord::new("worker-17", r.generation + 1);
+        // A restart (higher boot) beats any version of the old one.
+        let restarted = NodeRecord::new("worker-17", r.boot + 1);
         for f in restarted.fragments().unwrap_or_default() {
             let _ = book.receive(&f);
         }

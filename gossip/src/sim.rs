@@ -1,11 +1,10 @@
 //! A deterministic virtual network for many [`Mesh`]es on virtual time:
-//! loss, delay with jitter, partitions, crashes, freezes, restarts and
-//! graceful leaves. Same seed, same run, so a failing property shrinks to a
+//! loss, delay with jitter, partitions, crashes, freezes and restarts
+//! (graceful leaves go through the meshes themselves). Same seed, same run, so a failing property shrinks to a
 //! replayable case. The secure envelope is left out (its own tests cover
 //! it); everything above it is the code the agent runs.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use rand::rngs::Xoshiro256PlusPlus;
@@ -50,17 +49,14 @@ pub struct SimNet {
     pub evaluate_every_ms: u64,
     profile: Profile,
     rng: Xoshiro256PlusPlus,
-    queue: BinaryHeap<Reverse<(u64, u64)>>,
-    in_flight: BTreeMap<u64, (SocketAddr, usize, Vec<u8>)>,
+    /// Datagrams in flight by (arrival time, send order): sender, receiver
+    /// index, bytes.
+    in_flight: BTreeMap<(u64, u64), (SocketAddr, usize, Vec<u8>)>,
     seq: u64,
     group: Vec<usize>,
     by_addr: BTreeMap<SocketAddr, usize>,
     next_evaluation_ms: u64,
     services: Vec<ServiceSpec>,
-    /// Datagrams delivered and dropped, for bandwidth figures.
-    pub delivered: u64,
-    /// Bytes delivered.
-    pub delivered_bytes: u64,
 }
 
 impl SimNet {
@@ -89,14 +85,11 @@ impl SimNet {
             evaluate_every_ms: 50,
             profile,
             rng: Xoshiro256PlusPlus::seed_from_u64(seed),
-            queue: BinaryHeap::new(),
             in_flight: BTreeMap::new(),
             seq: 0,
             by_addr,
             next_evaluation_ms: 0,
             services: Vec::new(),
-            delivered: 0,
-            delivered_bytes: 0,
         }
     }
 
@@ -147,24 +140,6 @@ impl SimNet {
         self.nodes[i].frozen = frozen;
     }
 
-    /// Starts a graceful leave of node `i`: it hands over, then leaves at
-    /// the end of the handover time (see [`SimNet::run_for`]).
-    pub fn graceful_leave(&mut self, i: usize) {
-        let Some(mesh) = self.nodes[i].mesh.as_mut() else {
-            return;
-        };
-        let _ = mesh.begin_leave();
-        let handover = mesh.handover_ms();
-        self.flush(i);
-        self.run_for(handover);
-        if let Some(mesh) = self.nodes[i].mesh.as_mut() {
-            let _ = mesh.leave();
-        }
-        self.flush(i);
-        self.run_for(self.delay_ms.0 + self.delay_ms.1 + 1);
-        self.crash(i);
-    }
-
     /// Splits the network: nodes in different groups cannot reach each
     /// other. Nodes in no group form one more group.
     pub fn partition(&mut self, groups: &[&[usize]]) {
@@ -209,9 +184,8 @@ impl SimNet {
             };
             self.seq += 1;
             let from = self.nodes[i].addr;
-            self.queue
-                .push(Reverse((self.now_ms + self.delay_ms.0 + jitter, self.seq)));
-            self.in_flight.insert(self.seq, (from, j, data));
+            self.in_flight
+                .insert((self.now_ms + self.delay_ms.0 + jitter, self.seq), (from, j, data));
         }
     }
 
@@ -231,7 +205,7 @@ impl SimNet {
     pub fn run_for(&mut self, ms: u64) {
         let end = self.now_ms + ms;
         loop {
-            let next_packet = self.queue.peek().map_or(u64::MAX, |Reverse((t, _))| *t);
+            let next_packet = self.in_flight.first_key_value().map_or(u64::MAX, |((t, _), _)| *t);
             let next_timer = self
                 .nodes
                 .iter()
@@ -251,18 +225,13 @@ impl SimNet {
                 continue;
             }
             if next_packet <= next_timer {
-                let Some(Reverse((_, seq))) = self.queue.pop() else {
-                    continue;
-                };
-                let Some((from, j, data)) = self.in_flight.remove(&seq) else {
+                let Some((_, (from, j, data))) = self.in_flight.pop_first() else {
                     continue;
                 };
                 if self.nodes[j].frozen {
                     continue;
                 }
                 if let Some(mesh) = self.nodes[j].mesh.as_mut() {
-                    self.delivered += 1;
-                    self.delivered_bytes += data.len() as u64;
                     let _ = mesh.handle_datagram(from, &data, self.now_ms);
                     self.flush(j);
                 }
@@ -288,11 +257,6 @@ impl SimNet {
         (0..self.nodes.len())
             .filter(|&i| self.nodes[i].mesh.is_some() && !self.nodes[i].frozen)
             .collect()
-    }
-
-    /// Live member names as node `i` sees them (itself included).
-    pub fn view(&self, i: usize) -> BTreeSet<String> {
-        self.nodes[i].mesh.as_ref().map(Mesh::live_names).unwrap_or_default()
     }
 
     /// Whether every running node sees exactly the running nodes it can

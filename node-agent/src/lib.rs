@@ -42,6 +42,17 @@ pub enum AgentError {
         /// The cause.
         source: notify::Error,
     },
+    /// The cluster key file is unreadable as a keyring.
+    #[error("{path}: {message}")]
+    KeyFile {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The gossip mesh could not start.
+    #[error("gossip mesh: {0}")]
+    Mesh(#[from] meshlb_gossip::driver::DriverError),
     /// The state file is not what the agent writes.
     #[error("{path}: {message}")]
     State {

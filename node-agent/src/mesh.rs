@@ -49,7 +49,7 @@ pub fn read_keyring(path: &Path) -> Result<Keyring, AgentError> {
         path: path.to_path_buf(),
         source,
     })?;
-    let bad = |message: String| AgentError::State {
+    let bad = |message: String| AgentError::KeyFile {
         path: path.to_path_buf(),
         message,
     };
@@ -88,18 +88,9 @@ impl AgentMesh {
             profile: options.profile.clone(),
             fence: Fence::default(),
             max_age_ms: 30_000,
+            labels: options.labels.clone(),
         })
-        .await
-        .map_err(|e| AgentError::State {
-            path: state_dir.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        let labels = options.labels.clone();
-        handle
-            .commands
-            .send(Command::UpdateRecord(Box::new(move |r| r.labels = labels)))
-            .await
-            .ok();
+        .await?;
         tracing::info!(node = %options.node, bind = %options.bind, profile = options.profile.name, "joined the gossip mesh");
         let commands = handle.commands.clone();
         let reporter = tokio::spawn(report(handle, state_dir.to_path_buf()));
