@@ -3,6 +3,14 @@
 //! Place in the architecture: thin actors (one per service, per BGP peer, per
 //! network interface, plus membership and configuration) that own sockets and
 //! timers and pass messages to the sans-IO cores in `meshlb-wire` and
-//! `meshlb-gossip`. Protocol logic does not live here.
+//! `meshlb-gossip`. Protocol logic does not live here, except for the small
+//! sans-IO core of Layer 2 answering ([`l2::responder`]), which has no other
+//! home: it is neither a codec nor gossip.
 //!
-//! Status: empty. The actors arrive with the Layer 2 issue.
+//! Status: Layer 2 answering on one interface ([`l2`]) is built and tested
+//! against real clients in the lab; the agent does not run it yet.
+
+mod error;
+pub mod l2;
+
+pub use error::ActorError;

@@ -46,24 +46,12 @@ pub struct MeshAgent {
     pub process: LabProcess,
     /// Its state directory.
     pub state_dir: PathBuf,
+    /// Its cluster key file (`ID:HEX` lines, the first the primary).
+    pub key_file: PathBuf,
 }
 
-/// Starts an agent on each of `nodes` with timing `profile` (`fast` or
-/// `lan`), every agent listing every node as a seed. Returns once every
-/// agent sees every member.
-pub fn start_cluster(lab: &Lab, nodes: &[String], profile: &str) -> Result<Vec<MeshAgent>, LabError> {
-    let binary = agent_binary()?;
-    let binary = binary.to_string_lossy().into_owned();
-    let root = lab.log_dir().join("meshlb");
-    let config = root.join("config");
-    std::fs::create_dir_all(&config).map_err(|e| LabError::io("create agent config dir", e))?;
-    std::fs::write(
-        config.join("pool.yaml"),
-        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: lab, namespace: metallb-system}\n\
-         spec: {addresses: [203.0.113.10-203.0.113.20]}\n",
-    )
-    .map_err(|e| LabError::io("write agent config", e))?;
-    let key_file = root.join("cluster.key");
+/// A fresh random cluster key line, `ID:HEX`.
+pub fn random_key(id: u8) -> Result<String, LabError> {
     let mut key = [0u8; 32];
     std::io::Read::read_exact(
         &mut std::fs::File::open("/dev/urandom").map_err(|e| LabError::io("open /dev/urandom", e))?,
@@ -71,42 +59,40 @@ pub fn start_cluster(lab: &Lab, nodes: &[String], profile: &str) -> Result<Vec<M
     )
     .map_err(|e| LabError::io("read /dev/urandom", e))?;
     let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
-    std::fs::write(&key_file, format!("1:{hex}\n")).map_err(|e| LabError::io("write cluster key", e))?;
-    let seeds: Vec<String> = nodes
+    Ok(format!("{id}:{hex}"))
+}
+
+fn agents_dir(lab: &Lab) -> PathBuf {
+    lab.log_dir().join("meshlb")
+}
+
+/// The configuration [`start_cluster`] gives agents: one pool, nothing
+/// announced.
+pub const POOL_ONLY: &str = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\n\
+metadata: {name: lab, namespace: metallb-system}\nspec: {addresses: [203.0.113.10-203.0.113.20]}\n";
+
+/// Starts an agent on each of `nodes` with timing `profile` (`fast` or
+/// `lan`) and one shared random cluster key, every agent listing every node
+/// as a seed, configured with [`POOL_ONLY`]. Returns once every agent sees
+/// every member.
+pub fn start_cluster(lab: &Lab, nodes: &[String], profile: &str) -> Result<Vec<MeshAgent>, LabError> {
+    start_cluster_with(lab, nodes, profile, POOL_ONLY)
+}
+
+/// [`start_cluster`] with the configuration `config` (YAML, the agents'
+/// configuration directory's one file).
+pub fn start_cluster_with(
+    lab: &Lab,
+    nodes: &[String],
+    profile: &str,
+    config: &str,
+) -> Result<Vec<MeshAgent>, LabError> {
+    write_config(lab, config)?;
+    let keys = random_key(1)?;
+    let agents = nodes
         .iter()
-        .map(|n| lab.host(n).map(|h| format!("{}:{GOSSIP_PORT}", h.ipv4)))
-        .collect::<Result<_, _>>()?;
-    let mut agents = Vec::new();
-    for node in nodes {
-        let host = lab.host(node)?;
-        let state_dir = root.join(node);
-        let mut args = vec![
-            "run".to_owned(),
-            "--config-dir".into(),
-            config.to_string_lossy().into_owned(),
-            "--state-dir".into(),
-            state_dir.to_string_lossy().into_owned(),
-            "--node-name".into(),
-            node.clone(),
-            "--gossip-bind".into(),
-            format!("{}:{GOSSIP_PORT}", host.ipv4),
-            "--cluster-key-file".into(),
-            key_file.to_string_lossy().into_owned(),
-            "--mesh-profile".into(),
-            profile.into(),
-        ];
-        for seed in &seeds {
-            args.push("--join".into());
-            args.push(seed.clone());
-        }
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let process = lab.spawn(node, "meshlb-agent", &binary, &refs)?;
-        agents.push(MeshAgent {
-            node: node.clone(),
-            process,
-            state_dir,
-        });
-    }
+        .map(|node| start_agent(lab, node, nodes, &keys, profile))
+        .collect::<Result<Vec<_>, _>>()?;
     wait_for(
         Duration::from_secs(30),
         "every meshlb agent to see every member",
@@ -115,7 +101,71 @@ pub fn start_cluster(lab: &Lab, nodes: &[String], profile: &str) -> Result<Vec<M
     Ok(agents)
 }
 
+/// Starts one agent on `node` with key file text `keys`, joining through
+/// `seeds` (node names), with timing `profile`. Does not wait.
+pub fn start_agent(lab: &Lab, node: &str, seeds: &[String], keys: &str, profile: &str) -> Result<MeshAgent, LabError> {
+    let binary = agent_binary()?;
+    let binary = binary.to_string_lossy().into_owned();
+    let root = agents_dir(lab);
+    let config = root.join("config");
+    if !config.join(CONFIG_FILE).exists() {
+        write_config(lab, POOL_ONLY)?;
+    }
+    let host = lab.host(node)?;
+    let state_dir = root.join(node);
+    let key_file = root.join(format!("{node}.key"));
+    write_atomically(&key_file, keys)?;
+    let mut args = vec![
+        "run".to_owned(),
+        "--config-dir".into(),
+        config.to_string_lossy().into_owned(),
+        "--state-dir".into(),
+        state_dir.to_string_lossy().into_owned(),
+        "--node-name".into(),
+        node.to_owned(),
+        "--gossip-bind".into(),
+        format!("{}:{GOSSIP_PORT}", host.ipv4),
+        "--cluster-key-file".into(),
+        key_file.to_string_lossy().into_owned(),
+        "--mesh-profile".into(),
+        profile.into(),
+    ];
+    for seed in seeds {
+        args.push("--join".into());
+        args.push(format!("{}:{GOSSIP_PORT}", lab.host(seed)?.ipv4));
+    }
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let process = lab.spawn(node, "meshlb-agent", &binary, &refs)?;
+    Ok(MeshAgent {
+        node: node.to_owned(),
+        process,
+        state_dir,
+        key_file,
+    })
+}
+
+const CONFIG_FILE: &str = "config.yaml";
+
+/// Replaces the agents' configuration (they reload it on change).
+pub fn write_config(lab: &Lab, config: &str) -> Result<(), LabError> {
+    let dir = agents_dir(lab).join("config");
+    std::fs::create_dir_all(&dir).map_err(|e| LabError::io("create agent config dir", e))?;
+    write_atomically(&dir.join(CONFIG_FILE), config)
+}
+
+fn write_atomically(path: &Path, text: &str) -> Result<(), LabError> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).map_err(|e| LabError::io(format!("write {}", tmp.display()), e))?;
+    std::fs::rename(&tmp, path).map_err(|e| LabError::io(format!("replace {}", path.display()), e))
+}
+
 impl MeshAgent {
+    /// Replaces this agent's key file (atomically, as a Secret volume
+    /// update would); the agent picks it up on its next poll.
+    pub fn set_keys(&self, keys: &str) -> Result<(), LabError> {
+        write_atomically(&self.key_file, keys)
+    }
+
     /// Members this agent reports live (itself included).
     pub fn members(&self) -> Result<Vec<String>, LabError> {
         let text = std::fs::read_to_string(self.state_dir.join("mesh-members"))
@@ -134,15 +184,35 @@ impl MeshAgent {
         Ok(text.lines().any(|l| l == "quorum true"))
     }
 
-    /// When (Unix seconds) this agent last reported `event` for `member`
+    /// How many times this agent reported `event` for `member` between
+    /// `from` and `until` (Unix seconds).
+    pub fn events_between(&self, event: &str, member: &str, from: f64, until: f64) -> usize {
+        self.events()
+            .iter()
+            .filter(|(at, e, m)| (from..=until).contains(at) && e == event && m == member)
+            .count()
+    }
+
+    /// Every event this agent reported: (Unix seconds, event, member).
+    fn events(&self) -> Vec<(f64, String, String)> {
+        let text = std::fs::read_to_string(self.state_dir.join("mesh-events.log")).unwrap_or_default();
+        text.lines()
+            .filter_map(|line| {
+                let mut parts = line.strip_prefix("@ ")?.split_whitespace();
+                let at: f64 = parts.next()?.parse().ok()?;
+                let event = parts.next()?.to_owned();
+                Some((at, event, parts.next().unwrap_or_default().to_owned()))
+            })
+            .collect()
+    }
+
+    /// When (Unix seconds) this agent first reported `event` for `member`
     /// at or after `since`.
     pub fn event_at(&self, event: &str, member: &str, since: f64) -> Option<f64> {
-        let text = std::fs::read_to_string(self.state_dir.join("mesh-events.log")).ok()?;
-        text.lines().find_map(|line| {
-            let mut parts = line.strip_prefix("@ ")?.split_whitespace();
-            let at: f64 = parts.next()?.parse().ok()?;
-            (at >= since && parts.next()? == event && parts.next()? == member).then_some(at)
-        })
+        self.events()
+            .into_iter()
+            .find(|(at, e, m)| *at >= since && e == event && m == member)
+            .map(|(at, _, _)| at)
     }
 }
 

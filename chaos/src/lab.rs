@@ -323,6 +323,40 @@ impl Lab {
         result
     }
 
+    /// Gives every host a permanent neighbour entry for every other host's
+    /// segment addresses (IPv4 and, if present, IPv6).
+    ///
+    /// Needed for labs of more than a few dozen hosts that all talk to each
+    /// other: the kernel's neighbour tables are shared by every namespace
+    /// and capped as a whole (`gc_thresh3`, 1,024 by default, settable only
+    /// for the whole machine), so a full mesh of 50 nodes (2,450 entries)
+    /// overflows and the kernel drops packets it cannot resolve. Permanent
+    /// entries do not count against the cap. Service addresses still
+    /// resolve by ARP and NDP.
+    pub fn pin_neighbours(&self) -> Result<(), LabError> {
+        for host in &self.hosts {
+            let mut batch = String::new();
+            for other in self.hosts.iter().filter(|o| o.name != host.name) {
+                let _ = writeln!(
+                    batch,
+                    "neigh replace {} lladdr {} dev eth0 nud permanent",
+                    other.ipv4, other.mac
+                );
+                if let (Some(v6), Some(_)) = (other.ipv6, host.ipv6) {
+                    let _ = writeln!(
+                        batch,
+                        "-6 neigh replace {v6} lladdr {} dev eth0 nud permanent",
+                        other.mac
+                    );
+                }
+            }
+            let path = self.log_dir.join(format!("{}-neighbours.batch", host.name));
+            std::fs::write(&path, batch).map_err(|e| LabError::io(format!("write {}", path.display()), e))?;
+            run("ip", &["-n", &host.netns, "-batch", &path.to_string_lossy()])?;
+        }
+        Ok(())
+    }
+
     /// Runs a command to completion inside `host`'s namespace.
     pub fn exec(&self, host: &str, program: &str, args: &[&str]) -> Result<String, LabError> {
         run_in(&self.host(host)?.netns, program, args)

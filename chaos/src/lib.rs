@@ -23,6 +23,7 @@ pub mod agent;
 pub mod bench;
 pub mod delay;
 mod error;
+pub mod gossip_bench;
 pub mod ipam_bench;
 pub mod keepalived;
 pub mod lab;

@@ -14,6 +14,7 @@ use meshlb_chaos::scenario::{NodeFault, keepalived_failover};
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(name = "meshlb-lab", about = "meshlb's network-namespace lab", version)]
@@ -24,6 +25,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The README demo: 3 meshlb agents, a router and a client; show the owners, crash one, print the outage.
+    Demo,
     /// Build a 3-node lab, fail over keepalived under a 10 ms prober, print the outage, tear down.
     Smoke,
     /// Build a lab, print its hosts, keep it up until Ctrl-C (then tear it down).
@@ -113,6 +116,36 @@ enum Bench {
         #[arg(long, value_delimiter = ',', default_values_t = vec![1000, 10000])]
         routes: Vec<usize>,
     },
+    /// meshlb's gossip mesh against serf in the same labs: crash detection, bandwidth, false failures under loss.
+    Gossip {
+        /// Crash runs per cluster size.
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+        /// Cluster sizes.
+        #[arg(long, value_delimiter = ',', default_values_t = vec![3, 10, 50])]
+        nodes: Vec<usize>,
+        /// Length of the bandwidth window and of the loss window, seconds.
+        #[arg(long, default_value_t = 60)]
+        window: u64,
+        /// Frame loss between any two nodes in the loss window, percent.
+        #[arg(long, default_value_t = 5.0)]
+        loss: f64,
+    },
+    /// Layer 2 failover: meshlb's agents and keepalived (default and fast timers) in the same run, per fault; and ARP answer latency.
+    L2Failover {
+        /// Runs per system, fault and size.
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+        /// Node counts.
+        #[arg(long, value_delimiter = ',', default_values_t = vec![3, 10])]
+        nodes: Vec<usize>,
+        /// Faults to inject (all by default).
+        #[arg(long, value_enum)]
+        fault: Vec<FaultArg>,
+        /// ARP requests per target in the latency measurement.
+        #[arg(long, default_value_t = 200)]
+        arp_requests: usize,
+    },
     /// serf (memberlist, MetalLB's detector): SIGKILL of a member until the others declare it failed.
     Serf {
         /// Runs per cluster size.
@@ -170,6 +203,48 @@ fn install_teardown_on_signal() {
     });
 }
 
+fn demo() -> Result<(), LabError> {
+    use meshlb_chaos::scenario::{MESHLB_VIP, meshlb_demo};
+    println!("meshlb demo: a lab of 3 nodes, a router and a client on one segment;");
+    println!("meshlb-agent runs on every node with examples/lab/config.yaml (Layer 2 mode).");
+    let report = meshlb_demo(&self_binary()?)?;
+    let name = |a: &std::net::IpAddr| match a.to_string().as_str() {
+        "203.0.113.11" => "default/api",
+        _ => "default/web",
+    };
+    let show = |owners: &[(std::net::IpAddr, Option<String>)]| {
+        for (address, owner) in owners {
+            println!(
+                "  {:<12} {:<18} answered by {}",
+                name(address),
+                address.to_string(),
+                owner.as_deref().unwrap_or("nobody")
+            );
+        }
+    };
+    show(&report.owners_before);
+    let run = &report.run;
+    println!("the client probes {MESHLB_VIP} every 10 ms; {} crashes.", run.old_owner);
+    println!("  owner before the crash : {}", run.old_owner);
+    println!(
+        "  owner after            : {}",
+        run.new_owner.as_deref().unwrap_or("none")
+    );
+    println!(
+        "  outage                 : {} s ({} probes lost)",
+        secs(run.outage.window),
+        run.outage.lost
+    );
+    if let Some(s) = run.outage.switchover {
+        println!("  crash to new owner     : {} s", secs(s));
+    }
+    println!("  probes answered twice  : {}", run.duplicate_answers);
+    println!("after the crash:");
+    show(&report.owners_after);
+    println!("lab torn down.");
+    Ok(())
+}
+
 fn smoke() -> Result<(), LabError> {
     let vrrp = VrrpSpec::default_timers(VIP);
     println!(
@@ -192,7 +267,7 @@ fn smoke() -> Result<(), LabError> {
     if let Some(s) = run.outage.switchover {
         println!("  crash to new master     : {} s", secs(s));
     }
-    println!("lab torn down. meshlb's own agent replaces keepalived here once Layer 2 mode lands.");
+    println!("lab torn down. `meshlb-lab demo` shows meshlb's agents in the same place.");
     Ok(())
 }
 
@@ -224,6 +299,96 @@ fn up(nodes: usize, clients: usize, router: Option<RouterArg>, ipv6: bool) -> Re
     loop {
         std::thread::park();
     }
+}
+
+/// One table row of failover runs: outage summary, runs that moved the
+/// client, runs that ended with two or more claimants.
+fn failover_row(label: &str, fault: NodeFault, completed: &[meshlb_chaos::scenario::FailoverRun]) {
+    let windows: Vec<_> = completed.iter().map(|r| r.outage.window).collect();
+    if let Some(s) = Summary::of(&windows) {
+        let moved = completed.iter().filter(|r| r.new_owner.is_some()).count();
+        let split = completed.iter().filter(|r| r.vip_holders_after.len() > 1).count();
+        println!(
+            "| {label} | {fault} | {} | {} | {} | {} | {moved}/{} | {split}/{} |",
+            secs(s.median),
+            secs(s.p90),
+            secs(s.max),
+            s.runs,
+            s.runs,
+            s.runs
+        );
+    }
+}
+
+fn faults_or_all(faults: Vec<FaultArg>) -> Vec<NodeFault> {
+    if faults.is_empty() {
+        vec![NodeFault::Crash, NodeFault::Freeze, NodeFault::Stop]
+    } else {
+        faults.into_iter().map(NodeFault::from).collect()
+    }
+}
+
+fn bench_l2_failover(
+    runs: usize,
+    sizes: Vec<usize>,
+    faults: Vec<FaultArg>,
+    arp_requests: usize,
+) -> Result<(), LabError> {
+    use meshlb_chaos::scenario::meshlb_failover;
+    let faults = faults_or_all(faults);
+    let binary = self_binary()?;
+    println!("Layer 2 failover: meshlb (fast profile) and keepalived, {runs} runs each, prober every 10 ms; seconds");
+    println!(
+        "| nodes, system | fault | outage median | p90 | max | runs | client moved to another node | 2+ claimants after |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for &nodes in &sizes {
+        for fault in &faults {
+            let mut meshlb = Vec::new();
+            let mut default_vrrp = Vec::new();
+            let mut fast_vrrp = Vec::new();
+            // Interleaved, so slow drift of the machine hits all three alike.
+            for _ in 0..runs {
+                match meshlb_failover(&binary, nodes, *fault) {
+                    Ok(run) => meshlb.push(run),
+                    Err(e) => eprintln!("meshlb run failed: {e}"),
+                }
+                for (vrrp, out) in [
+                    (VrrpSpec::default_timers(VIP), &mut default_vrrp),
+                    (VrrpSpec::fast_timers(VIP), &mut fast_vrrp),
+                ] {
+                    match keepalived_failover(&binary, nodes, &vrrp, *fault) {
+                        Ok(run) => out.push(run),
+                        Err(e) => eprintln!("keepalived run failed: {e}"),
+                    }
+                }
+            }
+            failover_row(&format!("{nodes}, meshlb"), *fault, &meshlb);
+            failover_row(&format!("{nodes}, keepalived 1 s"), *fault, &default_vrrp);
+            failover_row(&format!("{nodes}, keepalived 0.1 s"), *fault, &fast_vrrp);
+        }
+    }
+    println!();
+    let latency = meshlb_chaos::scenario::arp_latency(arp_requests)?;
+    println!("ARP answer latency seen by the client (arping, {arp_requests} broadcast requests each); milliseconds");
+    println!("| answered by | median | p90 | max | answers |");
+    println!("|---|---|---|---|---|");
+    for (label, samples) in [
+        ("meshlb (service IP, user space)", &latency.meshlb_ms),
+        ("kernel (the node's own IP)", &latency.kernel_ms),
+    ] {
+        let as_durations: Vec<Duration> = samples.iter().map(|ms| Duration::from_secs_f64(ms / 1000.0)).collect();
+        if let Some(s) = Summary::of(&as_durations) {
+            println!(
+                "| {label} | {:.3} | {:.3} | {:.3} | {} |",
+                s.median.as_secs_f64() * 1000.0,
+                s.p90.as_secs_f64() * 1000.0,
+                s.max.as_secs_f64() * 1000.0,
+                s.runs
+            );
+        }
+    }
+    Ok(())
 }
 
 fn bench_keepalived(runs: usize, nodes: usize, faults: Vec<FaultArg>) -> Result<(), LabError> {
@@ -301,6 +466,82 @@ fn bench_serf(runs: usize, sizes: Vec<usize>) -> Result<(), LabError> {
     Ok(())
 }
 
+fn bench_gossip(runs: usize, sizes: Vec<usize>, window: u64, loss: f64) -> Result<(), LabError> {
+    use meshlb_chaos::gossip_bench::{crash_detection, steady_state};
+    println!(
+        "meshlb (fast profile) and {} (LAN profile) on the same nodes: detection of a crashed node, {runs} runs each; seconds",
+        serf_version()
+    );
+    println!("| members | system | first detection median | p90 | max | all agree median | p90 | max | runs |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let mut ratios = Vec::new();
+    for &nodes in &sizes {
+        let mut samples: [(Vec<Duration>, Vec<Duration>); 2] = Default::default();
+        for _ in 0..runs {
+            match crash_detection(nodes) {
+                Ok(run) => {
+                    for (slot, d) in samples.iter_mut().zip([&run.meshlb, &run.serf]) {
+                        slot.0.extend(d.first());
+                        slot.1.extend(d.all_agree());
+                    }
+                }
+                Err(e) => eprintln!("run failed: {e}"),
+            }
+        }
+        let mut medians = Vec::new();
+        for (system, (first, all)) in ["meshlb", "serf"].iter().zip(&samples) {
+            if let (Some(f), Some(a)) = (Summary::of(first), Summary::of(all)) {
+                println!(
+                    "| {nodes} | {system} | {} | {} | {} | {} | {} | {} | {} |",
+                    secs(f.median),
+                    secs(f.p90),
+                    secs(f.max),
+                    secs(a.median),
+                    secs(a.p90),
+                    secs(a.max),
+                    a.runs
+                );
+                medians.push((f.median, a.median));
+            }
+        }
+        if let [(mesh_first, mesh_all), (serf_first, serf_all)] = medians[..] {
+            ratios.push((
+                nodes,
+                serf_first.as_secs_f64() / mesh_first.as_secs_f64(),
+                serf_all.as_secs_f64() / mesh_all.as_secs_f64(),
+            ));
+        }
+    }
+    println!();
+    println!("| members | serf / meshlb, first detection (medians) | serf / meshlb, all agree (medians) |");
+    println!("|---|---|---|");
+    for (nodes, first, all) in ratios {
+        println!("| {nodes} | {first:.1}x | {all:.1}x |");
+    }
+    println!();
+    println!(
+        "All members alive: bytes sent per node per second over {window} s, then live members declared down over {window} s of loss"
+    );
+    println!(
+        "| members | meshlb bytes/node/s | serf bytes/node/s | loss between nodes | meshlb false downs | serf false failures |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for &nodes in &sizes {
+        match steady_state(nodes, Duration::from_secs(window), loss) {
+            Ok(s) => println!(
+                "| {nodes} | {:.0} | {:.0} | {:.2} % | {} | {} |",
+                s.meshlb_bytes_per_node_sec,
+                s.serf_bytes_per_node_sec,
+                s.path_loss_percent,
+                s.meshlb_false_downs,
+                s.serf_false_failures
+            ),
+            Err(e) => eprintln!("steady state with {nodes} members failed: {e}"),
+        }
+    }
+    Ok(())
+}
+
 fn bench_gobgp_routes(runs: usize, counts: Vec<usize>) -> Result<(), LabError> {
     println!("gobgpd (speaker, node1) -> bird2 (router), one IPv6 eBGP session, {runs} runs each; seconds");
     println!(
@@ -313,7 +554,7 @@ fn bench_gobgp_routes(runs: usize, counts: Vec<usize>) -> Result<(), LabError> {
     };
     for count in counts {
         let done = meshlb_chaos::scenario::gobgp_route_scale(count, runs)?;
-        let pick = |f: fn(&meshlb_chaos::scenario::RouteScaleRun) -> std::time::Duration| {
+        let pick = |f: fn(&meshlb_chaos::scenario::RouteScaleRun) -> Duration| {
             Summary::of(&done.iter().map(f).collect::<Vec<_>>())
         };
         println!(
@@ -383,8 +624,8 @@ fn main() -> ExitCode {
             reorder_percent,
         } => {
             let impairment = meshlb_chaos::delay::Impairment {
-                delay: std::time::Duration::from_millis(delay_ms),
-                jitter: std::time::Duration::from_millis(jitter_ms),
+                delay: Duration::from_millis(delay_ms),
+                jitter: Duration::from_millis(jitter_ms),
                 reorder_percent,
             };
             meshlb_chaos::delay::run_delayer(queue, &impairment)
@@ -407,6 +648,10 @@ fn main() -> ExitCode {
             install_teardown_on_signal();
             smoke()
         }
+        Command::Demo => {
+            install_teardown_on_signal();
+            demo()
+        }
         Command::Bench {
             bench: Bench::Keepalived { runs, nodes, fault },
         } => {
@@ -422,6 +667,30 @@ fn main() -> ExitCode {
         Command::Bench {
             bench: Bench::Allocator { services, pools, runs },
         } => bench_allocator(services, pools, runs),
+        Command::Bench {
+            bench:
+                Bench::Gossip {
+                    runs,
+                    nodes,
+                    window,
+                    loss,
+                },
+        } => {
+            install_teardown_on_signal();
+            bench_gossip(runs, nodes, window, loss)
+        }
+        Command::Bench {
+            bench:
+                Bench::L2Failover {
+                    runs,
+                    nodes,
+                    fault,
+                    arp_requests,
+                },
+        } => {
+            install_teardown_on_signal();
+            bench_l2_failover(runs, nodes, fault, arp_requests)
+        }
         Command::Bench {
             bench: Bench::Serf { runs, nodes },
         } => {

@@ -13,7 +13,8 @@ use crate::error::LabError;
 use crate::lab::Lab;
 use crate::netns::in_netns;
 use crate::wait::wait_until;
-use std::collections::BTreeMap;
+use meshlb_wire::ethernet::MacAddr;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -275,6 +276,64 @@ impl Drop for Prober {
     fn drop(&mut self) {
         self.halt();
     }
+}
+
+/// Every MAC that answered `client`'s ARP requests for `ip` (two broadcast
+/// requests, two seconds at most): more than one is a split brain.
+pub fn arp_answerers(lab: &Lab, client: &str, ip: std::net::Ipv4Addr) -> BTreeSet<MacAddr> {
+    let out = lab
+        .exec(
+            client,
+            "arping",
+            &["-b", "-I", "eth0", "-c", "2", "-w", "2", &ip.to_string()],
+        )
+        .unwrap_or_default();
+    out.lines()
+        .filter_map(|l| l.get(l.find('[')? + 1..l.find(']')?)?.parse().ok())
+        .collect()
+}
+
+/// Round-trip times (ms) of `count` ARP requests from `client` for `ip`,
+/// each broadcast (a fresh resolution), `interval_s` apart.
+pub fn arp_round_trips(lab: &Lab, client: &str, ip: std::net::Ipv4Addr, count: usize, interval_s: f64) -> Vec<f64> {
+    let deadline = (count as f64 * interval_s).ceil() as u64 + 2;
+    let out = lab
+        .exec(
+            client,
+            "arping",
+            &[
+                "-b",
+                "-I",
+                "eth0",
+                "-c",
+                &count.to_string(),
+                "-i",
+                &interval_s.to_string(),
+                "-w",
+                &deadline.to_string(),
+                &ip.to_string(),
+            ],
+        )
+        .unwrap_or_default();
+    out.lines()
+        .filter(|l| l.contains("reply from"))
+        .filter_map(|l| l.split_whitespace().last()?.strip_suffix("ms")?.parse().ok())
+        .collect()
+}
+
+/// The MAC in the first Neighbor Advertisement `client` gets for `ip`
+/// (ndisc6, two tries), if any.
+pub fn ndp_answerer(lab: &Lab, client: &str, ip: std::net::Ipv6Addr) -> Option<MacAddr> {
+    let out = lab
+        .exec(
+            client,
+            "ndisc6",
+            &["-1", "-r", "2", "-w", "500", &ip.to_string(), "eth0"],
+        )
+        .ok()?;
+    out.lines()
+        .find_map(|l| l.trim().strip_prefix("Target link-layer address:"))
+        .and_then(|mac| mac.trim().parse().ok())
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use crate::keepalived::{self, VrrpSpec};
 use crate::lab::{Lab, LabProcess, LabSpec, Role};
 use crate::probe::{Outage, Prober, RESPONDER_PORT};
 use crate::random::random_below;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -146,6 +146,217 @@ fn keepalived_failover_in(
         outage,
         duplicate_answers: log.duplicates().len(),
     })
+}
+
+/// The configuration of meshlb's Layer 2 scenarios and of the demo
+/// (`examples/lab/config.yaml`): web on 203.0.113.10 and 2001:db8:100::10,
+/// api on 203.0.113.11, announced on eth0 by every node.
+pub const MESHLB_LAB_CONFIG: &str = include_str!("../../examples/lab/config.yaml");
+
+/// The address meshlb's failover scenarios probe (web's IPv4 address).
+pub const MESHLB_VIP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(203, 0, 113, 10);
+
+/// meshlb agents (default `fast` profile) on `nodes` nodes serving
+/// [`MESHLB_LAB_CONFIG`]; a client probes [`MESHLB_VIP`] every 10 ms;
+/// `fault` hits the node that answers, after a random 0.5–1.5 s. The
+/// agents come from [`crate::agent::agent_binary`].
+pub fn meshlb_failover(lab_binary: &Path, nodes: usize, fault: NodeFault) -> Result<FailoverRun, LabError> {
+    let lab = Lab::build(&LabSpec {
+        nodes,
+        clients: 1,
+        router: false,
+        ipv6: false,
+        ..LabSpec::default()
+    })?;
+    lab.run(|lab| meshlb_failover_in(lab, lab_binary, nodes, fault))
+}
+
+fn meshlb_failover_in(lab: &Lab, lab_binary: &Path, nodes: usize, fault: NodeFault) -> Result<FailoverRun, LabError> {
+    let _responders = start_responders(lab, lab_binary)?;
+    let names: Vec<String> = (1..=nodes).map(|i| format!("node{i}")).collect();
+    let agents = crate::agent::start_cluster_with(lab, &names, "fast", MESHLB_LAB_CONFIG)?;
+    let prober = Prober::start(
+        lab,
+        "client1",
+        SocketAddr::new(MESHLB_VIP.into(), RESPONDER_PORT),
+        Duration::from_millis(10),
+    )?;
+    let owner = prober.wait_for_answer(Instant::now(), Duration::from_secs(15), |_| true)?;
+    std::thread::sleep(Duration::from_millis(500) + random_below(Duration::from_secs(1)));
+    let agent = agents
+        .iter()
+        .find(|a| a.node == owner)
+        .ok_or_else(|| LabError::Invalid(format!("no meshlb agent on {owner}")))?;
+    match fault {
+        NodeFault::Crash => lab.crash(&owner)?,
+        NodeFault::Freeze => agent.process.freeze()?,
+        NodeFault::Stop => agent.process.terminate()?,
+    }
+    let fault_at = Instant::now();
+    let new_owner = prober
+        .wait_for_answer(fault_at, OBSERVE_AFTER_FAULT, |n| n != owner)
+        .ok();
+    std::thread::sleep(Duration::from_millis(300));
+    let vip_holders_after = crate::probe::arp_answerers(lab, "client1", MESHLB_VIP)
+        .into_iter()
+        .filter_map(|mac| lab.hosts().iter().find(|h| h.mac == mac).map(|h| h.name.clone()))
+        .collect();
+    let log = prober.stop();
+    let outage = log
+        .outage_after(fault_at)
+        .ok_or_else(|| LabError::Invalid("no probe was answered after the fault".into()))?;
+    if fault == NodeFault::Freeze {
+        agent.process.thaw()?;
+    }
+    Ok(FailoverRun {
+        old_owner: owner,
+        new_owner,
+        vip_holders_after,
+        outage,
+        duplicate_answers: log.duplicates().len(),
+    })
+}
+
+/// ARP answer times a client sees, in milliseconds.
+#[derive(Debug, Clone, Default)]
+pub struct ArpLatency {
+    /// For a service address, answered by a meshlb agent.
+    pub meshlb_ms: Vec<f64>,
+    /// For the owner node's own address, answered by its kernel.
+    pub kernel_ms: Vec<f64>,
+}
+
+/// Three meshlb agents serving [`MESHLB_LAB_CONFIG`]; the client sends
+/// `requests` broadcast ARP requests for [`MESHLB_VIP`] and as many for the
+/// owner's own address, 20 ms apart, and records each answer's round trip.
+pub fn arp_latency(requests: usize) -> Result<ArpLatency, LabError> {
+    let lab = Lab::build(&LabSpec {
+        nodes: 3,
+        clients: 1,
+        router: false,
+        ipv6: false,
+        ..LabSpec::default()
+    })?;
+    lab.run(|lab| {
+        let names: Vec<String> = (1..=3).map(|i| format!("node{i}")).collect();
+        let _agents = crate::agent::start_cluster_with(lab, &names, "fast", MESHLB_LAB_CONFIG)?;
+        crate::wait::wait_for(
+            Duration::from_secs(15),
+            "one node to answer for the service address",
+            || crate::probe::arp_answerers(lab, "client1", MESHLB_VIP).len() == 1,
+        )?;
+        let owner_mac = crate::probe::arp_answerers(lab, "client1", MESHLB_VIP)
+            .into_iter()
+            .next()
+            .ok_or_else(|| LabError::Invalid("the owner stopped answering".into()))?;
+        let owner = lab
+            .hosts()
+            .iter()
+            .find(|h| h.mac == owner_mac)
+            .ok_or_else(|| LabError::Invalid(format!("no host has MAC {owner_mac}")))?
+            .ipv4;
+        Ok(ArpLatency {
+            meshlb_ms: crate::probe::arp_round_trips(lab, "client1", MESHLB_VIP, requests, 0.02),
+            kernel_ms: crate::probe::arp_round_trips(lab, "client1", owner, requests, 0.02),
+        })
+    })
+}
+
+/// What the demo saw.
+#[derive(Debug, Clone)]
+pub struct DemoReport {
+    /// Each service address and the node answering for it, before the crash.
+    pub owners_before: Vec<(IpAddr, Option<String>)>,
+    /// The same after the crash.
+    pub owners_after: Vec<(IpAddr, Option<String>)>,
+    /// The failover of [`MESHLB_VIP`] as the client saw it.
+    pub run: FailoverRun,
+}
+
+/// The README demo: a lab of 3 nodes, a router and a client; meshlb agents
+/// on the nodes serving [`MESHLB_LAB_CONFIG`]; which node answers for each
+/// service address; the client probes [`MESHLB_VIP`] every 10 ms while its
+/// owner crashes; the outage, and the owners afterwards.
+pub fn meshlb_demo(lab_binary: &Path) -> Result<DemoReport, LabError> {
+    let lab = Lab::build(&LabSpec {
+        nodes: 3,
+        clients: 1,
+        router: true,
+        ipv6: true,
+        ..LabSpec::default()
+    })?;
+    lab.run(|lab| {
+        let _responders = start_responders(lab, lab_binary)?;
+        let names: Vec<String> = (1..=3).map(|i| format!("node{i}")).collect();
+        let _agents = crate::agent::start_cluster_with(lab, &names, "fast", MESHLB_LAB_CONFIG)?;
+        let addresses: Vec<IpAddr> = ["203.0.113.10", "2001:db8:100::10", "203.0.113.11"]
+            .iter()
+            .filter_map(|a| a.parse().ok())
+            .collect();
+        crate::wait::wait_for(Duration::from_secs(15), "every service address to be answered", || {
+            owners(lab, &addresses).iter().all(|(_, o)| o.is_some())
+        })?;
+        let owners_before = owners(lab, &addresses);
+        let prober = Prober::start(
+            lab,
+            "client1",
+            SocketAddr::new(MESHLB_VIP.into(), RESPONDER_PORT),
+            Duration::from_millis(10),
+        )?;
+        let owner = prober.wait_for_answer(Instant::now(), Duration::from_secs(5), |_| true)?;
+        std::thread::sleep(Duration::from_millis(500) + random_below(Duration::from_secs(1)));
+        lab.crash(&owner)?;
+        let fault_at = Instant::now();
+        let new_owner = prober
+            .wait_for_answer(fault_at, OBSERVE_AFTER_FAULT, |n| n != owner)
+            .ok();
+        std::thread::sleep(Duration::from_millis(300));
+        let log = prober.stop();
+        let outage = log
+            .outage_after(fault_at)
+            .ok_or_else(|| LabError::Invalid("no probe was answered after the crash".into()))?;
+        let owners_after = owners(lab, &addresses);
+        let vip_holders_after = owners_after
+            .iter()
+            .filter(|(a, o)| *a == IpAddr::V4(MESHLB_VIP) && o.is_some())
+            .filter_map(|(_, o)| o.clone())
+            .collect();
+        Ok(DemoReport {
+            owners_before,
+            owners_after,
+            run: FailoverRun {
+                old_owner: owner,
+                new_owner,
+                vip_holders_after,
+                outage,
+                duplicate_answers: log.duplicates().len(),
+            },
+        })
+    })
+}
+
+/// The node answering ARP (IPv4) or NDP (IPv6) for each address, as the
+/// client sees it; `None` for no answer or several.
+fn owners(lab: &Lab, addresses: &[IpAddr]) -> Vec<(IpAddr, Option<String>)> {
+    let node_of =
+        |mac: meshlb_wire::ethernet::MacAddr| lab.hosts().iter().find(|h| h.mac == mac).map(|h| h.name.clone());
+    addresses
+        .iter()
+        .map(|address| {
+            let owner = match address {
+                IpAddr::V4(v4) => {
+                    let macs = crate::probe::arp_answerers(lab, "client1", *v4);
+                    if macs.len() == 1 {
+                        macs.into_iter().next().and_then(node_of)
+                    } else {
+                        None
+                    }
+                }
+                IpAddr::V6(v6) => crate::probe::ndp_answerer(lab, "client1", *v6).and_then(node_of),
+            };
+            (*address, owner)
+        })
+        .collect()
 }
 
 /// serf on `nodes` nodes; after a random 0.5–1.5 s, the last node's agent

@@ -74,8 +74,9 @@ pub fn start_cluster(lab: &Lab, nodes: &[String]) -> Result<Vec<SerfAgent>, LabE
             })?;
         }
     }
+    // Asking 50 agents over RPC takes seconds per round: allow for size.
     wait_for(
-        Duration::from_secs(30),
+        Duration::from_secs(30 + nodes.len() as u64),
         "every serf agent to see every member alive",
         || {
             agents
@@ -103,20 +104,38 @@ impl SerfAgent {
     /// When this agent's handler was told `member` failed (seconds since
     /// the Unix epoch), if it was.
     pub fn failed_at(&self, member: &str) -> Option<f64> {
-        let text = std::fs::read_to_string(&self.events).ok()?;
+        self.failures().into_iter().find(|(_, m)| m == member).map(|(at, _)| at)
+    }
+
+    /// How many members this agent's handler was told failed between
+    /// `from` and `until` (Unix seconds).
+    pub fn failures_between(&self, from: f64, until: f64) -> usize {
+        self.failures()
+            .iter()
+            .filter(|(at, _)| (from..=until).contains(at))
+            .count()
+    }
+
+    /// Every member-failed notification: (Unix seconds, member). One event
+    /// lists its members on the lines after its stamp.
+    fn failures(&self) -> Vec<(f64, String)> {
+        let text = std::fs::read_to_string(&self.events).unwrap_or_default();
         let mut current: Option<(f64, bool)> = None;
+        let mut out = Vec::new();
         for line in text.lines() {
             if let Some(rest) = line.strip_prefix("@ ") {
                 let mut parts = rest.split_whitespace();
-                let at = parts.next()?.parse().ok()?;
-                current = Some((at, parts.next() == Some("member-failed")));
+                current = parts
+                    .next()
+                    .and_then(|at| at.parse().ok())
+                    .map(|at| (at, parts.next() == Some("member-failed")));
             } else if let Some((at, true)) = current
-                && line.split_whitespace().next() == Some(member)
+                && let Some(member) = line.split_whitespace().next()
             {
-                return Some(at);
+                out.push((at, member.to_owned()));
             }
         }
-        None
+        out
     }
 }
 

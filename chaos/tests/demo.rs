@@ -1,6 +1,6 @@
-//! The README's demo command runs `meshlb-lab smoke`; this runs the same
-//! binary and checks that it does what it claims: a failover measured by
-//! the prober, then a clean teardown.
+//! The README's demo command runs `meshlb-lab demo`; this runs the same
+//! binary and checks that it does what it claims: owners shown, a crash
+//! failover measured by the prober, then a clean teardown.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::process::Command;
@@ -14,9 +14,10 @@ fn field<'a>(out: &'a str, label: &str) -> &'a str {
 }
 
 #[test]
-fn the_smoke_demo_measures_a_failover_and_tears_down() {
+fn the_demo_shows_owners_measures_a_failover_and_tears_down() {
     let child = Command::new(env!("CARGO_BIN_EXE_meshlb-lab"))
-        .arg("smoke")
+        .arg("demo")
+        .env("MESHLB_AGENT", meshlb_chaos::agent::agent_binary().unwrap())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -26,11 +27,12 @@ fn the_smoke_demo_measures_a_failover_and_tears_down() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "smoke failed:\n{stdout}\n{}",
+        "demo failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let old = field(&stdout, "master before the crash");
-    let new = field(&stdout, "master after");
+    let old = field(&stdout, "owner before the crash");
+    let new = field(&stdout, "owner after");
+    assert!(old.starts_with("node") && new.starts_with("node"), "{stdout}");
     assert_ne!(old, new);
     let outage: f64 = field(&stdout, "outage")
         .split_whitespace()
@@ -38,15 +40,22 @@ fn the_smoke_demo_measures_a_failover_and_tears_down() {
         .unwrap()
         .parse()
         .unwrap();
-    // keepalived's default timers: about 3 s; generous bounds only.
-    assert!(outage > 0.1 && outage < 20.0, "outage {outage} s");
+    // The fast profile: about a second; generous bounds only.
+    assert!(outage > 0.05 && outage < 10.0, "outage {outage} s");
+    // Every address had exactly one owner before and after, and web's two
+    // addresses moved together to the new owner.
+    let owners: Vec<&str> = stdout.lines().filter(|l| l.contains("answered by")).collect();
+    assert_eq!(owners.len(), 6, "{stdout}");
+    assert!(owners.iter().all(|l| !l.ends_with("nobody")), "{stdout}");
+    let after_web: Vec<&&str> = owners[3..].iter().filter(|l| l.contains("default/web")).collect();
+    assert!(after_web.iter().all(|l| l.ends_with(new)), "{stdout}");
     // Every namespace it created (named after its pid) is gone.
     let left: Vec<String> = meshlb_chaos::netns::lab_namespaces()
         .unwrap()
         .into_iter()
         .filter(|n| meshlb_chaos::netns::namespace_owner(n) == Some(pid))
         .collect();
-    assert!(left.is_empty(), "smoke left namespaces: {left:?}");
+    assert!(left.is_empty(), "the demo left namespaces: {left:?}");
 }
 
 #[test]

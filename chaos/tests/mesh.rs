@@ -100,3 +100,69 @@ fn membership_follows_partition_kill_freeze_and_graceful_stop() {
         "SIGTERM: clean exit, got {status:?}"
     );
 }
+
+/// Cluster keys rotate in running agents without a member going down:
+/// add the new key as a secondary everywhere, make it primary node by node
+/// (a mixed cluster), drop the old key. Afterwards an agent holding only the
+/// old key is shut out, and let in once it gets the new one; a key file that
+/// does not parse leaves the running keys in place.
+#[test]
+fn cluster_keys_rotate_without_downtime() {
+    use meshlb_chaos::agent::{random_key, start_agent};
+    let lab = Lab::build(&LabSpec {
+        nodes: 4,
+        clients: 0,
+        router: false,
+        ipv6: false,
+        ..LabSpec::default()
+    })
+    .unwrap();
+    let three: Vec<String> = (1..=3).map(|i| format!("node{i}")).collect();
+    let agents = start_cluster(&lab, &three, "fast").unwrap();
+    let old = std::fs::read_to_string(&agents[0].key_file).unwrap();
+    let old = old.trim();
+    let new = random_key(2).unwrap();
+    // An agent re-reads its key file every 2 s: each step waits out two polls.
+    let settle = || std::thread::sleep(Duration::from_secs(5));
+    let rotation_from = now_secs();
+
+    for a in &agents {
+        a.set_keys(&format!("{old}\n{new}\n")).unwrap();
+    }
+    settle();
+    for a in &agents {
+        a.set_keys(&format!("{new}\n{old}\n")).unwrap();
+        settle();
+    }
+    for a in &agents {
+        a.set_keys(&format!("{new}\n")).unwrap();
+    }
+    settle();
+    // A broken key file on node1 changes nothing.
+    agents[0].set_keys("2:not-hex\n").unwrap();
+    settle();
+    let rotation_until = now_secs();
+    assert!(sees_all(&agents, 3), "every member stayed through the rotation");
+    for a in &agents {
+        for m in &three {
+            assert_eq!(
+                a.events_between("member-down", m, rotation_from, rotation_until),
+                0,
+                "{} saw {m} go down during the rotation",
+                a.node
+            );
+        }
+    }
+
+    // node4 with only the retired key: its packets are refused, it sees
+    // no one and no one sees it.
+    let node4 = start_agent(&lab, "node4", &three, &format!("{old}\n"), "fast").unwrap();
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(sees_all(&agents, 3), "an agent with the retired key was let in");
+    assert_eq!(node4.members().unwrap(), vec!["node4".to_owned()]);
+    // Given the new key while running, it joins.
+    node4.set_keys(&format!("{new}\n")).unwrap();
+    wait_until("node4 to join with the new key", Duration::from_secs(20), || {
+        sees_all(&agents, 4) && node4.members().is_ok_and(|m| m.len() == 4)
+    });
+}

@@ -7,7 +7,9 @@
 //! secure envelope's send time on the wall clock, since it is compared
 //! across nodes.
 
-use std::net::SocketAddr;
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::net::UdpSocket;
@@ -15,7 +17,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::identity::NodeId;
-use crate::mesh::{MemberView, Mesh, MeshEvent, MeshStats};
+use crate::mesh::{MemberView, Mesh, MeshEvent, MeshStats, ServiceSpec};
 use crate::ownership::Fence;
 use crate::profile::Profile;
 use crate::record::NodeRecord;
@@ -60,8 +62,30 @@ pub struct DriverConfig {
     pub labels: std::collections::BTreeMap<String, String>,
 }
 
+/// A node's preference weight for a service (0: no preference), from its
+/// record (labels) and the service.
+pub type WeightFn = Arc<dyn Fn(&NodeRecord, &ServiceSpec) -> u32 + Send + Sync>;
+
+/// Ownership is re-evaluated at least this often, so time-driven changes
+/// (the settle period after joining, the fence) take effect without an event.
+pub const EVALUATE_EVERY: Duration = Duration::from_millis(200);
+
+/// A gap this long between two turns of the driver's loop (which wakes at
+/// least every [`EVALUATE_EVERY`]) means the process was stalled: frozen,
+/// or its machine paused. The mesh has moved on meanwhile, so the node
+/// announces nothing until it has settled again.
+pub const STALL: Duration = Duration::from_secs(1);
+
 /// What the rest of the agent asks of the mesh.
 pub enum Command {
+    /// The services ownership is computed for (replacing the previous set)
+    /// and how nodes are weighted for them.
+    SetServices {
+        /// Every service this agent knows, whether or not it serves it here.
+        services: Vec<ServiceSpec>,
+        /// Preference weights.
+        weight: WeightFn,
+    },
     /// Change this node's record.
     UpdateRecord(Box<dyn FnOnce(&mut NodeRecord) + Send>),
     /// Hand over, leave, and stop; answered when the leave was sent.
@@ -73,6 +97,7 @@ pub enum Command {
 impl std::fmt::Debug for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
+            Command::SetServices { .. } => "SetServices",
             Command::UpdateRecord(_) => "UpdateRecord",
             Command::Leave(_) => "Leave",
             Command::SetKeyring(_) => "SetKeyring",
@@ -107,6 +132,8 @@ pub struct MeshHandle {
     pub events: mpsc::UnboundedReceiver<MeshEvent>,
     /// The latest status.
     pub status: watch::Receiver<MeshStatus>,
+    /// The addresses this node announces now (empty once it has left).
+    pub announce: watch::Receiver<BTreeSet<IpAddr>>,
 }
 
 fn wall_ms() -> u64 {
@@ -140,6 +167,7 @@ pub async fn start(config: DriverConfig) -> Result<MeshHandle, DriverError> {
     let (commands, command_rx) = mpsc::channel(64);
     let (event_tx, events) = mpsc::unbounded_channel();
     let (status_tx, status) = watch::channel(MeshStatus::default());
+    let (announce_tx, announce) = watch::channel(BTreeSet::new());
     let task = MeshTask {
         socket,
         channel,
@@ -147,6 +175,10 @@ pub async fn start(config: DriverConfig) -> Result<MeshHandle, DriverError> {
         origin,
         events: event_tx,
         status: status_tx,
+        announce: announce_tx,
+        services: Vec::new(),
+        weight: Arc::new(|_, _| 0),
+        evaluate_now: false,
         wire_bytes_sent: 0,
     };
     tokio::spawn(task.run(command_rx));
@@ -154,6 +186,7 @@ pub async fn start(config: DriverConfig) -> Result<MeshHandle, DriverError> {
         commands,
         events,
         status,
+        announce,
     })
 }
 
@@ -164,6 +197,11 @@ struct MeshTask {
     origin: Instant,
     events: mpsc::UnboundedSender<MeshEvent>,
     status: watch::Sender<MeshStatus>,
+    announce: watch::Sender<BTreeSet<IpAddr>>,
+    services: Vec<ServiceSpec>,
+    weight: WeightFn,
+    /// Something ownership depends on changed since the last evaluation.
+    evaluate_now: bool,
     wire_bytes_sent: u64,
 }
 
@@ -175,8 +213,11 @@ impl MeshTask {
     async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         let mut buf = vec![0u8; 65_536];
         let mut leaving: Option<(Instant, oneshot::Sender<()>)> = None;
+        let mut evaluation = tokio::time::interval(EVALUATE_EVERY);
+        evaluation.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.flush().await;
         loop {
+            let asleep_since = Instant::now();
             let due = self.origin + Duration::from_millis(self.mesh.poll_timeout().saturating_sub(1));
             let due = leaving.as_ref().map_or(due, |(at, _)| due.min(*at));
             tokio::select! {
@@ -188,6 +229,8 @@ impl MeshTask {
                     let now = self.now_ms();
                     self.mesh.handle_timeout(now);
                     if leaving.as_ref().is_some_and(|(at, _)| Instant::now() >= *at) {
+                        // Handed over: silence first, then the goodbye.
+                        self.announce.send_replace(BTreeSet::new());
                         if let Err(e) = self.mesh.leave() {
                             tracing::warn!("leave: {e}");
                         }
@@ -198,7 +241,13 @@ impl MeshTask {
                         return;
                     }
                 }
+                _ = evaluation.tick() => self.evaluate_now = true,
                 command = commands.recv() => match command {
+                    Some(Command::SetServices { services, weight }) => {
+                        self.services = services;
+                        self.weight = weight;
+                        self.evaluate_now = true;
+                    }
                     Some(Command::UpdateRecord(change)) => {
                         if let Err(e) = self.mesh.update_record(change) {
                             tracing::warn!("record update: {e}");
@@ -214,6 +263,17 @@ impl MeshTask {
                     }
                     None => return,
                 },
+            }
+            // The loop wakes at least every EVALUATE_EVERY: a far longer
+            // sleep was a stall, and what this node believes is stale.
+            let slept = asleep_since.elapsed();
+            if slept >= STALL {
+                tracing::warn!(
+                    stalled_ms = slept.as_millis() as u64,
+                    "this agent was stalled; announcing nothing until it has re-learned the mesh"
+                );
+                self.announce.send_replace(BTreeSet::new());
+                self.mesh.resettle();
             }
             self.flush().await;
         }
@@ -234,21 +294,37 @@ impl MeshTask {
     }
 
     async fn flush(&mut self) {
+        self.send_queued().await;
         let mut changed = false;
+        while let Some(event) = self.mesh.poll_event() {
+            changed = true;
+            let _ = self.events.send(event);
+        }
+        if changed || self.evaluate_now {
+            self.evaluate_now = false;
+            let weight = Arc::clone(&self.weight);
+            let mine = self.mesh.announce_set(&self.services, &*weight);
+            self.announce.send_if_modified(|current| {
+                let modified = *current != mine;
+                *current = mine;
+                modified
+            });
+            // Changed claims are published in the record: send it now.
+            self.send_queued().await;
+        }
+        let quorum = self.mesh.has_quorum();
+        if changed || quorum != self.status.borrow().quorum {
+            self.publish();
+        }
+    }
+
+    async fn send_queued(&mut self) {
         while let Some((to, plaintext)) = self.mesh.poll_transmit() {
             let packet = self.channel.seal(&plaintext, wall_ms());
             self.wire_bytes_sent += packet.len() as u64;
             if let Err(e) = self.socket.send_to(&packet, to).await {
                 tracing::debug!(%to, "gossip send: {e}");
             }
-        }
-        while let Some(event) = self.mesh.poll_event() {
-            changed = true;
-            let _ = self.events.send(event);
-        }
-        let quorum = self.mesh.has_quorum();
-        if changed || quorum != self.status.borrow().quorum {
-            self.publish();
         }
     }
 

@@ -440,6 +440,13 @@ impl Mesh {
         since >= settle && (!self.live.is_empty() || self.seeds.is_empty() || since >= 4 * settle)
     }
 
+    /// Starts the settle period again: after this node was stalled (its
+    /// process frozen, its machine paused), what it knows of the mesh is
+    /// stale, and it claims nothing until it has listened again.
+    pub fn resettle(&mut self) {
+        self.joined_at_ms = self.now_ms;
+    }
+
     /// The addresses this node should announce now: for each service, the
     /// owners among the live members whose record serves it and who are not
     /// leaving; nothing while fenced or not yet [`settled`](Mesh::settled);

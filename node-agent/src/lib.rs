@@ -14,9 +14,13 @@
 //! | [`standalone`] | the standalone loop: read, validate, allocate, keep the last good |
 //! | [`health`] | runs the local health probes services declare |
 //! | [`mesh`] | joins the gossip mesh, publishes this node's record, reports membership |
+//! | [`layer2`] | Layer 2 mode: what this node serves, what each interface answers for |
+//! | [`local_address`] | service addresses on loopback, kernel kept from answering ARP for them |
 
 pub mod file_source;
 pub mod health;
+pub mod layer2;
+pub mod local_address;
 pub mod mesh;
 pub mod standalone;
 pub mod state_file;

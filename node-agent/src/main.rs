@@ -4,15 +4,21 @@
 //! Today it runs in standalone mode: `meshlb-agent run --config-dir DIR`
 //! reads MetalLB-style YAML, allocates addresses and watches for changes;
 //! `meshlb-agent check DIR` validates a directory and shows what would be
-//! assigned. With `--gossip-bind` it joins the gossip mesh. Announcing
-//! (ARP/NDP, BGP) comes with later issues.
+//! assigned. With `--gossip-bind` it joins the gossip mesh.
+//! `meshlb-agent announce --interface IF --address IP...` answers ARP and
+//! NDP for fixed addresses (the Layer 2 path on its own, before the agent
+//! wires it to ownership).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use std::sync::Arc;
+
 use meshlb_config::service::ClassFilter;
+use meshlb_node_agent::layer2::{self, AgentState, Layer2Options};
+use meshlb_node_agent::mesh::{AgentMesh, MeshOptions};
 use meshlb_node_agent::standalone::{Reload, Standalone};
 
 #[derive(Parser)]
@@ -49,6 +55,20 @@ enum Command {
         #[command(flatten)]
         mesh: Box<MeshArgs>,
     },
+    /// Answer ARP and NDP for fixed addresses on one interface, announcing
+    /// them on start, until SIGTERM (no mesh, no configuration: a
+    /// diagnostic, and the lab's probe of the Layer 2 answering path).
+    Announce {
+        /// The interface to answer on.
+        #[arg(long)]
+        interface: String,
+        /// An address to answer for (repeat for several).
+        #[arg(long = "address", required = true)]
+        addresses: Vec<std::net::IpAddr>,
+        /// Re-announce every this many milliseconds after the initial repeats.
+        #[arg(long)]
+        refresh_ms: Option<u64>,
+    },
 }
 
 /// Gossip mesh options (the mesh is joined when --gossip-bind is given).
@@ -75,10 +95,14 @@ struct MeshArgs {
     /// A node label published to the mesh, KEY=VALUE (repeat for several).
     #[arg(long = "node-label")]
     labels: Vec<String>,
+    /// After the initial gratuitous ARP and unsolicited NA repeats, announce
+    /// owned addresses again every this many milliseconds (default: never).
+    #[arg(long)]
+    l2_refresh_ms: Option<u64>,
 }
 
 impl MeshArgs {
-    fn options(self) -> Result<Option<meshlb_node_agent::mesh::MeshOptions>, String> {
+    fn options(self) -> Result<Option<(MeshOptions, Layer2Options)>, String> {
         let Some(bind) = self.gossip_bind else { return Ok(None) };
         let key_file = self
             .cluster_key_file
@@ -101,15 +125,26 @@ impl MeshArgs {
                 .ok_or_else(|| format!("--node-label {l:?} is not KEY=VALUE"))?;
             labels.insert(k.to_owned(), v.to_owned());
         }
-        Ok(Some(meshlb_node_agent::mesh::MeshOptions {
-            node,
-            bind,
-            seeds: self.seeds,
-            key_file,
-            label: self.cluster_label,
-            profile,
-            labels,
-        }))
+        let layer2 = Layer2Options {
+            node_labels: labels.clone(),
+            schedule: meshlb_actors::l2::responder::AnnounceSchedule {
+                refresh_ms: self.l2_refresh_ms,
+                ..Default::default()
+            },
+            local_addresses: true,
+        };
+        Ok(Some((
+            MeshOptions {
+                node,
+                bind,
+                seeds: self.seeds,
+                key_file,
+                label: self.cluster_label,
+                profile,
+                labels,
+            },
+            layer2,
+        )))
     }
 }
 
@@ -124,6 +159,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour for people at a terminal, plain text for log files.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match Cli::parse().command {
         Command::Check { dir, lb_class } => check(&dir, classes(lb_class)),
@@ -146,6 +183,11 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Announce {
+            interface,
+            addresses,
+            refresh_ms,
+        } => announce(interface, addresses, refresh_ms),
     }
 }
 
@@ -202,7 +244,7 @@ fn run(
     state_dir: PathBuf,
     classes: ClassFilter,
     resync: Duration,
-    mesh: Option<meshlb_node_agent::mesh::MeshOptions>,
+    mesh: Option<(MeshOptions, Layer2Options)>,
 ) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -214,14 +256,69 @@ fn run(
     let result = runtime.block_on(async {
         let agent = Standalone::new(&config_dir, Some(&state_dir.join("assignments.yaml")), classes)?;
         tracing::info!(config_dir = %config_dir.display(), "meshlb-agent standalone");
+        let (state_tx, state_rx) = tokio::sync::watch::channel(Arc::new(AgentState::default()));
+        let mut layer2_task = None;
         let mesh = match mesh {
-            Some(options) => Some(meshlb_node_agent::mesh::AgentMesh::start(options, &state_dir).await?),
-            None => None,
+            Some((options, layer2)) => {
+                let mesh = AgentMesh::start(options, &state_dir).await?;
+                layer2_task = Some(tokio::spawn(layer2::run(
+                    layer2,
+                    state_rx,
+                    mesh.commands(),
+                    mesh.announce(),
+                )));
+                Some(mesh)
+            }
+            None => {
+                tracing::warn!("no --gossip-bind: nothing is announced");
+                None
+            }
         };
-        let result = agent.run(resync, shutdown_signal()).await;
+        let result = agent.run(resync, shutdown_signal(), state_tx).await;
+        // Hand over, then go quiet: the mesh keeps this node's addresses
+        // until its successors know it is leaving; Layer 2 stops answering
+        // when the mesh says so, then removes the local addresses.
         if let Some(mesh) = mesh {
             mesh.leave().await;
         }
+        if let Some(task) = layer2_task {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+        result
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn announce(interface: String, addresses: Vec<std::net::IpAddr>, refresh_ms: Option<u64>) -> ExitCode {
+    use meshlb_actors::l2::interface::{AnnouncerStatus, run_announcer};
+    use meshlb_actors::l2::responder::AnnounceSchedule;
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::error!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let (_owned_tx, owned) = tokio::sync::watch::channel(addresses.into_iter().collect());
+        let (status_tx, status) = tokio::sync::watch::channel(AnnouncerStatus::default());
+        let schedule = AnnounceSchedule {
+            refresh_ms,
+            ..AnnounceSchedule::default()
+        };
+        tracing::info!(interface, "answering ARP and NDP");
+        let result = tokio::select! {
+            result = run_announcer(&interface, schedule, owned, status_tx) => result,
+            () = shutdown_signal() => Ok(()),
+        };
+        let last = status.borrow().clone();
+        tracing::info!(link_up = last.link_up, stats = ?last.stats, "stopped answering");
         result
     });
     match result {

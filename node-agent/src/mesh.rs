@@ -8,6 +8,14 @@
 //! - `mesh-members`: the live members as this node sees them, one per line
 //!   (`<name> <address> boot=<ms> rejoin=<n>`), then `quorum <true|false>`,
 //!   replaced atomically on every change.
+//!
+//! Key rotation without downtime: the key file is re-read every
+//! [`KEY_FILE_POLL`] (a Kubernetes Secret volume changes by swapping a
+//! symlink, so the content is compared, not the modification time). A new
+//! keyring replaces the old one at once; a file that does not parse is
+//! logged and the running keyring stays. Rotate in three steps, each on
+//! every node before the next: add the new key as a secondary line, make it
+//! the first line, remove the old one.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -42,13 +50,18 @@ pub struct MeshOptions {
     pub labels: BTreeMap<String, String>,
 }
 
-/// Reads a keyring file: `ID:HEX` per line (blank lines and `#` comments
-/// ignored), the first key the primary.
-pub fn read_keyring(path: &Path) -> Result<Keyring, AgentError> {
+/// Reads a keyring file: see [`parse_keyring`].
+pub fn read_keyring(path: &Path) -> Result<(Keyring, String), AgentError> {
     let text = std::fs::read_to_string(path).map_err(|source| AgentError::Io {
         path: path.to_path_buf(),
         source,
     })?;
+    Ok((parse_keyring(path, &text)?, text))
+}
+
+/// Parses the text of keyring file `path`: `ID:HEX` per line (blank lines
+/// and `#` comments ignored), the first key the primary.
+pub fn parse_keyring(path: &Path, text: &str) -> Result<Keyring, AgentError> {
     let bad = |message: String| AgentError::KeyFile {
         path: path.to_path_buf(),
         message,
@@ -64,17 +77,23 @@ pub fn read_keyring(path: &Path) -> Result<Keyring, AgentError> {
     Keyring::new(primary, others).map_err(|e| bad(e.to_string()))
 }
 
+/// How often the key file is re-read.
+pub const KEY_FILE_POLL: Duration = Duration::from_secs(2);
+
 /// A running mesh membership.
 #[derive(Debug)]
 pub struct AgentMesh {
     commands: tokio::sync::mpsc::Sender<Command>,
+    announce: tokio::sync::watch::Receiver<std::collections::BTreeSet<std::net::IpAddr>>,
     reporter: tokio::task::JoinHandle<()>,
+    key_watcher: tokio::task::JoinHandle<()>,
 }
 
 impl AgentMesh {
     /// Joins the mesh and starts reporting to `state_dir`.
     pub async fn start(options: MeshOptions, state_dir: &Path) -> Result<AgentMesh, AgentError> {
-        let keyring = read_keyring(&options.key_file)?;
+        let (keyring, key_text) = read_keyring(&options.key_file)?;
+        tracing::info!(file = %options.key_file.display(), keys = ?keyring, "cluster keys loaded");
         std::fs::create_dir_all(state_dir).map_err(|source| AgentError::Io {
             path: state_dir.to_path_buf(),
             source,
@@ -93,8 +112,25 @@ impl AgentMesh {
         .await?;
         tracing::info!(node = %options.node, bind = %options.bind, profile = options.profile.name, "joined the gossip mesh");
         let commands = handle.commands.clone();
+        let announce = handle.announce.clone();
         let reporter = tokio::spawn(report(handle, state_dir.to_path_buf()));
-        Ok(AgentMesh { commands, reporter })
+        let key_watcher = tokio::spawn(watch_key_file(options.key_file.clone(), key_text, commands.clone()));
+        Ok(AgentMesh {
+            commands,
+            announce,
+            reporter,
+            key_watcher,
+        })
+    }
+
+    /// Commands to the mesh (records, services).
+    pub fn commands(&self) -> tokio::sync::mpsc::Sender<Command> {
+        self.commands.clone()
+    }
+
+    /// The addresses the mesh decided this node announces.
+    pub fn announce(&self) -> tokio::sync::watch::Receiver<std::collections::BTreeSet<std::net::IpAddr>> {
+        self.announce.clone()
     }
 
     /// Hands over and leaves (bounded: a stuck mesh does not hold up exit).
@@ -104,7 +140,39 @@ impl AgentMesh {
             let _ = tokio::time::timeout(Duration::from_secs(5), finished).await;
         }
         self.reporter.abort();
+        self.key_watcher.abort();
         tracing::info!("left the gossip mesh");
+    }
+}
+
+/// Re-reads the key file every [`KEY_FILE_POLL`] and hands a changed,
+/// valid keyring to the mesh. `seen` is the text the running keyring came
+/// from; a bad file is reported once per change and changes nothing.
+async fn watch_key_file(path: PathBuf, mut seen: String, commands: tokio::sync::mpsc::Sender<Command>) {
+    let mut tick = tokio::time::interval(KEY_FILE_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let text = match tokio::fs::read_to_string(&path).await {
+            Ok(text) => text,
+            Err(e) => {
+                tracing::warn!(file = %path.display(), "key file unreadable, keeping the running keys: {e}");
+                continue;
+            }
+        };
+        if text == seen {
+            continue;
+        }
+        seen = text;
+        match parse_keyring(&path, &seen) {
+            Ok(keyring) => {
+                tracing::info!(file = %path.display(), keys = ?keyring, "cluster keys changed");
+                if commands.send(Command::SetKeyring(keyring)).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => tracing::error!("{e}; keeping the running keys"),
+        }
     }
 }
 
@@ -164,4 +232,32 @@ fn write_members(path: &Path, status: &MeshStatus) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text)?;
     std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY_A: &str = "1:0000000000000000000000000000000000000000000000000000000000000001";
+    const KEY_B: &str = "2:0000000000000000000000000000000000000000000000000000000000000002";
+
+    #[test]
+    fn the_first_key_is_primary_and_comments_are_skipped() {
+        let path = Path::new("keys");
+        let ring = parse_keyring(path, &format!("# rotation step 2\n\n{KEY_B}\n  {KEY_A}  \n")).unwrap();
+        assert_eq!(ring.primary_id(), 2);
+        assert_eq!(format!("{ring:?}"), "Keyring { primary: 2, ids: [1, 2] }");
+    }
+
+    #[test]
+    fn bad_key_files_say_what_is_wrong() {
+        let path = Path::new("keys");
+        let message = |text: &str| parse_keyring(path, text).unwrap_err().to_string();
+        assert!(message("").contains("no cluster key"), "{}", message(""));
+        assert!(message("# only a comment\n").contains("no cluster key"));
+        let bad_line = message(&format!("{KEY_A}\n2:zz\n"));
+        assert!(bad_line.contains("line 2"), "{bad_line}");
+        let duplicate = message(&format!("{KEY_A}\n{KEY_A}\n"));
+        assert!(duplicate.contains('1'), "{duplicate}");
+    }
 }

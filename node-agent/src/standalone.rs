@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use meshlb_config::health::{Health, HealthCheck};
@@ -18,6 +19,7 @@ use tokio::sync::watch;
 
 use crate::file_source::{read_directory, watch as watch_directory};
 use crate::health::HealthMonitors;
+use crate::layer2::AgentState;
 use crate::{AgentError, state_file};
 
 /// What one reload did.
@@ -128,11 +130,18 @@ impl Standalone {
 
     /// Reloads now, then on every change of the directory (and every
     /// `resync` as a safety net), logging what happens, until `shutdown`
-    /// completes.
-    pub async fn run(mut self, resync: Duration, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
+    /// completes. The running configuration, outcomes and health go to
+    /// `published` after every change.
+    pub async fn run(
+        mut self,
+        resync: Duration,
+        shutdown: impl Future<Output = ()>,
+        published: watch::Sender<Arc<AgentState>>,
+    ) -> Result<(), AgentError> {
         let (_watcher, mut changes) = watch_directory(&self.dir, Duration::from_millis(200))?;
-        self.enable_health_checks();
+        let mut health = self.enable_health_checks();
         log_reload(&self.reload());
+        self.publish(&published, &health);
         let mut resync_timer = tokio::time::interval(resync);
         resync_timer.tick().await;
         tokio::pin!(shutdown);
@@ -141,10 +150,34 @@ impl Standalone {
                 _ = &mut shutdown => break,
                 Some(()) = changes.recv() => log_reload(&self.reload()),
                 _ = resync_timer.tick() => log_reload(&self.reload()),
+                Ok(()) = health.changed() => {}
             }
+            self.publish(&published, &health);
         }
         tracing::info!("shutting down");
         Ok(())
+    }
+
+    fn publish(
+        &self,
+        published: &watch::Sender<Arc<AgentState>>,
+        health: &watch::Receiver<BTreeMap<ServiceKey, Health>>,
+    ) {
+        let Some(inventory) = self.store.active() else { return };
+        let state = AgentState {
+            inventory: Arc::new(inventory.clone()),
+            outcomes: self.outcomes.clone(),
+            health: health.borrow().clone(),
+        };
+        published.send_if_modified(|current| {
+            let modified = current.inventory != state.inventory
+                || current.outcomes != state.outcomes
+                || current.health != state.health;
+            if modified {
+                *current = Arc::new(state);
+            }
+            modified
+        });
     }
 }
 

@@ -1,0 +1,515 @@
+//! The sans-IO core of Layer 2 announcement on one interface: which frames
+//! to answer, which to send on its own, and when. No sockets, no clock:
+//! frames come in as bytes with the current time in milliseconds, frames go
+//! out through [`Responder::poll_transmit`], and [`Responder::poll_timeout`]
+//! says when to call back. The interface actor owns the socket and feeds it.
+//!
+//! What it does, for the service IPs this node owns on this interface:
+//! - ARP (RFC 826): answers requests for an owned IPv4 address with this
+//!   interface's MAC, unicast to the asker. RFC 5227 probes (sender IP
+//!   0.0.0.0) are answered too: the address is in use, here.
+//! - NDP (RFC 4861): answers Neighbor Solicitations for an owned IPv6
+//!   address with a solicited Neighbor Advertisement (Override set: service
+//!   IPs move between nodes); a solicitation from the unspecified address
+//!   (duplicate address detection) gets an unsolicited one to all nodes.
+//!   Advertisements come from the target address itself, as the kernel
+//!   sends them for its own addresses (some tools, ndisc6 among them, drop
+//!   a link-local-sourced answer about a global address).
+//! - On gaining an address, and when the link comes back: gratuitous ARP
+//!   (an announcement request and a reply, since stacks differ in which
+//!   they honour) or an unsolicited Neighbor Advertisement, at once and
+//!   then on [`AnnounceSchedule::repeats_ms`], and optionally every
+//!   [`AnnounceSchedule::refresh_ms`] to refresh switch tables.
+//! - On losing an address: silence at once. The new owner's announcements
+//!   move the clients.
+//!
+//! Frames it did not send and cannot parse are counted, never answered.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use meshlb_wire::arp::{ArpOperation, ArpPacket};
+use meshlb_wire::ethernet::{EtherType, EthernetHeader, MacAddr};
+use meshlb_wire::ndp::{NdpMessage, NeighborAdvertisement};
+
+/// When gratuitous announcements go out after a gain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnnounceSchedule {
+    /// Offsets (ms) after the gain of the repeats that follow the first,
+    /// immediate announcement: a lost first frame is made up for quickly.
+    pub repeats_ms: Vec<u64>,
+    /// Steady refresh interval after the repeats, if any.
+    pub refresh_ms: Option<u64>,
+}
+
+impl Default for AnnounceSchedule {
+    /// At once, then after 0.25, 1 and 2 s; no steady refresh (MetalLB
+    /// sends none either).
+    fn default() -> Self {
+        AnnounceSchedule {
+            repeats_ms: vec![250, 1000, 2000],
+            refresh_ms: None,
+        }
+    }
+}
+
+/// Counters for introspection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ResponderStats {
+    /// ARP requests answered.
+    pub arp_replies: u64,
+    /// Neighbor Solicitations answered.
+    pub na_replies: u64,
+    /// Gratuitous ARP frames and unsolicited advertisements sent.
+    pub announcements: u64,
+    /// Frames that did not parse as ARP or NDP.
+    pub malformed: u64,
+    /// Well-formed questions about addresses not owned here.
+    pub not_ours: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Owned {
+    /// When it was gained (or the link came back).
+    since_ms: u64,
+    /// Index into the repeats of the next announcement; past the end, the
+    /// refresh interval applies.
+    next_repeat: usize,
+    /// When the next announcement is due.
+    due_ms: Option<u64>,
+}
+
+/// Layer 2 announcement on one interface. See the module documentation.
+#[derive(Debug)]
+pub struct Responder {
+    mac: MacAddr,
+    schedule: AnnounceSchedule,
+    link_up: bool,
+    owned: BTreeMap<IpAddr, Owned>,
+    outgoing: Vec<Vec<u8>>,
+    stats: ResponderStats,
+}
+
+impl Responder {
+    /// A responder for an interface with `mac`, link up, owning nothing.
+    pub fn new(mac: MacAddr, schedule: AnnounceSchedule) -> Responder {
+        Responder {
+            mac,
+            schedule,
+            link_up: true,
+            owned: BTreeMap::new(),
+            outgoing: Vec::new(),
+            stats: ResponderStats::default(),
+        }
+    }
+
+    /// The interface's MAC.
+    pub fn mac(&self) -> MacAddr {
+        self.mac
+    }
+
+    /// The addresses owned here.
+    pub fn owned(&self) -> BTreeSet<IpAddr> {
+        self.owned.keys().copied().collect()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> ResponderStats {
+        self.stats
+    }
+
+    /// Sets the addresses this node owns on this interface. New ones are
+    /// announced at once; dropped ones are answered no more.
+    pub fn set_owned(&mut self, addresses: &BTreeSet<IpAddr>, now_ms: u64) {
+        self.owned.retain(|ip, _| addresses.contains(ip));
+        for ip in addresses {
+            if !self.owned.contains_key(ip) {
+                self.owned.insert(*ip, Owned::fresh(now_ms));
+                if self.link_up {
+                    self.announce(*ip);
+                }
+            }
+        }
+    }
+
+    /// The link went down or came up. While down nothing is sent; on
+    /// coming back every owned address is announced again from the start
+    /// of the schedule (the switch may have forgotten this port).
+    pub fn set_link(&mut self, up: bool, now_ms: u64) {
+        if up == self.link_up {
+            return;
+        }
+        self.link_up = up;
+        self.outgoing.clear();
+        if up {
+            let ips: Vec<IpAddr> = self.owned.keys().copied().collect();
+            for ip in ips {
+                self.owned.insert(ip, Owned::fresh(now_ms));
+                self.announce(ip);
+            }
+        }
+    }
+
+    /// Takes in a frame received on the interface.
+    pub fn handle_frame(&mut self, frame: &[u8], now_ms: u64) {
+        let _ = now_ms;
+        if !self.link_up {
+            return;
+        }
+        let Ok((header, _)) = EthernetHeader::decode(frame) else {
+            self.stats.malformed += 1;
+            return;
+        };
+        if header.source == self.mac {
+            return;
+        }
+        match header.ethertype {
+            EtherType::ARP => self.handle_arp(frame),
+            EtherType::IPV6 => self.handle_ndp(frame),
+            _ => {}
+        }
+    }
+
+    fn handle_arp(&mut self, frame: &[u8]) {
+        let Ok((_, arp)) = ArpPacket::from_frame(frame) else {
+            self.stats.malformed += 1;
+            return;
+        };
+        if arp.operation != ArpOperation::Request || arp.is_announcement() {
+            // Replies and announcements are other hosts' news, not questions.
+            return;
+        }
+        if !self.owned.contains_key(&IpAddr::V4(arp.target_ip)) {
+            self.stats.not_ours += 1;
+            return;
+        }
+        let reply = ArpPacket::reply_to(&arp, self.mac);
+        self.outgoing.push(reply.to_frame(self.mac, arp.sender_mac));
+        self.stats.arp_replies += 1;
+    }
+
+    fn handle_ndp(&mut self, frame: &[u8]) {
+        let parsed = match NdpMessage::from_frame(frame) {
+            Ok(parsed) => parsed,
+            Err(_) => {
+                self.stats.malformed += 1;
+                return;
+            }
+        };
+        let NdpMessage::Solicitation(ns) = &parsed.message else {
+            return;
+        };
+        if !self.owned.contains_key(&IpAddr::V6(ns.target)) {
+            self.stats.not_ours += 1;
+            return;
+        }
+        let source = parsed.ip.source;
+        if source.is_unspecified() {
+            // Duplicate address detection: defend to all nodes (RFC 4861
+            // section 7.2.4), S clear.
+            self.push_unsolicited_na(ns.target);
+        } else {
+            let to_mac = parsed.message.link_layer_address().unwrap_or(parsed.ethernet.source);
+            let na = NdpMessage::Advertisement(NeighborAdvertisement::solicited(ns.target, self.mac));
+            self.outgoing.push(na.to_frame(self.mac, to_mac, ns.target, source));
+        }
+        self.stats.na_replies += 1;
+    }
+
+    /// The next frame to send, if any.
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        if self.outgoing.is_empty() {
+            None
+        } else {
+            Some(self.outgoing.remove(0))
+        }
+    }
+
+    /// When [`Responder::handle_timeout`] is next due (ms).
+    pub fn poll_timeout(&self) -> Option<u64> {
+        if !self.link_up {
+            return None;
+        }
+        self.owned.values().filter_map(|o| o.due_ms).min()
+    }
+
+    /// Sends the announcements due at `now_ms`.
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        if !self.link_up {
+            return;
+        }
+        let due: Vec<IpAddr> = self
+            .owned
+            .iter()
+            .filter(|(_, o)| o.due_ms.is_some_and(|d| d <= now_ms))
+            .map(|(ip, _)| *ip)
+            .collect();
+        for ip in due {
+            self.announce(ip);
+        }
+    }
+
+    /// Queues the announcement of `ip` and schedules the next one.
+    fn announce(&mut self, ip: IpAddr) {
+        match ip {
+            IpAddr::V4(v4) => self.push_garp(v4),
+            IpAddr::V6(v6) => self.push_unsolicited_na(v6),
+        }
+        let schedule = &self.schedule;
+        if let Some(owned) = self.owned.get_mut(&ip) {
+            owned.due_ms = match schedule.repeats_ms.get(owned.next_repeat) {
+                Some(offset) => Some(owned.since_ms + offset),
+                None => schedule
+                    .refresh_ms
+                    .map(|every| owned.due_ms.unwrap_or(owned.since_ms) + every),
+            };
+            owned.next_repeat += 1;
+        }
+    }
+
+    fn push_garp(&mut self, ip: Ipv4Addr) {
+        for operation in [ArpOperation::Request, ArpOperation::Reply] {
+            let garp = ArpPacket::announcement(operation, self.mac, ip);
+            self.outgoing.push(garp.to_frame(self.mac, MacAddr::BROADCAST));
+            self.stats.announcements += 1;
+        }
+    }
+
+    fn push_unsolicited_na(&mut self, ip: Ipv6Addr) {
+        let na = NdpMessage::Advertisement(NeighborAdvertisement::unsolicited(ip, self.mac));
+        let all_nodes = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+        self.outgoing
+            .push(na.to_frame(self.mac, MacAddr::BROADCAST, ip, all_nodes));
+        self.stats.announcements += 1;
+    }
+}
+
+impl Owned {
+    fn fresh(now_ms: u64) -> Owned {
+        Owned {
+            since_ms: now_ms,
+            next_repeat: 0,
+            due_ms: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meshlb_wire::ipv6::solicited_node_multicast;
+    use meshlb_wire::ndp::{NdpOption, NeighborSolicitation};
+    use proptest::prelude::*;
+
+    const OUR_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x11]);
+    const CLIENT_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x99]);
+    const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 99);
+    const SERVICE_V4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
+
+    fn v6(s: &str) -> Ipv6Addr {
+        s.parse().unwrap()
+    }
+
+    fn responder(schedule: AnnounceSchedule) -> Responder {
+        Responder::new(OUR_MAC, schedule)
+    }
+
+    fn owning(ips: &[IpAddr]) -> Responder {
+        let mut r = responder(AnnounceSchedule::default());
+        r.set_owned(&ips.iter().copied().collect(), 0);
+        drain(&mut r);
+        r
+    }
+
+    fn drain(r: &mut Responder) -> Vec<Vec<u8>> {
+        std::iter::from_fn(|| r.poll_transmit()).collect()
+    }
+
+    fn who_has(ip: Ipv4Addr) -> Vec<u8> {
+        ArpPacket::request(CLIENT_MAC, CLIENT_IP, ip).to_frame(CLIENT_MAC, MacAddr::BROADCAST)
+    }
+
+    fn solicit(target: Ipv6Addr, source: Ipv6Addr) -> Vec<u8> {
+        let options = if source.is_unspecified() {
+            vec![]
+        } else {
+            vec![NdpOption::SourceLinkLayerAddress(CLIENT_MAC)]
+        };
+        NdpMessage::Solicitation(NeighborSolicitation { target, options }).to_frame(
+            CLIENT_MAC,
+            MacAddr::BROADCAST,
+            source,
+            solicited_node_multicast(&target),
+        )
+    }
+
+    #[test]
+    fn an_arp_request_for_an_owned_address_gets_our_mac_unicast() {
+        let mut r = owning(&[SERVICE_V4.into()]);
+        r.handle_frame(&who_has(SERVICE_V4), 5);
+        let sent = drain(&mut r);
+        assert_eq!(sent.len(), 1);
+        let (eth, reply) = ArpPacket::from_frame(&sent[0]).unwrap();
+        assert_eq!((eth.source, eth.destination), (OUR_MAC, CLIENT_MAC));
+        assert_eq!(reply.operation, ArpOperation::Reply);
+        assert_eq!((reply.sender_mac, reply.sender_ip), (OUR_MAC, SERVICE_V4));
+        assert_eq!((reply.target_mac, reply.target_ip), (CLIENT_MAC, CLIENT_IP));
+        assert_eq!(r.stats().arp_replies, 1);
+    }
+
+    #[test]
+    fn other_addresses_replies_and_announcements_get_nothing() {
+        let mut r = owning(&[SERVICE_V4.into()]);
+        r.handle_frame(&who_has(Ipv4Addr::new(203, 0, 113, 11)), 5);
+        let foreign_reply = ArpPacket::reply_to(&ArpPacket::request(OUR_MAC, CLIENT_IP, SERVICE_V4), CLIENT_MAC);
+        r.handle_frame(&foreign_reply.to_frame(CLIENT_MAC, OUR_MAC), 5);
+        let other_garp = ArpPacket::announcement(ArpOperation::Request, CLIENT_MAC, SERVICE_V4);
+        r.handle_frame(&other_garp.to_frame(CLIENT_MAC, MacAddr::BROADCAST), 5);
+        assert!(drain(&mut r).is_empty());
+        assert_eq!(r.stats().not_ours, 1);
+    }
+
+    #[test]
+    fn an_rfc5227_probe_for_an_owned_address_is_defended() {
+        let mut r = owning(&[SERVICE_V4.into()]);
+        let probe = ArpPacket::request(CLIENT_MAC, Ipv4Addr::UNSPECIFIED, SERVICE_V4);
+        r.handle_frame(&probe.to_frame(CLIENT_MAC, MacAddr::BROADCAST), 5);
+        assert_eq!(drain(&mut r).len(), 1);
+    }
+
+    #[test]
+    fn a_gain_is_announced_at_once_then_on_the_schedule_then_never() {
+        let mut r = responder(AnnounceSchedule::default());
+        r.set_owned(&BTreeSet::from([IpAddr::V4(SERVICE_V4)]), 1000);
+        let first = drain(&mut r);
+        assert_eq!(first.len(), 2, "a request and a reply");
+        let ops: Vec<ArpOperation> = first
+            .iter()
+            .map(|f| {
+                let (eth, arp) = ArpPacket::from_frame(f).unwrap();
+                assert_eq!(eth.destination, MacAddr::BROADCAST);
+                assert!(arp.is_announcement());
+                assert_eq!((arp.sender_mac, arp.sender_ip), (OUR_MAC, SERVICE_V4));
+                arp.operation
+            })
+            .collect();
+        assert_eq!(ops, vec![ArpOperation::Request, ArpOperation::Reply]);
+        let mut at = Vec::new();
+        while let Some(due) = r.poll_timeout() {
+            r.handle_timeout(due);
+            assert_eq!(drain(&mut r).len(), 2);
+            at.push(due);
+        }
+        assert_eq!(at, vec![1250, 2000, 3000]);
+    }
+
+    #[test]
+    fn a_refresh_interval_keeps_announcing() {
+        let mut r = responder(AnnounceSchedule {
+            repeats_ms: vec![100],
+            refresh_ms: Some(5000),
+        });
+        r.set_owned(&BTreeSet::from([IpAddr::V4(SERVICE_V4)]), 0);
+        let mut at = Vec::new();
+        for _ in 0..4 {
+            let due = r.poll_timeout().unwrap();
+            r.handle_timeout(due);
+            at.push(due);
+        }
+        assert_eq!(at, vec![100, 5100, 10100, 15100]);
+    }
+
+    #[test]
+    fn a_lost_address_is_answered_no_more_and_not_announced() {
+        let mut r = owning(&[SERVICE_V4.into()]);
+        r.set_owned(&BTreeSet::new(), 10);
+        r.handle_frame(&who_has(SERVICE_V4), 11);
+        assert!(drain(&mut r).is_empty());
+        assert_eq!(r.poll_timeout(), None);
+    }
+
+    #[test]
+    fn link_down_silences_and_link_up_announces_again() {
+        let mut r = owning(&[SERVICE_V4.into()]);
+        r.set_link(false, 10);
+        r.handle_frame(&who_has(SERVICE_V4), 11);
+        assert!(drain(&mut r).is_empty());
+        assert_eq!(r.poll_timeout(), None);
+        r.set_link(true, 500);
+        assert_eq!(drain(&mut r).len(), 2, "announced again at once");
+        assert_eq!(
+            r.poll_timeout(),
+            Some(750),
+            "and on the schedule from the link's return"
+        );
+    }
+
+    #[test]
+    fn a_solicitation_for_an_owned_ipv6_address_gets_a_solicited_override_advertisement() {
+        let service = v6("2001:db8:100::10");
+        let client = v6("2001:db8::99");
+        let mut r = owning(&[service.into()]);
+        r.handle_frame(&solicit(service, client), 5);
+        let sent = drain(&mut r);
+        assert_eq!(sent.len(), 1);
+        let na = NdpMessage::from_frame(&sent[0]).unwrap();
+        assert_eq!((na.ethernet.source, na.ethernet.destination), (OUR_MAC, CLIENT_MAC));
+        assert_eq!((na.ip.source, na.ip.destination), (service, client));
+        let NdpMessage::Advertisement(adv) = na.message else {
+            panic!("not an advertisement")
+        };
+        assert!(adv.solicited && adv.override_entry && !adv.router);
+        assert_eq!(adv.target, service);
+        assert!(adv.options.contains(&NdpOption::TargetLinkLayerAddress(OUR_MAC)));
+        r.handle_frame(&solicit(v6("2001:db8:100::11"), client), 6);
+        assert!(drain(&mut r).is_empty());
+    }
+
+    #[test]
+    fn duplicate_address_detection_is_answered_to_all_nodes() {
+        let service = v6("2001:db8:100::10");
+        let mut r = owning(&[service.into()]);
+        r.handle_frame(&solicit(service, Ipv6Addr::UNSPECIFIED), 5);
+        let sent = drain(&mut r);
+        let na = NdpMessage::from_frame(&sent[0]).unwrap();
+        assert_eq!(na.ip.destination, v6("ff02::1"));
+        let NdpMessage::Advertisement(adv) = na.message else {
+            panic!("not an advertisement")
+        };
+        assert!(!adv.solicited && adv.override_entry);
+    }
+
+    #[test]
+    fn an_ipv6_gain_sends_an_unsolicited_advertisement() {
+        let service = v6("2001:db8:100::10");
+        let mut r = responder(AnnounceSchedule::default());
+        r.set_owned(&BTreeSet::from([IpAddr::V6(service)]), 0);
+        let sent = drain(&mut r);
+        assert_eq!(sent.len(), 1);
+        let na = NdpMessage::from_frame(&sent[0]).unwrap();
+        assert_eq!(na.ethernet.destination, MacAddr([0x33, 0x33, 0, 0, 0, 1]));
+        assert_eq!(na.message.target(), service);
+    }
+
+    #[test]
+    fn our_own_frames_are_ignored() {
+        let mut r = owning(&[SERVICE_V4.into()]);
+        let ours = ArpPacket::request(OUR_MAC, CLIENT_IP, SERVICE_V4).to_frame(OUR_MAC, MacAddr::BROADCAST);
+        r.handle_frame(&ours, 5);
+        assert!(drain(&mut r).is_empty());
+    }
+
+    proptest! {
+        #[test]
+        fn garbage_never_panics_and_is_never_answered(frame in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let mut r = owning(&[SERVICE_V4.into(), IpAddr::V6(v6("2001:db8:100::10"))]);
+            r.handle_frame(&frame, 1);
+            // Only a well-formed question about an owned address is answered.
+            for sent in drain(&mut r) {
+                let answers_arp = ArpPacket::from_frame(&frame).is_ok_and(|(_, a)| a.target_ip == SERVICE_V4);
+                let answers_ns = NdpMessage::from_frame(&frame).is_ok();
+                prop_assert!(answers_arp || answers_ns, "answered garbage with {sent:?}");
+            }
+        }
+    }
+}

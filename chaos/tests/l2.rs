@@ -1,0 +1,374 @@
+//! The Layer 2 answering path against real clients: `meshlb-agent
+//! announce` in a lab node answers the client's ARP (arping) and NDP
+//! (ndisc6) for its addresses with its own MAC and nothing else, stops
+//! answering when stopped, and a newcomer's gratuitous ARP and unsolicited
+//! Neighbor Advertisement move the client's existing neighbour entries
+//! without the client asking. Needs root.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::time::Duration;
+
+use meshlb_chaos::agent::agent_binary;
+use meshlb_chaos::wait::wait_for;
+use meshlb_chaos::{Lab, LabProcess, LabSpec};
+
+const SERVICE_V4: &str = "203.0.113.10";
+const SERVICE_V6: &str = "2001:db8:100::10";
+
+fn announce(lab: &Lab, node: &str, addresses: &[&str]) -> LabProcess {
+    let binary = agent_binary().unwrap();
+    let mut args = vec!["announce", "--interface", "eth0"];
+    for a in addresses {
+        args.extend(["--address", a]);
+    }
+    lab.spawn(node, "announce", &binary.to_string_lossy(), &args).unwrap()
+}
+
+/// The MAC of the one node that answered ARP for `ip`, if exactly one did.
+fn arping(lab: &Lab, ip: &str) -> Option<String> {
+    let macs = arp_answerers(lab, ip);
+    if macs.len() == 1 { macs.into_iter().next() } else { None }
+}
+
+/// The MAC ndisc6 got in a Neighbor Advertisement for `ip`, if any.
+fn ndisc6(lab: &Lab, ip: &str) -> Option<String> {
+    meshlb_chaos::probe::ndp_answerer(lab, "client1", ip.parse().unwrap()).map(|m| m.to_string().to_lowercase())
+}
+
+/// Every MAC that answered ARP for `ip` (two broadcast requests).
+fn arp_answerers(lab: &Lab, ip: &str) -> std::collections::BTreeSet<String> {
+    meshlb_chaos::probe::arp_answerers(lab, "client1", ip.parse().unwrap())
+        .into_iter()
+        .map(|m| m.to_string().to_lowercase())
+        .collect()
+}
+
+/// The client's kernel neighbour entry for `ip`: its MAC, if it has one.
+fn neighbour(lab: &Lab, ip: &str) -> Option<String> {
+    let out = lab.exec("client1", "ip", &["neigh", "show", ip]).ok()?;
+    let mut words = out.split_whitespace();
+    words.find(|w| *w == "lladdr")?;
+    words.next().map(str::to_lowercase)
+}
+
+fn mac_of(lab: &Lab, node: &str) -> String {
+    lab.host(node).unwrap().mac.to_string().to_lowercase()
+}
+
+fn wait(what: &str, done: impl FnMut() -> bool) {
+    wait_for(Duration::from_secs(10), what, done).unwrap();
+}
+
+#[test]
+fn clients_resolve_announced_addresses_and_follow_a_new_announcer() {
+    let lab = Lab::build(&LabSpec {
+        nodes: 2,
+        clients: 1,
+        router: false,
+        ipv6: true,
+        ..LabSpec::default()
+    })
+    .unwrap();
+    let node1_mac = mac_of(&lab, "node1");
+    let node2_mac = mac_of(&lab, "node2");
+    // Nobody answers before an announcer runs.
+    assert_eq!(arping(&lab, SERVICE_V4), None);
+    assert_eq!(ndisc6(&lab, SERVICE_V6), None);
+
+    let node1 = announce(&lab, "node1", &[SERVICE_V4, SERVICE_V6]);
+    wait("node1 to answer ARP", || {
+        arping(&lab, SERVICE_V4).as_deref() == Some(&node1_mac)
+    });
+    wait("node1 to answer NDP", || {
+        ndisc6(&lab, SERVICE_V6).as_deref() == Some(&node1_mac)
+    });
+    // Only the announced addresses.
+    assert_eq!(arping(&lab, "203.0.113.11"), None);
+    assert_eq!(ndisc6(&lab, "2001:db8:100::11"), None);
+
+    // The client's kernel resolves through node1 when it sends traffic.
+    lab.exec("client1", "bash", &["-c", &format!("echo x > /dev/udp/{SERVICE_V4}/9")])
+        .unwrap();
+    lab.exec("client1", "bash", &["-c", &format!("echo x > /dev/udp/{SERVICE_V6}/9")])
+        .unwrap();
+    wait("the client's entries to point at node1", || {
+        neighbour(&lab, SERVICE_V4).as_deref() == Some(&node1_mac)
+            && neighbour(&lab, SERVICE_V6).as_deref() == Some(&node1_mac)
+    });
+
+    // node1 stops: it answers no more.
+    node1.terminate().unwrap();
+    let status = node1.wait_exit(Duration::from_secs(5)).unwrap();
+    assert!(status.is_some_and(|s| s.success()), "clean exit, got {status:?}");
+    assert_eq!(arping(&lab, SERVICE_V4), None);
+
+    // node2 takes over (after the kernel's 1 s lock time on neighbour
+    // updates): its announcements move the client's entries unasked.
+    std::thread::sleep(Duration::from_millis(1200));
+    let _node2 = announce(&lab, "node2", &[SERVICE_V4, SERVICE_V6]);
+    wait("the client's entries to move to node2", || {
+        neighbour(&lab, SERVICE_V4).as_deref() == Some(&node2_mac)
+            && neighbour(&lab, SERVICE_V6).as_deref() == Some(&node2_mac)
+    });
+    assert_eq!(arping(&lab, SERVICE_V4).as_deref(), Some(node2_mac.as_str()));
+    assert_eq!(ndisc6(&lab, SERVICE_V6).as_deref(), Some(node2_mac.as_str()));
+}
+
+/// A dual-stack service announced on eth0 by every node.
+const L2_CONFIG: &str = "
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: lab, namespace: metallb-system}
+spec: {addresses: [203.0.113.10-203.0.113.20, '2001:db8:100::10-2001:db8:100::20']}
+---
+apiVersion: metallb.io/v1beta1
+kind: L2Advertisement
+metadata: {name: lab, namespace: metallb-system}
+spec: {ipAddressPools: [lab], interfaces: [eth0]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec:
+  type: LoadBalancer
+  ipFamilyPolicy: RequireDualStack
+  ipFamilies: [IPv4, IPv6]
+  ports: [{port: 80}]
+";
+
+fn node_with_mac(lab: &Lab, mac: &str) -> String {
+    lab.hosts()
+        .iter()
+        .find(|h| h.mac.to_string().to_lowercase() == mac)
+        .map(|h| h.name.clone())
+        .unwrap_or_else(|| panic!("no host has MAC {mac}"))
+}
+
+#[test]
+fn agents_announce_one_owner_and_fail_over_on_kill_and_graceful_stop() {
+    use meshlb_chaos::agent::start_cluster_with;
+    use meshlb_chaos::probe::{Prober, RESPONDER_PORT};
+    use meshlb_chaos::scenario::start_responders;
+    use std::net::SocketAddr;
+    use std::time::Instant;
+
+    let lab = Lab::build(&LabSpec {
+        nodes: 3,
+        clients: 1,
+        router: false,
+        ipv6: true,
+        ..LabSpec::default()
+    })
+    .unwrap();
+    let lab_binary = std::path::PathBuf::from(env!("CARGO_BIN_EXE_meshlb-lab"));
+    let _responders = start_responders(&lab, &lab_binary).unwrap();
+    let nodes: Vec<String> = (1..=3).map(|i| format!("node{i}")).collect();
+    let mut agents = start_cluster_with(&lab, &nodes, "fast", L2_CONFIG).unwrap();
+
+    // Exactly one node answers for each address, and the client reaches
+    // the service through it.
+    wait("one owner of the IPv4 address", || {
+        arp_answerers(&lab, SERVICE_V4).len() == 1
+    });
+    let v4_owner_mac = arp_answerers(&lab, SERVICE_V4).into_iter().next().unwrap();
+    let owner = node_with_mac(&lab, &v4_owner_mac);
+    wait("an owner of the IPv6 address", || ndisc6(&lab, SERVICE_V6).is_some());
+    let v6_owner = node_with_mac(&lab, &ndisc6(&lab, SERVICE_V6).unwrap());
+    assert_eq!(v6_owner, owner, "a dual-stack service's addresses share an owner");
+    let target = SocketAddr::new(SERVICE_V4.parse().unwrap(), RESPONDER_PORT);
+    let prober = Prober::start(&lab, "client1", target, Duration::from_millis(10)).unwrap();
+    prober
+        .wait_for_answer(Instant::now(), Duration::from_secs(5), |n| n == owner)
+        .unwrap();
+
+    // Kill the owner's agent: another node takes over and the client
+    // follows without asking (gratuitous ARP).
+    let victim = agents.iter().find(|a| a.node == owner).unwrap();
+    victim.process.kill().unwrap();
+    let killed_at = Instant::now();
+    let successor = prober
+        .wait_for_answer(killed_at, Duration::from_secs(10), |n| n != owner)
+        .unwrap();
+    assert_ne!(successor, owner);
+    let successor_mac = mac_of(&lab, &successor);
+    wait("the IPv6 address to move with it", || {
+        ndisc6(&lab, SERVICE_V6).as_deref() == Some(successor_mac.as_str())
+    });
+    assert_eq!(arp_answerers(&lab, SERVICE_V4), [successor_mac.clone()].into());
+    agents.retain(|a| a.node != owner);
+
+    // Graceful stop of the new owner: handed over, and the agent exits
+    // cleanly having stopped answering.
+    let stopping = agents.iter().find(|a| a.node == successor).unwrap();
+    stopping.process.terminate().unwrap();
+    let stopped_at = Instant::now();
+    let third = prober
+        .wait_for_answer(stopped_at, Duration::from_secs(10), |n| n != successor && n != owner)
+        .unwrap();
+    let status = stopping.process.wait_exit(Duration::from_secs(10)).unwrap();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "SIGTERM: clean exit, got {status:?}"
+    );
+    assert_eq!(arp_answerers(&lab, SERVICE_V4), [mac_of(&lab, &third)].into());
+    let log = prober.stop();
+    let graceful = log.outage_after(stopped_at).unwrap();
+    // Generous: the benchmark measures; this only catches a broken handover.
+    assert!(
+        graceful.window < Duration::from_secs(3),
+        "graceful stop cost {:?}",
+        graceful.window
+    );
+}
+
+/// A frozen owner is replaced; once thawed it answers none of the questions
+/// asked while it was frozen (they would pull the client back to it) and
+/// takes nothing back until it has re-learned the mesh; afterwards exactly
+/// one node answers.
+#[test]
+fn a_thawed_owner_answers_no_stale_question() {
+    use meshlb_chaos::agent::start_cluster_with;
+    use meshlb_chaos::probe::{Prober, RESPONDER_PORT};
+    use meshlb_chaos::scenario::start_responders;
+    use std::net::SocketAddr;
+    use std::time::Instant;
+
+    let lab = Lab::build(&LabSpec {
+        nodes: 3,
+        clients: 1,
+        router: false,
+        ipv6: true,
+        ..LabSpec::default()
+    })
+    .unwrap();
+    let lab_binary = std::path::PathBuf::from(env!("CARGO_BIN_EXE_meshlb-lab"));
+    let _responders = start_responders(&lab, &lab_binary).unwrap();
+    let nodes: Vec<String> = (1..=3).map(|i| format!("node{i}")).collect();
+    let agents = start_cluster_with(&lab, &nodes, "fast", L2_CONFIG).unwrap();
+    wait("one owner", || arp_answerers(&lab, SERVICE_V4).len() == 1);
+    let owner = node_with_mac(&lab, &arp_answerers(&lab, SERVICE_V4).into_iter().next().unwrap());
+    let target = SocketAddr::new(SERVICE_V4.parse().unwrap(), RESPONDER_PORT);
+    let prober = Prober::start(&lab, "client1", target, Duration::from_millis(10)).unwrap();
+    prober
+        .wait_for_answer(Instant::now(), Duration::from_secs(5), |n| n == owner)
+        .unwrap();
+
+    let frozen = agents.iter().find(|a| a.node == owner).unwrap();
+    frozen.process.freeze().unwrap();
+    let successor = prober
+        .wait_for_answer(Instant::now(), Duration::from_secs(10), |n| n != owner)
+        .unwrap();
+    // Broadcast questions the frozen agent will find queued when it thaws.
+    let asked = arp_answerers(&lab, SERVICE_V4);
+    assert_eq!(asked, [mac_of(&lab, &successor)].into(), "only the successor answers");
+
+    let thawed_at = Instant::now();
+    frozen.process.thaw().unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    let log = prober.stop();
+    // Re-learning the mesh takes the settle period (1 s with the fast
+    // profile); anything from the old owner sooner came from a stale answer.
+    let too_soon = thawed_at + Duration::from_millis(700);
+    let early: Vec<_> = log
+        .probes
+        .iter()
+        .flat_map(|p| p.answers.iter())
+        .filter(|(at, node)| *node == owner && *at > thawed_at && *at < too_soon)
+        .collect();
+    assert!(
+        early.is_empty(),
+        "the thawed owner was reached {} times within 0.7 s",
+        early.len()
+    );
+    // It noticed the stall and threw away the questions queued meanwhile.
+    let agent_log = frozen.process.log();
+    let stall_line = agent_log
+        .lines()
+        .find(|l| l.contains("stale questions dropped"))
+        .expect("the thawed agent noticed its stall");
+    let dropped: usize = stall_line
+        .split("dropped=")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        dropped >= 1,
+        "the arping questions were queued and dropped: {stall_line}"
+    );
+    wait("exactly one owner after the thaw", || {
+        arp_answerers(&lab, SERVICE_V4).len() == 1
+    });
+}
+
+/// The owner's link goes down: another node takes over, and when the link
+/// comes back exactly one node answers. Then the service moves to another
+/// pool: the old address goes silent and the new one is answered.
+#[test]
+fn link_down_fails_over_and_a_pool_change_moves_the_address() {
+    use meshlb_chaos::agent::{start_cluster_with, write_config};
+    use meshlb_chaos::probe::{Prober, RESPONDER_PORT};
+    use meshlb_chaos::scenario::start_responders;
+    use std::net::SocketAddr;
+    use std::time::Instant;
+
+    let lab = Lab::build(&LabSpec {
+        nodes: 3,
+        clients: 1,
+        router: false,
+        ipv6: true,
+        ..LabSpec::default()
+    })
+    .unwrap();
+    let lab_binary = std::path::PathBuf::from(env!("CARGO_BIN_EXE_meshlb-lab"));
+    let _responders = start_responders(&lab, &lab_binary).unwrap();
+    let nodes: Vec<String> = (1..=3).map(|i| format!("node{i}")).collect();
+    let _agents = start_cluster_with(&lab, &nodes, "fast", L2_CONFIG).unwrap();
+    wait("one owner", || arp_answerers(&lab, SERVICE_V4).len() == 1);
+    let owner = node_with_mac(&lab, &arp_answerers(&lab, SERVICE_V4).into_iter().next().unwrap());
+    let target = SocketAddr::new(SERVICE_V4.parse().unwrap(), RESPONDER_PORT);
+    let prober = Prober::start(&lab, "client1", target, Duration::from_millis(10)).unwrap();
+    prober
+        .wait_for_answer(Instant::now(), Duration::from_secs(5), |n| n == owner)
+        .unwrap();
+
+    lab.link_down(&owner).unwrap();
+    let successor = prober
+        .wait_for_answer(Instant::now(), Duration::from_secs(10), |n| n != owner)
+        .unwrap();
+    assert_eq!(arp_answerers(&lab, SERVICE_V4), [mac_of(&lab, &successor)].into());
+    lab.link_up(&owner).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    wait("exactly one owner with the link back", || {
+        arp_answerers(&lab, SERVICE_V4).len() == 1
+    });
+    drop(prober);
+
+    // Move the service to another pool.
+    let moved = L2_CONFIG.replace(
+        "metadata: {name: web, namespace: default}",
+        "metadata: {name: web, namespace: default, annotations: {metallb.io/address-pool: other}}",
+    ) + "---
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: other, namespace: metallb-system}
+spec: {addresses: [203.0.113.30-203.0.113.40, '2001:db8:100::30-2001:db8:100::40'], autoAssign: false}
+---
+apiVersion: metallb.io/v1beta1
+kind: L2Advertisement
+metadata: {name: other, namespace: metallb-system}
+spec: {ipAddressPools: [other]}
+";
+    write_config(&lab, &moved).unwrap();
+    wait("the new IPv4 address to be answered by one node", || {
+        arp_answerers(&lab, "203.0.113.30").len() == 1
+    });
+    wait("the new IPv6 address to be answered", || {
+        ndisc6(&lab, "2001:db8:100::30").is_some()
+    });
+    assert!(
+        arp_answerers(&lab, SERVICE_V4).is_empty(),
+        "the old address was withdrawn"
+    );
+    assert_eq!(ndisc6(&lab, SERVICE_V6), None, "the old IPv6 address was withdrawn");
+}

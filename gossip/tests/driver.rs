@@ -1,0 +1,101 @@
+//! The tokio driver over real UDP on loopback: two agents' meshes agree on
+//! one owner for a service address, and a leaving owner hands it over
+//! before it goes quiet.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use meshlb_gossip::driver::{self, Command, DriverConfig, MeshHandle};
+use meshlb_gossip::mesh::ServiceSpec;
+use meshlb_gossip::ownership::{Failback, Fence};
+use meshlb_gossip::profile::Profile;
+use meshlb_gossip::record::service_id;
+use meshlb_gossip::secure::{ClusterKey, Keyring};
+
+fn free_port() -> SocketAddr {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.local_addr().unwrap()
+}
+
+async fn start(name: &str, bind: SocketAddr, seeds: Vec<SocketAddr>) -> MeshHandle {
+    let keyring = Keyring::new(&ClusterKey::new(1, [7; 32]), &[]).unwrap();
+    driver::start(DriverConfig {
+        node: name.into(),
+        bind,
+        seeds,
+        keyring,
+        label: b"test".to_vec(),
+        profile: Profile::fast(),
+        // The default fence applies from three members on.
+        fence: Fence::default(),
+        max_age_ms: 30_000,
+        labels: BTreeMap::new(),
+    })
+    .await
+    .unwrap()
+}
+
+async fn serve(handle: &MeshHandle, spec: &ServiceSpec) {
+    let id = spec.id;
+    handle
+        .commands
+        .send(Command::UpdateRecord(Box::new(move |r| {
+            r.serving.insert(id);
+        })))
+        .await
+        .unwrap();
+    handle
+        .commands
+        .send(Command::SetServices {
+            services: vec![spec.clone()],
+            weight: Arc::new(|_, _| 0),
+        })
+        .await
+        .unwrap();
+}
+
+async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn one_owner_and_a_handover_on_leave() {
+    let (a_addr, b_addr) = (free_port(), free_port());
+    let a = start("a", a_addr, vec![b_addr]).await;
+    let b = start("b", b_addr, vec![a_addr]).await;
+    let address: IpAddr = "203.0.113.10".parse().unwrap();
+    let spec = ServiceSpec {
+        id: service_id("default/web"),
+        addresses: vec![address],
+        failback: Failback::Revertive,
+    };
+    serve(&a, &spec).await;
+    serve(&b, &spec).await;
+    let announced = |h: &MeshHandle| h.announce.borrow().contains(&address);
+    wait_until("exactly one owner", || announced(&a) != announced(&b)).await;
+    // It stays that way.
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(announced(&a) != announced(&b), "ownership flapped or doubled");
+    }
+    let (owner, other) = if announced(&a) { (a, b) } else { (b, a) };
+
+    let (done, left) = tokio::sync::oneshot::channel();
+    owner.commands.send(Command::Leave(done)).await.unwrap();
+    // The successor takes over while the owner still announces (handover),
+    // and the owner is silent once it has left.
+    wait_until("the successor to announce", || announced(&other)).await;
+    tokio::time::timeout(Duration::from_secs(10), left)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(owner.announce.borrow().is_empty(), "a departed node announces nothing");
+    assert!(announced(&other));
+}
