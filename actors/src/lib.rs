@@ -7,8 +7,9 @@
 //! sans-IO core of Layer 2 answering ([`l2::responder`]), which has no other
 //! home: it is neither a codec nor gossip.
 //!
-//! Status: Layer 2 answering on one interface ([`l2`]) is built and tested
-//! against real clients in the lab; the agent does not run it yet.
+//! Status: Layer 2 mode ([`l2`]): interface, service and membership actors
+//! on actix, run by the agent and tested against real clients in the lab.
+//! BGP peer actors come with BGP mode.
 
 mod error;
 pub mod l2;

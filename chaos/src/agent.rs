@@ -87,11 +87,23 @@ pub fn start_cluster_with(
     profile: &str,
     config: &str,
 ) -> Result<Vec<MeshAgent>, LabError> {
+    start_cluster_with_args(lab, nodes, profile, config, |_| Vec::new())
+}
+
+/// [`start_cluster_with`], each node's agent also given `extra(node)` as
+/// arguments.
+pub fn start_cluster_with_args(
+    lab: &Lab,
+    nodes: &[String],
+    profile: &str,
+    config: &str,
+    extra: impl Fn(&str) -> Vec<String>,
+) -> Result<Vec<MeshAgent>, LabError> {
     write_config(lab, config)?;
     let keys = random_key(1)?;
     let agents = nodes
         .iter()
-        .map(|node| start_agent(lab, node, nodes, &keys, profile))
+        .map(|node| start_agent_with(lab, node, nodes, &keys, profile, &extra(node)))
         .collect::<Result<Vec<_>, _>>()?;
     wait_for(
         Duration::from_secs(30),
@@ -104,6 +116,19 @@ pub fn start_cluster_with(
 /// Starts one agent on `node` with key file text `keys`, joining through
 /// `seeds` (node names), with timing `profile`. Does not wait.
 pub fn start_agent(lab: &Lab, node: &str, seeds: &[String], keys: &str, profile: &str) -> Result<MeshAgent, LabError> {
+    start_agent_with(lab, node, seeds, keys, profile, &[])
+}
+
+/// [`start_agent`] with further `meshlb-agent run` arguments (node labels,
+/// say).
+pub fn start_agent_with(
+    lab: &Lab,
+    node: &str,
+    seeds: &[String],
+    keys: &str,
+    profile: &str,
+    extra: &[String],
+) -> Result<MeshAgent, LabError> {
     let binary = agent_binary()?;
     let binary = binary.to_string_lossy().into_owned();
     let root = agents_dir(lab);
@@ -134,6 +159,7 @@ pub fn start_agent(lab: &Lab, node: &str, seeds: &[String], keys: &str, profile:
         args.push("--join".into());
         args.push(format!("{}:{GOSSIP_PORT}", lab.host(seed)?.ipv4));
     }
+    args.extend(extra.iter().cloned());
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let process = lab.spawn(node, "meshlb-agent", &binary, &refs)?;
     Ok(MeshAgent {

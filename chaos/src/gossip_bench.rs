@@ -52,13 +52,7 @@ fn node_names(nodes: usize) -> Vec<String> {
 }
 
 fn lab_of(nodes: usize) -> Result<Lab, LabError> {
-    let lab = Lab::build(&LabSpec {
-        nodes,
-        clients: 0,
-        router: false,
-        ipv6: false,
-        ..LabSpec::default()
-    })?;
+    let lab = Lab::build(&LabSpec::segment(nodes, 0, false))?;
     // Every node talks to every other: beyond a few dozen nodes the
     // machine-wide neighbour table would overflow (see the method's doc).
     lab.pin_neighbours()?;

@@ -102,6 +102,20 @@ impl Default for LabSpec {
     }
 }
 
+impl LabSpec {
+    /// `nodes` nodes and `clients` clients on one segment, no router, IPv4
+    /// only or with IPv6 too.
+    pub fn segment(nodes: usize, clients: usize, ipv6: bool) -> LabSpec {
+        LabSpec {
+            nodes,
+            clients,
+            router: false,
+            ipv6,
+            ..LabSpec::default()
+        }
+    }
+}
+
 /// Faults applied on the segment, rendered as one nftables bridge ruleset.
 #[derive(Debug, Default)]
 struct SegmentFaults {

@@ -223,26 +223,34 @@ fn demo() -> Result<(), LabError> {
         }
     };
     show(&report.owners_before);
-    let run = &report.run;
-    println!("the client probes {MESHLB_VIP} every 10 ms; {} crashes.", run.old_owner);
-    println!("  owner before the crash : {}", run.old_owner);
     println!(
-        "  owner after            : {}",
-        run.new_owner.as_deref().unwrap_or("none")
+        "the client probes {MESHLB_VIP} every 10 ms; {} crashes.",
+        report.run.old_owner
     );
-    println!(
-        "  outage                 : {} s ({} probes lost)",
-        secs(run.outage.window),
-        run.outage.lost
-    );
-    if let Some(s) = run.outage.switchover {
-        println!("  crash to new owner     : {} s", secs(s));
-    }
-    println!("  probes answered twice  : {}", run.duplicate_answers);
+    print_failover("owner", &report.run);
     println!("after the crash:");
     show(&report.owners_after);
     println!("lab torn down.");
     Ok(())
+}
+
+/// Prints what a client saw of one crash failover; `role` names the node
+/// that served (owner, master).
+fn print_failover(role: &str, run: &meshlb_chaos::scenario::FailoverRun) {
+    let line = |label: String, value: String| println!("  {label:<24}: {value}");
+    line(format!("{role} before the crash"), run.old_owner.clone());
+    line(
+        format!("{role} after"),
+        run.new_owner.clone().unwrap_or_else(|| "none".into()),
+    );
+    line(
+        "outage".into(),
+        format!("{} s ({} probes lost)", secs(run.outage.window), run.outage.lost),
+    );
+    if let Some(s) = run.outage.switchover {
+        line(format!("crash to new {role}"), format!("{} s", secs(s)));
+    }
+    line("probes answered twice".into(), run.duplicate_answers.to_string());
 }
 
 fn smoke() -> Result<(), LabError> {
@@ -253,20 +261,7 @@ fn smoke() -> Result<(), LabError> {
     );
     println!("a client probes {VIP} every 10 ms; the master node crashes.");
     let run = keepalived_failover(&self_binary()?, 3, &vrrp, NodeFault::Crash)?;
-    println!("  master before the crash : {}", run.old_owner);
-    println!(
-        "  master after            : {}",
-        run.new_owner.as_deref().unwrap_or("none")
-    );
-    println!(
-        "  outage                  : {} s ({} probes lost)",
-        secs(run.outage.window),
-        run.outage.lost
-    );
-    println!("  probes answered twice   : {}", run.duplicate_answers);
-    if let Some(s) = run.outage.switchover {
-        println!("  crash to new master     : {} s", secs(s));
-    }
+    print_failover("master", &run);
     println!("lab torn down. `meshlb-lab demo` shows meshlb's agents in the same place.");
     Ok(())
 }
@@ -370,7 +365,9 @@ fn bench_l2_failover(
     }
     println!();
     let latency = meshlb_chaos::scenario::arp_latency(arp_requests)?;
-    println!("ARP answer latency seen by the client (arping, {arp_requests} broadcast requests each); milliseconds");
+    println!(
+        "ARP answer latency seen by the client ({arp_requests} broadcast requests each, one arping each); milliseconds"
+    );
     println!("| answered by | median | p90 | max | answers |");
     println!("|---|---|---|---|---|");
     for (label, samples) in [
@@ -451,19 +448,25 @@ fn bench_serf(runs: usize, sizes: Vec<usize>) -> Result<(), LabError> {
             }
         }
         if let (Some(f), Some(a)) = (Summary::of(&first), Summary::of(&all)) {
-            println!(
-                "| {nodes} | {} | {} | {} | {} | {} | {} | {} |",
-                secs(f.median),
-                secs(f.p90),
-                secs(f.max),
-                secs(a.median),
-                secs(a.p90),
-                secs(a.max),
-                a.runs
-            );
+            println!("| {nodes} | {} |", detection_cells(&f, &a));
         }
     }
     Ok(())
+}
+
+/// Table cells of a detection benchmark: first detection and all agree
+/// (median, p90, max), then the run count.
+fn detection_cells(first: &Summary, all: &Summary) -> String {
+    format!(
+        "{} | {} | {} | {} | {} | {} | {}",
+        secs(first.median),
+        secs(first.p90),
+        secs(first.max),
+        secs(all.median),
+        secs(all.p90),
+        secs(all.max),
+        all.runs
+    )
 }
 
 fn bench_gossip(runs: usize, sizes: Vec<usize>, window: u64, loss: f64) -> Result<(), LabError> {
@@ -491,16 +494,7 @@ fn bench_gossip(runs: usize, sizes: Vec<usize>, window: u64, loss: f64) -> Resul
         let mut medians = Vec::new();
         for (system, (first, all)) in ["meshlb", "serf"].iter().zip(&samples) {
             if let (Some(f), Some(a)) = (Summary::of(first), Summary::of(all)) {
-                println!(
-                    "| {nodes} | {system} | {} | {} | {} | {} | {} | {} | {} |",
-                    secs(f.median),
-                    secs(f.p90),
-                    secs(f.max),
-                    secs(a.median),
-                    secs(a.p90),
-                    secs(a.max),
-                    a.runs
-                );
+                println!("| {nodes} | {system} | {} |", detection_cells(&f, &a));
                 medians.push((f.median, a.median));
             }
         }

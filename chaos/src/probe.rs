@@ -294,30 +294,24 @@ pub fn arp_answerers(lab: &Lab, client: &str, ip: std::net::Ipv4Addr) -> BTreeSe
 }
 
 /// Round-trip times (ms) of `count` ARP requests from `client` for `ip`,
-/// each broadcast (a fresh resolution), `interval_s` apart.
-pub fn arp_round_trips(lab: &Lab, client: &str, ip: std::net::Ipv4Addr, count: usize, interval_s: f64) -> Vec<f64> {
-    let deadline = (count as f64 * interval_s).ceil() as u64 + 2;
-    let out = lab
-        .exec(
-            client,
-            "arping",
-            &[
-                "-b",
-                "-I",
-                "eth0",
-                "-c",
-                &count.to_string(),
-                "-i",
-                &interval_s.to_string(),
-                "-w",
-                &deadline.to_string(),
-                &ip.to_string(),
-            ],
-        )
-        .unwrap_or_default();
-    out.lines()
-        .filter(|l| l.contains("reply from"))
-        .filter_map(|l| l.split_whitespace().last()?.strip_suffix("ms")?.parse().ok())
+/// each a fresh broadcast from its own `arping` (iputils' arping takes whole
+/// seconds between requests; arping times each request itself, so starting
+/// it does not count).
+pub fn arp_round_trips(lab: &Lab, client: &str, ip: std::net::Ipv4Addr, count: usize) -> Vec<f64> {
+    let target = ip.to_string();
+    (0..count)
+        .filter_map(|_| {
+            let out = lab
+                .exec(client, "arping", &["-b", "-I", "eth0", "-c", "1", "-w", "1", &target])
+                .ok()?;
+            out.lines()
+                .find(|l| l.contains("reply from"))?
+                .split_whitespace()
+                .last()?
+                .strip_suffix("ms")?
+                .parse()
+                .ok()
+        })
         .collect()
 }
 

@@ -74,13 +74,7 @@ pub fn keepalived_failover(
     vrrp: &VrrpSpec,
     fault: NodeFault,
 ) -> Result<FailoverRun, LabError> {
-    let lab = Lab::build(&LabSpec {
-        nodes,
-        clients: 1,
-        router: false,
-        ipv6: false,
-        ..LabSpec::default()
-    })?;
+    let lab = Lab::build(&LabSpec::segment(nodes, 1, false))?;
     lab.run(|lab| keepalived_failover_in(lab, lab_binary, nodes, vrrp, fault))
 }
 
@@ -161,13 +155,7 @@ pub const MESHLB_VIP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(203, 0, 113, 
 /// `fault` hits the node that answers, after a random 0.5–1.5 s. The
 /// agents come from [`crate::agent::agent_binary`].
 pub fn meshlb_failover(lab_binary: &Path, nodes: usize, fault: NodeFault) -> Result<FailoverRun, LabError> {
-    let lab = Lab::build(&LabSpec {
-        nodes,
-        clients: 1,
-        router: false,
-        ipv6: false,
-        ..LabSpec::default()
-    })?;
+    let lab = Lab::build(&LabSpec::segment(nodes, 1, false))?;
     lab.run(|lab| meshlb_failover_in(lab, lab_binary, nodes, fault))
 }
 
@@ -175,6 +163,13 @@ fn meshlb_failover_in(lab: &Lab, lab_binary: &Path, nodes: usize, fault: NodeFau
     let _responders = start_responders(lab, lab_binary)?;
     let names: Vec<String> = (1..=nodes).map(|i| format!("node{i}")).collect();
     let agents = crate::agent::start_cluster_with(lab, &names, "fast", MESHLB_LAB_CONFIG)?;
+    fail_meshlb_owner(lab, &agents, fault)
+}
+
+/// Probes [`MESHLB_VIP`] from `client1` every 10 ms, waits for an answer,
+/// then after a random 0.5–1.5 s applies `fault` to the node that answers,
+/// and measures what the client saw.
+fn fail_meshlb_owner(lab: &Lab, agents: &[crate::agent::MeshAgent], fault: NodeFault) -> Result<FailoverRun, LabError> {
     let prober = Prober::start(
         lab,
         "client1",
@@ -228,15 +223,10 @@ pub struct ArpLatency {
 
 /// Three meshlb agents serving [`MESHLB_LAB_CONFIG`]; the client sends
 /// `requests` broadcast ARP requests for [`MESHLB_VIP`] and as many for the
-/// owner's own address, 20 ms apart, and records each answer's round trip.
+/// owner's own address, one after another, and records each answer's round
+/// trip.
 pub fn arp_latency(requests: usize) -> Result<ArpLatency, LabError> {
-    let lab = Lab::build(&LabSpec {
-        nodes: 3,
-        clients: 1,
-        router: false,
-        ipv6: false,
-        ..LabSpec::default()
-    })?;
+    let lab = Lab::build(&LabSpec::segment(3, 1, false))?;
     lab.run(|lab| {
         let names: Vec<String> = (1..=3).map(|i| format!("node{i}")).collect();
         let _agents = crate::agent::start_cluster_with(lab, &names, "fast", MESHLB_LAB_CONFIG)?;
@@ -256,8 +246,8 @@ pub fn arp_latency(requests: usize) -> Result<ArpLatency, LabError> {
             .ok_or_else(|| LabError::Invalid(format!("no host has MAC {owner_mac}")))?
             .ipv4;
         Ok(ArpLatency {
-            meshlb_ms: crate::probe::arp_round_trips(lab, "client1", MESHLB_VIP, requests, 0.02),
-            kernel_ms: crate::probe::arp_round_trips(lab, "client1", owner, requests, 0.02),
+            meshlb_ms: crate::probe::arp_round_trips(lab, "client1", MESHLB_VIP, requests),
+            kernel_ms: crate::probe::arp_round_trips(lab, "client1", owner, requests),
         })
     })
 }
@@ -279,16 +269,13 @@ pub struct DemoReport {
 /// owner crashes; the outage, and the owners afterwards.
 pub fn meshlb_demo(lab_binary: &Path) -> Result<DemoReport, LabError> {
     let lab = Lab::build(&LabSpec {
-        nodes: 3,
-        clients: 1,
         router: true,
-        ipv6: true,
-        ..LabSpec::default()
+        ..LabSpec::segment(3, 1, true)
     })?;
     lab.run(|lab| {
         let _responders = start_responders(lab, lab_binary)?;
         let names: Vec<String> = (1..=3).map(|i| format!("node{i}")).collect();
-        let _agents = crate::agent::start_cluster_with(lab, &names, "fast", MESHLB_LAB_CONFIG)?;
+        let agents = crate::agent::start_cluster_with(lab, &names, "fast", MESHLB_LAB_CONFIG)?;
         let addresses: Vec<IpAddr> = ["203.0.113.10", "2001:db8:100::10", "203.0.113.11"]
             .iter()
             .filter_map(|a| a.parse().ok())
@@ -297,40 +284,11 @@ pub fn meshlb_demo(lab_binary: &Path) -> Result<DemoReport, LabError> {
             owners(lab, &addresses).iter().all(|(_, o)| o.is_some())
         })?;
         let owners_before = owners(lab, &addresses);
-        let prober = Prober::start(
-            lab,
-            "client1",
-            SocketAddr::new(MESHLB_VIP.into(), RESPONDER_PORT),
-            Duration::from_millis(10),
-        )?;
-        let owner = prober.wait_for_answer(Instant::now(), Duration::from_secs(5), |_| true)?;
-        std::thread::sleep(Duration::from_millis(500) + random_below(Duration::from_secs(1)));
-        lab.crash(&owner)?;
-        let fault_at = Instant::now();
-        let new_owner = prober
-            .wait_for_answer(fault_at, OBSERVE_AFTER_FAULT, |n| n != owner)
-            .ok();
-        std::thread::sleep(Duration::from_millis(300));
-        let log = prober.stop();
-        let outage = log
-            .outage_after(fault_at)
-            .ok_or_else(|| LabError::Invalid("no probe was answered after the crash".into()))?;
-        let owners_after = owners(lab, &addresses);
-        let vip_holders_after = owners_after
-            .iter()
-            .filter(|(a, o)| *a == IpAddr::V4(MESHLB_VIP) && o.is_some())
-            .filter_map(|(_, o)| o.clone())
-            .collect();
+        let run = fail_meshlb_owner(lab, &agents, NodeFault::Crash)?;
         Ok(DemoReport {
             owners_before,
-            owners_after,
-            run: FailoverRun {
-                old_owner: owner,
-                new_owner,
-                vip_holders_after,
-                outage,
-                duplicate_answers: log.duplicates().len(),
-            },
+            owners_after: owners(lab, &addresses),
+            run,
         })
     })
 }
@@ -362,13 +320,7 @@ fn owners(lab: &Lab, addresses: &[IpAddr]) -> Vec<(IpAddr, Option<String>)> {
 /// serf on `nodes` nodes; after a random 0.5–1.5 s, the last node's agent
 /// is SIGKILLed; returns when each survivor declared it failed.
 pub fn serf_detection(nodes: usize) -> Result<crate::serf::Detection, LabError> {
-    let lab = Lab::build(&LabSpec {
-        nodes,
-        clients: 0,
-        router: false,
-        ipv6: false,
-        ..LabSpec::default()
-    })?;
+    let lab = Lab::build(&LabSpec::segment(nodes, 0, false))?;
     lab.run(|lab| {
         let names: Vec<String> = (1..=nodes).map(|i| format!("node{i}")).collect();
         let agents = crate::serf::start_cluster(lab, &names)?;

@@ -16,13 +16,7 @@ use std::time::{Duration, Instant};
 const LAB_BINARY: &str = env!("CARGO_BIN_EXE_meshlb-lab");
 
 fn spec(nodes: usize) -> LabSpec {
-    LabSpec {
-        nodes,
-        clients: 1,
-        router: false,
-        ipv6: true,
-        ..LabSpec::default()
-    }
+    LabSpec::segment(nodes, 1, true)
 }
 
 fn namespaces_of(lab_name: &str) -> Vec<String> {

@@ -24,14 +24,7 @@ fn sees_all(agents: &[MeshAgent], count: usize) -> bool {
 
 #[test]
 fn membership_follows_partition_kill_freeze_and_graceful_stop() {
-    let lab = Lab::build(&LabSpec {
-        nodes: 4,
-        clients: 0,
-        router: false,
-        ipv6: false,
-        ..LabSpec::default()
-    })
-    .unwrap();
+    let lab = Lab::build(&LabSpec::segment(4, 0, false)).unwrap();
     let nodes: Vec<String> = (1..=4).map(|i| format!("node{i}")).collect();
     let mut agents = start_cluster(&lab, &nodes, "fast").unwrap();
 
@@ -109,14 +102,7 @@ fn membership_follows_partition_kill_freeze_and_graceful_stop() {
 #[test]
 fn cluster_keys_rotate_without_downtime() {
     use meshlb_chaos::agent::{random_key, start_agent};
-    let lab = Lab::build(&LabSpec {
-        nodes: 4,
-        clients: 0,
-        router: false,
-        ipv6: false,
-        ..LabSpec::default()
-    })
-    .unwrap();
+    let lab = Lab::build(&LabSpec::segment(4, 0, false)).unwrap();
     let three: Vec<String> = (1..=3).map(|i| format!("node{i}")).collect();
     let agents = start_cluster(&lab, &three, "fast").unwrap();
     let old = std::fs::read_to_string(&agents[0].key_file).unwrap();

@@ -273,7 +273,8 @@ impl MeshTask {
                     "this agent was stalled; announcing nothing until it has re-learned the mesh"
                 );
                 self.announce.send_replace(BTreeSet::new());
-                self.mesh.resettle();
+                let now = self.now_ms();
+                self.mesh.resettle(now);
             }
             self.flush().await;
         }

@@ -440,10 +440,11 @@ impl Mesh {
         since >= settle && (!self.live.is_empty() || self.seeds.is_empty() || since >= 4 * settle)
     }
 
-    /// Starts the settle period again: after this node was stalled (its
-    /// process frozen, its machine paused), what it knows of the mesh is
-    /// stale, and it claims nothing until it has listened again.
-    pub fn resettle(&mut self) {
+    /// Starts the settle period again at `now_ms`: after this node was
+    /// stalled (its process frozen, its machine paused), what it knows of
+    /// the mesh is stale, and it claims nothing until it has listened again.
+    pub fn resettle(&mut self, now_ms: u64) {
+        self.now_ms = self.now_ms.max(now_ms);
         self.joined_at_ms = self.now_ms;
     }
 

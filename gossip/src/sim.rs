@@ -28,6 +28,8 @@ pub struct SimNode {
     pub mesh: Option<Mesh>,
     /// Frozen: takes no input and fires no timer (SIGSTOP).
     pub frozen: bool,
+    /// When it was frozen.
+    frozen_at_ms: u64,
     /// Events with the virtual time they happened.
     pub events: Vec<(u64, MeshEvent)>,
     /// Addresses this node announced after each ownership evaluation.
@@ -71,6 +73,7 @@ impl SimNet {
                 ),
                 mesh: None,
                 frozen: false,
+                frozen_at_ms: 0,
                 events: Vec::new(),
                 announcing: BTreeSet::new(),
             })
@@ -137,7 +140,21 @@ impl SimNet {
     /// SIGSTOP / SIGCONT. Datagrams reaching a frozen node are lost (a
     /// socket buffer would hold a few; the effect on the others is the same).
     pub fn set_frozen(&mut self, i: usize, frozen: bool) {
-        self.nodes[i].frozen = frozen;
+        let now = self.now_ms;
+        let node = &mut self.nodes[i];
+        if frozen && !node.frozen {
+            node.frozen_at_ms = now;
+        }
+        // The driver notices a stall this long and starts the settle
+        // period again, announcing nothing meanwhile; so does the model.
+        let stall = crate::driver::STALL.as_millis() as u64;
+        if !frozen && node.frozen && now.saturating_sub(node.frozen_at_ms) >= stall {
+            node.announcing.clear();
+            if let Some(mesh) = node.mesh.as_mut() {
+                mesh.resettle(now);
+            }
+        }
+        node.frozen = frozen;
     }
 
     /// Splits the network: nodes in different groups cannot reach each

@@ -1,6 +1,7 @@
 //! The tokio driver over real UDP on loopback: two agents' meshes agree on
-//! one owner for a service address, and a leaving owner hands it over
-//! before it goes quiet.
+//! one owner for a service address, follow the owner's record when it stops
+//! and starts serving, and a leaving owner hands the address over before it
+//! goes quiet.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::collections::BTreeMap;
@@ -86,6 +87,33 @@ async fn one_owner_and_a_handover_on_leave() {
         assert!(announced(&a) != announced(&b), "ownership flapped or doubled");
     }
     let (owner, other) = if announced(&a) { (a, b) } else { (b, a) };
+
+    // The owner stops serving (its link went down, its health check
+    // failed): the other takes over and the owner goes quiet; serving
+    // again, it is eligible again and, revertive, takes the address back.
+    let id = spec.id;
+    owner
+        .commands
+        .send(Command::UpdateRecord(Box::new(move |r| {
+            r.serving.remove(&id);
+        })))
+        .await
+        .unwrap();
+    wait_until("the other node to take over", || {
+        announced(&other) && !announced(&owner)
+    })
+    .await;
+    owner
+        .commands
+        .send(Command::UpdateRecord(Box::new(move |r| {
+            r.serving.insert(id);
+        })))
+        .await
+        .unwrap();
+    wait_until("the owner to be eligible again", || {
+        announced(&owner) && !announced(&other)
+    })
+    .await;
 
     let (done, left) = tokio::sync::oneshot::channel();
     owner.commands.send(Command::Leave(done)).await.unwrap();

@@ -119,9 +119,18 @@ fn a_frozen_member_is_replaced_and_rejoins_after_thawing() {
     assert!(net.converged(), "the others agree without the frozen one");
     single_owner_everywhere(&net).unwrap();
     net.set_frozen(victim, false);
-    // On thawing it learns it was declared down, renews its identity and
-    // rejoins; until it has, it may still announce what it held (the lab
-    // measures that window); afterwards there is one owner again.
+    // On thawing it notices the stall and claims nothing for the settle
+    // period (four probe periods), while it learns it was declared down,
+    // renews its identity and rejoins; afterwards there is one owner again.
+    // (Revertive: once the others see it alive they hand its addresses back,
+    // and until its settle period ends nobody answers ARP for them; clients'
+    // cached entries still reach the previous owner, which serves them.)
+    net.run_for(Profile::fast().probe_period_ms * 3);
+    assert!(
+        net.nodes[victim].announcing.is_empty(),
+        "a thawed node announced {:?} before re-learning the mesh",
+        net.nodes[victim].announcing
+    );
     assert!(net.run_until_converged(20_000).is_some());
     net.run_for(200);
     single_owner_everywhere(&net).unwrap();

@@ -12,19 +12,24 @@
 //! `preferredNodes`-style entries and L2Policy `nodePreferences`, matched
 //! against the labels in each node's gossiped record.
 //!
-//! [`run`] is the glue: it republishes the plan to the mesh when it changes,
-//! puts this node's serveable service addresses on the loopback interface
-//! (with `arp_ignore`/`arp_announce` on the announcing interfaces, so the
-//! kernel delivers their traffic but never answers ARP for them), and feeds
-//! each interface's announcer the owned addresses.
+//! [`Layer2Actor`] is the glue: it republishes the plan to the mesh when it
+//! changes, puts this node's serveable service addresses on the loopback
+//! interface (with `arp_ignore`/`arp_announce` on the announcing interfaces,
+//! so the kernel delivers their traffic but never answers ARP for them), and
+//! starts and places the service and interface actors of `meshlb-actors`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use meshlb_actors::l2::interface::{AnnouncerStatus, run_announcer};
+use actix::{
+    Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message, ResponseFuture, StreamHandler, WrapFuture,
+};
+use meshlb_actors::l2::interface::{AnnouncerStatus, InterfaceActor, Shutdown};
+use meshlb_actors::l2::membership::{MembershipActor, Services};
 use meshlb_actors::l2::responder::AnnounceSchedule;
+use meshlb_actors::l2::service::{Placement, ServiceActor, StopService};
 use meshlb_actors::l2::socket::link_is_up;
 use meshlb_config::config::{Failback, WeightedSelector};
 use meshlb_config::health::Health;
@@ -35,6 +40,8 @@ use meshlb_gossip::driver::{Command, WeightFn};
 use meshlb_gossip::mesh::ServiceSpec;
 use meshlb_gossip::record::{NodeRecord, service_id};
 use tokio::sync::{mpsc, watch};
+
+use crate::local_address::LocalAddresses;
 
 /// Interfaces never announced on unless an L2Advertisement names them:
 /// loopback, and the virtual links of containers, CNIs and tunnels.
@@ -275,83 +282,194 @@ pub struct Layer2Options {
 /// How often link state is read.
 const LINK_POLL: Duration = Duration::from_millis(100);
 
-/// Runs Layer 2 mode until `state` closes. `mesh` takes records and
-/// services; `announce` is the mesh's ownership decision.
-pub async fn run(
+/// The configuration actor of Layer 2 mode. See the module documentation.
+///
+/// It follows the agent's state (configuration, outcomes, health) and the
+/// link state, and on every change of the resulting [`L2Plan`]: publishes
+/// `serving` and `links` in this node's record and the services to the
+/// mesh, places the loopback addresses, starts, places and stops the
+/// service actors, and starts the interface actors they need.
+pub struct Layer2Actor {
     options: Layer2Options,
-    mut state: watch::Receiver<Arc<AgentState>>,
     mesh: mpsc::Sender<Command>,
-    mut announce: watch::Receiver<BTreeSet<IpAddr>>,
-) {
-    let mut published: Option<L2Plan> = None;
-    let mut announcers: BTreeMap<String, watch::Sender<BTreeSet<IpAddr>>> = BTreeMap::new();
-    let mut local = crate::local_address::LocalAddresses::new(options.local_addresses);
-    let mut link_poll = tokio::time::interval(LINK_POLL);
-    link_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            changed = state.changed() => if changed.is_err() { break },
-            changed = announce.changed() => if changed.is_err() { break },
-            _ = link_poll.tick() => {}
-        }
-        let snapshot = Arc::clone(&state.borrow_and_update());
-        let next = plan(&snapshot, &options.node_labels, &interfaces());
-        if published.as_ref() != Some(&next) {
-            let (serving, links, specs) = (next.serving(), next.links.clone(), next.specs());
-            let update = Command::UpdateRecord(Box::new(move |r: &mut NodeRecord| {
-                r.serving = serving;
-                r.links = links;
-            }));
-            let services = Command::SetServices {
-                services: specs,
-                weight: next.weight_fn(),
-            };
-            if mesh.send(update).await.is_err() || mesh.send(services).await.is_err() {
-                break;
-            }
-            local.set(&next.local_addresses(), &next.links).await;
-            published = Some(next.clone());
-        }
-        let owned = announce.borrow_and_update().clone();
-        let per_interface = next.interfaces_for(&owned);
-        for (interface, addresses) in &per_interface {
-            let sender = announcers
-                .entry(interface.clone())
-                .or_insert_with(|| spawn_announcer(interface, options.schedule.clone()));
-            sender.send_if_modified(|set| {
-                let modified = set != addresses;
-                *set = addresses.clone();
-                modified
-            });
-        }
-        for (interface, sender) in &announcers {
-            if !per_interface.contains_key(interface) {
-                sender.send_if_modified(|set| {
-                    let modified = !set.is_empty();
-                    set.clear();
-                    modified
-                });
-            }
-        }
-    }
-    // Shutting down: nothing more is announced.
-    for sender in announcers.values() {
-        sender.send_replace(BTreeSet::new());
-    }
-    local.set(&BTreeSet::new(), &BTreeMap::new()).await;
+    state: watch::Receiver<Arc<AgentState>>,
+    membership: Addr<MembershipActor>,
+    published: Option<L2Plan>,
+    interfaces: BTreeMap<String, Addr<InterfaceActor>>,
+    services: BTreeMap<u64, Addr<ServiceActor>>,
+    local: watch::Sender<(BTreeSet<IpAddr>, BTreeMap<String, bool>)>,
+    local_task: Option<tokio::task::JoinHandle<()>>,
 }
 
-fn spawn_announcer(interface: &str, schedule: AnnounceSchedule) -> watch::Sender<BTreeSet<IpAddr>> {
-    let (owned_tx, owned_rx) = watch::channel(BTreeSet::new());
-    let (status_tx, _status) = watch::channel(AnnouncerStatus::default());
-    let name = interface.to_owned();
-    tokio::spawn(async move {
-        if let Err(e) = run_announcer(&name, schedule, owned_rx, status_tx).await {
-            tracing::error!("{e}; addresses owned here are not answered on {name}");
+impl Layer2Actor {
+    /// Starts Layer 2 mode (inside an actix system): `state` is the agent's
+    /// state, `mesh` takes records and services, `announce` is the mesh's
+    /// ownership decision.
+    pub fn start(
+        options: Layer2Options,
+        state: watch::Receiver<Arc<AgentState>>,
+        mesh: mpsc::Sender<Command>,
+        announce: watch::Receiver<BTreeSet<IpAddr>>,
+    ) -> Addr<Layer2Actor> {
+        let membership = MembershipActor::new(announce).start();
+        let (local, mut local_rx) = watch::channel((BTreeSet::new(), BTreeMap::new()));
+        let mut addresses = LocalAddresses::new(options.local_addresses);
+        // Loopback addresses change through `ip`, awaited off the actor.
+        let local_task = tokio::task::spawn_local(async move {
+            loop {
+                let (wanted, links) = local_rx.borrow_and_update().clone();
+                addresses.set(&wanted, &links).await;
+                if local_rx.changed().await.is_err() {
+                    addresses.set(&BTreeSet::new(), &BTreeMap::new()).await;
+                    return;
+                }
+            }
+        });
+        Layer2Actor {
+            options,
+            mesh,
+            state,
+            membership,
+            published: None,
+            interfaces: BTreeMap::new(),
+            services: BTreeMap::new(),
+            local,
+            local_task: Some(local_task),
         }
-    });
-    tracing::info!(interface, "answering ARP and NDP");
-    owned_tx
+        .start()
+    }
+
+    fn interface(&mut self, name: &str) -> Option<Addr<InterfaceActor>> {
+        if let Some(actor) = self.interfaces.get(name) {
+            return Some(actor.clone());
+        }
+        let (status, _) = watch::channel(AnnouncerStatus::default());
+        match InterfaceActor::open(name, self.options.schedule.clone(), status) {
+            Ok(actor) => {
+                let addr = actor.start();
+                self.interfaces.insert(name.to_owned(), addr.clone());
+                Some(addr)
+            }
+            Err(e) => {
+                tracing::error!("{e}; addresses owned here are not answered on {name}");
+                None
+            }
+        }
+    }
+
+    fn replan(&mut self, ctx: &mut Context<Self>) {
+        let snapshot = Arc::clone(&self.state.borrow_and_update());
+        let next = plan(&snapshot, &self.options.node_labels, &interfaces());
+        if self.published.as_ref() == Some(&next) {
+            return;
+        }
+        let (serving, links, specs) = (next.serving(), next.links.clone(), next.specs());
+        let update = Command::UpdateRecord(Box::new(move |r: &mut NodeRecord| {
+            r.serving = serving;
+            r.links = links;
+        }));
+        let services = Command::SetServices {
+            services: specs,
+            weight: next.weight_fn(),
+        };
+        let mesh = self.mesh.clone();
+        ctx.spawn(
+            async move {
+                if mesh.send(update).await.is_err() || mesh.send(services).await.is_err() {
+                    tracing::debug!("the mesh has stopped; Layer 2 plan not published");
+                }
+            }
+            .into_actor(self),
+        );
+        self.local.send_replace((next.local_addresses(), next.links.clone()));
+        // Service actors: placed anew, started, or stopped.
+        let mut placed = BTreeMap::new();
+        for (id, service) in &next.services {
+            let interfaces = service
+                .interfaces
+                .iter()
+                .filter_map(|name| {
+                    let up = next.links.get(name).copied().unwrap_or(false);
+                    self.interface(name)
+                        .map(|actor| (name.clone(), (actor.recipient(), up)))
+                })
+                .collect();
+            let placement = Placement {
+                addresses: service.spec.addresses.iter().copied().collect(),
+                interfaces,
+            };
+            let actor = match self.services.remove(id) {
+                Some(actor) => {
+                    actor.do_send(placement);
+                    actor
+                }
+                None => ServiceActor::new(*id, placement).start(),
+            };
+            placed.insert(*id, actor);
+        }
+        for (_, gone) in std::mem::take(&mut self.services) {
+            gone.do_send(StopService);
+        }
+        self.services = placed;
+        self.membership.do_send(Services(self.services.clone()));
+        self.published = Some(next);
+    }
+}
+
+impl Actor for Layer2Actor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let changes = futures_util::stream::unfold(self.state.clone(), |mut rx| async move {
+            rx.changed().await.ok()?;
+            Some((StateChanged, rx))
+        });
+        ctx.add_stream(changes);
+        ctx.run_interval(LINK_POLL, |actor, ctx| actor.replan(ctx));
+        self.replan(ctx);
+    }
+}
+
+struct StateChanged;
+
+impl StreamHandler<StateChanged> for Layer2Actor {
+    fn handle(&mut self, _: StateChanged, ctx: &mut Context<Self>) {
+        self.replan(ctx);
+    }
+
+    fn finished(&mut self, _ctx: &mut Context<Self>) {
+        // The agent's state is gone only at shutdown, which sends `Stop`.
+    }
+}
+
+/// Stops Layer 2 mode: every service actor withdraws its claims, every
+/// interface actor goes quiet, the loopback addresses are removed; answered
+/// once all of that is done.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct Stop;
+
+impl Handler<Stop> for Layer2Actor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) -> ResponseFuture<()> {
+        for (_, service) in std::mem::take(&mut self.services) {
+            service.do_send(StopService);
+        }
+        for (_, interface) in std::mem::take(&mut self.interfaces) {
+            interface.do_send(Shutdown);
+        }
+        // Closing the channel makes the task remove the addresses and end.
+        let (closed, _) = watch::channel((BTreeSet::new(), BTreeMap::new()));
+        drop(std::mem::replace(&mut self.local, closed));
+        let task = self.local_task.take();
+        ctx.stop();
+        Box::pin(async move {
+            if let Some(task) = task {
+                let _ = task.await;
+            }
+        })
+    }
 }
 
 #[cfg(test)]

@@ -16,8 +16,9 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use std::sync::Arc;
 
+use actix::Actor as _;
 use meshlb_config::service::ClassFilter;
-use meshlb_node_agent::layer2::{self, AgentState, Layer2Options};
+use meshlb_node_agent::layer2::{self, AgentState, Layer2Actor, Layer2Options};
 use meshlb_node_agent::mesh::{AgentMesh, MeshOptions};
 use meshlb_node_agent::standalone::{Reload, Standalone};
 
@@ -246,27 +247,23 @@ fn run(
     resync: Duration,
     mesh: Option<(MeshOptions, Layer2Options)>,
 ) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            tracing::error!("cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(system) = actor_system() else {
+        return ExitCode::FAILURE;
     };
-    let result = runtime.block_on(async {
+    let result = system.block_on(async {
         let agent = Standalone::new(&config_dir, Some(&state_dir.join("assignments.yaml")), classes)?;
         tracing::info!(config_dir = %config_dir.display(), "meshlb-agent standalone");
         let (state_tx, state_rx) = tokio::sync::watch::channel(Arc::new(AgentState::default()));
-        let mut layer2_task = None;
+        let mut layer2 = None;
         let mesh = match mesh {
-            Some((options, layer2)) => {
+            Some((options, layer2_options)) => {
                 let mesh = AgentMesh::start(options, &state_dir).await?;
-                layer2_task = Some(tokio::spawn(layer2::run(
-                    layer2,
+                layer2 = Some(Layer2Actor::start(
+                    layer2_options,
                     state_rx,
                     mesh.commands(),
                     mesh.announce(),
-                )));
+                ));
                 Some(mesh)
             }
             None => {
@@ -276,13 +273,13 @@ fn run(
         };
         let result = agent.run(resync, shutdown_signal(), state_tx).await;
         // Hand over, then go quiet: the mesh keeps this node's addresses
-        // until its successors know it is leaving; Layer 2 stops answering
-        // when the mesh says so, then removes the local addresses.
+        // until its successors know it is leaving, then gives them up, and
+        // the actors stop answering; last, the loopback addresses go.
         if let Some(mesh) = mesh {
             mesh.leave().await;
         }
-        if let Some(task) = layer2_task {
-            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        if let Some(layer2) = layer2 {
+            let _ = tokio::time::timeout(Duration::from_secs(5), layer2.send(layer2::Stop)).await;
         }
         result
     });
@@ -296,36 +293,46 @@ fn run(
 }
 
 fn announce(interface: String, addresses: Vec<std::net::IpAddr>, refresh_ms: Option<u64>) -> ExitCode {
-    use meshlb_actors::l2::interface::{AnnouncerStatus, run_announcer};
+    use meshlb_actors::l2::interface::{AnnouncerStatus, Claim, InterfaceActor, Shutdown};
     use meshlb_actors::l2::responder::AnnounceSchedule;
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            tracing::error!("cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(system) = actor_system() else {
+        return ExitCode::FAILURE;
     };
-    let result = runtime.block_on(async {
-        let (_owned_tx, owned) = tokio::sync::watch::channel(addresses.into_iter().collect());
+    let result = system.block_on(async {
         let (status_tx, status) = tokio::sync::watch::channel(AnnouncerStatus::default());
         let schedule = AnnounceSchedule {
             refresh_ms,
             ..AnnounceSchedule::default()
         };
-        tracing::info!(interface, "answering ARP and NDP");
-        let result = tokio::select! {
-            result = run_announcer(&interface, schedule, owned, status_tx) => result,
-            () = shutdown_signal() => Ok(()),
-        };
+        let actor = InterfaceActor::open(&interface, schedule, status_tx)?.start();
+        actor.do_send(Claim {
+            service: 0,
+            addresses: addresses.into_iter().collect(),
+            sent: tokio::time::Instant::now(),
+        });
+        shutdown_signal().await;
+        let _ = actor.send(Shutdown).await;
         let last = status.borrow().clone();
         tracing::info!(link_up = last.link_up, stats = ?last.stats, "stopped answering");
-        result
+        Ok::<(), meshlb_actors::ActorError>(())
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// The actors' system: a tokio current-thread runtime (timers, sockets,
+/// signals, child processes) with actix's local task set.
+fn actor_system() -> Option<actix_rt::SystemRunner> {
+    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => Some(actix_rt::System::with_tokio_rt(move || runtime)),
+        Err(e) => {
+            tracing::error!("cannot start the runtime: {e}");
+            None
         }
     }
 }

@@ -1,13 +1,24 @@
-//! One interface's Layer 2 announcer: the thin I/O layer around a
-//! [`Responder`]. It owns the frame socket and the multicast memberships,
-//! takes the owned addresses from a watch channel, follows the link state,
-//! and never blocks: every wait is on the socket, the responder's next
-//! timer, the channel or the link poll.
+//! The interface actor: one per network interface that answers for service
+//! addresses. It owns the frame socket and the multicast memberships and
+//! runs a [`Responder`] against them; it never blocks: frames arrive as a
+//! stream, the responder's next timer is one pending `run_later`, the link
+//! state is read on a short interval.
+//!
+//! Service actors tell it which addresses each service owns here
+//! ([`Claim`]); it answers for their union.
+//!
+//! A stall (the process frozen, its machine paused) shows as a far longer
+//! gap between two link polls than [`LINK_POLL`]: questions queued
+//! meanwhile are stale (answering them would pull clients back to a node
+//! the mesh has replaced), and so are the claims. The actor drops both and
+//! answers nothing until a service actor claims anew.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::rc::Rc;
 use std::time::Duration;
 
+use actix::{Actor, ActorContext, AsyncContext, Context, Handler, Message, SpawnHandle, StreamHandler};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -15,16 +26,13 @@ use crate::error::ActorError;
 use crate::l2::responder::{AnnounceSchedule, Responder, ResponderStats};
 use crate::l2::socket::{FrameSocket, InterfaceInfo, MAX_FRAME, SolicitedNodeGroups, link_is_up};
 
-/// How often the link state is read (so the loop wakes at least this often).
+/// How often the link state is read (so the actor wakes at least this often).
 pub const LINK_POLL: Duration = Duration::from_millis(100);
 
-/// A sleep this much longer than [`LINK_POLL`] means the process was
-/// stalled (frozen, or its machine paused). Questions queued meanwhile are
-/// stale, and so is ownership: the announcer forgets both and answers
-/// nothing until it is given owned addresses anew.
+/// A gap this long between two link polls means the process was stalled.
 pub const STALL: Duration = Duration::from_secs(1);
 
-/// What the announcer reports.
+/// What the interface actor reports.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AnnouncerStatus {
     /// Whether the link is up.
@@ -35,103 +43,229 @@ pub struct AnnouncerStatus {
     pub stats: ResponderStats,
 }
 
-/// Runs the announcer of `interface` until `owned` is closed. The set in
-/// `owned` is what this node owns on this interface; `status` gets the
-/// link state, the owned set and the counters after every change.
-pub async fn run_announcer(
-    interface: &str,
-    schedule: AnnounceSchedule,
-    mut owned: watch::Receiver<BTreeSet<IpAddr>>,
+/// A service's addresses owned on this interface (empty: none any more).
+#[derive(Debug, Clone, PartialEq, Eq, Message)]
+#[rtype(result = "()")]
+pub struct Claim {
+    /// The service ([`meshlb_gossip`]'s service id).
+    pub service: u64,
+    /// Its addresses answered here.
+    pub addresses: BTreeSet<IpAddr>,
+    /// When it was sent: a claim sent before a stall the actor noticed is
+    /// stale and ignored.
+    pub sent: Instant,
+}
+
+/// Stops answering and stops the actor.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+struct Frame(Result<Vec<u8>, ActorError>);
+
+/// The interface actor. See the module documentation.
+pub struct InterfaceActor {
+    name: String,
+    socket: Rc<FrameSocket>,
+    groups: Option<SolicitedNodeGroups>,
+    responder: Responder,
+    claims: BTreeMap<u64, BTreeSet<IpAddr>>,
+    epoch: Instant,
+    /// When the actor last ran a handler; it runs one at least every
+    /// [`LINK_POLL`] unless the process is stalled.
+    last_wake: Instant,
+    /// When the actor last woke from a stall.
+    woke_from_stall: Option<Instant>,
+    timer: Option<SpawnHandle>,
     status: watch::Sender<AnnouncerStatus>,
-) -> Result<(), ActorError> {
-    let info = InterfaceInfo::read(interface)?;
-    let socket = FrameSocket::open(interface, info.index)?;
-    let mut groups = SolicitedNodeGroups::new(interface, info.index).ok();
-    let mut responder = Responder::new(info.mac, schedule);
-    let epoch = Instant::now();
-    let now_ms = || epoch.elapsed().as_millis() as u64;
-    responder.set_link(info.link_up, now_ms());
-    let mut link_poll = tokio::time::interval(LINK_POLL);
-    link_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut buf = vec![0u8; MAX_FRAME];
-    let initial = owned.borrow_and_update().clone();
-    apply_owned(&mut responder, &mut groups, &initial, now_ms(), interface);
-    loop {
-        while let Some(frame) = responder.poll_transmit() {
-            if let Err(e) = socket.send(&frame).await {
+}
+
+impl InterfaceActor {
+    /// Opens `interface`'s sockets (needs CAP_NET_RAW and a running actix
+    /// system). `status` receives the link state, the owned set and the
+    /// counters after every change.
+    pub fn open(
+        interface: &str,
+        schedule: AnnounceSchedule,
+        status: watch::Sender<AnnouncerStatus>,
+    ) -> Result<InterfaceActor, ActorError> {
+        let info = InterfaceInfo::read(interface)?;
+        let socket = FrameSocket::open(interface, info.index)?;
+        let groups = match SolicitedNodeGroups::new(interface, info.index) {
+            Ok(groups) => Some(groups),
+            Err(e) => {
+                tracing::warn!("{e}; owned IPv6 addresses cannot be answered on {interface}");
+                None
+            }
+        };
+        let mut responder = Responder::new(info.mac, schedule);
+        responder.set_link(info.link_up, 0);
+        let now = Instant::now();
+        Ok(InterfaceActor {
+            name: interface.to_owned(),
+            socket: Rc::new(socket),
+            groups,
+            responder,
+            claims: BTreeMap::new(),
+            epoch: now,
+            last_wake: now,
+            woke_from_stall: None,
+            timer: None,
+            status,
+        })
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn owned(&self) -> BTreeSet<IpAddr> {
+        self.claims.values().flatten().copied().collect()
+    }
+
+    fn apply_owned(&mut self) {
+        let owned = self.owned();
+        let now = self.now_ms();
+        self.responder.set_owned(&owned, now);
+        let v6: BTreeSet<_> = owned
+            .iter()
+            .filter_map(|ip| match ip {
+                IpAddr::V6(v6) => Some(*v6),
+                IpAddr::V4(_) => None,
+            })
+            .collect();
+        if let Some(groups) = &mut self.groups
+            && let Err(e) = groups.set(&v6)
+        {
+            tracing::warn!(interface = self.name, "solicited-node group membership: {e}");
+        }
+    }
+
+    /// Sends what the responder queued, reschedules its timer, reports.
+    fn after_event(&mut self, ctx: &mut Context<Self>) {
+        while let Some(frame) = self.responder.poll_transmit() {
+            if let Err(e) = self.socket.try_send(&frame) {
                 tracing::warn!("{e}");
             }
         }
-        status.send_replace(AnnouncerStatus {
-            link_up: link_is_up(interface),
-            owned: responder.owned(),
-            stats: responder.stats(),
-        });
-        let timer = responder.poll_timeout();
-        let sleep = async {
-            match timer {
-                Some(at) => tokio::time::sleep_until(epoch + Duration::from_millis(at)).await,
-                None => std::future::pending().await,
-            }
-        };
-        let asleep_since = Instant::now();
-        tokio::select! {
-            changed = owned.changed() => {
-                if changed.is_err() {
-                    return Ok(());
-                }
-                let set = owned.borrow_and_update().clone();
-                apply_owned(&mut responder, &mut groups, &set, now_ms(), interface);
-            }
-            received = socket.recv(&mut buf) => match received {
-                Ok(len) => responder.handle_frame(buf.get(..len).unwrap_or_default(), now_ms()),
-                Err(e) => tracing::warn!("{e}"),
-            },
-            () = sleep => responder.handle_timeout(now_ms()),
-            _ = link_poll.tick() => responder.set_link(link_is_up(interface), now_ms()),
+        if let Some(handle) = self.timer.take() {
+            ctx.cancel_future(handle);
         }
-        if asleep_since.elapsed() >= STALL {
-            let dropped = socket.discard_queued();
+        if let Some(at) = self.responder.poll_timeout() {
+            let delay = Duration::from_millis(at.saturating_sub(self.now_ms()));
+            self.timer = Some(ctx.run_later(delay, |actor, ctx| {
+                actor.timer = None;
+                actor.check_stall();
+                let now = actor.now_ms();
+                actor.responder.handle_timeout(now);
+                actor.after_event(ctx);
+            }));
+        }
+        let status = AnnouncerStatus {
+            link_up: link_is_up(&self.name),
+            owned: self.responder.owned(),
+            stats: self.responder.stats(),
+        };
+        self.status.send_if_modified(|current| {
+            let modified = *current != status;
+            *current = status;
+            modified
+        });
+    }
+
+    /// Called first in every handler: after a stall, nothing stale may go
+    /// out, whichever handler runs first on waking (a queued question, the
+    /// timer of an announcement repeat, a claim, the link poll).
+    fn check_stall(&mut self) {
+        let gap = self.last_wake.elapsed();
+        self.last_wake = Instant::now();
+        if gap >= STALL {
+            let dropped = self.socket.discard_queued();
             tracing::warn!(
-                interface,
+                interface = self.name,
                 dropped,
+                stalled_ms = gap.as_millis() as u64,
                 "stalled: stale questions dropped, answering nothing until ownership is given anew"
             );
-            responder.set_owned(&BTreeSet::new(), now_ms());
-            groups_apply(&mut groups, &BTreeSet::new(), interface);
-            owned.borrow_and_update();
+            self.claims.clear();
+            self.responder.stalled();
+            self.apply_owned();
+            self.woke_from_stall = Some(self.last_wake);
+        }
+    }
+
+    fn poll_link(&mut self, ctx: &mut Context<Self>) {
+        self.check_stall();
+        let now = self.now_ms();
+        self.responder.set_link(link_is_up(&self.name), now);
+        self.after_event(ctx);
+    }
+}
+
+impl Actor for InterfaceActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let socket = Rc::clone(&self.socket);
+        let frames = futures_util::stream::unfold(socket, |socket| async move {
+            let mut buf = vec![0u8; MAX_FRAME];
+            let received = socket.recv(&mut buf).await.map(|len| {
+                buf.truncate(len);
+                buf
+            });
+            Some((Frame(received), socket))
+        });
+        ctx.add_stream(frames);
+        self.last_wake = Instant::now();
+        ctx.run_interval(LINK_POLL, |actor, ctx| actor.poll_link(ctx));
+        tracing::info!(interface = self.name, "answering ARP and NDP");
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        tracing::info!(interface = self.name, "no longer answering");
+    }
+}
+
+impl StreamHandler<Frame> for InterfaceActor {
+    fn handle(&mut self, frame: Frame, ctx: &mut Context<Self>) {
+        self.check_stall();
+        match frame.0 {
+            Ok(frame) => {
+                let now = self.now_ms();
+                self.responder.handle_frame(&frame, now);
+                self.after_event(ctx);
+            }
+            Err(e) => tracing::warn!("{e}"),
         }
     }
 }
 
-fn apply_owned(
-    responder: &mut Responder,
-    groups: &mut Option<SolicitedNodeGroups>,
-    owned: &BTreeSet<IpAddr>,
-    now_ms: u64,
-    interface: &str,
-) {
-    responder.set_owned(owned, now_ms);
-    groups_apply(groups, owned, interface);
+impl Handler<Claim> for InterfaceActor {
+    type Result = ();
+
+    fn handle(&mut self, claim: Claim, ctx: &mut Context<Self>) {
+        self.check_stall();
+        if self.woke_from_stall.is_some_and(|woke| claim.sent < woke) {
+            tracing::debug!(interface = self.name, service = claim.service, "stale claim ignored");
+            return;
+        }
+        if claim.addresses.is_empty() {
+            self.claims.remove(&claim.service);
+        } else {
+            self.claims.insert(claim.service, claim.addresses);
+        }
+        self.apply_owned();
+        self.after_event(ctx);
+    }
 }
 
-fn groups_apply(groups: &mut Option<SolicitedNodeGroups>, owned: &BTreeSet<IpAddr>, interface: &str) {
-    let v6: BTreeSet<_> = owned
-        .iter()
-        .filter_map(|ip| match ip {
-            IpAddr::V6(v6) => Some(*v6),
-            IpAddr::V4(_) => None,
-        })
-        .collect();
-    match groups {
-        Some(groups) => {
-            if let Err(e) = groups.set(&v6) {
-                tracing::warn!(interface, "solicited-node group membership: {e}");
-            }
-        }
-        None if !v6.is_empty() => {
-            tracing::warn!(interface, "IPv6 is off: owned IPv6 addresses cannot be answered")
-        }
-        None => {}
+impl Handler<Shutdown> for InterfaceActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
+        self.claims.clear();
+        self.apply_owned();
+        self.after_event(ctx);
+        ctx.stop();
     }
 }

@@ -132,6 +132,14 @@ impl Responder {
         }
     }
 
+    /// The process was stalled (frozen, or its machine paused): what it owned
+    /// and what it was about to send are stale. Forgets both; the caller
+    /// drops the questions queued meanwhile and waits for ownership anew.
+    pub fn stalled(&mut self) {
+        self.owned.clear();
+        self.outgoing.clear();
+    }
+
     /// The link went down or came up. While down nothing is sent; on
     /// coming back every owned address is announced again from the start
     /// of the schedule (the switch may have forgotten this port).
@@ -489,6 +497,18 @@ mod tests {
         let na = NdpMessage::from_frame(&sent[0]).unwrap();
         assert_eq!(na.ethernet.destination, MacAddr([0x33, 0x33, 0, 0, 0, 1]));
         assert_eq!(na.message.target(), service);
+    }
+
+    #[test]
+    fn a_stall_forgets_ownership_pending_frames_and_timers() {
+        let mut r = responder(AnnounceSchedule::default());
+        r.set_owned(&BTreeSet::from([IpAddr::V4(SERVICE_V4)]), 0);
+        r.handle_frame(&who_has(SERVICE_V4), 1);
+        r.stalled();
+        assert!(drain(&mut r).is_empty(), "nothing queued before the stall goes out");
+        assert_eq!(r.poll_timeout(), None, "no announcement repeat is left");
+        r.handle_frame(&who_has(SERVICE_V4), 2);
+        assert!(drain(&mut r).is_empty());
     }
 
     #[test]

@@ -179,6 +179,17 @@ impl FrameSocket {
         }
     }
 
+    /// Sends a whole Ethernet frame now, without waiting: a packet socket's
+    /// send queue is rarely full, and a frame that finds it full is dropped
+    /// (the responder repeats announcements; an asker asks again).
+    pub fn try_send(&self, frame: &[u8]) -> Result<(), ActorError> {
+        self.socket
+            .get_ref()
+            .send(frame)
+            .map(|_| ())
+            .map_err(|e| self.io("send a frame", e))
+    }
+
     /// Reads and drops every frame already queued; returns how many.
     pub fn discard_queued(&self) -> usize {
         let mut buf = [0u8; MAX_FRAME];
