@@ -147,6 +147,12 @@ pub struct Mesh {
     events: VecDeque<MeshEvent>,
     own: NodeRecord,
     live: BTreeMap<String, NodeId>,
+    /// Members declared down since their record last changed: the claims in
+    /// that record are from before they went away (a frozen node thawing
+    /// with its old record still claiming what it no longer announces) and
+    /// count for nothing until they publish anew; otherwise a non-revertive
+    /// address would stick to a node that is not announcing it.
+    stale_claims: BTreeSet<String>,
     fence: Fence,
     seeds: Vec<SocketAddr>,
     next_anti_entropy_ms: u64,
@@ -197,6 +203,7 @@ impl Mesh {
             events: VecDeque::new(),
             own,
             live: BTreeMap::new(),
+            stale_claims: BTreeSet::new(),
             fence: Fence::default(),
             seeds: Vec::new(),
             joined_at_ms: now_ms,
@@ -473,7 +480,7 @@ impl Mesh {
                 .filter(|r| !r.leaving)
                 .collect();
             let mut current: BTreeMap<IpAddr, String> = BTreeMap::new();
-            for record in &records {
+            for record in records.iter().filter(|r| !self.stale_claims.contains(&r.node)) {
                 for address in &record.claims {
                     current.entry(*address).or_insert_with(|| record.node.clone());
                 }
@@ -524,6 +531,9 @@ impl Mesh {
 
     fn collect_record_changes(&mut self) {
         let changed = self.book.lock().take_changed();
+        for name in &changed {
+            self.stale_claims.remove(name);
+        }
         for name in changed {
             if name != self.own.node {
                 self.events.push_back(MeshEvent::RecordChanged(name));
@@ -573,6 +583,7 @@ impl Mesh {
             return;
         }
         self.live.remove(&id.name);
+        self.stale_claims.insert(id.name.clone());
         self.stats.members_declared_down += 1;
         let left = self
             .book

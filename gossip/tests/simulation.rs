@@ -291,6 +291,39 @@ fn non_revertive_addresses_stay_when_the_best_node_returns() {
     );
 }
 
+/// A frozen owner of a non-revertive address thaws with its old record still
+/// claiming the address: those claims count for nothing until it publishes
+/// anew, so the address stays with its successor, announced throughout.
+#[test]
+fn non_revertive_addresses_stay_when_a_frozen_owner_thaws() {
+    for seed in [62, 63, 64] {
+        let mut net = SimNet::new(4, Profile::fast(), seed);
+        net.set_services(services(8, Failback::NonRevertive));
+        net.start_all();
+        assert!(net.run_until_converged(20_000).is_some());
+        settle(&mut net);
+        for address in (1..=8).map(|i| IpAddr::V4(Ipv4Addr::new(203, 0, 113, i))) {
+            let first = owner_of(&net, address);
+            net.set_frozen(first, true);
+            net.run_for(Profile::fast().detection_bound_ms() * 3);
+            let second = owner_of(&net, address);
+            assert_ne!(first, second);
+            net.set_frozen(first, false);
+            for _ in 0..30 {
+                net.run_for(100);
+                assert_eq!(
+                    net.announcers()[&address],
+                    vec![second],
+                    "seed {seed}, {address}: the successor keeps it while the thawed node rejoins"
+                );
+            }
+            assert!(net.run_until_converged(20_000).is_some());
+            settle(&mut net);
+        }
+        single_owner_everywhere(&net).unwrap();
+    }
+}
+
 #[test]
 fn records_of_a_thousand_services_reach_everyone_under_loss() {
     let mut net = SimNet::new(10, Profile::fast(), 71);
