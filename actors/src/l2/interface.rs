@@ -29,6 +29,9 @@ use crate::l2::socket::{FrameSocket, InterfaceInfo, MAX_FRAME, SolicitedNodeGrou
 /// How often the link state is read (so the actor wakes at least this often).
 pub const LINK_POLL: Duration = Duration::from_millis(100);
 
+/// How long the actor waits after a failed read before reading again.
+pub const RECEIVE_RETRY: Duration = Duration::from_secs(1);
+
 /// A gap this long between two link polls means the process was stalled.
 pub const STALL: Duration = Duration::from_secs(1);
 
@@ -162,7 +165,7 @@ impl InterfaceActor {
             }));
         }
         let status = AnnouncerStatus {
-            link_up: link_is_up(&self.name),
+            link_up: self.responder.link_up(),
             owned: self.responder.owned(),
             stats: self.responder.stats(),
         };
@@ -213,6 +216,11 @@ impl Actor for InterfaceActor {
                 buf.truncate(len);
                 buf
             });
+            if received.is_err() {
+                // An interface gone or down fails every read at once: try
+                // again after a pause rather than in a tight loop.
+                tokio::time::sleep(RECEIVE_RETRY).await;
+            }
             Some((Frame(received), socket))
         });
         ctx.add_stream(frames);

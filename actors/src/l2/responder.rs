@@ -108,6 +108,11 @@ impl Responder {
         self.mac
     }
 
+    /// Whether the link is up, as last told.
+    pub fn link_up(&self) -> bool {
+        self.link_up
+    }
+
     /// The addresses owned here.
     pub fn owned(&self) -> BTreeSet<IpAddr> {
         self.owned.keys().copied().collect()
