@@ -260,13 +260,10 @@ pub fn detect(
     wait_for(timeout, &format!("every meshlb agent to declare {victim} down"), || {
         others.iter().all(|a| a.event_at("member-down", victim, at).is_some())
     })?;
-    Ok(Detection {
-        per_node: others
+    Ok(Detection::since(
+        at,
+        others
             .iter()
-            .filter_map(|a| {
-                let seen = a.event_at("member-down", victim, at)?;
-                Some((a.node.clone(), Duration::from_secs_f64((seen - at).max(0.0))))
-            })
-            .collect(),
-    })
+            .map(|a| (a.node.clone(), a.event_at("member-down", victim, at))),
+    ))
 }

@@ -47,10 +47,6 @@ pub struct SteadyState {
     pub serf_false_failures: usize,
 }
 
-fn node_names(nodes: usize) -> Vec<String> {
-    (1..=nodes).map(|i| format!("node{i}")).collect()
-}
-
 fn lab_of(nodes: usize) -> Result<Lab, LabError> {
     let lab = Lab::build(&LabSpec::segment(nodes, 0, false))?;
     // Every node talks to every other: beyond a few dozen nodes the
@@ -66,7 +62,7 @@ fn lab_of(nodes: usize) -> Result<Lab, LabError> {
 pub fn crash_detection(nodes: usize) -> Result<CrashDetection, LabError> {
     let lab = lab_of(nodes)?;
     lab.run(|lab| {
-        let names = node_names(nodes);
+        let names = lab.node_names();
         let serf_agents = serf::start_cluster(lab, &names)?;
         let mesh_agents = agent::start_cluster(lab, &names, "fast")?;
         std::thread::sleep(Duration::from_millis(500) + random_below(Duration::from_secs(1)));
@@ -88,20 +84,9 @@ pub fn crash_detection(nodes: usize) -> Result<CrashDetection, LabError> {
                     && serf_survivors.iter().all(|a| serf_seen(a).is_some())
             },
         )?;
-        let since = |seen: f64| Duration::from_secs_f64((seen - at).max(0.0));
         Ok(CrashDetection {
-            meshlb: Detection {
-                per_node: mesh_survivors
-                    .iter()
-                    .filter_map(|a| Some((a.node.clone(), since(mesh_seen(a)?))))
-                    .collect(),
-            },
-            serf: Detection {
-                per_node: serf_survivors
-                    .iter()
-                    .filter_map(|a| Some((a.node.clone(), since(serf_seen(a)?))))
-                    .collect(),
-            },
+            meshlb: Detection::since(at, mesh_survivors.iter().map(|a| (a.node.clone(), mesh_seen(a)))),
+            serf: Detection::since(at, serf_survivors.iter().map(|a| (a.node.clone(), serf_seen(a)))),
         })
     })
 }
@@ -120,7 +105,7 @@ pub fn per_port_loss(path_percent: f64) -> f64 {
 pub fn steady_state(nodes: usize, window: Duration, path_loss_percent: f64) -> Result<SteadyState, LabError> {
     let lab = lab_of(nodes)?;
     lab.run(|lab| {
-        let names = node_names(nodes);
+        let names = lab.node_names();
         for node in &names {
             install_counters(lab, node)?;
         }

@@ -371,6 +371,11 @@ impl Lab {
         Ok(())
     }
 
+    /// The nodes' names, in order (`node1`, `node2`, ...).
+    pub fn node_names(&self) -> Vec<String> {
+        self.hosts_with(Role::Node).map(|h| h.name.clone()).collect()
+    }
+
     /// Runs a command to completion inside `host`'s namespace.
     pub fn exec(&self, host: &str, program: &str, args: &[&str]) -> Result<String, LabError> {
         run_in(&self.host(host)?.netns, program, args)

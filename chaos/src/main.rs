@@ -389,11 +389,7 @@ fn bench_l2_failover(
 }
 
 fn bench_keepalived(runs: usize, nodes: usize, faults: Vec<FaultArg>) -> Result<(), LabError> {
-    let faults: Vec<NodeFault> = if faults.is_empty() {
-        vec![NodeFault::Crash, NodeFault::Freeze, NodeFault::Stop]
-    } else {
-        faults.into_iter().map(NodeFault::from).collect()
-    };
+    let faults = faults_or_all(faults);
     let binary = self_binary()?;
     println!("keepalived failover, {nodes} nodes, {runs} runs each, prober every 10 ms; seconds");
     println!(
@@ -409,21 +405,7 @@ fn bench_keepalived(runs: usize, nodes: usize, faults: Vec<FaultArg>) -> Result<
                     Err(e) => eprintln!("run failed: {e}"),
                 }
             }
-            let windows: Vec<_> = completed.iter().map(|r| r.outage.window).collect();
-            if let Some(s) = Summary::of(&windows) {
-                let moved = completed.iter().filter(|r| r.new_owner.is_some()).count();
-                let split = completed.iter().filter(|r| r.vip_holders_after.len() > 1).count();
-                println!(
-                    "| advert_int {} s | {fault} | {} | {} | {} | {} | {moved}/{} | {split}/{} |",
-                    vrrp.advert_interval,
-                    secs(s.median),
-                    secs(s.p90),
-                    secs(s.max),
-                    s.runs,
-                    s.runs,
-                    s.runs
-                );
-            }
+            failover_row(&format!("advert_int {} s", vrrp.advert_interval), *fault, &completed);
         }
     }
     Ok(())

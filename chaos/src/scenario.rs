@@ -2,7 +2,7 @@
 
 use crate::error::LabError;
 use crate::keepalived::{self, VrrpSpec};
-use crate::lab::{Lab, LabProcess, LabSpec, Role};
+use crate::lab::{Lab, LabProcess, LabSpec};
 use crate::probe::{Outage, Prober, RESPONDER_PORT};
 use crate::random::random_below;
 use std::net::{IpAddr, SocketAddr};
@@ -52,7 +52,7 @@ pub struct FailoverRun {
 /// Starts the lab responder (`<lab_binary> responder`) on every node.
 pub fn start_responders(lab: &Lab, lab_binary: &Path) -> Result<Vec<LabProcess>, LabError> {
     let binary = lab_binary.to_string_lossy().into_owned();
-    let nodes: Vec<String> = lab.hosts_with(Role::Node).map(|h| h.name.clone()).collect();
+    let nodes = lab.node_names();
     nodes
         .iter()
         .map(|n| {
@@ -156,12 +156,12 @@ pub const MESHLB_VIP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(203, 0, 113, 
 /// agents come from [`crate::agent::agent_binary`].
 pub fn meshlb_failover(lab_binary: &Path, nodes: usize, fault: NodeFault) -> Result<FailoverRun, LabError> {
     let lab = Lab::build(&LabSpec::segment(nodes, 1, false))?;
-    lab.run(|lab| meshlb_failover_in(lab, lab_binary, nodes, fault))
+    lab.run(|lab| meshlb_failover_in(lab, lab_binary, fault))
 }
 
-fn meshlb_failover_in(lab: &Lab, lab_binary: &Path, nodes: usize, fault: NodeFault) -> Result<FailoverRun, LabError> {
+fn meshlb_failover_in(lab: &Lab, lab_binary: &Path, fault: NodeFault) -> Result<FailoverRun, LabError> {
     let _responders = start_responders(lab, lab_binary)?;
-    let names: Vec<String> = (1..=nodes).map(|i| format!("node{i}")).collect();
+    let names = lab.node_names();
     let agents = crate::agent::start_cluster_with(lab, &names, "fast", MESHLB_LAB_CONFIG)?;
     fail_meshlb_owner(lab, &agents, fault)
 }
@@ -228,7 +228,7 @@ pub struct ArpLatency {
 pub fn arp_latency(requests: usize) -> Result<ArpLatency, LabError> {
     let lab = Lab::build(&LabSpec::segment(3, 1, false))?;
     lab.run(|lab| {
-        let names: Vec<String> = (1..=3).map(|i| format!("node{i}")).collect();
+        let names = lab.node_names();
         let _agents = crate::agent::start_cluster_with(lab, &names, "fast", MESHLB_LAB_CONFIG)?;
         crate::wait::wait_for(
             Duration::from_secs(15),
@@ -274,7 +274,7 @@ pub fn meshlb_demo(lab_binary: &Path) -> Result<DemoReport, LabError> {
     })?;
     lab.run(|lab| {
         let _responders = start_responders(lab, lab_binary)?;
-        let names: Vec<String> = (1..=3).map(|i| format!("node{i}")).collect();
+        let names = lab.node_names();
         let agents = crate::agent::start_cluster_with(lab, &names, "fast", MESHLB_LAB_CONFIG)?;
         let addresses: Vec<IpAddr> = ["203.0.113.10", "2001:db8:100::10", "203.0.113.11"]
             .iter()
@@ -322,7 +322,7 @@ fn owners(lab: &Lab, addresses: &[IpAddr]) -> Vec<(IpAddr, Option<String>)> {
 pub fn serf_detection(nodes: usize) -> Result<crate::serf::Detection, LabError> {
     let lab = Lab::build(&LabSpec::segment(nodes, 0, false))?;
     lab.run(|lab| {
-        let names: Vec<String> = (1..=nodes).map(|i| format!("node{i}")).collect();
+        let names = lab.node_names();
         let agents = crate::serf::start_cluster(lab, &names)?;
         std::thread::sleep(Duration::from_millis(500) + random_below(Duration::from_secs(1)));
         crate::serf::kill_and_detect(&agents, &format!("node{nodes}"), Duration::from_secs(60))

@@ -147,6 +147,17 @@ pub struct Detection {
 }
 
 impl Detection {
+    /// From a fault at `at` (Unix seconds) and, per surviving node, when it
+    /// reported the node down (`None`: not yet; left out).
+    pub fn since(at: f64, stamps: impl IntoIterator<Item = (String, Option<f64>)>) -> Detection {
+        Detection {
+            per_node: stamps
+                .into_iter()
+                .filter_map(|(node, seen)| Some((node, Duration::from_secs_f64((seen? - at).max(0.0)))))
+                .collect(),
+        }
+    }
+
     /// The first agent's detection time.
     pub fn first(&self) -> Option<Duration> {
         self.per_node.values().min().copied()
@@ -180,13 +191,8 @@ pub fn kill_and_detect(agents: &[SerfAgent], victim: &str, timeout: Duration) ->
     wait_for(timeout, &format!("every serf agent to declare {victim} failed"), || {
         others.iter().all(|a| a.failed_at(victim).is_some())
     })?;
-    Ok(Detection {
-        per_node: others
-            .iter()
-            .filter_map(|a| {
-                let at = a.failed_at(victim)?;
-                Some((a.node.clone(), Duration::from_secs_f64((at - killed_at).max(0.0))))
-            })
-            .collect(),
-    })
+    Ok(Detection::since(
+        killed_at,
+        others.iter().map(|a| (a.node.clone(), a.failed_at(victim))),
+    ))
 }

@@ -147,7 +147,7 @@ fn l2_lab() -> L2Lab {
     let lab = Lab::build(&LabSpec::segment(3, 1, true)).unwrap();
     let lab_binary = std::path::PathBuf::from(env!("CARGO_BIN_EXE_meshlb-lab"));
     let responders = meshlb_chaos::scenario::start_responders(&lab, &lab_binary).unwrap();
-    let nodes: Vec<String> = (1..=3).map(|i| format!("node{i}")).collect();
+    let nodes = lab.node_names();
     let agents = meshlb_chaos::agent::start_cluster_with(&lab, &nodes, "fast", L2_CONFIG).unwrap();
     wait("one owner", || arp_answerers(&lab, SERVICE_V4).len() == 1);
     let owner = node_with_mac(&lab, &arp_answerers(&lab, SERVICE_V4).into_iter().next().unwrap());
@@ -363,7 +363,7 @@ fn a_partitioned_owner_goes_quiet_and_the_majority_takes_over() {
     use std::net::IpAddr;
 
     let lab = Lab::build(&LabSpec::segment(3, 1, false)).unwrap();
-    let nodes: Vec<String> = (1..=3).map(|i| format!("node{i}")).collect();
+    let nodes = lab.node_names();
     let _agents = start_cluster_with(&lab, &nodes, "fast", L2_CONFIG).unwrap();
     wait("one owner", || arp_answerers(&lab, SERVICE_V4).len() == 1);
     let owner_mac = arp_answerers(&lab, SERVICE_V4).into_iter().next().unwrap();
@@ -439,7 +439,7 @@ metadata: {name: web, namespace: default, labels: {spread: 'yes'}}
 spec: {type: LoadBalancer, ports: [{port: 80}]}
 ";
     let lab = Lab::build(&LabSpec::segment(3, 1, false)).unwrap();
-    let nodes: Vec<String> = (1..=3).map(|i| format!("node{i}")).collect();
+    let nodes = lab.node_names();
     let rack = |node: &str| {
         let rack = if node == "node1" { "r1" } else { "r2" };
         vec!["--node-label".to_owned(), format!("rack={rack}")]

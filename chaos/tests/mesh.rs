@@ -103,7 +103,8 @@ fn membership_follows_partition_kill_freeze_and_graceful_stop() {
 fn cluster_keys_rotate_without_downtime() {
     use meshlb_chaos::agent::{random_key, start_agent};
     let lab = Lab::build(&LabSpec::segment(4, 0, false)).unwrap();
-    let three: Vec<String> = (1..=3).map(|i| format!("node{i}")).collect();
+    // node4 joins later.
+    let three: Vec<String> = lab.node_names().into_iter().take(3).collect();
     let agents = start_cluster(&lab, &three, "fast").unwrap();
     let old = std::fs::read_to_string(&agents[0].key_file).unwrap();
     let old = old.trim();

@@ -151,7 +151,9 @@ pub struct Mesh {
     /// that record are from before they went away (a frozen node thawing
     /// with its old record still claiming what it no longer announces) and
     /// count for nothing until they publish anew; otherwise a non-revertive
-    /// address would stick to a node that is not announcing it.
+    /// address could stick to a node that is not announcing it. Over UDP the
+    /// renewed identity and the new record travel in different datagrams,
+    /// so others may see the member alive before its new record arrives.
     stale_claims: BTreeSet<String>,
     fence: Fence,
     seeds: Vec<SocketAddr>,

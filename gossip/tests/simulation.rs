@@ -291,9 +291,11 @@ fn non_revertive_addresses_stay_when_the_best_node_returns() {
     );
 }
 
-/// A frozen owner of a non-revertive address thaws with its old record still
-/// claiming the address: those claims count for nothing until it publishes
-/// anew, so the address stays with its successor, announced throughout.
+/// A frozen owner of a non-revertive address thaws and rejoins: the address
+/// stays with its successor, announced throughout. (The thawed node's old
+/// record still claims the address until it publishes anew; in this model
+/// its new record always arrives before it is seen alive again, so the
+/// mesh's rule that ignores such stale claims is not what this exercises.)
 #[test]
 fn non_revertive_addresses_stay_when_a_frozen_owner_thaws() {
     for seed in [62, 63, 64] {

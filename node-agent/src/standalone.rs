@@ -164,17 +164,17 @@ impl Standalone {
         health: &watch::Receiver<BTreeMap<ServiceKey, Health>>,
     ) {
         let Some(inventory) = self.store.active() else { return };
-        let state = AgentState {
-            inventory: Arc::new(inventory.clone()),
-            outcomes: self.outcomes.clone(),
-            health: health.borrow().clone(),
-        };
+        let health = health.borrow();
         published.send_if_modified(|current| {
-            let modified = current.inventory != state.inventory
-                || current.outcomes != state.outcomes
-                || current.health != state.health;
+            // Compared first: the inventory is copied only when it changed.
+            let modified =
+                *current.inventory != *inventory || current.outcomes != self.outcomes || current.health != *health;
             if modified {
-                *current = Arc::new(state);
+                *current = Arc::new(AgentState {
+                    inventory: Arc::new(inventory.clone()),
+                    outcomes: self.outcomes.clone(),
+                    health: health.clone(),
+                });
             }
             modified
         });

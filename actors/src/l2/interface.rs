@@ -164,6 +164,10 @@ impl InterfaceActor {
                 actor.after_event(ctx);
             }));
         }
+        if self.status.is_closed() {
+            // Nobody watches (the agent does not yet): skip the copy.
+            return;
+        }
         let status = AnnouncerStatus {
             link_up: self.responder.link_up(),
             owned: self.responder.owned(),
