@@ -33,7 +33,7 @@ use rand::{RngExt, SeedableRng};
 
 use crate::codec::MeshCodec;
 use crate::identity::NodeId;
-use crate::ownership::{Candidate, Failback, Fence, service_owners};
+use crate::ownership::{Candidate, Claimants, Failback, Fence, may_start_announcing, service_owners};
 use crate::profile::{MAX_PLAINTEXT, Profile};
 use crate::record::{NodeRecord, RecordBook, SharedBook};
 
@@ -237,6 +237,7 @@ impl Mesh {
         self.joined_at_ms = self.now_ms;
         let own = self.identity().addr;
         self.seeds = seeds.iter().copied().filter(|s| *s != own).collect();
+        self.publish_settling();
         self.announce_to_seeds();
     }
 
@@ -258,6 +259,9 @@ impl Mesh {
         let mut next = timer.min(self.next_anti_entropy_ms);
         if self.live.is_empty() && !self.seeds.is_empty() {
             next = next.min(self.next_seed_announce_ms);
+        }
+        if let Some(settles) = self.settle_deadline() {
+            next = next.min(settles);
         }
         next
     }
@@ -289,6 +293,7 @@ impl Mesh {
             self.announce_to_seeds();
         }
         self.observe_fence();
+        self.publish_settling();
     }
 
     /// Takes one datagram (already authenticated and decrypted).
@@ -299,6 +304,7 @@ impl Mesh {
         if result.is_err() {
             self.stats.refused_datagrams += 1;
         }
+        self.publish_settling();
         result
     }
 
@@ -444,9 +450,13 @@ impl Mesh {
     /// Until then it announces nothing, so a restarting agent does not
     /// briefly claim every address.
     pub fn settled(&self) -> bool {
-        let since = self.now_ms.saturating_sub(self.joined_at_ms);
+        self.now_ms.saturating_sub(self.joined_at_ms) >= self.settle_period_ms()
+    }
+
+    fn settle_period_ms(&self) -> u64 {
         let settle = 4 * self.profile.probe_period_ms;
-        since >= settle && (!self.live.is_empty() || self.seeds.is_empty() || since >= 4 * settle)
+        let alone = self.live.is_empty() && !self.seeds.is_empty();
+        if alone { 4 * settle } else { settle }
     }
 
     /// Starts the settle period again at `now_ms`: after this node was
@@ -455,6 +465,35 @@ impl Mesh {
     pub fn resettle(&mut self, now_ms: u64) {
         self.now_ms = self.now_ms.max(now_ms);
         self.joined_at_ms = self.now_ms;
+        self.publish_settling();
+    }
+
+    /// When [`Mesh::settled`] may next turn true by the clock alone
+    /// (`None`: settled, or waiting for a member to answer).
+    fn settle_deadline(&self) -> Option<u64> {
+        if !self.own.settling {
+            return None;
+        }
+        Some(self.joined_at_ms + self.settle_period_ms()).filter(|at| *at > self.now_ms)
+    }
+
+    /// Keeps the record's `settling` flag in step with [`Mesh::settled`],
+    /// so the others know when this node may take addresses back. A
+    /// settling node announces nothing, and its record says so at once.
+    fn publish_settling(&mut self) {
+        let settling = !self.settled();
+        if self.own.settling == settling || self.own.leaving {
+            return;
+        }
+        let result = self.update_record(|r| {
+            r.settling = settling;
+            if settling {
+                r.claims.clear();
+            }
+        });
+        if let Err(e) = result {
+            tracing::warn!("publishing the settle state: {e}");
+        }
     }
 
     /// The addresses this node should announce now: for each service, the
@@ -463,8 +502,11 @@ impl Mesh {
     /// while leaving, what it announced before (its successors take over as
     /// they learn it is leaving). `weight` gives a node's preference weight
     /// for a service. Non-revertive services stay with the member whose
-    /// record claims them while it remains a candidate. The result is
-    /// published as this node's claims.
+    /// record claims them while it remains a candidate. An owner starts
+    /// announcing an address only once no other settled member claims it,
+    /// and a settling member does not displace a settled one that does
+    /// (see [`crate::ownership`]). The result is published as this node's
+    /// claims, sent at once to the members it hands addresses to.
     pub fn announce_set(
         &mut self,
         services: &[ServiceSpec],
@@ -473,6 +515,10 @@ impl Mesh {
         if self.own.leaving {
             return self.own.claims.clone();
         }
+        self.publish_settling();
+        // Members this node hands an address to: they wait for its record
+        // to drop the address before they announce it.
+        let mut successors: BTreeSet<String> = BTreeSet::new();
         let mine = if self.settled() && self.has_quorum() {
             let me = self.own.node.clone();
             let book = self.book.lock();
@@ -481,10 +527,13 @@ impl Mesh {
                 .filter_map(|(_, record)| record)
                 .filter(|r| !r.leaving)
                 .collect();
-            let mut current: BTreeMap<IpAddr, String> = BTreeMap::new();
-            for record in records.iter().filter(|r| !self.stale_claims.contains(&r.node)) {
+            let mut claimants = Claimants::new();
+            for record in records
+                .iter()
+                .filter(|r| !r.settling && !self.stale_claims.contains(&r.node))
+            {
                 for address in &record.claims {
-                    current.entry(*address).or_insert_with(|| record.node.clone());
+                    claimants.entry(*address).or_default().insert(record.node.clone());
                 }
             }
             let mut mine = BTreeSet::new();
@@ -495,15 +544,24 @@ impl Mesh {
                     .map(|r| Candidate {
                         node: r.node.clone(),
                         weight: weight(r, service),
+                        settling: r.settling,
                     })
                     .collect();
-                let owners = service_owners(&service.addresses, &candidates, service.failback, &current);
-                mine.extend(
-                    owners
-                        .into_iter()
-                        .filter(|(_, owner)| owner.as_deref() == Some(me.as_str()))
-                        .map(|(address, _)| address),
-                );
+                let owners = service_owners(&service.addresses, &candidates, service.failback, &claimants);
+                for (address, owner) in owners {
+                    let announcing_now = self.own.claims.contains(&address);
+                    match owner {
+                        Some(owner)
+                            if owner == me && may_start_announcing(&me, address, announcing_now, &claimants) =>
+                        {
+                            mine.insert(address);
+                        }
+                        Some(owner) if announcing_now => {
+                            successors.insert(owner);
+                        }
+                        _ => {}
+                    }
+                }
             }
             mine
         } else {
@@ -513,6 +571,14 @@ impl Mesh {
             let claims = mine.clone();
             if let Err(e) = self.update_record(|r| r.claims = claims) {
                 tracing::warn!("publishing claims: {e}");
+            }
+            // The record spreads by gossip anyway; a successor gets it at
+            // once, since until then nobody answers for the address.
+            let own = self.own.node.clone();
+            for successor in successors {
+                if let Some(addr) = self.live.get(&successor).map(|id| id.addr) {
+                    self.send_record(addr, &own);
+                }
             }
         }
         mine
@@ -525,8 +591,38 @@ impl Mesh {
             self.timers.insert((due, self.timer_seq), event);
         }
         self.outbox.extend(fx.sends);
+        let downs_before = self.stats.members_declared_down;
+        let mut rejoined = false;
         for notification in fx.notifications {
+            rejoined |= matches!(notification, foca::OwnedNotification::Rejoin(_));
             self.on_notification(notification);
+        }
+        if rejoined {
+            // A rejoin resets foca to disconnected. foca 2.0.0 reconnects
+            // (restarting its probe and announce timers) when it next
+            // applies updates, but not when the rejoin came from a
+            // `TurnUndead` message of a member it considers down: it
+            // returns before that step. After a healed partition every
+            // node can rejoin that way at once, and then none probes
+            // anyone. Applying no updates takes the step.
+            let mut fx = Effects::default();
+            let result = self.foca.apply_many(std::iter::empty(), true, &mut fx);
+            self.absorb(fx);
+            if let Err(e) = result {
+                tracing::debug!("reconnecting after a rejoin: {e}");
+            }
+        }
+        if self.stats.members_declared_down > downs_before {
+            // A death is news the successors of the dead member's addresses
+            // are waiting for: gossip it now rather than at the next round.
+            // Every member that learns it does the same, so it reaches all
+            // within a few trips instead of a few gossip periods.
+            let mut fx = Effects::default();
+            let result = self.foca.gossip(&mut fx);
+            self.absorb(fx);
+            if let Err(e) = result {
+                tracing::debug!("gossip: {e}");
+            }
         }
         self.collect_record_changes();
     }

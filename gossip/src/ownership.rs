@@ -15,7 +15,16 @@
 //!   there are enough candidates.
 //! - **Non-revertive ownership** (MetalLB #704, #561): an address whose
 //!   current owner is still a live candidate stays there, instead of moving
-//!   back to a better-ranked node that returned.
+//!   back to a better-ranked node that returned. Should two nodes claim one
+//!   address (a healed partition without fencing), every node keeps the
+//!   better-ranked claimant, so all agree on one.
+//! - **Handover without a gap**: a node still settling (after its start or
+//!   a stall it announces nothing while it re-learns the mesh) does not
+//!   displace a settled member that announces the address; it becomes the
+//!   owner once it has settled and says so. Together with the rule that a
+//!   new owner starts only once no other member claims the address
+//!   ([`may_start_announcing`]), a revertive handback is break-before-make
+//!   by one record's trip instead of silent for a whole settle period.
 //! - **Fencing** ([`Fence`]): a node that sees less than a majority of the
 //!   reference membership stops announcing.
 
@@ -31,7 +40,13 @@ pub struct Candidate {
     pub node: String,
     /// Preference weight (sum of matching preference entries; 0 if none).
     pub weight: u32,
+    /// Still settling: it will announce nothing until it has settled.
+    pub settling: bool,
 }
+
+/// Who claims each address now: the settled, live members whose gossiped
+/// record lists it.
+pub type Claimants = BTreeMap<IpAddr, BTreeSet<String>>;
 
 /// Whether ownership moves back to a better-ranked node that returns (the
 /// L2Policy `failback` setting).
@@ -72,27 +87,38 @@ pub fn address_groups(addresses: &[IpAddr]) -> Vec<Vec<IpAddr>> {
         .collect()
 }
 
-/// The owner of every address of one service. `current` says who announces
-/// each address now (from the members' gossiped claims); it matters only
-/// for [`Failback::NonRevertive`]. Addresses with no candidate map to `None`.
+/// The owner of every address of one service. `claimants` says who
+/// announces each address now (from the members' gossiped claims): a
+/// non-revertive address sticks to its best-ranked claimant, and a claimed
+/// address is not given to a settling candidate while a settled one
+/// exists. Addresses with no candidate map to `None`.
 pub fn service_owners(
     addresses: &[IpAddr],
     candidates: &[Candidate],
     failback: Failback,
-    current: &BTreeMap<IpAddr, String>,
+    claimants: &Claimants,
 ) -> BTreeMap<IpAddr, Option<String>> {
+    let settled: Vec<Candidate> = candidates.iter().filter(|c| !c.settling).cloned().collect();
     let mut owners = BTreeMap::new();
     let mut used: BTreeSet<&str> = BTreeSet::new();
     for group in address_groups(addresses) {
         let Some(first) = group.first() else { continue };
-        let ranked = rank(*first, candidates);
+        let claimed_by = |node: &str| group.iter().any(|a| claimants.get(a).is_some_and(|c| c.contains(node)));
+        let claimed = group.iter().any(|a| claimants.get(a).is_some_and(|c| !c.is_empty()));
+        // An unclaimed group (the cluster starting) ranks every candidate,
+        // so the first node to settle does not take every address.
+        let pool = if claimed && !settled.is_empty() {
+            &settled[..]
+        } else {
+            candidates
+        };
+        let ranked = rank(*first, pool);
         let sticky = match failback {
             Failback::Revertive => None,
-            Failback::NonRevertive => group
+            Failback::NonRevertive => ranked
                 .iter()
-                .filter_map(|a| current.get(a))
-                .find(|owner| ranked.iter().any(|c| &c.node == *owner) && !used.contains(owner.as_str()))
-                .map(String::as_str),
+                .map(|c| c.node.as_str())
+                .find(|node| claimed_by(node) && !used.contains(node)),
         };
         let chosen = sticky
             .or_else(|| ranked.iter().map(|c| c.node.as_str()).find(|n| !used.contains(n)))
@@ -105,6 +131,18 @@ pub fn service_owners(
         }
     }
     owners
+}
+
+/// Whether `node`, the owner of `address` by [`service_owners`], may
+/// announce it: it already does, or no other member claims it any more.
+/// A new owner waits for the previous one's record to drop the address
+/// (members that crashed, left or lost quorum claim nothing here), so two
+/// live nodes never answer for it at once.
+pub fn may_start_announcing(node: &str, address: IpAddr, announcing_now: bool, claimants: &Claimants) -> bool {
+    announcing_now
+        || claimants
+            .get(&address)
+            .is_none_or(|others| others.iter().all(|other| other == node))
 }
 
 /// When a node may announce: it must see a majority of the reference
@@ -194,12 +232,21 @@ mod tests {
             .map(|n| Candidate {
                 node: n.to_string(),
                 weight: 0,
+                settling: false,
             })
             .collect()
     }
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    fn claimed(pairs: &[(IpAddr, &str)]) -> Claimants {
+        let mut out = Claimants::new();
+        for (address, node) in pairs {
+            out.entry(*address).or_default().insert(node.to_string());
+        }
+        out
     }
 
     #[test]
@@ -265,7 +312,7 @@ mod tests {
             &addresses,
             &nodes(&["a", "b", "c"]),
             Failback::Revertive,
-            &BTreeMap::new(),
+            &Claimants::new(),
         );
         assert_eq!(
             owners[&ip("192.0.2.1")],
@@ -278,9 +325,9 @@ mod tests {
             "groups go to distinct nodes"
         );
         // One candidate: everything on it rather than nothing.
-        let owners = service_owners(&addresses, &nodes(&["a"]), Failback::Revertive, &BTreeMap::new());
+        let owners = service_owners(&addresses, &nodes(&["a"]), Failback::Revertive, &Claimants::new());
         assert!(owners.values().all(|o| o.as_deref() == Some("a")));
-        let none = service_owners(&addresses, &[], Failback::Revertive, &BTreeMap::new());
+        let none = service_owners(&addresses, &[], Failback::Revertive, &Claimants::new());
         assert!(none.values().all(Option::is_none));
     }
 
@@ -290,7 +337,7 @@ mod tests {
         let all = nodes(&["n1", "n2", "n3"]);
         let best = rank(address, &all)[0].node.clone();
         let other = rank(address, &all)[1].node.clone();
-        let current = BTreeMap::from([(address, other.clone())]);
+        let current = claimed(&[(address, &other)]);
         let revertive = service_owners(&[address], &all, Failback::Revertive, &current);
         assert_eq!(
             revertive[&address].as_deref(),
@@ -310,6 +357,70 @@ mod tests {
             Some(best.as_str()),
             "a dead owner does not hold on"
         );
+    }
+
+    #[test]
+    fn a_settling_node_does_not_displace_a_settled_claimant() {
+        let address = ip("192.0.2.9");
+        let mut all = nodes(&["n1", "n2", "n3"]);
+        let best = rank(address, &all)[0].node.clone();
+        let other = rank(address, &all)[1].node.clone();
+        for c in &mut all {
+            c.settling = c.node == best;
+        }
+        let held = claimed(&[(address, &other)]);
+        let owners = service_owners(&[address], &all, Failback::Revertive, &held);
+        assert_eq!(
+            owners[&address].as_deref(),
+            Some(other.as_str()),
+            "the settled claimant keeps it while the best node settles"
+        );
+        // Unclaimed (a cluster starting): the settling node still ranks, so
+        // the first node to settle does not take everything.
+        let owners = service_owners(&[address], &all, Failback::Revertive, &Claimants::new());
+        assert_eq!(owners[&address].as_deref(), Some(best.as_str()));
+        // Every candidate settling: ranked as usual.
+        for c in &mut all {
+            c.settling = true;
+        }
+        let owners = service_owners(&[address], &all, Failback::Revertive, &held);
+        assert_eq!(owners[&address].as_deref(), Some(best.as_str()));
+        // Settled: revertive ownership goes back to it.
+        for c in &mut all {
+            c.settling = false;
+        }
+        let owners = service_owners(&[address], &all, Failback::Revertive, &held);
+        assert_eq!(owners[&address].as_deref(), Some(best.as_str()));
+    }
+
+    #[test]
+    fn two_claimants_resolve_to_the_same_one_everywhere() {
+        let all = nodes(&["n1", "n2", "n3", "n4"]);
+        for k in 0..50u8 {
+            let address = IpAddr::from([192, 0, 2, k]);
+            let ranked: Vec<String> = rank(address, &all).iter().map(|c| c.node.clone()).collect();
+            // The two worst-ranked both claim it (each side of a healed
+            // partition announced it); the better of them keeps it.
+            let both = claimed(&[(address, &ranked[2]), (address, &ranked[3])]);
+            let owners = service_owners(&[address], &all, Failback::NonRevertive, &both);
+            assert_eq!(owners[&address].as_deref(), Some(ranked[2].as_str()));
+        }
+    }
+
+    #[test]
+    fn a_new_owner_waits_until_no_one_else_claims() {
+        let address = ip("192.0.2.9");
+        let free = Claimants::new();
+        assert!(may_start_announcing("a", address, false, &free));
+        let by_b = claimed(&[(address, "b")]);
+        assert!(!may_start_announcing("a", address, false, &by_b), "b still claims it");
+        assert!(may_start_announcing("b", address, false, &by_b));
+        let by_both = claimed(&[(address, "a"), (address, "b")]);
+        assert!(
+            may_start_announcing("a", address, true, &by_both),
+            "an owner already announcing keeps on"
+        );
+        assert!(!may_start_announcing("a", address, false, &by_both));
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! A record says what the others need to pick owners without asking the
 //! API server: the node's labels (node selectors), the link state of its
 //! interfaces, the services it can serve now (endpoint or health-check
-//! readiness), its configuration fingerprint, whether it is leaving, and the
+//! readiness), its configuration fingerprint, whether it is leaving or still
+//! settling (re-learning the mesh after a start or a stall), and the
 //! addresses it announces now (its claims: what non-revertive ownership
 //! sticks to, and what any node can report about any other).
 //! Services are named by a 64-bit hash of `namespace/name`
@@ -19,7 +20,7 @@
 //!
 //! ```text
 //! fragment = 'R' name-len:u8 name boot:u64 version:u64 index:u8 count:u8 payload
-//! body     = fingerprint:u64 flags:u8(bit 0 leaving)
+//! body     = fingerprint:u64 flags:u8(bit 0 leaving, bit 1 settling)
 //!            labels:u16 (key-len:u16 key value-len:u16 value)*
 //!            links:u16 (name-len:u8 name up:u8)*
 //!            services:u32 (id:u64)*
@@ -63,6 +64,10 @@ pub struct NodeRecord {
     pub config_fingerprint: u64,
     /// Leaving gracefully: successors take over before it goes quiet.
     pub leaving: bool,
+    /// Still settling after a start or a stall: it announces nothing yet,
+    /// and must not displace a settled member that announces (see
+    /// [`crate::ownership::service_owners`]).
+    pub settling: bool,
     /// Node labels.
     pub labels: BTreeMap<String, String>,
     /// Interface name to link up.
@@ -125,12 +130,13 @@ fn get_text(buf: &mut &[u8], len: usize, what: &'static str) -> Result<String, R
 }
 
 impl NodeRecord {
-    /// A first record for a node.
+    /// A first record for a node: settling, serving and claiming nothing.
     pub fn new(node: impl Into<String>, boot: u64) -> NodeRecord {
         NodeRecord {
             node: node.into(),
             boot,
             version: 1,
+            settling: true,
             ..NodeRecord::default()
         }
     }
@@ -148,7 +154,7 @@ impl NodeRecord {
     fn encode_body(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(16 + self.serving.len() * 8);
         out.put_u64(self.config_fingerprint);
-        out.put_u8(u8::from(self.leaving));
+        out.put_u8(u8::from(self.leaving) | (u8::from(self.settling) << 1));
         out.put_u16(self.labels.len().min(u16::MAX as usize) as u16);
         for (k, v) in self.labels.iter().take(u16::MAX as usize) {
             let k = &k.as_bytes()[..k.len().min(u16::MAX as usize)];
@@ -180,7 +186,9 @@ impl NodeRecord {
         let buf = &mut buf;
         need(buf, 11, "header")?;
         let config_fingerprint = buf.get_u64();
-        let leaving = buf.get_u8() & 1 == 1;
+        let flags = buf.get_u8();
+        let leaving = flags & 1 == 1;
+        let settling = flags & 2 == 2;
         let mut labels = BTreeMap::new();
         for _ in 0..buf.get_u16() {
             let key = get_text_u16(buf, "label key")?;
@@ -215,6 +223,7 @@ impl NodeRecord {
             version,
             config_fingerprint,
             leaving,
+            settling,
             labels,
             links,
             serving,
@@ -491,12 +500,14 @@ mod tests {
             let _ = book.receive(&f);
         }
         let old = r.fragments().unwrap_or_default();
+        assert!(book.get("worker-17").is_some_and(|x| x.settling && !x.leaving));
         r.version += 1;
         r.leaving = true;
+        r.settling = false;
         for f in r.fragments().unwrap_or_default() {
             let _ = book.receive(&f);
         }
-        assert!(book.get("worker-17").is_some_and(|x| x.leaving));
+        assert!(book.get("worker-17").is_some_and(|x| x.leaving && !x.settling));
         assert_eq!(book.receive(&old[0]), Ok(None));
         // A restart (higher boot) beats any version of the old one.
         let restarted = NodeRecord::new("worker-17", r.boot + 1);

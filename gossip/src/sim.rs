@@ -182,12 +182,19 @@ impl SimNet {
         let now = self.now_ms;
         let node = &mut self.nodes[i];
         let Some(mesh) = node.mesh.as_mut() else { return };
+        let mut changed = false;
+        while let Some(e) = mesh.poll_event() {
+            changed = true;
+            node.events.push((now, e));
+        }
+        // Like the agent's driver: ownership is evaluated again at once
+        // when something it depends on changed, not only periodically.
+        if changed && !node.frozen {
+            node.announcing = mesh.announce_set(&self.services, &|_, _| 0);
+        }
         let mut out = Vec::new();
         while let Some(t) = mesh.poll_transmit() {
             out.push(t);
-        }
-        while let Some(e) = mesh.poll_event() {
-            node.events.push((now, e));
         }
         for (to, data) in out {
             let Some(&j) = self.by_addr.get(&to) else { continue };
