@@ -149,7 +149,7 @@ pub fn start_agent_with(
         "--node-name".into(),
         node.to_owned(),
         "--gossip-bind".into(),
-        format!("{}:{GOSSIP_PORT}", host.ipv4),
+        format!("{}:{GOSSIP_PORT}", host.mesh_address()),
         "--cluster-key-file".into(),
         key_file.to_string_lossy().into_owned(),
         "--mesh-profile".into(),
@@ -157,7 +157,7 @@ pub fn start_agent_with(
     ];
     for seed in seeds {
         args.push("--join".into());
-        args.push(format!("{}:{GOSSIP_PORT}", lab.host(seed)?.ipv4));
+        args.push(format!("{}:{GOSSIP_PORT}", lab.host(seed)?.mesh_address()));
     }
     args.extend(extra.iter().cloned());
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();

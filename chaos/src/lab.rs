@@ -15,6 +15,12 @@
 //!
 //! Service IPs come from 203.0.113.0/24 and 2001:db8:100::/64; clients
 //! reach them on-link through eth0, so a service IP is resolved with ARP/NDP.
+//!
+//! With [`LabSpec::mesh_link`], nodes also get `eth1` on a second segment
+//! (`br1`, 192.0.2.0/24, ports `m-<host>`) that carries the mesh, as a
+//! management network would: a node's client-facing link can then fail
+//! while its agent stays a member. Isolation, partitions and loss apply to
+//! both segments.
 //! Nothing is added to the root namespace: every address and route lives in
 //! a lab namespace.
 //!
@@ -71,6 +77,17 @@ pub struct Host {
     pub ipv4: Ipv4Addr,
     /// IPv6 address on the segment (/64), if the lab has IPv6.
     pub ipv6: Option<Ipv6Addr>,
+    /// IPv4 address of its `eth1` on the mesh segment (/24), if the lab has
+    /// one and this is a node.
+    pub mesh_ipv4: Option<Ipv4Addr>,
+}
+
+impl Host {
+    /// The address the mesh runs on: `eth1`'s on a lab with a mesh
+    /// segment, else `eth0`'s.
+    pub fn mesh_address(&self) -> Ipv4Addr {
+        self.mesh_ipv4.unwrap_or(self.ipv4)
+    }
 }
 
 /// The shape of a lab.
@@ -84,6 +101,8 @@ pub struct LabSpec {
     pub router: bool,
     /// Whether hosts get IPv6 addresses.
     pub ipv6: bool,
+    /// Whether nodes also get `eth1` on a second segment for the mesh.
+    pub mesh_link: bool,
     /// Where process logs go (a directory per lab is made inside).
     pub log_root: PathBuf,
 }
@@ -95,6 +114,7 @@ impl Default for LabSpec {
             clients: 1,
             router: false,
             ipv6: true,
+            mesh_link: false,
             log_root: std::env::var_os("MESHLB_LAB_LOGS")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| std::env::temp_dir().join("meshlb-lab-logs")),
@@ -188,6 +208,7 @@ impl Lab {
                 ipv6: spec
                     .ipv6
                     .then(|| Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, v6_group_like(octet))),
+                mesh_ipv4: (spec.mesh_link && role == Role::Node).then(|| Ipv4Addr::new(192, 0, 2, octet)),
                 name: host_name,
                 role,
             });
@@ -227,6 +248,13 @@ impl Lab {
             &["-n", sw, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0"],
         )?;
         run("ip", &["-n", sw, "link", "set", "br0", "up"])?;
+        if self.hosts.iter().any(|h| h.mesh_ipv4.is_some()) {
+            run(
+                "ip",
+                &["-n", sw, "link", "add", "br1", "type", "bridge", "mcast_snooping", "0"],
+            )?;
+            run("ip", &["-n", sw, "link", "set", "br1", "up"])?;
+        }
         Ok(())
     }
 
@@ -276,6 +304,21 @@ impl Lab {
             )?;
         }
         run("ip", &["-n", ns, "link", "set", "eth0", "up"])?;
+        if let Some(mesh) = host.mesh_ipv4 {
+            let port = format!("m-{}", host.name);
+            run(
+                "ip",
+                &[
+                    "-n", sw, "link", "add", &port, "type", "veth", "peer", "name", "eth1", "netns", ns,
+                ],
+            )?;
+            run("ip", &["-n", sw, "link", "set", &port, "master", "br1", "up"])?;
+            let mut mac = host.mac;
+            mac.0[3] = 1;
+            run("ip", &["-n", ns, "link", "set", "eth1", "address", &mac.to_string()])?;
+            run("ip", &["-n", ns, "addr", "add", &format!("{mesh}/24"), "dev", "eth1"])?;
+            run("ip", &["-n", ns, "link", "set", "eth1", "up"])?;
+        }
         if host.role == Role::Client {
             let (v4, l4) = SERVICE_NET_V4;
             run("ip", &["-n", ns, "route", "add", &format!("{v4}/{l4}"), "dev", "eth0"])?;
@@ -445,6 +488,12 @@ impl Lab {
         run("ip", &["-n", &self.host(host)?.netns, "link", "set", "eth0", "up"]).map(|_| ())
     }
 
+    /// Sets one of `host`'s interfaces (`eth0`, `eth1`) down or up.
+    pub fn set_interface(&self, host: &str, interface: &str, up: bool) -> Result<(), LabError> {
+        let state = if up { "up" } else { "down" };
+        run("ip", &["-n", &self.host(host)?.netns, "link", "set", interface, state]).map(|_| ())
+    }
+
     /// Cuts `host` off the segment: its link stays up, but the switch drops
     /// every frame to or from it.
     pub fn isolate(&self, host: &str) -> Result<(), LabError> {
@@ -510,12 +559,17 @@ impl Lab {
             .map_err(|_| LabError::Invalid("fault state poisoned by a panic".into()))?;
         change(&mut faults);
         let mut rules = String::new();
+        // Every rule for both segments: ports p-<host> on br0, m-<host> on
+        // br1 (absent names match nothing).
         let mut rule = |matches: String| {
-            let _ = writeln!(rules, "add rule bridge meshlb_lab forward_filter {matches} drop");
+            for segment in ["p-", "m-"] {
+                let matches = matches.replace("@", segment);
+                let _ = writeln!(rules, "add rule bridge meshlb_lab forward_filter {matches} drop");
+            }
         };
         for h in &faults.isolated {
-            rule(format!("iifname \"p-{h}\""));
-            rule(format!("oifname \"p-{h}\""));
+            rule(format!("iifname \"@{h}\""));
+            rule(format!("oifname \"@{h}\""));
         }
         // Every ordered pair of hosts in different groups, both directions.
         let members: Vec<(usize, &String)> = faults
@@ -527,13 +581,13 @@ impl Lab {
         for (a_group, a) in &members {
             for (b_group, b) in &members {
                 if a_group != b_group {
-                    rule(format!("iifname \"p-{a}\" oifname \"p-{b}\""));
+                    rule(format!("iifname \"@{a}\" oifname \"@{b}\""));
                 }
             }
         }
         for (h, per_mille) in &faults.loss_per_mille {
-            rule(format!("iifname \"p-{h}\" numgen random mod 1000 < {per_mille}"));
-            rule(format!("oifname \"p-{h}\" numgen random mod 1000 < {per_mille}"));
+            rule(format!("iifname \"@{h}\" numgen random mod 1000 < {per_mille}"));
+            rule(format!("oifname \"@{h}\" numgen random mod 1000 < {per_mille}"));
         }
         let script = format!(
             "table bridge meshlb_lab {{}}\nflush table bridge meshlb_lab\n\

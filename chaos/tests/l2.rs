@@ -134,17 +134,23 @@ spec:
 /// [`SERVICE_V4`] and the client's 10 ms prober reaches it.
 /// Destructure it binding every field: a field left to `..` is dropped at
 /// once, and its processes killed with it.
+/// Fields drop in this order: the prober and the processes before the lab
+/// that holds their namespaces.
 struct L2Lab {
-    lab: Lab,
+    prober: meshlb_chaos::probe::Prober,
     agents: Vec<meshlb_chaos::agent::MeshAgent>,
     _responders: Vec<LabProcess>,
     owner: String,
-    prober: meshlb_chaos::probe::Prober,
+    lab: Lab,
 }
 
 fn l2_lab() -> L2Lab {
+    l2_lab_on(&LabSpec::segment(3, 1, true))
+}
+
+fn l2_lab_on(spec: &LabSpec) -> L2Lab {
     use meshlb_chaos::probe::{Prober, RESPONDER_PORT};
-    let lab = Lab::build(&LabSpec::segment(3, 1, true)).unwrap();
+    let lab = Lab::build(spec).unwrap();
     let lab_binary = std::path::PathBuf::from(env!("CARGO_BIN_EXE_meshlb-lab"));
     let responders = meshlb_chaos::scenario::start_responders(&lab, &lab_binary).unwrap();
     let nodes = lab.node_names();
@@ -291,6 +297,48 @@ fn a_thawed_owner_answers_no_stale_question() {
     );
     wait("exactly one owner after the thaw", || {
         arp_answerers(&lab, SERVICE_V4).len() == 1
+    });
+}
+
+/// With the mesh on its own segment, the owner's client-facing link goes
+/// down while its agent stays a member: its record says the link is down,
+/// so another node takes the address over without anyone being declared
+/// down; when the link comes back the address returns to it (revertive),
+/// with exactly one node answering.
+#[test]
+fn a_client_link_failure_moves_the_address_while_the_mesh_stays_whole() {
+    use meshlb_chaos::serf::now_secs;
+    use std::time::Instant;
+
+    let l2 = l2_lab_on(&LabSpec {
+        mesh_link: true,
+        ..LabSpec::segment(3, 1, true)
+    });
+    let (lab, owner) = (&l2.lab, l2.owner.as_str());
+    let since = now_secs();
+    lab.set_interface(owner, "eth0", false).unwrap();
+    let successor = l2
+        .prober
+        .wait_for_answer(Instant::now(), Duration::from_secs(10), |n| n != owner)
+        .unwrap();
+    assert_eq!(arp_answerers(lab, SERVICE_V4), [mac_of(lab, &successor)].into());
+    for agent in &l2.agents {
+        assert!(
+            agent.members().unwrap().iter().any(|m| m == owner),
+            "{} still counts {owner} a member",
+            agent.node
+        );
+        assert_eq!(
+            agent.events_between("member-down", owner, since, now_secs()),
+            0,
+            "{} declared {owner} down: the mesh link never failed",
+            agent.node
+        );
+    }
+    lab.set_interface(owner, "eth0", true).unwrap();
+    let owner_mac = mac_of(lab, owner);
+    wait("the address back on its owner, answered by it alone", || {
+        arp_answerers(lab, SERVICE_V4) == [owner_mac.clone()].into()
     });
 }
 
