@@ -194,12 +194,45 @@ impl MeshAgent {
 
     /// Members this agent reports live (itself included).
     pub fn members(&self) -> Result<Vec<String>, LabError> {
+        Ok(self.member_lines()?.into_iter().map(|(name, _)| name).collect())
+    }
+
+    /// Members whose record, as this agent has it, claims `address`.
+    pub fn claimants_of(&self, address: &str) -> Result<Vec<String>, LabError> {
+        Ok(self
+            .member_lines()?
+            .into_iter()
+            .filter(|(_, fields)| {
+                fields
+                    .iter()
+                    .filter_map(|f| f.strip_prefix("claims="))
+                    .any(|claims| claims.split(',').any(|c| c == address))
+            })
+            .map(|(name, _)| name)
+            .collect())
+    }
+
+    /// Members whose record, as this agent has it, says they are settling.
+    pub fn settling_members(&self) -> Result<Vec<String>, LabError> {
+        Ok(self
+            .member_lines()?
+            .into_iter()
+            .filter(|(_, fields)| fields.iter().any(|f| f == "settling=true"))
+            .map(|(name, _)| name)
+            .collect())
+    }
+
+    /// `mesh-members` as (name, the other fields of its line).
+    fn member_lines(&self) -> Result<Vec<(String, Vec<String>)>, LabError> {
         let text = std::fs::read_to_string(self.state_dir.join("mesh-members"))
             .map_err(|e| LabError::io("read mesh-members", e))?;
         Ok(text
             .lines()
             .filter(|l| !l.starts_with("quorum "))
-            .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+            .filter_map(|l| {
+                let mut words = l.split_whitespace().map(str::to_owned);
+                Some((words.next()?, words.collect()))
+            })
             .collect())
     }
 

@@ -295,8 +295,17 @@ fn a_thawed_owner_answers_no_stale_question() {
         dropped >= 1,
         "the arping questions were queued and dropped: {stall_line}"
     );
-    wait("exactly one owner after the thaw", || {
-        arp_answerers(&lab, SERVICE_V4).len() == 1
+    // Revertive: once settled it has the address back, and every agent's
+    // view of the records agrees: nobody settling, one claimant.
+    let owner_mac = mac_of(&lab, &owner);
+    wait("the thawed owner alone to answer again", || {
+        arp_answerers(&lab, SERVICE_V4) == [owner_mac.clone()].into()
+    });
+    wait("every agent to see the owner settled and the only claimant", || {
+        agents.iter().all(|a| {
+            a.settling_members().is_ok_and(|s| s.is_empty())
+                && a.claimants_of(SERVICE_V4).is_ok_and(|c| c == [owner.clone()])
+        })
     });
 }
 

@@ -180,6 +180,7 @@ pub async fn start(config: DriverConfig) -> Result<MeshHandle, DriverError> {
         weight: Arc::new(|_, _| 0),
         evaluate_now: false,
         wire_bytes_sent: 0,
+        published_own_stamp: None,
     };
     tokio::spawn(task.run(command_rx));
     Ok(MeshHandle {
@@ -203,6 +204,8 @@ struct MeshTask {
     /// Something ownership depends on changed since the last evaluation.
     evaluate_now: bool,
     wire_bytes_sent: u64,
+    /// The version of this node's record in the last published status.
+    published_own_stamp: Option<(u64, u64)>,
 }
 
 impl MeshTask {
@@ -314,7 +317,8 @@ impl MeshTask {
             self.send_queued().await;
         }
         let quorum = self.mesh.has_quorum();
-        if changed || quorum != self.status.borrow().quorum {
+        let own_stamp = Some(self.mesh.own_record().stamp());
+        if changed || quorum != self.status.borrow().quorum || own_stamp != self.published_own_stamp {
             self.publish();
         }
     }
@@ -329,7 +333,8 @@ impl MeshTask {
         }
     }
 
-    fn publish(&self) {
+    fn publish(&mut self) {
+        self.published_own_stamp = Some(self.mesh.own_record().stamp());
         let status = MeshStatus {
             identity: Some(self.mesh.identity().clone()),
             members: self.mesh.members(),

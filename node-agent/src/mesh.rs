@@ -6,8 +6,11 @@
 //! - `mesh-events.log`: one line per event, `@ <unix seconds> <event> <node>`
 //!   (`member-up`, `member-down`, `rejoined`, `idle`), appended;
 //! - `mesh-members`: the live members as this node sees them, one per line
-//!   (`<name> <address> boot=<ms> rejoin=<n>`), then `quorum <true|false>`,
-//!   replaced atomically on every change.
+//!   (`<name> <address> boot=<ms> rejoin=<n>`, then from its record
+//!   `settling=<true|false> claims=<addresses, comma-separated, or ->`, or
+//!   `record=none` before it arrived), then `quorum <true|false>`, replaced
+//!   atomically on every change. A member that is `settling` does not take
+//!   an address from a member that claims it.
 //!
 //! Key rotation without downtime: the key file is re-read every
 //! [`KEY_FILE_POLL`] (a Kubernetes Secret volume changes by swapping a
@@ -221,17 +224,33 @@ async fn report(mut handle: MeshHandle, dir: PathBuf) {
 }
 
 fn write_members(path: &Path, status: &MeshStatus) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, members_text(status))?;
+    std::fs::rename(&tmp, path)
+}
+
+fn members_text(status: &MeshStatus) -> String {
     let mut text = String::new();
     for m in &status.members {
         text.push_str(&format!(
-            "{} {} boot={} rejoin={}\n",
+            "{} {} boot={} rejoin={}",
             m.id.name, m.id.addr, m.id.boot, m.id.rejoin
         ));
+        match &m.record {
+            Some(record) => {
+                let claims: Vec<String> = record.claims.iter().map(ToString::to_string).collect();
+                let claims = if claims.is_empty() {
+                    "-".to_owned()
+                } else {
+                    claims.join(",")
+                };
+                text.push_str(&format!(" settling={} claims={claims}\n", record.settling));
+            }
+            None => text.push_str(" record=none\n"),
+        }
     }
     text.push_str(&format!("quorum {}\n", status.quorum));
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)
+    text
 }
 
 #[cfg(test)]
@@ -247,6 +266,43 @@ mod tests {
         let ring = parse_keyring(path, &format!("# rotation step 2\n\n{KEY_B}\n  {KEY_A}  \n")).unwrap();
         assert_eq!(ring.primary_id(), 2);
         assert_eq!(format!("{ring:?}"), "Keyring { primary: 2, ids: [1, 2] }");
+    }
+
+    #[test]
+    fn members_are_listed_with_what_their_records_say() {
+        use meshlb_gossip::identity::NodeId;
+        use meshlb_gossip::mesh::MemberView;
+        use meshlb_gossip::record::NodeRecord;
+
+        let id = |name: &str, last: u8| NodeId::new(name, SocketAddr::from(([192, 0, 2, last], 7947)), 100);
+        let mut record = NodeRecord::new("b", 100);
+        record.settling = false;
+        record.claims = ["203.0.113.10".parse().unwrap(), "2001:db8:100::10".parse().unwrap()].into();
+        let status = MeshStatus {
+            members: vec![
+                MemberView {
+                    id: id("a", 1),
+                    record: Some(NodeRecord::new("a", 100)),
+                },
+                MemberView {
+                    id: id("b", 2),
+                    record: Some(record),
+                },
+                MemberView {
+                    id: id("c", 3),
+                    record: None,
+                },
+            ],
+            quorum: true,
+            ..MeshStatus::default()
+        };
+        assert_eq!(
+            members_text(&status),
+            "a 192.0.2.1:7947 boot=100 rejoin=0 settling=true claims=-\n\
+             b 192.0.2.2:7947 boot=100 rejoin=0 settling=false claims=203.0.113.10,2001:db8:100::10\n\
+             c 192.0.2.3:7947 boot=100 rejoin=0 record=none\n\
+             quorum true\n"
+        );
     }
 
     #[test]
