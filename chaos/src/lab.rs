@@ -313,6 +313,7 @@ impl Lab {
                 ],
             )?;
             run("ip", &["-n", sw, "link", "set", &port, "master", "br1", "up"])?;
+            // eth1's MAC: eth0's with the fourth byte set.
             let mut mac = host.mac;
             mac.0[3] = 1;
             run("ip", &["-n", ns, "link", "set", "eth1", "address", &mac.to_string()])?;
@@ -480,12 +481,12 @@ impl Lab {
 
     /// Sets `host`'s `eth0` down (the node sees its link go away).
     pub fn link_down(&self, host: &str) -> Result<(), LabError> {
-        run("ip", &["-n", &self.host(host)?.netns, "link", "set", "eth0", "down"]).map(|_| ())
+        self.set_interface(host, "eth0", false)
     }
 
     /// Sets `host`'s `eth0` up again.
     pub fn link_up(&self, host: &str) -> Result<(), LabError> {
-        run("ip", &["-n", &self.host(host)?.netns, "link", "set", "eth0", "up"]).map(|_| ())
+        self.set_interface(host, "eth0", true)
     }
 
     /// Sets one of `host`'s interfaces (`eth0`, `eth1`) down or up.
@@ -559,8 +560,8 @@ impl Lab {
             .map_err(|_| LabError::Invalid("fault state poisoned by a panic".into()))?;
         change(&mut faults);
         let mut rules = String::new();
-        // Every rule for both segments: ports p-<host> on br0, m-<host> on
-        // br1 (absent names match nothing).
+        // Every rule for both segments: `@` stands for the port prefix,
+        // p- on br0 and m- on br1 (absent names match nothing).
         let mut rule = |matches: String| {
             for segment in ["p-", "m-"] {
                 let matches = matches.replace("@", segment);

@@ -180,7 +180,6 @@ pub async fn start(config: DriverConfig) -> Result<MeshHandle, DriverError> {
         weight: Arc::new(|_, _| 0),
         evaluate_now: false,
         wire_bytes_sent: 0,
-        published_own_stamp: None,
     };
     tokio::spawn(task.run(command_rx));
     Ok(MeshHandle {
@@ -204,8 +203,6 @@ struct MeshTask {
     /// Something ownership depends on changed since the last evaluation.
     evaluate_now: bool,
     wire_bytes_sent: u64,
-    /// The version of this node's record in the last published status.
-    published_own_stamp: Option<(u64, u64)>,
 }
 
 impl MeshTask {
@@ -317,8 +314,16 @@ impl MeshTask {
             self.send_queued().await;
         }
         let quorum = self.mesh.has_quorum();
-        let own_stamp = Some(self.mesh.own_record().stamp());
-        if changed || quorum != self.status.borrow().quorum || own_stamp != self.published_own_stamp {
+        // This node's record is the first member's in the published status.
+        let (stale_quorum, stale_record) = {
+            let published = self.status.borrow();
+            let own = published.members.first().and_then(|m| m.record.as_ref());
+            (
+                quorum != published.quorum,
+                own.map(NodeRecord::stamp) != Some(self.mesh.own_record().stamp()),
+            )
+        };
+        if changed || stale_quorum || stale_record {
             self.publish();
         }
     }
@@ -333,8 +338,7 @@ impl MeshTask {
         }
     }
 
-    fn publish(&mut self) {
-        self.published_own_stamp = Some(self.mesh.own_record().stamp());
+    fn publish(&self) {
         let status = MeshStatus {
             identity: Some(self.mesh.identity().clone()),
             members: self.mesh.members(),

@@ -515,7 +515,6 @@ impl Mesh {
         if self.own.leaving {
             return self.own.claims.clone();
         }
-        self.publish_settling();
         // Members this node hands an address to: they wait for its record
         // to drop the address before they announce it.
         let mut successors: BTreeSet<String> = BTreeSet::new();

@@ -98,7 +98,13 @@ pub fn service_owners(
     failback: Failback,
     claimants: &Claimants,
 ) -> BTreeMap<IpAddr, Option<String>> {
-    let settled: Vec<Candidate> = candidates.iter().filter(|c| !c.settling).cloned().collect();
+    // Copied only in the rare evaluation where someone is settling.
+    let any_settling = candidates.iter().any(|c| c.settling);
+    let settled: Vec<Candidate> = if any_settling {
+        candidates.iter().filter(|c| !c.settling).cloned().collect()
+    } else {
+        Vec::new()
+    };
     let mut owners = BTreeMap::new();
     let mut used: BTreeSet<&str> = BTreeSet::new();
     for group in address_groups(addresses) {
@@ -107,7 +113,7 @@ pub fn service_owners(
         let claimed = group.iter().any(|a| claimants.get(a).is_some_and(|c| !c.is_empty()));
         // An unclaimed group (the cluster starting) ranks every candidate,
         // so the first node to settle does not take every address.
-        let pool = if claimed && !settled.is_empty() {
+        let pool = if claimed && any_settling && !settled.is_empty() {
             &settled[..]
         } else {
             candidates
