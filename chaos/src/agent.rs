@@ -174,9 +174,15 @@ const CONFIG_FILE: &str = "config.yaml";
 
 /// Replaces the agents' configuration (they reload it on change).
 pub fn write_config(lab: &Lab, config: &str) -> Result<(), LabError> {
+    write_config_file(lab, CONFIG_FILE, config)
+}
+
+/// Replaces (atomically) or adds file `name` of the agents' configuration
+/// directory.
+pub fn write_config_file(lab: &Lab, name: &str, text: &str) -> Result<(), LabError> {
     let dir = agents_dir(lab).join("config");
     std::fs::create_dir_all(&dir).map_err(|e| LabError::io("create agent config dir", e))?;
-    write_atomically(&dir.join(CONFIG_FILE), config)
+    write_atomically(&dir.join(name), text)
 }
 
 fn write_atomically(path: &Path, text: &str) -> Result<(), LabError> {
@@ -240,7 +246,23 @@ impl MeshAgent {
     pub fn has_quorum(&self) -> Result<bool, LabError> {
         let text = std::fs::read_to_string(self.state_dir.join("mesh-members"))
             .map_err(|e| LabError::io("read mesh-members", e))?;
-        Ok(text.lines().any(|l| l == "quorum true"))
+        Ok(text
+            .lines()
+            .any(|l| l.split_whitespace().take(2).eq(["quorum", "true"])))
+    }
+
+    /// Gossip datagrams this agent dropped, by reason (its `mesh-drops`
+    /// file: `forged`, `replayed`, …, `refused-by-mesh`).
+    pub fn drops(&self) -> Result<std::collections::BTreeMap<String, u64>, LabError> {
+        let text = std::fs::read_to_string(self.state_dir.join("mesh-drops"))
+            .map_err(|e| LabError::io("read mesh-drops", e))?;
+        Ok(text
+            .lines()
+            .filter_map(|l| {
+                let (reason, count) = l.split_once(' ')?;
+                Some((reason.to_owned(), count.trim().parse().ok()?))
+            })
+            .collect())
     }
 
     /// How many times this agent reported `event` for `member` between

@@ -146,6 +146,15 @@ enum Bench {
         #[arg(long, default_value_t = 200)]
         arp_requests: usize,
     },
+    /// ARP answer latency and gossip health of three agents while their configuration reloads, against idle.
+    L2Reload {
+        /// Services in the configuration (all but two allocated, not announced).
+        #[arg(long, default_value_t = 20000)]
+        services: usize,
+        /// ARP requests per condition.
+        #[arg(long, default_value_t = 200)]
+        arp_requests: usize,
+    },
     /// serf (memberlist, MetalLB's detector): SIGKILL of a member until the others declare it failed.
     Serf {
         /// Runs per cluster size.
@@ -384,6 +393,43 @@ fn bench_l2_failover(
                 s.runs
             );
         }
+    }
+    Ok(())
+}
+
+fn bench_l2_reload(services: usize, arp_requests: usize) -> Result<(), LabError> {
+    let report = meshlb_chaos::scenario::reload_health(services, arp_requests)?;
+    println!(
+        "Layer 2 answers and gossip health while 3 agents reload {} services ({:.1} MB of YAML; one file changed \
+         every 2 s), against idle; ARP round trips for the service address in milliseconds",
+        services + 2,
+        report.config_bytes as f64 / 1e6
+    );
+    println!("| condition | ARP median | p90 | max | answers | reloads (3 agents) | members declared down | stalls |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for (label, health) in [("idle", &report.idle), ("reloading", &report.reloading)] {
+        let samples: Vec<Duration> = health
+            .arp_ms
+            .iter()
+            .map(|ms| Duration::from_secs_f64(ms / 1000.0))
+            .collect();
+        let Some(s) = Summary::of(&samples) else {
+            println!(
+                "| {label} | - | - | - | 0 | {} | {} | {} |",
+                health.reloads, health.members_down, health.stalls
+            );
+            continue;
+        };
+        println!(
+            "| {label} | {:.3} | {:.3} | {:.3} | {}/{arp_requests} | {} | {} | {} |",
+            s.median.as_secs_f64() * 1000.0,
+            s.p90.as_secs_f64() * 1000.0,
+            s.max.as_secs_f64() * 1000.0,
+            s.runs,
+            health.reloads,
+            health.members_down,
+            health.stalls
+        );
     }
     Ok(())
 }
@@ -667,6 +713,9 @@ fn main() -> ExitCode {
             install_teardown_on_signal();
             bench_l2_failover(runs, nodes, fault, arp_requests)
         }
+        Command::Bench {
+            bench: Bench::L2Reload { services, arp_requests },
+        } => bench_l2_reload(services, arp_requests),
         Command::Bench {
             bench: Bench::Serf { runs, nodes },
         } => {

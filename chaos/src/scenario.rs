@@ -212,6 +212,18 @@ fn fail_meshlb_owner(lab: &Lab, agents: &[crate::agent::MeshAgent], fault: NodeF
     })
 }
 
+/// meshlb agents on every node of `lab` serving [`MESHLB_LAB_CONFIG`] (and
+/// whatever else their configuration directory holds), once exactly one
+/// answers `client1`'s ARP requests for [`MESHLB_VIP`] (within `limit`).
+fn start_answering_cluster(lab: &Lab, limit: Duration) -> Result<Vec<crate::agent::MeshAgent>, LabError> {
+    let names = lab.node_names();
+    let agents = crate::agent::start_cluster_with(lab, &names, "fast", MESHLB_LAB_CONFIG)?;
+    crate::wait::wait_for(limit, "one node to answer for the service address", || {
+        crate::probe::arp_answerers(lab, "client1", MESHLB_VIP).len() == 1
+    })?;
+    Ok(agents)
+}
+
 /// ARP answer times a client sees, in milliseconds.
 #[derive(Debug, Clone, Default)]
 pub struct ArpLatency {
@@ -228,13 +240,7 @@ pub struct ArpLatency {
 pub fn arp_latency(requests: usize) -> Result<ArpLatency, LabError> {
     let lab = Lab::build(&LabSpec::segment(3, 1, false))?;
     lab.run(|lab| {
-        let names = lab.node_names();
-        let _agents = crate::agent::start_cluster_with(lab, &names, "fast", MESHLB_LAB_CONFIG)?;
-        crate::wait::wait_for(
-            Duration::from_secs(15),
-            "one node to answer for the service address",
-            || crate::probe::arp_answerers(lab, "client1", MESHLB_VIP).len() == 1,
-        )?;
+        let _agents = start_answering_cluster(lab, Duration::from_secs(15))?;
         let owner_mac = crate::probe::arp_answerers(lab, "client1", MESHLB_VIP)
             .into_iter()
             .next()
@@ -248,6 +254,156 @@ pub fn arp_latency(requests: usize) -> Result<ArpLatency, LabError> {
         Ok(ArpLatency {
             meshlb_ms: crate::probe::arp_round_trips(lab, "client1", MESHLB_VIP, requests),
             kernel_ms: crate::probe::arp_round_trips(lab, "client1", owner, requests),
+        })
+    })
+}
+
+/// ARP answers and gossip health in one condition of [`reload_health`].
+#[derive(Debug, Clone, Default)]
+pub struct AgentHealth {
+    /// ARP answer round trips for [`MESHLB_VIP`], ms.
+    pub arp_ms: Vec<f64>,
+    /// Configurations the agents accepted meanwhile, all agents together.
+    pub reloads: usize,
+    /// Members any agent declared down meanwhile.
+    pub members_down: usize,
+    /// Times an agent noticed it had been stalled for a second or more.
+    pub stalls: usize,
+}
+
+/// What [`reload_health`] saw, idle and while reloading.
+#[derive(Debug, Clone, Default)]
+pub struct ReloadHealth {
+    /// Bytes of configuration the agents read at every reload.
+    pub config_bytes: usize,
+    /// With the configuration unchanged.
+    pub idle: AgentHealth,
+    /// While the configuration changes every two seconds.
+    pub reloading: AgentHealth,
+}
+
+/// How many services go into one file of [`reload_health`]'s
+/// configuration (each file stays below the agent's default size limit).
+const SERVICES_PER_FILE: usize = 5_000;
+
+/// The filler of [`reload_health`]: `count` IPv6 services, numbered from
+/// `first`, in a pool no L2Advertisement covers (allocated, not announced).
+fn filler(first: usize, count: usize, extra: bool) -> String {
+    use std::fmt::Write as _;
+    let mut text = String::new();
+    if first == 0 {
+        text.push_str(
+            "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: filler, namespace: metallb-system}\n\
+             spec: {addresses: ['2001:db8:200::/112'], autoAssign: false}\n",
+        );
+    }
+    let services = (first..first + count)
+        .map(|i| i.to_string())
+        .chain(extra.then(|| format!("{first}-extra")));
+    for name in services {
+        let _ = write!(
+            text,
+            "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: filler-{name}\n  namespace: default\n  \
+             annotations: {{metallb.io/address-pool: filler}}\nspec: {{type: LoadBalancer, ipFamilyPolicy: SingleStack, \
+             ipFamilies: [IPv6], ports: [{{port: 80}}]}}\n"
+        );
+    }
+    text
+}
+
+/// Three meshlb agents serving [`MESHLB_LAB_CONFIG`] plus `services`
+/// filler services (allocated, not announced). The client measures
+/// `requests` ARP round trips for [`MESHLB_VIP`] with the configuration
+/// unchanged, then as many while one file of the configuration changes
+/// every two seconds (each change a full reload: read, parse, validate,
+/// allocate); both times, the members any agent declared down and the
+/// stalls any agent noticed.
+pub fn reload_health(services: usize, requests: usize) -> Result<ReloadHealth, LabError> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let files: Vec<(String, String, String)> = (0..services.div_ceil(SERVICES_PER_FILE))
+        .map(|k| {
+            let first = k * SERVICES_PER_FILE;
+            let count = SERVICES_PER_FILE.min(services - first);
+            (
+                format!("filler-{k}.yaml"),
+                filler(first, count, false),
+                filler(first, count, true),
+            )
+        })
+        .collect();
+    let config_bytes = MESHLB_LAB_CONFIG.len() + files.iter().map(|(_, text, _)| text.len()).sum::<usize>();
+    let lab = Lab::build(&LabSpec::segment(3, 1, false))?;
+    lab.run(|lab| {
+        for (name, text, _) in &files {
+            crate::agent::write_config_file(lab, name, text)?;
+        }
+        let names = lab.node_names();
+        let agents = start_answering_cluster(lab, Duration::from_secs(120))?;
+        let count = |agents: &[crate::agent::MeshAgent], what: &str| {
+            agents
+                .iter()
+                .map(|a| a.process.log().matches(what).count())
+                .sum::<usize>()
+        };
+        let measure = |lab: &Lab| -> AgentHealth {
+            let from = crate::serf::now_secs();
+            let (reloads, stalls) = (count(&agents, "configuration accepted"), count(&agents, "was stalled"));
+            let arp_ms = crate::probe::arp_round_trips(lab, "client1", MESHLB_VIP, requests);
+            let until = crate::serf::now_secs();
+            AgentHealth {
+                arp_ms,
+                reloads: count(&agents, "configuration accepted") - reloads,
+                members_down: agents
+                    .iter()
+                    .flat_map(|a| {
+                        names
+                            .iter()
+                            .map(move |m| a.events_between("member-down", m, from, until))
+                    })
+                    .sum(),
+                stalls: count(&agents, "was stalled") - stalls,
+            }
+        };
+        let idle = measure(lab);
+        let stop = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let stop = Arc::clone(&stop);
+            let files = files.clone();
+            let dir = lab.log_dir().join("meshlb").join("config");
+            std::thread::spawn(move || {
+                let mut turn = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    let (name, plain, extra) = &files[turn % files.len()];
+                    let text = if (turn / files.len()).is_multiple_of(2) {
+                        extra
+                    } else {
+                        plain
+                    };
+                    let tmp = dir.join(format!("{name}.tmp"));
+                    if std::fs::write(&tmp, text)
+                        .and_then(|()| std::fs::rename(&tmp, dir.join(name)))
+                        .is_err()
+                    {
+                        return;
+                    }
+                    turn += 1;
+                    for _ in 0..20 {
+                        if stop.load(Ordering::Relaxed) {
+                            return;
+                        }
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                }
+            })
+        };
+        let reloading = measure(lab);
+        stop.store(true, Ordering::Relaxed);
+        let _ = writer.join();
+        Ok(ReloadHealth {
+            config_bytes,
+            idle,
+            reloading,
         })
     })
 }

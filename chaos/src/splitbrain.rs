@@ -58,6 +58,27 @@ impl ClaimLog {
     pub fn claimants(&self, ip: IpAddr) -> BTreeSet<MacAddr> {
         self.claims.iter().filter(|c| c.ip == ip).map(|c| c.mac).collect()
     }
+
+    /// The longest time (seconds) two MACs both claimed `ip`: for every
+    /// MAC that started claiming it, how long an earlier claimant went on
+    /// claiming after that (0 when claims never interleave).
+    pub fn overlap(&self, ip: IpAddr) -> f64 {
+        let mut spans: BTreeMap<MacAddr, (f64, f64)> = BTreeMap::new();
+        for c in self.claims.iter().filter(|c| c.ip == ip) {
+            let span = spans.entry(c.mac).or_insert((c.at, c.at));
+            span.0 = span.0.min(c.at);
+            span.1 = span.1.max(c.at);
+        }
+        let mut worst: f64 = 0.0;
+        for (earlier_first, earlier_last) in spans.values() {
+            for (later_first, _) in spans.values() {
+                if earlier_first < later_first {
+                    worst = worst.max(earlier_last - later_first);
+                }
+            }
+        }
+        worst
+    }
 }
 
 /// A running capture; [`SplitBrainDetector::stop`] analyses it.
@@ -181,6 +202,13 @@ mod tests {
         assert_eq!(log.macs_per_window(ip, Duration::from_secs(1)).len(), 3);
         assert_eq!(log.max_claimants(ip, Duration::from_millis(400)), 1);
         assert_eq!(log.claimants(ip).len(), 2);
+        assert_eq!(log.overlap(ip), 0.0, "b started after a's last claim");
+        let mut interleaved = log.clone();
+        interleaved.claims.push(Claim { at: 2.0, ip, mac: a });
+        assert!(
+            (interleaved.overlap(ip) - 0.3).abs() < 1e-9,
+            "a went on 0.3 s after b began"
+        );
         assert_eq!(
             log.max_claimants("203.0.113.99".parse().expect("ip"), Duration::from_secs(1)),
             0

@@ -46,9 +46,26 @@ impl fmt::Display for Invalid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}: {} {:?} {} (allowed: {})",
-            self.object, self.field, self.value, self.problem, self.allowed
+            "{}: {} {} {} (allowed: {})",
+            self.object,
+            self.field,
+            excerpt(&format!("{:?}", self.value)),
+            self.problem,
+            self.allowed
         )
+    }
+}
+
+/// Most characters of a value or parser message an error line quotes.
+pub const EXCERPT_CHARS: usize = 120;
+
+/// `text` if it is short, else its first [`EXCERPT_CHARS`] characters and
+/// how long it was: a bad value of megabytes must not become a log line of
+/// megabytes.
+pub fn excerpt(text: &str) -> String {
+    match text.char_indices().nth(EXCERPT_CHARS) {
+        None => text.to_owned(),
+        Some((cut, _)) => format!("{}… ({} bytes in all)", &text[..cut], text.len()),
     }
 }
 
@@ -99,4 +116,28 @@ pub enum Error {
 pub struct Rejected {
     /// Every problem found, in source order.
     pub errors: Vec<Error>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::Kind;
+
+    #[test]
+    fn long_values_are_quoted_as_an_excerpt() {
+        let object = ObjectRef {
+            kind: Kind::IpAddressPool,
+            namespace: Some("metallb-system".into()),
+            name: "big".into(),
+        };
+        let huge = "1".repeat(5_000_000);
+        let line = Invalid::new(&object, "spec.addresses[0]", huge, "is not a CIDR", "a CIDR").to_string();
+        assert!(line.len() < 400, "{} characters", line.len());
+        assert!(line.contains("(5000002 bytes in all)"), "{line}");
+        assert!(
+            line.starts_with("IPAddressPool metallb-system/big: spec.addresses[0] \"111"),
+            "{line}"
+        );
+        assert_eq!(excerpt("short"), "short");
+    }
 }

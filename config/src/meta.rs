@@ -80,6 +80,16 @@ impl Kind {
             Kind::EndpointSlice => "EndpointSlice",
         }
     }
+
+    /// The namespace an object of this kind is in when its manifest names
+    /// none: Services and EndpointSlices are read as in `default` (their
+    /// keys say so); meshlb's and MetalLB's own kinds are shown as written.
+    pub fn implied_namespace(self) -> Option<&'static str> {
+        match self {
+            Kind::Service | Kind::EndpointSlice => Some("default"),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for Kind {
@@ -102,10 +112,16 @@ pub struct ObjectRef {
 impl ObjectRef {
     /// The reference for an object of `kind` with this metadata.
     pub fn new(kind: Kind, meta: &ObjectMeta) -> ObjectRef {
+        ObjectRef::named(kind, meta.namespace.clone(), meta.name.clone())
+    }
+
+    /// The reference for an object of `kind` named `name` in `namespace`
+    /// (or in the namespace the kind implies, if none).
+    pub fn named(kind: Kind, namespace: Option<String>, name: String) -> ObjectRef {
         ObjectRef {
             kind,
-            namespace: meta.namespace.clone(),
-            name: meta.name.clone(),
+            namespace: namespace.or_else(|| kind.implied_namespace().map(str::to_owned)),
+            name,
         }
     }
 }

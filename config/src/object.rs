@@ -150,6 +150,109 @@ const KNOWN_KINDS: &str = "IPAddressPool, L2Advertisement, BGPAdvertisement, BGP
 
 /// Splits a multi-document YAML text at `---` lines, returning each
 /// document with its 1-based first line.
+/// The deepest nesting of flow collections (`[…]`, `{…}`) a text may have.
+/// The YAML scanner does work proportional to the flow depth for every
+/// token, so deep nesting costs time quadratic in the text's length (40 KB
+/// of `[` once took over a minute); MetalLB objects nest a few levels deep.
+/// Block nesting has no such cost (and the deserializer bounds it).
+pub const MAX_FLOW_DEPTH: usize = 64;
+
+/// Refuses, in one linear pass and before any parsing, a text whose flow
+/// collections nest deeper than [`MAX_FLOW_DEPTH`]. Brackets inside quoted
+/// scalars, comments, block scalars (`|`, `>`) and plain scalars (`echo
+/// [x]`) do not count.
+fn check_flow_depth(text: &str, file: &str) -> Result<(), Error> {
+    let mut depth = 0usize;
+    let mut quote: Option<char> = None;
+    // Inside a block scalar: lines more indented than its header's belong to it.
+    let mut block_scalar_parent: Option<usize> = None;
+    for (index, line) in text.lines().enumerate() {
+        let indent = line.len() - line.trim_start_matches(' ').len();
+        if let Some(parent) = block_scalar_parent {
+            if line.trim().is_empty() || indent > parent {
+                continue;
+            }
+            block_scalar_parent = None;
+        }
+        // The last character outside quotes and whitespace; '\n' at the
+        // start of the line. A collection or a quote opens a node only
+        // where a node may start.
+        let mut last = '\n';
+        let mut code_end = line.len();
+        let mut chars = line.char_indices().peekable();
+        while let Some((at, c)) = chars.next() {
+            match quote {
+                Some('\'') => {
+                    if c == '\'' {
+                        if chars.peek().is_some_and(|(_, n)| *n == '\'') {
+                            chars.next();
+                        } else {
+                            quote = None;
+                            last = c;
+                        }
+                    }
+                }
+                Some(_) => {
+                    if c == '\\' {
+                        chars.next();
+                    } else if c == '"' {
+                        quote = None;
+                        last = c;
+                    }
+                }
+                None => {
+                    let node_start =
+                        matches!(last, '\n' | ':' | '-' | '?' | ',') || (depth > 0 && matches!(last, '[' | '{'));
+                    match c {
+                        '#' if at == 0 || line[..at].ends_with([' ', '\t']) => {
+                            code_end = at;
+                            break;
+                        }
+                        '\'' | '"' if node_start => quote = Some(c),
+                        '[' | '{' if depth > 0 || node_start => {
+                            depth += 1;
+                            if depth > MAX_FLOW_DEPTH {
+                                return Err(Error::Parse {
+                                    location: SourceLocation {
+                                        file: file.to_string(),
+                                        line: index + 1,
+                                    },
+                                    object: None,
+                                    message: format!(
+                                        "flow collections ([…], {{…}}) nest deeper than {MAX_FLOW_DEPTH} levels; \
+                                         refused before parsing"
+                                    ),
+                                });
+                            }
+                        }
+                        ']' | '}' if depth > 0 => depth -= 1,
+                        _ => {}
+                    }
+                    if !c.is_whitespace() {
+                        last = c;
+                    }
+                }
+            }
+        }
+        if quote.is_none() && depth == 0 && is_block_scalar_header(&line[..code_end]) {
+            block_scalar_parent = Some(indent);
+        }
+    }
+    Ok(())
+}
+
+/// Whether a line (comment removed) ends with a block scalar header: `|`
+/// or `>`, with optional chomping and indentation indicators.
+fn is_block_scalar_header(code: &str) -> bool {
+    let head = code
+        .trim_end()
+        .trim_end_matches(|c: char| c == '-' || c == '+' || c.is_ascii_digit());
+    let Some(before) = head.strip_suffix(['|', '>']) else {
+        return false;
+    };
+    before.is_empty() || before.ends_with([' ', '\t'])
+}
+
 fn split_documents(text: &str) -> Vec<(usize, String)> {
     let mut documents = Vec::new();
     let mut current = String::new();
@@ -182,7 +285,7 @@ fn yaml_error(file: &str, start: usize, object: Option<ObjectRef>, err: &serde_y
     // serde_yaml_ng appends "at line N column M", which would name the line
     // inside the document; the location we give is the file's.
     let message = err.to_string();
-    let message = message.split(" at line ").next().unwrap_or(&message).to_string();
+    let message = crate::error::excerpt(message.split(" at line ").next().unwrap_or(&message));
     Error::Parse {
         location: SourceLocation {
             file: file.to_string(),
@@ -214,6 +317,7 @@ fn read_plain<T: DeserializeOwned>(document: &str, file: &str, start: usize, obj
 /// Parses every document of `text` (read from `file`). Empty documents are
 /// skipped. All documents are tried; every failure is reported.
 pub fn parse_documents(text: &str, file: &str) -> Result<Vec<Located<Object>>, Vec<Error>> {
+    check_flow_depth(text, file).map_err(|e| vec![e])?;
     let mut objects = Vec::new();
     let mut errors = Vec::new();
     for (start, document) in split_documents(text) {
@@ -278,11 +382,7 @@ fn parse_one(document: &str, file: &str, start: usize, header: Header) -> Result
             ));
         }
     };
-    let object = ObjectRef {
-        kind,
-        namespace: meta.namespace,
-        name,
-    };
+    let object = ObjectRef::named(kind, meta.namespace, name);
     if object.name.is_empty() {
         return Err(parse_error(Some(object), "metadata.name is missing".into()));
     }
@@ -377,6 +477,57 @@ spec:
             panic!()
         };
         assert_eq!(o.to_string(), "IPAddressPool b");
+    }
+
+    #[test]
+    fn references_to_services_name_their_namespace() {
+        let text = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {ports: 5}\n";
+        let errors = parse_documents(text, "x.yaml").unwrap_err();
+        let Error::Parse { object: Some(o), .. } = &errors[0] else {
+            panic!("{errors:?}")
+        };
+        assert_eq!(o.to_string(), "Service default/web");
+    }
+
+    #[test]
+    fn deep_flow_nesting_is_refused_before_parsing() {
+        let deep = format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: s}}\nspec: {}\n",
+            "[".repeat(40_000)
+        );
+        let errors = parse_documents(&deep, "x.yaml").unwrap_err();
+        assert_eq!(errors.len(), 1);
+        let text = errors[0].to_string();
+        assert!(
+            text.starts_with("x.yaml:4:") && text.contains("deeper than 64"),
+            "{text}"
+        );
+        // Just within the bound: parsed as usual (and refused for what it is).
+        let ok_depth = format!("a: {}{}\n", "[".repeat(MAX_FLOW_DEPTH), "]".repeat(MAX_FLOW_DEPTH));
+        assert!(check_flow_depth(&ok_depth, "x.yaml").is_ok());
+        let too_deep = format!(
+            "a: {}{}\n",
+            "[".repeat(MAX_FLOW_DEPTH + 1),
+            "]".repeat(MAX_FLOW_DEPTH + 1)
+        );
+        assert!(check_flow_depth(&too_deep, "x.yaml").is_err());
+        // Brackets that open no collection do not count.
+        let many = "[".repeat(1000);
+        for text in [
+            format!("a: \"{many}\"\n"),
+            format!("a: '{many} it''s'\n"),
+            format!("a: echo {many}\n"),
+            format!("a: 1 # {many}\n"),
+            format!("# {many}\n"),
+            format!("a: |\n  {many}\n  more\nb: [1, 2]\n"),
+            format!("a: >-\n    {many}\n"),
+            format!("a: \"multi\n  line {many}\"\n"),
+        ] {
+            assert!(check_flow_depth(&text, "x.yaml").is_ok(), "{text:.60}");
+        }
+        // After a block scalar ends, collections count again.
+        let after = format!("a: |\n  text\nb: {}\n", "[".repeat(100));
+        assert!(check_flow_depth(&after, "x.yaml").is_err());
     }
 
     #[test]

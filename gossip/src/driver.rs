@@ -9,7 +9,6 @@
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::net::UdpSocket;
@@ -17,11 +16,12 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::identity::NodeId;
-use crate::mesh::{MemberView, Mesh, MeshEvent, MeshStats, ServiceSpec};
-use crate::ownership::Fence;
+use crate::mesh::{MemberView, Mesh, MeshEvent, MeshStats, ServicePlan};
+use crate::ownership::{Fence, FenceStatus};
 use crate::profile::Profile;
-use crate::record::NodeRecord;
 use crate::secure::{DropReason, Epoch, Keyring, SecureChannel};
+
+pub use crate::mesh::WeightFn;
 
 /// Why the driver could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -62,10 +62,6 @@ pub struct DriverConfig {
     pub labels: std::collections::BTreeMap<String, String>,
 }
 
-/// A node's preference weight for a service (0: no preference), from its
-/// record (labels) and the service.
-pub type WeightFn = Arc<dyn Fn(&NodeRecord, &ServiceSpec) -> u32 + Send + Sync>;
-
 /// Ownership is re-evaluated at least this often, so time-driven changes
 /// (the settle period after joining, the fence) take effect without an event.
 pub const EVALUATE_EVERY: Duration = Duration::from_millis(200);
@@ -76,18 +72,15 @@ pub const EVALUATE_EVERY: Duration = Duration::from_millis(200);
 /// announces nothing until it has settled again.
 pub const STALL: Duration = Duration::from_secs(1);
 
+/// How often dropped and refused datagrams are summed up in the log (at
+/// info level, only when there were any) and in the published status.
+pub const DROP_SUMMARY: Duration = Duration::from_secs(10);
+
 /// What the rest of the agent asks of the mesh.
 pub enum Command {
-    /// The services ownership is computed for (replacing the previous set)
-    /// and how nodes are weighted for them.
-    SetServices {
-        /// Every service this agent knows, whether or not it serves it here.
-        services: Vec<ServiceSpec>,
-        /// Preference weights.
-        weight: WeightFn,
-    },
-    /// Change this node's record.
-    UpdateRecord(Box<dyn FnOnce(&mut NodeRecord) + Send>),
+    /// The services ownership is computed for (replacing the previous
+    /// plan), and what this node's record says of them.
+    SetServices(ServicePlan),
     /// Hand over, leave, and stop; answered when the leave was sent.
     Leave(oneshot::Sender<()>),
     /// Replace the keyring (key rotation).
@@ -97,8 +90,7 @@ pub enum Command {
 impl std::fmt::Debug for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Command::SetServices { .. } => "SetServices",
-            Command::UpdateRecord(_) => "UpdateRecord",
+            Command::SetServices(_) => "SetServices",
             Command::Leave(_) => "Leave",
             Command::SetKeyring(_) => "SetKeyring",
         })
@@ -113,11 +105,12 @@ pub struct MeshStatus {
     pub identity: Option<NodeId>,
     /// Live members, this node first.
     pub members: Vec<MemberView>,
-    /// Whether this node may announce.
-    pub quorum: bool,
+    /// The quorum fence: whether this node may announce, and why.
+    pub fence: FenceStatus,
     /// Protocol counters.
     pub stats: MeshStats,
-    /// Datagrams refused by the secure envelope, by reason.
+    /// Datagrams refused by the secure envelope, by reason, over this
+    /// node's life (refreshed at least every [`DROP_SUMMARY`]).
     pub drops: Vec<(DropReason, u64)>,
     /// Bytes sent on the wire (with the envelope).
     pub wire_bytes_sent: u64,
@@ -176,10 +169,9 @@ pub async fn start(config: DriverConfig) -> Result<MeshHandle, DriverError> {
         events: event_tx,
         status: status_tx,
         announce: announce_tx,
-        services: Vec::new(),
-        weight: Arc::new(|_, _| 0),
         evaluate_now: false,
         wire_bytes_sent: 0,
+        summarised: DropTally::default(),
     };
     tokio::spawn(task.run(command_rx));
     Ok(MeshHandle {
@@ -198,11 +190,55 @@ struct MeshTask {
     events: mpsc::UnboundedSender<MeshEvent>,
     status: watch::Sender<MeshStatus>,
     announce: watch::Sender<BTreeSet<IpAddr>>,
-    services: Vec<ServiceSpec>,
-    weight: WeightFn,
     /// Something ownership depends on changed since the last evaluation.
     evaluate_now: bool,
     wire_bytes_sent: u64,
+    /// The drop counts at the last summary.
+    summarised: DropTally,
+}
+
+/// Datagrams dropped so far: by the envelope, by reason, and refused by
+/// the mesh after authentication.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct DropTally {
+    envelope: Vec<(DropReason, u64)>,
+    refused: u64,
+}
+
+impl DropTally {
+    /// What was dropped since `earlier`, as `reason=count` words.
+    fn since(&self, earlier: &DropTally) -> String {
+        let before = |reason: DropReason| {
+            earlier
+                .envelope
+                .iter()
+                .find(|(r, _)| *r == reason)
+                .map_or(0, |(_, n)| *n)
+        };
+        let mut words: Vec<String> = self
+            .envelope
+            .iter()
+            .filter(|(reason, n)| *n > before(*reason))
+            .map(|(reason, n)| format!("{}={}", drop_reason_name(*reason), n - before(*reason)))
+            .collect();
+        if self.refused > earlier.refused {
+            words.push(format!("refused-by-mesh={}", self.refused - earlier.refused));
+        }
+        words.join(" ")
+    }
+}
+
+/// A drop reason as one word, for logs and status files.
+pub fn drop_reason_name(reason: DropReason) -> &'static str {
+    match reason {
+        DropReason::Truncated => "truncated",
+        DropReason::Version => "unknown-version",
+        DropReason::UnknownKey => "unknown-key",
+        DropReason::Stale => "stale",
+        DropReason::Future => "future",
+        DropReason::Replayed => "replayed",
+        DropReason::Forged => "forged",
+    }
 }
 
 impl MeshTask {
@@ -215,6 +251,8 @@ impl MeshTask {
         let mut leaving: Option<(Instant, oneshot::Sender<()>)> = None;
         let mut evaluation = tokio::time::interval(EVALUATE_EVERY);
         evaluation.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut drop_summary = tokio::time::interval(DROP_SUMMARY);
+        drop_summary.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.flush().await;
         loop {
             let asleep_since = Instant::now();
@@ -242,16 +280,13 @@ impl MeshTask {
                     }
                 }
                 _ = evaluation.tick() => self.evaluate_now = true,
+                _ = drop_summary.tick() => self.summarise_drops(),
                 command = commands.recv() => match command {
-                    Some(Command::SetServices { services, weight }) => {
-                        self.services = services;
-                        self.weight = weight;
-                        self.evaluate_now = true;
-                    }
-                    Some(Command::UpdateRecord(change)) => {
-                        if let Err(e) = self.mesh.update_record(change) {
-                            tracing::warn!("record update: {e}");
+                    Some(Command::SetServices(plan)) => {
+                        if let Err(e) = self.mesh.set_services(plan) {
+                            tracing::warn!("publishing the services served here: {e}");
                         }
+                        self.evaluate_now = true;
                     }
                     Some(Command::SetKeyring(keyring)) => self.channel.set_keyring(keyring),
                     Some(Command::Leave(done)) => {
@@ -301,10 +336,9 @@ impl MeshTask {
             changed = true;
             let _ = self.events.send(event);
         }
-        if changed || self.evaluate_now {
+        if self.mesh.take_evaluation_due() || changed || self.evaluate_now {
             self.evaluate_now = false;
-            let weight = Arc::clone(&self.weight);
-            let mine = self.mesh.announce_set(&self.services, &*weight);
+            let mine = self.mesh.evaluate_ownership();
             self.announce.send_if_modified(|current| {
                 let modified = *current != mine;
                 *current = mine;
@@ -313,19 +347,45 @@ impl MeshTask {
             // Changed claims are published in the record: send it now.
             self.send_queued().await;
         }
-        let quorum = self.mesh.has_quorum();
+        let fence = self.mesh.fence_status();
         // This node's record is the first member's in the published status.
-        let (stale_quorum, stale_record) = {
+        let (was, stale_record) = {
             let published = self.status.borrow();
             let own = published.members.first().and_then(|m| m.record.as_ref());
             (
-                quorum != published.quorum,
-                own.map(NodeRecord::stamp) != Some(self.mesh.own_record().stamp()),
+                published.identity.as_ref().map(|_| published.fence),
+                own.map(|r| r.stamp()) != Some(self.mesh.own_record().stamp()),
             )
         };
-        if changed || stale_quorum || stale_record {
+        if was.is_none_or(|was| was.quorum != fence.quorum) {
+            log_fence(&fence);
+        }
+        if changed || was != Some(fence) || stale_record {
             self.publish();
         }
+    }
+
+    fn drop_tally(&self) -> DropTally {
+        DropTally {
+            envelope: self.channel.drops().iter().collect(),
+            refused: self.mesh.stats().refused_datagrams,
+        }
+    }
+
+    /// Logs what was dropped since the last summary (if anything) and
+    /// publishes the counts.
+    fn summarise_drops(&mut self) {
+        let now = self.drop_tally();
+        if now == self.summarised {
+            return;
+        }
+        tracing::info!(
+            "gossip datagrams dropped in the last {} s: {}",
+            DROP_SUMMARY.as_secs(),
+            now.since(&self.summarised)
+        );
+        self.summarised = now;
+        self.publish();
     }
 
     async fn send_queued(&mut self) {
@@ -342,11 +402,54 @@ impl MeshTask {
         let status = MeshStatus {
             identity: Some(self.mesh.identity().clone()),
             members: self.mesh.members(),
-            quorum: self.mesh.has_quorum(),
+            fence: self.mesh.fence_status(),
             stats: self.mesh.stats().clone(),
             drops: self.channel.drops().iter().collect(),
             wire_bytes_sent: self.wire_bytes_sent,
         };
         self.status.send_replace(status);
+    }
+}
+
+/// Says in the log why this node may or may not announce.
+fn log_fence(fence: &FenceStatus) {
+    if fence.quorum {
+        tracing::info!(%fence, "quorum: this node may announce");
+    } else if !fence.heard_majority {
+        tracing::warn!(
+            %fence,
+            "no quorum: not yet heard from a majority of the {} members this node expects; claiming nothing",
+            fence.expected
+        );
+    } else {
+        tracing::warn!(
+            %fence,
+            "no quorum: sees {} of {} members; claiming nothing",
+            fence.live,
+            fence.reference
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drop_summaries_name_only_what_grew() {
+        let earlier = DropTally {
+            envelope: vec![(DropReason::Forged, 3), (DropReason::Replayed, 1)],
+            refused: 2,
+        };
+        let now = DropTally {
+            envelope: vec![
+                (DropReason::Truncated, 5),
+                (DropReason::Forged, 10),
+                (DropReason::Replayed, 1),
+            ],
+            refused: 4,
+        };
+        assert_eq!(now.since(&earlier), "truncated=5 forged=7 refused-by-mesh=2");
+        assert_eq!(now.since(&now), "");
     }
 }

@@ -24,6 +24,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut};
@@ -33,7 +34,7 @@ use rand::{RngExt, SeedableRng};
 
 use crate::codec::MeshCodec;
 use crate::identity::NodeId;
-use crate::ownership::{Candidate, Claimants, Failback, Fence, may_start_announcing, service_owners};
+use crate::ownership::{Candidate, Claimants, Failback, Fence, FenceStatus, may_start_announcing, service_owners};
 use crate::profile::{MAX_PLAINTEXT, Profile};
 use crate::record::{NodeRecord, RecordBook, SharedBook};
 
@@ -106,6 +107,87 @@ pub struct ServiceSpec {
     pub failback: Failback,
 }
 
+/// A node's preference weight for a service (0: no preference), from its
+/// record (labels) and the service.
+pub type WeightFn = Arc<dyn Fn(&NodeRecord, &ServiceSpec) -> u32 + Send + Sync>;
+
+/// What this node's Layer 2 side tells the mesh, in one step: every service
+/// ownership is computed for, how nodes are weighted for them, and what this
+/// node's record says of them. The record's `serving`, `links` and
+/// configuration fingerprint (of `services`) change together, so a member
+/// that sees the fingerprint also sees what this node serves under it.
+#[derive(Clone)]
+pub struct ServicePlan {
+    /// Every service this agent knows, whether or not it serves it here.
+    pub services: Vec<ServiceSpec>,
+    /// Preference weights.
+    pub weight: WeightFn,
+    /// The services ([`crate::record::service_id`]) this node can serve now.
+    pub serving: BTreeSet<u64>,
+    /// Link state of the interfaces the services are announced on.
+    pub links: BTreeMap<String, bool>,
+}
+
+impl Default for ServicePlan {
+    fn default() -> ServicePlan {
+        ServicePlan {
+            services: Vec::new(),
+            weight: Arc::new(|_, _| 0),
+            serving: BTreeSet::new(),
+            links: BTreeMap::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for ServicePlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServicePlan")
+            .field("services", &self.services.len())
+            .field("serving", &self.serving.len())
+            .field("links", &self.links)
+            .finish()
+    }
+}
+
+/// The configuration fingerprint of a set of services: what ownership is
+/// computed from (ids, addresses, failback), independent of order.
+pub fn services_fingerprint(services: &[ServiceSpec]) -> u64 {
+    use sha2::{Digest, Sha256};
+    let mut sorted: Vec<&ServiceSpec> = services.iter().collect();
+    sorted.sort_by_key(|s| s.id);
+    let mut hasher = Sha256::new();
+    for service in sorted {
+        hasher.update(service.id.to_be_bytes());
+        hasher.update([u8::from(service.failback == Failback::NonRevertive)]);
+        hasher.update((service.addresses.len() as u32).to_be_bytes());
+        for address in &service.addresses {
+            match address {
+                IpAddr::V4(a) => hasher.update(a.octets()),
+                IpAddr::V6(a) => hasher.update(a.octets()),
+            }
+        }
+    }
+    let digest = hasher.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
+}
+
+/// How long, after its own or a member's configuration fingerprint
+/// changed, a node starts announcing nothing new while the live members'
+/// fingerprints differ (they are reading a changed configuration at
+/// different moments). Bounded, so a member whose configuration differs
+/// for good holds nothing back for longer.
+pub const CONFIGURATION_SETTLE_MS: u64 = 2_000;
+
+/// How long a node waits, after a live member's record dropped an address
+/// this node is to take over, before it announces it: the member's record
+/// leaves as soon as it decides, while its own answering goes quiet a
+/// moment later (its decision still has to reach its interfaces, and a
+/// gratuitous ARP it had scheduled may go out meanwhile). A crashed or
+/// departed claimant gets no such wait.
+pub const HANDBACK_GUARD_MS: u64 = 10;
+
 /// foca's effects during one call, drained into the mesh afterwards.
 #[derive(Default)]
 struct Effects {
@@ -155,7 +237,37 @@ pub struct Mesh {
     /// renewed identity and the new record travel in different datagrams,
     /// so others may see the member alive before its new record arrives.
     stale_claims: BTreeSet<String>,
+    /// Members declared down without this node having seen them suspected
+    /// first, and until when their claims still count. A crashed member is
+    /// suspected for a suspicion time before it is declared down, and the
+    /// suspicion is gossiped meanwhile; a death that comes without one is
+    /// usually news from a member with a stale view: a node that was cut
+    /// off spreads, when it is heard again, the deaths it concluded
+    /// meanwhile. foca's deaths are final, so such a member can only
+    /// rejoin with a renewed identity, which it does as soon as it hears of
+    /// its death. Taking its addresses at once would make two announcers
+    /// until it is back; waiting a suspicion time for it costs a real
+    /// failover that much only where the suspicion was lost on the way.
+    presumed_alive: BTreeMap<String, (NodeId, u64)>,
+    /// Members seen suspected in their current identity.
+    suspected: BTreeSet<NodeId>,
     fence: Fence,
+    /// Whether the fence gave quorum at its last observation.
+    had_quorum: bool,
+    /// What ownership is computed for.
+    plan: ServicePlan,
+    /// The configuration fingerprint in each live member's record.
+    fingerprints: BTreeMap<String, u64>,
+    /// When this node's or a member's configuration fingerprint last
+    /// changed (ms).
+    configuration_changed_ms: Option<u64>,
+    /// Who claimed each address at the last ownership evaluation.
+    last_claimants: Claimants,
+    /// Addresses this node is to take over that a live member released,
+    /// and when it released them (see [`HANDBACK_GUARD_MS`]).
+    released_ms: BTreeMap<IpAddr, u64>,
+    /// A time-driven change ownership depends on came due.
+    evaluation_due: bool,
     seeds: Vec<SocketAddr>,
     next_anti_entropy_ms: u64,
     next_seed_announce_ms: u64,
@@ -206,7 +318,16 @@ impl Mesh {
             own,
             live: BTreeMap::new(),
             stale_claims: BTreeSet::new(),
+            presumed_alive: BTreeMap::new(),
+            suspected: BTreeSet::new(),
             fence: Fence::default(),
+            had_quorum: false,
+            plan: ServicePlan::default(),
+            fingerprints: BTreeMap::new(),
+            configuration_changed_ms: None,
+            last_claimants: Claimants::new(),
+            released_ms: BTreeMap::new(),
+            evaluation_due: false,
             seeds: Vec::new(),
             joined_at_ms: now_ms,
             stats: MeshStats::default(),
@@ -218,10 +339,31 @@ impl Mesh {
         self.foca.identity()
     }
 
-    /// Replaces the quorum fence settings (the reference is kept).
+    /// Replaces the quorum fence settings.
     pub fn set_fence(&mut self, fence: Fence) {
         self.fence = fence;
         self.observe_fence();
+    }
+
+    /// Replaces the services ownership is computed for, and publishes what
+    /// this node's record says of them (see [`ServicePlan`]).
+    pub fn set_services(&mut self, plan: ServicePlan) -> Result<(), MeshError> {
+        let fingerprint = services_fingerprint(&plan.services);
+        if fingerprint != self.own.config_fingerprint {
+            self.configuration_changed_ms = Some(self.now_ms);
+        }
+        let (serving, links) = (plan.serving.clone(), plan.links.clone());
+        self.plan = plan;
+        self.update_record(|r| {
+            r.serving = serving;
+            r.links = links;
+            r.config_fingerprint = fingerprint;
+        })
+    }
+
+    /// The services ownership is computed for.
+    pub fn services(&self) -> &[ServiceSpec] {
+        &self.plan.services
     }
 
     /// Counters.
@@ -263,7 +405,20 @@ impl Mesh {
         if let Some(settles) = self.settle_deadline() {
             next = next.min(settles);
         }
+        if let Some(until) = self.presumed_alive.values().map(|(_, until)| *until).min() {
+            next = next.min(until);
+        }
+        if let Some(released) = self.released_ms.values().min() {
+            next = next.min(released + HANDBACK_GUARD_MS);
+        }
         next
+    }
+
+    /// Whether something time-driven that ownership depends on came due
+    /// since the last call (the caller evaluates ownership then); cleared
+    /// by the call.
+    pub fn take_evaluation_due(&mut self) -> bool {
+        std::mem::take(&mut self.evaluation_due)
     }
 
     /// Fires every timer due at `now_ms`, in order.
@@ -291,6 +446,21 @@ impl Mesh {
         }
         if self.live.is_empty() && !self.seeds.is_empty() && self.now_ms >= self.next_seed_announce_ms {
             self.announce_to_seeds();
+        }
+        let now = self.now_ms;
+        let expired: Vec<String> = self
+            .presumed_alive
+            .iter()
+            .filter(|(_, (_, until))| *until <= now)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in expired {
+            self.presumed_alive.remove(&name);
+            self.stale_claims.insert(name);
+            self.evaluation_due = true;
+        }
+        if self.released_ms.values().any(|at| at + HANDBACK_GUARD_MS <= now) {
+            self.evaluation_due = true;
         }
         self.observe_fence();
         self.publish_settling();
@@ -435,8 +605,13 @@ impl Mesh {
 
     /// Whether this node sees a majority of the reference membership.
     pub fn has_quorum(&self) -> bool {
+        self.fence_status().quorum
+    }
+
+    /// What the quorum fence says now (see [`Fence`]).
+    pub fn fence_status(&self) -> FenceStatus {
         let names = self.live_names();
-        self.fence.has_quorum(names.iter().map(String::as_str))
+        self.fence.status(names.iter().map(String::as_str))
     }
 
     /// The fence's reference membership.
@@ -445,12 +620,16 @@ impl Mesh {
     }
 
     /// Whether this node has had time to learn the membership and records
-    /// since it joined: four probe periods once another member answered, or
-    /// four times that with nobody answering (a lone node).
-    /// Until then it announces nothing, so a restarting agent does not
-    /// briefly claim every address.
+    /// since it joined, or last regained quorum: four probe periods once
+    /// another member answered, or four times that with nobody answering
+    /// (a lone node). Until then it announces nothing, so a restarting
+    /// agent does not briefly claim every address. A node without quorum
+    /// is not settled either, and its record says so: the others do not
+    /// give it an address that someone announces (a firewalled node that
+    /// the others hear but that hears no one would otherwise be handed
+    /// addresses it will never announce).
     pub fn settled(&self) -> bool {
-        self.now_ms.saturating_sub(self.joined_at_ms) >= self.settle_period_ms()
+        self.had_quorum && self.now_ms.saturating_sub(self.joined_at_ms) >= self.settle_period_ms()
     }
 
     fn settle_period_ms(&self) -> u64 {
@@ -496,76 +675,119 @@ impl Mesh {
         }
     }
 
-    /// The addresses this node should announce now: for each service, the
-    /// owners among the live members whose record serves it and who are not
-    /// leaving; nothing while fenced or not yet [`settled`](Mesh::settled);
+    /// The addresses this node should announce now: for each service of
+    /// the [`ServicePlan`], the owners among the live members whose record
+    /// serves it and who are not leaving; nothing while fenced or not yet
+    /// [`settled`](Mesh::settled);
     /// while leaving, what it announced before (its successors take over as
     /// they learn it is leaving). `weight` gives a node's preference weight
     /// for a service. Non-revertive services stay with the member whose
     /// record claims them while it remains a candidate. An owner starts
     /// announcing an address only once no other settled member claims it,
     /// and a settling member does not displace a settled one that does
-    /// (see [`crate::ownership`]). The result is published as this node's
-    /// claims, sent at once to the members it hands addresses to.
-    pub fn announce_set(
-        &mut self,
-        services: &[ServiceSpec],
-        weight: &dyn Fn(&NodeRecord, &ServiceSpec) -> u32,
-    ) -> BTreeSet<IpAddr> {
+    /// (see [`crate::ownership`]). While a configuration changes (within
+    /// [`CONFIGURATION_SETTLE_MS`] of a fingerprint change) and the live
+    /// members' records do not all carry this node's fingerprint, it starts
+    /// announcing nothing new: a member that has not read the change yet
+    /// does not say it serves a new service (so every node would take
+    /// itself for the only candidate), and one that has already read a
+    /// removal no longer serves the service (so the next would take it
+    /// over for the moment until it reads the removal too). The result is
+    /// published as this node's claims, sent at once to the members it
+    /// hands addresses to.
+    pub fn evaluate_ownership(&mut self) -> BTreeSet<IpAddr> {
         if self.own.leaving {
             return self.own.claims.clone();
         }
         // Members this node hands an address to: they wait for its record
         // to drop the address before they announce it.
         let mut successors: BTreeSet<String> = BTreeSet::new();
-        let mine = if self.settled() && self.has_quorum() {
-            let me = self.own.node.clone();
-            let book = self.book.lock();
-            let records: Vec<&NodeRecord> = self
-                .live_records(&book)
-                .filter_map(|(_, record)| record)
-                .filter(|r| !r.leaving)
-                .collect();
-            let mut claimants = Claimants::new();
-            for record in records
+        let me = self.own.node.clone();
+        let active = self.settled() && self.has_quorum();
+        let book = self.book.lock();
+        let fingerprint = self.own.config_fingerprint;
+        let mut views_known = true;
+        let mut records: Vec<&NodeRecord> = Vec::new();
+        let presumed = self
+            .presumed_alive
+            .values()
+            .map(|(id, _)| book.get(&id.name).filter(|r| r.boot == id.boot));
+        for record in self.live_records(&book).map(|(_, record)| record).chain(presumed) {
+            match record {
+                Some(r) if r.leaving => {}
+                Some(r) => {
+                    views_known &= r.config_fingerprint == fingerprint;
+                    records.push(r);
+                }
+                None => views_known = false,
+            }
+        }
+        // Who announces what now, as far as this node can tell; kept even
+        // while it announces nothing, to recognise a release next time.
+        let mut claimants = Claimants::new();
+        for record in records
+            .iter()
+            .filter(|r| !r.settling && !self.stale_claims.contains(&r.node))
+        {
+            for address in &record.claims {
+                claimants.entry(*address).or_default().insert(record.node.clone());
+            }
+        }
+        let changing = self
+            .configuration_changed_ms
+            .is_some_and(|at| self.now_ms < at + CONFIGURATION_SETTLE_MS);
+        let may_start = views_known || !changing;
+        let mut mine = BTreeSet::new();
+        let mut released = BTreeMap::new();
+        let weight = &self.plan.weight;
+        for service in self.plan.services.iter().filter(|_| active) {
+            let candidates: Vec<Candidate> = records
                 .iter()
-                .filter(|r| !r.settling && !self.stale_claims.contains(&r.node))
-            {
-                for address in &record.claims {
-                    claimants.entry(*address).or_default().insert(record.node.clone());
-                }
-            }
-            let mut mine = BTreeSet::new();
-            for service in services {
-                let candidates: Vec<Candidate> = records
-                    .iter()
-                    .filter(|r| r.serves(service.id))
-                    .map(|r| Candidate {
-                        node: r.node.clone(),
-                        weight: weight(r, service),
-                        settling: r.settling,
-                    })
-                    .collect();
-                let owners = service_owners(&service.addresses, &candidates, service.failback, &claimants);
-                for (address, owner) in owners {
-                    let announcing_now = self.own.claims.contains(&address);
-                    match owner {
-                        Some(owner)
-                            if owner == me && may_start_announcing(&me, address, announcing_now, &claimants) =>
-                        {
-                            mine.insert(address);
+                .filter(|r| r.serves(service.id))
+                .map(|r| Candidate {
+                    node: r.node.clone(),
+                    weight: weight(r, service),
+                    settling: r.settling,
+                })
+                .collect();
+            let owners = service_owners(&service.addresses, &candidates, service.failback, &claimants);
+            for (address, owner) in owners {
+                let announcing_now = self.own.claims.contains(&address);
+                match owner {
+                    Some(owner)
+                        if owner == me
+                            && (announcing_now || may_start)
+                            && may_start_announcing(&me, address, announcing_now, &claimants) =>
+                    {
+                        // Released a moment ago by a member still live:
+                        // let its answering go quiet first.
+                        let released_at = self.released_ms.get(&address).copied().or_else(|| {
+                            let by_live = self
+                                .last_claimants
+                                .get(&address)
+                                .is_some_and(|before| before.iter().any(|n| *n != me && self.live.contains_key(n)));
+                            (by_live && !announcing_now).then_some(self.now_ms)
+                        });
+                        match released_at {
+                            Some(at) if self.now_ms < at + HANDBACK_GUARD_MS => {
+                                released.insert(address, at);
+                            }
+                            _ => {
+                                mine.insert(address);
+                            }
                         }
-                        Some(owner) if announcing_now => {
-                            successors.insert(owner);
-                        }
-                        _ => {}
                     }
+                    Some(owner) if announcing_now => {
+                        successors.insert(owner);
+                    }
+                    _ => {}
                 }
             }
-            mine
-        } else {
-            BTreeSet::new()
-        };
+        }
+        drop(records);
+        drop(book);
+        self.released_ms = released;
+        self.last_claimants = claimants;
         if mine != self.own.claims {
             let claims = mine.clone();
             if let Err(e) = self.update_record(|r| r.claims = claims) {
@@ -584,6 +806,11 @@ impl Mesh {
     }
 
     fn absorb(&mut self, fx: Effects) {
+        for member in self.foca.iter_membership_state() {
+            if member.state() == foca::State::Suspect && self.live.get(&member.id().name) == Some(member.id()) {
+                self.suspected.insert(member.id().clone());
+            }
+        }
         for (after, event) in fx.timers {
             let due = self.now_ms + after.as_millis() as u64;
             self.timer_seq += 1;
@@ -630,6 +857,18 @@ impl Mesh {
         let changed = self.book.lock().take_changed();
         for name in &changed {
             self.stale_claims.remove(name);
+            if *name == self.own.node {
+                continue;
+            }
+            let fingerprint = self.book.lock().get(name).map(|r| r.config_fingerprint);
+            if let Some(fingerprint) = fingerprint
+                && self
+                    .fingerprints
+                    .insert(name.clone(), fingerprint)
+                    .is_some_and(|old| old != fingerprint)
+            {
+                self.configuration_changed_ms = Some(self.now_ms);
+            }
         }
         for name in changed {
             if name != self.own.node {
@@ -668,6 +907,8 @@ impl Mesh {
             return;
         }
         let addr = id.addr;
+        self.presumed_alive.remove(&id.name);
+        self.suspected.retain(|s| s.name != id.name);
         self.live.insert(id.name.clone(), id.clone());
         self.events.push_back(MeshEvent::MemberUp(id));
         // A new member gets our records at once rather than at the next
@@ -680,22 +921,40 @@ impl Mesh {
             return;
         }
         self.live.remove(&id.name);
-        self.stale_claims.insert(id.name.clone());
+        self.fingerprints.remove(&id.name);
         self.stats.members_declared_down += 1;
         let left = self
             .book
             .lock()
             .get(&id.name)
             .is_some_and(|r| r.leaving && r.boot == id.boot);
+        let suspected = self.suspected.remove(&id);
         if left {
             self.fence.left(&id.name);
+        }
+        if !suspected && !left {
+            let until = self.now_ms + self.profile.suspect_to_down_ms;
+            self.presumed_alive.insert(id.name.clone(), (id.clone(), until));
+        } else {
+            self.stale_claims.insert(id.name.clone());
         }
         self.events.push_back(MeshEvent::MemberDown(id));
     }
 
+    /// Updates the fence's reference. A node that regains quorum was cut off
+    /// from part of the mesh: what it holds of the members it hears again
+    /// (their claims above all) may be stale, and in a staged heal it may
+    /// hear some members before the one announcing its addresses. It
+    /// re-learns the mesh, claiming nothing, for a settle period, as after
+    /// a stall.
     fn observe_fence(&mut self) {
         let names = self.live_names();
         self.fence.observe(names.iter().map(String::as_str), self.now_ms);
+        let quorum = self.fence.has_quorum(names.iter().map(String::as_str));
+        if quorum && !self.had_quorum {
+            self.joined_at_ms = self.now_ms;
+        }
+        self.had_quorum = quorum;
     }
 
     fn push(&mut self, to: SocketAddr, kind: u8, body: &[u8]) {

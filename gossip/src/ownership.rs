@@ -26,7 +26,8 @@
 //!   ([`may_start_announcing`]), a revertive handback is break-before-make
 //!   by one record's trip instead of silent for a whole settle period.
 //! - **Fencing** ([`Fence`]): a node that sees less than a majority of the
-//!   reference membership stops announcing.
+//!   reference membership, or has never heard from a majority of the
+//!   cluster it expects, does not announce.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -151,17 +152,30 @@ pub fn may_start_announcing(node: &str, address: IpAddr, announcing_now: bool, c
             .is_none_or(|others| others.iter().all(|other| other == node))
 }
 
-/// When a node may announce: it must see a majority of the reference
-/// membership.
+/// When a node may announce: it must have heard from a majority of the
+/// cluster it expects, and see a majority of the reference membership.
 ///
-/// The reference membership is every member seen alive, less members that
-/// left gracefully and members down for longer than `forget_after`. The
-/// default (10 minutes) trades safety for availability: a partition longer
-/// than that lets the minority side announce again (it logs why), while a
-/// node lost for good stops counting against the quorum after 10 minutes.
-/// Fencing applies only while the reference has at least `min_members`
-/// members (default 3): with two nodes a majority is both, and fencing would
-/// turn every single failure into an outage.
+/// **The expected cluster** (`expected_members`, this node included) is
+/// what the node is told, not what it happens to hear: in standalone mode
+/// the `--join` seeds or an explicit `--cluster-size`, in Kubernetes mode
+/// the nodes the API server lists. Until a node has seen a majority of it
+/// live at once it claims nothing, so an agent with the wrong cluster key
+/// or a firewalled gossip port (it hears no one and would otherwise be a
+/// quorum of one) never answers for addresses the real cluster serves. A
+/// single-node cluster is an explicit `expected_members` of 1. Once heard,
+/// the expected size, less the members that left gracefully (they said
+/// they stop announcing), stays a floor under the reference size: a node
+/// never counts itself a majority of fewer members than it was told there
+/// are.
+///
+/// **The reference membership** is every member seen alive, less members
+/// that left gracefully and members down for longer than `forget_after`
+/// (default 10 minutes): it grows past the expected size when more nodes
+/// join than were named, and shrinks back to it as members are lost for
+/// good. Fencing applies only while the reference has at least
+/// `min_members` members (default 3): with two nodes a majority is both,
+/// and fencing would turn every single failure into an outage (a two-node
+/// cluster still waits to hear both before it first announces).
 #[derive(Debug, Clone)]
 pub struct Fence {
     /// Members down for longer than this leave the reference (ms; `None`:
@@ -169,35 +183,77 @@ pub struct Fence {
     pub forget_after_ms: Option<u64>,
     /// Smallest reference size at which fencing applies.
     pub min_members: usize,
+    /// How many members the cluster is expected to have, this node
+    /// included (1: a single-node cluster, or nothing expected).
+    pub expected_members: usize,
     /// Reference members and when each was last seen alive (ms).
     reference: BTreeMap<String, u64>,
+    /// Members that left gracefully and have not been seen since.
+    departed: BTreeSet<String>,
+    /// Whether a majority of the expected members was once seen live.
+    heard_majority: bool,
+}
+
+/// What the fence says now, for logs and status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FenceStatus {
+    /// Members the cluster is expected to have.
+    pub expected: usize,
+    /// The reference size quorum is measured against (at least `expected`).
+    pub reference: usize,
+    /// Live members (this node included) that count towards it.
+    pub live: usize,
+    /// Whether a majority of the expected members was ever seen at once.
+    pub heard_majority: bool,
+    /// Whether this node may announce.
+    pub quorum: bool,
+}
+
+impl std::fmt::Display for FenceStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "quorum={} live={} reference={} expected={} heard-majority={}",
+            self.quorum, self.live, self.reference, self.expected, self.heard_majority
+        )
+    }
 }
 
 impl Default for Fence {
     fn default() -> Fence {
-        Fence {
-            forget_after_ms: Some(600_000),
-            min_members: 3,
-            reference: BTreeMap::new(),
-        }
+        Fence::new(Some(600_000), 3)
     }
 }
 
 impl Fence {
-    /// A fence with these settings.
+    /// A fence with these settings, expecting no one but this node (see
+    /// [`Fence::expecting`]).
     pub fn new(forget_after_ms: Option<u64>, min_members: usize) -> Fence {
         Fence {
             forget_after_ms,
             min_members,
+            expected_members: 1,
             reference: BTreeMap::new(),
+            departed: BTreeSet::new(),
+            heard_majority: false,
         }
+    }
+
+    /// The same fence, expecting a cluster of `members` (this node included).
+    pub fn expecting(mut self, members: usize) -> Fence {
+        self.expected_members = members.max(1);
+        self
     }
 
     /// Records the live members (including this node) at time `now_ms`.
     pub fn observe<'a>(&mut self, live: impl IntoIterator<Item = &'a str>, now_ms: u64) {
+        let mut count = 0;
         for member in live {
+            count += 1;
+            self.departed.remove(member);
             self.reference.insert(member.to_string(), now_ms);
         }
+        self.heard_majority |= count * 2 > self.expected_members;
         if let Some(forget) = self.forget_after_ms {
             self.reference.retain(|_, seen| now_ms.saturating_sub(*seen) <= forget);
         }
@@ -206,6 +262,7 @@ impl Fence {
     /// A member left gracefully: it no longer counts.
     pub fn left(&mut self, member: &str) {
         self.reference.remove(member);
+        self.departed.insert(member.to_owned());
     }
 
     /// The reference membership.
@@ -213,18 +270,27 @@ impl Fence {
         self.reference.keys().map(String::as_str)
     }
 
-    /// Whether a node seeing `live` members may announce.
-    pub fn has_quorum<'a>(&self, live: impl IntoIterator<Item = &'a str>) -> bool {
-        let size = self.reference.len();
-        if size < self.min_members {
-            return true;
-        }
+    /// What the fence says of a node seeing `live` members.
+    pub fn status<'a>(&self, live: impl IntoIterator<Item = &'a str>) -> FenceStatus {
+        let expected = self.expected_members.saturating_sub(self.departed.len());
+        let size = self.reference.len().max(expected);
         let seen = live
             .into_iter()
             .filter(|m| self.reference.contains_key(*m))
             .collect::<BTreeSet<_>>()
             .len();
-        seen * 2 > size
+        FenceStatus {
+            expected: self.expected_members,
+            reference: size,
+            live: seen,
+            heard_majority: self.heard_majority,
+            quorum: self.heard_majority && (size < self.min_members || seen * 2 > size),
+        }
+    }
+
+    /// Whether a node seeing `live` members may announce.
+    pub fn has_quorum<'a>(&self, live: impl IntoIterator<Item = &'a str>) -> bool {
+        self.status(live).quorum
     }
 }
 
@@ -427,6 +493,49 @@ mod tests {
             "an owner already announcing keeps on"
         );
         assert!(!may_start_announcing("a", address, false, &by_both));
+    }
+
+    #[test]
+    fn a_node_that_hears_no_one_of_the_cluster_it_expects_never_has_quorum() {
+        // Told of four members, hearing only itself (a wrong key, a
+        // firewalled port): no quorum, however long it waits.
+        let mut lonely = Fence::default().expecting(4);
+        for t in [0, 1_000, 700_000] {
+            lonely.observe(["me"], t);
+            assert!(!lonely.has_quorum(["me"]), "at {t} ms");
+        }
+        let status = lonely.status(["me"]);
+        assert_eq!((status.expected, status.reference, status.live), (4, 4, 1));
+        assert!(!status.heard_majority);
+        // Two of four is not a majority either; three is.
+        let mut fence = Fence::default().expecting(4);
+        fence.observe(["a", "b"], 0);
+        assert!(!fence.has_quorum(["a", "b"]));
+        fence.observe(["a", "b", "c"], 10);
+        assert!(fence.has_quorum(["a", "b", "c"]));
+        // The expected size stays a floor: after the others are forgotten
+        // the survivor is still one of four.
+        fence.observe(["a"], 700_000);
+        assert!(!fence.has_quorum(["a"]));
+        // A graceful leave lowers the floor: three expected, one killed
+        // (still in the reference), one left: the survivor is one of two.
+        let mut fence = Fence::default().expecting(3);
+        fence.observe(["a", "b", "c"], 0);
+        fence.observe(["a", "b"], 10);
+        fence.left("b");
+        fence.observe(["a"], 20);
+        assert!(fence.has_quorum(["a"]), "{}", fence.status(["a"]));
+        // A two-node cluster waits to hear both, then does not fence.
+        let mut pair = Fence::default().expecting(2);
+        pair.observe(["a"], 0);
+        assert!(!pair.has_quorum(["a"]), "a single-node cluster is never an accident");
+        pair.observe(["a", "b"], 10);
+        pair.observe(["a"], 20);
+        assert!(pair.has_quorum(["a"]));
+        // One expected member: a single-node cluster, said so.
+        let mut single = Fence::default().expecting(1);
+        single.observe(["a"], 0);
+        assert!(single.has_quorum(["a"]));
     }
 
     #[test]

@@ -11,7 +11,8 @@ use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 
 use crate::identity::NodeId;
-use crate::mesh::{Mesh, MeshEvent, ServiceSpec};
+use crate::mesh::{Mesh, MeshEvent, ServicePlan, ServiceSpec};
+use crate::ownership::Fence;
 use crate::profile::Profile;
 
 /// The gossip port of simulated nodes.
@@ -59,6 +60,11 @@ pub struct SimNet {
     by_addr: BTreeMap<SocketAddr, usize>,
     next_evaluation_ms: u64,
     services: Vec<ServiceSpec>,
+    /// Pairs of nodes (lower index first) that cannot reach each other
+    /// whatever their groups.
+    cut: BTreeSet<(usize, usize)>,
+    /// The cluster size every node is told (its fence's expected members).
+    pub expected_members: usize,
 }
 
 impl SimNet {
@@ -93,18 +99,43 @@ impl SimNet {
             by_addr,
             next_evaluation_ms: 0,
             services: Vec::new(),
+            cut: BTreeSet::new(),
+            expected_members: n,
+        }
+    }
+
+    fn plan(services: &[ServiceSpec]) -> ServicePlan {
+        ServicePlan {
+            services: services.to_vec(),
+            serving: services.iter().map(|s| s.id).collect(),
+            ..ServicePlan::default()
         }
     }
 
     /// Services every node can serve; ownership is evaluated for them.
+    /// Every running node is told at once.
     pub fn set_services(&mut self, services: Vec<ServiceSpec>) {
-        self.services = services;
-        let ids: BTreeSet<u64> = self.services.iter().map(|s| s.id).collect();
-        for node in &mut self.nodes {
-            if let Some(mesh) = node.mesh.as_mut() {
-                let _ = mesh.update_record(|r| r.serving = ids.clone());
-            }
+        self.stage_services(services);
+        for i in 0..self.nodes.len() {
+            self.configure(i);
         }
+    }
+
+    /// Sets the services nodes are given on start and by
+    /// [`SimNet::configure`], telling none of the running ones yet.
+    pub fn stage_services(&mut self, services: Vec<ServiceSpec>) {
+        self.services = services;
+    }
+
+    /// Gives node `i` the staged services now, as its agent does on reading
+    /// its configuration (agents read a changed configuration at slightly
+    /// different times: configure the nodes one by one to model that).
+    pub fn configure(&mut self, i: usize) {
+        let plan = SimNet::plan(&self.services);
+        if let Some(mesh) = self.nodes[i].mesh.as_mut() {
+            let _ = mesh.set_services(plan);
+        }
+        self.flush(i);
     }
 
     /// Starts node `i` (again, after a crash: with a later boot time),
@@ -115,8 +146,8 @@ impl SimNet {
         let node = &mut self.nodes[i];
         let id = NodeId::new(node.name.clone(), node.addr, self.now_ms);
         let mut mesh = Mesh::new(id, self.profile.clone(), seed, self.now_ms);
-        let ids: BTreeSet<u64> = self.services.iter().map(|s| s.id).collect();
-        let _ = mesh.update_record(|r| r.serving = ids);
+        mesh.set_fence(Fence::default().expecting(self.expected_members));
+        let _ = mesh.set_services(SimNet::plan(&self.services));
         mesh.join(&seeds, self.now_ms);
         node.mesh = Some(mesh);
         node.frozen = false;
@@ -168,14 +199,25 @@ impl SimNet {
         }
     }
 
-    /// Ends every partition.
+    /// Ends every partition (cut links stay cut).
     pub fn heal(&mut self) {
         self.group = vec![0; self.nodes.len()];
     }
 
+    /// Cuts the path between `a` and `b` alone (both ways), as a staged
+    /// heal leaves some paths down longer than others.
+    pub fn cut_link(&mut self, a: usize, b: usize) {
+        self.cut.insert((a.min(b), a.max(b)));
+    }
+
+    /// Restores a path cut by [`SimNet::cut_link`].
+    pub fn restore_link(&mut self, a: usize, b: usize) {
+        self.cut.remove(&(a.min(b), a.max(b)));
+    }
+
     /// Whether `a` and `b` can reach each other.
     pub fn connected(&self, a: usize, b: usize) -> bool {
-        self.group[a] == self.group[b]
+        self.group[a] == self.group[b] && !self.cut.contains(&(a.min(b), a.max(b)))
     }
 
     fn flush(&mut self, i: usize) {
@@ -189,8 +231,8 @@ impl SimNet {
         }
         // Like the agent's driver: ownership is evaluated again at once
         // when something it depends on changed, not only periodically.
-        if changed && !node.frozen {
-            node.announcing = mesh.announce_set(&self.services, &|_, _| 0);
+        if (mesh.take_evaluation_due() || changed) && !node.frozen {
+            node.announcing = mesh.evaluate_ownership();
         }
         let mut out = Vec::new();
         while let Some(t) = mesh.poll_transmit() {
@@ -214,13 +256,12 @@ impl SimNet {
     }
 
     fn evaluate(&mut self) {
-        let services = self.services.clone();
         for node in &mut self.nodes {
             if node.frozen {
                 continue;
             }
             if let Some(mesh) = node.mesh.as_mut() {
-                node.announcing = mesh.announce_set(&services, &|_, _| 0);
+                node.announcing = mesh.evaluate_ownership();
             }
         }
     }

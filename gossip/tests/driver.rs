@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use meshlb_gossip::driver::{self, Command, DriverConfig, MeshHandle};
-use meshlb_gossip::mesh::ServiceSpec;
+use meshlb_gossip::mesh::{ServicePlan, ServiceSpec};
 use meshlb_gossip::ownership::{Failback, Fence};
 use meshlb_gossip::profile::Profile;
 use meshlb_gossip::record::service_id;
@@ -30,8 +30,9 @@ async fn start(name: &str, bind: SocketAddr, seeds: Vec<SocketAddr>) -> MeshHand
         keyring,
         label: b"test".to_vec(),
         profile: Profile::fast(),
-        // The default fence applies from three members on.
-        fence: Fence::default(),
+        // Both must be heard before either announces; the default fence
+        // applies from three members on.
+        fence: Fence::default().expecting(2),
         max_age_ms: 30_000,
         labels: BTreeMap::new(),
     })
@@ -39,23 +40,15 @@ async fn start(name: &str, bind: SocketAddr, seeds: Vec<SocketAddr>) -> MeshHand
     .unwrap()
 }
 
-async fn serve(handle: &MeshHandle, spec: &ServiceSpec) {
-    let id = spec.id;
-    handle
-        .commands
-        .send(Command::UpdateRecord(Box::new(move |r| {
-            r.serving.insert(id);
-        })))
-        .await
-        .unwrap();
-    handle
-        .commands
-        .send(Command::SetServices {
-            services: vec![spec.clone()],
-            weight: Arc::new(|_, _| 0),
-        })
-        .await
-        .unwrap();
+/// Tells the mesh of `spec`, served here or not.
+async fn plan(handle: &MeshHandle, spec: &ServiceSpec, serving: bool) {
+    let plan = ServicePlan {
+        services: vec![spec.clone()],
+        weight: Arc::new(|_, _| 0),
+        serving: if serving { [spec.id].into() } else { Default::default() },
+        links: BTreeMap::new(),
+    };
+    handle.commands.send(Command::SetServices(plan)).await.unwrap();
 }
 
 async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
@@ -77,8 +70,8 @@ async fn one_owner_and_a_handover_on_leave() {
         addresses: vec![address],
         failback: Failback::Revertive,
     };
-    serve(&a, &spec).await;
-    serve(&b, &spec).await;
+    plan(&a, &spec, true).await;
+    plan(&b, &spec, true).await;
     let announced = |h: &MeshHandle| h.announce.borrow().contains(&address);
     wait_until("exactly one owner", || announced(&a) != announced(&b)).await;
     // It stays that way.
@@ -91,25 +84,12 @@ async fn one_owner_and_a_handover_on_leave() {
     // The owner stops serving (its link went down, its health check
     // failed): the other takes over and the owner goes quiet; serving
     // again, it is eligible again and, revertive, takes the address back.
-    let id = spec.id;
-    owner
-        .commands
-        .send(Command::UpdateRecord(Box::new(move |r| {
-            r.serving.remove(&id);
-        })))
-        .await
-        .unwrap();
+    plan(&owner, &spec, false).await;
     wait_until("the other node to take over", || {
         announced(&other) && !announced(&owner)
     })
     .await;
-    owner
-        .commands
-        .send(Command::UpdateRecord(Box::new(move |r| {
-            r.serving.insert(id);
-        })))
-        .await
-        .unwrap();
+    plan(&owner, &spec, true).await;
     wait_until("the owner to be eligible again", || {
         announced(&owner) && !announced(&other)
     })

@@ -212,6 +212,15 @@ fn a_frozen_member_is_replaced_and_rejoins_after_thawing() {
         assert_eq!(*overlap, 0, "{address} had two announcers for {overlap} ms");
         assert!(*gap <= 20, "{address} had no announcer for {gap} ms");
     }
+    // The gap is the guard the returning node leaves for the previous
+    // owner's answering to go quiet, plus the record's trip.
+    for address in &victims {
+        let gap = late[address].0;
+        assert!(
+            gap >= meshlb_gossip::mesh::HANDBACK_GUARD_MS,
+            "{address} was taken back {gap} ms after it was released"
+        );
+    }
 }
 
 #[test]
@@ -478,4 +487,167 @@ fn two_hundred_members_converge_and_detect_a_crash() {
     assert!(missed.is_empty(), "{} members never saw the crash", missed.len());
     assert!(net.converged());
     single_owner_everywhere(&net).unwrap();
+}
+
+/// A partitioned node comes back one path at a time, as a real heal often
+/// does (a switch port, a firewall rule, a route at a time): it regains
+/// quorum while it still cannot reach some members, possibly the ones that
+/// took its addresses. It must not announce an address until it knows who
+/// announces it now, so no address ever has two announcers, whatever the
+/// order the paths come back in.
+#[test]
+fn a_staged_heal_hands_addresses_back_without_overlap() {
+    for (n, seed) in [(3, 601), (3, 602), (3, 603), (5, 604), (5, 605), (5, 606)] {
+        let mut net = cluster(n, seed, 12);
+        let victim = owner_of(&net, IpAddr::V4(Ipv4Addr::new(203, 0, 113, 1)));
+        let others: Vec<usize> = (0..n).filter(|&i| i != victim).collect();
+        for &j in &others {
+            net.cut_link(victim, j);
+        }
+        net.run_for(Profile::fast().detection_bound_ms() * 4);
+        single_owner_everywhere(&net).unwrap_or_else(|e| panic!("n={n} seed {seed}, cut off: {e}"));
+        // Paths back in an order that depends on the seed; the owners of
+        // the victim's addresses now are as likely to come last as first.
+        let mut order = others.clone();
+        let turn = seed as usize % order.len();
+        order.rotate_left(turn);
+        let mut seen = BTreeMap::<IpAddr, (u64, u64)>::new();
+        for j in order {
+            net.restore_link(victim, j);
+            for (address, (gap, overlap)) in watch_announcers(&mut net, 1_500, 5) {
+                let entry = seen.entry(address).or_default();
+                entry.0 = entry.0.max(gap);
+                entry.1 += overlap;
+            }
+        }
+        for (address, (gap, overlap)) in watch_announcers(&mut net, 5_000, 5) {
+            let entry = seen.entry(address).or_default();
+            entry.0 = entry.0.max(gap);
+            entry.1 += overlap;
+        }
+        single_owner_everywhere(&net).unwrap_or_else(|e| panic!("n={n} seed {seed}, healed: {e}"));
+        assert_eq!(
+            owner_of(&net, IpAddr::V4(Ipv4Addr::new(203, 0, 113, 1))),
+            victim,
+            "n={n} seed {seed}: revertive handback"
+        );
+        for (address, (gap, overlap)) in seen {
+            assert_eq!(
+                overlap, 0,
+                "n={n} seed {seed}: {address} had two announcers for {overlap} ms"
+            );
+            // The successor's record reaches the returning node by gossip
+            // when their own path is still down.
+            assert!(
+                gap <= 2_500,
+                "n={n} seed {seed}: {address} had no announcer for {gap} ms"
+            );
+        }
+    }
+}
+
+/// Services added, removed and re-added while the cluster runs, every
+/// node reading the change a few milliseconds apart (as agents watching
+/// the same file do). A node that has read an addition says at once that
+/// it can serve the new service while the others do not say so yet; one
+/// that has read a removal no longer serves it while the others still do.
+/// No node starts announcing while the members' records carry different
+/// configurations, so each address is only ever announced by its owner:
+/// never two announcers, not even a passing one.
+#[test]
+fn added_removed_and_readded_services_are_only_announced_by_their_owner() {
+    for seed in [701, 702, 703] {
+        let mut net = cluster(5, seed, 2);
+        let mut announcers = BTreeMap::<IpAddr, BTreeSet<usize>>::new();
+        let mut configure_one_by_one = |net: &mut SimNet, count: usize| {
+            net.stage_services(services(count, Failback::Revertive));
+            let mut step = |net: &mut SimNet, ms: u64| {
+                net.run_for(ms);
+                for (address, now) in net.announcers() {
+                    announcers.entry(address).or_default().extend(now);
+                }
+            };
+            for i in 0..net.nodes.len() {
+                net.configure(i);
+                step(net, 1 + (seed + i as u64) % 3);
+            }
+            for _ in 0..3_000 {
+                step(net, 1);
+            }
+            single_owner_everywhere(net).unwrap_or_else(|e| panic!("seed {seed}, {count} services: {e}"));
+        };
+        configure_one_by_one(&mut net, 8);
+        configure_one_by_one(&mut net, 2);
+        configure_one_by_one(&mut net, 8);
+        for (address, nodes) in announcers {
+            assert!(nodes.len() <= 1, "seed {seed}: {address} was announced by {nodes:?}");
+        }
+    }
+}
+
+/// A node told the cluster has four members that hears none of them (a
+/// wrong cluster key, a firewalled gossip port) never announces, however
+/// long it waits; the three that hear each other are a majority and serve
+/// every address. Once it can reach them it joins and takes its share.
+#[test]
+fn a_node_that_hears_no_one_never_announces() {
+    let mut net = SimNet::new(4, Profile::fast(), 801);
+    net.set_services(services(12, Failback::Revertive));
+    for j in 0..3 {
+        net.cut_link(3, j);
+    }
+    net.start_all();
+    let mut lonely_announced = BTreeSet::new();
+    let end = net.now_ms + 20_000;
+    while net.now_ms < end {
+        net.run_for(50);
+        lonely_announced.extend(net.nodes[3].announcing.iter().copied());
+    }
+    assert!(
+        lonely_announced.is_empty(),
+        "the lone node announced {lonely_announced:?}"
+    );
+    let status = net.nodes[3].mesh.as_ref().unwrap().fence_status();
+    assert!(!status.quorum && !status.heard_majority, "{status}");
+    single_owner_everywhere(&net).unwrap();
+    for j in 0..3 {
+        net.restore_link(3, j);
+    }
+    assert!(net.run_until_converged(10_000).is_some());
+    settle(&mut net);
+    single_owner_everywhere(&net).unwrap();
+    assert!(!net.nodes[3].announcing.is_empty(), "once heard, it takes its share");
+}
+
+/// A cluster started one node at a time: nobody announces until a majority
+/// of the expected members hear each other, and from then on every address
+/// has at most one announcer, ending with exactly one.
+#[test]
+fn a_cold_start_node_by_node_converges_to_one_owner_per_address() {
+    for seed in [811, 812] {
+        let mut net = SimNet::new(5, Profile::fast(), seed);
+        net.set_services(services(12, Failback::Revertive));
+        let mut overlaps = BTreeMap::<IpAddr, u64>::new();
+        for i in 0..5 {
+            net.start(i);
+            let watched = watch_announcers(&mut net, 1_500, 5);
+            if i < 2 {
+                assert!(
+                    net.announcers().values().all(Vec::is_empty),
+                    "seed {seed}: {} of 5 nodes announce",
+                    i + 1
+                );
+            }
+            for (address, (_, overlap)) in watched {
+                *overlaps.entry(address).or_default() += overlap;
+            }
+        }
+        for (address, (_, overlap)) in watch_announcers(&mut net, 5_000, 5) {
+            *overlaps.entry(address).or_default() += overlap;
+        }
+        single_owner_everywhere(&net).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        for (address, overlap) in overlaps {
+            assert_eq!(overlap, 0, "seed {seed}: {address} had two announcers for {overlap} ms");
+        }
+    }
 }

@@ -37,7 +37,7 @@ use meshlb_config::meta::{StringMap, any_matches};
 use meshlb_config::service::ServiceKey;
 use meshlb_config::{Inventory, ServiceOutcome};
 use meshlb_gossip::driver::{Command, WeightFn};
-use meshlb_gossip::mesh::ServiceSpec;
+use meshlb_gossip::mesh::{ServicePlan, ServiceSpec};
 use meshlb_gossip::record::{NodeRecord, service_id};
 use tokio::sync::{mpsc, watch};
 
@@ -78,6 +78,8 @@ pub fn eligible_by_default(name: &str) -> bool {
 /// What the agent has read and decided, as Layer 2 needs it.
 #[derive(Debug, Clone, Default)]
 pub struct AgentState {
+    /// The configuration generation these were computed from (0: none).
+    pub generation: u64,
     /// The running configuration and services.
     pub inventory: Arc<Inventory>,
     /// Every service's outcome.
@@ -363,19 +365,16 @@ impl Layer2Actor {
         if self.published.as_ref() == Some(&next) {
             return;
         }
-        let (serving, links, specs) = (next.serving(), next.links.clone(), next.specs());
-        let update = Command::UpdateRecord(Box::new(move |r: &mut NodeRecord| {
-            r.serving = serving;
-            r.links = links;
-        }));
-        let services = Command::SetServices {
-            services: specs,
+        let services = Command::SetServices(ServicePlan {
+            services: next.specs(),
             weight: next.weight_fn(),
-        };
+            serving: next.serving(),
+            links: next.links.clone(),
+        });
         let mesh = self.mesh.clone();
         ctx.spawn(
             async move {
-                if mesh.send(update).await.is_err() || mesh.send(services).await.is_err() {
+                if mesh.send(services).await.is_err() {
                     tracing::debug!("the mesh has stopped; Layer 2 plan not published");
                 }
             }
@@ -482,6 +481,7 @@ mod tests {
         let mut reconciler = meshlb_config::Reconciler::new(Default::default(), BTreeMap::new());
         let outcomes = reconciler.apply(&inventory);
         AgentState {
+            generation: 1,
             inventory: Arc::new(inventory),
             outcomes,
             health: BTreeMap::new(),

@@ -57,6 +57,9 @@ pub enum AgentError {
     /// The gossip mesh could not start.
     #[error("gossip mesh: {0}")]
     Mesh(#[from] meshlb_gossip::driver::DriverError),
+    /// A task of the agent ended abnormally.
+    #[error("task failed: {0}")]
+    Task(String),
     /// The state file is not what the agent writes.
     #[error("{path}: {message}")]
     State {

@@ -18,9 +18,10 @@ use std::sync::Arc;
 
 use actix::Actor as _;
 use meshlb_config::service::ClassFilter;
+use meshlb_node_agent::file_source::ReadLimits;
 use meshlb_node_agent::layer2::{self, AgentState, Layer2Actor, Layer2Options};
 use meshlb_node_agent::mesh::{AgentMesh, MeshOptions};
-use meshlb_node_agent::standalone::{Reload, Standalone};
+use meshlb_node_agent::standalone::{Reload, SourceOptions, Standalone};
 
 #[derive(Parser)]
 #[command(name = "meshlb-agent", version, about = "meshlb per-node agent")]
@@ -53,6 +54,15 @@ enum Command {
         /// Re-read the directory this often even without change events (seconds).
         #[arg(long, default_value_t = 30)]
         resync_seconds: u64,
+        /// Refuse (keeping the running configuration) a file larger than
+        /// this; the default is etcd's limit on a Kubernetes request.
+        #[arg(long, default_value_t = meshlb_node_agent::file_source::DEFAULT_MAX_FILE_BYTES)]
+        max_config_file_bytes: u64,
+        /// Hold a reading that would withdraw every address or remove every
+        /// pool (a truncated file reads as empty) this long, and apply it
+        /// only if the files still read the same then (seconds).
+        #[arg(long, default_value_t = meshlb_node_agent::standalone::DEFAULT_HOLD_WITHDRAW_ALL.as_secs_f64())]
+        hold_withdraw_all_seconds: f64,
         #[command(flatten)]
         mesh: Box<MeshArgs>,
     },
@@ -84,6 +94,14 @@ struct MeshArgs {
     /// A member to join through (repeat for several; listing every node is fine).
     #[arg(long = "join")]
     seeds: Vec<std::net::SocketAddr>,
+    /// How many nodes the cluster has, this one included. The agent claims
+    /// nothing until it has heard from a majority of them (so an agent with
+    /// the wrong key or a firewalled port never answers for addresses the
+    /// cluster serves). Default: this node plus the distinct --join
+    /// addresses other than its own; without --join, say 1 for a
+    /// single-node cluster.
+    #[arg(long)]
+    cluster_size: Option<usize>,
     /// Cluster keys, `ID:HEX` one per line, the first used to send.
     #[arg(long)]
     cluster_key_file: Option<PathBuf>,
@@ -119,6 +137,7 @@ impl MeshArgs {
         if node.is_empty() || node.len() > meshlb_gossip::identity::MAX_NAME_LEN {
             return Err(format!("node name {node:?} must be 1 to 253 characters"));
         }
+        let expected_members = expected_members(bind, &self.seeds, self.cluster_size)?;
         let mut labels = std::collections::BTreeMap::new();
         for l in self.labels {
             let (k, v) = l
@@ -143,9 +162,38 @@ impl MeshArgs {
                 label: self.cluster_label,
                 profile,
                 labels,
+                expected_members,
             },
             layer2,
         )))
+    }
+}
+
+/// The cluster size the quorum fence expects: `--cluster-size`, or this
+/// node and its distinct seeds. Hearing no one must never make a node a
+/// quorum of one, so a node with no other seed needs `--cluster-size 1`.
+fn expected_members(
+    bind: std::net::SocketAddr,
+    seeds: &[std::net::SocketAddr],
+    cluster_size: Option<usize>,
+) -> Result<usize, String> {
+    let named = 1 + seeds
+        .iter()
+        .filter(|s| **s != bind)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    match cluster_size {
+        Some(0) => Err("--cluster-size 0: a cluster has at least this node".into()),
+        Some(size) if size < named => Err(format!(
+            "--cluster-size {size} is smaller than the {named} nodes this one and its --join addresses name"
+        )),
+        Some(size) => Ok(size),
+        None if named == 1 => Err(
+            "no --join address other than this node's own: name the other members with --join, \
+             or say --cluster-size 1 for a single-node cluster"
+                .into(),
+        ),
+        None => Ok(named),
     }
 }
 
@@ -170,16 +218,22 @@ fn main() -> ExitCode {
             state_dir,
             lb_class,
             resync_seconds,
+            max_config_file_bytes,
+            hold_withdraw_all_seconds,
             mesh,
-        } => match mesh.options() {
-            Ok(mesh) => run(
+        } => match (
+            mesh.options(),
+            source_options(max_config_file_bytes, hold_withdraw_all_seconds),
+        ) {
+            (Ok(mesh), Ok(source)) => run(
                 config_dir,
                 state_dir,
                 classes(lb_class),
                 Duration::from_secs(resync_seconds.max(1)),
+                source,
                 mesh,
             ),
-            Err(e) => {
+            (Err(e), _) | (_, Err(e)) => {
                 eprintln!("error: {e}");
                 ExitCode::from(2)
             }
@@ -208,7 +262,7 @@ fn check(dir: &std::path::Path, classes: ClassFilter) -> ExitCode {
             println!("{} error(s); configuration rejected", rejected.errors.len());
             return ExitCode::FAILURE;
         }
-        Reload::Accepted { .. } | Reload::Unchanged => {}
+        Reload::Accepted { .. } | Reload::Unchanged | Reload::Held { .. } => {}
     }
     let Some(inventory) = agent.store().active() else {
         return ExitCode::FAILURE;
@@ -240,18 +294,35 @@ fn check(dir: &std::path::Path, classes: ClassFilter) -> ExitCode {
     if failed { ExitCode::from(2) } else { ExitCode::SUCCESS }
 }
 
+fn source_options(max_file_bytes: u64, hold_seconds: f64) -> Result<SourceOptions, String> {
+    if !(0.0..=3600.0).contains(&hold_seconds) {
+        return Err(format!(
+            "--hold-withdraw-all-seconds {hold_seconds} is not between 0 and 3600"
+        ));
+    }
+    if max_file_bytes == 0 {
+        return Err("--max-config-file-bytes 0 would refuse every file".into());
+    }
+    Ok(SourceOptions {
+        limits: ReadLimits { max_file_bytes },
+        hold_withdraw_all: Duration::from_secs_f64(hold_seconds),
+    })
+}
+
 fn run(
     config_dir: PathBuf,
     state_dir: PathBuf,
     classes: ClassFilter,
     resync: Duration,
+    source: SourceOptions,
     mesh: Option<(MeshOptions, Layer2Options)>,
 ) -> ExitCode {
     let Some(system) = actor_system() else {
         return ExitCode::FAILURE;
     };
     let result = system.block_on(async {
-        let agent = Standalone::new(&config_dir, Some(&state_dir.join("assignments.yaml")), classes)?;
+        let agent =
+            Standalone::new(&config_dir, Some(&state_dir.join("assignments.yaml")), classes)?.with_options(source);
         tracing::info!(config_dir = %config_dir.display(), "meshlb-agent standalone");
         let (state_tx, state_rx) = tokio::sync::watch::channel(Arc::new(AgentState::default()));
         let mut layer2 = None;
@@ -347,5 +418,25 @@ async fn shutdown_signal() {
             }
         }
         _ => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_expected_cluster_is_explicit_or_the_seeds() {
+        let at = |last: u8| std::net::SocketAddr::from(([192, 0, 2, last], 7947));
+        let me = at(1);
+        // Every node listed, this one included, one twice: three nodes.
+        assert_eq!(expected_members(me, &[at(1), at(2), at(3), at(3)], None), Ok(3));
+        assert_eq!(expected_members(me, &[at(2)], Some(5)), Ok(5));
+        let alone = expected_members(me, &[], None).unwrap_err();
+        assert!(alone.contains("--cluster-size 1"), "{alone}");
+        assert_eq!(expected_members(me, &[at(1)], Some(1)), Ok(1));
+        let small = expected_members(me, &[at(2), at(3)], Some(2)).unwrap_err();
+        assert!(small.contains("smaller than the 3 nodes"), "{small}");
+        assert!(expected_members(me, &[], Some(0)).is_err());
     }
 }

@@ -8,9 +8,21 @@
 //! - `mesh-members`: the live members as this node sees them, one per line
 //!   (`<name> <address> boot=<ms> rejoin=<n>`, then from its record
 //!   `settling=<true|false> claims=<addresses, comma-separated, or ->`, or
-//!   `record=none` before it arrived), then `quorum <true|false>`, replaced
-//!   atomically on every change. A member that is `settling` does not take
-//!   an address from a member that claims it.
+//!   `record=none` before it arrived), then `quorum <true|false>` and what
+//!   the fence counts (`live=<n> reference=<n> expected=<n>
+//!   heard-majority=<true|false>`: see [`Fence`]), replaced atomically on
+//!   every change. A member that is `settling` does not take an address
+//!   from a member that claims it;
+//! - `mesh-drops`: gossip datagrams dropped over the agent's life, one
+//!   `<reason> <count>` line per reason (`forged` for a wrong key or
+//!   label, `replayed`, `stale`, `truncated`, …, and `refused-by-mesh` for
+//!   authenticated datagrams the mesh could not use), refreshed at least
+//!   every [`driver::DROP_SUMMARY`] while they grow, when the log also
+//!   sums them up.
+//!
+//! The cluster the fence measures against is the one this node is told
+//! of ([`MeshOptions::expected_members`]): until it has heard from a
+//! majority of it, the agent claims nothing and says so.
 //!
 //! Key rotation without downtime: the key file is re-read every
 //! [`KEY_FILE_POLL`] (a Kubernetes Secret volume changes by swapping a
@@ -51,6 +63,9 @@ pub struct MeshOptions {
     pub profile: Profile,
     /// Node labels, published in the record.
     pub labels: BTreeMap<String, String>,
+    /// How many members the cluster has, this node included: the quorum
+    /// fence's expected size.
+    pub expected_members: usize,
 }
 
 /// Reads a keyring file: see [`parse_keyring`].
@@ -108,7 +123,7 @@ impl AgentMesh {
             keyring,
             label: options.label.clone().into_bytes(),
             profile: options.profile.clone(),
-            fence: Fence::default(),
+            fence: Fence::default().expecting(options.expected_members),
             max_age_ms: 30_000,
             labels: options.labels.clone(),
         })
@@ -188,6 +203,8 @@ fn unix_now() -> f64 {
 async fn report(mut handle: MeshHandle, dir: PathBuf) {
     let events_path = dir.join("mesh-events.log");
     let members_path = dir.join("mesh-members");
+    let drops_path = dir.join("mesh-drops");
+    let mut drops_written = None;
     loop {
         tokio::select! {
             event = handle.events.recv() => {
@@ -215,18 +232,34 @@ async fn report(mut handle: MeshHandle, dir: PathBuf) {
                     return;
                 }
                 let status = handle.status.borrow_and_update().clone();
-                if let Err(e) = write_members(&members_path, &status) {
+                if let Err(e) = write_atomically(&members_path, &members_text(&status)) {
                     tracing::warn!("{}: {e}", members_path.display());
+                }
+                let drops = drops_text(&status);
+                if drops_written.as_ref() != Some(&drops) {
+                    match write_atomically(&drops_path, &drops) {
+                        Ok(()) => drops_written = Some(drops),
+                        Err(e) => tracing::warn!("{}: {e}", drops_path.display()),
+                    }
                 }
             }
         }
     }
 }
 
-fn write_members(path: &Path, status: &MeshStatus) -> std::io::Result<()> {
+fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, members_text(status))?;
+    std::fs::write(&tmp, text)?;
     std::fs::rename(&tmp, path)
+}
+
+fn drops_text(status: &MeshStatus) -> String {
+    let mut text = String::new();
+    for (reason, count) in &status.drops {
+        text.push_str(&format!("{} {count}\n", driver::drop_reason_name(*reason)));
+    }
+    text.push_str(&format!("refused-by-mesh {}\n", status.stats.refused_datagrams));
+    text
 }
 
 fn members_text(status: &MeshStatus) -> String {
@@ -249,7 +282,11 @@ fn members_text(status: &MeshStatus) -> String {
             None => text.push_str(" record=none\n"),
         }
     }
-    text.push_str(&format!("quorum {}\n", status.quorum));
+    let fence = &status.fence;
+    text.push_str(&format!(
+        "quorum {} live={} reference={} expected={} heard-majority={}\n",
+        fence.quorum, fence.live, fence.reference, fence.expected, fence.heard_majority
+    ));
     text
 }
 
@@ -272,6 +309,7 @@ mod tests {
     fn members_are_listed_with_what_their_records_say() {
         use meshlb_gossip::identity::NodeId;
         use meshlb_gossip::mesh::MemberView;
+        use meshlb_gossip::ownership::FenceStatus;
         use meshlb_gossip::record::NodeRecord;
 
         let id = |name: &str, last: u8| NodeId::new(name, SocketAddr::from(([192, 0, 2, last], 7947)), 100);
@@ -293,7 +331,13 @@ mod tests {
                     record: None,
                 },
             ],
-            quorum: true,
+            fence: FenceStatus {
+                expected: 3,
+                reference: 3,
+                live: 3,
+                heard_majority: true,
+                quorum: true,
+            },
             ..MeshStatus::default()
         };
         assert_eq!(
@@ -301,8 +345,19 @@ mod tests {
             "a 192.0.2.1:7947 boot=100 rejoin=0 settling=true claims=-\n\
              b 192.0.2.2:7947 boot=100 rejoin=0 settling=false claims=203.0.113.10,2001:db8:100::10\n\
              c 192.0.2.3:7947 boot=100 rejoin=0 record=none\n\
-             quorum true\n"
+             quorum true live=3 reference=3 expected=3 heard-majority=true\n"
         );
+    }
+
+    #[test]
+    fn drops_are_listed_by_reason() {
+        use meshlb_gossip::secure::DropReason;
+        let mut status = MeshStatus {
+            drops: vec![(DropReason::Replayed, 4), (DropReason::Forged, 20_000)],
+            ..MeshStatus::default()
+        };
+        status.stats.refused_datagrams = 2;
+        assert_eq!(drops_text(&status), "replayed 4\nforged 20000\nrefused-by-mesh 2\n");
     }
 
     #[test]

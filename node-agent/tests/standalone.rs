@@ -167,6 +167,185 @@ fn restart_keeps_addresses_through_the_state_file() {
     assert!(err.to_string().contains("assignments.yaml"), "{err}");
 }
 
+/// A truncated file reads as no configuration at all: held with a
+/// warning while the previous configuration keeps running, forgotten when
+/// the file is written anew, and applied only if the files still read the
+/// same once the grace period is over.
+#[test]
+fn a_reading_that_withdraws_everything_is_held_for_a_grace_period() {
+    use meshlb_node_agent::standalone::SourceOptions;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pool.yaml"), POOL).unwrap();
+    std::fs::write(dir.path().join("web.yaml"), service("web")).unwrap();
+    let options = SourceOptions {
+        hold_withdraw_all: Duration::from_millis(300),
+        ..SourceOptions::default()
+    };
+    let mut agent = Standalone::new(dir.path(), None, ClassFilter::default())
+        .unwrap()
+        .with_options(options);
+    assert!(matches!(agent.reload(), Reload::Accepted { generation: 1, .. }));
+
+    // An editor truncates both files before writing them anew.
+    std::fs::write(dir.path().join("pool.yaml"), "").unwrap();
+    std::fs::write(dir.path().join("web.yaml"), "").unwrap();
+    let Reload::Held { reason, .. } = agent.reload() else {
+        panic!("an empty configuration was applied at once")
+    };
+    assert!(reason.contains("removes every pool"), "{reason}");
+    assert_eq!(addresses(&agent, "web"), ["192.0.2.0".parse::<IpAddr>().unwrap()]);
+    assert!(agent.held_until().is_some());
+    std::fs::write(dir.path().join("pool.yaml"), POOL).unwrap();
+    std::fs::write(dir.path().join("web.yaml"), service("web")).unwrap();
+    assert_eq!(agent.reload(), Reload::Unchanged);
+    assert!(agent.held_until().is_none(), "the hold is forgotten");
+
+    // The service's file alone emptied: every address would go.
+    std::fs::write(dir.path().join("web.yaml"), "").unwrap();
+    let Reload::Held { reason, until } = agent.reload() else {
+        panic!("withdrawing every address was applied at once")
+    };
+    assert!(reason.contains("withdraws every address"), "{reason}");
+    // Still the same after the grace period: applied.
+    std::thread::sleep(until.saturating_duration_since(Instant::now()));
+    let Reload::Accepted { changed, .. } = agent.reload() else {
+        panic!("a reading that stayed the same was not applied")
+    };
+    assert_eq!(changed.get(&ServiceKey::new("default", "web")), Some(&None));
+
+    // Ordinary changes apply at once, removing some services or not.
+    std::fs::write(dir.path().join("web.yaml"), service("web")).unwrap();
+    std::fs::write(dir.path().join("api.yaml"), service("api")).unwrap();
+    assert!(matches!(agent.reload(), Reload::Accepted { .. }));
+    std::fs::remove_file(dir.path().join("api.yaml")).unwrap();
+    assert!(matches!(agent.reload(), Reload::Accepted { .. }));
+}
+
+/// A resync of files that did not change costs a read and a hash, not a
+/// parse; a file over the size limit is refused unread, naming the limit,
+/// and the running configuration stays.
+#[test]
+fn unchanged_files_are_not_parsed_again_and_oversized_ones_are_refused() {
+    use meshlb_node_agent::file_source::ReadLimits;
+    use meshlb_node_agent::standalone::SourceOptions;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pool.yaml"), POOL).unwrap();
+    std::fs::write(dir.path().join("web.yaml"), service("web")).unwrap();
+    let options = SourceOptions {
+        limits: ReadLimits { max_file_bytes: 4096 },
+        ..SourceOptions::default()
+    };
+    let mut agent = Standalone::new(dir.path(), None, ClassFilter::default())
+        .unwrap()
+        .with_options(options);
+    assert!(matches!(agent.reload(), Reload::Accepted { .. }));
+    for _ in 0..3 {
+        assert_eq!(agent.reload(), Reload::Unchanged);
+    }
+    std::fs::write(dir.path().join("web.yaml"), service("web")).unwrap();
+    assert_eq!(agent.reload(), Reload::Unchanged, "rewritten with the same bytes");
+    assert_eq!(agent.readings_parsed(), 1);
+    // A comment changes the bytes, not the configuration: parsed, unchanged.
+    std::fs::write(dir.path().join("web.yaml"), format!("# web\n{}", service("web"))).unwrap();
+    assert_eq!(agent.reload(), Reload::Unchanged);
+    assert_eq!(agent.readings_parsed(), 2);
+
+    let big = format!("{}# {}\n", service("web"), "x".repeat(5000));
+    std::fs::write(dir.path().join("web.yaml"), big).unwrap();
+    let Reload::Rejected(rejected) = agent.reload() else {
+        panic!("an oversized file was read")
+    };
+    let text = rejected.to_string();
+    assert!(
+        text.contains("web.yaml") && text.contains("larger than the 4096 bytes"),
+        "{text}"
+    );
+    assert_eq!(agent.readings_parsed(), 2, "refused before parsing");
+    assert_eq!(addresses(&agent, "web"), ["192.0.2.0".parse::<IpAddr>().unwrap()]);
+}
+
+/// The agent's pipeline reads, parses, validates and allocates on a
+/// blocking thread: a configuration that takes a long time to handle does
+/// not hold up the thread that gossips and answers. A task ticking every
+/// 10 ms on the agent's (single) thread is never held up for more than a
+/// quarter of the time the reload took.
+#[test]
+fn a_large_configuration_is_read_off_the_agents_thread() {
+    use meshlb_node_agent::file_source::ReadLimits;
+    use meshlb_node_agent::layer2::AgentState;
+    use meshlb_node_agent::standalone::SourceOptions;
+    use std::fmt::Write as _;
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::from(
+        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: vips}\nspec: {addresses: [10.0.0.0/16]}\n",
+    );
+    for i in 0..20_000 {
+        write!(
+            text,
+            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: svc-{i}}}\nspec: {{type: LoadBalancer, ports: [{{port: 80}}]}}\n"
+        )
+        .unwrap();
+    }
+    std::fs::write(dir.path().join("big.yaml"), &text).unwrap();
+    let options = SourceOptions {
+        limits: ReadLimits {
+            max_file_bytes: text.len() as u64,
+        },
+        ..SourceOptions::default()
+    };
+    let agent = Standalone::new(dir.path(), None, ClassFilter::default())
+        .unwrap()
+        .with_options(options);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let worst = Arc::new(std::sync::Mutex::new(Duration::ZERO));
+    let ticks = Arc::clone(&worst);
+    let took = runtime.block_on(async move {
+        let ticker = tokio::spawn(async move {
+            let mut last = Instant::now();
+            loop {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                let gap = last.elapsed();
+                if let Ok(mut worst) = ticks.lock() {
+                    *worst = (*worst).max(gap);
+                }
+                last = Instant::now();
+            }
+        });
+        // The ticker runs before the agent starts.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (published, mut state) = tokio::sync::watch::channel(Arc::new(AgentState::default()));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let started = Instant::now();
+        let first_generation = async {
+            state.wait_for(|s| s.generation == 1).await.unwrap();
+            let took = started.elapsed();
+            stop.send(()).unwrap();
+            took
+        };
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        let (ran, took) = tokio::join!(
+            agent.run(Duration::from_secs(60), shutdown, published),
+            first_generation
+        );
+        ran.unwrap();
+        ticker.abort();
+        took
+    });
+    let worst_gap = *worst.lock().unwrap();
+    eprintln!("the first reload took {took:?}; the agent's thread was held up {worst_gap:?} at most");
+    assert!(took > Duration::from_millis(100), "too quick to say anything: {took:?}");
+    assert!(
+        worst_gap * 4 < took,
+        "the agent's thread was held up {worst_gap:?} by a reload of {took:?}"
+    );
+}
+
 fn agent_binary() -> &'static str {
     env!("CARGO_BIN_EXE_meshlb-agent")
 }
