@@ -151,9 +151,12 @@ enum Bench {
         /// Services in the configuration (all but two allocated, not announced).
         #[arg(long, default_value_t = 20000)]
         services: usize,
-        /// ARP requests per condition.
+        /// ARP requests per condition (at least).
         #[arg(long, default_value_t = 200)]
         arp_requests: usize,
+        /// Seconds per condition (at least).
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
     },
     /// serf (memberlist, MetalLB's detector): SIGKILL of a member until the others declare it failed.
     Serf {
@@ -397,15 +400,18 @@ fn bench_l2_failover(
     Ok(())
 }
 
-fn bench_l2_reload(services: usize, arp_requests: usize) -> Result<(), LabError> {
-    let report = meshlb_chaos::scenario::reload_health(services, arp_requests)?;
+fn bench_l2_reload(services: usize, arp_requests: usize, window: Duration) -> Result<(), LabError> {
+    let report = meshlb_chaos::scenario::reload_health(services, arp_requests, window)?;
     println!(
         "Layer 2 answers and gossip health while 3 agents reload {} services ({:.1} MB of YAML; one file changed \
-         every 2 s), against idle; ARP round trips for the service address in milliseconds",
+         every 2 s), against idle, {} s each; ARP round trips for the service address in milliseconds",
         services + 2,
-        report.config_bytes as f64 / 1e6
+        report.config_bytes as f64 / 1e6,
+        window.as_secs()
     );
-    println!("| condition | ARP median | p90 | max | answers | reloads (3 agents) | members declared down | stalls |");
+    println!(
+        "| condition | ARP median | p90 | max | answered / asked | reloads (3 agents) | members declared down | stalls |"
+    );
     println!("|---|---|---|---|---|---|---|---|");
     for (label, health) in [("idle", &report.idle), ("reloading", &report.reloading)] {
         let samples: Vec<Duration> = health
@@ -415,17 +421,18 @@ fn bench_l2_reload(services: usize, arp_requests: usize) -> Result<(), LabError>
             .collect();
         let Some(s) = Summary::of(&samples) else {
             println!(
-                "| {label} | - | - | - | 0 | {} | {} | {} |",
-                health.reloads, health.members_down, health.stalls
+                "| {label} | - | - | - | 0 / {} | {} | {} | {} |",
+                health.arp_asked, health.reloads, health.members_down, health.stalls
             );
             continue;
         };
         println!(
-            "| {label} | {:.3} | {:.3} | {:.3} | {}/{arp_requests} | {} | {} | {} |",
+            "| {label} | {:.3} | {:.3} | {:.3} | {} / {} | {} | {} | {} |",
             s.median.as_secs_f64() * 1000.0,
             s.p90.as_secs_f64() * 1000.0,
             s.max.as_secs_f64() * 1000.0,
             s.runs,
+            health.arp_asked,
             health.reloads,
             health.members_down,
             health.stalls
@@ -714,8 +721,13 @@ fn main() -> ExitCode {
             bench_l2_failover(runs, nodes, fault, arp_requests)
         }
         Command::Bench {
-            bench: Bench::L2Reload { services, arp_requests },
-        } => bench_l2_reload(services, arp_requests),
+            bench:
+                Bench::L2Reload {
+                    services,
+                    arp_requests,
+                    seconds,
+                },
+        } => bench_l2_reload(services, arp_requests, Duration::from_secs(seconds)),
         Command::Bench {
             bench: Bench::Serf { runs, nodes },
         } => {

@@ -261,7 +261,10 @@ pub fn arp_latency(requests: usize) -> Result<ArpLatency, LabError> {
 /// ARP answers and gossip health in one condition of [`reload_health`].
 #[derive(Debug, Clone, Default)]
 pub struct AgentHealth {
-    /// ARP answer round trips for [`MESHLB_VIP`], ms.
+    /// ARP requests sent for [`MESHLB_VIP`] (one `arping` each, waiting a
+    /// second at most).
+    pub arp_asked: usize,
+    /// Round trips of those answered, ms.
     pub arp_ms: Vec<f64>,
     /// Configurations the agents accepted meanwhile, all agents together.
     pub reloads: usize,
@@ -312,13 +315,13 @@ fn filler(first: usize, count: usize, extra: bool) -> String {
 }
 
 /// Three meshlb agents serving [`MESHLB_LAB_CONFIG`] plus `services`
-/// filler services (allocated, not announced). The client measures
-/// `requests` ARP round trips for [`MESHLB_VIP`] with the configuration
-/// unchanged, then as many while one file of the configuration changes
-/// every two seconds (each change a full reload: read, parse, validate,
-/// allocate); both times, the members any agent declared down and the
-/// stalls any agent noticed.
-pub fn reload_health(services: usize, requests: usize) -> Result<ReloadHealth, LabError> {
+/// filler services (allocated, not announced). The client measures ARP
+/// round trips for [`MESHLB_VIP`] (at least `requests`, for at least
+/// `window`) with the configuration unchanged, then again while one file
+/// of the configuration changes every two seconds (each change a full
+/// reload: read, parse, validate, allocate); both times, the members any
+/// agent declared down and the stalls any agent noticed.
+pub fn reload_health(services: usize, requests: usize, window: Duration) -> Result<ReloadHealth, LabError> {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
     let files: Vec<(String, String, String)> = (0..services.div_ceil(SERVICES_PER_FILE))
@@ -349,9 +352,15 @@ pub fn reload_health(services: usize, requests: usize) -> Result<ReloadHealth, L
         let measure = |lab: &Lab| -> AgentHealth {
             let from = crate::serf::now_secs();
             let (reloads, stalls) = (count(&agents, "configuration accepted"), count(&agents, "was stalled"));
-            let arp_ms = crate::probe::arp_round_trips(lab, "client1", MESHLB_VIP, requests);
+            let started = Instant::now();
+            let (mut arp_ms, mut arp_asked) = (Vec::new(), 0);
+            while arp_asked < requests || started.elapsed() < window {
+                arp_ms.extend(crate::probe::arp_round_trips(lab, "client1", MESHLB_VIP, 10));
+                arp_asked += 10;
+            }
             let until = crate::serf::now_secs();
             AgentHealth {
+                arp_asked,
                 arp_ms,
                 reloads: count(&agents, "configuration accepted") - reloads,
                 members_down: agents

@@ -128,6 +128,17 @@ fn an_agent_that_hears_no_one_of_its_cluster_never_answers() {
                 .all(|a| a.drops().is_ok_and(|d| d.get("forged").copied().unwrap_or(0) > 0))
         },
     );
+    for agent in &agents {
+        assert!(
+            agent
+                .process
+                .log()
+                .lines()
+                .any(|l| l.contains("gossip datagrams dropped in the last") && l.contains("forged=")),
+            "{} sums up the drops in its log",
+            agent.node
+        );
+    }
     stranger.process.kill().unwrap();
 
     // The right key, but nothing reaches its gossip port.

@@ -404,13 +404,28 @@ impl Allocator {
     }
 
     fn commit(&mut self, request: &AllocationRequest, assignment: Assignment) {
-        self.release(&request.service);
+        // A service keeping what it holds (every reload re-checks every
+        // service) is updated in place: releasing and taking its addresses
+        // again would walk each range's first-free hint across every
+        // address in use after it, time quadratic in the services.
+        let keeps = self
+            .services
+            .get(&request.service)
+            .is_some_and(|held| held.assignment.addresses == assignment.addresses);
+        if !keeps {
+            self.release(&request.service);
+        }
         for address in &assignment.addresses {
             let entry = self.addresses.entry(*address).or_insert_with(|| AddressUse {
                 sharing_key: request.sharing_key.clone(),
                 backend: request.backend.clone(),
                 users: BTreeMap::new(),
             });
+            if keeps && entry.users.keys().all(|user| *user == request.service) {
+                // As if released and taken anew: its sole user's request says.
+                entry.sharing_key = request.sharing_key.clone();
+                entry.backend = request.backend.clone();
+            }
             entry.users.insert(request.service.clone(), request.ports.clone());
             if let Some(key) = self.hint_key(*address)
                 && self

@@ -228,13 +228,8 @@ impl Standalone {
 
     fn reject(&mut self, rejected: Rejected) -> Reload {
         self.held = None;
-        match self.store.offer(Err(rejected)) {
-            Offer::Rejected(rejected) => Reload::Rejected(rejected),
-            other => {
-                tracing::error!(?other, "a rejected reading was not refused");
-                Reload::Unchanged
-            }
-        }
+        self.store.offer(Err(rejected.clone()));
+        Reload::Rejected(rejected)
     }
 
     /// Why applying `inventory` (with `outcomes`) would withdraw everything,
