@@ -123,6 +123,13 @@ struct MeshArgs {
 impl MeshArgs {
     fn options(self) -> Result<Option<(MeshOptions, Layer2Options)>, String> {
         let Some(bind) = self.gossip_bind else { return Ok(None) };
+        if bind.ip().is_unspecified() {
+            // It is also this node's identity in the mesh, and how its
+            // own entry among the --join addresses is recognised.
+            return Err(format!(
+                "--gossip-bind {bind}: give the address the other nodes reach this one at"
+            ));
+        }
         let key_file = self
             .cluster_key_file
             .ok_or("--gossip-bind needs --cluster-key-file: gossip is always authenticated")?;
