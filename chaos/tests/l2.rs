@@ -452,7 +452,7 @@ fn a_partitioned_owner_goes_quiet_and_the_majority_takes_over() {
     };
     let new_first = at(false).into_iter().fold(f64::INFINITY, f64::min);
     let old_last = at(true).into_iter().fold(f64::NEG_INFINITY, f64::max);
-    let overlap = (old_last - new_first).max(0.0);
+    let overlap = claims.overlap(service);
     assert!(new_first.is_finite(), "the majority side claimed the address");
     eprintln!("partition: majority claimed at {new_first:.3} s, old owner last at {old_last:.3} s");
     assert!(overlap < 3.0, "both sides answered for {overlap:.3} s");
