@@ -16,6 +16,16 @@
 //! | [`bgp`] | BGP-4 messages and a TCP stream framer | RFC 4271, 4760, 6793, 2918, 4724, 1997, 8092, 7606 |
 //! | [`bfd`] | BFD control packets and reception checks | RFC 5880 |
 //!
+//! Why codecs of our own rather than pnet's packet views: these decode into
+//! owned, typed values with every RFC validity check (NDP's hop limit,
+//! checksum and option rules, RFC 7606 for BGP) and an error that says what
+//! to do, which pnet's zero-copy views leave to the caller. pnet_packet is
+//! used where it is the better tool, as an independent implementation in
+//! the differential tests of the Ethernet, ARP, IPv6 and NDP codecs (as
+//! netgauze-bgp-pkt is for BGP). Its datalink channels are not used: their
+//! receive blocks a thread, while `meshlb-actors` reads an AF_PACKET socket
+//! with a BPF filter through tokio.
+//!
 //! Decoders never panic on input: every malformed byte string yields an
 //! [`Error`] (or, for BGP, a [`bgp::BgpError`] carrying the NOTIFICATION the
 //! session must send).

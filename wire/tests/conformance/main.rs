@@ -5,6 +5,9 @@
 //! - `netgauze`: BGP messages we encode are parsed and re-encoded
 //!   byte-for-byte by an independent implementation (netgauze-bgp-pkt), with
 //!   key fields compared;
+//! - `pnet`: Ethernet, ARP, IPv6 and NDP frames we encode are read field by
+//!   field by an independent implementation (pnet_packet, checksum
+//!   included), and frames it builds are decoded by ours;
 //! - `tshark`: a pcap holding every message kind is dissected by Wireshark's
 //!   dissectors without malformed-packet or error entries, and the fields
 //!   tshark reads match what was encoded.
@@ -12,6 +15,7 @@
 
 mod netgauze;
 mod pcap;
+mod pnet;
 mod roundtrip;
 mod strategies;
 mod tshark;
