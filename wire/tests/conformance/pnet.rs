@@ -29,8 +29,8 @@ fn our_mac(mac: PnetMac) -> MacAddr {
     MacAddr([mac.0, mac.1, mac.2, mac.3, mac.4, mac.5])
 }
 
-/// The link-layer address options pnet reads from an NDP message.
-fn link_layer_options(options: &[pnet_packet::icmpv6::ndp::NdpOption]) -> Vec<(u8, Vec<u8>)> {
+/// The options (type, data) pnet reads from an NDP message.
+fn options_read_by_pnet(options: &[pnet_packet::icmpv6::ndp::NdpOption]) -> Vec<(u8, Vec<u8>)> {
     options.iter().map(|o| (o.option_type.0, o.data.clone())).collect()
 }
 
@@ -128,7 +128,7 @@ proptest! {
                 prop_assert_eq!(icmp.get_icmpv6_type(), Icmpv6Types::NeighborSolicit);
                 let packet = NeighborSolicitPacket::new(ip.payload()).unwrap();
                 prop_assert_eq!(packet.get_target_addr(), ns.target);
-                prop_assert_eq!(link_layer_options(&packet.get_options()), expected_options(&ns.options));
+                prop_assert_eq!(options_read_by_pnet(&packet.get_options()), expected_options(&ns.options));
             }
             NdpMessage::Advertisement(na) => {
                 prop_assert_eq!(icmp.get_icmpv6_type(), Icmpv6Types::NeighborAdvert);
@@ -138,7 +138,7 @@ proptest! {
                 prop_assert_eq!(flags & 0x80 != 0, na.router, "R");
                 prop_assert_eq!(flags & 0x40 != 0, na.solicited, "S");
                 prop_assert_eq!(flags & 0x20 != 0, na.override_entry, "O");
-                prop_assert_eq!(link_layer_options(&packet.get_options()), expected_options(&na.options));
+                prop_assert_eq!(options_read_by_pnet(&packet.get_options()), expected_options(&na.options));
             }
         }
     }
