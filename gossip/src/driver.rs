@@ -62,16 +62,6 @@ pub struct DriverConfig {
     pub labels: std::collections::BTreeMap<String, String>,
 }
 
-/// Ownership is re-evaluated at least this often, so time-driven changes
-/// (the settle period after joining, the fence) take effect without an event.
-pub const EVALUATE_EVERY: Duration = Duration::from_millis(200);
-
-/// A gap this long between two turns of the driver's loop (which wakes at
-/// least every [`EVALUATE_EVERY`]) means the process was stalled: frozen,
-/// or its machine paused. The mesh has moved on meanwhile, so the node
-/// announces nothing until it has settled again.
-pub const STALL: Duration = Duration::from_secs(1);
-
 /// How often dropped and refused datagrams are summed up in the log (at
 /// info level, only when there were any) and in the published status.
 pub const DROP_SUMMARY: Duration = Duration::from_secs(10);
@@ -169,7 +159,6 @@ pub async fn start(config: DriverConfig) -> Result<MeshHandle, DriverError> {
         events: event_tx,
         status: status_tx,
         announce: announce_tx,
-        evaluate_now: false,
         wire_bytes_sent: 0,
         summarised: DropTally::default(),
     };
@@ -190,8 +179,6 @@ struct MeshTask {
     events: mpsc::UnboundedSender<MeshEvent>,
     status: watch::Sender<MeshStatus>,
     announce: watch::Sender<BTreeSet<IpAddr>>,
-    /// Something ownership depends on changed since the last evaluation.
-    evaluate_now: bool,
     wire_bytes_sent: u64,
     /// The drop counts at the last summary.
     summarised: DropTally,
@@ -248,16 +235,14 @@ impl MeshTask {
 
     async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         let mut buf = vec![0u8; 65_536];
-        let mut leaving: Option<(Instant, oneshot::Sender<()>)> = None;
-        let mut evaluation = tokio::time::interval(EVALUATE_EVERY);
-        evaluation.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut leaving: Option<oneshot::Sender<()>> = None;
         let mut drop_summary = tokio::time::interval(DROP_SUMMARY);
         drop_summary.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.flush().await;
         loop {
-            let asleep_since = Instant::now();
+            // The mesh says when it next needs the clock (at most
+            // EVALUATE_EVERY_MS away); it notices a stall itself.
             let due = self.origin + Duration::from_millis(self.mesh.poll_timeout().saturating_sub(1));
-            let due = leaving.as_ref().map_or(due, |(at, _)| due.min(*at));
             tokio::select! {
                 received = self.socket.recv_from(&mut buf) => match received {
                     Ok((len, from)) => self.receive(from, &buf[..len]),
@@ -266,52 +251,32 @@ impl MeshTask {
                 () = tokio::time::sleep_until(due) => {
                     let now = self.now_ms();
                     self.mesh.handle_timeout(now);
-                    if leaving.as_ref().is_some_and(|(at, _)| Instant::now() >= *at) {
-                        // Handed over: silence first, then the goodbye.
-                        self.announce.send_replace(BTreeSet::new());
-                        if let Err(e) = self.mesh.leave() {
-                            tracing::warn!("leave: {e}");
-                        }
-                        self.flush().await;
-                        if let Some((_, done)) = leaving.take() {
-                            let _ = done.send(());
-                        }
-                        return;
-                    }
                 }
-                _ = evaluation.tick() => self.evaluate_now = true,
                 _ = drop_summary.tick() => self.summarise_drops(),
                 command = commands.recv() => match command {
                     Some(Command::SetServices(plan)) => {
+                        tracing::debug!(?plan, "services for the mesh");
                         if let Err(e) = self.mesh.set_services(plan) {
                             tracing::warn!("publishing the services served here: {e}");
                         }
-                        self.evaluate_now = true;
                     }
                     Some(Command::SetKeyring(keyring)) => self.channel.set_keyring(keyring),
                     Some(Command::Leave(done)) => {
                         if let Err(e) = self.mesh.begin_leave() {
                             tracing::warn!("begin leave: {e}");
                         }
-                        let at = Instant::now() + Duration::from_millis(self.mesh.handover_ms());
-                        leaving = Some((at, done));
+                        leaving = Some(done);
                     }
                     None => return,
                 },
             }
-            // The loop wakes at least every EVALUATE_EVERY: a far longer
-            // sleep was a stall, and what this node believes is stale.
-            let slept = asleep_since.elapsed();
-            if slept >= STALL {
-                tracing::warn!(
-                    stalled_ms = slept.as_millis() as u64,
-                    "this agent was stalled; announcing nothing until it has re-learned the mesh"
-                );
-                self.announce.send_replace(BTreeSet::new());
-                let now = self.now_ms();
-                self.mesh.resettle(now);
-            }
             self.flush().await;
+            if self.mesh.has_left() {
+                if let Some(done) = leaving.take() {
+                    let _ = done.send(());
+                }
+                return;
+            }
         }
     }
 
@@ -330,14 +295,24 @@ impl MeshTask {
     }
 
     async fn flush(&mut self) {
-        self.send_queued().await;
         let mut changed = false;
         while let Some(event) = self.mesh.poll_event() {
             changed = true;
+            match &event {
+                MeshEvent::Stalled(ms) => tracing::warn!(
+                    stalled_ms = ms,
+                    "this agent was stalled; announcing nothing until it has re-learned the mesh"
+                ),
+                // Handed over: silence before the goodbye goes out.
+                MeshEvent::Left => {
+                    self.announce.send_replace(BTreeSet::new());
+                }
+                _ => {}
+            }
             let _ = self.events.send(event);
         }
-        if self.mesh.take_evaluation_due() || changed || self.evaluate_now {
-            self.evaluate_now = false;
+        self.send_queued().await;
+        if self.mesh.take_evaluation_due() || changed {
             let mine = self.mesh.evaluate_ownership();
             self.announce.send_if_modified(|current| {
                 let modified = *current != mine;

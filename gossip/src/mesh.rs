@@ -70,6 +70,13 @@ pub enum MeshEvent {
     Rejoined(NodeId),
     /// No other member is reachable.
     Idle,
+    /// This node was stalled (its process frozen, its machine paused) for
+    /// this many ms: what it knew of the mesh is stale, so it announces
+    /// nothing until it has settled again (see [`STALL_MS`]).
+    Stalled(u64),
+    /// The graceful leave begun by [`Mesh::begin_leave`] is done: this node
+    /// announces nothing and has told the others it is gone.
+    Left,
 }
 
 /// Counters for metrics and benchmarks.
@@ -188,6 +195,20 @@ pub const CONFIGURATION_SETTLE_MS: u64 = 2_000;
 /// departed claimant gets no such wait.
 pub const HANDBACK_GUARD_MS: u64 = 10;
 
+/// Ownership is evaluated at least this often (ms), so time-driven
+/// changes take effect without an event; [`Mesh::poll_timeout`] is never
+/// further away than this, so a caller that keeps to it calls the mesh at
+/// least this often.
+pub const EVALUATE_EVERY_MS: u64 = 200;
+
+/// A gap this long between two calls of the mesh (and at least twice the
+/// longest sleep it asks for, [`Mesh::poll_timeout`] being at most the
+/// evaluation interval away) is a stall: the process was frozen or its
+/// machine paused, the others have moved on meanwhile, and what this node
+/// believes is stale. The one definition of a stall, for the agent and the
+/// simulation alike.
+pub const STALL_MS: u64 = 1_000;
+
 /// foca's effects during one call, drained into the mesh afterwards.
 #[derive(Default)]
 struct Effects {
@@ -268,6 +289,17 @@ pub struct Mesh {
     released_ms: BTreeMap<IpAddr, u64>,
     /// A time-driven change ownership depends on came due.
     evaluation_due: bool,
+    /// How often ownership is evaluated at least (ms).
+    evaluate_every_ms: u64,
+    /// When ownership is next evaluated by the clock alone.
+    next_evaluation_ms: u64,
+    /// When the caller last handed the mesh the time (ms): a datagram or a
+    /// timeout.
+    last_turn_ms: u64,
+    /// When the graceful leave begun ends (ms).
+    leave_at_ms: Option<u64>,
+    /// The graceful leave is done.
+    left: bool,
     seeds: Vec<SocketAddr>,
     next_anti_entropy_ms: u64,
     next_seed_announce_ms: u64,
@@ -327,7 +359,12 @@ impl Mesh {
             configuration_changed_ms: None,
             last_claimants: Claimants::new(),
             released_ms: BTreeMap::new(),
-            evaluation_due: false,
+            evaluation_due: true,
+            evaluate_every_ms: EVALUATE_EVERY_MS,
+            next_evaluation_ms: now_ms + EVALUATE_EVERY_MS,
+            last_turn_ms: now_ms,
+            leave_at_ms: None,
+            left: false,
             seeds: Vec::new(),
             joined_at_ms: now_ms,
             stats: MeshStats::default(),
@@ -354,6 +391,7 @@ impl Mesh {
         }
         let (serving, links) = (plan.serving.clone(), plan.links.clone());
         self.plan = plan;
+        self.evaluation_due = true;
         self.update_record(|r| {
             r.serving = serving;
             r.links = links;
@@ -395,10 +433,22 @@ impl Mesh {
         }
     }
 
-    /// When [`Mesh::handle_timeout`] should next be called.
+    /// Changes how often ownership is evaluated at least (default
+    /// [`EVALUATE_EVERY_MS`]; a large simulation evaluates less often to
+    /// run faster). A stall is measured against it.
+    pub fn set_evaluation_interval(&mut self, every_ms: u64) {
+        self.evaluate_every_ms = every_ms.max(1);
+        self.next_evaluation_ms = self.next_evaluation_ms.min(self.now_ms + self.evaluate_every_ms);
+    }
+
+    /// When [`Mesh::handle_timeout`] should next be called: never later
+    /// than the next periodic evaluation.
     pub fn poll_timeout(&self) -> u64 {
         let timer = self.timers.first_key_value().map_or(u64::MAX, |((due, _), _)| *due);
-        let mut next = timer.min(self.next_anti_entropy_ms);
+        let mut next = timer.min(self.next_anti_entropy_ms).min(self.next_evaluation_ms);
+        if let Some(at) = self.leave_at_ms.filter(|_| !self.left) {
+            next = next.min(at);
+        }
         if self.live.is_empty() && !self.seeds.is_empty() {
             next = next.min(self.next_seed_announce_ms);
         }
@@ -421,9 +471,31 @@ impl Mesh {
         std::mem::take(&mut self.evaluation_due)
     }
 
+    /// Takes the time from the caller, first in every call that has it: a
+    /// gap of [`STALL_MS`] (and of two evaluation intervals) means this
+    /// node was stalled, and it settles again before it announces.
+    fn turn(&mut self, now_ms: u64) {
+        self.now_ms = self.now_ms.max(now_ms);
+        let gap = self.now_ms.saturating_sub(self.last_turn_ms);
+        self.last_turn_ms = self.now_ms;
+        if gap >= STALL_MS.max(2 * self.evaluate_every_ms) && !self.left {
+            self.events.push_back(MeshEvent::Stalled(gap));
+            self.resettle(self.now_ms);
+            self.evaluation_due = true;
+        }
+    }
+
     /// Fires every timer due at `now_ms`, in order.
     pub fn handle_timeout(&mut self, now_ms: u64) {
-        self.now_ms = self.now_ms.max(now_ms);
+        self.turn(now_ms);
+        if self.now_ms >= self.next_evaluation_ms {
+            self.next_evaluation_ms = self.now_ms + self.evaluate_every_ms;
+            self.evaluation_due = true;
+        }
+        if self.leave_at_ms.is_some_and(|at| at <= self.now_ms) && !self.left {
+            self.finish_leave();
+            return;
+        }
         while let Some(entry) = self.timers.first_entry() {
             if entry.key().0 > self.now_ms {
                 break;
@@ -468,7 +540,7 @@ impl Mesh {
 
     /// Takes one datagram (already authenticated and decrypted).
     pub fn handle_datagram(&mut self, from: SocketAddr, data: &[u8], now_ms: u64) -> Result<(), MeshError> {
-        self.now_ms = self.now_ms.max(now_ms);
+        self.turn(now_ms);
         self.stats.received_datagrams += 1;
         let result = self.dispatch(from, data);
         if result.is_err() {
@@ -545,9 +617,14 @@ impl Mesh {
 
     /// Starts a graceful leave: the record says `leaving`, so the others
     /// stop counting this node as a candidate and its successors start
-    /// announcing while it still does. Call [`Mesh::leave`] after the
-    /// handover time ([`Mesh::handover_ms`]).
+    /// announcing while it still does. After the handover time
+    /// ([`Mesh::handover_ms`]) [`Mesh::handle_timeout`] ends it: this node
+    /// announces nothing, tells a few members it is gone, and emits
+    /// [`MeshEvent::Left`].
     pub fn begin_leave(&mut self) -> Result<(), MeshError> {
+        if self.leave_at_ms.is_none() {
+            self.leave_at_ms = Some(self.now_ms + self.handover_ms());
+        }
         self.update_record(|r| r.leaving = true)
     }
 
@@ -557,14 +634,24 @@ impl Mesh {
         3 * self.profile.gossip_every_ms + self.profile.probe_period_ms
     }
 
-    /// Leaves the mesh: tells a few members this node is gone.
-    pub fn leave(&mut self) -> Result<(), MeshError> {
+    /// Whether the graceful leave is done.
+    pub fn has_left(&self) -> bool {
+        self.left
+    }
+
+    /// Ends the graceful leave: silence first (no claims, evaluated at
+    /// once), then the goodbye.
+    fn finish_leave(&mut self) {
+        self.left = true;
+        self.evaluation_due = true;
+        self.events.push_back(MeshEvent::Left);
         let mut fx = Effects::default();
         let result = self.foca.leave_cluster(&mut fx);
         self.absorb(fx);
         self.live.clear();
-        result?;
-        Ok(())
+        if let Err(e) = result {
+            tracing::warn!("leave: {e}");
+        }
     }
 
     /// Every live member, this node first, with its record of the same
@@ -641,7 +728,7 @@ impl Mesh {
     /// Starts the settle period again at `now_ms`: after this node was
     /// stalled (its process frozen, its machine paused), what it knows of
     /// the mesh is stale, and it claims nothing until it has listened again.
-    pub fn resettle(&mut self, now_ms: u64) {
+    fn resettle(&mut self, now_ms: u64) {
         self.now_ms = self.now_ms.max(now_ms);
         self.joined_at_ms = self.now_ms;
         self.publish_settling();
@@ -696,6 +783,10 @@ impl Mesh {
     /// published as this node's claims, sent at once to the members it
     /// hands addresses to.
     pub fn evaluate_ownership(&mut self) -> BTreeSet<IpAddr> {
+        self.evaluation_due = false;
+        if self.left {
+            return BTreeSet::new();
+        }
         if self.own.leaving {
             return self.own.claims.clone();
         }

@@ -27,10 +27,9 @@ pub struct SimNode {
     pub addr: SocketAddr,
     /// Its mesh, while the process runs.
     pub mesh: Option<Mesh>,
-    /// Frozen: takes no input and fires no timer (SIGSTOP).
+    /// Frozen: takes no input and fires no timer (SIGSTOP). On thawing,
+    /// its mesh notices the stall by the gap in its clock, as in the agent.
     pub frozen: bool,
-    /// When it was frozen.
-    frozen_at_ms: u64,
     /// Events with the virtual time they happened.
     pub events: Vec<(u64, MeshEvent)>,
     /// Addresses this node announced after each ownership evaluation.
@@ -48,8 +47,9 @@ pub struct SimNet {
     pub loss: f64,
     /// One-way delay: base and uniform jitter, ms.
     pub delay_ms: (u64, u64),
-    /// Ownership is re-evaluated this often (ms).
-    pub evaluate_every_ms: u64,
+    /// Ownership is evaluated at least this often (ms): see
+    /// [`SimNet::set_evaluation_interval`].
+    evaluate_every_ms: u64,
     profile: Profile,
     rng: Xoshiro256PlusPlus,
     /// Datagrams in flight by (arrival time, send order): sender, receiver
@@ -58,7 +58,6 @@ pub struct SimNet {
     seq: u64,
     group: Vec<usize>,
     by_addr: BTreeMap<SocketAddr, usize>,
-    next_evaluation_ms: u64,
     services: Vec<ServiceSpec>,
     /// Pairs of nodes (lower index first) that cannot reach each other
     /// whatever their groups.
@@ -79,7 +78,6 @@ impl SimNet {
                 ),
                 mesh: None,
                 frozen: false,
-                frozen_at_ms: 0,
                 events: Vec::new(),
                 announcing: BTreeSet::new(),
             })
@@ -91,13 +89,12 @@ impl SimNet {
             nodes,
             loss: 0.0,
             delay_ms: (1, 1),
-            evaluate_every_ms: 50,
+            evaluate_every_ms: crate::mesh::EVALUATE_EVERY_MS,
             profile,
             rng: Xoshiro256PlusPlus::seed_from_u64(seed),
             in_flight: BTreeMap::new(),
             seq: 0,
             by_addr,
-            next_evaluation_ms: 0,
             services: Vec::new(),
             cut: BTreeSet::new(),
             expected_members: n,
@@ -147,6 +144,7 @@ impl SimNet {
         let id = NodeId::new(node.name.clone(), node.addr, self.now_ms);
         let mut mesh = Mesh::new(id, self.profile.clone(), seed, self.now_ms);
         mesh.set_fence(Fence::default().expecting(self.expected_members));
+        mesh.set_evaluation_interval(self.evaluate_every_ms);
         let _ = mesh.set_services(SimNet::plan(&self.services));
         mesh.join(&seeds, self.now_ms);
         node.mesh = Some(mesh);
@@ -171,21 +169,30 @@ impl SimNet {
     /// SIGSTOP / SIGCONT. Datagrams reaching a frozen node are lost (a
     /// socket buffer would hold a few; the effect on the others is the same).
     pub fn set_frozen(&mut self, i: usize, frozen: bool) {
-        let now = self.now_ms;
-        let node = &mut self.nodes[i];
-        if frozen && !node.frozen {
-            node.frozen_at_ms = now;
+        self.nodes[i].frozen = frozen;
+    }
+
+    /// Begins node `i`'s graceful leave, as its agent does on SIGTERM; its
+    /// mesh ends it after the handover time ([`MeshEvent::Left`]).
+    pub fn leave(&mut self, i: usize) {
+        if let Some(mesh) = self.nodes[i].mesh.as_mut()
+            && let Err(e) = mesh.begin_leave()
+        {
+            tracing::warn!("begin leave: {e}");
         }
-        // The driver notices a stall this long and starts the settle
-        // period again, announcing nothing meanwhile; so does the model.
-        let stall = crate::driver::STALL.as_millis() as u64;
-        if !frozen && node.frozen && now.saturating_sub(node.frozen_at_ms) >= stall {
-            node.announcing.clear();
+        self.flush(i);
+    }
+
+    /// Sets how often every node evaluates ownership at least (the
+    /// agent's is [`crate::mesh::EVALUATE_EVERY_MS`]; a large simulation
+    /// runs faster evaluating less often).
+    pub fn set_evaluation_interval(&mut self, every_ms: u64) {
+        self.evaluate_every_ms = every_ms;
+        for node in &mut self.nodes {
             if let Some(mesh) = node.mesh.as_mut() {
-                mesh.resettle(now);
+                mesh.set_evaluation_interval(every_ms);
             }
         }
-        node.frozen = frozen;
     }
 
     /// Splits the network: nodes in different groups cannot reach each
@@ -229,8 +236,9 @@ impl SimNet {
             changed = true;
             node.events.push((now, e));
         }
-        // Like the agent's driver: ownership is evaluated again at once
-        // when something it depends on changed, not only periodically.
+        // As the agent's driver does: ownership is evaluated when the mesh
+        // says it is due (periodically, or something it depends on
+        // changed) and after any event.
         if (mesh.take_evaluation_due() || changed) && !node.frozen {
             node.announcing = mesh.evaluate_ownership();
         }
@@ -255,17 +263,6 @@ impl SimNet {
         }
     }
 
-    fn evaluate(&mut self) {
-        for node in &mut self.nodes {
-            if node.frozen {
-                continue;
-            }
-            if let Some(mesh) = node.mesh.as_mut() {
-                node.announcing = mesh.evaluate_ownership();
-            }
-        }
-    }
-
     /// Runs the network for `ms` of virtual time.
     pub fn run_for(&mut self, ms: u64) {
         let end = self.now_ms + ms;
@@ -278,17 +275,12 @@ impl SimNet {
                 .filter_map(|n| n.mesh.as_ref().map(Mesh::poll_timeout))
                 .min()
                 .unwrap_or(u64::MAX);
-            let next = next_packet.min(next_timer).min(self.next_evaluation_ms);
+            let next = next_packet.min(next_timer);
             if next > end {
                 self.now_ms = end;
                 return;
             }
             self.now_ms = self.now_ms.max(next);
-            if next == self.next_evaluation_ms {
-                self.next_evaluation_ms = self.now_ms + self.evaluate_every_ms;
-                self.evaluate();
-                continue;
-            }
             if next_packet <= next_timer {
                 let Some((_, (from, j, data))) = self.in_flight.pop_first() else {
                     continue;

@@ -23,12 +23,12 @@ fn services(count: usize, failback: Failback) -> Vec<ServiceSpec> {
 
 /// Starts `n` nodes and waits for convergence.
 fn cluster(n: usize, seed: u64, services_count: usize) -> SimNet {
-    cluster_evaluating_every(n, seed, services_count, 50)
+    cluster_evaluating_every(n, seed, services_count, meshlb_gossip::mesh::EVALUATE_EVERY_MS)
 }
 
 fn cluster_evaluating_every(n: usize, seed: u64, services_count: usize, evaluate_every_ms: u64) -> SimNet {
     let mut net = SimNet::new(n, Profile::fast(), seed);
-    net.evaluate_every_ms = evaluate_every_ms;
+    net.set_evaluation_interval(evaluate_every_ms);
     net.set_services(services(services_count, Failback::Revertive));
     net.start_all();
     let took = net.run_until_converged(60_000);
@@ -311,17 +311,29 @@ fn graceful_leave_hands_over_without_a_gap() {
     let mut net = cluster(5, 51, 20);
     let address = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 3));
     let leaver = owner_of(&net, address);
-    net.evaluate_every_ms = 10;
+    net.set_evaluation_interval(10);
     let mut gaps = Vec::new();
-    // Step the handover in small slices and check each address always has
-    // an announcer.
-    {
-        let mesh = net.nodes[leaver].mesh.as_mut().unwrap();
-        mesh.begin_leave().unwrap();
-    }
+    // The leave goes through the mesh as in the agent: begun, then ended by
+    // the mesh itself after the handover time. Step it in small slices and
+    // check each address always has an announcer.
+    net.leave(leaver);
     let handover = net.nodes[leaver].mesh.as_ref().map_or(0, |m| m.handover_ms());
+    let left = |net: &SimNet| net.nodes[leaver].mesh.as_ref().is_some_and(|m| m.has_left());
+    let mut successor = Vec::new();
     let mut elapsed = 0;
-    while elapsed < handover {
+    while !left(&net) {
+        assert!(
+            elapsed <= handover + 100,
+            "the leave had not ended {elapsed} ms after it began"
+        );
+        if net.nodes[leaver].announcing.contains(&address) {
+            // Who else announces while the leaver still does.
+            successor = net.announcers()[&address]
+                .iter()
+                .copied()
+                .filter(|&i| i != leaver)
+                .collect();
+        }
         net.run_for(10);
         elapsed += 10;
         for (a, who) in net.announcers() {
@@ -330,19 +342,25 @@ fn graceful_leave_hands_over_without_a_gap() {
             }
         }
     }
-    let successor: Vec<usize> = net.announcers()[&address]
-        .iter()
-        .copied()
-        .filter(|&i| i != leaver)
-        .collect();
+    assert!(
+        elapsed >= handover,
+        "the leave ended after {elapsed} ms, before its handover time"
+    );
     assert_eq!(
         successor.len(),
         1,
         "the successor announces before the leaver goes quiet"
     );
-    if let Some(mesh) = net.nodes[leaver].mesh.as_mut() {
-        mesh.leave().unwrap();
-    }
+    assert!(
+        net.nodes[leaver].announcing.is_empty(),
+        "a node that left announces nothing"
+    );
+    assert!(
+        net.nodes[leaver]
+            .events
+            .iter()
+            .any(|(_, e)| matches!(e, meshlb_gossip::mesh::MeshEvent::Left))
+    );
     net.run_for(5);
     net.crash(leaver);
     net.run_for(1000);
@@ -650,4 +668,45 @@ fn a_cold_start_node_by_node_converges_to_one_owner_per_address() {
             assert_eq!(overlap, 0, "seed {seed}: {address} had two announcers for {overlap} ms");
         }
     }
+}
+
+/// The mesh itself tells a stall from a pause by the gap in its clock (the
+/// agent's driver and this simulation only feed it the time): a pause
+/// shorter than [`STALL_MS`] changes nothing, a longer one makes the node
+/// announce nothing until it has settled again.
+#[test]
+fn the_mesh_tells_a_stall_from_a_pause() {
+    use meshlb_gossip::mesh::{MeshEvent, STALL_MS};
+    let mut net = cluster(3, 91, 6);
+    let stalls = |net: &SimNet, i: usize| {
+        net.nodes[i]
+            .events
+            .iter()
+            .filter(|(_, e)| matches!(e, MeshEvent::Stalled(_)))
+            .count()
+    };
+    let busiest = (0..3).max_by_key(|&i| net.nodes[i].announcing.len()).unwrap_or(0);
+    let before = net.nodes[busiest].announcing.clone();
+    assert!(!before.is_empty());
+    net.set_frozen(busiest, true);
+    net.run_for(STALL_MS / 2);
+    net.set_frozen(busiest, false);
+    net.run_for(1);
+    assert_eq!(stalls(&net, busiest), 0, "a pause of {} ms is no stall", STALL_MS / 2);
+    assert_eq!(net.nodes[busiest].announcing, before);
+    net.run_for(1_000);
+    single_owner_everywhere(&net).unwrap();
+
+    net.set_frozen(busiest, true);
+    net.run_for(STALL_MS + 100);
+    net.set_frozen(busiest, false);
+    net.run_for(1);
+    assert_eq!(stalls(&net, busiest), 1, "a pause of {} ms is a stall", STALL_MS + 100);
+    assert!(
+        net.nodes[busiest].announcing.is_empty(),
+        "a stalled node announces nothing until settled: {:?}",
+        net.nodes[busiest].announcing
+    );
+    settle(&mut net);
+    single_owner_everywhere(&net).unwrap();
 }

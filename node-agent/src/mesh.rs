@@ -4,7 +4,8 @@
 //! Until gRPC introspection exists, the mesh reports to two files in the
 //! state directory, which the lab reads:
 //! - `mesh-events.log`: one line per event, `@ <unix seconds> <event> <node>`
-//!   (`member-up`, `member-down`, `rejoined`, `idle`), appended;
+//!   (`member-up`, `member-down`, `rejoined`, and `idle`, `stalled`, `left`
+//!   with no node), appended;
 //! - `mesh-members`: the live members as this node sees them, one per line
 //!   (`<name> <address> boot=<ms> rejoin=<n>`, then from its record
 //!   `settling=<true|false> claims=<addresses, comma-separated, or ->`, or
@@ -214,6 +215,8 @@ async fn report(mut handle: MeshHandle, dir: PathBuf) {
                     MeshEvent::MemberDown(id) => ("member-down", id.name.as_str()),
                     MeshEvent::Rejoined(id) => ("rejoined", id.name.as_str()),
                     MeshEvent::Idle => ("idle", ""),
+                    MeshEvent::Stalled(_) => ("stalled", ""),
+                    MeshEvent::Left => ("left", ""),
                     MeshEvent::RecordChanged(_) => continue,
                 };
                 tracing::info!(node, "mesh: {kind}");
