@@ -35,13 +35,13 @@ use meshlb_config::config::{Failback, WeightedSelector};
 use meshlb_config::health::Health;
 use meshlb_config::meta::{StringMap, any_matches};
 use meshlb_config::service::ServiceKey;
-use meshlb_config::{Inventory, ServiceOutcome};
 use meshlb_gossip::driver::{Command, WeightFn};
 use meshlb_gossip::mesh::{ServicePlan, ServiceSpec};
 use meshlb_gossip::record::{NodeRecord, service_id};
 use tokio::sync::{mpsc, watch};
 
 use crate::local_address::LocalAddresses;
+pub use crate::pipeline::AgentState;
 
 /// Interfaces never announced on unless an L2Advertisement names them:
 /// loopback, and the virtual links of containers, CNIs and tunnels.
@@ -73,19 +73,6 @@ pub const EXCLUDED_PREFIXES: &[&str] = &[
 /// `interfaces`).
 pub fn eligible_by_default(name: &str) -> bool {
     !EXCLUDED_PREFIXES.iter().any(|p| name.starts_with(p))
-}
-
-/// What the agent has read and decided, as Layer 2 needs it.
-#[derive(Debug, Clone, Default)]
-pub struct AgentState {
-    /// The configuration generation these were computed from (0: none).
-    pub generation: u64,
-    /// The running configuration and services.
-    pub inventory: Arc<Inventory>,
-    /// Every service's outcome.
-    pub outcomes: BTreeMap<ServiceKey, ServiceOutcome>,
-    /// Health of the services with a health check.
-    pub health: BTreeMap<ServiceKey, Health>,
 }
 
 /// One Layer 2 service as this node sees it.
@@ -474,6 +461,8 @@ impl Handler<Stop> for Layer2Actor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use meshlb_config::Inventory;
 
     fn state(yaml: &str) -> AgentState {
         let objects = meshlb_config::parse_documents(yaml, "test.yaml").unwrap();

@@ -9,20 +9,22 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | [`file_source`] | reads a configuration directory; watches it for changes |
+//! | [`app`] | startup and the shutdown order; `check` and `announce` |
+//! | [`sources`] | configuration sources: a stream of snapshots and rejections ([`sources::files`]: a directory) |
+//! | [`pipeline`] | takes any source's updates: validate, allocate, keep the last good, publish |
 //! | [`state_file`] | remembers assignments across restarts in standalone mode |
-//! | [`standalone`] | the standalone loop: read, validate, allocate, keep the last good |
 //! | [`health`] | runs the local health probes services declare |
 //! | [`mesh`] | joins the gossip mesh, publishes this node's record, reports membership |
 //! | [`layer2`] | Layer 2 mode: what this node serves, what each interface answers for |
 //! | [`local_address`] | service addresses on loopback, kernel kept from answering ARP for them |
 
-pub mod file_source;
+pub mod app;
 pub mod health;
 pub mod layer2;
 pub mod local_address;
 pub mod mesh;
-pub mod standalone;
+pub mod pipeline;
+pub mod sources;
 pub mod state_file;
 
 use std::path::PathBuf;
@@ -57,6 +59,15 @@ pub enum AgentError {
     /// The gossip mesh could not start.
     #[error("gossip mesh: {0}")]
     Mesh(#[from] meshlb_gossip::driver::DriverError),
+    /// The runtime could not start.
+    #[error("cannot start the runtime: {0}")]
+    Runtime(String),
+    /// An actor could not start (an interface's socket, for one).
+    #[error(transparent)]
+    Actor(#[from] meshlb_actors::ActorError),
+    /// The configuration source stopped producing updates.
+    #[error("the configuration source stopped")]
+    SourceStopped,
     /// A task of the agent ended abnormally.
     #[error("task failed: {0}")]
     Task(String),

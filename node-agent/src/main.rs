@@ -9,19 +9,17 @@
 //! NDP for fixed addresses (the Layer 2 path on its own, before the agent
 //! wires it to ownership).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use std::sync::Arc;
-
-use actix::Actor as _;
 use meshlb_config::service::ClassFilter;
-use meshlb_node_agent::file_source::ReadLimits;
-use meshlb_node_agent::layer2::{self, AgentState, Layer2Actor, Layer2Options};
-use meshlb_node_agent::mesh::{AgentMesh, MeshOptions};
-use meshlb_node_agent::standalone::{Reload, SourceOptions, Standalone};
+use meshlb_node_agent::app::{self, RunOptions};
+use meshlb_node_agent::layer2::Layer2Options;
+use meshlb_node_agent::mesh::MeshOptions;
+use meshlb_node_agent::sources::files::{DEFAULT_MAX_FILE_BYTES, ReadLimits};
 
 #[derive(Parser)]
 #[command(name = "meshlb-agent", version, about = "meshlb per-node agent")]
@@ -56,12 +54,12 @@ enum Command {
         resync_seconds: u64,
         /// Refuse (keeping the running configuration) a file larger than
         /// this; the default is etcd's limit on a Kubernetes request.
-        #[arg(long, default_value_t = meshlb_node_agent::file_source::DEFAULT_MAX_FILE_BYTES)]
+        #[arg(long, default_value_t = DEFAULT_MAX_FILE_BYTES)]
         max_config_file_bytes: u64,
         /// Hold a reading that would withdraw every address or remove every
         /// pool (a truncated file reads as empty) this long, and apply it
         /// only if the files still read the same then (seconds).
-        #[arg(long, default_value_t = meshlb_node_agent::standalone::DEFAULT_HOLD_WITHDRAW_ALL.as_secs_f64())]
+        #[arg(long, default_value_t = meshlb_node_agent::pipeline::DEFAULT_HOLD_WITHDRAW_ALL.as_secs_f64())]
         hold_withdraw_all_seconds: f64,
         #[command(flatten)]
         mesh: Box<MeshArgs>,
@@ -90,10 +88,10 @@ struct MeshArgs {
     node_name: Option<String>,
     /// Address and port the gossip socket binds and is reached at.
     #[arg(long)]
-    gossip_bind: Option<std::net::SocketAddr>,
+    gossip_bind: Option<SocketAddr>,
     /// A member to join through (repeat for several; listing every node is fine).
     #[arg(long = "join")]
-    seeds: Vec<std::net::SocketAddr>,
+    seeds: Vec<SocketAddr>,
     /// How many nodes the cluster has, this one included. The agent claims
     /// nothing until it has heard from a majority of them (so an agent with
     /// the wrong key or a firewalled port never answers for addresses the
@@ -120,36 +118,76 @@ struct MeshArgs {
     l2_refresh_ms: Option<u64>,
 }
 
+/// What is wrong with the command line.
+#[derive(Debug, PartialEq, thiserror::Error)]
+enum CliError {
+    /// The gossip address is no address of this node.
+    #[error("--gossip-bind {0}: give the address the other nodes reach this one at")]
+    UnspecifiedBind(SocketAddr),
+    /// Gossip is always authenticated.
+    #[error("--gossip-bind needs --cluster-key-file: gossip is always authenticated")]
+    NoKeyFile,
+    /// No such timing profile.
+    #[error("unknown --mesh-profile {0:?} (fast, lan)")]
+    Profile(String),
+    /// No node name given and none found.
+    #[error("no --node-name and no host name: {0}")]
+    NoNodeName(String),
+    /// The node name does not fit the mesh.
+    #[error("node name {0:?} must be 1 to 253 characters")]
+    NodeName(String),
+    /// A label that is not KEY=VALUE.
+    #[error("--node-label {0:?} is not KEY=VALUE")]
+    Label(String),
+    /// A cluster of no node.
+    #[error("--cluster-size 0: a cluster has at least this node")]
+    EmptyCluster,
+    /// A cluster smaller than the nodes named.
+    #[error("--cluster-size {size} is smaller than the {named} nodes this one and its --join addresses name")]
+    ClusterTooSmall {
+        /// As given.
+        size: usize,
+        /// This node and its distinct seeds.
+        named: usize,
+    },
+    /// Nothing says how large the cluster is.
+    #[error(
+        "no --join address other than this node's own: name the other members with --join, \
+         or say --cluster-size 1 for a single-node cluster"
+    )]
+    UnknownClusterSize,
+    /// A hold time out of range.
+    #[error("--hold-withdraw-all-seconds {0} is not between 0 and 3600")]
+    HoldTime(f64),
+    /// A file limit that refuses everything.
+    #[error("--max-config-file-bytes 0 would refuse every file")]
+    NoFileSize,
+}
+
 impl MeshArgs {
-    fn options(self) -> Result<Option<(MeshOptions, Layer2Options)>, String> {
+    fn options(self) -> Result<Option<(MeshOptions, Layer2Options)>, CliError> {
         let Some(bind) = self.gossip_bind else { return Ok(None) };
         if bind.ip().is_unspecified() {
             // It is also this node's identity in the mesh, and how its
             // own entry among the --join addresses is recognised.
-            return Err(format!(
-                "--gossip-bind {bind}: give the address the other nodes reach this one at"
-            ));
+            return Err(CliError::UnspecifiedBind(bind));
         }
-        let key_file = self
-            .cluster_key_file
-            .ok_or("--gossip-bind needs --cluster-key-file: gossip is always authenticated")?;
+        let key_file = self.cluster_key_file.ok_or(CliError::NoKeyFile)?;
         let profile = meshlb_gossip::profile::Profile::by_name(&self.mesh_profile)
-            .ok_or_else(|| format!("unknown --mesh-profile {:?} (fast, lan)", self.mesh_profile))?;
+            .ok_or_else(|| CliError::Profile(self.mesh_profile.clone()))?;
         let node = match self.node_name {
             Some(n) => n,
             None => std::fs::read_to_string("/proc/sys/kernel/hostname")
                 .map(|h| h.trim().to_owned())
-                .map_err(|e| format!("no --node-name and no host name: {e}"))?,
+                .map_err(|e| CliError::NoNodeName(e.to_string()))?,
         };
         if node.is_empty() || node.len() > meshlb_gossip::identity::MAX_NAME_LEN {
-            return Err(format!("node name {node:?} must be 1 to 253 characters"));
+            return Err(CliError::NodeName(node));
         }
         let expected_members = expected_members(bind, &self.seeds, self.cluster_size)?;
         let mut labels = std::collections::BTreeMap::new();
         for l in self.labels {
-            let (k, v) = l
-                .split_once('=')
-                .ok_or_else(|| format!("--node-label {l:?} is not KEY=VALUE"))?;
+            let (k, v) = l.split_once('=').ok_or_else(|| CliError::Label(l.clone()))?;
             labels.insert(k.to_owned(), v.to_owned());
         }
         let layer2 = Layer2Options {
@@ -179,27 +217,17 @@ impl MeshArgs {
 /// The cluster size the quorum fence expects: `--cluster-size`, or this
 /// node and its distinct seeds. Hearing no one must never make a node a
 /// quorum of one, so a node with no other seed needs `--cluster-size 1`.
-fn expected_members(
-    bind: std::net::SocketAddr,
-    seeds: &[std::net::SocketAddr],
-    cluster_size: Option<usize>,
-) -> Result<usize, String> {
+fn expected_members(bind: SocketAddr, seeds: &[SocketAddr], cluster_size: Option<usize>) -> Result<usize, CliError> {
     let named = 1 + seeds
         .iter()
         .filter(|s| **s != bind)
         .collect::<std::collections::BTreeSet<_>>()
         .len();
     match cluster_size {
-        Some(0) => Err("--cluster-size 0: a cluster has at least this node".into()),
-        Some(size) if size < named => Err(format!(
-            "--cluster-size {size} is smaller than the {named} nodes this one and its --join addresses name"
-        )),
+        Some(0) => Err(CliError::EmptyCluster),
+        Some(size) if size < named => Err(CliError::ClusterTooSmall { size, named }),
         Some(size) => Ok(size),
-        None if named == 1 => Err(
-            "no --join address other than this node's own: name the other members with --join, \
-             or say --cluster-size 1 for a single-node cluster"
-                .into(),
-        ),
+        None if named == 1 => Err(CliError::UnknownClusterSize),
         None => Ok(named),
     }
 }
@@ -219,7 +247,22 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match Cli::parse().command {
-        Command::Check { dir, lb_class } => check(&dir, classes(lb_class)),
+        Command::Check { dir, lb_class } => match app::check(&dir, classes(lb_class)) {
+            Ok(report) => {
+                for line in &report.lines {
+                    println!("{line}");
+                }
+                match (report.rejected, report.ok) {
+                    (true, _) => ExitCode::FAILURE,
+                    (false, true) => ExitCode::SUCCESS,
+                    (false, false) => ExitCode::from(2),
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Run {
             config_dir,
             state_dir,
@@ -228,204 +271,58 @@ fn main() -> ExitCode {
             max_config_file_bytes,
             hold_withdraw_all_seconds,
             mesh,
-        } => match (
-            mesh.options(),
-            source_options(max_config_file_bytes, hold_withdraw_all_seconds),
-        ) {
-            (Ok(mesh), Ok(source)) => run(
-                config_dir,
-                state_dir,
-                classes(lb_class),
-                Duration::from_secs(resync_seconds.max(1)),
-                source,
-                mesh,
-            ),
-            (Err(e), _) | (_, Err(e)) => {
-                eprintln!("error: {e}");
-                ExitCode::from(2)
+        } => {
+            let options = run_options(max_config_file_bytes, hold_withdraw_all_seconds, *mesh).map(
+                |(limits, hold_withdraw_all, mesh)| RunOptions {
+                    config_dir,
+                    state_dir,
+                    classes: classes(lb_class),
+                    resync: Duration::from_secs(resync_seconds.max(1)),
+                    limits,
+                    hold_withdraw_all,
+                    mesh,
+                },
+            );
+            match options {
+                Ok(options) => exit(app::run(options)),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
             }
-        },
+        }
         Command::Announce {
             interface,
             addresses,
             refresh_ms,
-        } => announce(interface, addresses, refresh_ms),
+        } => exit(app::announce(&interface, addresses, refresh_ms)),
     }
 }
 
-fn check(dir: &std::path::Path, classes: ClassFilter) -> ExitCode {
-    let mut agent = match Standalone::new(dir, None, classes) {
-        Ok(agent) => agent,
+fn exit(result: Result<(), meshlb_node_agent::AgentError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
+            tracing::error!("{e}");
+            ExitCode::FAILURE
         }
-    };
-    match agent.reload() {
-        Reload::Rejected(rejected) => {
-            for e in &rejected.errors {
-                println!("error: {e}");
-            }
-            println!("{} error(s); configuration rejected", rejected.errors.len());
-            return ExitCode::FAILURE;
-        }
-        Reload::Accepted { .. } | Reload::Unchanged | Reload::Held { .. } => {}
     }
-    let Some(inventory) = agent.store().active() else {
-        return ExitCode::FAILURE;
-    };
-    let config = &inventory.config;
-    println!(
-        "configuration valid: {} pools, {} L2Advertisements, {} BGPAdvertisements, {} BGPPeers, {} BFDProfiles, \
-         {} community aliases, {} L2Policies, {} services",
-        config.pools.len(),
-        config.l2_advertisements.len(),
-        config.bgp_advertisements.len(),
-        config.bgp_peers.len(),
-        config.bfd_profiles.len(),
-        config.communities.len(),
-        config.l2_policies.len(),
-        inventory.services.len()
-    );
-    let mut failed = false;
-    for (key, outcome) in agent.outcomes() {
-        failed |= !matches!(outcome, meshlb_config::ServiceOutcome::Assigned(_));
-        println!("service {key}: {outcome}");
-    }
-    for (pool, c) in agent.reconciler().allocator().counters() {
-        println!(
-            "pool {pool}: IPv4 {}/{} in use, IPv6 {}/{} in use",
-            c.v4.in_use, c.v4.total, c.v6.in_use, c.v6.total
-        );
-    }
-    if failed { ExitCode::from(2) } else { ExitCode::SUCCESS }
 }
 
-fn source_options(max_file_bytes: u64, hold_seconds: f64) -> Result<SourceOptions, String> {
+type Checked = (ReadLimits, Duration, Option<(MeshOptions, Layer2Options)>);
+
+fn run_options(max_file_bytes: u64, hold_seconds: f64, mesh: MeshArgs) -> Result<Checked, CliError> {
     if !(0.0..=3600.0).contains(&hold_seconds) {
-        return Err(format!(
-            "--hold-withdraw-all-seconds {hold_seconds} is not between 0 and 3600"
-        ));
+        return Err(CliError::HoldTime(hold_seconds));
     }
     if max_file_bytes == 0 {
-        return Err("--max-config-file-bytes 0 would refuse every file".into());
+        return Err(CliError::NoFileSize);
     }
-    Ok(SourceOptions {
-        limits: ReadLimits { max_file_bytes },
-        hold_withdraw_all: Duration::from_secs_f64(hold_seconds),
-    })
-}
-
-fn run(
-    config_dir: PathBuf,
-    state_dir: PathBuf,
-    classes: ClassFilter,
-    resync: Duration,
-    source: SourceOptions,
-    mesh: Option<(MeshOptions, Layer2Options)>,
-) -> ExitCode {
-    let Some(system) = actor_system() else {
-        return ExitCode::FAILURE;
-    };
-    let result = system.block_on(async {
-        let agent =
-            Standalone::new(&config_dir, Some(&state_dir.join("assignments.yaml")), classes)?.with_options(source);
-        tracing::info!(config_dir = %config_dir.display(), "meshlb-agent standalone");
-        let (state_tx, state_rx) = tokio::sync::watch::channel(Arc::new(AgentState::default()));
-        let mut layer2 = None;
-        let mesh = match mesh {
-            Some((options, layer2_options)) => {
-                let mesh = AgentMesh::start(options, &state_dir).await?;
-                layer2 = Some(Layer2Actor::start(
-                    layer2_options,
-                    state_rx,
-                    mesh.commands(),
-                    mesh.announce(),
-                ));
-                Some(mesh)
-            }
-            None => {
-                tracing::warn!("no --gossip-bind: nothing is announced");
-                None
-            }
-        };
-        let result = agent.run(resync, shutdown_signal(), state_tx).await;
-        // Hand over, then go quiet: the mesh keeps this node's addresses
-        // until its successors know it is leaving, then gives them up, and
-        // the actors stop answering; last, the loopback addresses go.
-        if let Some(mesh) = mesh {
-            mesh.leave().await;
-        }
-        if let Some(layer2) = layer2 {
-            let _ = tokio::time::timeout(Duration::from_secs(5), layer2.send(layer2::Stop)).await;
-        }
-        result
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn announce(interface: String, addresses: Vec<std::net::IpAddr>, refresh_ms: Option<u64>) -> ExitCode {
-    use meshlb_actors::l2::interface::{AnnouncerStatus, Claim, InterfaceActor, Shutdown};
-    use meshlb_actors::l2::responder::AnnounceSchedule;
-    let Some(system) = actor_system() else {
-        return ExitCode::FAILURE;
-    };
-    let result = system.block_on(async {
-        let (status_tx, status) = tokio::sync::watch::channel(AnnouncerStatus::default());
-        let schedule = AnnounceSchedule {
-            refresh_ms,
-            ..AnnounceSchedule::default()
-        };
-        let actor = InterfaceActor::open(&interface, schedule, status_tx)?.start();
-        actor.do_send(Claim {
-            service: 0,
-            addresses: addresses.into_iter().collect(),
-            sent: tokio::time::Instant::now(),
-        });
-        shutdown_signal().await;
-        let _ = actor.send(Shutdown).await;
-        let last = status.borrow().clone();
-        tracing::info!(link_up = last.link_up, stats = ?last.stats, "stopped answering");
-        Ok::<(), meshlb_actors::ActorError>(())
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// The actors' system: a tokio current-thread runtime (timers, sockets,
-/// signals, child processes) with actix's local task set.
-fn actor_system() -> Option<actix_rt::SystemRunner> {
-    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(runtime) => Some(actix_rt::System::with_tokio_rt(move || runtime)),
-        Err(e) => {
-            tracing::error!("cannot start the runtime: {e}");
-            None
-        }
-    }
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => std::future::pending().await,
-    }
+    Ok((
+        ReadLimits { max_file_bytes },
+        Duration::from_secs_f64(hold_seconds),
+        mesh.options()?,
+    ))
 }
 
 #[cfg(test)]
@@ -434,15 +331,15 @@ mod tests {
 
     #[test]
     fn the_expected_cluster_is_explicit_or_the_seeds() {
-        let at = |last: u8| std::net::SocketAddr::from(([192, 0, 2, last], 7947));
+        let at = |last: u8| SocketAddr::from(([192, 0, 2, last], 7947));
         let me = at(1);
         // Every node listed, this one included, one twice: three nodes.
         assert_eq!(expected_members(me, &[at(1), at(2), at(3), at(3)], None), Ok(3));
         assert_eq!(expected_members(me, &[at(2)], Some(5)), Ok(5));
-        let alone = expected_members(me, &[], None).unwrap_err();
+        let alone = expected_members(me, &[], None).unwrap_err().to_string();
         assert!(alone.contains("--cluster-size 1"), "{alone}");
         assert_eq!(expected_members(me, &[at(1)], Some(1)), Ok(1));
-        let small = expected_members(me, &[at(2), at(3)], Some(2)).unwrap_err();
+        let small = expected_members(me, &[at(2), at(3)], Some(2)).unwrap_err().to_string();
         assert!(small.contains("smaller than the 3 nodes"), "{small}");
         assert!(expected_members(me, &[], Some(0)).is_err());
     }

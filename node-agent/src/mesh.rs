@@ -148,7 +148,7 @@ impl AgentMesh {
     }
 
     /// The addresses the mesh decided this node announces.
-    pub fn announce(&self) -> tokio::sync::watch::Receiver<std::collections::BTreeSet<std::net::IpAddr>> {
+    pub fn owned_addresses(&self) -> tokio::sync::watch::Receiver<std::collections::BTreeSet<std::net::IpAddr>> {
         self.announce.clone()
     }
 

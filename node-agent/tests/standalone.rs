@@ -12,8 +12,44 @@ use std::time::{Duration, Instant};
 
 use meshlb_config::ServiceOutcome;
 use meshlb_config::service::{ClassFilter, ServiceKey};
-use meshlb_node_agent::file_source::watch;
-use meshlb_node_agent::standalone::{Reload, Standalone};
+use meshlb_node_agent::pipeline::{Pipeline, Reload};
+use meshlb_node_agent::sources::files::{FileSource, ReadLimits, watch};
+
+/// The file source and the pipeline, read by hand.
+struct Standalone {
+    source: FileSource,
+    pipeline: Pipeline,
+}
+
+impl Standalone {
+    fn new(
+        dir: &Path,
+        state: Option<&Path>,
+        classes: ClassFilter,
+    ) -> Result<Standalone, meshlb_node_agent::AgentError> {
+        Ok(Standalone {
+            source: FileSource::new(dir, ReadLimits::default()),
+            pipeline: Pipeline::new(state, classes)?,
+        })
+    }
+
+    fn limited(mut self, limits: ReadLimits) -> Standalone {
+        self.source = FileSource::new(self.source.dir(), limits);
+        self
+    }
+
+    /// Reads the directory and offers what changed to the pipeline.
+    fn reload(&mut self) -> Reload {
+        match self.source.read() {
+            Some(update) => self.pipeline.offer(update),
+            None => Reload::Unchanged,
+        }
+    }
+
+    fn outcomes(&self) -> &std::collections::BTreeMap<ServiceKey, ServiceOutcome> {
+        self.pipeline.outcomes()
+    }
+}
 
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")
@@ -106,8 +142,8 @@ async fn reloads_on_change_and_keeps_the_last_good_configuration() {
         text.contains("pool.yaml:1: IPAddressPool vips: spec.addresses[0] \"192.0.2.0/99\""),
         "{text}"
     );
-    assert_eq!(agent.store().generation(), 2);
-    assert!(agent.store().last_rejection().is_some());
+    assert_eq!(agent.pipeline.store().generation(), 2);
+    assert!(agent.pipeline.store().last_rejection().is_some());
     assert_eq!(addresses(&agent, "web"), ["192.0.2.0".parse::<IpAddr>().unwrap()]);
 
     // Unparsable YAML in another file is rejected too.
@@ -127,8 +163,8 @@ async fn reloads_on_change_and_keeps_the_last_good_configuration() {
         panic!("fixed configuration rejected")
     };
     assert_eq!(changed.get(&ServiceKey::new("default", "web")), Some(&None));
-    assert!(agent.store().last_rejection().is_none());
-    let counters = &agent.reconciler().allocator().counters()["vips"];
+    assert!(agent.pipeline.store().last_rejection().is_none());
+    let counters = &agent.pipeline.reconciler().allocator().counters()["vips"];
     assert_eq!((counters.v4.in_use, counters.v4.total), (1, 8));
 }
 
@@ -173,17 +209,11 @@ fn restart_keeps_addresses_through_the_state_file() {
 /// same once the grace period is over.
 #[test]
 fn a_reading_that_withdraws_everything_is_held_for_a_grace_period() {
-    use meshlb_node_agent::standalone::SourceOptions;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("pool.yaml"), POOL).unwrap();
     std::fs::write(dir.path().join("web.yaml"), service("web")).unwrap();
-    let options = SourceOptions {
-        hold_withdraw_all: Duration::from_millis(300),
-        ..SourceOptions::default()
-    };
-    let mut agent = Standalone::new(dir.path(), None, ClassFilter::default())
-        .unwrap()
-        .with_options(options);
+    let mut agent = Standalone::new(dir.path(), None, ClassFilter::default()).unwrap();
+    agent.pipeline = agent.pipeline.holding_withdrawals_for(Duration::from_millis(300));
     assert!(matches!(agent.reload(), Reload::Accepted { generation: 1, .. }));
 
     // An editor truncates both files before writing them anew.
@@ -194,11 +224,15 @@ fn a_reading_that_withdraws_everything_is_held_for_a_grace_period() {
     };
     assert!(reason.contains("removes every pool"), "{reason}");
     assert_eq!(addresses(&agent, "web"), ["192.0.2.0".parse::<IpAddr>().unwrap()]);
-    assert!(agent.held_until().is_some());
+    assert!(agent.pipeline.held_until().is_some());
+    assert!(
+        matches!(agent.pipeline.hold_over(), Reload::Held { .. }),
+        "applied before its time"
+    );
     std::fs::write(dir.path().join("pool.yaml"), POOL).unwrap();
     std::fs::write(dir.path().join("web.yaml"), service("web")).unwrap();
     assert_eq!(agent.reload(), Reload::Unchanged);
-    assert!(agent.held_until().is_none(), "the hold is forgotten");
+    assert!(agent.pipeline.held_until().is_none(), "the hold is forgotten");
 
     // The service's file alone emptied: every address would go.
     std::fs::write(dir.path().join("web.yaml"), "").unwrap();
@@ -206,9 +240,10 @@ fn a_reading_that_withdraws_everything_is_held_for_a_grace_period() {
         panic!("withdrawing every address was applied at once")
     };
     assert!(reason.contains("withdraws every address"), "{reason}");
-    // Still the same after the grace period: applied.
+    // Nothing else came during the grace period: applied.
     std::thread::sleep(until.saturating_duration_since(Instant::now()));
-    let Reload::Accepted { changed, .. } = agent.reload() else {
+    assert_eq!(agent.reload(), Reload::Unchanged, "the files still read the same");
+    let Reload::Accepted { changed, .. } = agent.pipeline.hold_over() else {
         panic!("a reading that stayed the same was not applied")
     };
     assert_eq!(changed.get(&ServiceKey::new("default", "web")), Some(&None));
@@ -226,29 +261,23 @@ fn a_reading_that_withdraws_everything_is_held_for_a_grace_period() {
 /// and the running configuration stays.
 #[test]
 fn unchanged_files_are_not_parsed_again_and_oversized_ones_are_refused() {
-    use meshlb_node_agent::file_source::ReadLimits;
-    use meshlb_node_agent::standalone::SourceOptions;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("pool.yaml"), POOL).unwrap();
     std::fs::write(dir.path().join("web.yaml"), service("web")).unwrap();
-    let options = SourceOptions {
-        limits: ReadLimits { max_file_bytes: 4096 },
-        ..SourceOptions::default()
-    };
     let mut agent = Standalone::new(dir.path(), None, ClassFilter::default())
         .unwrap()
-        .with_options(options);
+        .limited(ReadLimits { max_file_bytes: 4096 });
     assert!(matches!(agent.reload(), Reload::Accepted { .. }));
     for _ in 0..3 {
         assert_eq!(agent.reload(), Reload::Unchanged);
     }
     std::fs::write(dir.path().join("web.yaml"), service("web")).unwrap();
     assert_eq!(agent.reload(), Reload::Unchanged, "rewritten with the same bytes");
-    assert_eq!(agent.readings_parsed(), 1);
+    assert_eq!(agent.source.readings_parsed(), 1);
     // A comment changes the bytes, not the configuration: parsed, unchanged.
     std::fs::write(dir.path().join("web.yaml"), format!("# web\n{}", service("web"))).unwrap();
     assert_eq!(agent.reload(), Reload::Unchanged);
-    assert_eq!(agent.readings_parsed(), 2);
+    assert_eq!(agent.source.readings_parsed(), 2);
 
     let big = format!("{}# {}\n", service("web"), "x".repeat(5000));
     std::fs::write(dir.path().join("web.yaml"), big).unwrap();
@@ -260,7 +289,7 @@ fn unchanged_files_are_not_parsed_again_and_oversized_ones_are_refused() {
         text.contains("web.yaml") && text.contains("larger than the 4096 bytes"),
         "{text}"
     );
-    assert_eq!(agent.readings_parsed(), 2, "refused before parsing");
+    assert_eq!(agent.source.readings_parsed(), 2, "refused before parsing");
     assert_eq!(addresses(&agent, "web"), ["192.0.2.0".parse::<IpAddr>().unwrap()]);
 }
 
@@ -271,9 +300,7 @@ fn unchanged_files_are_not_parsed_again_and_oversized_ones_are_refused() {
 /// quarter of the time the reload took.
 #[test]
 fn a_large_configuration_is_read_off_the_agents_thread() {
-    use meshlb_node_agent::file_source::ReadLimits;
-    use meshlb_node_agent::layer2::AgentState;
-    use meshlb_node_agent::standalone::SourceOptions;
+    use meshlb_node_agent::pipeline::AgentState;
     use std::fmt::Write as _;
     use std::sync::Arc;
     let dir = tempfile::tempdir().unwrap();
@@ -288,15 +315,11 @@ fn a_large_configuration_is_read_off_the_agents_thread() {
         .unwrap();
     }
     std::fs::write(dir.path().join("big.yaml"), &text).unwrap();
-    let options = SourceOptions {
-        limits: ReadLimits {
-            max_file_bytes: text.len() as u64,
-        },
-        ..SourceOptions::default()
+    let limits = ReadLimits {
+        max_file_bytes: text.len() as u64,
     };
-    let agent = Standalone::new(dir.path(), None, ClassFilter::default())
-        .unwrap()
-        .with_options(options);
+    let source = FileSource::new(dir.path(), limits);
+    let pipeline = Pipeline::new(None, ClassFilter::default()).unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -329,10 +352,8 @@ fn a_large_configuration_is_read_off_the_agents_thread() {
         let shutdown = async {
             let _ = stopped.await;
         };
-        let (ran, took) = tokio::join!(
-            agent.run(Duration::from_secs(60), shutdown, published),
-            first_generation
-        );
+        let source = source.spawn(Duration::from_secs(60)).unwrap();
+        let (ran, took) = tokio::join!(pipeline.run(source, shutdown, published), first_generation);
         ran.unwrap();
         ticker.abort();
         took

@@ -9,15 +9,22 @@
 //! larger than [`ReadLimits::max_file_bytes`] (refused before it is read).
 //! Reading and parsing are separate steps: a reading's fingerprint tells
 //! whether anything changed before any parsing is done.
+//!
+//! [`FileSource`] is the standalone agent's [configuration
+//! source](crate::sources): it reads the directory now, then on every
+//! change inotify reports and every resync, on a blocking thread, and
+//! sends an update only when the bytes differ from the last reading's.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use meshlb_config::{Error, Located, Object, Rejected, SourceLocation, parse_documents};
+use meshlb_config::{Error, Inventory, Located, Object, Rejected, SourceLocation, parse_documents};
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 use crate::AgentError;
+use crate::sources::{Snapshot, SourceGuard, SourceStream, SourceUpdate};
 
 /// The YAML files of `dir`, in name order.
 pub fn config_files(dir: &Path) -> Result<Vec<PathBuf>, AgentError> {
@@ -185,4 +192,114 @@ pub fn watch(dir: &Path, debounce: Duration) -> Result<(notify::RecommendedWatch
         }
     });
     Ok((watcher, rx))
+}
+
+/// What the last reading of a [`FileSource`] was.
+#[derive(Debug, Clone, PartialEq)]
+enum LastReading {
+    /// Files read, with this fingerprint (parsed or refused).
+    Read(u64),
+    /// The files could not be read, for these reasons.
+    Unreadable(Rejected),
+}
+
+/// The standalone configuration source: see the module documentation.
+#[derive(Debug)]
+pub struct FileSource {
+    dir: PathBuf,
+    limits: ReadLimits,
+    last: Option<LastReading>,
+    parsed: u64,
+}
+
+impl FileSource {
+    /// A source reading `dir` within `limits`; nothing is read yet.
+    pub fn new(dir: &Path, limits: ReadLimits) -> FileSource {
+        FileSource {
+            dir: dir.to_path_buf(),
+            limits,
+            last: None,
+            parsed: 0,
+        }
+    }
+
+    /// The directory read.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// How many readings were parsed (a reading of unchanged files is not).
+    pub fn readings_parsed(&self) -> u64 {
+        self.parsed
+    }
+
+    /// Reads the directory now (blocking): `None` if it reads as the last
+    /// time, otherwise the snapshot it holds or why it cannot be used.
+    pub fn read(&mut self) -> Option<SourceUpdate> {
+        let reading = match read_directory(&self.dir, &self.limits) {
+            Ok(reading) => reading,
+            Err(rejected) => {
+                let last = LastReading::Unreadable(rejected.clone());
+                if self.last.as_ref() == Some(&last) {
+                    return None;
+                }
+                self.last = Some(last);
+                return Some(SourceUpdate::Rejected(rejected));
+            }
+        };
+        if self.last == Some(LastReading::Read(reading.fingerprint)) {
+            return None;
+        }
+        self.last = Some(LastReading::Read(reading.fingerprint));
+        self.parsed += 1;
+        Some(match reading.parse().and_then(|objects| Inventory::build(&objects)) {
+            Ok(inventory) => SourceUpdate::Snapshot(Snapshot {
+                inventory: Arc::new(inventory),
+                fingerprint: reading.fingerprint,
+            }),
+            Err(rejected) => SourceUpdate::Rejected(rejected),
+        })
+    }
+
+    /// Runs the source on the current tokio runtime: reads now, then after
+    /// every change of the directory and every `resync`, each time on a
+    /// blocking thread, and sends what changed.
+    pub fn spawn(self, resync: Duration) -> Result<SourceStream, AgentError> {
+        let (watcher, mut changes) = watch(&self.dir, Duration::from_millis(200))?;
+        let (tx, updates) = mpsc::channel(4);
+        let task = tokio::spawn(async move {
+            let _watcher = watcher;
+            let mut source = self;
+            let mut resync_timer = tokio::time::interval_at(tokio::time::Instant::now() + resync, resync);
+            resync_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                let read = tokio::task::spawn_blocking(move || {
+                    let update = source.read();
+                    (source, update)
+                })
+                .await;
+                let update;
+                (source, update) = match read {
+                    Ok(read) => read,
+                    Err(e) => {
+                        tracing::error!("reading the configuration directory failed: {e}");
+                        return;
+                    }
+                };
+                if let Some(update) = update
+                    && tx.send(update).await.is_err()
+                {
+                    return;
+                }
+                tokio::select! {
+                    changed = changes.recv() => if changed.is_none() { return },
+                    _ = resync_timer.tick() => {}
+                }
+            }
+        });
+        Ok(SourceStream {
+            updates,
+            guard: SourceGuard::new(task),
+        })
+    }
 }

@@ -1,0 +1,208 @@
+//! The agent's life: what starts in which order, and the order things stop
+//! in. `main.rs` only turns the command line into [`RunOptions`].
+//!
+//! Startup, in order:
+//! 1. the pipeline, with the assignments remembered in the state directory
+//!    (a state file that does not parse stops the agent here: starting
+//!    without it could hand a running service's address to another);
+//! 2. the configuration source (the directory, read at once and watched);
+//! 3. with `--gossip-bind`: the gossip mesh, then Layer 2 (the glue actor,
+//!    which starts interface and service actors as the configuration asks);
+//! 4. the pipeline runs until SIGTERM or SIGINT.
+//!
+//! Shutdown, in order: the mesh hands this node's addresses over (its
+//! record says it is leaving, its successors start announcing while it
+//! still does) and leaves; then Layer 2 goes quiet (service actors
+//! withdraw, interface actors stop answering) and the loopback addresses
+//! go. Each step is bounded, so a stuck component does not hold up exit.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Actor as _;
+use meshlb_config::ServiceOutcome;
+use meshlb_config::service::ClassFilter;
+
+use crate::AgentError;
+use crate::layer2::{self, Layer2Actor, Layer2Options};
+use crate::mesh::{AgentMesh, MeshOptions};
+use crate::pipeline::{AgentState, Pipeline, Reload};
+use crate::sources::files::{FileSource, ReadLimits};
+
+/// Everything `meshlb-agent run` needs.
+#[derive(Debug)]
+pub struct RunOptions {
+    /// The configuration directory.
+    pub config_dir: PathBuf,
+    /// Where assignments and status files are kept.
+    pub state_dir: PathBuf,
+    /// The loadBalancerClasses served.
+    pub classes: ClassFilter,
+    /// How often the directory is re-read without a change event.
+    pub resync: Duration,
+    /// Bounds on the configuration files.
+    pub limits: ReadLimits,
+    /// How long a configuration that withdraws everything is held.
+    pub hold_withdraw_all: Duration,
+    /// The mesh and Layer 2, when `--gossip-bind` is given.
+    pub mesh: Option<(MeshOptions, Layer2Options)>,
+}
+
+/// How long each shutdown step may take.
+const SHUTDOWN_STEP: Duration = Duration::from_secs(5);
+
+/// Runs the agent until SIGTERM or SIGINT (see the module documentation).
+pub fn run(options: RunOptions) -> Result<(), AgentError> {
+    actor_system()?.block_on(async move {
+        let RunOptions {
+            config_dir,
+            state_dir,
+            classes,
+            resync,
+            limits,
+            hold_withdraw_all,
+            mesh,
+        } = options;
+        let pipeline = Pipeline::new(Some(&state_dir.join("assignments.yaml")), classes)?
+            .holding_withdrawals_for(hold_withdraw_all);
+        let source = FileSource::new(&config_dir, limits).spawn(resync)?;
+        tracing::info!(config_dir = %config_dir.display(), "meshlb-agent standalone");
+        let (state_tx, state_rx) = tokio::sync::watch::channel(Arc::new(AgentState::default()));
+        let mut layer2 = None;
+        let mesh = match mesh {
+            Some((options, layer2_options)) => {
+                let mesh = AgentMesh::start(options, &state_dir).await?;
+                layer2 = Some(Layer2Actor::start(
+                    layer2_options,
+                    state_rx,
+                    mesh.commands(),
+                    mesh.owned_addresses(),
+                ));
+                Some(mesh)
+            }
+            None => {
+                tracing::warn!("no --gossip-bind: nothing is announced");
+                None
+            }
+        };
+        let result = pipeline.run(source, shutdown_signal(), state_tx).await;
+        if let Some(mesh) = mesh {
+            mesh.leave().await;
+        }
+        if let Some(layer2) = layer2 {
+            let _ = tokio::time::timeout(SHUTDOWN_STEP, layer2.send(layer2::Stop)).await;
+        }
+        result
+    })
+}
+
+/// What `meshlb-agent check` found.
+#[derive(Debug)]
+pub struct CheckReport {
+    /// Lines to print.
+    pub lines: Vec<String>,
+    /// Whether the configuration is valid and every service got addresses.
+    pub ok: bool,
+    /// Whether the configuration was rejected.
+    pub rejected: bool,
+}
+
+/// Reads `dir` once as the agent would and says what it would assign.
+pub fn check(dir: &Path, classes: ClassFilter) -> Result<CheckReport, AgentError> {
+    let mut source = FileSource::new(dir, ReadLimits::default());
+    let mut pipeline = Pipeline::new(None, classes)?;
+    let mut lines = Vec::new();
+    let reload = source.read().map(|update| pipeline.offer(update));
+    if let Some(Reload::Rejected(rejected)) = &reload {
+        lines.extend(rejected.errors.iter().map(|e| format!("error: {e}")));
+        lines.push(format!("{} error(s); configuration rejected", rejected.errors.len()));
+        return Ok(CheckReport {
+            lines,
+            ok: false,
+            rejected: true,
+        });
+    }
+    let Some(inventory) = pipeline.store().active() else {
+        return Err(AgentError::SourceStopped);
+    };
+    let config = &inventory.config;
+    lines.push(format!(
+        "configuration valid: {} pools, {} L2Advertisements, {} BGPAdvertisements, {} BGPPeers, {} BFDProfiles, \
+         {} community aliases, {} L2Policies, {} services",
+        config.pools.len(),
+        config.l2_advertisements.len(),
+        config.bgp_advertisements.len(),
+        config.bgp_peers.len(),
+        config.bfd_profiles.len(),
+        config.communities.len(),
+        config.l2_policies.len(),
+        inventory.services.len()
+    ));
+    let mut ok = true;
+    for (key, outcome) in pipeline.outcomes() {
+        ok &= matches!(outcome, ServiceOutcome::Assigned(_));
+        lines.push(format!("service {key}: {outcome}"));
+    }
+    for (pool, c) in pipeline.reconciler().allocator().counters() {
+        lines.push(format!(
+            "pool {pool}: IPv4 {}/{} in use, IPv6 {}/{} in use",
+            c.v4.in_use, c.v4.total, c.v6.in_use, c.v6.total
+        ));
+    }
+    Ok(CheckReport {
+        lines,
+        ok,
+        rejected: false,
+    })
+}
+
+/// Answers ARP and NDP for fixed `addresses` on `interface` until SIGTERM
+/// or SIGINT (no mesh, no configuration: a diagnostic, and the lab's probe
+/// of the answering path).
+pub fn announce(interface: &str, addresses: Vec<std::net::IpAddr>, refresh_ms: Option<u64>) -> Result<(), AgentError> {
+    use meshlb_actors::l2::interface::{AnnouncerStatus, Claim, InterfaceActor, Shutdown};
+    use meshlb_actors::l2::responder::AnnounceSchedule;
+    actor_system()?.block_on(async move {
+        let (status_tx, status) = tokio::sync::watch::channel(AnnouncerStatus::default());
+        let schedule = AnnounceSchedule {
+            refresh_ms,
+            ..AnnounceSchedule::default()
+        };
+        let actor = InterfaceActor::open(interface, schedule, status_tx)?.start();
+        actor.do_send(Claim {
+            service: 0,
+            addresses: addresses.into_iter().collect(),
+            sent: tokio::time::Instant::now(),
+        });
+        shutdown_signal().await;
+        let _ = actor.send(Shutdown).await;
+        let last = status.borrow().clone();
+        tracing::info!(link_up = last.link_up, stats = ?last.stats, "stopped answering");
+        Ok(())
+    })
+}
+
+/// The actors' system: a tokio current-thread runtime (timers, sockets,
+/// signals, child processes) with actix's local task set.
+fn actor_system() -> Result<actix_rt::SystemRunner, AgentError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| AgentError::Runtime(e.to_string()))?;
+    Ok(actix_rt::System::with_tokio_rt(move || runtime))
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
+    }
+}

@@ -1,0 +1,448 @@
+//! The reconcile pipeline: from a [configuration source](crate::sources)'s
+//! updates to what the agent runs.
+//!
+//! Every update goes through `meshlb-config`: a snapshot is offered to the
+//! [`ConfigStore`] (a rejection never replaces the last valid snapshot; it
+//! is logged and kept for introspection), then allocated with the
+//! [`Reconciler`]; the assignments are remembered in the state file, the
+//! services' health checks (re)started, and the result published as an
+//! [`AgentState`]. The pipeline takes any source: it never looks behind
+//! the stream of updates.
+//!
+//! In the running agent ([`Pipeline::run`]) allocation and the state file
+//! run on a blocking thread, as the source's reading and parsing do, off
+//! the thread that gossips and answers ARP and NDP: a large or hostile
+//! configuration delays the next configuration, never an answer or a probe,
+//! and the running one keeps being served meanwhile.
+//!
+//! A snapshot that would withdraw every address the agent announces, or
+//! remove every pool (a file truncated by an editor or a `>` redirection
+//! before it is written anew reads as empty; so does a careless `kubectl
+//! delete`), is held for [`Pipeline::holding_withdrawals_for`] with a
+//! warning, and applied only if no other update replaced it meanwhile. Any
+//! other change applies at once.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use meshlb_config::health::{Health, HealthCheck};
+use meshlb_config::service::{ClassFilter, ServiceKey};
+use meshlb_config::{ConfigStore, Inventory, Offer, Reconciler, Rejected, ServiceOutcome};
+use tokio::sync::watch;
+
+use crate::health::HealthMonitors;
+use crate::sources::{Snapshot, SourceStream, SourceUpdate};
+use crate::{AgentError, state_file};
+
+/// What the pipeline has read and decided: what the protocols act on.
+#[derive(Debug, Clone, Default)]
+pub struct AgentState {
+    /// The configuration generation these were computed from (0: none).
+    pub generation: u64,
+    /// The running configuration and services.
+    pub inventory: Arc<Inventory>,
+    /// Every service's outcome.
+    pub outcomes: BTreeMap<ServiceKey, ServiceOutcome>,
+    /// Health of the services with a health check.
+    pub health: BTreeMap<ServiceKey, Health>,
+}
+
+/// What one update did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reload {
+    /// A new configuration runs; these services changed outcome.
+    Accepted {
+        /// Generation now running.
+        generation: u64,
+        /// Services whose outcome changed (new, changed or gone: `None`).
+        changed: BTreeMap<ServiceKey, Option<ServiceOutcome>>,
+    },
+    /// The update says what is already running.
+    Unchanged,
+    /// The update was refused; the previous configuration keeps running.
+    Rejected(Rejected),
+    /// The snapshot would withdraw everything; it is applied at `until`
+    /// unless another update replaces it first. The previous configuration
+    /// keeps running meanwhile.
+    Held {
+        /// What it would withdraw.
+        reason: String,
+        /// When it is applied.
+        until: Instant,
+    },
+}
+
+/// The default of [`Pipeline::holding_withdrawals_for`]: longer than an
+/// editor takes between truncating a file and writing it anew.
+pub const DEFAULT_HOLD_WITHDRAW_ALL: Duration = Duration::from_secs(5);
+
+/// A held snapshot and since when.
+#[derive(Debug, Clone)]
+struct Held {
+    snapshot: Snapshot,
+    since: Instant,
+}
+
+/// The agent's configuration pipeline (plain, blocking work: see
+/// [`Pipeline::run`] for where it runs).
+#[derive(Debug)]
+pub struct Pipeline {
+    state_path: Option<PathBuf>,
+    hold_withdraw_all: Duration,
+    store: ConfigStore<Arc<Inventory>>,
+    /// The source's fingerprint of the running snapshot.
+    fingerprint: Option<u64>,
+    reconciler: Reconciler,
+    outcomes: BTreeMap<ServiceKey, ServiceOutcome>,
+    held: Option<Held>,
+}
+
+impl Pipeline {
+    /// Reads remembered assignments from `state_path` (if given); serves
+    /// the services of `classes`.
+    pub fn new(state_path: Option<&Path>, classes: ClassFilter) -> Result<Pipeline, AgentError> {
+        let remembered = match state_path {
+            Some(path) => state_file::load(path)?,
+            None => BTreeMap::new(),
+        };
+        Ok(Pipeline {
+            state_path: state_path.map(Path::to_path_buf),
+            hold_withdraw_all: DEFAULT_HOLD_WITHDRAW_ALL,
+            store: ConfigStore::default(),
+            fingerprint: None,
+            reconciler: Reconciler::new(classes, remembered),
+            outcomes: BTreeMap::new(),
+            held: None,
+        })
+    }
+
+    /// The same pipeline holding a snapshot that withdraws everything for
+    /// `hold` (default [`DEFAULT_HOLD_WITHDRAW_ALL`]).
+    pub fn holding_withdrawals_for(mut self, hold: Duration) -> Pipeline {
+        self.hold_withdraw_all = hold;
+        self
+    }
+
+    /// The configuration store (running generation, last rejection).
+    pub fn store(&self) -> &ConfigStore<Arc<Inventory>> {
+        &self.store
+    }
+
+    /// The source's fingerprint of the running snapshot.
+    pub fn fingerprint(&self) -> Option<u64> {
+        self.fingerprint
+    }
+
+    /// Every served service's outcome.
+    pub fn outcomes(&self) -> &BTreeMap<ServiceKey, ServiceOutcome> {
+        &self.outcomes
+    }
+
+    /// The reconciler (allocator and counters).
+    pub fn reconciler(&self) -> &Reconciler {
+        &self.reconciler
+    }
+
+    /// When a held snapshot is applied, if one is held.
+    pub fn held_until(&self) -> Option<Instant> {
+        self.held.as_ref().map(|h| h.since + self.hold_withdraw_all)
+    }
+
+    /// Takes a source's update (blocking: allocation, the state file).
+    pub fn offer(&mut self, update: SourceUpdate) -> Reload {
+        // Any update replaces a held snapshot.
+        self.held = None;
+        match update {
+            SourceUpdate::Snapshot(snapshot) => self.consider(snapshot, None),
+            SourceUpdate::Rejected(rejected) => {
+                self.store.offer(Err(rejected.clone()));
+                Reload::Rejected(rejected)
+            }
+        }
+    }
+
+    /// Applies the held snapshot if its time has come and no update
+    /// replaced it; otherwise says it is still held.
+    pub fn hold_over(&mut self) -> Reload {
+        match self.held.take() {
+            Some(held) => self.consider(held.snapshot, Some(held.since)),
+            None => Reload::Unchanged,
+        }
+    }
+
+    /// Offers `snapshot` (held since `held_since`, if it was).
+    fn consider(&mut self, snapshot: Snapshot, held_since: Option<Instant>) -> Reload {
+        if self.store.active() == Some(&snapshot.inventory) {
+            self.fingerprint = Some(snapshot.fingerprint);
+            self.store.offer(Ok(snapshot.inventory));
+            return Reload::Unchanged;
+        }
+        let mut next = self.reconciler.clone();
+        let outcomes = next.apply(&snapshot.inventory);
+        if let Some(reason) = self.withdraws_everything(&snapshot.inventory, &outcomes) {
+            let since = held_since.unwrap_or_else(Instant::now);
+            let until = since + self.hold_withdraw_all;
+            if Instant::now() < until {
+                self.held = Some(Held { snapshot, since });
+                return Reload::Held { reason, until };
+            }
+            tracing::warn!(
+                "no other configuration came within {:?}: {reason}",
+                self.hold_withdraw_all
+            );
+        }
+        let generation = match self.store.offer(Ok(Arc::clone(&snapshot.inventory))) {
+            Offer::Accepted(generation) => generation,
+            Offer::Unchanged(_) => return Reload::Unchanged,
+            Offer::Rejected(rejected) => return Reload::Rejected(rejected),
+        };
+        self.fingerprint = Some(snapshot.fingerprint);
+        self.reconciler = next;
+        let mut changed = BTreeMap::new();
+        for (key, outcome) in &outcomes {
+            if self.outcomes.get(key) != Some(outcome) {
+                changed.insert(key.clone(), Some(outcome.clone()));
+            }
+        }
+        for key in self.outcomes.keys().filter(|k| !outcomes.contains_key(*k)) {
+            changed.insert(key.clone(), None);
+        }
+        self.outcomes = outcomes;
+        if let Some(path) = &self.state_path
+            && let Err(e) = state_file::save(path, self.reconciler.allocator())
+        {
+            tracing::error!(error = %e, "cannot remember assignments; a restart may reassign addresses");
+        }
+        Reload::Accepted { generation, changed }
+    }
+
+    /// Why applying `inventory` (with `outcomes`) would withdraw everything,
+    /// if it would: every pool removed, or no address left where some are
+    /// announced now.
+    fn withdraws_everything(
+        &self,
+        inventory: &Inventory,
+        outcomes: &BTreeMap<ServiceKey, ServiceOutcome>,
+    ) -> Option<String> {
+        let running = self.store.active()?;
+        let announced = self.outcomes.values().filter(|o| o.assignment().is_some()).count();
+        if inventory.config.pools.is_empty() && !running.config.pools.is_empty() {
+            return Some(format!(
+                "it removes every pool ({} now, holding addresses for {announced} services)",
+                running.config.pools.len()
+            ));
+        }
+        if announced > 0 && !outcomes.values().any(|o| o.assignment().is_some()) {
+            return Some(format!(
+                "it withdraws every address ({announced} services hold addresses now)"
+            ));
+        }
+        None
+    }
+
+    /// Takes `source`'s updates (and applies a held snapshot when due),
+    /// logging what happens, until `shutdown` completes or the source
+    /// stops. Each update is handled on a blocking thread; the running
+    /// configuration, outcomes and health go to `published` after every
+    /// change.
+    pub async fn run(
+        self,
+        source: SourceStream,
+        shutdown: impl Future<Output = ()>,
+        published: watch::Sender<Arc<AgentState>>,
+    ) -> Result<(), AgentError> {
+        let SourceStream {
+            mut updates,
+            guard: _source,
+        } = source;
+        let (mut monitors, mut health) = HealthMonitors::new();
+        let mut agent = self;
+        tokio::pin!(shutdown);
+        loop {
+            let held_until = agent.held_until().map(tokio::time::Instant::from_std);
+            let hold_over = async {
+                match held_until {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = &mut shutdown => break,
+                update = updates.recv() => match update {
+                    Some(update) => agent = agent.off_thread(move |p| p.offer(update), &mut monitors).await?,
+                    None => return Err(AgentError::SourceStopped),
+                },
+                () = hold_over => agent = agent.off_thread(Pipeline::hold_over, &mut monitors).await?,
+                Ok(()) = health.changed() => {}
+            }
+            agent.publish(&published, &health);
+        }
+        tracing::info!("shutting down");
+        Ok(())
+    }
+
+    /// `step` on a blocking thread, then the log and, for a new
+    /// configuration, the health checks.
+    async fn off_thread(
+        mut self,
+        step: impl FnOnce(&mut Pipeline) -> Reload + Send + 'static,
+        monitors: &mut HealthMonitors,
+    ) -> Result<Pipeline, AgentError> {
+        let (agent, reload) = tokio::task::spawn_blocking(move || {
+            let reload = step(&mut self);
+            (self, reload)
+        })
+        .await
+        .map_err(|e| AgentError::Task(e.to_string()))?;
+        log_reload(&reload);
+        if let (Reload::Accepted { .. }, Some(inventory)) = (&reload, agent.store.active()) {
+            monitors.update(health_checks(inventory, &agent.outcomes));
+        }
+        Ok(agent)
+    }
+
+    fn publish(
+        &self,
+        published: &watch::Sender<Arc<AgentState>>,
+        health: &watch::Receiver<BTreeMap<ServiceKey, Health>>,
+    ) {
+        let Some(inventory) = self.store.active() else { return };
+        let generation = self.store.generation();
+        let health = health.borrow();
+        published.send_if_modified(|current| {
+            // A new generation is the only way the inventory and the
+            // outcomes change; comparing it spares comparing them.
+            let modified = current.generation != generation || current.health != *health;
+            if modified {
+                *current = Arc::new(AgentState {
+                    generation,
+                    inventory: Arc::clone(inventory),
+                    outcomes: self.outcomes.clone(),
+                    health: health.clone(),
+                });
+            }
+            modified
+        });
+    }
+}
+
+/// Health checks of the services that hold addresses.
+fn health_checks(
+    inventory: &Inventory,
+    outcomes: &BTreeMap<ServiceKey, ServiceOutcome>,
+) -> BTreeMap<ServiceKey, HealthCheck> {
+    let mut checks = BTreeMap::new();
+    for (key, service) in &inventory.services {
+        if outcomes.get(key).and_then(ServiceOutcome::assignment).is_none() {
+            continue;
+        }
+        match HealthCheck::from_service(service) {
+            Ok(Some(check)) => {
+                checks.insert(key.clone(), check);
+            }
+            Ok(None) => {}
+            Err(errors) => {
+                for e in errors {
+                    tracing::warn!(service = %key, "{e}; the service is treated as unhealthy here");
+                }
+            }
+        }
+    }
+    checks
+}
+
+/// Logs a reload the way an operator wants to read it.
+pub fn log_reload(reload: &Reload) {
+    match reload {
+        Reload::Accepted { generation, changed } => {
+            tracing::info!(generation, changed = changed.len(), "configuration accepted");
+            for (key, outcome) in changed {
+                match outcome {
+                    Some(ServiceOutcome::Assigned(a)) => tracing::info!(service = %key, "assigned {a}"),
+                    Some(other) => tracing::warn!(service = %key, "{other}"),
+                    None => tracing::info!(service = %key, "released"),
+                }
+            }
+        }
+        Reload::Unchanged => tracing::debug!("configuration unchanged"),
+        Reload::Rejected(rejected) => {
+            tracing::error!(
+                errors = rejected.errors.len(),
+                "configuration rejected; the previous one keeps running"
+            );
+            for e in &rejected.errors {
+                tracing::error!("{e}");
+            }
+        }
+        Reload::Held { reason, until } => tracing::warn!(
+            "configuration held: {reason}; the previous one keeps running, and this one is applied only if \
+             no other change comes within {:.1} s",
+            until.saturating_duration_since(Instant::now()).as_secs_f64()
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sources::SourceGuard;
+
+    fn snapshot(yaml: &str, fingerprint: u64) -> SourceUpdate {
+        let objects = meshlb_config::parse_documents(yaml, "memory").unwrap();
+        SourceUpdate::Snapshot(Snapshot {
+            inventory: Arc::new(Inventory::build(&objects).unwrap()),
+            fingerprint,
+        })
+    }
+
+    const POOL: &str = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: vips}\nspec: {addresses: [192.0.2.0/30]}\n";
+    const WEB: &str =
+        "---\napiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {type: LoadBalancer, ports: [{port: 80}]}\n";
+
+    /// The pipeline runs whatever stream a source gives it: snapshots are
+    /// allocated and published in order, a rejection keeps the running
+    /// snapshot and is kept for introspection, and the source stopping
+    /// stops the pipeline with a reason.
+    #[tokio::test]
+    async fn the_pipeline_takes_any_source() {
+        let (tx, updates) = tokio::sync::mpsc::channel(4);
+        let source = SourceStream {
+            updates,
+            guard: SourceGuard::new(tokio::spawn(std::future::pending())),
+        };
+        let (published, mut state) = watch::channel(Arc::new(AgentState::default()));
+        let pipeline = Pipeline::new(None, ClassFilter::default()).unwrap();
+        let run = tokio::spawn(pipeline.run(source, std::future::pending(), published));
+
+        tx.send(snapshot(POOL, 1)).await.unwrap();
+        tx.send(snapshot(&format!("{POOL}{WEB}"), 2)).await.unwrap();
+        let running = state.wait_for(|s| s.generation == 2).await.unwrap().clone();
+        let web = &running.outcomes[&ServiceKey::new("default", "web")];
+        assert_eq!(
+            web.assignment().unwrap().addresses,
+            ["192.0.2.0".parse::<std::net::IpAddr>().unwrap()]
+        );
+
+        let rejected = Rejected {
+            errors: vec![meshlb_config::Error::Parse {
+                location: meshlb_config::SourceLocation {
+                    file: "Service default/db".into(),
+                    line: 0,
+                },
+                object: None,
+                message: "spec.ports: required".into(),
+            }],
+        };
+        tx.send(SourceUpdate::Rejected(rejected)).await.unwrap();
+        drop(tx);
+        let stopped = tokio::time::timeout(Duration::from_secs(10), run)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(matches!(stopped, Err(AgentError::SourceStopped)), "{stopped:?}");
+        assert_eq!(state.borrow().generation, 2, "a rejection keeps the running snapshot");
+    }
+}

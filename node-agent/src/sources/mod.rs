@@ -1,0 +1,78 @@
+//! Configuration sources: the seam between where configuration comes from
+//! and the pipeline that runs it ([`crate::pipeline`]).
+//!
+//! A source turns what it reads (a directory of YAML files today, the
+//! Kubernetes API next) into a stream of [`SourceUpdate`]s, in order:
+//! either a consistent [`Snapshot`] of everything it holds, parsed and
+//! built into an [`Inventory`] (so every object and reference in it was
+//! read at one moment), or a report of why its current input cannot be
+//! used ([`Rejected`]: which file or object, which field, why). A source
+//! sends an update only when its input changed; what it does to tell is its
+//! own business (the file source compares a hash of the bytes, so an
+//! unchanged directory costs no parsing).
+//!
+//! The pipeline never looks behind the stream: it offers every update to
+//! the configuration store (a rejection never replaces the running
+//! snapshot), allocates, and publishes the result. Reading and parsing run
+//! on blocking threads inside the source, off the thread that gossips and
+//! answers.
+//!
+//! | source | what |
+//! |---|---|
+//! | [`files`] | a directory of YAML files, watched with inotify and re-read every resync |
+
+pub mod files;
+
+use std::sync::Arc;
+
+use meshlb_config::{Inventory, Rejected};
+use tokio::sync::mpsc;
+
+/// One consistent reading of a source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    /// Everything the source holds, validated as a whole.
+    pub inventory: Arc<Inventory>,
+    /// The source's fingerprint of its input (equal inputs, equal
+    /// fingerprints): shown in status, never compared across sources.
+    pub fingerprint: u64,
+}
+
+/// What a source tells the pipeline.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceUpdate {
+    /// The input changed and reads as this.
+    Snapshot(Snapshot),
+    /// The input changed and cannot be used; the running configuration
+    /// stays.
+    Rejected(Rejected),
+}
+
+/// A running source: its updates, in order, and whatever must stay alive
+/// for it to keep producing them (a watcher, a task).
+#[derive(Debug)]
+pub struct SourceStream {
+    /// The updates; closed when the source stops.
+    pub updates: mpsc::Receiver<SourceUpdate>,
+    /// Stops the source when dropped.
+    pub guard: SourceGuard,
+}
+
+/// Keeps a source running while held; stops its task when dropped.
+#[derive(Debug)]
+pub struct SourceGuard {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SourceGuard {
+    /// A guard over the source's task.
+    pub fn new(task: tokio::task::JoinHandle<()>) -> SourceGuard {
+        SourceGuard { task }
+    }
+}
+
+impl Drop for SourceGuard {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
