@@ -4,6 +4,7 @@
 //! directory). The same measurements as [`crate::serf`], so the two are
 //! compared side by side.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -263,6 +264,42 @@ impl MeshAgent {
                 Some((reason.to_owned(), count.trim().parse().ok()?))
             })
             .collect())
+    }
+
+    /// Its `interfaces` status file: per interface, its `key=value` fields
+    /// (`link`, `answering`, `arp-replies`, `na-replies`, …).
+    pub fn interfaces(&self) -> BTreeMap<String, BTreeMap<String, String>> {
+        let text = std::fs::read_to_string(self.state_dir.join("interfaces")).unwrap_or_default();
+        text.lines()
+            .filter_map(|line| {
+                let mut words = line.split_whitespace();
+                let name = words.next()?.to_owned();
+                let fields = words
+                    .filter_map(|w| w.split_once('='))
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect();
+                Some((name, fields))
+            })
+            .collect()
+    }
+
+    /// Its `ownership` status file for `address`: the members it sees
+    /// announcing it, and whether this node does.
+    pub fn ownership_of(&self, address: &str) -> Option<(Vec<String>, bool)> {
+        let text = std::fs::read_to_string(self.state_dir.join("ownership")).unwrap_or_default();
+        text.lines().find_map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            if words.get(1) != Some(&address) {
+                return None;
+            }
+            let field = |key: &str| words.iter().find_map(|w| w.strip_prefix(key));
+            let announcers = field("announcers=")?
+                .split(',')
+                .filter(|a| *a != "-")
+                .map(str::to_owned)
+                .collect();
+            Some((announcers, field("here=")? == "true"))
+        })
     }
 
     /// How many times this agent reported `event` for `member` between

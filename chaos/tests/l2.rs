@@ -196,6 +196,25 @@ fn agents_announce_one_owner_and_fail_over_on_kill_and_graceful_stop() {
     let v6_owner = node_with_mac(&lab, &ndisc6(&lab, SERVICE_V6).unwrap());
     assert_eq!(v6_owner, owner, "a dual-stack service's addresses share an owner");
 
+    // The status files say the same: the owner counts the answers it gave
+    // on its interface, and every agent names the owner as the announcer.
+    let owner_agent = agents.iter().find(|a| a.node == owner).unwrap();
+    wait("the owner's answers counted", || {
+        owner_agent.interfaces().values().any(|fields| {
+            let count = |key: &str| fields.get(key).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            count("arp-replies") > 0
+                && count("na-replies") > 0
+                && fields
+                    .get("answering")
+                    .is_some_and(|a| a.split(',').any(|ip| ip == SERVICE_V4))
+        })
+    });
+    for agent in &agents {
+        wait("the ownership file to name the owner", || {
+            agent.ownership_of(SERVICE_V4) == Some((vec![owner.clone()], agent.node == owner))
+        });
+    }
+
     // Kill the owner's agent: another node takes over and the client
     // follows without asking (gratuitous ARP).
     let victim = agents.iter().find(|a| a.node == owner).unwrap();

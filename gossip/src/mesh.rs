@@ -79,6 +79,30 @@ pub enum MeshEvent {
     Left,
 }
 
+impl MeshEvent {
+    /// The event as one word, for logs and status files.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            MeshEvent::MemberUp(_) => "member-up",
+            MeshEvent::MemberDown(_) => "member-down",
+            MeshEvent::RecordChanged(_) => "record-changed",
+            MeshEvent::Rejoined(_) => "rejoined",
+            MeshEvent::Idle => "idle",
+            MeshEvent::Stalled(_) => "stalled",
+            MeshEvent::Left => "left",
+        }
+    }
+
+    /// The member it is about (`None`: this node, or no one).
+    pub fn member(&self) -> Option<&str> {
+        match self {
+            MeshEvent::MemberUp(id) | MeshEvent::MemberDown(id) | MeshEvent::Rejoined(id) => Some(&id.name),
+            MeshEvent::RecordChanged(name) => Some(name),
+            MeshEvent::Idle | MeshEvent::Stalled(_) | MeshEvent::Left => None,
+        }
+    }
+}
+
 /// Counters for metrics and benchmarks.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MeshStats {
@@ -105,7 +129,7 @@ pub struct MemberView {
 
 /// A service as ownership sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServiceSpec {
+pub struct MeshService {
     /// [`crate::record::service_id`] of `namespace/name`.
     pub id: u64,
     /// Its addresses.
@@ -116,7 +140,7 @@ pub struct ServiceSpec {
 
 /// A node's preference weight for a service (0: no preference), from its
 /// record (labels) and the service.
-pub type WeightFn = Arc<dyn Fn(&NodeRecord, &ServiceSpec) -> u32 + Send + Sync>;
+pub type WeightFn = Arc<dyn Fn(&NodeRecord, &MeshService) -> u32 + Send + Sync>;
 
 /// What this node's Layer 2 side tells the mesh, in one step: every service
 /// ownership is computed for, how nodes are weighted for them, and what this
@@ -126,7 +150,7 @@ pub type WeightFn = Arc<dyn Fn(&NodeRecord, &ServiceSpec) -> u32 + Send + Sync>;
 #[derive(Clone)]
 pub struct ServicePlan {
     /// Every service this agent knows, whether or not it serves it here.
-    pub services: Vec<ServiceSpec>,
+    pub services: Vec<MeshService>,
     /// Preference weights.
     pub weight: WeightFn,
     /// The services ([`crate::record::service_id`]) this node can serve now.
@@ -158,9 +182,9 @@ impl std::fmt::Debug for ServicePlan {
 
 /// The configuration fingerprint of a set of services: what ownership is
 /// computed from (ids, addresses, failback), independent of order.
-pub fn services_fingerprint(services: &[ServiceSpec]) -> u64 {
+pub fn services_fingerprint(services: &[MeshService]) -> u64 {
     use sha2::{Digest, Sha256};
-    let mut sorted: Vec<&ServiceSpec> = services.iter().collect();
+    let mut sorted: Vec<&MeshService> = services.iter().collect();
     sorted.sort_by_key(|s| s.id);
     let mut hasher = Sha256::new();
     for service in sorted {
@@ -400,7 +424,7 @@ impl Mesh {
     }
 
     /// The services ownership is computed for.
-    pub fn services(&self) -> &[ServiceSpec] {
+    pub fn services(&self) -> &[MeshService] {
         &self.plan.services
     }
 

@@ -11,7 +11,7 @@ use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 
 use crate::identity::NodeId;
-use crate::mesh::{Mesh, MeshEvent, ServicePlan, ServiceSpec};
+use crate::mesh::{Mesh, MeshEvent, MeshService, ServicePlan};
 use crate::ownership::Fence;
 use crate::profile::Profile;
 
@@ -58,7 +58,7 @@ pub struct SimNet {
     seq: u64,
     group: Vec<usize>,
     by_addr: BTreeMap<SocketAddr, usize>,
-    services: Vec<ServiceSpec>,
+    services: Vec<MeshService>,
     /// Pairs of nodes (lower index first) that cannot reach each other
     /// whatever their groups.
     cut: BTreeSet<(usize, usize)>,
@@ -101,7 +101,7 @@ impl SimNet {
         }
     }
 
-    fn plan(services: &[ServiceSpec]) -> ServicePlan {
+    fn plan(services: &[MeshService]) -> ServicePlan {
         ServicePlan {
             services: services.to_vec(),
             serving: services.iter().map(|s| s.id).collect(),
@@ -111,7 +111,7 @@ impl SimNet {
 
     /// Services every node can serve; ownership is evaluated for them.
     /// Every running node is told at once.
-    pub fn set_services(&mut self, services: Vec<ServiceSpec>) {
+    pub fn set_services(&mut self, services: Vec<MeshService>) {
         self.stage_services(services);
         for i in 0..self.nodes.len() {
             self.configure(i);
@@ -120,7 +120,7 @@ impl SimNet {
 
     /// Sets the services nodes are given on start and by
     /// [`SimNet::configure`], telling none of the running ones yet.
-    pub fn stage_services(&mut self, services: Vec<ServiceSpec>) {
+    pub fn stage_services(&mut self, services: Vec<MeshService>) {
         self.services = services;
     }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use meshlb_gossip::driver::{self, Command, DriverConfig, MeshHandle};
-use meshlb_gossip::mesh::{ServicePlan, ServiceSpec};
+use meshlb_gossip::mesh::{MeshService, ServicePlan};
 use meshlb_gossip::ownership::{Failback, Fence};
 use meshlb_gossip::profile::Profile;
 use meshlb_gossip::record::service_id;
@@ -41,7 +41,7 @@ async fn start(name: &str, bind: SocketAddr, seeds: Vec<SocketAddr>) -> MeshHand
 }
 
 /// Tells the mesh of `spec`, served here or not.
-async fn plan(handle: &MeshHandle, spec: &ServiceSpec, serving: bool) {
+async fn plan(handle: &MeshHandle, spec: &MeshService, serving: bool) {
     let plan = ServicePlan {
         services: vec![spec.clone()],
         weight: Arc::new(|_, _| 0),
@@ -65,7 +65,7 @@ async fn one_owner_and_a_handover_on_leave() {
     let a = start("a", a_addr, vec![b_addr]).await;
     let b = start("b", b_addr, vec![a_addr]).await;
     let address: IpAddr = "203.0.113.10".parse().unwrap();
-    let spec = ServiceSpec {
+    let spec = MeshService {
         id: service_id("default/web"),
         addresses: vec![address],
         failback: Failback::Revertive,

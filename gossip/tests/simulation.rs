@@ -5,15 +5,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 
-use meshlb_gossip::mesh::ServiceSpec;
+use meshlb_gossip::mesh::MeshService;
 use meshlb_gossip::ownership::Failback;
 use meshlb_gossip::profile::Profile;
 use meshlb_gossip::record::service_id;
 use meshlb_gossip::sim::SimNet;
 
-fn services(count: usize, failback: Failback) -> Vec<ServiceSpec> {
+fn services(count: usize, failback: Failback) -> Vec<MeshService> {
     (0..count)
-        .map(|i| ServiceSpec {
+        .map(|i| MeshService {
             id: service_id(&format!("default/svc-{i}")),
             addresses: vec![IpAddr::V4(Ipv4Addr::new(203, 0, 113, i as u8 + 1))],
             failback,

@@ -6,29 +6,43 @@
 //!    (a state file that does not parse stops the agent here: starting
 //!    without it could hand a running service's address to another);
 //! 2. the configuration source (the directory, read at once and watched);
-//! 3. with `--gossip-bind`: the gossip mesh, then Layer 2 (the glue actor,
-//!    which starts interface and service actors as the configuration asks);
-//! 4. the pipeline runs until SIGTERM or SIGINT.
+//! 3. with `--gossip-bind`: the answering arbiter (a thread of its own,
+//!    see below) with the link monitor, the gossip mesh on it, then Layer 2
+//!    (the glue actor, which starts interface and service actors there as
+//!    the configuration asks);
+//! 4. the status files, from the hub;
+//! 5. the pipeline runs until SIGTERM or SIGINT.
+//!
+//! Two threads of actors: the control thread (this one: the pipeline, the
+//! Layer 2 glue, the status files; later Kubernetes, gRPC and metrics) and
+//! the answering arbiter (the gossip driver, the link monitor, the service,
+//! membership and interface actors; later BFD). A relist, a burst of
+//! updates or a slow reader on the control thread never delays an ARP
+//! answer or a gossip probe. Configuration parsing and allocation run on
+//! blocking threads besides.
 //!
 //! Shutdown, in order: the mesh hands this node's addresses over (its
 //! record says it is leaving, its successors start announcing while it
 //! still does) and leaves; then Layer 2 goes quiet (service actors
 //! withdraw, interface actors stop answering) and the loopback addresses
-//! go. Each step is bounded, so a stuck component does not hold up exit.
+//! go; then the answering arbiter stops. Each step is bounded, so a stuck
+//! component does not hold up exit.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
-use actix::Actor as _;
+use actix::Arbiter;
+use meshlb_actors::l2::links::{self, LinkReader};
 use meshlb_config::ServiceOutcome;
 use meshlb_config::service::ClassFilter;
 
-use crate::AgentError;
-use crate::layer2::{self, Layer2Actor, Layer2Options};
+use crate::layer2::{self, Layer2Actor, Layer2Inputs, Layer2Options};
 use crate::mesh::{AgentMesh, MeshOptions};
-use crate::pipeline::{AgentState, Pipeline, Reload};
+use crate::pipeline::{Pipeline, Reload};
 use crate::sources::files::{FileSource, ReadLimits};
+use crate::status::StatusHub;
+use crate::{AgentError, status_files};
+use tokio::sync::watch;
 
 /// Everything `meshlb-agent run` needs.
 #[derive(Debug)]
@@ -66,33 +80,43 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
         } = options;
         let pipeline = Pipeline::new(Some(&state_dir.join("assignments.yaml")), classes)?
             .holding_withdrawals_for(hold_withdraw_all);
+        std::fs::create_dir_all(&state_dir).map_err(|source| AgentError::Io {
+            path: state_dir.clone(),
+            source,
+        })?;
+        let hub = StatusHub::default();
+        let status_files = status_files::spawn(hub.clone(), state_dir.clone());
         let source = FileSource::new(&config_dir, limits).spawn(resync)?;
         tracing::info!(config_dir = %config_dir.display(), "meshlb-agent standalone");
-        let (state_tx, state_rx) = tokio::sync::watch::channel(Arc::new(AgentState::default()));
-        let mut layer2 = None;
-        let mesh = match mesh {
-            Some((options, layer2_options)) => {
-                let mesh = AgentMesh::start(options, &state_dir).await?;
-                layer2 = Some(Layer2Actor::start(
-                    layer2_options,
-                    state_rx,
-                    mesh.commands(),
-                    mesh.owned_addresses(),
-                ));
-                Some(mesh)
-            }
-            None => {
-                tracing::warn!("no --gossip-bind: nothing is announced");
-                None
-            }
-        };
-        let result = pipeline.run(source, shutdown_signal(), state_tx).await;
-        if let Some(mesh) = mesh {
+        let mut announcing = None;
+        if let Some((options, layer2_options)) = mesh {
+            let answering = Arbiter::new();
+            let (links_tx, links) = watch::channel(LinkReader::default().read());
+            answering.spawn(links::monitor(links_tx));
+            let mesh = AgentMesh::start(options, hub.clone(), &answering.handle()).await?;
+            let layer2 = Layer2Actor::start(
+                layer2_options,
+                Layer2Inputs {
+                    hub: hub.clone(),
+                    mesh: mesh.commands(),
+                    owned: mesh.owned_addresses(),
+                    links,
+                    answering: answering.handle(),
+                },
+            );
+            announcing = Some((answering, mesh, layer2));
+        } else {
+            tracing::warn!("no --gossip-bind: nothing is announced");
+        }
+        let result = pipeline.run(source, shutdown_signal(), hub.clone()).await;
+        if let Some((answering, mesh, layer2)) = announcing {
             mesh.leave().await;
-        }
-        if let Some(layer2) = layer2 {
             let _ = tokio::time::timeout(SHUTDOWN_STEP, layer2.send(layer2::Stop)).await;
+            answering.stop();
+            let joined = tokio::task::spawn_blocking(move || answering.join());
+            let _ = tokio::time::timeout(SHUTDOWN_STEP, joined).await;
         }
+        status_files.abort();
         result
     })
 }
@@ -164,12 +188,14 @@ pub fn announce(interface: &str, addresses: Vec<std::net::IpAddr>, refresh_ms: O
     use meshlb_actors::l2::interface::{AnnouncerStatus, Claim, InterfaceActor, Shutdown};
     use meshlb_actors::l2::responder::AnnounceSchedule;
     actor_system()?.block_on(async move {
-        let (status_tx, status) = tokio::sync::watch::channel(AnnouncerStatus::default());
+        let (status_tx, status) = watch::channel(AnnouncerStatus::default());
         let schedule = AnnounceSchedule {
             refresh_ms,
             ..AnnounceSchedule::default()
         };
-        let actor = InterfaceActor::open(interface, schedule, status_tx)?.start();
+        let (links_tx, links) = watch::channel(LinkReader::default().read());
+        let monitor = tokio::task::spawn_local(links::monitor(links_tx));
+        let actor = InterfaceActor::open(interface, schedule, status_tx, links)?.start();
         actor.do_send(Claim {
             service: 0,
             addresses: addresses.into_iter().collect(),
@@ -177,6 +203,7 @@ pub fn announce(interface: &str, addresses: Vec<std::net::IpAddr>, refresh_ms: O
         });
         shutdown_signal().await;
         let _ = actor.send(Shutdown).await;
+        monitor.abort();
         let last = status.borrow().clone();
         tracing::info!(link_up = last.link_up, stats = ?last.stats, "stopped answering");
         Ok(())

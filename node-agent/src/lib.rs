@@ -12,6 +12,8 @@
 //! | [`app`] | startup and the shutdown order; `check` and `announce` |
 //! | [`sources`] | configuration sources: a stream of snapshots and rejections ([`sources::files`]: a directory) |
 //! | [`pipeline`] | takes any source's updates: validate, allocate, keep the last good, publish |
+//! | [`status`] | the status hub: every component's snapshots, read by the state files (later gRPC, metrics) |
+//! | [`status_files`] | the state directory's status files, written from the hub |
 //! | [`state_file`] | remembers assignments across restarts in standalone mode |
 //! | [`health`] | runs the local health probes services declare |
 //! | [`mesh`] | joins the gossip mesh, publishes this node's record, reports membership |
@@ -26,6 +28,8 @@ pub mod mesh;
 pub mod pipeline;
 pub mod sources;
 pub mod state_file;
+pub mod status;
+pub mod status_files;
 
 use std::path::PathBuf;
 

@@ -1,25 +1,10 @@
 //! The agent's place in the gossip mesh: starts the `meshlb-gossip` driver,
 //! publishes this node's record, and reports membership.
 //!
-//! Until gRPC introspection exists, the mesh reports to two files in the
-//! state directory, which the lab reads:
-//! - `mesh-events.log`: one line per event, `@ <unix seconds> <event> <node>`
-//!   (`member-up`, `member-down`, `rejoined`, and `idle`, `stalled`, `left`
-//!   with no node), appended;
-//! - `mesh-members`: the live members as this node sees them, one per line
-//!   (`<name> <address> boot=<ms> rejoin=<n>`, then from its record
-//!   `settling=<true|false> claims=<addresses, comma-separated, or ->`, or
-//!   `record=none` before it arrived), then `quorum <true|false>` and what
-//!   the fence counts (`live=<n> reference=<n> expected=<n>
-//!   heard-majority=<true|false>`: see [`Fence`]), replaced atomically on
-//!   every change. A member that is `settling` does not take an address
-//!   from a member that claims it;
-//! - `mesh-drops`: gossip datagrams dropped over the agent's life, one
-//!   `<reason> <count>` line per reason (`forged` for a wrong key or
-//!   label, `replayed`, `stale`, `truncated`, …, and `refused-by-mesh` for
-//!   authenticated datagrams the mesh could not use), refreshed at least
-//!   every [`driver::DROP_SUMMARY`] while they grow, when the log also
-//!   sums them up.
+//! What the mesh knows goes to the [status hub](crate::status): its
+//! status snapshots (members and records, the fence, counters) and its
+//! membership events; the state directory's files are written from there
+//! ([`crate::status_files`]).
 //!
 //! The cluster the fence measures against is the one this node is told
 //! of ([`MeshOptions::expected_members`]): until it has heard from a
@@ -34,18 +19,19 @@
 //! the first line, remove the old one.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
-use meshlb_gossip::driver::{self, Command, DriverConfig, MeshHandle, MeshStatus};
+use actix::ArbiterHandle;
+use meshlb_gossip::driver::{self, Command, DriverConfig, MeshHandle};
 use meshlb_gossip::mesh::MeshEvent;
 use meshlb_gossip::ownership::Fence;
 use meshlb_gossip::profile::Profile;
 use meshlb_gossip::secure::{ClusterKey, Keyring};
 
 use crate::AgentError;
+use crate::status::{StatusHub, TimedMeshEvent};
 
 /// How this agent joins the mesh.
 #[derive(Debug, Clone)]
@@ -109,15 +95,17 @@ pub struct AgentMesh {
 }
 
 impl AgentMesh {
-    /// Joins the mesh and starts reporting to `state_dir`.
-    pub async fn start(options: MeshOptions, state_dir: &Path) -> Result<AgentMesh, AgentError> {
+    /// Joins the mesh, its driver running on `answering`'s thread (so
+    /// probes are answered and failures detected whatever the control
+    /// thread is doing), and starts reporting to `hub`.
+    pub async fn start(
+        options: MeshOptions,
+        hub: StatusHub,
+        answering: &ArbiterHandle,
+    ) -> Result<AgentMesh, AgentError> {
         let (keyring, key_text) = read_keyring(&options.key_file)?;
         tracing::info!(file = %options.key_file.display(), keys = ?keyring, "cluster keys loaded");
-        std::fs::create_dir_all(state_dir).map_err(|source| AgentError::Io {
-            path: state_dir.to_path_buf(),
-            source,
-        })?;
-        let handle = driver::start(DriverConfig {
+        let config = DriverConfig {
             node: options.node.clone(),
             bind: options.bind,
             seeds: options.seeds.clone(),
@@ -127,12 +115,21 @@ impl AgentMesh {
             fence: Fence::default().expecting(options.expected_members),
             max_age_ms: 30_000,
             labels: options.labels.clone(),
-        })
-        .await?;
+        };
+        let (started, handle) = tokio::sync::oneshot::channel();
+        let spawned = answering.spawn(async move {
+            let _ = started.send(driver::start(config).await);
+        });
+        if !spawned {
+            return Err(AgentError::Task("the answering thread has stopped".into()));
+        }
+        let handle = handle
+            .await
+            .map_err(|_| AgentError::Task("the gossip driver did not start".into()))??;
         tracing::info!(node = %options.node, bind = %options.bind, profile = options.profile.name, "joined the gossip mesh");
         let commands = handle.commands.clone();
         let announce = handle.announce.clone();
-        let reporter = tokio::spawn(report(handle, state_dir.to_path_buf()));
+        let reporter = tokio::spawn(report(handle, hub));
         let key_watcher = tokio::spawn(watch_key_file(options.key_file.clone(), key_text, commands.clone()));
         Ok(AgentMesh {
             commands,
@@ -195,102 +192,32 @@ async fn watch_key_file(path: PathBuf, mut seen: String, commands: tokio::sync::
     }
 }
 
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
-
-async fn report(mut handle: MeshHandle, dir: PathBuf) {
-    let events_path = dir.join("mesh-events.log");
-    let members_path = dir.join("mesh-members");
-    let drops_path = dir.join("mesh-drops");
-    let mut drops_written = None;
+/// Passes the mesh's status and events on to the hub (and events to the log).
+async fn report(mut handle: MeshHandle, hub: StatusHub) {
     loop {
         tokio::select! {
             event = handle.events.recv() => {
                 let Some(event) = event else { return };
-                let (kind, node) = match &event {
-                    MeshEvent::MemberUp(id) => ("member-up", id.name.as_str()),
-                    MeshEvent::MemberDown(id) => ("member-down", id.name.as_str()),
-                    MeshEvent::Rejoined(id) => ("rejoined", id.name.as_str()),
-                    MeshEvent::Idle => ("idle", ""),
-                    MeshEvent::Stalled(_) => ("stalled", ""),
-                    MeshEvent::Left => ("left", ""),
-                    MeshEvent::RecordChanged(_) => continue,
-                };
-                tracing::info!(node, "mesh: {kind}");
-                let line = format!("@ {:.6} {kind} {node}\n", unix_now());
-                let written = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&events_path)
-                    .and_then(|mut f| f.write_all(line.as_bytes()));
-                if let Err(e) = written {
-                    tracing::warn!("{}: {e}", events_path.display());
+                // Record changes are many and in the status already.
+                if matches!(event, MeshEvent::RecordChanged(_)) {
+                    continue;
                 }
+                tracing::info!(node = event.member().unwrap_or_default(), "mesh: {}", event.kind());
+                // Nobody listening is fine: the event is in the log.
+                let _ = hub.mesh_events().send(TimedMeshEvent {
+                    at: SystemTime::now(),
+                    event,
+                });
             }
             changed = handle.status.changed() => {
                 if changed.is_err() {
                     return;
                 }
                 let status = handle.status.borrow_and_update().clone();
-                if let Err(e) = write_atomically(&members_path, &members_text(&status)) {
-                    tracing::warn!("{}: {e}", members_path.display());
-                }
-                let drops = drops_text(&status);
-                if drops_written.as_ref() != Some(&drops) {
-                    match write_atomically(&drops_path, &drops) {
-                        Ok(()) => drops_written = Some(drops),
-                        Err(e) => tracing::warn!("{}: {e}", drops_path.display()),
-                    }
-                }
+                hub.mesh().publish(status);
             }
         }
     }
-}
-
-fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)
-}
-
-fn drops_text(status: &MeshStatus) -> String {
-    let mut text = String::new();
-    for (reason, count) in &status.drops {
-        text.push_str(&format!("{} {count}\n", driver::drop_reason_name(*reason)));
-    }
-    text.push_str(&format!("refused-by-mesh {}\n", status.stats.refused_datagrams));
-    text
-}
-
-fn members_text(status: &MeshStatus) -> String {
-    let mut text = String::new();
-    for m in &status.members {
-        text.push_str(&format!(
-            "{} {} boot={} rejoin={}",
-            m.id.name, m.id.addr, m.id.boot, m.id.rejoin
-        ));
-        match &m.record {
-            Some(record) => {
-                let claims: Vec<String> = record.claims.iter().map(ToString::to_string).collect();
-                let claims = if claims.is_empty() {
-                    "-".to_owned()
-                } else {
-                    claims.join(",")
-                };
-                text.push_str(&format!(" settling={} claims={claims}\n", record.settling));
-            }
-            None => text.push_str(" record=none\n"),
-        }
-    }
-    let fence = &status.fence;
-    text.push_str(&format!(
-        "quorum {} live={} reference={} expected={} heard-majority={}\n",
-        fence.quorum, fence.live, fence.reference, fence.expected, fence.heard_majority
-    ));
-    text
 }
 
 #[cfg(test)]
@@ -306,61 +233,6 @@ mod tests {
         let ring = parse_keyring(path, &format!("# rotation step 2\n\n{KEY_B}\n  {KEY_A}  \n")).unwrap();
         assert_eq!(ring.primary_id(), 2);
         assert_eq!(format!("{ring:?}"), "Keyring { primary: 2, ids: [1, 2] }");
-    }
-
-    #[test]
-    fn members_are_listed_with_what_their_records_say() {
-        use meshlb_gossip::identity::NodeId;
-        use meshlb_gossip::mesh::MemberView;
-        use meshlb_gossip::ownership::FenceStatus;
-        use meshlb_gossip::record::NodeRecord;
-
-        let id = |name: &str, last: u8| NodeId::new(name, SocketAddr::from(([192, 0, 2, last], 7947)), 100);
-        let mut record = NodeRecord::new("b", 100);
-        record.settling = false;
-        record.claims = ["203.0.113.10".parse().unwrap(), "2001:db8:100::10".parse().unwrap()].into();
-        let status = MeshStatus {
-            members: vec![
-                MemberView {
-                    id: id("a", 1),
-                    record: Some(NodeRecord::new("a", 100)),
-                },
-                MemberView {
-                    id: id("b", 2),
-                    record: Some(record),
-                },
-                MemberView {
-                    id: id("c", 3),
-                    record: None,
-                },
-            ],
-            fence: FenceStatus {
-                expected: 3,
-                reference: 3,
-                live: 3,
-                heard_majority: true,
-                quorum: true,
-            },
-            ..MeshStatus::default()
-        };
-        assert_eq!(
-            members_text(&status),
-            "a 192.0.2.1:7947 boot=100 rejoin=0 settling=true claims=-\n\
-             b 192.0.2.2:7947 boot=100 rejoin=0 settling=false claims=203.0.113.10,2001:db8:100::10\n\
-             c 192.0.2.3:7947 boot=100 rejoin=0 record=none\n\
-             quorum true live=3 reference=3 expected=3 heard-majority=true\n"
-        );
-    }
-
-    #[test]
-    fn drops_are_listed_by_reason() {
-        use meshlb_gossip::secure::DropReason;
-        let mut status = MeshStatus {
-            drops: vec![(DropReason::Replayed, 4), (DropReason::Forged, 20_000)],
-            ..MeshStatus::default()
-        };
-        status.stats.refused_datagrams = 2;
-        assert_eq!(drops_text(&status), "replayed 4\nforged 20000\nrefused-by-mesh 2\n");
     }
 
     #[test]

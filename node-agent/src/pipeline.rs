@@ -28,6 +28,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use meshlb_config::allocator::PoolCounters;
 use meshlb_config::health::{Health, HealthCheck};
 use meshlb_config::service::{ClassFilter, ServiceKey};
 use meshlb_config::{ConfigStore, Inventory, Offer, Reconciler, Rejected, ServiceOutcome};
@@ -35,6 +36,7 @@ use tokio::sync::watch;
 
 use crate::health::HealthMonitors;
 use crate::sources::{Snapshot, SourceStream, SourceUpdate};
+use crate::status::{ConfigStatus, Rejection, StatusHub};
 use crate::{AgentError, state_file};
 
 /// What the pipeline has read and decided: what the protocols act on.
@@ -48,6 +50,8 @@ pub struct AgentState {
     pub outcomes: BTreeMap<ServiceKey, ServiceOutcome>,
     /// Health of the services with a health check.
     pub health: BTreeMap<ServiceKey, Health>,
+    /// Address counts per pool.
+    pub pools: BTreeMap<String, PoolCounters>,
 }
 
 /// What one update did.
@@ -245,14 +249,14 @@ impl Pipeline {
 
     /// Takes `source`'s updates (and applies a held snapshot when due),
     /// logging what happens, until `shutdown` completes or the source
-    /// stops. Each update is handled on a blocking thread; the running
-    /// configuration, outcomes and health go to `published` after every
-    /// change.
+    /// stops. Each update is handled on a blocking thread; the
+    /// configuration's status and the running configuration, outcomes and
+    /// health go to the hub after every change.
     pub async fn run(
         self,
         source: SourceStream,
         shutdown: impl Future<Output = ()>,
-        published: watch::Sender<Arc<AgentState>>,
+        hub: StatusHub,
     ) -> Result<(), AgentError> {
         let SourceStream {
             mut updates,
@@ -272,13 +276,13 @@ impl Pipeline {
             tokio::select! {
                 _ = &mut shutdown => break,
                 update = updates.recv() => match update {
-                    Some(update) => agent = agent.off_thread(move |p| p.offer(update), &mut monitors).await?,
+                    Some(update) => agent = agent.off_thread(move |p| p.offer(update), &mut monitors, &hub).await?,
                     None => return Err(AgentError::SourceStopped),
                 },
-                () = hold_over => agent = agent.off_thread(Pipeline::hold_over, &mut monitors).await?,
+                () = hold_over => agent = agent.off_thread(Pipeline::hold_over, &mut monitors, &hub).await?,
                 Ok(()) = health.changed() => {}
             }
-            agent.publish(&published, &health);
+            agent.publish(&hub, &health);
         }
         tracing::info!("shutting down");
         Ok(())
@@ -290,6 +294,7 @@ impl Pipeline {
         mut self,
         step: impl FnOnce(&mut Pipeline) -> Reload + Send + 'static,
         monitors: &mut HealthMonitors,
+        hub: &StatusHub,
     ) -> Result<Pipeline, AgentError> {
         let (agent, reload) = tokio::task::spawn_blocking(move || {
             let reload = step(&mut self);
@@ -301,31 +306,55 @@ impl Pipeline {
         if let (Reload::Accepted { .. }, Some(inventory)) = (&reload, agent.store.active()) {
             monitors.update(health_checks(inventory, &agent.outcomes));
         }
+        agent.publish_config(hub, &reload);
         Ok(agent)
     }
 
-    fn publish(
-        &self,
-        published: &watch::Sender<Arc<AgentState>>,
-        health: &watch::Receiver<BTreeMap<ServiceKey, Health>>,
-    ) {
+    /// What the configuration store holds, after `reload`.
+    fn publish_config(&self, hub: &StatusHub, reload: &Reload) {
+        let now = std::time::SystemTime::now();
+        hub.config().update(|status| {
+            *status = ConfigStatus {
+                generation: self.store.generation(),
+                fingerprint: self.fingerprint,
+                accepted_at: match reload {
+                    Reload::Accepted { .. } => Some(now),
+                    _ => status.accepted_at,
+                },
+                last_rejection: match (reload, self.store.last_rejection()) {
+                    (Reload::Rejected(_), Some(rejected)) => Some(Rejection {
+                        at: now,
+                        errors: rejected.errors.iter().map(ToString::to_string).collect(),
+                    }),
+                    (_, Some(_)) => status.last_rejection.clone(),
+                    (_, None) => None,
+                },
+                rejections: self.store.rejections(),
+                held: match reload {
+                    Reload::Held { reason, .. } => Some(reason.clone()),
+                    _ => None,
+                },
+            };
+        });
+    }
+
+    /// The running configuration, outcomes and health.
+    fn publish(&self, hub: &StatusHub, health: &watch::Receiver<BTreeMap<ServiceKey, Health>>) {
         let Some(inventory) = self.store.active() else { return };
         let generation = self.store.generation();
         let health = health.borrow();
-        published.send_if_modified(|current| {
+        hub.running().publish_when(
             // A new generation is the only way the inventory and the
             // outcomes change; comparing it spares comparing them.
-            let modified = current.generation != generation || current.health != *health;
-            if modified {
-                *current = Arc::new(AgentState {
-                    generation,
-                    inventory: Arc::clone(inventory),
-                    outcomes: self.outcomes.clone(),
-                    health: health.clone(),
-                });
-            }
-            modified
-        });
+            |current| current.generation != generation || current.health != *health,
+            || AgentState {
+                generation,
+                inventory: Arc::clone(inventory),
+                outcomes: self.outcomes.clone(),
+                health: health.clone(),
+                pools: self.reconciler.allocator().counters(),
+            },
+        );
     }
 }
 
@@ -413,9 +442,10 @@ mod tests {
             updates,
             guard: SourceGuard::new(tokio::spawn(std::future::pending())),
         };
-        let (published, mut state) = watch::channel(Arc::new(AgentState::default()));
+        let hub = StatusHub::default();
+        let mut state = hub.running().watch();
         let pipeline = Pipeline::new(None, ClassFilter::default()).unwrap();
-        let run = tokio::spawn(pipeline.run(source, std::future::pending(), published));
+        let run = tokio::spawn(pipeline.run(source, std::future::pending(), hub.clone()));
 
         tx.send(snapshot(POOL, 1)).await.unwrap();
         tx.send(snapshot(&format!("{POOL}{WEB}"), 2)).await.unwrap();
@@ -444,5 +474,17 @@ mod tests {
             .unwrap();
         assert!(matches!(stopped, Err(AgentError::SourceStopped)), "{stopped:?}");
         assert_eq!(state.borrow().generation, 2, "a rejection keeps the running snapshot");
+        let config = hub.config().get();
+        assert_eq!(
+            (config.generation, config.fingerprint, config.rejections),
+            (2, Some(2), 1)
+        );
+        let errors = config
+            .last_rejection
+            .as_ref()
+            .map(|r| r.errors.clone())
+            .unwrap_or_default();
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].contains("spec.ports: required"), "{errors:?}");
     }
 }

@@ -300,7 +300,6 @@ fn unchanged_files_are_not_parsed_again_and_oversized_ones_are_refused() {
 /// quarter of the time the reload took.
 #[test]
 fn a_large_configuration_is_read_off_the_agents_thread() {
-    use meshlb_node_agent::pipeline::AgentState;
     use std::fmt::Write as _;
     use std::sync::Arc;
     let dir = tempfile::tempdir().unwrap();
@@ -340,7 +339,8 @@ fn a_large_configuration_is_read_off_the_agents_thread() {
         });
         // The ticker runs before the agent starts.
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let (published, mut state) = tokio::sync::watch::channel(Arc::new(AgentState::default()));
+        let hub = meshlb_node_agent::status::StatusHub::default();
+        let mut state = hub.running().watch();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let started = Instant::now();
         let first_generation = async {
@@ -353,7 +353,7 @@ fn a_large_configuration_is_read_off_the_agents_thread() {
             let _ = stopped.await;
         };
         let source = source.spawn(Duration::from_secs(60)).unwrap();
-        let (ran, took) = tokio::join!(pipeline.run(source, shutdown, published), first_generation);
+        let (ran, took) = tokio::join!(pipeline.run(source, shutdown, hub.clone()), first_generation);
         ran.unwrap();
         ticker.abort();
         took

@@ -2,13 +2,19 @@
 //! addresses. It owns the frame socket and the multicast memberships and
 //! runs a [`Responder`] against them; it never blocks: frames arrive as a
 //! stream, the responder's next timer is one pending `run_later`, the link
-//! state is read on a short interval.
+//! state comes from the link monitor ([`crate::l2::links`]) and is looked
+//! at every [`LINK_POLL`].
 //!
 //! Service actors tell it which addresses each service owns here
 //! ([`Claim`]); it answers for their union.
 //!
+//! [`InterfaceActor::open`] opens the sockets on the caller's thread (so
+//! errors reach the caller); [`OpenInterface::start_on`] runs the actor on
+//! another arbiter (thread), where the socket is registered: the agent
+//! answers on a thread of its own, never behind its control plane.
+//!
 //! A stall (the process frozen, its machine paused) shows as a far longer
-//! gap between two link polls than [`LINK_POLL`]: questions queued
+//! gap between two link looks than [`LINK_POLL`]: questions queued
 //! meanwhile are stale (answering them would pull clients back to a node
 //! the mesh has replaced), and so are the claims. The actor drops both and
 //! answers nothing until a service actor claims anew.
@@ -18,16 +24,17 @@ use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use actix::{Actor, ActorContext, AsyncContext, Context, Handler, Message, SpawnHandle, StreamHandler};
+use actix::{
+    Actor, ActorContext, Addr, ArbiterHandle, AsyncContext, Context, Handler, Message, SpawnHandle, StreamHandler,
+};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::error::ActorError;
+pub use crate::l2::links::LINK_POLL;
+use crate::l2::links::Links;
 use crate::l2::responder::{AnnounceSchedule, Responder, ResponderStats};
-use crate::l2::socket::{FrameSocket, InterfaceInfo, MAX_FRAME, SolicitedNodeGroups, link_is_up};
-
-/// How often the link state is read (so the actor wakes at least this often).
-pub const LINK_POLL: Duration = Duration::from_millis(100);
+use crate::l2::socket::{FrameSocket, InterfaceInfo, MAX_FRAME, SolicitedNodeGroups, UnregisteredFrameSocket};
 
 /// How long the actor waits after a failed read before reading again.
 pub const RECEIVE_RETRY: Duration = Duration::from_secs(1);
@@ -66,10 +73,60 @@ pub struct Shutdown;
 
 struct Frame(Result<Vec<u8>, ActorError>);
 
+/// An interface's sockets, open but not yet answering: they move to the
+/// thread that runs the actor. See the module documentation.
+#[derive(Debug)]
+pub struct OpenInterface {
+    name: String,
+    socket: UnregisteredFrameSocket,
+    groups: Option<SolicitedNodeGroups>,
+    responder: Responder,
+    status: watch::Sender<AnnouncerStatus>,
+    links: watch::Receiver<Links>,
+}
+
+impl OpenInterface {
+    /// Runs the actor on the current arbiter.
+    pub fn start(self) -> Addr<InterfaceActor> {
+        InterfaceActor::create(move |_| self.into_actor())
+    }
+
+    /// Runs the actor on `arbiter`'s thread.
+    pub fn start_on(self, arbiter: &ArbiterHandle) -> Addr<InterfaceActor> {
+        InterfaceActor::start_in_arbiter(arbiter, move |_| self.into_actor())
+    }
+
+    /// The actor, its socket registered with this thread's reactor.
+    fn into_actor(self) -> InterfaceActor {
+        let socket = match self.socket.register() {
+            Ok(socket) => Some(Rc::new(socket)),
+            Err(e) => {
+                tracing::error!("{e}; nothing is answered on {}", self.name);
+                None
+            }
+        };
+        let now = Instant::now();
+        InterfaceActor {
+            name: self.name,
+            socket,
+            groups: self.groups,
+            responder: self.responder,
+            claims: BTreeMap::new(),
+            epoch: now,
+            last_wake: now,
+            woke_from_stall: None,
+            timer: None,
+            status: self.status,
+            links: self.links,
+        }
+    }
+}
+
 /// The interface actor. See the module documentation.
 pub struct InterfaceActor {
     name: String,
-    socket: Rc<FrameSocket>,
+    /// `None` if it could not be registered (the actor stops at once).
+    socket: Option<Rc<FrameSocket>>,
     groups: Option<SolicitedNodeGroups>,
     responder: Responder,
     claims: BTreeMap<u64, BTreeSet<IpAddr>>,
@@ -81,17 +138,19 @@ pub struct InterfaceActor {
     woke_from_stall: Option<Instant>,
     timer: Option<SpawnHandle>,
     status: watch::Sender<AnnouncerStatus>,
+    links: watch::Receiver<Links>,
 }
 
 impl InterfaceActor {
-    /// Opens `interface`'s sockets (needs CAP_NET_RAW and a running actix
-    /// system). `status` receives the link state, the owned set and the
-    /// counters after every change.
+    /// Opens `interface`'s sockets (needs CAP_NET_RAW). `status` receives
+    /// the link state, the owned set and the counters after every change;
+    /// `links` is the link monitor's.
     pub fn open(
         interface: &str,
         schedule: AnnounceSchedule,
         status: watch::Sender<AnnouncerStatus>,
-    ) -> Result<InterfaceActor, ActorError> {
+        links: watch::Receiver<Links>,
+    ) -> Result<OpenInterface, ActorError> {
         let info = InterfaceInfo::read(interface)?;
         let socket = FrameSocket::open(interface, info.index)?;
         let groups = match SolicitedNodeGroups::new(interface, info.index) {
@@ -102,19 +161,15 @@ impl InterfaceActor {
             }
         };
         let mut responder = Responder::new(info.mac, schedule);
-        responder.set_link(info.link_up, 0);
-        let now = Instant::now();
-        Ok(InterfaceActor {
+        let up = links.borrow().get(interface).copied().unwrap_or(false);
+        responder.set_link(up, 0);
+        Ok(OpenInterface {
             name: interface.to_owned(),
-            socket: Rc::new(socket),
+            socket,
             groups,
             responder,
-            claims: BTreeMap::new(),
-            epoch: now,
-            last_wake: now,
-            woke_from_stall: None,
-            timer: None,
             status,
+            links,
         })
     }
 
@@ -147,7 +202,7 @@ impl InterfaceActor {
     /// Sends what the responder queued, reschedules its timer, reports.
     fn after_event(&mut self, ctx: &mut Context<Self>) {
         while let Some(frame) = self.responder.poll_transmit() {
-            if let Err(e) = self.socket.try_send(&frame) {
+            if let Some(Err(e)) = self.socket.as_ref().map(|s| s.try_send(&frame)) {
                 tracing::warn!("{e}");
             }
         }
@@ -187,7 +242,7 @@ impl InterfaceActor {
         let gap = self.last_wake.elapsed();
         self.last_wake = Instant::now();
         if gap >= STALL {
-            let dropped = self.socket.discard_queued();
+            let dropped = self.socket.as_ref().map_or(0, |s| s.discard_queued());
             tracing::warn!(
                 interface = self.name,
                 dropped,
@@ -204,7 +259,8 @@ impl InterfaceActor {
     fn poll_link(&mut self, ctx: &mut Context<Self>) {
         self.check_stall();
         let now = self.now_ms();
-        self.responder.set_link(link_is_up(&self.name), now);
+        let up = self.links.borrow().get(&self.name).copied().unwrap_or(false);
+        self.responder.set_link(up, now);
         self.after_event(ctx);
     }
 }
@@ -213,7 +269,10 @@ impl Actor for InterfaceActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let socket = Rc::clone(&self.socket);
+        let Some(socket) = self.socket.as_ref().map(Rc::clone) else {
+            ctx.stop();
+            return;
+        };
         let frames = futures_util::stream::unfold(socket, |socket| async move {
             let mut buf = vec![0u8; MAX_FRAME];
             let received = socket.recv(&mut buf).await.map(|len| {

@@ -8,7 +8,13 @@
 //!   solicitations for them (the kernel joins those groups itself only for
 //!   addresses configured on the interface, and service IPs are not).
 //!
-//! Interface facts (index, MAC, link state) are read from `/sys/class/net`.
+//! Interface facts (index, MAC) are read from `/sys/class/net`; link
+//! state is read in one place for all interfaces ([`crate::l2::links`]).
+//!
+//! A frame socket is opened on any thread ([`FrameSocket::open`]) and
+//! registered with the tokio reactor of the thread that will run it
+//! ([`UnregisteredFrameSocket::register`]), so the agent can open it from
+//! its control thread and answer on a thread of its own.
 //!
 //! The crate's only `unsafe` is here, twice, each wrapped once: filling in
 //! a `sockaddr_ll` to bind the packet socket, and registering its
@@ -39,8 +45,6 @@ pub struct InterfaceInfo {
     pub index: u32,
     /// MAC.
     pub mac: MacAddr,
-    /// Whether the link is up with a carrier.
-    pub link_up: bool,
 }
 
 fn sys_class_net(interface: &str, file: &str) -> PathBuf {
@@ -76,17 +80,8 @@ impl InterfaceInfo {
             name: interface.to_owned(),
             index,
             mac,
-            link_up: link_is_up(interface),
         })
     }
-}
-
-/// Whether `interface` is up with a carrier (`operstate` up, or unknown as
-/// on links without carrier detection, with `carrier` 1).
-pub fn link_is_up(interface: &str) -> bool {
-    let carrier = read_sys(interface, "carrier").is_ok_and(|c| c == "1");
-    let state = read_sys(interface, "operstate").unwrap_or_default();
-    carrier && (state == "up" || state == "unknown")
 }
 
 /// The classic BPF program: pass incoming ARP and incoming ICMPv6 Neighbor
@@ -123,10 +118,31 @@ pub struct FrameSocket {
     interface: String,
 }
 
+/// A frame socket opened, bound and filtered, not yet registered with a
+/// reactor: it can move to the thread that will run it.
+#[derive(Debug)]
+pub struct UnregisteredFrameSocket {
+    socket: Socket,
+    interface: String,
+}
+
+impl UnregisteredFrameSocket {
+    /// Registers the socket with the tokio reactor of the calling thread.
+    pub fn register(self) -> Result<FrameSocket, ActorError> {
+        let interface = self.interface;
+        let socket = register(self.socket).map_err(|source| ActorError::Interface {
+            interface: interface.clone(),
+            what: "register the packet socket".into(),
+            source,
+        })?;
+        Ok(FrameSocket { socket, interface })
+    }
+}
+
 impl FrameSocket {
     /// Opens the socket on interface `index` (named `interface` in errors).
-    /// Needs CAP_NET_RAW and a tokio runtime.
-    pub fn open(interface: &str, index: u32) -> Result<FrameSocket, ActorError> {
+    /// Needs CAP_NET_RAW; register it on the thread that runs it.
+    pub fn open(interface: &str, index: u32) -> Result<UnregisteredFrameSocket, ActorError> {
         let fail = |what: &str| {
             let what = what.to_owned();
             move |source| ActorError::Interface {
@@ -146,8 +162,7 @@ impl FrameSocket {
         socket
             .set_nonblocking(true)
             .map_err(fail("make the packet socket non-blocking"))?;
-        let socket = register(socket).map_err(fail("register the packet socket"))?;
-        Ok(FrameSocket {
+        Ok(UnregisteredFrameSocket {
             socket,
             interface: interface.to_owned(),
         })

@@ -1,0 +1,393 @@
+//! The Layer 2 plan: from the running configuration, assignments, health
+//! and link state to what this node tells the mesh and where each address
+//! is answered. Pure: no sockets, no actors, no clock.
+//!
+//! For every service holding addresses from a pool that an L2Advertisement
+//! covers (and whose service selectors match), [`plan`] gives the mesh a
+//! [`MeshService`] (addresses, failback from the meshlb L2Policy), says
+//! whether this node can serve it (an advertisement selects this node, its
+//! health check if any passes, one of its interfaces is up), and on which
+//! interfaces each address is answered: those the advertisement names, or
+//! every interface not excluded by default ([`EXCLUDED_PREFIXES`]: loopback
+//! and the virtual links of containers, CNIs and tunnels). Preference
+//! weights are the sum of the matching `nodeSelectors` weights of
+//! L2Advertisement `preferredNodes`-style entries and L2Policy
+//! `nodePreferences`, matched against the labels in each node's gossiped
+//! record.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use meshlb_config::config::{Failback, WeightedSelector};
+use meshlb_config::health::Health;
+use meshlb_config::meta::{StringMap, any_matches};
+use meshlb_config::service::ServiceKey;
+use meshlb_config::{Inventory, ServiceOutcome};
+use meshlb_gossip::mesh::{MeshService, ServicePlan, WeightFn};
+use meshlb_gossip::record::{NodeRecord, service_id};
+
+use crate::l2::links::Links;
+
+/// Interfaces never announced on unless an L2Advertisement names them:
+/// loopback, and the virtual links of containers, CNIs and tunnels.
+pub const EXCLUDED_PREFIXES: &[&str] = &[
+    "lo",
+    "veth",
+    "cni",
+    "docker",
+    "br-",
+    "virbr",
+    "flannel",
+    "cali",
+    "cilium",
+    "lxc",
+    "kube-",
+    "vxlan",
+    "tunl",
+    "tun",
+    "tap",
+    "weave",
+    "genev",
+    "nodelocaldns",
+    "wg",
+    "dummy",
+    "meshlb",
+];
+
+/// Whether `name` is announced on by default (an advertisement without
+/// `interfaces`).
+pub fn eligible_by_default(name: &str) -> bool {
+    !EXCLUDED_PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
+/// One Layer 2 service as this node sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedService {
+    /// `namespace/name`.
+    pub key: ServiceKey,
+    /// What the mesh ranks.
+    pub spec: MeshService,
+    /// Whether this node can serve it now.
+    pub serveable: bool,
+    /// Interfaces its addresses are answered on (here).
+    pub interfaces: BTreeSet<String>,
+    /// Node preferences.
+    pub preferences: Vec<WeightedSelector>,
+}
+
+/// The Layer 2 plan of this node. See the module documentation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct L2Plan {
+    /// Services announced in Layer 2 mode, by id.
+    pub services: BTreeMap<u64, PlannedService>,
+    /// Link state of every interface some service may use.
+    pub links: Links,
+}
+
+impl L2Plan {
+    /// Ids of the services this node can serve.
+    pub fn serving(&self) -> BTreeSet<u64> {
+        self.services
+            .values()
+            .filter(|s| s.serveable)
+            .map(|s| s.spec.id)
+            .collect()
+    }
+
+    /// The mesh's view: every service and how nodes are weighted.
+    pub fn mesh_services(&self) -> Vec<MeshService> {
+        self.services.values().map(|s| s.spec.clone()).collect()
+    }
+
+    /// What this plan tells the mesh: its services, the weights, and this
+    /// node's record section (what it serves, its links).
+    pub fn mesh_plan(&self) -> ServicePlan {
+        ServicePlan {
+            services: self.mesh_services(),
+            weight: self.weight_fn(),
+            serving: self.serving(),
+            links: self.links.clone(),
+        }
+    }
+
+    /// Addresses of the services this node can serve.
+    pub fn local_addresses(&self) -> BTreeSet<IpAddr> {
+        self.services
+            .values()
+            .filter(|s| s.serveable)
+            .flat_map(|s| s.spec.addresses.iter().copied())
+            .collect()
+    }
+
+    /// Which interfaces answer for each owned address: those of its
+    /// service that are up.
+    pub fn interfaces_for(&self, owned: &BTreeSet<IpAddr>) -> BTreeMap<String, BTreeSet<IpAddr>> {
+        let mut out: BTreeMap<String, BTreeSet<IpAddr>> = BTreeMap::new();
+        for service in self.services.values() {
+            for address in service.spec.addresses.iter().filter(|a| owned.contains(a)) {
+                for interface in &service.interfaces {
+                    if self.links.get(interface).copied().unwrap_or(false) {
+                        out.entry(interface.clone()).or_default().insert(*address);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The weight function for the mesh: per service, the sum of the
+    /// weights of the preferences matching a node's labels.
+    pub fn weight_fn(&self) -> WeightFn {
+        let preferences: BTreeMap<u64, Vec<WeightedSelector>> = self
+            .services
+            .values()
+            .filter(|s| !s.preferences.is_empty())
+            .map(|s| (s.spec.id, s.preferences.clone()))
+            .collect();
+        Arc::new(move |record: &NodeRecord, spec: &MeshService| {
+            preferences.get(&spec.id).map_or(0, |prefs| {
+                prefs
+                    .iter()
+                    .filter(|p| p.selector.matches(&record.labels))
+                    .map(|p| u32::from(p.weight))
+                    .sum()
+            })
+        })
+    }
+}
+
+/// What the plan is made from: the running configuration as the
+/// pipeline decided it.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanInput<'a> {
+    /// The running configuration and services.
+    pub inventory: &'a Inventory,
+    /// Every service's outcome.
+    pub outcomes: &'a BTreeMap<ServiceKey, ServiceOutcome>,
+    /// Health of the services with a health check.
+    pub health: &'a BTreeMap<ServiceKey, Health>,
+}
+
+/// Builds the plan of this node (labelled `node_labels`), whose
+/// interfaces and their link state are `interfaces`.
+pub fn plan(input: PlanInput<'_>, node_labels: &StringMap, interfaces: &Links) -> L2Plan {
+    let config = &input.inventory.config;
+    let mut out = L2Plan::default();
+    for (key, outcome) in input.outcomes {
+        let Some(assignment) = outcome.assignment() else {
+            continue;
+        };
+        let Some(service) = input.inventory.services.get(key) else {
+            continue;
+        };
+        let Some(pool) = config.pools.get(&assignment.pool) else {
+            continue;
+        };
+        let labels = &service.metadata.labels;
+        let advertisements: Vec<_> = config
+            .l2_advertisements
+            .values()
+            .filter(|a| a.pools.covers(pool) && any_matches(&a.service_selectors, labels))
+            .collect();
+        if advertisements.is_empty() {
+            continue;
+        }
+        let mut chosen = BTreeSet::new();
+        let mut selected_here = false;
+        for advertisement in &advertisements {
+            if !any_matches(&advertisement.node_selectors, node_labels) {
+                continue;
+            }
+            selected_here = true;
+            if advertisement.interfaces.is_empty() {
+                chosen.extend(interfaces.keys().filter(|i| eligible_by_default(i)).cloned());
+            } else {
+                chosen.extend(
+                    advertisement
+                        .interfaces
+                        .iter()
+                        .filter(|i| interfaces.contains_key(*i))
+                        .cloned(),
+                );
+            }
+        }
+        let policy = config.l2_policy_for(labels);
+        let mut preferences: Vec<WeightedSelector> = advertisements
+            .iter()
+            .flat_map(|a| a.preferred_nodes.iter().cloned())
+            .collect();
+        if let Some(policy) = policy {
+            preferences.extend(policy.node_preferences.iter().cloned());
+        }
+        let healthy = input.health.get(key).is_none_or(|h| *h == Health::Healthy);
+        let link_up = chosen.iter().any(|i| interfaces.get(i).copied().unwrap_or(false));
+        for interface in &chosen {
+            out.links
+                .insert(interface.clone(), interfaces.get(interface).copied().unwrap_or(false));
+        }
+        let spec = MeshService {
+            id: service_id(&key.to_string()),
+            addresses: assignment.addresses.clone(),
+            failback: policy.map_or(Failback::Revertive, |p| p.failback),
+        };
+        out.services.insert(
+            spec.id,
+            PlannedService {
+                key: key.clone(),
+                spec,
+                serveable: selected_here && healthy && link_up,
+                interfaces: chosen,
+                preferences,
+            },
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The running configuration of `yaml`, as the pipeline would decide it.
+    struct State {
+        inventory: Inventory,
+        outcomes: BTreeMap<ServiceKey, ServiceOutcome>,
+        health: BTreeMap<ServiceKey, Health>,
+    }
+
+    impl State {
+        fn input(&self) -> PlanInput<'_> {
+            PlanInput {
+                inventory: &self.inventory,
+                outcomes: &self.outcomes,
+                health: &self.health,
+            }
+        }
+    }
+
+    fn state(yaml: &str) -> State {
+        let objects = meshlb_config::parse_documents(yaml, "test.yaml").unwrap();
+        let inventory = Inventory::build(&objects).unwrap();
+        let mut reconciler = meshlb_config::Reconciler::new(Default::default(), BTreeMap::new());
+        let outcomes = reconciler.apply(&inventory);
+        State {
+            inventory,
+            outcomes,
+            health: BTreeMap::new(),
+        }
+    }
+
+    const CONFIG: &str = "
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: l2, namespace: metallb-system}
+spec: {addresses: [203.0.113.10-203.0.113.20]}
+---
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: bgp-only, namespace: metallb-system}
+spec: {addresses: [192.0.2.10-192.0.2.20], autoAssign: false}
+---
+apiVersion: metallb.io/v1beta1
+kind: L2Advertisement
+metadata: {name: l2, namespace: metallb-system}
+spec:
+  ipAddressPools: [l2]
+  nodeSelectors: [{matchLabels: {l2: 'yes'}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec: {type: LoadBalancer, ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: db
+  namespace: default
+  annotations: {metallb.io/address-pool: bgp-only}
+spec: {type: LoadBalancer, ports: [{port: 5432}]}
+";
+
+    fn labels(pairs: &[(&str, &str)]) -> StringMap {
+        pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect()
+    }
+
+    fn links(pairs: &[(&str, bool)]) -> Links {
+        pairs.iter().map(|(k, v)| ((*k).into(), *v)).collect()
+    }
+
+    #[test]
+    fn only_pools_an_l2advertisement_covers_are_planned() {
+        let plan = plan(
+            state(CONFIG).input(),
+            &labels(&[("l2", "yes")]),
+            &links(&[("eth0", true)]),
+        );
+        let keys: Vec<String> = plan.services.values().map(|s| s.key.to_string()).collect();
+        assert_eq!(keys, vec!["default/web"]);
+        let web = plan.services.values().next().unwrap();
+        assert!(web.serveable);
+        assert_eq!(web.interfaces, BTreeSet::from(["eth0".to_owned()]));
+        assert_eq!(plan.serving(), BTreeSet::from([web.spec.id]));
+        assert_eq!(plan.local_addresses().len(), 1);
+    }
+
+    #[test]
+    fn a_node_the_advertisement_does_not_select_does_not_serve() {
+        let plan = plan(
+            state(CONFIG).input(),
+            &labels(&[("l2", "no")]),
+            &links(&[("eth0", true)]),
+        );
+        assert_eq!(plan.services.len(), 1, "the mesh still learns the service");
+        assert!(plan.serving().is_empty());
+        assert!(plan.local_addresses().is_empty());
+    }
+
+    #[test]
+    fn link_down_or_failing_health_means_not_serving() {
+        let node = labels(&[("l2", "yes")]);
+        let down = plan(state(CONFIG).input(), &node, &links(&[("eth0", false)]));
+        assert!(down.serving().is_empty());
+        assert_eq!(down.links, links(&[("eth0", false)]));
+        let mut sick = state(CONFIG);
+        sick.health.insert(ServiceKey::new("default", "web"), Health::Unhealthy);
+        assert!(
+            plan(sick.input(), &node, &links(&[("eth0", true)]))
+                .serving()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn default_interfaces_leave_out_virtual_links() {
+        let plan = plan(
+            state(CONFIG).input(),
+            &labels(&[("l2", "yes")]),
+            &links(&[
+                ("eth0", true),
+                ("veth12ab", true),
+                ("cni0", true),
+                ("docker0", true),
+                ("ens3", true),
+            ]),
+        );
+        let web = plan.services.values().next().unwrap();
+        assert_eq!(web.interfaces, BTreeSet::from(["eth0".to_owned(), "ens3".to_owned()]));
+    }
+
+    #[test]
+    fn owned_addresses_go_to_the_up_interfaces_of_their_service() {
+        let plan = plan(
+            state(CONFIG).input(),
+            &labels(&[("l2", "yes")]),
+            &links(&[("eth0", true), ("eth1", false)]),
+        );
+        let address = plan.services.values().next().unwrap().spec.addresses[0];
+        let map = plan.interfaces_for(&BTreeSet::from([address]));
+        assert_eq!(map.keys().cloned().collect::<Vec<_>>(), vec!["eth0".to_owned()]);
+        assert!(plan.interfaces_for(&BTreeSet::new()).is_empty());
+    }
+}

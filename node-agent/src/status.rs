@@ -1,0 +1,328 @@
+//! The status hub: one place where every component of the agent publishes
+//! what it knows, as snapshots, and where every reader (the files in the
+//! state directory today, the gRPC API and the metrics next) reads them,
+//! never the components' internals.
+//!
+//! Each section is a [`Section`]: a `watch` of the latest snapshot, written
+//! by one component only, read by any number. Readers get an `Arc` of an
+//! immutable snapshot (cheap to hold, never torn) or wait for the next.
+//!
+//! | section | written by | what |
+//! |---|---|---|
+//! | [`StatusHub::config`] | the pipeline | running generation and fingerprint, last accepted, last rejection and its errors, a held snapshot |
+//! | [`StatusHub::running`] | the pipeline | the running inventory, every service's outcome and health, pool counters |
+//! | [`StatusHub::mesh`] | the mesh | members and their records, the quorum fence, protocol and drop counters |
+//! | [`StatusHub::mesh_events`] | the mesh | membership events as they happen (a broadcast, not a snapshot) |
+//! | [`StatusHub::layer2`] | the Layer 2 glue | each Layer 2 service here: addresses, whether this node can serve it, interfaces; what this node announces |
+//! | [`StatusHub::interfaces`] | the interface actors | per interface: link, addresses answered, ARP/NA answer and announcement counters |
+//!
+//! BGP sessions and BFD come as sections of their own. What can be derived
+//! from sections is derived when read ([`StatusHub::ownership`]), never
+//! stored twice.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use meshlb_actors::l2::interface::AnnouncerStatus;
+use meshlb_config::service::ServiceKey;
+use meshlb_gossip::driver::MeshStatus;
+use meshlb_gossip::mesh::MeshEvent;
+use tokio::sync::{broadcast, watch};
+
+use crate::pipeline::AgentState;
+
+/// One section of the hub: the latest snapshot of one component's status.
+#[derive(Debug)]
+pub struct Section<T> {
+    latest: watch::Sender<Arc<T>>,
+}
+
+impl<T: Default> Default for Section<T> {
+    fn default() -> Section<T> {
+        Section {
+            latest: watch::Sender::new(Arc::new(T::default())),
+        }
+    }
+}
+
+impl<T> Section<T> {
+    /// Replaces the snapshot.
+    pub fn publish(&self, snapshot: T) {
+        self.latest.send_replace(Arc::new(snapshot));
+    }
+
+    /// Replaces the snapshot by `next` if it differs.
+    pub fn publish_if_changed(&self, next: T)
+    where
+        T: PartialEq,
+    {
+        self.latest.send_if_modified(|current| {
+            let modified = **current != next;
+            if modified {
+                *current = Arc::new(next);
+            }
+            modified
+        });
+    }
+
+    /// Publishes `next()` if `differs` says the current snapshot differs
+    /// from it (for snapshots cheaper to tell apart than to compare).
+    pub fn publish_when(&self, differs: impl FnOnce(&T) -> bool, next: impl FnOnce() -> T) {
+        self.latest.send_if_modified(|current| {
+            let modified = differs(current);
+            if modified {
+                *current = Arc::new(next());
+            }
+            modified
+        });
+    }
+
+    /// Changes a copy of the snapshot with `change` and publishes it.
+    pub fn update(&self, change: impl FnOnce(&mut T))
+    where
+        T: Clone,
+    {
+        self.latest.send_modify(|current| change(Arc::make_mut(current)));
+    }
+
+    /// The latest snapshot.
+    pub fn get(&self) -> Arc<T> {
+        Arc::clone(&self.latest.borrow())
+    }
+
+    /// Follows the snapshots.
+    pub fn watch(&self) -> watch::Receiver<Arc<T>> {
+        self.latest.subscribe()
+    }
+}
+
+/// The configuration as the pipeline holds it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConfigStatus {
+    /// Generation running (0: none yet).
+    pub generation: u64,
+    /// The source's fingerprint of the running snapshot.
+    pub fingerprint: Option<u64>,
+    /// When the running generation was accepted.
+    pub accepted_at: Option<SystemTime>,
+    /// The latest update, if it was refused: when, and why.
+    pub last_rejection: Option<Rejection>,
+    /// Updates refused over the agent's life.
+    pub rejections: u64,
+    /// A snapshot held because it would withdraw everything: why.
+    pub held: Option<String>,
+}
+
+/// A refused update.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    /// When it was refused.
+    pub at: SystemTime,
+    /// Each error: file or object, field, value, what is allowed.
+    pub errors: Vec<String>,
+}
+
+/// What Layer 2 does here.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Layer2Status {
+    /// Every Layer 2 service, by its mesh id.
+    pub services: BTreeMap<u64, Layer2Service>,
+    /// The addresses the mesh gives this node to announce.
+    pub announcing: BTreeSet<IpAddr>,
+}
+
+/// One Layer 2 service as this node sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layer2Service {
+    /// `namespace/name`.
+    pub key: ServiceKey,
+    /// Its addresses.
+    pub addresses: Vec<IpAddr>,
+    /// Whether this node can serve it now (selected, healthy, a link up).
+    pub serveable: bool,
+    /// The interfaces its addresses are answered on here.
+    pub interfaces: BTreeSet<String>,
+}
+
+/// Who announces one address of a service, as this node sees the mesh.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddressOwnership {
+    /// The service.
+    pub service: ServiceKey,
+    /// The address.
+    pub address: IpAddr,
+    /// Members whose record claims it (one, when all is well).
+    pub announcers: Vec<String>,
+    /// Whether this node announces it.
+    pub here: bool,
+}
+
+/// A mesh event with the wall-clock time it was seen.
+#[derive(Debug, Clone)]
+pub struct TimedMeshEvent {
+    /// When.
+    pub at: SystemTime,
+    /// What.
+    pub event: MeshEvent,
+}
+
+/// How many mesh events a slow reader may fall behind before it misses some.
+const MESH_EVENT_BACKLOG: usize = 256;
+
+/// The hub. Cheap to clone; every clone is the same hub.
+#[derive(Debug, Clone)]
+pub struct StatusHub {
+    inner: Arc<Sections>,
+}
+
+#[derive(Debug)]
+struct Sections {
+    config: Section<ConfigStatus>,
+    running: Section<AgentState>,
+    mesh: Section<MeshStatus>,
+    mesh_events: broadcast::Sender<TimedMeshEvent>,
+    layer2: Section<Layer2Status>,
+    interfaces: Section<BTreeMap<String, AnnouncerStatus>>,
+}
+
+impl Default for StatusHub {
+    fn default() -> StatusHub {
+        StatusHub {
+            inner: Arc::new(Sections {
+                config: Section::default(),
+                running: Section::default(),
+                mesh: Section::default(),
+                mesh_events: broadcast::Sender::new(MESH_EVENT_BACKLOG),
+                layer2: Section::default(),
+                interfaces: Section::default(),
+            }),
+        }
+    }
+}
+
+impl StatusHub {
+    /// The configuration (written by the pipeline).
+    pub fn config(&self) -> &Section<ConfigStatus> {
+        &self.inner.config
+    }
+
+    /// What the pipeline decided (written by the pipeline; Layer 2 acts on it).
+    pub fn running(&self) -> &Section<AgentState> {
+        &self.inner.running
+    }
+
+    /// The mesh (written by the mesh).
+    pub fn mesh(&self) -> &Section<MeshStatus> {
+        &self.inner.mesh
+    }
+
+    /// Membership events (sent by the mesh).
+    pub fn mesh_events(&self) -> &broadcast::Sender<TimedMeshEvent> {
+        &self.inner.mesh_events
+    }
+
+    /// Layer 2 (written by the Layer 2 glue).
+    pub fn layer2(&self) -> &Section<Layer2Status> {
+        &self.inner.layer2
+    }
+
+    /// Interfaces (written for the interface actors).
+    pub fn interfaces(&self) -> &Section<BTreeMap<String, AnnouncerStatus>> {
+        &self.inner.interfaces
+    }
+
+    /// For every address of every Layer 2 service, who announces it: what
+    /// the members' records claim, and whether this node does.
+    pub fn ownership(&self) -> Vec<AddressOwnership> {
+        ownership(&self.layer2().get(), &self.mesh().get())
+    }
+}
+
+/// [`StatusHub::ownership`] from its two sections.
+pub fn ownership(layer2: &Layer2Status, mesh: &MeshStatus) -> Vec<AddressOwnership> {
+    let mut claimants: BTreeMap<IpAddr, Vec<String>> = BTreeMap::new();
+    for member in &mesh.members {
+        let Some(record) = &member.record else { continue };
+        for address in &record.claims {
+            claimants.entry(*address).or_default().push(member.id.name.clone());
+        }
+    }
+    layer2
+        .services
+        .values()
+        .flat_map(|service| {
+            service.addresses.iter().map(|address| AddressOwnership {
+                service: service.key.clone(),
+                address: *address,
+                announcers: claimants.get(address).cloned().unwrap_or_default(),
+                here: layer2.announcing.contains(address),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meshlb_gossip::identity::NodeId;
+    use meshlb_gossip::mesh::MemberView;
+    use meshlb_gossip::record::NodeRecord;
+
+    #[test]
+    fn ownership_is_read_from_the_members_claims() {
+        let a: IpAddr = "203.0.113.10".parse().unwrap();
+        let b: IpAddr = "203.0.113.11".parse().unwrap();
+        let member = |name: &str, last: u8, claims: &[IpAddr]| {
+            let mut record = NodeRecord::new(name, 1);
+            record.claims = claims.iter().copied().collect();
+            MemberView {
+                id: NodeId::new(name, std::net::SocketAddr::from(([192, 0, 2, last], 7947)), 1),
+                record: Some(record),
+            }
+        };
+        let mesh = MeshStatus {
+            members: vec![member("n1", 1, &[a]), member("n2", 2, &[])],
+            ..MeshStatus::default()
+        };
+        let layer2 = Layer2Status {
+            services: BTreeMap::from([(
+                7,
+                Layer2Service {
+                    key: ServiceKey::new("default", "web"),
+                    addresses: vec![a, b],
+                    serveable: true,
+                    interfaces: BTreeSet::from(["eth0".to_owned()]),
+                },
+            )]),
+            announcing: BTreeSet::from([a]),
+        };
+        let view = ownership(&layer2, &mesh);
+        assert_eq!(view.len(), 2);
+        assert_eq!(
+            (view[0].address, view[0].announcers.clone(), view[0].here),
+            (a, vec!["n1".to_owned()], true)
+        );
+        assert_eq!((view[1].address, view[1].announcers.len(), view[1].here), (b, 0, false));
+    }
+
+    #[tokio::test]
+    async fn a_section_has_one_latest_snapshot_and_wakes_its_readers() {
+        let hub = StatusHub::default();
+        let mut config = hub.config().watch();
+        hub.config().publish(ConfigStatus {
+            generation: 3,
+            ..ConfigStatus::default()
+        });
+        config.changed().await.unwrap();
+        assert_eq!(config.borrow_and_update().generation, 3);
+        hub.config().publish_if_changed(ConfigStatus {
+            generation: 3,
+            ..ConfigStatus::default()
+        });
+        assert!(!config.has_changed().unwrap(), "an equal snapshot wakes no one");
+        hub.config().update(|c| c.rejections += 1);
+        assert_eq!(hub.config().get().rejections, 1);
+    }
+}
