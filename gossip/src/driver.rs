@@ -142,7 +142,7 @@ pub async fn start(config: DriverConfig) -> Result<MeshHandle, DriverError> {
     let mut mesh = Mesh::new(identity, config.profile.clone(), u64::from_le_bytes(seed), 1);
     mesh.set_fence(config.fence.clone());
     let labels = config.labels.clone();
-    if let Err(e) = mesh.update_record(|r| r.labels = labels) {
+    if let Err(e) = mesh.set_labels(labels) {
         tracing::warn!("node labels left out of the record: {e}");
     }
     mesh.join(&config.seeds, 1);

@@ -36,7 +36,7 @@ use crate::codec::MeshCodec;
 use crate::identity::NodeId;
 use crate::ownership::{Candidate, Claimants, Failback, Fence, FenceStatus, may_start_announcing, service_owners};
 use crate::profile::{MAX_PLAINTEXT, Profile};
-use crate::record::{NodeRecord, RecordBook, SharedBook};
+use crate::record::{Layer2Section, NodeRecord, RecordBook, SharedBook};
 
 const KIND_FOCA: u8 = 1;
 const KIND_DIGEST: u8 = 2;
@@ -143,8 +143,8 @@ pub struct MeshService {
 pub type WeightFn = Arc<dyn Fn(&NodeRecord, &MeshService) -> u32 + Send + Sync>;
 
 /// What this node's Layer 2 side tells the mesh, in one step: every service
-/// ownership is computed for, how nodes are weighted for them, and what this
-/// node's record says of them. The record's `serving`, `links` and
+/// ownership is computed for, how nodes are weighted for them, and this
+/// node's [`Layer2Section`] of its record. The section and the
 /// configuration fingerprint (of `services`) change together, so a member
 /// that sees the fingerprint also sees what this node serves under it.
 #[derive(Clone)]
@@ -153,10 +153,8 @@ pub struct ServicePlan {
     pub services: Vec<MeshService>,
     /// Preference weights.
     pub weight: WeightFn,
-    /// The services ([`crate::record::service_id`]) this node can serve now.
-    pub serving: BTreeSet<u64>,
-    /// Link state of the interfaces the services are announced on.
-    pub links: BTreeMap<String, bool>,
+    /// What this node's record says of Layer 2.
+    pub layer2: Layer2Section,
 }
 
 impl Default for ServicePlan {
@@ -164,8 +162,7 @@ impl Default for ServicePlan {
         ServicePlan {
             services: Vec::new(),
             weight: Arc::new(|_, _| 0),
-            serving: BTreeSet::new(),
-            links: BTreeMap::new(),
+            layer2: Layer2Section::default(),
         }
     }
 }
@@ -174,8 +171,7 @@ impl std::fmt::Debug for ServicePlan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServicePlan")
             .field("services", &self.services.len())
-            .field("serving", &self.serving.len())
-            .field("links", &self.links)
+            .field("layer2", &format_args!("{}", self.layer2))
             .finish()
     }
 }
@@ -410,17 +406,22 @@ impl Mesh {
     /// this node's record says of them (see [`ServicePlan`]).
     pub fn set_services(&mut self, plan: ServicePlan) -> Result<(), MeshError> {
         let fingerprint = services_fingerprint(&plan.services);
-        if fingerprint != self.own.config_fingerprint {
+        if fingerprint != self.own.ownership.config_fingerprint {
             self.configuration_changed_ms = Some(self.now_ms);
         }
-        let (serving, links) = (plan.serving.clone(), plan.links.clone());
+        let layer2 = plan.layer2.clone();
         self.plan = plan;
         self.evaluation_due = true;
         self.update_record(|r| {
-            r.serving = serving;
-            r.links = links;
-            r.config_fingerprint = fingerprint;
+            r.layer2 = layer2;
+            r.ownership.config_fingerprint = fingerprint;
         })
+    }
+
+    /// Replaces the labels in this node's record (the node selectors of
+    /// the others match them).
+    pub fn set_labels(&mut self, labels: BTreeMap<String, String>) -> Result<(), MeshError> {
+        self.update_record(|r| r.labels = labels)
     }
 
     /// The services ownership is computed for.
@@ -617,8 +618,11 @@ impl Mesh {
         &self.own
     }
 
-    /// Changes this node's record and spreads the new version.
-    pub fn update_record(&mut self, change: impl FnOnce(&mut NodeRecord)) -> Result<(), MeshError> {
+    /// Changes this node's record and spreads the new version. Private:
+    /// each section has one writer ([`Mesh::set_labels`],
+    /// [`Mesh::set_services`], and the mesh itself for the ownership
+    /// section).
+    fn update_record(&mut self, change: impl FnOnce(&mut NodeRecord)) -> Result<(), MeshError> {
         let mut next = self.own.clone();
         change(&mut next);
         next.node = self.own.node.clone();
@@ -649,7 +653,7 @@ impl Mesh {
         if self.leave_at_ms.is_none() {
             self.leave_at_ms = Some(self.now_ms + self.handover_ms());
         }
-        self.update_record(|r| r.leaving = true)
+        self.update_record(|r| r.ownership.leaving = true)
     }
 
     /// How long a leaving node keeps announcing after [`Mesh::begin_leave`]:
@@ -761,7 +765,7 @@ impl Mesh {
     /// When [`Mesh::settled`] may next turn true by the clock alone
     /// (`None`: settled, or waiting for a member to answer).
     fn settle_deadline(&self) -> Option<u64> {
-        if !self.own.settling {
+        if !self.own.ownership.settling {
             return None;
         }
         Some(self.joined_at_ms + self.settle_period_ms()).filter(|at| *at > self.now_ms)
@@ -772,13 +776,13 @@ impl Mesh {
     /// settling node announces nothing, and its record says so at once.
     fn publish_settling(&mut self) {
         let settling = !self.settled();
-        if self.own.settling == settling || self.own.leaving {
+        if self.own.ownership.settling == settling || self.own.ownership.leaving {
             return;
         }
         let result = self.update_record(|r| {
-            r.settling = settling;
+            r.ownership.settling = settling;
             if settling {
-                r.claims.clear();
+                r.ownership.claims.clear();
             }
         });
         if let Err(e) = result {
@@ -811,8 +815,8 @@ impl Mesh {
         if self.left {
             return BTreeSet::new();
         }
-        if self.own.leaving {
-            return self.own.claims.clone();
+        if self.own.ownership.leaving {
+            return self.own.ownership.claims.clone();
         }
         // Members this node hands an address to: they wait for its record
         // to drop the address before they announce it.
@@ -820,7 +824,7 @@ impl Mesh {
         let me = self.own.node.clone();
         let active = self.settled() && self.has_quorum();
         let book = self.book.lock();
-        let fingerprint = self.own.config_fingerprint;
+        let fingerprint = self.own.ownership.config_fingerprint;
         let mut views_known = true;
         let mut records: Vec<&NodeRecord> = Vec::new();
         let presumed = self
@@ -829,9 +833,9 @@ impl Mesh {
             .map(|(id, _)| book.get(&id.name).filter(|r| r.boot == id.boot));
         for record in self.live_records(&book).map(|(_, record)| record).chain(presumed) {
             match record {
-                Some(r) if r.leaving => {}
+                Some(r) if r.ownership.leaving => {}
                 Some(r) => {
-                    views_known &= r.config_fingerprint == fingerprint;
+                    views_known &= r.ownership.config_fingerprint == fingerprint;
                     records.push(r);
                 }
                 None => views_known = false,
@@ -842,9 +846,9 @@ impl Mesh {
         let mut claimants = Claimants::new();
         for record in records
             .iter()
-            .filter(|r| !r.settling && !self.stale_claims.contains(&r.node))
+            .filter(|r| !r.ownership.settling && !self.stale_claims.contains(&r.node))
         {
-            for address in &record.claims {
+            for address in &record.ownership.claims {
                 claimants.entry(*address).or_default().insert(record.node.clone());
             }
         }
@@ -862,12 +866,12 @@ impl Mesh {
                 .map(|r| Candidate {
                     node: r.node.clone(),
                     weight: weight(r, service),
-                    settling: r.settling,
+                    settling: r.ownership.settling,
                 })
                 .collect();
             let owners = service_owners(&service.addresses, &candidates, service.failback, &claimants);
             for (address, owner) in owners {
-                let announcing_now = self.own.claims.contains(&address);
+                let announcing_now = self.own.ownership.claims.contains(&address);
                 match owner {
                     Some(owner)
                         if owner == me
@@ -903,9 +907,9 @@ impl Mesh {
         drop(book);
         self.released_ms = released;
         self.last_claimants = claimants;
-        if mine != self.own.claims {
+        if mine != self.own.ownership.claims {
             let claims = mine.clone();
-            if let Err(e) = self.update_record(|r| r.claims = claims) {
+            if let Err(e) = self.update_record(|r| r.ownership.claims = claims) {
                 tracing::warn!("publishing claims: {e}");
             }
             // The record spreads by gossip anyway; a successor gets it at
@@ -975,7 +979,7 @@ impl Mesh {
             if *name == self.own.node {
                 continue;
             }
-            let fingerprint = self.book.lock().get(name).map(|r| r.config_fingerprint);
+            let fingerprint = self.book.lock().get(name).map(|r| r.ownership.config_fingerprint);
             if let Some(fingerprint) = fingerprint
                 && self
                     .fingerprints
@@ -1042,7 +1046,7 @@ impl Mesh {
             .book
             .lock()
             .get(&id.name)
-            .is_some_and(|r| r.leaving && r.boot == id.boot);
+            .is_some_and(|r| r.ownership.leaving && r.boot == id.boot);
         let suspected = self.suspected.remove(&id);
         if left {
             self.fence.left(&id.name);

@@ -2,14 +2,24 @@
 //! latest record of every node.
 //!
 //! A record says what the others need to pick owners without asking the
-//! API server: the node's labels (node selectors), the link state of its
-//! interfaces, the services it can serve now (endpoint or health-check
-//! readiness), its configuration fingerprint, whether it is leaving or still
-//! settling (re-learning the mesh after a start or a stall), and the
-//! addresses it announces now (its claims: what non-revertive ownership
-//! sticks to, and what any node can report about any other).
-//! Services are named by a 64-bit hash of `namespace/name`
-//! ([`service_id`]), so 1,000 services cost 8 KB.
+//! API server, in typed sections, each with one writer:
+//! - the node's labels (node selectors): written when the agent starts
+//!   ([`crate::mesh::Mesh::set_labels`]);
+//! - [`OwnershipSection`], written by the mesh itself: its configuration
+//!   fingerprint, whether it is leaving or still settling (re-learning the
+//!   mesh after a start or a stall), and the addresses it announces now
+//!   (its claims: what non-revertive ownership sticks to, and what any node
+//!   can report about any other);
+//! - [`Layer2Section`], written by the Layer 2 plan through
+//!   [`crate::mesh::Mesh::set_services`]: the link state of its interfaces
+//!   and the services it can serve now (endpoint or health-check
+//!   readiness).
+//!
+//! What BGP says of a node will be a section of its own. On the wire each
+//! section is a kind, a length and its payload; a section of a kind this
+//! build does not know (a newer agent's, during a rolling upgrade) is
+//! skipped, not refused. Services are named by a 64-bit hash of
+//! `namespace/name` ([`service_id`]), so 1,000 services cost 8 KB.
 //!
 //! A record is versioned by `(boot, version)`: `boot` is the boot time in
 //! the node's identity (a restarted agent starts at a higher one; a rejoin
@@ -19,12 +29,12 @@
 //! anti-entropy exchange (see [`crate::mesh`]).
 //!
 //! ```text
-//! fragment = 'R' name-len:u8 name boot:u64 version:u64 index:u8 count:u8 payload
-//! body     = fingerprint:u64 flags:u8(bit 0 leaving, bit 1 settling)
-//!            labels:u16 (key-len:u16 key value-len:u16 value)*
-//!            links:u16 (name-len:u8 name up:u8)*
-//!            services:u32 (id:u64)*
-//!            claims:u16 (family:u8(4|6) address:4|16)*
+//! fragment  = 'R' name-len:u8 name boot:u64 version:u64 index:u8 count:u8 payload
+//! body      = (kind:u8 length:u32 section)*      each kind at most once
+//! section 1 = labels:u16 (key-len:u16 key value-len:u16 value)*
+//! section 2 = fingerprint:u64 flags:u8(bit 0 leaving, bit 1 settling)
+//!             claims:u16 (family:u8(4|6) address:4|16)*
+//! section 3 = links:u16 (name-len:u8 name up:u8)* services:u32 (id:u64)*
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -51,7 +61,7 @@ pub fn service_id(key: &str) -> u64 {
     u64::from_be_bytes(first)
 }
 
-/// What one node tells the others about itself.
+/// What one node tells the others about itself, by section.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NodeRecord {
     /// Node name.
@@ -60,7 +70,18 @@ pub struct NodeRecord {
     pub boot: u64,
     /// Counts changes within a boot.
     pub version: u64,
-    /// Fingerprint of the configuration the node runs.
+    /// Node labels (written when the agent starts).
+    pub labels: BTreeMap<String, String>,
+    /// What the mesh says of this node (written by the mesh).
+    pub ownership: OwnershipSection,
+    /// What Layer 2 says of this node (written by the Layer 2 plan).
+    pub layer2: Layer2Section,
+}
+
+/// The section the mesh writes: where the node stands in ownership.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OwnershipSection {
+    /// Fingerprint of the services the node computes ownership for.
     pub config_fingerprint: u64,
     /// Leaving gracefully: successors take over before it goes quiet.
     pub leaving: bool,
@@ -68,15 +89,35 @@ pub struct NodeRecord {
     /// and must not displace a settled member that announces (see
     /// [`crate::ownership::service_owners`]).
     pub settling: bool,
-    /// Node labels.
-    pub labels: BTreeMap<String, String>,
+    /// Addresses this node announces now.
+    pub claims: BTreeSet<IpAddr>,
+}
+
+/// The section Layer 2 writes: what this node can serve and where.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Layer2Section {
     /// Interface name to link up.
     pub links: BTreeMap<String, bool>,
     /// Services ([`service_id`]) this node can serve now.
     pub serving: BTreeSet<u64>,
-    /// Addresses this node announces now.
-    pub claims: BTreeSet<IpAddr>,
 }
+
+impl std::fmt::Display for Layer2Section {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let up = self.links.values().filter(|up| **up).count();
+        write!(
+            f,
+            "serving {} services; links up {up} of {}",
+            self.serving.len(),
+            self.links.len()
+        )
+    }
+}
+
+/// Section kinds on the wire.
+const SECTION_LABELS: u8 = 1;
+const SECTION_OWNERSHIP: u8 = 2;
+const SECTION_LAYER2: u8 = 3;
 
 /// Why a record or fragment was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -98,9 +139,12 @@ pub enum RecordError {
     /// A text field that is not UTF-8, or a name too long.
     #[error("bad text in {0}")]
     BadText(&'static str),
-    /// Bytes after the last field.
-    #[error("{0} bytes after the record")]
+    /// Bytes after the last field of a section.
+    #[error("{0} bytes after a record section")]
     Trailing(usize),
+    /// A section kind twice in one record.
+    #[error("record section {0} twice")]
+    DuplicateSection(u8),
     /// The record needs more than [`MAX_FRAGMENTS`] fragments.
     #[error("record of {0} bytes is too large")]
     TooLarge(usize),
@@ -136,7 +180,10 @@ impl NodeRecord {
             node: node.into(),
             boot,
             version: 1,
-            settling: true,
+            ownership: OwnershipSection {
+                settling: true,
+                ..OwnershipSection::default()
+            },
             ..NodeRecord::default()
         }
     }
@@ -148,87 +195,80 @@ impl NodeRecord {
 
     /// Whether the node can serve `service` (a [`service_id`]).
     pub fn serves(&self, service: u64) -> bool {
-        self.serving.contains(&service)
+        self.layer2.serving.contains(&service)
     }
 
     fn encode_body(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(16 + self.serving.len() * 8);
-        out.put_u64(self.config_fingerprint);
-        out.put_u8(u8::from(self.leaving) | (u8::from(self.settling) << 1));
-        out.put_u16(self.labels.len().min(u16::MAX as usize) as u16);
-        for (k, v) in self.labels.iter().take(u16::MAX as usize) {
-            let k = &k.as_bytes()[..k.len().min(u16::MAX as usize)];
-            let v = &v.as_bytes()[..v.len().min(u16::MAX as usize)];
-            out.put_u16(k.len() as u16);
-            out.put_slice(k);
-            out.put_u16(v.len() as u16);
-            out.put_slice(v);
-        }
-        out.put_u16(self.links.len().min(u16::MAX as usize) as u16);
-        for (name, up) in self.links.iter().take(u16::MAX as usize) {
-            let name = &name.as_bytes()[..name.len().min(255)];
-            out.put_u8(name.len() as u8);
-            out.put_slice(name);
-            out.put_u8(u8::from(*up));
-        }
-        out.put_u32(self.serving.len() as u32);
-        for id in &self.serving {
-            out.put_u64(*id);
-        }
-        out.put_u16(self.claims.len().min(u16::MAX as usize) as u16);
-        for address in self.claims.iter().take(u16::MAX as usize) {
-            crate::codec::put_address(*address, &mut out);
-        }
+        let mut out = Vec::with_capacity(32 + self.layer2.serving.len() * 8);
+        put_section(&mut out, SECTION_LABELS, |out| {
+            out.put_u16(self.labels.len().min(u16::MAX as usize) as u16);
+            for (k, v) in self.labels.iter().take(u16::MAX as usize) {
+                let k = &k.as_bytes()[..k.len().min(u16::MAX as usize)];
+                let v = &v.as_bytes()[..v.len().min(u16::MAX as usize)];
+                out.put_u16(k.len() as u16);
+                out.put_slice(k);
+                out.put_u16(v.len() as u16);
+                out.put_slice(v);
+            }
+        });
+        let ownership = &self.ownership;
+        put_section(&mut out, SECTION_OWNERSHIP, |out| {
+            out.put_u64(ownership.config_fingerprint);
+            out.put_u8(u8::from(ownership.leaving) | (u8::from(ownership.settling) << 1));
+            out.put_u16(ownership.claims.len().min(u16::MAX as usize) as u16);
+            for address in ownership.claims.iter().take(u16::MAX as usize) {
+                crate::codec::put_address(*address, out);
+            }
+        });
+        let layer2 = &self.layer2;
+        put_section(&mut out, SECTION_LAYER2, |out| {
+            out.put_u16(layer2.links.len().min(u16::MAX as usize) as u16);
+            for (name, up) in layer2.links.iter().take(u16::MAX as usize) {
+                let name = &name.as_bytes()[..name.len().min(255)];
+                out.put_u8(name.len() as u8);
+                out.put_slice(name);
+                out.put_u8(u8::from(*up));
+            }
+            out.put_u32(layer2.serving.len() as u32);
+            for id in &layer2.serving {
+                out.put_u64(*id);
+            }
+        });
         out
     }
 
     fn decode_body(node: &str, boot: u64, version: u64, mut buf: &[u8]) -> Result<NodeRecord, RecordError> {
         let buf = &mut buf;
-        need(buf, 11, "header")?;
-        let config_fingerprint = buf.get_u64();
-        let flags = buf.get_u8();
-        let leaving = flags & 1 == 1;
-        let settling = flags & 2 == 2;
-        let mut labels = BTreeMap::new();
-        for _ in 0..buf.get_u16() {
-            let key = get_text_u16(buf, "label key")?;
-            let value = get_text_u16(buf, "label value")?;
-            labels.insert(key, value);
-        }
-        need(buf, 2, "link count")?;
-        let mut links = BTreeMap::new();
-        for _ in 0..buf.get_u16() {
-            need(buf, 1, "link name length")?;
-            let nl = buf.get_u8() as usize;
-            let name = get_text(buf, nl, "link name")?;
-            need(buf, 1, "link state")?;
-            links.insert(name, buf.get_u8() == 1);
-        }
-        need(buf, 4, "service count")?;
-        let count = buf.get_u32() as usize;
-        need(buf, count.saturating_mul(8), "services")?;
-        let serving = (0..count).map(|_| buf.get_u64()).collect();
-        need(buf, 2, "claim count")?;
-        let mut claims = BTreeSet::new();
-        for _ in 0..buf.get_u16() {
-            let address = crate::codec::get_address(buf).map_err(|_| RecordError::Truncated("claim"))?;
-            claims.insert(address);
-        }
-        if buf.has_remaining() {
-            return Err(RecordError::Trailing(buf.remaining()));
-        }
-        Ok(NodeRecord {
+        let mut record = NodeRecord {
             node: node.to_owned(),
             boot,
             version,
-            config_fingerprint,
-            leaving,
-            settling,
-            labels,
-            links,
-            serving,
-            claims,
-        })
+            ..NodeRecord::default()
+        };
+        let mut seen = BTreeSet::new();
+        while buf.has_remaining() {
+            need(buf, 5, "section header")?;
+            let kind = buf.get_u8();
+            let length = buf.get_u32() as usize;
+            need(buf, length, "section")?;
+            let (mut section, rest) = buf.split_at(length);
+            *buf = rest;
+            if !seen.insert(kind) {
+                return Err(RecordError::DuplicateSection(kind));
+            }
+            let section = &mut section;
+            match kind {
+                SECTION_LABELS => record.labels = decode_labels(section)?,
+                SECTION_OWNERSHIP => record.ownership = decode_ownership(section)?,
+                SECTION_LAYER2 => record.layer2 = decode_layer2(section)?,
+                // A newer agent's section: not for this build.
+                _ => section.advance(section.len()),
+            }
+            if section.has_remaining() {
+                return Err(RecordError::Trailing(section.remaining()));
+            }
+        }
+        Ok(record)
     }
 
     /// The record as fragments, each one foca custom broadcast.
@@ -263,6 +303,61 @@ impl NodeRecord {
             })
             .collect())
     }
+}
+
+/// Appends a section: its kind, its length, then what `write` puts.
+fn put_section(out: &mut Vec<u8>, kind: u8, write: impl FnOnce(&mut Vec<u8>)) {
+    out.put_u8(kind);
+    let at = out.len();
+    out.put_u32(0);
+    write(out);
+    let length = (out.len() - at - 4) as u32;
+    out[at..at + 4].copy_from_slice(&length.to_be_bytes());
+}
+
+fn decode_labels(buf: &mut &[u8]) -> Result<BTreeMap<String, String>, RecordError> {
+    need(buf, 2, "label count")?;
+    let mut labels = BTreeMap::new();
+    for _ in 0..buf.get_u16() {
+        let key = get_text_u16(buf, "label key")?;
+        let value = get_text_u16(buf, "label value")?;
+        labels.insert(key, value);
+    }
+    Ok(labels)
+}
+
+fn decode_ownership(buf: &mut &[u8]) -> Result<OwnershipSection, RecordError> {
+    need(buf, 11, "ownership")?;
+    let config_fingerprint = buf.get_u64();
+    let flags = buf.get_u8();
+    let mut claims = BTreeSet::new();
+    for _ in 0..buf.get_u16() {
+        let address = crate::codec::get_address(buf).map_err(|_| RecordError::Truncated("claim"))?;
+        claims.insert(address);
+    }
+    Ok(OwnershipSection {
+        config_fingerprint,
+        leaving: flags & 1 == 1,
+        settling: flags & 2 == 2,
+        claims,
+    })
+}
+
+fn decode_layer2(buf: &mut &[u8]) -> Result<Layer2Section, RecordError> {
+    need(buf, 2, "link count")?;
+    let mut links = BTreeMap::new();
+    for _ in 0..buf.get_u16() {
+        need(buf, 1, "link name length")?;
+        let nl = buf.get_u8() as usize;
+        let name = get_text(buf, nl, "link name")?;
+        need(buf, 1, "link state")?;
+        links.insert(name, buf.get_u8() == 1);
+    }
+    need(buf, 4, "service count")?;
+    let count = buf.get_u32() as usize;
+    need(buf, count.saturating_mul(8), "services")?;
+    let serving = (0..count).map(|_| buf.get_u64()).collect();
+    Ok(Layer2Section { links, serving })
 }
 
 /// A decoded fragment header and payload.
@@ -464,14 +559,14 @@ mod tests {
     fn big_record(services: usize) -> NodeRecord {
         let mut r = NodeRecord::new("worker-17", 1_700_000_000_000);
         r.version = 9;
-        r.config_fingerprint = 0xfeed;
+        r.ownership.config_fingerprint = 0xfeed;
         r.labels.insert("kubernetes.io/hostname".into(), "worker-17".into());
         r.labels.insert("topology.kubernetes.io/zone".into(), "a".into());
-        r.links.insert("eth0".into(), true);
-        r.links.insert("eth1".into(), false);
-        r.serving = (0..services).map(|i| service_id(&format!("default/svc-{i}"))).collect();
-        r.claims.insert("203.0.113.9".parse().unwrap());
-        r.claims.insert("2001:db8::9".parse().unwrap());
+        r.layer2.links.insert("eth0".into(), true);
+        r.layer2.links.insert("eth1".into(), false);
+        r.layer2.serving = (0..services).map(|i| service_id(&format!("default/svc-{i}"))).collect();
+        r.ownership.claims.insert("203.0.113.9".parse().unwrap());
+        r.ownership.claims.insert("2001:db8::9".parse().unwrap());
         r
     }
 
@@ -500,14 +595,20 @@ mod tests {
             let _ = book.receive(&f);
         }
         let old = r.fragments().unwrap_or_default();
-        assert!(book.get("worker-17").is_some_and(|x| x.settling && !x.leaving));
+        assert!(
+            book.get("worker-17")
+                .is_some_and(|x| x.ownership.settling && !x.ownership.leaving)
+        );
         r.version += 1;
-        r.leaving = true;
-        r.settling = false;
+        r.ownership.leaving = true;
+        r.ownership.settling = false;
         for f in r.fragments().unwrap_or_default() {
             let _ = book.receive(&f);
         }
-        assert!(book.get("worker-17").is_some_and(|x| x.leaving && !x.settling));
+        assert!(
+            book.get("worker-17")
+                .is_some_and(|x| x.ownership.leaving && !x.ownership.settling)
+        );
         assert_eq!(book.receive(&old[0]), Ok(None));
         // A restart (higher boot) beats any version of the old one.
         let restarted = NodeRecord::new("worker-17", r.boot + 1);
@@ -537,6 +638,35 @@ mod tests {
         );
         assert_eq!(book.refused(), 3);
         assert!(book.get("worker-17").is_none());
+    }
+
+    /// A section this build does not know (what a newer agent's BGP
+    /// section is to an older one) is skipped; the known ones still read.
+    /// A section twice, or one with bytes left over, is refused.
+    #[test]
+    fn unknown_sections_are_skipped_and_bad_ones_refused() {
+        let record = big_record(2);
+        let mut body = record.encode_body();
+        put_section(&mut body, 200, |out| out.put_slice(b"what BGP will say"));
+        let decoded = NodeRecord::decode_body("worker-17", record.boot, record.version, &body).unwrap();
+        assert_eq!(decoded, record);
+
+        let mut twice = record.encode_body();
+        put_section(&mut twice, SECTION_LAYER2, |out| {
+            out.put_u16(0);
+            out.put_u32(0);
+        });
+        let error = NodeRecord::decode_body("worker-17", 1, 1, &twice).unwrap_err();
+        assert_eq!(error, RecordError::DuplicateSection(SECTION_LAYER2));
+
+        let mut long = Vec::new();
+        put_section(&mut long, SECTION_LABELS, |out| {
+            out.put_u16(0);
+            out.put_u8(7);
+        });
+        let error = NodeRecord::decode_body("worker-17", 1, 1, &long).unwrap_err();
+        assert_eq!(error, RecordError::Trailing(1));
+        assert_eq!(record.layer2.to_string(), "serving 2 services; links up 1 of 2");
     }
 
     proptest::proptest! {

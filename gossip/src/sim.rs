@@ -104,7 +104,10 @@ impl SimNet {
     fn plan(services: &[MeshService]) -> ServicePlan {
         ServicePlan {
             services: services.to_vec(),
-            serving: services.iter().map(|s| s.id).collect(),
+            layer2: crate::record::Layer2Section {
+                serving: services.iter().map(|s| s.id).collect(),
+                ..Default::default()
+            },
             ..ServicePlan::default()
         }
     }

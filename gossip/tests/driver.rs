@@ -45,8 +45,10 @@ async fn plan(handle: &MeshHandle, spec: &MeshService, serving: bool) {
     let plan = ServicePlan {
         services: vec![spec.clone()],
         weight: Arc::new(|_, _| 0),
-        serving: if serving { [spec.id].into() } else { Default::default() },
-        links: BTreeMap::new(),
+        layer2: meshlb_gossip::record::Layer2Section {
+            serving: if serving { [spec.id].into() } else { Default::default() },
+            links: BTreeMap::new(),
+        },
     };
     handle.commands.send(Command::SetServices(plan)).await.unwrap();
 }

@@ -5,9 +5,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 
-use meshlb_gossip::mesh::MeshService;
+use meshlb_gossip::mesh::{MeshService, ServicePlan};
 use meshlb_gossip::ownership::Failback;
 use meshlb_gossip::profile::Profile;
+use meshlb_gossip::record::Layer2Section;
 use meshlb_gossip::record::service_id;
 use meshlb_gossip::sim::SimNet;
 
@@ -456,10 +457,13 @@ fn records_of_a_thousand_services_reach_everyone_under_loss() {
     let ids: BTreeSet<u64> = (0..1000).map(|i| service_id(&format!("ns/svc-{i}"))).collect();
     for node in &mut net.nodes {
         if let Some(mesh) = node.mesh.as_mut() {
-            mesh.update_record(|r| {
-                r.serving = ids.clone();
-                r.labels.insert("zone".into(), "a".into());
-                r.links.insert("eth0".into(), true);
+            mesh.set_labels([("zone".to_owned(), "a".to_owned())].into()).unwrap();
+            mesh.set_services(ServicePlan {
+                layer2: Layer2Section {
+                    serving: ids.clone(),
+                    links: [("eth0".to_owned(), true)].into(),
+                },
+                ..ServicePlan::default()
             })
             .unwrap();
         }
@@ -472,14 +476,18 @@ fn records_of_a_thousand_services_reach_everyone_under_loss() {
             let record = m
                 .record
                 .unwrap_or_else(|| panic!("{i} lacks a record of {}", m.id.name));
-            assert_eq!(record.serving.len(), 1000);
+            assert_eq!(record.layer2.serving.len(), 1000);
         }
     }
     // A change of one record spreads to all.
     let idx = index_of(&net, "node-004");
     if let Some(mesh) = net.nodes[idx].mesh.as_mut() {
-        mesh.update_record(|r| {
-            r.links.insert("eth0".into(), false);
+        mesh.set_services(ServicePlan {
+            layer2: Layer2Section {
+                serving: ids.clone(),
+                links: [("eth0".to_owned(), false)].into(),
+            },
+            ..ServicePlan::default()
         })
         .unwrap();
     }

@@ -245,7 +245,7 @@ pub fn ownership(layer2: &Layer2Status, mesh: &MeshStatus) -> Vec<AddressOwnersh
     let mut claimants: BTreeMap<IpAddr, Vec<String>> = BTreeMap::new();
     for member in &mesh.members {
         let Some(record) = &member.record else { continue };
-        for address in &record.claims {
+        for address in &record.ownership.claims {
             claimants.entry(*address).or_default().push(member.id.name.clone());
         }
     }
@@ -276,7 +276,7 @@ mod tests {
         let b: IpAddr = "203.0.113.11".parse().unwrap();
         let member = |name: &str, last: u8, claims: &[IpAddr]| {
             let mut record = NodeRecord::new(name, 1);
-            record.claims = claims.iter().copied().collect();
+            record.ownership.claims = claims.iter().copied().collect();
             MemberView {
                 id: NodeId::new(name, std::net::SocketAddr::from(([192, 0, 2, last], 7947)), 1),
                 record: Some(record),

@@ -229,13 +229,13 @@ fn members_text(status: &MeshStatus) -> String {
         ));
         match &m.record {
             Some(record) => {
-                let claims: Vec<String> = record.claims.iter().map(ToString::to_string).collect();
+                let claims: Vec<String> = record.ownership.claims.iter().map(ToString::to_string).collect();
                 let claims = if claims.is_empty() {
                     "-".to_owned()
                 } else {
                     claims.join(",")
                 };
-                text.push_str(&format!(" settling={} claims={claims}\n", record.settling));
+                text.push_str(&format!(" settling={} claims={claims}\n", record.ownership.settling));
             }
             None => text.push_str(" record=none\n"),
         }
@@ -262,8 +262,8 @@ mod tests {
 
         let id = |name: &str, last: u8| NodeId::new(name, SocketAddr::from(([192, 0, 2, last], 7947)), 100);
         let mut record = NodeRecord::new("b", 100);
-        record.settling = false;
-        record.claims = ["203.0.113.10".parse().unwrap(), "2001:db8:100::10".parse().unwrap()].into();
+        record.ownership.settling = false;
+        record.ownership.claims = ["203.0.113.10".parse().unwrap(), "2001:db8:100::10".parse().unwrap()].into();
         let status = MeshStatus {
             members: vec![
                 MemberView {

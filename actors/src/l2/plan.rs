@@ -25,7 +25,7 @@ use meshlb_config::meta::{StringMap, any_matches};
 use meshlb_config::service::ServiceKey;
 use meshlb_config::{Inventory, ServiceOutcome};
 use meshlb_gossip::mesh::{MeshService, ServicePlan, WeightFn};
-use meshlb_gossip::record::{NodeRecord, service_id};
+use meshlb_gossip::record::{Layer2Section, NodeRecord, service_id};
 
 use crate::l2::links::Links;
 
@@ -106,8 +106,10 @@ impl L2Plan {
         ServicePlan {
             services: self.mesh_services(),
             weight: self.weight_fn(),
-            serving: self.serving(),
-            links: self.links.clone(),
+            layer2: Layer2Section {
+                serving: self.serving(),
+                links: self.links.clone(),
+            },
         }
     }
 
