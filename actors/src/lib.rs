@@ -1,15 +1,17 @@
 //! # meshlb-actors: the agent's actors
 //!
-//! Place in the architecture: thin actors (one per service, per BGP peer, per
-//! network interface, plus membership and configuration) that own sockets and
-//! timers and pass messages to the sans-IO cores in `meshlb-wire` and
-//! `meshlb-gossip`. Protocol logic does not live here, except for the small
-//! sans-IO core of Layer 2 answering ([`l2::responder`]), which has no other
-//! home: it is neither a codec nor gossip.
+//! Place in the architecture: each protocol's policy and its thin actors.
+//! The policy is pure (the Layer 2 plan, [`l2::plan`]; later BGP's
+//! advertisements); the actors (one per service, per BGP peer, per network
+//! interface, plus membership) own sockets and timers and pass messages to
+//! the sans-IO cores here and in `meshlb-wire` and `meshlb-gossip`. The
+//! agent (`meshlb-node-agent`) only wires them together and applies what
+//! the policy decides; the answering actors run on an arbiter of their own.
 //!
-//! Status: Layer 2 mode ([`l2`]): interface, service and membership actors
-//! on actix, run by the agent and tested against real clients in the lab.
-//! BGP peer actors come with BGP mode.
+//! Status: Layer 2 mode ([`l2`]): plan, link state, responder, interface,
+//! service and membership actors on actix, run by the agent and tested
+//! against real clients in the lab. BGP (`bgp/`) and BFD (`bfd/`) come
+//! next, in the same shape.
 
 mod error;
 pub mod l2;

@@ -1,11 +1,15 @@
 //! # meshlb-agent: the per-node daemon
 //!
-//! Place in the architecture: the binary every node runs (a DaemonSet in
-//! Kubernetes, a plain daemon in standalone mode). It reads configuration
-//! (a directory of YAML files today; the Kubernetes API later), turns it into
-//! addresses with `meshlb-config`, and will start the actors of
-//! `meshlb-actors`, join the gossip mesh of `meshlb-gossip`, and serve gRPC
-//! introspection and Prometheus metrics.
+//! Place in the architecture: the composition root every node runs (a
+//! DaemonSet in Kubernetes, a plain daemon in standalone mode), and thin on
+//! purpose. Configuration comes from a source ([`sources`]: a directory of
+//! YAML files today, the Kubernetes API next) as a stream of snapshots; the
+//! [`pipeline`] turns them into addresses with `meshlb-config`; the mesh of
+//! `meshlb-gossip` decides who announces what; the actors of
+//! `meshlb-actors` answer. Every component publishes what it knows to the
+//! [`status`] hub, which the state files read now and gRPC introspection
+//! and Prometheus metrics will read next. Protocol policy lives with its
+//! protocol, not here.
 //!
 //! | module | what |
 //! |---|---|
@@ -16,8 +20,8 @@
 //! | [`status_files`] | the state directory's status files, written from the hub |
 //! | [`state_file`] | remembers assignments across restarts in standalone mode |
 //! | [`health`] | runs the local health probes services declare |
-//! | [`mesh`] | joins the gossip mesh, publishes this node's record, reports membership |
-//! | [`layer2`] | Layer 2 mode: what this node serves, what each interface answers for |
+//! | [`mesh`] | joins the gossip mesh (its driver on the answering thread), key rotation, reports to the hub |
+//! | [`layer2`] | the glue that applies the Layer 2 plan of `meshlb-actors` |
 //! | [`local_address`] | service addresses on loopback, kernel kept from answering ARP for them |
 
 pub mod app;
