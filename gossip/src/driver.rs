@@ -262,7 +262,8 @@ impl MeshTask {
                     }
                     Some(Command::SetKeyring(keyring)) => self.channel.set_keyring(keyring),
                     Some(Command::Leave(done)) => {
-                        if let Err(e) = self.mesh.begin_leave() {
+                        let now = self.now_ms();
+                        if let Err(e) = self.mesh.begin_leave(now) {
                             tracing::warn!("begin leave: {e}");
                         }
                         leaving = Some(done);

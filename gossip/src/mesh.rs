@@ -643,13 +643,14 @@ impl Mesh {
         Ok(())
     }
 
-    /// Starts a graceful leave: the record says `leaving`, so the others
+    /// Starts a graceful leave at `now_ms`: the record says `leaving`, so the others
     /// stop counting this node as a candidate and its successors start
     /// announcing while it still does. After the handover time
     /// ([`Mesh::handover_ms`]) [`Mesh::handle_timeout`] ends it: this node
     /// announces nothing, tells a few members it is gone, and emits
     /// [`MeshEvent::Left`].
-    pub fn begin_leave(&mut self) -> Result<(), MeshError> {
+    pub fn begin_leave(&mut self, now_ms: u64) -> Result<(), MeshError> {
+        self.turn(now_ms);
         if self.leave_at_ms.is_none() {
             self.leave_at_ms = Some(self.now_ms + self.handover_ms());
         }

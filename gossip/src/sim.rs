@@ -179,7 +179,7 @@ impl SimNet {
     /// mesh ends it after the handover time ([`MeshEvent::Left`]).
     pub fn leave(&mut self, i: usize) {
         if let Some(mesh) = self.nodes[i].mesh.as_mut()
-            && let Err(e) = mesh.begin_leave()
+            && let Err(e) = mesh.begin_leave(self.now_ms)
         {
             tracing::warn!("begin leave: {e}");
         }

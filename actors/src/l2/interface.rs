@@ -39,8 +39,9 @@ use crate::l2::socket::{FrameSocket, InterfaceInfo, MAX_FRAME, SolicitedNodeGrou
 /// How long the actor waits after a failed read before reading again.
 pub const RECEIVE_RETRY: Duration = Duration::from_secs(1);
 
-/// A gap this long between two link polls means the process was stalled.
-pub const STALL: Duration = Duration::from_secs(1);
+/// A gap this long between two link looks means the process was stalled:
+/// the mesh's definition of a stall ([`meshlb_gossip::mesh::STALL_MS`]).
+pub const STALL: Duration = Duration::from_millis(meshlb_gossip::mesh::STALL_MS);
 
 /// What the interface actor reports.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -220,7 +221,7 @@ impl InterfaceActor {
             }));
         }
         if self.status.is_closed() {
-            // Nobody watches (the agent does not yet): skip the copy.
+            // Nobody watches: skip the copy.
             return;
         }
         let status = AnnouncerStatus {
