@@ -5,7 +5,13 @@
 //! datagrams with [`Mesh::handle_datagram`], calls [`Mesh::handle_timeout`]
 //! at [`Mesh::poll_timeout`], and sends what [`Mesh::poll_transmit`] yields.
 //! Time is milliseconds on any monotonic clock, so the simulation runs it
-//! on virtual time and the agent on tokio's.
+//! on virtual time and the agent on tokio's. The mesh keeps all of its own
+//! timing, so both run the same code: when ownership is evaluated (at least
+//! every [`EVALUATE_EVERY_MS`], and at once after a change it depends on:
+//! [`Mesh::take_evaluation_due`]), what a stall is ([`STALL_MS`]: a gap in
+//! the calls, after which the node settles again, [`MeshEvent::Stalled`]),
+//! and when a graceful leave ends ([`Mesh::begin_leave`], then
+//! [`MeshEvent::Left`]).
 //!
 //! Datagrams (before the secure envelope) start with a kind byte:
 //!
