@@ -58,6 +58,8 @@ pub enum Role {
     Router,
     /// Sends traffic to service IPs.
     Client,
+    /// Runs the Kubernetes API server (with etcd) the nodes' agents use.
+    ControlPlane,
 }
 
 /// One host of a lab.
@@ -99,6 +101,9 @@ pub struct LabSpec {
     pub clients: usize,
     /// Whether a router host is added.
     pub router: bool,
+    /// Whether a control-plane host (`control`, 198.51.100.2) is added,
+    /// for a Kubernetes API server ([`crate::kube_env::KubeEnv::start_in_lab`]).
+    pub control_plane: bool,
     /// Whether hosts get IPv6 addresses.
     pub ipv6: bool,
     /// Whether nodes also get `eth1` on a second segment for the mesh.
@@ -113,6 +118,7 @@ impl Default for LabSpec {
             nodes: 3,
             clients: 1,
             router: false,
+            control_plane: false,
             ipv6: true,
             mesh_link: false,
             log_root: std::env::var_os("MESHLB_LAB_LOGS")
@@ -160,6 +166,7 @@ pub struct Lab {
 fn host_octet(role: Role, index: usize) -> u8 {
     match role {
         Role::Router => 1,
+        Role::ControlPlane => 2,
         Role::Node => 10 + index as u8,
         Role::Client => 100 + index as u8,
     }
@@ -199,6 +206,7 @@ impl Lab {
                 Role::Router => 0,
                 Role::Node => 1,
                 Role::Client => 2,
+                Role::ControlPlane => 3,
             };
             hosts.push(Host {
                 netns: format!("{name}-{host_name}"),
@@ -218,6 +226,9 @@ impl Lab {
         }
         if spec.router {
             add(Role::Router, 0, "router".into());
+        }
+        if spec.control_plane {
+            add(Role::ControlPlane, 0, "control".into());
         }
         for i in 1..=spec.clients {
             add(Role::Client, i, format!("client{i}"));

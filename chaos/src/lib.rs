@@ -8,7 +8,9 @@
 //! [`speaker`]; serf in [`serf`]; meshlb's own agents in [`agent`]), injects faults (process signals, link state, isolation,
 //! partitions, loss, router restarts), and observes the result from a client
 //! ([`probe`]), from the segment ([`splitbrain`]) and from the router's RIB
-//! and kernel FIB ([`router`]).
+//! and kernel FIB ([`router`]). [`kube_env`] runs a real Kubernetes API
+//! server (with etcd) for tests, on loopback or on a lab's control-plane
+//! host.
 //!
 //! Labs never touch the root namespace's addresses or routes, carry a
 //! per-process name prefix so parallel runs do not collide, and are torn
@@ -26,6 +28,7 @@ mod error;
 pub mod gossip_bench;
 pub mod ipam_bench;
 pub mod keepalived;
+pub mod kube_env;
 pub mod lab;
 pub mod mrt;
 pub mod netns;

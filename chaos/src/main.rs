@@ -43,6 +43,10 @@ enum Command {
         /// IPv4 only.
         #[arg(long)]
         no_ipv6: bool,
+        /// Add a control-plane host running a real Kubernetes API server
+        /// (built by scripts/kube-testenv), with a Node object per node.
+        #[arg(long)]
+        kubernetes: bool,
     },
     /// Remove lab namespaces (and their processes) left behind by dead runs.
     Sweep {
@@ -278,15 +282,23 @@ fn smoke() -> Result<(), LabError> {
     Ok(())
 }
 
-fn up(nodes: usize, clients: usize, router: Option<RouterArg>, ipv6: bool) -> Result<(), LabError> {
+fn up(nodes: usize, clients: usize, router: Option<RouterArg>, ipv6: bool, kubernetes: bool) -> Result<(), LabError> {
     use meshlb_chaos::router::{Router, RouterKind};
     let lab = meshlb_chaos::Lab::build(&meshlb_chaos::LabSpec {
         nodes,
         clients,
         router: router.is_some(),
+        control_plane: kubernetes,
         ipv6,
         ..meshlb_chaos::LabSpec::default()
     })?;
+    let kube = if kubernetes {
+        let env = meshlb_chaos::kube_env::KubeEnv::start_in_lab(&lab)?;
+        env.register_lab_nodes(&lab)?;
+        Some(env)
+    } else {
+        None
+    };
     let _router = router
         .map(|r| {
             let kind = match r {
@@ -301,6 +313,16 @@ fn up(nodes: usize, clients: usize, router: Option<RouterArg>, ipv6: bool) -> Re
     for h in lab.hosts() {
         let v6 = h.ipv6.map(|a| a.to_string()).unwrap_or_default();
         println!("  {:<8} netns {:<24} {} {} {}", h.name, h.netns, h.mac, h.ipv4, v6);
+    }
+    if let Some(kube) = &kube {
+        println!(
+            "Kubernetes API server {} (kubeconfig {}); from a host, for one:\n  ip netns exec {} {} --kubeconfig {} get nodes",
+            kube.server(),
+            kube.kubeconfig().display(),
+            kube.netns().unwrap_or_default(),
+            kube.binary("kubectl").display(),
+            kube.kubeconfig().display()
+        );
     }
     println!("enter a host with `ip netns exec <netns> <command>`; Ctrl-C tears the lab down");
     loop {
@@ -669,9 +691,10 @@ fn main() -> ExitCode {
             clients,
             router,
             no_ipv6,
+            kubernetes,
         } => {
             install_teardown_on_signal();
-            up(nodes, clients, router, !no_ipv6)
+            up(nodes, clients, router, !no_ipv6, kubernetes)
         }
         Command::Smoke => {
             install_teardown_on_signal();

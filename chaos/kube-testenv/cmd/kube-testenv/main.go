@@ -1,0 +1,338 @@
+// Command kube-testenv runs a real Kubernetes control plane for meshlb's
+// tests and lab: an embedded single-node etcd and the real kube-apiserver
+// (k8s.io/kubernetes/cmd/kube-apiserver/app) in one process.
+//
+// It runs the API server the way a cluster does: TLS with a CA it
+// generates, token and client-certificate authentication, RBAC and Node
+// authorization, the default admission plugins that make sense without a
+// controller manager, and a service-account issuer and signing key (so the
+// TokenRequest API issues real service-account tokens). It writes, in
+// --dir:
+//
+//	ca.crt       the CA that signed the serving and client certificates
+//	kubeconfig   an admin kubeconfig (token of a system:masters user)
+//	admin.crt/.key  an admin client certificate, for client-cert tests
+//	etcd/        etcd's data (no fsync: a test environment)
+//	apiserver.log  the API server's log (stderr also goes there)
+//
+// Started again on the same --dir and --port, it keeps the credentials and
+// etcd's data (an API-server restart, as tests of watches need).
+//
+// There is no kubelet and no controller manager: tests create Node objects
+// and EndpointSlices themselves. It stops on SIGTERM or SIGINT, and with
+// --exit-with-parent also when the process that started it is gone (a test
+// binary that ends without stopping it leaves nothing running; with
+// --remove-dir-on-exit, no directory either).
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/pem"
+	"flag"
+	"fmt"
+	"math/big"
+	"net"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"go.etcd.io/etcd/server/v3/embed"
+	"k8s.io/kubernetes/cmd/kube-apiserver/app"
+)
+
+func main() {
+	dir := flag.String("dir", "", "working directory (certificates, kubeconfig, etcd data); created if missing")
+	bind := flag.String("bind", "127.0.0.1", "address the API server listens on and advertises")
+	port := flag.Int("port", 0, "the API server's secure port (0: a free one)")
+	exitWithParent := flag.Bool("exit-with-parent", false, "stop when the parent process is gone")
+	removeDir := flag.Bool("remove-dir-on-exit", false, "remove --dir when stopping")
+	flag.Parse()
+	if *dir == "" {
+		fail(fmt.Errorf("--dir is required"))
+	}
+	err := run(*dir, *bind, *port, *exitWithParent)
+	if *removeDir {
+		if removeErr := os.RemoveAll(*dir); removeErr != nil && err == nil {
+			err = removeErr
+		}
+	}
+	if err != nil {
+		fail(err)
+	}
+}
+
+// whenOrphaned cancels when this process's parent is gone (it is then
+// re-parented, so its parent process id changes).
+func whenOrphaned(cancel context.CancelFunc) {
+	parent := os.Getppid()
+	for range time.Tick(500 * time.Millisecond) {
+		if os.Getppid() != parent {
+			fmt.Fprintln(os.Stderr, "kube-testenv: parent gone, stopping")
+			cancel()
+			return
+		}
+	}
+}
+
+func fail(err error) {
+	fmt.Fprintf(os.Stderr, "kube-testenv: %v\n", err)
+	os.Exit(1)
+}
+
+func run(dir, bind string, port int, exitWithParent bool) error {
+	ip := net.ParseIP(bind)
+	if ip == nil {
+		return fmt.Errorf("--bind %q is not an IP address", bind)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	if port == 0 {
+		var err error
+		if port, err = freePort(bind); err != nil {
+			return err
+		}
+	}
+	etcdClient, err := freePort("127.0.0.1")
+	if err != nil {
+		return err
+	}
+	etcdPeer, err := freePort("127.0.0.1")
+	if err != nil {
+		return err
+	}
+	server := "https://" + net.JoinHostPort(bind, strconv.Itoa(port))
+	files := credentialFiles(dir)
+	if _, err := os.Stat(filepath.Join(dir, "kubeconfig")); err != nil {
+		if err := writeCredentials(files, dir, ip, server); err != nil {
+			return err
+		}
+	}
+
+	etcd, err := startEtcd(filepath.Join(dir, "etcd"), etcdClient, etcdPeer)
+	if err != nil {
+		return fmt.Errorf("etcd: %w", err)
+	}
+	defer etcd.Close()
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if exitWithParent {
+		go whenOrphaned(stop)
+	}
+	reconciler := "lease"
+	if ip.IsLoopback() {
+		// The kubernetes Service's endpoints may not be loopback
+		// addresses; on loopback nothing reaches it through them anyway.
+		reconciler = "none"
+	}
+	command := app.NewAPIServerCommand()
+	command.SetArgs([]string{
+		"--endpoint-reconciler-type=" + reconciler,
+		"--bind-address=" + bind,
+		"--advertise-address=" + bind,
+		"--secure-port=" + strconv.Itoa(port),
+		"--cert-dir=" + filepath.Join(dir, "serving"),
+		"--tls-cert-file=" + files.servingCert,
+		"--tls-private-key-file=" + files.servingKey,
+		"--client-ca-file=" + files.ca,
+		"--token-auth-file=" + files.tokens,
+		"--authorization-mode=RBAC,Node",
+		// Without a controller manager no namespace gets a default
+		// service account, so this plugin would refuse every Pod.
+		"--disable-admission-plugins=ServiceAccount",
+		"--service-account-issuer=" + server,
+		"--service-account-key-file=" + files.serviceAccountKey,
+		"--service-account-signing-key-file=" + files.serviceAccountKey,
+		"--service-cluster-ip-range=10.96.0.0/16",
+		"--allow-privileged=true",
+		"--etcd-servers=http://127.0.0.1:" + strconv.Itoa(etcdClient),
+		"--v=1",
+	})
+	// The API server handles SIGTERM itself (graceful shutdown); the
+	// context is the backstop.
+	if err := command.ExecuteContext(ctx); err != nil {
+		return fmt.Errorf("kube-apiserver: %w", err)
+	}
+	return nil
+}
+
+// freePort asks the kernel for a free TCP port on address.
+func freePort(address string) (int, error) {
+	listener, err := net.Listen("tcp", net.JoinHostPort(address, "0"))
+	if err != nil {
+		return 0, err
+	}
+	defer listener.Close()
+	return listener.Addr().(*net.TCPAddr).Port, nil
+}
+
+func startEtcd(dataDir string, clientPort, peerPort int) (*embed.Etcd, error) {
+	config := embed.NewConfig()
+	config.Name = "kube-testenv"
+	config.Dir = dataDir
+	config.UnsafeNoFsync = true
+	config.LogLevel = "error"
+	client, err := url.Parse("http://127.0.0.1:" + strconv.Itoa(clientPort))
+	if err != nil {
+		return nil, err
+	}
+	peer, err := url.Parse("http://127.0.0.1:" + strconv.Itoa(peerPort))
+	if err != nil {
+		return nil, err
+	}
+	config.ListenClientUrls = []url.URL{*client}
+	config.AdvertiseClientUrls = []url.URL{*client}
+	config.ListenPeerUrls = []url.URL{*peer}
+	config.AdvertisePeerUrls = []url.URL{*peer}
+	config.InitialCluster = config.InitialClusterFromName(config.Name)
+	etcd, err := embed.StartEtcd(config)
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case <-etcd.Server.ReadyNotify():
+		return etcd, nil
+	case <-time.After(60 * time.Second):
+		etcd.Close()
+		return nil, fmt.Errorf("not ready after 60 s")
+	}
+}
+
+type credentials struct {
+	ca, servingCert, servingKey, tokens, serviceAccountKey string
+}
+
+func credentialFiles(dir string) credentials {
+	return credentials{
+		ca:                filepath.Join(dir, "ca.crt"),
+		servingCert:       filepath.Join(dir, "serving.crt"),
+		servingKey:        filepath.Join(dir, "serving.key"),
+		tokens:            filepath.Join(dir, "tokens.csv"),
+		serviceAccountKey: filepath.Join(dir, "service-account.key"),
+	}
+}
+
+// writeCredentials generates the CA, the serving certificate, an admin
+// client certificate, the admin token, the service-account signing key and
+// the admin kubeconfig (written last: its presence says the rest is there).
+func writeCredentials(files credentials, dir string, ip net.IP, server string) error {
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	caTemplate := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "kube-testenv CA"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTemplate, caTemplate, &caKey.PublicKey, caKey)
+	if err != nil {
+		return err
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return err
+	}
+	if err := writePEM(files.ca, "CERTIFICATE", caDER); err != nil {
+		return err
+	}
+	serving := &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: "kube-apiserver"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses:  []net.IP{ip, net.ParseIP("127.0.0.1"), net.ParseIP("10.96.0.1")},
+		DNSNames:     []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"},
+	}
+	if err := issue(serving, ca, caKey, files.servingCert, files.servingKey); err != nil {
+		return err
+	}
+	admin := &x509.Certificate{
+		SerialNumber: big.NewInt(3),
+		Subject:      pkix.Name{CommonName: "admin-cert", Organization: []string{"system:masters"}},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	if err := issue(admin, ca, caKey, filepath.Join(dir, "admin.crt"), filepath.Join(dir, "admin.key")); err != nil {
+		return err
+	}
+	secret := make([]byte, 24)
+	if _, err := rand.Read(secret); err != nil {
+		return err
+	}
+	token := hex.EncodeToString(secret)
+	if err := os.WriteFile(files.tokens, []byte(token+",admin,admin-uid,\"system:masters\"\n"), 0o600); err != nil {
+		return err
+	}
+	saKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return err
+	}
+	if err := writePEM(files.serviceAccountKey, "RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(saKey)); err != nil {
+		return err
+	}
+	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
+	kubeconfig := fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- name: kube-testenv
+  cluster:
+    server: %s
+    certificate-authority-data: %s
+users:
+- name: admin
+  user:
+    token: %s
+contexts:
+- name: admin
+  context: {cluster: kube-testenv, user: admin}
+current-context: admin
+`, server, base64.StdEncoding.EncodeToString(caPEM), token)
+	return os.WriteFile(filepath.Join(dir, "kubeconfig"), []byte(kubeconfig), 0o600)
+}
+
+// issue signs template with the CA and writes the certificate and its
+// PKCS#8 key.
+func issue(template, ca *x509.Certificate, caKey *ecdsa.PrivateKey, certPath, keyPath string) error {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	der, err := x509.CreateCertificate(rand.Reader, template, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return err
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return err
+	}
+	if err := writePEM(certPath, "CERTIFICATE", der); err != nil {
+		return err
+	}
+	return writePEM(keyPath, "PRIVATE KEY", keyDER)
+}
+
+func writePEM(path, kind string, der []byte) error {
+	return os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der}), 0o600)
+}

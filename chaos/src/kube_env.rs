@@ -1,0 +1,531 @@
+//! A real Kubernetes API server for tests: the `kube-testenv` binary that
+//! `scripts/kube-testenv` builds from the Go module proxy (an embedded etcd
+//! and the real kube-apiserver in one process, with TLS, token and
+//! client-certificate authentication, RBAC and a service-account issuer),
+//! and kubectl and helm of the same build.
+//!
+//! [`KubeEnv::start`] runs one on a free loopback port in a temporary
+//! directory and waits until `/readyz` says ok; [`KubeEnv::client`] is an
+//! admin `kube::Client`, [`KubeEnv::service_account_client`] one that
+//! authenticates with a real service-account token from the TokenRequest
+//! API, [`KubeEnv::kubectl`] and [`KubeEnv::helm`] commands aimed at it.
+//! Dropping it stops the server and removes the directory, also when a
+//! test panics (the server's log is printed then); a test binary that
+//! dies without dropping it leaves nothing either, since the server stops
+//! when its parent is gone and removes its directory. Every instance is
+//! its own cluster, so parallel tests never collide.
+//!
+//! In a lab ([`KubeEnv::start_in_lab`]) the server runs on the lab's
+//! control-plane host at its lab address (198.51.100.2:6443), so agents in
+//! the node namespaces reach it exactly as DaemonSet pods reach a cluster's
+//! API server; kubectl and helm then run inside the control-plane
+//! namespace, and a `kube::Client` must be made and used on a thread inside
+//! a lab namespace ([`crate::netns::in_netns`]), since the root namespace
+//! has no route to the lab.
+//!
+//! The binaries come from `$MESHLB_KUBE_BIN` if set, otherwise from
+//! `scripts/kube-testenv` (which builds them once per version into a cache
+//! and prints where they are).
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::error::LabError;
+use crate::lab::{Lab, LabProcess};
+
+/// Where kube-testenv, kubectl and helm are.
+#[derive(Debug, Clone)]
+pub struct KubeBinaries {
+    /// The directory holding the three.
+    pub dir: PathBuf,
+}
+
+impl KubeBinaries {
+    /// `$MESHLB_KUBE_BIN`, or what `scripts/kube-testenv` built (it builds
+    /// them if they are not cached yet: minutes the first time). Asked once
+    /// per process.
+    pub fn find() -> Result<KubeBinaries, LabError> {
+        static FOUND: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+        let found = FOUND.get_or_init(|| KubeBinaries::locate().map(|b| b.dir).map_err(|e| e.to_string()));
+        match found {
+            Ok(dir) => Ok(KubeBinaries { dir: dir.clone() }),
+            Err(e) => Err(LabError::Invalid(e.clone())),
+        }
+    }
+
+    fn locate() -> Result<KubeBinaries, LabError> {
+        if let Some(dir) = std::env::var_os("MESHLB_KUBE_BIN") {
+            return KubeBinaries::checked(PathBuf::from(dir));
+        }
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/kube-testenv");
+        let output = Command::new(&script)
+            .stderr(Stdio::inherit())
+            .output()
+            .map_err(|source| LabError::Spawn {
+                program: script.display().to_string(),
+                source,
+            })?;
+        if !output.status.success() {
+            return Err(LabError::Command {
+                command: script.display().to_string(),
+                status: output.status.to_string(),
+                stderr: "see above".into(),
+            });
+        }
+        let dir = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        KubeBinaries::checked(PathBuf::from(dir))
+    }
+
+    fn checked(dir: PathBuf) -> Result<KubeBinaries, LabError> {
+        for binary in ["kube-testenv", "kubectl", "helm"] {
+            if !dir.join(binary).is_file() {
+                return Err(LabError::Invalid(format!(
+                    "{binary} is not in {} (scripts/kube-testenv builds it)",
+                    dir.display()
+                )));
+            }
+        }
+        Ok(KubeBinaries { dir })
+    }
+
+    /// The path of `binary` (`kube-testenv`, `kubectl`, `helm`).
+    pub fn path(&self, binary: &str) -> PathBuf {
+        self.dir.join(binary)
+    }
+}
+
+/// How long the API server may take to become ready.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The API server's port in a lab (its namespace is the lab's own).
+pub const LAB_PORT: u16 = 6443;
+
+/// The server process.
+#[derive(Debug)]
+enum Server {
+    /// On loopback, a child of this process.
+    Local(Child),
+    /// On the lab's control-plane host.
+    Lab(LabProcess),
+}
+
+/// A running API server. See the module documentation.
+#[derive(Debug)]
+pub struct KubeEnv {
+    binaries: KubeBinaries,
+    /// The server's directory (credentials, etcd, kubeconfig).
+    dir: PathBuf,
+    /// Where its log goes (beside `dir`, kept across restarts).
+    log: PathBuf,
+    /// Scratch space for kubectl's and helm's caches.
+    home: PathBuf,
+    address: std::net::IpAddr,
+    port: u16,
+    /// The lab namespace it runs in, if it runs in a lab.
+    netns: Option<String>,
+    server: Option<Server>,
+}
+
+/// A directory name no other run uses.
+fn unique_dir(what: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir().join(format!("meshlb-{what}-{}-{n}", std::process::id()))
+}
+
+impl KubeEnv {
+    /// Starts an API server on a free loopback port and waits until it is
+    /// ready.
+    pub fn start() -> Result<KubeEnv, LabError> {
+        let binaries = KubeBinaries::find()?;
+        let root = unique_dir("kube");
+        std::fs::create_dir_all(&root).map_err(|e| LabError::io(format!("create {}", root.display()), e))?;
+        let mut env = KubeEnv {
+            binaries,
+            dir: root.join("server"),
+            log: root.join("kube-testenv.log"),
+            home: root.join("home"),
+            address: std::net::Ipv4Addr::LOCALHOST.into(),
+            port: 0,
+            netns: None,
+            server: None,
+        };
+        env.spawn()?;
+        env.port = env.read_port()?;
+        env.wait_ready(READY_TIMEOUT)?;
+        Ok(env)
+    }
+
+    /// Starts an API server on `lab`'s control-plane host (a lab built
+    /// with [`crate::lab::LabSpec::control_plane`]) at its lab address and
+    /// [`LAB_PORT`], and waits until it is ready.
+    pub fn start_in_lab(lab: &Lab) -> Result<KubeEnv, LabError> {
+        let host = lab.host("control")?;
+        let binaries = KubeBinaries::find()?;
+        // With the lab's logs: removed with them, kept with them when a
+        // test fails.
+        let root = lab.log_dir().join("kube");
+        std::fs::create_dir_all(&root).map_err(|e| LabError::io(format!("create {}", root.display()), e))?;
+        let dir = root.join("server");
+        let program = binaries.path("kube-testenv");
+        let (address, port) = (host.ipv4.to_string(), LAB_PORT.to_string());
+        let process = lab.spawn(
+            "control",
+            "kube-apiserver",
+            &program.to_string_lossy(),
+            &[
+                "--dir",
+                &dir.to_string_lossy(),
+                "--bind",
+                &address,
+                "--port",
+                &port,
+                "--exit-with-parent",
+                // `meshlb-lab up` ends by signal, never dropping this.
+                "--remove-dir-on-exit",
+            ],
+        )?;
+        let mut env = KubeEnv {
+            binaries,
+            dir,
+            log: lab.log_dir().join("control-kube-apiserver.log"),
+            home: root.join("home"),
+            address: host.ipv4.into(),
+            port: LAB_PORT,
+            netns: Some(host.netns.clone()),
+            server: Some(Server::Lab(process)),
+        };
+        env.wait_ready(READY_TIMEOUT)?;
+        Ok(env)
+    }
+
+    fn spawn(&mut self) -> Result<(), LabError> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .map_err(|e| LabError::io(format!("open {}", self.log.display()), e))?;
+        let err = log.try_clone().map_err(|e| LabError::io("clone log file", e))?;
+        let program = self.binaries.path("kube-testenv");
+        let child = Command::new(&program)
+            .arg("--dir")
+            .arg(&self.dir)
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &self.port.to_string(),
+                "--exit-with-parent",
+            ])
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .map_err(|source| LabError::Spawn {
+                program: program.display().to_string(),
+                source,
+            })?;
+        self.server = Some(Server::Local(child));
+        Ok(())
+    }
+
+    /// The port, from the server URL in the kubeconfig it writes first.
+    fn read_port(&mut self) -> Result<u16, LabError> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Ok(text) = std::fs::read_to_string(self.kubeconfig()) {
+                let port = text
+                    .lines()
+                    .find_map(|l| l.trim().strip_prefix("server: https://"))
+                    .and_then(|hostport| hostport.rsplit_once(':'))
+                    .and_then(|(_, port)| port.parse().ok());
+                if let Some(port) = port {
+                    return Ok(port);
+                }
+            }
+            self.check_running()?;
+            if Instant::now() >= deadline {
+                return Err(LabError::Timeout {
+                    what: "kube-testenv to write its kubeconfig".into(),
+                    waited: READY_TIMEOUT,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn check_running(&mut self) -> Result<(), LabError> {
+        let exited = match self.server.as_mut() {
+            Some(Server::Local(child)) => child.try_wait().map_err(|e| LabError::io("wait for kube-testenv", e))?,
+            Some(Server::Lab(process)) => process.wait_exit(Duration::ZERO)?,
+            None => return Err(LabError::Invalid("kube-testenv is not running".into())),
+        };
+        match exited {
+            None => Ok(()),
+            Some(status) => Err(LabError::Command {
+                command: "kube-testenv".into(),
+                status: status.to_string(),
+                stderr: self.log_tail(40),
+            }),
+        }
+    }
+
+    /// Waits until `/readyz` says ok.
+    pub fn wait_ready(&mut self, timeout: Duration) -> Result<(), LabError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let ready = self
+                .kubectl()
+                .args(["get", "--raw", "/readyz"])
+                .stderr(Stdio::null())
+                .output()
+                .is_ok_and(|out| out.status.success() && out.stdout.starts_with(b"ok"));
+            if ready {
+                return Ok(());
+            }
+            self.check_running()?;
+            if Instant::now() >= deadline {
+                return Err(LabError::Timeout {
+                    what: format!("the API server to be ready ({})", self.log.display()),
+                    waited: timeout,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// The admin kubeconfig.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.join("kubeconfig")
+    }
+
+    /// The directory holding the CA (`ca.crt`) and the admin client
+    /// certificate (`admin.crt`, `admin.key`).
+    pub fn credentials_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The server's URL.
+    pub fn server(&self) -> String {
+        format!("https://{}", std::net::SocketAddr::new(self.address, self.port))
+    }
+
+    /// The lab namespace the server runs in, if it runs in a lab.
+    pub fn netns(&self) -> Option<&str> {
+        self.netns.as_deref()
+    }
+
+    /// The path of one of the environment's binaries (`kubectl`, `helm`,
+    /// `kube-testenv`), to run elsewhere (in a node's namespace, say).
+    pub fn binary(&self, name: &str) -> PathBuf {
+        self.binaries.path(name)
+    }
+
+    /// `binary` run where the server is reachable: here, or inside the
+    /// lab's control-plane namespace.
+    fn command(&self, binary: &str) -> Command {
+        match &self.netns {
+            Some(netns) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", netns]).arg(self.binaries.path(binary));
+                command
+            }
+            None => Command::new(self.binaries.path(binary)),
+        }
+    }
+
+    /// kubectl aimed at this server as admin.
+    pub fn kubectl(&self) -> Command {
+        let mut command = self.command("kubectl");
+        command
+            .env("KUBECONFIG", self.kubeconfig())
+            .env("HOME", &self.home)
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// helm aimed at this server as admin, its caches in the scratch space.
+    pub fn helm(&self) -> Command {
+        let mut command = self.command("helm");
+        command
+            .env("KUBECONFIG", self.kubeconfig())
+            .env("HOME", &self.home)
+            .env("HELM_CACHE_HOME", self.home.join("helm-cache"))
+            .env("HELM_CONFIG_HOME", self.home.join("helm-config"))
+            .env("HELM_DATA_HOME", self.home.join("helm-data"))
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// An admin client (in a lab: make and use it inside a lab namespace).
+    pub async fn client(&self) -> Result<kube::Client, LabError> {
+        let config = self.config().await?;
+        kube::Client::try_from(config).map_err(|e| LabError::Invalid(format!("kube client: {e}")))
+    }
+
+    async fn config(&self) -> Result<kube::Config, LabError> {
+        let kubeconfig = kube::config::Kubeconfig::read_from(self.kubeconfig())
+            .map_err(|e| LabError::Invalid(format!("{}: {e}", self.kubeconfig().display())))?;
+        kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .map_err(|e| LabError::Invalid(format!("{}: {e}", self.kubeconfig().display())))
+    }
+
+    /// A client authenticating as service account `namespace/name` (created
+    /// if missing) with a token the TokenRequest API issued.
+    pub async fn service_account_client(&self, namespace: &str, name: &str) -> Result<kube::Client, LabError> {
+        use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+        use k8s_openapi::api::core::v1::ServiceAccount;
+        use kube::api::{Api, PostParams};
+        let admin = self.client().await?;
+        let accounts: Api<ServiceAccount> = Api::namespaced(admin, namespace);
+        let account = ServiceAccount {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.to_owned()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        match accounts.create(&PostParams::default(), &account).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 409 => {}
+            Err(e) => {
+                return Err(LabError::Invalid(format!(
+                    "create service account {namespace}/{name}: {e}"
+                )));
+            }
+        }
+        let request = TokenRequest {
+            spec: Some(TokenRequestSpec {
+                audiences: Some(vec![self.server()]),
+                expiration_seconds: Some(3600),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let issued = accounts
+            .create_token_request(name, &PostParams::default(), &request)
+            .await
+            .map_err(|e| LabError::Invalid(format!("token for {namespace}/{name}: {e}")))?;
+        let token = issued
+            .status
+            .and_then(|s| s.token)
+            .ok_or_else(|| LabError::Invalid(format!("no token issued for {namespace}/{name}")))?;
+        let mut config = self.config().await?;
+        config.auth_info = kube::config::AuthInfo {
+            token: Some(token.into()),
+            ..Default::default()
+        };
+        kube::Client::try_from(config).map_err(|e| LabError::Invalid(format!("kube client: {e}")))
+    }
+
+    /// Stops the server (SIGTERM, then SIGKILL after 10 s).
+    pub fn stop(&mut self) -> Result<(), LabError> {
+        let mut child = match self.server.take() {
+            None => return Ok(()),
+            Some(Server::Lab(process)) => {
+                process.terminate()?;
+                if process.wait_exit(Duration::from_secs(10))?.is_none() {
+                    process.kill()?;
+                }
+                return Ok(());
+            }
+            Some(Server::Local(child)) => child,
+        };
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) => return Ok(()),
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Stops the server and starts it again on the same port, credentials
+    /// and etcd data (an API-server restart), then waits until it is ready.
+    /// A server on loopback only.
+    pub fn restart(&mut self) -> Result<(), LabError> {
+        if self.netns.is_some() {
+            return Err(LabError::Invalid("restart a lab's API server through the lab".into()));
+        }
+        self.stop()?;
+        self.spawn()?;
+        self.wait_ready(READY_TIMEOUT)
+    }
+
+    /// Creates a Node object for every node of `lab` (name, InternalIP),
+    /// as kubelets would register them: no kubelet runs here.
+    pub fn register_lab_nodes(&self, lab: &Lab) -> Result<(), LabError> {
+        let manifest: String = lab
+            .hosts_with(crate::lab::Role::Node)
+            .map(|h| {
+                let mut addresses = format!("{{type: InternalIP, address: \"{}\"}}", h.ipv4);
+                if let Some(v6) = h.ipv6 {
+                    addresses.push_str(&format!(", {{type: InternalIP, address: \"{v6}\"}}"));
+                }
+                format!(
+                    "---\napiVersion: v1\nkind: Node\nmetadata:\n  name: {}\n  labels: {{kubernetes.io/hostname: {}}}\n\
+                     status:\n  addresses: [{addresses}]\n",
+                    h.name, h.name
+                )
+            })
+            .collect();
+        let path = self.home.join("lab-nodes.yaml");
+        std::fs::create_dir_all(&self.home).map_err(|e| LabError::io(format!("create {}", self.home.display()), e))?;
+        std::fs::write(&path, manifest).map_err(|e| LabError::io(format!("write {}", path.display()), e))?;
+        let out = self
+            .kubectl()
+            .arg("apply")
+            .arg("-f")
+            .arg(&path)
+            .output()
+            .map_err(|source| LabError::Spawn {
+                program: "kubectl".into(),
+                source,
+            })?;
+        if !out.status.success() {
+            return Err(LabError::Command {
+                command: format!("kubectl apply -f {}", path.display()),
+                status: out.status.to_string(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The last `lines` lines of the server's log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let mut text = String::new();
+        if let Ok(mut file) = std::fs::File::open(&self.log) {
+            let _ = file.read_to_string(&mut text);
+        }
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for KubeEnv {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "kube-testenv log ({}), last lines:\n{}",
+                self.log.display(),
+                self.log_tail(30)
+            );
+        }
+        let _ = self.stop();
+        if let Some(root) = self.dir.parent() {
+            let _ = std::fs::remove_dir_all(root);
+        }
+    }
+}
