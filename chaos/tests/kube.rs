@@ -577,3 +577,33 @@ fn a_lab_control_plane_is_reached_from_the_nodes_at_its_lab_address() {
     .unwrap();
     assert_eq!(names, ["node1", "node2"]);
 }
+
+/// A test that fails leaves no server and no files behind: the fixture's
+/// drop stops the server and removes its directory while the panic
+/// unwinds.
+#[test]
+fn a_failing_test_leaves_no_server_or_files_behind() {
+    let (dir, kubeconfig) = std::thread::spawn(|| {
+        let env = KubeEnv::start().unwrap();
+        let found = (env.credentials_dir().to_path_buf(), env.kubeconfig());
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            let _env = env;
+            panic!("a test failing while its API server runs");
+        }));
+        assert!(outcome.is_err());
+        found
+    })
+    .join()
+    .unwrap();
+    assert!(!dir.exists(), "{} is left behind", dir.display());
+    assert!(!kubeconfig.exists());
+    let running = std::process::Command::new("pgrep")
+        .args(["-f", &format!("kube-testenv --dir {}", dir.display())])
+        .output()
+        .unwrap();
+    assert!(
+        !running.status.success(),
+        "the server still runs: {}",
+        String::from_utf8_lossy(&running.stdout)
+    );
+}
