@@ -84,18 +84,19 @@ fn create_list_watch_apply_and_the_status_subresource() {
         assert_eq!(listed.items[0].metadata.name.as_deref(), Some("first"));
 
         // Server-side apply: the field manager owns what it applied.
-        let applied = maps
-            .patch(
-                "applied",
-                &PatchParams::apply("meshlb-test"),
-                &Patch::Apply(json!({
+        let apply_owner = |manager: &'static str, owner: &'static str| {
+            let maps = maps.clone();
+            async move {
+                let object = json!({
                     "apiVersion": "v1", "kind": "ConfigMap",
                     "metadata": {"name": "applied"},
-                    "data": {"owner": "meshlb"}
-                })),
-            )
-            .await
-            .unwrap();
+                    "data": {"owner": owner}
+                });
+                maps.patch("applied", &PatchParams::apply(manager), &Patch::Apply(object))
+                    .await
+            }
+        };
+        let applied = apply_owner("meshlb-test", "meshlb").await.unwrap();
         let managers: Vec<String> = applied
             .metadata
             .managed_fields
@@ -105,18 +106,7 @@ fn create_list_watch_apply_and_the_status_subresource() {
             .collect();
         assert_eq!(managers, ["meshlb-test"]);
         // Another manager applying the same field conflicts.
-        let conflict = maps
-            .patch(
-                "applied",
-                &PatchParams::apply("someone-else"),
-                &Patch::Apply(json!({
-                    "apiVersion": "v1", "kind": "ConfigMap",
-                    "metadata": {"name": "applied"},
-                    "data": {"owner": "them"}
-                })),
-            )
-            .await
-            .unwrap_err();
+        let conflict = apply_owner("someone-else", "them").await.unwrap_err();
         assert_eq!(refusal(conflict).0, 409);
 
         // The status subresource: a Service's load-balancer ingress, as

@@ -135,11 +135,6 @@ impl Pipeline {
         &self.store
     }
 
-    /// The source's fingerprint of the running snapshot.
-    pub fn fingerprint(&self) -> Option<u64> {
-        self.fingerprint
-    }
-
     /// Every served service's outcome.
     pub fn outcomes(&self) -> &BTreeMap<ServiceKey, ServiceOutcome> {
         &self.outcomes

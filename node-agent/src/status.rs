@@ -12,7 +12,7 @@
 //! | [`StatusHub::config`] | the pipeline | running generation and fingerprint, last accepted, last rejection and its errors, a held snapshot |
 //! | [`StatusHub::running`] | the pipeline | the running inventory, every service's outcome and health, pool counters |
 //! | [`StatusHub::mesh`] | the mesh | members and their records, the quorum fence, protocol and drop counters |
-//! | [`StatusHub::mesh_events`] | the mesh | membership events as they happen (a broadcast, not a snapshot) |
+//! | [`StatusHub::mesh_events`] | the mesh | membership events as they happen (a broadcast, not a snapshot; record changes are in the mesh section instead) |
 //! | [`StatusHub::layer2`] | the Layer 2 glue | each Layer 2 service here: addresses, whether this node can serve it, interfaces; what this node announces |
 //! | [`StatusHub::interfaces`] | the interface actors | per interface: link, addresses answered, ARP/NA answer and announcement counters |
 //!
@@ -51,20 +51,6 @@ impl<T> Section<T> {
     /// Replaces the snapshot.
     pub fn publish(&self, snapshot: T) {
         self.latest.send_replace(Arc::new(snapshot));
-    }
-
-    /// Replaces the snapshot by `next` if it differs.
-    pub fn publish_if_changed(&self, next: T)
-    where
-        T: PartialEq,
-    {
-        self.latest.send_if_modified(|current| {
-            let modified = **current != next;
-            if modified {
-                *current = Arc::new(next);
-            }
-            modified
-        });
     }
 
     /// Publishes `next()` if `differs` says the current snapshot differs
@@ -317,11 +303,20 @@ mod tests {
         });
         config.changed().await.unwrap();
         assert_eq!(config.borrow_and_update().generation, 3);
-        hub.config().publish_if_changed(ConfigStatus {
-            generation: 3,
-            ..ConfigStatus::default()
-        });
-        assert!(!config.has_changed().unwrap(), "an equal snapshot wakes no one");
+        hub.config()
+            .publish_when(|current| current.generation != 3, ConfigStatus::default);
+        assert!(
+            !config.has_changed().unwrap(),
+            "a snapshot that does not differ wakes no one"
+        );
+        hub.config().publish_when(
+            |current| current.generation != 4,
+            || ConfigStatus {
+                generation: 4,
+                ..ConfigStatus::default()
+            },
+        );
+        assert_eq!(config.borrow_and_update().generation, 4);
         hub.config().update(|c| c.rejections += 1);
         assert_eq!(hub.config().get().rejections, 1);
     }

@@ -35,7 +35,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use meshlb_gossip::driver::{self, MeshStatus};
-use meshlb_gossip::mesh::MeshEvent;
 use tokio::sync::{broadcast, watch};
 
 use crate::status::{ConfigStatus, Layer2Status, StatusHub, ownership};
@@ -94,9 +93,6 @@ async fn write_events(mut events: broadcast::Receiver<crate::status::TimedMeshEv
             }
             Err(broadcast::error::RecvError::Closed) => return,
         };
-        if matches!(timed.event, MeshEvent::RecordChanged(_)) {
-            continue;
-        }
         let line = format!(
             "@ {:.6} {} {}\n",
             unix_seconds(timed.at),
