@@ -6,16 +6,38 @@
 //! validated configuration. Unknown `spec` fields are rejected so that a
 //! misspelt field (`autoAsign`) is an error rather than a silent default.
 
+// clippy reads the repeated `type_ = "string"` of the kube printer columns
+// as duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 use serde::{Deserialize, Serialize};
 
 use crate::meta::LabelSelector;
 
 /// `metallb.io/v1beta1` IPAddressPool spec.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kubernetes", derive(kube::CustomResource, schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "kubernetes",
+    kube(
+        group = "metallb.io",
+        version = "v1beta1",
+        kind = "IPAddressPool",
+        doc = "A pool of IP addresses that can be allocated to LoadBalancer Services.",
+        root = "IpAddressPool",
+        plural = "ipaddresspools",
+        namespaced,
+        status = "crate::crd::IpAddressPoolStatus",
+        printcolumn(name = "Auto Assign", type_ = "boolean", json_path = ".spec.autoAssign"),
+        printcolumn(name = "Avoid Buggy IPs", type_ = "boolean", json_path = ".spec.avoidBuggyIPs"),
+        printcolumn(name = "Addresses", type_ = "string", json_path = ".spec.addresses"),
+    )
+)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IpAddressPoolSpec {
     /// CIDRs or `first-last` ranges, IPv4 and IPv6.
     #[serde(default)]
+    #[cfg_attr(feature = "kubernetes", schemars(transform = crate::crd::rules::addresses))]
     pub addresses: Vec<String>,
     /// Whether services get addresses from this pool without asking for it
     /// (default true).
@@ -31,6 +53,7 @@ pub struct IpAddressPoolSpec {
 
 /// `IPAddressPool.spec.serviceAllocation`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kubernetes", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ServiceAllocationSpec {
     /// Lower is preferred; 0 (the default) is the lowest priority.
@@ -49,6 +72,32 @@ pub struct ServiceAllocationSpec {
 
 /// `metallb.io/v1beta1` L2Advertisement spec.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kubernetes", derive(kube::CustomResource, schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "kubernetes",
+    kube(
+        group = "metallb.io",
+        version = "v1beta1",
+        kind = "L2Advertisement",
+        doc = "Announces the addresses of the selected pools over Layer 2 (ARP and NDP).",
+        plural = "l2advertisements",
+        namespaced,
+        status = "crate::crd::EmptyStatus",
+        printcolumn(name = "IPAddressPools", type_ = "string", json_path = ".spec.ipAddressPools"),
+        printcolumn(
+            name = "IPAddressPool Selectors",
+            type_ = "string",
+            json_path = ".spec.ipAddressPoolSelectors"
+        ),
+        printcolumn(name = "Interfaces", type_ = "string", json_path = ".spec.interfaces"),
+        printcolumn(
+            name = "Node Selectors",
+            type_ = "string",
+            json_path = ".spec.nodeSelectors",
+            priority = 10
+        ),
+    )
+)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct L2AdvertisementSpec {
     /// Pools announced (with `ipAddressPoolSelectors`; neither means all).
@@ -73,9 +122,11 @@ pub struct L2AdvertisementSpec {
 
 /// A weighted node preference (`preferredNodeSelectors`, `nodePreferences`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kubernetes", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WeightedNodeSelector {
     /// 1 to 100; weights of matching entries are summed.
+    #[cfg_attr(feature = "kubernetes", schemars(range(min = 1, max = 100)))]
     pub weight: i32,
     /// Nodes this weight applies to.
     pub preference: LabelSelector,
@@ -83,12 +134,42 @@ pub struct WeightedNodeSelector {
 
 /// `metallb.io/v1beta1` BGPAdvertisement spec.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kubernetes", derive(kube::CustomResource, schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "kubernetes",
+    kube(
+        group = "metallb.io",
+        version = "v1beta1",
+        kind = "BGPAdvertisement",
+        doc = "Announces the addresses of the selected pools to BGP peers.",
+        root = "BgpAdvertisement",
+        plural = "bgpadvertisements",
+        namespaced,
+        status = "crate::crd::EmptyStatus",
+        printcolumn(name = "IPAddressPools", type_ = "string", json_path = ".spec.ipAddressPools"),
+        printcolumn(
+            name = "IPAddressPool Selectors",
+            type_ = "string",
+            json_path = ".spec.ipAddressPoolSelectors"
+        ),
+        printcolumn(name = "Peers", type_ = "string", json_path = ".spec.peers"),
+        printcolumn(
+            name = "Node Selectors",
+            type_ = "string",
+            json_path = ".spec.nodeSelectors",
+            priority = 10
+        ),
+    )
+)]
+#[cfg_attr(feature = "kubernetes", schemars(transform = crate::crd::rules::advertisement))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BgpAdvertisementSpec {
     /// IPv4 prefix length announced (default 32).
+    #[cfg_attr(feature = "kubernetes", schemars(range(min = 0, max = 32)))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aggregation_length: Option<i32>,
     /// IPv6 prefix length announced (default 128).
+    #[cfg_attr(feature = "kubernetes", schemars(range(min = 0, max = 128)))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aggregation_length_v6: Option<i32>,
     /// LOCAL_PREF for iBGP peers.
@@ -96,6 +177,7 @@ pub struct BgpAdvertisementSpec {
     pub local_pref: Option<u32>,
     /// `AA:NN`, `large:A:B:C`, well-known names or Community aliases.
     #[serde(default)]
+    #[cfg_attr(feature = "kubernetes", schemars(transform = crate::crd::rules::advertisement_communities))]
     pub communities: Vec<String>,
     /// Pools announced (with selectors; neither means all).
     #[serde(default)]
@@ -116,6 +198,25 @@ pub struct BgpAdvertisementSpec {
 
 /// `metallb.io/v1beta2` BGPPeer spec (the storage version).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kubernetes", derive(kube::CustomResource, schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "kubernetes",
+    kube(
+        group = "metallb.io",
+        version = "v1beta2",
+        kind = "BGPPeer",
+        root = "BgpPeer",
+        doc = "A BGP session the selected nodes open to a router.",
+        plural = "bgppeers",
+        namespaced,
+        status = "crate::crd::EmptyStatus",
+        printcolumn(name = "Address", type_ = "string", json_path = ".spec.peerAddress"),
+        printcolumn(name = "ASN", type_ = "string", json_path = ".spec.peerASN"),
+        printcolumn(name = "BFD Profile", type_ = "string", json_path = ".spec.bfdProfile"),
+        printcolumn(name = "Multi Hops", type_ = "string", json_path = ".spec.ebgpMultiHop"),
+    )
+)]
+#[cfg_attr(feature = "kubernetes", schemars(transform = crate::crd::rules::peer))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BgpPeerSpec {
     /// Our AS number.
@@ -126,32 +227,40 @@ pub struct BgpPeerSpec {
     pub peer_asn: Option<u32>,
     /// `internal` or `external`: learn the peer AS from its OPEN.
     #[serde(default, rename = "dynamicASN", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "kubernetes", schemars(transform = crate::crd::rules::dynamic_asn))]
     pub dynamic_asn: Option<String>,
     /// AS presented to the peer instead of `myASN`.
     #[serde(default, rename = "localASN", skip_serializing_if = "Option::is_none")]
     pub local_asn: Option<u32>,
     /// The peer's address (exclusive with `interface`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "kubernetes", schemars(transform = crate::crd::rules::address))]
     pub peer_address: Option<String>,
     /// Unnumbered session over this interface.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interface: Option<String>,
     /// Local address to connect from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "kubernetes", schemars(transform = crate::crd::rules::address))]
     pub source_address: Option<String>,
     /// TCP port of the peer (default 179).
+    #[cfg_attr(feature = "kubernetes", schemars(range(min = 0, max = 16384)))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer_port: Option<i64>,
     /// BGP hold time (Go duration).
+    #[cfg_attr(feature = "kubernetes", schemars(transform = crate::crd::rules::hold_time))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hold_time: Option<String>,
     /// BGP keepalive interval (Go duration).
+    #[cfg_attr(feature = "kubernetes", schemars(transform = crate::crd::rules::keepalive_time))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keepalive_time: Option<String>,
     /// Wait between connection attempts (Go duration, whole seconds).
+    #[cfg_attr(feature = "kubernetes", schemars(transform = crate::crd::rules::connect_time))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect_time: Option<String>,
     /// BGP identifier (an IPv4 address).
+    #[cfg_attr(feature = "kubernetes", schemars(transform = crate::crd::rules::router_id))]
     #[serde(default, rename = "routerID", skip_serializing_if = "Option::is_none")]
     pub router_id: Option<String>,
     /// Nodes that peer (default all).
@@ -167,6 +276,7 @@ pub struct BgpPeerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bfd_profile: Option<String>,
     /// Advertise the Graceful Restart capability.
+    #[cfg_attr(feature = "kubernetes", schemars(transform = crate::crd::rules::graceful_restart))]
     #[serde(default)]
     pub enable_graceful_restart: bool,
     /// Allow an eBGP peer more than one hop away.
@@ -185,6 +295,27 @@ pub struct BgpPeerSpec {
 
 /// `metallb.io/v1beta1` BGPPeer spec (deprecated; converted to v1beta2).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kubernetes", derive(kube::CustomResource, schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "kubernetes",
+    kube(
+        group = "metallb.io",
+        version = "v1beta1",
+        kind = "BGPPeer",
+        root = "BgpPeerV1beta1",
+        doc = "A BGP session the selected nodes open to a router (deprecated version).",
+        plural = "bgppeers",
+        namespaced,
+        status = "crate::crd::EmptyStatus",
+        storage = false,
+        deprecated = "metallb.io/v1beta1 BGPPeer is deprecated; use metallb.io/v1beta2",
+        printcolumn(name = "Address", type_ = "string", json_path = ".spec.peerAddress"),
+        printcolumn(name = "ASN", type_ = "string", json_path = ".spec.peerASN"),
+        printcolumn(name = "BFD Profile", type_ = "string", json_path = ".spec.bfdProfile"),
+        printcolumn(name = "Multi Hops", type_ = "string", json_path = ".spec.ebgpMultiHop"),
+    )
+)]
+#[cfg_attr(feature = "kubernetes", schemars(transform = crate::crd::rules::peer_v1beta1))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BgpPeerSpecV1beta1 {
     /// Our AS number.
@@ -195,20 +326,26 @@ pub struct BgpPeerSpecV1beta1 {
     pub peer_asn: u32,
     /// The peer's address.
     #[serde(default)]
+    #[cfg_attr(feature = "kubernetes", schemars(transform = crate::crd::rules::address))]
     pub peer_address: String,
     /// Local address to connect from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "kubernetes", schemars(transform = crate::crd::rules::address))]
     pub source_address: Option<String>,
     /// TCP port of the peer.
+    #[cfg_attr(feature = "kubernetes", schemars(range(min = 0, max = 16384)))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer_port: Option<i64>,
     /// BGP hold time.
+    #[cfg_attr(feature = "kubernetes", schemars(transform = crate::crd::rules::hold_time))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hold_time: Option<String>,
     /// BGP keepalive interval.
+    #[cfg_attr(feature = "kubernetes", schemars(transform = crate::crd::rules::keepalive_time))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keepalive_time: Option<String>,
     /// BGP identifier.
+    #[cfg_attr(feature = "kubernetes", schemars(transform = crate::crd::rules::router_id))]
     #[serde(default, rename = "routerID", skip_serializing_if = "Option::is_none")]
     pub router_id: Option<String>,
     /// Nodes that peer.
@@ -247,6 +384,7 @@ impl From<BgpPeerSpecV1beta1> for BgpPeerSpec {
 
 /// A reference to a Secret.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kubernetes", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SecretReference {
     /// Secret name.
@@ -259,18 +397,40 @@ pub struct SecretReference {
 
 /// `metallb.io/v1beta1` BFDProfile spec.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kubernetes", derive(kube::CustomResource, schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "kubernetes",
+    kube(
+        group = "metallb.io",
+        version = "v1beta1",
+        kind = "BFDProfile",
+        doc = "BFD timers and modes for BGP sessions.",
+        root = "BfdProfile",
+        plural = "bfdprofiles",
+        namespaced,
+        status = "crate::crd::EmptyStatus",
+        printcolumn(name = "Passive Mode", type_ = "boolean", json_path = ".spec.passiveMode"),
+        printcolumn(name = "Transmit Interval", type_ = "integer", json_path = ".spec.transmitInterval"),
+        printcolumn(name = "Receive Interval", type_ = "integer", json_path = ".spec.receiveInterval"),
+        printcolumn(name = "Multiplier", type_ = "integer", json_path = ".spec.detectMultiplier"),
+    )
+)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BfdProfileSpec {
     /// Minimum receive interval in ms (10 to 60000, default 300).
+    #[cfg_attr(feature = "kubernetes", schemars(range(min = 10, max = 60000)))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receive_interval: Option<i64>,
     /// Minimum transmit interval in ms (10 to 60000, default 300).
+    #[cfg_attr(feature = "kubernetes", schemars(range(min = 10, max = 60000)))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transmit_interval: Option<i64>,
     /// Detection multiplier (2 to 255, default 3).
+    #[cfg_attr(feature = "kubernetes", schemars(range(min = 2, max = 255)))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detect_multiplier: Option<i64>,
     /// Echo transmit interval in ms (10 to 60000, default 50).
+    #[cfg_attr(feature = "kubernetes", schemars(range(min = 10, max = 60000)))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub echo_interval: Option<i64>,
     /// Use echo packets (single hop only).
@@ -280,21 +440,37 @@ pub struct BfdProfileSpec {
     #[serde(default)]
     pub passive_mode: bool,
     /// Minimum incoming TTL for multihop sessions (1 to 254, default 254).
+    #[cfg_attr(feature = "kubernetes", schemars(range(min = 1, max = 254)))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub minimum_ttl: Option<i64>,
 }
 
 /// `metallb.io/v1beta1` Community spec.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kubernetes", derive(kube::CustomResource, schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "kubernetes",
+    kube(
+        group = "metallb.io",
+        version = "v1beta1",
+        kind = "Community",
+        doc = "Names for BGP community values, used in BGPAdvertisement communities.",
+        plural = "communities",
+        namespaced,
+        status = "crate::crd::EmptyStatus",
+    )
+)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CommunitySpec {
     /// Named community values.
     #[serde(default)]
+    #[cfg_attr(feature = "kubernetes", schemars(transform = crate::crd::rules::community_aliases))]
     pub communities: Vec<CommunityAlias>,
 }
 
 /// One alias of a Community object.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kubernetes", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CommunityAlias {
     /// The alias used in BGPAdvertisement `communities`.
@@ -302,6 +478,7 @@ pub struct CommunityAlias {
     pub name: String,
     /// `AA:NN` or `large:A:B:C`.
     #[serde(default)]
+    #[cfg_attr(feature = "kubernetes", schemars(transform = crate::crd::rules::community_value))]
     pub value: String,
 }
 
@@ -311,6 +488,25 @@ pub struct CommunityAlias {
 /// When several policies match a service, the one whose name sorts first
 /// applies, so every node resolves the same policy.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kubernetes", derive(kube::CustomResource, schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "kubernetes",
+    kube(
+        group = "meshlb.io",
+        version = "v1alpha1",
+        kind = "L2Policy",
+        doc = "meshlb's Layer 2 extensions: several addresses per service on distinct nodes, node preference, failback.",
+        plural = "l2policies",
+        namespaced,
+        status = "crate::crd::EmptyStatus",
+        printcolumn(
+            name = "Addresses Per Service",
+            type_ = "integer",
+            json_path = ".spec.addressesPerService"
+        ),
+        printcolumn(name = "Failback", type_ = "string", json_path = ".spec.failback"),
+    )
+)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct L2PolicySpec {
     /// Services the policy applies to (default all).
@@ -318,6 +514,7 @@ pub struct L2PolicySpec {
     pub service_selectors: Vec<LabelSelector>,
     /// Addresses each service gets per family, each announced from a
     /// different node (1 to 16, default 1).
+    #[cfg_attr(feature = "kubernetes", schemars(range(min = 1, max = 16)))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub addresses_per_service: Option<i64>,
     /// Node preference weights for ownership (1 to 100 each, summed).
@@ -327,5 +524,6 @@ pub struct L2PolicySpec {
     /// the address back. `NonRevertive`: the address stays where it is
     /// until its owner fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "kubernetes", schemars(transform = crate::crd::rules::failback))]
     pub failback: Option<String>,
 }

@@ -13,6 +13,7 @@
 //! |---|---|
 //! | [`object`] | Kubernetes-style YAML (apiVersion, kind, metadata, spec) into typed objects |
 //! | [`kinds`] | MetalLB's `metallb.io` kinds and meshlb's `meshlb.io` L2Policy, as written |
+//! | `crd` | (feature `kubernetes`) the CustomResourceDefinitions generated from [`kinds`] |
 //! | [`config`] | the validated configuration, cross-object checks, last-good [`ConfigStore`] |
 //! | [`service`] | Services, annotations, class filter, endpoint readiness |
 //! | [`health`] | standalone health checks and rise/fall tracking |
@@ -27,6 +28,8 @@
 pub mod addresses;
 pub mod allocator;
 pub mod config;
+#[cfg(feature = "kubernetes")]
+pub mod crd;
 pub mod duration;
 mod error;
 pub mod health;

@@ -5,6 +5,7 @@
 //! reads MetalLB-style YAML, allocates addresses and watches for changes;
 //! `meshlb-agent check DIR` validates a directory and shows what would be
 //! assigned. With `--gossip-bind` it joins the gossip mesh.
+//! `meshlb-agent crds` prints the CustomResourceDefinitions.
 //! `meshlb-agent announce --interface IF --address IP...` answers ARP and
 //! NDP for fixed addresses (the Layer 2 path on its own, before the agent
 //! wires it to ownership).
@@ -64,6 +65,9 @@ enum Command {
         #[command(flatten)]
         mesh: Box<MeshArgs>,
     },
+    /// Print the CustomResourceDefinitions (metallb.io and meshlb.io) as
+    /// YAML, for `kubectl apply -f -`.
+    Crds,
     /// Answer ARP and NDP for fixed addresses on one interface, announcing
     /// them on start, until SIGTERM (no mesh, no configuration: a
     /// diagnostic, and the lab's probe of the Layer 2 answering path).
@@ -291,6 +295,16 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Crds => match meshlb_config::crd::definitions_yaml() {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Announce {
             interface,
             addresses,

@@ -394,6 +394,11 @@ impl Community {
         self.0 as u16
     }
 
+    /// The well-known communities and their names.
+    pub fn well_known() -> impl Iterator<Item = (Community, &'static str)> {
+        Self::WELL_KNOWN.into_iter()
+    }
+
     /// The well-known name, if this is a well-known community.
     pub fn name(&self) -> Option<&'static str> {
         Self::WELL_KNOWN.iter().find(|(c, _)| c == self).map(|(_, n)| *n)

@@ -156,7 +156,10 @@ func run(dir, bind string, port int, exitWithParent bool) error {
 		"--service-account-issuer=" + server,
 		"--service-account-key-file=" + files.serviceAccountKey,
 		"--service-account-signing-key-file=" + files.serviceAccountKey,
-		"--service-cluster-ip-range=10.96.0.0/16",
+		// Dual-stack, so dual-stack LoadBalancer Services can be tested.
+		// The IPv6 range lies in the documentation prefix; cluster IPs
+		// are never configured on an interface here.
+		"--service-cluster-ip-range=10.96.0.0/16,2001:db8:ffff:96::/112",
 		"--allow-privileged=true",
 		"--etcd-servers=http://127.0.0.1:" + strconv.Itoa(etcdClient),
 		"--v=1",

@@ -1,0 +1,471 @@
+//! meshlb's CustomResourceDefinitions (`meshlb-agent crds`) in a real
+//! kube-apiserver: they install, every example manifest applies with
+//! kubectl, objects as MetalLB stores them are admitted, BGPPeer is served
+//! as v1beta1 and v1beta2, and bad objects are refused at admission with a
+//! message naming the field — each also refused by meshlb's own
+//! validation, so the schema is never the only guard nor a stricter one.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use meshlb_chaos::agent::agent_binary;
+use meshlb_chaos::kube_env::KubeEnv;
+
+/// Runs kubectl with `input` on standard input: Ok(stdout) or Err(stderr).
+/// A warning from the API server (a deprecated version, an unknown
+/// schema format) fails the test unless `args` asks for a deprecated
+/// version on purpose.
+fn kubectl(env: &KubeEnv, args: &[&str], input: &str) -> Result<String, String> {
+    let mut child = env
+        .kubectl()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let deprecated_on_purpose =
+        input.contains("metallb.io/v1beta1\nkind: BGPPeer") || args.iter().any(|a| a.contains("v1beta1"));
+    assert!(
+        !out.status.success() || !stderr.contains("Warning") || deprecated_on_purpose,
+        "kubectl {args:?} warned: {stderr}"
+    );
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+fn apply(env: &KubeEnv, manifest: &str) -> Result<String, String> {
+    kubectl(env, &["apply", "-f", "-"], manifest)
+}
+
+/// An API server with meshlb's CRDs installed and established, and the
+/// namespaces the examples use.
+fn cluster_with_crds() -> KubeEnv {
+    let env = KubeEnv::start().unwrap();
+    let crds = Command::new(agent_binary().unwrap()).arg("crds").output().unwrap();
+    assert!(crds.status.success(), "{}", String::from_utf8_lossy(&crds.stderr));
+    apply(&env, &String::from_utf8(crds.stdout).unwrap()).unwrap();
+    kubectl(
+        &env,
+        &[
+            "wait",
+            "--for",
+            "condition=established",
+            "--timeout",
+            "60s",
+            "crd",
+            "--all",
+        ],
+        "",
+    )
+    .unwrap();
+    for namespace in ["metallb-system", "shop", "marketing", "prod"] {
+        kubectl(&env, &["create", "namespace", namespace], "").unwrap();
+    }
+    env
+}
+
+/// What meshlb's own validation says of a manifest: Ok, or the errors.
+fn meshlb_validation(manifest: &str) -> Result<(), String> {
+    let objects = meshlb_config::parse_documents(manifest, "case.yaml")
+        .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))?;
+    meshlb_config::Config::build(&objects)
+        .map(|_| ())
+        .map_err(|rejected| rejected.to_string())
+}
+
+#[test]
+fn every_example_applies_and_metallb_objects_are_admitted() {
+    let env = cluster_with_crds();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let mut applied = 0;
+    for dir in std::fs::read_dir(&examples).unwrap() {
+        let dir = dir.unwrap().path();
+        if !dir.is_dir() {
+            continue;
+        }
+        for file in std::fs::read_dir(&dir).unwrap() {
+            let file = file.unwrap().path();
+            let text = std::fs::read_to_string(&file).unwrap();
+            apply(&env, &text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+            applied += 1;
+        }
+    }
+    assert!(applied >= 6, "only {applied} example files");
+
+    // Objects as a cluster running MetalLB holds them: every default its
+    // CRDs fill in written out, status present, and fields meshlb's schema
+    // knows only through MetalLB (disableMP, dualStackAddressFamily).
+    let stored_by_metallb = "\
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: stored, namespace: metallb-system}
+spec:
+  addresses: ['192.0.2.128/26', '2001:db8:9::10 - 2001:db8:9::1f']
+  autoAssign: true
+  avoidBuggyIPs: false
+  serviceAllocation:
+    priority: 50
+    namespaces: [shop]
+    namespaceSelectors: [{matchLabels: {team: a}}]
+    serviceSelectors: [{matchExpressions: [{key: tier, operator: In, values: [web]}]}]
+status: {assignedIPv4: 0, assignedIPv6: 0, availableIPv4: 64, availableIPv6: 16}
+---
+apiVersion: metallb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {name: stored, namespace: metallb-system}
+spec:
+  aggregationLength: 32
+  aggregationLengthV6: 128
+  localPref: 100
+  communities: ['65535:65282', 'large:64512:1:4294967295', NO_ADVERTISE, vpn-only]
+  ipAddressPools: [stored]
+  peers: [stored]
+---
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {name: stored, namespace: metallb-system}
+spec:
+  myASN: 4200000000
+  peerASN: 64512
+  peerAddress: 192.0.2.1
+  peerPort: 179
+  holdTime: 1m30s
+  keepaliveTime: 30s
+  connectTime: 5s
+  routerID: 192.0.2.50
+  disableMP: false
+  dualStackAddressFamily: false
+  enableGracefulRestart: true
+  ebgpMultiHop: false
+---
+apiVersion: metallb.io/v1beta1
+kind: BFDProfile
+metadata: {name: stored, namespace: metallb-system}
+spec: {receiveInterval: 10, transmitInterval: 60000, detectMultiplier: 255, echoInterval: 50, echoMode: false, passiveMode: false, minimumTtl: 254}
+---
+apiVersion: metallb.io/v1beta1
+kind: Community
+metadata: {name: stored, namespace: metallb-system}
+spec:
+  communities:
+    - {name: vpn-only, value: '1234:1'}
+    - {name: big, value: 'large:1:2:3'}
+";
+    meshlb_validation(stored_by_metallb).unwrap();
+    apply(&env, stored_by_metallb).unwrap();
+    let printed = kubectl(&env, &["get", "ipaddresspools", "-n", "metallb-system", "stored"], "").unwrap();
+    assert!(
+        printed.contains("AUTO ASSIGN") && printed.contains("192.0.2.128/26"),
+        "{printed}"
+    );
+
+    // The status-only kinds take what MetalLB's speakers write.
+    let statuses = "\
+apiVersion: metallb.io/v1beta1
+kind: ServiceL2Status
+metadata: {name: l2-abc, namespace: metallb-system, labels: {metallb.io/node: n1}}
+spec: {}
+---
+apiVersion: metallb.io/v1beta1
+kind: ServiceBGPStatus
+metadata: {name: bgp-abc, namespace: metallb-system}
+spec: {}
+---
+apiVersion: metallb.io/v1beta1
+kind: ConfigurationState
+metadata: {name: controller, namespace: metallb-system, labels: {metallb.io/component-type: controller}}
+";
+    apply(&env, statuses).unwrap();
+    let patch = r#"{"status": {"node": "n1", "serviceName": "web", "serviceNamespace": "shop", "interfaces": [{"name": "eth0"}]}}"#;
+    kubectl(
+        &env,
+        &[
+            "patch",
+            "servicel2status",
+            "-n",
+            "metallb-system",
+            "l2-abc",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            patch,
+        ],
+        "",
+    )
+    .unwrap();
+    let printed = kubectl(&env, &["get", "servicel2statuses", "-n", "metallb-system"], "").unwrap();
+    assert!(
+        printed.contains("ALLOCATED NODE") && printed.contains("n1"),
+        "{printed}"
+    );
+    // MetalLB's immutability rule: the node of a status object never changes.
+    let moved = r#"{"status": {"node": "n2"}}"#;
+    let refused = kubectl(
+        &env,
+        &[
+            "patch",
+            "servicel2status",
+            "-n",
+            "metallb-system",
+            "l2-abc",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            moved,
+        ],
+        "",
+    )
+    .unwrap_err();
+    assert!(
+        refused.contains("status.node") && refused.contains("immutable"),
+        "{refused}"
+    );
+    let state = r#"{"status": {"result": "Invalid", "errorSummary": "IPAddressPool a: spec.addresses", "conditions": [{"type": "Valid", "status": "False", "reason": "ConfigInvalid", "message": "x", "lastTransitionTime": "2026-12-01T00:00:00Z"}]}}"#;
+    kubectl(
+        &env,
+        &[
+            "patch",
+            "configurationstate",
+            "-n",
+            "metallb-system",
+            "controller",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            state,
+        ],
+        "",
+    )
+    .unwrap();
+    let printed = kubectl(&env, &["get", "configurationstates", "-n", "metallb-system"], "").unwrap();
+    assert!(printed.contains("RESULT") && printed.contains("Invalid"), "{printed}");
+}
+
+#[test]
+fn bgp_peers_are_served_as_v1beta1_and_v1beta2() {
+    let env = cluster_with_crds();
+    let old = "\
+apiVersion: metallb.io/v1beta1
+kind: BGPPeer
+metadata: {name: old, namespace: metallb-system}
+spec: {myASN: 64513, peerASN: 64512, peerAddress: 192.0.2.1, holdTime: 9s}
+";
+    let written = apply(&env, old).unwrap();
+    assert!(written.contains("bgppeer.metallb.io/old created"), "{written}");
+    let new = "\
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {name: new, namespace: metallb-system}
+spec: {myASN: 64513, dynamicASN: external, peerAddress: 192.0.2.2, bfdProfile: fast}
+";
+    apply(&env, new).unwrap();
+    let as_v1beta2 = kubectl(
+        &env,
+        &[
+            "get",
+            "bgppeers.v1beta2.metallb.io",
+            "-n",
+            "metallb-system",
+            "old",
+            "-o",
+            "jsonpath={.apiVersion} {.spec.peerASN} {.spec.holdTime}",
+        ],
+        "",
+    )
+    .unwrap();
+    assert_eq!(as_v1beta2, "metallb.io/v1beta2 64512 9s");
+    let as_v1beta1 = kubectl(
+        &env,
+        &[
+            "get",
+            "bgppeers.v1beta1.metallb.io",
+            "-n",
+            "metallb-system",
+            "new",
+            "-o",
+            "jsonpath={.apiVersion} {.spec.peerAddress}",
+        ],
+        "",
+    )
+    .unwrap();
+    assert_eq!(as_v1beta1, "metallb.io/v1beta1 192.0.2.2");
+    // Both read back into meshlb's model (v1beta1 converted on parse).
+    for name in ["old", "new"] {
+        let yaml = kubectl(
+            &env,
+            &["get", "bgppeer", "-n", "metallb-system", name, "-o", "yaml"],
+            "",
+        )
+        .unwrap();
+        let objects = meshlb_config::parse_documents(&yaml, name).unwrap();
+        assert_eq!(objects.len(), 1);
+    }
+    // Graceful restart is fixed at creation (MetalLB's rule).
+    let gr = "\
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {name: gr, namespace: metallb-system}
+spec: {myASN: 64513, peerASN: 64512, peerAddress: 192.0.2.3, enableGracefulRestart: true}
+";
+    apply(&env, gr).unwrap();
+    let changed = apply(
+        &env,
+        &gr.replace("enableGracefulRestart: true", "enableGracefulRestart: false"),
+    )
+    .unwrap_err();
+    assert!(changed.contains("EnableGracefulRestart cannot be changed"), "{changed}");
+}
+
+/// A bad object: the manifest, and what kubectl's refusal must say (the
+/// field, and the reason).
+struct Bad {
+    manifest: String,
+    field: &'static str,
+    reason: &'static str,
+}
+
+fn bad(kind_and_version: (&str, &str), spec: &str, field: &'static str, reason: &'static str) -> Bad {
+    let (kind, version) = kind_and_version;
+    Bad {
+        manifest: format!(
+            "apiVersion: {version}\nkind: {kind}\nmetadata: {{name: bad, namespace: metallb-system}}\nspec: {spec}\n"
+        ),
+        field,
+        reason,
+    }
+}
+
+#[test]
+fn bad_objects_are_refused_at_admission_naming_the_field() {
+    let env = cluster_with_crds();
+    let pool = ("IPAddressPool", "metallb.io/v1beta1");
+    let ad = ("BGPAdvertisement", "metallb.io/v1beta1");
+    let peer = ("BGPPeer", "metallb.io/v1beta2");
+    let old_peer = ("BGPPeer", "metallb.io/v1beta1");
+    let cases = [
+        bad(pool, "{addresses: [192.0.2.0/33]}", "spec.addresses", "192.0.2.0/33"),
+        bad(
+            pool,
+            "{addresses: [192.0.2.0/28, not-an-ip]}",
+            "spec.addresses",
+            "not-an-ip",
+        ),
+        bad(
+            pool,
+            "{addresses: ['192.0.2.1-2001:db8::1']}",
+            "spec.addresses",
+            "one family",
+        ),
+        bad(pool, "{addresses: [192.0.2.7]}", "spec.addresses", "192.0.2.7"),
+        bad(
+            pool,
+            "{addresses: [192.0.2.0/28], autoAsign: false}",
+            "autoAsign",
+            "unknown field",
+        ),
+        bad(
+            peer,
+            "{myASN: 64513, peerASN: 64512, dynamicASN: external, peerAddress: 192.0.2.1}",
+            "spec.dynamicASN",
+            "mutually exclusive",
+        ),
+        bad(
+            peer,
+            "{myASN: 64513, dynamicASN: both, peerAddress: 192.0.2.1}",
+            "spec.dynamicASN",
+            "internal",
+        ),
+        bad(
+            peer,
+            "{myASN: 64513, peerASN: 64512, peerAddress: 192.0.2.1, holdTime: 2s}",
+            "spec.holdTime",
+            "at least 3s",
+        ),
+        bad(
+            old_peer,
+            "{myASN: 64513, peerASN: 64512, peerAddress: 192.0.2.1, holdTime: 2s}",
+            "spec.holdTime",
+            "at least 3s",
+        ),
+        bad(
+            peer,
+            "{myASN: 64513, peerASN: 64512, peerAddress: 192.0.2.1, holdTime: 30s, keepaliveTime: 60s}",
+            "spec.keepaliveTime",
+            "must not exceed holdTime",
+        ),
+        bad(
+            peer,
+            "{myASN: 64513, peerASN: 64512, peerAddress: 192.0.2.1, connectTime: 1500ms}",
+            "spec.connectTime",
+            "whole number of seconds",
+        ),
+        bad(
+            peer,
+            "{myASN: 64513, peerASN: 64512, peerAddress: 192.0.2.300}",
+            "spec.peerAddress",
+            "IP address",
+        ),
+        bad(
+            peer,
+            "{myASN: 64513, peerASN: 64512, peerAddress: 192.0.2.1, routerID: '2001:db8::1'}",
+            "spec.routerID",
+            "IPv4",
+        ),
+        bad(
+            peer,
+            "{myASN: 64513, peerASN: 64512, peerAddress: 192.0.2.1, peerPort: 70000}",
+            "spec.peerPort",
+            "16384",
+        ),
+        bad(ad, "{communities: ['65536:1']}", "spec.communities", "65536:1"),
+        bad(ad, "{communities: ['large:1:2']}", "spec.communities", "large:1:2"),
+        bad(
+            ad,
+            "{aggregationLength: 24, serviceSelectors: [{matchLabels: {a: b}}]}",
+            "spec",
+            "serviceSelectors and aggregationLength are mutually exclusive",
+        ),
+        bad(
+            ("Community", "metallb.io/v1beta1"),
+            "{communities: [{name: x, value: '1:2:3'}]}",
+            "spec.communities[0].value",
+            "1:2:3",
+        ),
+        bad(
+            ("BFDProfile", "metallb.io/v1beta1"),
+            "{detectMultiplier: 1}",
+            "spec.detectMultiplier",
+            "greater than or equal to 2",
+        ),
+        bad(
+            ("L2Policy", "meshlb.io/v1alpha1"),
+            "{failback: Sometimes}",
+            "spec.failback",
+            "NonRevertive",
+        ),
+    ];
+    for case in &cases {
+        let refusal = apply(&env, &case.manifest).expect_err(&case.manifest);
+        assert!(
+            refusal.contains(case.field) && refusal.contains(case.reason),
+            "{}\nwant {} / {}, got: {refusal}",
+            case.manifest,
+            case.field,
+            case.reason
+        );
+        assert!(
+            meshlb_validation(&case.manifest).is_err(),
+            "meshlb's validation admits what the schema refuses:\n{}",
+            case.manifest
+        );
+    }
+}
