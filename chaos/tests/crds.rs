@@ -76,7 +76,8 @@ fn cluster_with_crds() -> KubeEnv {
 /// What meshlb's own validation says of a manifest: Ok, or the errors.
 fn meshlb_validation(manifest: &str) -> Result<(), String> {
     let objects = meshlb_config::parse_documents(manifest, "case.yaml")
-        .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))?;
+        .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))?
+        .objects;
     meshlb_config::Config::build(&objects)
         .map(|_| ())
         .map_err(|rejected| rejected.to_string())
@@ -306,7 +307,7 @@ spec: {myASN: 64513, dynamicASN: external, peerAddress: 192.0.2.2, bfdProfile: f
             "",
         )
         .unwrap();
-        let objects = meshlb_config::parse_documents(&yaml, name).unwrap();
+        let objects = meshlb_config::parse_documents(&yaml, name).unwrap().objects;
         assert_eq!(objects.len(), 1);
     }
     // Graceful restart is fixed at creation (MetalLB's rule).

@@ -333,6 +333,11 @@ pub struct Config {
     pub communities: BTreeMap<String, BgpCommunity>,
     /// meshlb L2Policies.
     pub l2_policies: BTreeMap<String, L2Policy>,
+    /// What is accepted but probably not meant: an advertisement naming a
+    /// pool or peer that does not exist (yet: in a cluster objects arrive
+    /// in any order, and MetalLB ignores such names too). The name matches
+    /// nothing until an object of that name appears.
+    pub warnings: Vec<Error>,
 }
 
 impl Config {
@@ -376,6 +381,7 @@ impl Config {
             }
         }
         if builder.errors.is_empty() {
+            builder.config.warnings = builder.warnings;
             Ok(builder.config)
         } else {
             Err(Rejected { errors: builder.errors })
@@ -387,6 +393,7 @@ impl Config {
 struct Builder {
     config: Config,
     errors: Vec<Error>,
+    warnings: Vec<Error>,
     location: Option<SourceLocation>,
     /// Where each pool was read, for overlap messages.
     pool_locations: BTreeMap<String, Option<SourceLocation>>,
@@ -411,6 +418,13 @@ impl Builder {
         for i in invalid {
             self.push(i);
         }
+    }
+
+    fn warn(&mut self, invalid: Invalid) {
+        self.warnings.push(Error::Invalid {
+            location: self.location.clone(),
+            invalid: Box::new(invalid),
+        });
     }
 
     /// Registers a name and returns the object's reference; `None` (with an
@@ -561,8 +575,9 @@ impl Builder {
         }
     }
 
+    /// The pools an advertisement covers; a name of no pool is a warning.
     fn pool_scope(
-        &self,
+        &mut self,
         object: &ObjectRef,
         names: &[String],
         selectors: &[LabelSelector],
@@ -570,12 +585,13 @@ impl Builder {
     ) -> PoolScope {
         for (i, name) in names.iter().enumerate() {
             if !self.config.pools.contains_key(name) && !self.seen_name(Kind::IpAddressPool, name) {
-                errors.push(Invalid::new(
+                let known = self.known(Kind::IpAddressPool);
+                self.warn(Invalid::new(
                     object,
                     format!("spec.ipAddressPools[{i}]"),
                     name,
-                    "names no IPAddressPool",
-                    self.known(Kind::IpAddressPool),
+                    "names no IPAddressPool (yet); it covers none until one of that name exists",
+                    known,
                 ));
             }
         }
@@ -758,12 +774,13 @@ impl Builder {
         }
         for (i, peer) in spec.peers.iter().enumerate() {
             if !self.seen_name(Kind::BgpPeer, peer) {
-                errors.push(Invalid::new(
+                let known = self.known(Kind::BgpPeer);
+                self.warn(Invalid::new(
                     &object,
                     format!("spec.peers[{i}]"),
                     peer,
-                    "names no BGPPeer",
-                    self.known(Kind::BgpPeer),
+                    "names no BGPPeer (yet); it announces to none until one of that name exists",
+                    known,
                 ));
             }
         }

@@ -76,18 +76,23 @@ impl std::error::Error for Invalid {}
 pub struct SourceLocation {
     /// The file (or other source) name.
     pub file: String,
-    /// 1-based line where the YAML document starts.
+    /// 1-based line where the YAML document starts (0: none).
     pub line: usize,
 }
 
 impl fmt::Display for SourceLocation {
+    /// `file:line`, or just the name when there is no line (line 0: a
+    /// whole file, or an object read from the API server).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.file, self.line)
+        match self.line {
+            0 => f.write_str(&self.file),
+            line => write!(f, "{}:{line}", self.file),
+        }
     }
 }
 
 /// Errors of this crate.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
     /// A YAML document could not be read as a known object.
     #[error("{location}: {message}")]

@@ -62,6 +62,8 @@ pub enum Kind {
     Namespace,
     /// discovery.k8s.io/v1 EndpointSlice (which nodes have ready endpoints).
     EndpointSlice,
+    /// core/v1 Node (labels and the conditions that rule a node out).
+    Node,
 }
 
 impl Kind {
@@ -78,6 +80,7 @@ impl Kind {
             Kind::Service => "Service",
             Kind::Namespace => "Namespace",
             Kind::EndpointSlice => "EndpointSlice",
+            Kind::Node => "Node",
         }
     }
 

@@ -15,7 +15,7 @@ use crate::kinds::{
     L2AdvertisementSpec, L2PolicySpec,
 };
 use crate::meta::{Kind, ObjectMeta, ObjectRef};
-use crate::service::{EndpointSlice, Namespace, Service};
+use crate::service::{EndpointSlice, Namespace, Node, Service};
 
 /// API group and version of MetalLB's resources.
 pub const METALLB_V1BETA1: &str = "metallb.io/v1beta1";
@@ -56,6 +56,8 @@ pub enum Object {
     Namespace(Namespace),
     /// EndpointSlice.
     EndpointSlice(EndpointSlice),
+    /// Node.
+    Node(Node),
 }
 
 impl Object {
@@ -72,6 +74,7 @@ impl Object {
             Object::Service(_) => Kind::Service,
             Object::Namespace(_) => Kind::Namespace,
             Object::EndpointSlice(_) => Kind::EndpointSlice,
+            Object::Node(_) => Kind::Node,
         }
     }
 
@@ -88,6 +91,7 @@ impl Object {
             Object::Service(s) => &s.metadata,
             Object::Namespace(n) => &n.metadata,
             Object::EndpointSlice(e) => &e.metadata,
+            Object::Node(n) => &n.metadata,
         }
     }
 
@@ -146,7 +150,7 @@ struct Envelope<S> {
 }
 
 const KNOWN_KINDS: &str = "IPAddressPool, L2Advertisement, BGPAdvertisement, BGPPeer, BFDProfile, Community \
-     (metallb.io), L2Policy (meshlb.io), Service, Namespace (v1), EndpointSlice (discovery.k8s.io/v1)";
+     (metallb.io), L2Policy (meshlb.io), Service, Namespace, Node (v1), EndpointSlice (discovery.k8s.io/v1)";
 
 /// Splits a multi-document YAML text at `---` lines, returning each
 /// document with its 1-based first line.
@@ -314,11 +318,48 @@ fn read_plain<T: DeserializeOwned>(document: &str, file: &str, start: usize, obj
     serde_yaml_ng::from_str(document).map_err(|e| yaml_error(file, start, Some(object.clone()), &e))
 }
 
+/// A document of a kind meshlb does not read (a Deployment beside the
+/// Services of a manifest), skipped with a notice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// Where the document is.
+    pub location: SourceLocation,
+    /// Its apiVersion.
+    pub api_version: String,
+    /// Its kind.
+    pub kind: String,
+    /// Its name.
+    pub name: String,
+}
+
+impl std::fmt::Display for Skipped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: skipped {} {} {:?}: not a kind meshlb reads ({KNOWN_KINDS})",
+            self.location, self.api_version, self.kind, self.name
+        )
+    }
+}
+
+/// What a multi-document text holds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Parsed {
+    /// The objects meshlb reads.
+    pub objects: Vec<Located<Object>>,
+    /// Documents of other kinds, outside meshlb's groups.
+    pub skipped: Vec<Skipped>,
+}
+
 /// Parses every document of `text` (read from `file`). Empty documents are
-/// skipped. All documents are tried; every failure is reported.
-pub fn parse_documents(text: &str, file: &str) -> Result<Vec<Located<Object>>, Vec<Error>> {
+/// skipped, and so are documents of kinds meshlb does not read from groups
+/// other than `metallb.io` and `meshlb.io` (reported in
+/// [`Parsed::skipped`]); an unknown kind in those groups is an error, as a
+/// misspelt kind would be silently ignored otherwise. All documents are
+/// tried; every failure is reported.
+pub fn parse_documents(text: &str, file: &str) -> Result<Parsed, Vec<Error>> {
     check_flow_depth(text, file).map_err(|e| vec![e])?;
-    let mut objects = Vec::new();
+    let mut parsed = Parsed::default();
     let mut errors = Vec::new();
     for (start, document) in split_documents(text) {
         let location = SourceLocation {
@@ -333,12 +374,39 @@ pub fn parse_documents(text: &str, file: &str) -> Result<Vec<Located<Object>>, V
             }
         };
         let Some(header) = header else { continue };
+        if let Some(skipped) = foreign(&header, &location) {
+            parsed.skipped.push(skipped);
+            continue;
+        }
         match parse_one(&document, file, start, header) {
-            Ok(object) => objects.push(Located { location, object }),
+            Ok(object) => parsed.objects.push(Located { location, object }),
             Err(e) => errors.push(e),
         }
     }
-    if errors.is_empty() { Ok(objects) } else { Err(errors) }
+    if errors.is_empty() { Ok(parsed) } else { Err(errors) }
+}
+
+/// The document as [`Skipped`], if it is of a kind meshlb does not read
+/// and outside meshlb's and MetalLB's groups.
+fn foreign(header: &Header, location: &SourceLocation) -> Option<Skipped> {
+    let api_version = header.api_version.as_deref()?;
+    let kind = header.kind.as_deref()?;
+    let group = api_version.rsplit_once('/').map(|(group, _)| group).unwrap_or("");
+    let ours = matches!(group, "metallb.io" | "meshlb.io")
+        || matches!(
+            (group, kind),
+            ("", "Service" | "Namespace" | "Node") | ("discovery.k8s.io", "EndpointSlice")
+        );
+    (!ours && !kind.is_empty()).then(|| Skipped {
+        location: location.clone(),
+        api_version: api_version.to_owned(),
+        kind: kind.to_owned(),
+        name: header
+            .metadata
+            .as_ref()
+            .and_then(|m| m.name.clone())
+            .unwrap_or_default(),
+    })
 }
 
 fn parse_one(document: &str, file: &str, start: usize, header: Header) -> Result<Object, Error> {
@@ -375,6 +443,7 @@ fn parse_one(document: &str, file: &str, start: usize, header: Header) -> Result
         "Service" => Kind::Service,
         "Namespace" => Kind::Namespace,
         "EndpointSlice" => Kind::EndpointSlice,
+        "Node" => Kind::Node,
         other => {
             return Err(parse_error(
                 None,
@@ -389,7 +458,7 @@ fn parse_one(document: &str, file: &str, start: usize, header: Header) -> Result
     let allowed: &[&str] = match kind {
         Kind::BgpPeer => &[METALLB_V1BETA2, METALLB_V1BETA1],
         Kind::L2Policy => &[MESHLB_V1ALPHA1],
-        Kind::Service | Kind::Namespace => &["v1"],
+        Kind::Service | Kind::Namespace | Kind::Node => &["v1"],
         Kind::EndpointSlice => &["discovery.k8s.io/v1"],
         _ => &[METALLB_V1BETA1],
     };
@@ -421,6 +490,7 @@ fn parse_one(document: &str, file: &str, start: usize, header: Header) -> Result
         Kind::Service => Object::Service(read_plain(document, file, start, o)?),
         Kind::Namespace => Object::Namespace(read_plain(document, file, start, o)?),
         Kind::EndpointSlice => Object::EndpointSlice(read_plain(document, file, start, o)?),
+        Kind::Node => Object::Node(read_plain(document, file, start, o)?),
     })
 }
 
@@ -453,7 +523,7 @@ spec:
 
     #[test]
     fn reads_documents_with_locations() {
-        let objects = parse_documents(TWO, "pools.yaml").unwrap();
+        let objects = parse_documents(TWO, "pools.yaml").unwrap().objects;
         assert_eq!(objects.len(), 2);
         assert_eq!(objects[0].location.line, 1);
         assert_eq!(objects[1].location.line, 14);
@@ -534,8 +604,8 @@ spec:
     fn unknown_kinds_versions_and_names_are_refused() {
         let cases = [
             (
-                "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\n",
-                "unknown kind \"Pod\"",
+                "apiVersion: metallb.io/v1beta1\nkind: IPAdressPool\nmetadata: {name: p}\n",
+                "unknown kind \"IPAdressPool\"",
             ),
             (
                 "apiVersion: metallb.io/v1\nkind: IPAddressPool\nmetadata: {name: p}\n",
@@ -552,6 +622,25 @@ spec:
             let errors = parse_documents(text, "x.yaml").unwrap_err();
             assert!(errors[0].to_string().contains(want), "{text}: {}", errors[0]);
         }
-        assert_eq!(parse_documents("# nothing\n---\n", "x.yaml").unwrap(), vec![]);
+        assert_eq!(
+            parse_documents("# nothing\n---\n", "x.yaml").unwrap(),
+            Parsed::default()
+        );
+    }
+
+    #[test]
+    fn other_kinds_are_skipped_with_a_notice() {
+        let text = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec: {replicas: [odd]}\n---\n\
+                    apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n---\n\
+                    apiVersion: v1\nkind: Service\nmetadata: {name: web}\n";
+        let parsed = parse_documents(text, "app.yaml").unwrap();
+        assert_eq!(parsed.objects.len(), 1);
+        let notices: Vec<String> = parsed.skipped.iter().map(ToString::to_string).collect();
+        assert_eq!(notices.len(), 2);
+        assert!(
+            notices[0].starts_with("app.yaml:1: skipped apps/v1 Deployment \"web\": not a kind meshlb reads"),
+            "{notices:?}"
+        );
+        assert!(notices[1].contains("v1 ConfigMap"), "{notices:?}");
     }
 }

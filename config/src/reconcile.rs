@@ -21,7 +21,7 @@ use crate::config::Config;
 use crate::error::{Error, Invalid, Rejected, SourceLocation};
 use crate::meta::{ObjectRef, StringMap};
 use crate::object::{Located, Object};
-use crate::service::{AllocationRequest, ClassFilter, EndpointSlice, Service, ServiceKey, namespace_labels};
+use crate::service::{AllocationRequest, ClassFilter, EndpointSlice, Node, Service, ServiceKey, namespace_labels};
 
 /// One consistent reading of a configuration source.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -36,6 +36,9 @@ pub struct Inventory {
     pub namespaces: BTreeMap<String, StringMap>,
     /// EndpointSlices.
     pub endpoint_slices: Vec<EndpointSlice>,
+    /// Nodes declared as objects (a cluster's; standalone files may
+    /// declare some), by name.
+    pub nodes: BTreeMap<String, Node>,
 }
 
 impl Inventory {
@@ -62,6 +65,7 @@ impl Inventory {
             });
         };
         let mut namespace_locations: BTreeMap<String, SourceLocation> = BTreeMap::new();
+        let mut node_locations: BTreeMap<String, SourceLocation> = BTreeMap::new();
         for located in objects {
             match &located.object {
                 Object::Service(service) => {
@@ -85,6 +89,15 @@ impl Inventory {
                     inventory.namespaces.insert(name, namespace.metadata.labels.clone());
                 }
                 Object::EndpointSlice(slice) => inventory.endpoint_slices.push(slice.clone()),
+                Object::Node(node) => {
+                    let name = node.metadata.name.clone();
+                    if let Some(first) = node_locations.get(&name) {
+                        duplicate(&located.location, located.object.object_ref(), Some(first));
+                        continue;
+                    }
+                    node_locations.insert(name.clone(), located.location.clone());
+                    inventory.nodes.insert(name, node.clone());
+                }
                 _ => {}
             }
         }
@@ -269,7 +282,7 @@ spec: {type: ClusterIP}
 ";
 
     fn inventory(text: &str) -> Inventory {
-        Inventory::build(&parse_documents(text, "t.yaml").unwrap()).unwrap()
+        Inventory::build(&parse_documents(text, "t.yaml").unwrap().objects).unwrap()
     }
 
     fn ip(s: &str) -> IpAddr {
@@ -371,7 +384,7 @@ status: {{loadBalancer: {{ingress: [{{ip: 192.0.2.1}}]}}}}
     #[test]
     fn duplicate_services_reject_the_inventory() {
         let text = format!("{BASE}---\napiVersion: v1\nkind: Service\nmetadata: {{name: b, namespace: shop}}\n");
-        let err = Inventory::build(&parse_documents(&text, "t.yaml").unwrap()).unwrap_err();
+        let err = Inventory::build(&parse_documents(&text, "t.yaml").unwrap().objects).unwrap_err();
         assert!(
             err.to_string()
                 .contains("Service shop/b: metadata.name \"b\" is defined twice (first at t.yaml:7)"),

@@ -162,6 +162,55 @@ impl Namespace {
     }
 }
 
+/// A core/v1 Node, the parts load balancing reads: labels for node
+/// selectors, the label that excludes it from external load balancers, and
+/// the NetworkUnavailable condition (MetalLB's candidate filters; node
+/// readiness is not one of them).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Node {
+    /// Metadata.
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    /// Status: the conditions.
+    #[serde(default)]
+    pub status: NodeStatus,
+}
+
+/// `Node.status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// Conditions by type.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<NodeCondition>,
+}
+
+/// One node condition.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeCondition {
+    /// `Ready`, `NetworkUnavailable`, ...
+    #[serde(rename = "type", default)]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    #[serde(default)]
+    pub status: String,
+}
+
+/// The label that takes a node out of every load balancer's candidates.
+pub const EXCLUDE_FROM_LOAD_BALANCERS: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
+
+impl Node {
+    /// Whether the node may announce load-balancer addresses: not labelled
+    /// out of external load balancers, and not NetworkUnavailable.
+    pub fn may_announce(&self) -> bool {
+        !self.metadata.labels.contains_key(EXCLUDE_FROM_LOAD_BALANCERS)
+            && !self
+                .status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "NetworkUnavailable" && c.status == "True")
+    }
+}
+
 /// Labels of a namespace named `name` with these explicit labels.
 pub fn namespace_labels(name: &str, labels: &StringMap) -> StringMap {
     let mut labels = labels.clone();

@@ -10,7 +10,7 @@ use meshlb_config::config::{BgpCommunity, Failback, PeerAsn, PeerEndpoint, PeerP
 use meshlb_config::{Config, ConfigStore, Offer, Rejected, parse_documents};
 
 fn build(yaml: &str) -> Result<Config, Rejected> {
-    let objects = parse_documents(yaml, "test.yaml").expect("manifest parses");
+    let objects = parse_documents(yaml, "test.yaml").expect("manifest parses").objects;
     Config::build(&objects)
 }
 
@@ -227,7 +227,23 @@ spec:
 
 #[test]
 fn references_to_missing_objects() {
-    let errors = rejected(&format!(
+    // A BFD profile a peer names must exist (as in MetalLB).
+    let errors = rejected(
+        "apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {name: p1}
+spec: {myASN: 64513, peerASN: 64512, peerAddress: 192.0.2.1, bfdProfile: missing}
+",
+    );
+    assert_one(&errors, &["BGPPeer p1", "spec.bfdProfile", "missing", "there are none"]);
+}
+
+#[test]
+fn advertisements_naming_missing_pools_or_peers_are_warnings() {
+    // In a cluster objects arrive in any order: an advertisement may come
+    // before its pool. It is accepted, with a warning, and covers the
+    // names that exist.
+    let manifest = format!(
         "{POOL}---
 apiVersion: metallb.io/v1beta1
 kind: L2Advertisement
@@ -242,31 +258,44 @@ spec: {{ipAddressPools: [nope], peers: [ghost]}}
 apiVersion: metallb.io/v1beta2
 kind: BGPPeer
 metadata: {{name: p1}}
-spec: {{myASN: 64513, peerASN: 64512, peerAddress: 192.0.2.1, bfdProfile: missing}}
+spec: {{myASN: 64513, peerASN: 64512, peerAddress: 192.0.2.1}}
 "
-    ));
+    );
+    let config = build(&manifest).unwrap();
+    let warnings: Vec<String> = config.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(warnings.len(), 3, "{warnings:#?}");
     assert_one(
-        &errors,
+        &warnings,
         &[
+            "test.yaml:8",
             "L2Advertisement l2",
             "spec.ipAddressPools[1]",
             "pool-z",
-            "names no IPAddressPool",
+            "names no IPAddressPool (yet)",
             "one of pool-a",
         ],
     );
-    assert_one(&errors, &["BGPAdvertisement bgp", "spec.ipAddressPools[0]", "nope"]);
+    assert_one(&warnings, &["BGPAdvertisement bgp", "spec.ipAddressPools[0]", "nope"]);
     assert_one(
-        &errors,
+        &warnings,
         &[
             "BGPAdvertisement bgp",
             "spec.peers[0]",
             "ghost",
-            "names no BGPPeer",
+            "names no BGPPeer (yet)",
             "one of p1",
         ],
     );
-    assert_one(&errors, &["BGPPeer p1", "spec.bfdProfile", "missing", "there are none"]);
+    let pool = &config.pools["pool-a"];
+    assert!(config.l2_advertisements["l2"].pools.covers(pool));
+    assert!(!config.bgp_advertisements["bgp"].pools.covers(pool));
+    // Once the pool exists the advertisement covers it, without a warning.
+    let with_pool = manifest
+        .replace("[nope]", "[pool-a]")
+        .replace("[pool-a, pool-z]", "[pool-a]");
+    let config = build(&with_pool.replace("[ghost]", "[p1]")).unwrap();
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    assert!(config.bgp_advertisements["bgp"].pools.covers(&config.pools["pool-a"]));
 }
 
 fn peer(spec: &str) -> Vec<String> {

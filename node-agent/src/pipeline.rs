@@ -299,6 +299,9 @@ impl Pipeline {
         .map_err(|e| AgentError::Task(e.to_string()))?;
         log_reload(&reload);
         if let (Reload::Accepted { .. }, Some(inventory)) = (&reload, agent.store.active()) {
+            for warning in &inventory.config.warnings {
+                tracing::warn!("{warning}");
+            }
             monitors.update(health_checks(inventory, &agent.outcomes));
         }
         agent.publish_config(hub, &reload);
@@ -329,6 +332,11 @@ impl Pipeline {
                     Reload::Held { reason, .. } => Some(reason.clone()),
                     _ => None,
                 },
+                warnings: self
+                    .store
+                    .active()
+                    .map(|inventory| inventory.config.warnings.iter().map(ToString::to_string).collect())
+                    .unwrap_or_default(),
             };
         });
     }
@@ -415,7 +423,7 @@ mod tests {
     use crate::sources::SourceGuard;
 
     fn snapshot(yaml: &str, fingerprint: u64) -> SourceUpdate {
-        let objects = meshlb_config::parse_documents(yaml, "memory").unwrap();
+        let objects = meshlb_config::parse_documents(yaml, "memory").unwrap().objects;
         SourceUpdate::Snapshot(Snapshot {
             inventory: Arc::new(Inventory::build(&objects).unwrap()),
             fingerprint,

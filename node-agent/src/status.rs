@@ -99,6 +99,9 @@ pub struct ConfigStatus {
     pub rejections: u64,
     /// A snapshot held because it would withdraw everything: why.
     pub held: Option<String>,
+    /// What the running configuration holds that is probably not meant
+    /// (an advertisement naming no pool yet).
+    pub warnings: Vec<String>,
 }
 
 /// A refused update.

@@ -24,8 +24,9 @@
 //! - `ownership`: per address of every Layer 2 service, `<namespace/name>
 //!   <address> announcers=<members whose record claims it, or -> here=<true|false>`;
 //! - `config`: `generation=<n> fingerprint=<hex or -> rejections=<n>
-//!   held=<true|false>`, then `held <reason>` and one `rejected <error>`
-//!   line per error of the last refused update, if any.
+//!   held=<true|false>`, then `held <reason>`, one `warning <warning>`
+//!   line per warning of the running configuration and one `rejected
+//!   <error>` line per error of the last refused update, if any.
 //!
 //! The last three change with every answer or reload, so they are written
 //! at most every [`SLOW_FILES_EVERY`].
@@ -195,6 +196,9 @@ fn config_text(config: &ConfigStatus) -> String {
     if let Some(reason) = &config.held {
         text.push_str(&format!("held {reason}\n"));
     }
+    for warning in &config.warnings {
+        text.push_str(&format!("warning {warning}\n"));
+    }
     for error in config.last_rejection.iter().flat_map(|r| &r.errors) {
         text.push_str(&format!("rejected {error}\n"));
     }
@@ -331,11 +335,13 @@ mod tests {
                 at: SystemTime::UNIX_EPOCH,
                 errors: vec!["pool.yaml:1: IPAddressPool vips: spec.addresses[0] \"x\" is not a CIDR".into()],
             }),
+            warnings: vec!["ads.yaml:1: L2Advertisement l2: spec.ipAddressPools[0] names no IPAddressPool".into()],
             ..ConfigStatus::default()
         };
         assert_eq!(
             config_text(&config),
             "generation=4 fingerprint=00000000000000ab rejections=2 held=false\n\
+             warning ads.yaml:1: L2Advertisement l2: spec.ipAddressPools[0] names no IPAddressPool\n\
              rejected pool.yaml:1: IPAddressPool vips: spec.addresses[0] \"x\" is not a CIDR\n"
         );
     }

@@ -269,7 +269,7 @@ mod tests {
     }
 
     fn state(yaml: &str) -> State {
-        let objects = meshlb_config::parse_documents(yaml, "test.yaml").unwrap();
+        let objects = meshlb_config::parse_documents(yaml, "test.yaml").unwrap().objects;
         let inventory = Inventory::build(&objects).unwrap();
         let mut reconciler = meshlb_config::Reconciler::new(Default::default(), BTreeMap::new());
         let outcomes = reconciler.apply(&inventory);

@@ -143,13 +143,20 @@ fn read_bounded(path: &Path, max_bytes: u64) -> Result<String, String> {
 
 impl Reading {
     /// Every object of every file. Every problem of every file is
-    /// reported; any problem rejects the reading.
+    /// reported; any problem rejects the reading. Documents of other kinds
+    /// (a Deployment beside its Service) are skipped with a notice in the
+    /// log.
     pub fn parse(&self) -> Result<Vec<Located<Object>>, Rejected> {
         let mut objects = Vec::new();
         let mut errors = Vec::new();
         for (name, text) in &self.files {
             match parse_documents(text, name) {
-                Ok(found) => objects.extend(found),
+                Ok(parsed) => {
+                    for skipped in &parsed.skipped {
+                        tracing::info!("{skipped}");
+                    }
+                    objects.extend(parsed.objects);
+                }
                 Err(e) => errors.extend(e),
             }
         }
