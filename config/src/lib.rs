@@ -43,4 +43,4 @@ pub use allocator::{AllocationError, Allocator, Assignment, allocate_all};
 pub use config::{Config, ConfigStore, Offer};
 pub use error::{Error, Invalid, Rejected, SourceLocation};
 pub use object::{Located, Object, Parsed, Skipped, parse_documents};
-pub use reconcile::{Inventory, Reconciler, ServiceOutcome};
+pub use reconcile::{AddressSource, Inventory, Reconciler, ServiceOutcome};

@@ -16,9 +16,9 @@ use crate::error::Invalid;
 /// node iterates them in the same order.
 pub type StringMap = BTreeMap<String, String>;
 
-/// The part of `metadata` meshlb reads. Other metadata fields (uid,
-/// resourceVersion, managedFields, ...) are accepted and ignored, so objects
-/// exported from a cluster load unchanged.
+/// The part of `metadata` meshlb reads. Other metadata fields
+/// (managedFields, ownerReferences, ...) are accepted and ignored, so
+/// objects exported from a cluster load unchanged.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectMeta {
@@ -37,6 +37,13 @@ pub struct ObjectMeta {
     /// RFC 3339 creation time, when the object came from a cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub creation_timestamp: Option<String>,
+    /// The API server's id of the object, when it came from a cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    /// The version the object was read at, when it came from a cluster:
+    /// writes that depend on what was read carry it as a precondition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_version: Option<String>,
 }
 
 /// The kinds meshlb reads.

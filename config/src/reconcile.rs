@@ -146,6 +146,9 @@ pub enum ServiceOutcome {
         /// What it still holds.
         kept: Option<Assignment>,
     },
+    /// The service's status holds no address yet; the allocator (another
+    /// agent, in a cluster) has not written one.
+    Pending,
 }
 
 impl ServiceOutcome {
@@ -154,6 +157,7 @@ impl ServiceOutcome {
         match self {
             ServiceOutcome::Assigned(a) => Some(a),
             ServiceOutcome::Invalid { kept, .. } | ServiceOutcome::Failed { kept, .. } => kept.as_ref(),
+            ServiceOutcome::Pending => None,
         }
     }
 }
@@ -168,8 +172,22 @@ impl fmt::Display for ServiceOutcome {
                 write!(f, "invalid: {}{}", errors.join("; "), kept(k))
             }
             ServiceOutcome::Failed { error, kept: k } => write!(f, "no addresses: {error}{}", kept(k)),
+            ServiceOutcome::Pending => f.write_str("pending: no address in its status yet"),
         }
     }
+}
+
+/// Who gives services their addresses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AddressSource {
+    /// The reconciler allocates: standalone agents, and the one allocator
+    /// of a cluster.
+    #[default]
+    Allocate,
+    /// Services hold what their status says (checked against the pools and
+    /// each other), and nothing else: the agents of a cluster announce
+    /// only what the allocator wrote, as MetalLB's speakers do.
+    Status,
 }
 
 /// Keeps the allocator across inventories.
@@ -178,6 +196,7 @@ pub struct Reconciler {
     allocator: Allocator,
     classes: ClassFilter,
     remembered: BTreeMap<ServiceKey, Vec<IpAddr>>,
+    source: AddressSource,
 }
 
 impl Reconciler {
@@ -189,7 +208,14 @@ impl Reconciler {
             allocator: Allocator::default(),
             classes,
             remembered,
+            source: AddressSource::Allocate,
         }
+    }
+
+    /// The same reconciler taking addresses from `source`.
+    pub fn taking_addresses_from(mut self, source: AddressSource) -> Reconciler {
+        self.source = source;
+        self
     }
 
     /// The allocator, for counters and lookups.
@@ -225,6 +251,32 @@ impl Reconciler {
                     outcomes.insert((*key).clone(), ServiceOutcome::Invalid { errors, kept });
                 }
             }
+        }
+        if self.source == AddressSource::Status {
+            // Services whose status changed let go first, so an address
+            // that moved between two services is admitted in any order.
+            for (request, service) in &requests {
+                let held = self.allocator.assignment(&request.service).map(|a| &a.addresses);
+                if held.is_some_and(|held| *held != service.assigned_addresses()) {
+                    self.allocator.release(&request.service);
+                }
+            }
+            for (request, service) in &requests {
+                let status = service.assigned_addresses();
+                let outcome = if status.is_empty() {
+                    ServiceOutcome::Pending
+                } else {
+                    match self.allocator.admit(request, &status) {
+                        Ok(assignment) => ServiceOutcome::Assigned(assignment),
+                        Err(error) => {
+                            self.allocator.release(&request.service);
+                            ServiceOutcome::Failed { error, kept: None }
+                        }
+                    }
+                };
+                outcomes.insert(request.service.clone(), outcome);
+            }
+            return outcomes;
         }
         // Phase 1: re-admit addresses services already hold elsewhere.
         for (request, service) in &requests {
@@ -287,6 +339,60 @@ spec: {type: ClusterIP}
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn taking_addresses_from_status_allocates_nothing() {
+        let text = format!(
+            "{BASE}---
+apiVersion: v1
+kind: Service
+metadata: {{name: a, namespace: shop}}
+spec: {{type: LoadBalancer, ports: [{{port: 80}}]}}
+status: {{loadBalancer: {{ingress: [{{ip: 192.0.2.2}}]}}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: e, namespace: shop}}
+spec: {{type: LoadBalancer, ports: [{{port: 80}}]}}
+status: {{loadBalancer: {{ingress: [{{ip: 198.51.100.1}}]}}}}
+"
+        );
+        let mut reconciler =
+            Reconciler::new(ClassFilter::default(), BTreeMap::new()).taking_addresses_from(AddressSource::Status);
+        let outcomes = reconciler.apply(&inventory(&text));
+        let key = |name: &str| ServiceKey::new("shop", name);
+        assert_eq!(
+            outcomes[&key("a")].assignment().unwrap().addresses,
+            vec![ip("192.0.2.2")]
+        );
+        assert_eq!(outcomes[&key("b")], ServiceOutcome::Pending);
+        assert!(matches!(
+            &outcomes[&key("e")],
+            ServiceOutcome::Failed {
+                error: AllocationError::OutsidePools { .. },
+                kept: None
+            }
+        ));
+        // The address moves from a to b in one reading: both are admitted.
+        let moved = text.replacen(
+            "spec: {type: LoadBalancer, ports: [{port: 80}]}\n---",
+            "spec: {type: LoadBalancer, ports: [{port: 80}]}\nstatus: {loadBalancer: {ingress: [{ip: 192.0.2.2}]}}\n---",
+            1,
+        );
+        let moved = moved.replace(
+            "metadata: {name: a, namespace: shop}\nspec: {type: LoadBalancer, ports: [{port: 80}]}\nstatus: {loadBalancer: {ingress: [{ip: 192.0.2.2}]}}",
+            "metadata: {name: a, namespace: shop}\nspec: {type: LoadBalancer, ports: [{port: 80}]}\nstatus: {loadBalancer: {ingress: [{ip: 192.0.2.1}]}}",
+        );
+        let outcomes = reconciler.apply(&inventory(&moved));
+        assert_eq!(
+            outcomes[&key("b")].assignment().unwrap().addresses,
+            vec![ip("192.0.2.2")]
+        );
+        assert_eq!(
+            outcomes[&key("a")].assignment().unwrap().addresses,
+            vec![ip("192.0.2.1")]
+        );
     }
 
     /// Every reload re-checks every service; one keeping its addresses is

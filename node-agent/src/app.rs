@@ -5,7 +5,8 @@
 //! 1. the pipeline, with the assignments remembered in the state directory
 //!    (a state file that does not parse stops the agent here: starting
 //!    without it could hand a running service's address to another);
-//! 2. the configuration source (the directory, read at once and watched);
+//! 2. the configuration source: the directory (read at once and watched),
+//!    or the API server (listed, then watched);
 //! 3. with `--gossip-bind`: the answering arbiter (a thread of its own,
 //!    see below) with the link monitor, the gossip mesh on it, then Layer 2
 //!    (the glue actor, which starts interface and service actors there as
@@ -33,30 +34,49 @@ use std::time::Duration;
 
 use actix::Arbiter;
 use meshlb_actors::l2::links::{self, LinkReader};
-use meshlb_config::ServiceOutcome;
 use meshlb_config::service::ClassFilter;
+use meshlb_config::{AddressSource, ServiceOutcome};
 
 use crate::layer2::{self, Layer2Actor, Layer2Inputs, Layer2Options};
 use crate::mesh::{AgentMesh, MeshOptions};
 use crate::pipeline::{Pipeline, Reload};
 use crate::sources::files::{FileSource, ReadLimits};
+use crate::sources::kubernetes::KubernetesSource;
 use crate::status::StatusHub;
 use crate::{AgentError, status_files};
 use tokio::sync::watch;
 
+/// Where the configuration comes from.
+#[derive(Debug)]
+pub enum SourceOptions {
+    /// Standalone: a directory of YAML files.
+    Files {
+        /// The configuration directory.
+        dir: PathBuf,
+        /// How often the directory is re-read without a change event.
+        resync: Duration,
+        /// Bounds on the configuration files.
+        limits: ReadLimits,
+    },
+    /// A cluster: the API server.
+    Kubernetes {
+        /// A kubeconfig file; none: the in-cluster configuration (or
+        /// `$KUBECONFIG`).
+        kubeconfig: Option<PathBuf>,
+        /// The namespace of the metallb.io objects.
+        namespace: String,
+    },
+}
+
 /// Everything `meshlb-agent run` needs.
 #[derive(Debug)]
 pub struct RunOptions {
-    /// The configuration directory.
-    pub config_dir: PathBuf,
+    /// Where the configuration comes from.
+    pub source: SourceOptions,
     /// Where assignments and status files are kept.
     pub state_dir: PathBuf,
     /// The loadBalancerClasses served.
     pub classes: ClassFilter,
-    /// How often the directory is re-read without a change event.
-    pub resync: Duration,
-    /// Bounds on the configuration files.
-    pub limits: ReadLimits,
     /// How long a configuration that withdraws everything is held.
     pub hold_withdraw_all: Duration,
     /// The mesh and Layer 2, when `--gossip-bind` is given.
@@ -70,24 +90,35 @@ const SHUTDOWN_STEP: Duration = Duration::from_secs(5);
 pub fn run(options: RunOptions) -> Result<(), AgentError> {
     actor_system()?.block_on(async move {
         let RunOptions {
-            config_dir,
+            source,
             state_dir,
             classes,
-            resync,
-            limits,
             hold_withdraw_all,
             mesh,
         } = options;
-        let pipeline = Pipeline::new(Some(&state_dir.join("assignments.yaml")), classes)?
-            .holding_withdrawals_for(hold_withdraw_all);
         std::fs::create_dir_all(&state_dir).map_err(|source| AgentError::Io {
             path: state_dir.clone(),
             source,
         })?;
         let hub = StatusHub::default();
+        let (pipeline, source) = match source {
+            SourceOptions::Files { dir, resync, limits } => {
+                // Standalone agents allocate, and remember what they gave.
+                let pipeline = Pipeline::new(Some(&state_dir.join("assignments.yaml")), classes)?;
+                tracing::info!(config_dir = %dir.display(), "meshlb-agent standalone");
+                (pipeline, FileSource::new(&dir, limits).spawn(resync)?)
+            }
+            SourceOptions::Kubernetes { kubeconfig, namespace } => {
+                // In a cluster, Service status is the record of what each
+                // service holds.
+                let pipeline = Pipeline::new(None, classes)?.taking_addresses_from(AddressSource::Status);
+                let client = kube_client(kubeconfig.as_deref()).await?;
+                tracing::info!(%namespace, "meshlb-agent in Kubernetes");
+                (pipeline, KubernetesSource::new(client, namespace).spawn())
+            }
+        };
+        let pipeline = pipeline.holding_withdrawals_for(hold_withdraw_all);
         let status_files = status_files::spawn(hub.clone(), state_dir.clone());
-        let source = FileSource::new(&config_dir, limits).spawn(resync)?;
-        tracing::info!(config_dir = %config_dir.display(), "meshlb-agent standalone");
         let mut announcing = None;
         if let Some((options, layer2_options)) = mesh {
             let answering = Arbiter::new();
@@ -119,6 +150,23 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
         status_files.abort();
         result
     })
+}
+
+/// A client from `kubeconfig`, or from the in-cluster configuration (or
+/// `$KUBECONFIG`) when none is given.
+async fn kube_client(kubeconfig: Option<&Path>) -> Result<kube::Client, AgentError> {
+    let error = |e: &dyn std::fmt::Display| AgentError::KubeClient(e.to_string());
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| AgentError::KubeClient(format!("{}: {e}", path.display())))?;
+            kube::Config::from_custom_kubeconfig(file, &Default::default())
+                .await
+                .map_err(|e| AgentError::KubeClient(format!("{}: {e}", path.display())))?
+        }
+        None => kube::Config::infer().await.map_err(|e| error(&e))?,
+    };
+    kube::Client::try_from(config).map_err(|e| error(&e))
 }
 
 /// What `meshlb-agent check` found.

@@ -87,4 +87,8 @@ pub enum AgentError {
         /// What is wrong.
         message: String,
     },
+    /// The Kubernetes client could not be set up (kubeconfig, in-cluster
+    /// configuration).
+    #[error("Kubernetes client: {0}")]
+    KubeClient(String),
 }

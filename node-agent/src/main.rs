@@ -1,8 +1,10 @@
 //! `meshlb-agent`: the per-node daemon (see the library docs for the
 //! architecture).
 //!
-//! Today it runs in standalone mode: `meshlb-agent run --config-dir DIR`
-//! reads MetalLB-style YAML, allocates addresses and watches for changes;
+//! `meshlb-agent run --config-dir DIR` runs standalone: it reads
+//! MetalLB-style YAML, allocates addresses and watches for changes.
+//! `meshlb-agent run --kubernetes` reads the same objects and the Services
+//! from the API server;
 //! `meshlb-agent check DIR` validates a directory and shows what would be
 //! assigned. With `--gossip-bind` it joins the gossip mesh.
 //! `meshlb-agent crds` prints the CustomResourceDefinitions.
@@ -17,7 +19,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use meshlb_config::service::ClassFilter;
-use meshlb_node_agent::app::{self, RunOptions};
+use meshlb_node_agent::app::{self, RunOptions, SourceOptions};
 use meshlb_node_agent::layer2::Layer2Options;
 use meshlb_node_agent::mesh::MeshOptions;
 use meshlb_node_agent::sources::files::{DEFAULT_MAX_FILE_BYTES, ReadLimits};
@@ -39,11 +41,21 @@ enum Command {
         #[arg(long)]
         lb_class: Option<String>,
     },
-    /// Run in standalone mode from a configuration directory.
+    /// Run: standalone from a configuration directory, or in a cluster.
     Run {
-        /// Directory of YAML files, reloaded when it changes.
+        /// Directory of YAML files, reloaded when it changes (standalone).
+        #[arg(long, required_unless_present = "kubernetes", conflicts_with = "kubernetes")]
+        config_dir: Option<PathBuf>,
+        /// Read the configuration and Services from the Kubernetes API
+        /// (in-cluster configuration, or --kubeconfig).
         #[arg(long)]
-        config_dir: PathBuf,
+        kubernetes: bool,
+        /// Kubeconfig file for --kubernetes (default: in-cluster, or $KUBECONFIG).
+        #[arg(long, requires = "kubernetes")]
+        kubeconfig: Option<PathBuf>,
+        /// Namespace of the metallb.io objects, for --kubernetes.
+        #[arg(long, default_value = meshlb_node_agent::sources::kubernetes::DEFAULT_NAMESPACE)]
+        namespace: String,
         /// Where assignments are remembered across restarts.
         #[arg(long, default_value = "/var/lib/meshlb")]
         state_dir: PathBuf,
@@ -269,6 +281,9 @@ fn main() -> ExitCode {
         },
         Command::Run {
             config_dir,
+            kubernetes: _,
+            kubeconfig,
+            namespace,
             state_dir,
             lb_class,
             resync_seconds,
@@ -278,11 +293,17 @@ fn main() -> ExitCode {
         } => {
             let options = run_options(max_config_file_bytes, hold_withdraw_all_seconds, *mesh).map(
                 |(limits, hold_withdraw_all, mesh)| RunOptions {
-                    config_dir,
+                    // clap requires one of --config-dir and --kubernetes.
+                    source: match config_dir {
+                        Some(dir) => SourceOptions::Files {
+                            dir,
+                            resync: Duration::from_secs(resync_seconds.max(1)),
+                            limits,
+                        },
+                        None => SourceOptions::Kubernetes { kubeconfig, namespace },
+                    },
                     state_dir,
                     classes: classes(lb_class),
-                    resync: Duration::from_secs(resync_seconds.max(1)),
-                    limits,
                     hold_withdraw_all,
                     mesh,
                 },

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use meshlb_config::allocator::PoolCounters;
 use meshlb_config::health::{Health, HealthCheck};
 use meshlb_config::service::{ClassFilter, ServiceKey};
-use meshlb_config::{ConfigStore, Inventory, Offer, Reconciler, Rejected, ServiceOutcome};
+use meshlb_config::{AddressSource, ConfigStore, Inventory, Offer, Reconciler, Rejected, ServiceOutcome};
 use tokio::sync::watch;
 
 use crate::health::HealthMonitors;
@@ -121,6 +121,13 @@ impl Pipeline {
             outcomes: BTreeMap::new(),
             held: None,
         })
+    }
+
+    /// The same pipeline taking services' addresses from `source` (a
+    /// cluster's agents read them from status; see [`AddressSource`]).
+    pub fn taking_addresses_from(mut self, source: AddressSource) -> Pipeline {
+        self.reconciler = self.reconciler.taking_addresses_from(source);
+        self
     }
 
     /// The same pipeline holding a snapshot that withdraws everything for

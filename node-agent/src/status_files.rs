@@ -28,7 +28,10 @@
 //!   line per warning of the running configuration and one `rejected
 //!   <error>` line per error of the last refused update, if any.
 //!
-//! The last three change with every answer or reload, so they are written
+//! - `services`: per service served, `<namespace/name> <outcome>` (its
+//!   addresses and pool, or why it has none).
+//!
+//! The last four change with every answer or reload, so they are written
 //! at most every [`SLOW_FILES_EVERY`].
 
 use std::io::Write as _;
@@ -116,6 +119,7 @@ async fn write_slow(hub: StatusHub, dir: PathBuf) {
     let mut layer2 = hub.layer2().watch();
     let mut mesh = hub.mesh().watch();
     let mut config = hub.config().watch();
+    let mut running = hub.running().watch();
     loop {
         write_or_warn(&dir.join("interfaces"), &interfaces_text(&hub.interfaces().get()));
         write_or_warn(
@@ -123,19 +127,30 @@ async fn write_slow(hub: StatusHub, dir: PathBuf) {
             &ownership_text(&hub.layer2().get(), &hub.mesh().get()),
         );
         write_or_warn(&dir.join("config"), &config_text(&hub.config().get()));
+        write_or_warn(&dir.join("services"), &services_text(&hub.running().get()));
         tokio::time::sleep(SLOW_FILES_EVERY).await;
         tokio::select! {
             Ok(()) = interfaces.changed() => {}
             Ok(()) = layer2.changed() => {}
             Ok(()) = mesh.changed() => {}
             Ok(()) = config.changed() => {}
+            Ok(()) = running.changed() => {}
             else => return,
         }
         interfaces.mark_unchanged();
         layer2.mark_unchanged();
         mesh.mark_unchanged();
         config.mark_unchanged();
+        running.mark_unchanged();
     }
+}
+
+fn services_text(state: &crate::pipeline::AgentState) -> String {
+    let mut text = String::new();
+    for (key, outcome) in &state.outcomes {
+        text.push_str(&format!("{key} {outcome}\n"));
+    }
+    text
 }
 
 fn unix_seconds(at: SystemTime) -> f64 {

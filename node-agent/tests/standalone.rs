@@ -461,12 +461,20 @@ fn run_command_watches_the_directory_and_stops_on_sigterm() {
         &mut seen,
         &["service=default/web", "assigned 192.0.2.0 from pool vips"],
     );
+    // A Deployment beside a Service is skipped with a notice; a misspelt
+    // kind of MetalLB's is an error.
     std::fs::write(
-        dir.path().join("bad.yaml"),
-        "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\n",
+        dir.path().join("app.yaml"),
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n",
     )
     .unwrap();
-    wait_for_line(&lines, &mut seen, &["bad.yaml:1", "unknown kind \"Pod\""]);
+    wait_for_line(&lines, &mut seen, &["app.yaml:1", "skipped apps/v1 Deployment \"web\""]);
+    std::fs::write(
+        dir.path().join("bad.yaml"),
+        "apiVersion: metallb.io/v1beta1\nkind: IPAdressPool\nmetadata: {name: p}\n",
+    )
+    .unwrap();
+    wait_for_line(&lines, &mut seen, &["bad.yaml:1", "unknown kind \"IPAdressPool\""]);
     let pid = child.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let status = child.wait().unwrap();

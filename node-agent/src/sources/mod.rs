@@ -1,8 +1,8 @@
 //! Configuration sources: the seam between where configuration comes from
 //! and the pipeline that runs it ([`crate::pipeline`]).
 //!
-//! A source turns what it reads (a directory of YAML files today, the
-//! Kubernetes API next) into a stream of [`SourceUpdate`]s, in order:
+//! A source turns what it reads (a directory of YAML files, or the
+//! Kubernetes API) into a stream of [`SourceUpdate`]s, in order:
 //! either a consistent [`Snapshot`] of everything it holds, parsed and
 //! built into an [`Inventory`] (so every object and reference in it was
 //! read at one moment), or a report of why its current input cannot be
@@ -20,8 +20,10 @@
 //! | source | what |
 //! |---|---|
 //! | [`files`] | a directory of YAML files, watched with inotify and re-read every resync |
+//! | [`kubernetes`] | the API server: reflectors on Services, EndpointSlices, Nodes, Namespaces and the metallb.io objects |
 
 pub mod files;
+pub mod kubernetes;
 
 use std::sync::Arc;
 

@@ -1,0 +1,336 @@
+//! The Kubernetes configuration source: what MetalLB reads, from the API
+//! server, as the same [`SourceUpdate`]s the file source sends.
+//!
+//! Reflectors (list, then watch, relisting after errors with backoff) keep
+//! a cache of:
+//! - Services of type LoadBalancer, in every namespace (the class filter
+//!   is the pipeline's, as in standalone mode);
+//! - EndpointSlices of those Services (which nodes have ready, serving or
+//!   terminating endpoints);
+//! - Nodes (labels for node selectors, the exclude-from-external-load-
+//!   balancers label, NetworkUnavailable) and Namespaces (labels for
+//!   namespace selectors);
+//! - the `metallb.io` kinds and meshlb's L2Policy in the configured
+//!   namespace (`metallb-system` by default).
+//!
+//! The first snapshot is built once every reflector has listed, so it is
+//! consistent; after that, every change (debounced: a burst of updates
+//! makes one snapshot) rebuilds it on a blocking thread, and it is sent
+//! only if some object's resourceVersion changed. A relist (after "too old
+//! resource version", or an API server restart) swaps a reflector's cache
+//! only when the new list is complete, so nothing announced disappears
+//! and comes back meanwhile.
+//!
+//! Secrets named by BGPPeer `passwordSecret` are read with BGP (issue 18):
+//! nothing consumes them before.
+
+pub mod convert;
+
+use std::collections::BTreeSet;
+use std::fmt::Debug;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::{Namespace, Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::Api;
+use kube::core::{ApiResource, DynamicObject};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{CustomResourceExt, Resource};
+use meshlb_config::meta::Kind;
+use meshlb_config::{Error, Inventory, Located, Object, Rejected};
+use serde::de::DeserializeOwned;
+use tokio::sync::{Notify, mpsc};
+
+use crate::sources::{Snapshot, SourceGuard, SourceStream, SourceUpdate};
+
+/// The namespace MetalLB's objects live in unless told otherwise.
+pub const DEFAULT_NAMESPACE: &str = "metallb-system";
+
+/// How long a burst of changes may go on before a snapshot is built
+/// anyway, and how quiet the watches must be before one is built sooner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Debounce {
+    /// A snapshot is built once no change came for this long...
+    pub quiet: Duration,
+    /// ...or at the latest this long after the first change.
+    pub at_most: Duration,
+}
+
+impl Default for Debounce {
+    fn default() -> Debounce {
+        Debounce {
+            quiet: Duration::from_millis(50),
+            at_most: Duration::from_millis(500),
+        }
+    }
+}
+
+/// The caches of every kind read, and one notification for all changes.
+#[derive(Clone)]
+struct Caches {
+    services: Store<Service>,
+    slices: Store<EndpointSlice>,
+    nodes: Store<Node>,
+    namespaces: Store<Namespace>,
+    custom: Vec<(Kind, Store<DynamicObject>)>,
+}
+
+/// The kinds read from the configured namespace, with their API resources
+/// (the versions meshlb's CRDs store: BGPPeer v1beta2).
+fn custom_kinds() -> Vec<(Kind, ApiResource)> {
+    use meshlb_config::kinds;
+    vec![
+        (Kind::IpAddressPool, kinds::IpAddressPool::api_resource()),
+        (Kind::L2Advertisement, kinds::L2Advertisement::api_resource()),
+        (Kind::BgpAdvertisement, kinds::BgpAdvertisement::api_resource()),
+        (Kind::BgpPeer, kinds::BgpPeer::api_resource()),
+        (Kind::BfdProfile, kinds::BfdProfile::api_resource()),
+        (Kind::Community, kinds::Community::api_resource()),
+        (Kind::L2Policy, kinds::L2Policy::api_resource()),
+    ]
+}
+
+/// The Kubernetes source: see the module documentation.
+#[derive(Clone)]
+pub struct KubernetesSource {
+    client: kube::Client,
+    namespace: String,
+    debounce: Debounce,
+}
+
+impl Debug for KubernetesSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubernetesSource")
+            .field("namespace", &self.namespace)
+            .field("debounce", &self.debounce)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs one reflector until the source stops, notifying after every event.
+fn reflect<K>(
+    api: Api<K>,
+    writer: reflector::store::Writer<K>,
+    changed: Arc<Notify>,
+    what: &'static str,
+) -> tokio::task::JoinHandle<()>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + Hash + Clone,
+{
+    tokio::spawn(async move {
+        let mut events =
+            reflector::reflector(writer, watcher(api, watcher::Config::default()).default_backoff()).boxed();
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(_) => changed.notify_one(),
+                // The watcher relists by itself, with backoff; the cache
+                // keeps what it held until the new list is complete.
+                Err(e) => tracing::warn!(kind = what, "watch failed, relisting: {e}"),
+            }
+        }
+    })
+}
+
+impl KubernetesSource {
+    /// A source reading through `client`, with the metallb.io objects from
+    /// `namespace`.
+    pub fn new(client: kube::Client, namespace: impl Into<String>) -> KubernetesSource {
+        KubernetesSource {
+            client,
+            namespace: namespace.into(),
+            debounce: Debounce::default(),
+        }
+    }
+
+    /// The same source with another debounce.
+    pub fn debouncing(mut self, debounce: Debounce) -> KubernetesSource {
+        self.debounce = debounce;
+        self
+    }
+
+    /// Starts the reflectors and the snapshot builder on the current tokio
+    /// runtime.
+    pub fn spawn(self) -> SourceStream {
+        let changed = Arc::new(Notify::new());
+        let mut tasks = Vec::new();
+        let client = &self.client;
+        let (services, writer) = reflector::store();
+        tasks.push(reflect(
+            Api::<Service>::all(client.clone()),
+            writer,
+            changed.clone(),
+            "Service",
+        ));
+        let (slices, writer) = reflector::store();
+        tasks.push(reflect(
+            Api::<EndpointSlice>::all(client.clone()),
+            writer,
+            changed.clone(),
+            "EndpointSlice",
+        ));
+        let (nodes, writer) = reflector::store();
+        tasks.push(reflect(
+            Api::<Node>::all(client.clone()),
+            writer,
+            changed.clone(),
+            "Node",
+        ));
+        let (namespaces, writer) = reflector::store();
+        tasks.push(reflect(
+            Api::<Namespace>::all(client.clone()),
+            writer,
+            changed.clone(),
+            "Namespace",
+        ));
+        let mut custom = Vec::new();
+        for (kind, resource) in custom_kinds() {
+            let writer = reflector::store::Writer::new(resource.clone());
+            custom.push((kind, writer.as_reader()));
+            let api = Api::<DynamicObject>::namespaced_with(client.clone(), &self.namespace, &resource);
+            tasks.push(reflect(api, writer, changed.clone(), kind.as_str()));
+        }
+        let caches = Caches {
+            services,
+            slices,
+            nodes,
+            namespaces,
+            custom,
+        };
+        let (tx, updates) = mpsc::channel(4);
+        let debounce = self.debounce;
+        let task = tokio::spawn(async move {
+            let _reflectors = AbortOnDrop(tasks);
+            if caches.wait_until_ready().await.is_err() {
+                return;
+            }
+            tracing::info!("Kubernetes caches synced");
+            let mut last = None;
+            loop {
+                let built = {
+                    let caches = caches.clone();
+                    tokio::task::spawn_blocking(move || caches.snapshot()).await
+                };
+                let Ok((fingerprint, update)) = built else { return };
+                if last != Some(fingerprint) {
+                    last = Some(fingerprint);
+                    if tx.send(update).await.is_err() {
+                        return;
+                    }
+                }
+                changed.notified().await;
+                // Debounce: wait for a quiet moment, or at most a while.
+                let deadline = tokio::time::Instant::now() + debounce.at_most;
+                while tokio::time::timeout_at(deadline, async {
+                    tokio::time::timeout(debounce.quiet, changed.notified()).await.is_ok()
+                })
+                .await
+                .unwrap_or(false)
+                {}
+            }
+        });
+        SourceStream {
+            updates,
+            guard: SourceGuard::new(task),
+        }
+    }
+}
+
+/// Aborts the reflector tasks when the source stops.
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+/// Hashes an object's identity and version into a fingerprint.
+fn version_of<K: Resource>(object: &K, hasher: &mut impl Hasher) {
+    let meta = object.meta();
+    (&meta.namespace, &meta.name, &meta.resource_version).hash(hasher);
+}
+
+/// Sorts objects by namespace and name, so every snapshot lists them in
+/// one order (errors come out in the same order every time).
+fn sorted<K: Resource>(mut objects: Vec<Arc<K>>) -> Vec<Arc<K>> {
+    objects.sort_by(|a, b| (&a.meta().namespace, &a.meta().name).cmp(&(&b.meta().namespace, &b.meta().name)));
+    objects
+}
+
+impl Caches {
+    async fn wait_until_ready(&self) -> Result<(), reflector::store::WriterDropped> {
+        self.services.wait_until_ready().await?;
+        self.slices.wait_until_ready().await?;
+        self.nodes.wait_until_ready().await?;
+        self.namespaces.wait_until_ready().await?;
+        for (_, store) in &self.custom {
+            store.wait_until_ready().await?;
+        }
+        Ok(())
+    }
+
+    /// The snapshot of what the caches hold now, and its fingerprint (a
+    /// hash of every object's name and resourceVersion).
+    fn snapshot(&self) -> (u64, SourceUpdate) {
+        let mut hasher = std::hash::DefaultHasher::new();
+        let mut objects: Vec<Located<Object>> = Vec::new();
+        let mut errors: Vec<Error> = Vec::new();
+        let mut take = |result: Result<Located<Object>, Error>| match result {
+            Ok(object) => objects.push(object),
+            Err(e) => errors.push(e),
+        };
+        for (kind, store) in &self.custom {
+            for object in sorted(store.state()) {
+                version_of(object.as_ref(), &mut hasher);
+                take(convert::custom(*kind, &object));
+            }
+        }
+        for namespace in sorted(self.namespaces.state()) {
+            version_of(namespace.as_ref(), &mut hasher);
+            take(convert::namespace(&namespace));
+        }
+        for node in sorted(self.nodes.state()) {
+            version_of(node.as_ref(), &mut hasher);
+            take(convert::node(&node));
+        }
+        let mut load_balancers = BTreeSet::new();
+        for service in sorted(self.services.state()) {
+            if convert::is_load_balancer(&service) {
+                version_of(service.as_ref(), &mut hasher);
+                load_balancers.insert((
+                    service.metadata.namespace.clone().unwrap_or_default(),
+                    service.metadata.name.clone().unwrap_or_default(),
+                ));
+                take(convert::service(&service));
+            }
+        }
+        for slice in sorted(self.slices.state()) {
+            let of_load_balancer = convert::slice_service(&slice)
+                .is_some_and(|(ns, name)| load_balancers.contains(&(ns.to_owned(), name.to_owned())));
+            if of_load_balancer {
+                version_of(slice.as_ref(), &mut hasher);
+                take(convert::endpoint_slice(&slice));
+            }
+        }
+        let fingerprint = hasher.finish();
+        let update = if errors.is_empty() {
+            match Inventory::build(&objects) {
+                Ok(inventory) => SourceUpdate::Snapshot(Snapshot {
+                    inventory: Arc::new(inventory),
+                    fingerprint,
+                }),
+                Err(rejected) => SourceUpdate::Rejected(rejected),
+            }
+        } else {
+            SourceUpdate::Rejected(Rejected { errors })
+        };
+        (fingerprint, update)
+    }
+}
