@@ -58,6 +58,7 @@ pub fn definitions() -> Vec<CustomResourceDefinition> {
         ServiceBgpStatus::crd(),
         ConfigurationState::crd(),
         L2Policy::crd(),
+        AddressClaim::crd(),
     ];
     for crd in &mut all {
         for version in &mut crd.spec.versions {
@@ -272,6 +273,62 @@ pub enum ConfigurationResult {
     Unknown,
 }
 
+/// `AddressClaim`: the allocator's record that an address is taken, and
+/// by which Services (several, when they share it). One object per
+/// address, named for it ([`claim_name`]), so the API server's uniqueness
+/// of names is what makes a double allocation impossible: an allocator
+/// writes an address into a Service's status only after a claim naming
+/// that Service exists (see the allocator in meshlb-node-agent).
+#[derive(CustomResource, Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "meshlb.io",
+    version = "v1alpha1",
+    kind = "AddressClaim",
+    plural = "addressclaims",
+    namespaced,
+    doc = "An address taken by one Service, or by Services sharing it (written by meshlb's allocator).",
+    printcolumn(name = "Address", type_ = "string", json_path = ".spec.address"),
+    printcolumn(name = "Pool", type_ = "string", json_path = ".spec.pool"),
+    printcolumn(name = "Services", type_ = "string", json_path = ".spec.holders[*].name")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct AddressClaimSpec {
+    /// The address claimed; never changes.
+    #[schemars(transform = rules::claimed_address)]
+    pub address: String,
+    /// The pool it was given from.
+    #[serde(default)]
+    pub pool: String,
+    /// The `allow-shared-ip` key of its holders, when they share it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sharing_key: Option<String>,
+    /// The Services holding it.
+    #[serde(default)]
+    pub holders: Vec<ClaimHolder>,
+}
+
+/// A Service holding an [`AddressClaim`]: its namespace, name and uid
+/// (a Service deleted and created again under its name is another holder).
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+pub struct ClaimHolder {
+    /// The Service's namespace.
+    pub namespace: String,
+    /// The Service's name.
+    pub name: String,
+    /// The Service's uid.
+    pub uid: String,
+}
+
+/// The name of the [`AddressClaim`] of `address`: `v4-192.0.2.7`, or
+/// `v6-` and the address's 32 hex digits (an IPv6 address in text holds
+/// `:`, which names may not).
+pub fn claim_name(address: std::net::IpAddr) -> String {
+    match address {
+        std::net::IpAddr::V4(v4) => format!("v4-{v4}"),
+        std::net::IpAddr::V6(v6) => format!("v6-{:032x}", u128::from(v6)),
+    }
+}
+
 /// The CEL rules and bounds, as schema transforms named for the field
 /// they apply to (`#[schemars(transform = ...)]` on the kinds' fields).
 /// Rules on list items go on the items, with bounds on the list and the
@@ -312,6 +369,12 @@ pub(crate) mod rules {
             items.insert("maxLength".into(), max_len.into());
             items.insert("x-kubernetes-validations".into(), rules);
         }
+    }
+
+    /// AddressClaim `address`: an IP address, fixed at creation.
+    pub fn claimed_address(schema: &mut Schema) {
+        address(schema);
+        immutable(schema);
     }
 
     /// A transition rule: the value may not change once set.

@@ -11,7 +11,8 @@
 //!    see below) with the link monitor, the gossip mesh on it, then Layer 2
 //!    (the glue actor, which starts interface and service actors there as
 //!    the configuration asks);
-//! 4. the status files, from the hub;
+//! 4. the status files, from the hub; in a cluster, the allocator
+//!    candidate (it allocates while it holds the allocator Lease);
 //! 5. the pipeline runs until SIGTERM or SIGINT.
 //!
 //! Two threads of actors: the control thread (this one: the pipeline, the
@@ -22,7 +23,7 @@
 //! answer or a gossip probe. Configuration parsing and allocation run on
 //! blocking threads besides.
 //!
-//! Shutdown, in order: the mesh hands this node's addresses over (its
+//! Shutdown, in order: the allocator gives its Lease up; the mesh hands this node's addresses over (its
 //! record says it is leaving, its successors start announcing while it
 //! still does) and leaves; then Layer 2 goes quiet (service actors
 //! withdraw, interface actors stop answering) and the loopback addresses
@@ -42,6 +43,7 @@ use crate::mesh::{AgentMesh, MeshOptions};
 use crate::pipeline::{Pipeline, Reload};
 use crate::sources::files::{FileSource, ReadLimits};
 use crate::sources::kubernetes::KubernetesSource;
+use crate::sources::kubernetes::allocator::{self, AllocatorOptions};
 use crate::status::StatusHub;
 use crate::{AgentError, status_files};
 use tokio::sync::watch;
@@ -65,6 +67,10 @@ pub enum SourceOptions {
         kubeconfig: Option<PathBuf>,
         /// The namespace of the metallb.io objects.
         namespace: String,
+        /// This agent's name as an allocator candidate, and the Lease it
+        /// competes for; none: it never allocates (it announces what the
+        /// allocator writes).
+        allocator: Option<(String, String)>,
     },
 }
 
@@ -101,6 +107,8 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
             source,
         })?;
         let hub = StatusHub::default();
+        let (stop_allocator, allocator_stopped) = watch::channel(false);
+        let mut allocator = None;
         let (pipeline, source) = match source {
             SourceOptions::Files { dir, resync, limits } => {
                 // Standalone agents allocate, and remember what they gave.
@@ -108,12 +116,28 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
                 tracing::info!(config_dir = %dir.display(), "meshlb-agent standalone");
                 (pipeline, FileSource::new(&dir, limits).spawn(resync)?)
             }
-            SourceOptions::Kubernetes { kubeconfig, namespace } => {
+            SourceOptions::Kubernetes {
+                kubeconfig,
+                namespace,
+                allocator: identity,
+            } => {
                 // In a cluster, Service status is the record of what each
-                // service holds.
-                let pipeline = Pipeline::new(None, classes)?.taking_addresses_from(AddressSource::Status);
+                // service holds; one agent at a time writes it.
+                let pipeline = Pipeline::new(None, classes.clone())?.taking_addresses_from(AddressSource::Status);
                 let client = kube_client(kubeconfig.as_deref()).await?;
                 tracing::info!(%namespace, "meshlb-agent in Kubernetes");
+                if let Some((identity, lease_name)) = identity {
+                    let options = AllocatorOptions {
+                        lease_name,
+                        ..AllocatorOptions::new(namespace.clone(), identity, classes)
+                    };
+                    allocator = Some(tokio::spawn(allocator::run(
+                        client.clone(),
+                        options,
+                        hub.running().watch(),
+                        allocator_stopped,
+                    )));
+                }
                 (pipeline, KubernetesSource::new(client, namespace).spawn())
             }
         };
@@ -140,6 +164,11 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
             tracing::warn!("no --gossip-bind: nothing is announced");
         }
         let result = pipeline.run(source, shutdown_signal(), hub.clone()).await;
+        if let Some(allocator) = allocator {
+            // It gives the Lease up, so another agent allocates at once.
+            let _ = stop_allocator.send(true);
+            let _ = tokio::time::timeout(SHUTDOWN_STEP, allocator).await;
+        }
         if let Some((answering, mesh, layer2)) = announcing {
             mesh.leave().await;
             let _ = tokio::time::timeout(SHUTDOWN_STEP, layer2.send(layer2::Stop)).await;

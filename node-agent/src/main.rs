@@ -56,6 +56,15 @@ enum Command {
         /// Namespace of the metallb.io objects, for --kubernetes.
         #[arg(long, default_value = meshlb_node_agent::sources::kubernetes::DEFAULT_NAMESPACE)]
         namespace: String,
+        /// With --kubernetes: never allocate (only announce what the
+        /// allocating agent writes into Service status).
+        #[arg(long, requires = "kubernetes")]
+        no_allocator: bool,
+        /// With --kubernetes: the Lease allocating agents compete for.
+        /// Agents naming different Leases allocate at the same time, kept
+        /// from giving one address twice by the address claims alone.
+        #[arg(long, default_value = meshlb_node_agent::sources::kubernetes::allocator::LEASE_NAME)]
+        allocator_lease: String,
         /// Where assignments are remembered across restarts.
         #[arg(long, default_value = "/var/lib/meshlb")]
         state_dir: PathBuf,
@@ -193,7 +202,7 @@ impl MeshArgs {
             .ok_or_else(|| CliError::Profile(self.mesh_profile.clone()))?;
         let node = match self.node_name {
             Some(n) => n,
-            None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            None => std::fs::read_to_string(HOST_NAME)
                 .map(|h| h.trim().to_owned())
                 .map_err(|e| CliError::NoNodeName(e.to_string()))?,
         };
@@ -248,6 +257,16 @@ fn expected_members(bind: SocketAddr, seeds: &[SocketAddr], cluster_size: Option
     }
 }
 
+const HOST_NAME: &str = "/proc/sys/kernel/hostname";
+
+/// This machine's host name, if it has one.
+fn host_name() -> Option<String> {
+    std::fs::read_to_string(HOST_NAME)
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+}
+
 fn classes(lb_class: Option<String>) -> ClassFilter {
     lb_class.map(ClassFilter::only).unwrap_or_default()
 }
@@ -284,6 +303,8 @@ fn main() -> ExitCode {
             kubernetes: _,
             kubeconfig,
             namespace,
+            no_allocator,
+            allocator_lease,
             state_dir,
             lb_class,
             resync_seconds,
@@ -291,6 +312,7 @@ fn main() -> ExitCode {
             hold_withdraw_all_seconds,
             mesh,
         } => {
+            let identity = mesh.node_name.clone().or_else(host_name);
             let options = run_options(max_config_file_bytes, hold_withdraw_all_seconds, *mesh).map(
                 |(limits, hold_withdraw_all, mesh)| RunOptions {
                     // clap requires one of --config-dir and --kubernetes.
@@ -300,7 +322,11 @@ fn main() -> ExitCode {
                             resync: Duration::from_secs(resync_seconds.max(1)),
                             limits,
                         },
-                        None => SourceOptions::Kubernetes { kubeconfig, namespace },
+                        None => SourceOptions::Kubernetes {
+                            kubeconfig,
+                            namespace,
+                            allocator: identity.filter(|_| !no_allocator).map(|i| (i, allocator_lease)),
+                        },
                     },
                     state_dir,
                     classes: classes(lb_class),

@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+use futures_util::StreamExt;
+
 use k8s_openapi::api::core::v1::{Namespace, Node, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
@@ -209,5 +211,410 @@ fn snapshots_follow_the_api_server_through_changes_rejections_and_a_restart() {
             matches!(u, SourceUpdate::Snapshot(s) if s.inventory.services.contains_key(&ServiceKey::new("shop", "after")))
         })
         .await;
+    });
+}
+
+// ---------------------------------------------------------------------
+// The allocator, in meshlb-agent processes against the real API server.
+
+/// A `meshlb-agent run --kubernetes` process, killed when dropped.
+struct Agent {
+    child: std::process::Child,
+    log: std::path::PathBuf,
+    _state: tempfile::TempDir,
+}
+
+impl Agent {
+    fn start(env: &KubeEnv, name: &str, lease: &str) -> Agent {
+        let state = tempfile::tempdir().unwrap();
+        let log = state.path().join("agent.log");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_meshlb-agent"))
+            .args(["run", "--kubernetes", "--kubeconfig"])
+            .arg(env.kubeconfig())
+            .arg("--state-dir")
+            .arg(state.path())
+            .args(["--node-name", name, "--allocator-lease", lease])
+            .env("NO_COLOR", "1")
+            .env(
+                "RUST_LOG",
+                "info,meshlb_node_agent::sources::kubernetes::allocator=debug",
+            )
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Agent {
+            child,
+            log,
+            _state: state,
+        }
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.id().to_string();
+        assert!(
+            std::process::Command::new("kill")
+                .args([signal, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sets up a cluster with meshlb's CRDs, `metallb-system` with one pool
+/// and the namespace `ns`.
+async fn cluster(client: &kube::Client, ns: &str, addresses: &[&str]) {
+    install_crds(client).await;
+    create_namespace(client, "metallb-system").await;
+    create_namespace(client, ns).await;
+    apply(&custom(client, "IPAddressPool"), pool("pool", addresses)).await;
+}
+
+fn ingress(service: &Service) -> Vec<String> {
+    service
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref())
+        .map(|list| list.iter().filter_map(|i| i.ip.clone()).collect())
+        .unwrap_or_default()
+}
+
+fn named_load_balancer(ns: &str, name: &str, annotations: serde_json::Value) -> Service {
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": ns, "annotations": annotations},
+        "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]},
+    }))
+    .unwrap()
+}
+
+/// Waits (generously) until `check` of every Service of `ns` holds.
+async fn wait_services(
+    client: &kube::Client,
+    ns: &str,
+    what: &str,
+    check: impl Fn(&[Service]) -> bool,
+) -> Vec<Service> {
+    let services: Api<Service> = Api::namespaced(client.clone(), ns);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let list = services.list(&Default::default()).await.unwrap().items;
+        if check(&list) {
+            return list;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not within 120 s: {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn allocated(list: &[Service]) -> usize {
+    list.iter().filter(|s| !ingress(s).is_empty()).count()
+}
+
+/// Every address in some status, asserting none is held twice.
+fn no_duplicates(list: &[Service]) -> std::collections::BTreeMap<String, String> {
+    let mut holders = std::collections::BTreeMap::new();
+    for service in list {
+        let name = service.metadata.name.clone().unwrap();
+        for ip in ingress(service) {
+            if let Some(other) = holders.insert(ip.clone(), name.clone()) {
+                panic!("{ip} given to both {other} and {name}");
+            }
+        }
+    }
+    holders
+}
+
+async fn claims(client: &kube::Client) -> Vec<meshlb_config::crd::AddressClaim> {
+    let api: Api<meshlb_config::crd::AddressClaim> = Api::namespaced(client.clone(), "metallb-system");
+    api.list(&Default::default()).await.unwrap().items
+}
+
+/// The reasons and notes of the Events about Service `ns/name`.
+async fn events(client: &kube::Client, ns: &str, name: &str) -> Vec<(String, String)> {
+    let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), ns);
+    api.list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+        .collect()
+}
+
+#[test]
+fn two_allocators_at_once_never_give_one_address_twice() {
+    let env = KubeEnv::start().unwrap();
+    let rt = runtime();
+    let client = rt.block_on(env.client()).unwrap();
+    rt.block_on(cluster(&client, "burst", &["198.51.100.0/24"]));
+    // Two Leases: both agents allocate at the same time, and only the
+    // claims keep them apart.
+    let a = Agent::start(&env, "node-a", "lease-a");
+    let b = Agent::start(&env, "node-b", "lease-b");
+    const SERVICES: usize = 300;
+    const ADDRESSES: usize = 256;
+    rt.block_on(async {
+        let services: Api<Service> = Api::namespaced(client.clone(), "burst");
+        futures_util::stream::iter(0..SERVICES)
+            .for_each_concurrent(32, |i| {
+                let services = services.clone();
+                async move {
+                    let service = named_load_balancer("burst", &format!("s{i:03}"), json!({}));
+                    services.create(&PostParams::default(), &service).await.unwrap();
+                }
+            })
+            .await;
+        let list = wait_services(&client, "burst", "every address given", |list| {
+            list.len() == SERVICES && allocated(list) == ADDRESSES
+        })
+        .await;
+        let holders = no_duplicates(&list);
+        assert_eq!(holders.len(), ADDRESSES);
+        // Both allocated (else this tested one allocator).
+        let (log_a, log_b) = (a.log(), b.log());
+        assert!(
+            log_a.contains("leader=true") && log_b.contains("leader=true"),
+            "{log_a}\n{log_b}"
+        );
+        let collisions = |log: &str| log.matches("changed meanwhile").count();
+        println!(
+            "writes refused because the other allocator got there first: node-a {}, node-b {}",
+            collisions(&log_a),
+            collisions(&log_b)
+        );
+        // Every address has one claim naming the Service that holds it,
+        // once the losers' leftover claims are let go.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let claims = claims(&client).await;
+            let settled = claims.len() == ADDRESSES
+                && claims.iter().all(|c| {
+                    c.spec.holders.len() == 1 && holders.get(&c.spec.address) == Some(&c.spec.holders[0].name)
+                });
+            if settled {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "claims did not settle: {} claims",
+                claims.len()
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        // The Services left without an address were told why.
+        let pending: Vec<String> = list
+            .iter()
+            .filter(|s| ingress(s).is_empty())
+            .map(|s| s.metadata.name.clone().unwrap())
+            .collect();
+        assert_eq!(pending.len(), SERVICES - ADDRESSES);
+        let told = events(&client, "burst", &pending[0]).await;
+        assert!(
+            told.iter()
+                .any(|(reason, note)| reason == "AllocationFailed" && note.contains("no addresses")),
+            "{told:?}"
+        );
+        // Addresses freed go to the Services waiting: none stays pending
+        // while an address is free.
+        for service in list.iter().filter(|s| !ingress(s).is_empty()).take(10) {
+            services
+                .delete(service.metadata.name.as_deref().unwrap(), &DeleteParams::default())
+                .await
+                .unwrap();
+        }
+        let list = wait_services(&client, "burst", "freed addresses given again", |list| {
+            list.len() == SERVICES - 10 && allocated(list) == ADDRESSES
+        })
+        .await;
+        no_duplicates(&list);
+    });
+}
+
+#[test]
+fn addresses_metallb_wrote_are_kept_and_the_allocator_fails_over() {
+    let env = KubeEnv::start().unwrap();
+    let rt = runtime();
+    let client = rt.block_on(env.client()).unwrap();
+    rt.block_on(cluster(&client, "moved", &["203.0.113.0/26"]));
+    // Services as MetalLB's controller left them: addresses out of
+    // first-free order, with its annotation.
+    let written_by_metallb: Vec<(String, String)> = (0..20)
+        .map(|i| (format!("m{i:02}"), format!("203.0.113.{}", 40 - i)))
+        .collect();
+    rt.block_on(async {
+        let services: Api<Service> = Api::namespaced(client.clone(), "moved");
+        for (name, ip) in &written_by_metallb {
+            let service = named_load_balancer("moved", name, json!({"metallb.io/ip-allocated-from-pool": "pool"}));
+            services.create(&PostParams::default(), &service).await.unwrap();
+            let status = json!({"status": {"loadBalancer": {"ingress": [{"ip": ip, "ipMode": "VIP"}]}}});
+            services
+                .patch_status(name, &PatchParams::default(), &Patch::Merge(status))
+                .await
+                .unwrap();
+        }
+    });
+    let first = Agent::start(&env, "node-a", "meshlb-allocator");
+    let second = Agent::start(&env, "node-b", "meshlb-allocator");
+    rt.block_on(async {
+        let services: Api<Service> = Api::namespaced(client.clone(), "moved");
+        services
+            .create(&PostParams::default(), &named_load_balancer("moved", "new", json!({})))
+            .await
+            .unwrap();
+        let list = wait_services(&client, "moved", "the new Service allocated", |list| {
+            list.iter()
+                .any(|s| s.metadata.name.as_deref() == Some("new") && !ingress(s).is_empty())
+        })
+        .await;
+        let holders = no_duplicates(&list);
+        for (name, ip) in &written_by_metallb {
+            assert_eq!(holders.get(ip), Some(name), "{name} lost {ip}");
+        }
+        let new = list.iter().find(|s| s.metadata.name.as_deref() == Some("new")).unwrap();
+        assert_eq!(ingress(new), ["203.0.113.0"], "the first free address");
+        // Claimed, every one, including MetalLB's.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while claims(&client).await.len() != written_by_metallb.len() + 1 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "MetalLB's addresses were not claimed"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+
+        // The allocating agent dies (SIGKILL: it cannot give the Lease
+        // up); the other takes over once the Lease expires.
+        let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(client.clone(), "metallb-system");
+        let holder = leases
+            .get("meshlb-allocator")
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .holder_identity
+            .unwrap();
+        let (leader, follower) = if holder == "node-a" {
+            (&first, &second)
+        } else {
+            (&second, &first)
+        };
+        leader.signal("-KILL");
+        let killed = std::time::Instant::now();
+        services
+            .create(
+                &PostParams::default(),
+                &named_load_balancer("moved", "after-failover", json!({})),
+            )
+            .await
+            .unwrap();
+        wait_services(&client, "moved", "allocated after the failover", |list| {
+            list.iter()
+                .any(|s| s.metadata.name.as_deref() == Some("after-failover") && !ingress(s).is_empty())
+        })
+        .await;
+        let took = killed.elapsed();
+        println!("allocator failover after SIGKILL: {:.2} s", took.as_secs_f64());
+        assert!(took < Duration::from_secs(30), "failover took {took:?}");
+        assert!(follower.log().contains("leader=true"), "{}", follower.log());
+    });
+}
+
+#[test]
+fn malformed_requests_get_an_event_and_no_address() {
+    let env = KubeEnv::start().unwrap();
+    let rt = runtime();
+    let client = rt.block_on(env.client()).unwrap();
+    rt.block_on(cluster(&client, "bad", &["192.0.2.0/28"]));
+    let _agent = Agent::start(&env, "node-a", "meshlb-allocator");
+    rt.block_on(async {
+        let services: Api<Service> = Api::namespaced(client.clone(), "bad");
+        services
+            .create(&PostParams::default(), &named_load_balancer("bad", "good", json!({})))
+            .await
+            .unwrap();
+        let list = wait_services(&client, "bad", "the good Service allocated", |list| {
+            allocated(list) == 1
+        })
+        .await;
+        let good = ingress(&list[0]);
+        let cases = [
+            (
+                "not-an-address",
+                json!({"metallb.io/loadBalancerIPs": "192.0.2.5,banana"}),
+                "banana",
+            ),
+            (
+                "outside",
+                json!({"metallb.io/loadBalancerIPs": "198.51.100.99"}),
+                "in no IPAddressPool",
+            ),
+            ("in-use", json!({"metallb.io/loadBalancerIPs": good[0]}), "in use"),
+        ];
+        for (name, annotations, _) in &cases {
+            services
+                .create(
+                    &PostParams::default(),
+                    &named_load_balancer("bad", name, annotations.clone()),
+                )
+                .await
+                .unwrap();
+        }
+        let mut both: Service = named_load_balancer("bad", "both", json!({"metallb.io/loadBalancerIPs": "192.0.2.6"}));
+        both.spec.as_mut().unwrap().load_balancer_ip = Some("192.0.2.7".into());
+        services.create(&PostParams::default(), &both).await.unwrap();
+        let expected = cases
+            .iter()
+            .map(|(name, _, reason)| (*name, *reason))
+            .chain([("both", "loadBalancerIPs annotation")]);
+        for (name, reason) in expected {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                let told = events(&client, "bad", name).await;
+                if told
+                    .iter()
+                    .any(|(r, note)| r == "AllocationFailed" && note.contains(reason))
+                {
+                    break;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{name}: no AllocationFailed with {reason:?}: {told:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        let list = services.list(&Default::default()).await.unwrap().items;
+        for service in &list {
+            let name = service.metadata.name.as_deref().unwrap();
+            let expected: &[String] = if name == "good" { &good } else { &[] };
+            assert_eq!(ingress(service), expected, "{name}");
+        }
+        // No longer a LoadBalancer: the address is released, and the
+        // Service that asked for it gets it.
+        let cluster_ip = json!({"spec": {"type": "ClusterIP"}});
+        services
+            .patch("good", &PatchParams::default(), &Patch::Merge(cluster_ip))
+            .await
+            .unwrap();
+        let list = wait_services(&client, "bad", "the released address given to in-use", |list| {
+            list.iter()
+                .any(|s| s.metadata.name.as_deref() == Some("in-use") && ingress(s) == good)
+        })
+        .await;
+        no_duplicates(&list);
     });
 }

@@ -24,7 +24,9 @@
 //! Secrets named by BGPPeer `passwordSecret` are read with BGP (issue 18):
 //! nothing consumes them before.
 
+pub mod allocator;
 pub mod convert;
+pub mod lease;
 
 use std::collections::BTreeSet;
 use std::fmt::Debug;
