@@ -397,6 +397,8 @@ struct Builder {
     location: Option<SourceLocation>,
     /// Where each pool was read, for overlap messages.
     pool_locations: BTreeMap<String, Option<SourceLocation>>,
+    /// Pools in the order they were read.
+    pool_order: Vec<String>,
     /// Names seen per kind, to refuse duplicates.
     seen: BTreeMap<Kind, BTreeMap<String, Option<SourceLocation>>>,
 }
@@ -533,6 +535,7 @@ impl Builder {
         }
         let name = resource.metadata.name.clone();
         self.pool_locations.insert(name.clone(), self.location.clone());
+        self.pool_order.push(name.clone());
         self.config.pools.insert(
             name.clone(),
             Pool {
@@ -546,8 +549,14 @@ impl Builder {
         );
     }
 
+    /// Overlaps between pools, each reported on the pool read later (the
+    /// later document of a file; the newer object of a cluster).
     fn check_pool_overlaps(&mut self) {
-        let pools: Vec<&Pool> = self.config.pools.values().collect();
+        let pools: Vec<&Pool> = self
+            .pool_order
+            .iter()
+            .filter_map(|name| self.config.pools.get(name))
+            .collect();
         let mut found = Vec::new();
         for (i, a) in pools.iter().enumerate() {
             for b in &pools[i + 1..] {

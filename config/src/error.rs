@@ -114,6 +114,16 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// The object the error is about, when known.
+    pub fn object(&self) -> Option<&ObjectRef> {
+        match self {
+            Error::Parse { object, .. } => object.as_ref(),
+            Error::Invalid { invalid, .. } => Some(&invalid.object),
+        }
+    }
+}
+
 /// A whole configuration update was rejected; the previous one keeps running.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("configuration rejected ({} error{}): {}", errors.len(), if errors.len() == 1 { "" } else { "s" },

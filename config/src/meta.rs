@@ -91,6 +91,22 @@ impl Kind {
         }
     }
 
+    /// The apiVersion meshlb reads and writes this kind at (BGPPeer is
+    /// also read at `metallb.io/v1beta1`).
+    pub fn api_version(self) -> &'static str {
+        match self {
+            Kind::IpAddressPool
+            | Kind::L2Advertisement
+            | Kind::BgpAdvertisement
+            | Kind::BfdProfile
+            | Kind::Community => "metallb.io/v1beta1",
+            Kind::BgpPeer => "metallb.io/v1beta2",
+            Kind::L2Policy => "meshlb.io/v1alpha1",
+            Kind::Service | Kind::Namespace | Kind::Node => "v1",
+            Kind::EndpointSlice => "discovery.k8s.io/v1",
+        }
+    }
+
     /// The namespace an object of this kind is in when its manifest names
     /// none: Services and EndpointSlices are read as in `default` (their
     /// keys say so); meshlb's and MetalLB's own kinds are shown as written.

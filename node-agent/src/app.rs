@@ -11,8 +11,9 @@
 //!    see below) with the link monitor, the gossip mesh on it, then Layer 2
 //!    (the glue actor, which starts interface and service actors there as
 //!    the configuration asks);
-//! 4. the status files, from the hub; in a cluster, the allocator
-//!    candidate (it allocates while it holds the allocator Lease);
+//! 4. the status files, from the hub; in a cluster, the ConfigurationState
+//!    writer and the allocator candidate (it allocates while it holds the
+//!    allocator Lease);
 //! 5. the pipeline runs until SIGTERM or SIGINT.
 //!
 //! Two threads of actors: the control thread (this one: the pipeline, the
@@ -44,6 +45,7 @@ use crate::pipeline::{Pipeline, Reload};
 use crate::sources::files::{FileSource, ReadLimits};
 use crate::sources::kubernetes::KubernetesSource;
 use crate::sources::kubernetes::allocator::{self, AllocatorOptions};
+use crate::sources::kubernetes::config_state;
 use crate::status::StatusHub;
 use crate::{AgentError, status_files};
 use tokio::sync::watch;
@@ -67,10 +69,12 @@ pub enum SourceOptions {
         kubeconfig: Option<PathBuf>,
         /// The namespace of the metallb.io objects.
         namespace: String,
-        /// This agent's name as an allocator candidate, and the Lease it
-        /// competes for; none: it never allocates (it announces what the
-        /// allocator writes).
-        allocator: Option<(String, String)>,
+        /// This node's name (its ConfigurationState, its name as an
+        /// allocator candidate).
+        node: String,
+        /// The Lease allocating agents compete for; none: this one never
+        /// allocates (it announces what the allocator writes).
+        allocator_lease: Option<String>,
     },
 }
 
@@ -119,17 +123,24 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
             SourceOptions::Kubernetes {
                 kubeconfig,
                 namespace,
-                allocator: identity,
+                node,
+                allocator_lease,
             } => {
                 // In a cluster, Service status is the record of what each
                 // service holds; one agent at a time writes it.
                 let pipeline = Pipeline::new(None, classes.clone())?.taking_addresses_from(AddressSource::Status);
                 let client = kube_client(kubeconfig.as_deref()).await?;
                 tracing::info!(%namespace, "meshlb-agent in Kubernetes");
-                if let Some((identity, lease_name)) = identity {
+                tokio::spawn(config_state::run(
+                    client.clone(),
+                    namespace.clone(),
+                    node.clone(),
+                    hub.config().watch(),
+                ));
+                if let Some(lease_name) = allocator_lease {
                     let options = AllocatorOptions {
                         lease_name,
-                        ..AllocatorOptions::new(namespace.clone(), identity, classes)
+                        ..AllocatorOptions::new(namespace.clone(), node, classes)
                     };
                     allocator = Some(tokio::spawn(allocator::run(
                         client.clone(),

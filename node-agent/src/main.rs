@@ -312,26 +312,29 @@ fn main() -> ExitCode {
             hold_withdraw_all_seconds,
             mesh,
         } => {
-            let identity = mesh.node_name.clone().or_else(host_name);
-            let options = run_options(max_config_file_bytes, hold_withdraw_all_seconds, *mesh).map(
-                |(limits, hold_withdraw_all, mesh)| RunOptions {
-                    // clap requires one of --config-dir and --kubernetes.
-                    source: match config_dir {
-                        Some(dir) => SourceOptions::Files {
-                            dir,
-                            resync: Duration::from_secs(resync_seconds.max(1)),
-                            limits,
+            let node = mesh.node_name.clone().or_else(host_name);
+            let options = run_options(max_config_file_bytes, hold_withdraw_all_seconds, *mesh).and_then(
+                |(limits, hold_withdraw_all, mesh)| {
+                    Ok(RunOptions {
+                        // clap requires one of --config-dir and --kubernetes.
+                        source: match config_dir {
+                            Some(dir) => SourceOptions::Files {
+                                dir,
+                                resync: Duration::from_secs(resync_seconds.max(1)),
+                                limits,
+                            },
+                            None => SourceOptions::Kubernetes {
+                                kubeconfig,
+                                namespace,
+                                node: node.ok_or_else(|| CliError::NoNodeName("no host name".into()))?,
+                                allocator_lease: (!no_allocator).then_some(allocator_lease),
+                            },
                         },
-                        None => SourceOptions::Kubernetes {
-                            kubeconfig,
-                            namespace,
-                            allocator: identity.filter(|_| !no_allocator).map(|i| (i, allocator_lease)),
-                        },
-                    },
-                    state_dir,
-                    classes: classes(lb_class),
-                    hold_withdraw_all,
-                    mesh,
+                        state_dir,
+                        classes: classes(lb_class),
+                        hold_withdraw_all,
+                        mesh,
+                    })
                 },
             );
             match options {

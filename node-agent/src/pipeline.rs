@@ -329,7 +329,7 @@ impl Pipeline {
                 last_rejection: match (reload, self.store.last_rejection()) {
                     (Reload::Rejected(_), Some(rejected)) => Some(Rejection {
                         at: now,
-                        errors: rejected.errors.iter().map(ToString::to_string).collect(),
+                        errors: rejected.errors.clone(),
                     }),
                     (_, Some(_)) => status.last_rejection.clone(),
                     (_, None) => None,
@@ -492,7 +492,7 @@ mod tests {
         let errors = config
             .last_rejection
             .as_ref()
-            .map(|r| r.errors.clone())
+            .map(|r| r.errors.iter().map(ToString::to_string).collect::<Vec<_>>())
             .unwrap_or_default();
         assert_eq!(errors.len(), 1);
         assert!(errors[0].contains("spec.ports: required"), "{errors:?}");

@@ -110,7 +110,7 @@ pub struct Rejection {
     /// When it was refused.
     pub at: SystemTime,
     /// Each error: file or object, field, value, what is allowed.
-    pub errors: Vec<String>,
+    pub errors: Vec<meshlb_config::Error>,
 }
 
 /// What Layer 2 does here.

@@ -348,7 +348,14 @@ mod tests {
             rejections: 2,
             last_rejection: Some(crate::status::Rejection {
                 at: SystemTime::UNIX_EPOCH,
-                errors: vec!["pool.yaml:1: IPAddressPool vips: spec.addresses[0] \"x\" is not a CIDR".into()],
+                errors: vec![meshlb_config::Error::Parse {
+                    location: meshlb_config::SourceLocation {
+                        file: "pool.yaml".into(),
+                        line: 1,
+                    },
+                    object: None,
+                    message: "IPAddressPool vips: spec.addresses[0] \"x\" is not a CIDR".into(),
+                }],
             }),
             warnings: vec!["ads.yaml:1: L2Advertisement l2: spec.ipAddressPools[0] names no IPAddressPool".into()],
             ..ConfigStatus::default()

@@ -618,3 +618,113 @@ fn malformed_requests_get_an_event_and_no_address() {
         no_duplicates(&list);
     });
 }
+
+#[test]
+fn services_sharing_an_address_hold_one_claim() {
+    let env = KubeEnv::start().unwrap();
+    let rt = runtime();
+    let client = rt.block_on(env.client()).unwrap();
+    rt.block_on(cluster(&client, "shared", &["192.0.2.0/29"]));
+    let _agent = Agent::start(&env, "node-a", "meshlb-allocator");
+    rt.block_on(async {
+        let services: Api<Service> = Api::namespaced(client.clone(), "shared");
+        for (name, protocol, port) in [("dns-tcp", "TCP", 53), ("dns-udp", "UDP", 53)] {
+            let service: Service = serde_json::from_value(json!({
+                "metadata": {"name": name, "namespace": "shared", "annotations": {"metallb.io/allow-shared-ip": "dns"}},
+                "spec": {"type": "LoadBalancer", "ports": [{"port": port, "protocol": protocol}]},
+            }))
+            .unwrap();
+            services.create(&PostParams::default(), &service).await.unwrap();
+        }
+        let list = wait_services(&client, "shared", "both allocated", |list| allocated(list) == 2).await;
+        assert_eq!(ingress(&list[0]), ingress(&list[1]), "one address for both");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let claims = claims(&client).await;
+            if claims.len() == 1 && claims[0].spec.holders.len() == 2 {
+                assert_eq!(claims[0].spec.sharing_key.as_deref(), Some("dns"));
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{claims:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        // One leaves: the other keeps the address, and the claim.
+        services.delete("dns-tcp", &DeleteParams::default()).await.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let claims = claims(&client).await;
+            if claims.len() == 1 && claims[0].spec.holders.len() == 1 {
+                assert_eq!(claims[0].spec.holders[0].name, "dns-udp");
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{claims:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let udp = services.get("dns-udp").await.unwrap();
+        assert_eq!(ingress(&udp), ingress(&list[1]));
+    });
+}
+
+#[test]
+fn each_agent_reports_its_configuration_state_and_events_on_bad_objects() {
+    let env = KubeEnv::start().unwrap();
+    let rt = runtime();
+    let client = rt.block_on(env.client()).unwrap();
+    rt.block_on(cluster(&client, "cfg", &["192.0.2.0/28"]));
+    let agent = Agent::start(&env, "node-a", "meshlb-allocator");
+    rt.block_on(async {
+        let states: Api<meshlb_config::crd::ConfigurationState> = Api::namespaced(client.clone(), "metallb-system");
+        let result = |state: &meshlb_config::crd::ConfigurationState| state.status.as_ref().and_then(|s| s.result);
+        let wait_for = |want: meshlb_config::crd::ConfigurationResult| {
+            let states = states.clone();
+            async move {
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+                loop {
+                    if let Some(state) = states.get_opt("agent-node-a").await.unwrap()
+                        && result(&state) == Some(want)
+                    {
+                        return state;
+                    }
+                    assert!(
+                        tokio::time::Instant::now() < deadline,
+                        "ConfigurationState never {want:?}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        };
+        let valid = wait_for(meshlb_config::crd::ConfigurationResult::Valid).await;
+        assert_eq!(valid.metadata.labels.unwrap()["metallb.io/node-name"], "node-a");
+        apply(&custom(&client, "IPAddressPool"), pool("overlap", &["192.0.2.8/29"])).await;
+        let invalid = wait_for(meshlb_config::crd::ConfigurationResult::Invalid).await;
+        let summary = invalid.status.unwrap().error_summary;
+        assert!(
+            summary.contains("IPAddressPool overlap") && summary.contains("overlaps"),
+            "{summary}"
+        );
+        let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), "metallb-system");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let events = api.list(&Default::default()).await.unwrap().items;
+            let on_pool = events.iter().any(|e| {
+                e.reason.as_deref() == Some("InvalidConfiguration")
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("overlap")
+                    && e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some("IPAddressPool")
+            });
+            if on_pool {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no InvalidConfiguration event on the pool: {}",
+                agent.log()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        custom(&client, "IPAddressPool")
+            .delete("overlap", &DeleteParams::default())
+            .await
+            .unwrap();
+        wait_for(meshlb_config::crd::ConfigurationResult::Valid).await;
+    });
+}

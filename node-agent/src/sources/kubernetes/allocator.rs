@@ -367,6 +367,10 @@ impl Writer {
                     .await
                     .map_err(api_error(format!("claim {name}")))?;
             }
+            // Held by others: joined only by a Service sharing it by key.
+            Some(view) if view.sharing_key.is_none() || view.sharing_key != write.sharing_key => {
+                return Err(WriteError::Conflict(format!("claim {name} (held by another Service)")));
+            }
             Some(view) => {
                 let mut holders = view.holders.clone();
                 holders.push(write.holder.clone());

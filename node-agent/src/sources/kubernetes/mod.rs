@@ -25,6 +25,7 @@
 //! nothing consumes them before.
 
 pub mod allocator;
+pub mod config_state;
 pub mod convert;
 pub mod lease;
 
@@ -289,7 +290,12 @@ impl Caches {
             Err(e) => errors.push(e),
         };
         for (kind, store) in &self.custom {
-            for object in sorted(store.state()) {
+            // Oldest first: when two objects conflict (overlapping pools),
+            // the error names the newer one, as a file's error names the
+            // later document.
+            let mut objects = sorted(store.state());
+            objects.sort_by(|a, b| a.metadata.creation_timestamp.cmp(&b.metadata.creation_timestamp));
+            for object in objects {
                 version_of(object.as_ref(), &mut hasher);
                 take(convert::custom(*kind, &object));
             }
