@@ -529,3 +529,25 @@ impl Drop for KubeEnv {
         }
     }
 }
+
+/// Installs meshlb's CustomResourceDefinitions (`meshlb-agent crds`: the
+/// metallb.io kinds and meshlb's own) and waits until the API server
+/// serves them.
+pub async fn install_crds(client: &kube::Client) -> Result<(), LabError> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::runtime::wait::{await_condition, conditions};
+    let crds: kube::Api<CustomResourceDefinition> = kube::Api::all(client.clone());
+    let api = |e: kube::Error| LabError::Invalid(format!("installing the CRDs: {e}"));
+    for crd in meshlb_config::crd::definitions() {
+        crds.create(&Default::default(), &crd).await.map_err(api)?;
+    }
+    for crd in meshlb_config::crd::definitions() {
+        let name = crd.metadata.name.unwrap_or_default();
+        let established = await_condition(crds.clone(), &name, conditions::is_crd_established());
+        tokio::time::timeout(READY_TIMEOUT, established)
+            .await
+            .map_err(|_| LabError::Invalid(format!("CRD {name} not established within {READY_TIMEOUT:?}")))?
+            .map_err(|e| LabError::Invalid(format!("CRD {name}: {e}")))?;
+    }
+    Ok(())
+}

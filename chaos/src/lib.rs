@@ -10,7 +10,7 @@
 //! ([`probe`]), from the segment ([`splitbrain`]) and from the router's RIB
 //! and kernel FIB ([`router`]). [`kube_env`] runs a real Kubernetes API
 //! server (with etcd) for tests, on loopback or on a lab's control-plane
-//! host.
+//! host; [`kube_bench`] measures allocation against it.
 //!
 //! Labs never touch the root namespace's addresses or routes, carry a
 //! per-process name prefix so parallel runs do not collide, and are torn
@@ -28,6 +28,7 @@ mod error;
 pub mod gossip_bench;
 pub mod ipam_bench;
 pub mod keepalived;
+pub mod kube_bench;
 pub mod kube_env;
 pub mod lab;
 pub mod mrt;

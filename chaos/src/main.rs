@@ -99,6 +99,18 @@ enum Bench {
         #[arg(long, default_value_t = 5)]
         runs: usize,
     },
+    /// Allocation against a real API server: a burst of Services, and a cold start with many present (meshlb, and MetalLB's controller beside it when given).
+    KubeAllocation {
+        /// Services created at once.
+        #[arg(long, default_value_t = 1000)]
+        burst: usize,
+        /// Services (each with an EndpointSlice) present before the allocator starts.
+        #[arg(long, default_value_t = 10000)]
+        existing: usize,
+        /// MetalLB's controller binary, to run on the same workload.
+        #[arg(long)]
+        metallb_controller: Option<std::path::PathBuf>,
+    },
     /// keepalived (VRRP) failover: outage window per fault, default and fast timers.
     Keepalived {
         /// Runs per fault and timer setting.
@@ -662,6 +674,63 @@ fn bench_allocator(services: usize, pools: usize, runs: usize) -> Result<(), Lab
     Ok(())
 }
 
+fn bench_kube_allocation(
+    burst: usize,
+    existing: usize,
+    metallb_controller: Option<std::path::PathBuf>,
+) -> Result<(), LabError> {
+    use meshlb_chaos::kube_bench::{Allocator, quantile, run};
+    let mut allocators = vec![Allocator::Meshlb(meshlb_chaos::agent::agent_binary()?)];
+    allocators.extend(metallb_controller.map(Allocator::Metallb));
+    let mut reports = Vec::new();
+    for allocator in &allocators {
+        reports.push(run(allocator, burst, existing)?);
+    }
+    println!("| allocator | burst | create to status median s | p99 | max | all allocated after s |");
+    println!("|---|---|---|---|---|---|");
+    for r in &reports {
+        println!(
+            "| {} | {} | {} | {} | {} | {} |",
+            r.allocator,
+            r.burst,
+            secs(quantile(&r.burst_latencies, 0.5)),
+            secs(quantile(&r.burst_latencies, 0.99)),
+            secs(quantile(&r.burst_latencies, 1.0)),
+            secs(r.burst_total)
+        );
+    }
+    println!();
+    println!(
+        "| allocator | Services and EndpointSlices present | start to all allocated s | peak RSS MiB | CPU s until then | CPU s per 1,000 updates |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for r in &reports {
+        println!(
+            "| {} | {} | {} | {:.1} | {} | {} |",
+            r.allocator,
+            r.existing,
+            secs(r.cold_start),
+            r.peak_rss_kib as f64 / 1024.0,
+            secs(r.cold_start_cpu),
+            secs(r.cpu_per_1000_updates)
+        );
+    }
+    if let [meshlb, metallb] = reports.as_slice() {
+        let ratio = |a: Duration, b: Duration| b.as_secs_f64() / a.as_secs_f64().max(1e-9);
+        println!();
+        println!(
+            "MetalLB / meshlb: burst median {:.1}x, burst all allocated {:.1}x, cold start {:.1}x",
+            ratio(
+                quantile(&meshlb.burst_latencies, 0.5),
+                quantile(&metallb.burst_latencies, 0.5)
+            ),
+            ratio(meshlb.burst_total, metallb.burst_total),
+            ratio(meshlb.cold_start, metallb.cold_start)
+        );
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -719,6 +788,14 @@ fn main() -> ExitCode {
         Command::Bench {
             bench: Bench::Allocator { services, pools, runs },
         } => bench_allocator(services, pools, runs),
+        Command::Bench {
+            bench:
+                Bench::KubeAllocation {
+                    burst,
+                    existing,
+                    metallb_controller,
+                },
+        } => bench_kube_allocation(burst, existing, metallb_controller),
         Command::Bench {
             bench:
                 Bench::Gossip {

@@ -42,6 +42,25 @@ fn kubectl(env: &KubeEnv, args: &[&str], input: &str) -> Result<String, String> 
     }
 }
 
+/// A merge patch of the status of `kind` `name` in metallb-system.
+fn patch_status(env: &KubeEnv, kind: &str, name: &str, patch: &str) -> Result<String, String> {
+    kubectl(
+        env,
+        &[
+            "patch",
+            kind,
+            "-n",
+            "metallb-system",
+            name,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            patch,
+        ],
+        "",
+    )
+}
+
 fn apply(env: &KubeEnv, manifest: &str) -> Result<String, String> {
     kubectl(env, &["apply", "-f", "-"], manifest)
 }
@@ -187,22 +206,7 @@ metadata: {name: controller, namespace: metallb-system, labels: {metallb.io/comp
 ";
     apply(&env, statuses).unwrap();
     let patch = r#"{"status": {"node": "n1", "serviceName": "web", "serviceNamespace": "shop", "interfaces": [{"name": "eth0"}]}}"#;
-    kubectl(
-        &env,
-        &[
-            "patch",
-            "servicel2status",
-            "-n",
-            "metallb-system",
-            "l2-abc",
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            patch,
-        ],
-        "",
-    )
-    .unwrap();
+    patch_status(&env, "servicel2status", "l2-abc", patch).unwrap();
     let printed = kubectl(&env, &["get", "servicel2statuses", "-n", "metallb-system"], "").unwrap();
     assert!(
         printed.contains("ALLOCATED NODE") && printed.contains("n1"),
@@ -210,43 +214,13 @@ metadata: {name: controller, namespace: metallb-system, labels: {metallb.io/comp
     );
     // MetalLB's immutability rule: the node of a status object never changes.
     let moved = r#"{"status": {"node": "n2"}}"#;
-    let refused = kubectl(
-        &env,
-        &[
-            "patch",
-            "servicel2status",
-            "-n",
-            "metallb-system",
-            "l2-abc",
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            moved,
-        ],
-        "",
-    )
-    .unwrap_err();
+    let refused = patch_status(&env, "servicel2status", "l2-abc", moved).unwrap_err();
     assert!(
         refused.contains("status.node") && refused.contains("immutable"),
         "{refused}"
     );
     let state = r#"{"status": {"result": "Invalid", "errorSummary": "IPAddressPool a: spec.addresses", "conditions": [{"type": "Valid", "status": "False", "reason": "ConfigInvalid", "message": "x", "lastTransitionTime": "2026-12-01T00:00:00Z"}]}}"#;
-    kubectl(
-        &env,
-        &[
-            "patch",
-            "configurationstate",
-            "-n",
-            "metallb-system",
-            "controller",
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            state,
-        ],
-        "",
-    )
-    .unwrap();
+    patch_status(&env, "configurationstate", "controller", state).unwrap();
     let printed = kubectl(&env, &["get", "configurationstates", "-n", "metallb-system"], "").unwrap();
     assert!(printed.contains("RESULT") && printed.contains("Invalid"), "{printed}");
 }

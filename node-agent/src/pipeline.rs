@@ -401,6 +401,8 @@ pub fn log_reload(reload: &Reload) {
             for (key, outcome) in changed {
                 match outcome {
                     Some(ServiceOutcome::Assigned(a)) => tracing::info!(service = %key, "assigned {a}"),
+                    // Normal in a cluster until the allocator writes status.
+                    Some(ServiceOutcome::Pending) => tracing::debug!(service = %key, "pending"),
                     Some(other) => tracing::warn!(service = %key, "{other}"),
                     None => tracing::info!(service = %key, "released"),
                 }

@@ -9,7 +9,6 @@ use std::time::Duration;
 use futures_util::StreamExt;
 
 use k8s_openapi::api::core::v1::{Namespace, Node, Service};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::core::{DynamicObject, GroupVersionKind};
 use meshlb_chaos::kube_env::KubeEnv;
@@ -25,24 +24,8 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// Installs meshlb's CRDs and waits until the API server serves them.
-pub async fn install_crds(client: &kube::Client) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in meshlb_config::crd::definitions() {
-        crds.create(&PostParams::default(), &crd).await.unwrap();
-    }
-    for crd in meshlb_config::crd::definitions() {
-        let name = crd.metadata.name.unwrap();
-        let established = kube::runtime::wait::await_condition(
-            crds.clone(),
-            &name,
-            kube::runtime::wait::conditions::is_crd_established(),
-        );
-        tokio::time::timeout(Duration::from_secs(30), established)
-            .await
-            .unwrap()
-            .unwrap();
-    }
+async fn install_crds(client: &kube::Client) {
+    meshlb_chaos::kube_env::install_crds(client).await.unwrap();
 }
 
 async fn create_namespace(client: &kube::Client, name: &str) {
@@ -300,7 +283,20 @@ fn named_load_balancer(ns: &str, name: &str, annotations: serde_json::Value) -> 
     .unwrap()
 }
 
-/// Waits (generously) until `check` of every Service of `ns` holds.
+/// Polls `probe` every 200 ms until it gives a value; fails the test with
+/// its last reason after a generous two minutes.
+async fn eventually<T, F: std::future::Future<Output = Result<T, String>>>(mut probe: impl FnMut() -> F) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        match probe().await {
+            Ok(value) => return value,
+            Err(why) => assert!(tokio::time::Instant::now() < deadline, "not within 120 s: {why}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits until `check` of every Service of `ns` holds.
 async fn wait_services(
     client: &kube::Client,
     ns: &str,
@@ -308,15 +304,11 @@ async fn wait_services(
     check: impl Fn(&[Service]) -> bool,
 ) -> Vec<Service> {
     let services: Api<Service> = Api::namespaced(client.clone(), ns);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    loop {
+    eventually(|| async {
         let list = services.list(&Default::default()).await.unwrap().items;
-        if check(&list) {
-            return list;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "not within 120 s: {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        if check(&list) { Ok(list) } else { Err(what.to_owned()) }
+    })
+    .await
 }
 
 fn allocated(list: &[Service]) -> usize {
@@ -398,23 +390,19 @@ fn two_allocators_at_once_never_give_one_address_twice() {
         );
         // Every address has one claim naming the Service that holds it,
         // once the losers' leftover claims are let go.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-        loop {
+        eventually(|| async {
             let claims = claims(&client).await;
             let settled = claims.len() == ADDRESSES
                 && claims.iter().all(|c| {
                     c.spec.holders.len() == 1 && holders.get(&c.spec.address) == Some(&c.spec.holders[0].name)
                 });
             if settled {
-                break;
+                Ok(())
+            } else {
+                Err(format!("claims did not settle: {} claims", claims.len()))
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "claims did not settle: {} claims",
-                claims.len()
-            );
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        })
+        .await;
         // The Services left without an address were told why.
         let pending: Vec<String> = list
             .iter()
@@ -487,14 +475,15 @@ fn addresses_metallb_wrote_are_kept_and_the_allocator_fails_over() {
         let new = list.iter().find(|s| s.metadata.name.as_deref() == Some("new")).unwrap();
         assert_eq!(ingress(new), ["203.0.113.0"], "the first free address");
         // Claimed, every one, including MetalLB's.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        while claims(&client).await.len() != written_by_metallb.len() + 1 {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "MetalLB's addresses were not claimed"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        eventually(|| async {
+            let claimed = claims(&client).await.len();
+            if claimed == written_by_metallb.len() + 1 {
+                Ok(())
+            } else {
+                Err(format!("{claimed} claims"))
+            }
+        })
+        .await;
 
         // The allocating agent dies (SIGKILL: it cannot give the Lease
         // up); the other takes over once the Lease expires.
@@ -581,21 +570,18 @@ fn malformed_requests_get_an_event_and_no_address() {
             .map(|(name, _, reason)| (*name, *reason))
             .chain([("both", "loadBalancerIPs annotation")]);
         for (name, reason) in expected {
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-            loop {
+            eventually(|| async {
                 let told = events(&client, "bad", name).await;
                 if told
                     .iter()
                     .any(|(r, note)| r == "AllocationFailed" && note.contains(reason))
                 {
-                    break;
+                    Ok(())
+                } else {
+                    Err(format!("{name}: no AllocationFailed with {reason:?}: {told:?}"))
                 }
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "{name}: no AllocationFailed with {reason:?}: {told:?}"
-                );
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+            })
+            .await;
         }
         let list = services.list(&Default::default()).await.unwrap().items;
         for service in &list {
@@ -638,28 +624,26 @@ fn services_sharing_an_address_hold_one_claim() {
         }
         let list = wait_services(&client, "shared", "both allocated", |list| allocated(list) == 2).await;
         assert_eq!(ingress(&list[0]), ingress(&list[1]), "one address for both");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        loop {
+        let shared = eventually(|| async {
             let claims = claims(&client).await;
-            if claims.len() == 1 && claims[0].spec.holders.len() == 2 {
-                assert_eq!(claims[0].spec.sharing_key.as_deref(), Some("dns"));
-                break;
+            match claims.as_slice() {
+                [one] if one.spec.holders.len() == 2 => Ok(one.clone()),
+                _ => Err(format!("{claims:?}")),
             }
-            assert!(tokio::time::Instant::now() < deadline, "{claims:?}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        })
+        .await;
+        assert_eq!(shared.spec.sharing_key.as_deref(), Some("dns"));
         // One leaves: the other keeps the address, and the claim.
         services.delete("dns-tcp", &DeleteParams::default()).await.unwrap();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        loop {
+        let kept = eventually(|| async {
             let claims = claims(&client).await;
-            if claims.len() == 1 && claims[0].spec.holders.len() == 1 {
-                assert_eq!(claims[0].spec.holders[0].name, "dns-udp");
-                break;
+            match claims.as_slice() {
+                [one] if one.spec.holders.len() == 1 => Ok(one.clone()),
+                _ => Err(format!("{claims:?}")),
             }
-            assert!(tokio::time::Instant::now() < deadline, "{claims:?}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        })
+        .await;
+        assert_eq!(kept.spec.holders[0].name, "dns-udp");
         let udp = services.get("dns-udp").await.unwrap();
         assert_eq!(ingress(&udp), ingress(&list[1]));
     });
@@ -677,21 +661,15 @@ fn each_agent_reports_its_configuration_state_and_events_on_bad_objects() {
         let result = |state: &meshlb_config::crd::ConfigurationState| state.status.as_ref().and_then(|s| s.result);
         let wait_for = |want: meshlb_config::crd::ConfigurationResult| {
             let states = states.clone();
-            async move {
-                let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-                loop {
-                    if let Some(state) = states.get_opt("agent-node-a").await.unwrap()
-                        && result(&state) == Some(want)
-                    {
-                        return state;
+            eventually(move || {
+                let states = states.clone();
+                async move {
+                    match states.get_opt("agent-node-a").await.unwrap() {
+                        Some(state) if result(&state) == Some(want) => Ok(state),
+                        other => Err(format!("ConfigurationState not {want:?}: {other:?}")),
                     }
-                    assert!(
-                        tokio::time::Instant::now() < deadline,
-                        "ConfigurationState never {want:?}"
-                    );
-                    tokio::time::sleep(Duration::from_millis(200)).await;
                 }
-            }
+            })
         };
         let valid = wait_for(meshlb_config::crd::ConfigurationResult::Valid).await;
         assert_eq!(valid.metadata.labels.unwrap()["metallb.io/node-name"], "node-a");
@@ -703,8 +681,7 @@ fn each_agent_reports_its_configuration_state_and_events_on_bad_objects() {
             "{summary}"
         );
         let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), "metallb-system");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        loop {
+        eventually(|| async {
             let events = api.list(&Default::default()).await.unwrap().items;
             let on_pool = events.iter().any(|e| {
                 e.reason.as_deref() == Some("InvalidConfiguration")
@@ -712,15 +689,12 @@ fn each_agent_reports_its_configuration_state_and_events_on_bad_objects() {
                     && e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some("IPAddressPool")
             });
             if on_pool {
-                break;
+                Ok(())
+            } else {
+                Err(format!("no InvalidConfiguration event on the pool: {}", agent.log()))
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "no InvalidConfiguration event on the pool: {}",
-                agent.log()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        })
+        .await;
         custom(&client, "IPAddressPool")
             .delete("overlap", &DeleteParams::default())
             .await

@@ -636,6 +636,7 @@ async fn pass(
     })
     .await;
     let Ok((plan, claims_now)) = planned else { return true };
+    let started = std::time::Instant::now();
     let mut retry = false;
     let claims_ref = &claims_now;
     let results: Vec<_> = futures_util::stream::iter(plan.writes.iter().cloned())
@@ -685,6 +686,13 @@ async fn pass(
             retry = true;
         }
     }
+    tracing::debug!(
+        writes = plan.writes.len(),
+        releases = plan.releases.len(),
+        ms = started.elapsed().as_millis() as u64,
+        retry,
+        "allocation pass"
+    );
     retry
 }
 

@@ -29,7 +29,7 @@ pub mod config_state;
 pub mod convert;
 pub mod lease;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt::Debug;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -126,8 +126,12 @@ where
     K::DynamicType: Eq + Hash + Clone,
 {
     tokio::spawn(async move {
-        let mut events =
-            reflector::reflector(writer, watcher(api, watcher::Config::default()).default_backoff()).boxed();
+        // managedFields are most of an object's size and nothing reads
+        // them: the cache does not keep them.
+        let stream = watcher(api, watcher::Config::default())
+            .modify(|object| object.meta_mut().managed_fields = None)
+            .default_backoff();
+        let mut events = reflector::reflector(writer, stream).boxed();
         while let Some(event) = events.next().await {
             match event {
                 Ok(_) => changed.notify_one(),
@@ -213,12 +217,20 @@ impl KubernetesSource {
             }
             tracing::info!("Kubernetes caches synced");
             let mut last = None;
+            let mut converted = Converted::default();
             loop {
                 let built = {
                     let caches = caches.clone();
-                    tokio::task::spawn_blocking(move || caches.snapshot()).await
+                    tokio::task::spawn_blocking(move || {
+                        let built = caches.snapshot(&mut converted);
+                        (converted, built)
+                    })
+                    .await
                 };
-                let Ok((fingerprint, update)) = built else { return };
+                let Ok((kept, (fingerprint, update))) = built else {
+                    return;
+                };
+                converted = kept;
                 if last != Some(fingerprint) {
                     last = Some(fingerprint);
                     if tx.send(update).await.is_err() {
@@ -254,6 +266,48 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// What an object converted to.
+type Conversion = Result<Located<Object>, Error>;
+
+/// An object's kind, namespace and name.
+type ObjectKey = (Kind, Option<String>, Option<String>);
+
+/// Objects already converted, by kind, namespace and name, with the
+/// resourceVersion they were converted at: a snapshot converts only the
+/// objects that changed since the last one.
+#[derive(Default)]
+struct Converted {
+    objects: HashMap<ObjectKey, (Option<String>, Conversion)>,
+    seen: HashSet<ObjectKey>,
+}
+
+impl Converted {
+    fn begin(&mut self) {
+        self.seen.clear();
+    }
+
+    /// `object` converted, from the last snapshot if its version is the same.
+    fn get<K: Resource>(&mut self, kind: Kind, object: &K, convert: impl FnOnce(&K) -> Conversion) -> Conversion {
+        let meta = object.meta();
+        let key = (kind, meta.namespace.clone(), meta.name.clone());
+        self.seen.insert(key.clone());
+        if let Some((version, done)) = self.objects.get(&key)
+            && *version == meta.resource_version
+        {
+            return done.clone();
+        }
+        let done = convert(object);
+        self.objects.insert(key, (meta.resource_version.clone(), done.clone()));
+        done
+    }
+
+    /// Forgets the objects the last snapshot did not hold.
+    fn end(&mut self) {
+        let seen = &self.seen;
+        self.objects.retain(|key, _| seen.contains(key));
+    }
+}
+
 /// Hashes an object's identity and version into a fingerprint.
 fn version_of<K: Resource>(object: &K, hasher: &mut impl Hasher) {
     let meta = object.meta();
@@ -281,10 +335,11 @@ impl Caches {
 
     /// The snapshot of what the caches hold now, and its fingerprint (a
     /// hash of every object's name and resourceVersion).
-    fn snapshot(&self) -> (u64, SourceUpdate) {
+    fn snapshot(&self, converted: &mut Converted) -> (u64, SourceUpdate) {
         let mut hasher = std::hash::DefaultHasher::new();
         let mut objects: Vec<Located<Object>> = Vec::new();
         let mut errors: Vec<Error> = Vec::new();
+        converted.begin();
         let mut take = |result: Result<Located<Object>, Error>| match result {
             Ok(object) => objects.push(object),
             Err(e) => errors.push(e),
@@ -297,16 +352,16 @@ impl Caches {
             objects.sort_by(|a, b| a.metadata.creation_timestamp.cmp(&b.metadata.creation_timestamp));
             for object in objects {
                 version_of(object.as_ref(), &mut hasher);
-                take(convert::custom(*kind, &object));
+                take(converted.get(*kind, object.as_ref(), |o| convert::custom(*kind, o)));
             }
         }
         for namespace in sorted(self.namespaces.state()) {
             version_of(namespace.as_ref(), &mut hasher);
-            take(convert::namespace(&namespace));
+            take(converted.get(Kind::Namespace, namespace.as_ref(), convert::namespace));
         }
         for node in sorted(self.nodes.state()) {
             version_of(node.as_ref(), &mut hasher);
-            take(convert::node(&node));
+            take(converted.get(Kind::Node, node.as_ref(), convert::node));
         }
         let mut load_balancers = BTreeSet::new();
         for service in sorted(self.services.state()) {
@@ -316,7 +371,7 @@ impl Caches {
                     service.metadata.namespace.clone().unwrap_or_default(),
                     service.metadata.name.clone().unwrap_or_default(),
                 ));
-                take(convert::service(&service));
+                take(converted.get(Kind::Service, service.as_ref(), convert::service));
             }
         }
         for slice in sorted(self.slices.state()) {
@@ -324,9 +379,10 @@ impl Caches {
                 .is_some_and(|(ns, name)| load_balancers.contains(&(ns.to_owned(), name.to_owned())));
             if of_load_balancer {
                 version_of(slice.as_ref(), &mut hasher);
-                take(convert::endpoint_slice(&slice));
+                take(converted.get(Kind::EndpointSlice, slice.as_ref(), convert::endpoint_slice));
             }
         }
+        converted.end();
         let fingerprint = hasher.finish();
         let update = if errors.is_empty() {
             match Inventory::build(&objects) {
