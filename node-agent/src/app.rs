@@ -24,9 +24,9 @@
 //! answer or a gossip probe. Configuration parsing and allocation run on
 //! blocking threads besides.
 //!
-//! Shutdown, in order: the allocator gives its Lease up; the mesh hands this node's addresses over (its
-//! record says it is leaving, its successors start announcing while it
-//! still does) and leaves; then Layer 2 goes quiet (service actors
+//! Shutdown, in order: the allocator gives its Lease up; the mesh hands
+//! this node's addresses over (its record says it is leaving, its
+//! successors start announcing while it still does) and leaves; then Layer 2 goes quiet (service actors
 //! withdraw, interface actors stop answering) and the loopback addresses
 //! go; then the answering arbiter stops. Each step is bounded, so a stuck
 //! component does not hold up exit.
