@@ -141,19 +141,16 @@ async fn prepare(env: &KubeEnv) -> Result<kube::Client, LabError> {
             .await
             .map_err(api("namespace"))?;
     }
-    let resource = kube::core::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(
-        "metallb.io",
-        "v1beta1",
-        "IPAddressPool",
-    ));
-    let pools: Api<kube::core::DynamicObject> = Api::namespaced_with(client.clone(), "metallb-system", &resource);
-    let pool = json!({"apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool",
-                      "metadata": {"name": "bench", "namespace": "metallb-system"},
-                      "spec": {"addresses": ["2001:db8:100::/112"]}});
-    pools
-        .patch("bench", &PatchParams::apply("meshlb-bench"), &Patch::Apply(pool))
-        .await
-        .map_err(api("pool"))?;
+    use meshlb_config::kinds::{IpAddressPool, IpAddressPoolSpec};
+    let pools: Api<IpAddressPool> = Api::namespaced(client.clone(), "metallb-system");
+    let pool = IpAddressPool::new(
+        "bench",
+        IpAddressPoolSpec {
+            addresses: vec!["2001:db8:100::/112".into()],
+            ..IpAddressPoolSpec::default()
+        },
+    );
+    pools.create(&PostParams::default(), &pool).await.map_err(api("pool"))?;
     Ok(client)
 }
 

@@ -319,6 +319,13 @@ pub struct ClaimHolder {
     pub uid: String,
 }
 
+impl ClaimHolder {
+    /// The Service's namespace and name.
+    pub fn service(&self) -> crate::service::ServiceKey {
+        crate::service::ServiceKey::new(self.namespace.clone(), self.name.clone())
+    }
+}
+
 /// The name of the [`AddressClaim`] of `address`: `v4-192.0.2.7`, or
 /// `v6-` and the address's 32 hex digits (an IPv6 address in text holds
 /// `:`, which names may not).

@@ -367,4 +367,28 @@ mod tests {
              rejected pool.yaml:1: IPAddressPool vips: spec.addresses[0] \"x\" is not a CIDR\n"
         );
     }
+
+    #[test]
+    fn services_say_their_outcome() {
+        use meshlb_config::service::ServiceKey;
+        use meshlb_config::{Assignment, ServiceOutcome};
+        let state = crate::pipeline::AgentState {
+            outcomes: [
+                (
+                    ServiceKey::new("shop", "web"),
+                    ServiceOutcome::Assigned(Assignment {
+                        pool: "lan".into(),
+                        addresses: vec!["192.0.2.10".parse().unwrap()],
+                    }),
+                ),
+                (ServiceKey::new("shop", "new"), ServiceOutcome::Pending),
+            ]
+            .into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            services_text(&state),
+            "shop/new pending: no address in its status yet\nshop/web 192.0.2.10 from pool lan\n"
+        );
+    }
 }

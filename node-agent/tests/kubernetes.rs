@@ -10,8 +10,9 @@ use futures_util::StreamExt;
 
 use k8s_openapi::api::core::v1::{Namespace, Node, Service};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::core::{DynamicObject, GroupVersionKind};
+use kube::core::DynamicObject;
 use meshlb_chaos::kube_env::KubeEnv;
+use meshlb_config::kinds::{IpAddressPool, L2Advertisement};
 use meshlb_config::service::ServiceKey;
 use meshlb_node_agent::sources::kubernetes::KubernetesSource;
 use meshlb_node_agent::sources::{Snapshot, SourceUpdate};
@@ -34,11 +35,10 @@ async fn create_namespace(client: &kube::Client, name: &str) {
     namespaces.create(&PostParams::default(), &ns).await.unwrap();
 }
 
-fn custom(client: &kube::Client, kind: &str) -> Api<DynamicObject> {
-    let version = if kind == "BGPPeer" { "v1beta2" } else { "v1beta1" };
-    let gvk = GroupVersionKind::gvk("metallb.io", version, kind);
-    let resource = kube::core::ApiResource::from_gvk(&gvk);
-    Api::namespaced_with(client.clone(), "metallb-system", &resource)
+/// The metallb-system objects of a kind meshlb's CRDs define, untyped (the
+/// tests write them as JSON, as users write YAML).
+fn custom<K: kube::CustomResourceExt>(client: &kube::Client) -> Api<DynamicObject> {
+    Api::namespaced_with(client.clone(), "metallb-system", &K::api_resource())
 }
 
 async fn apply(api: &Api<DynamicObject>, object: serde_json::Value) {
@@ -98,9 +98,9 @@ fn snapshots_follow_the_api_server_through_changes_rejections_and_a_restart() {
         install_crds(&client).await;
         create_namespace(&client, "metallb-system").await;
         create_namespace(&client, "shop").await;
-        apply(&custom(&client, "IPAddressPool"), pool("lan", &["192.0.2.0/28"])).await;
+        apply(&custom::<IpAddressPool>(&client), pool("lan", &["192.0.2.0/28"])).await;
         apply(
-            &custom(&client, "L2Advertisement"),
+            &custom::<L2Advertisement>(&client),
             json!({"apiVersion": "metallb.io/v1beta1", "kind": "L2Advertisement",
                    "metadata": {"name": "lan", "namespace": "metallb-system"},
                    "spec": {"ipAddressPools": ["lan", "later"]}}),
@@ -144,7 +144,7 @@ fn snapshots_follow_the_api_server_through_changes_rejections_and_a_restart() {
         assert!(web_uid.is_some());
 
         // A second pool: one more snapshot.
-        apply(&custom(&client, "IPAddressPool"), pool("later", &["192.0.2.16/28"])).await;
+        apply(&custom::<IpAddressPool>(&client), pool("later", &["192.0.2.16/28"])).await;
         let update = until(
             &mut stream.updates,
             |_| {},
@@ -157,14 +157,14 @@ fn snapshots_follow_the_api_server_through_changes_rejections_and_a_restart() {
         assert!(second.inventory.config.warnings.is_empty());
 
         // Pools the schema admits but that overlap: rejected, naming both.
-        apply(&custom(&client, "IPAddressPool"), pool("overlap", &["192.0.2.8/29"])).await;
+        apply(&custom::<IpAddressPool>(&client), pool("overlap", &["192.0.2.8/29"])).await;
         let update = until(&mut stream.updates, |_| {}, |u| matches!(u, SourceUpdate::Rejected(_))).await;
         let SourceUpdate::Rejected(rejected) = update else {
             unreachable!()
         };
         let text = rejected.to_string();
         assert!(text.contains("IPAddressPool overlap") && text.contains("lan"), "{text}");
-        custom(&client, "IPAddressPool")
+        custom::<IpAddressPool>(&client)
             .delete("overlap", &DeleteParams::default())
             .await
             .unwrap();
@@ -262,7 +262,7 @@ async fn cluster(client: &kube::Client, ns: &str, addresses: &[&str]) {
     install_crds(client).await;
     create_namespace(client, "metallb-system").await;
     create_namespace(client, ns).await;
-    apply(&custom(client, "IPAddressPool"), pool("pool", addresses)).await;
+    apply(&custom::<IpAddressPool>(client), pool("pool", addresses)).await;
 }
 
 fn ingress(service: &Service) -> Vec<String> {
@@ -673,7 +673,7 @@ fn each_agent_reports_its_configuration_state_and_events_on_bad_objects() {
         };
         let valid = wait_for(meshlb_config::crd::ConfigurationResult::Valid).await;
         assert_eq!(valid.metadata.labels.unwrap()["metallb.io/node-name"], "node-a");
-        apply(&custom(&client, "IPAddressPool"), pool("overlap", &["192.0.2.8/29"])).await;
+        apply(&custom::<IpAddressPool>(&client), pool("overlap", &["192.0.2.8/29"])).await;
         let invalid = wait_for(meshlb_config::crd::ConfigurationResult::Invalid).await;
         let summary = invalid.status.unwrap().error_summary;
         assert!(
@@ -695,7 +695,7 @@ fn each_agent_reports_its_configuration_state_and_events_on_bad_objects() {
             }
         })
         .await;
-        custom(&client, "IPAddressPool")
+        custom::<IpAddressPool>(&client)
             .delete("overlap", &DeleteParams::default())
             .await
             .unwrap();

@@ -141,9 +141,7 @@ pub fn claims_by_address(claims: &[Arc<AddressClaim>]) -> BTreeMap<IpAddr, Claim
 /// A Service to write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceWrite {
-    /// The Service.
-    pub key: ServiceKey,
-    /// It, as a claim names it.
+    /// The Service, as a claim names it (namespace, name, uid).
     pub holder: ClaimHolder,
     /// The resourceVersion the plan read: the status write's precondition.
     pub version: String,
@@ -166,11 +164,11 @@ pub struct Release {
     pub address: IpAddr,
     /// The holder.
     pub holder: ClaimHolder,
-    /// The fence to write first: the holder's Service and the
+    /// The fence to write first on the holder's Service: the
     /// resourceVersion at which it was seen not holding the address. None:
     /// the Service is not in the cache, and the API server is asked
     /// whether it still is a LoadBalancer with that uid.
-    pub fence: Option<(ServiceKey, String)>,
+    pub fence: Option<String>,
 }
 
 /// What one pass does.
@@ -236,7 +234,7 @@ pub fn plan(inventory: &Inventory, claims: &BTreeMap<IpAddr, ClaimView>, classes
                 plan.releases.push(Release {
                     address,
                     holder: holder.clone(),
-                    fence: Some((key.clone(), version.clone())),
+                    fence: Some(version.clone()),
                 });
             }
             continue;
@@ -253,7 +251,6 @@ pub fn plan(inventory: &Inventory, claims: &BTreeMap<IpAddr, ClaimView>, classes
         let annotate = !addresses.is_empty() && service.allocated_from_pool() != Some(pool.as_str());
         if addresses != status || unclaimed || annotate {
             plan.writes.push(ServiceWrite {
-                key: key.clone(),
                 holder: holder.clone(),
                 version: version.clone(),
                 failure: addresses.is_empty().then(|| outcome.to_string()),
@@ -268,7 +265,7 @@ pub fn plan(inventory: &Inventory, claims: &BTreeMap<IpAddr, ClaimView>, classes
                 plan.releases.push(Release {
                     address: *address,
                     holder: holder.clone(),
-                    fence: Some((key.clone(), version.clone())),
+                    fence: Some(version.clone()),
                 });
             }
         }
@@ -419,13 +416,14 @@ impl Writer {
         claims: &BTreeMap<IpAddr, ClaimView>,
     ) -> Result<(String, Vec<IpAddr>), WriteError> {
         let uid = &write.holder.uid;
+        let key = write.holder.service();
         for address in &write.addresses {
             let current = claims.get(address);
             if current.is_none_or(|c| !c.held_by(uid)) {
                 self.claim(*address, write, current).await?;
             }
         }
-        let services = self.services_in(&write.key.namespace);
+        let services = self.services_in(&key.namespace);
         let ingress: Vec<_> = write
             .addresses
             .iter()
@@ -438,23 +436,23 @@ impl Writer {
             "status": {"loadBalancer": {"ingress": ingress}},
         });
         services
-            .patch_status(&write.key.name, &PatchParams::default(), &Patch::Merge(status))
+            .patch_status(&key.name, &PatchParams::default(), &Patch::Merge(status))
             .await
-            .map_err(api_error(format!("Service {}", write.key)))?;
+            .map_err(api_error(format!("Service {}", key)))?;
         if write.annotate {
             let annotation = json!({"metadata": {"annotations": {POOL_ANNOTATION: write.pool}}});
             if let Err(e) = services
-                .patch(&write.key.name, &PatchParams::default(), &Patch::Merge(annotation))
+                .patch(&key.name, &PatchParams::default(), &Patch::Merge(annotation))
                 .await
             {
-                tracing::warn!(service = %write.key, "cannot write {POOL_ANNOTATION}: {e}");
+                tracing::warn!(service = %key, "cannot write {POOL_ANNOTATION}: {e}");
             }
         }
         match &write.failure {
             None => {
                 let list: Vec<String> = write.addresses.iter().map(ToString::to_string).collect();
                 self.event(
-                    &write.key,
+                    &key,
                     uid,
                     EventType::Normal,
                     "IPAllocated",
@@ -463,7 +461,7 @@ impl Writer {
                 .await;
             }
             Some(reason) => {
-                self.event(&write.key, uid, EventType::Warning, "AllocationFailed", reason.clone())
+                self.event(&key, uid, EventType::Warning, "AllocationFailed", reason.clone())
                     .await
             }
         }
@@ -483,7 +481,8 @@ impl Writer {
         let Some(view) = claims.get(&release.address) else {
             return Ok(());
         };
-        if let Some((key, version)) = &release.fence {
+        if let Some(version) = &release.fence {
+            let key = release.holder.service();
             let fence = json!({"metadata": {
                 "resourceVersion": version,
                 "annotations": {FENCE_ANNOTATION: claim_name(release.address)},
@@ -519,17 +518,23 @@ impl Writer {
 #[derive(Default)]
 struct Memory {
     /// Services written whose new version the cache may not show yet.
-    written: HashMap<ServiceKey, (String, Vec<IpAddr>)>,
+    written: Written,
     /// The last AllocationFailed reason published per Service.
     failures: HashMap<ServiceKey, String>,
 }
 
-impl Memory {
+/// Services this allocator wrote: the resourceVersion each was written
+/// under, and the addresses it was given.
+#[derive(Default)]
+struct Written(HashMap<ServiceKey, (String, Vec<IpAddr>)>);
+
+impl Written {
     /// The inventory with this allocator's own writes the cache does not
-    /// show yet (a Service still at the version it was written under).
+    /// show yet (a Service still at the version it was written under);
+    /// forgets the writes the cache shows.
     fn overlay(&mut self, inventory: &Inventory) -> Inventory {
         let mut adjusted = inventory.clone();
-        self.written.retain(|key, (version, addresses)| {
+        self.0.retain(|key, (version, addresses)| {
             let Some(service) = adjusted.services.get_mut(key) else {
                 return false;
             };
@@ -627,15 +632,22 @@ async fn pass(
     if state.generation == 0 {
         return false;
     }
-    let inventory = memory.overlay(&state.inventory);
-    let claims_now = claims_by_address(&claims.state());
+    // Copying and planning over every Service runs off the control thread.
+    let mut written = std::mem::take(&mut memory.written);
+    let claims_listed = claims.state();
     let classes = options.classes.clone();
+    let inventory = Arc::clone(&state);
     let planned = tokio::task::spawn_blocking(move || {
-        let plan = plan(&inventory, &claims_now, &classes);
-        (plan, claims_now)
+        let adjusted = written.overlay(&inventory.inventory);
+        let claims_now = claims_by_address(&claims_listed);
+        let plan = plan(&adjusted, &claims_now, &classes);
+        (plan, claims_now, written)
     })
     .await;
-    let Ok((plan, claims_now)) = planned else { return true };
+    let Ok((plan, claims_now, written)) = planned else {
+        return true;
+    };
+    memory.written = written;
     let started = std::time::Instant::now();
     let mut retry = false;
     let claims_ref = &claims_now;
@@ -650,13 +662,13 @@ async fn pass(
     for (write, result) in results {
         match result {
             Ok(done) => {
-                memory.written.insert(write.key.clone(), done);
+                memory.written.0.insert(write.holder.service(), done);
                 if write.failure.is_some() {
                     memory
                         .failures
-                        .insert(write.key.clone(), write.failure.clone().unwrap_or_default());
+                        .insert(write.holder.service(), write.failure.clone().unwrap_or_default());
                 } else {
-                    memory.failures.remove(&write.key);
+                    memory.failures.remove(&write.holder.service());
                 }
             }
             Err(e) => {
@@ -754,9 +766,9 @@ mod tests {
             service("b", "ub", None)
         );
         let plan = plan(&inventory(&text), &BTreeMap::new(), &ClassFilter::default());
-        let a = plan.writes.iter().find(|w| w.key.name == "a").unwrap();
+        let a = plan.writes.iter().find(|w| w.holder.name == "a").unwrap();
         assert_eq!(a.addresses, vec![ip("192.0.2.2")], "kept, and claimed");
-        let b = plan.writes.iter().find(|w| w.key.name == "b").unwrap();
+        let b = plan.writes.iter().find(|w| w.holder.name == "b").unwrap();
         assert_eq!(b.addresses, vec![ip("192.0.2.0")]);
         assert!(plan.releases.is_empty());
     }
@@ -772,9 +784,9 @@ mod tests {
         );
         let claims = BTreeMap::from([(ip("192.0.2.0"), claim(&[holder("a", "ua")]))]);
         let plan = plan(&inventory(&text), &claims, &ClassFilter::default());
-        let a = plan.writes.iter().find(|w| w.key.name == "a").unwrap();
+        let a = plan.writes.iter().find(|w| w.holder.name == "a").unwrap();
         assert_eq!(a.addresses, vec![ip("192.0.2.0")]);
-        let b = plan.writes.iter().find(|w| w.key.name == "b").unwrap();
+        let b = plan.writes.iter().find(|w| w.holder.name == "b").unwrap();
         assert_eq!(b.addresses, vec![ip("192.0.2.1")]);
     }
 
@@ -792,7 +804,7 @@ mod tests {
         assert!(plan.writes.is_empty(), "{:?}", plan.writes);
         assert_eq!(plan.releases.len(), 2, "{:?}", plan.releases);
         assert_eq!(plan.releases[0].address, ip("192.0.2.1"));
-        assert_eq!(plan.releases[0].fence, Some((ServiceKey::new("ns", "a"), "1".into())));
+        assert_eq!(plan.releases[0].fence.as_deref(), Some("1"));
         assert_eq!(plan.releases[1].address, ip("192.0.2.3"));
         assert!(plan.releases[1].fence.is_none());
     }

@@ -53,24 +53,10 @@ use crate::sources::{Snapshot, SourceGuard, SourceStream, SourceUpdate};
 /// The namespace MetalLB's objects live in unless told otherwise.
 pub const DEFAULT_NAMESPACE: &str = "metallb-system";
 
-/// How long a burst of changes may go on before a snapshot is built
-/// anyway, and how quiet the watches must be before one is built sooner.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Debounce {
-    /// A snapshot is built once no change came for this long...
-    pub quiet: Duration,
-    /// ...or at the latest this long after the first change.
-    pub at_most: Duration,
-}
-
-impl Default for Debounce {
-    fn default() -> Debounce {
-        Debounce {
-            quiet: Duration::from_millis(50),
-            at_most: Duration::from_millis(500),
-        }
-    }
-}
+/// Debounce: a snapshot is built once no change came for this long...
+const QUIET: Duration = Duration::from_millis(50);
+/// ...or at the latest this long after the first change of a burst.
+const AT_MOST: Duration = Duration::from_millis(500);
 
 /// The caches of every kind read, and one notification for all changes.
 #[derive(Clone)]
@@ -102,14 +88,12 @@ fn custom_kinds() -> Vec<(Kind, ApiResource)> {
 pub struct KubernetesSource {
     client: kube::Client,
     namespace: String,
-    debounce: Debounce,
 }
 
 impl Debug for KubernetesSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KubernetesSource")
             .field("namespace", &self.namespace)
-            .field("debounce", &self.debounce)
             .finish_non_exhaustive()
     }
 }
@@ -143,6 +127,22 @@ where
     })
 }
 
+/// The cache of every object of a built-in kind, cluster-wide, kept by a
+/// reflector task pushed onto `tasks`.
+fn reflect_all<K>(
+    client: &kube::Client,
+    changed: &Arc<Notify>,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> Store<K>
+where
+    K: k8s_openapi::Resource + Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let (store, writer) = reflector::store();
+    let kind = <K as k8s_openapi::Resource>::KIND;
+    tasks.push(reflect(Api::<K>::all(client.clone()), writer, changed.clone(), kind));
+    store
+}
+
 impl KubernetesSource {
     /// A source reading through `client`, with the metallb.io objects from
     /// `namespace`.
@@ -150,14 +150,7 @@ impl KubernetesSource {
         KubernetesSource {
             client,
             namespace: namespace.into(),
-            debounce: Debounce::default(),
         }
-    }
-
-    /// The same source with another debounce.
-    pub fn debouncing(mut self, debounce: Debounce) -> KubernetesSource {
-        self.debounce = debounce;
-        self
     }
 
     /// Starts the reflectors and the snapshot builder on the current tokio
@@ -166,34 +159,10 @@ impl KubernetesSource {
         let changed = Arc::new(Notify::new());
         let mut tasks = Vec::new();
         let client = &self.client;
-        let (services, writer) = reflector::store();
-        tasks.push(reflect(
-            Api::<Service>::all(client.clone()),
-            writer,
-            changed.clone(),
-            "Service",
-        ));
-        let (slices, writer) = reflector::store();
-        tasks.push(reflect(
-            Api::<EndpointSlice>::all(client.clone()),
-            writer,
-            changed.clone(),
-            "EndpointSlice",
-        ));
-        let (nodes, writer) = reflector::store();
-        tasks.push(reflect(
-            Api::<Node>::all(client.clone()),
-            writer,
-            changed.clone(),
-            "Node",
-        ));
-        let (namespaces, writer) = reflector::store();
-        tasks.push(reflect(
-            Api::<Namespace>::all(client.clone()),
-            writer,
-            changed.clone(),
-            "Namespace",
-        ));
+        let services = reflect_all(client, &changed, &mut tasks);
+        let slices = reflect_all(client, &changed, &mut tasks);
+        let nodes = reflect_all(client, &changed, &mut tasks);
+        let namespaces = reflect_all(client, &changed, &mut tasks);
         let mut custom = Vec::new();
         for (kind, resource) in custom_kinds() {
             let writer = reflector::store::Writer::new(resource.clone());
@@ -209,7 +178,6 @@ impl KubernetesSource {
             custom,
         };
         let (tx, updates) = mpsc::channel(4);
-        let debounce = self.debounce;
         let task = tokio::spawn(async move {
             let _reflectors = AbortOnDrop(tasks);
             if caches.wait_until_ready().await.is_err() {
@@ -239,9 +207,9 @@ impl KubernetesSource {
                 }
                 changed.notified().await;
                 // Debounce: wait for a quiet moment, or at most a while.
-                let deadline = tokio::time::Instant::now() + debounce.at_most;
+                let deadline = tokio::time::Instant::now() + AT_MOST;
                 while tokio::time::timeout_at(deadline, async {
-                    tokio::time::timeout(debounce.quiet, changed.notified()).await.is_ok()
+                    tokio::time::timeout(QUIET, changed.notified()).await.is_ok()
                 })
                 .await
                 .unwrap_or(false)
