@@ -46,10 +46,23 @@ impl Inventory {
     /// reject it as a whole.
     pub fn build(objects: &[Located<Object>]) -> Result<Inventory, Rejected> {
         let config = Config::build(objects);
-        let mut errors = match &config {
-            Ok(_) => Vec::new(),
-            Err(rejected) => rejected.errors.clone(),
-        };
+        let cluster = Inventory::build_cluster(objects);
+        match (config, cluster) {
+            (Ok(config), Ok(cluster)) => Ok(cluster.with_config(config)),
+            (config, cluster) => {
+                let mut errors = config.err().map(|r| r.errors).unwrap_or_default();
+                errors.extend(cluster.err().map(|r| r.errors).unwrap_or_default());
+                Err(Rejected { errors })
+            }
+        }
+    }
+
+    /// Builds the cluster's part of a reading alone (Services, Namespaces,
+    /// EndpointSlices, Nodes), with no configuration: what keeps being
+    /// served, with the last good configuration, while the configuration
+    /// kinds of the reading are refused. Duplicate objects reject it.
+    pub fn build_cluster(objects: &[Located<Object>]) -> Result<Inventory, Rejected> {
+        let mut errors = Vec::new();
         let mut inventory = Inventory::default();
         let mut duplicate = |location: &SourceLocation, object: ObjectRef, first: Option<&SourceLocation>| {
             let first = first.map(|l| format!(" (first at {l})")).unwrap_or_default();
@@ -101,13 +114,16 @@ impl Inventory {
                 _ => {}
             }
         }
-        match config {
-            Ok(config) if errors.is_empty() => {
-                inventory.config = config;
-                Ok(inventory)
-            }
-            _ => Err(Rejected { errors }),
+        if errors.is_empty() {
+            Ok(inventory)
+        } else {
+            Err(Rejected { errors })
         }
+    }
+
+    /// The same cluster objects under `config`.
+    pub fn with_config(self, config: Config) -> Inventory {
+        Inventory { config, ..self }
     }
 
     /// Labels of a namespace (declared or not), with the automatic

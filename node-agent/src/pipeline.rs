@@ -2,8 +2,11 @@
 //! updates to what the agent runs.
 //!
 //! Every update goes through `meshlb-config`: a snapshot is offered to the
-//! [`ConfigStore`] (a rejection never replaces the last valid snapshot; it
-//! is logged and kept for introspection), then allocated with the
+//! [`ConfigStore`] (a rejection never replaces the last valid
+//! configuration; it is logged and kept for introspection, and the
+//! Services, EndpointSlices, Nodes and Namespaces read with it, when the
+//! source could read them all, are served with the last valid
+//! configuration meanwhile, as MetalLB serves them), then allocated with the
 //! [`Reconciler`]; the assignments are remembered in the state file, the
 //! services' health checks (re)started, and the result published as an
 //! [`AgentState`]. The pipeline takes any source: it never looks behind
@@ -63,6 +66,10 @@ pub enum Reload {
         generation: u64,
         /// Services whose outcome changed (new, changed or gone: `None`).
         changed: BTreeMap<ServiceKey, Option<ServiceOutcome>>,
+        /// The update's configuration was refused, for these reasons: what
+        /// runs is its cluster objects (new Services among them) with the
+        /// previous configuration.
+        refused: Option<Rejected>,
     },
     /// The update says what is already running.
     Unchanged,
@@ -163,9 +170,37 @@ impl Pipeline {
         self.held = None;
         match update {
             SourceUpdate::Snapshot(snapshot) => self.consider(snapshot, None),
-            SourceUpdate::Rejected(rejected) => {
+            SourceUpdate::Rejected { rejected, cluster } => {
+                let serving = match (cluster, self.store.active()) {
+                    (Some(cluster), Some(running)) => {
+                        let inventory = Arc::unwrap_or_clone(cluster.inventory).with_config(running.config.clone());
+                        let snapshot = Snapshot {
+                            inventory: Arc::new(inventory),
+                            fingerprint: cluster.fingerprint,
+                        };
+                        Some(self.consider(snapshot, None))
+                    }
+                    _ => None,
+                };
+                // Recorded after the cluster objects are taken, so it is
+                // the last word on the configuration.
                 self.store.offer(Err(rejected.clone()));
-                Reload::Rejected(rejected)
+                match serving {
+                    Some(Reload::Accepted {
+                        generation, changed, ..
+                    }) => Reload::Accepted {
+                        generation,
+                        changed,
+                        refused: Some(rejected),
+                    },
+                    // Under a refused configuration nothing is withdrawn
+                    // wholesale: that waits for a configuration that reads.
+                    Some(Reload::Held { .. }) => {
+                        self.held = None;
+                        Reload::Rejected(rejected)
+                    }
+                    _ => Reload::Rejected(rejected),
+                }
             }
         }
     }
@@ -222,7 +257,11 @@ impl Pipeline {
         {
             tracing::error!(error = %e, "cannot remember assignments; a restart may reassign addresses");
         }
-        Reload::Accepted { generation, changed }
+        Reload::Accepted {
+            generation,
+            changed,
+            refused: None,
+        }
     }
 
     /// Why applying `inventory` (with `outcomes`) would withdraw everything,
@@ -327,10 +366,12 @@ impl Pipeline {
                     _ => status.accepted_at,
                 },
                 last_rejection: match (reload, self.store.last_rejection()) {
-                    (Reload::Rejected(_), Some(rejected)) => Some(Rejection {
-                        at: now,
-                        errors: rejected.errors.clone(),
-                    }),
+                    (Reload::Rejected(_) | Reload::Accepted { refused: Some(_), .. }, Some(rejected)) => {
+                        Some(Rejection {
+                            at: now,
+                            errors: rejected.errors.clone(),
+                        })
+                    }
                     (_, Some(_)) => status.last_rejection.clone(),
                     (_, None) => None,
                 },
@@ -396,8 +437,22 @@ fn health_checks(
 /// Logs a reload the way an operator wants to read it.
 pub fn log_reload(reload: &Reload) {
     match reload {
-        Reload::Accepted { generation, changed } => {
-            tracing::info!(generation, changed = changed.len(), "configuration accepted");
+        Reload::Accepted {
+            generation,
+            changed,
+            refused,
+        } => {
+            match refused {
+                Some(rejected) => {
+                    log_rejected(rejected);
+                    tracing::info!(
+                        generation,
+                        changed = changed.len(),
+                        "services changed; served with the previous configuration"
+                    );
+                }
+                None => tracing::info!(generation, changed = changed.len(), "configuration accepted"),
+            }
             for (key, outcome) in changed {
                 match outcome {
                     Some(ServiceOutcome::Assigned(a)) => tracing::info!(service = %key, "assigned {a}"),
@@ -409,20 +464,22 @@ pub fn log_reload(reload: &Reload) {
             }
         }
         Reload::Unchanged => tracing::debug!("configuration unchanged"),
-        Reload::Rejected(rejected) => {
-            tracing::error!(
-                errors = rejected.errors.len(),
-                "configuration rejected; the previous one keeps running"
-            );
-            for e in &rejected.errors {
-                tracing::error!("{e}");
-            }
-        }
+        Reload::Rejected(rejected) => log_rejected(rejected),
         Reload::Held { reason, until } => tracing::warn!(
             "configuration held: {reason}; the previous one keeps running, and this one is applied only if \
              no other change comes within {:.1} s",
             until.saturating_duration_since(Instant::now()).as_secs_f64()
         ),
+    }
+}
+
+fn log_rejected(rejected: &Rejected) {
+    tracing::error!(
+        errors = rejected.errors.len(),
+        "configuration rejected; the previous one keeps running"
+    );
+    for e in &rejected.errors {
+        tracing::error!("{e}");
     }
 }
 
@@ -478,7 +535,7 @@ mod tests {
                 message: "spec.ports: required".into(),
             }],
         };
-        tx.send(SourceUpdate::Rejected(rejected)).await.unwrap();
+        tx.send(SourceUpdate::unreadable(rejected)).await.unwrap();
         drop(tx);
         let stopped = tokio::time::timeout(Duration::from_secs(10), run)
             .await
@@ -498,5 +555,91 @@ mod tests {
             .unwrap_or_default();
         assert_eq!(errors.len(), 1);
         assert!(errors[0].contains("spec.ports: required"), "{errors:?}");
+    }
+
+    /// While the configuration is refused, the running one serves the
+    /// reading's Services: a new Service gets an address from it, a
+    /// deleted one releases its own, and the refusal stays on record
+    /// until a configuration that reads arrives. A file that does not
+    /// parse serves nothing of its reading.
+    #[test]
+    fn a_refused_configuration_serves_new_services_with_the_last_good_one() {
+        let reading = |yaml: &str, fingerprint| {
+            let objects = meshlb_config::parse_documents(yaml, "memory").unwrap().objects;
+            SourceUpdate::of_reading(&objects, Vec::new(), fingerprint)
+        };
+        let address = |pipeline: &Pipeline, name: &str| {
+            pipeline
+                .outcomes()
+                .get(&ServiceKey::new("default", name))
+                .and_then(ServiceOutcome::assignment)
+                .map(|a| a.addresses.clone())
+        };
+        let mut pipeline = Pipeline::new(None, ClassFilter::default()).unwrap();
+        assert!(matches!(
+            pipeline.offer(reading(&format!("{POOL}{WEB}"), 1)),
+            Reload::Accepted { refused: None, .. }
+        ));
+        let web = address(&pipeline, "web");
+        assert!(web.is_some());
+
+        // A second pool overlapping the first, and a new Service.
+        let overlapping = "---\napiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: more}\nspec: {addresses: [192.0.2.0/29]}\n";
+        let db = WEB.replace("name: web", "name: db");
+        let update = reading(&format!("{POOL}{overlapping}{WEB}{db}"), 2);
+        assert!(
+            matches!(&update, SourceUpdate::Rejected { cluster: Some(_), .. }),
+            "{update:?}"
+        );
+        let Reload::Accepted {
+            changed,
+            refused: Some(refused),
+            ..
+        } = pipeline.offer(update)
+        else {
+            panic!("the new Service is served");
+        };
+        assert!(
+            refused.errors.iter().any(|e| e.to_string().contains("more")),
+            "{refused:?}"
+        );
+        assert_eq!(
+            changed.keys().map(ToString::to_string).collect::<Vec<_>>(),
+            ["default/db"]
+        );
+        assert_eq!(address(&pipeline, "web"), web, "nothing served moves");
+        assert!(address(&pipeline, "db").is_some_and(|a| a != web.clone().unwrap_or_default()));
+        let running = pipeline.store().active().unwrap();
+        assert_eq!(
+            running.config.pools.keys().collect::<Vec<_>>(),
+            ["vips"],
+            "the last good configuration runs"
+        );
+        assert!(pipeline.store().last_rejection().is_some());
+
+        // Still refused, and db deleted: it releases its address.
+        let Reload::Accepted { changed, .. } = pipeline.offer(reading(&format!("{POOL}{overlapping}{WEB}"), 3)) else {
+            panic!("the deleted Service is released");
+        };
+        assert_eq!(changed.get(&ServiceKey::new("default", "db")), Some(&None));
+        // The same again: nothing to serve, still refused.
+        assert!(matches!(
+            pipeline.offer(reading(&format!("{POOL}{overlapping}{WEB}"), 3)),
+            Reload::Rejected(_)
+        ));
+        // Unparseable: nothing of it is served.
+        assert!(matches!(
+            SourceUpdate::unreadable(refused.clone()),
+            SourceUpdate::Rejected { cluster: None, .. }
+        ));
+        // A configuration that reads clears the refusal.
+        let Reload::Accepted {
+            changed, refused: None, ..
+        } = pipeline.offer(reading(&format!("{POOL}{WEB}"), 4))
+        else {
+            panic!("a configuration that reads is accepted");
+        };
+        assert!(changed.is_empty(), "{changed:?}");
+        assert!(pipeline.store().last_rejection().is_none());
     }
 }

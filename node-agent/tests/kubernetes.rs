@@ -158,12 +158,21 @@ fn snapshots_follow_the_api_server_through_changes_rejections_and_a_restart() {
 
         // Pools the schema admits but that overlap: rejected, naming both.
         apply(&custom::<IpAddressPool>(&client), pool("overlap", &["192.0.2.8/29"])).await;
-        let update = until(&mut stream.updates, |_| {}, |u| matches!(u, SourceUpdate::Rejected(_))).await;
-        let SourceUpdate::Rejected(rejected) = update else {
+        let update = until(
+            &mut stream.updates,
+            |_| {},
+            |u| matches!(u, SourceUpdate::Rejected { .. }),
+        )
+        .await;
+        let SourceUpdate::Rejected { rejected, cluster } = update else {
             unreachable!()
         };
         let text = rejected.to_string();
         assert!(text.contains("IPAddressPool overlap") && text.contains("lan"), "{text}");
+        // The cluster's objects come with it, to be served meanwhile.
+        let cluster = cluster.expect("the cluster objects of the refused reading");
+        assert!(cluster.inventory.services.contains_key(&web()));
+        assert!(cluster.inventory.config.pools.is_empty(), "no configuration of its own");
         custom::<IpAddressPool>(&client)
             .delete("overlap", &DeleteParams::default())
             .await
@@ -695,6 +704,18 @@ fn each_agent_reports_its_configuration_state_and_events_on_bad_objects() {
             }
         })
         .await;
+        // Meanwhile a new Service is served with the last good
+        // configuration (as MetalLB does), and the state stays Invalid.
+        let services: Api<Service> = Api::namespaced(client.clone(), "cfg");
+        services
+            .create(&PostParams::default(), &named_load_balancer("cfg", "new", json!({})))
+            .await
+            .unwrap();
+        let listed = wait_services(&client, "cfg", "the new Service allocated", |list| allocated(list) == 1).await;
+        let address: std::net::Ipv4Addr = ingress(&listed[0])[0].parse().unwrap();
+        assert!(address.octets()[3] < 16, "{address} is from the running pool");
+        let state = states.get("agent-node-a").await.unwrap();
+        assert_eq!(result(&state), Some(meshlb_config::crd::ConfigurationResult::Invalid));
         custom::<IpAddressPool>(&client)
             .delete("overlap", &DeleteParams::default())
             .await

@@ -121,7 +121,12 @@ async fn reloads_on_change_and_keeps_the_last_good_configuration() {
     // A new file: noticed, and the new service gets the next address.
     std::fs::write(dir.path().join("api.yaml"), service("api")).unwrap();
     next_change(&mut changes).await;
-    let Reload::Accepted { generation, changed } = agent.reload() else {
+    let Reload::Accepted {
+        generation,
+        changed,
+        refused: None,
+    } = agent.reload()
+    else {
         panic!("not accepted")
     };
     assert_eq!((generation, changed.len()), (2, 1));

@@ -16,15 +16,14 @@
 //! sends an update only when the bytes differ from the last reading's.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
-use meshlb_config::{Error, Inventory, Located, Object, Rejected, SourceLocation, parse_documents};
+use meshlb_config::{Error, Located, Object, Rejected, SourceLocation, parse_documents};
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 use crate::AgentError;
-use crate::sources::{Snapshot, SourceGuard, SourceStream, SourceUpdate};
+use crate::sources::{SourceGuard, SourceStream, SourceUpdate};
 
 /// The YAML files of `dir`, in name order.
 pub fn config_files(dir: &Path) -> Result<Vec<PathBuf>, AgentError> {
@@ -251,7 +250,7 @@ impl FileSource {
                     return None;
                 }
                 self.last = Some(last);
-                return Some(SourceUpdate::Rejected(rejected));
+                return Some(SourceUpdate::unreadable(rejected));
             }
         };
         if self.last == Some(LastReading::Read(reading.fingerprint)) {
@@ -259,12 +258,11 @@ impl FileSource {
         }
         self.last = Some(LastReading::Read(reading.fingerprint));
         self.parsed += 1;
-        Some(match reading.parse().and_then(|objects| Inventory::build(&objects)) {
-            Ok(inventory) => SourceUpdate::Snapshot(Snapshot {
-                inventory: Arc::new(inventory),
-                fingerprint: reading.fingerprint,
-            }),
-            Err(rejected) => SourceUpdate::Rejected(rejected),
+        // A file that does not parse may hold Services: nothing of the
+        // reading is served until it does.
+        Some(match reading.parse() {
+            Ok(objects) => SourceUpdate::of_reading(&objects, Vec::new(), reading.fingerprint),
+            Err(rejected) => SourceUpdate::unreadable(rejected),
         })
     }
 

@@ -6,7 +6,9 @@
 //! either a consistent [`Snapshot`] of everything it holds, parsed and
 //! built into an [`Inventory`] (so every object and reference in it was
 //! read at one moment), or a report of why its current input cannot be
-//! used ([`Rejected`]: which file or object, which field, why). A source
+//! used ([`Rejected`]: which file or object, which field, why; with the
+//! cluster's objects of the reading when only its configuration is at
+//! fault, so new Services are served meanwhile). A source
 //! sends an update only when its input changed; what it does to tell is its
 //! own business (the file source compares a hash of the bytes, so an
 //! unchanged directory costs no parsing).
@@ -27,7 +29,7 @@ pub mod kubernetes;
 
 use std::sync::Arc;
 
-use meshlb_config::{Inventory, Rejected};
+use meshlb_config::{Error, Inventory, Located, Object, Rejected};
 use tokio::sync::mpsc;
 
 /// One consistent reading of a source.
@@ -45,9 +47,49 @@ pub struct Snapshot {
 pub enum SourceUpdate {
     /// The input changed and reads as this.
     Snapshot(Snapshot),
-    /// The input changed and cannot be used; the running configuration
-    /// stays.
-    Rejected(Rejected),
+    /// The input changed and its configuration cannot be used: the running
+    /// configuration stays.
+    Rejected {
+        /// Why.
+        rejected: Rejected,
+        /// The cluster's objects of the same reading (Services,
+        /// EndpointSlices, Nodes, Namespaces; no configuration), when all
+        /// of them could be read: served with the running configuration
+        /// meanwhile, as MetalLB serves new Services with its last good
+        /// configuration.
+        cluster: Option<Snapshot>,
+    },
+}
+
+impl SourceUpdate {
+    /// The update for a reading of `objects` in which the configuration
+    /// objects `unreadable` could not be read (their errors reject it).
+    pub fn of_reading(objects: &[Located<Object>], unreadable: Vec<Error>, fingerprint: u64) -> SourceUpdate {
+        let built = if unreadable.is_empty() {
+            Inventory::build(objects)
+        } else {
+            Err(Rejected { errors: unreadable })
+        };
+        let snapshot = |inventory| Snapshot {
+            inventory: Arc::new(inventory),
+            fingerprint,
+        };
+        match built {
+            Ok(inventory) => SourceUpdate::Snapshot(snapshot(inventory)),
+            Err(rejected) => SourceUpdate::Rejected {
+                rejected,
+                cluster: Inventory::build_cluster(objects).ok().map(snapshot),
+            },
+        }
+    }
+
+    /// An input that cannot be read at all.
+    pub fn unreadable(rejected: Rejected) -> SourceUpdate {
+        SourceUpdate::Rejected {
+            rejected,
+            cluster: None,
+        }
+    }
 }
 
 /// A running source: its updates, in order, and whatever must stay alive

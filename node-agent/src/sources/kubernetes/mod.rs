@@ -44,11 +44,11 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{CustomResourceExt, Resource};
 use meshlb_config::meta::Kind;
-use meshlb_config::{Error, Inventory, Located, Object, Rejected};
+use meshlb_config::{Error, Located, Object, Rejected};
 use serde::de::DeserializeOwned;
 use tokio::sync::{Notify, mpsc};
 
-use crate::sources::{Snapshot, SourceGuard, SourceStream, SourceUpdate};
+use crate::sources::{SourceGuard, SourceStream, SourceUpdate};
 
 /// The namespace MetalLB's objects live in unless told otherwise.
 pub const DEFAULT_NAMESPACE: &str = "metallb-system";
@@ -306,23 +306,30 @@ impl Caches {
     fn snapshot(&self, converted: &mut Converted) -> (u64, SourceUpdate) {
         let mut hasher = std::hash::DefaultHasher::new();
         let mut objects: Vec<Located<Object>> = Vec::new();
-        let mut errors: Vec<Error> = Vec::new();
+        // Configuration objects that could not be read reject the
+        // configuration; a cluster object that could not be read (none
+        // can: the API server validated them) rejects the whole reading.
+        let mut unreadable: Vec<Error> = Vec::new();
+        let mut cluster_unreadable: Vec<Error> = Vec::new();
         converted.begin();
-        let mut take = |result: Result<Located<Object>, Error>| match result {
-            Ok(object) => objects.push(object),
-            Err(e) => errors.push(e),
-        };
         for (kind, store) in &self.custom {
             // Oldest first: when two objects conflict (overlapping pools),
             // the error names the newer one, as a file's error names the
             // later document.
-            let mut objects = sorted(store.state());
-            objects.sort_by(|a, b| a.metadata.creation_timestamp.cmp(&b.metadata.creation_timestamp));
-            for object in objects {
+            let mut listed = sorted(store.state());
+            listed.sort_by(|a, b| a.metadata.creation_timestamp.cmp(&b.metadata.creation_timestamp));
+            for object in listed {
                 version_of(object.as_ref(), &mut hasher);
-                take(converted.get(*kind, object.as_ref(), |o| convert::custom(*kind, o)));
+                match converted.get(*kind, object.as_ref(), |o| convert::custom(*kind, o)) {
+                    Ok(object) => objects.push(object),
+                    Err(e) => unreadable.push(e),
+                }
             }
         }
+        let mut take = |result: Result<Located<Object>, Error>| match result {
+            Ok(object) => objects.push(object),
+            Err(e) => cluster_unreadable.push(e),
+        };
         for namespace in sorted(self.namespaces.state()) {
             version_of(namespace.as_ref(), &mut hasher);
             take(converted.get(Kind::Namespace, namespace.as_ref(), convert::namespace));
@@ -352,16 +359,13 @@ impl Caches {
         }
         converted.end();
         let fingerprint = hasher.finish();
-        let update = if errors.is_empty() {
-            match Inventory::build(&objects) {
-                Ok(inventory) => SourceUpdate::Snapshot(Snapshot {
-                    inventory: Arc::new(inventory),
-                    fingerprint,
-                }),
-                Err(rejected) => SourceUpdate::Rejected(rejected),
-            }
+        let update = if cluster_unreadable.is_empty() {
+            SourceUpdate::of_reading(&objects, unreadable, fingerprint)
         } else {
-            SourceUpdate::Rejected(Rejected { errors })
+            cluster_unreadable.extend(unreadable);
+            SourceUpdate::unreadable(Rejected {
+                errors: cluster_unreadable,
+            })
         };
         (fingerprint, update)
     }
