@@ -19,12 +19,13 @@ use crate::duration::parse_duration;
 use crate::error::{Error, Invalid, Rejected, SourceLocation};
 use crate::kinds::{
     BfdProfileSpec, BgpAdvertisementSpec, BgpPeerSpec, CommunitySpec, IpAddressPoolSpec, L2AdvertisementSpec,
-    L2PolicySpec, WeightedNodeSelector,
+    L2PolicySpec, SecretReference, WeightedNodeSelector,
 };
 use crate::meta::{
     Kind, LabelSelector, ObjectMeta, ObjectRef, StringMap, any_matches, valid_dns_subdomain, validate_selectors,
 };
 use crate::object::{Located, Object, Resource};
+use crate::secret::{BASIC_AUTH, Md5Key, PASSWORD_KEY, Secret};
 
 /// A validated IPAddressPool.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -203,18 +204,32 @@ pub enum PeerEndpoint {
     Interface(String),
 }
 
-/// The TCP MD5 password source.
+/// The TCP MD5 password of a peer, and where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeerPassword {
     /// Written in the BGPPeer.
-    Inline(String),
+    Inline(Md5Key),
     /// In a `kubernetes.io/basic-auth` Secret.
     Secret {
         /// Secret name.
         name: String,
-        /// Secret namespace, when not the peer's.
+        /// Secret namespace, when the peer names one (it must be the
+        /// peer's own).
         namespace: Option<String>,
+        /// Its `password`; `None` while the Secret does not exist (a
+        /// warning: the session waits for it, it never runs unsigned).
+        key: Option<Md5Key>,
     },
+}
+
+impl PeerPassword {
+    /// The key to sign the session with, if there is one yet.
+    pub fn key(&self) -> Option<&Md5Key> {
+        match self {
+            PeerPassword::Inline(key) => Some(key),
+            PeerPassword::Secret { key, .. } => key.as_ref(),
+        }
+    }
 }
 
 /// A validated BGPPeer.
@@ -361,6 +376,7 @@ impl Config {
                 Object::BfdProfile(r) => builder.bfd_profile(r),
                 Object::Community(r) => builder.community(r),
                 Object::L2Policy(r) => builder.l2_policy(r),
+                Object::Secret(secret) => builder.secret(secret),
                 _ => {}
             }
         }
@@ -401,6 +417,8 @@ struct Builder {
     pool_order: Vec<String>,
     /// Names seen per kind, to refuse duplicates.
     seen: BTreeMap<Kind, BTreeMap<String, Option<SourceLocation>>>,
+    /// Secrets by name, for peers' `passwordSecret`.
+    secrets: BTreeMap<String, Secret>,
 }
 
 /// Ranges for numeric fields, for messages.
@@ -448,6 +466,77 @@ impl Builder {
         }
         seen.insert(meta.name.clone(), self.location.clone());
         Some(object)
+    }
+
+    /// A Secret, checked only when a peer names it (the namespace holds
+    /// others: the mesh's key, say).
+    fn secret(&mut self, secret: &Secret) {
+        if self.claim_name(Kind::Secret, &secret.metadata).is_some() {
+            self.secrets.insert(secret.metadata.name.clone(), secret.clone());
+        }
+    }
+
+    /// The key in the Secret a peer names, as MetalLB reads it: a
+    /// `kubernetes.io/basic-auth` Secret of the peer's namespace, its
+    /// `password` key. A missing Secret is a warning (objects arrive in any
+    /// order); one of another type, or without a usable password, an error.
+    fn password_from_secret(
+        &mut self,
+        peer: &ObjectRef,
+        reference: &SecretReference,
+        errors: &mut Vec<Invalid>,
+    ) -> Option<Md5Key> {
+        let field = "spec.passwordSecret";
+        if let (Some(wanted), Some(own)) = (&reference.namespace, &peer.namespace)
+            && wanted != own
+        {
+            errors.push(Invalid::new(
+                peer,
+                format!("{field}.namespace"),
+                wanted,
+                "is not the BGPPeer's namespace",
+                format!("a Secret in {own}, where meshlb reads Secrets"),
+            ));
+            return None;
+        }
+        let Some(secret) = self.secrets.get(&reference.name) else {
+            self.warn(Invalid::new(
+                peer,
+                format!("{field}.name"),
+                &reference.name,
+                format!("names no {BASIC_AUTH} Secret (none exists yet); the session waits for it"),
+                format!("a {BASIC_AUTH} Secret with a {PASSWORD_KEY} key"),
+            ));
+            return None;
+        };
+        let expected = format!("a {BASIC_AUTH} Secret with a {PASSWORD_KEY} key of 1 to 80 bytes");
+        let type_ = secret.type_.as_deref().unwrap_or("Opaque");
+        if type_ != BASIC_AUTH {
+            errors.push(Invalid::new(
+                peer,
+                format!("{field}.name"),
+                &reference.name,
+                format!("names a Secret of type {type_}"),
+                expected,
+            ));
+            return None;
+        }
+        let why = match secret.value(PASSWORD_KEY) {
+            Ok(Some(password)) => match Md5Key::new(password) {
+                Ok(key) => return Some(key),
+                Err(why) => format!("names a Secret whose {PASSWORD_KEY} {why}"),
+            },
+            Ok(None) => format!("names a Secret without a {PASSWORD_KEY} key"),
+            Err(why) => format!("names a Secret whose {why}"),
+        };
+        errors.push(Invalid::new(
+            peer,
+            format!("{field}.name"),
+            &reference.name,
+            why,
+            expected,
+        ));
+        None
     }
 
     fn pool(&mut self, resource: &Resource<IpAddressPoolSpec>) {
@@ -1014,18 +1103,19 @@ impl Builder {
                 ));
                 None
             }
-            (Some(p), None) => {
-                if p.is_empty() || p.len() > 80 {
+            (Some(p), None) => match Md5Key::new(p.as_str()) {
+                Ok(key) => Some(PeerPassword::Inline(key)),
+                Err(why) => {
                     errors.push(Invalid::new(
                         o,
                         "spec.password",
                         "(hidden)",
-                        format!("is {} characters long", p.len()),
-                        "1 to 80 characters (the TCP MD5 key limit)",
+                        why,
+                        "1 to 80 bytes (the TCP MD5 key limit)",
                     ));
+                    None
                 }
-                Some(PeerPassword::Inline(p.clone()))
-            }
+            },
             (None, Some(secret)) => {
                 if !valid_dns_subdomain(&secret.name) {
                     errors.push(Invalid::new(
@@ -1036,9 +1126,11 @@ impl Builder {
                         "a DNS subdomain such as bgp-password",
                     ));
                 }
+                let key = self.password_from_secret(o, secret, &mut errors);
                 Some(PeerPassword::Secret {
                     name: secret.name.clone(),
                     namespace: secret.namespace.clone(),
+                    key,
                 })
             }
             (None, None) => None,

@@ -16,6 +16,7 @@
 //! | `crd` | (feature `kubernetes`) the CustomResourceDefinitions generated from [`kinds`] |
 //! | [`config`] | the validated configuration, cross-object checks, last-good [`ConfigStore`] |
 //! | [`service`] | Services, annotations, class filter, endpoint readiness |
+//! | [`secret`] | the Secrets BGPPeer `passwordSecret` names, and TCP MD5 keys |
 //! | [`health`] | standalone health checks and rise/fall tracking |
 //! | [`allocator`] | IP address management |
 //! | [`reconcile`] | one reading of a source ([`Inventory`]) applied to the allocator |
@@ -37,6 +38,7 @@ pub mod kinds;
 pub mod meta;
 pub mod object;
 pub mod reconcile;
+pub mod secret;
 pub mod service;
 
 pub use allocator::{AllocationError, Allocator, Assignment, allocate_all};

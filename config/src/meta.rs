@@ -71,6 +71,8 @@ pub enum Kind {
     EndpointSlice,
     /// core/v1 Node (labels and the conditions that rule a node out).
     Node,
+    /// core/v1 Secret (a BGPPeer's `passwordSecret`).
+    Secret,
 }
 
 impl Kind {
@@ -88,6 +90,7 @@ impl Kind {
             Kind::Namespace => "Namespace",
             Kind::EndpointSlice => "EndpointSlice",
             Kind::Node => "Node",
+            Kind::Secret => "Secret",
         }
     }
 
@@ -102,7 +105,7 @@ impl Kind {
             | Kind::Community => "metallb.io/v1beta1",
             Kind::BgpPeer => "metallb.io/v1beta2",
             Kind::L2Policy => "meshlb.io/v1alpha1",
-            Kind::Service | Kind::Namespace | Kind::Node => "v1",
+            Kind::Service | Kind::Namespace | Kind::Node | Kind::Secret => "v1",
             Kind::EndpointSlice => "discovery.k8s.io/v1",
         }
     }

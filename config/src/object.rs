@@ -15,6 +15,7 @@ use crate::kinds::{
     L2AdvertisementSpec, L2PolicySpec,
 };
 use crate::meta::{Kind, ObjectMeta, ObjectRef};
+use crate::secret::Secret;
 use crate::service::{EndpointSlice, Namespace, Node, Service};
 
 /// API group and version of MetalLB's resources.
@@ -58,6 +59,8 @@ pub enum Object {
     EndpointSlice(EndpointSlice),
     /// Node.
     Node(Node),
+    /// Secret.
+    Secret(Secret),
 }
 
 impl Object {
@@ -75,6 +78,7 @@ impl Object {
             Object::Namespace(_) => Kind::Namespace,
             Object::EndpointSlice(_) => Kind::EndpointSlice,
             Object::Node(_) => Kind::Node,
+            Object::Secret(_) => Kind::Secret,
         }
     }
 
@@ -92,6 +96,7 @@ impl Object {
             Object::Namespace(n) => &n.metadata,
             Object::EndpointSlice(e) => &e.metadata,
             Object::Node(n) => &n.metadata,
+            Object::Secret(s) => &s.metadata,
         }
     }
 
@@ -150,7 +155,7 @@ struct Envelope<S> {
 }
 
 const KNOWN_KINDS: &str = "IPAddressPool, L2Advertisement, BGPAdvertisement, BGPPeer, BFDProfile, Community \
-     (metallb.io), L2Policy (meshlb.io), Service, Namespace, Node (v1), EndpointSlice (discovery.k8s.io/v1)";
+     (metallb.io), L2Policy (meshlb.io), Service, Namespace, Node, Secret (v1), EndpointSlice (discovery.k8s.io/v1)";
 
 /// Splits a multi-document YAML text at `---` lines, returning each
 /// document with its 1-based first line.
@@ -395,7 +400,7 @@ fn foreign(header: &Header, location: &SourceLocation) -> Option<Skipped> {
     let ours = matches!(group, "metallb.io" | "meshlb.io")
         || matches!(
             (group, kind),
-            ("", "Service" | "Namespace" | "Node") | ("discovery.k8s.io", "EndpointSlice")
+            ("", "Service" | "Namespace" | "Node" | "Secret") | ("discovery.k8s.io", "EndpointSlice")
         );
     (!ours && !kind.is_empty()).then(|| Skipped {
         location: location.clone(),
@@ -444,6 +449,7 @@ fn parse_one(document: &str, file: &str, start: usize, header: Header) -> Result
         "Namespace" => Kind::Namespace,
         "EndpointSlice" => Kind::EndpointSlice,
         "Node" => Kind::Node,
+        "Secret" => Kind::Secret,
         other => {
             return Err(parse_error(
                 None,
@@ -458,7 +464,7 @@ fn parse_one(document: &str, file: &str, start: usize, header: Header) -> Result
     let allowed: &[&str] = match kind {
         Kind::BgpPeer => &[METALLB_V1BETA2, METALLB_V1BETA1],
         Kind::L2Policy => &[MESHLB_V1ALPHA1],
-        Kind::Service | Kind::Namespace | Kind::Node => &["v1"],
+        Kind::Service | Kind::Namespace | Kind::Node | Kind::Secret => &["v1"],
         Kind::EndpointSlice => &["discovery.k8s.io/v1"],
         _ => &[METALLB_V1BETA1],
     };
@@ -491,6 +497,7 @@ fn parse_one(document: &str, file: &str, start: usize, header: Header) -> Result
         Kind::Namespace => Object::Namespace(read_plain(document, file, start, o)?),
         Kind::EndpointSlice => Object::EndpointSlice(read_plain(document, file, start, o)?),
         Kind::Node => Object::Node(read_plain(document, file, start, o)?),
+        Kind::Secret => Object::Secret(read_plain(document, file, start, o)?),
     })
 }
 

@@ -391,6 +391,93 @@ fn exclusive_password_fields() {
     );
 }
 
+/// A BGPPeer's passwordSecret as MetalLB reads it: a basic-auth Secret of
+/// the peer's namespace, its `password` key; a Secret not there yet is a
+/// warning and no key (the session waits, never runs unsigned), a wrong one
+/// an error on the peer naming the Secret; keys never print.
+#[test]
+fn password_secrets_as_metallb_reads_them() {
+    let peer = "apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {name: p, namespace: metallb-system}\n\
+                spec: {myASN: 1, peerASN: 2, peerAddress: 192.0.2.1, passwordSecret: {name: bgp}}\n";
+    let secret = |type_: &str, data: &str| {
+        format!(
+            "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: bgp, namespace: metallb-system}}\ntype: {type_}\n{data}\n"
+        )
+    };
+    let key = |config: &Config| {
+        config.bgp_peers["p"]
+            .password
+            .as_ref()
+            .and_then(PeerPassword::key)
+            .cloned()
+    };
+
+    let config = build(&format!(
+        "{peer}{}",
+        secret("kubernetes.io/basic-auth", "data: {password: czNjcjN0}")
+    ))
+    .unwrap();
+    assert_eq!(key(&config).map(|k| k.as_bytes().to_vec()), Some(b"s3cr3t".to_vec()));
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    assert!(!format!("{config:?}").contains("s3cr3t"), "a key never prints");
+    let plain = build(&format!(
+        "{peer}{}",
+        secret("kubernetes.io/basic-auth", "stringData: {password: plain}")
+    ))
+    .unwrap();
+    assert_eq!(key(&plain).map(|k| k.as_bytes().to_vec()), Some(b"plain".to_vec()));
+
+    let waiting = build(peer).unwrap();
+    assert_eq!(key(&waiting), None);
+    let warnings: Vec<String> = waiting.warnings.iter().map(ToString::to_string).collect();
+    assert_one(
+        &warnings,
+        &[
+            "BGPPeer metallb-system/p",
+            "spec.passwordSecret.name",
+            "none exists yet",
+        ],
+    );
+
+    assert_one(
+        &rejected(&format!("{peer}{}", secret("Opaque", "data: {password: czNjcjN0}"))),
+        &[
+            "BGPPeer metallb-system/p",
+            "spec.passwordSecret.name",
+            "of type Opaque",
+            "kubernetes.io/basic-auth",
+        ],
+    );
+    assert_one(
+        &rejected(&format!(
+            "{peer}{}",
+            secret("kubernetes.io/basic-auth", "data: {username: YQ==}")
+        )),
+        &["spec.passwordSecret.name", "without a password key"],
+    );
+    assert_one(
+        &rejected(&format!(
+            "{peer}{}",
+            secret("kubernetes.io/basic-auth", "data: {password: '%%'}")
+        )),
+        &["spec.passwordSecret.name", "not base64"],
+    );
+    assert_one(
+        &rejected(&format!(
+            "{peer}{}",
+            secret("kubernetes.io/basic-auth", "data: {password: ''}")
+        )),
+        &["spec.passwordSecret.name", "is 0 bytes long"],
+    );
+    assert_one(
+        &rejected(&peer.replace("{name: bgp}", "{name: bgp, namespace: other}")),
+        &["spec.passwordSecret.namespace", "other", "not the BGPPeer's namespace"],
+    );
+    // Other Secrets of the namespace are no one's business.
+    let unrelated = secret("Opaque", "data: {k: YQ==}").replace("name: bgp,", "name: memberlist,");
+    assert!(build(&format!("{POOL}{unrelated}")).is_ok());
+}
+
 #[test]
 fn duplicate_peers_and_names() {
     let errors = rejected(

@@ -156,6 +156,73 @@ fn snapshots_follow_the_api_server_through_changes_rejections_and_a_restart() {
         };
         assert!(second.inventory.config.warnings.is_empty());
 
+        // A BGPPeer's password Secret: read (its password only), and a
+        // changed Secret is a changed configuration. Secrets of other
+        // types are never listed: one named by the peer reads as missing.
+        let peer_key = |s: &Snapshot| {
+            s.inventory
+                .config
+                .bgp_peers
+                .get("tor")
+                .and_then(|p| p.password.as_ref())
+                .and_then(meshlb_config::config::PeerPassword::key)
+                .map(|k| k.as_bytes().to_vec())
+        };
+        let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), "metallb-system");
+        for (type_, name, password) in [
+            ("Opaque", "unrelated", "x"),
+            ("kubernetes.io/basic-auth", "bgp-auth", "first"),
+        ] {
+            let secret = serde_json::from_value(json!({"metadata": {"name": name}, "type": type_,
+                                                      "stringData": {"password": password, "username": "u"}}))
+            .unwrap();
+            secrets.create(&PostParams::default(), &secret).await.unwrap();
+        }
+        let peer = |secret: &str| {
+            json!({"apiVersion": "metallb.io/v1beta2", "kind": "BGPPeer",
+                   "metadata": {"name": "tor", "namespace": "metallb-system"},
+                   "spec": {"myASN": 64512, "peerASN": 64513, "peerAddress": "192.0.2.254",
+                            "passwordSecret": {"name": secret}}})
+        };
+        let peers = custom::<meshlb_config::kinds::BgpPeer>(&client);
+        apply(&peers, peer("unrelated")).await;
+        let waits_for_secret = |s: &Snapshot| {
+            s.inventory.config.bgp_peers.contains_key("tor")
+                && s.inventory
+                    .config
+                    .warnings
+                    .iter()
+                    .any(|w| w.to_string().contains("none exists yet"))
+        };
+        until(
+            &mut stream.updates,
+            |_| {},
+            |u| matches!(u, SourceUpdate::Snapshot(s) if waits_for_secret(s)),
+        )
+        .await;
+        apply(&peers, peer("bgp-auth")).await;
+        until(
+            &mut stream.updates,
+            |_| {},
+            |u| matches!(u, SourceUpdate::Snapshot(s) if peer_key(s).as_deref() == Some(&b"first"[..])),
+        )
+        .await;
+        secrets
+            .patch(
+                "bgp-auth",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"stringData": {"password": "second"}})),
+            )
+            .await
+            .unwrap();
+        until(
+            &mut stream.updates,
+            |_| {},
+            |u| matches!(u, SourceUpdate::Snapshot(s) if peer_key(s).as_deref() == Some(&b"second"[..])),
+        )
+        .await;
+        peers.delete("tor", &DeleteParams::default()).await.unwrap();
+
         // Pools the schema admits but that overlap: rejected, naming both.
         apply(&custom::<IpAddressPool>(&client), pool("overlap", &["192.0.2.8/29"])).await;
         let update = until(

@@ -2,14 +2,14 @@
 //! [`Located<Object>`]s an [`Inventory`](meshlb_config::Inventory) is built
 //! from.
 //!
-//! Core kinds (Service, EndpointSlice, Node, Namespace) arrive typed and
-//! always convert. The `metallb.io` and `meshlb.io` kinds arrive untyped:
+//! Core kinds (Service, EndpointSlice, Node, Namespace, Secret) arrive
+//! typed and always convert. The `metallb.io` and `meshlb.io` kinds arrive untyped:
 //! an object the API server holds but meshlb cannot read (written before
 //! the CRDs had meshlb's schema, say) becomes an error naming it, which
 //! rejects the snapshot and keeps the last good configuration running,
 //! instead of failing the watch for every object of its kind.
 
-use k8s_openapi::api::core::v1::{Namespace, Node, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::core::DynamicObject;
 use meshlb_config::meta::{Kind, ObjectMeta, ObjectRef};
@@ -89,6 +89,11 @@ pub fn node(node: &Node) -> Result<Located<Object>, Error> {
 /// A Namespace.
 pub fn namespace(namespace: &Namespace) -> Result<Located<Object>, Error> {
     through_json(namespace, || named(Kind::Namespace, &namespace.metadata)).map(|n| located(Object::Namespace(n)))
+}
+
+/// A Secret (its values base64-encoded, as the API serves them).
+pub fn secret(secret: &Secret) -> Result<Located<Object>, Error> {
+    through_json(secret, || named(Kind::Secret, &secret.metadata)).map(|s| located(Object::Secret(s)))
 }
 
 /// A `metallb.io` or `meshlb.io` object of `kind`.

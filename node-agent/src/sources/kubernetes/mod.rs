@@ -11,7 +11,10 @@
 //!   balancers label, NetworkUnavailable) and Namespaces (labels for
 //!   namespace selectors);
 //! - the `metallb.io` kinds and meshlb's L2Policy in the configured
-//!   namespace (`metallb-system` by default).
+//!   namespace (`metallb-system` by default);
+//! - the Secrets of type `kubernetes.io/basic-auth` in that namespace, the
+//!   only ones a BGPPeer's `passwordSecret` may name, keeping only their
+//!   `password` key (a field selector: no other Secret is listed).
 //!
 //! The first snapshot is built once every reflector has listed, so it is
 //! consistent; after that, every change (debounced: a burst of updates
@@ -20,9 +23,6 @@
 //! resource version", or an API server restart) swaps a reflector's cache
 //! only when the new list is complete, so nothing announced disappears
 //! and comes back meanwhile.
-//!
-//! Secrets named by BGPPeer `passwordSecret` are read with BGP (issue 18):
-//! nothing consumes them before.
 
 pub mod allocator;
 pub mod config_state;
@@ -36,7 +36,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, Node, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
 use kube::core::{ApiResource, DynamicObject};
@@ -65,6 +65,7 @@ struct Caches {
     slices: Store<EndpointSlice>,
     nodes: Store<Node>,
     namespaces: Store<Namespace>,
+    secrets: Store<Secret>,
     custom: Vec<(Kind, Store<DynamicObject>)>,
 }
 
@@ -109,11 +110,31 @@ where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Eq + Hash + Clone,
 {
+    reflect_with(api, watcher::Config::default(), |_| {}, writer, changed, what)
+}
+
+/// [`reflect`] of the objects `config` selects, each trimmed by `trim`
+/// before it is cached.
+fn reflect_with<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    trim: fn(&mut K),
+    writer: reflector::store::Writer<K>,
+    changed: Arc<Notify>,
+    what: &'static str,
+) -> tokio::task::JoinHandle<()>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + Hash + Clone,
+{
     tokio::spawn(async move {
         // managedFields are most of an object's size and nothing reads
         // them: the cache does not keep them.
-        let stream = watcher(api, watcher::Config::default())
-            .modify(|object| object.meta_mut().managed_fields = None)
+        let stream = watcher(api, config)
+            .modify(move |object| {
+                object.meta_mut().managed_fields = None;
+                trim(object);
+            })
             .default_backoff();
         let mut events = reflector::reflector(writer, stream).boxed();
         while let Some(event) = events.next().await {
@@ -125,6 +146,29 @@ where
             }
         }
     })
+}
+
+/// The password Secrets of `namespace` (type `kubernetes.io/basic-auth`,
+/// the only type a BGPPeer's `passwordSecret` may name), each holding only
+/// its `password` key: the namespace's other Secrets (Helm's releases, the
+/// mesh's key) are never listed, and no other value is ever cached.
+fn reflect_password_secrets(
+    client: &kube::Client,
+    namespace: &str,
+    changed: &Arc<Notify>,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> Store<Secret> {
+    let (store, writer) = reflector::store();
+    let config = watcher::Config::default().fields(&format!("type={}", meshlb_config::secret::BASIC_AUTH));
+    let trim: fn(&mut Secret) = |secret| {
+        secret.string_data = None;
+        if let Some(data) = &mut secret.data {
+            data.retain(|key, _| key == meshlb_config::secret::PASSWORD_KEY);
+        }
+    };
+    let api = Api::<Secret>::namespaced(client.clone(), namespace);
+    tasks.push(reflect_with(api, config, trim, writer, changed.clone(), "Secret"));
+    store
 }
 
 /// The cache of every object of a built-in kind, cluster-wide, kept by a
@@ -163,6 +207,7 @@ impl KubernetesSource {
         let slices = reflect_all(client, &changed, &mut tasks);
         let nodes = reflect_all(client, &changed, &mut tasks);
         let namespaces = reflect_all(client, &changed, &mut tasks);
+        let secrets = reflect_password_secrets(client, &self.namespace, &changed, &mut tasks);
         let mut custom = Vec::new();
         for (kind, resource) in custom_kinds() {
             let writer = reflector::store::Writer::new(resource.clone());
@@ -175,6 +220,7 @@ impl KubernetesSource {
             slices,
             nodes,
             namespaces,
+            secrets,
             custom,
         };
         let (tx, updates) = mpsc::channel(4);
@@ -295,6 +341,7 @@ impl Caches {
         self.slices.wait_until_ready().await?;
         self.nodes.wait_until_ready().await?;
         self.namespaces.wait_until_ready().await?;
+        self.secrets.wait_until_ready().await?;
         for (_, store) in &self.custom {
             store.wait_until_ready().await?;
         }
@@ -324,6 +371,13 @@ impl Caches {
                     Ok(object) => objects.push(object),
                     Err(e) => unreadable.push(e),
                 }
+            }
+        }
+        for secret in sorted(self.secrets.state()) {
+            version_of(secret.as_ref(), &mut hasher);
+            match converted.get(Kind::Secret, secret.as_ref(), convert::secret) {
+                Ok(object) => objects.push(object),
+                Err(e) => unreadable.push(e),
             }
         }
         let mut take = |result: Result<Located<Object>, Error>| match result {
