@@ -6,6 +6,8 @@
 //! metadata are ignored), and every error carries the file and line of the
 //! document it concerns.
 
+use std::sync::Arc;
+
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -43,20 +45,22 @@ pub enum Object {
     L2Advertisement(Resource<L2AdvertisementSpec>),
     /// BGPAdvertisement.
     BgpAdvertisement(Resource<BgpAdvertisementSpec>),
-    /// BGPPeer (v1beta1 objects are converted to v1beta2).
-    BgpPeer(Resource<BgpPeerSpec>),
+    /// BGPPeer (v1beta1 objects are converted to v1beta2); boxed, as the
+    /// largest spec by far.
+    BgpPeer(Box<Resource<BgpPeerSpec>>),
     /// BFDProfile.
     BfdProfile(Resource<BfdProfileSpec>),
     /// Community.
     Community(Resource<CommunitySpec>),
     /// meshlb L2Policy.
     L2Policy(Resource<L2PolicySpec>),
-    /// Service.
-    Service(Service),
+    /// Service (shared: a cluster's reading keeps an unchanged Service
+    /// from one snapshot to the next without copying it).
+    Service(Arc<Service>),
     /// Namespace.
     Namespace(Namespace),
-    /// EndpointSlice.
-    EndpointSlice(EndpointSlice),
+    /// EndpointSlice (shared, as Services are).
+    EndpointSlice(Arc<EndpointSlice>),
     /// Node.
     Node(Node),
     /// Secret.
@@ -484,18 +488,18 @@ fn parse_one(document: &str, file: &str, start: usize, header: Header) -> Result
         Kind::BgpAdvertisement => Object::BgpAdvertisement(read_resource(document, file, start, o)?),
         Kind::BgpPeer if api_version == METALLB_V1BETA1 => {
             let old: Resource<BgpPeerSpecV1beta1> = read_resource(document, file, start, o)?;
-            Object::BgpPeer(Resource {
+            Object::BgpPeer(Box::new(Resource {
                 metadata: old.metadata,
                 spec: old.spec.into(),
-            })
+            }))
         }
-        Kind::BgpPeer => Object::BgpPeer(read_resource(document, file, start, o)?),
+        Kind::BgpPeer => Object::BgpPeer(Box::new(read_resource(document, file, start, o)?)),
         Kind::BfdProfile => Object::BfdProfile(read_resource(document, file, start, o)?),
         Kind::Community => Object::Community(read_resource(document, file, start, o)?),
         Kind::L2Policy => Object::L2Policy(read_resource(document, file, start, o)?),
-        Kind::Service => Object::Service(read_plain(document, file, start, o)?),
+        Kind::Service => Object::Service(Arc::new(read_plain(document, file, start, o)?)),
         Kind::Namespace => Object::Namespace(read_plain(document, file, start, o)?),
-        Kind::EndpointSlice => Object::EndpointSlice(read_plain(document, file, start, o)?),
+        Kind::EndpointSlice => Object::EndpointSlice(Arc::new(read_plain(document, file, start, o)?)),
         Kind::Node => Object::Node(read_plain(document, file, start, o)?),
         Kind::Secret => Object::Secret(read_plain(document, file, start, o)?),
     })

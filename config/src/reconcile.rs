@@ -15,9 +15,10 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use crate::allocator::{AllocationError, Allocator, Assignment};
-use crate::config::Config;
+use crate::config::{Config, L2Policy, Pool};
 use crate::error::{Error, Invalid, Rejected, SourceLocation};
 use crate::meta::{ObjectRef, StringMap};
 use crate::object::{Located, Object};
@@ -28,14 +29,15 @@ use crate::service::{AllocationRequest, ClassFilter, EndpointSlice, Node, Servic
 pub struct Inventory {
     /// The validated configuration.
     pub config: Config,
-    /// Services, by key.
-    pub services: BTreeMap<ServiceKey, Service>,
+    /// Services, by key (shared with the reading they came from: copying
+    /// an inventory copies pointers).
+    pub services: BTreeMap<ServiceKey, Arc<Service>>,
     /// Where each service was read.
     pub service_locations: BTreeMap<ServiceKey, SourceLocation>,
     /// Namespace labels, for namespaces declared as objects.
     pub namespaces: BTreeMap<String, StringMap>,
     /// EndpointSlices.
-    pub endpoint_slices: Vec<EndpointSlice>,
+    pub endpoint_slices: Vec<Arc<EndpointSlice>>,
     /// Nodes declared as objects (a cluster's; standalone files may
     /// declare some), by name.
     pub nodes: BTreeMap<String, Node>,
@@ -90,7 +92,7 @@ impl Inventory {
                     inventory
                         .service_locations
                         .insert(key.clone(), located.location.clone());
-                    inventory.services.insert(key, service.clone());
+                    inventory.services.insert(key, Arc::clone(service));
                 }
                 Object::Namespace(namespace) => {
                     let name = namespace.metadata.name.clone();
@@ -101,7 +103,7 @@ impl Inventory {
                     namespace_locations.insert(name.clone(), located.location.clone());
                     inventory.namespaces.insert(name, namespace.metadata.labels.clone());
                 }
-                Object::EndpointSlice(slice) => inventory.endpoint_slices.push(slice.clone()),
+                Object::EndpointSlice(slice) => inventory.endpoint_slices.push(Arc::clone(slice)),
                 Object::Node(node) => {
                     let name = node.metadata.name.clone();
                     if let Some(first) = node_locations.get(&name) {
@@ -213,6 +215,34 @@ pub struct Reconciler {
     classes: ClassFilter,
     remembered: BTreeMap<ServiceKey, Vec<IpAddr>>,
     source: AddressSource,
+    last: LastApply,
+}
+
+/// What every service's outcome depends on besides the service itself: when
+/// it is unchanged, an apply redoes only the services that changed.
+#[derive(Debug, Clone, PartialEq)]
+struct Context {
+    pools: BTreeMap<String, Pool>,
+    l2_policies: BTreeMap<String, L2Policy>,
+    namespaces: BTreeMap<String, StringMap>,
+}
+
+impl Context {
+    fn of(inventory: &Inventory) -> Context {
+        Context {
+            pools: inventory.config.pools.clone(),
+            l2_policies: inventory.config.l2_policies.clone(),
+            namespaces: inventory.namespaces.clone(),
+        }
+    }
+}
+
+/// The last apply: its context, and each served service as read and its
+/// outcome.
+#[derive(Debug, Clone, Default)]
+struct LastApply {
+    context: Option<Context>,
+    services: BTreeMap<ServiceKey, (Arc<Service>, ServiceOutcome)>,
 }
 
 impl Reconciler {
@@ -225,6 +255,7 @@ impl Reconciler {
             classes,
             remembered,
             source: AddressSource::Allocate,
+            last: LastApply::default(),
         }
     }
 
@@ -239,14 +270,45 @@ impl Reconciler {
         &self.allocator
     }
 
+    /// Forgets what the last apply read, so the next one redoes every
+    /// service (tests compare the two ways).
+    #[doc(hidden)]
+    pub fn forget_last_apply(&mut self) {
+        self.last = LastApply::default();
+    }
+
+    /// Whether applying `inventory` surely leaves some service holding
+    /// addresses: one holding them now is in it unchanged, under the same
+    /// pools, L2Policies and namespaces. (False says nothing.)
+    pub fn surely_keeps_some_address(&self, inventory: &Inventory) -> bool {
+        if self.last.context.as_ref() != Some(&Context::of(inventory)) {
+            return false;
+        }
+        self.last.services.iter().any(|(key, (read, outcome))| {
+            matches!(outcome, ServiceOutcome::Assigned(_))
+                && inventory
+                    .services
+                    .get(key)
+                    .is_some_and(|service| Arc::ptr_eq(read, service) || read == service)
+        })
+    }
+
     /// Applies an inventory; returns the outcome of every service meshlb
     /// serves, and releases the others.
+    ///
+    /// When the pools, L2Policies and namespaces are those of the last
+    /// apply, only the services that changed (or are new), and those that
+    /// failed last time (a release may have made room), are served again;
+    /// every other keeps its outcome, as a full pass would give it: a
+    /// service holding its addresses keeps them, and one pending or invalid
+    /// depends on nothing else. A cluster's stream of status writes costs
+    /// what changed, not what exists.
     pub fn apply(&mut self, inventory: &Inventory) -> BTreeMap<ServiceKey, ServiceOutcome> {
         let pools: Vec<_> = inventory.config.pools.values().cloned().collect();
         if self.allocator.pools().values().ne(pools.iter()) {
             self.allocator.set_pools(pools);
         }
-        let wanted: BTreeMap<&ServiceKey, &Service> = inventory
+        let wanted: BTreeMap<&ServiceKey, &Arc<Service>> = inventory
             .services
             .iter()
             .filter(|(_, s)| s.wants_address(&self.classes))
@@ -257,9 +319,46 @@ impl Reconciler {
         }
         self.remembered.retain(|k, _| wanted.contains_key(k));
 
+        let context = Context::of(inventory);
+        let last = std::mem::take(&mut self.last);
+        let same_context = last.context.as_ref() == Some(&context);
+        let mut outcomes = BTreeMap::new();
+        let mut served = Vec::new();
+        for (key, service) in &wanted {
+            match last.services.get(*key) {
+                Some((read, outcome))
+                    if same_context
+                        && !matches!(outcome, ServiceOutcome::Failed { .. })
+                        && (Arc::ptr_eq(read, service) || read == *service) =>
+                {
+                    outcomes.insert((*key).clone(), outcome.clone());
+                }
+                _ => served.push((*key, service.as_ref())),
+            }
+        }
+        outcomes.extend(self.serve(inventory, &served));
+        self.last = LastApply {
+            context: Some(context),
+            services: wanted
+                .iter()
+                .filter_map(|(key, service)| {
+                    let outcome = outcomes.get(*key)?.clone();
+                    Some(((*key).clone(), (Arc::clone(service), outcome)))
+                })
+                .collect(),
+        };
+        outcomes
+    }
+
+    /// Serves `services` (in name order): their outcomes.
+    fn serve(
+        &mut self,
+        inventory: &Inventory,
+        services: &[(&ServiceKey, &Service)],
+    ) -> BTreeMap<ServiceKey, ServiceOutcome> {
         let mut outcomes = BTreeMap::new();
         let mut requests = Vec::new();
-        for (key, service) in &wanted {
+        for (key, service) in services {
             match inventory.request_for(service) {
                 Ok(request) => requests.push((request, *service)),
                 Err(errors) => {
@@ -444,6 +543,67 @@ status: {{loadBalancer: {{ingress: [{{ip: 198.51.100.1}}]}}}}
             second_took <= first_took * 3 + std::time::Duration::from_millis(50),
             "the first apply took {first_took:?}, the second {second_took:?}"
         );
+    }
+
+    /// One random Service of a small cluster: whether it exists, the
+    /// address in its status, the one it asks for, its sharing key.
+    fn service_yaml(i: usize, (present, status, wants, shared, port): (bool, u8, u8, bool, u16)) -> String {
+        if !present {
+            return String::new();
+        }
+        // Addresses 192.0.2.0-3 are the pool's, .4 and .5 outside it.
+        let address = |n: u8| (n > 0).then(|| format!("192.0.2.{}", n - 1));
+        let mut annotations = Vec::new();
+        if let Some(ip) = address(wants) {
+            annotations.push(format!("metallb.io/loadBalancerIPs: {ip}"));
+        }
+        if shared {
+            annotations.push("metallb.io/allow-shared-ip: k".to_owned());
+        }
+        let status = address(status)
+            .map(|ip| format!("status: {{loadBalancer: {{ingress: [{{ip: {ip}}}]}}}}\n"))
+            .unwrap_or_default();
+        format!(
+            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: s{i}, namespace: shop, annotations: {{{}}}}}\n\
+             spec: {{type: LoadBalancer, ports: [{{port: {port}}}]}}\n{status}",
+            annotations.join(", ")
+        )
+    }
+
+    proptest::proptest! {
+        /// Redoing only what changed gives, reading after reading, what
+        /// redoing everything gives: same outcomes, same allocator.
+        #[test]
+        fn applying_only_what_changed_is_applying_everything(
+            steps in proptest::collection::vec(
+                (
+                    proptest::collection::vec((proptest::bool::weighted(0.8), 0u8..7, 0u8..7, proptest::bool::ANY, 80u16..82), 6),
+                    0u8..3,
+                ),
+                1..8,
+            ),
+            status_mode in proptest::bool::ANY,
+        ) {
+            let source = if status_mode { AddressSource::Status } else { AddressSource::Allocate };
+            let mut incremental = Reconciler::new(ClassFilter::default(), BTreeMap::new()).taking_addresses_from(source);
+            let mut full = incremental.clone();
+            for (services, pool) in steps {
+                let pool = ["192.0.2.0/30", "192.0.2.0/31", "192.0.2.0-192.0.2.4"][usize::from(pool)];
+                let mut text = format!(
+                    "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: p}}\nspec: {{addresses: ['{pool}']}}\n"
+                );
+                for (i, shape) in services.into_iter().enumerate() {
+                    text.push_str(&service_yaml(i, shape));
+                }
+                let inventory = inventory(&text);
+                full.forget_last_apply();
+                let want = full.apply(&inventory);
+                let got = incremental.apply(&inventory);
+                proptest::prop_assert_eq!(&got, &want);
+                let held = |r: &Reconciler| r.allocator().assignments().map(|(k, a)| (k.clone(), a.clone())).collect::<Vec<_>>();
+                proptest::prop_assert_eq!(held(&incremental), held(&full));
+            }
+        }
     }
 
     #[test]

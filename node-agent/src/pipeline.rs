@@ -221,8 +221,21 @@ impl Pipeline {
             self.store.offer(Ok(snapshot.inventory));
             return Reload::Unchanged;
         }
-        let mut next = self.reconciler.clone();
-        let outcomes = next.apply(&snapshot.inventory);
+        // A snapshot that may withdraw everything is tried on a copy of the
+        // reconciler, to be held; one that surely keeps some address (the
+        // usual case) is applied in place, sparing a copy of every
+        // service's state.
+        let may_withdraw_everything = snapshot.inventory.config.pools.is_empty()
+            || !self.reconciler.surely_keeps_some_address(&snapshot.inventory);
+        let mut tried = None;
+        let outcomes = if may_withdraw_everything {
+            let mut next = self.reconciler.clone();
+            let outcomes = next.apply(&snapshot.inventory);
+            tried = Some(next);
+            outcomes
+        } else {
+            self.reconciler.apply(&snapshot.inventory)
+        };
         if let Some(reason) = self.withdraws_everything(&snapshot.inventory, &outcomes) {
             let since = held_since.unwrap_or_else(Instant::now);
             let until = since + self.hold_withdraw_all;
@@ -241,7 +254,9 @@ impl Pipeline {
             Offer::Rejected(rejected) => return Reload::Rejected(rejected),
         };
         self.fingerprint = Some(snapshot.fingerprint);
-        self.reconciler = next;
+        if let Some(next) = tried {
+            self.reconciler = next;
+        }
         let mut changed = BTreeMap::new();
         for (key, outcome) in &outcomes {
             if self.outcomes.get(key) != Some(outcome) {
@@ -317,7 +332,14 @@ impl Pipeline {
             tokio::select! {
                 _ = &mut shutdown => break,
                 update = updates.recv() => match update {
-                    Some(update) => agent = agent.off_thread(move |p| p.offer(update), &mut monitors, &hub).await?,
+                    Some(mut update) => {
+                        // Every update is a whole reading: when several
+                        // queued up meanwhile, the newest says it all.
+                        while let Ok(newer) = updates.try_recv() {
+                            update = newer;
+                        }
+                        agent = agent.off_thread(move |p| p.offer(update), &mut monitors, &hub).await?
+                    }
                     None => return Err(AgentError::SourceStopped),
                 },
                 () = hold_over => agent = agent.off_thread(Pipeline::hold_over, &mut monitors, &hub).await?,
@@ -338,7 +360,9 @@ impl Pipeline {
         hub: &StatusHub,
     ) -> Result<Pipeline, AgentError> {
         let (agent, reload) = tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
             let reload = step(&mut self);
+            tracing::debug!(ms = started.elapsed().as_millis() as u64, "update handled");
             (self, reload)
         })
         .await
@@ -517,6 +541,7 @@ mod tests {
         let run = tokio::spawn(pipeline.run(source, std::future::pending(), hub.clone()));
 
         tx.send(snapshot(POOL, 1)).await.unwrap();
+        state.wait_for(|s| s.generation == 1).await.unwrap();
         tx.send(snapshot(&format!("{POOL}{WEB}"), 2)).await.unwrap();
         let running = state.wait_for(|s| s.generation == 2).await.unwrap().clone();
         let web = &running.outcomes[&ServiceKey::new("default", "web")];

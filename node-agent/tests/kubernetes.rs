@@ -505,6 +505,15 @@ fn two_allocators_at_once_never_give_one_address_twice() {
         })
         .await;
         no_duplicates(&list);
+        // Each allocated Service names its pool, as MetalLB's do.
+        for service in list.iter().filter(|s| !ingress(s).is_empty()) {
+            let pool = service
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("metallb.io/ip-allocated-from-pool"));
+            assert_eq!(pool.map(String::as_str), Some("pool"), "{:?}", service.metadata.name);
+        }
     });
 }
 
@@ -788,5 +797,23 @@ fn each_agent_reports_its_configuration_state_and_events_on_bad_objects() {
             .await
             .unwrap();
         wait_for(meshlb_config::crd::ConfigurationResult::Valid).await;
+        // The pool's status counts what the Services hold, as MetalLB's
+        // controller writes it.
+        let pools = custom::<IpAddressPool>(&client);
+        eventually(|| async {
+            let pool = pools.get("pool").await.unwrap();
+            let status = pool.data.get("status").cloned().unwrap_or_default();
+            let counts = (
+                status["assignedIPv4"].as_i64(),
+                status["availableIPv4"].as_i64(),
+                status["assignedIPv6"].as_i64(),
+            );
+            if counts == (Some(1), Some(15), Some(0)) {
+                Ok(())
+            } else {
+                Err(format!("pool status {status}"))
+            }
+        })
+        .await;
     });
 }

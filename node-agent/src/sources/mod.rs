@@ -13,7 +13,8 @@
 //! own business (the file source compares a hash of the bytes, so an
 //! unchanged directory costs no parsing).
 //!
-//! The pipeline never looks behind the stream: it offers every update to
+//! The pipeline never looks behind the stream: it offers each update (the
+//! newest, when several queued up: each is a whole reading) to
 //! the configuration store (a rejection never replaces the running
 //! snapshot), allocates, and publishes the result. Reading and parsing run
 //! on blocking threads inside the source, off the thread that gossips and

@@ -29,6 +29,10 @@
 //! `allow-shared-ip` are holders of one claim, updated under its own
 //! resourceVersion.
 //!
+//! The allocator also writes each IPAddressPool's status (addresses
+//! assigned and available per family), as MetalLB's controller does, from
+//! the counts of what the Services' statuses hold.
+//!
 //! On start every address already in a Service's status (written by a
 //! previous allocator, or by MetalLB's controller) is admitted before
 //! anything new is allocated, and claimed, so moving from MetalLB changes
@@ -41,10 +45,13 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{ObjectReference, Service};
+use kube::CustomResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::core::DynamicObject;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
-use meshlb_config::crd::{AddressClaim, AddressClaimSpec, ClaimHolder, claim_name};
+use meshlb_config::allocator::PoolCounters;
+use meshlb_config::crd::{AddressClaim, AddressClaimSpec, ClaimHolder, IpAddressPoolStatus, claim_name};
 use meshlb_config::service::{ClassFilter, ServiceKey};
 use meshlb_config::{Inventory, Reconciler, ServiceOutcome};
 use serde_json::json;
@@ -199,14 +206,18 @@ pub fn plan(inventory: &Inventory, claims: &BTreeMap<IpAddr, ClaimView>, classes
     for (key, service) in adjusted.services.iter_mut() {
         let uid = service.metadata.uid.clone().unwrap_or_default();
         let sharing = service.metallb_annotation("allow-shared-ip").map(|(_, v)| v.to_owned());
-        service.status.load_balancer.ingress.retain(|ingress| {
+        let keeps = |ingress: &meshlb_config::service::LoadBalancerIngress| {
             let Some(address) = ingress.ip.as_deref().and_then(|ip| ip.parse::<IpAddr>().ok()) else {
                 return false;
             };
             claims.get(&address).is_none_or(|claim| {
                 claim.held_by(&uid) || (claim.sharing_key.is_some() && claim.sharing_key == sharing)
             })
-        });
+        };
+        // Copied only when something is taken away.
+        if !service.status.load_balancer.ingress.iter().all(keeps) {
+            Arc::make_mut(service).status.load_balancer.ingress.retain(keeps);
+        }
         if service.status.load_balancer.ingress.is_empty()
             && let Some(given) = claimed_by.get(uid.as_str())
         {
@@ -308,7 +319,19 @@ fn api_error(what: impl Into<String>) -> impl FnOnce(kube::Error) -> WriteError 
 struct Writer {
     services: Api<Service>,
     claims: Api<AddressClaim>,
+    pools: Api<DynamicObject>,
     recorder: Recorder,
+}
+
+/// A pool's counters as MetalLB's IPAddressPool status gives them.
+pub fn pool_status(counters: &PoolCounters) -> IpAddressPoolStatus {
+    let count = |n: u128| i64::try_from(n).unwrap_or(i64::MAX);
+    IpAddressPoolStatus {
+        assigned_ipv4: count(counters.v4.in_use),
+        assigned_ipv6: count(counters.v6.in_use),
+        available_ipv4: count(counters.v4.available),
+        available_ipv6: count(counters.v6.available),
+    }
 }
 
 fn service_reference(key: &ServiceKey, uid: &str) -> ObjectReference {
@@ -430,16 +453,29 @@ impl Writer {
             .map(|a| json!({"ip": a.to_string(), "ipMode": "VIP"}))
             .collect();
         // The precondition: the Service as the plan read it, before the
-        // claims above (see the module documentation).
+        // claims above (see the module documentation). The pool annotation
+        // rides along: the API server keeps a Service's metadata from a
+        // status write (it resets only the spec); if one ever does not, the
+        // annotation is written on its own.
+        let mut metadata = json!({"resourceVersion": write.version});
+        if write.annotate {
+            metadata["annotations"] = json!({POOL_ANNOTATION: write.pool});
+        }
         let status = json!({
-            "metadata": {"resourceVersion": write.version},
+            "metadata": metadata,
             "status": {"loadBalancer": {"ingress": ingress}},
         });
-        services
+        let written = services
             .patch_status(&key.name, &PatchParams::default(), &Patch::Merge(status))
             .await
             .map_err(api_error(format!("Service {}", key)))?;
-        if write.annotate {
+        let annotated = written
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(POOL_ANNOTATION))
+            .is_some_and(|pool| *pool == write.pool);
+        if write.annotate && !annotated {
             let annotation = json!({"metadata": {"annotations": {POOL_ANNOTATION: write.pool}}});
             if let Err(e) = services
                 .patch(&key.name, &PatchParams::default(), &Patch::Merge(annotation))
@@ -474,6 +510,40 @@ impl Writer {
             self.unclaim(*address, &write.holder, view).await?;
         }
         Ok((write.version.clone(), write.addresses.clone()))
+    }
+
+    /// Writes the status of every pool whose counts changed since `written`
+    /// (MetalLB's controller writes it too). Whether one must be retried.
+    async fn pool_statuses(
+        &self,
+        pools: &BTreeMap<String, PoolCounters>,
+        written: &mut HashMap<String, IpAddressPoolStatus>,
+    ) -> bool {
+        let mut retry = false;
+        for (name, counters) in pools {
+            let status = pool_status(counters);
+            if written.get(name) == Some(&status) {
+                continue;
+            }
+            let patch = json!({"status": status});
+            match self
+                .pools
+                .patch_status(name, &PatchParams::default(), &Patch::Merge(patch))
+                .await
+            {
+                Ok(_) => {
+                    written.insert(name.clone(), status);
+                }
+                // Deleted meanwhile: the next configuration drops it.
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => {
+                    tracing::debug!("status of IPAddressPool {name} retried: {e}");
+                    retry = true;
+                }
+            }
+        }
+        written.retain(|name, _| pools.contains_key(name));
+        retry
     }
 
     /// Takes a holder off a claim, fencing its Service first if it exists.
@@ -521,6 +591,9 @@ struct Memory {
     written: Written,
     /// The last AllocationFailed reason published per Service.
     failures: HashMap<ServiceKey, String>,
+    /// The pool statuses written (forgotten when the Lease changes hands:
+    /// another allocator may have written since).
+    pool_statuses: HashMap<String, IpAddressPoolStatus>,
 }
 
 /// Services this allocator wrote: the resourceVersion each was written
@@ -541,7 +614,7 @@ impl Written {
             if service.metadata.resource_version.as_deref() != Some(version.as_str()) {
                 return false;
             }
-            service.status.load_balancer.ingress = addresses
+            Arc::make_mut(service).status.load_balancer.ingress = addresses
                 .iter()
                 .map(|a| meshlb_config::service::LoadBalancerIngress {
                     ip: Some(a.to_string()),
@@ -573,6 +646,11 @@ pub async fn run(
     let writer = Writer {
         services: Api::all(client.clone()),
         claims: claims_api,
+        pools: Api::namespaced_with(
+            client.clone(),
+            &options.namespace,
+            &meshlb_config::kinds::IpAddressPool::api_resource(),
+        ),
         recorder: Recorder::new(
             client.clone(),
             Reporter {
@@ -605,6 +683,7 @@ pub async fn run(
                 if leader != was {
                     tracing::info!(identity = %options.identity, leader, "allocator lease");
                     dirty |= leader;
+                    memory.pool_statuses.clear();
                 }
             }
             r = running.changed() => if r.is_err() { break } else { dirty = true },
@@ -638,9 +717,11 @@ async fn pass(
     let classes = options.classes.clone();
     let inventory = Arc::clone(&state);
     let planned = tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
         let adjusted = written.overlay(&inventory.inventory);
         let claims_now = claims_by_address(&claims_listed);
         let plan = plan(&adjusted, &claims_now, &classes);
+        tracing::debug!(ms = started.elapsed().as_millis() as u64, "allocation planned");
         (plan, claims_now, written)
     })
     .await;
@@ -698,6 +779,7 @@ async fn pass(
             retry = true;
         }
     }
+    retry |= writer.pool_statuses(&state.pools, &mut memory.pool_statuses).await;
     tracing::debug!(
         writes = plan.writes.len(),
         releases = plan.releases.len(),

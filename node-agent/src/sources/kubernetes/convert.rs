@@ -9,6 +9,8 @@
 //! rejects the snapshot and keeps the last good configuration running,
 //! instead of failing the watch for every object of its kind.
 
+use std::sync::Arc;
+
 use k8s_openapi::api::core::v1::{Namespace, Node, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::core::DynamicObject;
@@ -60,7 +62,7 @@ fn named(kind: Kind, meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Obje
 
 /// A Service.
 pub fn service(service: &Service) -> Result<Located<Object>, Error> {
-    through_json(service, || named(Kind::Service, &service.metadata)).map(|s| located(Object::Service(s)))
+    through_json(service, || named(Kind::Service, &service.metadata)).map(|s| located(Object::Service(Arc::new(s))))
 }
 
 /// Whether a Service is of type LoadBalancer (the only ones meshlb reads;
@@ -71,7 +73,8 @@ pub fn is_load_balancer(service: &Service) -> bool {
 
 /// An EndpointSlice.
 pub fn endpoint_slice(slice: &EndpointSlice) -> Result<Located<Object>, Error> {
-    through_json(slice, || named(Kind::EndpointSlice, &slice.metadata)).map(|s| located(Object::EndpointSlice(s)))
+    through_json(slice, || named(Kind::EndpointSlice, &slice.metadata))
+        .map(|s| located(Object::EndpointSlice(Arc::new(s))))
 }
 
 /// The Service an EndpointSlice belongs to: `(namespace, name)`.
@@ -117,7 +120,7 @@ pub fn custom(kind: Kind, object: &DynamicObject) -> Result<Located<Object>, Err
         Kind::IpAddressPool => Object::IpAddressPool(resource(metadata, spec, reference)?),
         Kind::L2Advertisement => Object::L2Advertisement(resource(metadata, spec, reference)?),
         Kind::BgpAdvertisement => Object::BgpAdvertisement(resource(metadata, spec, reference)?),
-        Kind::BgpPeer => Object::BgpPeer(resource(metadata, spec, reference)?),
+        Kind::BgpPeer => Object::BgpPeer(Box::new(resource(metadata, spec, reference)?)),
         Kind::BfdProfile => Object::BfdProfile(resource(metadata, spec, reference)?),
         Kind::Community => Object::Community(resource(metadata, spec, reference)?),
         Kind::L2Policy => Object::L2Policy(resource(metadata, spec, reference)?),

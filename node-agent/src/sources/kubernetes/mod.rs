@@ -18,7 +18,8 @@
 //!
 //! The first snapshot is built once every reflector has listed, so it is
 //! consistent; after that, every change (debounced: a burst of updates
-//! makes one snapshot) rebuilds it on a blocking thread, and it is sent
+//! makes one snapshot, and builds are spaced by what they take) rebuilds it
+//! on a blocking thread, and it is sent
 //! only if some object's resourceVersion changed. A relist (after "too old
 //! resource version", or an API server restart) swaps a reflector's cache
 //! only when the new list is complete, so nothing announced disappears
@@ -55,8 +56,13 @@ pub const DEFAULT_NAMESPACE: &str = "metallb-system";
 
 /// Debounce: a snapshot is built once no change came for this long...
 const QUIET: Duration = Duration::from_millis(50);
-/// ...or at the latest this long after the first change of a burst.
+/// ...or at the latest this long after the first change of a burst...
 const AT_MOST: Duration = Duration::from_millis(500);
+/// ...but never sooner after the last build began than this many times
+/// what it took: under a stream of changes (a cold start's thousands of
+/// status writes) building snapshots takes at most a fifth of a core, however
+/// large the cluster, while a change after a quiet moment is read at once.
+const SPACING_PER_BUILD_TIME: u32 = 5;
 
 /// The caches of every kind read, and one notification for all changes.
 #[derive(Clone)]
@@ -233,6 +239,7 @@ impl KubernetesSource {
             let mut last = None;
             let mut converted = Converted::default();
             loop {
+                let started = tokio::time::Instant::now();
                 let built = {
                     let caches = caches.clone();
                     tokio::task::spawn_blocking(move || {
@@ -245,6 +252,9 @@ impl KubernetesSource {
                     return;
                 };
                 converted = kept;
+                let took = started.elapsed();
+                tracing::debug!(ms = took.as_millis() as u64, "snapshot built");
+                let next_build = started + took * SPACING_PER_BUILD_TIME;
                 if last != Some(fingerprint) {
                     last = Some(fingerprint);
                     if tx.send(update).await.is_err() {
@@ -260,6 +270,7 @@ impl KubernetesSource {
                 .await
                 .unwrap_or(false)
                 {}
+                tokio::time::sleep_until(next_build).await;
             }
         });
         SourceStream {
