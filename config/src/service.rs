@@ -267,21 +267,45 @@ impl Endpoint {
     }
 }
 
-/// The nodes with at least one healthy endpoint of `service`.
-pub fn nodes_with_ready_endpoints<'a>(
-    service: &ServiceKey,
-    slices: impl IntoIterator<Item = &'a EndpointSlice>,
-) -> BTreeSet<String> {
-    slices
-        .into_iter()
-        .filter(|slice| {
-            slice.metadata.namespace.as_deref().unwrap_or("default") == service.namespace
-                && slice.metadata.labels.get("kubernetes.io/service-name") == Some(&service.name)
-        })
-        .flat_map(|slice| slice.endpoints.iter())
-        .filter(|e| e.is_healthy())
-        .filter_map(|e| e.node_name.clone())
-        .collect()
+/// What a Service's EndpointSlices say of its endpoints.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceEndpoints {
+    /// Whether some endpoint is healthy, on any node or none named.
+    pub any_healthy: bool,
+    /// The nodes with a healthy endpoint.
+    pub nodes: BTreeSet<String>,
+}
+
+/// The endpoints of every Service that has EndpointSlices, read once from
+/// all the slices (a slice names its Service by the
+/// `kubernetes.io/service-name` label, in its own namespace).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EndpointIndex {
+    by_service: std::collections::HashMap<ServiceKey, ServiceEndpoints>,
+}
+
+impl EndpointIndex {
+    /// The index of `slices`.
+    pub fn new<'a>(slices: impl IntoIterator<Item = &'a EndpointSlice>) -> EndpointIndex {
+        let mut by_service: std::collections::HashMap<ServiceKey, ServiceEndpoints> = Default::default();
+        for slice in slices {
+            let Some(name) = slice.metadata.labels.get("kubernetes.io/service-name") else {
+                continue;
+            };
+            let key = ServiceKey::new(slice.metadata.namespace.as_deref().unwrap_or("default"), name);
+            let entry = by_service.entry(key).or_default();
+            for endpoint in slice.endpoints.iter().filter(|e| e.is_healthy()) {
+                entry.any_healthy = true;
+                entry.nodes.extend(endpoint.node_name.clone());
+            }
+        }
+        EndpointIndex { by_service }
+    }
+
+    /// The endpoints of `service`, if it has EndpointSlices.
+    pub fn get(&self, service: &ServiceKey) -> Option<&ServiceEndpoints> {
+        self.by_service.get(service)
+    }
 }
 
 /// Which loadBalancerClass values meshlb serves.
@@ -737,9 +761,24 @@ endpoints:
 ",
         )
         .unwrap();
-        let nodes = nodes_with_ready_endpoints(&ServiceKey::new("shop", "web"), [&slice]);
-        assert_eq!(nodes.into_iter().collect::<Vec<_>>(), ["n1", "n3", "n4"]);
-        assert!(nodes_with_ready_endpoints(&ServiceKey::new("default", "web"), [&slice]).is_empty());
+        let index = EndpointIndex::new([&slice]);
+        let web = index.get(&ServiceKey::new("shop", "web")).unwrap();
+        assert_eq!(web.nodes.iter().collect::<Vec<_>>(), ["n1", "n3", "n4"]);
+        assert!(web.any_healthy);
+        assert_eq!(index.get(&ServiceKey::new("default", "web")), None);
+        // Listed, with no healthy endpoint; and healthy on no named node.
+        let none_ready = slice.endpoints.iter().filter(|e| !e.is_healthy()).cloned().collect();
+        let index = EndpointIndex::new([&EndpointSlice {
+            endpoints: none_ready,
+            ..slice.clone()
+        }]);
+        let web = index.get(&ServiceKey::new("shop", "web")).unwrap();
+        assert!(!web.any_healthy && web.nodes.is_empty());
+        let mut unnamed = slice.clone();
+        unnamed.endpoints.iter_mut().for_each(|e| e.node_name = None);
+        let index = EndpointIndex::new([&unnamed]);
+        let web = index.get(&ServiceKey::new("shop", "web")).unwrap();
+        assert!(web.any_healthy && web.nodes.is_empty());
     }
 
     #[test]

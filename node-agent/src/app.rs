@@ -111,6 +111,18 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
             source,
         })?;
         let hub = StatusHub::default();
+        // A cluster's Services have EndpointSlices: one without any has no
+        // ready endpoint, and is not announced (MetalLB's rule).
+        let in_cluster = matches!(source, SourceOptions::Kubernetes { .. });
+        let mesh = mesh.map(|(options, layer2)| {
+            (
+                options,
+                Layer2Options {
+                    require_endpoints: in_cluster,
+                    ..layer2
+                },
+            )
+        });
         let (stop_allocator, allocator_stopped) = watch::channel(false);
         let mut allocator = None;
         let (pipeline, source) = match source {

@@ -29,7 +29,7 @@ use actix::{
 use meshlb_actors::l2::interface::{AnnouncerStatus, InterfaceActor, Shutdown};
 use meshlb_actors::l2::links::Links;
 use meshlb_actors::l2::membership::{MembershipActor, Services};
-use meshlb_actors::l2::plan::{L2Plan, PlanInput, plan};
+use meshlb_actors::l2::plan::{L2Plan, PlanInput, ThisNode, plan};
 use meshlb_actors::l2::responder::AnnounceSchedule;
 use meshlb_actors::l2::service::{Placement, ServiceActor, StopService};
 use meshlb_config::meta::StringMap;
@@ -42,8 +42,14 @@ use crate::status::{Layer2Service, StatusHub};
 /// How Layer 2 runs in this agent.
 #[derive(Debug, Clone)]
 pub struct Layer2Options {
-    /// This node's labels (as published in the mesh).
+    /// This node's name (its Node object's, in a cluster).
+    pub node: String,
+    /// This node's labels (as published in the mesh), where no Node
+    /// object says otherwise.
     pub node_labels: StringMap,
+    /// Whether a Service without EndpointSlices has no ready endpoint (in a
+    /// cluster; standalone files need not list endpoints).
+    pub require_endpoints: bool,
     /// Gratuitous announcement schedule.
     pub schedule: AnnounceSchedule,
     /// Whether service addresses go on the loopback interface so this node
@@ -122,8 +128,10 @@ impl Layer2Actor {
             inventory: &running.inventory,
             outcomes: &running.outcomes,
             health: &running.health,
+            require_endpoints: self.options.require_endpoints,
         };
-        let next = plan(input, &self.options.node_labels, &links);
+        let node = ThisNode::of(&self.options.node, &self.options.node_labels, &running.inventory);
+        let next = plan(input, node, &links);
         if self.applied.as_ref() == Some(&next) {
             return;
         }
@@ -200,7 +208,7 @@ impl Layer2Actor {
                     Layer2Service {
                         key: s.key.clone(),
                         addresses: s.spec.addresses.clone(),
-                        serveable: s.serveable,
+                        serveable: s.serveable(),
                         interfaces: s.interfaces.clone(),
                     },
                 )

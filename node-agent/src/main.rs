@@ -216,7 +216,10 @@ impl MeshArgs {
             labels.insert(k.to_owned(), v.to_owned());
         }
         let layer2 = Layer2Options {
+            node: node.clone(),
             node_labels: labels.clone(),
+            // Set by the source: a cluster's Services have endpoints.
+            require_endpoints: false,
             schedule: meshlb_actors::l2::responder::AnnounceSchedule {
                 refresh_ms: self.l2_refresh_ms,
                 ..Default::default()

@@ -5,8 +5,13 @@
 //! For every service holding addresses from a pool that an L2Advertisement
 //! covers (and whose service selectors match), [`plan`] gives the mesh a
 //! [`MeshService`] (addresses, failback from the meshlb L2Policy), says
-//! whether this node can serve it (an advertisement selects this node, its
-//! health check if any passes, one of its interfaces is up), and on which
+//! whether this node can serve it, and if not why ([`Blocker`]): an
+//! advertisement selects this node (by its Node object's labels in a
+//! cluster), the node is not labelled out of external load balancers nor
+//! NetworkUnavailable, the Service has a ready endpoint somewhere
+//! (externalTrafficPolicy Cluster) or on this node (Local), as MetalLB's
+//! speakers require, its health check if any passes, and one of its
+//! interfaces is up; and on which
 //! interfaces each address is answered: those the advertisement names, or
 //! every interface not excluded by default ([`EXCLUDED_PREFIXES`]: loopback
 //! and the virtual links of containers, CNIs and tunnels). Preference
@@ -22,7 +27,7 @@ use std::sync::Arc;
 use meshlb_config::config::{Failback, WeightedSelector};
 use meshlb_config::health::Health;
 use meshlb_config::meta::{StringMap, any_matches};
-use meshlb_config::service::ServiceKey;
+use meshlb_config::service::{EndpointIndex, ServiceKey};
 use meshlb_config::{Inventory, ServiceOutcome};
 use meshlb_gossip::mesh::{MeshService, ServicePlan, WeightFn};
 use meshlb_gossip::record::{Layer2Section, NodeRecord, service_id};
@@ -68,12 +73,50 @@ pub struct PlannedService {
     pub key: ServiceKey,
     /// What the mesh ranks.
     pub spec: MeshService,
-    /// Whether this node can serve it now.
-    pub serveable: bool,
+    /// Why this node cannot serve it now (`None`: it can).
+    pub blocked: Option<Blocker>,
     /// Interfaces its addresses are answered on (here).
     pub interfaces: BTreeSet<String>,
     /// Node preferences.
     pub preferences: Vec<WeightedSelector>,
+}
+
+/// Why this node cannot serve a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blocker {
+    /// No L2Advertisement of its pool selects this node.
+    NotSelected,
+    /// The node is labelled out of external load balancers, or its network
+    /// is unavailable.
+    NodeExcluded,
+    /// The Service has no ready endpoint anywhere.
+    NoEndpoints,
+    /// externalTrafficPolicy Local, and no ready endpoint on this node.
+    NoLocalEndpoint,
+    /// Its health check fails.
+    Unhealthy,
+    /// None of its interfaces here is up.
+    LinksDown,
+}
+
+impl std::fmt::Display for Blocker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Blocker::NotSelected => "no L2Advertisement selects this node",
+            Blocker::NodeExcluded => "this node is excluded from load balancers or its network is unavailable",
+            Blocker::NoEndpoints => "no ready endpoint",
+            Blocker::NoLocalEndpoint => "no ready endpoint on this node (externalTrafficPolicy Local)",
+            Blocker::Unhealthy => "its health check fails",
+            Blocker::LinksDown => "none of its interfaces is up",
+        })
+    }
+}
+
+impl PlannedService {
+    /// Whether this node can serve it now.
+    pub fn serveable(&self) -> bool {
+        self.blocked.is_none()
+    }
 }
 
 /// The Layer 2 plan of this node. See the module documentation.
@@ -90,7 +133,7 @@ impl L2Plan {
     pub fn serving(&self) -> BTreeSet<u64> {
         self.services
             .values()
-            .filter(|s| s.serveable)
+            .filter(|s| s.serveable())
             .map(|s| s.spec.id)
             .collect()
     }
@@ -117,7 +160,7 @@ impl L2Plan {
     pub fn local_addresses(&self) -> BTreeSet<IpAddr> {
         self.services
             .values()
-            .filter(|s| s.serveable)
+            .filter(|s| s.serveable())
             .flat_map(|s| s.spec.addresses.iter().copied())
             .collect()
     }
@@ -169,12 +212,49 @@ pub struct PlanInput<'a> {
     pub outcomes: &'a BTreeMap<ServiceKey, ServiceOutcome>,
     /// Health of the services with a health check.
     pub health: &'a BTreeMap<ServiceKey, Health>,
+    /// Whether a Service without EndpointSlices counts as having no ready
+    /// endpoint (a cluster's, where every selecting Service has them) or
+    /// as one whose endpoints are not told (standalone files).
+    pub require_endpoints: bool,
 }
 
-/// Builds the plan of this node (labelled `node_labels`), whose
-/// interfaces and their link state are `interfaces`.
-pub fn plan(input: PlanInput<'_>, node_labels: &StringMap, interfaces: &Links) -> L2Plan {
+/// This node as the plan sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct ThisNode<'a> {
+    /// Its name, as endpoints name their node.
+    pub name: &'a str,
+    /// Its labels, matched by nodeSelectors.
+    pub labels: &'a StringMap,
+    /// Whether it may announce at all: not labelled out of external load
+    /// balancers, and its network available.
+    pub may_announce: bool,
+}
+
+impl<'a> ThisNode<'a> {
+    /// Node `name` as `inventory` has it: its Node object's labels and
+    /// conditions when there is one (a cluster's), otherwise the
+    /// `configured` labels.
+    pub fn of(name: &'a str, configured: &'a StringMap, inventory: &'a Inventory) -> ThisNode<'a> {
+        match inventory.nodes.get(name) {
+            Some(node) => ThisNode {
+                name,
+                labels: &node.metadata.labels,
+                may_announce: node.may_announce(),
+            },
+            None => ThisNode {
+                name,
+                labels: configured,
+                may_announce: true,
+            },
+        }
+    }
+}
+
+/// Builds the plan of `node`, whose interfaces and their link state are
+/// `interfaces`.
+pub fn plan(input: PlanInput<'_>, node: ThisNode<'_>, interfaces: &Links) -> L2Plan {
     let config = &input.inventory.config;
+    let endpoints = EndpointIndex::new(input.inventory.endpoint_slices.iter().map(AsRef::as_ref));
     let mut out = L2Plan::default();
     for (key, outcome) in input.outcomes {
         let Some(assignment) = outcome.assignment() else {
@@ -198,7 +278,7 @@ pub fn plan(input: PlanInput<'_>, node_labels: &StringMap, interfaces: &Links) -
         let mut chosen = BTreeSet::new();
         let mut selected_here = false;
         for advertisement in &advertisements {
-            if !any_matches(&advertisement.node_selectors, node_labels) {
+            if !any_matches(&advertisement.node_selectors, node.labels) {
                 continue;
             }
             selected_here = true;
@@ -224,6 +304,27 @@ pub fn plan(input: PlanInput<'_>, node_labels: &StringMap, interfaces: &Links) -
         }
         let healthy = input.health.get(key).is_none_or(|h| *h == Health::Healthy);
         let link_up = chosen.iter().any(|i| interfaces.get(i).copied().unwrap_or(false));
+        let local = service.spec.external_traffic_policy.as_deref() == Some("Local");
+        let endpoints_block = match endpoints.get(key) {
+            None if input.require_endpoints => Some(Blocker::NoEndpoints),
+            None => None,
+            Some(e) if local && !e.nodes.contains(node.name) => Some(Blocker::NoLocalEndpoint),
+            Some(e) if !e.any_healthy => Some(Blocker::NoEndpoints),
+            Some(_) => None,
+        };
+        let blocked = if !selected_here {
+            Some(Blocker::NotSelected)
+        } else if !node.may_announce {
+            Some(Blocker::NodeExcluded)
+        } else if let Some(blocker) = endpoints_block {
+            Some(blocker)
+        } else if !healthy {
+            Some(Blocker::Unhealthy)
+        } else if !link_up {
+            Some(Blocker::LinksDown)
+        } else {
+            None
+        };
         for interface in &chosen {
             out.links
                 .insert(interface.clone(), interfaces.get(interface).copied().unwrap_or(false));
@@ -238,7 +339,7 @@ pub fn plan(input: PlanInput<'_>, node_labels: &StringMap, interfaces: &Links) -
             PlannedService {
                 key: key.clone(),
                 spec,
-                serveable: selected_here && healthy && link_up,
+                blocked,
                 interfaces: chosen,
                 preferences,
             },
@@ -264,6 +365,7 @@ mod tests {
                 inventory: &self.inventory,
                 outcomes: &self.outcomes,
                 health: &self.health,
+                require_endpoints: false,
             }
         }
     }
@@ -316,6 +418,15 @@ spec: {type: LoadBalancer, ports: [{port: 5432}]}
         pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect()
     }
 
+    /// Node n1 with these labels, not excluded.
+    fn here(labels: &StringMap) -> ThisNode<'_> {
+        ThisNode {
+            name: "n1",
+            labels,
+            may_announce: true,
+        }
+    }
+
     fn links(pairs: &[(&str, bool)]) -> Links {
         pairs.iter().map(|(k, v)| ((*k).into(), *v)).collect()
     }
@@ -324,13 +435,13 @@ spec: {type: LoadBalancer, ports: [{port: 5432}]}
     fn only_pools_an_l2advertisement_covers_are_planned() {
         let plan = plan(
             state(CONFIG).input(),
-            &labels(&[("l2", "yes")]),
+            here(&labels(&[("l2", "yes")])),
             &links(&[("eth0", true)]),
         );
         let keys: Vec<String> = plan.services.values().map(|s| s.key.to_string()).collect();
         assert_eq!(keys, vec!["default/web"]);
         let web = plan.services.values().next().unwrap();
-        assert!(web.serveable);
+        assert!(web.serveable());
         assert_eq!(web.interfaces, BTreeSet::from(["eth0".to_owned()]));
         assert_eq!(plan.serving(), BTreeSet::from([web.spec.id]));
         assert_eq!(plan.local_addresses().len(), 1);
@@ -340,7 +451,7 @@ spec: {type: LoadBalancer, ports: [{port: 5432}]}
     fn a_node_the_advertisement_does_not_select_does_not_serve() {
         let plan = plan(
             state(CONFIG).input(),
-            &labels(&[("l2", "no")]),
+            here(&labels(&[("l2", "no")])),
             &links(&[("eth0", true)]),
         );
         assert_eq!(plan.services.len(), 1, "the mesh still learns the service");
@@ -351,13 +462,13 @@ spec: {type: LoadBalancer, ports: [{port: 5432}]}
     #[test]
     fn link_down_or_failing_health_means_not_serving() {
         let node = labels(&[("l2", "yes")]);
-        let down = plan(state(CONFIG).input(), &node, &links(&[("eth0", false)]));
+        let down = plan(state(CONFIG).input(), here(&node), &links(&[("eth0", false)]));
         assert!(down.serving().is_empty());
         assert_eq!(down.links, links(&[("eth0", false)]));
         let mut sick = state(CONFIG);
         sick.health.insert(ServiceKey::new("default", "web"), Health::Unhealthy);
         assert!(
-            plan(sick.input(), &node, &links(&[("eth0", true)]))
+            plan(sick.input(), here(&node), &links(&[("eth0", true)]))
                 .serving()
                 .is_empty()
         );
@@ -367,7 +478,7 @@ spec: {type: LoadBalancer, ports: [{port: 5432}]}
     fn default_interfaces_leave_out_virtual_links() {
         let plan = plan(
             state(CONFIG).input(),
-            &labels(&[("l2", "yes")]),
+            here(&labels(&[("l2", "yes")])),
             &links(&[
                 ("eth0", true),
                 ("veth12ab", true),
@@ -384,12 +495,93 @@ spec: {type: LoadBalancer, ports: [{port: 5432}]}
     fn owned_addresses_go_to_the_up_interfaces_of_their_service() {
         let plan = plan(
             state(CONFIG).input(),
-            &labels(&[("l2", "yes")]),
+            here(&labels(&[("l2", "yes")])),
             &links(&[("eth0", true), ("eth1", false)]),
         );
         let address = plan.services.values().next().unwrap().spec.addresses[0];
         let map = plan.interfaces_for(&BTreeSet::from([address]));
         assert_eq!(map.keys().cloned().collect::<Vec<_>>(), vec!["eth0".to_owned()]);
         assert!(plan.interfaces_for(&BTreeSet::new()).is_empty());
+    }
+
+    /// In a cluster, the Node object says what this node is: its labels
+    /// for nodeSelectors (not the configured ones), and the exclusion
+    /// label or NetworkUnavailable take it out, as in MetalLB.
+    #[test]
+    fn the_node_object_selects_and_excludes() {
+        let node = |extra: &str| {
+            format!("{CONFIG}---\napiVersion: v1\nkind: Node\nmetadata: {{name: n1, labels: {{l2: 'yes'{extra}}}}}\n")
+        };
+        let eth0 = links(&[("eth0", true)]);
+        let nothing = StringMap::new();
+        let web = |yaml: &str| {
+            let state = state(yaml);
+            let plan = plan(state.input(), ThisNode::of("n1", &nothing, &state.inventory), &eth0);
+            plan.services.values().next().unwrap().blocked
+        };
+        assert_eq!(web(&node("")), None, "selected by the Node's labels");
+        assert_eq!(
+            web(CONFIG),
+            Some(Blocker::NotSelected),
+            "no Node: the configured labels (none)"
+        );
+        assert_eq!(
+            web(&node(", node.kubernetes.io/exclude-from-external-load-balancers: ''")),
+            Some(Blocker::NodeExcluded)
+        );
+        let unavailable = format!(
+            "{}status: {{conditions: [{{type: NetworkUnavailable, status: 'True'}}]}}\n",
+            node("")
+        );
+        assert_eq!(web(&unavailable), Some(Blocker::NodeExcluded));
+        let available = unavailable.replace("'True'", "'False'");
+        assert_eq!(web(&available), None);
+    }
+
+    /// MetalLB's endpoint rule: Cluster, some ready endpoint anywhere;
+    /// Local, one on this node. A cluster's Service without slices has
+    /// none; a standalone one's endpoints are not told.
+    #[test]
+    fn endpoints_decide_who_may_serve() {
+        let slice = |node: &str, ready: bool| {
+            format!(
+                "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
+                 metadata: {{name: web-1, namespace: default, labels: {{kubernetes.io/service-name: web}}}}\n\
+                 endpoints: [{{addresses: [10.0.0.1], nodeName: {node}, conditions: {{ready: {ready}}}}}]\n"
+            )
+        };
+        let local = CONFIG.replace(
+            "metadata: {name: web, namespace: default}\nspec: {type: LoadBalancer,",
+            "metadata: {name: web, namespace: default}\nspec: {type: LoadBalancer, externalTrafficPolicy: Local,",
+        );
+        assert_ne!(local, CONFIG);
+        let eth0 = links(&[("eth0", true)]);
+        let selected = labels(&[("l2", "yes")]);
+        let web = |yaml: &str, name: &str, cluster: bool| {
+            let state = state(yaml);
+            let input = PlanInput {
+                require_endpoints: cluster,
+                ..state.input()
+            };
+            let node = ThisNode {
+                name,
+                labels: &selected,
+                may_announce: true,
+            };
+            plan(input, node, &eth0).services.values().next().unwrap().blocked
+        };
+        assert_eq!(web(CONFIG, "n1", false), None, "standalone, no slices: not told");
+        assert_eq!(web(CONFIG, "n1", true), Some(Blocker::NoEndpoints));
+        let elsewhere = format!("{CONFIG}{}", slice("n2", true));
+        assert_eq!(web(&elsewhere, "n1", true), None, "Cluster: anywhere will do");
+        let not_ready = format!("{CONFIG}{}", slice("n2", false));
+        assert_eq!(web(&not_ready, "n1", false), Some(Blocker::NoEndpoints));
+        let local_elsewhere = format!("{local}{}", slice("n2", true));
+        assert_eq!(web(&local_elsewhere, "n1", true), Some(Blocker::NoLocalEndpoint));
+        assert_eq!(
+            web(&local_elsewhere, "n2", true),
+            None,
+            "Local: the node with the endpoint"
+        );
     }
 }
