@@ -12,8 +12,8 @@
 //!    (the glue actor, which starts interface and service actors there as
 //!    the configuration asks);
 //! 4. the status files, from the hub; in a cluster, the ConfigurationState
-//!    writer and the allocator candidate (it allocates while it holds the
-//!    allocator Lease);
+//!    and ServiceL2Status writers and the allocator candidate (it
+//!    allocates while it holds the allocator Lease);
 //! 5. the pipeline runs until SIGTERM or SIGINT.
 //!
 //! Two threads of actors: the control thread (this one: the pipeline, the
@@ -43,9 +43,8 @@ use crate::layer2::{self, Layer2Actor, Layer2Inputs, Layer2Options};
 use crate::mesh::{AgentMesh, MeshOptions};
 use crate::pipeline::{Pipeline, Reload};
 use crate::sources::files::{FileSource, ReadLimits};
-use crate::sources::kubernetes::KubernetesSource;
 use crate::sources::kubernetes::allocator::{self, AllocatorOptions};
-use crate::sources::kubernetes::config_state;
+use crate::sources::kubernetes::{KubernetesSource, config_state, l2_status};
 use crate::status::StatusHub;
 use crate::{AgentError, status_files};
 use tokio::sync::watch;
@@ -148,6 +147,12 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
                     namespace.clone(),
                     node.clone(),
                     hub.config().watch(),
+                ));
+                tokio::spawn(l2_status::run(
+                    client.clone(),
+                    namespace.clone(),
+                    node.clone(),
+                    hub.layer2().watch(),
                 ));
                 if let Some(lease_name) = allocator_lease {
                     let options = AllocatorOptions {

@@ -817,3 +817,111 @@ fn each_agent_reports_its_configuration_state_and_events_on_bad_objects() {
         .await;
     });
 }
+
+/// node-a's ServiceL2Status objects: `namespace/service@node` and the
+/// interfaces of each, sorted.
+async fn statuses_of_node_a(api: &Api<meshlb_config::crd::ServiceL2Status>) -> Vec<(String, Vec<String>)> {
+    let listed = api
+        .list(&kube::api::ListParams::default().labels("metallb.io/node=node-a"))
+        .await
+        .unwrap()
+        .items;
+    let mut got: Vec<(String, Vec<String>)> = listed
+        .iter()
+        .map(|o| {
+            let s = o.status.clone().unwrap_or_default();
+            (
+                format!("{}/{}@{}", s.service_namespace, s.service_name, s.node),
+                s.interfaces.into_iter().map(|i| i.name).collect(),
+            )
+        })
+        .collect();
+    got.sort();
+    got
+}
+
+/// The ServiceL2Status writer follows what Layer 2 says this node
+/// announces: an object per Service with its interfaces, updated, removed
+/// when it stops (leftovers from before a restart included), and a
+/// nodeAssigned Event on the gain.
+#[test]
+fn service_l2_statuses_follow_what_the_node_announces() {
+    use meshlb_node_agent::sources::kubernetes::l2_status;
+    use meshlb_node_agent::status::{Layer2Service, Layer2Status};
+    use std::collections::BTreeMap;
+
+    let env = KubeEnv::start().unwrap();
+    let rt = runtime();
+    let client = rt.block_on(env.client()).unwrap();
+    rt.block_on(cluster(&client, "l2", &["192.0.2.0/28"]));
+    let layer2 = |announcing: &[&str], interfaces: &[&str]| {
+        let service = |name: &str, address: &str| Layer2Service {
+            key: ServiceKey::new("l2", name),
+            addresses: vec![address.parse().unwrap()],
+            serveable: true,
+            interfaces: interfaces.iter().map(|i| (*i).to_owned()).collect(),
+        };
+        std::sync::Arc::new(Layer2Status {
+            services: BTreeMap::from([(1, service("web", "192.0.2.1")), (2, service("db", "192.0.2.2"))]),
+            announcing: announcing.iter().map(|a| a.parse().unwrap()).collect(),
+        })
+    };
+    let entry = |svc: &str, interfaces: &[&str]| {
+        (
+            format!("l2/{svc}@node-a"),
+            interfaces.iter().map(|i| (*i).to_owned()).collect::<Vec<_>>(),
+        )
+    };
+    rt.block_on(async {
+        let api: Api<meshlb_config::crd::ServiceL2Status> = Api::namespaced(client.clone(), "metallb-system");
+        let expect = |want: Vec<(String, Vec<String>)>| {
+            let api = api.clone();
+            eventually(move || {
+                let (api, want) = (api.clone(), want.clone());
+                async move {
+                    let got = statuses_of_node_a(&api).await;
+                    if got == want {
+                        Ok(())
+                    } else {
+                        Err(format!("node-a's ServiceL2Status: {got:?}"))
+                    }
+                }
+            })
+        };
+        // A leftover of this node from before a restart, and another
+        // node's object, which is not this writer's business.
+        for (name, node) in [("l2-leftover", "node-a"), ("l2-other", "node-b")] {
+            let mut object = meshlb_config::crd::ServiceL2Status::new(name, Default::default());
+            object.metadata.labels = Some(BTreeMap::from([("metallb.io/node".to_owned(), node.to_owned())]));
+            api.create(&PostParams::default(), &object).await.unwrap();
+        }
+        let (tx, rx) = tokio::sync::watch::channel(layer2(&["192.0.2.1"], &["eth0"]));
+        let writer = tokio::spawn(l2_status::run(
+            client.clone(),
+            "metallb-system".into(),
+            "node-a".into(),
+            rx,
+        ));
+        expect(vec![entry("web", &["eth0"])]).await;
+        assert!(
+            api.get_opt("l2-other").await.unwrap().is_some(),
+            "another node's object stays"
+        );
+        let told = events(&client, "l2", "web").await;
+        assert!(
+            told.iter()
+                .any(|(reason, note)| reason == "nodeAssigned" && note.contains("node-a")),
+            "{told:?}"
+        );
+        tx.send_replace(layer2(&["192.0.2.1", "192.0.2.2"], &["eth0", "eth1"]));
+        expect(vec![entry("db", &["eth0", "eth1"]), entry("web", &["eth0", "eth1"])]).await;
+        // It stops announcing web (the mesh moved it): web's object goes.
+        tx.send_replace(layer2(&["192.0.2.2"], &["eth0"]));
+        expect(vec![entry("db", &["eth0"])]).await;
+        drop(tx);
+        tokio::time::timeout(Duration::from_secs(10), writer)
+            .await
+            .unwrap()
+            .unwrap();
+    });
+}

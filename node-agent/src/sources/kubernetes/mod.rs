@@ -28,6 +28,7 @@
 pub mod allocator;
 pub mod config_state;
 pub mod convert;
+pub mod l2_status;
 pub mod lease;
 
 use std::collections::{BTreeSet, HashMap, HashSet};

@@ -1,0 +1,240 @@
+//! What each agent tells the cluster of its Layer 2 announcements, as
+//! MetalLB's speakers do: a `ServiceL2Status` per Service this node
+//! announces (node, Service, the interfaces it answers on), removed when it
+//! stops, and a `nodeAssigned` Event on the Service when it starts.
+//!
+//! It reads the hub's Layer 2 section only (what the mesh gives this node
+//! and where it answers), so the objects follow the mesh's decisions, never
+//! the other way round: an API server that is down delays them and changes
+//! nothing announced. The objects of this node are found by their
+//! `metallb.io/node` label (a reflector), so leftovers from before a
+//! restart are removed too; each is named for its node and Service.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector;
+use kube::runtime::watcher;
+use meshlb_config::crd::{InterfaceName, L2ServiceStatus, ServiceL2Status, ServiceL2StatusSpec};
+use meshlb_config::service::ServiceKey;
+use tokio::sync::{Notify, watch};
+
+use crate::status::Layer2Status;
+
+/// The label naming the announcing node (MetalLB's).
+pub const NODE_LABEL: &str = "metallb.io/node";
+/// The label naming the Service.
+pub const SERVICE_NAME_LABEL: &str = "metallb.io/service-name";
+/// The label naming the Service's namespace.
+pub const SERVICE_NAMESPACE_LABEL: &str = "metallb.io/service-namespace";
+
+/// How long Layer 2 must be still before the objects are written (a
+/// failover changes it in a few steps).
+const SETTLE: Duration = Duration::from_millis(100);
+/// How soon a failed write is tried again.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// What this node announces: each Service with an address the mesh gives
+/// it, and the interfaces it answers on.
+pub fn announced(layer2: &Layer2Status) -> BTreeMap<ServiceKey, BTreeSet<String>> {
+    layer2
+        .services
+        .values()
+        .filter(|s| s.addresses.iter().any(|a| layer2.announcing.contains(a)))
+        .map(|s| (s.key.clone(), s.interfaces.clone()))
+        .collect()
+}
+
+/// The name of `node`'s object for `service`: fixed, so writes are
+/// idempotent, and short whatever the names' lengths.
+pub fn object_name(node: &str, service: &ServiceKey) -> String {
+    format!(
+        "l2-{:016x}",
+        meshlb_gossip::record::service_id(&format!("{node}/{service}"))
+    )
+}
+
+/// The status of `node`'s object for `service`.
+pub fn status_of(node: &str, service: &ServiceKey, interfaces: &BTreeSet<String>) -> L2ServiceStatus {
+    L2ServiceStatus {
+        node: node.to_owned(),
+        service_name: service.name.clone(),
+        service_namespace: service.namespace.clone(),
+        interfaces: interfaces
+            .iter()
+            .map(|name| InterfaceName { name: name.clone() })
+            .collect(),
+    }
+}
+
+/// Keeps `node`'s ServiceL2Status objects in `namespace` to what `layer2`
+/// says it announces, until the hub closes.
+pub async fn run(
+    client: kube::Client,
+    namespace: String,
+    node: String,
+    mut layer2: watch::Receiver<Arc<Layer2Status>>,
+) {
+    let api: Api<ServiceL2Status> = Api::namespaced(client.clone(), &namespace);
+    let changed = Arc::new(Notify::new());
+    let (objects, writer) = reflector::store();
+    let selector = watcher::Config::default().labels(&format!("{NODE_LABEL}={node}"));
+    let reflector = super::reflect_with(
+        api.clone(),
+        selector,
+        |_| {},
+        writer,
+        changed.clone(),
+        "ServiceL2Status",
+    );
+    let _reflector = super::AbortOnDrop(vec![reflector]);
+    if objects.wait_until_ready().await.is_err() {
+        return;
+    }
+    let recorder = Recorder::new(
+        client,
+        Reporter {
+            controller: "meshlb-agent".into(),
+            instance: Some(node.clone()),
+        },
+    );
+    let mut told: BTreeSet<ServiceKey> = BTreeSet::new();
+    let mut retry = false;
+    layer2.mark_changed();
+    loop {
+        let wait_for_change = async {
+            tokio::select! {
+                r = layer2.changed() => r.is_ok(),
+                () = changed.notified() => true,
+                () = tokio::time::sleep(RETRY), if retry => true,
+            }
+        };
+        if !wait_for_change.await {
+            return;
+        }
+        // Settle: a failover moves several things at once.
+        while tokio::time::timeout(SETTLE, layer2.changed())
+            .await
+            .is_ok_and(|r| r.is_ok())
+        {}
+        let wanted = announced(&layer2.borrow_and_update());
+        retry = false;
+        let existing: BTreeMap<String, Arc<ServiceL2Status>> = objects
+            .state()
+            .into_iter()
+            .filter_map(|o| Some((o.metadata.name.clone()?, o)))
+            .collect();
+        for (service, interfaces) in &wanted {
+            let name = object_name(&node, service);
+            let status = status_of(&node, service, interfaces);
+            let current = existing.get(&name);
+            if current.is_some_and(|o| o.status.as_ref() == Some(&status)) {
+                continue;
+            }
+            if current.is_none() {
+                let mut object = ServiceL2Status::new(&name, ServiceL2StatusSpec {});
+                object.metadata.labels = Some(BTreeMap::from([
+                    (NODE_LABEL.to_owned(), node.clone()),
+                    (SERVICE_NAME_LABEL.to_owned(), service.name.clone()),
+                    (SERVICE_NAMESPACE_LABEL.to_owned(), service.namespace.clone()),
+                ]));
+                match api.create(&PostParams::default(), &object).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(e)) if e.code == 409 => {}
+                    Err(e) => {
+                        tracing::warn!(service = %service, "cannot create ServiceL2Status {name}: {e}");
+                        retry = true;
+                        continue;
+                    }
+                }
+            }
+            let patch = serde_json::json!({"status": status});
+            if let Err(e) = api
+                .patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
+                .await
+            {
+                tracing::warn!(service = %service, "cannot write ServiceL2Status {name}: {e}");
+                retry = true;
+            }
+        }
+        let wanted_names: BTreeSet<String> = wanted.keys().map(|s| object_name(&node, s)).collect();
+        for name in existing.keys().filter(|n| !wanted_names.contains(*n)) {
+            match api.delete(name, &DeleteParams::default()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => {
+                    tracing::warn!("cannot remove ServiceL2Status {name}: {e}");
+                    retry = true;
+                }
+            }
+        }
+        // MetalLB's nodeAssigned, once per gain.
+        told.retain(|service| wanted.contains_key(service));
+        for service in wanted
+            .keys()
+            .filter(|s| !told.contains(*s))
+            .cloned()
+            .collect::<Vec<_>>()
+        {
+            let event = Event {
+                type_: EventType::Normal,
+                reason: "nodeAssigned".into(),
+                note: Some(format!("announcing from node \"{node}\" with protocol \"layer2\"")),
+                action: "Announce".into(),
+                secondary: None,
+            };
+            let reference = ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Service".into()),
+                namespace: Some(service.namespace.clone()),
+                name: Some(service.name.clone()),
+                ..ObjectReference::default()
+            };
+            match recorder.publish(&event, &reference).await {
+                Ok(()) => {
+                    told.insert(service);
+                }
+                Err(e) => tracing::warn!(service = %service, "cannot record nodeAssigned: {e}"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::status::Layer2Service;
+
+    #[test]
+    fn only_services_with_an_address_given_here_are_announced() {
+        let service = |name: &str, address: &str| Layer2Service {
+            key: ServiceKey::new("shop", name),
+            addresses: vec![address.parse().unwrap()],
+            serveable: true,
+            interfaces: BTreeSet::from(["eth0".to_owned()]),
+        };
+        let layer2 = Layer2Status {
+            services: BTreeMap::from([(1, service("web", "192.0.2.1")), (2, service("db", "192.0.2.2"))]),
+            announcing: BTreeSet::from(["192.0.2.1".parse().unwrap()]),
+        };
+        let announced = announced(&layer2);
+        assert_eq!(
+            announced.keys().map(ToString::to_string).collect::<Vec<_>>(),
+            ["shop/web"]
+        );
+        let web = ServiceKey::new("shop", "web");
+        let status = status_of("node-a", &web, &announced[&web]);
+        assert_eq!(
+            (status.node.as_str(), status.interfaces[0].name.as_str()),
+            ("node-a", "eth0")
+        );
+        let name = object_name("node-a", &web);
+        assert_eq!(name.len(), 19);
+        assert_ne!(name, object_name("node-b", &web), "one object per node");
+    }
+}
