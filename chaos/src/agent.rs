@@ -130,21 +130,65 @@ pub fn start_agent_with(
     profile: &str,
     extra: &[String],
 ) -> Result<MeshAgent, LabError> {
-    let binary = agent_binary()?;
-    let binary = binary.to_string_lossy().into_owned();
-    let root = agents_dir(lab);
-    let config = root.join("config");
+    let config = agents_dir(lab).join("config");
     if !config.join(CONFIG_FILE).exists() {
         write_config(lab, POOL_ONLY)?;
     }
+    let source = ["--config-dir".to_owned(), config.to_string_lossy().into_owned()];
+    spawn_agent(lab, node, seeds, keys, profile, &source, extra)
+}
+
+/// Starts an agent on each of `nodes` reading the API server of
+/// `kubeconfig` (`meshlb-agent run --kubernetes`, as a DaemonSet pod with
+/// hostNetwork runs it), with one shared random cluster key, every agent
+/// listing every node as a seed. Returns once every agent sees every
+/// member.
+pub fn start_kubernetes_cluster(
+    lab: &Lab,
+    nodes: &[String],
+    profile: &str,
+    kubeconfig: &Path,
+) -> Result<Vec<MeshAgent>, LabError> {
+    let keys = random_key(1)?;
+    let source = [
+        "--kubernetes".to_owned(),
+        "--kubeconfig".into(),
+        kubeconfig.to_string_lossy().into_owned(),
+    ];
+    let agents = nodes
+        .iter()
+        .map(|node| spawn_agent(lab, node, nodes, &keys, profile, &source, &[]))
+        .collect::<Result<Vec<_>, _>>()?;
+    wait_for(
+        Duration::from_secs(30),
+        "every meshlb agent to see every member",
+        || agents.iter().all(|a| a.members().is_ok_and(|m| m.len() == nodes.len())),
+    )?;
+    Ok(agents)
+}
+
+/// Spawns `meshlb-agent run` on `node` with the configuration source
+/// arguments `source`, the mesh arguments and `extra`.
+fn spawn_agent(
+    lab: &Lab,
+    node: &str,
+    seeds: &[String],
+    keys: &str,
+    profile: &str,
+    source: &[String],
+    extra: &[String],
+) -> Result<MeshAgent, LabError> {
+    let binary = agent_binary()?;
+    let binary = binary.to_string_lossy().into_owned();
+    let root = agents_dir(lab);
     let host = lab.host(node)?;
     let state_dir = root.join(node);
     let key_file = root.join(format!("{node}.key"));
+    std::fs::create_dir_all(&root).map_err(|e| LabError::io("create agents dir", e))?;
     write_atomically(&key_file, keys)?;
-    let mut args = vec![
-        "run".to_owned(),
-        "--config-dir".into(),
-        config.to_string_lossy().into_owned(),
+    let mut args = vec!["run".to_owned()];
+    args.extend(source.iter().cloned());
+    args.extend([
         "--state-dir".into(),
         state_dir.to_string_lossy().into_owned(),
         "--node-name".into(),
@@ -155,7 +199,7 @@ pub fn start_agent_with(
         key_file.to_string_lossy().into_owned(),
         "--mesh-profile".into(),
         profile.into(),
-    ];
+    ]);
     for seed in seeds {
         args.push("--join".into());
         args.push(format!("{}:{GOSSIP_PORT}", lab.host(seed)?.mesh_address()));

@@ -1,0 +1,209 @@
+//! Layer 2 in a cluster, end to end: the lab's control-plane host runs the
+//! real API server, each node a `meshlb-agent run --kubernetes` as a
+//! DaemonSet pod with hostNetwork would, and the objects come from the
+//! examples by `kubectl apply`. The Service gets its address from the
+//! allocator, the client resolves it to the one owner's MAC, the owner
+//! reports itself in a ServiceL2Status, and what is announced follows the
+//! EndpointSlice (nothing without a ready endpoint; with
+//! externalTrafficPolicy Local, the node that has one) and the owner's
+//! crash. Needs root.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use meshlb_chaos::agent::{agent_binary, start_kubernetes_cluster};
+use meshlb_chaos::kube_env::KubeEnv;
+use meshlb_chaos::wait::wait_for;
+use meshlb_chaos::{Lab, LabSpec};
+
+fn kubectl(env: &KubeEnv, args: &[&str], stdin: &str) -> String {
+    use std::io::Write;
+    let mut child = env
+        .kubectl()
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn apply(env: &KubeEnv, yaml: &str) {
+    kubectl(env, &["apply", "-f", "-"], yaml);
+}
+
+fn example(path: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples").join(path)).unwrap()
+}
+
+/// The MACs that answer ARP for `ip` at the client.
+fn answerers(lab: &Lab, ip: &str) -> Vec<String> {
+    meshlb_chaos::probe::arp_answerers(lab, "client1", ip.parse().unwrap())
+        .into_iter()
+        .map(|m| m.to_string().to_lowercase())
+        .collect()
+}
+
+fn node_with_mac(lab: &Lab, mac: &str) -> Option<String> {
+    lab.hosts()
+        .iter()
+        .find(|h| h.mac.to_string().to_lowercase() == mac)
+        .map(|h| h.name.clone())
+}
+
+/// The one node answering ARP for `ip`, once exactly one does.
+fn owner(lab: &Lab, ip: &str, what: &str) -> String {
+    let mut found = None;
+    wait_for(Duration::from_secs(60), what, || {
+        let macs = answerers(lab, ip);
+        found = (macs.len() == 1).then(|| node_with_mac(lab, &macs[0])).flatten();
+        found.is_some()
+    })
+    .unwrap();
+    found.unwrap()
+}
+
+/// The nodes named by the ServiceL2Status objects of shop/echo.
+fn reported(env: &KubeEnv) -> String {
+    kubectl(
+        env,
+        &[
+            "get",
+            "servicel2statuses",
+            "-n",
+            "metallb-system",
+            "-l",
+            "metallb.io/service-name=echo",
+            "-o",
+            "jsonpath={.items[*].status.node}",
+        ],
+        "",
+    )
+}
+
+#[test]
+fn agents_in_a_cluster_announce_what_status_says_and_report_it() {
+    let lab = Lab::build(&LabSpec {
+        control_plane: true,
+        ..LabSpec::segment(3, 1, false)
+    })
+    .unwrap();
+    let env = KubeEnv::start_in_lab(&lab).unwrap();
+    env.register_lab_nodes(&lab).unwrap();
+    let crds = Command::new(agent_binary().unwrap()).arg("crds").output().unwrap();
+    apply(&env, &String::from_utf8(crds.stdout).unwrap());
+    kubectl(
+        &env,
+        &[
+            "wait",
+            "--for",
+            "condition=established",
+            "--timeout",
+            "60s",
+            "crd",
+            "--all",
+        ],
+        "",
+    );
+    for namespace in ["metallb-system", "shop"] {
+        kubectl(&env, &["create", "namespace", namespace], "");
+    }
+    apply(&env, &example("layer2/pools.yaml"));
+    let agents = start_kubernetes_cluster(&lab, &lab.node_names(), "fast", &env.kubeconfig()).unwrap();
+
+    // The Service and its selector-less EndpointSlice (endpoints on every
+    // node): the allocator gives it an address, one node answers for it
+    // and says so.
+    apply(&env, &example("layer2/selectorless.yaml"));
+    let mut address = String::new();
+    wait_for(Duration::from_secs(60), "the echo Service to get an address", || {
+        address = kubectl(
+            &env,
+            &[
+                "get",
+                "service",
+                "-n",
+                "shop",
+                "echo",
+                "-o",
+                "jsonpath={.status.loadBalancer.ingress[0].ip}",
+            ],
+            "",
+        );
+        !address.is_empty()
+    })
+    .unwrap();
+    assert!(address.starts_with("198.51.100.2"), "{address} from the pool");
+    let first = owner(&lab, &address, "one node to answer ARP for the Service");
+    wait_for(Duration::from_secs(30), "a ServiceL2Status naming the owner", || {
+        reported(&env) == first
+    })
+    .unwrap();
+
+    // No ready endpoint: nothing is announced, and nothing reported.
+    apply(
+        &env,
+        &example("layer2/selectorless.yaml").replace("conditions: {ready: true}", "conditions: {ready: false}"),
+    );
+    wait_for(Duration::from_secs(30), "no answer without a ready endpoint", || {
+        answerers(&lab, &address).is_empty()
+    })
+    .unwrap();
+    wait_for(Duration::from_secs(30), "no ServiceL2Status", || {
+        reported(&env).is_empty()
+    })
+    .unwrap();
+
+    // externalTrafficPolicy Local with the one ready endpoint on node3:
+    // node3 answers.
+    let local = example("layer2/selectorless.yaml")
+        .replace(
+            "type: LoadBalancer",
+            "type: LoadBalancer\n  externalTrafficPolicy: Local",
+        )
+        .lines()
+        .filter(|line| !(line.contains("nodeName: node1") || line.contains("nodeName: node2")))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(local.contains("Local") && local.contains("node3") && !local.contains("node1"));
+    apply(&env, &local);
+    assert_eq!(
+        owner(&lab, &address, "node3 to answer, it alone having an endpoint"),
+        "node3"
+    );
+    wait_for(Duration::from_secs(30), "the ServiceL2Status to name node3", || {
+        reported(&env) == "node3"
+    })
+    .unwrap();
+
+    // Back to Cluster with endpoints everywhere; the owner's agent is
+    // killed: another node answers, and reports it.
+    apply(&env, &example("layer2/selectorless.yaml"));
+    let before = owner(&lab, &address, "one owner again");
+    let victim = agents.iter().find(|a| a.node == before).unwrap();
+    victim.process.kill().unwrap();
+    let mut after = String::new();
+    wait_for(Duration::from_secs(30), "another node to answer after the kill", || {
+        let macs = answerers(&lab, &address);
+        after = macs.first().and_then(|m| node_with_mac(&lab, m)).unwrap_or_default();
+        macs.len() == 1 && after != before
+    })
+    .unwrap();
+    wait_for(Duration::from_secs(30), "the successor's ServiceL2Status", || {
+        reported(&env).split_whitespace().any(|n| n == after)
+    })
+    .unwrap();
+    drop(agents);
+    drop(env);
+    drop(lab);
+}
