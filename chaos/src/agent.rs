@@ -140,9 +140,10 @@ pub fn start_agent_with(
 
 /// Starts an agent on each of `nodes` reading the API server of
 /// `kubeconfig` (`meshlb-agent run --kubernetes`, as a DaemonSet pod with
-/// hostNetwork runs it), with one shared random cluster key, every agent
-/// listing every node as a seed. Returns once every agent sees every
-/// member.
+/// hostNetwork runs it), with one shared random cluster key and no
+/// `--join`: the agents find each other through the Node objects'
+/// InternalIPs ([`crate::kube_env::KubeEnv::register_lab_nodes`]). Returns
+/// once every agent sees every member.
 pub fn start_kubernetes_cluster(
     lab: &Lab,
     nodes: &[String],
@@ -157,7 +158,7 @@ pub fn start_kubernetes_cluster(
     ];
     let agents = nodes
         .iter()
-        .map(|node| spawn_agent(lab, node, nodes, &keys, profile, &source, &[]))
+        .map(|node| spawn_agent(lab, node, &[], &keys, profile, &source, &[]))
         .collect::<Result<Vec<_>, _>>()?;
     wait_for(
         Duration::from_secs(30),

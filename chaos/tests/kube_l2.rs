@@ -5,8 +5,9 @@
 //! allocator, the client resolves it to the one owner's MAC, the owner
 //! reports itself in a ServiceL2Status, and what is announced follows the
 //! EndpointSlice (nothing without a ready endpoint; with
-//! externalTrafficPolicy Local, the node that has one) and the owner's
-//! crash. Needs root.
+//! externalTrafficPolicy Local, the node that has one), the Node labels an
+//! advertisement selects by, and the owner's crash. The agents find each
+//! other through the Node objects, with no `--join`. Needs root.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::path::Path;
@@ -186,10 +187,36 @@ fn agents_in_a_cluster_announce_what_status_says_and_report_it() {
     })
     .unwrap();
 
-    // Back to Cluster with endpoints everywhere; the owner's agent is
-    // killed: another node answers, and reports it.
+    // Back to Cluster with endpoints everywhere, the advertisement limited
+    // to nodes labelled l2=yes (all of them): taking the label off the
+    // owner's Node moves the address.
     apply(&env, &example("layer2/selectorless.yaml"));
-    let before = owner(&lab, &address, "one owner again");
+    for node in lab.node_names() {
+        kubectl(&env, &["label", "node", &node, "l2=yes"], "");
+    }
+    apply(
+        &env,
+        &example("layer2/pools.yaml").replace(
+            "  interfaces: [eth0]",
+            "  interfaces: [eth0]\n  nodeSelectors: [{matchLabels: {l2: 'yes'}}]",
+        ),
+    );
+    let labelled = owner(&lab, &address, "one owner among the labelled nodes");
+    kubectl(&env, &["label", "node", &labelled, "l2-"], "");
+    let mut moved = String::new();
+    wait_for(
+        Duration::from_secs(30),
+        "the address to leave the unlabelled node",
+        || {
+            let macs = answerers(&lab, &address);
+            moved = macs.first().and_then(|m| node_with_mac(&lab, m)).unwrap_or_default();
+            macs.len() == 1 && moved != labelled
+        },
+    )
+    .unwrap();
+
+    // The owner's agent is killed: another node answers, and reports it.
+    let before = moved;
     let victim = agents.iter().find(|a| a.node == before).unwrap();
     victim.process.kill().unwrap();
     let mut after = String::new();

@@ -182,6 +182,21 @@ pub struct NodeStatus {
     /// Conditions by type.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<NodeCondition>,
+    /// Its addresses (InternalIP: where the agents of a cluster find each
+    /// other).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<NodeAddress>,
+}
+
+/// One address of a node.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeAddress {
+    /// `InternalIP`, `ExternalIP`, `Hostname`, ...
+    #[serde(rename = "type", default)]
+    pub type_: String,
+    /// The address.
+    #[serde(default)]
+    pub address: String,
 }
 
 /// One node condition.
@@ -199,6 +214,15 @@ pub struct NodeCondition {
 pub const EXCLUDE_FROM_LOAD_BALANCERS: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
 
 impl Node {
+    /// Its InternalIP addresses that parse.
+    pub fn internal_ips(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.status
+            .addresses
+            .iter()
+            .filter(|a| a.type_ == "InternalIP")
+            .filter_map(|a| a.address.parse().ok())
+    }
+
     /// Whether the node may announce load-balancer addresses: not labelled
     /// out of external load balancers, and not NetworkUnavailable.
     pub fn may_announce(&self) -> bool {

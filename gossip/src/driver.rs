@@ -75,6 +75,12 @@ pub enum Command {
     Leave(oneshot::Sender<()>),
     /// Replace the keyring (key rotation).
     SetKeyring(Keyring),
+    /// Replace the seeds and announce to them (the cluster's nodes, as the
+    /// API server lists them).
+    SetSeeds(Vec<SocketAddr>),
+    /// Expect a cluster of this many members, this node included (the
+    /// quorum fence's reference size).
+    ExpectMembers(usize),
 }
 
 impl std::fmt::Debug for Command {
@@ -83,6 +89,8 @@ impl std::fmt::Debug for Command {
             Command::SetServices(_) => "SetServices",
             Command::Leave(_) => "Leave",
             Command::SetKeyring(_) => "SetKeyring",
+            Command::SetSeeds(_) => "SetSeeds",
+            Command::ExpectMembers(_) => "ExpectMembers",
         })
     }
 }
@@ -261,6 +269,8 @@ impl MeshTask {
                         }
                     }
                     Some(Command::SetKeyring(keyring)) => self.channel.set_keyring(keyring),
+                    Some(Command::SetSeeds(seeds)) => self.mesh.set_seeds(&seeds),
+                    Some(Command::ExpectMembers(members)) => self.mesh.expect_members(members),
                     Some(Command::Leave(done)) => {
                         let now = self.now_ms();
                         if let Err(e) = self.mesh.begin_leave(now) {

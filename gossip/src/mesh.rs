@@ -452,6 +452,22 @@ impl Mesh {
         self.announce_to_seeds();
     }
 
+    /// Replaces the seeds (the cluster's nodes were listed anew) and
+    /// announces to them, without starting the settle period again: a
+    /// member already joined stays as it is.
+    pub fn set_seeds(&mut self, seeds: &[SocketAddr]) {
+        let own = self.identity().addr;
+        self.seeds = seeds.iter().copied().filter(|s| *s != own).collect();
+        self.announce_to_seeds();
+    }
+
+    /// Expects a cluster of `members` (this node included) from now on, as
+    /// the list of nodes that run an agent says.
+    pub fn expect_members(&mut self, members: usize) {
+        self.fence.expect(members);
+        self.observe_fence();
+    }
+
     fn announce_to_seeds(&mut self) {
         self.next_seed_announce_ms = self.now_ms + self.profile.rejoin_seeds_ms;
         for seed in self.seeds.clone() {

@@ -245,6 +245,12 @@ impl Fence {
         self
     }
 
+    /// Expects a cluster of `members` from now on (this node included):
+    /// what it has seen so far stays.
+    pub fn expect(&mut self, members: usize) {
+        self.expected_members = members.max(1);
+    }
+
     /// Records the live members (including this node) at time `now_ms`.
     pub fn observe<'a>(&mut self, live: impl IntoIterator<Item = &'a str>, now_ms: u64) {
         let mut count = 0;
@@ -565,5 +571,19 @@ mod tests {
         let mut pair = Fence::default();
         pair.observe(["a", "b"], 0);
         assert!(pair.has_quorum(["a"]));
+    }
+
+    /// A fence whose cluster size is not known yet (the API server has not
+    /// listed the nodes) gives no quorum, however many answer; told the
+    /// size, it counts what it saw.
+    #[test]
+    fn a_cluster_size_told_later_is_counted_from_then() {
+        let mut fence = Fence::default().expecting(usize::MAX / 4);
+        fence.observe(["a", "b", "c"], 0);
+        assert!(!fence.has_quorum(["a", "b", "c"]), "nothing until the size is known");
+        fence.expect(4);
+        fence.observe(["a", "b", "c"], 10);
+        assert!(fence.has_quorum(["a", "b", "c"]));
+        assert!(!fence.has_quorum(["a"]), "one of four is no majority");
     }
 }

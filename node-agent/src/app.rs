@@ -176,7 +176,17 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
             let answering = Arbiter::new();
             let (links_tx, links) = watch::channel(LinkReader::default().read());
             answering.spawn(links::monitor(links_tx));
+            let follow =
+                (in_cluster && options.expected_members.is_none()).then(|| (options.node.clone(), options.bind));
             let mesh = AgentMesh::start(options, hub.clone(), &answering.handle()).await?;
+            if let Some((node, bind)) = follow {
+                tokio::spawn(crate::mesh::follow_nodes(
+                    node,
+                    bind,
+                    hub.running().watch(),
+                    mesh.commands(),
+                ));
+            }
             let layer2 = Layer2Actor::start(
                 layer2_options,
                 Layer2Inputs {

@@ -190,7 +190,9 @@ enum CliError {
 }
 
 impl MeshArgs {
-    fn options(self) -> Result<Option<(MeshOptions, Layer2Options)>, CliError> {
+    /// The mesh's and Layer 2's options; `in_cluster`: the agent reads the
+    /// API server, whose Nodes may name the seeds and the cluster size.
+    fn options(self, in_cluster: bool) -> Result<Option<(MeshOptions, Layer2Options)>, CliError> {
         let Some(bind) = self.gossip_bind else { return Ok(None) };
         if bind.ip().is_unspecified() {
             // It is also this node's identity in the mesh, and how its
@@ -209,7 +211,7 @@ impl MeshArgs {
         if node.is_empty() || node.len() > meshlb_gossip::identity::MAX_NAME_LEN {
             return Err(CliError::NodeName(node));
         }
-        let expected_members = expected_members(bind, &self.seeds, self.cluster_size)?;
+        let expected_members = expected_members(bind, &self.seeds, self.cluster_size, in_cluster)?;
         let mut labels = std::collections::BTreeMap::new();
         for l in self.labels {
             let (k, v) = l.split_once('=').ok_or_else(|| CliError::Label(l.clone()))?;
@@ -245,7 +247,14 @@ impl MeshArgs {
 /// The cluster size the quorum fence expects: `--cluster-size`, or this
 /// node and its distinct seeds. Hearing no one must never make a node a
 /// quorum of one, so a node with no other seed needs `--cluster-size 1`.
-fn expected_members(bind: SocketAddr, seeds: &[SocketAddr], cluster_size: Option<usize>) -> Result<usize, CliError> {
+/// In a cluster (`in_cluster`), neither given: `None`, the Nodes the API
+/// server lists say (and name the seeds).
+fn expected_members(
+    bind: SocketAddr,
+    seeds: &[SocketAddr],
+    cluster_size: Option<usize>,
+    in_cluster: bool,
+) -> Result<Option<usize>, CliError> {
     let named = 1 + seeds
         .iter()
         .filter(|s| **s != bind)
@@ -254,9 +263,10 @@ fn expected_members(bind: SocketAddr, seeds: &[SocketAddr], cluster_size: Option
     match cluster_size {
         Some(0) => Err(CliError::EmptyCluster),
         Some(size) if size < named => Err(CliError::ClusterTooSmall { size, named }),
-        Some(size) => Ok(size),
+        Some(size) => Ok(Some(size)),
+        None if named == 1 && in_cluster => Ok(None),
         None if named == 1 => Err(CliError::UnknownClusterSize),
-        None => Ok(named),
+        None => Ok(Some(named)),
     }
 }
 
@@ -316,7 +326,8 @@ fn main() -> ExitCode {
             mesh,
         } => {
             let node = mesh.node_name.clone().or_else(host_name);
-            let options = run_options(max_config_file_bytes, hold_withdraw_all_seconds, *mesh).and_then(
+            let in_cluster = config_dir.is_none();
+            let options = run_options(max_config_file_bytes, hold_withdraw_all_seconds, *mesh, in_cluster).and_then(
                 |(limits, hold_withdraw_all, mesh)| {
                     Ok(RunOptions {
                         // clap requires one of --config-dir and --kubernetes.
@@ -378,7 +389,7 @@ fn exit(result: Result<(), meshlb_node_agent::AgentError>) -> ExitCode {
 
 type Checked = (ReadLimits, Duration, Option<(MeshOptions, Layer2Options)>);
 
-fn run_options(max_file_bytes: u64, hold_seconds: f64, mesh: MeshArgs) -> Result<Checked, CliError> {
+fn run_options(max_file_bytes: u64, hold_seconds: f64, mesh: MeshArgs, in_cluster: bool) -> Result<Checked, CliError> {
     if !(0.0..=3600.0).contains(&hold_seconds) {
         return Err(CliError::HoldTime(hold_seconds));
     }
@@ -388,7 +399,7 @@ fn run_options(max_file_bytes: u64, hold_seconds: f64, mesh: MeshArgs) -> Result
     Ok((
         ReadLimits { max_file_bytes },
         Duration::from_secs_f64(hold_seconds),
-        mesh.options()?,
+        mesh.options(in_cluster)?,
     ))
 }
 
@@ -401,13 +412,21 @@ mod tests {
         let at = |last: u8| SocketAddr::from(([192, 0, 2, last], 7947));
         let me = at(1);
         // Every node listed, this one included, one twice: three nodes.
-        assert_eq!(expected_members(me, &[at(1), at(2), at(3), at(3)], None), Ok(3));
-        assert_eq!(expected_members(me, &[at(2)], Some(5)), Ok(5));
-        let alone = expected_members(me, &[], None).unwrap_err().to_string();
+        assert_eq!(
+            expected_members(me, &[at(1), at(2), at(3), at(3)], None, false),
+            Ok(Some(3))
+        );
+        assert_eq!(expected_members(me, &[at(2)], Some(5), false), Ok(Some(5)));
+        let alone = expected_members(me, &[], None, false).unwrap_err().to_string();
         assert!(alone.contains("--cluster-size 1"), "{alone}");
-        assert_eq!(expected_members(me, &[at(1)], Some(1)), Ok(1));
-        let small = expected_members(me, &[at(2), at(3)], Some(2)).unwrap_err().to_string();
+        assert_eq!(expected_members(me, &[at(1)], Some(1), false), Ok(Some(1)));
+        let small = expected_members(me, &[at(2), at(3)], Some(2), false)
+            .unwrap_err()
+            .to_string();
         assert!(small.contains("smaller than the 3 nodes"), "{small}");
-        assert!(expected_members(me, &[], Some(0)).is_err());
+        assert!(expected_members(me, &[], Some(0), false).is_err());
+        // In a cluster, nothing given: the API server's Nodes say.
+        assert_eq!(expected_members(me, &[], None, true), Ok(None));
+        assert_eq!(expected_members(me, &[at(2)], None, true), Ok(Some(2)));
     }
 }

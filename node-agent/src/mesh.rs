@@ -8,7 +8,10 @@
 //!
 //! The cluster the fence measures against is the one this node is told
 //! of ([`MeshOptions::expected_members`]): until it has heard from a
-//! majority of it, the agent claims nothing and says so.
+//! majority of it, the agent claims nothing and says so. In a cluster the
+//! Node objects can tell it instead, and name the seeds ([`follow_nodes`]):
+//! every node's InternalIP at this node's gossip port, kept up to date as
+//! Nodes come and go.
 //!
 //! Key rotation without downtime: the key file is re-read every
 //! [`KEY_FILE_POLL`] (a Kubernetes Secret volume changes by swapping a
@@ -21,6 +24,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use actix::ArbiterHandle;
@@ -30,7 +34,10 @@ use meshlb_gossip::ownership::Fence;
 use meshlb_gossip::profile::Profile;
 use meshlb_gossip::secure::{ClusterKey, Keyring};
 
+use meshlb_config::Inventory;
+
 use crate::AgentError;
+use crate::pipeline::AgentState;
 use crate::status::{StatusHub, TimedMeshEvent};
 
 /// How this agent joins the mesh.
@@ -51,9 +58,15 @@ pub struct MeshOptions {
     /// Node labels, published in the record.
     pub labels: BTreeMap<String, String>,
     /// How many members the cluster has, this node included: the quorum
-    /// fence's expected size.
-    pub expected_members: usize,
+    /// fence's expected size. `None`: the cluster's Node objects say (and
+    /// name the seeds, see [`follow_nodes`]); until they do, this node
+    /// claims nothing.
+    pub expected_members: Option<usize>,
 }
+
+/// The fence's expected size while the cluster's size is not known yet:
+/// no number of members heard makes a majority of it.
+const SIZE_NOT_KNOWN_YET: usize = usize::MAX / 4;
 
 /// Reads a keyring file: see [`parse_keyring`].
 pub fn read_keyring(path: &Path) -> Result<(Keyring, String), AgentError> {
@@ -112,7 +125,7 @@ impl AgentMesh {
             keyring,
             label: options.label.clone().into_bytes(),
             profile: options.profile.clone(),
-            fence: Fence::default().expecting(options.expected_members),
+            fence: Fence::default().expecting(options.expected_members.unwrap_or(SIZE_NOT_KNOWN_YET)),
             max_age_ms: 30_000,
             labels: options.labels.clone(),
         };
@@ -220,6 +233,53 @@ async fn report(mut handle: MeshHandle, hub: StatusHub) {
     }
 }
 
+/// The seeds and cluster size the Nodes of `inventory` give a node named
+/// `own` gossiping at `bind`: every other Node's first InternalIP of the
+/// bind address's family, at the same port; every Node (this one counted
+/// even if its Node is missing).
+pub fn seeds_from_nodes(inventory: &Inventory, own: &str, bind: SocketAddr) -> (Vec<SocketAddr>, usize) {
+    let seeds = inventory
+        .nodes
+        .iter()
+        .filter(|(name, _)| name.as_str() != own)
+        .filter_map(|(_, node)| node.internal_ips().find(|ip| ip.is_ipv4() == bind.is_ipv4()))
+        .map(|ip| SocketAddr::new(ip, bind.port()))
+        .collect();
+    let members = inventory.nodes.len() + usize::from(!inventory.nodes.contains_key(own));
+    (seeds, members)
+}
+
+/// Keeps the mesh's seeds and expected size to what the running
+/// inventory's Node objects say ([`seeds_from_nodes`]), until the hub or
+/// the mesh closes.
+pub async fn follow_nodes(
+    own: String,
+    bind: SocketAddr,
+    mut running: tokio::sync::watch::Receiver<Arc<AgentState>>,
+    commands: tokio::sync::mpsc::Sender<Command>,
+) {
+    let mut told = None;
+    running.mark_changed();
+    while running.changed().await.is_ok() {
+        let state = Arc::clone(&running.borrow_and_update());
+        if state.generation == 0 {
+            continue;
+        }
+        let now = seeds_from_nodes(&state.inventory, &own, bind);
+        if told.as_ref() == Some(&now) {
+            continue;
+        }
+        tracing::info!(seeds = ?now.0, members = now.1, "mesh seeds and cluster size from the Nodes");
+        let (seeds, members) = now.clone();
+        if commands.send(Command::SetSeeds(seeds)).await.is_err()
+            || commands.send(Command::ExpectMembers(members)).await.is_err()
+        {
+            return;
+        }
+        told = Some(now);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,5 +305,25 @@ mod tests {
         assert!(bad_line.contains("line 2"), "{bad_line}");
         let duplicate = message(&format!("{KEY_A}\n{KEY_A}\n"));
         assert!(duplicate.contains('1'), "{duplicate}");
+    }
+
+    /// Every other Node's InternalIP of the gossip address's family, at the
+    /// gossip port, and every Node counted, this one too if its Node is
+    /// missing.
+    #[test]
+    fn seeds_and_size_come_from_the_nodes() {
+        let yaml = "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\n\
+                    status: {addresses: [{type: InternalIP, address: 198.51.100.11}]}\n---\n\
+                    apiVersion: v1\nkind: Node\nmetadata: {name: n2}\n\
+                    status: {addresses: [{type: Hostname, address: n2}, {type: InternalIP, address: '2001:db8::12'}, \
+                    {type: InternalIP, address: 198.51.100.12}]}\n---\n\
+                    apiVersion: v1\nkind: Node\nmetadata: {name: n3}\n";
+        let objects = meshlb_config::parse_documents(yaml, "nodes").unwrap().objects;
+        let inventory = Inventory::build(&objects).unwrap();
+        let bind: SocketAddr = "198.51.100.11:7946".parse().unwrap();
+        let (seeds, members) = seeds_from_nodes(&inventory, "n1", bind);
+        assert_eq!(seeds, ["198.51.100.12:7946".parse::<SocketAddr>().unwrap()]);
+        assert_eq!(members, 3, "n3 has no address yet, but runs an agent");
+        assert_eq!(seeds_from_nodes(&inventory, "n9", bind).1, 4);
     }
 }

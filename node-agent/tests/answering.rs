@@ -34,7 +34,7 @@ fn a_blocked_control_thread_does_not_stall_the_mesh() {
         label: "answering-test".into(),
         profile: Profile::fast(),
         labels: Default::default(),
-        expected_members: 2,
+        expected_members: Some(2),
     };
     actix_rt::System::new().block_on(async move {
         let answering = Arbiter::new();
