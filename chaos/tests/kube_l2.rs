@@ -92,8 +92,22 @@ fn reported(env: &KubeEnv) -> String {
     )
 }
 
-#[test]
-fn agents_in_a_cluster_announce_what_status_says_and_report_it() {
+/// A lab cluster: the API server on the control-plane host, the examples'
+/// pool and advertisement, an agent on each of 3 nodes, and the echo
+/// Service with its EndpointSlice allocated and answered by one node that
+/// reports itself. Fields drop in order: the agents, the server, the lab;
+/// destructured, bind `lab` first (bindings drop in reverse).
+struct KubeLab {
+    agents: Vec<meshlb_chaos::agent::MeshAgent>,
+    env: KubeEnv,
+    lab: Lab,
+    /// The echo Service's address.
+    address: String,
+    /// The node answering for it.
+    owner: String,
+}
+
+fn kube_lab() -> KubeLab {
     let lab = Lab::build(&LabSpec {
         control_plane: true,
         ..LabSpec::segment(3, 1, false)
@@ -150,7 +164,24 @@ fn agents_in_a_cluster_announce_what_status_says_and_report_it() {
         reported(&env) == first
     })
     .unwrap();
+    KubeLab {
+        agents,
+        env,
+        lab,
+        address,
+        owner: first,
+    }
+}
 
+#[test]
+fn agents_in_a_cluster_announce_what_status_says_and_report_it() {
+    let KubeLab {
+        lab,
+        env,
+        agents,
+        address,
+        owner: _,
+    } = kube_lab();
     // No ready endpoint: nothing is announced, and nothing reported.
     apply(
         &env,
@@ -230,7 +261,55 @@ fn agents_in_a_cluster_announce_what_status_says_and_report_it() {
         reported(&env).split_whitespace().any(|n| n == after)
     })
     .unwrap();
-    drop(agents);
-    drop(env);
-    drop(lab);
+}
+
+/// The mesh outlives the API server: with the control-plane host cut off,
+/// the owner's crash still moves the address; when the API server is back,
+/// nothing moves, and the status catches up (the successor reports itself,
+/// and the crashed owner's object is removed by the node that took over).
+#[test]
+fn the_mesh_fails_over_while_the_api_server_is_away() {
+    let KubeLab {
+        lab,
+        env,
+        agents,
+        address,
+        owner,
+    } = kube_lab();
+    lab.isolate("control").unwrap();
+    let victim = agents.iter().find(|a| a.node == owner).unwrap();
+    victim.process.kill().unwrap();
+    let mut successor = String::new();
+    wait_for(
+        Duration::from_secs(30),
+        "another node to answer with the API server away",
+        || {
+            let macs = answerers(&lab, &address);
+            successor = macs.first().and_then(|m| node_with_mac(&lab, m)).unwrap_or_default();
+            macs.len() == 1 && successor != owner
+        },
+    )
+    .unwrap();
+    lab.heal().unwrap();
+    wait_for(
+        Duration::from_secs(60),
+        "the status to name the successor alone",
+        || reported(&env) == successor,
+    )
+    .unwrap();
+    // Nothing moved meanwhile, nor after.
+    for _ in 0..3 {
+        assert_eq!(owner_now(&lab, &address), Some(successor.clone()));
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// The one node answering ARP for `ip` now, if exactly one does.
+fn owner_now(lab: &Lab, ip: &str) -> Option<String> {
+    let macs = answerers(lab, ip);
+    if macs.len() == 1 {
+        node_with_mac(lab, &macs[0])
+    } else {
+        None
+    }
 }

@@ -153,6 +153,7 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
                     namespace.clone(),
                     node.clone(),
                     hub.layer2().watch(),
+                    hub.mesh().watch(),
                 ));
                 if let Some(lease_name) = allocator_lease {
                     let options = AllocatorOptions {

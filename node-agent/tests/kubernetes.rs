@@ -842,8 +842,10 @@ async fn statuses_of_node_a(api: &Api<meshlb_config::crd::ServiceL2Status>) -> V
 
 /// The ServiceL2Status writer follows what Layer 2 says this node
 /// announces: an object per Service with its interfaces, updated, removed
-/// when it stops (leftovers from before a restart included), and a
-/// nodeAssigned Event on the gain.
+/// when it stops (leftovers from before a restart included), a
+/// nodeAssigned Event on the gain, and the objects of a Service it took
+/// over that crashed nodes left behind removed (those of live nodes, and of
+/// other Services, kept).
 #[test]
 fn service_l2_statuses_follow_what_the_node_announces() {
     use meshlb_node_agent::sources::kubernetes::l2_status;
@@ -888,25 +890,54 @@ fn service_l2_statuses_follow_what_the_node_announces() {
                 }
             })
         };
-        // A leftover of this node from before a restart, and another
-        // node's object, which is not this writer's business.
-        for (name, node) in [("l2-leftover", "node-a"), ("l2-other", "node-b")] {
+        // A leftover of this node from before a restart; web's object of
+        // node-b, which the mesh has, and of node-c, which crashed (the
+        // mesh no longer has it); and another of node-c's.
+        for (name, node, service) in [
+            ("l2-leftover", "node-a", "web"),
+            ("l2-live", "node-b", "web"),
+            ("l2-crashed", "node-c", "web"),
+            ("l2-other", "node-c", "db"),
+        ] {
             let mut object = meshlb_config::crd::ServiceL2Status::new(name, Default::default());
-            object.metadata.labels = Some(BTreeMap::from([("metallb.io/node".to_owned(), node.to_owned())]));
+            object.metadata.labels = Some(BTreeMap::from([
+                ("metallb.io/node".to_owned(), node.to_owned()),
+                ("metallb.io/service-name".to_owned(), service.to_owned()),
+                ("metallb.io/service-namespace".to_owned(), "l2".to_owned()),
+            ]));
             api.create(&PostParams::default(), &object).await.unwrap();
         }
+        let member = |name: &str| meshlb_gossip::mesh::MemberView {
+            id: meshlb_gossip::identity::NodeId::new(name, "192.0.2.100:7946".parse().unwrap(), 1),
+            record: None,
+        };
+        let mesh = meshlb_gossip::driver::MeshStatus {
+            members: vec![member("node-a"), member("node-b")],
+            ..Default::default()
+        };
+        let (_mesh_tx, mesh_rx) = tokio::sync::watch::channel(std::sync::Arc::new(mesh));
         let (tx, rx) = tokio::sync::watch::channel(layer2(&["192.0.2.1"], &["eth0"]));
         let writer = tokio::spawn(l2_status::run(
             client.clone(),
             "metallb-system".into(),
             "node-a".into(),
             rx,
+            mesh_rx,
         ));
         expect(vec![entry("web", &["eth0"])]).await;
-        assert!(
-            api.get_opt("l2-other").await.unwrap().is_some(),
-            "another node's object stays"
-        );
+        eventually(|| async {
+            match api.get_opt("l2-crashed").await.unwrap() {
+                None => Ok(()),
+                Some(_) => Err("the crashed node's object of the Service taken over is still there".to_owned()),
+            }
+        })
+        .await;
+        for stays in ["l2-live", "l2-other"] {
+            assert!(
+                api.get_opt(stays).await.unwrap().is_some(),
+                "{stays}: not this writer's business"
+            );
+        }
         let told = events(&client, "l2", "web").await;
         assert!(
             told.iter()

@@ -3,12 +3,16 @@
 //! announces (node, Service, the interfaces it answers on), removed when it
 //! stops, and a `nodeAssigned` Event on the Service when it starts.
 //!
-//! It reads the hub's Layer 2 section only (what the mesh gives this node
-//! and where it answers), so the objects follow the mesh's decisions, never
-//! the other way round: an API server that is down delays them and changes
-//! nothing announced. The objects of this node are found by their
-//! `metallb.io/node` label (a reflector), so leftovers from before a
-//! restart are removed too; each is named for its node and Service.
+//! It reads the hub's Layer 2 section (what the mesh gives this node and
+//! where it answers) and the mesh's members, so the objects follow the
+//! mesh's decisions, never the other way round: an API server that is down
+//! delays them and changes nothing announced. The objects of this node are
+//! found by their `metallb.io/node` label (a reflector), so leftovers from
+//! before a restart are removed too; each is named for its node and
+//! Service. A node that takes a Service over also removes the objects of
+//! that Service written by nodes the mesh no longer has (a crashed owner
+//! cannot remove its own): a node announcing has quorum, so one it does
+//! not hear from cannot be announcing too.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -18,10 +22,11 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector;
-use kube::runtime::watcher;
 use meshlb_config::crd::{InterfaceName, L2ServiceStatus, ServiceL2Status, ServiceL2StatusSpec};
 use meshlb_config::service::ServiceKey;
 use tokio::sync::{Notify, watch};
+
+use meshlb_gossip::driver::MeshStatus;
 
 use crate::status::Layer2Status;
 
@@ -71,26 +76,25 @@ pub fn status_of(node: &str, service: &ServiceKey, interfaces: &BTreeSet<String>
     }
 }
 
+/// The label `object` carries under `key`.
+fn label<'a>(object: &'a ServiceL2Status, key: &str) -> Option<&'a str> {
+    object.metadata.labels.as_ref()?.get(key).map(String::as_str)
+}
+
 /// Keeps `node`'s ServiceL2Status objects in `namespace` to what `layer2`
-/// says it announces, until the hub closes.
+/// says it announces (and removes those of nodes `mesh` no longer has, for
+/// the Services it took over), until the hub closes.
 pub async fn run(
     client: kube::Client,
     namespace: String,
     node: String,
     mut layer2: watch::Receiver<Arc<Layer2Status>>,
+    mesh: watch::Receiver<Arc<MeshStatus>>,
 ) {
     let api: Api<ServiceL2Status> = Api::namespaced(client.clone(), &namespace);
     let changed = Arc::new(Notify::new());
     let (objects, writer) = reflector::store();
-    let selector = watcher::Config::default().labels(&format!("{NODE_LABEL}={node}"));
-    let reflector = super::reflect_with(
-        api.clone(),
-        selector,
-        |_| {},
-        writer,
-        changed.clone(),
-        "ServiceL2Status",
-    );
+    let reflector = super::reflect(api.clone(), writer, changed.clone(), "ServiceL2Status");
     let _reflector = super::AbortOnDrop(vec![reflector]);
     if objects.wait_until_ready().await.is_err() {
         return;
@@ -123,10 +127,24 @@ pub async fn run(
         {}
         let wanted = announced(&layer2.borrow_and_update());
         retry = false;
-        let existing: BTreeMap<String, Arc<ServiceL2Status>> = objects
-            .state()
-            .into_iter()
-            .filter_map(|o| Some((o.metadata.name.clone()?, o)))
+        let all = objects.state();
+        let existing: BTreeMap<String, Arc<ServiceL2Status>> = all
+            .iter()
+            .filter(|o| label(o, NODE_LABEL) == Some(node.as_str()))
+            .filter_map(|o| Some((o.metadata.name.clone()?, Arc::clone(o))))
+            .collect();
+        // Objects of the Services this node announces, written by nodes
+        // the mesh no longer has.
+        let live: BTreeSet<String> = mesh.borrow().members.iter().map(|m| m.id.name.clone()).collect();
+        let orphaned: Vec<String> = all
+            .iter()
+            .filter(|o| {
+                label(o, NODE_LABEL).is_some_and(|n| n != node && !live.contains(n))
+                    && label(o, SERVICE_NAME_LABEL)
+                        .zip(label(o, SERVICE_NAMESPACE_LABEL))
+                        .is_some_and(|(name, ns)| wanted.contains_key(&ServiceKey::new(ns, name)))
+            })
+            .filter_map(|o| o.metadata.name.clone())
             .collect();
         for (service, interfaces) in &wanted {
             let name = object_name(&node, service);
@@ -162,7 +180,8 @@ pub async fn run(
             }
         }
         let wanted_names: BTreeSet<String> = wanted.keys().map(|s| object_name(&node, s)).collect();
-        for name in existing.keys().filter(|n| !wanted_names.contains(*n)) {
+        let unwanted = existing.keys().filter(|n| !wanted_names.contains(*n));
+        for name in unwanted.chain(orphaned.iter()) {
             match api.delete(name, &DeleteParams::default()).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
