@@ -6,8 +6,9 @@
 //! reports itself in a ServiceL2Status, and what is announced follows the
 //! EndpointSlice (nothing without a ready endpoint; with
 //! externalTrafficPolicy Local, the node that has one), the Node labels an
-//! advertisement selects by, and the owner's crash. The agents find each
-//! other through the Node objects, with no `--join`. Needs root.
+//! advertisement selects by, and the owner's crash, freeze and graceful
+//! stop, also with the API server cut off. The agents find each other
+//! through the Node objects, with no `--join`. Needs root.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::path::Path;
@@ -302,6 +303,64 @@ fn the_mesh_fails_over_while_the_api_server_is_away() {
         assert_eq!(owner_now(&lab, &address), Some(successor.clone()));
         std::thread::sleep(Duration::from_secs(1));
     }
+}
+
+/// A frozen owner's address moves, and one node answers once it runs
+/// again; a gracefully stopped owner hands over, and the status names the
+/// new owner alone (the stopped one's object removed by the successor,
+/// once the mesh has let it go).
+#[test]
+fn freeze_and_graceful_stop_move_the_address_and_the_status() {
+    let KubeLab {
+        lab,
+        env,
+        agents,
+        address,
+        owner,
+    } = kube_lab();
+    let frozen = agents.iter().find(|a| a.node == owner).unwrap();
+    frozen.process.freeze().unwrap();
+    let mut successor = String::new();
+    wait_for(
+        Duration::from_secs(30),
+        "another node to answer for the frozen owner",
+        || {
+            successor = owner_now(&lab, &address).unwrap_or_default();
+            !successor.is_empty() && successor != owner
+        },
+    )
+    .unwrap();
+    frozen.process.thaw().unwrap();
+    let settled = self::owner(&lab, &address, "one owner after the thaw");
+    wait_for(Duration::from_secs(60), "the status to name the owner alone", || {
+        reported(&env) == settled
+    })
+    .unwrap();
+
+    let stopping = agents.iter().find(|a| a.node == settled).unwrap();
+    stopping.process.terminate().unwrap();
+    let exited = stopping.process.wait_exit(Duration::from_secs(15)).unwrap();
+    assert!(exited.is_some_and(|s| s.success()), "a clean exit, got {exited:?}");
+    let mut next = String::new();
+    wait_for(
+        Duration::from_secs(30),
+        "a node to take over after the graceful stop",
+        || {
+            next = owner_now(&lab, &address).unwrap_or_default();
+            !next.is_empty() && next != settled
+        },
+    )
+    .unwrap();
+    let mut last = String::new();
+    let named = wait_for(
+        Duration::from_secs(60),
+        "the status to name the new owner alone",
+        || {
+            last = reported(&env);
+            last == next
+        },
+    );
+    assert!(named.is_ok(), "status names {last:?}, the owner is {next}");
 }
 
 /// The one node answering ARP for `ip` now, if exactly one does.

@@ -89,7 +89,7 @@ pub async fn run(
     namespace: String,
     node: String,
     mut layer2: watch::Receiver<Arc<Layer2Status>>,
-    mesh: watch::Receiver<Arc<MeshStatus>>,
+    mut mesh: watch::Receiver<Arc<MeshStatus>>,
 ) {
     let api: Api<ServiceL2Status> = Api::namespaced(client.clone(), &namespace);
     let changed = Arc::new(Notify::new());
@@ -108,16 +108,29 @@ pub async fn run(
     );
     let mut told: BTreeSet<ServiceKey> = BTreeSet::new();
     let mut retry = false;
+    let live_members =
+        |mesh: &MeshStatus| -> BTreeSet<String> { mesh.members.iter().map(|m| m.id.name.clone()).collect() };
+    let mut live = live_members(&mesh.borrow_and_update());
     layer2.mark_changed();
     loop {
-        let wait_for_change = async {
+        let proceed = loop {
             tokio::select! {
-                r = layer2.changed() => r.is_ok(),
-                () = changed.notified() => true,
-                () = tokio::time::sleep(RETRY), if retry => true,
+                r = layer2.changed() => break r.is_ok(),
+                // The mesh's status changes often; only a member gone or
+                // come matters (a gone one's objects may be left to remove).
+                r = mesh.changed() => {
+                    if r.is_err() {
+                        break false;
+                    }
+                    if live_members(&mesh.borrow_and_update()) != live {
+                        break true;
+                    }
+                }
+                () = changed.notified() => break true,
+                () = tokio::time::sleep(RETRY), if retry => break true,
             }
         };
-        if !wait_for_change.await {
+        if !proceed {
             return;
         }
         // Settle: a failover moves several things at once.
@@ -126,6 +139,7 @@ pub async fn run(
             .is_ok_and(|r| r.is_ok())
         {}
         let wanted = announced(&layer2.borrow_and_update());
+        live = live_members(&mesh.borrow_and_update());
         retry = false;
         let all = objects.state();
         let existing: BTreeMap<String, Arc<ServiceL2Status>> = all
@@ -135,7 +149,6 @@ pub async fn run(
             .collect();
         // Objects of the Services this node announces, written by nodes
         // the mesh no longer has.
-        let live: BTreeSet<String> = mesh.borrow().members.iter().map(|m| m.id.name.clone()).collect();
         let orphaned: Vec<String> = all
             .iter()
             .filter(|o| {
