@@ -135,30 +135,36 @@ pub fn start_agent_with(
         write_config(lab, POOL_ONLY)?;
     }
     let source = ["--config-dir".to_owned(), config.to_string_lossy().into_owned()];
-    spawn_agent(lab, node, seeds, keys, profile, &source, extra)
+    spawn_agent(lab, node, seeds, Some(keys), profile, &source, extra)
 }
+
+/// The Secret (in `metallb-system`) [`start_kubernetes_cluster`]'s agents
+/// take their cluster keys from: its `keys` entry, in the key file's form.
+pub const CLUSTER_KEY_SECRET: &str = "meshlb-cluster-keys";
 
 /// Starts an agent on each of `nodes` reading the API server of
 /// `kubeconfig` (`meshlb-agent run --kubernetes`, as a DaemonSet pod with
-/// hostNetwork runs it), with one shared random cluster key and no
-/// `--join`: the agents find each other through the Node objects'
-/// InternalIPs ([`crate::kube_env::KubeEnv::register_lab_nodes`]). Returns
-/// once every agent sees every member.
+/// hostNetwork runs it), with no `--join` (the agents find each other
+/// through the Node objects' InternalIPs,
+/// [`crate::kube_env::KubeEnv::register_lab_nodes`]) and the cluster keys
+/// of Secret [`CLUSTER_KEY_SECRET`], which must exist. Returns once every
+/// agent sees every member.
 pub fn start_kubernetes_cluster(
     lab: &Lab,
     nodes: &[String],
     profile: &str,
     kubeconfig: &Path,
 ) -> Result<Vec<MeshAgent>, LabError> {
-    let keys = random_key(1)?;
     let source = [
         "--kubernetes".to_owned(),
         "--kubeconfig".into(),
         kubeconfig.to_string_lossy().into_owned(),
+        "--cluster-key-secret".into(),
+        CLUSTER_KEY_SECRET.into(),
     ];
     let agents = nodes
         .iter()
-        .map(|node| spawn_agent(lab, node, &[], &keys, profile, &source, &[]))
+        .map(|node| spawn_agent(lab, node, &[], None, profile, &source, &[]))
         .collect::<Result<Vec<_>, _>>()?;
     wait_for(
         Duration::from_secs(30),
@@ -169,12 +175,14 @@ pub fn start_kubernetes_cluster(
 }
 
 /// Spawns `meshlb-agent run` on `node` with the configuration source
-/// arguments `source`, the mesh arguments and `extra`.
+/// arguments `source`, the mesh arguments and `extra`; with `keys`, a key
+/// file holding them (without, `source` names where the keys come from,
+/// and the agent keeps them in its state directory's `cluster-keys`).
 fn spawn_agent(
     lab: &Lab,
     node: &str,
     seeds: &[String],
-    keys: &str,
+    keys: Option<&str>,
     profile: &str,
     source: &[String],
     extra: &[String],
@@ -184,9 +192,15 @@ fn spawn_agent(
     let root = agents_dir(lab);
     let host = lab.host(node)?;
     let state_dir = root.join(node);
-    let key_file = root.join(format!("{node}.key"));
     std::fs::create_dir_all(&root).map_err(|e| LabError::io("create agents dir", e))?;
-    write_atomically(&key_file, keys)?;
+    let key_file = match keys {
+        Some(keys) => {
+            let file = root.join(format!("{node}.key"));
+            write_atomically(&file, keys)?;
+            file
+        }
+        None => state_dir.join("cluster-keys"),
+    };
     let mut args = vec!["run".to_owned()];
     args.extend(source.iter().cloned());
     args.extend([
@@ -196,11 +210,12 @@ fn spawn_agent(
         node.to_owned(),
         "--gossip-bind".into(),
         format!("{}:{GOSSIP_PORT}", host.mesh_address()),
-        "--cluster-key-file".into(),
-        key_file.to_string_lossy().into_owned(),
         "--mesh-profile".into(),
         profile.into(),
     ]);
+    if keys.is_some() {
+        args.extend(["--cluster-key-file".into(), key_file.to_string_lossy().into_owned()]);
+    }
     for seed in seeds {
         args.push("--join".into());
         args.push(format!("{}:{GOSSIP_PORT}", lab.host(seed)?.mesh_address()));

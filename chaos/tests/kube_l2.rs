@@ -8,14 +8,15 @@
 //! externalTrafficPolicy Local, the node that has one), the Node labels an
 //! advertisement selects by, and the owner's crash, freeze and graceful
 //! stop, also with the API server cut off. The agents find each other
-//! through the Node objects, with no `--join`. Needs root.
+//! through the Node objects, with no `--join`, and take their cluster keys
+//! from a Secret, which rotates them. Needs root.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use meshlb_chaos::agent::{agent_binary, start_kubernetes_cluster};
+use meshlb_chaos::agent::{CLUSTER_KEY_SECRET, agent_binary, random_key, start_kubernetes_cluster};
 use meshlb_chaos::kube_env::KubeEnv;
 use meshlb_chaos::wait::wait_for;
 use meshlb_chaos::{Lab, LabSpec};
@@ -135,6 +136,7 @@ fn kube_lab() -> KubeLab {
         kubectl(&env, &["create", "namespace", namespace], "");
     }
     apply(&env, &example("layer2/pools.yaml"));
+    set_cluster_keys(&env, &format!("{}\n", random_key(1).unwrap()));
     let agents = start_kubernetes_cluster(&lab, &lab.node_names(), "fast", &env.kubeconfig()).unwrap();
 
     // The Service and its selector-less EndpointSlice (endpoints on every
@@ -361,6 +363,70 @@ fn freeze_and_graceful_stop_move_the_address_and_the_status() {
         },
     );
     assert!(named.is_ok(), "status names {last:?}, the owner is {next}");
+}
+
+/// Writes the cluster keys Secret the agents follow.
+fn set_cluster_keys(env: &KubeEnv, keys: &str) {
+    let secret = serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": CLUSTER_KEY_SECRET, "namespace": "metallb-system"},
+        "stringData": {"keys": keys},
+    });
+    apply(env, &secret.to_string());
+}
+
+/// The cluster keys rotate through their Secret in three steps (the new
+/// key added second, moved first, the old one dropped), each reaching every
+/// agent's key file, with no member going down; a Secret that does not
+/// parse changes nothing.
+#[test]
+fn cluster_keys_rotate_through_their_secret() {
+    let KubeLab {
+        lab: _lab,
+        env,
+        agents,
+        address: _,
+        owner: _,
+    } = kube_lab();
+    let old = std::fs::read_to_string(&agents[0].key_file).unwrap();
+    let old = old.trim().to_owned();
+    let new = random_key(2).unwrap();
+    let from = meshlb_chaos::serf::now_secs();
+    for step in [format!("{old}\n{new}\n"), format!("{new}\n{old}\n"), format!("{new}\n")] {
+        set_cluster_keys(&env, &step);
+        wait_for(
+            Duration::from_secs(30),
+            "every agent's key file to follow the Secret",
+            || {
+                agents
+                    .iter()
+                    .all(|a| std::fs::read_to_string(&a.key_file).is_ok_and(|k| k == step))
+            },
+        )
+        .unwrap();
+        // The mesh re-reads its key file every 2 s.
+        std::thread::sleep(Duration::from_secs(3));
+    }
+    set_cluster_keys(&env, "2:not-hex\n");
+    std::thread::sleep(Duration::from_secs(3));
+    let until = meshlb_chaos::serf::now_secs();
+    for a in &agents {
+        assert_eq!(
+            std::fs::read_to_string(&a.key_file).unwrap(),
+            format!("{new}\n"),
+            "a bad Secret changes nothing"
+        );
+        assert_eq!(a.members().unwrap().len(), 3, "{} sees every member", a.node);
+        for m in &agents {
+            assert_eq!(
+                a.events_between("member-down", &m.node, from, until),
+                0,
+                "{} saw {} go down during the rotation",
+                a.node,
+                m.node
+            );
+        }
+    }
 }
 
 /// The one node answering ARP for `ip` now, if exactly one does.

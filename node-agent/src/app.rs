@@ -44,7 +44,7 @@ use crate::mesh::{AgentMesh, MeshOptions};
 use crate::pipeline::{Pipeline, Reload};
 use crate::sources::files::{FileSource, ReadLimits};
 use crate::sources::kubernetes::allocator::{self, AllocatorOptions};
-use crate::sources::kubernetes::{KubernetesSource, config_state, l2_status};
+use crate::sources::kubernetes::{KubernetesSource, cluster_keys, config_state, l2_status};
 use crate::status::StatusHub;
 use crate::{AgentError, status_files};
 use tokio::sync::watch;
@@ -124,6 +124,9 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
         });
         let (stop_allocator, allocator_stopped) = watch::channel(false);
         let mut allocator = None;
+        // The cluster keys, when a Secret holds them: written to the key
+        // file before the mesh starts.
+        let mut keys_written = None;
         let (pipeline, source) = match source {
             SourceOptions::Files { dir, resync, limits } => {
                 // Standalone agents allocate, and remember what they gave.
@@ -148,6 +151,16 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
                     node.clone(),
                     hub.config().watch(),
                 ));
+                if let Some((options, _)) = &mesh
+                    && let Some(secret) = &options.key_secret
+                {
+                    keys_written = Some(cluster_keys::follow(
+                        client.clone(),
+                        &namespace,
+                        secret,
+                        options.key_file.clone(),
+                    ));
+                }
                 tokio::spawn(l2_status::run(
                     client.clone(),
                     namespace.clone(),
@@ -177,6 +190,12 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
             let answering = Arbiter::new();
             let (links_tx, links) = watch::channel(LinkReader::default().read());
             answering.spawn(links::monitor(links_tx));
+            if let Some(mut written) = keys_written {
+                tracing::info!("waiting for the cluster keys from their Secret");
+                if written.wait_for(|w| *w).await.is_err() {
+                    return Err(AgentError::Task("the cluster key Secret follower stopped".into()));
+                }
+            }
             let follow =
                 (in_cluster && options.expected_members.is_none()).then(|| (options.node.clone(), options.bind));
             let mesh = AgentMesh::start(options, hub.clone(), &answering.handle()).await?;

@@ -13,7 +13,7 @@
 //! wires it to ownership).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -128,6 +128,11 @@ struct MeshArgs {
     /// Cluster keys, `ID:HEX` one per line, the first used to send.
     #[arg(long)]
     cluster_key_file: Option<PathBuf>,
+    /// With --kubernetes, instead of --cluster-key-file: the Secret (in
+    /// --namespace) whose `keys` entry holds the cluster keys, in the key
+    /// file's form; followed as it changes (key rotation).
+    #[arg(long, conflicts_with = "cluster_key_file", requires = "kubernetes")]
+    cluster_key_secret: Option<String>,
     /// Cluster label: clusters sharing a key but not a label ignore each other.
     #[arg(long, default_value = "meshlb")]
     cluster_label: String,
@@ -150,7 +155,9 @@ enum CliError {
     #[error("--gossip-bind {0}: give the address the other nodes reach this one at")]
     UnspecifiedBind(SocketAddr),
     /// Gossip is always authenticated.
-    #[error("--gossip-bind needs --cluster-key-file: gossip is always authenticated")]
+    #[error(
+        "--gossip-bind needs --cluster-key-file (or, with --kubernetes, --cluster-key-secret): gossip is always authenticated"
+    )]
     NoKeyFile,
     /// No such timing profile.
     #[error("unknown --mesh-profile {0:?} (fast, lan)")]
@@ -192,14 +199,20 @@ enum CliError {
 impl MeshArgs {
     /// The mesh's and Layer 2's options; `in_cluster`: the agent reads the
     /// API server, whose Nodes may name the seeds and the cluster size.
-    fn options(self, in_cluster: bool) -> Result<Option<(MeshOptions, Layer2Options)>, CliError> {
+    fn options(self, in_cluster: bool, state_dir: &Path) -> Result<Option<(MeshOptions, Layer2Options)>, CliError> {
         let Some(bind) = self.gossip_bind else { return Ok(None) };
         if bind.ip().is_unspecified() {
             // It is also this node's identity in the mesh, and how its
             // own entry among the --join addresses is recognised.
             return Err(CliError::UnspecifiedBind(bind));
         }
-        let key_file = self.cluster_key_file.ok_or(CliError::NoKeyFile)?;
+        // A Secret's keys go to a file in the state directory, which the
+        // mesh reads as it reads any key file.
+        let key_file = match (self.cluster_key_file, &self.cluster_key_secret) {
+            (Some(file), _) => file,
+            (None, Some(_)) => state_dir.join("cluster-keys"),
+            (None, None) => return Err(CliError::NoKeyFile),
+        };
         let profile = meshlb_gossip::profile::Profile::by_name(&self.mesh_profile)
             .ok_or_else(|| CliError::Profile(self.mesh_profile.clone()))?;
         let node = match self.node_name {
@@ -234,6 +247,7 @@ impl MeshArgs {
                 bind,
                 seeds: self.seeds,
                 key_file,
+                key_secret: self.cluster_key_secret,
                 label: self.cluster_label,
                 profile,
                 labels,
@@ -327,30 +341,35 @@ fn main() -> ExitCode {
         } => {
             let node = mesh.node_name.clone().or_else(host_name);
             let in_cluster = config_dir.is_none();
-            let options = run_options(max_config_file_bytes, hold_withdraw_all_seconds, *mesh, in_cluster).and_then(
-                |(limits, hold_withdraw_all, mesh)| {
-                    Ok(RunOptions {
-                        // clap requires one of --config-dir and --kubernetes.
-                        source: match config_dir {
-                            Some(dir) => SourceOptions::Files {
-                                dir,
-                                resync: Duration::from_secs(resync_seconds.max(1)),
-                                limits,
-                            },
-                            None => SourceOptions::Kubernetes {
-                                kubeconfig,
-                                namespace,
-                                node: node.ok_or_else(|| CliError::NoNodeName("no host name".into()))?,
-                                allocator_lease: (!no_allocator).then_some(allocator_lease),
-                            },
+            let options = run_options(
+                max_config_file_bytes,
+                hold_withdraw_all_seconds,
+                *mesh,
+                in_cluster,
+                &state_dir,
+            )
+            .and_then(|(limits, hold_withdraw_all, mesh)| {
+                Ok(RunOptions {
+                    // clap requires one of --config-dir and --kubernetes.
+                    source: match config_dir {
+                        Some(dir) => SourceOptions::Files {
+                            dir,
+                            resync: Duration::from_secs(resync_seconds.max(1)),
+                            limits,
                         },
-                        state_dir,
-                        classes: classes(lb_class),
-                        hold_withdraw_all,
-                        mesh,
-                    })
-                },
-            );
+                        None => SourceOptions::Kubernetes {
+                            kubeconfig,
+                            namespace,
+                            node: node.ok_or_else(|| CliError::NoNodeName("no host name".into()))?,
+                            allocator_lease: (!no_allocator).then_some(allocator_lease),
+                        },
+                    },
+                    state_dir,
+                    classes: classes(lb_class),
+                    hold_withdraw_all,
+                    mesh,
+                })
+            });
             match options {
                 Ok(options) => exit(app::run(options)),
                 Err(e) => {
@@ -389,7 +408,13 @@ fn exit(result: Result<(), meshlb_node_agent::AgentError>) -> ExitCode {
 
 type Checked = (ReadLimits, Duration, Option<(MeshOptions, Layer2Options)>);
 
-fn run_options(max_file_bytes: u64, hold_seconds: f64, mesh: MeshArgs, in_cluster: bool) -> Result<Checked, CliError> {
+fn run_options(
+    max_file_bytes: u64,
+    hold_seconds: f64,
+    mesh: MeshArgs,
+    in_cluster: bool,
+    state_dir: &Path,
+) -> Result<Checked, CliError> {
     if !(0.0..=3600.0).contains(&hold_seconds) {
         return Err(CliError::HoldTime(hold_seconds));
     }
@@ -399,7 +424,7 @@ fn run_options(max_file_bytes: u64, hold_seconds: f64, mesh: MeshArgs, in_cluste
     Ok((
         ReadLimits { max_file_bytes },
         Duration::from_secs_f64(hold_seconds),
-        mesh.options(in_cluster)?,
+        mesh.options(in_cluster, state_dir)?,
     ))
 }
 

@@ -51,6 +51,9 @@ pub struct MeshOptions {
     pub seeds: Vec<SocketAddr>,
     /// File of cluster keys, `ID:HEX` one per line, the first the primary.
     pub key_file: PathBuf,
+    /// The Secret `key_file` is kept to, in a cluster
+    /// ([`crate::sources::kubernetes::cluster_keys`]).
+    pub key_secret: Option<String>,
     /// Cluster label.
     pub label: String,
     /// Timing profile.

@@ -31,6 +31,7 @@ fn a_blocked_control_thread_does_not_stall_the_mesh() {
         bind,
         seeds: vec![seed],
         key_file: key_file.clone(),
+        key_secret: None,
         label: "answering-test".into(),
         profile: Profile::fast(),
         labels: Default::default(),

@@ -26,6 +26,7 @@
 //! and comes back meanwhile.
 
 pub mod allocator;
+pub mod cluster_keys;
 pub mod config_state;
 pub mod convert;
 pub mod l2_status;
