@@ -106,10 +106,19 @@ pub fn start_cluster_with_args(
         .iter()
         .map(|node| start_agent_with(lab, node, nodes, &keys, profile, &extra(node)))
         .collect::<Result<Vec<_>, _>>()?;
+    until_all_see_each_other(agents)
+}
+
+/// `agents`, once every one sees every other.
+fn until_all_see_each_other(agents: Vec<MeshAgent>) -> Result<Vec<MeshAgent>, LabError> {
     wait_for(
         Duration::from_secs(30),
         "every meshlb agent to see every member",
-        || agents.iter().all(|a| a.members().is_ok_and(|m| m.len() == nodes.len())),
+        || {
+            agents
+                .iter()
+                .all(|a| a.members().is_ok_and(|m| m.len() == agents.len()))
+        },
     )?;
     Ok(agents)
 }
@@ -166,12 +175,7 @@ pub fn start_kubernetes_cluster(
         .iter()
         .map(|node| spawn_agent(lab, node, &[], None, profile, &source, &[]))
         .collect::<Result<Vec<_>, _>>()?;
-    wait_for(
-        Duration::from_secs(30),
-        "every meshlb agent to see every member",
-        || agents.iter().all(|a| a.members().is_ok_and(|m| m.len() == nodes.len())),
-    )?;
-    Ok(agents)
+    until_all_see_each_other(agents)
 }
 
 /// Spawns `meshlb-agent run` on `node` with the configuration source

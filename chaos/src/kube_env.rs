@@ -463,6 +463,54 @@ impl KubeEnv {
         self.wait_ready(READY_TIMEOUT)
     }
 
+    /// Applies meshlb's CRDs (as `meshlb-agent crds` prints them) with
+    /// kubectl, and waits until they are established.
+    pub fn apply_crds(&self) -> Result<(), LabError> {
+        let crds = Command::new(crate::agent::agent_binary()?)
+            .arg("crds")
+            .output()
+            .map_err(|source| LabError::Spawn {
+                program: "meshlb-agent crds".into(),
+                source,
+            })?;
+        if !crds.status.success() {
+            return Err(LabError::Command {
+                command: "meshlb-agent crds".into(),
+                status: crds.status.to_string(),
+                stderr: String::from_utf8_lossy(&crds.stderr).into_owned(),
+            });
+        }
+        let path = self.home.join("crds.yaml");
+        std::fs::create_dir_all(&self.home).map_err(|e| LabError::io(format!("create {}", self.home.display()), e))?;
+        std::fs::write(&path, &crds.stdout).map_err(|e| LabError::io(format!("write {}", path.display()), e))?;
+        let path = path.to_string_lossy().into_owned();
+        for args in [
+            vec!["apply", "-f", path.as_str()],
+            vec![
+                "wait",
+                "--for",
+                "condition=established",
+                "--timeout",
+                "60s",
+                "crd",
+                "--all",
+            ],
+        ] {
+            let out = self.kubectl().args(&args).output().map_err(|source| LabError::Spawn {
+                program: "kubectl".into(),
+                source,
+            })?;
+            if !out.status.success() {
+                return Err(LabError::Command {
+                    command: format!("kubectl {}", args.join(" ")),
+                    status: out.status.to_string(),
+                    stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Creates a Node object for every node of `lab` (name, InternalIP),
     /// as kubelets would register them: no kubelet runs here.
     pub fn register_lab_nodes(&self, lab: &Lab) -> Result<(), LabError> {

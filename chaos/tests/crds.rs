@@ -8,9 +8,8 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-use meshlb_chaos::agent::agent_binary;
 use meshlb_chaos::kube_env::KubeEnv;
 
 /// Runs kubectl with `input` on standard input: Ok(stdout) or Err(stderr).
@@ -69,23 +68,7 @@ fn apply(env: &KubeEnv, manifest: &str) -> Result<String, String> {
 /// namespaces the examples use.
 fn cluster_with_crds() -> KubeEnv {
     let env = KubeEnv::start().unwrap();
-    let crds = Command::new(agent_binary().unwrap()).arg("crds").output().unwrap();
-    assert!(crds.status.success(), "{}", String::from_utf8_lossy(&crds.stderr));
-    apply(&env, &String::from_utf8(crds.stdout).unwrap()).unwrap();
-    kubectl(
-        &env,
-        &[
-            "wait",
-            "--for",
-            "condition=established",
-            "--timeout",
-            "60s",
-            "crd",
-            "--all",
-        ],
-        "",
-    )
-    .unwrap();
+    env.apply_crds().unwrap();
     for namespace in ["metallb-system", "shop", "marketing", "prod"] {
         kubectl(&env, &["create", "namespace", namespace], "").unwrap();
     }

@@ -13,10 +13,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-use meshlb_chaos::agent::{CLUSTER_KEY_SECRET, agent_binary, random_key, start_kubernetes_cluster};
+use meshlb_chaos::agent::{CLUSTER_KEY_SECRET, random_key, start_kubernetes_cluster};
 use meshlb_chaos::kube_env::KubeEnv;
 use meshlb_chaos::wait::wait_for;
 use meshlb_chaos::{Lab, LabSpec};
@@ -68,12 +67,23 @@ fn node_with_mac(lab: &Lab, mac: &str) -> Option<String> {
 fn owner(lab: &Lab, ip: &str, what: &str) -> String {
     let mut found = None;
     wait_for(Duration::from_secs(60), what, || {
-        let macs = answerers(lab, ip);
-        found = (macs.len() == 1).then(|| node_with_mac(lab, &macs[0])).flatten();
+        found = owner_now(lab, ip);
         found.is_some()
     })
     .unwrap();
     found.unwrap()
+}
+
+/// The one node answering ARP for `ip`, once exactly one does and it is
+/// not `not`.
+fn new_owner(lab: &Lab, ip: &str, not: &str, what: &str) -> String {
+    let mut found = String::new();
+    wait_for(Duration::from_secs(30), what, || {
+        found = owner_now(lab, ip).unwrap_or_default();
+        !found.is_empty() && found != not
+    })
+    .unwrap();
+    found
 }
 
 /// The nodes named by the ServiceL2Status objects of shop/echo.
@@ -117,21 +127,7 @@ fn kube_lab() -> KubeLab {
     .unwrap();
     let env = KubeEnv::start_in_lab(&lab).unwrap();
     env.register_lab_nodes(&lab).unwrap();
-    let crds = Command::new(agent_binary().unwrap()).arg("crds").output().unwrap();
-    apply(&env, &String::from_utf8(crds.stdout).unwrap());
-    kubectl(
-        &env,
-        &[
-            "wait",
-            "--for",
-            "condition=established",
-            "--timeout",
-            "60s",
-            "crd",
-            "--all",
-        ],
-        "",
-    );
+    env.apply_crds().unwrap();
     for namespace in ["metallb-system", "shop"] {
         kubectl(&env, &["create", "namespace", namespace], "");
     }
@@ -237,29 +233,13 @@ fn agents_in_a_cluster_announce_what_status_says_and_report_it() {
     );
     let labelled = owner(&lab, &address, "one owner among the labelled nodes");
     kubectl(&env, &["label", "node", &labelled, "l2-"], "");
-    let mut moved = String::new();
-    wait_for(
-        Duration::from_secs(30),
-        "the address to leave the unlabelled node",
-        || {
-            let macs = answerers(&lab, &address);
-            moved = macs.first().and_then(|m| node_with_mac(&lab, m)).unwrap_or_default();
-            macs.len() == 1 && moved != labelled
-        },
-    )
-    .unwrap();
+    let moved = new_owner(&lab, &address, &labelled, "the address to leave the unlabelled node");
 
     // The owner's agent is killed: another node answers, and reports it.
     let before = moved;
     let victim = agents.iter().find(|a| a.node == before).unwrap();
     victim.process.kill().unwrap();
-    let mut after = String::new();
-    wait_for(Duration::from_secs(30), "another node to answer after the kill", || {
-        let macs = answerers(&lab, &address);
-        after = macs.first().and_then(|m| node_with_mac(&lab, m)).unwrap_or_default();
-        macs.len() == 1 && after != before
-    })
-    .unwrap();
+    let after = new_owner(&lab, &address, &before, "another node to answer after the kill");
     wait_for(Duration::from_secs(30), "the successor's ServiceL2Status", || {
         reported(&env).split_whitespace().any(|n| n == after)
     })
@@ -282,17 +262,12 @@ fn the_mesh_fails_over_while_the_api_server_is_away() {
     lab.isolate("control").unwrap();
     let victim = agents.iter().find(|a| a.node == owner).unwrap();
     victim.process.kill().unwrap();
-    let mut successor = String::new();
-    wait_for(
-        Duration::from_secs(30),
+    let successor = new_owner(
+        &lab,
+        &address,
+        &owner,
         "another node to answer with the API server away",
-        || {
-            let macs = answerers(&lab, &address);
-            successor = macs.first().and_then(|m| node_with_mac(&lab, m)).unwrap_or_default();
-            macs.len() == 1 && successor != owner
-        },
-    )
-    .unwrap();
+    );
     lab.heal().unwrap();
     wait_for(
         Duration::from_secs(60),
@@ -322,16 +297,7 @@ fn freeze_and_graceful_stop_move_the_address_and_the_status() {
     } = kube_lab();
     let frozen = agents.iter().find(|a| a.node == owner).unwrap();
     frozen.process.freeze().unwrap();
-    let mut successor = String::new();
-    wait_for(
-        Duration::from_secs(30),
-        "another node to answer for the frozen owner",
-        || {
-            successor = owner_now(&lab, &address).unwrap_or_default();
-            !successor.is_empty() && successor != owner
-        },
-    )
-    .unwrap();
+    new_owner(&lab, &address, &owner, "another node to answer for the frozen owner");
     frozen.process.thaw().unwrap();
     let settled = self::owner(&lab, &address, "one owner after the thaw");
     wait_for(Duration::from_secs(60), "the status to name the owner alone", || {
@@ -343,16 +309,7 @@ fn freeze_and_graceful_stop_move_the_address_and_the_status() {
     stopping.process.terminate().unwrap();
     let exited = stopping.process.wait_exit(Duration::from_secs(15)).unwrap();
     assert!(exited.is_some_and(|s| s.success()), "a clean exit, got {exited:?}");
-    let mut next = String::new();
-    wait_for(
-        Duration::from_secs(30),
-        "a node to take over after the graceful stop",
-        || {
-            next = owner_now(&lab, &address).unwrap_or_default();
-            !next.is_empty() && next != settled
-        },
-    )
-    .unwrap();
+    let next = new_owner(&lab, &address, &settled, "a node to take over after the graceful stop");
     let mut last = String::new();
     let named = wait_for(
         Duration::from_secs(60),

@@ -19,11 +19,10 @@
 //! The first snapshot is built once every reflector has listed, so it is
 //! consistent; after that, every change (debounced: a burst of updates
 //! makes one snapshot, and builds are spaced by what they take) rebuilds it
-//! on a blocking thread, and it is sent
-//! only if some object's resourceVersion changed. A relist (after "too old
-//! resource version", or an API server restart) swaps a reflector's cache
-//! only when the new list is complete, so nothing announced disappears
-//! and comes back meanwhile.
+//! on a blocking thread, and it is sent only if some object's
+//! resourceVersion changed. A relist (after "too old resource version", or
+//! an API server restart) swaps a reflector's cache only when the new list
+//! is complete, so nothing announced disappears and comes back meanwhile.
 
 pub mod allocator;
 pub mod cluster_keys;
@@ -62,8 +61,9 @@ const QUIET: Duration = Duration::from_millis(50);
 const AT_MOST: Duration = Duration::from_millis(500);
 /// ...but never sooner after the last build began than this many times
 /// what it took: under a stream of changes (a cold start's thousands of
-/// status writes) building snapshots takes at most a fifth of a core, however
-/// large the cluster, while a change after a quiet moment is read at once.
+/// status writes) building snapshots takes at most a fifth of a core,
+/// however large the cluster, while a change after a quiet moment is read
+/// at once.
 const SPACING_PER_BUILD_TIME: u32 = 5;
 
 /// The caches of every kind read, and one notification for all changes.
