@@ -283,6 +283,23 @@ impl MeshAgent {
             .collect())
     }
 
+    /// The labels of `member`'s record, as this agent has it.
+    pub fn labels_of(&self, member: &str) -> Result<BTreeMap<String, String>, LabError> {
+        Ok(self
+            .member_lines()?
+            .into_iter()
+            .filter(|(name, _)| name == member)
+            .flat_map(|(_, fields)| fields)
+            .filter_map(|f| f.strip_prefix("labels=").map(str::to_owned))
+            .flat_map(|labels| {
+                labels
+                    .split(',')
+                    .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+                    .collect::<Vec<_>>()
+            })
+            .collect())
+    }
+
     /// Members whose record, as this agent has it, says they are settling.
     pub fn settling_members(&self) -> Result<Vec<String>, LabError> {
         Ok(self

@@ -232,6 +232,16 @@ fn agents_in_a_cluster_announce_what_status_says_and_report_it() {
         ),
     );
     let labelled = owner(&lab, &address, "one owner among the labelled nodes");
+    // Every record carries its Node's labels, as every agent sees it.
+    wait_for(Duration::from_secs(30), "the Nodes' labels in every record", || {
+        agents.iter().all(|a| {
+            agents.iter().all(|m| {
+                a.labels_of(&m.node)
+                    .is_ok_and(|l| l.get("l2").map(String::as_str) == Some("yes"))
+            })
+        })
+    })
+    .unwrap();
     kubectl(&env, &["label", "node", &labelled, "l2-"], "");
     let moved = new_owner(&lab, &address, &labelled, "the address to leave the unlabelled node");
 

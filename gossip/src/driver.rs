@@ -81,6 +81,9 @@ pub enum Command {
     /// Expect a cluster of this many members, this node included (the
     /// quorum fence's reference size).
     ExpectMembers(usize),
+    /// Replace the labels in this node's record (its Node object's, in a
+    /// cluster).
+    SetLabels(std::collections::BTreeMap<String, String>),
 }
 
 impl std::fmt::Debug for Command {
@@ -91,6 +94,7 @@ impl std::fmt::Debug for Command {
             Command::SetKeyring(_) => "SetKeyring",
             Command::SetSeeds(_) => "SetSeeds",
             Command::ExpectMembers(_) => "ExpectMembers",
+            Command::SetLabels(_) => "SetLabels",
         })
     }
 }
@@ -271,6 +275,11 @@ impl MeshTask {
                     Some(Command::SetKeyring(keyring)) => self.channel.set_keyring(keyring),
                     Some(Command::SetSeeds(seeds)) => self.mesh.set_seeds(&seeds),
                     Some(Command::ExpectMembers(members)) => self.mesh.expect_members(members),
+                    Some(Command::SetLabels(labels)) => {
+                        if let Err(e) = self.mesh.set_labels(labels) {
+                            tracing::warn!("node labels left out of the record: {e}");
+                        }
+                    }
                     Some(Command::Leave(done)) => {
                         let now = self.now_ms();
                         if let Err(e) = self.mesh.begin_leave(now) {

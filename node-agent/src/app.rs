@@ -196,13 +196,15 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
                     return Err(AgentError::Task("the cluster key Secret follower stopped".into()));
                 }
             }
-            let follow =
-                (in_cluster && options.expected_members.is_none()).then(|| (options.node.clone(), options.bind));
+            // In a cluster the Nodes name this node's labels, and without
+            // --join nor --cluster-size the seeds and the cluster size.
+            let follow = in_cluster.then(|| (options.node.clone(), options.bind, options.expected_members.is_none()));
             let mesh = AgentMesh::start(options, hub.clone(), &answering.handle()).await?;
-            if let Some((node, bind)) = follow {
+            if let Some((node, bind, bootstrap)) = follow {
                 tokio::spawn(crate::mesh::follow_nodes(
                     node,
                     bind,
+                    bootstrap,
                     hub.running().watch(),
                     mesh.commands(),
                 ));

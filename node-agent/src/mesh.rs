@@ -11,7 +11,7 @@
 //! majority of it, the agent claims nothing and says so. In a cluster the
 //! Node objects can tell it instead, and name the seeds ([`follow_nodes`]):
 //! every node's InternalIP at this node's gossip port, kept up to date as
-//! Nodes come and go.
+//! Nodes come and go; and this node's record carries its Node's labels.
 //!
 //! Key rotation without downtime: the key file is re-read every
 //! [`KEY_FILE_POLL`] (a Kubernetes Secret volume changes by swapping a
@@ -252,24 +252,40 @@ pub fn seeds_from_nodes(inventory: &Inventory, own: &str, bind: SocketAddr) -> (
     (seeds, members)
 }
 
-/// Keeps the mesh's seeds and expected size to what the running
-/// inventory's Node objects say ([`seeds_from_nodes`]), until the hub or
-/// the mesh closes.
+/// Keeps the mesh to what the running inventory's Node objects say, until
+/// the hub or the mesh closes: this node's record carries its Node's labels
+/// (the others match their node preferences against them), and with
+/// `bootstrap` (no `--join` nor `--cluster-size`) the seeds and the
+/// expected size are the Nodes' ([`seeds_from_nodes`]).
 pub async fn follow_nodes(
     own: String,
     bind: SocketAddr,
+    bootstrap: bool,
     mut running: tokio::sync::watch::Receiver<Arc<AgentState>>,
     commands: tokio::sync::mpsc::Sender<Command>,
 ) {
-    let mut told = None;
+    let mut told_seeds = None;
+    let mut told_labels = None;
     running.mark_changed();
     while running.changed().await.is_ok() {
         let state = Arc::clone(&running.borrow_and_update());
         if state.generation == 0 {
             continue;
         }
+        if let Some(node) = state.inventory.nodes.get(&own)
+            && told_labels.as_ref() != Some(&node.metadata.labels)
+        {
+            let labels = node.metadata.labels.clone();
+            if commands.send(Command::SetLabels(labels.clone())).await.is_err() {
+                return;
+            }
+            told_labels = Some(labels);
+        }
+        if !bootstrap {
+            continue;
+        }
         let now = seeds_from_nodes(&state.inventory, &own, bind);
-        if told.as_ref() == Some(&now) {
+        if told_seeds.as_ref() == Some(&now) {
             continue;
         }
         tracing::info!(seeds = ?now.0, members = now.1, "mesh seeds and cluster size from the Nodes");
@@ -279,7 +295,7 @@ pub async fn follow_nodes(
         {
             return;
         }
-        told = Some(now);
+        told_seeds = Some(now);
     }
 }
 

@@ -7,7 +7,8 @@
 //!   `stalled`, `left` with no node), appended;
 //! - `mesh-members`: the live members as this node sees them, one per line
 //!   (`<name> <address> boot=<ms> rejoin=<n>`, then from its record
-//!   `settling=<true|false> claims=<addresses, comma-separated, or ->`, or
+//!   `settling=<true|false> claims=<addresses, comma-separated, or ->
+//!   labels=<key=value, comma-separated, or ->`, or
 //!   `record=none` before it arrived), then `quorum <true|false>` and what
 //!   the fence counts (`live=<n> reference=<n> expected=<n>
 //!   heard-majority=<true|false>`: see [`meshlb_gossip::ownership::Fence`]),
@@ -250,7 +251,16 @@ fn members_text(status: &MeshStatus) -> String {
                 } else {
                     claims.join(",")
                 };
-                text.push_str(&format!(" settling={} claims={claims}\n", record.ownership.settling));
+                let labels: Vec<String> = record.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let labels = if labels.is_empty() {
+                    "-".to_owned()
+                } else {
+                    labels.join(",")
+                };
+                text.push_str(&format!(
+                    " settling={} claims={claims} labels={labels}\n",
+                    record.ownership.settling
+                ));
             }
             None => text.push_str(" record=none\n"),
         }
@@ -279,6 +289,7 @@ mod tests {
         let mut record = NodeRecord::new("b", 100);
         record.ownership.settling = false;
         record.ownership.claims = ["203.0.113.10".parse().unwrap(), "2001:db8:100::10".parse().unwrap()].into();
+        record.labels.insert("rack".into(), "r1".into());
         let status = MeshStatus {
             members: vec![
                 MemberView {
@@ -305,8 +316,8 @@ mod tests {
         };
         assert_eq!(
             members_text(&status),
-            "a 192.0.2.1:7947 boot=100 rejoin=0 settling=true claims=-\n\
-             b 192.0.2.2:7947 boot=100 rejoin=0 settling=false claims=203.0.113.10,2001:db8:100::10\n\
+            "a 192.0.2.1:7947 boot=100 rejoin=0 settling=true claims=- labels=-\n\
+             b 192.0.2.2:7947 boot=100 rejoin=0 settling=false claims=203.0.113.10,2001:db8:100::10 labels=rack=r1\n\
              c 192.0.2.3:7947 boot=100 rejoin=0 record=none\n\
              quorum true live=3 reference=3 expected=3 heard-majority=true\n"
         );
