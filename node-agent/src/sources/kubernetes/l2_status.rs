@@ -40,8 +40,10 @@ pub const SERVICE_NAMESPACE_LABEL: &str = "metallb.io/service-namespace";
 /// How long Layer 2 must be still before the objects are written (a
 /// failover changes it in a few steps).
 const SETTLE: Duration = Duration::from_millis(100);
-/// How soon a failed write is tried again.
+/// How soon a failed write is tried again, at first...
 const RETRY: Duration = Duration::from_secs(1);
+/// ...and at the latest, while writes keep failing (an API server away).
+const RETRY_AT_MOST: Duration = Duration::from_secs(30);
 
 /// What this node announces: each Service with an address the mesh gives
 /// it, and the interfaces it answers on.
@@ -107,7 +109,9 @@ pub async fn run(
         },
     );
     let mut told: BTreeSet<ServiceKey> = BTreeSet::new();
-    let mut retry = false;
+    // Failed writes are retried after `retry_in` (from RETRY, doubled
+    // while they keep failing); each round that fails logs once.
+    let mut retry_in: Option<Duration> = None;
     let live_members =
         |mesh: &MeshStatus| -> BTreeSet<String> { mesh.members.iter().map(|m| m.id.name.clone()).collect() };
     let mut live = live_members(&mesh.borrow_and_update());
@@ -127,7 +131,7 @@ pub async fn run(
                     }
                 }
                 () = changed.notified() => break true,
-                () = tokio::time::sleep(RETRY), if retry => break true,
+                () = tokio::time::sleep(retry_in.unwrap_or(RETRY)), if retry_in.is_some() => break true,
             }
         };
         if !proceed {
@@ -140,7 +144,7 @@ pub async fn run(
         {}
         let wanted = announced(&layer2.borrow_and_update());
         live = live_members(&mesh.borrow_and_update());
-        retry = false;
+        let mut failures: Vec<String> = Vec::new();
         let all = objects.state();
         let existing: BTreeMap<String, Arc<ServiceL2Status>> = all
             .iter()
@@ -177,8 +181,7 @@ pub async fn run(
                     Ok(_) => {}
                     Err(kube::Error::Api(e)) if e.code == 409 => {}
                     Err(e) => {
-                        tracing::warn!(service = %service, "cannot create ServiceL2Status {name}: {e}");
-                        retry = true;
+                        failures.push(format!("create {name} ({service}): {e}"));
                         continue;
                     }
                 }
@@ -188,8 +191,7 @@ pub async fn run(
                 .patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
                 .await
             {
-                tracing::warn!(service = %service, "cannot write ServiceL2Status {name}: {e}");
-                retry = true;
+                failures.push(format!("write {name} ({service}): {e}"));
             }
         }
         let wanted_names: BTreeSet<String> = wanted.keys().map(|s| object_name(&node, s)).collect();
@@ -198,12 +200,21 @@ pub async fn run(
             match api.delete(name, &DeleteParams::default()).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
-                Err(e) => {
-                    tracing::warn!("cannot remove ServiceL2Status {name}: {e}");
-                    retry = true;
-                }
+                Err(e) => failures.push(format!("remove {name}: {e}")),
             }
         }
+        retry_in = if failures.is_empty() {
+            None
+        } else {
+            let next = retry_in.map_or(RETRY, |last| (last * 2).min(RETRY_AT_MOST));
+            tracing::warn!(
+                failed = failures.len(),
+                retry_in_s = next.as_secs(),
+                "ServiceL2Status not written: {}",
+                failures[0]
+            );
+            Some(next)
+        };
         // MetalLB's nodeAssigned, once per gain.
         told.retain(|service| wanted.contains_key(service));
         for service in wanted
