@@ -463,51 +463,37 @@ impl KubeEnv {
         self.wait_ready(READY_TIMEOUT)
     }
 
+    /// Runs kubectl with `args` aimed at this server; its standard output.
+    fn run_kubectl(&self, args: &[&str]) -> Result<String, LabError> {
+        let mut command = self.kubectl();
+        command.args(args);
+        crate::netns::run_command(command, &format!("kubectl {}", args.join(" ")))
+    }
+
+    /// Writes `text` to file `name` of the scratch space; its path.
+    fn scratch_file(&self, name: &str, text: &str) -> Result<String, LabError> {
+        let path = self.home.join(name);
+        std::fs::create_dir_all(&self.home).map_err(|e| LabError::io(format!("create {}", self.home.display()), e))?;
+        std::fs::write(&path, text).map_err(|e| LabError::io(format!("write {}", path.display()), e))?;
+        Ok(path.to_string_lossy().into_owned())
+    }
+
     /// Applies meshlb's CRDs (as `meshlb-agent crds` prints them) with
     /// kubectl, and waits until they are established.
     pub fn apply_crds(&self) -> Result<(), LabError> {
-        let crds = Command::new(crate::agent::agent_binary()?)
-            .arg("crds")
-            .output()
-            .map_err(|source| LabError::Spawn {
-                program: "meshlb-agent crds".into(),
-                source,
-            })?;
-        if !crds.status.success() {
-            return Err(LabError::Command {
-                command: "meshlb-agent crds".into(),
-                status: crds.status.to_string(),
-                stderr: String::from_utf8_lossy(&crds.stderr).into_owned(),
-            });
-        }
-        let path = self.home.join("crds.yaml");
-        std::fs::create_dir_all(&self.home).map_err(|e| LabError::io(format!("create {}", self.home.display()), e))?;
-        std::fs::write(&path, &crds.stdout).map_err(|e| LabError::io(format!("write {}", path.display()), e))?;
-        let path = path.to_string_lossy().into_owned();
-        for args in [
-            vec!["apply", "-f", path.as_str()],
-            vec![
-                "wait",
-                "--for",
-                "condition=established",
-                "--timeout",
-                "60s",
-                "crd",
-                "--all",
-            ],
-        ] {
-            let out = self.kubectl().args(&args).output().map_err(|source| LabError::Spawn {
-                program: "kubectl".into(),
-                source,
-            })?;
-            if !out.status.success() {
-                return Err(LabError::Command {
-                    command: format!("kubectl {}", args.join(" ")),
-                    status: out.status.to_string(),
-                    stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-                });
-            }
-        }
+        let mut crds = Command::new(crate::agent::agent_binary()?);
+        crds.arg("crds");
+        let path = self.scratch_file("crds.yaml", &crate::netns::run_command(crds, "meshlb-agent crds")?)?;
+        self.run_kubectl(&["apply", "-f", &path])?;
+        self.run_kubectl(&[
+            "wait",
+            "--for",
+            "condition=established",
+            "--timeout",
+            "60s",
+            "crd",
+            "--all",
+        ])?;
         Ok(())
     }
 
@@ -528,26 +514,8 @@ impl KubeEnv {
                 )
             })
             .collect();
-        let path = self.home.join("lab-nodes.yaml");
-        std::fs::create_dir_all(&self.home).map_err(|e| LabError::io(format!("create {}", self.home.display()), e))?;
-        std::fs::write(&path, manifest).map_err(|e| LabError::io(format!("write {}", path.display()), e))?;
-        let out = self
-            .kubectl()
-            .arg("apply")
-            .arg("-f")
-            .arg(&path)
-            .output()
-            .map_err(|source| LabError::Spawn {
-                program: "kubectl".into(),
-                source,
-            })?;
-        if !out.status.success() {
-            return Err(LabError::Command {
-                command: format!("kubectl apply -f {}", path.display()),
-                status: out.status.to_string(),
-                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            });
-        }
+        let path = self.scratch_file("lab-nodes.yaml", &manifest)?;
+        self.run_kubectl(&["apply", "-f", &path])?;
         Ok(())
     }
 

@@ -18,17 +18,25 @@ pub const LAB_PREFIX: &str = "mlb";
 
 /// Runs `program args...`, returning its standard output.
 pub(crate) fn run(program: &str, args: &[&str]) -> Result<String, LabError> {
-    let out = Command::new(program)
-        .args(args)
+    let mut command = Command::new(program);
+    command.args(args);
+    run_command(command, &format!("{program} {}", args.join(" ")))
+}
+
+/// Runs `command` (described as `what` in errors) with no standard input,
+/// returning its standard output; a failure to start or a failed exit is
+/// an error with its standard error.
+pub(crate) fn run_command(mut command: Command, what: &str) -> Result<String, LabError> {
+    let out = command
         .stdin(Stdio::null())
         .output()
         .map_err(|source| LabError::Spawn {
-            program: program.to_owned(),
+            program: what.to_owned(),
             source,
         })?;
     if !out.status.success() {
         return Err(LabError::Command {
-            command: format!("{program} {}", args.join(" ")),
+            command: what.to_owned(),
             status: out.status.to_string(),
             stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
         });

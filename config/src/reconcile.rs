@@ -289,7 +289,8 @@ impl Reconciler {
                 && inventory
                     .services
                     .get(key)
-                    .is_some_and(|service| Arc::ptr_eq(read, service) || read == service)
+                    // Arc's equality of an Eq type tries the pointer first.
+                    .is_some_and(|service| read == service)
         })
     }
 
@@ -327,9 +328,7 @@ impl Reconciler {
         for (key, service) in &wanted {
             match last.services.get(*key) {
                 Some((read, outcome))
-                    if same_context
-                        && !matches!(outcome, ServiceOutcome::Failed { .. })
-                        && (Arc::ptr_eq(read, service) || read == *service) =>
+                    if same_context && !matches!(outcome, ServiceOutcome::Failed { .. }) && read == *service =>
                 {
                     outcomes.insert((*key).clone(), outcome.clone());
                 }

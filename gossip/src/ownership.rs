@@ -241,7 +241,7 @@ impl Fence {
 
     /// The same fence, expecting a cluster of `members` (this node included).
     pub fn expecting(mut self, members: usize) -> Fence {
-        self.expected_members = members.max(1);
+        self.expect(members);
         self
     }
 

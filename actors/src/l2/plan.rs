@@ -99,19 +99,6 @@ pub enum Blocker {
     LinksDown,
 }
 
-impl std::fmt::Display for Blocker {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Blocker::NotSelected => "no L2Advertisement selects this node",
-            Blocker::NodeExcluded => "this node is excluded from load balancers or its network is unavailable",
-            Blocker::NoEndpoints => "no ready endpoint",
-            Blocker::NoLocalEndpoint => "no ready endpoint on this node (externalTrafficPolicy Local)",
-            Blocker::Unhealthy => "its health check fails",
-            Blocker::LinksDown => "none of its interfaces is up",
-        })
-    }
-}
-
 impl PlannedService {
     /// Whether this node can serve it now.
     pub fn serveable(&self) -> bool {

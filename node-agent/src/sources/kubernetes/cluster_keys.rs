@@ -23,11 +23,9 @@ use crate::mesh::parse_keyring;
 /// The Secret entry holding the keys.
 pub const KEYS_ENTRY: &str = "keys";
 
-/// The keys text of `secret`, if it has a `keys` entry.
+/// The keys text of `secret`, if it has a `keys` entry (the API server
+/// serves `stringData` merged into `data`).
 fn keys_of(secret: &Secret) -> Option<String> {
-    if let Some(text) = secret.string_data.as_ref().and_then(|d| d.get(KEYS_ENTRY)) {
-        return Some(text.clone());
-    }
     let bytes = secret.data.as_ref()?.get(KEYS_ENTRY)?;
     String::from_utf8(bytes.0.clone()).ok()
 }

@@ -169,7 +169,6 @@ fn reflect_password_secrets(
     let (store, writer) = reflector::store();
     let config = watcher::Config::default().fields(&format!("type={}", meshlb_config::secret::BASIC_AUTH));
     let trim: fn(&mut Secret) = |secret| {
-        secret.string_data = None;
         if let Some(data) = &mut secret.data {
             data.retain(|key, _| key == meshlb_config::secret::PASSWORD_KEY);
         }
