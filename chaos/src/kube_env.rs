@@ -464,7 +464,8 @@ impl KubeEnv {
     }
 
     /// Runs kubectl with `args` aimed at this server; its standard output.
-    fn run_kubectl(&self, args: &[&str]) -> Result<String, LabError> {
+    /// Runs kubectl with `args` to completion; its standard output.
+    pub fn run_kubectl(&self, args: &[&str]) -> Result<String, LabError> {
         let mut command = self.kubectl();
         command.args(args);
         crate::netns::run_command(command, &format!("kubectl {}", args.join(" ")))
@@ -478,13 +479,19 @@ impl KubeEnv {
         Ok(path.to_string_lossy().into_owned())
     }
 
+    /// Applies `manifest` with kubectl (written to file `name` of the
+    /// scratch space first).
+    pub fn apply(&self, name: &str, manifest: &str) -> Result<(), LabError> {
+        let path = self.scratch_file(name, manifest)?;
+        self.run_kubectl(&["apply", "-f", &path]).map(|_| ())
+    }
+
     /// Applies meshlb's CRDs (as `meshlb-agent crds` prints them) with
     /// kubectl, and waits until they are established.
     pub fn apply_crds(&self) -> Result<(), LabError> {
         let mut crds = Command::new(crate::agent::agent_binary()?);
         crds.arg("crds");
-        let path = self.scratch_file("crds.yaml", &crate::netns::run_command(crds, "meshlb-agent crds")?)?;
-        self.run_kubectl(&["apply", "-f", &path])?;
+        self.apply("crds.yaml", &crate::netns::run_command(crds, "meshlb-agent crds")?)?;
         self.run_kubectl(&[
             "wait",
             "--for",
@@ -514,9 +521,7 @@ impl KubeEnv {
                 )
             })
             .collect();
-        let path = self.scratch_file("lab-nodes.yaml", &manifest)?;
-        self.run_kubectl(&["apply", "-f", &path])?;
-        Ok(())
+        self.apply("lab-nodes.yaml", &manifest)
     }
 
     /// The last `lines` lines of the server's log.

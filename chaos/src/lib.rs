@@ -10,7 +10,9 @@
 //! ([`probe`]), from the segment ([`splitbrain`]) and from the router's RIB
 //! and kernel FIB ([`router`]). [`kube_env`] runs a real Kubernetes API
 //! server (with etcd) for tests, on loopback or on a lab's control-plane
-//! host; [`kube_bench`] measures allocation against it.
+//! host; [`kube_bench`] measures allocation against it, and
+//! [`kube_failover`] Layer 2 failover in a cluster, beside MetalLB's speaker
+//! ([`metallb`]).
 //!
 //! Labs never touch the root namespace's addresses or routes, carry a
 //! per-process name prefix so parallel runs do not collide, and are torn
@@ -30,7 +32,9 @@ pub mod ipam_bench;
 pub mod keepalived;
 pub mod kube_bench;
 pub mod kube_env;
+pub mod kube_failover;
 pub mod lab;
+pub mod metallb;
 pub mod mrt;
 pub mod netns;
 pub mod probe;

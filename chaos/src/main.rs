@@ -147,7 +147,7 @@ enum Bench {
         #[arg(long, default_value_t = 5.0)]
         loss: f64,
     },
-    /// Layer 2 failover: meshlb's agents and keepalived (default and fast timers) in the same run, per fault; and ARP answer latency.
+    /// Layer 2 failover: meshlb's agents, keepalived (default and fast timers) and, given its speaker, MetalLB in the same run, per fault; and ARP answer latency.
     L2Failover {
         /// Runs per system, fault and size.
         #[arg(long, default_value_t = 20)]
@@ -161,6 +161,10 @@ enum Bench {
         /// ARP requests per target in the latency measurement.
         #[arg(long, default_value_t = 200)]
         arp_requests: usize,
+        /// MetalLB's speaker binary (`scripts/metallb speaker`): adds
+        /// meshlb and MetalLB in a cluster, against one API server.
+        #[arg(long)]
+        metallb_speaker: Option<PathBuf>,
     },
     /// ARP answer latency and gossip health of three agents while their configuration reloads, against idle.
     L2Reload {
@@ -342,15 +346,21 @@ fn up(nodes: usize, clients: usize, router: Option<RouterArg>, ipv6: bool, kuber
     }
 }
 
-/// One table row of failover runs: outage summary, runs that moved the
-/// client, runs that ended with two or more claimants.
+/// One table row of failover runs: outage summary, when the client moved
+/// to another node, runs that moved it, runs that ended with two or more
+/// claimants.
 fn failover_row(label: &str, fault: NodeFault, completed: &[meshlb_chaos::scenario::FailoverRun]) {
     let windows: Vec<_> = completed.iter().map(|r| r.outage.window).collect();
     if let Some(s) = Summary::of(&windows) {
+        let switchovers: Vec<_> = completed.iter().filter_map(|r| r.outage.switchover).collect();
+        let moved_at = Summary::of(&switchovers).map_or_else(
+            || "- | -".to_owned(),
+            |m| format!("{} | {}", secs(m.median), secs(m.p90)),
+        );
         let moved = completed.iter().filter(|r| r.new_owner.is_some()).count();
         let split = completed.iter().filter(|r| r.vip_holders_after.len() > 1).count();
         println!(
-            "| {label} | {fault} | {} | {} | {} | {} | {moved}/{} | {split}/{} |",
+            "| {label} | {fault} | {} | {} | {} | {moved_at} | {} | {moved}/{} | {split}/{} |",
             secs(s.median),
             secs(s.p90),
             secs(s.max),
@@ -374,21 +384,44 @@ fn bench_l2_failover(
     sizes: Vec<usize>,
     faults: Vec<FaultArg>,
     arp_requests: usize,
+    metallb_speaker: Option<PathBuf>,
 ) -> Result<(), LabError> {
+    use meshlb_chaos::kube_failover::{Announcer, KubeFailoverLab};
     use meshlb_chaos::scenario::meshlb_failover;
     let faults = faults_or_all(faults);
     let binary = self_binary()?;
-    println!("Layer 2 failover: meshlb (fast profile) and keepalived, {runs} runs each, prober every 10 ms; seconds");
+    let systems = if metallb_speaker.is_some() {
+        "meshlb (fast profile) standalone and in a cluster, MetalLB's speaker (native mode, memberlist) in the same cluster, and keepalived"
+    } else {
+        "meshlb (fast profile) and keepalived"
+    };
+    println!("Layer 2 failover: {systems}, {runs} runs each, prober every 10 ms; seconds");
     println!(
-        "| nodes, system | fault | outage median | p90 | max | runs | client moved to another node | 2+ claimants after |"
+        "| nodes, system | fault | outage median | p90 | max | client moved after, median | p90 | runs | client moved to another node | 2+ claimants after |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for &nodes in &sizes {
         for fault in &faults {
             let mut meshlb = Vec::new();
             let mut default_vrrp = Vec::new();
             let mut fast_vrrp = Vec::new();
-            // Interleaved, so slow drift of the machine hits all three alike.
+            let mut in_cluster: Vec<(Announcer, Vec<meshlb_chaos::scenario::FailoverRun>)> = metallb_speaker
+                .iter()
+                .flat_map(|speaker| {
+                    [
+                        (Announcer::Meshlb, Vec::new()),
+                        (Announcer::Metallb(speaker.clone()), Vec::new()),
+                    ]
+                })
+                .collect();
+            // One cluster for every run of this size and fault: the API
+            // server is not what is measured, and starting one per run
+            // would triple the benchmark's time.
+            let mut cluster = match &metallb_speaker {
+                Some(_) => Some(KubeFailoverLab::build(nodes, &binary)?),
+                None => None,
+            };
+            // Interleaved, so slow drift of the machine hits all alike.
             for _ in 0..runs {
                 match meshlb_failover(&binary, nodes, *fault) {
                     Ok(run) => meshlb.push(run),
@@ -403,8 +436,24 @@ fn bench_l2_failover(
                         Err(e) => eprintln!("keepalived run failed: {e}"),
                     }
                 }
+                if let Some(cluster) = cluster.as_mut() {
+                    for (announcer, out) in &mut in_cluster {
+                        match cluster.failover(announcer, *fault) {
+                            Ok(run) => out.push(run),
+                            Err(e) => eprintln!("{announcer:?} run in a cluster failed: {e}"),
+                        }
+                    }
+                }
             }
+            drop(cluster);
             failover_row(&format!("{nodes}, meshlb"), *fault, &meshlb);
+            for (announcer, out) in &in_cluster {
+                let label = match announcer {
+                    Announcer::Meshlb => "meshlb in a cluster".to_owned(),
+                    Announcer::Metallb(_) => format!("MetalLB {}", meshlb_chaos::metallb::VERSION),
+                };
+                failover_row(&format!("{nodes}, {label}"), *fault, out);
+            }
             failover_row(&format!("{nodes}, keepalived 1 s"), *fault, &default_vrrp);
             failover_row(&format!("{nodes}, keepalived 0.1 s"), *fault, &fast_vrrp);
         }
@@ -815,10 +864,11 @@ fn main() -> ExitCode {
                     nodes,
                     fault,
                     arp_requests,
+                    metallb_speaker,
                 },
         } => {
             install_teardown_on_signal();
-            bench_l2_failover(runs, nodes, fault, arp_requests)
+            bench_l2_failover(runs, nodes, fault, arp_requests, metallb_speaker)
         }
         Command::Bench {
             bench:

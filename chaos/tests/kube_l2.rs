@@ -12,11 +12,15 @@
 //! from a Secret, which rotates them. Needs root.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+use std::net::SocketAddr;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use meshlb_chaos::agent::{CLUSTER_KEY_SECRET, random_key, start_kubernetes_cluster};
 use meshlb_chaos::kube_env::KubeEnv;
+use meshlb_chaos::kube_failover::play_kube_proxy;
+use meshlb_chaos::probe::{Prober, RESPONDER_PORT};
+use meshlb_chaos::scenario::start_responders;
 use meshlb_chaos::wait::wait_for;
 use meshlb_chaos::{Lab, LabSpec};
 
@@ -119,7 +123,10 @@ struct KubeLab {
     owner: String,
 }
 
-fn kube_lab() -> KubeLab {
+/// A lab of 3 nodes and a client with the API server on its control-plane
+/// host: the Nodes registered, the CRDs, the namespaces and the cluster
+/// key Secret; no pool yet, no agent.
+fn kube_cluster() -> (Lab, KubeEnv) {
     let lab = Lab::build(&LabSpec {
         control_plane: true,
         ..LabSpec::segment(3, 1, false)
@@ -131,18 +138,16 @@ fn kube_lab() -> KubeLab {
     for namespace in ["metallb-system", "shop"] {
         kubectl(&env, &["create", "namespace", namespace], "");
     }
-    apply(&env, &example("layer2/pools.yaml"));
     set_cluster_keys(&env, &format!("{}\n", random_key(1).unwrap()));
-    let agents = start_kubernetes_cluster(&lab, &lab.node_names(), "fast", &env.kubeconfig()).unwrap();
+    (lab, env)
+}
 
-    // The Service and its selector-less EndpointSlice (endpoints on every
-    // node): the allocator gives it an address, one node answers for it
-    // and says so.
-    apply(&env, &example("layer2/selectorless.yaml"));
+/// The echo Service's address, once it has one.
+fn echo_address(env: &KubeEnv) -> String {
     let mut address = String::new();
     wait_for(Duration::from_secs(60), "the echo Service to get an address", || {
         address = kubectl(
-            &env,
+            env,
             &[
                 "get",
                 "service",
@@ -157,8 +162,44 @@ fn kube_lab() -> KubeLab {
         !address.is_empty()
     })
     .unwrap();
+    address
+}
+
+fn kube_lab() -> KubeLab {
+    let (lab, env) = kube_cluster();
+    apply(&env, &example("layer2/pools.yaml"));
+    let agents = start_kubernetes_cluster(&lab, &lab.node_names(), "fast", &env.kubeconfig()).unwrap();
+
+    // The Service and its selector-less EndpointSlice (endpoints on every
+    // node): the allocator gives it an address, one node answers for it
+    // and says so.
+    apply(&env, &example("layer2/selectorless.yaml"));
+    let address = echo_address(&env);
     assert!(address.starts_with("198.51.100.2"), "{address} from the pool");
     let first = owner(&lab, &address, "one node to answer ARP for the Service");
+    // kube-proxy delivers a cluster's Service traffic: the agent leaves the
+    // node's addresses alone (standalone, it puts them on loopback). With
+    // the lab playing kube-proxy, the client's datagrams reach the owner.
+    let loopback = lab.exec(&first, "ip", &["-o", "addr", "show", "dev", "lo"]).unwrap();
+    assert!(
+        !loopback.contains(&address),
+        "{address} on {first}'s loopback: {loopback}"
+    );
+    let lab_binary = Path::new(env!("CARGO_BIN_EXE_meshlb-lab"));
+    let responders = start_responders(&lab, lab_binary).unwrap();
+    play_kube_proxy(&lab, address.parse().unwrap()).unwrap();
+    let prober = Prober::start(
+        &lab,
+        "client1",
+        SocketAddr::new(address.parse().unwrap(), RESPONDER_PORT),
+        Duration::from_millis(10),
+    )
+    .unwrap();
+    prober
+        .wait_for_answer(Instant::now(), Duration::from_secs(10), |n| n == first)
+        .unwrap();
+    drop(prober.stop());
+    drop(responders);
     wait_for(Duration::from_secs(30), "a ServiceL2Status naming the owner", || {
         reported(&env) == first
     })
@@ -260,6 +301,45 @@ fn agents_in_a_cluster_announce_what_status_says_and_report_it() {
 /// the owner's crash still moves the address; when the API server is back,
 /// nothing moves, and the status catches up (the successor reports itself,
 /// and the crashed owner's object is removed by the node that took over).
+/// The first configuration the agents read is refused (two pools
+/// overlap): they find each other through the Nodes all the same, and
+/// announce the Service once the overlap is gone.
+#[test]
+fn the_mesh_forms_while_the_first_configuration_is_refused() {
+    let (lab, env) = kube_cluster();
+    let overlap = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: overlap, namespace: metallb-system}\n\
+                   spec: {addresses: [198.51.100.200/29]}\n";
+    apply(&env, &format!("{}\n---\n{overlap}", example("layer2/pools.yaml")));
+    apply(&env, &example("layer2/selectorless.yaml"));
+    // Returns once every agent's mesh holds every node: the seeds came
+    // from the Nodes, though no configuration runs.
+    let agents = start_kubernetes_cluster(&lab, &lab.node_names(), "fast", &env.kubeconfig()).unwrap();
+    wait_for(Duration::from_secs(30), "every agent to report the refusal", || {
+        let summaries = kubectl(
+            &env,
+            &[
+                "get",
+                "configurationstates",
+                "-n",
+                "metallb-system",
+                "-o",
+                "jsonpath={.items[*].status.errorSummary}",
+            ],
+            "",
+        );
+        summaries.matches("overlap").count() >= 3
+    })
+    .unwrap();
+    kubectl(
+        &env,
+        &["delete", "ipaddresspool", "-n", "metallb-system", "overlap"],
+        "",
+    );
+    let address = echo_address(&env);
+    owner(&lab, &address, "one node to answer ARP for the Service");
+    drop(agents);
+}
+
 #[test]
 fn the_mesh_fails_over_while_the_api_server_is_away() {
     let KubeLab {

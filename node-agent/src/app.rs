@@ -205,7 +205,7 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
                     node,
                     bind,
                     bootstrap,
-                    hub.running().watch(),
+                    hub.nodes().watch(),
                     mesh.commands(),
                 ));
             }

@@ -239,7 +239,9 @@ impl MeshArgs {
                 refresh_ms: self.l2_refresh_ms,
                 ..Default::default()
             },
-            local_addresses: true,
+            // In a cluster kube-proxy (or what replaces it) delivers a
+            // Service's traffic; the node's addresses are not meshlb's.
+            local_addresses: !in_cluster,
         };
         Ok(Some((
             MeshOptions {

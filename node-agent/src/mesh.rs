@@ -34,10 +34,9 @@ use meshlb_gossip::ownership::Fence;
 use meshlb_gossip::profile::Profile;
 use meshlb_gossip::secure::{ClusterKey, Keyring};
 
-use meshlb_config::Inventory;
+use meshlb_config::service::Node;
 
 use crate::AgentError;
-use crate::pipeline::AgentState;
 use crate::status::{StatusHub, TimedMeshEvent};
 
 /// How this agent joins the mesh.
@@ -236,43 +235,44 @@ async fn report(mut handle: MeshHandle, hub: StatusHub) {
     }
 }
 
-/// The seeds and cluster size the Nodes of `inventory` give a node named
-/// `own` gossiping at `bind`: every other Node's first InternalIP of the
-/// bind address's family, at the same port; every Node (this one counted
-/// even if its Node is missing).
-pub fn seeds_from_nodes(inventory: &Inventory, own: &str, bind: SocketAddr) -> (Vec<SocketAddr>, usize) {
-    let seeds = inventory
-        .nodes
+/// The seeds and cluster size `nodes` give a node named `own` gossiping at
+/// `bind`: every other Node's first InternalIP of the bind address's
+/// family, at the same port; every Node (this one counted even if its Node
+/// is missing).
+pub fn seeds_from_nodes(nodes: &BTreeMap<String, Node>, own: &str, bind: SocketAddr) -> (Vec<SocketAddr>, usize) {
+    let seeds = nodes
         .iter()
         .filter(|(name, _)| name.as_str() != own)
         .filter_map(|(_, node)| node.internal_ips().find(|ip| ip.is_ipv4() == bind.is_ipv4()))
         .map(|ip| SocketAddr::new(ip, bind.port()))
         .collect();
-    let members = inventory.nodes.len() + usize::from(!inventory.nodes.contains_key(own));
+    let members = nodes.len() + usize::from(!nodes.contains_key(own));
     (seeds, members)
 }
 
-/// Keeps the mesh to what the running inventory's Node objects say, until
-/// the hub or the mesh closes: this node's record carries its Node's labels
-/// (the others match their node preferences against them), and with
-/// `bootstrap` (no `--join` nor `--cluster-size`) the seeds and the
-/// expected size are the Nodes' ([`seeds_from_nodes`]).
+/// Keeps the mesh to what the Node objects read say (the hub's
+/// [`StatusHub::nodes`], read whether or not the configuration is
+/// accepted), until the hub or the mesh closes: this node's record carries
+/// its Node's labels (the others match their node preferences against
+/// them), and with `bootstrap` (no `--join` nor `--cluster-size`) the seeds
+/// and the expected size are the Nodes' ([`seeds_from_nodes`]).
 pub async fn follow_nodes(
     own: String,
     bind: SocketAddr,
     bootstrap: bool,
-    mut running: tokio::sync::watch::Receiver<Arc<AgentState>>,
+    mut read: tokio::sync::watch::Receiver<Arc<BTreeMap<String, Node>>>,
     commands: tokio::sync::mpsc::Sender<Command>,
 ) {
     let mut told_seeds = None;
     let mut told_labels = None;
-    running.mark_changed();
-    while running.changed().await.is_ok() {
-        let state = Arc::clone(&running.borrow_and_update());
-        if state.generation == 0 {
+    read.mark_changed();
+    while read.changed().await.is_ok() {
+        let nodes = Arc::clone(&read.borrow_and_update());
+        // None read yet: a cluster has at least this node's Node.
+        if nodes.is_empty() {
             continue;
         }
-        if let Some(node) = state.inventory.nodes.get(&own)
+        if let Some(node) = nodes.get(&own)
             && told_labels.as_ref() != Some(&node.metadata.labels)
         {
             let labels = node.metadata.labels.clone();
@@ -284,7 +284,7 @@ pub async fn follow_nodes(
         if !bootstrap {
             continue;
         }
-        let now = seeds_from_nodes(&state.inventory, &own, bind);
+        let now = seeds_from_nodes(&nodes, &own, bind);
         if told_seeds.as_ref() == Some(&now) {
             continue;
         }
@@ -338,11 +338,11 @@ mod tests {
                     {type: InternalIP, address: 198.51.100.12}]}\n---\n\
                     apiVersion: v1\nkind: Node\nmetadata: {name: n3}\n";
         let objects = meshlb_config::parse_documents(yaml, "nodes").unwrap().objects;
-        let inventory = Inventory::build(&objects).unwrap();
+        let inventory = meshlb_config::Inventory::build(&objects).unwrap();
         let bind: SocketAddr = "198.51.100.11:7946".parse().unwrap();
-        let (seeds, members) = seeds_from_nodes(&inventory, "n1", bind);
+        let (seeds, members) = seeds_from_nodes(&inventory.nodes, "n1", bind);
         assert_eq!(seeds, ["198.51.100.12:7946".parse::<SocketAddr>().unwrap()]);
         assert_eq!(members, 3, "n3 has no address yet, but runs an agent");
-        assert_eq!(seeds_from_nodes(&inventory, "n9", bind).1, 4);
+        assert_eq!(seeds_from_nodes(&inventory.nodes, "n9", bind).1, 4);
     }
 }

@@ -338,6 +338,11 @@ impl Pipeline {
                         while let Ok(newer) = updates.try_recv() {
                             update = newer;
                         }
+                        // The mesh needs the Nodes even while no
+                        // configuration has been accepted yet.
+                        if let Some(nodes) = update.nodes() {
+                            hub.nodes().publish_when(|read| read != nodes, || nodes.clone());
+                        }
                         agent = agent.off_thread(move |p| p.offer(update), &mut monitors, &hub).await?
                     }
                     None => return Err(AgentError::SourceStopped),
@@ -580,6 +585,48 @@ mod tests {
             .unwrap_or_default();
         assert_eq!(errors.len(), 1);
         assert!(errors[0].contains("spec.ports: required"), "{errors:?}");
+    }
+
+    /// The Nodes a reading holds reach the hub even when its configuration
+    /// is refused and none has run yet (the mesh bootstraps from them);
+    /// an unreadable input leaves the last Nodes read in place.
+    #[tokio::test]
+    async fn the_nodes_are_published_before_any_configuration_runs() {
+        let (tx, updates) = tokio::sync::mpsc::channel(4);
+        let source = SourceStream {
+            updates,
+            guard: SourceGuard::new(tokio::spawn(std::future::pending())),
+        };
+        let hub = StatusHub::default();
+        let mut nodes = hub.nodes().watch();
+        let pipeline = Pipeline::new(None, ClassFilter::default()).unwrap();
+        let run = tokio::spawn(pipeline.run(source, std::future::pending(), hub.clone()));
+
+        let overlapping = POOL.replace("name: vips", "name: more");
+        let node = "---\napiVersion: v1\nkind: Node\nmetadata: {name: n1}\n";
+        let objects = meshlb_config::parse_documents(&format!("{POOL}---\n{overlapping}{node}"), "memory")
+            .unwrap()
+            .objects;
+        let refused = SourceUpdate::of_reading(&objects, Vec::new(), 1);
+        let SourceUpdate::Rejected {
+            rejected,
+            cluster: Some(_),
+        } = refused.clone()
+        else {
+            panic!("overlapping pools are refused, the Node read: {refused:?}");
+        };
+        tx.send(refused).await.unwrap();
+        let read = tokio::time::timeout(Duration::from_secs(10), nodes.wait_for(|n| !n.is_empty()))
+            .await
+            .expect("the Nodes are published")
+            .unwrap()
+            .clone();
+        assert_eq!(read.keys().collect::<Vec<_>>(), ["n1"]);
+        tx.send(SourceUpdate::unreadable(rejected)).await.unwrap();
+        drop(tx);
+        let _ = tokio::time::timeout(Duration::from_secs(10), run).await.unwrap();
+        assert_eq!(hub.running().get().generation, 0, "no configuration runs");
+        assert_eq!(hub.nodes().get().keys().collect::<Vec<_>>(), ["n1"]);
     }
 
     /// While the configuration is refused, the running one serves the

@@ -11,6 +11,7 @@
 //! |---|---|---|
 //! | [`StatusHub::config`] | the pipeline | running generation and fingerprint, last accepted, last rejection and its errors, a held snapshot |
 //! | [`StatusHub::running`] | the pipeline | the running inventory, every service's outcome and health, pool counters |
+//! | [`StatusHub::nodes`] | the pipeline | the cluster's Node objects as last read, whether or not the configuration read with them was accepted (the mesh finds its seeds in them) |
 //! | [`StatusHub::mesh`] | the mesh | members and their records, the quorum fence, protocol and drop counters |
 //! | [`StatusHub::mesh_events`] | the mesh | membership events as they happen (a broadcast, not a snapshot; record changes are in the mesh section instead) |
 //! | [`StatusHub::layer2`] | the Layer 2 glue | each Layer 2 service here: addresses, whether this node can serve it, interfaces; what this node announces |
@@ -26,7 +27,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use meshlb_actors::l2::interface::AnnouncerStatus;
-use meshlb_config::service::ServiceKey;
+use meshlb_config::service::{Node, ServiceKey};
 use meshlb_gossip::driver::MeshStatus;
 use meshlb_gossip::mesh::MeshEvent;
 use tokio::sync::{broadcast, watch};
@@ -170,6 +171,7 @@ pub struct StatusHub {
 struct Sections {
     config: Section<ConfigStatus>,
     running: Section<AgentState>,
+    nodes: Section<BTreeMap<String, Node>>,
     mesh: Section<MeshStatus>,
     mesh_events: broadcast::Sender<TimedMeshEvent>,
     layer2: Section<Layer2Status>,
@@ -182,6 +184,7 @@ impl Default for StatusHub {
             inner: Arc::new(Sections {
                 config: Section::default(),
                 running: Section::default(),
+                nodes: Section::default(),
                 mesh: Section::default(),
                 mesh_events: broadcast::Sender::new(MESH_EVENT_BACKLOG),
                 layer2: Section::default(),
@@ -200,6 +203,12 @@ impl StatusHub {
     /// What the pipeline decided (written by the pipeline; Layer 2 acts on it).
     pub fn running(&self) -> &Section<AgentState> {
         &self.inner.running
+    }
+
+    /// The Node objects as last read, by name (written by the pipeline):
+    /// empty until a reading had them.
+    pub fn nodes(&self) -> &Section<BTreeMap<String, Node>> {
+        &self.inner.nodes
     }
 
     /// The mesh (written by the mesh).

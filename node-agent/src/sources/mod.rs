@@ -28,8 +28,10 @@
 pub mod files;
 pub mod kubernetes;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use meshlb_config::service::Node;
 use meshlb_config::{Error, Inventory, Located, Object, Rejected};
 use tokio::sync::mpsc;
 
@@ -81,6 +83,19 @@ impl SourceUpdate {
                 rejected,
                 cluster: Inventory::build_cluster(objects).ok().map(snapshot),
             },
+        }
+    }
+
+    /// The Node objects this update read, if it read the cluster's
+    /// objects, whether or not its configuration can be used.
+    pub fn nodes(&self) -> Option<&BTreeMap<String, Node>> {
+        match self {
+            SourceUpdate::Snapshot(snapshot)
+            | SourceUpdate::Rejected {
+                cluster: Some(snapshot),
+                ..
+            } => Some(&snapshot.inventory.nodes),
+            SourceUpdate::Rejected { cluster: None, .. } => None,
         }
     }
 
