@@ -10,9 +10,10 @@
 //!
 //! Status: Layer 2 mode ([`l2`]): plan, link state, responder, interface,
 //! service and membership actors on actix, run by the agent and tested
-//! against real clients in the lab. BGP (`bgp/`) and BFD (`bfd/`) come
-//! next, in the same shape.
+//! against real clients in the lab. BGP ([`bgp`]): the session core so far;
+//! its actors, and BFD (`bfd/`), come next in the same shape.
 
+pub mod bgp;
 mod error;
 pub mod l2;
 

@@ -1,0 +1,981 @@
+//! One BGP session, sans-IO: RFC 4271 section 8's finite state machine
+//! over one TCP connection, with its timers, the OPEN this side sends and
+//! the checks on the one it receives, and what the two negotiate.
+//!
+//! The core owns no socket and reads no clock. Its driver (the per-peer
+//! actor) feeds it [`Input`]s (events named after the RFC's: a manual start
+//! or stop, the TCP connection coming up or failing, each decoded message,
+//! a message that failed to decode) with the current time, acts on the
+//! [`Output`]s it returns (connect, send, close), and calls
+//! [`Session::handle_timeout`] at [`Session::next_timeout`]. So the whole
+//! machine runs on virtual time in tests, two cores wired to each other.
+//!
+//! ```text
+//!            ManualStart                 connection up: send OPEN
+//!   Idle ───────────────▶ Connect ─────────────────────────────▶ OpenSent
+//!    ▲  ▲  (passive:        │  ▲ connect retry                      │ OPEN ok:
+//!    │  │   Active)          ▼  │                                   │ send KEEPALIVE
+//!    │  │                  Active ──── connection up: send OPEN ───▶│
+//!    │  │                                                           ▼
+//!    │  └── error, hold timer, NOTIFICATION, connection lost ◀── OpenConfirm
+//!    │       (restart after a delay that doubles per failure)       │ KEEPALIVE
+//!    └──────────────── ManualStop (no restart) ◀──── Established ◀──┘
+//! ```
+//!
+//! Simplifications RFC 4271 allows: no DelayOpen, no peer oscillation
+//! damping beyond the doubling restart delay, and one connection per core
+//! (when both sides connect at once, the driver runs a core per
+//! connection and keeps the one [`collision_keeps`] names, section 6.8).
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use meshlb_wire::bgp::notification::{cease_subcode, code, fsm_subcode, open_subcode};
+use meshlb_wire::bgp::{
+    BgpError, Capability, Family, GracefulRestart, Message, Notification, Open, SessionParams, Update,
+};
+
+/// The hold time set while waiting for the peer's OPEN (RFC 4271 section
+/// 8.2.2 suggests 4 minutes).
+pub const OPEN_HOLD_TIME: Duration = Duration::from_secs(240);
+
+/// The first delay before an automatic restart after a failure; it doubles
+/// with each failure in a row, up to [`MAX_RESTART_DELAY`].
+pub const FIRST_RESTART_DELAY: Duration = Duration::from_secs(1);
+
+/// The longest delay before an automatic restart.
+pub const MAX_RESTART_DELAY: Duration = Duration::from_secs(60);
+
+/// The AS the peer must have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerAs {
+    /// Exactly this AS (BGPPeer `peerASN`).
+    Exact(u32),
+    /// The local AS: iBGP (BGPPeer `dynamicASN: internal`).
+    Internal,
+    /// Any AS but the local one: eBGP (BGPPeer `dynamicASN: external`).
+    External,
+}
+
+/// What a session is configured with (from a BGPPeer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// This side's AS.
+    pub local_as: u32,
+    /// The AS the peer must have.
+    pub peer_as: PeerAs,
+    /// This side's BGP identifier (router ID).
+    pub router_id: Ipv4Addr,
+    /// The hold time proposed, seconds: 0 (no keepalives) or at least 3.
+    pub hold_time: u16,
+    /// The keepalive interval wanted, seconds (default: a third of the
+    /// negotiated hold time; never more than that).
+    pub keepalive_time: Option<u16>,
+    /// ConnectRetryTime: how long a connection attempt may take, and the
+    /// wait between attempts (BGPPeer `connectTime`).
+    pub connect_retry: Duration,
+    /// Only accept connections, never initiate one.
+    pub passive: bool,
+    /// The families this side offers.
+    pub families: Vec<Family>,
+    /// Whether to advertise route refresh.
+    pub route_refresh: bool,
+    /// The graceful restart capability to advertise, if any.
+    pub graceful_restart: Option<GracefulRestart>,
+}
+
+impl SessionConfig {
+    /// The OPEN this side sends.
+    pub fn open(&self) -> Open {
+        let mut capabilities: Vec<Capability> = self.families.iter().copied().map(Capability::Multiprotocol).collect();
+        if self.route_refresh {
+            capabilities.push(Capability::RouteRefresh);
+        }
+        if let Some(gr) = &self.graceful_restart {
+            capabilities.push(Capability::GracefulRestart(gr.clone()));
+        }
+        Open::new(self.local_as, self.hold_time, self.router_id, capabilities)
+    }
+}
+
+/// RFC 4271's session states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Not trying; a restart may be scheduled.
+    Idle,
+    /// Connecting.
+    Connect,
+    /// Waiting for the peer to connect (and, unless passive, retrying).
+    Active,
+    /// OPEN sent, waiting for the peer's.
+    OpenSent,
+    /// OPENs exchanged, waiting for the peer's KEEPALIVE.
+    OpenConfirm,
+    /// Up: UPDATEs flow.
+    Established,
+}
+
+/// An event for the session (RFC 4271 section 8.1's, by name where one
+/// fits).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// Events 1/4 (ManualStart, ManualStart_with_PassiveTcpEstablishment).
+    ManualStart,
+    /// Event 2 (ManualStop): a Cease NOTIFICATION if a connection is up; no
+    /// restart.
+    ManualStop,
+    /// Events 16/17: the TCP connection is up (outgoing or incoming).
+    TcpConnectionConfirmed,
+    /// Event 18: the TCP connection failed or closed.
+    TcpConnectionFails,
+    /// A message received and decoded.
+    Message(Message),
+    /// A message received that failed to decode (events 21/22/28): its
+    /// NOTIFICATION is sent and the connection closed.
+    DecodeError(BgpError),
+}
+
+/// What the driver must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Open a TCP connection to the peer.
+    Connect,
+    /// Send this message on the connection.
+    Send(Message),
+    /// The session is up with these terms.
+    Established(Negotiated),
+    /// Close the connection (after sending what came before); `established`
+    /// says the session was up, so its routes are gone.
+    Closed {
+        /// Why.
+        reason: CloseReason,
+        /// Whether the session had been established.
+        established: bool,
+    },
+}
+
+/// Why a connection was closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseReason {
+    /// A manual stop.
+    Stopped,
+    /// The peer sent this NOTIFICATION.
+    NotificationReceived(Notification),
+    /// This side sent this NOTIFICATION, for this reason.
+    NotificationSent(Notification, String),
+    /// The TCP connection failed or was closed by the peer.
+    ConnectionLost,
+    /// A connection attempt took longer than the connect retry time.
+    ConnectTimeout,
+}
+
+impl std::fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CloseReason::Stopped => f.write_str("stopped"),
+            CloseReason::NotificationReceived(n) => write!(f, "the peer sent NOTIFICATION {n}"),
+            CloseReason::NotificationSent(n, reason) => write!(f, "{reason}; sent NOTIFICATION {n}"),
+            CloseReason::ConnectionLost => f.write_str("the TCP connection was lost"),
+            CloseReason::ConnectTimeout => f.write_str("the connection attempt timed out"),
+        }
+    }
+}
+
+/// What the two OPENs agreed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Negotiated {
+    /// The peer's AS.
+    pub peer_as: u32,
+    /// The peer's BGP identifier.
+    pub peer_id: Ipv4Addr,
+    /// The hold time, seconds (0: none).
+    pub hold_time: u16,
+    /// The keepalive interval, seconds (0: none).
+    pub keepalive_time: u16,
+    /// The families both sides offered.
+    pub families: Vec<Family>,
+    /// How UPDATEs are encoded.
+    pub params: SessionParams,
+    /// Whether the peer takes route refresh requests.
+    pub route_refresh: bool,
+    /// The peer's graceful restart capability, if it sent one.
+    pub peer_graceful_restart: Option<GracefulRestart>,
+}
+
+impl Negotiated {
+    /// Whether the session is iBGP.
+    pub fn is_internal(&self, local_as: u32) -> bool {
+        self.peer_as == local_as
+    }
+}
+
+/// Which of two connections to one peer survives a collision (RFC 4271
+/// section 6.8): the one initiated by the side with the higher BGP
+/// identifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Survivor {
+    /// The connection this side initiated.
+    Outgoing,
+    /// The connection the peer initiated.
+    Incoming,
+}
+
+/// The connection that survives a collision between this side
+/// (`local_id`) and a peer (`peer_id`); the other is closed with a Cease
+/// (Connection Collision Resolution) NOTIFICATION.
+pub fn collision_keeps(local_id: Ipv4Addr, peer_id: Ipv4Addr) -> Survivor {
+    if u32::from(local_id) > u32::from(peer_id) {
+        Survivor::Outgoing
+    } else {
+        Survivor::Incoming
+    }
+}
+
+/// The session's timers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Timer {
+    ConnectRetry,
+    Hold,
+    Keepalive,
+    /// The automatic restart after a failure (RFC 4271's IdleHoldTimer).
+    Restart,
+}
+
+const TIMERS: [Timer; 4] = [Timer::ConnectRetry, Timer::Hold, Timer::Keepalive, Timer::Restart];
+
+/// One session. See the module documentation.
+#[derive(Debug, Clone)]
+pub struct Session {
+    config: SessionConfig,
+    state: State,
+    /// Deadlines, by [`Timer`] (in [`TIMERS`]' order).
+    deadlines: [Option<Instant>; 4],
+    negotiated: Option<Negotiated>,
+    /// Hold time and keepalive interval while OpenConfirm or Established.
+    hold: Option<Duration>,
+    keepalive: Option<Duration>,
+    /// Failures since the last establishment: sets the restart delay.
+    failures: u32,
+    /// Whether a manual start is in force (a manual stop clears it).
+    started: bool,
+}
+
+impl Session {
+    /// A session in Idle, not started.
+    pub fn new(config: SessionConfig) -> Session {
+        Session {
+            config,
+            state: State::Idle,
+            deadlines: [None; 4],
+            negotiated: None,
+            hold: None,
+            keepalive: None,
+            failures: 0,
+            started: false,
+        }
+    }
+
+    /// Its state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// What was negotiated, while OpenConfirm or Established.
+    pub fn negotiated(&self) -> Option<&Negotiated> {
+        self.negotiated.as_ref()
+    }
+
+    /// Its configuration.
+    pub fn config(&self) -> &SessionConfig {
+        &self.config
+    }
+
+    /// When [`Session::handle_timeout`] must next be called, if ever.
+    pub fn next_timeout(&self) -> Option<Instant> {
+        self.deadlines.iter().flatten().min().copied()
+    }
+
+    /// Takes `input` at `now`.
+    pub fn handle(&mut self, now: Instant, input: Input) -> Vec<Output> {
+        let mut out = Vec::new();
+        match input {
+            Input::ManualStart => {
+                self.started = true;
+                if self.state == State::Idle {
+                    self.set(Timer::Restart, None);
+                    self.start(now, &mut out);
+                }
+            }
+            Input::ManualStop => {
+                self.started = false;
+                if matches!(self.state, State::OpenSent | State::OpenConfirm | State::Established) {
+                    let cease = Notification::new(code::CEASE, cease_subcode::ADMINISTRATIVE_SHUTDOWN, vec![]);
+                    out.push(Output::Send(Message::Notification(cease)));
+                }
+                self.close(now, CloseReason::Stopped, &mut out);
+            }
+            Input::TcpConnectionConfirmed => {
+                // Only while trying to connect; a connection in the other
+                // states is the driver's collision to resolve.
+                if matches!(self.state, State::Connect | State::Active) {
+                    self.set(Timer::ConnectRetry, None);
+                    out.push(Output::Send(Message::Open(self.config.open())));
+                    self.set(Timer::Hold, Some(now + OPEN_HOLD_TIME));
+                    self.state = State::OpenSent;
+                }
+            }
+            Input::TcpConnectionFails => match self.state {
+                State::Idle => {}
+                State::Connect | State::Active => {
+                    // Wait out the connect retry time in Active.
+                    self.set(Timer::ConnectRetry, Some(now + self.config.connect_retry));
+                    self.state = State::Active;
+                }
+                State::OpenSent | State::OpenConfirm | State::Established => {
+                    self.close(now, CloseReason::ConnectionLost, &mut out);
+                }
+            },
+            Input::Message(message) => self.receive(now, message, &mut out),
+            Input::DecodeError(error) => {
+                if matches!(self.state, State::OpenSent | State::OpenConfirm | State::Established) {
+                    self.fail(now, error.notification, error.reason, &mut out);
+                }
+            }
+        }
+        out
+    }
+
+    /// Sends an UPDATE; only while Established (otherwise returns nothing).
+    pub fn send_update(&mut self, now: Instant, update: Update) -> Vec<Output> {
+        if self.state != State::Established {
+            return Vec::new();
+        }
+        // Sending an UPDATE restarts the keepalive timer (section 8.2.2).
+        if let Some(keepalive) = self.keepalive {
+            self.set(Timer::Keepalive, Some(now + keepalive));
+        }
+        vec![Output::Send(Message::Update(update))]
+    }
+
+    /// Handles every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) -> Vec<Output> {
+        let mut out = Vec::new();
+        for (index, timer) in TIMERS.iter().enumerate() {
+            if self.deadlines[index].is_some_and(|at| at <= now) {
+                self.deadlines[index] = None;
+                self.expire(now, *timer, &mut out);
+            }
+        }
+        out
+    }
+
+    fn expire(&mut self, now: Instant, timer: Timer, out: &mut Vec<Output>) {
+        match (timer, self.state) {
+            (Timer::Restart, State::Idle) if self.started => self.start(now, out),
+            (Timer::ConnectRetry, State::Connect) => {
+                // The attempt took too long: drop it and try again.
+                out.push(Output::Closed {
+                    reason: CloseReason::ConnectTimeout,
+                    established: false,
+                });
+                out.push(Output::Connect);
+                self.set(Timer::ConnectRetry, Some(now + self.config.connect_retry));
+            }
+            (Timer::ConnectRetry, State::Active) => {
+                self.set(Timer::ConnectRetry, Some(now + self.config.connect_retry));
+                if !self.config.passive {
+                    out.push(Output::Connect);
+                    self.state = State::Connect;
+                }
+            }
+            (Timer::Hold, State::OpenSent | State::OpenConfirm | State::Established) => {
+                let expired = Notification::new(code::HOLD_TIMER_EXPIRED, 0, vec![]);
+                self.fail(now, expired, "the hold timer expired".into(), out);
+            }
+            (Timer::Keepalive, State::OpenConfirm | State::Established) => {
+                out.push(Output::Send(Message::Keepalive));
+                if let Some(keepalive) = self.keepalive {
+                    self.set(Timer::Keepalive, Some(now + keepalive));
+                }
+            }
+            // A timer of a state left behind.
+            _ => {}
+        }
+    }
+
+    /// Leaves Idle: connects, or (passive) waits for the peer.
+    fn start(&mut self, now: Instant, out: &mut Vec<Output>) {
+        self.set(Timer::ConnectRetry, Some(now + self.config.connect_retry));
+        if self.config.passive {
+            self.state = State::Active;
+        } else {
+            out.push(Output::Connect);
+            self.state = State::Connect;
+        }
+    }
+
+    fn receive(&mut self, now: Instant, message: Message, out: &mut Vec<Output>) {
+        let unexpected = |subcode: u8, what: &str, state: State| {
+            (
+                Notification::new(code::FSM, subcode, vec![]),
+                format!("unexpected {what} in {state:?}"),
+            )
+        };
+        let name = message_name(&message);
+        match (self.state, message) {
+            (State::Idle | State::Connect | State::Active, _) => {}
+            (_, Message::Notification(n)) => self.close(now, CloseReason::NotificationReceived(n), out),
+            (State::OpenSent, Message::Open(open)) => match self.negotiate(&open) {
+                Ok(negotiated) => {
+                    out.push(Output::Send(Message::Keepalive));
+                    self.hold = (negotiated.hold_time > 0).then(|| Duration::from_secs(negotiated.hold_time.into()));
+                    self.keepalive =
+                        (negotiated.keepalive_time > 0).then(|| Duration::from_secs(negotiated.keepalive_time.into()));
+                    self.set(Timer::Hold, self.hold.map(|h| now + h));
+                    self.set(Timer::Keepalive, self.keepalive.map(|k| now + k));
+                    self.negotiated = Some(negotiated);
+                    self.state = State::OpenConfirm;
+                }
+                Err((notification, reason)) => self.fail(now, notification, reason, out),
+            },
+            (State::OpenSent, _) => {
+                let (n, reason) = unexpected(fsm_subcode::UNEXPECTED_IN_OPEN_SENT, name, State::OpenSent);
+                self.fail(now, n, reason, out);
+            }
+            (State::OpenConfirm, Message::Keepalive) => {
+                self.restart_hold(now);
+                self.failures = 0;
+                self.state = State::Established;
+                if let Some(negotiated) = &self.negotiated {
+                    out.push(Output::Established(negotiated.clone()));
+                }
+            }
+            (State::OpenConfirm, _) => {
+                let (n, reason) = unexpected(fsm_subcode::UNEXPECTED_IN_OPEN_CONFIRM, name, State::OpenConfirm);
+                self.fail(now, n, reason, out);
+            }
+            (State::Established, Message::Open(_)) => {
+                let (n, reason) = unexpected(fsm_subcode::UNEXPECTED_IN_ESTABLISHED, name, State::Established);
+                self.fail(now, n, reason, out);
+            }
+            // KEEPALIVE, UPDATE and ROUTE-REFRESH keep the session up; what
+            // an UPDATE or a ROUTE-REFRESH asks is the driver's (received
+            // routes are not installed; a refresh re-sends the table).
+            (State::Established, _) => self.restart_hold(now),
+        }
+    }
+
+    /// The terms of a session with the peer that sent `open`, or the
+    /// NOTIFICATION refusing it and why (RFC 4271 section 6.2).
+    fn negotiate(&self, open: &Open) -> Result<Negotiated, (Notification, String)> {
+        let refuse =
+            |subcode: u8, data: Vec<u8>, reason: String| Err((Notification::new(code::OPEN, subcode, data), reason));
+        let peer_as = open.asn();
+        let local_as = self.config.local_as;
+        let as_ok = match self.config.peer_as {
+            PeerAs::Exact(asn) => peer_as == asn,
+            PeerAs::Internal => peer_as == local_as,
+            PeerAs::External => peer_as != local_as,
+        };
+        if !as_ok {
+            let data = open.my_as.to_be_bytes().to_vec();
+            return refuse(
+                open_subcode::BAD_PEER_AS,
+                data,
+                format!("the peer's AS is {peer_as}; expected {:?}", self.config.peer_as),
+            );
+        }
+        if peer_as == local_as && open.bgp_identifier == self.config.router_id {
+            return refuse(
+                open_subcode::BAD_BGP_IDENTIFIER,
+                open.bgp_identifier.octets().to_vec(),
+                format!("an iBGP peer with this side's BGP identifier {}", open.bgp_identifier),
+            );
+        }
+        let theirs = open.families();
+        let families: Vec<Family> = self
+            .config
+            .families
+            .iter()
+            .copied()
+            .filter(|f| theirs.contains(f))
+            .collect();
+        if families.is_empty() {
+            return refuse(
+                open_subcode::UNSUPPORTED_CAPABILITY,
+                Vec::new(),
+                format!(
+                    "no address family in common (offered {:?}, the peer supports {theirs:?})",
+                    self.config.families
+                ),
+            );
+        }
+        let hold_time = self.config.hold_time.min(open.hold_time);
+        let keepalive_time = if hold_time == 0 {
+            0
+        } else {
+            let third = (hold_time / 3).max(1);
+            self.config.keepalive_time.map_or(third, |k| k.clamp(1, third))
+        };
+        Ok(Negotiated {
+            peer_as,
+            peer_id: open.bgp_identifier,
+            hold_time,
+            keepalive_time,
+            families,
+            params: SessionParams::negotiate(&self.config.open(), open),
+            route_refresh: open.capabilities.contains(&Capability::RouteRefresh),
+            peer_graceful_restart: open.capabilities.iter().find_map(|c| match c {
+                Capability::GracefulRestart(gr) => Some(gr.clone()),
+                _ => None,
+            }),
+        })
+    }
+
+    fn restart_hold(&mut self, now: Instant) {
+        if let Some(hold) = self.hold {
+            self.set(Timer::Hold, Some(now + hold));
+        }
+    }
+
+    /// Sends `notification` and closes, for `reason`.
+    fn fail(&mut self, now: Instant, notification: Notification, reason: String, out: &mut Vec<Output>) {
+        out.push(Output::Send(Message::Notification(notification.clone())));
+        self.close(now, CloseReason::NotificationSent(notification, reason), out);
+    }
+
+    /// Back to Idle: the connection closed (if there was one or an attempt)
+    /// and, unless stopped, a restart after a delay doubling per failure.
+    fn close(&mut self, now: Instant, reason: CloseReason, out: &mut Vec<Output>) {
+        if self.state != State::Idle {
+            out.push(Output::Closed {
+                reason,
+                established: self.state == State::Established,
+            });
+        }
+        self.state = State::Idle;
+        self.deadlines = [None; 4];
+        self.negotiated = None;
+        self.hold = None;
+        self.keepalive = None;
+        if self.started {
+            let delay = FIRST_RESTART_DELAY
+                .saturating_mul(1u32 << self.failures.min(6))
+                .min(MAX_RESTART_DELAY);
+            self.failures = self.failures.saturating_add(1);
+            self.set(Timer::Restart, Some(now + delay));
+        }
+    }
+
+    fn set(&mut self, timer: Timer, at: Option<Instant>) {
+        if let Some(index) = TIMERS.iter().position(|t| *t == timer) {
+            self.deadlines[index] = at;
+        }
+    }
+}
+
+fn message_name(message: &Message) -> &'static str {
+    match message {
+        Message::Open(_) => "OPEN",
+        Message::Update(_) => "UPDATE",
+        Message::Notification(_) => "NOTIFICATION",
+        Message::Keepalive => "KEEPALIVE",
+        Message::RouteRefresh(_) => "ROUTE-REFRESH",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(asn: u32, peer: PeerAs, id: [u8; 4], hold: u16) -> SessionConfig {
+        SessionConfig {
+            local_as: asn,
+            peer_as: peer,
+            router_id: Ipv4Addr::from(id),
+            hold_time: hold,
+            keepalive_time: None,
+            connect_retry: Duration::from_secs(5),
+            passive: false,
+            families: vec![Family::IPV4_UNICAST, Family::IPV6_UNICAST],
+            route_refresh: true,
+            graceful_restart: None,
+        }
+    }
+
+    /// Two sessions wired to each other on virtual time: what one sends
+    /// the other receives (through the real encoder and decoder); a
+    /// connect brings the connection up on both if the other side takes
+    /// connections (Connect or Active; otherwise it is refused); a close
+    /// brings it down on both while the link is up (with the link cut,
+    /// the other side learns nothing).
+    struct Pair {
+        now: Instant,
+        sides: [Session; 2],
+        /// Messages in flight, to side 0 and to side 1.
+        wires: [Vec<Message>; 2],
+        connected: bool,
+        /// Whether the wire carries anything (false: the link is cut).
+        link_up: bool,
+        /// Everything each side output, in order.
+        seen: [Vec<Output>; 2],
+    }
+
+    impl Pair {
+        fn new(a: SessionConfig, b: SessionConfig) -> Pair {
+            Pair {
+                now: Instant::now(),
+                sides: [Session::new(a), Session::new(b)],
+                wires: [Vec::new(), Vec::new()],
+                connected: false,
+                link_up: true,
+                seen: [Vec::new(), Vec::new()],
+            }
+        }
+
+        fn input(&mut self, side: usize, input: Input) {
+            let out = self.sides[side].handle(self.now, input);
+            self.act(side, out);
+        }
+
+        fn act(&mut self, side: usize, outputs: Vec<Output>) {
+            for output in outputs {
+                self.seen[side].push(output.clone());
+                match output {
+                    Output::Connect if self.connected => {}
+                    Output::Connect => {
+                        let accepting = matches!(self.sides[1 - side].state(), State::Connect | State::Active);
+                        if self.link_up && accepting {
+                            self.connected = true;
+                            for s in [side, 1 - side] {
+                                let out = self.sides[s].handle(self.now, Input::TcpConnectionConfirmed);
+                                self.act(s, out);
+                            }
+                        } else {
+                            let out = self.sides[side].handle(self.now, Input::TcpConnectionFails);
+                            self.act(side, out);
+                        }
+                    }
+                    Output::Send(message) if self.connected && self.link_up => {
+                        let params = self.sides[side]
+                            .negotiated()
+                            .map_or(SessionParams::FOUR_OCTET_AS, |n| n.params);
+                        let bytes = message.encode(&params).unwrap();
+                        let decoded = Message::decode(&bytes, &params).unwrap();
+                        self.wires[1 - side].push(decoded);
+                    }
+                    Output::Send(_) => {}
+                    Output::Closed { .. } if self.connected && self.link_up => {
+                        // What was sent before the close still arrives.
+                        self.deliver();
+                        self.connected = false;
+                        let out = self.sides[1 - side].handle(self.now, Input::TcpConnectionFails);
+                        self.act(1 - side, out);
+                    }
+                    Output::Closed { .. } if self.connected => self.connected = false,
+                    Output::Closed { .. } | Output::Established(_) => {}
+                }
+            }
+        }
+
+        fn deliver(&mut self) {
+            while let Some(side) = (0..2).find(|s| !self.wires[*s].is_empty()) {
+                let message = self.wires[side].remove(0);
+                self.input(side, Input::Message(message));
+            }
+        }
+
+        /// Runs until `until` from now, timers and messages in order.
+        fn run_for(&mut self, until: Duration) {
+            let end = self.now + until;
+            loop {
+                self.deliver();
+                let next = self.sides.iter().filter_map(Session::next_timeout).min();
+                match next {
+                    Some(at) if at <= end => {
+                        self.now = self.now.max(at);
+                        for side in 0..2 {
+                            let out = self.sides[side].handle_timeout(self.now);
+                            self.act(side, out);
+                        }
+                    }
+                    _ => break,
+                }
+            }
+            self.deliver();
+            self.now = end;
+        }
+
+        fn states(&self) -> [State; 2] {
+            [self.sides[0].state(), self.sides[1].state()]
+        }
+
+        fn sent_notifications(&self, side: usize) -> Vec<(u8, u8)> {
+            self.seen[side]
+                .iter()
+                .filter_map(|o| match o {
+                    Output::Send(Message::Notification(n)) => Some((n.code, n.subcode)),
+                    _ => None,
+                })
+                .collect()
+        }
+    }
+
+    fn ebgp_pair() -> Pair {
+        let mut router = config(64512, PeerAs::Exact(64600), [192, 0, 2, 1], 90);
+        router.passive = true;
+        Pair::new(config(64600, PeerAs::Exact(64512), [192, 0, 2, 10], 9), router)
+    }
+
+    #[test]
+    fn an_active_and_a_passive_side_establish_with_the_smaller_hold_time() {
+        let mut pair = ebgp_pair();
+        pair.input(1, Input::ManualStart);
+        assert_eq!(pair.states(), [State::Idle, State::Active]);
+        pair.input(0, Input::ManualStart);
+        pair.run_for(Duration::from_millis(1));
+        assert_eq!(pair.states(), [State::Established, State::Established]);
+        let negotiated = pair.sides[0].negotiated().unwrap().clone();
+        assert_eq!((negotiated.hold_time, negotiated.keepalive_time), (9, 3));
+        assert_eq!(negotiated.peer_as, 64512);
+        assert_eq!(negotiated.families, [Family::IPV4_UNICAST, Family::IPV6_UNICAST]);
+        assert!(negotiated.params.four_octet_as && negotiated.route_refresh);
+        assert!(!negotiated.is_internal(64600));
+        assert_eq!(pair.sides[1].negotiated().unwrap().hold_time, 9, "both agree");
+        for side in 0..2 {
+            assert_eq!(
+                pair.seen[side]
+                    .iter()
+                    .filter(|o| matches!(o, Output::Established(_)))
+                    .count(),
+                1
+            );
+        }
+    }
+
+    /// Keepalives every third of the hold time keep a session up for ten
+    /// minutes; when the link goes silent, both sides' hold timers expire
+    /// within the hold time and each sends Hold Timer Expired.
+    #[test]
+    fn keepalives_keep_it_up_and_silence_expires_the_hold_timer() {
+        let mut pair = ebgp_pair();
+        pair.input(1, Input::ManualStart);
+        pair.input(0, Input::ManualStart);
+        pair.run_for(Duration::from_secs(600));
+        assert_eq!(pair.states(), [State::Established, State::Established]);
+        let keepalives = pair.seen[0]
+            .iter()
+            .filter(|o| matches!(o, Output::Send(Message::Keepalive)))
+            .count();
+        assert!((199..=202).contains(&keepalives), "{keepalives} in 600 s at 3 s");
+
+        pair.link_up = false;
+        pair.run_for(Duration::from_secs(9));
+        assert!(!pair.states().contains(&State::Established), "{:?}", pair.states());
+        for side in 0..2 {
+            assert_eq!(pair.sent_notifications(side), [(code::HOLD_TIMER_EXPIRED, 0)]);
+            assert!(pair.seen[side].contains(&Output::Closed {
+                reason: CloseReason::NotificationSent(
+                    Notification::new(code::HOLD_TIMER_EXPIRED, 0, vec![]),
+                    "the hold timer expired".into()
+                ),
+                established: true,
+            }));
+        }
+    }
+
+    /// A peer with the wrong AS is refused with Bad Peer AS, again at each
+    /// retry, and the session establishes once the peer's AS is right.
+    #[test]
+    fn a_wrong_peer_as_is_refused_until_it_is_right() {
+        let mut router = config(64513, PeerAs::External, [192, 0, 2, 1], 90);
+        router.passive = true;
+        let mut pair = Pair::new(config(64600, PeerAs::Exact(64512), [192, 0, 2, 10], 90), router);
+        pair.input(1, Input::ManualStart);
+        pair.input(0, Input::ManualStart);
+        pair.run_for(Duration::from_secs(30));
+        let refusals = pair.sent_notifications(0);
+        assert!(refusals.len() >= 2, "{refusals:?}");
+        assert!(refusals.iter().all(|n| *n == (code::OPEN, open_subcode::BAD_PEER_AS)));
+        assert_ne!(pair.states()[0], State::Established);
+
+        pair.sides[1].config.local_as = 64512;
+        pair.run_for(Duration::from_secs(120));
+        assert_eq!(pair.states(), [State::Established, State::Established]);
+    }
+
+    /// After each failure in a row the restart waits twice as long, up to
+    /// a minute; an establishment resets it.
+    #[test]
+    fn restarts_back_off_until_an_establishment() {
+        let bad = Open::new(64999, 90, Ipv4Addr::new(192, 0, 2, 1), vec![]);
+        let good = Open::new(64512, 90, Ipv4Addr::new(192, 0, 2, 1), vec![]);
+        let mut session = Session::new(config(64600, PeerAs::Exact(64512), [192, 0, 2, 10], 90));
+        let mut now = Instant::now();
+        session.handle(now, Input::ManualStart);
+        let mut delays = Vec::new();
+        for _ in 0..8 {
+            session.handle(now, Input::TcpConnectionConfirmed);
+            session.handle(now, Input::Message(Message::Open(bad.clone())));
+            assert_eq!(session.state(), State::Idle);
+            let restart = session.next_timeout().unwrap();
+            delays.push((restart - now).as_secs());
+            now = restart;
+            assert_eq!(session.handle_timeout(now), [Output::Connect]);
+        }
+        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 60, 60]);
+        session.handle(now, Input::TcpConnectionConfirmed);
+        session.handle(now, Input::Message(Message::Open(good)));
+        let out = session.handle(now, Input::Message(Message::Keepalive));
+        assert!(matches!(out.as_slice(), [Output::Established(_)]), "{out:?}");
+        session.handle(now, Input::TcpConnectionFails);
+        assert_eq!(session.next_timeout().unwrap() - now, FIRST_RESTART_DELAY);
+    }
+
+    /// dynamicASN: internal takes only the local AS, external any other;
+    /// an iBGP peer with this side's own identifier is refused.
+    #[test]
+    fn dynamic_peer_as_and_identifiers_are_checked() {
+        for (peer_as, their_as, ok) in [
+            (PeerAs::Internal, 64600, true),
+            (PeerAs::Internal, 64601, false),
+            (PeerAs::External, 64600, false),
+            (PeerAs::External, 4_200_000_000, true),
+        ] {
+            let session = Session::new(config(64600, peer_as, [192, 0, 2, 10], 90));
+            let open = Open::new(
+                their_as,
+                90,
+                Ipv4Addr::new(192, 0, 2, 1),
+                vec![Capability::Multiprotocol(Family::IPV4_UNICAST)],
+            );
+            assert_eq!(session.negotiate(&open).is_ok(), ok, "{peer_as:?} with AS {their_as}");
+        }
+        let session = Session::new(config(64600, PeerAs::Internal, [192, 0, 2, 10], 90));
+        let same_id = Open::new(64600, 90, Ipv4Addr::new(192, 0, 2, 10), vec![]);
+        let (n, _) = session.negotiate(&same_id).unwrap_err();
+        assert_eq!((n.code, n.subcode), (code::OPEN, open_subcode::BAD_BGP_IDENTIFIER));
+        let evpn_only = Open::new(
+            64600,
+            90,
+            Ipv4Addr::new(192, 0, 2, 1),
+            vec![Capability::Multiprotocol(Family { afi: 25, safi: 65 })],
+        );
+        let (n, reason) = session.negotiate(&evpn_only).unwrap_err();
+        assert_eq!(n.subcode, open_subcode::UNSUPPORTED_CAPABILITY, "{reason}");
+    }
+
+    /// Hold time 0 on either side: no keepalives and no hold timer; the
+    /// session stays up through silence.
+    #[test]
+    fn a_zero_hold_time_disables_keepalives() {
+        let mut router = config(64512, PeerAs::Exact(64600), [192, 0, 2, 1], 0);
+        router.passive = true;
+        let mut pair = Pair::new(config(64600, PeerAs::Exact(64512), [192, 0, 2, 10], 90), router);
+        pair.input(1, Input::ManualStart);
+        pair.input(0, Input::ManualStart);
+        pair.run_for(Duration::from_secs(1));
+        assert_eq!(pair.sides[0].negotiated().unwrap().keepalive_time, 0);
+        let sent = pair.seen[0].len();
+        pair.run_for(Duration::from_secs(3600));
+        assert_eq!(pair.states(), [State::Established, State::Established]);
+        assert_eq!(pair.seen[0].len(), sent, "nothing sent in an hour");
+        assert_eq!(pair.sides[0].next_timeout(), None);
+    }
+
+    /// A manual stop sends Cease (Administrative Shutdown) and does not
+    /// restart; the peer closes on the NOTIFICATION and restarts.
+    #[test]
+    fn a_manual_stop_ceases_and_stays_down() {
+        let mut pair = ebgp_pair();
+        pair.input(1, Input::ManualStart);
+        pair.input(0, Input::ManualStart);
+        pair.run_for(Duration::from_secs(1));
+        pair.input(0, Input::ManualStop);
+        pair.run_for(Duration::from_secs(120));
+        assert_eq!(
+            pair.sent_notifications(0),
+            [(code::CEASE, cease_subcode::ADMINISTRATIVE_SHUTDOWN)]
+        );
+        assert!(pair.seen[1].iter().any(|o| matches!(
+            o,
+            Output::Closed {
+                reason: CloseReason::NotificationReceived(_),
+                established: true
+            }
+        )));
+        assert_eq!(
+            pair.states(),
+            [State::Idle, State::Active],
+            "the router waits for a new connection"
+        );
+        assert_eq!(
+            pair.seen[0].iter().filter(|o| matches!(o, Output::Connect)).count(),
+            1,
+            "no reconnect after a manual stop"
+        );
+    }
+
+    /// Messages a state does not expect get the FSM error for that state;
+    /// a message that failed to decode gets its own NOTIFICATION.
+    #[test]
+    fn unexpected_and_malformed_messages_close_with_the_right_notification() {
+        let now = Instant::now();
+        let mut session = Session::new(config(64600, PeerAs::Exact(64512), [192, 0, 2, 10], 90));
+        session.handle(now, Input::ManualStart);
+        session.handle(now, Input::TcpConnectionConfirmed);
+        assert_eq!(session.state(), State::OpenSent);
+        let out = session.handle(now, Input::Message(Message::Keepalive));
+        assert!(out.contains(&Output::Send(Message::Notification(Notification::new(
+            code::FSM,
+            fsm_subcode::UNEXPECTED_IN_OPEN_SENT,
+            vec![]
+        )))));
+        assert_eq!(session.state(), State::Idle);
+
+        let later = now + Duration::from_secs(2);
+        session.handle_timeout(later);
+        session.handle(later, Input::TcpConnectionConfirmed);
+        let bad = BgpError::new(code::MESSAGE_HEADER, 1, vec![], "bad marker");
+        let out = session.handle(later, Input::DecodeError(bad.clone()));
+        assert_eq!(out[0], Output::Send(Message::Notification(bad.notification)));
+        assert!(
+            matches!(&out[1], Output::Closed { reason: CloseReason::NotificationSent(_, r), established: false } if r == "bad marker")
+        );
+    }
+
+    /// A connection attempt that hangs is dropped and retried every
+    /// connect retry time; a refused one waits it out in Active.
+    #[test]
+    fn connection_attempts_retry_every_connect_retry_time() {
+        let now = Instant::now();
+        let mut session = Session::new(config(64600, PeerAs::Exact(64512), [192, 0, 2, 10], 90));
+        assert_eq!(session.handle(now, Input::ManualStart), [Output::Connect]);
+        let retry = session.next_timeout().unwrap();
+        assert_eq!(retry - now, Duration::from_secs(5));
+        let out = session.handle_timeout(retry);
+        assert_eq!(
+            out,
+            [
+                Output::Closed {
+                    reason: CloseReason::ConnectTimeout,
+                    established: false
+                },
+                Output::Connect
+            ]
+        );
+        assert!(session.handle(retry, Input::TcpConnectionFails).is_empty());
+        assert_eq!(session.state(), State::Active);
+        let next = session.next_timeout().unwrap();
+        assert_eq!(session.handle_timeout(next), [Output::Connect]);
+        assert_eq!(session.state(), State::Connect);
+    }
+
+    #[test]
+    fn the_higher_identifier_keeps_its_own_connection() {
+        let low = Ipv4Addr::new(192, 0, 2, 1);
+        let high = Ipv4Addr::new(192, 0, 2, 200);
+        assert_eq!(collision_keeps(high, low), Survivor::Outgoing);
+        assert_eq!(collision_keeps(low, high), Survivor::Incoming);
+    }
+}
