@@ -971,6 +971,91 @@ mod tests {
         assert_eq!(session.state(), State::Connect);
     }
 
+    /// One step of an arbitrary history: an input, or time passing.
+    #[derive(Debug, Clone)]
+    enum Step {
+        Input(Input),
+        Wait(Duration),
+    }
+
+    fn steps() -> impl proptest::strategy::Strategy<Value = Step> {
+        use proptest::prelude::*;
+        let good = Open::new(64512, 9, Ipv4Addr::new(192, 0, 2, 1), vec![]);
+        let bad_as = Open::new(64999, 9, Ipv4Addr::new(192, 0, 2, 1), vec![]);
+        let zero_hold = Open::new(64512, 0, Ipv4Addr::new(192, 0, 2, 1), vec![]);
+        let cease = Notification::new(code::CEASE, cease_subcode::ADMINISTRATIVE_RESET, vec![]);
+        let inputs = vec![
+            Input::ManualStart,
+            Input::ManualStop,
+            Input::TcpConnectionConfirmed,
+            Input::TcpConnectionFails,
+            Input::Message(Message::Keepalive),
+            Input::Message(Message::Open(good)),
+            Input::Message(Message::Open(bad_as)),
+            Input::Message(Message::Open(zero_hold)),
+            Input::Message(Message::Update(Update::default())),
+            Input::Message(Message::Notification(cease)),
+            Input::DecodeError(BgpError::new(code::MESSAGE_HEADER, 1, vec![], "bad marker")),
+        ];
+        prop_oneof![
+            3 => proptest::sample::select(inputs).prop_map(Step::Input),
+            1 => (0u64..20_000).prop_map(|ms| Step::Wait(Duration::from_millis(ms))),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Any history of events and waits: no panic, terms exactly while
+        /// OpenConfirm or Established, a hold timer running in OpenSent
+        /// and (with a hold time) after, nothing scheduled once stopped,
+        /// a passive session never connecting, and a close only of a
+        /// connection there was.
+        #[test]
+        fn any_history_keeps_the_machine_sound(
+            history in proptest::collection::vec(steps(), 0..150),
+            passive in proptest::bool::ANY,
+        ) {
+            let mut config = config(64600, PeerAs::Exact(64512), [192, 0, 2, 10], 90);
+            config.passive = passive;
+            let mut session = Session::new(config);
+            let mut now = Instant::now();
+            for step in history {
+                let before = session.state();
+                let out = match step {
+                    Step::Input(input) => session.handle(now, input),
+                    Step::Wait(wait) => {
+                        now += wait;
+                        session.handle_timeout(now)
+                    }
+                };
+                let state = session.state();
+                proptest::prop_assert_eq!(
+                    session.negotiated().is_some(),
+                    matches!(state, State::OpenConfirm | State::Established)
+                );
+                let hold = session.deadlines[1];
+                match state {
+                    State::OpenSent => proptest::prop_assert!(hold.is_some()),
+                    State::OpenConfirm | State::Established => {
+                        let has_hold = session.negotiated().is_some_and(|n| n.hold_time > 0);
+                        proptest::prop_assert_eq!(hold.is_some(), has_hold);
+                    }
+                    State::Idle | State::Connect | State::Active => proptest::prop_assert!(hold.is_none()),
+                }
+                if !session.started {
+                    proptest::prop_assert_eq!(state, State::Idle);
+                    proptest::prop_assert_eq!(session.next_timeout(), None);
+                }
+                if passive {
+                    proptest::prop_assert!(!out.contains(&Output::Connect));
+                }
+                if out.iter().any(|o| matches!(o, Output::Closed { .. })) {
+                    proptest::prop_assert_ne!(before, State::Idle);
+                }
+                proptest::prop_assert!(session.next_timeout().is_none_or(|at| at > now));
+            }
+        }
+    }
+
     #[test]
     fn the_higher_identifier_keeps_its_own_connection() {
         let low = Ipv4Addr::new(192, 0, 2, 1);
