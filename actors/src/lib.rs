@@ -14,6 +14,7 @@
 //! its actors, and BFD (`bfd/`), come next in the same shape.
 
 pub mod bgp;
+pub mod eligibility;
 mod error;
 pub mod l2;
 

@@ -1,11 +1,13 @@
 //! BGP mode: announcing service addresses to routers.
 //!
-//! [`session`] is the sans-IO core of one BGP session (RFC 4271's finite
-//! state machine with its timers, OPEN negotiation and checks);
-//! [`rib_out`] turns the routes wanted for a peer into UPDATE diffs. The
-//! per-peer actor owning the TCP socket, the policy (assignments and
-//! BGPAdvertisements to routes) and graceful restart come around them, in
-//! the shape of Layer 2 ([`crate::l2`]): pure cores, thin actors.
+//! [`plan`] is the policy: from the running configuration to this node's
+//! peers and the routes each should have (pure); [`session`] is the
+//! sans-IO core of one BGP session (RFC 4271's finite state machine with
+//! its timers, OPEN negotiation and checks); [`rib_out`] turns the routes
+//! wanted for a peer into UPDATE diffs. The per-peer actor owning the TCP
+//! socket and graceful restart come around them, in the shape of Layer 2
+//! ([`crate::l2`]): pure cores, thin actors.
 
+pub mod plan;
 pub mod rib_out;
 pub mod session;

@@ -7,11 +7,9 @@
 //! [`MeshService`] (addresses, failback from the meshlb L2Policy), says
 //! whether this node can serve it, and if not why ([`Blocker`]): an
 //! advertisement selects this node (by its Node object's labels in a
-//! cluster), the node is not labelled out of external load balancers nor
-//! NetworkUnavailable, the Service has a ready endpoint somewhere
-//! (externalTrafficPolicy Cluster) or on this node (Local), as MetalLB's
-//! speakers require, its health check if any passes, and one of its
-//! interfaces is up; and on which
+//! cluster), what both modes require holds ([`crate::eligibility`]: the
+//! node not excluded, a ready endpoint, a passing health check), and one
+//! of its interfaces is up; and on which
 //! interfaces each address is answered: those the advertisement names, or
 //! every interface not excluded by default ([`EXCLUDED_PREFIXES`]: loopback
 //! and the virtual links of containers, CNIs and tunnels). Preference
@@ -25,13 +23,13 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use meshlb_config::config::{Failback, WeightedSelector};
-use meshlb_config::health::Health;
-use meshlb_config::meta::{StringMap, any_matches};
+use meshlb_config::meta::any_matches;
 use meshlb_config::service::{EndpointIndex, ServiceKey};
-use meshlb_config::{Inventory, ServiceOutcome};
 use meshlb_gossip::mesh::{MeshService, ServicePlan, WeightFn};
 use meshlb_gossip::record::{Layer2Section, NodeRecord, service_id};
 
+use crate::eligibility::service_blocker;
+pub use crate::eligibility::{Blocker, PlanInput, ThisNode};
 use crate::l2::links::Links;
 
 /// Interfaces never announced on unless an L2Advertisement names them:
@@ -79,24 +77,6 @@ pub struct PlannedService {
     pub interfaces: BTreeSet<String>,
     /// Node preferences.
     pub preferences: Vec<WeightedSelector>,
-}
-
-/// Why this node cannot serve a service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Blocker {
-    /// No L2Advertisement of its pool selects this node.
-    NotSelected,
-    /// The node is labelled out of external load balancers, or its network
-    /// is unavailable.
-    NodeExcluded,
-    /// The Service has no ready endpoint anywhere.
-    NoEndpoints,
-    /// externalTrafficPolicy Local, and no ready endpoint on this node.
-    NoLocalEndpoint,
-    /// Its health check fails.
-    Unhealthy,
-    /// None of its interfaces here is up.
-    LinksDown,
 }
 
 impl PlannedService {
@@ -189,54 +169,6 @@ impl L2Plan {
     }
 }
 
-/// What the plan is made from: the running configuration as the
-/// pipeline decided it.
-#[derive(Debug, Clone, Copy)]
-pub struct PlanInput<'a> {
-    /// The running configuration and services.
-    pub inventory: &'a Inventory,
-    /// Every service's outcome.
-    pub outcomes: &'a BTreeMap<ServiceKey, ServiceOutcome>,
-    /// Health of the services with a health check.
-    pub health: &'a BTreeMap<ServiceKey, Health>,
-    /// Whether a Service without EndpointSlices counts as having no ready
-    /// endpoint (a cluster's, where every selecting Service has them) or
-    /// as one whose endpoints are not told (standalone files).
-    pub require_endpoints: bool,
-}
-
-/// This node as the plan sees it.
-#[derive(Debug, Clone, Copy)]
-pub struct ThisNode<'a> {
-    /// Its name, as endpoints name their node.
-    pub name: &'a str,
-    /// Its labels, matched by nodeSelectors.
-    pub labels: &'a StringMap,
-    /// Whether it may announce at all: not labelled out of external load
-    /// balancers, and its network available.
-    pub may_announce: bool,
-}
-
-impl<'a> ThisNode<'a> {
-    /// Node `name` as `inventory` has it: its Node object's labels and
-    /// conditions when there is one (a cluster's), otherwise the
-    /// `configured` labels.
-    pub fn of(name: &'a str, configured: &'a StringMap, inventory: &'a Inventory) -> ThisNode<'a> {
-        match inventory.nodes.get(name) {
-            Some(node) => ThisNode {
-                name,
-                labels: &node.metadata.labels,
-                may_announce: node.may_announce(),
-            },
-            None => ThisNode {
-                name,
-                labels: configured,
-                may_announce: true,
-            },
-        }
-    }
-}
-
 /// Builds the plan of `node`, whose interfaces and their link state are
 /// `interfaces`.
 pub fn plan(input: PlanInput<'_>, node: ThisNode<'_>, interfaces: &Links) -> L2Plan {
@@ -289,24 +221,11 @@ pub fn plan(input: PlanInput<'_>, node: ThisNode<'_>, interfaces: &Links) -> L2P
         if let Some(policy) = policy {
             preferences.extend(policy.node_preferences.iter().cloned());
         }
-        let healthy = input.health.get(key).is_none_or(|h| *h == Health::Healthy);
         let link_up = chosen.iter().any(|i| interfaces.get(i).copied().unwrap_or(false));
-        let local = service.spec.external_traffic_policy.as_deref() == Some("Local");
-        let endpoints_block = match endpoints.get(key) {
-            None if input.require_endpoints => Some(Blocker::NoEndpoints),
-            None => None,
-            Some(e) if local && !e.nodes.contains(node.name) => Some(Blocker::NoLocalEndpoint),
-            Some(e) if !e.any_healthy => Some(Blocker::NoEndpoints),
-            Some(_) => None,
-        };
         let blocked = if !selected_here {
             Some(Blocker::NotSelected)
-        } else if !node.may_announce {
-            Some(Blocker::NodeExcluded)
-        } else if let Some(blocker) = endpoints_block {
+        } else if let Some(blocker) = service_blocker(&input, &endpoints, key, service, &node) {
             Some(blocker)
-        } else if !healthy {
-            Some(Blocker::Unhealthy)
         } else if !link_up {
             Some(Blocker::LinksDown)
         } else {
@@ -338,6 +257,9 @@ pub fn plan(input: PlanInput<'_>, node: ThisNode<'_>, interfaces: &Links) -> L2P
 #[cfg(test)]
 mod tests {
     use super::*;
+    use meshlb_config::health::Health;
+    use meshlb_config::meta::StringMap;
+    use meshlb_config::{Inventory, ServiceOutcome};
 
     /// The running configuration of `yaml`, as the pipeline would decide it.
     struct State {

@@ -1,0 +1,360 @@
+//! The BGP plan: from the running configuration, assignments and health to
+//! the peers this node has and the routes it announces to each. Pure: no
+//! sockets, no actors, no clock.
+//!
+//! MetalLB's rules: a BGPPeer is this node's when its `nodeSelectors`
+//! match this node's labels (none: every node). A Service's addresses are
+//! announced for every BGPAdvertisement that covers its pool, matches its
+//! labels (`serviceSelectors`) and selects this node (`nodeSelectors`),
+//! when what both modes require holds ([`crate::eligibility`]: the node not
+//! excluded, a ready endpoint anywhere, or here with externalTrafficPolicy
+//! Local, a passing health check); to the advertisement's `peers` (none:
+//! all of this node's), as the address aggregated to
+//! `aggregationLength` / `aggregationLengthV6`, with its LOCAL_PREF and
+//! communities (aliases already resolved in the configuration). Every node
+//! that may announce does, and the router spreads traffic over them (ECMP).
+//!
+//! Where several advertisements give one prefix to one peer, the route
+//! carries the union of their communities and the highest LOCAL_PREF
+//! (MetalLB leaves this case unspecified).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use meshlb_config::config::{BgpCommunity, BgpPeer};
+use meshlb_config::meta::any_matches;
+use meshlb_config::service::{EndpointIndex, ServiceKey};
+use meshlb_wire::bgp::{Prefix4, Prefix6};
+
+use crate::bgp::rib_out::{RouteAttributes, RoutePrefix};
+use crate::eligibility::{Blocker, PlanInput, ThisNode, service_blocker};
+
+/// One of this node's peers and what it is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerPlan {
+    /// The peer, as configured.
+    pub peer: BgpPeer,
+    /// The routes it should have.
+    pub routes: BTreeMap<RoutePrefix, RouteAttributes>,
+}
+
+/// The BGP plan of this node. See the module documentation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BgpPlan {
+    /// This node's peers, by BGPPeer name.
+    pub peers: BTreeMap<String, PeerPlan>,
+    /// Every Service a BGPAdvertisement covers: `None` when this node
+    /// announces it, else why not.
+    pub services: BTreeMap<ServiceKey, Option<Blocker>>,
+}
+
+/// `address` aggregated to `v4_len` or `v6_len` bits, by its family.
+fn aggregated(address: IpAddr, v4_len: u8, v6_len: u8) -> Option<RoutePrefix> {
+    match address {
+        IpAddr::V4(a) => Prefix4::new(a, v4_len).ok().map(RoutePrefix::V4),
+        IpAddr::V6(a) => Prefix6::new(a, v6_len).ok().map(RoutePrefix::V6),
+    }
+}
+
+/// Builds the plan of `node`.
+pub fn plan(input: PlanInput<'_>, node: ThisNode<'_>) -> BgpPlan {
+    let config = &input.inventory.config;
+    let endpoints = EndpointIndex::new(input.inventory.endpoint_slices.iter().map(AsRef::as_ref));
+    let mut out = BgpPlan {
+        peers: config
+            .bgp_peers
+            .values()
+            .filter(|peer| any_matches(&peer.node_selectors, node.labels))
+            .map(|peer| {
+                let plan = PeerPlan {
+                    peer: peer.clone(),
+                    routes: BTreeMap::new(),
+                };
+                (peer.name.clone(), plan)
+            })
+            .collect(),
+        services: BTreeMap::new(),
+    };
+    for (key, outcome) in input.outcomes {
+        let Some(assignment) = outcome.assignment() else {
+            continue;
+        };
+        let (Some(service), Some(pool)) = (input.inventory.services.get(key), config.pools.get(&assignment.pool))
+        else {
+            continue;
+        };
+        let labels = &service.metadata.labels;
+        let covering: Vec<_> = config
+            .bgp_advertisements
+            .values()
+            .filter(|a| a.pools.covers(pool) && any_matches(&a.service_selectors, labels))
+            .collect();
+        if covering.is_empty() {
+            continue;
+        }
+        let selecting: Vec<_> = covering
+            .into_iter()
+            .filter(|a| any_matches(&a.node_selectors, node.labels))
+            .collect();
+        let blocked = if selecting.is_empty() {
+            Some(Blocker::NotSelected)
+        } else {
+            service_blocker(&input, &endpoints, key, service, &node)
+        };
+        out.services.insert(key.clone(), blocked);
+        if blocked.is_some() {
+            continue;
+        }
+        for advertisement in selecting {
+            let mut attributes = RouteAttributes {
+                local_pref: advertisement.local_pref,
+                ..RouteAttributes::default()
+            };
+            for community in &advertisement.communities {
+                match community {
+                    BgpCommunity::Standard(c) => attributes.communities.insert(*c),
+                    BgpCommunity::Large(c) => attributes.large_communities.insert(*c),
+                };
+            }
+            let prefixes = assignment.addresses.iter().filter_map(|a| {
+                aggregated(
+                    *a,
+                    advertisement.aggregation_length,
+                    advertisement.aggregation_length_v6,
+                )
+            });
+            for prefix in prefixes {
+                for (name, peer) in out.peers.iter_mut() {
+                    if !advertisement.peers.is_empty() && !advertisement.peers.contains(name) {
+                        continue;
+                    }
+                    let route = peer.routes.entry(prefix).or_default();
+                    route.local_pref = route.local_pref.max(attributes.local_pref);
+                    route.communities.extend(attributes.communities.iter().copied());
+                    route
+                        .large_communities
+                        .extend(attributes.large_communities.iter().copied());
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meshlb_config::health::Health;
+    use meshlb_config::meta::StringMap;
+    use meshlb_config::{Inventory, ServiceOutcome};
+    use meshlb_wire::bgp::{Community, LargeCommunity};
+
+    struct State {
+        inventory: Inventory,
+        outcomes: BTreeMap<ServiceKey, ServiceOutcome>,
+        health: BTreeMap<ServiceKey, Health>,
+    }
+
+    fn state(yaml: &str) -> State {
+        let objects = meshlb_config::parse_documents(yaml, "test.yaml").unwrap().objects;
+        let inventory = Inventory::build(&objects).unwrap();
+        let mut reconciler = meshlb_config::Reconciler::new(Default::default(), BTreeMap::new());
+        let outcomes = reconciler.apply(&inventory);
+        State {
+            inventory,
+            outcomes,
+            health: BTreeMap::new(),
+        }
+    }
+
+    fn plan_of(state: &State, name: &str, labels: &StringMap) -> BgpPlan {
+        let input = PlanInput {
+            inventory: &state.inventory,
+            outcomes: &state.outcomes,
+            health: &state.health,
+            require_endpoints: false,
+        };
+        plan(input, ThisNode::of(name, labels, &state.inventory))
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> StringMap {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    fn routes(plan: &BgpPlan, peer: &str) -> Vec<String> {
+        plan.peers[peer]
+            .routes
+            .keys()
+            .map(|p| match p {
+                RoutePrefix::V4(p) => format!("{}/{}", p.addr(), p.prefix_len()),
+                RoutePrefix::V6(p) => format!("{}/{}", p.addr(), p.prefix_len()),
+            })
+            .collect()
+    }
+
+    const CONFIG: &str = "
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: public, namespace: metallb-system}
+spec: {addresses: [203.0.113.0/28, '2001:db8:100::/124']}
+---
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {name: tor-a, namespace: metallb-system}
+spec: {myASN: 64600, peerASN: 64512, peerAddress: 198.51.100.1}
+---
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {name: tor-b, namespace: metallb-system}
+spec:
+  myASN: 64600
+  peerASN: 64600
+  peerAddress: 198.51.100.2
+  nodeSelectors: [{matchLabels: {rack: b}}]
+---
+apiVersion: metallb.io/v1beta1
+kind: Community
+metadata: {name: aliases, namespace: metallb-system}
+spec:
+  communities:
+    - {name: no-advertise-here, value: '64600:100'}
+---
+apiVersion: metallb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {name: hosts, namespace: metallb-system}
+spec:
+  ipAddressPools: [public]
+  localPref: 100
+  communities: [no-advertise-here, 'large:64600:1:2']
+---
+apiVersion: metallb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {name: summary, namespace: metallb-system}
+spec:
+  ipAddressPools: [public]
+  aggregationLength: 28
+  aggregationLengthV6: 124
+  localPref: 200
+  peers: [tor-b]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec: {type: LoadBalancer, ipFamilyPolicy: RequireDualStack, ipFamilies: [IPv4, IPv6], ports: [{port: 80}]}
+";
+
+    #[test]
+    fn peers_follow_their_node_selectors_and_routes_their_advertisements() {
+        let state = state(CONFIG);
+        let rack_a = plan_of(&state, "node1", &labels(&[("rack", "a")]));
+        assert_eq!(rack_a.peers.keys().collect::<Vec<_>>(), ["tor-a"]);
+        assert_eq!(routes(&rack_a, "tor-a"), ["203.0.113.0/32", "2001:db8:100::/128"]);
+        let route = &rack_a.peers["tor-a"].routes.values().next().unwrap().clone();
+        assert_eq!(route.local_pref, Some(100));
+        assert_eq!(
+            route.communities.iter().copied().collect::<Vec<_>>(),
+            [Community((64600 << 16) | 100)]
+        );
+        assert_eq!(
+            route.large_communities.iter().copied().collect::<Vec<_>>(),
+            [LargeCommunity {
+                global_admin: 64600,
+                local_data_1: 1,
+                local_data_2: 2
+            }]
+        );
+        assert_eq!(rack_a.services.values().copied().collect::<Vec<_>>(), [None]);
+
+        // tor-b is rack b's, and gets the host routes and the summaries.
+        let rack_b = plan_of(&state, "node2", &labels(&[("rack", "b")]));
+        assert_eq!(rack_b.peers.keys().collect::<Vec<_>>(), ["tor-a", "tor-b"]);
+        assert_eq!(
+            routes(&rack_b, "tor-b"),
+            [
+                "203.0.113.0/28",
+                "203.0.113.0/32",
+                "2001:db8:100::/124",
+                "2001:db8:100::/128"
+            ]
+        );
+        assert_eq!(
+            routes(&rack_b, "tor-a"),
+            routes(&rack_a, "tor-a"),
+            "no summary to tor-a"
+        );
+        let summary = RoutePrefix::V4(Prefix4::new("203.0.113.0".parse().unwrap(), 28).unwrap());
+        assert_eq!(rack_b.peers["tor-b"].routes[&summary].local_pref, Some(200));
+    }
+
+    /// One prefix from two advertisements: communities joined, the higher
+    /// LOCAL_PREF.
+    #[test]
+    fn one_prefix_from_two_advertisements_merges_them() {
+        let config = CONFIG
+            .replace("aggregationLength: 28", "aggregationLength: 32")
+            .replace(
+                "aggregationLengthV6: 124",
+                "aggregationLengthV6: 128\n  communities: ['65000:1']",
+            );
+        let state = state(&config);
+        let plan = plan_of(&state, "node2", &labels(&[("rack", "b")]));
+        let host = RoutePrefix::V4(Prefix4::new("203.0.113.0".parse().unwrap(), 32).unwrap());
+        let route = &plan.peers["tor-b"].routes[&host];
+        assert_eq!(route.local_pref, Some(200));
+        assert_eq!(route.communities.len(), 2, "{route:?}");
+        assert_eq!(
+            plan.peers["tor-a"].routes[&host].communities.len(),
+            1,
+            "summary is tor-b's only"
+        );
+    }
+
+    /// An advertisement's node selectors, the node's exclusion and the
+    /// Service's endpoints decide whether this node announces at all; its
+    /// peers stay either way.
+    #[test]
+    fn nodes_not_selected_excluded_or_without_endpoints_announce_nothing() {
+        let selective = CONFIG.replace(
+            "  ipAddressPools: [public]\n  localPref: 100",
+            "  ipAddressPools: [public]\n  nodeSelectors: [{matchLabels: {bgp: 'yes'}}]\n  localPref: 100",
+        );
+        let selective = selective.replace(
+            "  peers: [tor-b]\n",
+            "  peers: [tor-b]\n  nodeSelectors: [{matchLabels: {bgp: 'yes'}}]\n",
+        );
+        let selected = state(&selective);
+        let plan = plan_of(&selected, "node1", &labels(&[("rack", "a")]));
+        assert!(plan.peers["tor-a"].routes.is_empty());
+        assert_eq!(
+            plan.services.values().copied().collect::<Vec<_>>(),
+            [Some(Blocker::NotSelected)]
+        );
+
+        let nodes = "---\napiVersion: v1\nkind: Node\nmetadata:\n  name: node1\n  labels: \
+                     {node.kubernetes.io/exclude-from-external-load-balancers: ''}\n";
+        let excluded = state(&format!("{CONFIG}{nodes}"));
+        let plan = plan_of(&excluded, "node1", &StringMap::new());
+        assert!(plan.peers["tor-a"].routes.is_empty());
+        assert_eq!(
+            plan.services.values().copied().collect::<Vec<_>>(),
+            [Some(Blocker::NodeExcluded)]
+        );
+
+        let local = CONFIG.replace(
+            "ipFamilies: [IPv4, IPv6], ports:",
+            "ipFamilies: [IPv4, IPv6], externalTrafficPolicy: Local, ports:",
+        );
+        let slice = "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: web-1\n  namespace: default\n  \
+                     labels: {kubernetes.io/service-name: web}\naddressType: IPv4\n\
+                     endpoints: [{addresses: [198.51.100.12], nodeName: node2, conditions: {ready: true}}]\n";
+        let local = state(&format!("{local}{slice}"));
+        let here = plan_of(&local, "node2", &StringMap::new());
+        assert_eq!(routes(&here, "tor-a").len(), 2);
+        let elsewhere = plan_of(&local, "node1", &StringMap::new());
+        assert_eq!(
+            elsewhere.services.values().copied().collect::<Vec<_>>(),
+            [Some(Blocker::NoLocalEndpoint)]
+        );
+        assert!(elsewhere.peers["tor-a"].routes.is_empty());
+    }
+}

@@ -1,0 +1,110 @@
+//! What decides, in either mode, whether this node may announce a
+//! Service: the running configuration the plans are made from
+//! ([`PlanInput`]), this node as they see it ([`ThisNode`]), and why it may
+//! not ([`Blocker`], [`service_blocker`]): labelled out of external load
+//! balancers or its network unavailable, no ready endpoint anywhere
+//! (externalTrafficPolicy Cluster) or on this node (Local), as MetalLB's
+//! speakers require, or a failing health check. The Layer 2 plan
+//! ([`crate::l2::plan`]) and the BGP plan ([`crate::bgp::plan`]) add their
+//! own conditions around these.
+
+use std::collections::BTreeMap;
+
+use meshlb_config::health::Health;
+use meshlb_config::meta::StringMap;
+use meshlb_config::service::{EndpointIndex, Service, ServiceKey};
+use meshlb_config::{Inventory, ServiceOutcome};
+
+/// Why this node cannot announce a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blocker {
+    /// No advertisement of its pool selects this node.
+    NotSelected,
+    /// The node is labelled out of external load balancers, or its network
+    /// is unavailable.
+    NodeExcluded,
+    /// The Service has no ready endpoint anywhere.
+    NoEndpoints,
+    /// externalTrafficPolicy Local, and no ready endpoint on this node.
+    NoLocalEndpoint,
+    /// Its health check fails.
+    Unhealthy,
+    /// Layer 2: none of its interfaces here is up.
+    LinksDown,
+}
+
+/// What the plan is made from: the running configuration as the
+/// pipeline decided it.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanInput<'a> {
+    /// The running configuration and services.
+    pub inventory: &'a Inventory,
+    /// Every service's outcome.
+    pub outcomes: &'a BTreeMap<ServiceKey, ServiceOutcome>,
+    /// Health of the services with a health check.
+    pub health: &'a BTreeMap<ServiceKey, Health>,
+    /// Whether a Service without EndpointSlices counts as having no ready
+    /// endpoint (a cluster's, where every selecting Service has them) or
+    /// as one whose endpoints are not told (standalone files).
+    pub require_endpoints: bool,
+}
+
+/// This node as the plan sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct ThisNode<'a> {
+    /// Its name, as endpoints name their node.
+    pub name: &'a str,
+    /// Its labels, matched by nodeSelectors.
+    pub labels: &'a StringMap,
+    /// Whether it may announce at all: not labelled out of external load
+    /// balancers, and its network available.
+    pub may_announce: bool,
+}
+
+impl<'a> ThisNode<'a> {
+    /// Node `name` as `inventory` has it: its Node object's labels and
+    /// conditions when there is one (a cluster's), otherwise the
+    /// `configured` labels.
+    pub fn of(name: &'a str, configured: &'a StringMap, inventory: &'a Inventory) -> ThisNode<'a> {
+        match inventory.nodes.get(name) {
+            Some(node) => ThisNode {
+                name,
+                labels: &node.metadata.labels,
+                may_announce: node.may_announce(),
+            },
+            None => ThisNode {
+                name,
+                labels: configured,
+                may_announce: true,
+            },
+        }
+    }
+}
+
+/// Why `node` may not announce `service` (`key`) whatever the mode, if it
+/// may not: the node excluded, then its endpoints (`endpoints`, indexed
+/// from the inventory's EndpointSlices), then its health.
+pub fn service_blocker(
+    input: &PlanInput<'_>,
+    endpoints: &EndpointIndex,
+    key: &ServiceKey,
+    service: &Service,
+    node: &ThisNode<'_>,
+) -> Option<Blocker> {
+    if !node.may_announce {
+        return Some(Blocker::NodeExcluded);
+    }
+    let local = service.spec.external_traffic_policy.as_deref() == Some("Local");
+    let endpoints_block = match endpoints.get(key) {
+        None if input.require_endpoints => Some(Blocker::NoEndpoints),
+        None => None,
+        Some(e) if local && !e.nodes.contains(node.name) => Some(Blocker::NoLocalEndpoint),
+        Some(e) if !e.any_healthy => Some(Blocker::NoEndpoints),
+        Some(_) => None,
+    };
+    if endpoints_block.is_some() {
+        return endpoints_block;
+    }
+    let healthy = input.health.get(key).is_none_or(|h| *h == Health::Healthy);
+    (!healthy).then_some(Blocker::Unhealthy)
+}
