@@ -10,6 +10,8 @@
 
 use std::collections::BTreeMap;
 
+use meshlb_config::allocator::Assignment;
+use meshlb_config::config::Pool;
 use meshlb_config::health::Health;
 use meshlb_config::meta::StringMap;
 use meshlb_config::service::{EndpointIndex, Service, ServiceKey};
@@ -81,6 +83,33 @@ impl<'a> ThisNode<'a> {
     }
 }
 
+/// A Service holding addresses, with what they come from.
+pub struct Assigned<'a> {
+    /// `namespace/name`.
+    pub key: &'a ServiceKey,
+    /// Its addresses and their pool's name.
+    pub assignment: &'a Assignment,
+    /// The Service.
+    pub service: &'a Service,
+    /// The pool.
+    pub pool: &'a Pool,
+}
+
+/// Every Service of `input` that holds addresses from a pool of the
+/// running configuration.
+pub fn assigned<'a>(input: &PlanInput<'a>) -> impl Iterator<Item = Assigned<'a>> {
+    let inventory = input.inventory;
+    input.outcomes.iter().filter_map(move |(key, outcome)| {
+        let assignment = outcome.assignment()?;
+        Some(Assigned {
+            key,
+            assignment,
+            service: inventory.services.get(key)?,
+            pool: inventory.config.pools.get(&assignment.pool)?,
+        })
+    })
+}
+
 /// Why `node` may not announce `service` (`key`) whatever the mode, if it
 /// may not: the node excluded, then its endpoints (`endpoints`, indexed
 /// from the inventory's EndpointSlices), then its health.
@@ -107,4 +136,49 @@ pub fn service_blocker(
     }
     let healthy = input.health.get(key).is_none_or(|h| *h == Health::Healthy);
     (!healthy).then_some(Blocker::Unhealthy)
+}
+
+/// The running configuration of a YAML text as the pipeline would decide
+/// it, for the plans' tests.
+#[cfg(test)]
+pub(crate) mod fixture {
+    use std::collections::BTreeMap;
+
+    use meshlb_config::health::Health;
+    use meshlb_config::service::ServiceKey;
+    use meshlb_config::{Inventory, ServiceOutcome};
+
+    use super::PlanInput;
+
+    /// A decided configuration.
+    pub(crate) struct State {
+        pub(crate) inventory: Inventory,
+        pub(crate) outcomes: BTreeMap<ServiceKey, ServiceOutcome>,
+        pub(crate) health: BTreeMap<ServiceKey, Health>,
+    }
+
+    impl State {
+        /// What the plans take (standalone: endpoints not required).
+        pub(crate) fn input(&self) -> PlanInput<'_> {
+            PlanInput {
+                inventory: &self.inventory,
+                outcomes: &self.outcomes,
+                health: &self.health,
+                require_endpoints: false,
+            }
+        }
+    }
+
+    /// `yaml` read, validated and allocated.
+    pub(crate) fn state(yaml: &str) -> State {
+        let objects = meshlb_config::parse_documents(yaml, "test.yaml").unwrap().objects;
+        let inventory = Inventory::build(&objects).unwrap();
+        let mut reconciler = meshlb_config::Reconciler::new(Default::default(), BTreeMap::new());
+        let outcomes = reconciler.apply(&inventory);
+        State {
+            inventory,
+            outcomes,
+            health: BTreeMap::new(),
+        }
+    }
 }

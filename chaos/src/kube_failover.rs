@@ -16,16 +16,15 @@
 //! reach it; what the fault interrupts is who answers ARP, and the client
 //! moves when another node announces.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::error::LabError;
 use crate::kube_env::KubeEnv;
 use crate::lab::{Lab, LabProcess, LabSpec};
-use crate::probe::{Prober, RESPONDER_PORT};
-use crate::random::random_below;
-use crate::scenario::{FailoverRun, NodeFault, OBSERVE_AFTER_FAULT, start_responders};
+use crate::probe::RESPONDER_PORT;
+use crate::scenario::{FailoverRun, NodeFault, fail_owner, start_responders};
 use crate::wait::wait_for;
 
 /// The Service address both systems announce (the first of the examples'
@@ -215,45 +214,6 @@ impl KubeFailoverLab {
             "one node to answer ARP for the Service",
             || crate::probe::arp_answerers(lab, "client1", SERVICE_ADDRESS).len() == 1,
         )?;
-        let prober = Prober::start(
-            lab,
-            "client1",
-            SocketAddr::new(SERVICE_ADDRESS.into(), RESPONDER_PORT),
-            Duration::from_millis(10),
-        )?;
-        let owner = prober.wait_for_answer(Instant::now(), Duration::from_secs(15), |_| true)?;
-        std::thread::sleep(Duration::from_millis(500) + random_below(Duration::from_secs(1)));
-        let process = agents
-            .process_on(&owner)
-            .ok_or_else(|| LabError::Invalid(format!("no agent on {owner}")))?;
-        match fault {
-            NodeFault::Crash => lab.crash(&owner)?,
-            NodeFault::Freeze => process.freeze()?,
-            NodeFault::Stop => process.terminate()?,
-        }
-        let fault_at = Instant::now();
-        let new_owner = prober
-            .wait_for_answer(fault_at, OBSERVE_AFTER_FAULT, |n| n != owner)
-            .ok();
-        std::thread::sleep(Duration::from_millis(300));
-        let vip_holders_after = crate::probe::arp_answerers(lab, "client1", SERVICE_ADDRESS)
-            .into_iter()
-            .filter_map(|mac| lab.hosts().iter().find(|h| h.mac == mac).map(|h| h.name.clone()))
-            .collect();
-        let log = prober.stop();
-        let outage = log
-            .outage_after(fault_at)
-            .ok_or_else(|| LabError::Invalid("no probe was answered after the fault".into()))?;
-        if fault == NodeFault::Freeze {
-            process.thaw()?;
-        }
-        drop(agents);
-        Ok(FailoverRun {
-            old_owner: owner,
-            new_owner,
-            vip_holders_after,
-            outage,
-            duplicate_answers: log.duplicates().len(),
-        })
+        fail_owner(lab, SERVICE_ADDRESS, fault, |owner| agents.process_on(owner))
     }
 }

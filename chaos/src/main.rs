@@ -415,12 +415,12 @@ fn bench_l2_failover(
                 })
                 .collect();
             // One cluster for every run of this size and fault: the API
-            // server is not what is measured, and starting one per run
-            // would triple the benchmark's time.
-            let mut cluster = match &metallb_speaker {
-                Some(_) => Some(KubeFailoverLab::build(nodes, &binary)?),
-                None => None,
-            };
+            // server is not what is measured, and each run restores the
+            // nodes instead of paying its start-up again.
+            let mut cluster = metallb_speaker
+                .as_ref()
+                .map(|_| KubeFailoverLab::build(nodes, &binary))
+                .transpose()?;
             // Interleaved, so slow drift of the machine hits all alike.
             for _ in 0..runs {
                 match meshlb_failover(&binary, nodes, *fault) {

@@ -170,29 +170,41 @@ fn meshlb_failover_in(lab: &Lab, lab_binary: &Path, fault: NodeFault) -> Result<
 /// then after a random 0.5–1.5 s applies `fault` to the node that answers,
 /// and measures what the client saw.
 fn fail_meshlb_owner(lab: &Lab, agents: &[crate::agent::MeshAgent], fault: NodeFault) -> Result<FailoverRun, LabError> {
+    fail_owner(lab, MESHLB_VIP, fault, |owner| {
+        agents.iter().find(|a| a.node == owner).map(|a| &a.process)
+    })
+}
+
+/// Probes `address` from `client1` every 10 ms, waits for an answer, then
+/// after a random 0.5–1.5 s applies `fault` to the node that answers (to
+/// its announcing process, `process_on` it, for a freeze or a stop), and
+/// measures what the client saw; a frozen process is thawed afterwards.
+pub fn fail_owner<'a>(
+    lab: &Lab,
+    address: std::net::Ipv4Addr,
+    fault: NodeFault,
+    process_on: impl Fn(&str) -> Option<&'a LabProcess>,
+) -> Result<FailoverRun, LabError> {
     let prober = Prober::start(
         lab,
         "client1",
-        SocketAddr::new(MESHLB_VIP.into(), RESPONDER_PORT),
+        SocketAddr::new(address.into(), RESPONDER_PORT),
         Duration::from_millis(10),
     )?;
     let owner = prober.wait_for_answer(Instant::now(), Duration::from_secs(15), |_| true)?;
     std::thread::sleep(Duration::from_millis(500) + random_below(Duration::from_secs(1)));
-    let agent = agents
-        .iter()
-        .find(|a| a.node == owner)
-        .ok_or_else(|| LabError::Invalid(format!("no meshlb agent on {owner}")))?;
+    let process = process_on(&owner).ok_or_else(|| LabError::Invalid(format!("no announcer on {owner}")))?;
     match fault {
         NodeFault::Crash => lab.crash(&owner)?,
-        NodeFault::Freeze => agent.process.freeze()?,
-        NodeFault::Stop => agent.process.terminate()?,
+        NodeFault::Freeze => process.freeze()?,
+        NodeFault::Stop => process.terminate()?,
     }
     let fault_at = Instant::now();
     let new_owner = prober
         .wait_for_answer(fault_at, OBSERVE_AFTER_FAULT, |n| n != owner)
         .ok();
     std::thread::sleep(Duration::from_millis(300));
-    let vip_holders_after = crate::probe::arp_answerers(lab, "client1", MESHLB_VIP)
+    let vip_holders_after = crate::probe::arp_answerers(lab, "client1", address)
         .into_iter()
         .filter_map(|mac| lab.hosts().iter().find(|h| h.mac == mac).map(|h| h.name.clone()))
         .collect();
@@ -201,7 +213,7 @@ fn fail_meshlb_owner(lab: &Lab, agents: &[crate::agent::MeshAgent], fault: NodeF
         .outage_after(fault_at)
         .ok_or_else(|| LabError::Invalid("no probe was answered after the fault".into()))?;
     if fault == NodeFault::Freeze {
-        agent.process.thaw()?;
+        process.thaw()?;
     }
     Ok(FailoverRun {
         old_owner: owner,

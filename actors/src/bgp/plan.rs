@@ -27,7 +27,7 @@ use meshlb_config::service::{EndpointIndex, ServiceKey};
 use meshlb_wire::bgp::{Prefix4, Prefix6};
 
 use crate::bgp::rib_out::{RouteAttributes, RoutePrefix};
-use crate::eligibility::{Blocker, PlanInput, ThisNode, service_blocker};
+use crate::eligibility::{Assigned, Blocker, PlanInput, ThisNode, assigned, service_blocker};
 
 /// One of this node's peers and what it is sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,14 +75,13 @@ pub fn plan(input: PlanInput<'_>, node: ThisNode<'_>) -> BgpPlan {
             .collect(),
         services: BTreeMap::new(),
     };
-    for (key, outcome) in input.outcomes {
-        let Some(assignment) = outcome.assignment() else {
-            continue;
-        };
-        let (Some(service), Some(pool)) = (input.inventory.services.get(key), config.pools.get(&assignment.pool))
-        else {
-            continue;
-        };
+    for Assigned {
+        key,
+        assignment,
+        service,
+        pool,
+    } in assigned(&input)
+    {
         let labels = &service.metadata.labels;
         let covering: Vec<_> = config
             .bgp_advertisements
@@ -144,37 +143,12 @@ pub fn plan(input: PlanInput<'_>, node: ThisNode<'_>) -> BgpPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use meshlb_config::health::Health;
+    use crate::eligibility::fixture::{State, state};
     use meshlb_config::meta::StringMap;
-    use meshlb_config::{Inventory, ServiceOutcome};
     use meshlb_wire::bgp::{Community, LargeCommunity};
 
-    struct State {
-        inventory: Inventory,
-        outcomes: BTreeMap<ServiceKey, ServiceOutcome>,
-        health: BTreeMap<ServiceKey, Health>,
-    }
-
-    fn state(yaml: &str) -> State {
-        let objects = meshlb_config::parse_documents(yaml, "test.yaml").unwrap().objects;
-        let inventory = Inventory::build(&objects).unwrap();
-        let mut reconciler = meshlb_config::Reconciler::new(Default::default(), BTreeMap::new());
-        let outcomes = reconciler.apply(&inventory);
-        State {
-            inventory,
-            outcomes,
-            health: BTreeMap::new(),
-        }
-    }
-
     fn plan_of(state: &State, name: &str, labels: &StringMap) -> BgpPlan {
-        let input = PlanInput {
-            inventory: &state.inventory,
-            outcomes: &state.outcomes,
-            health: &state.health,
-            require_endpoints: false,
-        };
-        plan(input, ThisNode::of(name, labels, &state.inventory))
+        plan(state.input(), ThisNode::of(name, labels, &state.inventory))
     }
 
     fn labels(pairs: &[(&str, &str)]) -> StringMap {

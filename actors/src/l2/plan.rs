@@ -28,7 +28,7 @@ use meshlb_config::service::{EndpointIndex, ServiceKey};
 use meshlb_gossip::mesh::{MeshService, ServicePlan, WeightFn};
 use meshlb_gossip::record::{Layer2Section, NodeRecord, service_id};
 
-use crate::eligibility::service_blocker;
+use crate::eligibility::{Assigned, assigned, service_blocker};
 pub use crate::eligibility::{Blocker, PlanInput, ThisNode};
 use crate::l2::links::Links;
 
@@ -175,16 +175,13 @@ pub fn plan(input: PlanInput<'_>, node: ThisNode<'_>, interfaces: &Links) -> L2P
     let config = &input.inventory.config;
     let endpoints = EndpointIndex::new(input.inventory.endpoint_slices.iter().map(AsRef::as_ref));
     let mut out = L2Plan::default();
-    for (key, outcome) in input.outcomes {
-        let Some(assignment) = outcome.assignment() else {
-            continue;
-        };
-        let Some(service) = input.inventory.services.get(key) else {
-            continue;
-        };
-        let Some(pool) = config.pools.get(&assignment.pool) else {
-            continue;
-        };
+    for Assigned {
+        key,
+        assignment,
+        service,
+        pool,
+    } in assigned(&input)
+    {
         let labels = &service.metadata.labels;
         let advertisements: Vec<_> = config
             .l2_advertisements
@@ -259,37 +256,8 @@ mod tests {
     use super::*;
     use meshlb_config::health::Health;
     use meshlb_config::meta::StringMap;
-    use meshlb_config::{Inventory, ServiceOutcome};
 
-    /// The running configuration of `yaml`, as the pipeline would decide it.
-    struct State {
-        inventory: Inventory,
-        outcomes: BTreeMap<ServiceKey, ServiceOutcome>,
-        health: BTreeMap<ServiceKey, Health>,
-    }
-
-    impl State {
-        fn input(&self) -> PlanInput<'_> {
-            PlanInput {
-                inventory: &self.inventory,
-                outcomes: &self.outcomes,
-                health: &self.health,
-                require_endpoints: false,
-            }
-        }
-    }
-
-    fn state(yaml: &str) -> State {
-        let objects = meshlb_config::parse_documents(yaml, "test.yaml").unwrap().objects;
-        let inventory = Inventory::build(&objects).unwrap();
-        let mut reconciler = meshlb_config::Reconciler::new(Default::default(), BTreeMap::new());
-        let outcomes = reconciler.apply(&inventory);
-        State {
-            inventory,
-            outcomes,
-            health: BTreeMap::new(),
-        }
-    }
+    use crate::eligibility::fixture::state;
 
     const CONFIG: &str = "
 apiVersion: metallb.io/v1beta1
