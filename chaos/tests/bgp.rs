@@ -1,0 +1,138 @@
+//! meshlb's BGP peer actor against real routers: bird2, FRR and gobgpd on
+//! the lab's router, the actor on node1 (inside its namespace, on an actix
+//! system of its own). The session establishes; the router's RIB holds the
+//! routes with node1's address as next hop, node1's AS as the path and the
+//! communities given; a new route set withdraws what left it; a stop takes
+//! the session down and the routes with it. Needs root.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use actix::{Actor, Addr, System};
+use meshlb_actors::bgp::peer::{Hops, PeerActor, PeerConfig, SetRoutes, StopPeer, families_for};
+use meshlb_actors::bgp::rib_out::{RouteAttributes, RoutePrefix};
+use meshlb_actors::bgp::session::{PeerAs, SessionConfig};
+use meshlb_chaos::netns::in_netns;
+use meshlb_chaos::router::{NODE_ASN, ROUTER_ASN, Router, RouterKind};
+use meshlb_chaos::{Lab, LabSpec};
+use meshlb_wire::bgp::{Community, LargeCommunity, Prefix4};
+
+/// A peer actor started on `netns`'s own thread; the system to stop.
+fn start_peer(netns: &str, config: PeerConfig) -> (Addr<PeerActor>, System, std::thread::JoinHandle<()>) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let netns = netns.to_owned();
+    let thread = std::thread::spawn(move || {
+        in_netns(&netns, move || {
+            let system = System::new();
+            let addr = system.block_on(async { PeerActor::new(config).0.start() });
+            tx.send((addr, System::current())).unwrap();
+            system.run().unwrap();
+        })
+        .unwrap();
+    });
+    let (addr, system) = rx.recv().unwrap();
+    (addr, system, thread)
+}
+
+fn routes(prefixes: &[&str], attributes: &RouteAttributes) -> BTreeMap<RoutePrefix, RouteAttributes> {
+    prefixes
+        .iter()
+        .map(|p| {
+            let (addr, len) = p.split_once('/').unwrap();
+            let prefix = Prefix4::new(addr.parse().unwrap(), len.parse().unwrap()).unwrap();
+            (RoutePrefix::V4(prefix), attributes.clone())
+        })
+        .collect()
+}
+
+fn service_prefixes(rib: &[meshlb_chaos::router::RibPath]) -> Vec<String> {
+    let mut prefixes: Vec<String> = rib
+        .iter()
+        .filter(|p| p.prefix.starts_with("203.0.113."))
+        .map(|p| p.prefix.clone())
+        .collect();
+    prefixes.sort();
+    prefixes
+}
+
+#[test]
+fn the_peer_actor_announces_to_bird2_frr_and_gobgpd() {
+    for kind in [RouterKind::Bird, RouterKind::Frr, RouterKind::Gobgp] {
+        let lab = Lab::build(&LabSpec {
+            router: true,
+            ..LabSpec::segment(1, 0, false)
+        })
+        .unwrap();
+        let router = Router::start(&lab, kind).unwrap();
+        let node = lab.host("node1").unwrap().clone();
+        let router_address = IpAddr::V4(lab.host("router").unwrap().ipv4);
+        let config = PeerConfig {
+            name: format!("{kind}"),
+            address: SocketAddr::new(router_address, 179),
+            source: None,
+            md5: None,
+            hops: Hops::Direct,
+            session: SessionConfig {
+                local_as: NODE_ASN,
+                peer_as: PeerAs::Exact(ROUTER_ASN),
+                router_id: node.ipv4,
+                hold_time: 9,
+                keepalive_time: None,
+                connect_retry: Duration::from_secs(2),
+                passive: false,
+                families: families_for(router_address, false),
+                route_refresh: true,
+                graceful_restart: None,
+            },
+        };
+        let (peer, system, thread) = start_peer(&node.netns, config);
+        let attributes = RouteAttributes {
+            local_pref: None,
+            communities: [Community((64513 << 16) | 100)].into(),
+            large_communities: [LargeCommunity {
+                global_admin: 64513,
+                local_data_1: 1,
+                local_data_2: 2,
+            }]
+            .into(),
+        };
+        peer.do_send(SetRoutes(routes(&["203.0.113.10/32", "203.0.113.11/32"], &attributes)));
+        router.wait_established(&lab, 1, Duration::from_secs(30)).unwrap();
+        let rib = router
+            .wait_rib(&lab, Duration::from_secs(30), |rib| service_prefixes(rib).len() == 2)
+            .unwrap();
+        assert_eq!(service_prefixes(&rib), ["203.0.113.10/32", "203.0.113.11/32"], "{kind}");
+        for path in rib.iter().filter(|p| p.prefix.starts_with("203.0.113.")) {
+            assert_eq!(path.next_hop, IpAddr::V4(node.ipv4), "{kind}: {path:?}");
+            assert_eq!(path.as_path, [NODE_ASN], "{kind}: {path:?}");
+            assert!(
+                path.communities.contains(&Community((64513 << 16) | 100)),
+                "{kind}: {path:?}"
+            );
+            assert_eq!(
+                path.large_communities,
+                attributes.large_communities.iter().copied().collect::<Vec<_>>(),
+                "{kind}: {path:?}"
+            );
+        }
+
+        // A new set: .10 withdrawn, .12 added, .11 untouched.
+        peer.do_send(SetRoutes(routes(&["203.0.113.11/32", "203.0.113.12/32"], &attributes)));
+        router
+            .wait_rib(&lab, Duration::from_secs(30), |rib| {
+                service_prefixes(rib) == ["203.0.113.11/32", "203.0.113.12/32"]
+            })
+            .unwrap();
+
+        // A stop: Cease, the session down, the routes gone.
+        peer.do_send(StopPeer);
+        router
+            .wait_rib(&lab, Duration::from_secs(30), |rib| service_prefixes(rib).is_empty())
+            .unwrap();
+        assert!(router.established_peers(&lab).unwrap().is_empty(), "{kind}");
+        system.stop();
+        thread.join().unwrap();
+    }
+}
