@@ -136,3 +136,70 @@ fn the_peer_actor_announces_to_bird2_frr_and_gobgpd() {
         thread.join().unwrap();
     }
 }
+
+/// The agents in BGP mode: three nodes peer with bird2 on the router from
+/// a BGPPeer and a BGPAdvertisement; the Service's address reaches the
+/// router's RIB from every node and its kernel as one ECMP route over all
+/// three; an agent stopped gracefully takes its next hop out of the route.
+#[test]
+fn agents_announce_a_service_over_every_node_and_a_stop_removes_one() {
+    let lab = Lab::build(&LabSpec {
+        router: true,
+        ..LabSpec::segment(3, 0, false)
+    })
+    .unwrap();
+    let router = Router::start(&lab, RouterKind::Bird).unwrap();
+    let router_address = lab.host("router").unwrap().ipv4;
+    let config = format!(
+        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: routed, namespace: metallb-system}}\n\
+         spec: {{addresses: [203.0.113.20-203.0.113.29]}}\n---\n\
+         apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {{name: router, namespace: metallb-system}}\n\
+         spec: {{myASN: {NODE_ASN}, peerASN: {ROUTER_ASN}, peerAddress: {router_address}, holdTime: 9s}}\n---\n\
+         apiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {{name: routed, namespace: metallb-system}}\n\
+         spec: {{ipAddressPools: [routed]}}\n---\n\
+         apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: default}}\n\
+         spec: {{type: LoadBalancer, ports: [{{port: 80}}]}}\n"
+    );
+    let names = lab.node_names();
+    let agents = meshlb_chaos::agent::start_cluster_with(&lab, &names, "fast", &config).unwrap();
+    router.wait_established(&lab, 3, Duration::from_secs(30)).unwrap();
+    let rib = router
+        .wait_rib(&lab, Duration::from_secs(30), |rib| {
+            rib.iter().filter(|p| p.prefix == "203.0.113.20/32").count() == 3
+        })
+        .unwrap();
+    let mut next_hops: Vec<IpAddr> = rib
+        .iter()
+        .filter(|p| p.prefix == "203.0.113.20/32")
+        .map(|p| p.next_hop)
+        .collect();
+    next_hops.sort();
+    let nodes: Vec<IpAddr> = lab
+        .hosts_with(meshlb_chaos::Role::Node)
+        .map(|h| IpAddr::V4(h.ipv4))
+        .collect();
+    assert_eq!(next_hops, nodes);
+    let ecmp = |count: usize| {
+        meshlb_chaos::wait::wait_for(
+            Duration::from_secs(30),
+            &format!("an ECMP route over {count} nodes"),
+            || {
+                meshlb_chaos::router::kernel_routes(&lab, "router")
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|r| r.prefix == "203.0.113.20/32" && r.next_hops.len() == count)
+            },
+        )
+    };
+    ecmp(3).unwrap();
+
+    let stopped = agents.iter().find(|a| a.node == "node2").unwrap();
+    stopped.process.terminate().unwrap();
+    ecmp(2).unwrap();
+    let routes = meshlb_chaos::router::kernel_routes(&lab, "router").unwrap();
+    let route = routes.iter().find(|r| r.prefix == "203.0.113.20/32").unwrap();
+    assert!(
+        !route.next_hops.contains(&IpAddr::V4(lab.host("node2").unwrap().ipv4)),
+        "{route:?}"
+    );
+}

@@ -199,6 +199,7 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
             // In a cluster the Nodes name this node's labels, and without
             // --join nor --cluster-size the seeds and the cluster size.
             let follow = in_cluster.then(|| (options.node.clone(), options.bind, options.expected_members.is_none()));
+            let options_bind = options.bind;
             let mesh = AgentMesh::start(options, hub.clone(), &answering.handle()).await?;
             if let Some((node, bind, bootstrap)) = follow {
                 tokio::spawn(crate::mesh::follow_nodes(
@@ -209,6 +210,12 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
                     mesh.commands(),
                 ));
             }
+            let bgp = crate::bgp::BgpActor::start(
+                layer2_options.clone(),
+                crate::bgp::router_id_from(options_bind),
+                hub.clone(),
+                answering.handle(),
+            );
             let layer2 = Layer2Actor::start(
                 layer2_options,
                 Layer2Inputs {
@@ -219,7 +226,7 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
                     answering: answering.handle(),
                 },
             );
-            announcing = Some((answering, mesh, layer2));
+            announcing = Some((answering, mesh, layer2, bgp));
         } else {
             tracing::warn!("no --gossip-bind: nothing is announced");
         }
@@ -229,7 +236,9 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
             let _ = stop_allocator.send(true);
             let _ = tokio::time::timeout(SHUTDOWN_STEP, allocator).await;
         }
-        if let Some((answering, mesh, layer2)) = announcing {
+        if let Some((answering, mesh, layer2, bgp)) = announcing {
+            // Cease to every BGP peer: the routers withdraw at once.
+            let _ = tokio::time::timeout(SHUTDOWN_STEP, bgp.send(crate::bgp::Stop)).await;
             mesh.leave().await;
             let _ = tokio::time::timeout(SHUTDOWN_STEP, layer2.send(layer2::Stop)).await;
             answering.stop();

@@ -25,6 +25,7 @@
 //! | [`local_address`] | service addresses on loopback, kernel kept from answering ARP for them |
 
 pub mod app;
+pub mod bgp;
 pub mod health;
 pub mod layer2;
 pub mod local_address;

@@ -1,0 +1,229 @@
+//! The BGP glue: applies the BGP plan ([`meshlb_actors::bgp::plan`]) of
+//! the running configuration. One peer actor per BGPPeer this node has,
+//! started on the answering arbiter (never behind the control plane),
+//! restarted when its configuration changes, stopped (Cease) when it goes;
+//! each is told the routes it should have whenever the plan changes them.
+//!
+//! Every node that may announce a Service does; the router spreads traffic
+//! over them (ECMP). Not yet: the mesh-coordinated drain, graceful restart,
+//! BFD, and accepting connections from peers.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use actix::{Actor, Addr, ArbiterHandle, AsyncContext, Context, StreamHandler};
+use meshlb_actors::bgp::peer::{Hops, PeerActor, PeerConfig, SetRoutes, StopPeer, families_for};
+use meshlb_actors::bgp::plan::{BgpPlan, plan};
+use meshlb_actors::bgp::session::{PeerAs, SessionConfig};
+use meshlb_actors::eligibility::{PlanInput, ThisNode};
+use meshlb_config::config::{BgpPeer, PeerAsn, PeerEndpoint};
+
+use crate::layer2::Layer2Options;
+use crate::status::StatusHub;
+
+/// The connect retry time when a BGPPeer sets no `connectTime`.
+pub const DEFAULT_CONNECT_RETRY: Duration = Duration::from_secs(10);
+
+/// One running peer and the configuration it was started with.
+struct RunningPeer {
+    peer: BgpPeer,
+    addr: Addr<PeerActor>,
+}
+
+/// The BGP glue actor. See the module documentation.
+pub struct BgpActor {
+    options: Layer2Options,
+    /// This node's BGP identifier when a BGPPeer sets no routerID.
+    router_id: Option<Ipv4Addr>,
+    hub: StatusHub,
+    answering: ArbiterHandle,
+    peers: BTreeMap<String, RunningPeer>,
+    applied: Option<BgpPlan>,
+}
+
+impl BgpActor {
+    /// Starts the glue for the node of `options` (inside an actix system);
+    /// `router_id`, the node's IPv4 address if it has one, is the BGP
+    /// identifier of the peers that set none (as MetalLB derives it).
+    pub fn start(
+        options: Layer2Options,
+        router_id: Option<Ipv4Addr>,
+        hub: StatusHub,
+        answering: ArbiterHandle,
+    ) -> Addr<BgpActor> {
+        BgpActor {
+            options,
+            router_id,
+            hub,
+            answering,
+            peers: BTreeMap::new(),
+            applied: None,
+        }
+        .start()
+    }
+
+    fn replan(&mut self) {
+        let running = self.hub.running().get();
+        if running.generation == 0 {
+            return;
+        }
+        let input = PlanInput {
+            inventory: &running.inventory,
+            outcomes: &running.outcomes,
+            health: &running.health,
+            require_endpoints: self.options.require_endpoints,
+        };
+        let node = ThisNode::of(&self.options.node, &self.options.node_labels, &running.inventory);
+        let next = plan(input, node);
+        if self.applied.as_ref() == Some(&next) {
+            return;
+        }
+        // Peers gone or changed stop; new or changed ones start.
+        let stale: Vec<String> = self
+            .peers
+            .iter()
+            .filter(|(name, running)| next.peers.get(*name).is_none_or(|p| p.peer != running.peer))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in stale {
+            if let Some(running) = self.peers.remove(&name) {
+                tracing::info!(peer = name, "BGP peer stopping");
+                running.addr.do_send(StopPeer);
+            }
+        }
+        for (name, planned) in &next.peers {
+            if !self.peers.contains_key(name) {
+                match self.peer_config(&planned.peer) {
+                    Ok(config) => {
+                        let addr = PeerActor::start_in_arbiter(&self.answering, move |_| PeerActor::new(config).0);
+                        self.peers.insert(
+                            name.clone(),
+                            RunningPeer {
+                                peer: planned.peer.clone(),
+                                addr,
+                            },
+                        );
+                    }
+                    Err(why) => tracing::warn!(peer = name, "BGP peer not started: {why}"),
+                }
+            }
+            if let Some(running) = self.peers.get(name) {
+                running.addr.do_send(SetRoutes(planned.routes.clone()));
+            }
+        }
+        self.applied = Some(next);
+    }
+
+    /// The peer actor's configuration for `peer`, or why it cannot run.
+    fn peer_config(&self, peer: &BgpPeer) -> Result<PeerConfig, String> {
+        let address = match &peer.endpoint {
+            PeerEndpoint::Address(address) => *address,
+            PeerEndpoint::Interface(interface) => {
+                return Err(format!("unnumbered peering over {interface} is not supported yet"));
+            }
+        };
+        if peer.vrf.is_some() {
+            return Err("VRFs are not supported".into());
+        }
+        let router_id = peer
+            .router_id
+            .or(self.router_id)
+            .ok_or("no routerID, and this node has no IPv4 address to take it from")?;
+        let local_as = peer.local_asn.unwrap_or(peer.my_asn);
+        let peer_as = match peer.peer_asn {
+            PeerAsn::Fixed(asn) => PeerAs::Exact(asn),
+            PeerAsn::Internal => PeerAs::Internal,
+            PeerAsn::External => PeerAs::External,
+        };
+        let internal = matches!(peer_as, PeerAs::Internal) || peer_as == PeerAs::Exact(local_as);
+        // A password Secret that does not exist yet: the session waits for
+        // it, never running unsigned.
+        let md5 = match &peer.password {
+            None => None,
+            Some(password) => Some(
+                password
+                    .key()
+                    .cloned()
+                    .ok_or("its password Secret does not exist yet")?,
+            ),
+        };
+        Ok(PeerConfig {
+            name: peer.name.clone(),
+            address: SocketAddr::new(address, peer.port),
+            source: peer.source_address,
+            md5,
+            hops: match (internal, peer.ebgp_multi_hop) {
+                (true, _) => Hops::Default,
+                (false, true) => Hops::Multihop,
+                (false, false) => Hops::Direct,
+            },
+            session: SessionConfig {
+                local_as,
+                peer_as,
+                router_id,
+                hold_time: u16::try_from(peer.hold_time.as_secs()).unwrap_or(u16::MAX),
+                keepalive_time: u16::try_from(peer.keepalive_time.as_secs()).ok(),
+                connect_retry: peer.connect_time.unwrap_or(DEFAULT_CONNECT_RETRY),
+                passive: false,
+                families: families_for(address, peer.dual_stack_address_family),
+                route_refresh: true,
+                graceful_restart: None,
+            },
+        })
+    }
+}
+
+/// Stops every peer (Cease) and the glue.
+#[derive(Debug, Clone, Copy, actix::Message)]
+#[rtype(result = "()")]
+pub struct Stop;
+
+impl actix::Handler<Stop> for BgpActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+        for (name, running) in std::mem::take(&mut self.peers) {
+            tracing::info!(peer = name, "BGP peer stopping");
+            running.addr.do_send(StopPeer);
+        }
+        actix::ActorContext::stop(ctx);
+    }
+}
+
+/// The running configuration changed.
+struct Replan;
+
+impl StreamHandler<Replan> for BgpActor {
+    fn handle(&mut self, _: Replan, _ctx: &mut Context<Self>) {
+        self.replan();
+    }
+}
+
+impl Actor for BgpActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let running = futures_util::stream::unfold(self.hub.running().watch(), |mut rx| async move {
+            rx.changed().await.ok()?;
+            Some((Replan, rx))
+        });
+        ctx.add_stream(running);
+        self.replan();
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        for running in self.peers.values() {
+            running.addr.do_send(StopPeer);
+        }
+    }
+}
+
+/// This node's IPv4 address for the BGP identifier: the gossip address's
+/// when it is IPv4.
+pub fn router_id_from(bind: SocketAddr) -> Option<Ipv4Addr> {
+    match bind.ip() {
+        IpAddr::V4(v4) if !v4.is_unspecified() => Some(v4),
+        _ => None,
+    }
+}
