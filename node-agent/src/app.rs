@@ -199,7 +199,7 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
             // In a cluster the Nodes name this node's labels, and without
             // --join nor --cluster-size the seeds and the cluster size.
             let follow = in_cluster.then(|| (options.node.clone(), options.bind, options.expected_members.is_none()));
-            let options_bind = options.bind;
+            let gossip_bind = options.bind;
             let mesh = AgentMesh::start(options, hub.clone(), &answering.handle()).await?;
             if let Some((node, bind, bootstrap)) = follow {
                 tokio::spawn(crate::mesh::follow_nodes(
@@ -212,7 +212,7 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
             }
             let bgp = crate::bgp::BgpActor::start(
                 layer2_options.clone(),
-                crate::bgp::router_id_from(options_bind),
+                crate::bgp::router_id_from(gossip_bind),
                 hub.clone(),
                 answering.handle(),
             );

@@ -5,8 +5,9 @@
 //! each is told the routes it should have whenever the plan changes them.
 //!
 //! Every node that may announce a Service does; the router spreads traffic
-//! over them (ECMP). Not yet: the mesh-coordinated drain, graceful restart,
-//! BFD, and accepting connections from peers.
+//! over them (ECMP). It starts with the mesh (`--gossip-bind`), whose node
+//! name and labels it plans with. Not yet: the mesh-coordinated drain,
+//! graceful restart, BFD, and accepting connections from peers.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
