@@ -17,7 +17,6 @@ use actix::{Actor, Addr, ArbiterHandle, AsyncContext, Context, StreamHandler};
 use meshlb_actors::bgp::peer::{Hops, PeerActor, PeerConfig, SetRoutes, StopPeer, families_for};
 use meshlb_actors::bgp::plan::{BgpPlan, plan};
 use meshlb_actors::bgp::session::{PeerAs, SessionConfig};
-use meshlb_actors::eligibility::{PlanInput, ThisNode};
 use meshlb_config::config::{BgpPeer, PeerAsn, PeerEndpoint};
 
 use crate::layer2::Layer2Options;
@@ -69,13 +68,7 @@ impl BgpActor {
         if running.generation == 0 {
             return;
         }
-        let input = PlanInput {
-            inventory: &running.inventory,
-            outcomes: &running.outcomes,
-            health: &running.health,
-            require_endpoints: self.options.require_endpoints,
-        };
-        let node = ThisNode::of(&self.options.node, &self.options.node_labels, &running.inventory);
+        let (input, node) = crate::layer2::plan_inputs(&running, &self.options);
         let next = plan(input, node);
         if self.applied.as_ref() == Some(&next) {
             return;

@@ -37,6 +37,7 @@ use meshlb_gossip::driver::Command;
 use tokio::sync::{mpsc, watch};
 
 use crate::local_address::LocalAddresses;
+use crate::pipeline::AgentState;
 use crate::status::{Layer2Service, StatusHub};
 
 /// How Layer 2 runs in this agent.
@@ -61,6 +62,19 @@ pub struct Layer2Options {
 /// How often an interface's counters reach the hub at most (they change
 /// with every answer).
 const INTERFACE_STATUS_EVERY: Duration = Duration::from_millis(200);
+
+/// What the plans (Layer 2's and BGP's) are made from: the running state,
+/// and this node as `options` and the running inventory's Node say.
+pub fn plan_inputs<'a>(running: &'a AgentState, options: &'a Layer2Options) -> (PlanInput<'a>, ThisNode<'a>) {
+    let input = PlanInput {
+        inventory: &running.inventory,
+        outcomes: &running.outcomes,
+        health: &running.health,
+        require_endpoints: options.require_endpoints,
+    };
+    let node = ThisNode::of(&options.node, &options.node_labels, &running.inventory);
+    (input, node)
+}
 
 /// What the actor follows.
 pub struct Layer2Inputs {
@@ -124,13 +138,7 @@ impl Layer2Actor {
     fn replan(&mut self, ctx: &mut Context<Self>) {
         let running = self.inputs.hub.running().get();
         let links = self.inputs.links.borrow_and_update().clone();
-        let input = PlanInput {
-            inventory: &running.inventory,
-            outcomes: &running.outcomes,
-            health: &running.health,
-            require_endpoints: self.options.require_endpoints,
-        };
-        let node = ThisNode::of(&self.options.node, &self.options.node_labels, &running.inventory);
+        let (input, node) = plan_inputs(&running, &self.options);
         let next = plan(input, node, &links);
         if self.applied.as_ref() == Some(&next) {
             return;
