@@ -151,6 +151,17 @@ pub fn start_agent_with(
 /// take their cluster keys from: its `keys` entry, in the key file's form.
 pub const CLUSTER_KEY_SECRET: &str = "meshlb-cluster-keys";
 
+/// The manifest (JSON, for kubectl) of Secret [`CLUSTER_KEY_SECRET`] in
+/// `metallb-system` holding `keys` (the key file's form).
+pub fn cluster_key_secret(keys: &str) -> String {
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": CLUSTER_KEY_SECRET, "namespace": "metallb-system"},
+        "stringData": {"keys": keys},
+    })
+    .to_string()
+}
+
 /// Starts an agent on each of `nodes` reading the API server of
 /// `kubeconfig` (`meshlb-agent run --kubernetes`, as a DaemonSet pod with
 /// hostNetwork runs it), with no `--join` (the agents find each other

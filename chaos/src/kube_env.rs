@@ -486,6 +486,31 @@ impl KubeEnv {
         self.run_kubectl(&["apply", "-f", &path]).map(|_| ())
     }
 
+    /// Merges `status` (the object's `status` field) into `kind` `name` in
+    /// `namespace` through the status subresource, as a kubelet or a
+    /// controller writes status.
+    pub fn patch_status(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        status: serde_json::Value,
+    ) -> Result<(), LabError> {
+        let patch = serde_json::json!({ "status": status }).to_string();
+        self.run_kubectl(&[
+            "patch",
+            kind,
+            "-n",
+            namespace,
+            name,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &patch,
+        ])
+        .map(|_| ())
+    }
+
     /// Applies meshlb's CRDs (as `meshlb-agent crds` prints them) with
     /// kubectl, and waits until they are established.
     pub fn apply_crds(&self) -> Result<(), LabError> {

@@ -91,11 +91,7 @@ fn objects(lab: &Lab) -> Result<String, LabError> {
             )
         })
         .collect();
-    let keys = serde_json::json!({
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": crate::agent::CLUSTER_KEY_SECRET, "namespace": crate::metallb::NAMESPACE},
-        "stringData": {"keys": format!("{}\n", crate::agent::random_key(1)?)},
-    });
+    let keys = crate::agent::cluster_key_secret(&format!("{}\n", crate::agent::random_key(1)?));
     Ok(format!(
         "{pools}\n---\n{keys}\n---\n\
          apiVersion: v1\nkind: Service\nmetadata:\n  name: echo\n  namespace: bench\n  \
@@ -132,19 +128,8 @@ impl KubeFailoverLab {
             ),
         )?;
         env.apply("objects.yaml", &objects(&lab)?)?;
-        let status =
-            serde_json::json!({"status": {"loadBalancer": {"ingress": [{"ip": SERVICE_ADDRESS.to_string()}]}}});
-        env.run_kubectl(&[
-            "patch",
-            "service",
-            "-n",
-            "bench",
-            "echo",
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            &status.to_string(),
-        ])?;
+        let status = serde_json::json!({"loadBalancer": {"ingress": [{"ip": SERVICE_ADDRESS.to_string()}]}});
+        env.patch_status("service", "bench", "echo", status)?;
         crate::metallb::register_speaker_pods(&env, &lab)?;
         let memberlist_key = crate::metallb::write_memberlist_key(&lab)?;
         Ok(KubeFailoverLab {

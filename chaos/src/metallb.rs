@@ -47,23 +47,14 @@ pub fn register_speaker_pods(env: &KubeEnv, lab: &Lab) -> Result<(), LabError> {
     }
     env.apply("speaker-pods.yaml", &manifest)?;
     for node in lab.hosts_with(crate::lab::Role::Node) {
-        let status = serde_json::json!({"status": {
+        let address = node.ipv4.to_string();
+        let status = serde_json::json!({
             "phase": "Running",
-            "hostIP": node.ipv4.to_string(),
-            "podIP": node.ipv4.to_string(),
-            "podIPs": [{"ip": node.ipv4.to_string()}],
-        }});
-        env.run_kubectl(&[
-            "patch",
-            "pod",
-            "-n",
-            NAMESPACE,
-            &format!("speaker-{}", node.name),
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            &status.to_string(),
-        ])?;
+            "hostIP": address,
+            "podIP": address,
+            "podIPs": [{"ip": address}],
+        });
+        env.patch_status("pod", NAMESPACE, &format!("speaker-{}", node.name), status)?;
     }
     Ok(())
 }

@@ -26,7 +26,7 @@ fn start_peer(netns: &str, config: PeerConfig) -> (Addr<PeerActor>, System, std:
     let thread = std::thread::spawn(move || {
         in_netns(&netns, move || {
             let system = System::new();
-            let addr = system.block_on(async { PeerActor::new(config).0.start() });
+            let addr = system.block_on(async { PeerActor::new(config).start() });
             tx.send((addr, System::current())).unwrap();
             system.run().unwrap();
         })

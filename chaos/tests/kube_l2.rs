@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use meshlb_chaos::agent::{CLUSTER_KEY_SECRET, random_key, start_kubernetes_cluster};
+use meshlb_chaos::agent::{cluster_key_secret, random_key, start_kubernetes_cluster};
 use meshlb_chaos::kube_env::KubeEnv;
 use meshlb_chaos::kube_failover::play_kube_proxy;
 use meshlb_chaos::probe::{Prober, RESPONDER_PORT};
@@ -24,28 +24,12 @@ use meshlb_chaos::scenario::start_responders;
 use meshlb_chaos::wait::wait_for;
 use meshlb_chaos::{Lab, LabSpec};
 
-fn kubectl(env: &KubeEnv, args: &[&str], stdin: &str) -> String {
-    use std::io::Write;
-    let mut child = env
-        .kubectl()
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+fn kubectl(env: &KubeEnv, args: &[&str]) -> String {
+    env.run_kubectl(args).unwrap()
 }
 
 fn apply(env: &KubeEnv, yaml: &str) {
-    kubectl(env, &["apply", "-f", "-"], yaml);
+    env.apply("test.yaml", yaml).unwrap();
 }
 
 fn example(path: &str) -> String {
@@ -104,7 +88,6 @@ fn reported(env: &KubeEnv) -> String {
             "-o",
             "jsonpath={.items[*].status.node}",
         ],
-        "",
     )
 }
 
@@ -136,7 +119,7 @@ fn kube_cluster() -> (Lab, KubeEnv) {
     env.register_lab_nodes(&lab).unwrap();
     env.apply_crds().unwrap();
     for namespace in ["metallb-system", "shop"] {
-        kubectl(&env, &["create", "namespace", namespace], "");
+        kubectl(&env, &["create", "namespace", namespace]);
     }
     set_cluster_keys(&env, &format!("{}\n", random_key(1).unwrap()));
     (lab, env)
@@ -157,7 +140,6 @@ fn echo_address(env: &KubeEnv) -> String {
                 "-o",
                 "jsonpath={.status.loadBalancer.ingress[0].ip}",
             ],
-            "",
         );
         !address.is_empty()
     })
@@ -263,7 +245,7 @@ fn agents_in_a_cluster_announce_what_status_says_and_report_it() {
     // owner's Node moves the address.
     apply(&env, &example("layer2/selectorless.yaml"));
     for node in lab.node_names() {
-        kubectl(&env, &["label", "node", &node, "l2=yes"], "");
+        kubectl(&env, &["label", "node", &node, "l2=yes"]);
     }
     apply(
         &env,
@@ -283,7 +265,7 @@ fn agents_in_a_cluster_announce_what_status_says_and_report_it() {
         })
     })
     .unwrap();
-    kubectl(&env, &["label", "node", &labelled, "l2-"], "");
+    kubectl(&env, &["label", "node", &labelled, "l2-"]);
     let moved = new_owner(&lab, &address, &labelled, "the address to leave the unlabelled node");
 
     // The owner's agent is killed: another node answers, and reports it.
@@ -325,16 +307,11 @@ fn the_mesh_forms_while_the_first_configuration_is_refused() {
                 "-o",
                 "jsonpath={.items[*].status.errorSummary}",
             ],
-            "",
         );
         summaries.matches("overlap").count() >= 3
     })
     .unwrap();
-    kubectl(
-        &env,
-        &["delete", "ipaddresspool", "-n", "metallb-system", "overlap"],
-        "",
-    );
+    kubectl(&env, &["delete", "ipaddresspool", "-n", "metallb-system", "overlap"]);
     let address = echo_address(&env);
     owner(&lab, &address, "one node to answer ARP for the Service");
     drop(agents);
@@ -421,12 +398,7 @@ fn freeze_and_graceful_stop_move_the_address_and_the_status() {
 
 /// Writes the cluster keys Secret the agents follow.
 fn set_cluster_keys(env: &KubeEnv, keys: &str) {
-    let secret = serde_json::json!({
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": CLUSTER_KEY_SECRET, "namespace": "metallb-system"},
-        "stringData": {"keys": keys},
-    });
-    apply(env, &secret.to_string());
+    apply(env, &cluster_key_secret(keys));
 }
 
 /// The cluster keys rotate through their Secret in three steps (the new

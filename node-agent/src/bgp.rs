@@ -90,7 +90,7 @@ impl BgpActor {
             if !self.peers.contains_key(name) {
                 match self.peer_config(&planned.peer) {
                     Ok(config) => {
-                        let addr = PeerActor::start_in_arbiter(&self.answering, move |_| PeerActor::new(config).0);
+                        let addr = PeerActor::start_in_arbiter(&self.answering, move |_| PeerActor::new(config));
                         self.peers.insert(
                             name.clone(),
                             RunningPeer {
@@ -168,7 +168,7 @@ impl BgpActor {
     }
 }
 
-/// Stops every peer (Cease) and the glue.
+/// Stops the glue, and with it every peer (Cease).
 #[derive(Debug, Clone, Copy, actix::Message)]
 #[rtype(result = "()")]
 pub struct Stop;
@@ -177,10 +177,6 @@ impl actix::Handler<Stop> for BgpActor {
     type Result = ();
 
     fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
-        for (name, running) in std::mem::take(&mut self.peers) {
-            tracing::info!(peer = name, "BGP peer stopping");
-            running.addr.do_send(StopPeer);
-        }
         actix::ActorContext::stop(ctx);
     }
 }
@@ -207,7 +203,8 @@ impl Actor for BgpActor {
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
-        for running in self.peers.values() {
+        for (name, running) in std::mem::take(&mut self.peers) {
+            tracing::info!(peer = name, "BGP peer stopping");
             running.addr.do_send(StopPeer);
         }
     }

@@ -24,7 +24,7 @@ use meshlb_wire::bgp::{Family, Framer, Message, SessionParams, Update};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use crate::bgp::rib_out::{Peering, RibOut, RouteAttributes, RoutePrefix};
 use crate::bgp::session::{Input, Negotiated, Output, Session, SessionConfig, State};
@@ -60,19 +60,6 @@ pub struct PeerConfig {
     pub hops: Hops,
     /// The session's terms.
     pub session: SessionConfig,
-}
-
-/// What the actor reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerStatus {
-    /// The session's state.
-    pub state: State,
-    /// The terms, while OpenConfirm or Established.
-    pub negotiated: Option<Negotiated>,
-    /// Routes the peer has been sent (while established).
-    pub routes_sent: usize,
-    /// Why the connection last closed, if it has.
-    pub last_close: Option<String>,
 }
 
 /// The routes the peer should have (replacing the previous set).
@@ -111,30 +98,20 @@ pub struct PeerActor {
     connection: Option<Connection>,
     connecting: Option<SpawnHandle>,
     timer: Option<SpawnHandle>,
-    status: watch::Sender<PeerStatus>,
 }
 
 impl PeerActor {
-    /// An actor for `config`, and the watch of its status.
-    pub fn new(config: PeerConfig) -> (PeerActor, watch::Receiver<PeerStatus>) {
-        let session = Session::new(config.session.clone());
-        let (status, watch) = watch::channel(PeerStatus {
-            state: State::Idle,
-            negotiated: None,
-            routes_sent: 0,
-            last_close: None,
-        });
-        let actor = PeerActor {
+    /// An actor for `config`.
+    pub fn new(config: PeerConfig) -> PeerActor {
+        PeerActor {
+            session: Session::new(config.session.clone()),
             config,
-            session,
             rib: RibOut::new(),
             wanted: BTreeMap::new(),
             connection: None,
             connecting: None,
             timer: None,
-            status,
-        };
-        (actor, watch)
+        }
     }
 
     fn input(&mut self, input: Input, ctx: &mut Context<Self>) {
@@ -142,7 +119,7 @@ impl PeerActor {
         self.act(outputs, ctx);
     }
 
-    /// Carries out what the session asked, reschedules its timer, reports.
+    /// Carries out what the session asked, and reschedules its timer.
     fn act(&mut self, outputs: Vec<Output>, ctx: &mut Context<Self>) {
         for output in outputs {
             match output {
@@ -164,7 +141,6 @@ impl PeerActor {
                         tracing::info!(peer = self.config.name, "BGP connection closed: {reason}");
                     }
                     self.close(ctx);
-                    self.status.send_modify(|s| s.last_close = Some(reason.to_string()));
                 }
             }
         }
@@ -179,17 +155,6 @@ impl PeerActor {
                 actor.act(outputs, ctx);
             }));
         }
-        let status = PeerStatus {
-            state: self.session.state(),
-            negotiated: self.session.negotiated().cloned(),
-            routes_sent: self.rib.sent().len(),
-            last_close: self.status.borrow().last_close.clone(),
-        };
-        self.status.send_if_modified(|current| {
-            let modified = *current != status;
-            *current = status;
-            modified
-        });
     }
 
     /// The UPDATEs taking the peer to the wanted routes; with `initial`,

@@ -251,9 +251,6 @@ pub struct Session {
     /// Deadlines, by [`Timer`] (in [`TIMERS`]' order).
     deadlines: [Option<Instant>; 4],
     negotiated: Option<Negotiated>,
-    /// Hold time and keepalive interval while OpenConfirm or Established.
-    hold: Option<Duration>,
-    keepalive: Option<Duration>,
     /// Failures since the last establishment: sets the restart delay.
     failures: u32,
     /// Whether a manual start is in force (a manual stop clears it).
@@ -268,8 +265,6 @@ impl Session {
             state: State::Idle,
             deadlines: [None; 4],
             negotiated: None,
-            hold: None,
-            keepalive: None,
             failures: 0,
             started: false,
         }
@@ -351,7 +346,7 @@ impl Session {
             return Vec::new();
         }
         // Sending an UPDATE restarts the keepalive timer (section 8.2.2).
-        if let Some(keepalive) = self.keepalive {
+        if let Some(keepalive) = self.keepalive() {
             self.set(Timer::Keepalive, Some(now + keepalive));
         }
         vec![Output::Send(Message::Update(update))]
@@ -394,7 +389,7 @@ impl Session {
             }
             (Timer::Keepalive, State::OpenConfirm | State::Established) => {
                 out.push(Output::Send(Message::Keepalive));
-                if let Some(keepalive) = self.keepalive {
+                if let Some(keepalive) = self.keepalive() {
                     self.set(Timer::Keepalive, Some(now + keepalive));
                 }
             }
@@ -428,12 +423,9 @@ impl Session {
             (State::OpenSent, Message::Open(open)) => match self.negotiate(&open) {
                 Ok(negotiated) => {
                     out.push(Output::Send(Message::Keepalive));
-                    self.hold = (negotiated.hold_time > 0).then(|| Duration::from_secs(negotiated.hold_time.into()));
-                    self.keepalive =
-                        (negotiated.keepalive_time > 0).then(|| Duration::from_secs(negotiated.keepalive_time.into()));
-                    self.set(Timer::Hold, self.hold.map(|h| now + h));
-                    self.set(Timer::Keepalive, self.keepalive.map(|k| now + k));
                     self.negotiated = Some(negotiated);
+                    self.set(Timer::Hold, self.hold().map(|h| now + h));
+                    self.set(Timer::Keepalive, self.keepalive().map(|k| now + k));
                     self.state = State::OpenConfirm;
                 }
                 Err((notification, reason)) => self.fail(now, notification, reason, out),
@@ -532,8 +524,20 @@ impl Session {
         })
     }
 
+    /// The negotiated hold time, if the session has one (not 0).
+    fn hold(&self) -> Option<Duration> {
+        let seconds = self.negotiated.as_ref()?.hold_time;
+        (seconds > 0).then(|| Duration::from_secs(seconds.into()))
+    }
+
+    /// The negotiated keepalive interval, if the session has one (not 0).
+    fn keepalive(&self) -> Option<Duration> {
+        let seconds = self.negotiated.as_ref()?.keepalive_time;
+        (seconds > 0).then(|| Duration::from_secs(seconds.into()))
+    }
+
     fn restart_hold(&mut self, now: Instant) {
-        if let Some(hold) = self.hold {
+        if let Some(hold) = self.hold() {
             self.set(Timer::Hold, Some(now + hold));
         }
     }
@@ -556,8 +560,6 @@ impl Session {
         self.state = State::Idle;
         self.deadlines = [None; 4];
         self.negotiated = None;
-        self.hold = None;
-        self.keepalive = None;
         if self.started {
             let delay = FIRST_RESTART_DELAY
                 .saturating_mul(1u32 << self.failures.min(6))
