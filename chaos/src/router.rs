@@ -165,7 +165,8 @@ impl Router {
                      bgp bestpath as-path multipath-relax\n"
                 );
                 for (addr, asn) in &self.peers {
-                    let _ = writeln!(c, " neighbor {addr} remote-as {asn}");
+                    // Retry connections every second (FRR's default: 120).
+                    let _ = writeln!(c, " neighbor {addr} remote-as {asn}\n neighbor {addr} timers connect 1");
                 }
                 c.push_str(
                     " address-family ipv4 unicast\n  maximum-paths 64\n  maximum-paths ibgp 64\n exit-address-family\n",
@@ -187,6 +188,7 @@ impl Router {
                     let _ = write!(
                         c,
                         "[[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"{addr}\"\n    peer-as = {asn}\n  \
+                         [neighbors.timers.config]\n    connect-retry = 1\n  \
                          [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = \"{family}\"\n"
                     );
                 }

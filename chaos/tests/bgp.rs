@@ -11,6 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use actix::{Actor, Addr, System};
+use meshlb_actors::bgp::listener::{BGP_PORT, ListenPeer, ListenSockets, ListenerActor, SetListenPeers};
 use meshlb_actors::bgp::peer::{Hops, PeerActor, PeerConfig, SetRoutes, StopPeer, families_for};
 use meshlb_actors::bgp::rib_out::{RouteAttributes, RoutePrefix};
 use meshlb_actors::bgp::session::{PeerAs, SessionConfig};
@@ -19,14 +20,24 @@ use meshlb_chaos::router::{NODE_ASN, ROUTER_ASN, Router, RouterKind};
 use meshlb_chaos::{Lab, LabSpec};
 use meshlb_wire::bgp::{Community, LargeCommunity, Prefix4};
 
-/// A peer actor started on `netns`'s own thread; the system to stop.
+/// A peer actor started on `netns`'s own thread, with a listener on port
+/// 179 handing it the peer's connections; the system to stop.
 fn start_peer(netns: &str, config: PeerConfig) -> (Addr<PeerActor>, System, std::thread::JoinHandle<()>) {
     let (tx, rx) = std::sync::mpsc::channel();
     let netns = netns.to_owned();
     let thread = std::thread::spawn(move || {
         in_netns(&netns, move || {
             let system = System::new();
-            let addr = system.block_on(async { PeerActor::new(config).start() });
+            let addr = system.block_on(async {
+                let addr = PeerActor::new(config.clone()).start();
+                let peer = ListenPeer {
+                    actor: addr.clone().recipient(),
+                    md5: config.md5.clone(),
+                };
+                let listener = ListenerActor::new(ListenSockets::bind(BGP_PORT).unwrap()).start();
+                listener.do_send(SetListenPeers([(config.address.ip(), peer)].into()));
+                addr
+            });
             tx.send((addr, System::current())).unwrap();
             system.run().unwrap();
         })
@@ -57,9 +68,17 @@ fn service_prefixes(rib: &[meshlb_chaos::router::RibPath]) -> Vec<String> {
     prefixes
 }
 
+/// Each router and the actor connect to each other (the collision
+/// resolved on both sides keeps one session); then, with the router's port
+/// out of the actor's reach (it connects to 1179, where nothing listens),
+/// the router's own connection to the node's listener carries the
+/// session.
 #[test]
 fn the_peer_actor_announces_to_bird2_frr_and_gobgpd() {
-    for kind in [RouterKind::Bird, RouterKind::Frr, RouterKind::Gobgp] {
+    let cases = [RouterKind::Bird, RouterKind::Frr, RouterKind::Gobgp]
+        .into_iter()
+        .flat_map(|kind| [(kind, BGP_PORT), (kind, 1179)]);
+    for (kind, peer_port) in cases {
         let lab = Lab::build(&LabSpec {
             router: true,
             ..LabSpec::segment(1, 0, false)
@@ -70,7 +89,7 @@ fn the_peer_actor_announces_to_bird2_frr_and_gobgpd() {
         let router_address = IpAddr::V4(lab.host("router").unwrap().ipv4);
         let config = PeerConfig {
             name: format!("{kind}"),
-            address: SocketAddr::new(router_address, 179),
+            address: SocketAddr::new(router_address, peer_port),
             source: None,
             md5: None,
             hops: Hops::Direct,

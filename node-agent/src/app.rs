@@ -90,6 +90,9 @@ pub struct RunOptions {
     pub hold_withdraw_all: Duration,
     /// The mesh and Layer 2, when `--gossip-bind` is given.
     pub mesh: Option<(MeshOptions, Layer2Options)>,
+    /// The port BGP peers connect to (0: none; it is bound once a BGPPeer
+    /// selects this node).
+    pub bgp_listen_port: u16,
 }
 
 /// How long each shutdown step may take.
@@ -104,6 +107,7 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
             classes,
             hold_withdraw_all,
             mesh,
+            bgp_listen_port,
         } = options;
         std::fs::create_dir_all(&state_dir).map_err(|source| AgentError::Io {
             path: state_dir.clone(),
@@ -213,6 +217,7 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
             let bgp = crate::bgp::BgpActor::start(
                 layer2_options.clone(),
                 crate::bgp::router_id_from(gossip_bind),
+                bgp_listen_port,
                 hub.clone(),
                 answering.handle(),
             );

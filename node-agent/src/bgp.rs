@@ -6,14 +6,16 @@
 //!
 //! Every node that may announce a Service does; the router spreads traffic
 //! over them (ECMP). It starts with the mesh (`--gossip-bind`), whose node
-//! name and labels it plans with. Not yet: the mesh-coordinated drain,
-//! graceful restart, BFD, and accepting connections from peers.
+//! name and labels it plans with. The peers' own connections are taken
+//! by a listener ([`meshlb_actors::bgp::listener`]) bound with the first
+//! peer. Not yet: the mesh-coordinated drain, graceful restart and BFD.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use actix::{Actor, Addr, ArbiterHandle, AsyncContext, Context, StreamHandler};
+use meshlb_actors::bgp::listener::{ListenPeer, ListenSockets, ListenerActor, SetListenPeers, StopListening};
 use meshlb_actors::bgp::peer::{Hops, PeerActor, PeerConfig, SetRoutes, StopPeer, families_for};
 use meshlb_actors::bgp::plan::{BgpPlan, plan};
 use meshlb_actors::bgp::session::{PeerAs, SessionConfig};
@@ -28,7 +30,19 @@ pub const DEFAULT_CONNECT_RETRY: Duration = Duration::from_secs(10);
 /// One running peer and the configuration it was started with.
 struct RunningPeer {
     peer: BgpPeer,
+    config: PeerConfig,
     addr: Addr<PeerActor>,
+}
+
+/// The listener for peers' connections, as far as it is set up.
+enum Listening {
+    /// Not wanted (`--bgp-listen-port 0`).
+    Off,
+    /// Not bound yet: no peer so far, or the port was taken (tried again
+    /// at the next change).
+    Unbound(u16),
+    /// Listening.
+    Bound(Addr<ListenerActor>),
 }
 
 /// The BGP glue actor. See the module documentation.
@@ -40,15 +54,19 @@ pub struct BgpActor {
     answering: ArbiterHandle,
     peers: BTreeMap<String, RunningPeer>,
     applied: Option<BgpPlan>,
+    listening: Listening,
 }
 
 impl BgpActor {
     /// Starts the glue for the node of `options` (inside an actix system);
     /// `router_id`, the node's IPv4 address if it has one, is the BGP
-    /// identifier of the peers that set none (as MetalLB derives it).
+    /// identifier of the peers that set none (as MetalLB derives it);
+    /// peers' connections are taken on `listen_port` (0: none) once there
+    /// is a peer.
     pub fn start(
         options: Layer2Options,
         router_id: Option<Ipv4Addr>,
+        listen_port: u16,
         hub: StatusHub,
         answering: ArbiterHandle,
     ) -> Addr<BgpActor> {
@@ -59,8 +77,47 @@ impl BgpActor {
             answering,
             peers: BTreeMap::new(),
             applied: None,
+            listening: match listen_port {
+                0 => Listening::Off,
+                port => Listening::Unbound(port),
+            },
         }
         .start()
+    }
+
+    /// Tells the listener (binding it first, with the first peer) whose
+    /// connections to take.
+    fn listen(&mut self) {
+        if let Listening::Unbound(port) = self.listening
+            && !self.peers.is_empty()
+        {
+            match ListenSockets::bind(port) {
+                // Run on the answering arbiter, beside the peers.
+                Ok(sockets) => {
+                    let addr = ListenerActor::start_in_arbiter(&self.answering, move |_| ListenerActor::new(sockets));
+                    self.listening = Listening::Bound(addr);
+                }
+                Err(e) => tracing::warn!(
+                    port,
+                    "BGP: cannot listen for peers' connections ({e}); connecting to them only"
+                ),
+            }
+        }
+        let Listening::Bound(listener) = &self.listening else {
+            return;
+        };
+        let peers = self
+            .peers
+            .values()
+            .map(|running| {
+                let peer = ListenPeer {
+                    actor: running.addr.clone().recipient(),
+                    md5: running.config.md5.clone(),
+                };
+                (running.config.address.ip(), peer)
+            })
+            .collect();
+        listener.do_send(SetListenPeers(peers));
     }
 
     fn replan(&mut self) {
@@ -90,11 +147,13 @@ impl BgpActor {
             if !self.peers.contains_key(name) {
                 match self.peer_config(&planned.peer) {
                     Ok(config) => {
-                        let addr = PeerActor::start_in_arbiter(&self.answering, move |_| PeerActor::new(config));
+                        let actor = PeerActor::new(config.clone());
+                        let addr = PeerActor::start_in_arbiter(&self.answering, move |_| actor);
                         self.peers.insert(
                             name.clone(),
                             RunningPeer {
                                 peer: planned.peer.clone(),
+                                config,
                                 addr,
                             },
                         );
@@ -107,6 +166,7 @@ impl BgpActor {
             }
         }
         self.applied = Some(next);
+        self.listen();
     }
 
     /// The peer actor's configuration for `peer`, or why it cannot run.
@@ -203,6 +263,9 @@ impl Actor for BgpActor {
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        if let Listening::Bound(listener) = &self.listening {
+            listener.do_send(StopListening);
+        }
         for (name, running) in std::mem::take(&mut self.peers) {
             tracing::info!(peer = name, "BGP peer stopping");
             running.addr.do_send(StopPeer);

@@ -83,6 +83,10 @@ enum Command {
         /// only if the files still read the same then (seconds).
         #[arg(long, default_value_t = meshlb_node_agent::pipeline::DEFAULT_HOLD_WITHDRAW_ALL.as_secs_f64())]
         hold_withdraw_all_seconds: f64,
+        /// Take BGP peers' connections on this port (0: connect to them
+        /// only). Bound once a BGPPeer selects this node.
+        #[arg(long, default_value_t = meshlb_actors::bgp::listener::BGP_PORT)]
+        bgp_listen_port: u16,
         #[command(flatten)]
         mesh: Box<MeshArgs>,
     },
@@ -339,6 +343,7 @@ fn main() -> ExitCode {
             resync_seconds,
             max_config_file_bytes,
             hold_withdraw_all_seconds,
+            bgp_listen_port,
             mesh,
         } => {
             let node = mesh.node_name.clone().or_else(host_name);
@@ -370,6 +375,7 @@ fn main() -> ExitCode {
                     classes: classes(lb_class),
                     hold_withdraw_all,
                     mesh,
+                    bgp_listen_port,
                 })
             });
             match options {

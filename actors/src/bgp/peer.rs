@@ -1,15 +1,13 @@
 //! The peer actor: one per BGP peer of this node. Thin glue that owns the
-//! TCP connection and runs a [`Session`] and a [`RibOut`] against it: it
-//! connects when the session says so (with the MD5 key and TTL set on the
-//! socket first, [`crate::bgp::socket`]), frames what it reads and hands
-//! each message to the session, writes what the session sends (in order,
-//! from a writer task), keeps the session's next timer as one pending
+//! peer's TCP connections and runs a [`Connections`] core and a [`RibOut`]
+//! against them: it connects when the core says so (with the MD5 key and
+//! TTL set on the socket first, [`crate::bgp::socket`]), takes the
+//! connections the peer opens ([`Accepted`], from the listener), frames
+//! what it reads and hands each message to the core under its
+//! connection's number, writes what the core sends (in order, from a
+//! writer task per connection), keeps the core's next timer as one pending
 //! `run_later`, and once the session is established sends the routes it is
 //! given ([`SetRoutes`]) as UPDATE diffs, then End-of-RIB per family.
-//!
-//! Only outgoing connections so far: the peer (a router) is expected to
-//! accept them, as MetalLB's speakers expect. Incoming connections (and
-//! so collisions) come with the listener.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -19,6 +17,7 @@ use std::time::Instant;
 use actix::{
     Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, SpawnHandle, StreamHandler, WrapFuture,
 };
+use futures_util::StreamExt;
 use meshlb_config::secret::Md5Key;
 use meshlb_wire::bgp::{Family, Framer, Message, SessionParams, Update};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -26,8 +25,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 
+use crate::bgp::connections::{Action, ConnectionId, Connections};
 use crate::bgp::rib_out::{Peering, RibOut, RouteAttributes, RoutePrefix};
-use crate::bgp::session::{Input, Negotiated, Output, Session, SessionConfig, State};
+use crate::bgp::session::{CloseReason, Direction, Input, Negotiated, SessionConfig};
 
 /// Bytes read at a time.
 const READ_CHUNK: usize = 16 * 1024;
@@ -72,7 +72,13 @@ pub struct SetRoutes(pub BTreeMap<RoutePrefix, RouteAttributes>);
 #[rtype(result = "()")]
 pub struct StopPeer;
 
-/// What the reader yields.
+/// A connection the peer opened to this node, from the listener
+/// ([`crate::bgp::listener`]).
+#[derive(Debug, actix::Message)]
+#[rtype(result = "()")]
+pub struct Accepted(pub tokio::net::TcpStream);
+
+/// What a connection's reader yields.
 enum Inbound {
     /// One whole message's bytes.
     Frame(Vec<u8>),
@@ -87,16 +93,18 @@ struct Connection {
     writer: mpsc::UnboundedSender<Vec<u8>>,
     reader: SpawnHandle,
     local: SocketAddr,
+    direction: Direction,
 }
 
 /// The peer actor. See the module documentation.
 pub struct PeerActor {
     config: PeerConfig,
-    session: Session,
+    core: Connections,
     rib: RibOut,
     wanted: BTreeMap<RoutePrefix, RouteAttributes>,
-    connection: Option<Connection>,
-    connecting: Option<SpawnHandle>,
+    connections: BTreeMap<ConnectionId, Connection>,
+    next_connection: ConnectionId,
+    attempt: Option<SpawnHandle>,
     timer: Option<SpawnHandle>,
 }
 
@@ -104,63 +112,91 @@ impl PeerActor {
     /// An actor for `config`.
     pub fn new(config: PeerConfig) -> PeerActor {
         PeerActor {
-            session: Session::new(config.session.clone()),
+            core: Connections::new(config.session.clone()),
             config,
             rib: RibOut::new(),
             wanted: BTreeMap::new(),
-            connection: None,
-            connecting: None,
+            connections: BTreeMap::new(),
+            next_connection: 1,
+            attempt: None,
             timer: None,
         }
     }
 
-    fn input(&mut self, input: Input, ctx: &mut Context<Self>) {
-        let outputs = self.session.handle(Instant::now(), input);
-        self.act(outputs, ctx);
-    }
-
-    /// Carries out what the session asked, and reschedules its timer.
-    fn act(&mut self, outputs: Vec<Output>, ctx: &mut Context<Self>) {
-        for output in outputs {
-            match output {
-                Output::Connect => self.connect(ctx),
-                Output::Send(message) => self.send(&message),
-                Output::Established(negotiated) => {
+    /// Carries out what the core asked, and reschedules its timer.
+    fn act(&mut self, actions: Vec<Action>, ctx: &mut Context<Self>) {
+        for action in actions {
+            match action {
+                Action::Connect => self.connect(ctx),
+                Action::AbandonAttempt => {
+                    if let Some(attempt) = self.attempt.take() {
+                        ctx.cancel_future(attempt);
+                    }
+                }
+                Action::Send(connection, message) => self.send(connection, &message),
+                Action::Established(connection, negotiated) => {
                     tracing::info!(
                         peer = self.config.name,
                         peer_as = negotiated.peer_as,
+                        connection = self.describe(connection),
                         "BGP session established"
                     );
                     self.rib = RibOut::new();
                     self.send_table(&negotiated, true);
                 }
-                Output::Closed { reason, established } => {
-                    if established {
+                Action::Close {
+                    connection,
+                    reason,
+                    established,
+                } => {
+                    if established && reason == CloseReason::Stopped {
+                        tracing::info!(peer = self.config.name, "BGP session closed: {reason}");
+                    } else if established {
                         tracing::warn!(peer = self.config.name, "BGP session down: {reason}");
                     } else {
-                        tracing::info!(peer = self.config.name, "BGP connection closed: {reason}");
+                        tracing::info!(
+                            peer = self.config.name,
+                            connection = self.describe(connection),
+                            "BGP connection closed: {reason}"
+                        );
                     }
-                    self.close(ctx);
+                    if let Some(closed) = self.connections.remove(&connection) {
+                        ctx.cancel_future(closed.reader);
+                    }
                 }
             }
         }
         if let Some(handle) = self.timer.take() {
             ctx.cancel_future(handle);
         }
-        if let Some(at) = self.session.next_timeout() {
+        if let Some(at) = self.core.next_timeout() {
             let delay = at.saturating_duration_since(Instant::now());
             self.timer = Some(ctx.run_later(delay, |actor, ctx| {
                 actor.timer = None;
-                let outputs = actor.session.handle_timeout(Instant::now());
-                actor.act(outputs, ctx);
+                let actions = actor.core.handle_timeout(Instant::now());
+                actor.act(actions, ctx);
             }));
+        }
+    }
+
+    /// Who opened a connection, for logs.
+    fn describe(&self, connection: ConnectionId) -> &'static str {
+        match self.connections.get(&connection).map(|c| c.direction) {
+            Some(Direction::Outgoing) => "to the peer",
+            Some(Direction::Incoming) => "from the peer",
+            None => "gone",
         }
     }
 
     /// The UPDATEs taking the peer to the wanted routes; with `initial`,
     /// End-of-RIB for every family after them (RFC 4724).
     fn send_table(&mut self, negotiated: &Negotiated, initial: bool) {
-        let Some(local) = self.connection.as_ref().map(|c| c.local) else {
+        let Some(local) = self
+            .core
+            .established_on()
+            .and_then(|c| self.connections.get(&c))
+            .map(|c| c.local)
+        else {
             return;
         };
         let peering = Peering {
@@ -188,23 +224,23 @@ impl PeerActor {
         };
         let now = Instant::now();
         for update in updates.into_iter().chain(end_of_rib) {
-            let outputs = self.session.send_update(now, update);
-            for output in outputs {
-                if let Output::Send(message) = output {
-                    self.send(&message);
+            for action in self.core.send_update(now, update) {
+                if let Action::Send(connection, message) = action {
+                    self.send(connection, &message);
                 }
             }
         }
     }
 
-    fn send(&self, message: &Message) {
+    fn send(&self, connection: ConnectionId, message: &Message) {
         let params = self
-            .session
+            .core
+            .session()
             .negotiated()
             .map_or(SessionParams::FOUR_OCTET_AS, |n| n.params);
         match message.encode(&params) {
             Ok(bytes) => {
-                if let Some(connection) = &self.connection {
+                if let Some(connection) = self.connections.get(&connection) {
                     // A closed writer shows as the reader's close.
                     let _ = connection.writer.send(bytes);
                 }
@@ -213,50 +249,57 @@ impl PeerActor {
         }
     }
 
-    /// Drops the connection (what was queued is still written) and any
-    /// attempt under way.
-    fn close(&mut self, ctx: &mut Context<Self>) {
-        if let Some(connection) = self.connection.take() {
-            ctx.cancel_future(connection.reader);
-        }
-        if let Some(attempt) = self.connecting.take() {
+    fn connect(&mut self, ctx: &mut Context<Self>) {
+        if let Some(attempt) = self.attempt.take() {
             ctx.cancel_future(attempt);
         }
-    }
-
-    fn connect(&mut self, ctx: &mut Context<Self>) {
-        self.close(ctx);
         let config = self.config.clone();
         let attempt = async move { connect(&config).await }
             .into_actor(self)
             .map(|result, actor, ctx| {
-                actor.connecting = None;
+                actor.attempt = None;
                 match result {
-                    Ok(stream) => actor.connected(stream, ctx),
+                    Ok(stream) => actor.connected(stream, Direction::Outgoing, ctx),
                     Err(e) => {
                         tracing::debug!(peer = actor.config.name, "connect: {e}");
-                        actor.input(Input::TcpConnectionFails, ctx);
+                        let actions = actor.core.attempt_failed(Instant::now());
+                        actor.act(actions, ctx);
                     }
                 }
             });
-        self.connecting = Some(ctx.spawn(attempt));
+        self.attempt = Some(ctx.spawn(attempt));
     }
 
-    fn connected(&mut self, stream: tokio::net::TcpStream, ctx: &mut Context<Self>) {
+    /// Takes a connection up, opened by `direction`, and tells the core.
+    fn connected(&mut self, stream: tokio::net::TcpStream, direction: Direction, ctx: &mut Context<Self>) {
         let local = match stream.local_addr() {
             Ok(local) => local,
             Err(e) => {
                 tracing::warn!(peer = self.config.name, "connected, but: {e}");
-                self.input(Input::TcpConnectionFails, ctx);
+                if direction == Direction::Outgoing {
+                    let actions = self.core.attempt_failed(Instant::now());
+                    self.act(actions, ctx);
+                }
                 return;
             }
         };
+        let id = self.next_connection;
+        self.next_connection += 1;
         let (read, write) = stream.into_split();
         let (writer, queue) = mpsc::unbounded_channel();
         actix::spawn(write_all(write, queue));
-        let reader = ctx.add_stream(frames(read));
-        self.connection = Some(Connection { writer, reader, local });
-        self.input(Input::TcpConnectionConfirmed, ctx);
+        let reader = ctx.add_stream(frames(read).map(move |inbound| (id, inbound)));
+        self.connections.insert(
+            id,
+            Connection {
+                writer,
+                reader,
+                local,
+                direction,
+            },
+        );
+        let actions = self.core.connected(Instant::now(), id, direction);
+        self.act(actions, ctx);
     }
 }
 
@@ -268,12 +311,7 @@ async fn connect(config: &PeerConfig) -> io::Result<tokio::net::TcpStream> {
     if let Some(key) = &config.md5 {
         crate::bgp::socket::set_md5_key(&socket, peer, Some(key))?;
     }
-    match config.hops {
-        Hops::Default => {}
-        Hops::Direct => crate::bgp::socket::set_ttl(&socket, peer, 1)?,
-        Hops::Multihop => crate::bgp::socket::set_ttl(&socket, peer, 255)?,
-        Hops::Security => crate::bgp::socket::set_ttl_security(&socket, peer, 1)?,
-    }
+    set_hops(&socket, peer, config.hops)?;
     if let Some(source) = config.source {
         socket.bind(&SocketAddr::new(source, 0).into())?;
     }
@@ -281,6 +319,16 @@ async fn connect(config: &PeerConfig) -> io::Result<tokio::net::TcpStream> {
     socket.set_nonblocking(true)?;
     let socket = tokio::net::TcpSocket::from_std_stream(socket.into());
     socket.connect(config.address).await
+}
+
+/// The TTL policy `hops` on a socket to `peer`.
+fn set_hops(socket: &Socket, peer: IpAddr, hops: Hops) -> io::Result<()> {
+    match hops {
+        Hops::Default => Ok(()),
+        Hops::Direct => crate::bgp::socket::set_ttl(socket, peer, 1),
+        Hops::Multihop => crate::bgp::socket::set_ttl(socket, peer, 255),
+        Hops::Security => crate::bgp::socket::set_ttl_security(socket, peer, 1),
+    }
 }
 
 /// Writes what `queue` brings, in order, until it closes or a write fails.
@@ -313,28 +361,33 @@ fn frames(read: OwnedReadHalf) -> impl futures_util::Stream<Item = Inbound> {
     })
 }
 
-impl StreamHandler<Inbound> for PeerActor {
-    fn handle(&mut self, item: Inbound, ctx: &mut Context<Self>) {
-        match item {
+impl StreamHandler<(ConnectionId, Inbound)> for PeerActor {
+    fn handle(&mut self, (connection, item): (ConnectionId, Inbound), ctx: &mut Context<Self>) {
+        let input = match item {
             Inbound::Frame(frame) => {
                 let params = self
-                    .session
+                    .core
+                    .session()
                     .negotiated()
                     .map_or(SessionParams::FOUR_OCTET_AS, |n| n.params);
-                let input = match Message::decode(&frame, &params) {
+                match Message::decode(&frame, &params) {
                     Ok(message) => Input::Message(message),
                     Err(e) => Input::DecodeError(e),
-                };
-                self.input(input, ctx);
+                }
             }
-            Inbound::Malformed(e) => self.input(Input::DecodeError(e), ctx),
-            Inbound::Closed => self.input(Input::TcpConnectionFails, ctx),
-        }
+            Inbound::Malformed(e) => Input::DecodeError(e),
+            Inbound::Closed => {
+                self.connections.remove(&connection);
+                Input::TcpConnectionFails
+            }
+        };
+        let actions = self.core.received(Instant::now(), connection, input);
+        self.act(actions, ctx);
     }
 
     fn finished(&mut self, _ctx: &mut Context<Self>) {
-        // The connection's end is reported by its last item; the actor
-        // lives on to reconnect.
+        // A connection's end is reported by its last item; the actor lives
+        // on to reconnect.
     }
 }
 
@@ -343,8 +396,8 @@ impl Handler<SetRoutes> for PeerActor {
 
     fn handle(&mut self, routes: SetRoutes, ctx: &mut Context<Self>) {
         self.wanted = routes.0;
-        if let Some(negotiated) = self.session.negotiated().cloned()
-            && self.session.state() == State::Established
+        if let Some(negotiated) = self.core.session().negotiated().cloned()
+            && self.core.established_on().is_some()
         {
             self.send_table(&negotiated, false);
         }
@@ -352,11 +405,28 @@ impl Handler<SetRoutes> for PeerActor {
     }
 }
 
+impl Handler<Accepted> for PeerActor {
+    type Result = ();
+
+    fn handle(&mut self, Accepted(stream): Accepted, ctx: &mut Context<Self>) {
+        if let Err(e) = set_hops(
+            &socket2::SockRef::from(&stream),
+            self.config.address.ip(),
+            self.config.hops,
+        ) {
+            tracing::warn!(peer = self.config.name, "a connection from the peer refused: {e}");
+            return;
+        }
+        self.connected(stream, Direction::Incoming, ctx);
+    }
+}
+
 impl Handler<StopPeer> for PeerActor {
     type Result = ();
 
     fn handle(&mut self, _: StopPeer, ctx: &mut Context<Self>) {
-        self.input(Input::ManualStop, ctx);
+        let actions = self.core.stop(Instant::now());
+        self.act(actions, ctx);
         ctx.stop();
     }
 }
@@ -366,7 +436,8 @@ impl Actor for PeerActor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         tracing::info!(peer = self.config.name, address = %self.config.address, "BGP peer starting");
-        self.input(Input::ManualStart, ctx);
+        let actions = self.core.start(Instant::now());
+        self.act(actions, ctx);
     }
 }
 

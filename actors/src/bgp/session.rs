@@ -23,9 +23,10 @@
 //! ```
 //!
 //! Simplifications RFC 4271 allows: no DelayOpen, no peer oscillation
-//! damping beyond the doubling restart delay, and one connection per core
-//! (when both sides connect at once, the driver runs a core per
-//! connection and keeps the one [`collision_keeps`] names, section 6.8).
+//! damping beyond the doubling restart delay, and one connection per core:
+//! when both sides connect at once, [`crate::bgp::connections`] runs a
+//! core per connection and keeps the one [`collision_keeps`] names
+//! (section 6.8).
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
@@ -167,6 +168,9 @@ pub enum CloseReason {
     ConnectionLost,
     /// A connection attempt took longer than the connect retry time.
     ConnectTimeout,
+    /// This side dropped the connection, for this reason: another one to
+    /// the peer took its place, or the session takes none.
+    Dropped(String),
 }
 
 impl std::fmt::Display for CloseReason {
@@ -177,6 +181,7 @@ impl std::fmt::Display for CloseReason {
             CloseReason::NotificationSent(n, reason) => write!(f, "{reason}; sent NOTIFICATION {n}"),
             CloseReason::ConnectionLost => f.write_str("the TCP connection was lost"),
             CloseReason::ConnectTimeout => f.write_str("the connection attempt timed out"),
+            CloseReason::Dropped(reason) => f.write_str(reason),
         }
     }
 }
@@ -209,11 +214,11 @@ impl Negotiated {
     }
 }
 
-/// Which of two connections to one peer survives a collision (RFC 4271
-/// section 6.8): the one initiated by the side with the higher BGP
-/// identifier.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Survivor {
+/// Which side initiated a TCP connection to a peer. Of two connections to
+/// one peer, a collision (RFC 4271 section 6.8) keeps the one initiated by
+/// the side with the higher BGP identifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Direction {
     /// The connection this side initiated.
     Outgoing,
     /// The connection the peer initiated.
@@ -223,11 +228,11 @@ pub enum Survivor {
 /// The connection that survives a collision between this side
 /// (`local_id`) and a peer (`peer_id`); the other is closed with a Cease
 /// (Connection Collision Resolution) NOTIFICATION.
-pub fn collision_keeps(local_id: Ipv4Addr, peer_id: Ipv4Addr) -> Survivor {
+pub fn collision_keeps(local_id: Ipv4Addr, peer_id: Ipv4Addr) -> Direction {
     if u32::from(local_id) > u32::from(peer_id) {
-        Survivor::Outgoing
+        Direction::Outgoing
     } else {
-        Survivor::Incoming
+        Direction::Incoming
     }
 }
 
@@ -270,6 +275,20 @@ impl Session {
         }
     }
 
+    /// A session started on a connection the peer opened: in OpenSent,
+    /// with the OPEN to send.
+    pub fn accepting(config: SessionConfig, now: Instant) -> (Session, Vec<Output>) {
+        let mut session = Session::new(config);
+        session.started = true;
+        let out = session.handle(now, Input::TcpConnectionConfirmed);
+        (session, out)
+    }
+
+    /// Whether a manual start is in force.
+    pub fn is_started(&self) -> bool {
+        self.started
+    }
+
     /// Its state.
     pub fn state(&self) -> State {
         self.state
@@ -310,9 +329,13 @@ impl Session {
                 self.close(now, CloseReason::Stopped, &mut out);
             }
             Input::TcpConnectionConfirmed => {
-                // Only while trying to connect; a connection in the other
-                // states is the driver's collision to resolve.
-                if matches!(self.state, State::Connect | State::Active) {
+                // While trying to connect, or waiting to restart (a peer's
+                // connection is then an automatic start, RFC 4271 event
+                // 5); a connection in the other states is the driver's
+                // collision to resolve ([`crate::bgp::connections`]).
+                let waiting_to_restart = self.state == State::Idle && self.started;
+                if matches!(self.state, State::Connect | State::Active) || waiting_to_restart {
+                    self.set(Timer::Restart, None);
                     self.set(Timer::ConnectRetry, None);
                     out.push(Output::Send(Message::Open(self.config.open())));
                     self.set(Timer::Hold, Some(now + OPEN_HOLD_TIME));
@@ -336,6 +359,24 @@ impl Session {
                     self.fail(now, error.notification, error.reason, &mut out);
                 }
             }
+        }
+        out
+    }
+
+    /// Gives up this connection for another one to the same peer: a
+    /// Cease with `subcode` if a connection is up (Connection Collision
+    /// Resolution, or Connection Rejected), then the close, for `reason`.
+    pub fn yield_connection(&mut self, now: Instant, subcode: u8, reason: &str) -> Vec<Output> {
+        let mut out = Vec::new();
+        if matches!(self.state, State::OpenSent | State::OpenConfirm | State::Established) {
+            self.fail(
+                now,
+                Notification::new(code::CEASE, subcode, vec![]),
+                reason.into(),
+                &mut out,
+            );
+        } else {
+            self.close(now, CloseReason::Dropped(reason.into()), &mut out);
         }
         out
     }
@@ -1062,7 +1103,7 @@ mod tests {
     fn the_higher_identifier_keeps_its_own_connection() {
         let low = Ipv4Addr::new(192, 0, 2, 1);
         let high = Ipv4Addr::new(192, 0, 2, 200);
-        assert_eq!(collision_keeps(high, low), Survivor::Outgoing);
-        assert_eq!(collision_keeps(low, high), Survivor::Incoming);
+        assert_eq!(collision_keeps(high, low), Direction::Outgoing);
+        assert_eq!(collision_keeps(low, high), Direction::Incoming);
     }
 }
