@@ -21,6 +21,11 @@
 //! management network would: a node's client-facing link can then fail
 //! while its agent stays a member. Isolation, partitions and loss apply to
 //! both segments.
+//! With [`LabSpec::remote_client`], a host `remote` sits behind the router
+//! on a link of its own (192.0.2.240/30: router .241, remote .242; with
+//! IPv6, 2001:db8:2::/64) and reaches the service ranges only through the
+//! router, which forwards by the routes its BGP daemon installs: the data
+//! path of BGP mode. The nodes route the remote link back via the router.
 //! Nothing is added to the root namespace: every address and route lives in
 //! a lab namespace.
 //!
@@ -60,6 +65,8 @@ pub enum Role {
     Client,
     /// Runs the Kubernetes API server (with etcd) the nodes' agents use.
     ControlPlane,
+    /// Sends traffic to service IPs from behind the router.
+    Remote,
 }
 
 /// One host of a lab.
@@ -108,6 +115,9 @@ pub struct LabSpec {
     pub ipv6: bool,
     /// Whether nodes also get `eth1` on a second segment for the mesh.
     pub mesh_link: bool,
+    /// Whether a host `remote` is added behind the router (needs the
+    /// router; not with the mesh segment, whose range it shares).
+    pub remote_client: bool,
     /// Where process logs go (a directory per lab is made inside).
     pub log_root: PathBuf,
 }
@@ -121,6 +131,7 @@ impl Default for LabSpec {
             control_plane: false,
             ipv6: true,
             mesh_link: false,
+            remote_client: false,
             log_root: std::env::var_os("MESHLB_LAB_LOGS")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| std::env::temp_dir().join("meshlb-lab-logs")),
@@ -169,8 +180,16 @@ fn host_octet(role: Role, index: usize) -> u8 {
         Role::ControlPlane => 2,
         Role::Node => 10 + index as u8,
         Role::Client => 100 + index as u8,
+        Role::Remote => REMOTE_OCTET,
     }
 }
+
+/// The remote link: 192.0.2.240/30.
+const REMOTE_LINK: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 240);
+/// The remote host's last octet on its link (the router's: .241).
+const REMOTE_OCTET: u8 = 242;
+/// The remote link's IPv6 prefix (/64): router ::1, remote ::2.
+const REMOTE_LINK_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 0);
 
 /// The IPv6 host part that reads like the IPv4 octet: .11 becomes ::11.
 fn v6_group_like(octet: u8) -> u16 {
@@ -193,6 +212,11 @@ impl Lab {
                 spec.nodes, spec.clients
             )));
         }
+        if spec.remote_client && (!spec.router || spec.mesh_link) {
+            return Err(LabError::Invalid(
+                "a remote client needs the router, and shares its range with the mesh segment".into(),
+            ));
+        }
         let _ = netns::sweep(&netns::SweepScope::Orphaned);
         let name = format!(
             "{LAB_PREFIX}{}n{}",
@@ -207,15 +231,25 @@ impl Lab {
                 Role::Node => 1,
                 Role::Client => 2,
                 Role::ControlPlane => 3,
+                Role::Remote => 4,
             };
+            let remote = role == Role::Remote;
             hosts.push(Host {
                 netns: format!("{name}-{host_name}"),
                 port: format!("p-{host_name}"),
                 mac: MacAddr([0x02, 0, 0, 0, role_byte, octet]),
-                ipv4: Ipv4Addr::new(198, 51, 100, octet),
-                ipv6: spec
-                    .ipv6
-                    .then(|| Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, v6_group_like(octet))),
+                ipv4: if remote {
+                    Ipv4Addr::from(u32::from(REMOTE_LINK) + 2)
+                } else {
+                    Ipv4Addr::new(198, 51, 100, octet)
+                },
+                ipv6: spec.ipv6.then(|| {
+                    if remote {
+                        Ipv6Addr::from(u128::from(REMOTE_LINK_V6) + 2)
+                    } else {
+                        Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, v6_group_like(octet))
+                    }
+                }),
                 mesh_ipv4: (spec.mesh_link && role == Role::Node).then(|| Ipv4Addr::new(192, 0, 2, octet)),
                 name: host_name,
                 role,
@@ -233,6 +267,9 @@ impl Lab {
         for i in 1..=spec.clients {
             add(Role::Client, i, format!("client{i}"));
         }
+        if spec.remote_client {
+            add(Role::Remote, 0, "remote".into());
+        }
         let log_dir = spec.log_root.join(&name);
         std::fs::create_dir_all(&log_dir).map_err(|e| LabError::io(format!("create {}", log_dir.display()), e))?;
         let lab = Lab {
@@ -246,7 +283,11 @@ impl Lab {
         // From here on, Drop cleans up whatever part was built.
         lab.build_switch()?;
         for host in &lab.hosts {
-            lab.build_host(host)?;
+            if host.role == Role::Remote {
+                lab.build_remote(host)?;
+            } else {
+                lab.build_host(host)?;
+            }
         }
         Ok(lab)
     }
@@ -339,6 +380,143 @@ impl Lab {
                 run(
                     "ip",
                     &["-n", ns, "-6", "route", "add", &format!("{v6}/{l6}"), "dev", "eth0"],
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The remote host, linked to the router (built before it) by a veth
+    /// pair: the router's `eth1`, the remote's `eth0`. The router forwards;
+    /// the remote reaches the service ranges through it, and the nodes
+    /// reach the remote through it.
+    fn build_remote(&self, host: &Host) -> Result<(), LabError> {
+        let router = self.host("router")?.clone();
+        let (ns, rns) = (host.netns.as_str(), router.netns.as_str());
+        run("ip", &["netns", "add", ns])?;
+        run_in(
+            ns,
+            "sysctl",
+            &[
+                "-q",
+                "-w",
+                "net.ipv6.conf.all.accept_dad=0",
+                "net.ipv6.conf.default.accept_dad=0",
+            ],
+        )?;
+        run(
+            "ip",
+            &[
+                "-n", rns, "link", "add", "eth1", "type", "veth", "peer", "name", "eth0", "netns", ns,
+            ],
+        )?;
+        run("ip", &["-n", ns, "link", "set", "lo", "up"])?;
+        run(
+            "ip",
+            &["-n", ns, "link", "set", "eth0", "address", &host.mac.to_string()],
+        )?;
+        let router_side = Ipv4Addr::from(u32::from(REMOTE_LINK) + 1);
+        run(
+            "ip",
+            &["-n", rns, "addr", "add", &format!("{router_side}/30"), "dev", "eth1"],
+        )?;
+        run(
+            "ip",
+            &["-n", ns, "addr", "add", &format!("{}/30", host.ipv4), "dev", "eth0"],
+        )?;
+        let router_side_v6 = Ipv6Addr::from(u128::from(REMOTE_LINK_V6) + 1);
+        if let Some(v6) = host.ipv6 {
+            run(
+                "ip",
+                &[
+                    "-n",
+                    rns,
+                    "-6",
+                    "addr",
+                    "add",
+                    &format!("{router_side_v6}/64"),
+                    "dev",
+                    "eth1",
+                    "nodad",
+                ],
+            )?;
+            run(
+                "ip",
+                &[
+                    "-n",
+                    ns,
+                    "-6",
+                    "addr",
+                    "add",
+                    &format!("{v6}/64"),
+                    "dev",
+                    "eth0",
+                    "nodad",
+                ],
+            )?;
+        }
+        run("ip", &["-n", rns, "link", "set", "eth1", "up"])?;
+        run("ip", &["-n", ns, "link", "set", "eth0", "up"])?;
+        run_in(
+            rns,
+            "sysctl",
+            &["-q", "-w", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"],
+        )?;
+        let (v4, l4) = SERVICE_NET_V4;
+        run(
+            "ip",
+            &[
+                "-n",
+                ns,
+                "route",
+                "add",
+                &format!("{v4}/{l4}"),
+                "via",
+                &router_side.to_string(),
+            ],
+        )?;
+        if host.ipv6.is_some() {
+            let (v6, l6) = SERVICE_NET_V6;
+            run(
+                "ip",
+                &[
+                    "-n",
+                    ns,
+                    "-6",
+                    "route",
+                    "add",
+                    &format!("{v6}/{l6}"),
+                    "via",
+                    &router_side_v6.to_string(),
+                ],
+            )?;
+        }
+        for node in self.hosts_with(Role::Node) {
+            run(
+                "ip",
+                &[
+                    "-n",
+                    &node.netns,
+                    "route",
+                    "add",
+                    &format!("{REMOTE_LINK}/30"),
+                    "via",
+                    &router.ipv4.to_string(),
+                ],
+            )?;
+            if let (Some(_), Some(router_v6)) = (node.ipv6, router.ipv6) {
+                run(
+                    "ip",
+                    &[
+                        "-n",
+                        &node.netns,
+                        "-6",
+                        "route",
+                        "add",
+                        &format!("{REMOTE_LINK_V6}/64"),
+                        "via",
+                        &router_v6.to_string(),
+                    ],
                 )?;
             }
         }

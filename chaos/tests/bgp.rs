@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::{Actor, Addr, System};
 use meshlb_actors::bgp::listener::{BGP_PORT, ListenPeer, ListenSockets, ListenerActor, SetListenPeers};
@@ -16,6 +16,7 @@ use meshlb_actors::bgp::peer::{Hops, PeerActor, PeerConfig, SetRoutes, StopPeer,
 use meshlb_actors::bgp::rib_out::{RouteAttributes, RoutePrefix};
 use meshlb_actors::bgp::session::{PeerAs, SessionConfig};
 use meshlb_chaos::netns::in_netns;
+use meshlb_chaos::probe::Prober;
 use meshlb_chaos::router::{NODE_ASN, ROUTER_ASN, Router, RouterKind};
 use meshlb_chaos::{Lab, LabSpec};
 use meshlb_wire::bgp::{Community, LargeCommunity, Prefix4};
@@ -159,11 +160,15 @@ fn the_peer_actor_announces_to_bird2_frr_and_gobgpd() {
 /// The agents in BGP mode: three nodes peer with bird2 on the router from
 /// a BGPPeer and a BGPAdvertisement; the Service's address reaches the
 /// router's RIB from every node and its kernel as one ECMP route over all
-/// three; an agent stopped gracefully takes its next hop out of the route.
+/// three; every node accepts the address's traffic (on loopback), so a
+/// client behind the router is answered; the answering node's agent
+/// stopped gracefully takes its next hop out of the route and the address
+/// off its loopback, and another node answers.
 #[test]
 fn agents_announce_a_service_over_every_node_and_a_stop_removes_one() {
     let lab = Lab::build(&LabSpec {
         router: true,
+        remote_client: true,
         ..LabSpec::segment(3, 0, false)
     })
     .unwrap();
@@ -211,14 +216,39 @@ fn agents_announce_a_service_over_every_node_and_a_stop_removes_one() {
         )
     };
     ecmp(3).unwrap();
+    let on_loopback = |node: &str| {
+        lab.exec(node, "ip", &["-4", "addr", "show", "dev", "lo"])
+            .unwrap()
+            .contains("203.0.113.20/32")
+    };
+    for node in &names {
+        meshlb_chaos::wait::wait_for(Duration::from_secs(10), "the address on loopback", || on_loopback(node)).unwrap();
+    }
 
-    let stopped = agents.iter().find(|a| a.node == "node2").unwrap();
+    // A client behind the router reaches the Service through one node.
+    let lab_binary = std::path::PathBuf::from(env!("CARGO_BIN_EXE_meshlb-lab"));
+    let _responders = meshlb_chaos::scenario::start_responders(&lab, &lab_binary).unwrap();
+    let target = SocketAddr::new("203.0.113.20".parse().unwrap(), meshlb_chaos::probe::RESPONDER_PORT);
+    let prober = Prober::start(&lab, "remote", target, Duration::from_millis(10)).unwrap();
+    let answering = prober
+        .wait_for_answer(Instant::now(), Duration::from_secs(10), |_| true)
+        .unwrap();
+
+    let stopped = agents.iter().find(|a| a.node == answering).unwrap();
     stopped.process.terminate().unwrap();
     ecmp(2).unwrap();
     let routes = meshlb_chaos::router::kernel_routes(&lab, "router").unwrap();
     let route = routes.iter().find(|r| r.prefix == "203.0.113.20/32").unwrap();
     assert!(
-        !route.next_hops.contains(&IpAddr::V4(lab.host("node2").unwrap().ipv4)),
+        !route
+            .next_hops
+            .contains(&IpAddr::V4(lab.host(&answering).unwrap().ipv4)),
         "{route:?}"
     );
+    let next = prober
+        .wait_for_answer(Instant::now(), Duration::from_secs(10), |node| node != answering)
+        .unwrap();
+    assert_ne!(next, answering);
+    assert!(!on_loopback(&answering), "a stopped agent leaves no address behind");
+    prober.stop();
 }

@@ -40,6 +40,7 @@ use meshlb_config::service::ClassFilter;
 use meshlb_config::{AddressSource, ServiceOutcome};
 
 use crate::layer2::{self, Layer2Actor, Layer2Inputs, Layer2Options};
+use crate::local_address::Delivery;
 use crate::mesh::{AgentMesh, MeshOptions};
 use crate::pipeline::{Pipeline, Reload};
 use crate::sources::files::{FileSource, ReadLimits};
@@ -214,12 +215,17 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
                     mesh.commands(),
                 ));
             }
+            // Loopback addresses change through `ip`, awaited off the actors.
+            let (delivery, delivery_task) = Delivery::start(layer2_options.local_addresses);
             let bgp = crate::bgp::BgpActor::start(
                 layer2_options.clone(),
-                crate::bgp::router_id_from(gossip_bind),
-                bgp_listen_port,
-                hub.clone(),
-                answering.handle(),
+                crate::bgp::BgpInputs {
+                    router_id: crate::bgp::router_id_from(gossip_bind),
+                    listen_port: bgp_listen_port,
+                    hub: hub.clone(),
+                    answering: answering.handle(),
+                    delivery: delivery.clone(),
+                },
             );
             let layer2 = Layer2Actor::start(
                 layer2_options,
@@ -229,9 +235,10 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
                     owned: mesh.owned_addresses(),
                     links,
                     answering: answering.handle(),
+                    delivery: delivery.clone(),
                 },
             );
-            announcing = Some((answering, mesh, layer2, bgp));
+            announcing = Some((answering, mesh, layer2, bgp, delivery, delivery_task));
         } else {
             tracing::warn!("no --gossip-bind: nothing is announced");
         }
@@ -241,11 +248,13 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
             let _ = stop_allocator.send(true);
             let _ = tokio::time::timeout(SHUTDOWN_STEP, allocator).await;
         }
-        if let Some((answering, mesh, layer2, bgp)) = announcing {
+        if let Some((answering, mesh, layer2, bgp, delivery, delivery_task)) = announcing {
             // Cease to every BGP peer: the routers withdraw at once.
             let _ = tokio::time::timeout(SHUTDOWN_STEP, bgp.send(crate::bgp::Stop)).await;
             mesh.leave().await;
             let _ = tokio::time::timeout(SHUTDOWN_STEP, layer2.send(layer2::Stop)).await;
+            delivery.close();
+            let _ = tokio::time::timeout(SHUTDOWN_STEP, delivery_task).await;
             answering.stop();
             let joined = tokio::task::spawn_blocking(move || answering.join());
             let _ = tokio::time::timeout(SHUTDOWN_STEP, joined).await;

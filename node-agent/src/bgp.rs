@@ -8,9 +8,12 @@
 //! over them (ECMP). It starts with the mesh (`--gossip-bind`), whose node
 //! name and labels it plans with. The peers' own connections are taken
 //! by a listener ([`meshlb_actors::bgp::listener`]) bound with the first
-//! peer. Not yet: the mesh-coordinated drain, graceful restart and BFD.
+//! peer. Standalone, the addresses this node announces go on its loopback
+//! ([`crate::local_address::Delivery`], shared with Layer 2), so it accepts
+//! the traffic the router sends it. Not yet: the mesh-coordinated drain,
+//! graceful restart and BFD.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
@@ -22,6 +25,7 @@ use meshlb_actors::bgp::session::{PeerAs, SessionConfig};
 use meshlb_config::config::{BgpPeer, PeerAsn, PeerEndpoint};
 
 use crate::layer2::Layer2Options;
+use crate::local_address::Delivery;
 use crate::status::StatusHub;
 
 /// The connect retry time when a BGPPeer sets no `connectTime`.
@@ -45,42 +49,45 @@ enum Listening {
     Bound(Addr<ListenerActor>),
 }
 
+/// What the BGP glue works with.
+#[derive(Debug, Clone)]
+pub struct BgpInputs {
+    /// This node's IPv4 address if it has one: the BGP identifier of the
+    /// peers that set none (as MetalLB derives it).
+    pub router_id: Option<Ipv4Addr>,
+    /// Peers' connections are taken on this port (0: none) once there is a
+    /// peer.
+    pub listen_port: u16,
+    /// The running configuration is read from it.
+    pub hub: StatusHub,
+    /// Where the peers and the listener run.
+    pub answering: ArbiterHandle,
+    /// The owner of the loopback service addresses: told what this node
+    /// announces, so it accepts the traffic (standalone).
+    pub delivery: Delivery,
+}
+
 /// The BGP glue actor. See the module documentation.
 pub struct BgpActor {
     options: Layer2Options,
-    /// This node's BGP identifier when a BGPPeer sets no routerID.
-    router_id: Option<Ipv4Addr>,
-    hub: StatusHub,
-    answering: ArbiterHandle,
+    inputs: BgpInputs,
     peers: BTreeMap<String, RunningPeer>,
     applied: Option<BgpPlan>,
     listening: Listening,
 }
 
 impl BgpActor {
-    /// Starts the glue for the node of `options` (inside an actix system);
-    /// `router_id`, the node's IPv4 address if it has one, is the BGP
-    /// identifier of the peers that set none (as MetalLB derives it);
-    /// peers' connections are taken on `listen_port` (0: none) once there
-    /// is a peer.
-    pub fn start(
-        options: Layer2Options,
-        router_id: Option<Ipv4Addr>,
-        listen_port: u16,
-        hub: StatusHub,
-        answering: ArbiterHandle,
-    ) -> Addr<BgpActor> {
+    /// Starts the glue for the node of `options` (inside an actix system).
+    pub fn start(options: Layer2Options, inputs: BgpInputs) -> Addr<BgpActor> {
         BgpActor {
-            options,
-            router_id,
-            hub,
-            answering,
-            peers: BTreeMap::new(),
-            applied: None,
-            listening: match listen_port {
+            listening: match inputs.listen_port {
                 0 => Listening::Off,
                 port => Listening::Unbound(port),
             },
+            options,
+            inputs,
+            peers: BTreeMap::new(),
+            applied: None,
         }
         .start()
     }
@@ -94,7 +101,8 @@ impl BgpActor {
             match ListenSockets::bind(port) {
                 // Run on the answering arbiter, beside the peers.
                 Ok(sockets) => {
-                    let addr = ListenerActor::start_in_arbiter(&self.answering, move |_| ListenerActor::new(sockets));
+                    let addr =
+                        ListenerActor::start_in_arbiter(&self.inputs.answering, move |_| ListenerActor::new(sockets));
                     self.listening = Listening::Bound(addr);
                 }
                 Err(e) => tracing::warn!(
@@ -121,7 +129,7 @@ impl BgpActor {
     }
 
     fn replan(&mut self) {
-        let running = self.hub.running().get();
+        let running = self.inputs.hub.running().get();
         if running.generation == 0 {
             return;
         }
@@ -148,7 +156,7 @@ impl BgpActor {
                 match self.peer_config(&planned.peer) {
                     Ok(config) => {
                         let actor = PeerActor::new(config.clone());
-                        let addr = PeerActor::start_in_arbiter(&self.answering, move |_| actor);
+                        let addr = PeerActor::start_in_arbiter(&self.inputs.answering, move |_| actor);
                         self.peers.insert(
                             name.clone(),
                             RunningPeer {
@@ -165,6 +173,7 @@ impl BgpActor {
                 running.addr.do_send(SetRoutes(planned.routes.clone()));
             }
         }
+        self.inputs.delivery.set_bgp(next.announced.clone());
         self.applied = Some(next);
         self.listen();
     }
@@ -182,7 +191,7 @@ impl BgpActor {
         }
         let router_id = peer
             .router_id
-            .or(self.router_id)
+            .or(self.inputs.router_id)
             .ok_or("no routerID, and this node has no IPv4 address to take it from")?;
         let local_as = peer.local_asn.unwrap_or(peer.my_asn);
         let peer_as = match peer.peer_asn {
@@ -254,7 +263,7 @@ impl Actor for BgpActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let running = futures_util::stream::unfold(self.hub.running().watch(), |mut rx| async move {
+        let running = futures_util::stream::unfold(self.inputs.hub.running().watch(), |mut rx| async move {
             rx.changed().await.ok()?;
             Some((Replan, rx))
         });
@@ -263,6 +272,7 @@ impl Actor for BgpActor {
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        self.inputs.delivery.set_bgp(BTreeSet::new());
         if let Listening::Bound(listener) = &self.listening {
             listener.do_send(StopListening);
         }

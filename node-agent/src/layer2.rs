@@ -36,7 +36,7 @@ use meshlb_config::meta::StringMap;
 use meshlb_gossip::driver::Command;
 use tokio::sync::{mpsc, watch};
 
-use crate::local_address::LocalAddresses;
+use crate::local_address::Delivery;
 use crate::pipeline::AgentState;
 use crate::status::{Layer2Service, StatusHub};
 
@@ -89,6 +89,8 @@ pub struct Layer2Inputs {
     pub links: watch::Receiver<Links>,
     /// Where the answering actors run.
     pub answering: ArbiterHandle,
+    /// The owner of the loopback service addresses.
+    pub delivery: Delivery,
 }
 
 /// The Layer 2 glue actor. See the module documentation.
@@ -99,8 +101,6 @@ pub struct Layer2Actor {
     applied: Option<L2Plan>,
     interfaces: BTreeMap<String, Addr<InterfaceActor>>,
     services: BTreeMap<u64, Addr<ServiceActor>>,
-    local: watch::Sender<(BTreeSet<IpAddr>, Links)>,
-    local_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Layer2Actor {
@@ -108,19 +108,6 @@ impl Layer2Actor {
     pub fn start(options: Layer2Options, inputs: Layer2Inputs) -> Addr<Layer2Actor> {
         let owned = inputs.owned.clone();
         let membership = MembershipActor::start_in_arbiter(&inputs.answering, move |_| MembershipActor::new(owned));
-        let (local, mut local_rx) = watch::channel((BTreeSet::new(), Links::new()));
-        let mut addresses = LocalAddresses::new(options.local_addresses);
-        // Loopback addresses change through `ip`, awaited off the actor.
-        let local_task = tokio::task::spawn_local(async move {
-            loop {
-                let (wanted, links) = local_rx.borrow_and_update().clone();
-                addresses.set(&wanted, &links).await;
-                if local_rx.changed().await.is_err() {
-                    addresses.set(&BTreeSet::new(), &Links::new()).await;
-                    return;
-                }
-            }
-        });
         Layer2Actor {
             options,
             inputs,
@@ -128,8 +115,6 @@ impl Layer2Actor {
             applied: None,
             interfaces: BTreeMap::new(),
             services: BTreeMap::new(),
-            local,
-            local_task: Some(local_task),
         }
         .start()
     }
@@ -164,9 +149,11 @@ impl Layer2Actor {
         );
     }
 
-    /// Step 2: the loopback addresses (applied by the local task).
+    /// Step 2: the loopback addresses (applied by their owner's task).
     fn place_local_addresses(&self, next: &L2Plan) {
-        self.local.send_replace((next.local_addresses(), next.links.clone()));
+        self.inputs
+            .delivery
+            .set_layer2(next.local_addresses(), next.links.clone());
     }
 
     /// Step 3: service actors placed anew, started, or stopped.
@@ -306,7 +293,7 @@ impl StreamHandler<Announcing> for Layer2Actor {
 }
 
 /// Stops Layer 2 mode: every service actor withdraws its claims, every
-/// interface actor goes quiet, the loopback addresses are removed; answered
+/// interface actor goes quiet, its loopback addresses are given up; answered
 /// once all of that is done.
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "()")]
@@ -320,18 +307,12 @@ impl Handler<Stop> for Layer2Actor {
             service.do_send(StopService);
         }
         let interfaces: Vec<Addr<InterfaceActor>> = std::mem::take(&mut self.interfaces).into_values().collect();
-        // Closing the channel makes the task remove the addresses and end.
-        let (closed, _) = watch::channel((BTreeSet::new(), Links::new()));
-        drop(std::mem::replace(&mut self.local, closed));
-        let task = self.local_task.take();
+        self.inputs.delivery.set_layer2(BTreeSet::new(), Links::new());
         ctx.stop();
         Box::pin(async move {
             // Each interface actor has gone quiet once it answers.
             for interface in interfaces {
                 let _ = interface.send(Shutdown).await;
-            }
-            if let Some(task) = task {
-                let _ = task.await;
             }
         })
     }

@@ -1,7 +1,9 @@
-//! Traffic delivery for Layer 2 service addresses outside Kubernetes: the
-//! node must accept packets for them (kube-proxy arranges that in
-//! Kubernetes), yet its kernel must never answer ARP or NDP for them, or
-//! every node would claim every address.
+//! Traffic delivery for service addresses outside Kubernetes: the node
+//! must accept packets for the addresses it answers for (Layer 2) or
+//! announces (BGP) (kube-proxy arranges that in Kubernetes), yet its
+//! kernel must never answer ARP or NDP for them, or every node would claim
+//! every address. One task owns the loopback addresses for both modes
+//! ([`Delivery`]): each says what it wants, and the task applies the union.
 //!
 //! The addresses go on the loopback interface as host routes (/32, /128);
 //! on the announcing interfaces `arp_ignore=1` (answer ARP only for
@@ -19,9 +21,81 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
+use tokio::sync::watch;
+
+/// What the modes want delivered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Wanted {
+    /// Layer 2's addresses, and the interfaces it answers on (by name,
+    /// with whether each is up).
+    layer2: (BTreeSet<IpAddr>, BTreeMap<String, bool>),
+    /// The addresses BGP announces.
+    bgp: BTreeSet<IpAddr>,
+    /// Once set: everything is removed and the task ends.
+    closed: bool,
+}
+
+/// The handle to the task owning the loopback service addresses: cloned
+/// into Layer 2's glue and BGP's, closed once at shutdown.
+#[derive(Debug, Clone)]
+pub struct Delivery(watch::Sender<Wanted>);
+
+impl Delivery {
+    /// Starts the task on the current local task set (inside an actix
+    /// system); it manages addresses only when `enabled` (standalone
+    /// mode). The handle returned ends when [`Delivery::close`] has removed
+    /// everything.
+    pub fn start(enabled: bool) -> (Delivery, tokio::task::JoinHandle<()>) {
+        let (tx, mut rx) = watch::channel(Wanted::default());
+        let mut addresses = LocalAddresses::new(enabled);
+        let task = tokio::task::spawn_local(async move {
+            loop {
+                let wanted = rx.borrow_and_update().clone();
+                if wanted.closed {
+                    addresses.set(&BTreeSet::new(), &BTreeMap::new()).await;
+                    return;
+                }
+                let union: BTreeSet<IpAddr> = wanted.layer2.0.union(&wanted.bgp).copied().collect();
+                addresses.set(&union, &wanted.layer2.1).await;
+                if rx.changed().await.is_err() {
+                    addresses.set(&BTreeSet::new(), &BTreeMap::new()).await;
+                    return;
+                }
+            }
+        });
+        (Delivery(tx), task)
+    }
+
+    /// Layer 2's addresses, and the interfaces whose ARP is kept quiet.
+    pub fn set_layer2(&self, addresses: BTreeSet<IpAddr>, interfaces: BTreeMap<String, bool>) {
+        self.0
+            .send_if_modified(|w| replace(&mut w.layer2, (addresses, interfaces)));
+    }
+
+    /// The addresses BGP announces.
+    pub fn set_bgp(&self, addresses: BTreeSet<IpAddr>) {
+        self.0.send_if_modified(|w| replace(&mut w.bgp, addresses));
+    }
+
+    /// Removes every address and ends the task.
+    pub fn close(&self) {
+        self.0.send_modify(|w| w.closed = true);
+    }
+}
+
+/// Sets `slot` to `value`; whether that changed it.
+fn replace<T: PartialEq>(slot: &mut T, value: T) -> bool {
+    if *slot == value {
+        false
+    } else {
+        *slot = value;
+        true
+    }
+}
+
 /// The addresses this agent has put on loopback.
 #[derive(Debug)]
-pub struct LocalAddresses {
+struct LocalAddresses {
     enabled: bool,
     present: BTreeSet<IpAddr>,
     quiet_interfaces: BTreeSet<String>,
@@ -29,7 +103,7 @@ pub struct LocalAddresses {
 
 impl LocalAddresses {
     /// Manages loopback addresses when `enabled`; otherwise does nothing.
-    pub fn new(enabled: bool) -> LocalAddresses {
+    fn new(enabled: bool) -> LocalAddresses {
         LocalAddresses {
             enabled,
             present: BTreeSet::new(),
@@ -39,7 +113,7 @@ impl LocalAddresses {
 
     /// Makes `addresses` the loopback service addresses, and quietens ARP
     /// on the `interfaces` first.
-    pub async fn set(&mut self, addresses: &BTreeSet<IpAddr>, interfaces: &BTreeMap<String, bool>) {
+    async fn set(&mut self, addresses: &BTreeSet<IpAddr>, interfaces: &BTreeMap<String, bool>) {
         if !self.enabled {
             return;
         }

@@ -18,7 +18,7 @@
 //! carries the union of their communities and the highest LOCAL_PREF
 //! (MetalLB leaves this case unspecified).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use meshlb_config::config::{BgpCommunity, BgpPeer};
@@ -46,6 +46,9 @@ pub struct BgpPlan {
     /// Every Service a BGPAdvertisement covers: `None` when this node
     /// announces it, else why not.
     pub services: BTreeMap<ServiceKey, Option<Blocker>>,
+    /// The service addresses this node announces to a peer: the traffic it
+    /// must accept.
+    pub announced: BTreeSet<IpAddr>,
 }
 
 /// `address` aggregated to `v4_len` or `v6_len` bits, by its family.
@@ -74,6 +77,7 @@ pub fn plan(input: PlanInput<'_>, node: ThisNode<'_>) -> BgpPlan {
             })
             .collect(),
         services: BTreeMap::new(),
+        announced: BTreeSet::new(),
     };
     for Assigned {
         key,
@@ -115,14 +119,14 @@ pub fn plan(input: PlanInput<'_>, node: ThisNode<'_>) -> BgpPlan {
                     BgpCommunity::Large(c) => attributes.large_communities.insert(*c),
                 };
             }
-            let prefixes = assignment.addresses.iter().filter_map(|a| {
-                aggregated(
-                    *a,
+            for address in &assignment.addresses {
+                let Some(prefix) = aggregated(
+                    *address,
                     advertisement.aggregation_length,
                     advertisement.aggregation_length_v6,
-                )
-            });
-            for prefix in prefixes {
+                ) else {
+                    continue;
+                };
                 for (name, peer) in out.peers.iter_mut() {
                     if !advertisement.peers.is_empty() && !advertisement.peers.contains(name) {
                         continue;
@@ -133,6 +137,7 @@ pub fn plan(input: PlanInput<'_>, node: ThisNode<'_>) -> BgpPlan {
                     route
                         .large_communities
                         .extend(attributes.large_communities.iter().copied());
+                    out.announced.insert(*address);
                 }
             }
         }
@@ -238,6 +243,8 @@ spec: {type: LoadBalancer, ipFamilyPolicy: RequireDualStack, ipFamilies: [IPv4, 
             }]
         );
         assert_eq!(rack_a.services.values().copied().collect::<Vec<_>>(), [None]);
+        let addresses: Vec<IpAddr> = ["203.0.113.0".parse().unwrap(), "2001:db8:100::".parse().unwrap()].into();
+        assert_eq!(rack_a.announced.iter().copied().collect::<Vec<_>>(), addresses);
 
         // tor-b is rack b's, and gets the host routes and the summaries.
         let rack_b = plan_of(&state, "node2", &labels(&[("rack", "b")]));
@@ -299,6 +306,7 @@ spec: {type: LoadBalancer, ipFamilyPolicy: RequireDualStack, ipFamilies: [IPv4, 
         let selected = state(&selective);
         let plan = plan_of(&selected, "node1", &labels(&[("rack", "a")]));
         assert!(plan.peers["tor-a"].routes.is_empty());
+        assert!(plan.announced.is_empty(), "nothing to accept traffic for");
         assert_eq!(
             plan.services.values().copied().collect::<Vec<_>>(),
             [Some(Blocker::NotSelected)]
@@ -330,5 +338,7 @@ spec: {type: LoadBalancer, ipFamilyPolicy: RequireDualStack, ipFamilies: [IPv4, 
             [Some(Blocker::NoLocalEndpoint)]
         );
         assert!(elsewhere.peers["tor-a"].routes.is_empty());
+        assert!(elsewhere.announced.is_empty());
+        assert_eq!(here.announced.len(), 2);
     }
 }
