@@ -147,7 +147,7 @@ fn the_peer_actor_announces_to_bird2_frr_and_gobgpd() {
             .unwrap();
 
         // A stop: Cease, the session down, the routes gone.
-        peer.do_send(StopPeer);
+        peer.do_send(StopPeer { for_restart: false });
         router
             .wait_rib(&lab, Duration::from_secs(30), |rib| service_prefixes(rib).is_empty())
             .unwrap();
@@ -249,6 +249,88 @@ fn agents_announce_a_service_over_every_node_and_a_stop_removes_one() {
         .wait_for_answer(Instant::now(), Duration::from_secs(10), |node| node != answering)
         .unwrap();
     assert_ne!(next, answering);
+    assert!(stopped.process.wait_exit(Duration::from_secs(20)).unwrap().is_some());
     assert!(!on_loopback(&answering), "a stopped agent leaves no address behind");
     prober.stop();
+}
+
+/// An agent restarted with `enableGracefulRestart` on its BGPPeer: bird2
+/// (a helper by default) keeps the route while the agent is down, the node
+/// keeps the address on loopback, and a client behind the router loses
+/// no probe; the restarted agent's End-of-RIB ends the restart with the
+/// route in place. Without graceful restart, the same restart takes the
+/// route away (the Cease) and the client loses probes until the agent is
+/// back.
+#[test]
+fn a_graceful_restart_keeps_the_route_and_the_traffic() {
+    for graceful in [true, false] {
+        let lab = Lab::build(&LabSpec {
+            router: true,
+            remote_client: true,
+            ..LabSpec::segment(1, 0, false)
+        })
+        .unwrap();
+        let router = Router::start(&lab, RouterKind::Bird).unwrap();
+        let router_address = lab.host("router").unwrap().ipv4;
+        let config = format!(
+            "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: routed, namespace: metallb-system}}\n\
+             spec: {{addresses: [203.0.113.20/32]}}\n---\n\
+             apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {{name: router, namespace: metallb-system}}\n\
+             spec: {{myASN: {NODE_ASN}, peerASN: {ROUTER_ASN}, peerAddress: {router_address}, holdTime: 9s, \
+             enableGracefulRestart: {graceful}}}\n---\n\
+             apiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {{name: routed, namespace: metallb-system}}\n\
+             spec: {{ipAddressPools: [routed]}}\n---\n\
+             apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: default}}\n\
+             spec: {{type: LoadBalancer, ports: [{{port: 80}}]}}\n"
+        );
+        let names = lab.node_names();
+        let single = vec!["--cluster-size".to_owned(), "1".to_owned()];
+        let mut agents =
+            meshlb_chaos::agent::start_cluster_with_args(&lab, &names, "fast", &config, |_| single.clone()).unwrap();
+        let routed = || {
+            meshlb_chaos::router::kernel_routes(&lab, "router")
+                .unwrap_or_default()
+                .iter()
+                .any(|r| r.prefix == "203.0.113.20/32")
+        };
+        meshlb_chaos::wait::wait_for(Duration::from_secs(30), "the route in the router's kernel", routed).unwrap();
+        let lab_binary = std::path::PathBuf::from(env!("CARGO_BIN_EXE_meshlb-lab"));
+        let _responders = meshlb_chaos::scenario::start_responders(&lab, &lab_binary).unwrap();
+        let target = SocketAddr::new("203.0.113.20".parse().unwrap(), meshlb_chaos::probe::RESPONDER_PORT);
+        let prober = Prober::start(&lab, "remote", target, Duration::from_millis(10)).unwrap();
+        prober
+            .wait_for_answer(Instant::now(), Duration::from_secs(10), |_| true)
+            .unwrap();
+
+        let agent = agents.remove(0);
+        let keys = std::fs::read_to_string(&agent.key_file).unwrap();
+        agent.process.terminate().unwrap();
+        assert!(agent.process.wait_exit(Duration::from_secs(20)).unwrap().is_some());
+        // The agent is down for a second.
+        std::thread::sleep(Duration::from_secs(1));
+        assert_eq!(
+            routed(),
+            graceful,
+            "graceful {graceful}: the route while the agent is down"
+        );
+        let restarted = meshlb_chaos::agent::start_agent_with(&lab, "node1", &names, &keys, "fast", &single).unwrap();
+        router.wait_established(&lab, 1, Duration::from_secs(30)).unwrap();
+        meshlb_chaos::wait::wait_for(Duration::from_secs(30), "the route back", routed).unwrap();
+        std::thread::sleep(Duration::from_secs(1));
+        let log = prober.stop();
+        // From the first probe answered (the first may meet the router's
+        // neighbour resolution) to the end.
+        let probes: Vec<_> = log.probes.iter().skip_while(|p| p.answers.is_empty()).collect();
+        let lost = probes.iter().filter(|p| p.answers.is_empty()).count();
+        if graceful {
+            assert_eq!(lost, 0, "no probe lost across a graceful restart");
+            assert!(
+                restarted.process.log().contains("a BGP graceful restart"),
+                "the successor knew it restarted"
+            );
+        } else {
+            assert!(lost >= 50, "lost {lost}: the route was gone for a second");
+        }
+        drop(restarted);
+    }
 }

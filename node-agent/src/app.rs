@@ -47,7 +47,7 @@ use crate::sources::files::{FileSource, ReadLimits};
 use crate::sources::kubernetes::allocator::{self, AllocatorOptions};
 use crate::sources::kubernetes::{KubernetesSource, cluster_keys, config_state, l2_status};
 use crate::status::StatusHub;
-use crate::{AgentError, status_files};
+use crate::{AgentError, state_file, status_files};
 use tokio::sync::watch;
 
 /// Where the configuration comes from.
@@ -215,8 +215,24 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
                     mesh.commands(),
                 ));
             }
+            // A predecessor's graceful restart: its addresses are adopted,
+            // and a start within the restart time is announced as one.
+            let restart_record = state_dir.join(state_file::RESTART_RECORD_FILE);
+            let predecessor = state_file::take_restart(&restart_record).unwrap_or_else(|e| {
+                tracing::warn!("{e}; starting afresh");
+                None
+            });
+            let restarted = predecessor
+                .as_ref()
+                .is_some_and(|r| r.restarts_at(std::time::SystemTime::now(), crate::bgp::RESTART_TIME));
+            if restarted {
+                tracing::info!("a BGP graceful restart: the peers hold this node's routes");
+            }
             // Loopback addresses change through `ip`, awaited off the actors.
-            let (delivery, delivery_task) = Delivery::start(layer2_options.local_addresses);
+            let (delivery, delivery_task) = Delivery::start(
+                layer2_options.local_addresses,
+                predecessor.map(|r| r.addresses).unwrap_or_default(),
+            );
             let bgp = crate::bgp::BgpActor::start(
                 layer2_options.clone(),
                 crate::bgp::BgpInputs {
@@ -225,6 +241,7 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
                     hub: hub.clone(),
                     answering: answering.handle(),
                     delivery: delivery.clone(),
+                    restarted,
                 },
             );
             let layer2 = Layer2Actor::start(
@@ -249,11 +266,26 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
             let _ = tokio::time::timeout(SHUTDOWN_STEP, allocator).await;
         }
         if let Some((answering, mesh, layer2, bgp, delivery, delivery_task)) = announcing {
-            // Cease to every BGP peer: the routers withdraw at once.
-            let _ = tokio::time::timeout(SHUTDOWN_STEP, bgp.send(crate::bgp::Stop)).await;
+            // Cease to every BGP peer (the routers withdraw at once), but
+            // those helping with a graceful restart, which keep the routes
+            // while the node keeps the addresses.
+            let kept = match tokio::time::timeout(SHUTDOWN_STEP, bgp.send(crate::bgp::Stop)).await {
+                Ok(Ok(kept)) => kept,
+                _ => Default::default(),
+            };
             mesh.leave().await;
             let _ = tokio::time::timeout(SHUTDOWN_STEP, layer2.send(layer2::Stop)).await;
-            delivery.close();
+            if !kept.is_empty() {
+                let record = state_file::RestartRecord::now(kept.clone());
+                match state_file::save_restart(&state_dir.join(state_file::RESTART_RECORD_FILE), &record) {
+                    Ok(()) => tracing::info!(
+                        addresses = kept.len(),
+                        "stopped for a BGP graceful restart: the addresses stay on loopback"
+                    ),
+                    Err(e) => tracing::warn!("{e}: the next start will not adopt the addresses left"),
+                }
+            }
+            delivery.close(kept);
             let _ = tokio::time::timeout(SHUTDOWN_STEP, delivery_task).await;
             answering.stop();
             let joined = tokio::task::spawn_blocking(move || answering.join());

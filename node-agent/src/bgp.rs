@@ -10,8 +10,10 @@
 //! by a listener ([`meshlb_actors::bgp::listener`]) bound with the first
 //! peer. Standalone, the addresses this node announces go on its loopback
 //! ([`crate::local_address::Delivery`], shared with Layer 2), so it accepts
-//! the traffic the router sends it. Not yet: the mesh-coordinated drain,
-//! graceful restart and BFD.
+//! the traffic the router sends it. A peer with `enableGracefulRestart`
+//! is stopped for a restart (no Cease), and the addresses stay for the
+//! successor ([`crate::state_file::RestartRecord`]). Not yet: the
+//! mesh-coordinated drain and BFD.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -23,6 +25,7 @@ use meshlb_actors::bgp::peer::{Hops, PeerActor, PeerConfig, SetRoutes, StopPeer,
 use meshlb_actors::bgp::plan::{BgpPlan, plan};
 use meshlb_actors::bgp::session::{PeerAs, SessionConfig};
 use meshlb_config::config::{BgpPeer, PeerAsn, PeerEndpoint};
+use meshlb_wire::bgp::{GracefulRestart, GracefulRestartFamily};
 
 use crate::layer2::Layer2Options;
 use crate::local_address::Delivery;
@@ -65,7 +68,16 @@ pub struct BgpInputs {
     /// The owner of the loopback service addresses: told what this node
     /// announces, so it accepts the traffic (standalone).
     pub delivery: Delivery,
+    /// Whether this start is a graceful restart (a predecessor stopped
+    /// within [`RESTART_TIME`], its peers holding the routes): the OPENs
+    /// say so (R bit) and that forwarding was preserved (F bit).
+    pub restarted: bool,
 }
+
+/// How long a peer helping with a graceful restart holds this node's
+/// routes (the capability's Restart Time; FRR's default, which MetalLB's
+/// FRR mode uses).
+pub const RESTART_TIME: Duration = Duration::from_secs(120);
 
 /// The BGP glue actor. See the module documentation.
 pub struct BgpActor {
@@ -148,7 +160,7 @@ impl BgpActor {
         for name in stale {
             if let Some(running) = self.peers.remove(&name) {
                 tracing::info!(peer = name, "BGP peer stopping");
-                running.addr.do_send(StopPeer);
+                running.addr.do_send(StopPeer { for_restart: false });
             }
         }
         for (name, planned) in &next.peers {
@@ -211,6 +223,7 @@ impl BgpActor {
                     .ok_or("its password Secret does not exist yet")?,
             ),
         };
+        let families = families_for(address, peer.dual_stack_address_family);
         Ok(PeerConfig {
             name: peer.name.clone(),
             address: SocketAddr::new(address, peer.port),
@@ -229,24 +242,44 @@ impl BgpActor {
                 keepalive_time: u16::try_from(peer.keepalive_time.as_secs()).ok(),
                 connect_retry: peer.connect_time.unwrap_or(DEFAULT_CONNECT_RETRY),
                 passive: false,
-                families: families_for(address, peer.dual_stack_address_family),
+                families: families.clone(),
                 route_refresh: true,
-                graceful_restart: None,
+                graceful_restart: peer.graceful_restart.then(|| GracefulRestart {
+                    restart_state: self.inputs.restarted,
+                    notification: false,
+                    restart_time: u16::try_from(RESTART_TIME.as_secs()).unwrap_or(u16::MAX),
+                    families: families
+                        .iter()
+                        .map(|&family| GracefulRestartFamily {
+                            family,
+                            forwarding_preserved: self.inputs.restarted,
+                        })
+                        .collect(),
+                }),
             },
         })
     }
 }
 
-/// Stops the glue, and with it every peer (Cease).
+/// Stops the glue, and with it every peer: with a Cease, or, for a peer
+/// with `enableGracefulRestart`, by closing the connection, so the peer
+/// keeps the routes while the agent restarts. Answered with the addresses
+/// to leave on loopback meanwhile (none without such a peer).
 #[derive(Debug, Clone, Copy, actix::Message)]
-#[rtype(result = "()")]
+#[rtype(result = "BTreeSet<IpAddr>")]
 pub struct Stop;
 
 impl actix::Handler<Stop> for BgpActor {
-    type Result = ();
+    type Result = actix::MessageResult<Stop>;
 
-    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) -> Self::Result {
+        let restarting = self.peers.values().any(|p| p.peer.graceful_restart);
+        let kept = match &self.applied {
+            Some(plan) if restarting => plan.announced.clone(),
+            _ => BTreeSet::new(),
+        };
         actix::ActorContext::stop(ctx);
+        actix::MessageResult(kept)
     }
 }
 
@@ -272,13 +305,13 @@ impl Actor for BgpActor {
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
-        self.inputs.delivery.set_bgp(BTreeSet::new());
         if let Listening::Bound(listener) = &self.listening {
             listener.do_send(StopListening);
         }
         for (name, running) in std::mem::take(&mut self.peers) {
-            tracing::info!(peer = name, "BGP peer stopping");
-            running.addr.do_send(StopPeer);
+            let for_restart = running.peer.graceful_restart;
+            tracing::info!(peer = name, for_restart, "BGP peer stopping");
+            running.addr.do_send(StopPeer { for_restart });
         }
     }
 }

@@ -31,8 +31,9 @@ struct Wanted {
     layer2: (BTreeSet<IpAddr>, BTreeMap<String, bool>),
     /// The addresses BGP announces.
     bgp: BTreeSet<IpAddr>,
-    /// Once set: everything is removed and the task ends.
-    closed: bool,
+    /// Once set: everything but these addresses is removed and the task
+    /// ends.
+    closed: Option<BTreeSet<IpAddr>>,
 }
 
 /// The handle to the task owning the loopback service addresses: cloned
@@ -43,16 +44,23 @@ pub struct Delivery(watch::Sender<Wanted>);
 impl Delivery {
     /// Starts the task on the current local task set (inside an actix
     /// system); it manages addresses only when `enabled` (standalone
-    /// mode). The handle returned ends when [`Delivery::close`] has removed
-    /// everything.
-    pub fn start(enabled: bool) -> (Delivery, tokio::task::JoinHandle<()>) {
-        let (tx, mut rx) = watch::channel(Wanted::default());
+    /// mode). `adopted`: the addresses a predecessor left on loopback for a
+    /// graceful restart, kept as BGP's until BGP says what it announces.
+    /// The handle returned ends when [`Delivery::close`] is done.
+    pub fn start(enabled: bool, adopted: BTreeSet<IpAddr>) -> (Delivery, tokio::task::JoinHandle<()>) {
         let mut addresses = LocalAddresses::new(enabled);
+        if enabled {
+            addresses.present.clone_from(&adopted);
+        }
+        let (tx, mut rx) = watch::channel(Wanted {
+            bgp: adopted,
+            ..Wanted::default()
+        });
         let task = tokio::task::spawn_local(async move {
             loop {
                 let wanted = rx.borrow_and_update().clone();
-                if wanted.closed {
-                    addresses.set(&BTreeSet::new(), &BTreeMap::new()).await;
+                if let Some(kept) = &wanted.closed {
+                    addresses.set(kept, &BTreeMap::new()).await;
                     return;
                 }
                 let union: BTreeSet<IpAddr> = wanted.layer2.0.union(&wanted.bgp).copied().collect();
@@ -77,9 +85,10 @@ impl Delivery {
         self.0.send_if_modified(|w| replace(&mut w.bgp, addresses));
     }
 
-    /// Removes every address and ends the task.
-    pub fn close(&self) {
-        self.0.send_modify(|w| w.closed = true);
+    /// Removes every address but `kept` (those left for a graceful
+    /// restart) and ends the task.
+    pub fn close(&self, kept: BTreeSet<IpAddr>) {
+        self.0.send_modify(|w| w.closed = Some(kept));
     }
 }
 

@@ -1,15 +1,24 @@
-//! Assignments remembered across restarts in standalone mode.
+//! What the agent remembers across restarts, in its state directory.
 //!
-//! In a cluster, `Service.status` records which addresses a service holds,
-//! and the agent re-admits them on start. Standalone files carry no status,
-//! so the agent writes its assignments to a state file (atomically: a
-//! temporary file renamed over the old one) and re-admits them before
-//! allocating anything new. A missing file means a first start.
+//! Assignments, in standalone mode: in a cluster, `Service.status` records
+//! which addresses a service holds, and the agent re-admits them on start.
+//! Standalone files carry no status, so the agent writes its assignments
+//! to a state file (atomically: a temporary file renamed over the old one)
+//! and re-admits them before allocating anything new. A missing file means
+//! a first start.
+//!
+//! A graceful restart's record ([`RestartRecord`]): an agent stopping
+//! while its BGP peers help it restart (RFC 4724) leaves the addresses it
+//! announces on loopback, so the node goes on delivering the traffic the
+//! routers still send it, and writes them down with the time; its
+//! successor takes the record (adopting the addresses as its own, and
+//! announcing a restart if it comes within the restart time).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use meshlb_config::Allocator;
 use meshlb_config::service::ServiceKey;
@@ -68,22 +77,131 @@ pub fn save(path: &Path, allocator: &Allocator) -> Result<(), AgentError> {
             })
             .collect(),
     };
-    let io = |source| AgentError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
     let text = serde_yaml_ng::to_string(&state).map_err(|e| AgentError::State {
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
+    write_atomically(
+        path,
+        "# Written by meshlb-agent: addresses held by services, re-admitted on restart.\n",
+        &text,
+    )
+}
+
+/// Writes `header` and `text` to `path` through a temporary file renamed
+/// over it, so a reader never sees half of it.
+fn write_atomically(path: &Path, header: &str, text: &str) -> Result<(), AgentError> {
+    let io = |source| AgentError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(io)?;
     }
     let temporary = path.with_extension("tmp");
     let mut file = std::fs::File::create(&temporary).map_err(io)?;
-    file.write_all(b"# Written by meshlb-agent: addresses held by services, re-admitted on restart.\n")
+    file.write_all(header.as_bytes())
         .and_then(|()| file.write_all(text.as_bytes()))
         .and_then(|()| file.sync_all())
         .map_err(io)?;
     std::fs::rename(&temporary, path).map_err(io)
+}
+
+/// The file of a graceful restart's record, in the state directory.
+pub const RESTART_RECORD_FILE: &str = "bgp-restart.yaml";
+
+/// What an agent stopping for a graceful restart leaves its successor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestartRecord {
+    /// When it stopped, seconds since the Unix epoch.
+    pub stopped_at: u64,
+    /// The addresses left on loopback.
+    pub addresses: BTreeSet<IpAddr>,
+}
+
+impl RestartRecord {
+    /// A record of `addresses` left now.
+    pub fn now(addresses: BTreeSet<IpAddr>) -> RestartRecord {
+        RestartRecord {
+            stopped_at: unix_seconds(SystemTime::now()),
+            addresses,
+        }
+    }
+
+    /// Whether a start at `now` is within `restart_time` of the stop: the
+    /// peers still hold the routes, so the start is a restart.
+    pub fn restarts_at(&self, now: SystemTime, restart_time: Duration) -> bool {
+        unix_seconds(now).saturating_sub(self.stopped_at) < restart_time.as_secs()
+    }
+}
+
+fn unix_seconds(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Writes `record` to `path`.
+pub fn save_restart(path: &Path, record: &RestartRecord) -> Result<(), AgentError> {
+    let text = serde_yaml_ng::to_string(record).map_err(|e| AgentError::State {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    write_atomically(
+        path,
+        "# Written by meshlb-agent stopping for a BGP graceful restart; taken by the next start.\n",
+        &text,
+    )
+}
+
+/// Takes the record at `path`: reads and removes it. None when there is
+/// none; an unreadable one is an error (and removed, so one bad file does
+/// not stop every start).
+pub fn take_restart(path: &Path) -> Result<Option<RestartRecord>, AgentError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(AgentError::Io {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
+    let removed = std::fs::remove_file(path).map_err(|source| AgentError::Io {
+        path: path.to_path_buf(),
+        source,
+    });
+    let record = serde_yaml_ng::from_str(&text).map_err(|e| AgentError::State {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    removed?;
+    Ok(Some(record))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_restart_record_is_taken_once_and_dates_the_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(RESTART_RECORD_FILE);
+        assert_eq!(take_restart(&path).unwrap(), None, "none: a first start");
+
+        let addresses: BTreeSet<IpAddr> = ["203.0.113.20".parse().unwrap(), "2001:db8:100::1".parse().unwrap()].into();
+        let record = RestartRecord::now(addresses);
+        save_restart(&path, &record).unwrap();
+        assert_eq!(take_restart(&path).unwrap(), Some(record.clone()));
+        assert_eq!(take_restart(&path).unwrap(), None, "taken");
+
+        let stop = UNIX_EPOCH + Duration::from_secs(record.stopped_at);
+        let restart_time = Duration::from_secs(120);
+        assert!(record.restarts_at(stop + Duration::from_secs(30), restart_time));
+        assert!(!record.restarts_at(stop + Duration::from_secs(120), restart_time));
+
+        std::fs::write(&path, "stopped_at: [").unwrap();
+        assert!(matches!(take_restart(&path), Err(AgentError::State { .. })));
+        assert!(!path.exists(), "a bad record does not stop the next start too");
+    }
 }

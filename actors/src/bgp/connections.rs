@@ -130,14 +130,21 @@ impl Connections {
         out
     }
 
-    /// ManualStop: a Cease on every connection up, and no restart.
-    pub fn stop(&mut self, now: Instant) -> Vec<Action> {
+    /// ManualStop: a Cease on every connection up, and no restart; with
+    /// `for_restart`, the session's own connection closes without one
+    /// ([`Input::RestartStop`]).
+    pub fn stop(&mut self, now: Instant, for_restart: bool) -> Vec<Action> {
         let mut out = Vec::new();
         if let Some((mut second, connection)) = self.second.take() {
             let outputs = second.handle(now, Input::ManualStop);
             map(outputs, Some(connection), &mut out);
         }
-        self.run_main(now, Input::ManualStop, &mut out);
+        let stop = if for_restart {
+            Input::RestartStop
+        } else {
+            Input::ManualStop
+        };
+        self.run_main(now, stop, &mut out);
         out
     }
 
@@ -783,7 +790,7 @@ mod tests {
                 let mut lost = None;
                 let actions = match step {
                     Step::Start => core.start(now),
-                    Step::Stop => core.stop(now),
+                    Step::Stop => core.stop(now, false),
                     Step::Connected(direction) => {
                         newest += 1;
                         open.insert(newest);

@@ -67,10 +67,16 @@ pub struct PeerConfig {
 #[rtype(result = "()")]
 pub struct SetRoutes(pub BTreeMap<RoutePrefix, RouteAttributes>);
 
-/// Stops the session (Cease, Administrative Shutdown) and the actor.
+/// Stops the session and the actor: with a Cease (Administrative
+/// Shutdown), so the peer withdraws the routes at once, or, for a graceful
+/// restart of this speaker, by closing the connection, so a peer that
+/// helps (RFC 4724) keeps them until the restarted speaker is back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, actix::Message)]
 #[rtype(result = "()")]
-pub struct StopPeer;
+pub struct StopPeer {
+    /// Whether this is a graceful restart.
+    pub for_restart: bool,
+}
 
 /// A connection the peer opened to this node, from the listener
 /// ([`crate::bgp::listener`]).
@@ -424,8 +430,8 @@ impl Handler<Accepted> for PeerActor {
 impl Handler<StopPeer> for PeerActor {
     type Result = ();
 
-    fn handle(&mut self, _: StopPeer, ctx: &mut Context<Self>) {
-        let actions = self.core.stop(Instant::now());
+    fn handle(&mut self, stop: StopPeer, ctx: &mut Context<Self>) {
+        let actions = self.core.stop(Instant::now(), stop.for_restart);
         self.act(actions, ctx);
         ctx.stop();
     }

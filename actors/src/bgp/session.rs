@@ -125,6 +125,10 @@ pub enum Input {
     /// Event 2 (ManualStop): a Cease NOTIFICATION if a connection is up; no
     /// restart.
     ManualStop,
+    /// ManualStop for a graceful restart of this speaker (RFC 4724): no
+    /// NOTIFICATION, the connection just closes, so a peer helping with the
+    /// restart keeps this side's routes until it is back.
+    RestartStop,
     /// Events 16/17: the TCP connection is up (outgoing or incoming).
     TcpConnectionConfirmed,
     /// Event 18: the TCP connection failed or closed.
@@ -320,9 +324,10 @@ impl Session {
                     self.start(now, &mut out);
                 }
             }
-            Input::ManualStop => {
+            Input::ManualStop | Input::RestartStop => {
                 self.started = false;
-                if matches!(self.state, State::OpenSent | State::OpenConfirm | State::Established) {
+                let connected = matches!(self.state, State::OpenSent | State::OpenConfirm | State::Established);
+                if connected && input == Input::ManualStop {
                     let cease = Notification::new(code::CEASE, cease_subcode::ADMINISTRATIVE_SHUTDOWN, vec![]);
                     out.push(Output::Send(Message::Notification(cease)));
                 }
@@ -479,6 +484,15 @@ impl Session {
                 self.restart_hold(now);
                 self.failures = 0;
                 self.state = State::Established;
+                // The restart this side's OPEN announced (R bit) is over:
+                // a later session of this speaker is no restart, and this
+                // speaker keeps forwarding across a session's reset (F).
+                if let Some(gr) = &mut self.config.graceful_restart {
+                    gr.restart_state = false;
+                    for family in &mut gr.families {
+                        family.forwarding_preserved = true;
+                    }
+                }
                 if let Some(negotiated) = &self.negotiated {
                     out.push(Output::Established(negotiated.clone()));
                 }
@@ -959,6 +973,54 @@ mod tests {
         );
     }
 
+    /// A stop for a graceful restart closes without a NOTIFICATION (the
+    /// peer sees the connection lost, and a helper keeps the routes); the
+    /// R bit of a restarted speaker's OPEN is set until its session is
+    /// established, not in the OPENs after.
+    #[test]
+    fn a_restart_stop_sends_nothing_and_the_restart_bit_lasts_one_establishment() {
+        let mut pair = ebgp_pair();
+        pair.sides[0].config.graceful_restart = Some(GracefulRestart {
+            restart_state: true,
+            notification: false,
+            restart_time: 120,
+            families: vec![meshlb_wire::bgp::GracefulRestartFamily {
+                family: Family::IPV4_UNICAST,
+                forwarding_preserved: false,
+            }],
+        });
+        let bits = |session: &Session| {
+            let gr = session.config().open().capabilities.iter().find_map(|c| match c {
+                Capability::GracefulRestart(gr) => Some(gr.clone()),
+                _ => None,
+            });
+            gr.map(|gr| (gr.restart_state, gr.families[0].forwarding_preserved))
+        };
+        assert_eq!(bits(&pair.sides[0]), Some((true, false)));
+        pair.input(1, Input::ManualStart);
+        pair.input(0, Input::ManualStart);
+        pair.run_for(Duration::from_secs(1));
+        assert_eq!(pair.states(), [State::Established; 2]);
+        assert_eq!(
+            bits(&pair.sides[0]),
+            Some((false, true)),
+            "the restart is over; forwarding is kept from now on"
+        );
+
+        pair.input(0, Input::RestartStop);
+        pair.run_for(Duration::from_secs(5));
+        assert!(pair.sent_notifications(0).is_empty());
+        assert!(pair.seen[1].iter().any(|o| matches!(
+            o,
+            Output::Closed {
+                reason: CloseReason::ConnectionLost,
+                established: true
+            }
+        )));
+        assert_eq!(pair.states()[0], State::Idle);
+        assert_eq!(pair.sides[0].next_timeout(), None, "no restart of its own");
+    }
+
     /// Messages a state does not expect get the FSM error for that state;
     /// a message that failed to decode gets its own NOTIFICATION.
     #[test]
@@ -1030,6 +1092,7 @@ mod tests {
         let inputs = vec![
             Input::ManualStart,
             Input::ManualStop,
+            Input::RestartStop,
             Input::TcpConnectionConfirmed,
             Input::TcpConnectionFails,
             Input::Message(Message::Keepalive),
