@@ -103,7 +103,24 @@ pub struct Router {
     pub kind: RouterKind,
     dir: PathBuf,
     peers: Vec<(IpAddr, u32)>,
+    options: RouterOptions,
     processes: Vec<LabProcess>,
+}
+
+/// How the router peers, beyond the defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouterOptions {
+    /// BFD with every peer (FRR: bfdd), at these timers.
+    pub bfd: Option<BfdTimers>,
+}
+
+/// BFD timers: receive and transmit interval, detect multiplier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BfdTimers {
+    /// Required Min RX and Desired Min TX, milliseconds.
+    pub interval_ms: u32,
+    /// Detect Mult.
+    pub multiplier: u8,
 }
 
 fn router_ip(lab: &Lab) -> Result<Ipv4Addr, LabError> {
@@ -124,12 +141,28 @@ impl Router {
 
     /// Starts `kind` on the lab's router peering with `peers` (address, AS).
     pub fn start_with_peers(lab: &Lab, kind: RouterKind, peers: Vec<(IpAddr, u32)>) -> Result<Router, LabError> {
+        Self::start_with_options(lab, kind, peers, RouterOptions::default())
+    }
+
+    /// [`Router::start_with_peers`] with `options`.
+    pub fn start_with_options(
+        lab: &Lab,
+        kind: RouterKind,
+        peers: Vec<(IpAddr, u32)>,
+        options: RouterOptions,
+    ) -> Result<Router, LabError> {
+        if options.bfd.is_some() && kind != RouterKind::Frr {
+            return Err(LabError::Invalid(format!(
+                "BFD on the lab's router is FRR's bfdd, not {kind}'s"
+            )));
+        }
         let dir = lab.log_dir().join(format!("router-{kind}"));
         std::fs::create_dir_all(&dir).map_err(|e| LabError::io(format!("create {}", dir.display()), e))?;
         let mut router = Router {
             kind,
             dir,
             peers,
+            options,
             processes: Vec::new(),
         };
         router.write_config(lab)?;
@@ -167,6 +200,9 @@ impl Router {
                 for (addr, asn) in &self.peers {
                     // Retry connections every second (FRR's default: 120).
                     let _ = writeln!(c, " neighbor {addr} remote-as {asn}\n neighbor {addr} timers connect 1");
+                    if self.options.bfd.is_some() {
+                        let _ = writeln!(c, " neighbor {addr} bfd\n neighbor {addr} bfd profile lab");
+                    }
                 }
                 c.push_str(
                     " address-family ipv4 unicast\n  maximum-paths 64\n  maximum-paths ibgp 64\n exit-address-family\n",
@@ -178,6 +214,17 @@ impl Router {
                 c.push_str(" exit-address-family\n");
                 write("bgpd.conf", c)?;
                 write("zebra.conf", "hostname router\n".into())?;
+                if let Some(bfd) = self.options.bfd {
+                    let interval = bfd.interval_ms;
+                    write(
+                        "bfdd.conf",
+                        format!(
+                            "hostname router\nbfd\n profile lab\n  receive-interval {interval}\n  \
+                             transmit-interval {interval}\n  detect-multiplier {}\n !\n!\n",
+                            bfd.multiplier
+                        ),
+                    )?;
+                }
                 // FRR daemons drop to user frr and must write here.
                 crate::netns::run("chown", &["-R", "frr:frr", &self.dir.to_string_lossy()]).map(|_| ())
             }
@@ -236,9 +283,15 @@ impl Router {
                 wait_for(Duration::from_secs(5), "zebra's API socket", || {
                     self.dir.join("zserv.api").exists()
                 })?;
+                let mut daemons = vec![zebra];
+                if self.options.bfd.is_some() {
+                    let mut bfdd_args = common(p("bfdd.conf"), p("bfdd.pid"));
+                    bfdd_args.extend(["--bfdctl".to_owned(), p("bfdd.sock")]);
+                    daemons.push(lab.spawn("router", "bfdd", "/usr/lib/frr/bfdd", &as_strs(&bfdd_args))?);
+                }
                 let bgpd_args = common(p("bgpd.conf"), p("bgpd.pid"));
-                let bgpd = lab.spawn("router", "bgpd", "/usr/lib/frr/bgpd", &as_strs(&bgpd_args))?;
-                vec![zebra, bgpd]
+                daemons.push(lab.spawn("router", "bgpd", "/usr/lib/frr/bgpd", &as_strs(&bgpd_args))?);
+                daemons
             }
             RouterKind::Gobgp => vec![lab.spawn(
                 "router",
@@ -287,6 +340,26 @@ impl Router {
                 lab.exec("router", "gobgp", &all)
             }
         }
+    }
+
+    /// The router's daemon called `name` (`bgpd`, `bfdd`, `bird`, ...).
+    pub fn daemon(&self, name: &str) -> Option<&LabProcess> {
+        self.processes.iter().find(|p| p.name == name)
+    }
+
+    /// The BFD peers whose session is up (FRR's bfdd).
+    pub fn bfd_up_peers(&self, lab: &Lab) -> Result<Vec<IpAddr>, LabError> {
+        let peers = json(&self.query(lab, &["show", "bfd", "peers", "json"])?)?;
+        Ok(peers
+            .as_array()
+            .map(|peers| {
+                peers
+                    .iter()
+                    .filter(|p| p["status"] == "up")
+                    .filter_map(|p| p["peer"].as_str()?.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 
     /// Peers whose session is Established.

@@ -17,7 +17,7 @@ use meshlb_actors::bgp::rib_out::{RouteAttributes, RoutePrefix};
 use meshlb_actors::bgp::session::{PeerAs, SessionConfig};
 use meshlb_chaos::netns::in_netns;
 use meshlb_chaos::probe::Prober;
-use meshlb_chaos::router::{NODE_ASN, ROUTER_ASN, Router, RouterKind};
+use meshlb_chaos::router::{BfdTimers, NODE_ASN, ROUTER_ASN, Router, RouterKind, RouterOptions};
 use meshlb_chaos::{Lab, LabSpec};
 use meshlb_wire::bgp::{Community, LargeCommunity, Prefix4};
 
@@ -333,4 +333,73 @@ fn a_graceful_restart_keeps_the_route_and_the_traffic() {
         }
         drop(restarted);
     }
+}
+
+/// BFD against FRR's bfdd (300 ms x 3; the BGP hold time 90 s): the
+/// sessions come up; the agent frozen, FRR's BFD takes the BGP session
+/// and the route down within seconds, long before the hold time; thawed,
+/// both come back. bfdd frozen, the agent's BFD takes its BGP session down
+/// (Cease, BFD Down) without waiting for the hold time either.
+#[test]
+fn bfd_takes_the_bgp_session_down_long_before_the_hold_time() {
+    let lab = Lab::build(&LabSpec {
+        router: true,
+        ..LabSpec::segment(1, 0, false)
+    })
+    .unwrap();
+    let node = lab.host("node1").unwrap().clone();
+    let options = RouterOptions {
+        bfd: Some(BfdTimers {
+            interval_ms: 300,
+            multiplier: 3,
+        }),
+    };
+    let router =
+        Router::start_with_options(&lab, RouterKind::Frr, vec![(IpAddr::V4(node.ipv4), NODE_ASN)], options).unwrap();
+    let router_address = lab.host("router").unwrap().ipv4;
+    let config = format!(
+        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: routed, namespace: metallb-system}}\n\
+         spec: {{addresses: [203.0.113.20/32]}}\n---\n\
+         apiVersion: metallb.io/v1beta1\nkind: BFDProfile\nmetadata: {{name: fast, namespace: metallb-system}}\n\
+         spec: {{receiveInterval: 300, transmitInterval: 300, detectMultiplier: 3}}\n---\n\
+         apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {{name: router, namespace: metallb-system}}\n\
+         spec: {{myASN: {NODE_ASN}, peerASN: {ROUTER_ASN}, peerAddress: {router_address}, holdTime: 90s, bfdProfile: fast}}\n---\n\
+         apiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {{name: routed, namespace: metallb-system}}\n\
+         spec: {{ipAddressPools: [routed]}}\n---\n\
+         apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: default}}\n\
+         spec: {{type: LoadBalancer, ports: [{{port: 80}}]}}\n"
+    );
+    let names = lab.node_names();
+    let single = vec!["--cluster-size".to_owned(), "1".to_owned()];
+    let agents =
+        meshlb_chaos::agent::start_cluster_with_args(&lab, &names, "fast", &config, |_| single.clone()).unwrap();
+    let agent = &agents[0];
+    let routed = || {
+        meshlb_chaos::router::kernel_routes(&lab, "router")
+            .unwrap_or_default()
+            .iter()
+            .any(|r| r.prefix == "203.0.113.20/32")
+    };
+    let bfd_up = || router.bfd_up_peers(&lab).unwrap_or_default() == [IpAddr::V4(node.ipv4)];
+    let wait = |what: &str, f: &dyn Fn() -> bool| meshlb_chaos::wait::wait_for(Duration::from_secs(30), what, f);
+    wait("the route in the router's kernel", &routed).unwrap();
+    wait("FRR's BFD session up", &bfd_up).unwrap();
+
+    agent.process.freeze().unwrap();
+    let frozen = Instant::now();
+    meshlb_chaos::wait::wait_for(Duration::from_secs(10), "the route gone", || !routed()).unwrap();
+    let gone = frozen.elapsed();
+    assert!(gone < Duration::from_secs(10), "{gone:?}: BFD, not the 90 s hold time");
+    agent.process.thaw().unwrap();
+    wait("the route back", &routed).unwrap();
+    wait("FRR's BFD session up again", &bfd_up).unwrap();
+
+    let bfdd = router.daemon("bfdd").unwrap();
+    bfdd.freeze().unwrap();
+    meshlb_chaos::wait::wait_for(Duration::from_secs(10), "the agent's BFD and BGP session down", || {
+        let log = agent.process.log();
+        log.contains("BFD session down") && log.contains("BFD: the path to the peer is down")
+    })
+    .unwrap();
+    bfdd.thaw().unwrap();
 }

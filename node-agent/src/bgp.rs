@@ -12,19 +12,23 @@
 //! ([`crate::local_address::Delivery`], shared with Layer 2), so it accepts
 //! the traffic the router sends it. A peer with `enableGracefulRestart`
 //! is stopped for a restart (no Cease), and the addresses stay for the
-//! successor ([`crate::state_file::RestartRecord`]). Not yet: the
-//! mesh-coordinated drain and BFD.
+//! successor ([`crate::state_file::RestartRecord`]). Peers with a
+//! bfdProfile get a BFD session ([`meshlb_actors::bfd`]), started with the
+//! first, whose failure takes the BGP session down. Not yet: the
+//! mesh-coordinated drain.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use actix::{Actor, Addr, ArbiterHandle, AsyncContext, Context, StreamHandler};
+use meshlb_actors::bfd::actor::{BfdActor, BfdPeer, BfdSockets, SetBfdPeers, StopBfd};
+use meshlb_actors::bfd::session::BfdConfig;
 use meshlb_actors::bgp::listener::{ListenPeer, ListenSockets, ListenerActor, SetListenPeers, StopListening};
 use meshlb_actors::bgp::peer::{Hops, PeerActor, PeerConfig, SetRoutes, StopPeer, families_for};
 use meshlb_actors::bgp::plan::{BgpPlan, plan};
 use meshlb_actors::bgp::session::{PeerAs, SessionConfig};
-use meshlb_config::config::{BgpPeer, PeerAsn, PeerEndpoint};
+use meshlb_config::config::{BgpPeer, Config, PeerAsn, PeerEndpoint};
 use meshlb_wire::bgp::{GracefulRestart, GracefulRestartFamily};
 
 use crate::layer2::Layer2Options;
@@ -86,6 +90,7 @@ pub struct BgpActor {
     peers: BTreeMap<String, RunningPeer>,
     applied: Option<BgpPlan>,
     listening: Listening,
+    bfd: Option<Addr<BfdActor>>,
 }
 
 impl BgpActor {
@@ -100,6 +105,7 @@ impl BgpActor {
             inputs,
             peers: BTreeMap::new(),
             applied: None,
+            bfd: None,
         }
         .start()
     }
@@ -147,10 +153,17 @@ impl BgpActor {
         }
         let (input, node) = crate::layer2::plan_inputs(&running, &self.options);
         let next = plan(input, node);
-        if self.applied.as_ref() == Some(&next) {
-            return;
+        if self.applied.as_ref() != Some(&next) {
+            self.apply(next);
         }
-        // Peers gone or changed stop; new or changed ones start.
+        // A BFDProfile's timers are not in the plan: the sessions follow
+        // them on every change.
+        self.detect(&running.inventory.config);
+    }
+
+    /// Makes `next` the running plan: peers gone or changed stop, new or
+    /// changed ones start, every peer gets its routes.
+    fn apply(&mut self, next: BgpPlan) {
         let stale: Vec<String> = self
             .peers
             .iter()
@@ -188,6 +201,42 @@ impl BgpActor {
         self.inputs.delivery.set_bgp(next.announced.clone());
         self.applied = Some(next);
         self.listen();
+    }
+
+    /// Tells the BFD actor (starting it with the first peer that has a
+    /// bfdProfile) which peers to run sessions with.
+    fn detect(&mut self, config: &Config) {
+        let peers: BTreeMap<IpAddr, BfdPeer> = self
+            .peers
+            .values()
+            .filter_map(|running| {
+                let profile = config.bfd_profiles.get(running.peer.bfd_profile.as_ref()?)?;
+                let peer = BfdPeer {
+                    config: BfdConfig {
+                        desired_min_tx: Duration::from_millis(profile.transmit_interval_ms.into()),
+                        required_min_rx: Duration::from_millis(profile.receive_interval_ms.into()),
+                        detect_multiplier: profile.detect_multiplier,
+                        passive: profile.passive_mode,
+                    },
+                    multihop_min_ttl: running.peer.ebgp_multi_hop.then_some(profile.minimum_ttl),
+                    notify: running.addr.clone().recipient(),
+                };
+                Some((running.config.address.ip(), peer))
+            })
+            .collect();
+        if self.bfd.is_none() && !peers.is_empty() {
+            match BfdSockets::bind() {
+                Ok(sockets) => {
+                    self.bfd = Some(BfdActor::start_in_arbiter(&self.inputs.answering, move |_| {
+                        BfdActor::new(sockets)
+                    }));
+                }
+                Err(e) => tracing::warn!("BFD: cannot bind its ports ({e}); the BGP sessions run without it"),
+            }
+        }
+        if let Some(bfd) = &self.bfd {
+            bfd.do_send(SetBfdPeers(peers));
+        }
     }
 
     /// The peer actor's configuration for `peer`, or why it cannot run.
@@ -307,6 +356,9 @@ impl Actor for BgpActor {
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
         if let Listening::Bound(listener) = &self.listening {
             listener.do_send(StopListening);
+        }
+        if let Some(bfd) = &self.bfd {
+            bfd.do_send(StopBfd);
         }
         for (name, running) in std::mem::take(&mut self.peers) {
             let for_restart = running.peer.graceful_restart;

@@ -232,6 +232,18 @@ impl Connections {
         }
     }
 
+    /// Takes the session down with a Cease of `subcode` (BFD Down, say),
+    /// for `reason`; it restarts as after any failure.
+    pub fn cease(&mut self, now: Instant, subcode: u8, reason: &str) -> Vec<Action> {
+        let mut out = Vec::new();
+        if on_connection(self.main.state()) {
+            let outputs = self.main.yield_connection(now, subcode, reason);
+            self.map_main(outputs, &mut out);
+        }
+        self.settle(now, &mut out);
+        out
+    }
+
     /// The connection attempt under way failed.
     pub fn attempt_failed(&mut self, now: Instant) -> Vec<Action> {
         let mut out = Vec::new();

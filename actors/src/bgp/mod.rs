@@ -9,9 +9,9 @@
 //! into UPDATE diffs; [`socket`] sets the connection's TCP MD5 key and TTL
 //! security; [`peer::PeerActor`], one per peer, owns the TCP connections
 //! and runs the core and its RIB against them; [`listener`] takes the
-//! connections peers open and hands each to its peer's actor. Graceful
-//! restart comes next, in the shape of Layer 2 ([`crate::l2`]): pure
-//! cores, thin actors.
+//! connections peers open and hands each to its peer's actor. BFD, whose
+//! failure takes a session down, is [`crate::bfd`]'s. Pure cores, thin
+//! actors, in the shape of Layer 2 ([`crate::l2`]).
 
 pub mod connections;
 pub mod listener;

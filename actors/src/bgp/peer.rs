@@ -19,12 +19,14 @@ use actix::{
 };
 use futures_util::StreamExt;
 use meshlb_config::secret::Md5Key;
+use meshlb_wire::bgp::notification::cease_subcode;
 use meshlb_wire::bgp::{Family, Framer, Message, SessionParams, Update};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 
+use crate::bfd::actor::BfdStatus;
 use crate::bgp::connections::{Action, ConnectionId, Connections};
 use crate::bgp::rib_out::{Peering, RibOut, RouteAttributes, RoutePrefix};
 use crate::bgp::session::{CloseReason, Direction, Input, Negotiated, SessionConfig};
@@ -408,6 +410,20 @@ impl Handler<SetRoutes> for PeerActor {
             self.send_table(&negotiated, false);
         }
         self.act(Vec::new(), ctx);
+    }
+}
+
+impl Handler<BfdStatus> for PeerActor {
+    type Result = ();
+
+    /// The path to the peer failed: the session goes down now, not at the
+    /// hold time.
+    fn handle(&mut self, status: BfdStatus, ctx: &mut Context<Self>) {
+        if !status.up {
+            let reason = format!("BFD: the path to the peer is down ({:?})", status.diagnostic);
+            let actions = self.core.cease(Instant::now(), cease_subcode::BFD_DOWN, &reason);
+            self.act(actions, ctx);
+        }
     }
 }
 

@@ -1,0 +1,408 @@
+//! The BFD actor: one per agent. Thin glue that owns the UDP sockets and
+//! runs a [`BfdSession`] per peer with a bfdProfile: it receives control
+//! packets on port 3784 (single hop, RFC 5881) and 4784 (multihop, RFC
+//! 5883) with the TTL each arrived with, decodes and checks them, finds
+//! their session (by Your Discriminator, else by source address), hands
+//! them to it, sends what the sessions send from one source port in
+//! 49152-65535 with TTL 255, keeps the sessions' next timer as one pending
+//! `run_later`, and tells a peer's BGP actor ([`BfdStatus`]) when its
+//! session comes up or goes down.
+//!
+//! GTSM for BFD: a single-hop packet must arrive with TTL 255 (RFC 5881
+//! section 5), a multihop one with at least the profile's `minimumTtl`;
+//! others are dropped, as are packets from addresses no session has.
+
+use std::collections::BTreeMap;
+use std::io::{self, IoSliceMut};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::{Actor, AsyncContext, Context, Handler, Recipient, SpawnHandle, StreamHandler};
+use meshlb_wire::bfd::{ControlPacket, Diagnostic, MULTI_HOP_PORT, SINGLE_HOP_PORT};
+use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg, setsockopt, sockopt};
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
+
+use crate::bfd::session::{BfdConfig, BfdSession, Output};
+
+/// The source ports BFD packets may come from (RFC 5881 section 4).
+const SOURCE_PORTS: std::ops::RangeInclusive<u16> = 49152..=65535;
+
+/// A BFD session came up or went down (sent to the peer's BGP actor).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, actix::Message)]
+#[rtype(result = "()")]
+pub struct BfdStatus {
+    /// Whether it is up now.
+    pub up: bool,
+    /// Why it went down.
+    pub diagnostic: Diagnostic,
+}
+
+/// A peer to run a session with.
+#[derive(Debug, Clone)]
+pub struct BfdPeer {
+    /// Timers and role.
+    pub config: BfdConfig,
+    /// Multihop (RFC 5883, port 4784), with this minimum TTL; `None`:
+    /// single hop.
+    pub multihop_min_ttl: Option<u8>,
+    /// Told when the session comes up or goes down.
+    pub notify: Recipient<BfdStatus>,
+}
+
+/// The peers to run sessions with, by address (replacing the previous
+/// set: sessions of peers gone end with AdminDown, changed ones restart).
+#[derive(Debug, Clone, actix::Message)]
+#[rtype(result = "()")]
+pub struct SetBfdPeers(pub BTreeMap<IpAddr, BfdPeer>);
+
+/// Ends every session with AdminDown and stops the actor.
+#[derive(Debug, Clone, Copy, actix::Message)]
+#[rtype(result = "()")]
+pub struct StopBfd;
+
+struct Running {
+    peer: BfdPeer,
+    session: BfdSession,
+}
+
+/// The sockets, bound but not yet in a runtime (binding needs none).
+#[derive(Debug)]
+pub struct BfdSockets {
+    /// Receiving: (socket, multihop).
+    receive: Vec<(std::net::UdpSocket, bool)>,
+    /// Sending, by family: IPv4 first.
+    send: Vec<std::net::UdpSocket>,
+}
+
+impl BfdSockets {
+    /// Binds the receiving ports on every IPv4 and IPv6 address and a
+    /// sending socket per family; a family the host lacks is skipped.
+    pub fn bind() -> io::Result<BfdSockets> {
+        let mut receive = Vec::new();
+        let mut send = Vec::new();
+        let mut first_error = None;
+        for any in [IpAddr::V4(Ipv4Addr::UNSPECIFIED), IpAddr::V6(Ipv6Addr::UNSPECIFIED)] {
+            for (port, multihop) in [(SINGLE_HOP_PORT, false), (MULTI_HOP_PORT, true)] {
+                match receiving(SocketAddr::new(any, port)) {
+                    Ok(socket) => receive.push((socket, multihop)),
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            match sending(any) {
+                Ok(socket) => send.push(socket),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) if receive.is_empty() || send.is_empty() => Err(e),
+            _ => Ok(BfdSockets { receive, send }),
+        }
+    }
+}
+
+fn udp(address: SocketAddr) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(address), Type::DGRAM, Some(Protocol::UDP))?;
+    if address.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
+/// A socket on `address` that reports each datagram's TTL (hop limit).
+fn receiving(address: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    let socket = udp(address)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&address.into())?;
+    let socket: std::net::UdpSocket = socket.into();
+    match address {
+        SocketAddr::V4(_) => setsockopt(&socket, sockopt::Ipv4RecvTtl, &true),
+        SocketAddr::V6(_) => setsockopt(&socket, sockopt::Ipv6RecvHopLimit, &true),
+    }
+    .map_err(io::Error::from)?;
+    Ok(socket)
+}
+
+/// A socket sending with TTL 255 from a port in [`SOURCE_PORTS`].
+fn sending(any: IpAddr) -> io::Result<std::net::UdpSocket> {
+    let socket = udp(SocketAddr::new(any, 0))?;
+    match any {
+        IpAddr::V4(_) => socket.set_ttl_v4(255)?,
+        IpAddr::V6(_) => socket.set_unicast_hops_v6(255)?,
+    }
+    let mut last = io::Error::from(io::ErrorKind::AddrInUse);
+    // The ports in turn from one that varies by process, so agents on one
+    // host (the lab's) rarely meet.
+    let span = u32::from(SOURCE_PORTS.end() - SOURCE_PORTS.start()) + 1;
+    let offset = std::process::id() % span;
+    for step in 0..span {
+        let port = SOURCE_PORTS.start() + u16::try_from((offset + step) % span).unwrap_or(0);
+        match socket.bind(&SocketAddr::new(any, port).into()) {
+            Ok(()) => return Ok(socket.into()),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// One datagram: its bytes, sender, TTL, and whether it came to the
+/// multihop port.
+struct Datagram {
+    bytes: Vec<u8>,
+    from: SocketAddr,
+    ttl: Option<u8>,
+    multihop: bool,
+}
+
+/// Receives one datagram with its TTL from a non-blocking socket.
+fn receive_one(socket: &UdpSocket, multihop: bool) -> io::Result<Datagram> {
+    let mut buf = [0u8; 512];
+    let mut control = nix::cmsg_space!(libc::c_int);
+    let mut iov = [IoSliceMut::new(&mut buf)];
+    let message = recvmsg::<SockaddrStorage>(socket.as_raw_fd(), &mut iov, Some(&mut control), MsgFlags::empty())
+        .map_err(io::Error::from)?;
+    let ttl = message.cmsgs().ok().and_then(|mut cmsgs| {
+        cmsgs.find_map(|c| match c {
+            ControlMessageOwned::Ipv4Ttl(ttl) | ControlMessageOwned::Ipv6HopLimit(ttl) => u8::try_from(ttl).ok(),
+            _ => None,
+        })
+    });
+    let from = message.address.as_ref().and_then(socket_address);
+    let len = message.bytes;
+    let from = from.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no sender address"))?;
+    Ok(Datagram {
+        bytes: buf[..len.min(buf.len())].to_vec(),
+        from,
+        ttl,
+        multihop,
+    })
+}
+
+fn socket_address(address: &SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = address.as_sockaddr_in() {
+        return Some(SocketAddr::new(IpAddr::V4(v4.ip()), v4.port()));
+    }
+    let v6 = address.as_sockaddr_in6()?;
+    Some(SocketAddr::new(IpAddr::V6(v6.ip()).to_canonical(), v6.port()))
+}
+
+/// The BFD actor. See the module documentation.
+pub struct BfdActor {
+    receive: Vec<(Arc<UdpSocket>, bool)>,
+    send: Vec<Arc<UdpSocket>>,
+    sessions: BTreeMap<IpAddr, Running>,
+    next_discriminator: u32,
+    timer: Option<SpawnHandle>,
+}
+
+impl BfdActor {
+    /// The actor over `sockets`; called inside the Tokio runtime it runs on
+    /// (a socket it cannot register there is logged and left out).
+    pub fn new(sockets: BfdSockets) -> BfdActor {
+        let register = |socket: std::net::UdpSocket| match UdpSocket::from_std(socket) {
+            Ok(socket) => Some(Arc::new(socket)),
+            Err(e) => {
+                tracing::warn!("BFD: {e}");
+                None
+            }
+        };
+        BfdActor {
+            receive: sockets
+                .receive
+                .into_iter()
+                .filter_map(|(s, multihop)| register(s).map(|s| (s, multihop)))
+                .collect(),
+            send: sockets.send.into_iter().filter_map(register).collect(),
+            sessions: BTreeMap::new(),
+            // Distinct across restarts, so a peer never mistakes a new
+            // session for the old one.
+            next_discriminator: std::process::id().wrapping_mul(1000).max(1),
+            timer: None,
+        }
+    }
+
+    fn send(&self, peer: IpAddr, multihop: bool, packet: &ControlPacket) {
+        let port = if multihop { MULTI_HOP_PORT } else { SINGLE_HOP_PORT };
+        let socket = self
+            .send
+            .iter()
+            .find(|s| s.local_addr().is_ok_and(|a| a.is_ipv4() == peer.is_ipv4()));
+        if let Some(socket) = socket {
+            // A full buffer or an unreachable peer shows as its silence.
+            if let Err(e) = socket.try_send_to(&packet.to_bytes(), SocketAddr::new(peer, port)) {
+                tracing::debug!(%peer, "BFD send: {e}");
+            }
+        }
+    }
+
+    fn act(&mut self, peer: IpAddr, outputs: Vec<Output>) {
+        let Some(running) = self.sessions.get(&peer) else {
+            return;
+        };
+        let multihop = running.peer.multihop_min_ttl.is_some();
+        let notify = running.peer.notify.clone();
+        for output in outputs {
+            match output {
+                Output::Send(packet) => self.send(peer, multihop, &packet),
+                Output::Up => {
+                    tracing::info!(%peer, "BFD session up");
+                    notify.do_send(BfdStatus {
+                        up: true,
+                        diagnostic: Diagnostic::NoDiagnostic,
+                    });
+                }
+                Output::Down(diagnostic) => {
+                    tracing::warn!(%peer, ?diagnostic, "BFD session down");
+                    notify.do_send(BfdStatus { up: false, diagnostic });
+                }
+            }
+        }
+    }
+
+    fn reschedule(&mut self, ctx: &mut Context<Self>) {
+        if let Some(timer) = self.timer.take() {
+            ctx.cancel_future(timer);
+        }
+        let next = self.sessions.values().filter_map(|r| r.session.next_timeout()).min();
+        if let Some(at) = next {
+            let delay = at.saturating_duration_since(Instant::now());
+            self.timer = Some(ctx.run_later(delay, |actor, ctx| {
+                actor.timer = None;
+                let now = Instant::now();
+                let peers: Vec<IpAddr> = actor.sessions.keys().copied().collect();
+                for peer in peers {
+                    let outputs = match actor.sessions.get_mut(&peer) {
+                        Some(running) => running.session.handle_timeout(now),
+                        None => continue,
+                    };
+                    actor.act(peer, outputs);
+                }
+                actor.reschedule(ctx);
+            }));
+        }
+    }
+
+    /// Ends `peer`'s session with an AdminDown packet.
+    fn end(&mut self, peer: IpAddr) {
+        if let Some(mut running) = self.sessions.remove(&peer) {
+            let packet = running.session.admin_down();
+            self.send(peer, running.peer.multihop_min_ttl.is_some(), &packet);
+        }
+    }
+}
+
+impl Actor for BfdActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        for (socket, multihop) in &self.receive {
+            let multihop = *multihop;
+            let datagrams = futures_util::stream::unfold(socket.clone(), move |socket| async move {
+                let received = socket
+                    .async_io(Interest::READABLE, || receive_one(&socket, multihop))
+                    .await;
+                Some((received, socket))
+            });
+            ctx.add_stream(datagrams);
+        }
+    }
+}
+
+impl StreamHandler<io::Result<Datagram>> for BfdActor {
+    fn handle(&mut self, datagram: io::Result<Datagram>, ctx: &mut Context<Self>) {
+        let datagram = match datagram {
+            Ok(datagram) => datagram,
+            Err(e) => {
+                tracing::debug!("BFD receive: {e}");
+                return;
+            }
+        };
+        let packet = match ControlPacket::decode(&datagram.bytes) {
+            Ok(packet) => packet,
+            Err(e) => {
+                tracing::debug!(from = %datagram.from, "BFD packet discarded: {e}");
+                return;
+            }
+        };
+        let by_discriminator = (packet.your_discriminator != 0)
+            .then(|| {
+                self.sessions
+                    .iter()
+                    .find(|(_, r)| r.session.local_discriminator() == packet.your_discriminator)
+                    .map(|(peer, _)| *peer)
+            })
+            .flatten();
+        let peer = by_discriminator.unwrap_or(datagram.from.ip());
+        let Some(running) = self.sessions.get_mut(&peer) else {
+            return;
+        };
+        let ttl_ok = match (running.peer.multihop_min_ttl, datagram.ttl) {
+            (_, None) => false,
+            (None, Some(ttl)) => ttl == 255 && !datagram.multihop,
+            (Some(minimum), Some(ttl)) => ttl >= minimum && datagram.multihop,
+        };
+        if peer != datagram.from.ip() || !ttl_ok {
+            tracing::debug!(from = %datagram.from, ttl = ?datagram.ttl, "BFD packet discarded: wrong sender, port or TTL");
+            return;
+        }
+        let outputs = running.session.handle_packet(Instant::now(), &packet);
+        self.act(peer, outputs);
+        self.reschedule(ctx);
+    }
+
+    fn finished(&mut self, _ctx: &mut Context<Self>) {}
+}
+
+impl Handler<SetBfdPeers> for BfdActor {
+    type Result = ();
+
+    fn handle(&mut self, SetBfdPeers(peers): SetBfdPeers, ctx: &mut Context<Self>) {
+        let stale: Vec<IpAddr> = self
+            .sessions
+            .iter()
+            .filter(|(peer, running)| {
+                peers.get(peer).is_none_or(|p| {
+                    p.config != running.peer.config || p.multihop_min_ttl != running.peer.multihop_min_ttl
+                })
+            })
+            .map(|(peer, _)| *peer)
+            .collect();
+        for peer in stale {
+            self.end(peer);
+        }
+        let now = Instant::now();
+        for (address, peer) in peers {
+            match self.sessions.get_mut(&address) {
+                Some(running) => running.peer.notify = peer.notify,
+                None => {
+                    self.next_discriminator = self.next_discriminator.wrapping_add(1).max(1);
+                    let seed = u64::from(self.next_discriminator) ^ 0x9e37_79b9_7f4a_7c15;
+                    let session = BfdSession::new(peer.config, self.next_discriminator, seed, now);
+                    tracing::info!(peer = %address, "BFD session starting");
+                    self.sessions.insert(address, Running { peer, session });
+                }
+            }
+        }
+        self.reschedule(ctx);
+    }
+}
+
+impl Handler<StopBfd> for BfdActor {
+    type Result = ();
+
+    fn handle(&mut self, _: StopBfd, ctx: &mut Context<Self>) {
+        let peers: Vec<IpAddr> = self.sessions.keys().copied().collect();
+        for peer in peers {
+            self.end(peer);
+        }
+        actix::ActorContext::stop(ctx);
+    }
+}

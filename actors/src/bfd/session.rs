@@ -1,0 +1,482 @@
+//! One BFD session, sans-IO: RFC 5880's asynchronous mode (sections 6.2,
+//! 6.8) for one peer, with its three-way handshake, detection time, slow
+//! start and Poll Sequence.
+//!
+//! The driver feeds it the control packets that reached it (already
+//! decoded and checked packet by packet, [`meshlb_wire::bfd`]) and calls
+//! [`BfdSession::handle_timeout`] at [`BfdSession::next_timeout`]; it
+//! sends the packets the session returns and acts on its state changes
+//! ([`Output::Up`], [`Output::Down`]): a BGP session over a path BFD sees
+//! fail goes down at once.
+//!
+//! ```text
+//!            Down ──(peer Down)──▶ Init ──(peer Init/Up)──▶ Up
+//!             ▲ ╲___________(peer Init)___________________▶ ▲
+//!             └──── detection time passes, or the peer says Down ┘
+//! ```
+//!
+//! Until the session is Up it transmits no faster than once a second
+//! (section 6.8.3); once Up it switches to the configured interval with a
+//! Poll Sequence. Transmission intervals are jittered by up to 25 %
+//! (section 6.8.7). Not implemented: Demand mode, the Echo function and
+//! authentication (a packet carrying authentication is discarded, as the
+//! RFC asks of a session without it).
+
+use std::time::{Duration, Instant};
+
+use meshlb_wire::bfd::{ControlPacket, Diagnostic, Flags, State};
+
+/// The slowest an unestablished session transmits (section 6.8.3).
+pub const SLOW_START_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A session's timers and role (from a BFDProfile).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BfdConfig {
+    /// Desired Min TX Interval once Up.
+    pub desired_min_tx: Duration,
+    /// Required Min RX Interval.
+    pub required_min_rx: Duration,
+    /// Detect Mult.
+    pub detect_multiplier: u8,
+    /// Passive: send nothing until the peer has.
+    pub passive: bool,
+}
+
+/// What the driver must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Send this control packet to the peer.
+    Send(ControlPacket),
+    /// The session came up.
+    Up,
+    /// The session went down from Up, for this reason.
+    Down(Diagnostic),
+}
+
+/// One BFD session. See the module documentation.
+#[derive(Debug, Clone)]
+pub struct BfdSession {
+    config: BfdConfig,
+    local_discriminator: u32,
+    remote_discriminator: u32,
+    state: State,
+    diagnostic: Diagnostic,
+    /// The peer's Required Min RX Interval (1 µs until heard, section 6.8.1).
+    remote_min_rx: Duration,
+    /// The peer's Desired Min TX Interval and Detect Mult, for the
+    /// detection time.
+    remote_desired_tx: Duration,
+    remote_detect_multiplier: u8,
+    /// The Desired Min TX Interval advertised now (slow start until Up).
+    desired_tx: Duration,
+    /// A Poll Sequence is under way.
+    polling: bool,
+    next_transmit: Option<Instant>,
+    detect_at: Option<Instant>,
+    /// xorshift state for the jitter.
+    jitter: u64,
+}
+
+fn micros(d: Duration) -> u32 {
+    u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
+}
+
+impl BfdSession {
+    /// A session in Down with `local_discriminator` (non-zero, unique on
+    /// this system); `seed` seeds the jitter. Unless passive, it transmits
+    /// from `now`.
+    pub fn new(config: BfdConfig, local_discriminator: u32, seed: u64, now: Instant) -> BfdSession {
+        let mut session = BfdSession {
+            config,
+            local_discriminator: local_discriminator.max(1),
+            remote_discriminator: 0,
+            state: State::Down,
+            diagnostic: Diagnostic::NoDiagnostic,
+            remote_min_rx: Duration::from_micros(1),
+            remote_desired_tx: Duration::ZERO,
+            remote_detect_multiplier: 0,
+            desired_tx: config.desired_min_tx.max(SLOW_START_INTERVAL),
+            polling: false,
+            next_transmit: None,
+            detect_at: None,
+            jitter: seed | 1,
+        };
+        if !config.passive {
+            session.next_transmit = Some(now);
+        }
+        session
+    }
+
+    /// Its state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// Its discriminator.
+    pub fn local_discriminator(&self) -> u32 {
+        self.local_discriminator
+    }
+
+    /// When [`BfdSession::handle_timeout`] must next be called.
+    pub fn next_timeout(&self) -> Option<Instant> {
+        [self.next_transmit, self.detect_at].into_iter().flatten().min()
+    }
+
+    /// The detection time: the peer's Detect Mult times the slower of what
+    /// this side can receive and the peer wants to send (section 6.8.4).
+    pub fn detection_time(&self) -> Duration {
+        self.config
+            .required_min_rx
+            .max(self.remote_desired_tx)
+            .saturating_mul(u32::from(self.remote_detect_multiplier))
+    }
+
+    /// Takes a control packet the peer sent at `now` (section 6.8.6, from
+    /// the session lookup on).
+    pub fn handle_packet(&mut self, now: Instant, packet: &ControlPacket) -> Vec<Output> {
+        let mut out = Vec::new();
+        if packet.your_discriminator != 0 && packet.your_discriminator != self.local_discriminator {
+            return out;
+        }
+        if packet.authentication.is_some() || self.state == State::AdminDown {
+            return out;
+        }
+        self.remote_discriminator = packet.my_discriminator;
+        self.remote_min_rx = Duration::from_micros(packet.required_min_rx_interval.into());
+        self.remote_desired_tx = Duration::from_micros(packet.desired_min_tx_interval.into());
+        self.remote_detect_multiplier = packet.detect_multiplier;
+        if packet.flags.final_ {
+            self.polling = false;
+        }
+        self.detect_at = Some(now + self.detection_time());
+        let before = self.state;
+        match (self.state, packet.state) {
+            // Not a failure (RFC 5882 section 3.2): the client is not told.
+            (State::Down, State::AdminDown) => {}
+            (_, State::AdminDown) => self.go_down(Diagnostic::NeighborSignaledSessionDown, false, &mut out),
+            (State::Down, State::Down) => self.state = State::Init,
+            (State::Down, State::Init) | (State::Init, State::Init | State::Up) => self.go_up(&mut out),
+            (State::Up, State::Down) => self.go_down(Diagnostic::NeighborSignaledSessionDown, true, &mut out),
+            _ => {}
+        }
+        // A passive session starts transmitting once it has heard the peer;
+        // a Poll is answered at once with a Final.
+        if packet.flags.poll {
+            out.push(Output::Send(self.packet(true)));
+        }
+        if self.next_transmit.is_none() || self.state != before {
+            self.schedule_transmit(now);
+        }
+        out
+    }
+
+    /// Handles the timers due at `now`: a detection time passed without a
+    /// packet (down), or a packet to transmit.
+    pub fn handle_timeout(&mut self, now: Instant) -> Vec<Output> {
+        let mut out = Vec::new();
+        if self.detect_at.is_some_and(|at| at <= now) {
+            self.detect_at = None;
+            if matches!(self.state, State::Init | State::Up) {
+                self.go_down(Diagnostic::ControlDetectionTimeExpired, true, &mut out);
+            }
+            // Section 6.8.1: the peer is forgotten.
+            self.remote_discriminator = 0;
+            self.remote_min_rx = Duration::from_micros(1);
+            if self.config.passive {
+                self.next_transmit = None;
+            }
+        }
+        if self.next_transmit.is_some_and(|at| at <= now) {
+            out.push(Output::Send(self.packet(false)));
+            self.schedule_transmit(now);
+        }
+        out
+    }
+
+    /// Takes the session administratively down (the agent stopping):
+    /// the packet telling the peer, which does not count it a failure.
+    pub fn admin_down(&mut self) -> ControlPacket {
+        self.state = State::AdminDown;
+        self.diagnostic = Diagnostic::AdministrativelyDown;
+        self.next_transmit = None;
+        self.detect_at = None;
+        self.packet(false)
+    }
+
+    fn go_up(&mut self, out: &mut Vec<Output>) {
+        self.state = State::Up;
+        self.diagnostic = Diagnostic::NoDiagnostic;
+        // Out of slow start: the configured interval, announced by a Poll.
+        if self.desired_tx != self.config.desired_min_tx {
+            self.desired_tx = self.config.desired_min_tx;
+            self.polling = true;
+        }
+        out.push(Output::Up);
+    }
+
+    /// Down for `diagnostic`; the client is told (`tell`) if it was Up.
+    fn go_down(&mut self, diagnostic: Diagnostic, tell: bool, out: &mut Vec<Output>) {
+        let was_up = self.state == State::Up && tell;
+        self.state = State::Down;
+        self.diagnostic = diagnostic;
+        self.desired_tx = self.config.desired_min_tx.max(SLOW_START_INTERVAL);
+        self.polling = false;
+        if was_up {
+            out.push(Output::Down(diagnostic));
+        }
+    }
+
+    /// The next periodic transmission: none while passive and unheard, or
+    /// when the peer wants none; otherwise the slower of this side's and
+    /// the peer's intervals, less up to 25 % (at most 10 % less with a
+    /// Detect Mult of 1).
+    fn schedule_transmit(&mut self, now: Instant) {
+        if (self.config.passive && self.remote_discriminator == 0) || self.remote_min_rx.is_zero() {
+            self.next_transmit = None;
+            return;
+        }
+        let interval = self.desired_tx.max(self.remote_min_rx);
+        self.jitter ^= self.jitter << 13;
+        self.jitter ^= self.jitter >> 7;
+        self.jitter ^= self.jitter << 17;
+        let (lowest, span) = if self.config.detect_multiplier == 1 {
+            (75, 15)
+        } else {
+            (75, 25)
+        };
+        let percent = lowest + (self.jitter % (span + 1));
+        self.next_transmit = Some(now + interval.mul_f64(percent as f64 / 100.0));
+    }
+
+    fn packet(&self, final_: bool) -> ControlPacket {
+        ControlPacket {
+            diagnostic: self.diagnostic,
+            state: self.state,
+            flags: Flags {
+                poll: self.polling && !final_,
+                final_,
+                ..Flags::default()
+            },
+            detect_multiplier: self.config.detect_multiplier,
+            my_discriminator: self.local_discriminator,
+            your_discriminator: self.remote_discriminator,
+            desired_min_tx_interval: micros(self.desired_tx),
+            required_min_rx_interval: micros(self.config.required_min_rx),
+            required_min_echo_rx_interval: 0,
+            authentication: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn config(passive: bool) -> BfdConfig {
+        BfdConfig {
+            desired_min_tx: 300 * MS,
+            required_min_rx: 300 * MS,
+            detect_multiplier: 3,
+            passive,
+        }
+    }
+
+    /// Two sessions on virtual time; what one sends reaches the other 1 ms
+    /// later (through the real encoder and decoder) while the link is up.
+    struct Pair {
+        now: Instant,
+        sides: [BfdSession; 2],
+        in_flight: Vec<(Instant, usize, ControlPacket)>,
+        link_up: bool,
+        /// Every output with its time, per side.
+        seen: [Vec<(Instant, Output)>; 2],
+    }
+
+    impl Pair {
+        fn new(a: BfdConfig, b: BfdConfig) -> Pair {
+            let now = Instant::now();
+            Pair {
+                now,
+                sides: [BfdSession::new(a, 11, 1, now), BfdSession::new(b, 22, 2, now)],
+                in_flight: Vec::new(),
+                link_up: true,
+                seen: [Vec::new(), Vec::new()],
+            }
+        }
+
+        fn act(&mut self, side: usize, outputs: Vec<Output>) {
+            for output in outputs {
+                if let Output::Send(packet) = &output
+                    && self.link_up
+                {
+                    let decoded = ControlPacket::decode(&packet.to_bytes()).unwrap();
+                    self.in_flight.push((self.now + MS, 1 - side, decoded));
+                }
+                self.seen[side].push((self.now, output));
+            }
+        }
+
+        fn run_for(&mut self, duration: Duration) {
+            let end = self.now + duration;
+            loop {
+                let timer = self.sides.iter().filter_map(BfdSession::next_timeout).min();
+                let arrival = self.in_flight.iter().map(|(at, _, _)| *at).min();
+                let Some(next) = [timer, arrival].into_iter().flatten().min().filter(|at| *at <= end) else {
+                    break;
+                };
+                self.now = self.now.max(next);
+                if let Some(i) = self.in_flight.iter().position(|(at, _, _)| *at <= self.now) {
+                    let (_, to, packet) = self.in_flight.remove(i);
+                    let out = self.sides[to].handle_packet(self.now, &packet);
+                    self.act(to, out);
+                    continue;
+                }
+                for side in 0..2 {
+                    let out = self.sides[side].handle_timeout(self.now);
+                    self.act(side, out);
+                }
+            }
+            self.now = end;
+        }
+
+        fn states(&self) -> [State; 2] {
+            [self.sides[0].state(), self.sides[1].state()]
+        }
+
+        fn sends(&self, side: usize) -> Vec<(Instant, ControlPacket)> {
+            self.seen[side]
+                .iter()
+                .filter_map(|(at, o)| match o {
+                    Output::Send(p) => Some((*at, p.clone())),
+                    _ => None,
+                })
+                .collect()
+        }
+
+        fn events(&self, side: usize) -> Vec<Output> {
+            self.seen[side]
+                .iter()
+                .filter(|(_, o)| !matches!(o, Output::Send(_)))
+                .map(|(_, o)| o.clone())
+                .collect()
+        }
+    }
+
+    /// The three-way handshake brings both up; a Poll Sequence then moves
+    /// both from the slow-start second to 300 ms, jittered to 75-100 %;
+    /// the detection time becomes 3 x 300 ms.
+    #[test]
+    fn both_come_up_and_leave_slow_start_with_a_poll() {
+        let mut pair = Pair::new(config(false), config(false));
+        pair.run_for(3 * SLOW_START_INTERVAL);
+        assert_eq!(pair.states(), [State::Up, State::Up]);
+        assert_eq!(pair.events(0), [Output::Up]);
+        assert_eq!(pair.events(1), [Output::Up]);
+        for side in 0..2 {
+            let sends = pair.sends(side);
+            assert!(sends.iter().any(|(_, p)| p.flags.poll), "a Poll announced 300 ms");
+            assert!(
+                pair.sends(1 - side).iter().any(|(_, p)| p.flags.final_),
+                "answered by a Final"
+            );
+            let late: Vec<_> = sends
+                .iter()
+                .filter(|(at, _)| *at > pair.now - SLOW_START_INTERVAL)
+                .collect();
+            assert!(
+                late.iter()
+                    .all(|(_, p)| p.desired_min_tx_interval == 300_000 && !p.flags.poll)
+            );
+            for gap in late.windows(2).map(|w| w[1].0 - w[0].0).filter(|g| *g > 10 * MS) {
+                assert!((225 * MS..=300 * MS).contains(&gap), "a periodic interval of {gap:?}");
+            }
+            assert_eq!(pair.sides[side].detection_time(), 900 * MS);
+        }
+    }
+
+    /// Silence: the detection time after the last packet heard, Down with
+    /// Control Detection Time Expired, never before.
+    #[test]
+    fn silence_for_the_detection_time_takes_it_down() {
+        let mut pair = Pair::new(config(false), config(false));
+        pair.run_for(3 * SLOW_START_INTERVAL);
+        pair.link_up = false;
+        let cut = pair.now;
+        pair.run_for(2 * SLOW_START_INTERVAL);
+        assert_eq!(pair.states(), [State::Down, State::Down]);
+        for side in 0..2 {
+            let (at, _) = pair.seen[side]
+                .iter()
+                .find(|(_, o)| *o == Output::Down(Diagnostic::ControlDetectionTimeExpired))
+                .unwrap();
+            let waited = *at - cut;
+            assert!(
+                waited <= 900 * MS && waited >= 600 * MS,
+                "down {waited:?} after the cut"
+            );
+        }
+        // Back: the handshake again, from the slow start.
+        pair.link_up = true;
+        pair.run_for(4 * SLOW_START_INTERVAL);
+        assert_eq!(pair.states(), [State::Up, State::Up]);
+    }
+
+    /// A passive side sends nothing until it hears the peer, then comes up.
+    #[test]
+    fn a_passive_side_waits_to_be_heard() {
+        let mut pair = Pair::new(config(true), config(true));
+        pair.run_for(5 * SLOW_START_INTERVAL);
+        assert!(pair.sends(0).is_empty() && pair.sends(1).is_empty());
+        let mut pair = Pair::new(config(false), config(true));
+        pair.run_for(4 * SLOW_START_INTERVAL);
+        assert_eq!(pair.states(), [State::Up, State::Up]);
+    }
+
+    /// The peer going administratively down is no failure: Down without
+    /// telling the client. The peer restarting (Down, a new discriminator)
+    /// is one.
+    #[test]
+    fn admin_down_is_no_failure_and_a_restarted_peer_is() {
+        let mut pair = Pair::new(config(false), config(false));
+        pair.run_for(3 * SLOW_START_INTERVAL);
+        let packet = pair.sides[1].admin_down();
+        pair.act(1, vec![Output::Send(packet)]);
+        pair.run_for(10 * MS);
+        assert_eq!(pair.states()[0], State::Down);
+        assert_eq!(pair.events(0), [Output::Up], "the client is not told");
+
+        let mut pair = Pair::new(config(false), config(false));
+        pair.run_for(3 * SLOW_START_INTERVAL);
+        pair.sides[1] = BfdSession::new(config(false), 33, 3, pair.now);
+        pair.run_for(10 * MS);
+        assert_eq!(
+            pair.events(0),
+            [Output::Up, Output::Down(Diagnostic::NeighborSignaledSessionDown)]
+        );
+        pair.run_for(4 * SLOW_START_INTERVAL);
+        assert_eq!(pair.states(), [State::Up, State::Up]);
+    }
+
+    /// A packet for another discriminator, or with authentication this
+    /// session does not have, changes nothing.
+    #[test]
+    fn packets_for_others_or_authenticated_are_discarded() {
+        let now = Instant::now();
+        let mut session = BfdSession::new(config(false), 11, 1, now);
+        let mut packet = BfdSession::new(config(false), 22, 2, now).packet(false);
+        packet.your_discriminator = 99;
+        assert!(session.handle_packet(now, &packet).is_empty());
+        packet.your_discriminator = 0;
+        packet.authentication = Some(meshlb_wire::bfd::Authentication::SimplePassword {
+            key_id: 1,
+            password: b"x".to_vec(),
+        });
+        assert!(session.handle_packet(now, &packet).is_empty());
+        assert_eq!(session.state(), State::Down);
+        packet.authentication = None;
+        session.handle_packet(now, &packet);
+        assert_eq!(session.state(), State::Init);
+    }
+}
