@@ -112,6 +112,8 @@ pub struct Router {
 pub struct RouterOptions {
     /// BFD with every peer (FRR: bfdd), at these timers.
     pub bfd: Option<BfdTimers>,
+    /// The TCP MD5 password of every session (RFC 2385).
+    pub password: Option<String>,
 }
 
 /// BFD timers: receive and transmit interval, detect multiplier.
@@ -187,8 +189,17 @@ impl Router {
                      protocol kernel kernel6 {{ ipv6 {{ import none; export all; }}; merge paths yes; }}\n\
                      template bgp nodes {{ local as {ROUTER_ASN}; direct; connect delay time 0; error wait time 1, 1; ipv4 {{ import all; export none; }}; ipv6 {{ import all; export none; }}; }}\n"
                 );
+                let password = self
+                    .options
+                    .password
+                    .as_ref()
+                    .map(|p| format!(" password \"{p}\";"))
+                    .unwrap_or_default();
                 for (i, (addr, asn)) in self.peers.iter().enumerate() {
-                    let _ = writeln!(c, "protocol bgp peer{i} from nodes {{ neighbor {addr} as {asn}; }}");
+                    let _ = writeln!(
+                        c,
+                        "protocol bgp peer{i} from nodes {{ neighbor {addr} as {asn};{password} }}"
+                    );
                 }
                 write("bird.conf", c)
             }
@@ -202,6 +213,9 @@ impl Router {
                     let _ = writeln!(c, " neighbor {addr} remote-as {asn}\n neighbor {addr} timers connect 1");
                     if self.options.bfd.is_some() {
                         let _ = writeln!(c, " neighbor {addr} bfd\n neighbor {addr} bfd profile lab");
+                    }
+                    if let Some(password) = &self.options.password {
+                        let _ = writeln!(c, " neighbor {addr} password {password}");
                     }
                 }
                 c.push_str(
@@ -230,11 +244,17 @@ impl Router {
             }
             RouterKind::Gobgp => {
                 let mut c = format!("[global.config]\n  as = {ROUTER_ASN}\n  router-id = \"{id}\"\n");
+                let auth = self
+                    .options
+                    .password
+                    .as_ref()
+                    .map(|p| format!("    auth-password = \"{p}\"\n"))
+                    .unwrap_or_default();
                 for (addr, asn) in &self.peers {
                     let family = if addr.is_ipv6() { "ipv6-unicast" } else { "ipv4-unicast" };
                     let _ = write!(
                         c,
-                        "[[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"{addr}\"\n    peer-as = {asn}\n  \
+                        "[[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"{addr}\"\n    peer-as = {asn}\n{auth}  \
                          [neighbors.timers.config]\n    connect-retry = 1\n  \
                          [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = \"{family}\"\n"
                     );

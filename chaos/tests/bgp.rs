@@ -353,6 +353,7 @@ fn bfd_takes_the_bgp_session_down_long_before_the_hold_time() {
             interval_ms: 300,
             multiplier: 3,
         }),
+        ..RouterOptions::default()
     };
     let router =
         Router::start_with_options(&lab, RouterKind::Frr, vec![(IpAddr::V4(node.ipv4), NODE_ASN)], options).unwrap();
@@ -402,4 +403,69 @@ fn bfd_takes_the_bgp_session_down_long_before_the_hold_time() {
     })
     .unwrap();
     bfdd.thaw().unwrap();
+}
+
+/// The configuration of one node's agent peering with the lab's router,
+/// `extra` added to the BGPPeer's spec, announcing 203.0.113.20.
+fn single_peer_config(lab: &Lab, extra: &str) -> String {
+    let router_address = lab.host("router").unwrap().ipv4;
+    format!(
+        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: routed, namespace: metallb-system}}\n\
+         spec: {{addresses: [203.0.113.20/32]}}\n---\n\
+         apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {{name: router, namespace: metallb-system}}\n\
+         spec: {{myASN: {NODE_ASN}, peerASN: {ROUTER_ASN}, peerAddress: {router_address}, holdTime: 9s{extra}}}\n---\n\
+         apiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {{name: routed, namespace: metallb-system}}\n\
+         spec: {{ipAddressPools: [routed]}}\n---\n\
+         apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: default}}\n\
+         spec: {{type: LoadBalancer, ports: [{{port: 80}}]}}\n"
+    )
+}
+
+/// TCP MD5 (RFC 2385) from the BGPPeer's password: bird2, FRR and gobgpd
+/// with the same password establish and get the route; FRR with another
+/// never establishes, and the agent says why it may be.
+#[test]
+fn md5_passwords_admit_only_the_right_router() {
+    let cases = [
+        (RouterKind::Frr, "s3cret"),
+        (RouterKind::Bird, "s3cret"),
+        (RouterKind::Gobgp, "s3cret"),
+        (RouterKind::Frr, "wrong"),
+    ];
+    for (kind, agent_password) in cases {
+        let lab = Lab::build(&LabSpec {
+            router: true,
+            ..LabSpec::segment(1, 0, false)
+        })
+        .unwrap();
+        let node = lab.host("node1").unwrap().clone();
+        let options = RouterOptions {
+            password: Some("s3cret".into()),
+            ..RouterOptions::default()
+        };
+        let router = Router::start_with_options(&lab, kind, vec![(IpAddr::V4(node.ipv4), NODE_ASN)], options).unwrap();
+        let config = single_peer_config(&lab, &format!(", password: {agent_password}, connectTime: 2s"));
+        let single = vec!["--cluster-size".to_owned(), "1".to_owned()];
+        let names = lab.node_names();
+        let agents =
+            meshlb_chaos::agent::start_cluster_with_args(&lab, &names, "fast", &config, |_| single.clone()).unwrap();
+        if agent_password == "s3cret" {
+            router.wait_established(&lab, 1, Duration::from_secs(30)).unwrap();
+            router
+                .wait_rib(&lab, Duration::from_secs(30), |rib| {
+                    rib.iter().any(|p| p.prefix == "203.0.113.20/32")
+                })
+                .unwrap();
+        } else {
+            meshlb_chaos::wait::wait_for(Duration::from_secs(30), "the agent's hint", || {
+                agents[0]
+                    .process
+                    .log()
+                    .contains("a wrong password on either side looks like this")
+            })
+            .unwrap();
+            assert!(router.established_peers(&lab).unwrap().is_empty(), "{kind}: no session");
+            assert!(agents[0].process.is_running(), "no crash");
+        }
+    }
 }

@@ -45,8 +45,8 @@ pub enum Action {
     /// [`Connections::connected`] under a new number once it is up, or
     /// its failure with [`Connections::attempt_failed`].
     Connect,
-    /// Drop the connection attempt under way, if any.
-    AbandonAttempt,
+    /// Drop the connection attempt under way, if any, for this reason.
+    AbandonAttempt(CloseReason),
     /// Send this message on this connection.
     Send(ConnectionId, Message),
     /// The session is up on this connection, with these terms.
@@ -175,7 +175,9 @@ impl Connections {
         let main_direction = self.main_on.as_ref().map(|b| b.direction);
         let take = |this: &mut Connections, out: &mut Vec<Action>| {
             if this.main.state() == State::Connect {
-                out.push(Action::AbandonAttempt);
+                out.push(Action::AbandonAttempt(CloseReason::Dropped(
+                    "the peer's connection is taken instead".into(),
+                )));
             }
             this.main_on = Some(Bound {
                 connection,
@@ -363,7 +365,9 @@ impl Connections {
     fn promote_second(&mut self, out: &mut Vec<Action>) {
         if let Some((second, connection)) = self.second.take() {
             if self.main.state() == State::Connect {
-                out.push(Action::AbandonAttempt);
+                out.push(Action::AbandonAttempt(CloseReason::Dropped(
+                    "the peer's connection is kept instead".into(),
+                )));
             }
             self.main = second;
             self.main_on = Some(Bound {
@@ -386,7 +390,7 @@ fn map(outputs: Vec<Output>, connection: Option<ConnectionId>, out: &mut Vec<Act
                 reason,
                 established,
             },
-            (Output::Closed { .. }, None) => Action::AbandonAttempt,
+            (Output::Closed { reason, .. }, None) => Action::AbandonAttempt(reason),
             // Nothing is sent or established without a connection.
             (Output::Send(_) | Output::Established(_), None) => continue,
         });
@@ -470,7 +474,7 @@ mod tests {
                 self.log[side].push(action.clone());
                 match action {
                     Action::Connect => self.attempting[side] = true,
-                    Action::AbandonAttempt => self.attempting[side] = false,
+                    Action::AbandonAttempt(_) => self.attempting[side] = false,
                     Action::Send(connection, message) => {
                         if let Some(link) = self.links.get_mut(&connection)
                             && link.open[side]
@@ -649,7 +653,7 @@ mod tests {
         net.start(0);
         net.start(1);
         net.complete_attempts(&[1]);
-        assert!(net.log[0].contains(&Action::AbandonAttempt));
+        assert!(net.log[0].iter().any(|a| matches!(a, Action::AbandonAttempt(_))));
         assert!(!net.attempting[0]);
         net.run_for(Duration::from_secs(10));
         let [a, b] = net.established();
@@ -829,7 +833,7 @@ mod tests {
                         Action::Close { connection, .. } => {
                             proptest::prop_assert!(open.remove(connection), "{action:?} twice");
                         }
-                        Action::Connect | Action::AbandonAttempt => {}
+                        Action::Connect | Action::AbandonAttempt(_) => {}
                     }
                 }
                 if let Some(connection) = lost {

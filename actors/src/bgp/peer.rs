@@ -136,9 +136,18 @@ impl PeerActor {
         for action in actions {
             match action {
                 Action::Connect => self.connect(ctx),
-                Action::AbandonAttempt => {
+                Action::AbandonAttempt(reason) => {
                     if let Some(attempt) = self.attempt.take() {
                         ctx.cancel_future(attempt);
+                    }
+                    if reason == CloseReason::ConnectTimeout && self.config.md5.is_some() {
+                        tracing::warn!(
+                            peer = self.config.name,
+                            "BGP connection attempt timed out; with a TCP MD5 password, a wrong password on \
+                             either side looks like this (the kernel drops unsigned or wrongly signed segments)"
+                        );
+                    } else if reason == CloseReason::ConnectTimeout {
+                        tracing::info!(peer = self.config.name, "BGP connection attempt: {reason}");
                     }
                 }
                 Action::Send(connection, message) => self.send(connection, &message),
