@@ -251,7 +251,69 @@ fn agents_announce_a_service_over_every_node_and_a_stop_removes_one() {
     assert_ne!(next, answering);
     assert!(stopped.process.wait_exit(Duration::from_secs(20)).unwrap().is_some());
     assert!(!on_loopback(&answering), "a stopped agent leaves no address behind");
-    prober.stop();
+    assert!(
+        stopped
+            .process
+            .log()
+            .contains("BGP drain: other nodes announce every address; withdrawing"),
+        "the drain waited for the mesh"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    // The drain lost nothing: from the first probe answered on, every
+    // probe was answered, by the stopped node until its withdrawal and
+    // by another after.
+    let log = prober.stop();
+    let lost = log
+        .probes
+        .iter()
+        .skip_while(|p| p.answers.is_empty())
+        .filter(|p| p.answers.is_empty())
+        .count();
+    assert_eq!(lost, 0, "probes lost across the drain");
+}
+
+/// A drain with no other node to take over: the route gets the
+/// GRACEFUL_SHUTDOWN community at the router for the drain time, is then
+/// withdrawn while the agent still runs, and the agent exits.
+#[test]
+fn a_lone_node_drains_with_graceful_shutdown_then_withdraws() {
+    let lab = Lab::build(&LabSpec {
+        router: true,
+        ..LabSpec::segment(1, 0, false)
+    })
+    .unwrap();
+    let router = Router::start(&lab, RouterKind::Bird).unwrap();
+    let config = single_peer_config(&lab, "");
+    let extra = vec![
+        "--cluster-size".to_owned(),
+        "1".to_owned(),
+        "--bgp-drain-seconds".to_owned(),
+        "3".to_owned(),
+    ];
+    let names = lab.node_names();
+    let agents =
+        meshlb_chaos::agent::start_cluster_with_args(&lab, &names, "fast", &config, |_| extra.clone()).unwrap();
+    let path = |rib: &[meshlb_chaos::router::RibPath]| rib.iter().find(|p| p.prefix == "203.0.113.20/32").cloned();
+    router
+        .wait_rib(&lab, Duration::from_secs(30), |rib| path(rib).is_some())
+        .unwrap();
+    agents[0].process.terminate().unwrap();
+    let rib = router
+        .wait_rib(&lab, Duration::from_secs(10), |rib| {
+            path(rib).is_some_and(|p| p.communities.contains(&Community::GRACEFUL_SHUTDOWN))
+        })
+        .unwrap();
+    assert!(path(&rib).is_some());
+    router
+        .wait_rib(&lab, Duration::from_secs(10), |rib| path(rib).is_none())
+        .unwrap();
+    assert!(
+        agents[0]
+            .process
+            .log()
+            .contains("not every address is announced elsewhere")
+    );
+    assert!(agents[0].process.wait_exit(Duration::from_secs(10)).unwrap().is_some());
 }
 
 /// An agent restarted with `enableGracefulRestart` on its BGPPeer: bird2
@@ -284,7 +346,13 @@ fn a_graceful_restart_keeps_the_route_and_the_traffic() {
              spec: {{type: LoadBalancer, ports: [{{port: 80}}]}}\n"
         );
         let names = lab.node_names();
-        let single = vec!["--cluster-size".to_owned(), "1".to_owned()];
+        // No drain wait: this is about the restart alone.
+        let single = vec![
+            "--cluster-size".to_owned(),
+            "1".to_owned(),
+            "--bgp-drain-seconds".to_owned(),
+            "0".to_owned(),
+        ];
         let mut agents =
             meshlb_chaos::agent::start_cluster_with_args(&lab, &names, "fast", &config, |_| single.clone()).unwrap();
         let routed = || {

@@ -84,6 +84,8 @@ pub enum Command {
     /// Replace the labels in this node's record (its Node object's, in a
     /// cluster).
     SetLabels(std::collections::BTreeMap<String, String>),
+    /// Replace what this node's record says of its BGP announcements.
+    SetBgp(crate::record::BgpSection),
 }
 
 impl std::fmt::Debug for Command {
@@ -95,6 +97,7 @@ impl std::fmt::Debug for Command {
             Command::SetSeeds(_) => "SetSeeds",
             Command::ExpectMembers(_) => "ExpectMembers",
             Command::SetLabels(_) => "SetLabels",
+            Command::SetBgp(_) => "SetBgp",
         })
     }
 }
@@ -278,6 +281,11 @@ impl MeshTask {
                     Some(Command::SetLabels(labels)) => {
                         if let Err(e) = self.mesh.set_labels(labels) {
                             tracing::warn!("node labels left out of the record: {e}");
+                        }
+                    }
+                    Some(Command::SetBgp(bgp)) => {
+                        if let Err(e) = self.mesh.set_bgp(bgp) {
+                            tracing::warn!("BGP announcements left out of the record: {e}");
                         }
                     }
                     Some(Command::Leave(done)) => {

@@ -42,7 +42,7 @@ use crate::codec::MeshCodec;
 use crate::identity::NodeId;
 use crate::ownership::{Candidate, Claimants, Failback, Fence, FenceStatus, may_start_announcing, service_owners};
 use crate::profile::{MAX_PLAINTEXT, Profile};
-use crate::record::{Layer2Section, NodeRecord, RecordBook, SharedBook};
+use crate::record::{BgpSection, Layer2Section, NodeRecord, RecordBook, SharedBook};
 
 const KIND_FOCA: u8 = 1;
 const KIND_DIGEST: u8 = 2;
@@ -422,6 +422,14 @@ impl Mesh {
             r.layer2 = layer2;
             r.ownership.config_fingerprint = fingerprint;
         })
+    }
+
+    /// Replaces what this node's record says of its BGP announcements.
+    pub fn set_bgp(&mut self, bgp: BgpSection) -> Result<(), MeshError> {
+        if self.own.bgp == bgp {
+            return Ok(());
+        }
+        self.update_record(|r| r.bgp = bgp)
     }
 
     /// Replaces the labels in this node's record (the node selectors of

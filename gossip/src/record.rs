@@ -15,8 +15,13 @@
 //!   and the services it can serve now (endpoint or health-check
 //!   readiness).
 //!
-//! What BGP says of a node will be a section of its own. On the wire each
-//! section is a kind, a length and its payload; a section of a kind this
+//! - [`BgpSection`], written by the BGP glue through
+//!   [`crate::mesh::Mesh::set_bgp`]: the addresses the node announces to
+//!   an established BGP peer, and whether it is draining (so a node
+//!   leaving withdraws only once others announce what it did, and any node
+//!   can say who announces what).
+//!
+//! On the wire each section is a kind, a length and its payload; a section of a kind this
 //! build does not know (a newer agent's, during a rolling upgrade) is
 //! skipped, not refused. Services are named by a 64-bit hash of
 //! `namespace/name` ([`service_id`]), so 1,000 services cost 8 KB.
@@ -35,6 +40,7 @@
 //! section 2 = fingerprint:u64 flags:u8(bit 0 leaving, bit 1 settling)
 //!             claims:u16 (family:u8(4|6) address:4|16)*
 //! section 3 = links:u16 (name-len:u8 name up:u8)* services:u32 (id:u64)*
+//! section 4 = flags:u8(bit 0 draining) announcing:u16 (family:u8(4|6) address:4|16)*
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -76,6 +82,17 @@ pub struct NodeRecord {
     pub ownership: OwnershipSection,
     /// What Layer 2 says of this node (written by the Layer 2 plan).
     pub layer2: Layer2Section,
+    /// What BGP says of this node (written by the BGP glue).
+    pub bgp: BgpSection,
+}
+
+/// The section BGP writes: what this node announces to routers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BgpSection {
+    /// The service addresses announced to at least one established peer.
+    pub announcing: BTreeSet<IpAddr>,
+    /// Draining: about to withdraw everything (leaving or stopping).
+    pub draining: bool,
 }
 
 /// The section the mesh writes: where the node stands in ownership.
@@ -118,6 +135,7 @@ impl std::fmt::Display for Layer2Section {
 const SECTION_LABELS: u8 = 1;
 const SECTION_OWNERSHIP: u8 = 2;
 const SECTION_LAYER2: u8 = 3;
+const SECTION_BGP: u8 = 4;
 
 /// Why a record or fragment was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -234,6 +252,16 @@ impl NodeRecord {
                 out.put_u64(*id);
             }
         });
+        let bgp = &self.bgp;
+        if bgp != &BgpSection::default() {
+            put_section(&mut out, SECTION_BGP, |out| {
+                out.put_u8(u8::from(bgp.draining));
+                out.put_u16(bgp.announcing.len().min(u16::MAX as usize) as u16);
+                for address in bgp.announcing.iter().take(u16::MAX as usize) {
+                    crate::codec::put_address(*address, out);
+                }
+            });
+        }
         out
     }
 
@@ -261,6 +289,7 @@ impl NodeRecord {
                 SECTION_LABELS => record.labels = decode_labels(section)?,
                 SECTION_OWNERSHIP => record.ownership = decode_ownership(section)?,
                 SECTION_LAYER2 => record.layer2 = decode_layer2(section)?,
+                SECTION_BGP => record.bgp = decode_bgp(section)?,
                 // A newer agent's section: not for this build.
                 _ => section.advance(section.len()),
             }
@@ -358,6 +387,17 @@ fn decode_layer2(buf: &mut &[u8]) -> Result<Layer2Section, RecordError> {
     need(buf, count.saturating_mul(8), "services")?;
     let serving = (0..count).map(|_| buf.get_u64()).collect();
     Ok(Layer2Section { links, serving })
+}
+
+fn decode_bgp(buf: &mut &[u8]) -> Result<BgpSection, RecordError> {
+    need(buf, 3, "BGP section")?;
+    let draining = buf.get_u8() & 1 == 1;
+    let mut announcing = BTreeSet::new();
+    for _ in 0..buf.get_u16() {
+        let address = crate::codec::get_address(buf).map_err(|_| RecordError::Truncated("announced address"))?;
+        announcing.insert(address);
+    }
+    Ok(BgpSection { announcing, draining })
 }
 
 /// A decoded fragment header and payload.
@@ -567,6 +607,9 @@ mod tests {
         r.layer2.serving = (0..services).map(|i| service_id(&format!("default/svc-{i}"))).collect();
         r.ownership.claims.insert("203.0.113.9".parse().unwrap());
         r.ownership.claims.insert("2001:db8::9".parse().unwrap());
+        r.bgp.announcing.insert("203.0.113.20".parse().unwrap());
+        r.bgp.announcing.insert("2001:db8:100::20".parse().unwrap());
+        r.bgp.draining = true;
         r
     }
 

@@ -8,8 +8,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use meshlb_gossip::mesh::{MeshService, ServicePlan};
 use meshlb_gossip::ownership::Failback;
 use meshlb_gossip::profile::Profile;
-use meshlb_gossip::record::Layer2Section;
 use meshlb_gossip::record::service_id;
+use meshlb_gossip::record::{BgpSection, Layer2Section};
 use meshlb_gossip::sim::SimNet;
 
 fn services(count: usize, failback: Failback) -> Vec<MeshService> {
@@ -490,8 +490,28 @@ fn records_of_a_thousand_services_reach_everyone_under_loss() {
             ..ServicePlan::default()
         })
         .unwrap();
+        // What it announces over BGP, and that it drains, reach all too.
+        mesh.set_bgp(BgpSection {
+            announcing: ["203.0.113.20".parse().unwrap()].into(),
+            draining: true,
+        })
+        .unwrap();
     }
     assert!(net.run_until_converged(30_000).is_some());
+    for i in net.running() {
+        let mesh = net.nodes[i].mesh.as_ref().unwrap();
+        let record = mesh
+            .members()
+            .into_iter()
+            .find(|m| m.id.name == "node-004")
+            .and_then(|m| m.record)
+            .unwrap();
+        assert!(
+            record.bgp.draining && record.bgp.announcing.len() == 1,
+            "{i}: {:?}",
+            record.bgp
+        );
+    }
 }
 
 #[test]

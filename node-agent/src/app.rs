@@ -94,6 +94,9 @@ pub struct RunOptions {
     /// The port BGP peers connect to (0: none; it is bound once a BGPPeer
     /// selects this node).
     pub bgp_listen_port: u16,
+    /// How long a stopping agent waits for other nodes to announce its
+    /// BGP addresses before withdrawing them.
+    pub bgp_drain_timeout: Duration,
 }
 
 /// How long each shutdown step may take.
@@ -109,6 +112,7 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
             hold_withdraw_all,
             mesh,
             bgp_listen_port,
+            bgp_drain_timeout,
         } = options;
         std::fs::create_dir_all(&state_dir).map_err(|source| AgentError::Io {
             path: state_dir.clone(),
@@ -241,6 +245,8 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
                     hub: hub.clone(),
                     answering: answering.handle(),
                     delivery: delivery.clone(),
+                    mesh: mesh.commands(),
+                    drain_timeout: bgp_drain_timeout,
                     restarted,
                 },
             );
@@ -266,10 +272,12 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
             let _ = tokio::time::timeout(SHUTDOWN_STEP, allocator).await;
         }
         if let Some((answering, mesh, layer2, bgp, delivery, delivery_task)) = announcing {
-            // Cease to every BGP peer (the routers withdraw at once), but
-            // those helping with a graceful restart, which keep the routes
-            // while the node keeps the addresses.
-            let kept = match tokio::time::timeout(SHUTDOWN_STEP, bgp.send(crate::bgp::Stop)).await {
+            // BGP drains (the others announce, then this node withdraws
+            // and ceases), but for peers helping with a graceful restart,
+            // which keep the routes while the node keeps the addresses.
+            // A drain waits for the others, then lingers after withdrawing.
+            let drain = bgp_drain_timeout + crate::bgp::WITHDRAW_LINGER + SHUTDOWN_STEP;
+            let kept = match tokio::time::timeout(drain, bgp.send(crate::bgp::Stop)).await {
                 Ok(Ok(kept)) => kept,
                 _ => Default::default(),
             };

@@ -14,22 +14,28 @@
 //! is stopped for a restart (no Cease), and the addresses stay for the
 //! successor ([`crate::state_file::RestartRecord`]). Peers with a
 //! bfdProfile get a BFD session ([`meshlb_actors::bfd`]), started with the
-//! first, whose failure takes the BGP session down. Not yet: the
-//! mesh-coordinated drain.
+//! first, whose failure takes the BGP session down. This node's mesh
+//! record says what it announces to established peers; a stop drains
+//! (see [`Stop`]): graceful shutdown first, the withdrawal once the mesh
+//! shows the others announcing, so a planned stop loses no traffic.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use actix::{Actor, Addr, ArbiterHandle, AsyncContext, Context, StreamHandler};
+use actix::{Actor, ActorFutureExt, Addr, ArbiterHandle, AsyncContext, Context, StreamHandler, WrapFuture};
 use meshlb_actors::bfd::actor::{BfdActor, BfdPeer, BfdSockets, SetBfdPeers, StopBfd};
 use meshlb_actors::bfd::session::BfdConfig;
 use meshlb_actors::bgp::listener::{ListenPeer, ListenSockets, ListenerActor, SetListenPeers, StopListening};
-use meshlb_actors::bgp::peer::{Hops, PeerActor, PeerConfig, SetRoutes, StopPeer, families_for};
+use meshlb_actors::bgp::peer::{Hops, PeerActor, PeerConfig, SessionState, SetRoutes, StopPeer, families_for};
 use meshlb_actors::bgp::plan::{BgpPlan, plan};
+use meshlb_actors::bgp::rib_out::{RouteAttributes, RoutePrefix};
 use meshlb_actors::bgp::session::{PeerAs, SessionConfig};
 use meshlb_config::config::{BgpPeer, Config, PeerAsn, PeerEndpoint};
-use meshlb_wire::bgp::{GracefulRestart, GracefulRestartFamily};
+use meshlb_gossip::driver::{Command, MeshStatus};
+use meshlb_gossip::record::BgpSection;
+use meshlb_wire::bgp::{Community, GracefulRestart, GracefulRestartFamily};
+use tokio::sync::mpsc;
 
 use crate::layer2::Layer2Options;
 use crate::local_address::Delivery;
@@ -72,6 +78,12 @@ pub struct BgpInputs {
     /// The owner of the loopback service addresses: told what this node
     /// announces, so it accepts the traffic (standalone).
     pub delivery: Delivery,
+    /// The mesh: this node's record says what it announces over BGP, and
+    /// the others' records what they do.
+    pub mesh: mpsc::Sender<Command>,
+    /// How long a drain waits for other nodes to announce this node's
+    /// addresses before withdrawing them anyway (zero: no wait).
+    pub drain_timeout: Duration,
     /// Whether this start is a graceful restart (a predecessor stopped
     /// within [`RESTART_TIME`], its peers holding the routes): the OPENs
     /// say so (R bit) and that forwarding was preserved (F bit).
@@ -83,6 +95,14 @@ pub struct BgpInputs {
 /// FRR mode uses).
 pub const RESTART_TIME: Duration = Duration::from_secs(120);
 
+/// After the withdrawal, how long a draining node keeps its sessions and
+/// its addresses, so traffic the routers still send while they converge
+/// is answered.
+pub const WITHDRAW_LINGER: Duration = Duration::from_secs(1);
+
+/// How often a drain looks at the others' records.
+const DRAIN_POLL: Duration = Duration::from_millis(50);
+
 /// The BGP glue actor. See the module documentation.
 pub struct BgpActor {
     options: Layer2Options,
@@ -91,6 +111,12 @@ pub struct BgpActor {
     applied: Option<BgpPlan>,
     listening: Listening,
     bfd: Option<Addr<BfdActor>>,
+    /// The peers whose session is established.
+    established: BTreeSet<String>,
+    /// Draining: the configuration is no longer followed.
+    draining: bool,
+    /// What this node's record says now.
+    published: BgpSection,
 }
 
 impl BgpActor {
@@ -106,6 +132,9 @@ impl BgpActor {
             peers: BTreeMap::new(),
             applied: None,
             bfd: None,
+            established: BTreeSet::new(),
+            draining: false,
+            published: BgpSection::default(),
         }
         .start()
     }
@@ -146,15 +175,16 @@ impl BgpActor {
         listener.do_send(SetListenPeers(peers));
     }
 
-    fn replan(&mut self) {
+    fn replan(&mut self, ctx: &mut Context<Self>) {
         let running = self.inputs.hub.running().get();
-        if running.generation == 0 {
+        if running.generation == 0 || self.draining {
             return;
         }
         let (input, node) = crate::layer2::plan_inputs(&running, &self.options);
         let next = plan(input, node);
         if self.applied.as_ref() != Some(&next) {
-            self.apply(next);
+            self.apply(next, ctx);
+            self.publish(ctx);
         }
         // A BFDProfile's timers are not in the plan: the sessions follow
         // them on every change.
@@ -163,7 +193,7 @@ impl BgpActor {
 
     /// Makes `next` the running plan: peers gone or changed stop, new or
     /// changed ones start, every peer gets its routes.
-    fn apply(&mut self, next: BgpPlan) {
+    fn apply(&mut self, next: BgpPlan, ctx: &mut Context<Self>) {
         let stale: Vec<String> = self
             .peers
             .iter()
@@ -180,7 +210,7 @@ impl BgpActor {
             if !self.peers.contains_key(name) {
                 match self.peer_config(&planned.peer) {
                     Ok(config) => {
-                        let actor = PeerActor::new(config.clone());
+                        let actor = PeerActor::new(config.clone()).observed_by(ctx.address().recipient());
                         let addr = PeerActor::start_in_arbiter(&self.inputs.answering, move |_| actor);
                         self.peers.insert(
                             name.clone(),
@@ -237,6 +267,40 @@ impl BgpActor {
         if let Some(bfd) = &self.bfd {
             bfd.do_send(SetBfdPeers(peers));
         }
+    }
+
+    /// The addresses announced to an established peer.
+    fn announcing(&self) -> BTreeSet<IpAddr> {
+        let Some(plan) = &self.applied else {
+            return BTreeSet::new();
+        };
+        self.established
+            .iter()
+            .filter_map(|name| plan.peers.get(name))
+            .flat_map(|peer| peer.addresses.iter().copied())
+            .collect()
+    }
+
+    /// Puts what this node announces (and whether it drains) in its
+    /// record, when that changed.
+    fn publish(&mut self, ctx: &mut Context<Self>) {
+        let section = BgpSection {
+            announcing: self.announcing(),
+            draining: self.draining,
+        };
+        if section == self.published {
+            return;
+        }
+        self.published = section.clone();
+        let mesh = self.inputs.mesh.clone();
+        ctx.spawn(
+            async move {
+                if mesh.send(Command::SetBgp(section)).await.is_err() {
+                    tracing::debug!("the mesh has stopped; BGP announcements not published");
+                }
+            }
+            .into_actor(self),
+        );
     }
 
     /// The peer actor's configuration for `peer`, or why it cannot run.
@@ -310,25 +374,119 @@ impl BgpActor {
     }
 }
 
-/// Stops the glue, and with it every peer: with a Cease, or, for a peer
-/// with `enableGracefulRestart`, by closing the connection, so the peer
-/// keeps the routes while the agent restarts. Answered with the addresses
-/// to leave on loopback meanwhile (none without such a peer).
+/// Stops the glue, and with it every peer. Peers with
+/// `enableGracefulRestart` are left for a restart: their sessions close
+/// without a Cease, so they keep the routes while the agent restarts, and
+/// the answer is the addresses to leave on loopback meanwhile. Otherwise
+/// this node drains: its routes get the GRACEFUL_SHUTDOWN community (RFC
+/// 8326) and the lowest LOCAL_PREF, its record says it drains, and once
+/// the mesh shows other nodes announcing each of its addresses (or after
+/// the drain timeout) it withdraws them, keeps its sessions and addresses
+/// for [`WITHDRAW_LINGER`] while the routers converge, and ceases; the
+/// answer is then empty.
 #[derive(Debug, Clone, Copy, actix::Message)]
 #[rtype(result = "BTreeSet<IpAddr>")]
 pub struct Stop;
 
+/// `routes` marked for a graceful shutdown (RFC 8326): the community, and
+/// the lowest LOCAL_PREF (sent to iBGP peers only).
+fn graceful_shutdown(routes: &BTreeMap<RoutePrefix, RouteAttributes>) -> BTreeMap<RoutePrefix, RouteAttributes> {
+    routes
+        .iter()
+        .map(|(prefix, attributes)| {
+            let mut attributes = attributes.clone();
+            attributes.communities.insert(Community::GRACEFUL_SHUTDOWN);
+            attributes.local_pref = Some(0);
+            (*prefix, attributes)
+        })
+        .collect()
+}
+
+/// Whether every one of `addresses` is announced by a member other than
+/// `node` that is neither draining nor leaving.
+pub fn announced_elsewhere(mesh: &MeshStatus, node: &str, addresses: &BTreeSet<IpAddr>) -> bool {
+    addresses.iter().all(|address| {
+        mesh.members.iter().any(|member| {
+            member.id.name != node
+                && member
+                    .record
+                    .as_ref()
+                    .is_some_and(|r| !r.bgp.draining && !r.ownership.leaving && r.bgp.announcing.contains(address))
+        })
+    })
+}
+
 impl actix::Handler<Stop> for BgpActor {
-    type Result = actix::MessageResult<Stop>;
+    type Result = actix::ResponseActFuture<Self, BTreeSet<IpAddr>>;
 
     fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) -> Self::Result {
         let restarting = self.peers.values().any(|p| p.peer.graceful_restart);
-        let kept = match &self.applied {
-            Some(plan) if restarting => plan.announced.clone(),
-            _ => BTreeSet::new(),
+        let announcing = self.announcing();
+        if restarting || announcing.is_empty() || self.draining {
+            let kept = match &self.applied {
+                Some(plan) if restarting => plan.announced.clone(),
+                _ => BTreeSet::new(),
+            };
+            // Stopped once answered: stopping first would drop the answer.
+            return Box::pin(actix::fut::ready(kept).map(|kept, _actor, ctx: &mut Context<Self>| {
+                actix::ActorContext::stop(ctx);
+                kept
+            }));
+        }
+        tracing::info!(addresses = announcing.len(), "BGP drain: graceful shutdown announced");
+        self.draining = true;
+        self.publish(ctx);
+        if let Some(plan) = &self.applied {
+            for (name, running) in &self.peers {
+                if let Some(planned) = plan.peers.get(name) {
+                    running.addr.do_send(SetRoutes(graceful_shutdown(&planned.routes)));
+                }
+            }
+        }
+        let hub = self.inputs.hub.clone();
+        let node = self.options.node.clone();
+        let timeout = self.inputs.drain_timeout;
+        let covered = async move {
+            let deadline = tokio::time::Instant::now() + timeout;
+            loop {
+                if announced_elsewhere(&hub.mesh().get(), &node, &announcing) {
+                    return true;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return false;
+                }
+                tokio::time::sleep(DRAIN_POLL).await;
+            }
         };
-        actix::ActorContext::stop(ctx);
-        actix::MessageResult(kept)
+        Box::pin(covered.into_actor(self).then(|covered, actor, _ctx| {
+            if covered {
+                tracing::info!("BGP drain: other nodes announce every address; withdrawing");
+            } else {
+                tracing::warn!("BGP drain: not every address is announced elsewhere; withdrawing anyway");
+            }
+            for running in actor.peers.values() {
+                running.addr.do_send(SetRoutes(BTreeMap::new()));
+            }
+            tokio::time::sleep(WITHDRAW_LINGER)
+                .into_actor(actor)
+                .map(|(), _actor, ctx| {
+                    actix::ActorContext::stop(ctx);
+                    BTreeSet::new()
+                })
+        }))
+    }
+}
+
+impl actix::Handler<SessionState> for BgpActor {
+    type Result = ();
+
+    fn handle(&mut self, state: SessionState, ctx: &mut Context<Self>) {
+        if state.established {
+            self.established.insert(state.peer);
+        } else {
+            self.established.remove(&state.peer);
+        }
+        self.publish(ctx);
     }
 }
 
@@ -336,8 +494,8 @@ impl actix::Handler<Stop> for BgpActor {
 struct Replan;
 
 impl StreamHandler<Replan> for BgpActor {
-    fn handle(&mut self, _: Replan, _ctx: &mut Context<Self>) {
-        self.replan();
+    fn handle(&mut self, _: Replan, ctx: &mut Context<Self>) {
+        self.replan(ctx);
     }
 }
 
@@ -350,7 +508,7 @@ impl Actor for BgpActor {
             Some((Replan, rx))
         });
         ctx.add_stream(running);
-        self.replan();
+        self.replan(ctx);
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
@@ -374,5 +532,82 @@ pub fn router_id_from(bind: SocketAddr) -> Option<Ipv4Addr> {
     match bind.ip() {
         IpAddr::V4(v4) if !v4.is_unspecified() => Some(v4),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meshlb_gossip::identity::NodeId;
+    use meshlb_gossip::mesh::MemberView;
+    use meshlb_gossip::record::NodeRecord;
+
+    fn member(name: &str, last: u8, announcing: &[&str], draining: bool, leaving: bool) -> MemberView {
+        let mut record = NodeRecord::new(name, 1);
+        record.bgp.announcing = announcing.iter().map(|a| a.parse().unwrap()).collect();
+        record.bgp.draining = draining;
+        record.ownership.leaving = leaving;
+        MemberView {
+            id: NodeId::new(name, SocketAddr::from(([192, 0, 2, last], 7947)), 1),
+            record: Some(record),
+        }
+    }
+
+    /// A drain waits for members other than this one, neither draining nor
+    /// leaving, to announce each address.
+    #[test]
+    fn addresses_count_as_announced_elsewhere_only_by_staying_members() {
+        let wanted: BTreeSet<IpAddr> = ["203.0.113.20".parse().unwrap(), "203.0.113.21".parse().unwrap()].into();
+        let mesh = |members: Vec<MemberView>| MeshStatus {
+            members,
+            ..MeshStatus::default()
+        };
+        let both = ["203.0.113.20", "203.0.113.21"];
+        assert!(!announced_elsewhere(
+            &mesh(vec![member("n1", 1, &both, true, false)]),
+            "n1",
+            &wanted
+        ));
+        assert!(announced_elsewhere(
+            &mesh(vec![
+                member("n1", 1, &both, true, false),
+                member("n2", 2, &["203.0.113.20"], false, false),
+                member("n3", 3, &["203.0.113.21"], false, false),
+            ]),
+            "n1",
+            &wanted
+        ));
+        assert!(!announced_elsewhere(
+            &mesh(vec![
+                member("n2", 2, &both, true, false),
+                member("n3", 3, &both, false, true),
+            ]),
+            "n1",
+            &wanted
+        ));
+        assert!(!announced_elsewhere(
+            &mesh(vec![member("n2", 2, &["203.0.113.20"], false, false)]),
+            "n1",
+            &wanted
+        ));
+    }
+
+    #[test]
+    fn a_graceful_shutdown_marks_every_route() {
+        let prefix = RoutePrefix::V4(meshlb_wire::bgp::Prefix4::new("203.0.113.20".parse().unwrap(), 32).unwrap());
+        let routes = BTreeMap::from([(
+            prefix,
+            RouteAttributes {
+                local_pref: Some(200),
+                communities: [Community(100)].into(),
+                ..RouteAttributes::default()
+            },
+        )]);
+        let marked = graceful_shutdown(&routes);
+        assert_eq!(marked[&prefix].local_pref, Some(0));
+        assert_eq!(
+            marked[&prefix].communities,
+            [Community(100), Community::GRACEFUL_SHUTDOWN].into()
+        );
     }
 }

@@ -87,6 +87,11 @@ enum Command {
         /// only). Bound once a BGPPeer selects this node.
         #[arg(long, default_value_t = meshlb_actors::bgp::listener::BGP_PORT)]
         bgp_listen_port: u16,
+        /// Stopping, wait up to this long for other nodes to announce this
+        /// one's BGP addresses before withdrawing them (seconds, at most
+        /// 3600; 0: no wait).
+        #[arg(long, default_value_t = 10)]
+        bgp_drain_seconds: u64,
         #[command(flatten)]
         mesh: Box<MeshArgs>,
     },
@@ -344,6 +349,7 @@ fn main() -> ExitCode {
             max_config_file_bytes,
             hold_withdraw_all_seconds,
             bgp_listen_port,
+            bgp_drain_seconds,
             mesh,
         } => {
             let node = mesh.node_name.clone().or_else(host_name);
@@ -376,6 +382,7 @@ fn main() -> ExitCode {
                     hold_withdraw_all,
                     mesh,
                     bgp_listen_port,
+                    bgp_drain_timeout: Duration::from_secs(bgp_drain_seconds.min(3600)),
                 })
             });
             match options {

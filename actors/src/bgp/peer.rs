@@ -15,7 +15,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use actix::{
-    Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, SpawnHandle, StreamHandler, WrapFuture,
+    Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Recipient, SpawnHandle, StreamHandler,
+    WrapFuture,
 };
 use futures_util::StreamExt;
 use meshlb_config::secret::Md5Key;
@@ -80,6 +81,16 @@ pub struct StopPeer {
     pub for_restart: bool,
 }
 
+/// The session came up or went down (to the actor's observer).
+#[derive(Debug, Clone, PartialEq, Eq, actix::Message)]
+#[rtype(result = "()")]
+pub struct SessionState {
+    /// The BGPPeer's name.
+    pub peer: String,
+    /// Whether it is established now.
+    pub established: bool,
+}
+
 /// A connection the peer opened to this node, from the listener
 /// ([`crate::bgp::listener`]).
 #[derive(Debug, actix::Message)]
@@ -114,6 +125,7 @@ pub struct PeerActor {
     next_connection: ConnectionId,
     attempt: Option<SpawnHandle>,
     timer: Option<SpawnHandle>,
+    observer: Option<Recipient<SessionState>>,
 }
 
 impl PeerActor {
@@ -128,6 +140,22 @@ impl PeerActor {
             next_connection: 1,
             attempt: None,
             timer: None,
+            observer: None,
+        }
+    }
+
+    /// Tells `observer` whenever the session comes up or goes down.
+    pub fn observed_by(mut self, observer: Recipient<SessionState>) -> PeerActor {
+        self.observer = Some(observer);
+        self
+    }
+
+    fn tell_observer(&self, established: bool) {
+        if let Some(observer) = &self.observer {
+            observer.do_send(SessionState {
+                peer: self.config.name.clone(),
+                established,
+            });
         }
     }
 
@@ -160,6 +188,7 @@ impl PeerActor {
                     );
                     self.rib = RibOut::new();
                     self.send_table(&negotiated, true);
+                    self.tell_observer(true);
                 }
                 Action::Close {
                     connection,
@@ -179,6 +208,9 @@ impl PeerActor {
                     }
                     if let Some(closed) = self.connections.remove(&connection) {
                         ctx.cancel_future(closed.reader);
+                    }
+                    if established {
+                        self.tell_observer(false);
                     }
                 }
             }

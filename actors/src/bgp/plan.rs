@@ -36,6 +36,8 @@ pub struct PeerPlan {
     pub peer: BgpPeer,
     /// The routes it should have.
     pub routes: BTreeMap<RoutePrefix, RouteAttributes>,
+    /// The service addresses those routes carry.
+    pub addresses: BTreeSet<IpAddr>,
 }
 
 /// The BGP plan of this node. See the module documentation.
@@ -72,6 +74,7 @@ pub fn plan(input: PlanInput<'_>, node: ThisNode<'_>) -> BgpPlan {
                 let plan = PeerPlan {
                     peer: peer.clone(),
                     routes: BTreeMap::new(),
+                    addresses: BTreeSet::new(),
                 };
                 (peer.name.clone(), plan)
             })
@@ -137,6 +140,7 @@ pub fn plan(input: PlanInput<'_>, node: ThisNode<'_>) -> BgpPlan {
                     route
                         .large_communities
                         .extend(attributes.large_communities.iter().copied());
+                    peer.addresses.insert(*address);
                     out.announced.insert(*address);
                 }
             }
@@ -245,6 +249,10 @@ spec: {type: LoadBalancer, ipFamilyPolicy: RequireDualStack, ipFamilies: [IPv4, 
         assert_eq!(rack_a.services.values().copied().collect::<Vec<_>>(), [None]);
         let addresses: Vec<IpAddr> = ["203.0.113.0".parse().unwrap(), "2001:db8:100::".parse().unwrap()].into();
         assert_eq!(rack_a.announced.iter().copied().collect::<Vec<_>>(), addresses);
+        assert_eq!(
+            rack_a.peers["tor-a"].addresses.iter().copied().collect::<Vec<_>>(),
+            addresses
+        );
 
         // tor-b is rack b's, and gets the host routes and the summaries.
         let rack_b = plan_of(&state, "node2", &labels(&[("rack", "b")]));
