@@ -537,3 +537,57 @@ fn md5_passwords_admit_only_the_right_router() {
         }
     }
 }
+
+/// IPv6 sessions (RFC 2545): with each router over its IPv6 address, the
+/// actor announces an IPv6 service address; the router's RIB holds it with
+/// node1's global IPv6 address as next hop (the link-local one rides
+/// along, as on-link peers expect).
+#[test]
+fn ipv6_sessions_announce_ipv6_routes_to_bird2_frr_and_gobgpd() {
+    for kind in [RouterKind::Bird, RouterKind::Frr, RouterKind::Gobgp] {
+        let lab = Lab::build(&LabSpec {
+            router: true,
+            ..LabSpec::segment(1, 0, true)
+        })
+        .unwrap();
+        let node = lab.host("node1").unwrap().clone();
+        let node_v6 = IpAddr::V6(node.ipv6.unwrap());
+        let router = Router::start_with_peers(&lab, kind, vec![(node_v6, NODE_ASN)]).unwrap();
+        let router_v6 = IpAddr::V6(lab.host("router").unwrap().ipv6.unwrap());
+        let config = PeerConfig {
+            name: format!("{kind}-v6"),
+            address: SocketAddr::new(router_v6, BGP_PORT),
+            source: None,
+            md5: None,
+            hops: Hops::Direct,
+            session: SessionConfig {
+                local_as: NODE_ASN,
+                peer_as: PeerAs::Exact(ROUTER_ASN),
+                router_id: node.ipv4,
+                hold_time: 9,
+                keepalive_time: None,
+                connect_retry: Duration::from_secs(2),
+                passive: false,
+                families: families_for(router_v6, false),
+                route_refresh: true,
+                graceful_restart: None,
+            },
+        };
+        let (peer, system, thread) = start_peer(&node.netns, config);
+        let prefix = meshlb_wire::bgp::Prefix6::new("2001:db8:100::20".parse().unwrap(), 128).unwrap();
+        let routes = BTreeMap::from([(RoutePrefix::V6(prefix), RouteAttributes::default())]);
+        peer.do_send(SetRoutes(routes));
+        router.wait_established(&lab, 1, Duration::from_secs(30)).unwrap();
+        let rib = router
+            .wait_rib(&lab, Duration::from_secs(30), |rib| {
+                rib.iter().any(|p| p.prefix == "2001:db8:100::20/128")
+            })
+            .unwrap();
+        let path = rib.iter().find(|p| p.prefix == "2001:db8:100::20/128").unwrap();
+        assert_eq!(path.next_hop, node_v6, "{kind}: {path:?}");
+        assert_eq!(path.as_path, [NODE_ASN], "{kind}: {path:?}");
+        peer.do_send(StopPeer { for_restart: false });
+        system.stop();
+        thread.join().unwrap();
+    }
+}

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::time::Instant;
 
 use actix::{
@@ -113,6 +113,9 @@ struct Connection {
     reader: SpawnHandle,
     local: SocketAddr,
     direction: Direction,
+    /// With an IPv6 local address on the peer's link: that link's
+    /// link-local address, the second next hop (RFC 2545 section 3).
+    link_local: Option<Ipv6Addr>,
 }
 
 /// The peer actor. See the module documentation.
@@ -240,11 +243,11 @@ impl PeerActor {
     /// The UPDATEs taking the peer to the wanted routes; with `initial`,
     /// End-of-RIB for every family after them (RFC 4724).
     fn send_table(&mut self, negotiated: &Negotiated, initial: bool) {
-        let Some(local) = self
+        let Some((local, link_local)) = self
             .core
             .established_on()
             .and_then(|c| self.connections.get(&c))
-            .map(|c| c.local)
+            .map(|c| (c.local, c.link_local))
         else {
             return;
         };
@@ -258,7 +261,7 @@ impl PeerActor {
                 IpAddr::V6(_) => None,
             },
             next_hop_v6: match local.ip() {
-                IpAddr::V6(v6) => Some((v6, None)),
+                IpAddr::V6(v6) => Some((v6, link_local)),
                 IpAddr::V4(_) => None,
             },
         };
@@ -332,6 +335,10 @@ impl PeerActor {
                 return;
             }
         };
+        let link_local = match (local.ip(), self.config.address.ip()) {
+            (IpAddr::V6(own), IpAddr::V6(peer)) => link_local_beside(own, peer),
+            _ => None,
+        };
         let id = self.next_connection;
         self.next_connection += 1;
         let (read, write) = stream.into_split();
@@ -345,11 +352,30 @@ impl PeerActor {
                 reader,
                 local,
                 direction,
+                link_local,
             },
         );
         let actions = self.core.connected(Instant::now(), id, direction);
         self.act(actions, ctx);
     }
+}
+
+/// The link-local address of the interface holding `own` when `peer` is
+/// on that interface's link (inside its prefix): the second next hop an
+/// on-link IPv6 peer gets (RFC 2545 section 3).
+fn link_local_beside(own: Ipv6Addr, peer: Ipv6Addr) -> Option<Ipv6Addr> {
+    let addresses: Vec<_> = nix::ifaddrs::getifaddrs().ok()?.collect();
+    let v6 = |a: &nix::ifaddrs::InterfaceAddress| a.address.as_ref()?.as_sockaddr_in6().map(|s| s.ip());
+    let holder = addresses.iter().find(|a| v6(a) == Some(own))?;
+    let mask = u128::from(holder.netmask.as_ref()?.as_sockaddr_in6()?.ip());
+    if u128::from(own) & mask != u128::from(peer) & mask {
+        return None;
+    }
+    addresses
+        .iter()
+        .filter(|a| a.interface_name == holder.interface_name)
+        .filter_map(v6)
+        .find(Ipv6Addr::is_unicast_link_local)
 }
 
 /// A connected socket to the peer, with the key and TTL set before the
@@ -420,8 +446,29 @@ impl StreamHandler<(ConnectionId, Inbound)> for PeerActor {
                     .negotiated()
                     .map_or(SessionParams::FOUR_OCTET_AS, |n| n.params);
                 match Message::decode(&frame, &params) {
+                    Ok(Message::Update(update)) if !update.issues.is_empty() => {
+                        // RFC 7606: treat-as-withdraw or attribute-discard,
+                        // never the session (received routes are not
+                        // installed anyway).
+                        for issue in &update.issues {
+                            tracing::info!(
+                                peer = self.config.name,
+                                ?issue.action,
+                                "a malformed UPDATE from the peer, contained: {}",
+                                issue.reason
+                            );
+                        }
+                        Input::Message(Message::Update(update))
+                    }
                     Ok(message) => Input::Message(message),
-                    Err(e) => Input::DecodeError(e),
+                    Err(e) => {
+                        tracing::warn!(
+                            peer = self.config.name,
+                            "a malformed message from the peer: {}",
+                            e.reason
+                        );
+                        Input::DecodeError(e)
+                    }
                 }
             }
             Inbound::Malformed(e) => Input::DecodeError(e),
@@ -515,5 +562,182 @@ pub fn families_for(address: IpAddr, dual_stack: bool) -> Vec<Family> {
         vec![Family::IPV4_UNICAST, Family::IPV6_UNICAST]
     } else {
         vec![own]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::{Ipv4Addr, TcpListener, TcpStream};
+    use std::time::Duration;
+
+    use meshlb_wire::bgp::notification::{code, fsm_subcode, header_subcode};
+    use meshlb_wire::bgp::{Capability, Open};
+
+    use crate::bgp::session::PeerAs;
+
+    const PEER_AS: u32 = 64512;
+    const LOCAL_AS: u32 = 64513;
+
+    fn read_message(stream: &mut TcpStream) -> Option<Message> {
+        let mut header = [0u8; 19];
+        stream.read_exact(&mut header).ok()?;
+        let len = usize::from(u16::from_be_bytes([header[16], header[17]]));
+        let mut frame = header.to_vec();
+        frame.resize(len.max(19), 0);
+        stream.read_exact(&mut frame[19..]).ok()?;
+        Message::decode(&frame, &SessionParams::FOUR_OCTET_AS).ok()
+    }
+
+    fn send(stream: &mut TcpStream, message: &Message) {
+        stream
+            .write_all(&message.encode(&SessionParams::FOUR_OCTET_AS).unwrap())
+            .unwrap();
+    }
+
+    /// The next NOTIFICATION the actor sends (KEEPALIVEs and UPDATEs
+    /// skipped), as code and subcode; None if the connection ends first.
+    fn notification(stream: &mut TcpStream) -> Option<(u8, u8)> {
+        loop {
+            match read_message(stream)? {
+                Message::Notification(n) => return Some((n.code, n.subcode)),
+                _ => continue,
+            }
+        }
+    }
+
+    /// Takes the actor's next connection through OPEN (and, unless
+    /// `stop_in_open_confirm`, KEEPALIVE: established).
+    fn handshake(listener: &TcpListener, stop_in_open_confirm: bool) -> TcpStream {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        assert!(matches!(read_message(&mut stream), Some(Message::Open(_))));
+        let open = Open::new(
+            PEER_AS,
+            9,
+            Ipv4Addr::new(192, 0, 2, 1),
+            vec![Capability::Multiprotocol(Family::IPV4_UNICAST)],
+        );
+        send(&mut stream, &Message::Open(open));
+        assert_eq!(read_message(&mut stream), Some(Message::Keepalive));
+        if !stop_in_open_confirm {
+            send(&mut stream, &Message::Keepalive);
+        }
+        stream
+    }
+
+    fn raw(kind: u8, body: &[u8]) -> Vec<u8> {
+        let mut frame = vec![0xff; 16];
+        frame.extend_from_slice(&u16::try_from(19 + body.len()).unwrap().to_be_bytes());
+        frame.push(kind);
+        frame.extend_from_slice(body);
+        frame
+    }
+
+    /// A scripted misbehaving peer on loopback: an UPDATE with a malformed
+    /// attribute is contained (RFC 7606, the session stays up); a bad
+    /// marker, an oversized message and an UPDATE in OpenConfirm get their
+    /// NOTIFICATION (RFC 4271 sections 6.1 and 6.6), and each time the
+    /// actor reconnects and the session recovers.
+    #[test]
+    fn a_misbehaving_peer_gets_the_rfcs_answers_and_the_session_recovers() {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let config = PeerConfig {
+            name: "scripted".into(),
+            address: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
+            source: None,
+            md5: None,
+            hops: Hops::Default,
+            session: SessionConfig {
+                local_as: LOCAL_AS,
+                peer_as: PeerAs::Exact(PEER_AS),
+                router_id: Ipv4Addr::new(192, 0, 2, 11),
+                hold_time: 9,
+                keepalive_time: None,
+                connect_retry: Duration::from_secs(2),
+                passive: false,
+                families: vec![Family::IPV4_UNICAST],
+                route_refresh: true,
+                graceful_restart: None,
+            },
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        let actors = std::thread::spawn(move || {
+            let system = actix::System::new();
+            system.block_on(async {
+                PeerActor::new(config).start();
+                tx.send(actix::System::current()).unwrap();
+            });
+            system.run().unwrap();
+        });
+        let system = rx.recv().unwrap();
+
+        // ORIGIN 7 (no such origin): treat-as-withdraw, no NOTIFICATION.
+        let mut stream = handshake(&listener, false);
+        let mut body = vec![0, 0];
+        let attributes = [
+            0x40, 1, 1, 7, // ORIGIN, invalid
+            0x40, 2, 0, // AS_PATH, empty
+            0x40, 3, 4, 192, 0, 2, 1, // NEXT_HOP
+        ];
+        body.extend_from_slice(&u16::try_from(attributes.len()).unwrap().to_be_bytes());
+        body.extend_from_slice(&attributes);
+        body.extend_from_slice(&[24, 203, 0, 113]);
+        stream.write_all(&raw(2, &body)).unwrap();
+        send(&mut stream, &Message::Keepalive);
+        stream.set_read_timeout(Some(Duration::from_millis(1500))).unwrap();
+        let mut answers = Vec::new();
+        while let Some(message) = read_message(&mut stream) {
+            answers.push(message);
+        }
+        assert!(
+            !answers.iter().any(|m| matches!(m, Message::Notification(_))),
+            "contained, not a reset: {answers:?}"
+        );
+
+        // A bad marker: Connection Not Synchronized.
+        let mut frame = raw(4, &[]);
+        frame[3] = 0;
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream.write_all(&frame).unwrap();
+        assert_eq!(
+            notification(&mut stream),
+            Some((code::MESSAGE_HEADER, header_subcode::CONNECTION_NOT_SYNCHRONIZED))
+        );
+
+        // A message longer than 4,096 octets: Bad Message Length.
+        let mut stream = handshake(&listener, false);
+        let mut frame = raw(2, &[]);
+        frame[16..18].copy_from_slice(&5000u16.to_be_bytes());
+        stream.write_all(&frame).unwrap();
+        assert_eq!(
+            notification(&mut stream),
+            Some((code::MESSAGE_HEADER, header_subcode::BAD_MESSAGE_LENGTH))
+        );
+
+        // An UPDATE in OpenConfirm: the FSM error of that state.
+        let mut stream = handshake(&listener, true);
+        send(&mut stream, &Message::Update(Update::default()));
+        assert_eq!(
+            notification(&mut stream),
+            Some((code::FSM, fsm_subcode::UNEXPECTED_IN_OPEN_CONFIRM))
+        );
+
+        // And the session recovers: established again, End-of-RIB sent.
+        let mut stream = handshake(&listener, false);
+        let end_of_rib = Update::end_of_rib(Family::IPV4_UNICAST);
+        let mut seen = Vec::new();
+        while let Some(message) = read_message(&mut stream) {
+            let done = message == Message::Update(end_of_rib.clone());
+            seen.push(message);
+            if done {
+                break;
+            }
+        }
+        assert!(seen.contains(&Message::Update(end_of_rib)), "{seen:?}");
+        system.stop();
+        actors.join().unwrap();
     }
 }
