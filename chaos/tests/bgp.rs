@@ -591,3 +591,66 @@ fn ipv6_sessions_announce_ipv6_routes_to_bird2_frr_and_gobgpd() {
         thread.join().unwrap();
     }
 }
+
+/// examples/bgp as is, on three nodes, with FRR as its `tor-a` (the lab's
+/// router: BFD at the example's 100 ms x 3, the password from the
+/// example's Secret): every node's session and BFD session come up, and
+/// FRR holds the `blog` Service's IPv4 address from all three nodes with
+/// the example's communities (an alias, a large one, no-export).
+#[test]
+fn the_bgp_example_runs_in_the_lab() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/bgp");
+    let read = |file: &str| std::fs::read_to_string(example.join(file)).unwrap();
+    let lab = Lab::build(&LabSpec {
+        router: true,
+        ..LabSpec::segment(3, 0, false)
+    })
+    .unwrap();
+    let nodes: Vec<(IpAddr, u32)> = lab
+        .hosts_with(meshlb_chaos::Role::Node)
+        .map(|h| (IpAddr::V4(h.ipv4), NODE_ASN))
+        .collect();
+    let options = RouterOptions {
+        bfd: Some(BfdTimers {
+            interval_ms: 100,
+            multiplier: 3,
+        }),
+        password: Some("example-md5-password".into()),
+    };
+    let router = Router::start_with_options(&lab, RouterKind::Frr, nodes.clone(), options).unwrap();
+    meshlb_chaos::agent::write_config_file(&lab, "secret.yaml", &read("secret.yaml")).unwrap();
+    let names = lab.node_names();
+    let _agents = meshlb_chaos::agent::start_cluster_with(&lab, &names, "fast", &read("config.yaml")).unwrap();
+    router.wait_established(&lab, 3, Duration::from_secs(30)).unwrap();
+    meshlb_chaos::wait::wait_for(Duration::from_secs(30), "three BFD sessions up", || {
+        router.bfd_up_peers(&lab).unwrap_or_default().len() == 3
+    })
+    .unwrap();
+    let blog = |p: &meshlb_chaos::router::RibPath| {
+        p.prefix.starts_with("203.0.113.") && p.prefix.ends_with("/32") && {
+            let last: u8 = p.prefix["203.0.113.".len()..p.prefix.len() - 3].parse().unwrap_or(0);
+            (64..128).contains(&last)
+        }
+    };
+    let rib = router
+        .wait_rib(&lab, Duration::from_secs(30), |rib| {
+            rib.iter().filter(|p| blog(p)).count() == 3
+        })
+        .unwrap();
+    let mut next_hops: Vec<IpAddr> = rib.iter().filter(|p| blog(p)).map(|p| p.next_hop).collect();
+    next_hops.sort();
+    assert_eq!(next_hops, nodes.iter().map(|(a, _)| *a).collect::<Vec<_>>());
+    for path in rib.iter().filter(|p| blog(p)) {
+        assert!(path.communities.contains(&Community((64512 << 16) | 100)), "{path:?}");
+        assert!(path.communities.contains(&Community::NO_EXPORT), "{path:?}");
+        assert_eq!(
+            path.large_communities,
+            [LargeCommunity {
+                global_admin: 64512,
+                local_data_1: 1,
+                local_data_2: 1
+            }],
+            "{path:?}"
+        );
+    }
+}
