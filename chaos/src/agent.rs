@@ -246,7 +246,8 @@ fn spawn_agent(
     })
 }
 
-const CONFIG_FILE: &str = "config.yaml";
+/// The agents' main configuration file in their configuration directory.
+pub const CONFIG_FILE: &str = "config.yaml";
 
 /// Replaces the agents' configuration (they reload it on change).
 pub fn write_config(lab: &Lab, config: &str) -> Result<(), LabError> {

@@ -242,7 +242,7 @@ async fn create(client: &kube::Client, count: usize, slices: bool) -> Result<Has
 }
 
 /// Peak RSS (KiB) and CPU time of a process.
-fn usage(pid: u32) -> Result<(u64, Duration), LabError> {
+pub fn usage(pid: u32) -> Result<(u64, Duration), LabError> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| LabError::io("/proc status", e))?;
     let rss = status
         .lines()

@@ -123,6 +123,15 @@ enum Bench {
         #[arg(long, value_enum)]
         fault: Vec<FaultArg>,
     },
+    /// meshlb's agent and gobgpd as speakers, side by side: IPv6 host routes until they are in bird2's RIB and the kernel FIB, and gone.
+    BgpRoutes {
+        /// Runs per route count and speaker.
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+        /// Route counts.
+        #[arg(long, value_delimiter = ',', default_values_t = vec![1000, 10000])]
+        routes: Vec<usize>,
+    },
     /// gobgpd as a speaker: IPv6 host routes until they are in bird2's RIB and the kernel FIB, and gone.
     GobgpRoutes {
         /// Runs per route count.
@@ -681,6 +690,56 @@ fn bench_gobgp_routes(runs: usize, counts: Vec<usize>) -> Result<(), LabError> {
     Ok(())
 }
 
+fn bench_bgp_routes(runs: usize, counts: Vec<usize>) -> Result<(), LabError> {
+    use meshlb_chaos::scenario::RouteScaleRun;
+    println!(
+        "meshlb-agent and gobgpd (speaker, node1) -> bird2 (router), one IPv6 eBGP session, {runs} runs each; seconds"
+    );
+    println!(
+        "| routes | speaker | Established -> all in RIB (median / p90 / max) | -> all in kernel FIB | withdraw all -> RIB empty | -> FIB empty | agent peak RSS, CPU | runs |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    let cell = |s: Option<Summary>| {
+        s.map(|s| format!("{} / {} / {}", secs(s.median), secs(s.p90), secs(s.max)))
+            .unwrap_or_default()
+    };
+    let row = |count: usize, speaker: &str, done: &[RouteScaleRun], usage: String| {
+        let pick = |f: fn(&RouteScaleRun) -> Duration| Summary::of(&done.iter().map(f).collect::<Vec<_>>());
+        println!(
+            "| {count} | {speaker} | {} | {} | {} | {} | {usage} | {} |",
+            cell(pick(|r| r.rib)),
+            cell(pick(|r| r.fib)),
+            cell(pick(|r| r.withdraw_rib)),
+            cell(pick(|r| r.withdraw_fib)),
+            done.len()
+        );
+        pick(|r| r.rib).map(|s| s.median)
+    };
+    for count in counts {
+        let meshlb = meshlb_chaos::scenario::meshlb_route_scale(count, runs)?;
+        let timings: Vec<RouteScaleRun> = meshlb.iter().map(|r| r.timing).collect();
+        let rss = meshlb.iter().map(|r| r.peak_rss_kib).max().unwrap_or(0);
+        let cpu = meshlb.iter().map(|r| r.cpu).max().unwrap_or_default();
+        let ours = row(
+            count,
+            "meshlb",
+            &timings,
+            format!("{} MiB, {} s", rss / 1024, secs(cpu)),
+        );
+        let gobgp = meshlb_chaos::scenario::gobgp_route_scale(count, runs)?;
+        let theirs = row(count, "gobgpd", &gobgp, String::new());
+        if let (Some(ours), Some(theirs)) = (ours, theirs)
+            && !theirs.is_zero()
+        {
+            println!(
+                "| {count} | meshlb / gobgpd, RIB median | {:.2} | | | | | |",
+                ours.as_secs_f64() / theirs.as_secs_f64()
+            );
+        }
+    }
+    Ok(())
+}
+
 fn serf_version() -> String {
     std::process::Command::new("serf")
         .arg("version")
@@ -827,6 +886,12 @@ fn main() -> ExitCode {
         } => {
             install_teardown_on_signal();
             bench_keepalived(runs, nodes, fault)
+        }
+        Command::Bench {
+            bench: Bench::BgpRoutes { runs, routes },
+        } => {
+            install_teardown_on_signal();
+            bench_bgp_routes(runs, routes)
         }
         Command::Bench {
             bench: Bench::GobgpRoutes { runs, routes },

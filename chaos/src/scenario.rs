@@ -608,3 +608,142 @@ fn gobgp_route_scale_in(lab: &Lab, count: usize, runs: usize) -> Result<Vec<Rout
     }
     Ok(out)
 }
+
+/// One meshlb route-scale run: what [`RouteScaleRun`] measures, with the
+/// agent's peak RSS and CPU time by the end of the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AgentRouteScaleRun {
+    /// The timings.
+    pub timing: RouteScaleRun,
+    /// The agent's peak resident memory, KiB.
+    pub peak_rss_kib: u64,
+    /// The agent's CPU time (user and system) from its start.
+    pub cpu: Duration,
+}
+
+/// The configuration of the route-scale run: `count` single-stack IPv6
+/// Services from one pool, announced (with `advertised`) to bird2 over
+/// IPv6, in files of at most 2,000 Services (the agent's file limit).
+fn route_scale_config(router_v6: std::net::Ipv6Addr, count: usize, advertised: bool) -> Vec<(String, String)> {
+    use crate::router::{NODE_ASN, ROUTER_ASN};
+    let (base, _) = crate::lab::SERVICE_NET_V6;
+    let last = std::net::Ipv6Addr::from(u128::from(base) + count as u128);
+    let first = std::net::Ipv6Addr::from(u128::from(base) + 1);
+    let mut main = format!(
+        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: scale, namespace: metallb-system}}\n\
+         spec: {{addresses: ['{first}-{last}']}}\n---\n\
+         apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {{name: router, namespace: metallb-system}}\n\
+         spec: {{myASN: {NODE_ASN}, peerASN: {ROUTER_ASN}, peerAddress: '{router_v6}', holdTime: 90s}}\n"
+    );
+    if advertised {
+        main.push_str(
+            "---\napiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\n\
+             metadata: {name: scale, namespace: metallb-system}\nspec: {ipAddressPools: [scale]}\n",
+        );
+    }
+    let mut files = vec![(crate::agent::CONFIG_FILE.to_owned(), main)];
+    for (chunk, start) in (0..count).step_by(2000).enumerate() {
+        let mut text = String::new();
+        for i in start..count.min(start + 2000) {
+            let _ = std::fmt::Write::write_fmt(
+                &mut text,
+                format_args!(
+                    "---\napiVersion: v1\nkind: Service\nmetadata: {{name: svc-{i}, namespace: default}}\n\
+                 spec: {{type: LoadBalancer, ipFamilyPolicy: SingleStack, ipFamilies: [IPv6], ports: [{{port: 80}}]}}\n"
+                ),
+            );
+        }
+        files.push((format!("services-{chunk}.yaml"), text));
+    }
+    files
+}
+
+/// meshlb's agent on node1 announces `count` IPv6 host routes (one per
+/// Service) to bird2 over IPv6 eBGP, `runs` times, measured as
+/// [`gobgp_route_scale`] measures gobgpd: each run starts the agent with
+/// the Services assigned (from its state file, after the first) and times
+/// from bird2's Established until its RIB and the kernel FIB hold every
+/// route; then the BGPAdvertisement is removed (the agent withdraws every
+/// route in UPDATEs) and timed until both are empty; then the agent is
+/// killed.
+pub fn meshlb_route_scale(count: usize, runs: usize) -> Result<Vec<AgentRouteScaleRun>, LabError> {
+    let lab = Lab::build(&LabSpec {
+        nodes: 1,
+        clients: 0,
+        router: true,
+        ipv6: true,
+        ..LabSpec::default()
+    })?;
+    lab.run(|lab| meshlb_route_scale_in(lab, count, runs))
+}
+
+fn meshlb_route_scale_in(lab: &Lab, count: usize, runs: usize) -> Result<Vec<AgentRouteScaleRun>, LabError> {
+    use crate::router::{NODE_ASN, Router, RouterKind, kernel_route_count};
+    use crate::wait::wait_for;
+    let node = lab.host("node1")?.clone();
+    let node_v6 = node.ipv6.ok_or_else(|| LabError::Invalid("node1 has no IPv6".into()))?;
+    let router_v6 = lab
+        .host("router")?
+        .ipv6
+        .ok_or_else(|| LabError::Invalid("router has no IPv6".into()))?;
+    let router = Router::start_with_peers(lab, RouterKind::Bird, vec![(node_v6.into(), NODE_ASN)])?;
+    let write = |advertised: bool| -> Result<(), LabError> {
+        for (name, text) in route_scale_config(router_v6, count, advertised) {
+            crate::agent::write_config_file(lab, &name, &text)?;
+        }
+        Ok(())
+    };
+    let names = lab.node_names();
+    let keys = crate::agent::random_key(1)?;
+    let extra: Vec<String> = ["--cluster-size", "1", "--bgp-drain-seconds", "0"]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    let limit = Duration::from_secs(180);
+    let count_v6 = |lab: &Lab| router.bird_route_count(lab);
+    let mut out = Vec::new();
+    for _ in 0..runs {
+        write(true)?;
+        let agent = crate::agent::start_agent_with(lab, "node1", &names, &keys, "fast", &extra)?;
+        wait_for(limit, &format!("{count} routes in bird2's RIB"), || {
+            count_v6(lab).is_ok_and(|n| n >= count)
+        })?;
+        wait_for(limit, &format!("{count} routes in the kernel FIB"), || {
+            kernel_route_count(lab, "router", "bird").is_ok_and(|n| n >= count)
+        })?;
+        let fib_done = std::time::SystemTime::now();
+        let established = router.bird_established_at(lab, 0)?;
+        let last_import = router
+            .bird_last_import(lab)?
+            .ok_or_else(|| LabError::Invalid("bird2 shows no routes".into()))?;
+        let rib = last_import.duration_since(established).unwrap_or_default();
+        let fib = fib_done.duration_since(established).unwrap_or_default();
+
+        let start = Instant::now();
+        write(false)?;
+        wait_for(limit, "bird2's RIB to empty", || count_v6(lab).is_ok_and(|n| n == 0))?;
+        let withdraw_rib = start.elapsed();
+        wait_for(limit, "the kernel FIB to empty", || {
+            kernel_route_count(lab, "router", "bird").is_ok_and(|n| n == 0)
+        })?;
+        let withdraw_fib = start.elapsed();
+        let pid = u32::try_from(agent.process.pid()).map_err(|_| LabError::Invalid("agent pid".into()))?;
+        let (peak_rss_kib, cpu) = crate::kube_bench::usage(pid)?;
+        agent.process.kill()?;
+        agent.process.wait_exit(Duration::from_secs(10))?;
+        wait_for(limit, "the session down", || {
+            router.established_peers(lab).is_ok_and(|p| p.is_empty())
+        })?;
+        out.push(AgentRouteScaleRun {
+            timing: RouteScaleRun {
+                rib,
+                fib,
+                withdraw_rib,
+                withdraw_fib,
+            },
+            peak_rss_kib,
+            cpu,
+        });
+    }
+    Ok(out)
+}
