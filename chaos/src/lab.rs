@@ -310,8 +310,9 @@ impl Lab {
         Ok(())
     }
 
-    fn build_host(&self, host: &Host) -> Result<(), LabError> {
-        let (ns, sw) = (host.netns.as_str(), self.switch.as_str());
+    /// A host's namespace, without duplicate address detection (the lab's
+    /// addresses are unique, and DAD would delay them).
+    fn add_namespace(ns: &str) -> Result<(), LabError> {
         run("ip", &["netns", "add", ns])?;
         run_in(
             ns,
@@ -322,7 +323,13 @@ impl Lab {
                 "net.ipv6.conf.all.accept_dad=0",
                 "net.ipv6.conf.default.accept_dad=0",
             ],
-        )?;
+        )
+        .map(|_| ())
+    }
+
+    fn build_host(&self, host: &Host) -> Result<(), LabError> {
+        let (ns, sw) = (host.netns.as_str(), self.switch.as_str());
+        Self::add_namespace(ns)?;
         run(
             "ip",
             &[
@@ -393,17 +400,7 @@ impl Lab {
     fn build_remote(&self, host: &Host) -> Result<(), LabError> {
         let router = self.host("router")?.clone();
         let (ns, rns) = (host.netns.as_str(), router.netns.as_str());
-        run("ip", &["netns", "add", ns])?;
-        run_in(
-            ns,
-            "sysctl",
-            &[
-                "-q",
-                "-w",
-                "net.ipv6.conf.all.accept_dad=0",
-                "net.ipv6.conf.default.accept_dad=0",
-            ],
-        )?;
+        Self::add_namespace(ns)?;
         run(
             "ip",
             &[

@@ -5,7 +5,7 @@ use crate::keepalived::{self, VrrpSpec};
 use crate::lab::{Lab, LabProcess, LabSpec};
 use crate::probe::{Outage, Prober, RESPONDER_PORT};
 use crate::random::random_below;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -528,32 +528,47 @@ pub struct RouteScaleRun {
 /// until both are empty. (The lab's IPv4 ranges hold only 768 host routes,
 /// so host routes at this scale are IPv6 /128s.)
 pub fn gobgp_route_scale(count: usize, runs: usize) -> Result<Vec<RouteScaleRun>, LabError> {
-    let lab = Lab::build(&LabSpec {
+    route_scale_lab()?.run(|lab| gobgp_route_scale_in(lab, count, runs))
+}
+
+/// The route-scale lab: one node and the router, with IPv6.
+fn route_scale_lab() -> Result<Lab, LabError> {
+    Lab::build(&LabSpec {
         nodes: 1,
         clients: 0,
         router: true,
         ipv6: true,
         ..LabSpec::default()
-    })?;
-    lab.run(|lab| gobgp_route_scale_in(lab, count, runs))
+    })
 }
 
-fn gobgp_route_scale_in(lab: &Lab, count: usize, runs: usize) -> Result<Vec<RouteScaleRun>, LabError> {
-    use crate::router::{NODE_ASN, ROUTER_ASN, Router, RouterKind, kernel_route_count};
-    use crate::wait::wait_for;
-    let node = lab.host("node1")?.clone();
-    let node_v6 = node.ipv6.ok_or_else(|| LabError::Invalid("node1 has no IPv6".into()))?;
+/// node1's and the router's IPv6 addresses, and bird2 on the router
+/// peering with node1 over IPv6.
+fn route_scale_peering(lab: &Lab) -> Result<(Ipv6Addr, Ipv6Addr, crate::router::Router), LabError> {
+    use crate::router::{NODE_ASN, Router, RouterKind};
+    let node_v6 = lab
+        .host("node1")?
+        .ipv6
+        .ok_or_else(|| LabError::Invalid("node1 has no IPv6".into()))?;
     let router_v6 = lab
         .host("router")?
         .ipv6
         .ok_or_else(|| LabError::Invalid("router has no IPv6".into()))?;
     let router = Router::start_with_peers(lab, RouterKind::Bird, vec![(node_v6.into(), NODE_ASN)])?;
+    Ok((node_v6, router_v6, router))
+}
+
+fn gobgp_route_scale_in(lab: &Lab, count: usize, runs: usize) -> Result<Vec<RouteScaleRun>, LabError> {
+    use crate::router::{NODE_ASN, ROUTER_ASN, kernel_route_count};
+    use crate::wait::wait_for;
+    let node = lab.host("node1")?.clone();
+    let (node_v6, router_v6, router) = route_scale_peering(lab)?;
     let speaker = crate::speaker::GobgpSpeaker::start(lab, "node1", NODE_ASN, router_v6.into(), ROUTER_ASN)?;
     router.wait_established(lab, 1, Duration::from_secs(60))?;
 
     let (base, _) = crate::lab::SERVICE_NET_V6;
     let prefixes: Vec<meshlb_wire::bgp::Prefix6> = (1..=count as u128)
-        .map(|i| meshlb_wire::bgp::Prefix::host(std::net::Ipv6Addr::from(u128::from(base) + i)))
+        .map(|i| meshlb_wire::bgp::Prefix::host(Ipv6Addr::from(u128::from(base) + i)))
         .collect();
     let dump = crate::mrt::table_dump(node_v6.into(), NODE_ASN, node.ipv4, &prefixes, node_v6.into());
     let file = lab.log_dir().join(format!("routes-{count}.mrt"));
@@ -577,36 +592,69 @@ fn gobgp_route_scale_in(lab: &Lab, count: usize, runs: usize) -> Result<Vec<Rout
         // imported into bird2's RIB, and until the kernel FIB holds all
         // (polled, so a few milliseconds late at worst).
         speaker.enable_peer(lab, router_v6.into())?;
-        wait_for(limit, &format!("{count} routes in bird2's RIB"), || {
-            count_v6(lab).is_ok_and(|n| n >= count)
-        })?;
-        wait_for(limit, &format!("{count} routes in the kernel FIB"), || {
-            kernel_route_count(lab, "router", "bird").is_ok_and(|n| n >= count)
-        })?;
-        let fib_done = std::time::SystemTime::now();
-        let established = router.bird_established_at(lab, 0)?;
-        let last_import = router
-            .bird_last_import(lab)?
-            .ok_or_else(|| LabError::Invalid("bird2 shows no routes".into()))?;
-        let rib = last_import.duration_since(established).unwrap_or_default();
-        let fib = fib_done.duration_since(established).unwrap_or_default();
+        let (rib, fib) = time_announced(lab, &router, count, limit)?;
 
         // Timed: one "delete all" until both are empty.
-        let start = Instant::now();
-        speaker.withdraw_all(lab)?;
-        wait_for(limit, "bird2's RIB to empty", || count_v6(lab).is_ok_and(|n| n == 0))?;
-        let withdraw_rib = start.elapsed();
-        wait_for(limit, "the kernel FIB to empty", || {
-            kernel_route_count(lab, "router", "bird").is_ok_and(|n| n == 0)
-        })?;
+        let (withdraw_rib, withdraw_fib) = time_withdrawn(lab, &router, limit, || speaker.withdraw_all(lab))?;
         out.push(RouteScaleRun {
             rib,
             fib,
             withdraw_rib,
-            withdraw_fib: start.elapsed(),
+            withdraw_fib,
         });
     }
     Ok(out)
+}
+
+/// Once bird2's RIB and the router's kernel FIB hold `count` routes: how
+/// long after the session's Established each did, by bird2's own
+/// millisecond clock (session setup is not route transfer) for the RIB,
+/// polled (a few milliseconds late at worst) for the FIB.
+fn time_announced(
+    lab: &Lab,
+    router: &crate::router::Router,
+    count: usize,
+    limit: Duration,
+) -> Result<(Duration, Duration), LabError> {
+    use crate::router::kernel_route_count;
+    use crate::wait::wait_for;
+    wait_for(limit, &format!("{count} routes in bird2's RIB"), || {
+        router.bird_route_count(lab).is_ok_and(|n| n >= count)
+    })?;
+    wait_for(limit, &format!("{count} routes in the kernel FIB"), || {
+        kernel_route_count(lab, "router", "bird").is_ok_and(|n| n >= count)
+    })?;
+    let fib_done = std::time::SystemTime::now();
+    let established = router.bird_established_at(lab, 0)?;
+    let last_import = router
+        .bird_last_import(lab)?
+        .ok_or_else(|| LabError::Invalid("bird2 shows no routes".into()))?;
+    Ok((
+        last_import.duration_since(established).unwrap_or_default(),
+        fib_done.duration_since(established).unwrap_or_default(),
+    ))
+}
+
+/// How long after `withdraw` bird2's RIB, and then the router's kernel
+/// FIB, were empty (polled).
+fn time_withdrawn(
+    lab: &Lab,
+    router: &crate::router::Router,
+    limit: Duration,
+    withdraw: impl FnOnce() -> Result<(), LabError>,
+) -> Result<(Duration, Duration), LabError> {
+    use crate::router::kernel_route_count;
+    use crate::wait::wait_for;
+    let start = Instant::now();
+    withdraw()?;
+    wait_for(limit, "bird2's RIB to empty", || {
+        router.bird_route_count(lab).is_ok_and(|n| n == 0)
+    })?;
+    let rib = start.elapsed();
+    wait_for(limit, "the kernel FIB to empty", || {
+        kernel_route_count(lab, "router", "bird").is_ok_and(|n| n == 0)
+    })?;
+    Ok((rib, start.elapsed()))
 }
 
 /// One meshlb route-scale run: what [`RouteScaleRun`] measures, with the
@@ -624,11 +672,11 @@ pub struct AgentRouteScaleRun {
 /// The configuration of the route-scale run: `count` single-stack IPv6
 /// Services from one pool, announced (with `advertised`) to bird2 over
 /// IPv6, in files of at most 2,000 Services (the agent's file limit).
-fn route_scale_config(router_v6: std::net::Ipv6Addr, count: usize, advertised: bool) -> Vec<(String, String)> {
+fn route_scale_config(router_v6: Ipv6Addr, count: usize, advertised: bool) -> Vec<(String, String)> {
     use crate::router::{NODE_ASN, ROUTER_ASN};
     let (base, _) = crate::lab::SERVICE_NET_V6;
-    let last = std::net::Ipv6Addr::from(u128::from(base) + count as u128);
-    let first = std::net::Ipv6Addr::from(u128::from(base) + 1);
+    let last = Ipv6Addr::from(u128::from(base) + count as u128);
+    let first = Ipv6Addr::from(u128::from(base) + 1);
     let mut main = format!(
         "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: scale, namespace: metallb-system}}\n\
          spec: {{addresses: ['{first}-{last}']}}\n---\n\
@@ -667,26 +715,12 @@ fn route_scale_config(router_v6: std::net::Ipv6Addr, count: usize, advertised: b
 /// route in UPDATEs) and timed until both are empty; then the agent is
 /// killed.
 pub fn meshlb_route_scale(count: usize, runs: usize) -> Result<Vec<AgentRouteScaleRun>, LabError> {
-    let lab = Lab::build(&LabSpec {
-        nodes: 1,
-        clients: 0,
-        router: true,
-        ipv6: true,
-        ..LabSpec::default()
-    })?;
-    lab.run(|lab| meshlb_route_scale_in(lab, count, runs))
+    route_scale_lab()?.run(|lab| meshlb_route_scale_in(lab, count, runs))
 }
 
 fn meshlb_route_scale_in(lab: &Lab, count: usize, runs: usize) -> Result<Vec<AgentRouteScaleRun>, LabError> {
-    use crate::router::{NODE_ASN, Router, RouterKind, kernel_route_count};
     use crate::wait::wait_for;
-    let node = lab.host("node1")?.clone();
-    let node_v6 = node.ipv6.ok_or_else(|| LabError::Invalid("node1 has no IPv6".into()))?;
-    let router_v6 = lab
-        .host("router")?
-        .ipv6
-        .ok_or_else(|| LabError::Invalid("router has no IPv6".into()))?;
-    let router = Router::start_with_peers(lab, RouterKind::Bird, vec![(node_v6.into(), NODE_ASN)])?;
+    let (_, router_v6, router) = route_scale_peering(lab)?;
     let write = |advertised: bool| -> Result<(), LabError> {
         for (name, text) in route_scale_config(router_v6, count, advertised) {
             crate::agent::write_config_file(lab, &name, &text)?;
@@ -700,33 +734,12 @@ fn meshlb_route_scale_in(lab: &Lab, count: usize, runs: usize) -> Result<Vec<Age
         .map(|s| (*s).to_owned())
         .collect();
     let limit = Duration::from_secs(180);
-    let count_v6 = |lab: &Lab| router.bird_route_count(lab);
     let mut out = Vec::new();
     for _ in 0..runs {
         write(true)?;
         let agent = crate::agent::start_agent_with(lab, "node1", &names, &keys, "fast", &extra)?;
-        wait_for(limit, &format!("{count} routes in bird2's RIB"), || {
-            count_v6(lab).is_ok_and(|n| n >= count)
-        })?;
-        wait_for(limit, &format!("{count} routes in the kernel FIB"), || {
-            kernel_route_count(lab, "router", "bird").is_ok_and(|n| n >= count)
-        })?;
-        let fib_done = std::time::SystemTime::now();
-        let established = router.bird_established_at(lab, 0)?;
-        let last_import = router
-            .bird_last_import(lab)?
-            .ok_or_else(|| LabError::Invalid("bird2 shows no routes".into()))?;
-        let rib = last_import.duration_since(established).unwrap_or_default();
-        let fib = fib_done.duration_since(established).unwrap_or_default();
-
-        let start = Instant::now();
-        write(false)?;
-        wait_for(limit, "bird2's RIB to empty", || count_v6(lab).is_ok_and(|n| n == 0))?;
-        let withdraw_rib = start.elapsed();
-        wait_for(limit, "the kernel FIB to empty", || {
-            kernel_route_count(lab, "router", "bird").is_ok_and(|n| n == 0)
-        })?;
-        let withdraw_fib = start.elapsed();
+        let (rib, fib) = time_announced(lab, &router, count, limit)?;
+        let (withdraw_rib, withdraw_fib) = time_withdrawn(lab, &router, limit, || write(false))?;
         let pid = u32::try_from(agent.process.pid()).map_err(|_| LabError::Invalid("agent pid".into()))?;
         let (peak_rss_kib, cpu) = crate::kube_bench::usage(pid)?;
         agent.process.kill()?;

@@ -48,6 +48,30 @@ fn start_peer(netns: &str, config: PeerConfig) -> (Addr<PeerActor>, System, std:
     (addr, system, thread)
 }
 
+/// A directly connected eBGP peer at `address` (the lab's router), from
+/// the node whose BGP identifier is `router_id`.
+fn direct_ebgp(name: String, address: SocketAddr, router_id: std::net::Ipv4Addr) -> PeerConfig {
+    PeerConfig {
+        name,
+        address,
+        source: None,
+        md5: None,
+        hops: Hops::Direct,
+        session: SessionConfig {
+            local_as: NODE_ASN,
+            peer_as: PeerAs::Exact(ROUTER_ASN),
+            router_id,
+            hold_time: 9,
+            keepalive_time: None,
+            connect_retry: Duration::from_secs(2),
+            passive: false,
+            families: families_for(address.ip(), false),
+            route_refresh: true,
+            graceful_restart: None,
+        },
+    }
+}
+
 fn routes(prefixes: &[&str], attributes: &RouteAttributes) -> BTreeMap<RoutePrefix, RouteAttributes> {
     prefixes
         .iter()
@@ -88,25 +112,7 @@ fn the_peer_actor_announces_to_bird2_frr_and_gobgpd() {
         let router = Router::start(&lab, kind).unwrap();
         let node = lab.host("node1").unwrap().clone();
         let router_address = IpAddr::V4(lab.host("router").unwrap().ipv4);
-        let config = PeerConfig {
-            name: format!("{kind}"),
-            address: SocketAddr::new(router_address, peer_port),
-            source: None,
-            md5: None,
-            hops: Hops::Direct,
-            session: SessionConfig {
-                local_as: NODE_ASN,
-                peer_as: PeerAs::Exact(ROUTER_ASN),
-                router_id: node.ipv4,
-                hold_time: 9,
-                keepalive_time: None,
-                connect_retry: Duration::from_secs(2),
-                passive: false,
-                families: families_for(router_address, false),
-                route_refresh: true,
-                graceful_restart: None,
-            },
-        };
+        let config = direct_ebgp(format!("{kind}"), SocketAddr::new(router_address, peer_port), node.ipv4);
         let (peer, system, thread) = start_peer(&node.netns, config);
         let attributes = RouteAttributes {
             local_pref: None,
@@ -157,6 +163,23 @@ fn the_peer_actor_announces_to_bird2_frr_and_gobgpd() {
     }
 }
 
+/// The agents' configuration: one BGPPeer, the lab's router, with
+/// `peer_extra` added to its spec (after the hold time), announcing
+/// 203.0.113.20 for one Service; `documents` come before it.
+fn single_peer_config(lab: &Lab, peer_extra: &str, documents: &str) -> String {
+    let router_address = lab.host("router").unwrap().ipv4;
+    format!(
+        "{documents}apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: routed, namespace: metallb-system}}\n\
+         spec: {{addresses: [203.0.113.20/32]}}\n---\n\
+         apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {{name: router, namespace: metallb-system}}\n\
+         spec: {{myASN: {NODE_ASN}, peerASN: {ROUTER_ASN}, peerAddress: {router_address}{peer_extra}}}\n---\n\
+         apiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {{name: routed, namespace: metallb-system}}\n\
+         spec: {{ipAddressPools: [routed]}}\n---\n\
+         apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: default}}\n\
+         spec: {{type: LoadBalancer, ports: [{{port: 80}}]}}\n"
+    )
+}
+
 /// The agents in BGP mode: three nodes peer with bird2 on the router from
 /// a BGPPeer and a BGPAdvertisement; the Service's address reaches the
 /// router's RIB from every node and its kernel as one ECMP route over all
@@ -173,17 +196,7 @@ fn agents_announce_a_service_over_every_node_and_a_stop_removes_one() {
     })
     .unwrap();
     let router = Router::start(&lab, RouterKind::Bird).unwrap();
-    let router_address = lab.host("router").unwrap().ipv4;
-    let config = format!(
-        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: routed, namespace: metallb-system}}\n\
-         spec: {{addresses: [203.0.113.20-203.0.113.29]}}\n---\n\
-         apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {{name: router, namespace: metallb-system}}\n\
-         spec: {{myASN: {NODE_ASN}, peerASN: {ROUTER_ASN}, peerAddress: {router_address}, holdTime: 9s}}\n---\n\
-         apiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {{name: routed, namespace: metallb-system}}\n\
-         spec: {{ipAddressPools: [routed]}}\n---\n\
-         apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: default}}\n\
-         spec: {{type: LoadBalancer, ports: [{{port: 80}}]}}\n"
-    );
+    let config = single_peer_config(&lab, ", holdTime: 9s", "");
     let names = lab.node_names();
     let agents = meshlb_chaos::agent::start_cluster_with(&lab, &names, "fast", &config).unwrap();
     router.wait_established(&lab, 3, Duration::from_secs(30)).unwrap();
@@ -283,7 +296,7 @@ fn a_lone_node_drains_with_graceful_shutdown_then_withdraws() {
     })
     .unwrap();
     let router = Router::start(&lab, RouterKind::Bird).unwrap();
-    let config = single_peer_config(&lab, "");
+    let config = single_peer_config(&lab, ", holdTime: 9s", "");
     let extra = vec![
         "--cluster-size".to_owned(),
         "1".to_owned(),
@@ -333,18 +346,7 @@ fn a_graceful_restart_keeps_the_route_and_the_traffic() {
         })
         .unwrap();
         let router = Router::start(&lab, RouterKind::Bird).unwrap();
-        let router_address = lab.host("router").unwrap().ipv4;
-        let config = format!(
-            "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: routed, namespace: metallb-system}}\n\
-             spec: {{addresses: [203.0.113.20/32]}}\n---\n\
-             apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {{name: router, namespace: metallb-system}}\n\
-             spec: {{myASN: {NODE_ASN}, peerASN: {ROUTER_ASN}, peerAddress: {router_address}, holdTime: 9s, \
-             enableGracefulRestart: {graceful}}}\n---\n\
-             apiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {{name: routed, namespace: metallb-system}}\n\
-             spec: {{ipAddressPools: [routed]}}\n---\n\
-             apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: default}}\n\
-             spec: {{type: LoadBalancer, ports: [{{port: 80}}]}}\n"
-        );
+        let config = single_peer_config(&lab, &format!(", holdTime: 9s, enableGracefulRestart: {graceful}"), "");
         let names = lab.node_names();
         // No drain wait: this is about the restart alone.
         let single = vec![
@@ -425,19 +427,9 @@ fn bfd_takes_the_bgp_session_down_long_before_the_hold_time() {
     };
     let router =
         Router::start_with_options(&lab, RouterKind::Frr, vec![(IpAddr::V4(node.ipv4), NODE_ASN)], options).unwrap();
-    let router_address = lab.host("router").unwrap().ipv4;
-    let config = format!(
-        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: routed, namespace: metallb-system}}\n\
-         spec: {{addresses: [203.0.113.20/32]}}\n---\n\
-         apiVersion: metallb.io/v1beta1\nkind: BFDProfile\nmetadata: {{name: fast, namespace: metallb-system}}\n\
-         spec: {{receiveInterval: 300, transmitInterval: 300, detectMultiplier: 3}}\n---\n\
-         apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {{name: router, namespace: metallb-system}}\n\
-         spec: {{myASN: {NODE_ASN}, peerASN: {ROUTER_ASN}, peerAddress: {router_address}, holdTime: 90s, bfdProfile: fast}}\n---\n\
-         apiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {{name: routed, namespace: metallb-system}}\n\
-         spec: {{ipAddressPools: [routed]}}\n---\n\
-         apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: default}}\n\
-         spec: {{type: LoadBalancer, ports: [{{port: 80}}]}}\n"
-    );
+    let profile = "apiVersion: metallb.io/v1beta1\nkind: BFDProfile\nmetadata: {name: fast, namespace: metallb-system}\n\
+                   spec: {receiveInterval: 300, transmitInterval: 300, detectMultiplier: 3}\n---\n";
+    let config = single_peer_config(&lab, ", holdTime: 90s, bfdProfile: fast", profile);
     let names = lab.node_names();
     let single = vec!["--cluster-size".to_owned(), "1".to_owned()];
     let agents =
@@ -473,22 +465,6 @@ fn bfd_takes_the_bgp_session_down_long_before_the_hold_time() {
     bfdd.thaw().unwrap();
 }
 
-/// The configuration of one node's agent peering with the lab's router,
-/// `extra` added to the BGPPeer's spec, announcing 203.0.113.20.
-fn single_peer_config(lab: &Lab, extra: &str) -> String {
-    let router_address = lab.host("router").unwrap().ipv4;
-    format!(
-        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: routed, namespace: metallb-system}}\n\
-         spec: {{addresses: [203.0.113.20/32]}}\n---\n\
-         apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {{name: router, namespace: metallb-system}}\n\
-         spec: {{myASN: {NODE_ASN}, peerASN: {ROUTER_ASN}, peerAddress: {router_address}, holdTime: 9s{extra}}}\n---\n\
-         apiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {{name: routed, namespace: metallb-system}}\n\
-         spec: {{ipAddressPools: [routed]}}\n---\n\
-         apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: default}}\n\
-         spec: {{type: LoadBalancer, ports: [{{port: 80}}]}}\n"
-    )
-}
-
 /// TCP MD5 (RFC 2385) from the BGPPeer's password: bird2, FRR and gobgpd
 /// with the same password establish and get the route; FRR with another
 /// never establishes, and the agent says why it may be.
@@ -512,7 +488,11 @@ fn md5_passwords_admit_only_the_right_router() {
             ..RouterOptions::default()
         };
         let router = Router::start_with_options(&lab, kind, vec![(IpAddr::V4(node.ipv4), NODE_ASN)], options).unwrap();
-        let config = single_peer_config(&lab, &format!(", password: {agent_password}, connectTime: 2s"));
+        let config = single_peer_config(
+            &lab,
+            &format!(", holdTime: 9s, password: {agent_password}, connectTime: 2s"),
+            "",
+        );
         let single = vec!["--cluster-size".to_owned(), "1".to_owned()];
         let names = lab.node_names();
         let agents =
@@ -554,25 +534,7 @@ fn ipv6_sessions_announce_ipv6_routes_to_bird2_frr_and_gobgpd() {
         let node_v6 = IpAddr::V6(node.ipv6.unwrap());
         let router = Router::start_with_peers(&lab, kind, vec![(node_v6, NODE_ASN)]).unwrap();
         let router_v6 = IpAddr::V6(lab.host("router").unwrap().ipv6.unwrap());
-        let config = PeerConfig {
-            name: format!("{kind}-v6"),
-            address: SocketAddr::new(router_v6, BGP_PORT),
-            source: None,
-            md5: None,
-            hops: Hops::Direct,
-            session: SessionConfig {
-                local_as: NODE_ASN,
-                peer_as: PeerAs::Exact(ROUTER_ASN),
-                router_id: node.ipv4,
-                hold_time: 9,
-                keepalive_time: None,
-                connect_retry: Duration::from_secs(2),
-                passive: false,
-                families: families_for(router_v6, false),
-                route_refresh: true,
-                graceful_restart: None,
-            },
-        };
+        let config = direct_ebgp(format!("{kind}-v6"), SocketAddr::new(router_v6, BGP_PORT), node.ipv4);
         let (peer, system, thread) = start_peer(&node.netns, config);
         let prefix = meshlb_wire::bgp::Prefix6::new("2001:db8:100::20".parse().unwrap(), 128).unwrap();
         let routes = BTreeMap::from([(RoutePrefix::V6(prefix), RouteAttributes::default())]);
