@@ -132,6 +132,12 @@ enum Bench {
         #[arg(long, value_delimiter = ',', default_values_t = vec![1000, 10000])]
         routes: Vec<usize>,
     },
+    /// BGP mode through FRR: the outage a crashed node causes a client behind the router, with and without BFD.
+    BgpFailover {
+        /// Runs per case.
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+    },
     /// gobgpd as a speaker: IPv6 host routes until they are in bird2's RIB and the kernel FIB, and gone.
     GobgpRoutes {
         /// Runs per route count.
@@ -740,6 +746,39 @@ fn bench_bgp_routes(runs: usize, counts: Vec<usize>) -> Result<(), LabError> {
     Ok(())
 }
 
+fn bench_bgp_failover(runs: usize) -> Result<(), LabError> {
+    let lab_binary = self_binary()?;
+    println!(
+        "3 meshlb agents -> FRR (ECMP, hold time 9 s); a client behind the router probing every 10 ms; \
+         the answering node crashed; {runs} runs each; seconds"
+    );
+    println!("| case | outage (median / p90 / max) | probes lost (median) | runs |");
+    println!("|---|---|---|---|");
+    for (name, bfd) in [("meshlb with BFD 300 ms x 3", true), ("meshlb without BFD", false)] {
+        let mut outages = Vec::new();
+        let mut lost = Vec::new();
+        for _ in 0..runs {
+            match meshlb_chaos::scenario::bgp_crash_failover(bfd, &lab_binary) {
+                Ok(outage) => {
+                    outages.push(outage.window);
+                    lost.push(outage.lost);
+                }
+                Err(e) => eprintln!("{name}: a run failed: {e}"),
+            }
+        }
+        lost.sort_unstable();
+        let cell = Summary::of(&outages)
+            .map(|s| format!("{} / {} / {}", secs(s.median), secs(s.p90), secs(s.max)))
+            .unwrap_or_default();
+        println!(
+            "| {name} | {cell} | {} | {} |",
+            lost.get(lost.len() / 2).copied().unwrap_or(0),
+            outages.len()
+        );
+    }
+    Ok(())
+}
+
 fn serf_version() -> String {
     std::process::Command::new("serf")
         .arg("version")
@@ -892,6 +931,12 @@ fn main() -> ExitCode {
         } => {
             install_teardown_on_signal();
             bench_bgp_routes(runs, routes)
+        }
+        Command::Bench {
+            bench: Bench::BgpFailover { runs },
+        } => {
+            install_teardown_on_signal();
+            bench_bgp_failover(runs)
         }
         Command::Bench {
             bench: Bench::GobgpRoutes { runs, routes },

@@ -760,3 +760,92 @@ fn meshlb_route_scale_in(lab: &Lab, count: usize, runs: usize) -> Result<Vec<Age
     }
     Ok(out)
 }
+
+/// A crash of the node answering a client behind the router, in BGP mode:
+/// three agents announce 203.0.113.20 to FRR (ECMP; hold time 9 s), with
+/// BFD at 300 ms x 3 when `bfd` (FRR's bfdd); the prober on the remote
+/// host sends every 10 ms; the answering node is crashed (its processes
+/// killed, its link cut: no FIN, no Cease) at a random moment, and the
+/// outage lasts until another node answers, as the router gives up the
+/// crashed next hop (BFD's detection time, or the hold time).
+pub fn bgp_crash_failover(bfd: bool, lab_binary: &Path) -> Result<Outage, LabError> {
+    let lab = Lab::build(&LabSpec {
+        router: true,
+        remote_client: true,
+        ..LabSpec::segment(3, 0, false)
+    })?;
+    lab.run(|lab| bgp_crash_failover_in(lab, bfd, lab_binary))
+}
+
+fn bgp_crash_failover_in(lab: &Lab, bfd: bool, lab_binary: &Path) -> Result<Outage, LabError> {
+    use crate::router::{BfdTimers, NODE_ASN, ROUTER_ASN, Router, RouterKind, RouterOptions, kernel_routes};
+    use crate::wait::wait_for;
+    let nodes: Vec<(IpAddr, u32)> = lab
+        .hosts_with(crate::lab::Role::Node)
+        .map(|h| (IpAddr::V4(h.ipv4), NODE_ASN))
+        .collect();
+    let options = RouterOptions {
+        bfd: bfd.then_some(BfdTimers {
+            interval_ms: 300,
+            multiplier: 3,
+        }),
+        ..RouterOptions::default()
+    };
+    let router = Router::start_with_options(lab, RouterKind::Frr, nodes.clone(), options)?;
+    let router_address = lab.host("router")?.ipv4;
+    let (profile, peer_bfd) = if bfd {
+        (
+            "apiVersion: metallb.io/v1beta1\nkind: BFDProfile\nmetadata: {name: fast, namespace: metallb-system}\n\
+             spec: {receiveInterval: 300, transmitInterval: 300, detectMultiplier: 3}\n---\n",
+            ", bfdProfile: fast",
+        )
+    } else {
+        ("", "")
+    };
+    let config = format!(
+        "{profile}apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: routed, namespace: metallb-system}}\n\
+         spec: {{addresses: [203.0.113.20/32]}}\n---\n\
+         apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {{name: router, namespace: metallb-system}}\n\
+         spec: {{myASN: {NODE_ASN}, peerASN: {ROUTER_ASN}, peerAddress: {router_address}, holdTime: 9s{peer_bfd}}}\n---\n\
+         apiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {{name: routed, namespace: metallb-system}}\n\
+         spec: {{ipAddressPools: [routed]}}\n---\n\
+         apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: default}}\n\
+         spec: {{type: LoadBalancer, ports: [{{port: 80}}]}}\n"
+    );
+    let names = lab.node_names();
+    let _agents = crate::agent::start_cluster_with(lab, &names, "fast", &config)?;
+    router.wait_established(lab, nodes.len(), Duration::from_secs(60))?;
+    wait_for(Duration::from_secs(60), "an ECMP route over every node", || {
+        kernel_routes(lab, "router")
+            .unwrap_or_default()
+            .iter()
+            .any(|r| r.prefix == "203.0.113.20/32" && r.next_hops.len() == nodes.len())
+    })?;
+    if bfd {
+        wait_for(Duration::from_secs(60), "every BFD session up", || {
+            router.bfd_up_peers(lab).is_ok_and(|p| p.len() == nodes.len())
+        })?;
+    }
+    let _responders = start_responders(lab, lab_binary)?;
+    let prober = Prober::start(
+        lab,
+        "remote",
+        SocketAddr::new(
+            "203.0.113.20"
+                .parse()
+                .map_err(|_| LabError::Invalid("address".into()))?,
+            RESPONDER_PORT,
+        ),
+        Duration::from_millis(10),
+    )?;
+    let owner = prober.wait_for_answer(Instant::now(), Duration::from_secs(15), |_| true)?;
+    std::thread::sleep(Duration::from_millis(500) + random_below(Duration::from_secs(1)));
+    lab.crash(&owner)?;
+    let fault_at = Instant::now();
+    prober.wait_for_answer(fault_at, Duration::from_secs(30), |n| n != owner)?;
+    std::thread::sleep(Duration::from_millis(300));
+    prober
+        .stop()
+        .outage_after(fault_at)
+        .ok_or_else(|| LabError::Invalid("no probe was answered after the crash".into()))
+}

@@ -49,6 +49,8 @@ struct RunningPeer {
     peer: BgpPeer,
     config: PeerConfig,
     addr: Addr<PeerActor>,
+    /// Its number, in the session states it reports.
+    instance: u64,
 }
 
 /// The listener for peers' connections, as far as it is set up.
@@ -117,6 +119,8 @@ pub struct BgpActor {
     draining: bool,
     /// What this node's record says now.
     published: BgpSection,
+    /// The number of the last peer actor started.
+    instances: u64,
 }
 
 impl BgpActor {
@@ -135,6 +139,7 @@ impl BgpActor {
             established: BTreeSet::new(),
             draining: false,
             published: BgpSection::default(),
+            instances: 0,
         }
         .start()
     }
@@ -204,13 +209,16 @@ impl BgpActor {
             if let Some(running) = self.peers.remove(&name) {
                 tracing::info!(peer = name, "BGP peer stopping");
                 running.addr.do_send(StopPeer { for_restart: false });
+                self.established.remove(&name);
             }
         }
         for (name, planned) in &next.peers {
             if !self.peers.contains_key(name) {
                 match self.peer_config(&planned.peer) {
                     Ok(config) => {
-                        let actor = PeerActor::new(config.clone()).observed_by(ctx.address().recipient());
+                        self.instances += 1;
+                        let instance = self.instances;
+                        let actor = PeerActor::new(config.clone()).observed_by(ctx.address().recipient(), instance);
                         let addr = PeerActor::start_in_arbiter(&self.inputs.answering, move |_| actor);
                         self.peers.insert(
                             name.clone(),
@@ -218,6 +226,7 @@ impl BgpActor {
                                 peer: planned.peer.clone(),
                                 config,
                                 addr,
+                                instance,
                             },
                         );
                     }
@@ -481,6 +490,10 @@ impl actix::Handler<SessionState> for BgpActor {
     type Result = ();
 
     fn handle(&mut self, state: SessionState, ctx: &mut Context<Self>) {
+        // A stopped actor's last word, after its successor started.
+        if self.peers.get(&state.peer).is_none_or(|p| p.instance != state.instance) {
+            return;
+        }
         if state.established {
             self.established.insert(state.peer);
         } else {

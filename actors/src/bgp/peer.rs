@@ -87,6 +87,9 @@ pub struct StopPeer {
 pub struct SessionState {
     /// The BGPPeer's name.
     pub peer: String,
+    /// The number the observer gave this actor: a stopped actor's last
+    /// word can arrive after its successor's first.
+    pub instance: u64,
     /// Whether it is established now.
     pub established: bool,
 }
@@ -128,7 +131,7 @@ pub struct PeerActor {
     next_connection: ConnectionId,
     attempt: Option<SpawnHandle>,
     timer: Option<SpawnHandle>,
-    observer: Option<Recipient<SessionState>>,
+    observer: Option<(Recipient<SessionState>, u64)>,
 }
 
 impl PeerActor {
@@ -147,16 +150,18 @@ impl PeerActor {
         }
     }
 
-    /// Tells `observer` whenever the session comes up or goes down.
-    pub fn observed_by(mut self, observer: Recipient<SessionState>) -> PeerActor {
-        self.observer = Some(observer);
+    /// Tells `observer` whenever the session comes up or goes down, as
+    /// actor number `instance`.
+    pub fn observed_by(mut self, observer: Recipient<SessionState>, instance: u64) -> PeerActor {
+        self.observer = Some((observer, instance));
         self
     }
 
     fn tell_observer(&self, established: bool) {
-        if let Some(observer) = &self.observer {
+        if let Some((observer, instance)) = &self.observer {
             observer.do_send(SessionState {
                 peer: self.config.name.clone(),
+                instance: *instance,
                 established,
             });
         }
