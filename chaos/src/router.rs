@@ -114,6 +114,9 @@ pub struct RouterOptions {
     pub bfd: Option<BfdTimers>,
     /// The TCP MD5 password of every session (RFC 2385).
     pub password: Option<String>,
+    /// IPv6 unicast on IPv4 sessions too (FRR; what a BGPPeer's
+    /// `dualStackAddressFamily` meets).
+    pub dual_stack: bool,
 }
 
 /// BFD timers: receive and transmit interval, detect multiplier.
@@ -222,7 +225,11 @@ impl Router {
                     " address-family ipv4 unicast\n  maximum-paths 64\n  maximum-paths ibgp 64\n exit-address-family\n",
                 );
                 c.push_str(" address-family ipv6 unicast\n  maximum-paths 64\n  maximum-paths ibgp 64\n");
-                for (addr, _) in self.peers.iter().filter(|(a, _)| a.is_ipv6()) {
+                for (addr, _) in self
+                    .peers
+                    .iter()
+                    .filter(|(a, _)| a.is_ipv6() || self.options.dual_stack)
+                {
                     let _ = writeln!(c, "  neighbor {addr} activate");
                 }
                 c.push_str(" exit-address-family\n");

@@ -578,6 +578,7 @@ fn the_bgp_example_runs_in_the_lab() {
             multiplier: 3,
         }),
         password: Some("example-md5-password".into()),
+        ..RouterOptions::default()
     };
     let router = Router::start_with_options(&lab, RouterKind::Frr, nodes.clone(), options).unwrap();
     meshlb_chaos::agent::write_config_file(&lab, "secret.yaml", &read("secret.yaml")).unwrap();
@@ -615,4 +616,48 @@ fn the_bgp_example_runs_in_the_lab() {
             "{path:?}"
         );
     }
+}
+
+/// `dualStackAddressFamily`: over the IPv4 session with FRR, a dual-stack
+/// Service's IPv6 address goes too, its next hop node1's global IPv6
+/// address on the same interface; the IPv4 address keeps node1's IPv4.
+#[test]
+fn a_dual_stack_peer_carries_ipv6_routes_over_an_ipv4_session() {
+    let lab = Lab::build(&LabSpec {
+        router: true,
+        ..LabSpec::segment(1, 0, true)
+    })
+    .unwrap();
+    let node = lab.host("node1").unwrap().clone();
+    let options = RouterOptions {
+        dual_stack: true,
+        ..RouterOptions::default()
+    };
+    let router =
+        Router::start_with_options(&lab, RouterKind::Frr, vec![(IpAddr::V4(node.ipv4), NODE_ASN)], options).unwrap();
+    let router_address = lab.host("router").unwrap().ipv4;
+    let config = format!(
+        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: routed, namespace: metallb-system}}\n\
+         spec: {{addresses: [203.0.113.20/32, '2001:db8:100::20/128']}}\n---\n\
+         apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {{name: router, namespace: metallb-system}}\n\
+         spec: {{myASN: {NODE_ASN}, peerASN: {ROUTER_ASN}, peerAddress: {router_address}, holdTime: 9s, \
+         dualStackAddressFamily: true}}\n---\n\
+         apiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {{name: routed, namespace: metallb-system}}\n\
+         spec: {{ipAddressPools: [routed]}}\n---\n\
+         apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: default}}\n\
+         spec: {{type: LoadBalancer, ipFamilyPolicy: RequireDualStack, ipFamilies: [IPv4, IPv6], ports: [{{port: 80}}]}}\n"
+    );
+    let names = lab.node_names();
+    let single = vec!["--cluster-size".to_owned(), "1".to_owned()];
+    let _agents =
+        meshlb_chaos::agent::start_cluster_with_args(&lab, &names, "fast", &config, |_| single.clone()).unwrap();
+    let rib = router
+        .wait_rib(&lab, Duration::from_secs(30), |rib| {
+            rib.iter().any(|p| p.prefix == "2001:db8:100::20/128") && rib.iter().any(|p| p.prefix == "203.0.113.20/32")
+        })
+        .unwrap();
+    let v6 = rib.iter().find(|p| p.prefix == "2001:db8:100::20/128").unwrap();
+    assert_eq!(v6.next_hop, IpAddr::V6(node.ipv6.unwrap()), "{v6:?}");
+    let v4 = rib.iter().find(|p| p.prefix == "203.0.113.20/32").unwrap();
+    assert_eq!(v4.next_hop, IpAddr::V4(node.ipv4), "{v4:?}");
 }

@@ -114,11 +114,20 @@ enum Inbound {
 struct Connection {
     writer: mpsc::UnboundedSender<Vec<u8>>,
     reader: SpawnHandle,
-    local: SocketAddr,
     direction: Direction,
-    /// With an IPv6 local address on the peer's link: that link's
-    /// link-local address, the second next hop (RFC 2545 section 3).
-    link_local: Option<Ipv6Addr>,
+    /// This node's next hops on the connection's interface.
+    next_hops: NextHops,
+}
+
+/// The next hops this node gives its routes on one connection: the
+/// connection's own address for its family, and for the other family
+/// (`dualStackAddressFamily`) an address of that family on the same
+/// interface; for IPv6, beside the global address, the interface's
+/// link-local one when the peer is on that link (RFC 2545 section 3).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct NextHops {
+    v4: Option<std::net::Ipv4Addr>,
+    v6: Option<(Ipv6Addr, Option<Ipv6Addr>)>,
 }
 
 /// The peer actor. See the module documentation.
@@ -248,11 +257,11 @@ impl PeerActor {
     /// The UPDATEs taking the peer to the wanted routes; with `initial`,
     /// End-of-RIB for every family after them (RFC 4724).
     fn send_table(&mut self, negotiated: &Negotiated, initial: bool) {
-        let Some((local, link_local)) = self
+        let Some(next_hops) = self
             .core
             .established_on()
             .and_then(|c| self.connections.get(&c))
-            .map(|c| (c.local, c.link_local))
+            .map(|c| c.next_hops)
         else {
             return;
         };
@@ -261,14 +270,8 @@ impl PeerActor {
             internal: negotiated.is_internal(self.config.session.local_as),
             families: negotiated.families.clone(),
             params: negotiated.params,
-            next_hop_v4: match local.ip() {
-                IpAddr::V4(v4) => Some(v4),
-                IpAddr::V6(_) => None,
-            },
-            next_hop_v6: match local.ip() {
-                IpAddr::V6(v6) => Some((v6, link_local)),
-                IpAddr::V4(_) => None,
-            },
+            next_hop_v4: next_hops.v4,
+            next_hop_v6: next_hops.v6,
         };
         let (updates, unsendable) = self.rib.updates_to(&self.wanted, &peering);
         for route in unsendable {
@@ -340,10 +343,7 @@ impl PeerActor {
                 return;
             }
         };
-        let link_local = match (local.ip(), self.config.address.ip()) {
-            (IpAddr::V6(own), IpAddr::V6(peer)) => link_local_beside(own, peer),
-            _ => None,
-        };
+        let next_hops = next_hops_beside(local.ip(), self.config.address.ip());
         let id = self.next_connection;
         self.next_connection += 1;
         let (read, write) = stream.into_split();
@@ -355,9 +355,8 @@ impl PeerActor {
             Connection {
                 writer,
                 reader,
-                local,
                 direction,
-                link_local,
+                next_hops,
             },
         );
         let actions = self.core.connected(Instant::now(), id, direction);
@@ -365,22 +364,66 @@ impl PeerActor {
     }
 }
 
-/// The link-local address of the interface holding `own` when `peer` is
-/// on that interface's link (inside its prefix): the second next hop an
-/// on-link IPv6 peer gets (RFC 2545 section 3).
-fn link_local_beside(own: Ipv6Addr, peer: Ipv6Addr) -> Option<Ipv6Addr> {
-    let addresses: Vec<_> = nix::ifaddrs::getifaddrs().ok()?.collect();
-    let v6 = |a: &nix::ifaddrs::InterfaceAddress| a.address.as_ref()?.as_sockaddr_in6().map(|s| s.ip());
-    let holder = addresses.iter().find(|a| v6(a) == Some(own))?;
-    let mask = u128::from(holder.netmask.as_ref()?.as_sockaddr_in6()?.ip());
-    if u128::from(own) & mask != u128::from(peer) & mask {
-        return None;
+/// The next hops on the interface holding `own` (the connection's local
+/// address) for a session with `peer`: see [`NextHops`]. Without the
+/// interface's addresses, `own` alone.
+fn next_hops_beside(own: IpAddr, peer: IpAddr) -> NextHops {
+    let mut hops = NextHops::default();
+    match own {
+        IpAddr::V4(v4) => hops.v4 = Some(v4),
+        IpAddr::V6(v6) => hops.v6 = Some((v6, None)),
     }
-    addresses
-        .iter()
-        .filter(|a| a.interface_name == holder.interface_name)
-        .filter_map(v6)
-        .find(Ipv6Addr::is_unicast_link_local)
+    let Ok(addresses) = nix::ifaddrs::getifaddrs() else {
+        return hops;
+    };
+    let addresses: Vec<_> = addresses.collect();
+    let ip = |a: &nix::ifaddrs::InterfaceAddress| -> Option<IpAddr> {
+        let address = a.address.as_ref()?;
+        address
+            .as_sockaddr_in()
+            .map(|s| IpAddr::V4(s.ip()))
+            .or_else(|| address.as_sockaddr_in6().map(|s| IpAddr::V6(s.ip())))
+    };
+    let Some(holder) = addresses.iter().find(|a| ip(a) == Some(own)) else {
+        return hops;
+    };
+    let on_interface = || {
+        addresses
+            .iter()
+            .filter(|a| a.interface_name == holder.interface_name)
+            .filter_map(ip)
+    };
+    let on_link = holder.netmask.as_ref().is_some_and(|mask| match (own, peer) {
+        (IpAddr::V4(own), IpAddr::V4(peer)) => mask
+            .as_sockaddr_in()
+            .is_some_and(|m| u32::from(own) & u32::from(m.ip()) == u32::from(peer) & u32::from(m.ip())),
+        (IpAddr::V6(own), IpAddr::V6(peer)) => mask
+            .as_sockaddr_in6()
+            .is_some_and(|m| u128::from(own) & u128::from(m.ip()) == u128::from(peer) & u128::from(m.ip())),
+        _ => false,
+    });
+    if hops.v4.is_none() {
+        hops.v4 = on_interface().find_map(|a| match a {
+            IpAddr::V4(v4) => Some(v4),
+            IpAddr::V6(_) => None,
+        });
+    }
+    let global = hops.v6.map(|(g, _)| g).or_else(|| {
+        on_interface().find_map(|a| match a {
+            IpAddr::V6(v6) if !v6.is_unicast_link_local() => Some(v6),
+            _ => None,
+        })
+    });
+    let link_local = on_link
+        .then(|| {
+            on_interface().find_map(|a| match a {
+                IpAddr::V6(v6) if v6.is_unicast_link_local() => Some(v6),
+                _ => None,
+            })
+        })
+        .flatten();
+    hops.v6 = global.map(|g| (g, link_local));
+    hops
 }
 
 /// A connected socket to the peer, with the key and TTL set before the
