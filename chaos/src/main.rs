@@ -749,16 +749,22 @@ fn bench_bgp_routes(runs: usize, counts: Vec<usize>) -> Result<(), LabError> {
 fn bench_bgp_failover(runs: usize) -> Result<(), LabError> {
     let lab_binary = self_binary()?;
     println!(
-        "3 meshlb agents -> FRR (ECMP, hold time 9 s); a client behind the router probing every 10 ms; \
-         the answering node crashed; {runs} runs each; seconds"
+        "3 nodes (meshlb agents, or gobgpd) -> FRR (ECMP, hold time 9 s); a client behind the router probing \
+         every 10 ms; the answering node crashed; {runs} runs each; seconds"
     );
     println!("| case | outage (median / p90 / max) | probes lost (median) | runs |");
     println!("|---|---|---|---|");
-    for (name, bfd) in [("meshlb with BFD 300 ms x 3", true), ("meshlb without BFD", false)] {
+    use meshlb_chaos::scenario::BgpAnnouncer;
+    let cases = [
+        ("meshlb with BFD 300 ms x 3", BgpAnnouncer::Meshlb { bfd: true }),
+        ("meshlb without BFD", BgpAnnouncer::Meshlb { bfd: false }),
+        ("gobgpd (no BFD)", BgpAnnouncer::Gobgp),
+    ];
+    for (name, announcer) in cases {
         let mut outages = Vec::new();
         let mut lost = Vec::new();
         for _ in 0..runs {
-            match meshlb_chaos::scenario::bgp_crash_failover(bfd, &lab_binary) {
+            match meshlb_chaos::scenario::bgp_crash_failover(announcer, &lab_binary) {
                 Ok(outage) => {
                     outages.push(outage.window);
                     lost.push(outage.lost);

@@ -761,23 +761,37 @@ fn meshlb_route_scale_in(lab: &Lab, count: usize, runs: usize) -> Result<Vec<Age
     Ok(out)
 }
 
+/// Who announces the service address to the router in
+/// [`bgp_crash_failover`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BgpAnnouncer {
+    /// meshlb's agents, with BFD (300 ms x 3) or without.
+    Meshlb {
+        /// With BFD.
+        bfd: bool,
+    },
+    /// gobgpd on every node (no BFD), the address on each node's loopback.
+    Gobgp,
+}
+
 /// A crash of the node answering a client behind the router, in BGP mode:
-/// three agents announce 203.0.113.20 to FRR (ECMP; hold time 9 s), with
-/// BFD at 300 ms x 3 when `bfd` (FRR's bfdd); the prober on the remote
-/// host sends every 10 ms; the answering node is crashed (its processes
-/// killed, its link cut: no FIN, no Cease) at a random moment, and the
-/// outage lasts until another node answers, as the router gives up the
-/// crashed next hop (BFD's detection time, or the hold time).
-pub fn bgp_crash_failover(bfd: bool, lab_binary: &Path) -> Result<Outage, LabError> {
+/// three nodes announce 203.0.113.20 to FRR (ECMP; hold time 9 s), by
+/// `announcer`; the prober on the remote host sends every 10 ms; the
+/// answering node is crashed (its processes killed, its link cut: no FIN,
+/// no Cease) at a random moment, and the outage lasts until another node
+/// answers, as the router gives up the crashed next hop (BFD's detection
+/// time, or the hold time).
+pub fn bgp_crash_failover(announcer: BgpAnnouncer, lab_binary: &Path) -> Result<Outage, LabError> {
     let lab = Lab::build(&LabSpec {
         router: true,
         remote_client: true,
         ..LabSpec::segment(3, 0, false)
     })?;
-    lab.run(|lab| bgp_crash_failover_in(lab, bfd, lab_binary))
+    lab.run(|lab| bgp_crash_failover_in(lab, announcer, lab_binary))
 }
 
-fn bgp_crash_failover_in(lab: &Lab, bfd: bool, lab_binary: &Path) -> Result<Outage, LabError> {
+fn bgp_crash_failover_in(lab: &Lab, announcer: BgpAnnouncer, lab_binary: &Path) -> Result<Outage, LabError> {
+    let bfd = announcer == BgpAnnouncer::Meshlb { bfd: true };
     use crate::router::{BfdTimers, NODE_ASN, ROUTER_ASN, Router, RouterKind, RouterOptions, kernel_routes};
     use crate::wait::wait_for;
     let nodes: Vec<(IpAddr, u32)> = lab
@@ -813,7 +827,27 @@ fn bgp_crash_failover_in(lab: &Lab, bfd: bool, lab_binary: &Path) -> Result<Outa
          spec: {{type: LoadBalancer, ports: [{{port: 80}}]}}\n"
     );
     let names = lab.node_names();
-    let _agents = crate::agent::start_cluster_with(lab, &names, "fast", &config)?;
+    // Kept until the crash: the agents or the speakers.
+    let mut _agents = Vec::new();
+    let mut _speakers = Vec::new();
+    match announcer {
+        BgpAnnouncer::Meshlb { .. } => _agents = crate::agent::start_cluster_with(lab, &names, "fast", &config)?,
+        BgpAnnouncer::Gobgp => {
+            for node in &names {
+                lab.exec(node, "ip", &["addr", "add", "203.0.113.20/32", "dev", "lo"])?;
+                let speaker = crate::speaker::GobgpSpeaker::start_with_hold_time(
+                    lab,
+                    node,
+                    NODE_ASN,
+                    router_address.into(),
+                    ROUTER_ASN,
+                    Some(9),
+                )?;
+                speaker.announce(lab, "203.0.113.20/32", &crate::speaker::Announcement::default())?;
+                _speakers.push(speaker);
+            }
+        }
+    }
     router.wait_established(lab, nodes.len(), Duration::from_secs(60))?;
     wait_for(Duration::from_secs(60), "an ECMP route over every node", || {
         kernel_routes(lab, "router")

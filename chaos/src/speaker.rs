@@ -40,14 +40,33 @@ pub struct GobgpSpeaker {
 impl GobgpSpeaker {
     /// Starts gobgpd on `node` as AS `asn`, peering with `peer` (AS `peer_asn`).
     pub fn start(lab: &Lab, node: &str, asn: u32, peer: IpAddr, peer_asn: u32) -> Result<GobgpSpeaker, LabError> {
+        Self::start_with_hold_time(lab, node, asn, peer, peer_asn, None)
+    }
+
+    /// [`GobgpSpeaker::start`] proposing `hold_time` seconds (keepalives
+    /// at a third of it) instead of gobgpd's 90.
+    pub fn start_with_hold_time(
+        lab: &Lab,
+        node: &str,
+        asn: u32,
+        peer: IpAddr,
+        peer_asn: u32,
+        hold_time: Option<u16>,
+    ) -> Result<GobgpSpeaker, LabError> {
         let host = lab.host(node)?;
         let conf = lab.log_dir().join(format!("{node}-gobgpd.toml"));
         let family = if peer.is_ipv6() { "ipv6-unicast" } else { "ipv4-unicast" };
         let text = format!(
             "[global.config]\n  as = {asn}\n  router-id = \"{}\"\n[[neighbors]]\n  [neighbors.config]\n    \
              neighbor-address = \"{peer}\"\n    peer-as = {peer_asn}\n  [[neighbors.afi-safis]]\n    \
-             [neighbors.afi-safis.config]\n      afi-safi-name = \"{family}\"\n",
-            host.ipv4
+             [neighbors.afi-safis.config]\n      afi-safi-name = \"{family}\"\n{timers}",
+            host.ipv4,
+            timers = hold_time
+                .map(|hold| format!(
+                    "  [neighbors.timers.config]\n    hold-time = {hold}\n    keepalive-interval = {}\n",
+                    (hold / 3).max(1)
+                ))
+                .unwrap_or_default()
         );
         std::fs::write(&conf, text).map_err(|e| LabError::io("write gobgpd.toml", e))?;
         let process = lab.spawn(
