@@ -132,6 +132,12 @@ enum Bench {
         #[arg(long, value_delimiter = ',', default_values_t = vec![1000, 10000])]
         routes: Vec<usize>,
     },
+    /// BGP mode through FRR: probes lost when a node leaves after meshlb's drain, against a crash.
+    BgpDrain {
+        /// Runs per case.
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+    },
     /// BGP mode through FRR: the outage a crashed node causes a client behind the router, with and without BFD.
     BgpFailover {
         /// Runs per case.
@@ -746,6 +752,37 @@ fn bench_bgp_routes(runs: usize, counts: Vec<usize>) -> Result<(), LabError> {
     Ok(())
 }
 
+fn bench_bgp_drain(runs: usize) -> Result<(), LabError> {
+    use meshlb_chaos::scenario::BgpAnnouncer;
+    let lab_binary = self_binary()?;
+    println!(
+        "3 meshlb agents -> FRR (ECMP, hold time 9 s, BFD 300 ms x 3); a client behind the router probing \
+         every 10 ms; the answering node leaves; {runs} runs each"
+    );
+    println!("| how the node leaves | probes lost after it began (median / max) | runs |");
+    println!("|---|---|---|");
+    for (name, drain) in [
+        ("its agent drains (SIGTERM), then the node crashes", true),
+        ("the node crashes", false),
+    ] {
+        let mut lost = Vec::new();
+        for _ in 0..runs {
+            match meshlb_chaos::scenario::bgp_node_exit(BgpAnnouncer::Meshlb { bfd: true }, drain, &lab_binary) {
+                Ok((_, n)) => lost.push(n),
+                Err(e) => eprintln!("{name}: a run failed: {e}"),
+            }
+        }
+        lost.sort_unstable();
+        println!(
+            "| {name} | {} / {} | {} |",
+            lost.get(lost.len() / 2).copied().unwrap_or(0),
+            lost.last().copied().unwrap_or(0),
+            lost.len()
+        );
+    }
+    Ok(())
+}
+
 fn bench_bgp_failover(runs: usize) -> Result<(), LabError> {
     let lab_binary = self_binary()?;
     println!(
@@ -937,6 +974,12 @@ fn main() -> ExitCode {
         } => {
             install_teardown_on_signal();
             bench_bgp_routes(runs, routes)
+        }
+        Command::Bench {
+            bench: Bench::BgpDrain { runs },
+        } => {
+            install_teardown_on_signal();
+            bench_bgp_drain(runs)
         }
         Command::Bench {
             bench: Bench::BgpFailover { runs },

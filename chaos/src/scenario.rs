@@ -782,15 +782,29 @@ pub enum BgpAnnouncer {
 /// answers, as the router gives up the crashed next hop (BFD's detection
 /// time, or the hold time).
 pub fn bgp_crash_failover(announcer: BgpAnnouncer, lab_binary: &Path) -> Result<Outage, LabError> {
+    bgp_node_exit(announcer, false, lab_binary).map(|(outage, _)| outage)
+}
+
+/// [`bgp_crash_failover`], or with `drain` a planned exit: the answering
+/// node's agent is stopped (SIGTERM: it drains) and the node crashes once
+/// it has exited, as a machine powered off after maintenance. Also returns
+/// the probes sent after the fault (the SIGTERM, or the crash) that got no
+/// answer.
+pub fn bgp_node_exit(announcer: BgpAnnouncer, drain: bool, lab_binary: &Path) -> Result<(Outage, usize), LabError> {
     let lab = Lab::build(&LabSpec {
         router: true,
         remote_client: true,
         ..LabSpec::segment(3, 0, false)
     })?;
-    lab.run(|lab| bgp_crash_failover_in(lab, announcer, lab_binary))
+    lab.run(|lab| bgp_crash_failover_in(lab, announcer, drain, lab_binary))
 }
 
-fn bgp_crash_failover_in(lab: &Lab, announcer: BgpAnnouncer, lab_binary: &Path) -> Result<Outage, LabError> {
+fn bgp_crash_failover_in(
+    lab: &Lab,
+    announcer: BgpAnnouncer,
+    drain: bool,
+    lab_binary: &Path,
+) -> Result<(Outage, usize), LabError> {
     let bfd = announcer == BgpAnnouncer::Meshlb { bfd: true };
     use crate::router::{BfdTimers, NODE_ASN, ROUTER_ASN, Router, RouterKind, RouterOptions, kernel_routes};
     use crate::wait::wait_for;
@@ -874,12 +888,26 @@ fn bgp_crash_failover_in(lab: &Lab, announcer: BgpAnnouncer, lab_binary: &Path) 
     )?;
     let owner = prober.wait_for_answer(Instant::now(), Duration::from_secs(15), |_| true)?;
     std::thread::sleep(Duration::from_millis(500) + random_below(Duration::from_secs(1)));
-    lab.crash(&owner)?;
     let fault_at = Instant::now();
+    let agent = _agents.iter().find(|a| a.node == owner);
+    match agent {
+        Some(agent) if drain => {
+            agent.process.terminate()?;
+            agent.process.wait_exit(Duration::from_secs(30))?;
+            lab.crash(&owner)?;
+        }
+        _ => lab.crash(&owner)?,
+    }
     prober.wait_for_answer(fault_at, Duration::from_secs(30), |n| n != owner)?;
     std::thread::sleep(Duration::from_millis(300));
-    prober
-        .stop()
+    let log = prober.stop();
+    let lost = log
+        .probes
+        .iter()
+        .filter(|p| p.sent >= fault_at && p.answers.is_empty())
+        .count();
+    let outage = log
         .outage_after(fault_at)
-        .ok_or_else(|| LabError::Invalid("no probe was answered after the crash".into()))
+        .ok_or_else(|| LabError::Invalid("no probe was answered after the fault".into()))?;
+    Ok((outage, lost))
 }
