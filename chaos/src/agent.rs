@@ -246,6 +246,31 @@ fn spawn_agent(
     })
 }
 
+/// The agents' configuration in BGP mode towards the lab's router: pool
+/// `routed` of `addresses` (YAML flow list items), one BGPPeer `router` at
+/// `router` (`peer_extra` added to its spec), a BGPAdvertisement of the
+/// pool, and Service `default/web` (`service_extra` added to its spec);
+/// `documents` come first.
+pub fn bgp_config(
+    router: std::net::IpAddr,
+    addresses: &str,
+    peer_extra: &str,
+    service_extra: &str,
+    documents: &str,
+) -> String {
+    use crate::router::{NODE_ASN, ROUTER_ASN};
+    format!(
+        "{documents}apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: routed, namespace: metallb-system}}\n\
+         spec: {{addresses: [{addresses}]}}\n---\n\
+         apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {{name: router, namespace: metallb-system}}\n\
+         spec: {{myASN: {NODE_ASN}, peerASN: {ROUTER_ASN}, peerAddress: '{router}'{peer_extra}}}\n---\n\
+         apiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {{name: routed, namespace: metallb-system}}\n\
+         spec: {{ipAddressPools: [routed]}}\n---\n\
+         apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: default}}\n\
+         spec: {{type: LoadBalancer{service_extra}, ports: [{{port: 80}}]}}\n"
+    )
+}
+
 /// The agents' main configuration file in their configuration directory.
 pub const CONFIG_FILE: &str = "config.yaml";
 

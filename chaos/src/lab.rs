@@ -327,6 +327,13 @@ impl Lab {
         .map(|_| ())
     }
 
+    /// `address`/64 on `device` in namespace `ns`, without duplicate
+    /// address detection.
+    fn add_ipv6(ns: &str, address: Ipv6Addr, device: &str) -> Result<(), LabError> {
+        let address = format!("{address}/64");
+        run("ip", &["-n", ns, "-6", "addr", "add", &address, "dev", device, "nodad"]).map(|_| ())
+    }
+
     fn build_host(&self, host: &Host) -> Result<(), LabError> {
         let (ns, sw) = (host.netns.as_str(), self.switch.as_str());
         Self::add_namespace(ns)?;
@@ -347,20 +354,7 @@ impl Lab {
             &["-n", ns, "addr", "add", &format!("{}/24", host.ipv4), "dev", "eth0"],
         )?;
         if let Some(v6) = host.ipv6 {
-            run(
-                "ip",
-                &[
-                    "-n",
-                    ns,
-                    "-6",
-                    "addr",
-                    "add",
-                    &format!("{v6}/64"),
-                    "dev",
-                    "eth0",
-                    "nodad",
-                ],
-            )?;
+            Self::add_ipv6(ns, v6, "eth0")?;
         }
         run("ip", &["-n", ns, "link", "set", "eth0", "up"])?;
         if let Some(mesh) = host.mesh_ipv4 {
@@ -423,34 +417,8 @@ impl Lab {
         )?;
         let router_side_v6 = Ipv6Addr::from(u128::from(REMOTE_LINK_V6) + 1);
         if let Some(v6) = host.ipv6 {
-            run(
-                "ip",
-                &[
-                    "-n",
-                    rns,
-                    "-6",
-                    "addr",
-                    "add",
-                    &format!("{router_side_v6}/64"),
-                    "dev",
-                    "eth1",
-                    "nodad",
-                ],
-            )?;
-            run(
-                "ip",
-                &[
-                    "-n",
-                    ns,
-                    "-6",
-                    "addr",
-                    "add",
-                    &format!("{v6}/64"),
-                    "dev",
-                    "eth0",
-                    "nodad",
-                ],
-            )?;
+            Self::add_ipv6(rns, router_side_v6, "eth1")?;
+            Self::add_ipv6(ns, v6, "eth0")?;
         }
         run("ip", &["-n", rns, "link", "set", "eth1", "up"])?;
         run("ip", &["-n", ns, "link", "set", "eth0", "up"])?;

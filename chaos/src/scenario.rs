@@ -830,15 +830,12 @@ fn bgp_crash_failover_in(
     } else {
         ("", "")
     };
-    let config = format!(
-        "{profile}apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: routed, namespace: metallb-system}}\n\
-         spec: {{addresses: [203.0.113.20/32]}}\n---\n\
-         apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {{name: router, namespace: metallb-system}}\n\
-         spec: {{myASN: {NODE_ASN}, peerASN: {ROUTER_ASN}, peerAddress: {router_address}, holdTime: 9s{peer_bfd}}}\n---\n\
-         apiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {{name: routed, namespace: metallb-system}}\n\
-         spec: {{ipAddressPools: [routed]}}\n---\n\
-         apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: default}}\n\
-         spec: {{type: LoadBalancer, ports: [{{port: 80}}]}}\n"
+    let config = crate::agent::bgp_config(
+        router_address.into(),
+        "203.0.113.20/32",
+        &format!(", holdTime: 9s{peer_bfd}"),
+        "",
+        profile,
     );
     let names = lab.node_names();
     // Kept until the crash: the agents or the speakers.

@@ -164,20 +164,11 @@ fn the_peer_actor_announces_to_bird2_frr_and_gobgpd() {
 }
 
 /// The agents' configuration: one BGPPeer, the lab's router, with
-/// `peer_extra` added to its spec (after the hold time), announcing
-/// 203.0.113.20 for one Service; `documents` come before it.
+/// `peer_extra` added to its spec, announcing 203.0.113.20 for one Service;
+/// `documents` come before it.
 fn single_peer_config(lab: &Lab, peer_extra: &str, documents: &str) -> String {
-    let router_address = lab.host("router").unwrap().ipv4;
-    format!(
-        "{documents}apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: routed, namespace: metallb-system}}\n\
-         spec: {{addresses: [203.0.113.20/32]}}\n---\n\
-         apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {{name: router, namespace: metallb-system}}\n\
-         spec: {{myASN: {NODE_ASN}, peerASN: {ROUTER_ASN}, peerAddress: {router_address}{peer_extra}}}\n---\n\
-         apiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {{name: routed, namespace: metallb-system}}\n\
-         spec: {{ipAddressPools: [routed]}}\n---\n\
-         apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: default}}\n\
-         spec: {{type: LoadBalancer, ports: [{{port: 80}}]}}\n"
-    )
+    let router = IpAddr::V4(lab.host("router").unwrap().ipv4);
+    meshlb_chaos::agent::bgp_config(router, "203.0.113.20/32", peer_extra, "", documents)
 }
 
 /// The agents in BGP mode: three nodes peer with bird2 on the router from
@@ -636,16 +627,12 @@ fn a_dual_stack_peer_carries_ipv6_routes_over_an_ipv4_session() {
     let router =
         Router::start_with_options(&lab, RouterKind::Frr, vec![(IpAddr::V4(node.ipv4), NODE_ASN)], options).unwrap();
     let router_address = lab.host("router").unwrap().ipv4;
-    let config = format!(
-        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: routed, namespace: metallb-system}}\n\
-         spec: {{addresses: [203.0.113.20/32, '2001:db8:100::20/128']}}\n---\n\
-         apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {{name: router, namespace: metallb-system}}\n\
-         spec: {{myASN: {NODE_ASN}, peerASN: {ROUTER_ASN}, peerAddress: {router_address}, holdTime: 9s, \
-         dualStackAddressFamily: true}}\n---\n\
-         apiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {{name: routed, namespace: metallb-system}}\n\
-         spec: {{ipAddressPools: [routed]}}\n---\n\
-         apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: default}}\n\
-         spec: {{type: LoadBalancer, ipFamilyPolicy: RequireDualStack, ipFamilies: [IPv4, IPv6], ports: [{{port: 80}}]}}\n"
+    let config = meshlb_chaos::agent::bgp_config(
+        IpAddr::V4(router_address),
+        "203.0.113.20/32, '2001:db8:100::20/128'",
+        ", holdTime: 9s, dualStackAddressFamily: true",
+        ", ipFamilyPolicy: RequireDualStack, ipFamilies: [IPv4, IPv6]",
+        "",
     );
     let names = lab.node_names();
     let single = vec!["--cluster-size".to_owned(), "1".to_owned()];
