@@ -258,12 +258,30 @@ pub fn bgp_config(
     service_extra: &str,
     documents: &str,
 ) -> String {
+    bgp_config_at(
+        &format!("peerAddress: '{router}'"),
+        addresses,
+        peer_extra,
+        service_extra,
+        documents,
+    )
+}
+
+/// [`bgp_config`] with the BGPPeer's endpoint given as its YAML field:
+/// `peerAddress: '...'`, or `interface: up0` for an unnumbered peer.
+pub fn bgp_config_at(
+    endpoint: &str,
+    addresses: &str,
+    peer_extra: &str,
+    service_extra: &str,
+    documents: &str,
+) -> String {
     use crate::router::{NODE_ASN, ROUTER_ASN};
     format!(
         "{documents}apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: routed, namespace: metallb-system}}\n\
          spec: {{addresses: [{addresses}]}}\n---\n\
          apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {{name: router, namespace: metallb-system}}\n\
-         spec: {{myASN: {NODE_ASN}, peerASN: {ROUTER_ASN}, peerAddress: '{router}'{peer_extra}}}\n---\n\
+         spec: {{myASN: {NODE_ASN}, peerASN: {ROUTER_ASN}, {endpoint}{peer_extra}}}\n---\n\
          apiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {{name: routed, namespace: metallb-system}}\n\
          spec: {{ipAddressPools: [routed]}}\n---\n\
          apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: default}}\n\

@@ -26,6 +26,8 @@
 //! IPv6, 2001:db8:2::/64) and reaches the service ranges only through the
 //! router, which forwards by the routes its BGP daemon installs: the data
 //! path of BGP mode. The nodes route the remote link back via the router.
+//! [`Lab::add_router_link`] gives a node a link of its own to the router,
+//! with link-local addresses only (unnumbered BGP).
 //! Nothing is added to the root namespace: every address and route lives in
 //! a lab namespace.
 //!
@@ -53,6 +55,10 @@ use std::time::{Duration, Instant};
 pub const SERVICE_NET_V4: (Ipv4Addr, u8) = (Ipv4Addr::new(203, 0, 113, 0), 24);
 /// The IPv6 service range: 2001:db8:100::/64.
 pub const SERVICE_NET_V6: (Ipv6Addr, u8) = (Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 0), 64);
+
+/// A node's interface on its own link to the router
+/// ([`Lab::add_router_link`]).
+pub const ROUTER_LINK: &str = "up0";
 
 /// What a host is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -629,6 +635,39 @@ impl Lab {
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// Links `node` straight to the router with a veth pair of no
+    /// addresses but their IPv6 link-local ones, for an unnumbered BGP
+    /// session: [`ROUTER_LINK`] on the node, the returned name on the
+    /// router.
+    pub fn add_router_link(&self, node: &str) -> Result<String, LabError> {
+        let host = self.host(node)?;
+        if host.role != Role::Node {
+            return Err(LabError::Invalid(format!("{node} is not a node")));
+        }
+        let router = self.host("router")?;
+        let router_side = format!("to-{node}");
+        run(
+            "ip",
+            &[
+                "-n",
+                &router.netns,
+                "link",
+                "add",
+                &router_side,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                ROUTER_LINK,
+                "netns",
+                &host.netns,
+            ],
+        )?;
+        run("ip", &["-n", &router.netns, "link", "set", &router_side, "up"])?;
+        run("ip", &["-n", &host.netns, "link", "set", ROUTER_LINK, "up"])?;
+        Ok(router_side)
     }
 
     // ===== Faults =====

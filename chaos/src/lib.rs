@@ -47,4 +47,4 @@ pub mod splitbrain;
 pub mod wait;
 
 pub use error::LabError;
-pub use lab::{Host, Lab, LabProcess, LabSpec, Role};
+pub use lab::{Host, Lab, LabProcess, LabSpec, ROUTER_LINK, Role};

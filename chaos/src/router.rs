@@ -117,6 +117,10 @@ pub struct RouterOptions {
     /// IPv6 unicast on IPv4 sessions too (FRR; what a BGPPeer's
     /// `dualStackAddressFamily` meets).
     pub dual_stack: bool,
+    /// Unnumbered peers (FRR's `neighbor IFACE interface`, both families):
+    /// the router's interface to each ([`crate::Lab::add_router_link`])
+    /// and its AS.
+    pub interfaces: Vec<(String, u32)>,
 }
 
 /// BFD timers: receive and transmit interval, detect multiplier.
@@ -211,9 +215,18 @@ impl Router {
                     "hostname router\nrouter bgp {ROUTER_ASN}\n bgp router-id {id}\n no bgp ebgp-requires-policy\n \
                      bgp bestpath as-path multipath-relax\n"
                 );
-                for (addr, asn) in &self.peers {
+                let numbered = self.peers.iter().map(|(addr, asn)| (addr.to_string(), "", *asn));
+                let unnumbered = self
+                    .options
+                    .interfaces
+                    .iter()
+                    .map(|(interface, asn)| (interface.clone(), " interface", *asn));
+                for (addr, interface, asn) in numbered.chain(unnumbered) {
                     // Retry connections every second (FRR's default: 120).
-                    let _ = writeln!(c, " neighbor {addr} remote-as {asn}\n neighbor {addr} timers connect 1");
+                    let _ = writeln!(
+                        c,
+                        " neighbor {addr}{interface} remote-as {asn}\n neighbor {addr} timers connect 1"
+                    );
                     if self.options.bfd.is_some() {
                         let _ = writeln!(c, " neighbor {addr} bfd\n neighbor {addr} bfd profile lab");
                     }
@@ -231,6 +244,9 @@ impl Router {
                     .filter(|(a, _)| a.is_ipv6() || self.options.dual_stack)
                 {
                     let _ = writeln!(c, "  neighbor {addr} activate");
+                }
+                for (interface, _) in &self.options.interfaces {
+                    let _ = writeln!(c, "  neighbor {interface} activate");
                 }
                 c.push_str(" exit-address-family\n");
                 write("bgpd.conf", c)?;
@@ -424,6 +440,22 @@ impl Router {
                 })
                 .unwrap_or_default(),
         })
+    }
+
+    /// The unnumbered peers (FRR, by the router's interface) whose session
+    /// is Established.
+    pub fn established_interfaces(&self, lab: &Lab) -> Result<Vec<String>, LabError> {
+        let v = json(&self.query(lab, &["show", "bgp", "summary", "json"])?)?;
+        let mut up: Vec<String> = ["ipv4Unicast", "ipv6Unicast"]
+            .iter()
+            .filter_map(|family| v[family]["peers"].as_object())
+            .flat_map(|peers| peers.iter())
+            .filter(|(name, p)| p["state"] == "Established" && self.options.interfaces.iter().any(|(i, _)| i == *name))
+            .map(|(name, _)| name.clone())
+            .collect();
+        up.sort();
+        up.dedup();
+        Ok(up)
     }
 
     /// Waits until `count` sessions are Established; fails at once, with
@@ -711,10 +743,22 @@ pub fn kernel_routes(lab: &Lab, host: &str) -> Result<Vec<FibRoute>, LabError> {
         if let Some(members) = g["group"].as_array() {
             members
                 .iter()
-                .filter_map(|m| find(m["id"].as_u64()?)?["gateway"].as_str()?.parse().ok())
+                .filter_map(|m| {
+                    let member = find(m["id"].as_u64()?)?;
+                    member["gateway"]
+                        .as_str()
+                        .or_else(|| member["via"]["host"].as_str())?
+                        .parse()
+                        .ok()
+                })
                 .collect()
         } else {
-            g["gateway"].as_str().and_then(|a| a.parse().ok()).into_iter().collect()
+            g["gateway"]
+                .as_str()
+                .or_else(|| g["via"]["host"].as_str())
+                .and_then(|a| a.parse().ok())
+                .into_iter()
+                .collect()
         }
     };
     Ok(routes
@@ -730,14 +774,17 @@ pub fn kernel_routes(lab: &Lab, host: &str) -> Result<Vec<FibRoute>, LabError> {
             } else {
                 format!("{dst}/32")
             };
-            let mut next_hops: Vec<IpAddr> = r["gateway"].as_str().and_then(|g| g.parse().ok()).into_iter().collect();
-            next_hops.extend(
-                r["nexthops"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|n| n["gateway"].as_str()?.parse::<IpAddr>().ok()),
-            );
+            // A gateway of the route's family, or of the other (`via
+            // inet6`: an IPv4 route over an IPv6 next hop, RFC 5549).
+            let gateway = |hop: &Value| -> Option<IpAddr> {
+                hop["gateway"]
+                    .as_str()
+                    .or_else(|| hop["via"]["host"].as_str())?
+                    .parse()
+                    .ok()
+            };
+            let mut next_hops: Vec<IpAddr> = gateway(r).into_iter().collect();
+            next_hops.extend(r["nexthops"].as_array().into_iter().flatten().filter_map(gateway));
             if next_hops.is_empty()
                 && let Some(id) = r["nhid"].as_u64()
             {

@@ -18,7 +18,7 @@ use meshlb_actors::bgp::session::{PeerAs, SessionConfig};
 use meshlb_chaos::netns::in_netns;
 use meshlb_chaos::probe::Prober;
 use meshlb_chaos::router::{BfdTimers, NODE_ASN, ROUTER_ASN, Router, RouterKind, RouterOptions};
-use meshlb_chaos::{Lab, LabSpec};
+use meshlb_chaos::{Lab, LabSpec, ROUTER_LINK};
 use meshlb_wire::bgp::{Community, LargeCommunity, Prefix4};
 
 /// A peer actor started on `netns`'s own thread, with a listener on port
@@ -67,6 +67,7 @@ fn direct_ebgp(name: String, address: SocketAddr, router_id: std::net::Ipv4Addr)
             passive: false,
             families: families_for(address.ip(), false),
             route_refresh: true,
+            extended_next_hop: false,
             graceful_restart: None,
         },
     }
@@ -647,4 +648,125 @@ fn a_dual_stack_peer_carries_ipv6_routes_over_an_ipv4_session() {
     assert_eq!(v6.next_hop, IpAddr::V6(node.ipv6.unwrap()), "{v6:?}");
     let v4 = rib.iter().find(|p| p.prefix == "203.0.113.20/32").unwrap();
     assert_eq!(v4.next_hop, IpAddr::V4(node.ipv4), "{v4:?}");
+}
+
+/// `node`'s link-local address on its link to the router.
+fn router_link_address(lab: &Lab, node: &str) -> IpAddr {
+    let text = lab
+        .exec(
+            node,
+            "ip",
+            &["-6", "-j", "addr", "show", "dev", ROUTER_LINK, "scope", "link"],
+        )
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v[0]["addr_info"][0]["local"].as_str().unwrap().parse().unwrap()
+}
+
+/// Unnumbered peering (a BGPPeer's `interface`): two nodes, each on a
+/// link of its own to FRR (`neighbor IFACE interface`) with link-local
+/// addresses only. Router Discovery finds the ends, the sessions
+/// establish between link-local addresses, and the IPv4 Service address
+/// reaches FRR's RIB from both nodes with their link-local next hops
+/// (RFC 8950); the router forwards a client's traffic to it over those
+/// links, its only route to the service range. BFD runs over the same
+/// addresses: a frozen node's next hop leaves within seconds.
+#[test]
+fn unnumbered_peers_announce_ipv4_over_link_local_sessions() {
+    let lab = Lab::build(&LabSpec {
+        router: true,
+        remote_client: true,
+        ..LabSpec::segment(2, 0, false)
+    })
+    .unwrap();
+    let names = lab.node_names();
+    let interfaces: Vec<(String, u32)> = names
+        .iter()
+        .map(|node| (lab.add_router_link(node).unwrap(), NODE_ASN))
+        .collect();
+    let options = RouterOptions {
+        interfaces,
+        bfd: Some(BfdTimers {
+            interval_ms: 300,
+            multiplier: 3,
+        }),
+        ..RouterOptions::default()
+    };
+    let router = Router::start_with_options(&lab, RouterKind::Frr, vec![], options).unwrap();
+    let profile = "apiVersion: metallb.io/v1beta1\nkind: BFDProfile\nmetadata: {name: fast, namespace: metallb-system}\n\
+                   spec: {receiveInterval: 300, transmitInterval: 300, detectMultiplier: 3}\n---\n";
+    let config = meshlb_chaos::agent::bgp_config_at(
+        &format!("interface: {ROUTER_LINK}"),
+        "203.0.113.20/32",
+        ", holdTime: 90s, bfdProfile: fast",
+        "",
+        profile,
+    );
+    let agents = meshlb_chaos::agent::start_cluster_with(&lab, &names, "fast", &config).unwrap();
+    meshlb_chaos::wait::wait_for(Duration::from_secs(30), "two unnumbered sessions", || {
+        router.established_interfaces(&lab).is_ok_and(|up| up.len() == 2)
+    })
+    .unwrap();
+    let rib = router
+        .wait_rib(&lab, Duration::from_secs(30), |rib| {
+            rib.iter().filter(|p| p.prefix == "203.0.113.20/32").count() == 2
+        })
+        .unwrap();
+    let mut next_hops: Vec<IpAddr> = rib
+        .iter()
+        .filter(|p| p.prefix == "203.0.113.20/32")
+        .map(|p| p.next_hop)
+        .collect();
+    next_hops.sort();
+    let mut link_locals: Vec<IpAddr> = names.iter().map(|node| router_link_address(&lab, node)).collect();
+    link_locals.sort();
+    assert_eq!(next_hops, link_locals, "{rib:?}");
+    // The router's kernel: one ECMP route over both links.
+    meshlb_chaos::wait::wait_for(Duration::from_secs(30), "an ECMP route over both links", || {
+        meshlb_chaos::router::kernel_routes(&lab, "router")
+            .unwrap_or_default()
+            .iter()
+            .any(|r| r.prefix == "203.0.113.20/32" && r.next_hops == link_locals)
+    })
+    .unwrap();
+    for agent in &agents {
+        assert!(
+            agent
+                .process
+                .log()
+                .contains("unnumbered BGP: the peer's link-local address"),
+            "{}",
+            agent.process.log()
+        );
+    }
+
+    let lab_binary = std::path::PathBuf::from(env!("CARGO_BIN_EXE_meshlb-lab"));
+    let _responders = meshlb_chaos::scenario::start_responders(&lab, &lab_binary).unwrap();
+    let target = SocketAddr::new("203.0.113.20".parse().unwrap(), meshlb_chaos::probe::RESPONDER_PORT);
+    let prober = Prober::start(&lab, "remote", target, Duration::from_millis(10)).unwrap();
+    let answering = prober
+        .wait_for_answer(Instant::now(), Duration::from_secs(15), |_| true)
+        .unwrap();
+    assert!(names.contains(&answering));
+    prober.stop();
+
+    // BFD runs over the link-local addresses too: a frozen agent's link
+    // leaves the route within seconds, not at the 90 s hold time.
+    meshlb_chaos::wait::wait_for(Duration::from_secs(30), "FRR's BFD sessions up", || {
+        let mut up = router.bfd_up_peers(&lab).unwrap_or_default();
+        up.sort();
+        up == link_locals
+    })
+    .unwrap();
+    let frozen = &agents[0];
+    let frozen_hop = router_link_address(&lab, &frozen.node);
+    frozen.process.freeze().unwrap();
+    let left = || {
+        meshlb_chaos::router::kernel_routes(&lab, "router")
+            .unwrap_or_default()
+            .iter()
+            .any(|r| r.prefix == "203.0.113.20/32" && r.next_hops.len() == 1 && !r.next_hops.contains(&frozen_hop))
+    };
+    meshlb_chaos::wait::wait_for(Duration::from_secs(10), "the frozen node's next hop gone", left).unwrap();
+    frozen.process.thaw().unwrap();
 }

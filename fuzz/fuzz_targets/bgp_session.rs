@@ -31,6 +31,7 @@ fuzz_target!(|data: &[u8]| {
         passive,
         families: vec![Family::IPV4_UNICAST, Family::IPV6_UNICAST],
         route_refresh: true,
+        extended_next_hop: true,
         graceful_restart: None,
     });
     let good_open = Open::new(

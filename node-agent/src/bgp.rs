@@ -14,13 +14,16 @@
 //! is stopped for a restart (no Cease), and the addresses stay for the
 //! successor ([`crate::state_file::RestartRecord`]). Peers with a
 //! bfdProfile get a BFD session ([`meshlb_actors::bfd`]), started with the
-//! first, whose failure takes the BGP session down. This node's mesh
+//! first, whose failure takes the BGP session down. A peer that names an
+//! `interface` (unnumbered) starts once Router Discovery on that interface
+//! ([`meshlb_actors::bgp::unnumbered`]) finds its link-local address, and
+//! restarts when that changes. This node's mesh
 //! record says what it announces to established peers; a stop drains
 //! (see [`Stop`]): graceful shutdown first, the withdrawal once the mesh
 //! shows the others announcing, so a planned stop loses no traffic.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV6};
 use std::time::Duration;
 
 use actix::{Actor, ActorFutureExt, Addr, ArbiterHandle, AsyncContext, Context, StreamHandler, WrapFuture};
@@ -31,6 +34,7 @@ use meshlb_actors::bgp::peer::{Hops, PeerActor, PeerConfig, SessionState, SetRou
 use meshlb_actors::bgp::plan::{BgpPlan, plan};
 use meshlb_actors::bgp::rib_out::{RouteAttributes, RoutePrefix};
 use meshlb_actors::bgp::session::{PeerAs, SessionConfig};
+use meshlb_actors::bgp::unnumbered::{DiscoveryActor, DiscoverySocket, NeighborFound, StopDiscovery};
 use meshlb_config::config::{BgpPeer, Config, PeerAsn, PeerEndpoint};
 use meshlb_gossip::driver::{Command, MeshStatus};
 use meshlb_gossip::record::BgpSection;
@@ -51,6 +55,13 @@ struct RunningPeer {
     addr: Addr<PeerActor>,
     /// Its number, in the session states it reports.
     instance: u64,
+}
+
+/// Router Discovery on an interface with unnumbered peers, and the
+/// neighbour it found there.
+struct Neighbor {
+    actor: Addr<DiscoveryActor>,
+    address: Option<SocketAddrV6>,
 }
 
 /// The listener for peers' connections, as far as it is set up.
@@ -102,6 +113,10 @@ pub const RESTART_TIME: Duration = Duration::from_secs(120);
 /// is answered.
 pub const WITHDRAW_LINGER: Duration = Duration::from_secs(1);
 
+/// How long before Router Discovery is tried again on an interface it
+/// could not run on.
+const DISCOVERY_RETRY: Duration = Duration::from_secs(10);
+
 /// How often a drain looks at the others' records.
 const DRAIN_POLL: Duration = Duration::from_millis(50);
 
@@ -113,6 +128,11 @@ pub struct BgpActor {
     applied: Option<BgpPlan>,
     listening: Listening,
     bfd: Option<Addr<BfdActor>>,
+    /// By interface, for the peers that name one (unnumbered).
+    neighbors: BTreeMap<String, Neighbor>,
+    /// Whether a retry of the interfaces Router Discovery could not run on
+    /// is scheduled.
+    discovery_retry: bool,
     /// The peers whose session is established.
     established: BTreeSet<String>,
     /// Draining: the configuration is no longer followed.
@@ -136,6 +156,8 @@ impl BgpActor {
             peers: BTreeMap::new(),
             applied: None,
             bfd: None,
+            neighbors: BTreeMap::new(),
+            discovery_retry: false,
             established: BTreeSet::new(),
             draining: false,
             published: BgpSection::default(),
@@ -212,7 +234,14 @@ impl BgpActor {
                 self.established.remove(&name);
             }
         }
+        self.discover(&next, ctx);
         for (name, planned) in &next.peers {
+            if let PeerEndpoint::Interface(interface) = &planned.peer.endpoint
+                && self.neighbors.get(interface).is_none_or(|n| n.address.is_none())
+            {
+                // Started once Router Discovery finds the peer.
+                continue;
+            }
             if !self.peers.contains_key(name) {
                 match self.peer_config(&planned.peer) {
                     Ok(config) => {
@@ -242,6 +271,61 @@ impl BgpActor {
         self.listen();
     }
 
+    /// Runs Router Discovery on every interface `plan`'s unnumbered peers
+    /// name, and on no other.
+    fn discover(&mut self, plan: &BgpPlan, ctx: &mut Context<Self>) {
+        let wanted: BTreeSet<&String> = plan
+            .peers
+            .values()
+            .filter_map(|planned| match &planned.peer.endpoint {
+                PeerEndpoint::Interface(interface) => Some(interface),
+                PeerEndpoint::Address(_) => None,
+            })
+            .collect();
+        self.neighbors.retain(|interface, neighbor| {
+            let keep = wanted.contains(interface);
+            if !keep {
+                neighbor.actor.do_send(StopDiscovery);
+            }
+            keep
+        });
+        for interface in wanted {
+            if self.neighbors.contains_key(interface) {
+                continue;
+            }
+            match DiscoverySocket::bind(interface) {
+                Ok(socket) => {
+                    tracing::info!(interface, "unnumbered BGP: looking for the peer on the link");
+                    let observer = ctx.address().recipient();
+                    let actor = DiscoveryActor::start_in_arbiter(&self.inputs.answering, move |_| {
+                        DiscoveryActor::new(socket, observer)
+                    });
+                    self.neighbors
+                        .insert(interface.clone(), Neighbor { actor, address: None });
+                }
+                // An interface not there yet (a VLAN made later): tried
+                // again after a while.
+                Err(e) => {
+                    tracing::warn!(
+                        interface,
+                        "unnumbered BGP: cannot run Router Discovery ({e}); trying again"
+                    );
+                    if !self.discovery_retry {
+                        self.discovery_retry = true;
+                        ctx.run_later(DISCOVERY_RETRY, |actor, ctx| {
+                            actor.discovery_retry = false;
+                            if let Some(plan) = actor.applied.clone()
+                                && !actor.draining
+                            {
+                                actor.discover(&plan, ctx);
+                            }
+                        });
+                    }
+                }
+            }
+        }
+    }
+
     /// Tells the BFD actor (starting it with the first peer that has a
     /// bfdProfile) which peers to run sessions with.
     fn detect(&mut self, config: &Config) {
@@ -258,6 +342,10 @@ impl BgpActor {
                         passive: profile.passive_mode,
                     },
                     multihop_min_ttl: running.peer.ebgp_multi_hop.then_some(profile.minimum_ttl),
+                    scope_id: match running.config.address {
+                        SocketAddr::V6(v6) => v6.scope_id(),
+                        SocketAddr::V4(_) => 0,
+                    },
                     notify: running.addr.clone().recipient(),
                 };
                 Some((running.config.address.ip(), peer))
@@ -314,10 +402,18 @@ impl BgpActor {
 
     /// The peer actor's configuration for `peer`, or why it cannot run.
     fn peer_config(&self, peer: &BgpPeer) -> Result<PeerConfig, String> {
-        let address = match &peer.endpoint {
-            PeerEndpoint::Address(address) => *address,
+        let (address, unnumbered) = match &peer.endpoint {
+            PeerEndpoint::Address(address) => (SocketAddr::new(*address, peer.port), false),
             PeerEndpoint::Interface(interface) => {
-                return Err(format!("unnumbered peering over {interface} is not supported yet"));
+                let found = self
+                    .neighbors
+                    .get(interface)
+                    .and_then(|n| n.address)
+                    .ok_or_else(|| format!("no router advertisement heard on {interface} yet"))?;
+                (
+                    SocketAddr::V6(SocketAddrV6::new(*found.ip(), peer.port, 0, found.scope_id())),
+                    true,
+                )
             }
         };
         if peer.vrf.is_some() {
@@ -345,10 +441,11 @@ impl BgpActor {
                     .ok_or("its password Secret does not exist yet")?,
             ),
         };
-        let families = families_for(address, peer.dual_stack_address_family);
+        // Unnumbered: both families over the one session.
+        let families = families_for(address.ip(), peer.dual_stack_address_family || unnumbered);
         Ok(PeerConfig {
             name: peer.name.clone(),
-            address: SocketAddr::new(address, peer.port),
+            address,
             source: peer.source_address,
             md5,
             hops: match (internal, peer.ebgp_multi_hop) {
@@ -366,6 +463,7 @@ impl BgpActor {
                 passive: false,
                 families: families.clone(),
                 route_refresh: true,
+                extended_next_hop: unnumbered,
                 graceful_restart: peer.graceful_restart.then(|| GracefulRestart {
                     restart_state: self.inputs.restarted,
                     notification: false,
@@ -503,6 +601,46 @@ impl actix::Handler<SessionState> for BgpActor {
     }
 }
 
+impl actix::Handler<NeighborFound> for BgpActor {
+    type Result = ();
+
+    /// An unnumbered peer's address is known, or changed: its sessions
+    /// (re)start there.
+    fn handle(&mut self, found: NeighborFound, ctx: &mut Context<Self>) {
+        let Some(neighbor) = self.neighbors.get_mut(&found.interface) else {
+            return;
+        };
+        if neighbor.address == Some(found.address) {
+            return;
+        }
+        neighbor.address = Some(found.address);
+        let moved: Vec<String> = self
+            .peers
+            .iter()
+            .filter(|(_, running)| running.peer.endpoint == PeerEndpoint::Interface(found.interface.clone()))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in moved {
+            if let Some(running) = self.peers.remove(&name) {
+                tracing::info!(
+                    peer = name,
+                    "BGP peer restarting: the peer's link-local address changed"
+                );
+                running.addr.do_send(StopPeer { for_restart: false });
+                self.established.remove(&name);
+            }
+        }
+        if self.draining {
+            return;
+        }
+        if let Some(plan) = self.applied.clone() {
+            self.apply(plan, ctx);
+            self.publish(ctx);
+            self.detect(&self.inputs.hub.running().get().inventory.config);
+        }
+    }
+}
+
 /// The running configuration changed.
 struct Replan;
 
@@ -530,6 +668,9 @@ impl Actor for BgpActor {
         }
         if let Some(bfd) = &self.bfd {
             bfd.do_send(StopBfd);
+        }
+        for neighbor in std::mem::take(&mut self.neighbors).into_values() {
+            neighbor.actor.do_send(StopDiscovery);
         }
         for (name, running) in std::mem::take(&mut self.peers) {
             let for_restart = running.peer.graceful_restart;

@@ -38,5 +38,6 @@ pub mod ethernet;
 pub mod ipv6;
 pub mod ndp;
 mod reader;
+pub mod router_discovery;
 
 pub use error::{Error, Truncated};

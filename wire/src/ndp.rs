@@ -56,7 +56,7 @@ pub enum NdpOption {
 }
 
 impl NdpOption {
-    fn encode(&self, buf: &mut impl BufMut) {
+    pub(crate) fn encode(&self, buf: &mut impl BufMut) {
         match self {
             NdpOption::SourceLinkLayerAddress(mac) | NdpOption::TargetLinkLayerAddress(mac) => {
                 let kind = if matches!(self, NdpOption::SourceLinkLayerAddress(_)) {
@@ -79,7 +79,7 @@ impl NdpOption {
         }
     }
 
-    fn decode_all(mut r: Reader<'_>) -> Result<Vec<NdpOption>, Error> {
+    pub(crate) fn decode_all(mut r: Reader<'_>) -> Result<Vec<NdpOption>, Error> {
         let mut options = Vec::new();
         while !r.is_empty() {
             let kind = r.u8()?;

@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, IoSliceMut};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Instant;
@@ -49,6 +49,9 @@ pub struct BfdPeer {
     /// Multihop (RFC 5883, port 4784), with this minimum TTL; `None`:
     /// single hop.
     pub multihop_min_ttl: Option<u8>,
+    /// The interface index of a link-local peer's link (its scope; 0 for
+    /// others).
+    pub scope_id: u32,
     /// Told when the session comes up or goes down.
     pub notify: Recipient<BfdStatus>,
 }
@@ -229,15 +232,19 @@ impl BfdActor {
         }
     }
 
-    fn send(&self, peer: IpAddr, multihop: bool, packet: &ControlPacket) {
+    fn send(&self, peer: IpAddr, scope_id: u32, multihop: bool, packet: &ControlPacket) {
         let port = if multihop { MULTI_HOP_PORT } else { SINGLE_HOP_PORT };
+        let destination = match peer {
+            IpAddr::V6(v6) if v6.is_unicast_link_local() => SocketAddr::V6(SocketAddrV6::new(v6, port, 0, scope_id)),
+            _ => SocketAddr::new(peer, port),
+        };
         let socket = self
             .send
             .iter()
             .find(|s| s.local_addr().is_ok_and(|a| a.is_ipv4() == peer.is_ipv4()));
         if let Some(socket) = socket {
             // A full buffer or an unreachable peer shows as its silence.
-            if let Err(e) = socket.try_send_to(&packet.to_bytes(), SocketAddr::new(peer, port)) {
+            if let Err(e) = socket.try_send_to(&packet.to_bytes(), destination) {
                 tracing::debug!(%peer, "BFD send: {e}");
             }
         }
@@ -248,10 +255,11 @@ impl BfdActor {
             return;
         };
         let multihop = running.peer.multihop_min_ttl.is_some();
+        let scope_id = running.peer.scope_id;
         let notify = running.peer.notify.clone();
         for output in outputs {
             match output {
-                Output::Send(packet) => self.send(peer, multihop, &packet),
+                Output::Send(packet) => self.send(peer, scope_id, multihop, &packet),
                 Output::Up => {
                     tracing::info!(%peer, "BFD session up");
                     notify.do_send(BfdStatus {
@@ -294,7 +302,12 @@ impl BfdActor {
     fn end(&mut self, peer: IpAddr) {
         if let Some(mut running) = self.sessions.remove(&peer) {
             let packet = running.session.admin_down();
-            self.send(peer, running.peer.multihop_min_ttl.is_some(), &packet);
+            self.send(
+                peer,
+                running.peer.scope_id,
+                running.peer.multihop_min_ttl.is_some(),
+                &packet,
+            );
         }
     }
 }
@@ -370,7 +383,9 @@ impl Handler<SetBfdPeers> for BfdActor {
             .iter()
             .filter(|(peer, running)| {
                 peers.get(peer).is_none_or(|p| {
-                    p.config != running.peer.config || p.multihop_min_ttl != running.peer.multihop_min_ttl
+                    p.config != running.peer.config
+                        || p.multihop_min_ttl != running.peer.multihop_min_ttl
+                        || p.scope_id != running.peer.scope_id
                 })
             })
             .map(|(peer, _)| *peer)

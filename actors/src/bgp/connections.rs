@@ -421,6 +421,7 @@ mod tests {
             passive: false,
             families: vec![Family::IPV4_UNICAST],
             route_refresh: true,
+            extended_next_hop: false,
             graceful_restart: None,
         }
     }

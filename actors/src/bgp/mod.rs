@@ -9,7 +9,9 @@
 //! into UPDATE diffs; [`socket`] sets the connection's TCP MD5 key and TTL
 //! security; [`peer::PeerActor`], one per peer, owns the TCP connections
 //! and runs the core and its RIB against them; [`listener`] takes the
-//! connections peers open and hands each to its peer's actor. BFD, whose
+//! connections peers open and hands each to its peer's actor;
+//! [`unnumbered`] finds the peer of a session over an interface's
+//! link-local addresses (Router Discovery, sans-IO core and actor). BFD, whose
 //! failure takes a session down, is [`crate::bfd`]'s. Pure cores, thin
 //! actors, in the shape of Layer 2 ([`crate::l2`]).
 
@@ -20,3 +22,4 @@ pub mod plan;
 pub mod rib_out;
 pub mod session;
 pub mod socket;
+pub mod unnumbered;

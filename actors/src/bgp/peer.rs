@@ -272,6 +272,7 @@ impl PeerActor {
             params: negotiated.params,
             next_hop_v4: next_hops.v4,
             next_hop_v6: next_hops.v6,
+            ipv4_over_ipv6: negotiated.ipv4_over_ipv6,
         };
         let (updates, unsendable) = self.rib.updates_to(&self.wanted, &peering);
         for route in unsendable {
@@ -408,12 +409,17 @@ fn next_hops_beside(own: IpAddr, peer: IpAddr) -> NextHops {
             IpAddr::V6(_) => None,
         });
     }
-    let global = hops.v6.map(|(g, _)| g).or_else(|| {
-        on_interface().find_map(|a| match a {
-            IpAddr::V6(v6) if !v6.is_unicast_link_local() => Some(v6),
-            _ => None,
+    // A session between link-local addresses (unnumbered) still gives
+    // the interface's global address first when it has one.
+    let own_global = hops.v6.map(|(g, _)| g).filter(|g| !g.is_unicast_link_local());
+    let global = own_global
+        .or_else(|| {
+            on_interface().find_map(|a| match a {
+                IpAddr::V6(v6) if !v6.is_unicast_link_local() => Some(v6),
+                _ => None,
+            })
         })
-    });
+        .or(hops.v6.map(|(g, _)| g));
     let link_local = on_link
         .then(|| {
             on_interface().find_map(|a| match a {
@@ -422,7 +428,8 @@ fn next_hops_beside(own: IpAddr, peer: IpAddr) -> NextHops {
             })
         })
         .flatten();
-    hops.v6 = global.map(|g| (g, link_local));
+    // Only a link-local address: it goes alone (16 octets, RFC 8950).
+    hops.v6 = global.map(|g| (g, link_local.filter(|ll| *ll != g)));
     hops
 }
 
@@ -708,6 +715,7 @@ mod tests {
                 passive: false,
                 families: vec![Family::IPV4_UNICAST],
                 route_refresh: true,
+                extended_next_hop: false,
                 graceful_restart: None,
             },
         };

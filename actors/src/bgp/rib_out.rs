@@ -65,6 +65,10 @@ pub struct Peering {
     /// This node's IPv6 next hop on the session (global, and link-local
     /// where the peer is on-link), if it has one.
     pub next_hop_v6: Option<(Ipv6Addr, Option<Ipv6Addr>)>,
+    /// Whether IPv4 routes may take the IPv6 next hop (RFC 8950,
+    /// negotiated): used when this node has no IPv4 next hop on the
+    /// session, as on an unnumbered one.
+    pub ipv4_over_ipv6: bool,
 }
 
 impl Peering {
@@ -73,7 +77,9 @@ impl Peering {
     pub fn carries(&self, family: Family) -> bool {
         self.families.contains(&family)
             && match family {
-                Family::IPV4_UNICAST => self.next_hop_v4.is_some(),
+                Family::IPV4_UNICAST => {
+                    self.next_hop_v4.is_some() || (self.ipv4_over_ipv6 && self.next_hop_v6.is_some())
+                }
                 Family::IPV6_UNICAST => self.next_hop_v6.is_some(),
                 _ => false,
             }
@@ -270,11 +276,27 @@ fn announcements(
         match family {
             Family::IPV4_UNICAST => {
                 let mut all = common.clone();
-                all.push(PathAttribute::NextHop(peering.next_hop_v4?));
+                let nlri = v4s(run);
+                match (peering.next_hop_v4, peering.next_hop_v6) {
+                    (Some(next_hop), _) => all.push(PathAttribute::NextHop(next_hop)),
+                    (None, Some((next_hop, link_local))) if peering.ipv4_over_ipv6 => {
+                        all.push(PathAttribute::MpReach(MpReach::Ipv4UnicastV6NextHop {
+                            next_hop,
+                            link_local,
+                            nlri,
+                        }));
+                        all.extend(tail.iter().cloned());
+                        return Some(Update {
+                            attributes: all,
+                            ..Update::default()
+                        });
+                    }
+                    _ => return None,
+                }
                 all.extend(tail.iter().cloned());
                 Some(Update {
                     attributes: all,
-                    nlri: v4s(run),
+                    nlri,
                     ..Update::default()
                 })
             }
@@ -327,6 +349,7 @@ mod tests {
             params: SessionParams::FOUR_OCTET_AS,
             next_hop_v4: Some(Ipv4Addr::new(198, 51, 100, 11)),
             next_hop_v6: Some(("2001:db8::11".parse().unwrap(), None)),
+            ipv4_over_ipv6: false,
         }
     }
 
@@ -361,6 +384,11 @@ mod tests {
                     PathAttribute::MpReach(MpReach::Ipv6Unicast { nlri, .. }) => {
                         for p in nlri {
                             table.insert(RoutePrefix::V6(*p), plain.clone());
+                        }
+                    }
+                    PathAttribute::MpReach(MpReach::Ipv4UnicastV6NextHop { nlri, .. }) => {
+                        for p in nlri {
+                            table.insert(RoutePrefix::V4(*p), plain.clone());
                         }
                     }
                     _ => {}
@@ -466,6 +494,65 @@ mod tests {
             withdrawals.len()
         );
         assert!(rib.sent().is_empty());
+    }
+
+    /// On an unnumbered session (no IPv4 address, the link-local IPv6 one
+    /// only) IPv4 routes go with the IPv6 next hop in MP_REACH_NLRI once
+    /// RFC 8950 is negotiated, and are not carried otherwise.
+    #[test]
+    fn unnumbered_sessions_send_ipv4_routes_with_the_link_local_next_hop() {
+        let link_local: Ipv6Addr = "fe80::11".parse().unwrap();
+        let mut peering = Peering {
+            next_hop_v4: None,
+            next_hop_v6: Some((link_local, Some(link_local))),
+            ipv4_over_ipv6: true,
+            ..peering(false)
+        };
+        let wanted = BTreeMap::from([
+            (v4("203.0.113.10/32"), with_communities(&[0xfde8_0001])),
+            (v6("2001:db8:100::10/128"), RouteAttributes::default()),
+        ]);
+        let mut rib = RibOut::new();
+        let (updates, unsendable) = rib.updates_to(&wanted, &peering);
+        assert!(unsendable.is_empty());
+        let v4_update = updates
+            .iter()
+            .find(|u| u.mp_reach().map(|m| m.family()) == Some(Family::IPV4_UNICAST))
+            .expect("IPv4 in MP_REACH_NLRI");
+        assert!(
+            v4_update.nlri.is_empty()
+                && !v4_update
+                    .attributes
+                    .iter()
+                    .any(|a| matches!(a, PathAttribute::NextHop(_)))
+        );
+        assert_eq!(
+            v4_update.mp_reach(),
+            Some(&MpReach::Ipv4UnicastV6NextHop {
+                next_hop: link_local,
+                link_local: Some(link_local),
+                nlri: vec![Prefix4::new("203.0.113.10".parse().unwrap(), 32).unwrap()],
+            })
+        );
+        let mut peer = BTreeMap::new();
+        apply(&mut peer, &updates, peering.params);
+        assert_eq!(peer.keys().collect::<Vec<_>>(), wanted.keys().collect::<Vec<_>>());
+        assert!(peer[&v4("203.0.113.10/32")].contains(&PathAttribute::Communities(vec![Community(0xfde8_0001)])));
+
+        // Gone: withdrawn.
+        let (updates, _) = rib.updates_to(&BTreeMap::new(), &peering);
+        apply(&mut peer, &updates, peering.params);
+        assert!(peer.is_empty());
+
+        // Without the capability, IPv4 has no next hop on this session.
+        peering.ipv4_over_ipv6 = false;
+        assert!(!peering.carries(Family::IPV4_UNICAST));
+        let (updates, _) = RibOut::new().updates_to(&wanted, &peering);
+        assert!(
+            updates
+                .iter()
+                .all(|u| u.nlri.is_empty() && u.mp_reach().map(|m| m.family()) != Some(Family::IPV4_UNICAST))
+        );
     }
 
     /// Families the session does not carry are left out (and withdrawn if

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use meshlb_wire::bgp::notification::{cease_subcode, code, fsm_subcode, open_subcode};
 use meshlb_wire::bgp::{
-    BgpError, Capability, Family, GracefulRestart, Message, Notification, Open, SessionParams, Update,
+    BgpError, Capability, ExtendedNextHop, Family, GracefulRestart, Message, Notification, Open, SessionParams, Update,
 };
 
 /// The hold time set while waiting for the peer's OPEN (RFC 4271 section
@@ -81,6 +81,9 @@ pub struct SessionConfig {
     pub families: Vec<Family>,
     /// Whether to advertise route refresh.
     pub route_refresh: bool,
+    /// Whether to offer IPv4 routes with IPv6 next hops (RFC 8950), as an
+    /// unnumbered session over link-local addresses needs.
+    pub extended_next_hop: bool,
     /// The graceful restart capability to advertise, if any.
     pub graceful_restart: Option<GracefulRestart>,
 }
@@ -91,6 +94,9 @@ impl SessionConfig {
         let mut capabilities: Vec<Capability> = self.families.iter().copied().map(Capability::Multiprotocol).collect();
         if self.route_refresh {
             capabilities.push(Capability::RouteRefresh);
+        }
+        if self.extended_next_hop {
+            capabilities.push(Capability::ExtendedNextHop(vec![ExtendedNextHop::IPV4_OVER_IPV6]));
         }
         if let Some(gr) = &self.graceful_restart {
             capabilities.push(Capability::GracefulRestart(gr.clone()));
@@ -207,6 +213,9 @@ pub struct Negotiated {
     pub params: SessionParams,
     /// Whether the peer takes route refresh requests.
     pub route_refresh: bool,
+    /// Whether IPv4 routes may carry IPv6 next hops: both sides offered it
+    /// (RFC 8950).
+    pub ipv4_over_ipv6: bool,
     /// The peer's graceful restart capability, if it sent one.
     pub peer_graceful_restart: Option<GracefulRestart>,
 }
@@ -572,6 +581,10 @@ impl Session {
             families,
             params: SessionParams::negotiate(&self.config.open(), open),
             route_refresh: open.capabilities.contains(&Capability::RouteRefresh),
+            ipv4_over_ipv6: self.config.extended_next_hop
+                && open.capabilities.iter().any(|c| {
+                    matches!(c, Capability::ExtendedNextHop(tuples) if tuples.contains(&ExtendedNextHop::IPV4_OVER_IPV6))
+                }),
             peer_graceful_restart: open.capabilities.iter().find_map(|c| match c {
                 Capability::GracefulRestart(gr) => Some(gr.clone()),
                 _ => None,
@@ -656,6 +669,7 @@ mod tests {
             passive: false,
             families: vec![Family::IPV4_UNICAST, Family::IPV6_UNICAST],
             route_refresh: true,
+            extended_next_hop: false,
             graceful_restart: None,
         }
     }
@@ -807,6 +821,24 @@ mod tests {
                     .count(),
                 1
             );
+        }
+    }
+
+    /// IPv4 routes over IPv6 next hops only when both sides offer them.
+    #[test]
+    fn ipv4_over_ipv6_next_hops_need_both_sides() {
+        for (ours, theirs) in [(true, true), (true, false), (false, true)] {
+            let mut pair = ebgp_pair();
+            pair.sides[0].config.extended_next_hop = ours;
+            pair.sides[1].config.extended_next_hop = theirs;
+            pair.input(1, Input::ManualStart);
+            pair.input(0, Input::ManualStart);
+            pair.run_for(Duration::from_millis(1));
+            assert_eq!(pair.states(), [State::Established, State::Established]);
+            for side in 0..2 {
+                let negotiated = pair.sides[side].negotiated().unwrap();
+                assert_eq!(negotiated.ipv4_over_ipv6, ours && theirs, "{ours} {theirs}");
+            }
         }
     }
 

@@ -17,8 +17,9 @@
 //! its control thread and answer on a thread of its own.
 //!
 //! The crate's only `unsafe` is here, twice, each wrapped once: filling in
-//! a `sockaddr_ll` to bind the packet socket, and registering its
-//! descriptor with tokio.
+//! a `sockaddr_ll` to bind the packet socket, and registering a
+//! descriptor with tokio (this socket's, and the unnumbered peering's
+//! ICMPv6 one, [`crate::bgp::unnumbered`]).
 
 use std::io::Read as _;
 use std::net::{Ipv6Addr, SocketAddr, UdpSocket};
@@ -227,7 +228,7 @@ impl FrameSocket {
 /// Registers `socket` with tokio's reactor. tokio asks the caller to vouch
 /// that the descriptor stays open and the same while registered.
 #[allow(unsafe_code)]
-fn register(socket: Socket) -> std::io::Result<AsyncFd<Socket>> {
+pub(crate) fn register(socket: Socket) -> std::io::Result<AsyncFd<Socket>> {
     // SAFETY: `Socket` owns its descriptor, closes it only when dropped,
     // and always returns the same one; the `AsyncFd` owns the `Socket`.
     unsafe { AsyncFd::register(socket) }.map_err(std::io::Error::from)

@@ -29,7 +29,7 @@ mod update;
 
 pub use framer::Framer;
 pub use notification::{BgpError, Notification};
-pub use open::{AS_TRANS, Capability, GracefulRestart, GracefulRestartFamily, Open};
+pub use open::{AS_TRANS, Capability, ExtendedNextHop, GracefulRestart, GracefulRestartFamily, Open};
 pub use update::{
     Aggregator, AsPath, AsSegment, AsSegmentKind, AttributeIssue, Community, ErrorAction, LargeCommunity, MpReach,
     MpUnreach, Origin, PathAttribute, Prefix, Prefix4, Prefix6, PrefixAddr, UnknownAttribute, Update, attr_type,

@@ -37,6 +37,7 @@ const PARAM_EXTENDED: u8 = 255;
 mod capability_code {
     pub(super) const MULTIPROTOCOL: u8 = 1;
     pub(super) const ROUTE_REFRESH: u8 = 2;
+    pub(super) const EXTENDED_NEXT_HOP: u8 = 5;
     pub(super) const GRACEFUL_RESTART: u8 = 64;
     pub(super) const FOUR_OCTET_AS: u8 = 65;
 }
@@ -63,6 +64,26 @@ pub struct GracefulRestart {
     pub families: Vec<GracefulRestartFamily>,
 }
 
+/// One tuple of the extended next hop capability (RFC 8950 section 3):
+/// routes of `family` may carry a next hop of address family
+/// `next_hop_afi`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ExtendedNextHop {
+    /// The NLRI's family (its SAFI carried in two octets on the wire).
+    pub family: Family,
+    /// The next hop's AFI.
+    pub next_hop_afi: u16,
+}
+
+impl ExtendedNextHop {
+    /// IPv4 unicast routes with IPv6 next hops: what an unnumbered
+    /// session over IPv6 link-local addresses needs.
+    pub const IPV4_OVER_IPV6: ExtendedNextHop = ExtendedNextHop {
+        family: Family::IPV4_UNICAST,
+        next_hop_afi: Family::IPV6_UNICAST.afi,
+    };
+}
+
 /// A capability advertised in OPEN.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Capability {
@@ -70,6 +91,8 @@ pub enum Capability {
     Multiprotocol(Family),
     /// Code 2: route refresh (RFC 2918).
     RouteRefresh,
+    /// Code 5: extended next hop encoding (RFC 8950).
+    ExtendedNextHop(Vec<ExtendedNextHop>),
     /// Code 64: graceful restart (RFC 4724).
     GracefulRestart(GracefulRestart),
     /// Code 65: 4-octet AS number support, with the sender's AS (RFC 6793).
@@ -89,6 +112,7 @@ impl Capability {
         match self {
             Capability::Multiprotocol(_) => capability_code::MULTIPROTOCOL,
             Capability::RouteRefresh => capability_code::ROUTE_REFRESH,
+            Capability::ExtendedNextHop(_) => capability_code::EXTENDED_NEXT_HOP,
             Capability::GracefulRestart(_) => capability_code::GRACEFUL_RESTART,
             Capability::FourOctetAs(_) => capability_code::FOUR_OCTET_AS,
             Capability::Unknown { code, .. } => *code,
@@ -102,6 +126,14 @@ impl Capability {
                 vec![a[0], a[1], 0, f.safi]
             }
             Capability::RouteRefresh => vec![],
+            Capability::ExtendedNextHop(tuples) => tuples
+                .iter()
+                .flat_map(|t| {
+                    let [a0, a1] = t.family.afi.to_be_bytes();
+                    let [n0, n1] = t.next_hop_afi.to_be_bytes();
+                    [a0, a1, 0, t.family.safi, n0, n1]
+                })
+                .collect(),
             Capability::GracefulRestart(gr) => {
                 let flags = (u16::from(gr.restart_state) << 15) | (u16::from(gr.notification) << 14);
                 let mut v = (flags | (gr.restart_time & 0x0fff)).to_be_bytes().to_vec();
@@ -139,6 +171,25 @@ impl Capability {
                     return Err(malformed("route refresh carries no value"));
                 }
                 Capability::RouteRefresh
+            }
+            capability_code::EXTENDED_NEXT_HOP => {
+                if value.is_empty() || !value.len().is_multiple_of(6) {
+                    return Err(malformed("extended next hop needs 6n octets, n at least 1"));
+                }
+                let tuples = value
+                    .chunks_exact(6)
+                    .map(|c| {
+                        let safi = u16::from_be_bytes([c[2], c[3]]);
+                        Ok(ExtendedNextHop {
+                            family: Family {
+                                afi: u16::from_be_bytes([c[0], c[1]]),
+                                safi: u8::try_from(safi).map_err(|_| malformed("a SAFI above 255"))?,
+                            },
+                            next_hop_afi: u16::from_be_bytes([c[4], c[5]]),
+                        })
+                    })
+                    .collect::<Result<Vec<_>, BgpError>>()?;
+                Capability::ExtendedNextHop(tuples)
             }
             capability_code::GRACEFUL_RESTART => {
                 if value.len() < 2 || !(value.len() - 2).is_multiple_of(4) {
@@ -446,6 +497,22 @@ mod tests {
             Message::Open(open).encode(&SessionParams::default()).expect("encodes"),
             bytes
         );
+    }
+
+    #[test]
+    fn extended_next_hop_capability_as_frr_sends_it_for_an_interface_peer() {
+        // FRR's `neighbor swp1 interface`: IPv4 unicast over IPv6 next hops.
+        let value = [0, 1, 0, 1, 0, 2];
+        let capability = Capability::decode(5, &value).expect("valid");
+        assert_eq!(
+            capability,
+            Capability::ExtendedNextHop(vec![ExtendedNextHop::IPV4_OVER_IPV6])
+        );
+        assert_eq!((capability.code(), capability.value()), (5, value.to_vec()));
+        for bad in [&[][..], &[0, 1, 0, 1, 0][..], &[0, 1, 1, 0, 0, 2][..]] {
+            let err = Capability::decode(5, bad).expect_err("malformed");
+            assert_eq!(err.notification.code, 2, "{err}");
+        }
     }
 
     #[test]

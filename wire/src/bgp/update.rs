@@ -497,6 +497,17 @@ pub enum MpReach {
         /// Reachable prefixes.
         nlri: Vec<Prefix4>,
     },
+    /// IPv4 unicast with an IPv6 next hop (RFC 8950, with the extended
+    /// next hop capability): a global (or only a link-local) address, and
+    /// optionally a link-local one.
+    Ipv4UnicastV6NextHop {
+        /// Global next hop (a link-local one when it is the only one).
+        next_hop: Ipv6Addr,
+        /// Link-local next hop (32-octet next-hop field).
+        link_local: Option<Ipv6Addr>,
+        /// Reachable prefixes.
+        nlri: Vec<Prefix4>,
+    },
     /// IPv6 unicast (RFC 2545): a global next hop and optionally a link-local one.
     Ipv6Unicast {
         /// Global next hop.
@@ -521,7 +532,7 @@ impl MpReach {
     /// The family.
     pub fn family(&self) -> Family {
         match self {
-            MpReach::Ipv4Unicast { .. } => Family::IPV4_UNICAST,
+            MpReach::Ipv4Unicast { .. } | MpReach::Ipv4UnicastV6NextHop { .. } => Family::IPV4_UNICAST,
             MpReach::Ipv6Unicast { .. } => Family::IPV6_UNICAST,
             MpReach::Other { family, .. } => *family,
         }
@@ -538,17 +549,20 @@ impl MpReach {
                 buf.push(0);
                 encode_prefixes(nlri, buf);
             }
+            MpReach::Ipv4UnicastV6NextHop {
+                next_hop,
+                link_local,
+                nlri,
+            } => {
+                encode_v6_next_hop(*next_hop, *link_local, buf);
+                encode_prefixes(nlri, buf);
+            }
             MpReach::Ipv6Unicast {
                 next_hop,
                 link_local,
                 nlri,
             } => {
-                buf.push(if link_local.is_some() { 32 } else { 16 });
-                buf.extend_from_slice(&next_hop.octets());
-                if let Some(ll) = link_local {
-                    buf.extend_from_slice(&ll.octets());
-                }
-                buf.push(0);
+                encode_v6_next_hop(*next_hop, *link_local, buf);
                 encode_prefixes(nlri, buf);
             }
             MpReach::Other { next_hop, nlri, .. } => {
@@ -576,6 +590,11 @@ impl MpReach {
                 next_hop: Ipv4Addr::new(nh[0], nh[1], nh[2], nh[3]),
                 nlri: decode_prefixes(nlri, "MP_REACH_NLRI IPv4 NLRI")?,
             },
+            (Family::IPV4_UNICAST, 16 | 32) => MpReach::Ipv4UnicastV6NextHop {
+                next_hop: ipv6_at(nh, 0),
+                link_local: (nh_len == 32).then(|| ipv6_at(nh, 16)),
+                nlri: decode_prefixes(nlri, "MP_REACH_NLRI IPv4 NLRI")?,
+            },
             (Family::IPV6_UNICAST, 16 | 32) => MpReach::Ipv6Unicast {
                 next_hop: ipv6_at(nh, 0),
                 link_local: (nh_len == 32).then(|| ipv6_at(nh, 16)),
@@ -589,6 +608,17 @@ impl MpReach {
             },
         })
     }
+}
+
+/// An IPv6 next-hop field (RFC 2545 section 3): its length, the global
+/// address, the link-local one if any, and the reserved octet.
+fn encode_v6_next_hop(next_hop: Ipv6Addr, link_local: Option<Ipv6Addr>, buf: &mut Vec<u8>) {
+    buf.push(if link_local.is_some() { 32 } else { 16 });
+    buf.extend_from_slice(&next_hop.octets());
+    if let Some(ll) = link_local {
+        buf.extend_from_slice(&ll.octets());
+    }
+    buf.push(0);
 }
 
 fn ipv6_at(bytes: &[u8], at: usize) -> Ipv6Addr {
@@ -1348,6 +1378,35 @@ mod tests {
         let back = decode(&bytes[19..], &P4).expect("valid");
         assert_eq!(back, u);
         assert!(back.issues.is_empty(), "ORIGIN and AS_PATH suffice without IPv4 NLRI");
+    }
+
+    #[test]
+    fn ipv4_routes_with_an_ipv6_link_local_next_hop() {
+        // RFC 8950: IPv4 NLRI in MP_REACH_NLRI (AFI 1, SAFI 1), next hop
+        // the 16-octet link-local address of an unnumbered session.
+        let link_local: Ipv6Addr = "fe80::11".parse().expect("addr");
+        let u = Update {
+            attributes: vec![
+                PathAttribute::Origin(Origin::Igp),
+                PathAttribute::AsPath(AsPath::sequence(vec![64512])),
+                PathAttribute::MpReach(MpReach::Ipv4UnicastV6NextHop {
+                    next_hop: link_local,
+                    link_local: None,
+                    nlri: vec![p4("203.0.113.10/32")],
+                }),
+            ],
+            ..Update::default()
+        };
+        let bytes = Message::Update(u.clone()).encode(&P4).expect("encodes");
+        let field = bytes
+            .windows(4)
+            .position(|w| w == [0, 1, 1, 16])
+            .expect("AFI 1, SAFI 1, a 16-octet next hop");
+        assert_eq!(&bytes[field + 4..field + 20], &link_local.octets());
+        let back = decode(&bytes[19..], &P4).expect("valid");
+        assert_eq!(back, u);
+        assert!(back.issues.is_empty(), "no NEXT_HOP needed without plain NLRI");
+        assert_eq!(back.mp_reach().map(MpReach::family), Some(Family::IPV4_UNICAST));
     }
 
     fn with_attribute(flags: u8, type_code: u8, value: &[u8]) -> Vec<u8> {

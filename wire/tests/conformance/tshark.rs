@@ -1,5 +1,6 @@
 //! A real dissector agrees with our encoders: one pcap holds every message
-//! kind (ARP, NDP, BGP over TCP, BFD over UDP 3784); Wireshark's dissectors
+//! kind (ARP, NDP, BGP over TCP, BFD over UDP 3784; another, unnumbered
+//! BGP's Router Discovery and RFC 8950 encodings); Wireshark's dissectors
 //! (through tshark) report no malformed packet and no expert entry of warning or error
 //! severity with every checksum check enabled, and the fields they read
 //! match the values we encoded.
@@ -636,4 +637,149 @@ fn tshark_dissects_every_message_kind_cleanly() {
         })
         .collect();
     assert_eq!(bfd_rows, want);
+}
+
+/// An IPv6 frame carrying ICMPv6 `message`, hop limit 255.
+fn icmpv6_frame(macs: (MacAddr, MacAddr), source: Ipv6Addr, destination: Ipv6Addr, message: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::new();
+    meshlb_wire::ethernet::EthernetHeader {
+        destination: macs.1,
+        source: macs.0,
+        ethertype: meshlb_wire::ethernet::EtherType::IPV6,
+    }
+    .encode(&mut frame);
+    meshlb_wire::ipv6::Ipv6Header {
+        traffic_class: 0,
+        flow_label: 0,
+        payload_length: message.len() as u16,
+        next_header: meshlb_wire::ipv6::NEXT_HEADER_ICMPV6,
+        hop_limit: 255,
+        source,
+        destination,
+    }
+    .encode(&mut frame);
+    frame.extend_from_slice(message);
+    frame
+}
+
+/// Unnumbered BGP's pieces: a Router Solicitation and Advertisement
+/// between link-local addresses, an OPEN with the extended next hop
+/// capability, and IPv4 routes in MP_REACH_NLRI with a link-local IPv6
+/// next hop (RFC 8950), all read back by tshark.
+#[test]
+fn tshark_reads_router_discovery_and_ipv4_over_ipv6_next_hops() {
+    use meshlb_wire::bgp::ExtendedNextHop;
+    use meshlb_wire::router_discovery::{RouterAdvertisement, RouterDiscovery};
+    let mut pcap = PcapWriter::new();
+    let node_ll = link_local_from_mac(NODE_MAC);
+    let all_routers: Ipv6Addr = "ff02::2".parse().expect("addr");
+    let all_nodes: Ipv6Addr = "ff02::1".parse().expect("addr");
+    let rs = RouterDiscovery::Solicitation(vec![NdpOption::SourceLinkLayerAddress(NODE_MAC)]);
+    let ra = RouterDiscovery::Advertisement(RouterAdvertisement {
+        router_lifetime: 0,
+        options: vec![NdpOption::SourceLinkLayerAddress(NODE_MAC)],
+        ..RouterAdvertisement::default()
+    });
+    let to_routers = MacAddr([0x33, 0x33, 0, 0, 0, 2]);
+    let to_nodes = MacAddr([0x33, 0x33, 0, 0, 0, 1]);
+    pcap.push(&icmpv6_frame(
+        (NODE_MAC, to_routers),
+        node_ll,
+        all_routers,
+        &rs.encode(&node_ll, &all_routers),
+    ));
+    pcap.push(&icmpv6_frame(
+        (NODE_MAC, to_nodes),
+        node_ll,
+        all_nodes,
+        &ra.encode(&node_ll, &all_nodes),
+    ));
+
+    let mut speaker = TcpEnd {
+        mac: NODE_MAC,
+        ip: NODE_IP,
+        port: 40179,
+        seq: 1000,
+    };
+    let router = TcpEnd {
+        mac: ROUTER_MAC,
+        ip: ROUTER_IP,
+        port: 179,
+        seq: 5000,
+    };
+    pcap.push(&tcp(&mut speaker, &router, SYN, &[]));
+    let open = Open::new(
+        64513,
+        90,
+        NODE_IP,
+        vec![
+            Capability::Multiprotocol(Family::IPV4_UNICAST),
+            Capability::Multiprotocol(Family::IPV6_UNICAST),
+            Capability::ExtendedNextHop(vec![ExtendedNextHop::IPV4_OVER_IPV6]),
+        ],
+    );
+    let update = Update {
+        attributes: vec![
+            PathAttribute::Origin(Origin::Igp),
+            PathAttribute::AsPath(AsPath::sequence(vec![64513])),
+            PathAttribute::MpReach(MpReach::Ipv4UnicastV6NextHop {
+                next_hop: node_ll,
+                link_local: None,
+                nlri: vec!["203.0.113.20/32".parse().expect("prefix")],
+            }),
+        ],
+        ..Update::default()
+    };
+    for message in [Message::Open(open), Message::Update(update)] {
+        let bytes = message.encode(&SessionParams::FOUR_OCTET_AS).expect("fits");
+        pcap.push(&tcp(&mut speaker, &router, PSH_ACK, &bytes));
+    }
+    let path = std::env::temp_dir().join(format!("meshlb-wire-unnumbered-{}.pcap", std::process::id()));
+    std::fs::write(&path, pcap.into_bytes()).expect("write pcap");
+    let capture = TempCapture(path);
+    let path = capture.0.as_path();
+
+    let bad = tshark_fields(
+        path,
+        "_ws.malformed || _ws.expert.severity >= 0x00600000",
+        &["frame.number", "_ws.expert.message"],
+    );
+    assert!(bad.is_empty(), "tshark reports malformed packets or errors: {bad:?}");
+    let discovery = tshark_fields(
+        path,
+        "icmpv6",
+        &[
+            "icmpv6.type",
+            "icmpv6.nd.ra.router_lifetime",
+            "icmpv6.opt.linkaddr",
+            "icmpv6.checksum.status",
+        ],
+    );
+    let mac = NODE_MAC.to_string();
+    assert_eq!(
+        discovery,
+        vec![
+            vec!["133".to_string(), String::new(), mac.clone(), "1".into()],
+            vec!["134".to_string(), "0".into(), mac, "1".into()],
+        ]
+    );
+    let capability = tshark_fields(
+        path,
+        "bgp.type == 1",
+        &["bgp.cap.enh.afi", "bgp.cap.enh.safi", "bgp.cap.enh.nhafi"],
+    );
+    assert_eq!(capability, vec![vec!["1".to_string(), "1".into(), "2".into()]]);
+    let reach = tshark_fields(
+        path,
+        "bgp.type == 2",
+        &[
+            "bgp.update.path_attribute.mp_reach_nlri.afi",
+            "bgp.update.path_attribute.mp_reach_nlri.next_hop.ipv6",
+            "bgp.mp_reach_nlri_ipv4_prefix",
+        ],
+    );
+    assert_eq!(
+        reach,
+        vec![vec!["1".to_string(), node_ll.to_string(), "203.0.113.20".into()]]
+    );
 }
