@@ -770,3 +770,119 @@ fn unnumbered_peers_announce_ipv4_over_link_local_sessions() {
     meshlb_chaos::wait::wait_for(Duration::from_secs(10), "the frozen node's next hop gone", left).unwrap();
     frozen.process.thaw().unwrap();
 }
+
+/// `nft` in the router's namespace.
+fn router_nft(lab: &Lab, args: &[&str]) -> String {
+    lab.exec("router", "nft", args).unwrap()
+}
+
+/// The BFD Echo function (a BFDProfile's `echoMode`) against FRR: the
+/// agent's Echo packets, addressed to node1 itself, go to the router and
+/// its forwarding sends them back (the router's nftables counter sees
+/// them pass). When the router stops forwarding them while its bfdd still
+/// answers control packets, the agent's BFD goes down with Echo Function
+/// Failed and takes the BGP session (90 s hold time) and the route with
+/// it; once forwarding is back, so are they.
+#[test]
+fn bfd_echo_packets_find_a_forwarding_failure_the_control_packets_miss() {
+    let lab = Lab::build(&LabSpec {
+        router: true,
+        remote_client: true,
+        ..LabSpec::segment(1, 0, false)
+    })
+    .unwrap();
+    let node = lab.host("node1").unwrap().clone();
+    let options = RouterOptions {
+        bfd: Some(BfdTimers {
+            interval_ms: 300,
+            multiplier: 3,
+        }),
+        ..RouterOptions::default()
+    };
+    let router =
+        Router::start_with_options(&lab, RouterKind::Frr, vec![(IpAddr::V4(node.ipv4), NODE_ASN)], options).unwrap();
+    let profile = "apiVersion: metallb.io/v1beta1\nkind: BFDProfile\nmetadata: {name: echo, namespace: metallb-system}\n\
+                   spec: {receiveInterval: 300, transmitInterval: 300, detectMultiplier: 3, echoMode: true, echoInterval: 100}\n---\n";
+    let config = single_peer_config(&lab, ", holdTime: 90s, bfdProfile: echo", profile);
+    router_nft(&lab, &["add", "table", "inet", "echo"]);
+    router_nft(
+        &lab,
+        &[
+            "add",
+            "chain",
+            "inet",
+            "echo",
+            "forward",
+            "{ type filter hook forward priority 0; }",
+        ],
+    );
+    router_nft(
+        &lab,
+        &[
+            "add", "rule", "inet", "echo", "forward", "udp", "dport", "3785", "counter",
+        ],
+    );
+    let forwarded = || -> u64 {
+        let listing = router_nft(&lab, &["list", "chain", "inet", "echo", "forward"]);
+        listing
+            .split("counter packets ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    let names = lab.node_names();
+    let single = vec!["--cluster-size".to_owned(), "1".to_owned()];
+    let agents =
+        meshlb_chaos::agent::start_cluster_with_args(&lab, &names, "fast", &config, |_| single.clone()).unwrap();
+    let agent = &agents[0];
+    let routed = || {
+        meshlb_chaos::router::kernel_routes(&lab, "router")
+            .unwrap_or_default()
+            .iter()
+            .any(|r| r.prefix == "203.0.113.20/32")
+    };
+    let wait = |what: &str, f: &dyn Fn() -> bool| meshlb_chaos::wait::wait_for(Duration::from_secs(30), what, f);
+    wait("the route in the router's kernel", &routed).unwrap();
+    wait("the agent's Echo packets", &|| {
+        agent.process.log().contains("BFD Echo packets start")
+    })
+    .unwrap();
+    wait("Echo packets forwarded by the router", &|| forwarded() > 10).unwrap();
+    // They come back: a second of them (over three detection times of
+    // 3 x 100 ms) fails nothing.
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        !agent.process.log().contains("EchoFunctionFailed"),
+        "{}",
+        agent.process.log()
+    );
+    assert!(routed());
+    assert_eq!(router.bfd_up_peers(&lab).unwrap(), [IpAddr::V4(node.ipv4)]);
+
+    // The router's forwarding drops them; its control plane is fine.
+    router_nft(
+        &lab,
+        &[
+            "insert", "rule", "inet", "echo", "forward", "udp", "dport", "3785", "drop",
+        ],
+    );
+    let cut = Instant::now();
+    meshlb_chaos::wait::wait_for(Duration::from_secs(10), "Echo Function Failed", || {
+        agent.process.log().contains("EchoFunctionFailed")
+    })
+    .unwrap();
+    meshlb_chaos::wait::wait_for(Duration::from_secs(10), "the route gone", || !routed()).unwrap();
+    assert!(
+        cut.elapsed() < Duration::from_secs(10),
+        "BFD Echo, not the 90 s hold time"
+    );
+    assert!(
+        agent
+            .process
+            .log()
+            .contains("BFD: the path to the peer is down (EchoFunctionFailed)")
+    );
+
+    router_nft(&lab, &["flush", "chain", "inet", "echo", "forward"]);
+    wait("the route back", &routed).unwrap();
+}

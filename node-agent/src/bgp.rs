@@ -334,12 +334,21 @@ impl BgpActor {
             .values()
             .filter_map(|running| {
                 let profile = config.bfd_profiles.get(running.peer.bfd_profile.as_ref()?)?;
+                let echo_interval = Duration::from_millis(profile.echo_interval_ms.into());
                 let peer = BfdPeer {
                     config: BfdConfig {
                         desired_min_tx: Duration::from_millis(profile.transmit_interval_ms.into()),
                         required_min_rx: Duration::from_millis(profile.receive_interval_ms.into()),
                         detect_multiplier: profile.detect_multiplier,
                         passive: profile.passive_mode,
+                        echo_interval: profile.echo_mode.then_some(echo_interval),
+                        // The peer's Echo packets come back only through
+                        // this node's forwarding.
+                        echo_receive: if profile.echo_mode && forwards(running.config.address.ip()) {
+                            echo_interval
+                        } else {
+                            Duration::ZERO
+                        },
                     },
                     multihop_min_ttl: running.peer.ebgp_multi_hop.then_some(profile.minimum_ttl),
                     scope_id: match running.config.address {
@@ -678,6 +687,16 @@ impl Actor for BgpActor {
             running.addr.do_send(StopPeer { for_restart });
         }
     }
+}
+
+/// Whether this node forwards IP packets of `peer`'s family (what loops
+/// a peer's BFD Echo packets back to it).
+fn forwards(peer: IpAddr) -> bool {
+    let sysctl = match peer {
+        IpAddr::V4(_) => "/proc/sys/net/ipv4/ip_forward",
+        IpAddr::V6(_) => "/proc/sys/net/ipv6/conf/all/forwarding",
+    };
+    std::fs::read_to_string(sysctl).is_ok_and(|v| v.trim() == "1")
 }
 
 /// This node's IPv4 address for the BGP identifier: the gossip address's

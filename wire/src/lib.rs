@@ -32,6 +32,7 @@
 
 pub mod arp;
 pub mod bfd;
+pub mod bfd_echo;
 pub mod bgp;
 mod error;
 pub mod ethernet;

@@ -11,6 +11,13 @@
 //! GTSM for BFD: a single-hop packet must arrive with TTL 255 (RFC 5881
 //! section 5), a multihop one with at least the profile's `minimumTtl`;
 //! others are dropped, as are packets from addresses no session has.
+//!
+//! Echo packets ([`crate::bfd::session`]'s Echo function) leave through an
+//! [`EchoPath`] (a packet socket on the peer's interface, resolved when
+//! the first is due and again after the session went down) and are read
+//! back off it: addressed to this system's own address on the path, with
+//! TTL 254 (forwarded once by the peer), each to the session its
+//! discriminator names.
 
 use std::collections::BTreeMap;
 use std::io::{self, IoSliceMut};
@@ -26,7 +33,9 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
+use crate::bfd::echo_path::EchoPath;
 use crate::bfd::session::{BfdConfig, BfdSession, Output};
+use meshlb_wire::bfd_echo::{ECHO_TTL, EchoPacket, ReturnedEcho};
 
 /// The source ports BFD packets may come from (RFC 5881 section 4).
 const SOURCE_PORTS: std::ops::RangeInclusive<u16> = 49152..=65535;
@@ -70,13 +79,27 @@ pub struct StopBfd;
 struct Running {
     peer: BfdPeer,
     session: BfdSession,
+    /// Where its Echo packets go, once resolved, and the stream reading
+    /// them back.
+    echo_path: Option<(EchoPath, SpawnHandle)>,
+    /// Why the last resolution failed (logged once per reason).
+    echo_path_error: Option<String>,
+}
+
+/// Which port a receiving socket is bound to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Port {
+    /// 3784: single-hop control packets.
+    SingleHop,
+    /// 4784: multihop control packets.
+    MultiHop,
 }
 
 /// The sockets, bound but not yet in a runtime (binding needs none).
 #[derive(Debug)]
 pub struct BfdSockets {
-    /// Receiving: (socket, multihop).
-    receive: Vec<(std::net::UdpSocket, bool)>,
+    /// Receiving, by port.
+    receive: Vec<(std::net::UdpSocket, Port)>,
     /// Sending, by family: IPv4 first.
     send: Vec<std::net::UdpSocket>,
 }
@@ -89,9 +112,9 @@ impl BfdSockets {
         let mut send = Vec::new();
         let mut first_error = None;
         for any in [IpAddr::V4(Ipv4Addr::UNSPECIFIED), IpAddr::V6(Ipv6Addr::UNSPECIFIED)] {
-            for (port, multihop) in [(SINGLE_HOP_PORT, false), (MULTI_HOP_PORT, true)] {
-                match receiving(SocketAddr::new(any, port)) {
-                    Ok(socket) => receive.push((socket, multihop)),
+            for (number, port) in [(SINGLE_HOP_PORT, Port::SingleHop), (MULTI_HOP_PORT, Port::MultiHop)] {
+                match receiving(SocketAddr::new(any, number)) {
+                    Ok(socket) => receive.push((socket, port)),
                     Err(e) => {
                         first_error.get_or_insert(e);
                     }
@@ -156,17 +179,16 @@ fn sending(any: IpAddr) -> io::Result<std::net::UdpSocket> {
     Err(last)
 }
 
-/// One datagram: its bytes, sender, TTL, and whether it came to the
-/// multihop port.
+/// One datagram: its bytes, sender, TTL, and the port it came to.
 struct Datagram {
     bytes: Vec<u8>,
     from: SocketAddr,
     ttl: Option<u8>,
-    multihop: bool,
+    port: Port,
 }
 
 /// Receives one datagram with its TTL from a non-blocking socket.
-fn receive_one(socket: &UdpSocket, multihop: bool) -> io::Result<Datagram> {
+fn receive_one(socket: &UdpSocket, port: Port) -> io::Result<Datagram> {
     let mut buf = [0u8; 512];
     let mut control = nix::cmsg_space!(libc::c_int);
     let mut iov = [IoSliceMut::new(&mut buf)];
@@ -185,7 +207,7 @@ fn receive_one(socket: &UdpSocket, multihop: bool) -> io::Result<Datagram> {
         bytes: buf[..len.min(buf.len())].to_vec(),
         from,
         ttl,
-        multihop,
+        port,
     })
 }
 
@@ -199,7 +221,7 @@ fn socket_address(address: &SockaddrStorage) -> Option<SocketAddr> {
 
 /// The BFD actor. See the module documentation.
 pub struct BfdActor {
-    receive: Vec<(Arc<UdpSocket>, bool)>,
+    receive: Vec<(Arc<UdpSocket>, Port)>,
     send: Vec<Arc<UdpSocket>>,
     sessions: BTreeMap<IpAddr, Running>,
     next_discriminator: u32,
@@ -221,7 +243,7 @@ impl BfdActor {
             receive: sockets
                 .receive
                 .into_iter()
-                .filter_map(|(s, multihop)| register(s).map(|s| (s, multihop)))
+                .filter_map(|(s, port)| register(s).map(|s| (s, port)))
                 .collect(),
             send: sockets.send.into_iter().filter_map(register).collect(),
             sessions: BTreeMap::new(),
@@ -250,7 +272,59 @@ impl BfdActor {
         }
     }
 
-    fn act(&mut self, peer: IpAddr, outputs: Vec<Output>) {
+    /// Sends `echo` for `peer`'s session, resolving its path first if
+    /// needed.
+    fn send_echo(&mut self, peer: IpAddr, echo: &EchoPacket, ctx: &mut Context<Self>) {
+        let source_port = self
+            .send
+            .iter()
+            .find_map(|s| s.local_addr().ok().filter(|a| a.is_ipv4() == peer.is_ipv4()))
+            .map_or(0, |a| a.port());
+        let Some(running) = self.sessions.get_mut(&peer) else {
+            return;
+        };
+        if running.echo_path.is_none() {
+            match EchoPath::resolve(peer) {
+                Ok(path) => {
+                    tracing::info!(%peer, address = %path.address, "BFD Echo packets start");
+                    let socket = path.socket.clone();
+                    let frames = futures_util::stream::unfold(socket, |socket| async move {
+                        let mut buf = vec![0u8; crate::l2::socket::MAX_FRAME];
+                        let frame = socket.recv(&mut buf).await.map(|len| {
+                            buf.truncate(len);
+                            buf
+                        });
+                        Some((EchoFrame(frame), socket))
+                    });
+                    let reader = ctx.add_stream(frames);
+                    running.echo_path = Some((path, reader));
+                    running.echo_path_error = None;
+                }
+                Err(why) => {
+                    if running.echo_path_error.as_ref() != Some(&why) {
+                        tracing::warn!(%peer, "BFD Echo packets cannot be sent: {why}");
+                        running.echo_path_error = Some(why);
+                    }
+                    return;
+                }
+            }
+        }
+        if let Some((path, _)) = &running.echo_path
+            && let Err(e) = path.send(echo, source_port)
+        {
+            // A full queue shows as a lost Echo packet.
+            tracing::debug!(%peer, "BFD Echo send: {e}");
+        }
+    }
+
+    /// Stops `peer`'s Echo packets' reader and forgets their path.
+    fn drop_echo_path(&mut self, peer: IpAddr, ctx: &mut Context<Self>) {
+        if let Some((_, reader)) = self.sessions.get_mut(&peer).and_then(|r| r.echo_path.take()) {
+            ctx.cancel_future(reader);
+        }
+    }
+
+    fn act(&mut self, peer: IpAddr, outputs: Vec<Output>, ctx: &mut Context<Self>) {
         let Some(running) = self.sessions.get(&peer) else {
             return;
         };
@@ -260,6 +334,7 @@ impl BfdActor {
         for output in outputs {
             match output {
                 Output::Send(packet) => self.send(peer, scope_id, multihop, &packet),
+                Output::SendEcho(echo) => self.send_echo(peer, &echo, ctx),
                 Output::Up => {
                     tracing::info!(%peer, "BFD session up");
                     notify.do_send(BfdStatus {
@@ -269,6 +344,8 @@ impl BfdActor {
                 }
                 Output::Down(diagnostic) => {
                     tracing::warn!(%peer, ?diagnostic, "BFD session down");
+                    // The way back may have changed (another MAC).
+                    self.drop_echo_path(peer, ctx);
                     notify.do_send(BfdStatus { up: false, diagnostic });
                 }
             }
@@ -291,7 +368,7 @@ impl BfdActor {
                         Some(running) => running.session.handle_timeout(now),
                         None => continue,
                     };
-                    actor.act(peer, outputs);
+                    actor.act(peer, outputs, ctx);
                 }
                 actor.reschedule(ctx);
             }));
@@ -299,7 +376,8 @@ impl BfdActor {
     }
 
     /// Ends `peer`'s session with an AdminDown packet.
-    fn end(&mut self, peer: IpAddr) {
+    fn end(&mut self, peer: IpAddr, ctx: &mut Context<Self>) {
+        self.drop_echo_path(peer, ctx);
         if let Some(mut running) = self.sessions.remove(&peer) {
             let packet = running.session.admin_down();
             self.send(
@@ -316,12 +394,10 @@ impl Actor for BfdActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        for (socket, multihop) in &self.receive {
-            let multihop = *multihop;
+        for (socket, port) in &self.receive {
+            let port = *port;
             let datagrams = futures_util::stream::unfold(socket.clone(), move |socket| async move {
-                let received = socket
-                    .async_io(Interest::READABLE, || receive_one(&socket, multihop))
-                    .await;
+                let received = socket.async_io(Interest::READABLE, || receive_one(&socket, port)).await;
                 Some((received, socket))
             });
             ctx.add_stream(datagrams);
@@ -359,15 +435,57 @@ impl StreamHandler<io::Result<Datagram>> for BfdActor {
         };
         let ttl_ok = match (running.peer.multihop_min_ttl, datagram.ttl) {
             (_, None) => false,
-            (None, Some(ttl)) => ttl == 255 && !datagram.multihop,
-            (Some(minimum), Some(ttl)) => ttl >= minimum && datagram.multihop,
+            (None, Some(ttl)) => ttl == 255 && datagram.port == Port::SingleHop,
+            (Some(minimum), Some(ttl)) => ttl >= minimum && datagram.port == Port::MultiHop,
         };
         if peer != datagram.from.ip() || !ttl_ok {
             tracing::debug!(from = %datagram.from, ttl = ?datagram.ttl, "BFD packet discarded: wrong sender, port or TTL");
             return;
         }
         let outputs = running.session.handle_packet(Instant::now(), &packet);
-        self.act(peer, outputs);
+        self.act(peer, outputs, ctx);
+        self.reschedule(ctx);
+    }
+
+    fn finished(&mut self, _ctx: &mut Context<Self>) {}
+}
+
+/// A frame read off an Echo path's socket.
+struct EchoFrame(Result<Vec<u8>, crate::error::ActorError>);
+
+impl StreamHandler<EchoFrame> for BfdActor {
+    /// One of this system's Echo packets came back: addressed to and from
+    /// this system's address on the path, forwarded exactly once (TTL
+    /// 254), for a session that sends them.
+    fn handle(&mut self, EchoFrame(frame): EchoFrame, ctx: &mut Context<Self>) {
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(e) => {
+                tracing::debug!("BFD Echo receive: {e}");
+                return;
+            }
+        };
+        let Ok(back) = ReturnedEcho::from_frame(&frame) else {
+            return;
+        };
+        if back.ttl != ECHO_TTL - 1 || back.source != back.destination {
+            tracing::debug!(
+                ttl = back.ttl,
+                "BFD Echo packet discarded: not ours forwarded exactly once"
+            );
+            return;
+        }
+        let Some(running) = self
+            .sessions
+            .values_mut()
+            .find(|r| r.session.local_discriminator() == back.packet.discriminator)
+        else {
+            return;
+        };
+        if running.echo_path.as_ref().map(|(p, _)| p.address) != Some(back.source) {
+            return;
+        }
+        running.session.handle_echo(Instant::now(), &back.packet);
         self.reschedule(ctx);
     }
 
@@ -377,7 +495,16 @@ impl StreamHandler<io::Result<Datagram>> for BfdActor {
 impl Handler<SetBfdPeers> for BfdActor {
     type Result = ();
 
-    fn handle(&mut self, SetBfdPeers(peers): SetBfdPeers, ctx: &mut Context<Self>) {
+    fn handle(&mut self, SetBfdPeers(mut peers): SetBfdPeers, ctx: &mut Context<Self>) {
+        // Echo packets that could not come back would fail the session:
+        // none to link-local peers (routers do not forward link-local
+        // destinations).
+        for (address, peer) in peers.iter_mut().filter(|(_, p)| p.config.echo_interval.is_some()) {
+            if matches!(address, IpAddr::V6(v6) if v6.is_unicast_link_local()) {
+                tracing::debug!(peer = %address, "BFD echo mode off for a link-local peer");
+                peer.config.echo_interval = None;
+            }
+        }
         let stale: Vec<IpAddr> = self
             .sessions
             .iter()
@@ -391,7 +518,7 @@ impl Handler<SetBfdPeers> for BfdActor {
             .map(|(peer, _)| *peer)
             .collect();
         for peer in stale {
-            self.end(peer);
+            self.end(peer, ctx);
         }
         let now = Instant::now();
         for (address, peer) in peers {
@@ -402,7 +529,15 @@ impl Handler<SetBfdPeers> for BfdActor {
                     let seed = u64::from(self.next_discriminator) ^ 0x9e37_79b9_7f4a_7c15;
                     let session = BfdSession::new(peer.config, self.next_discriminator, seed, now);
                     tracing::info!(peer = %address, "BFD session starting");
-                    self.sessions.insert(address, Running { peer, session });
+                    self.sessions.insert(
+                        address,
+                        Running {
+                            peer,
+                            session,
+                            echo_path: None,
+                            echo_path_error: None,
+                        },
+                    );
                 }
             }
         }
@@ -416,7 +551,7 @@ impl Handler<StopBfd> for BfdActor {
     fn handle(&mut self, _: StopBfd, ctx: &mut Context<Self>) {
         let peers: Vec<IpAddr> = self.sessions.keys().copied().collect();
         for peer in peers {
-            self.end(peer);
+            self.end(peer, ctx);
         }
         actix::ActorContext::stop(ctx);
     }

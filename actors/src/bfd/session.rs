@@ -18,13 +18,27 @@
 //! Until the session is Up it transmits no faster than once a second
 //! (section 6.8.3); once Up it switches to the configured interval with a
 //! Poll Sequence. Transmission intervals are jittered by up to 25 %
-//! (section 6.8.7). Not implemented: Demand mode, the Echo function and
-//! authentication (a packet carrying authentication is discarded, as the
-//! RFC asks of a session without it).
+//! (section 6.8.7).
+//!
+//! The Echo function (sections 6.4 and 6.8.9): with an echo interval
+//! configured, once Up and while the peer advertises a non-zero Required
+//! Min Echo RX Interval, the session sends Echo packets
+//! ([`Output::SendEcho`]; the driver addresses them to this system through
+//! the peer) at the slower of the two intervals, jittered like control
+//! packets; when none comes back ([`BfdSession::handle_echo`]) for Detect
+//! Mult intervals, the session goes Down with Echo Function Failed. What
+//! it advertises as its own Required Min Echo RX Interval is
+//! [`BfdConfig::echo_receive`]: only non-zero where this system's
+//! forwarding loops the peer's Echo packets back. Control packets keep
+//! their rate (as FRR's bfdd does; section 6.8.3 allows slowing them).
+//!
+//! Not implemented: Demand mode and authentication (a packet carrying
+//! authentication is discarded, as the RFC asks of a session without it).
 
 use std::time::{Duration, Instant};
 
 use meshlb_wire::bfd::{ControlPacket, Diagnostic, Flags, State};
+use meshlb_wire::bfd_echo::EchoPacket;
 
 /// The slowest an unestablished session transmits (section 6.8.3).
 pub const SLOW_START_INTERVAL: Duration = Duration::from_secs(1);
@@ -40,6 +54,12 @@ pub struct BfdConfig {
     pub detect_multiplier: u8,
     /// Passive: send nothing until the peer has.
     pub passive: bool,
+    /// Echo mode: send Echo packets at least this far apart (BFDProfile
+    /// `echoMode` with `echoInterval`); `None`: no Echo packets sent.
+    pub echo_interval: Option<Duration>,
+    /// The Required Min Echo RX Interval advertised: zero unless this
+    /// system loops the peer's Echo packets back (it forwards IP).
+    pub echo_receive: Duration,
 }
 
 /// What the driver must do.
@@ -47,6 +67,8 @@ pub struct BfdConfig {
 pub enum Output {
     /// Send this control packet to the peer.
     Send(ControlPacket),
+    /// Send this Echo packet, through the peer back to this system.
+    SendEcho(EchoPacket),
     /// The session came up.
     Up,
     /// The session went down from Up, for this reason.
@@ -75,6 +97,13 @@ pub struct BfdSession {
     detect_at: Option<Instant>,
     /// xorshift state for the jitter.
     jitter: u64,
+    /// The peer's Required Min Echo RX Interval (zero: no Echo packets).
+    remote_min_echo_rx: Duration,
+    /// The Echo function: the next Echo packet due, and when it fails if
+    /// none comes back before.
+    next_echo: Option<Instant>,
+    echo_detect_at: Option<Instant>,
+    echo_sequence: u64,
 }
 
 fn micros(d: Duration) -> u32 {
@@ -100,6 +129,10 @@ impl BfdSession {
             next_transmit: None,
             detect_at: None,
             jitter: seed | 1,
+            remote_min_echo_rx: Duration::ZERO,
+            next_echo: None,
+            echo_detect_at: None,
+            echo_sequence: 0,
         };
         if !config.passive {
             session.next_transmit = Some(now);
@@ -119,7 +152,69 @@ impl BfdSession {
 
     /// When [`BfdSession::handle_timeout`] must next be called.
     pub fn next_timeout(&self) -> Option<Instant> {
-        [self.next_transmit, self.detect_at].into_iter().flatten().min()
+        [self.next_transmit, self.detect_at, self.next_echo, self.echo_detect_at]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Whether Echo packets are being sent.
+    pub fn echo_active(&self) -> bool {
+        self.next_echo.is_some()
+    }
+
+    /// The interval between Echo packets: the slower of this side's and
+    /// what the peer can receive (section 6.8.9); `None` while the Echo
+    /// function cannot run.
+    pub fn echo_interval(&self) -> Option<Duration> {
+        let own = self.config.echo_interval?;
+        (self.state == State::Up && !self.remote_min_echo_rx.is_zero()).then(|| own.max(self.remote_min_echo_rx))
+    }
+
+    /// How long the Echo function waits for a packet to come back.
+    fn echo_detection_time(&self, interval: Duration) -> Duration {
+        interval.saturating_mul(u32::from(self.config.detect_multiplier.max(1)))
+    }
+
+    /// One of this session's Echo packets came back at `now`.
+    pub fn handle_echo(&mut self, now: Instant, echo: &EchoPacket) {
+        if echo.discriminator != self.local_discriminator || self.echo_detect_at.is_none() {
+            return;
+        }
+        if let Some(interval) = self.echo_interval() {
+            self.echo_detect_at = Some(now + self.echo_detection_time(interval));
+        }
+    }
+
+    /// Starts or stops the Echo function as the state and the peer's
+    /// interval now allow.
+    fn update_echo(&mut self, now: Instant) {
+        match self.echo_interval() {
+            Some(interval) if self.next_echo.is_none() => {
+                self.next_echo = Some(now);
+                self.echo_detect_at = Some(now + self.echo_detection_time(interval));
+            }
+            Some(_) => {}
+            None => {
+                self.next_echo = None;
+                self.echo_detect_at = None;
+            }
+        }
+    }
+
+    /// `interval` less up to 25 % (at most 10 % with a Detect Mult of 1),
+    /// by the jitter's next value (section 6.8.7).
+    fn jittered(&mut self, interval: Duration) -> Duration {
+        self.jitter ^= self.jitter << 13;
+        self.jitter ^= self.jitter >> 7;
+        self.jitter ^= self.jitter << 17;
+        let (lowest, span) = if self.config.detect_multiplier == 1 {
+            (75, 15)
+        } else {
+            (75, 25)
+        };
+        let percent = lowest + (self.jitter % (span + 1));
+        interval.mul_f64(percent as f64 / 100.0)
     }
 
     /// The detection time: the peer's Detect Mult times the slower of what
@@ -145,6 +240,7 @@ impl BfdSession {
         self.remote_min_rx = Duration::from_micros(packet.required_min_rx_interval.into());
         self.remote_desired_tx = Duration::from_micros(packet.desired_min_tx_interval.into());
         self.remote_detect_multiplier = packet.detect_multiplier;
+        self.remote_min_echo_rx = Duration::from_micros(packet.required_min_echo_rx_interval.into());
         if packet.flags.final_ {
             self.polling = false;
         }
@@ -167,6 +263,7 @@ impl BfdSession {
         if self.next_transmit.is_none() || self.state != before {
             self.schedule_transmit(now);
         }
+        self.update_echo(now);
         out
     }
 
@@ -186,10 +283,30 @@ impl BfdSession {
                 self.next_transmit = None;
             }
         }
+        if self.echo_detect_at.is_some_and(|at| at <= now) {
+            self.echo_detect_at = None;
+            self.next_echo = None;
+            if self.state == State::Up {
+                self.go_down(Diagnostic::EchoFunctionFailed, true, &mut out);
+            }
+        }
         if self.next_transmit.is_some_and(|at| at <= now) {
             out.push(Output::Send(self.packet(false)));
             self.schedule_transmit(now);
         }
+        if self.next_echo.is_some_and(|at| at <= now) {
+            if let Some(interval) = self.echo_interval() {
+                self.echo_sequence += 1;
+                out.push(Output::SendEcho(EchoPacket {
+                    discriminator: self.local_discriminator,
+                    sequence: self.echo_sequence,
+                }));
+                self.next_echo = Some(now + self.jittered(interval));
+            } else {
+                self.next_echo = None;
+            }
+        }
+        self.update_echo(now);
         out
     }
 
@@ -200,6 +317,8 @@ impl BfdSession {
         self.diagnostic = Diagnostic::AdministrativelyDown;
         self.next_transmit = None;
         self.detect_at = None;
+        self.next_echo = None;
+        self.echo_detect_at = None;
         self.packet(false)
     }
 
@@ -236,16 +355,7 @@ impl BfdSession {
             return;
         }
         let interval = self.desired_tx.max(self.remote_min_rx);
-        self.jitter ^= self.jitter << 13;
-        self.jitter ^= self.jitter >> 7;
-        self.jitter ^= self.jitter << 17;
-        let (lowest, span) = if self.config.detect_multiplier == 1 {
-            (75, 15)
-        } else {
-            (75, 25)
-        };
-        let percent = lowest + (self.jitter % (span + 1));
-        self.next_transmit = Some(now + interval.mul_f64(percent as f64 / 100.0));
+        self.next_transmit = Some(now + self.jittered(interval));
     }
 
     fn packet(&self, final_: bool) -> ControlPacket {
@@ -262,7 +372,7 @@ impl BfdSession {
             your_discriminator: self.remote_discriminator,
             desired_min_tx_interval: micros(self.desired_tx),
             required_min_rx_interval: micros(self.config.required_min_rx),
-            required_min_echo_rx_interval: 0,
+            required_min_echo_rx_interval: micros(self.config.echo_receive),
             authentication: None,
         }
     }
@@ -280,6 +390,8 @@ mod tests {
             required_min_rx: 300 * MS,
             detect_multiplier: 3,
             passive,
+            echo_interval: None,
+            echo_receive: Duration::ZERO,
         }
     }
 
@@ -290,6 +402,11 @@ mod tests {
         sides: [BfdSession; 2],
         in_flight: Vec<(Instant, usize, ControlPacket)>,
         link_up: bool,
+        /// Echo packets looped back by the other side's forwarding, due
+        /// back at their sender.
+        echoes: Vec<(Instant, usize, EchoPacket)>,
+        /// Whether the sides' forwarding loops Echo packets back.
+        forwarding_up: bool,
         /// Every output with its time, per side.
         seen: [Vec<(Instant, Output)>; 2],
     }
@@ -302,6 +419,8 @@ mod tests {
                 sides: [BfdSession::new(a, 11, 1, now), BfdSession::new(b, 22, 2, now)],
                 in_flight: Vec::new(),
                 link_up: true,
+                echoes: Vec::new(),
+                forwarding_up: true,
                 seen: [Vec::new(), Vec::new()],
             }
         }
@@ -314,6 +433,13 @@ mod tests {
                     let decoded = ControlPacket::decode(&packet.to_bytes()).unwrap();
                     self.in_flight.push((self.now + MS, 1 - side, decoded));
                 }
+                if let Output::SendEcho(echo) = &output
+                    && self.link_up
+                    && self.forwarding_up
+                {
+                    let back = EchoPacket::decode(&echo.to_bytes()).unwrap();
+                    self.echoes.push((self.now + 2 * MS, side, back));
+                }
                 self.seen[side].push((self.now, output));
             }
         }
@@ -322,7 +448,12 @@ mod tests {
             let end = self.now + duration;
             loop {
                 let timer = self.sides.iter().filter_map(BfdSession::next_timeout).min();
-                let arrival = self.in_flight.iter().map(|(at, _, _)| *at).min();
+                let arrival = self
+                    .in_flight
+                    .iter()
+                    .map(|(at, _, _)| *at)
+                    .chain(self.echoes.iter().map(|(at, _, _)| *at))
+                    .min();
                 let Some(next) = [timer, arrival].into_iter().flatten().min().filter(|at| *at <= end) else {
                     break;
                 };
@@ -331,6 +462,11 @@ mod tests {
                     let (_, to, packet) = self.in_flight.remove(i);
                     let out = self.sides[to].handle_packet(self.now, &packet);
                     self.act(to, out);
+                    continue;
+                }
+                if let Some(i) = self.echoes.iter().position(|(at, _, _)| *at <= self.now) {
+                    let (_, to, echo) = self.echoes.remove(i);
+                    self.sides[to].handle_echo(self.now, &echo);
                     continue;
                 }
                 for side in 0..2 {
@@ -355,10 +491,18 @@ mod tests {
                 .collect()
         }
 
+        fn echoes_sent(&self, side: usize) -> Vec<Instant> {
+            self.seen[side]
+                .iter()
+                .filter(|(_, o)| matches!(o, Output::SendEcho(_)))
+                .map(|(at, _)| *at)
+                .collect()
+        }
+
         fn events(&self, side: usize) -> Vec<Output> {
             self.seen[side]
                 .iter()
-                .filter(|(_, o)| !matches!(o, Output::Send(_)))
+                .filter(|(_, o)| !matches!(o, Output::Send(_) | Output::SendEcho(_)))
                 .map(|(_, o)| o.clone())
                 .collect()
         }
@@ -478,5 +622,85 @@ mod tests {
         packet.authentication = None;
         session.handle_packet(now, &packet);
         assert_eq!(session.state(), State::Init);
+    }
+
+    fn echoing(interval: Option<Duration>, receive: Duration) -> BfdConfig {
+        BfdConfig {
+            echo_interval: interval,
+            echo_receive: receive,
+            ..config(false)
+        }
+    }
+
+    /// Echo packets go only once Up and only to a peer that advertises an
+    /// echo receive interval, at the slower of both intervals, jittered.
+    #[test]
+    fn echo_packets_go_only_to_a_peer_that_loops_them_back() {
+        let mut pair = Pair::new(echoing(Some(50 * MS), Duration::ZERO), config(false));
+        pair.run_for(4 * SLOW_START_INTERVAL);
+        assert_eq!(pair.states(), [State::Up, State::Up]);
+        assert!(pair.echoes_sent(0).is_empty(), "the peer receives no Echo");
+        assert!(!pair.sides[0].echo_active());
+
+        let mut pair = Pair::new(echoing(Some(50 * MS), Duration::ZERO), echoing(None, 80 * MS));
+        pair.run_for(3 * SLOW_START_INTERVAL);
+        let up_at = pair.seen[0].iter().find(|(_, o)| *o == Output::Up).unwrap().0;
+        let sent = pair.echoes_sent(0);
+        assert!(sent.iter().all(|at| *at >= up_at), "none before Up");
+        assert!(sent.len() > 10, "{} Echo packets", sent.len());
+        for gap in sent.windows(2).map(|w| w[1] - w[0]) {
+            assert!((60 * MS..=80 * MS).contains(&gap), "an Echo interval of {gap:?}");
+        }
+        assert_eq!(pair.sides[0].echo_interval(), Some(80 * MS));
+        assert!(pair.echoes_sent(1).is_empty(), "the other side has no echo mode");
+        assert_eq!(pair.states(), [State::Up, State::Up], "every Echo came back");
+        let advertised = pair.sends(1).last().unwrap().1.required_min_echo_rx_interval;
+        assert_eq!(advertised, 80_000);
+    }
+
+    /// The forwarding path fails while both control planes still talk:
+    /// the echoing side goes Down with Echo Function Failed within Detect
+    /// Mult echo intervals, long before control packets would tell.
+    #[test]
+    fn echo_packets_lost_take_the_session_down() {
+        let mut pair = Pair::new(echoing(Some(50 * MS), Duration::ZERO), echoing(None, 50 * MS));
+        pair.run_for(3 * SLOW_START_INTERVAL);
+        assert_eq!(pair.states(), [State::Up, State::Up]);
+        pair.forwarding_up = false;
+        let cut = pair.now;
+        pair.run_for(300 * MS);
+        let (at, _) = pair.seen[0]
+            .iter()
+            .find(|(_, o)| *o == Output::Down(Diagnostic::EchoFunctionFailed))
+            .expect("Echo Function Failed");
+        assert!(*at - cut <= 150 * MS, "down {:?} after the cut", *at - cut);
+        assert!(!pair.sides[0].echo_active(), "no Echo while Down");
+        // The peer learns from the control packets (Down), and the
+        // sessions come back once forwarding does.
+        assert!(
+            pair.events(1)
+                .contains(&Output::Down(Diagnostic::NeighborSignaledSessionDown))
+        );
+        pair.forwarding_up = true;
+        pair.run_for(4 * SLOW_START_INTERVAL);
+        assert_eq!(pair.states(), [State::Up, State::Up]);
+        assert!(pair.sides[0].echo_active());
+    }
+
+    /// Another session's Echo packet does not keep this one alive.
+    #[test]
+    fn only_its_own_echo_packets_count() {
+        let mut pair = Pair::new(echoing(Some(50 * MS), Duration::ZERO), echoing(None, 50 * MS));
+        pair.run_for(3 * SLOW_START_INTERVAL);
+        pair.forwarding_up = false;
+        for _ in 0..10 {
+            let foreign = EchoPacket {
+                discriminator: 999,
+                sequence: 1,
+            };
+            pair.sides[0].handle_echo(pair.now, &foreign);
+            pair.run_for(30 * MS);
+        }
+        assert_eq!(pair.states()[0], State::Down);
     }
 }

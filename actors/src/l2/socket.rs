@@ -2,7 +2,9 @@
 //! under tokio:
 //! - a packet socket (`AF_PACKET`, raw frames) bound to the interface, with
 //!   a classic BPF filter so the kernel hands over only incoming ARP and
-//!   ICMPv6 Neighbor Solicitations, nothing else and nothing we sent;
+//!   ICMPv6 Neighbor Solicitations, nothing else and nothing we sent (the
+//!   same socket with another filter carries BFD's Echo packets,
+//!   [`FrameSocket::open_echo`]);
 //! - a UDP socket holding the interface's memberships of the solicited-node
 //!   multicast groups of owned IPv6 addresses, so the NIC accepts the
 //!   solicitations for them (the kernel joins those groups itself only for
@@ -112,6 +114,40 @@ fn neighbour_filter() -> [SockFilter; 11] {
     ]
 }
 
+/// The classic BPF program of BFD's Echo function
+/// ([`crate::bfd::echo_path`]): pass incoming IPv4 and IPv6 UDP datagrams
+/// to port 3785 (IPv4 without options, as meshlb sends them), drop
+/// everything else, this system's own sends included. Read off the wire,
+/// a returning Echo packet is seen even though the kernel's IP input would
+/// drop it for carrying this system's own address as its source.
+fn echo_filter() -> [SockFilter; 15] {
+    const LD_W_ABS: u16 = 0x20;
+    const LD_H_ABS: u16 = 0x28;
+    const LD_B_ABS: u16 = 0x30;
+    const JEQ_K: u16 = 0x15;
+    const RET_K: u16 = 0x06;
+    const PKTTYPE: u32 = 0xffff_f000 + 4;
+    const PACKET_OUTGOING: u32 = 4;
+    let port = u32::from(meshlb_wire::bfd_echo::ECHO_PORT);
+    [
+        SockFilter::new(LD_W_ABS, 0, 0, PKTTYPE),
+        SockFilter::new(JEQ_K, 12, 0, PACKET_OUTGOING), // ours: drop
+        SockFilter::new(LD_H_ABS, 0, 0, 12),            // EtherType
+        SockFilter::new(JEQ_K, 0, 4, 0x0800),           // not IPv4: to the IPv6 test
+        SockFilter::new(LD_B_ABS, 0, 0, 14 + 9),        // IPv4 protocol
+        SockFilter::new(JEQ_K, 0, 8, 17),               // not UDP: drop
+        SockFilter::new(LD_H_ABS, 0, 0, 14 + 20 + 2),   // UDP destination port
+        SockFilter::new(JEQ_K, 5, 6, port),             // Echo: accept, else drop
+        SockFilter::new(JEQ_K, 0, 5, 0x86dd),           // not IPv6: drop
+        SockFilter::new(LD_B_ABS, 0, 0, 14 + 6),        // IPv6 next header
+        SockFilter::new(JEQ_K, 0, 3, 17),               // not UDP: drop
+        SockFilter::new(LD_H_ABS, 0, 0, 14 + 40 + 2),   // UDP destination port
+        SockFilter::new(JEQ_K, 0, 1, port),             // not Echo: drop
+        SockFilter::new(RET_K, 0, 0, 0x0004_0000),      // accept
+        SockFilter::new(RET_K, 0, 0, 0),                // drop
+    ]
+}
+
 /// A raw frame socket on one interface. See the module documentation.
 #[derive(Debug)]
 pub struct FrameSocket {
@@ -141,9 +177,25 @@ impl UnregisteredFrameSocket {
 }
 
 impl FrameSocket {
-    /// Opens the socket on interface `index` (named `interface` in errors).
-    /// Needs CAP_NET_RAW; register it on the thread that runs it.
+    /// Opens the socket on interface `index` (named `interface` in errors)
+    /// for ARP and Neighbor Solicitations. Needs CAP_NET_RAW; register it
+    /// on the thread that runs it.
     pub fn open(interface: &str, index: u32) -> Result<UnregisteredFrameSocket, ActorError> {
+        Self::open_filtered(interface, index, &neighbour_filter(), "the ARP/NDP filter")
+    }
+
+    /// Opens the socket on interface `index` for BFD Echo packets coming
+    /// back (and for sending them).
+    pub fn open_echo(interface: &str, index: u32) -> Result<UnregisteredFrameSocket, ActorError> {
+        Self::open_filtered(interface, index, &echo_filter(), "the BFD Echo filter")
+    }
+
+    fn open_filtered(
+        interface: &str,
+        index: u32,
+        filter: &[SockFilter],
+        filter_name: &str,
+    ) -> Result<UnregisteredFrameSocket, ActorError> {
         let fail = |what: &str| {
             let what = what.to_owned();
             move |source| ActorError::Interface {
@@ -157,8 +209,8 @@ impl FrameSocket {
         let socket = Socket::new(Domain::PACKET, Type::RAW, Some(Protocol::from(0)))
             .map_err(fail("open a packet socket (needs CAP_NET_RAW)"))?;
         socket
-            .attach_filter(&neighbour_filter())
-            .map_err(fail("attach the ARP/NDP filter"))?;
+            .attach_filter(filter)
+            .map_err(fail(&format!("attach {filter_name}")))?;
         bind_packet_socket(&socket, index, ETH_P_ALL).map_err(fail("bind the packet socket"))?;
         socket
             .set_nonblocking(true)
