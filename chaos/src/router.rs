@@ -101,6 +101,9 @@ pub struct FibRoute {
 pub struct Router {
     /// The implementation.
     pub kind: RouterKind,
+    /// The lab host it runs on (`router`, or `remote` for a peer two hops
+    /// from the nodes).
+    host: String,
     dir: PathBuf,
     peers: Vec<(IpAddr, u32)>,
     options: RouterOptions,
@@ -121,6 +124,10 @@ pub struct RouterOptions {
     /// the router's interface to each ([`crate::Lab::add_router_link`])
     /// and its AS.
     pub interfaces: Vec<(String, u32)>,
+    /// Peers that are not directly connected (eBGP multihop: FRR's
+    /// `ebgp-multihop`, gobgpd's `ebgp-multihop`; not bird2, whose
+    /// recursive next hops need an IGP table the lab does not run).
+    pub multihop: bool,
 }
 
 /// BFD timers: receive and transmit interval, detect multiplier.
@@ -130,14 +137,6 @@ pub struct BfdTimers {
     pub interval_ms: u32,
     /// Detect Mult.
     pub multiplier: u8,
-}
-
-fn router_ip(lab: &Lab) -> Result<Ipv4Addr, LabError> {
-    Ok(lab
-        .hosts_with(Role::Router)
-        .next()
-        .ok_or_else(|| LabError::Invalid("this lab has no router host".into()))?
-        .ipv4)
 }
 
 impl Router {
@@ -160,15 +159,37 @@ impl Router {
         peers: Vec<(IpAddr, u32)>,
         options: RouterOptions,
     ) -> Result<Router, LabError> {
+        if lab.hosts_with(Role::Router).next().is_none() {
+            return Err(LabError::Invalid("this lab has no router host".into()));
+        }
+        Self::start_on(lab, "router", kind, peers, options)
+    }
+
+    /// [`Router::start_with_options`] on lab host `host` (the remote one,
+    /// for peers two hops away).
+    pub fn start_on(
+        lab: &Lab,
+        host: &str,
+        kind: RouterKind,
+        peers: Vec<(IpAddr, u32)>,
+        options: RouterOptions,
+    ) -> Result<Router, LabError> {
         if options.bfd.is_some() && kind != RouterKind::Frr {
             return Err(LabError::Invalid(format!(
                 "BFD on the lab's router is FRR's bfdd, not {kind}'s"
             )));
         }
-        let dir = lab.log_dir().join(format!("router-{kind}"));
+        if options.multihop && kind == RouterKind::Bird {
+            return Err(LabError::Invalid(
+                "multihop peers are set up for FRR and gobgpd only".into(),
+            ));
+        }
+        lab.host(host)?;
+        let dir = lab.log_dir().join(format!("{host}-{kind}"));
         std::fs::create_dir_all(&dir).map_err(|e| LabError::io(format!("create {}", dir.display()), e))?;
         let mut router = Router {
             kind,
+            host: host.to_owned(),
             dir,
             peers,
             options,
@@ -184,7 +205,7 @@ impl Router {
     }
 
     fn write_config(&self, lab: &Lab) -> Result<(), LabError> {
-        let id = router_ip(lab)?;
+        let id = lab.host(&self.host)?.ipv4;
         let write = |file: &str, text: String| {
             std::fs::write(self.dir.join(file), text).map_err(|e| LabError::io(format!("write {file}"), e))
         };
@@ -233,6 +254,9 @@ impl Router {
                     if let Some(password) = &self.options.password {
                         let _ = writeln!(c, " neighbor {addr} password {password}");
                     }
+                    if self.options.multihop {
+                        let _ = writeln!(c, " neighbor {addr} ebgp-multihop 255");
+                    }
                 }
                 c.push_str(
                     " address-family ipv4 unicast\n  maximum-paths 64\n  maximum-paths ibgp 64\n exit-address-family\n",
@@ -273,11 +297,16 @@ impl Router {
                     .as_ref()
                     .map(|p| format!("    auth-password = \"{p}\"\n"))
                     .unwrap_or_default();
+                let multihop = if self.options.multihop {
+                    "  [neighbors.ebgp-multihop.config]\n    enabled = true\n    multihop-ttl = 255\n"
+                } else {
+                    ""
+                };
                 for (addr, asn) in &self.peers {
                     let family = if addr.is_ipv6() { "ipv6-unicast" } else { "ipv4-unicast" };
                     let _ = write!(
                         c,
-                        "[[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"{addr}\"\n    peer-as = {asn}\n{auth}  \
+                        "[[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"{addr}\"\n    peer-as = {asn}\n{auth}{multihop}  \
                          [neighbors.timers.config]\n    connect-retry = 1\n  \
                          [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = \"{family}\"\n"
                     );
@@ -293,7 +322,7 @@ impl Router {
             // TZ=UTC: bird prints local time, and the route-scale
             // benchmark compares its timestamps with the system clock.
             RouterKind::Bird => vec![lab.spawn(
-                "router",
+                &self.host,
                 "bird",
                 "env",
                 &[
@@ -322,7 +351,7 @@ impl Router {
                     ]
                 };
                 let zebra_args = common(p("zebra.conf"), p("zebra.pid"));
-                let zebra = lab.spawn("router", "zebra", "/usr/lib/frr/zebra", &as_strs(&zebra_args))?;
+                let zebra = lab.spawn(&self.host, "zebra", "/usr/lib/frr/zebra", &as_strs(&zebra_args))?;
                 wait_for(Duration::from_secs(5), "zebra's API socket", || {
                     self.dir.join("zserv.api").exists()
                 })?;
@@ -330,14 +359,14 @@ impl Router {
                 if self.options.bfd.is_some() {
                     let mut bfdd_args = common(p("bfdd.conf"), p("bfdd.pid"));
                     bfdd_args.extend(["--bfdctl".to_owned(), p("bfdd.sock")]);
-                    daemons.push(lab.spawn("router", "bfdd", "/usr/lib/frr/bfdd", &as_strs(&bfdd_args))?);
+                    daemons.push(lab.spawn(&self.host, "bfdd", "/usr/lib/frr/bfdd", &as_strs(&bfdd_args))?);
                 }
                 let bgpd_args = common(p("bgpd.conf"), p("bgpd.pid"));
-                daemons.push(lab.spawn("router", "bgpd", "/usr/lib/frr/bgpd", &as_strs(&bgpd_args))?);
+                daemons.push(lab.spawn(&self.host, "bgpd", "/usr/lib/frr/bgpd", &as_strs(&bgpd_args))?);
                 daemons
             }
             RouterKind::Gobgp => vec![lab.spawn(
-                "router",
+                &self.host,
                 "gobgpd",
                 "gobgpd",
                 &[
@@ -371,16 +400,16 @@ impl Router {
             RouterKind::Bird => {
                 let mut all = vec!["-s".to_owned(), self.path("bird.ctl")];
                 all.extend(args.iter().map(|a| (*a).to_owned()));
-                lab.exec("router", "birdc", &as_strs(&all))
+                lab.exec(&self.host, "birdc", &as_strs(&all))
             }
             RouterKind::Frr => {
                 let all = ["--vty_socket", &self.dir.to_string_lossy(), "-c", &args.join(" ")].map(str::to_owned);
-                lab.exec("router", "vtysh", &as_strs(&all))
+                lab.exec(&self.host, "vtysh", &as_strs(&all))
             }
             RouterKind::Gobgp => {
                 let mut all = vec!["-u", GOBGP_API, "-p", GOBGP_API_PORT];
                 all.extend_from_slice(args);
-                lab.exec("router", "gobgp", &all)
+                lab.exec(&self.host, "gobgp", &all)
             }
         }
     }

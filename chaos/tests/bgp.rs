@@ -164,6 +164,92 @@ fn the_peer_actor_announces_to_bird2_frr_and_gobgpd() {
     }
 }
 
+/// iBGP: bird2, FRR and gobgpd in the node's own AS get the routes with
+/// an empty AS_PATH and the LOCAL_PREF set, next hop unchanged.
+#[test]
+fn the_peer_actor_speaks_ibgp_to_bird2_frr_and_gobgpd() {
+    for kind in [RouterKind::Bird, RouterKind::Frr, RouterKind::Gobgp] {
+        let lab = Lab::build(&LabSpec {
+            router: true,
+            ..LabSpec::segment(1, 0, false)
+        })
+        .unwrap();
+        let node = lab.host("node1").unwrap().clone();
+        let router = Router::start_with_peers(&lab, kind, vec![(IpAddr::V4(node.ipv4), ROUTER_ASN)]).unwrap();
+        let router_address = IpAddr::V4(lab.host("router").unwrap().ipv4);
+        let mut config = direct_ebgp(format!("{kind}"), SocketAddr::new(router_address, BGP_PORT), node.ipv4);
+        config.session.local_as = ROUTER_ASN;
+        config.session.peer_as = PeerAs::Internal;
+        config.hops = Hops::Default;
+        let (peer, system, thread) = start_peer(&node.netns, config);
+        let attributes = RouteAttributes {
+            local_pref: Some(300),
+            ..RouteAttributes::default()
+        };
+        peer.do_send(SetRoutes(routes(&["203.0.113.10/32"], &attributes)));
+        let rib = router
+            .wait_rib(&lab, Duration::from_secs(30), |rib| service_prefixes(rib).len() == 1)
+            .unwrap();
+        let path = rib.iter().find(|p| p.prefix == "203.0.113.10/32").unwrap();
+        assert_eq!(path.next_hop, IpAddr::V4(node.ipv4), "{kind}: {path:?}");
+        assert!(path.as_path.is_empty(), "{kind}: {path:?}");
+        assert_eq!(path.local_pref, Some(300), "{kind}: {path:?}");
+        system.stop();
+        thread.join().unwrap();
+    }
+}
+
+/// eBGP multihop: FRR and gobgpd on the remote host, two hops from node1
+/// (through the router, which forwards), with `ebgp-multihop`; the actor
+/// with `Hops::Multihop` (TTL 255) establishes through the router and the
+/// remote RIB holds the routes with node1's address as next hop.
+#[test]
+fn the_peer_actor_reaches_a_multihop_peer_through_the_router() {
+    for kind in [RouterKind::Frr, RouterKind::Gobgp] {
+        let lab = Lab::build(&LabSpec {
+            router: true,
+            remote_client: true,
+            ..LabSpec::segment(1, 0, false)
+        })
+        .unwrap();
+        let node = lab.host("node1").unwrap().clone();
+        let router_side = lab.host("router").unwrap().ipv4;
+        let remote = lab.host("remote").unwrap().ipv4;
+        // The remote host's way back to the nodes' segment, via the router.
+        let via = std::net::Ipv4Addr::from(u32::from(remote) - 1);
+        lab.exec(
+            "remote",
+            "ip",
+            &["route", "add", "198.51.100.0/24", "via", &via.to_string()],
+        )
+        .unwrap();
+        assert_ne!(via, router_side);
+        let options = RouterOptions {
+            multihop: true,
+            ..RouterOptions::default()
+        };
+        let peer_router =
+            Router::start_on(&lab, "remote", kind, vec![(IpAddr::V4(node.ipv4), NODE_ASN)], options).unwrap();
+        let mut config = direct_ebgp(
+            format!("{kind}"),
+            SocketAddr::new(IpAddr::V4(remote), BGP_PORT),
+            node.ipv4,
+        );
+        config.hops = Hops::Multihop;
+        let (peer, system, thread) = start_peer(&node.netns, config);
+        peer.do_send(SetRoutes(routes(&["203.0.113.10/32"], &RouteAttributes::default())));
+        peer_router.wait_established(&lab, 1, Duration::from_secs(30)).unwrap();
+        let rib = peer_router
+            .wait_rib(&lab, Duration::from_secs(30), |rib| service_prefixes(rib).len() == 1)
+            .unwrap();
+        let path = rib.iter().find(|p| p.prefix == "203.0.113.10/32").unwrap();
+        assert_eq!(path.next_hop, IpAddr::V4(node.ipv4), "{kind}: {path:?}");
+        assert_eq!(path.as_path, [NODE_ASN], "{kind}: {path:?}");
+        system.stop();
+        thread.join().unwrap();
+    }
+}
+
 /// The agents' configuration: one BGPPeer, the lab's router, with
 /// `peer_extra` added to its spec, announcing 203.0.113.20 for one Service;
 /// `documents` come before it.
