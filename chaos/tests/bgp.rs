@@ -250,6 +250,49 @@ fn the_peer_actor_reaches_a_multihop_peer_through_the_router() {
     }
 }
 
+/// FRR's bfdd at 300 ms x 3, as the BFD tests run it.
+const FRR_BFD: BfdTimers = BfdTimers {
+    interval_ms: 300,
+    multiplier: 3,
+};
+
+/// BFDProfile `fast` at 300 ms x 3, with `extra` spec fields (`, echoMode:
+/// true`), as a document before the agents' configuration.
+fn fast_bfd_profile(extra: &str) -> String {
+    format!(
+        "apiVersion: metallb.io/v1beta1\nkind: BFDProfile\nmetadata: {{name: fast, namespace: metallb-system}}\n\
+         spec: {{receiveInterval: 300, transmitInterval: 300, detectMultiplier: 3{extra}}}\n---\n"
+    )
+}
+
+/// A lab of one node and the router (with the remote host behind it, the
+/// router then forwarding, for `remote_client`), FRR on the router peering
+/// with node1 and running bfdd at [`FRR_BFD`].
+fn frr_with_bfd_lab(remote_client: bool) -> (Lab, meshlb_chaos::Host, Router) {
+    let lab = Lab::build(&LabSpec {
+        router: true,
+        remote_client,
+        ..LabSpec::segment(1, 0, false)
+    })
+    .unwrap();
+    let node = lab.host("node1").unwrap().clone();
+    let options = RouterOptions {
+        bfd: Some(FRR_BFD),
+        ..RouterOptions::default()
+    };
+    let router =
+        Router::start_with_options(&lab, RouterKind::Frr, vec![(IpAddr::V4(node.ipv4), NODE_ASN)], options).unwrap();
+    (lab, node, router)
+}
+
+/// Whether the router's kernel has a route to `prefix`.
+fn router_routes(lab: &Lab, prefix: &str) -> bool {
+    meshlb_chaos::router::kernel_routes(lab, "router")
+        .unwrap_or_default()
+        .iter()
+        .any(|r| r.prefix == prefix)
+}
+
 /// The agents' configuration: one BGPPeer, the lab's router, with
 /// `peer_extra` added to its spec, announcing 203.0.113.20 for one Service;
 /// `documents` come before it.
@@ -435,12 +478,7 @@ fn a_graceful_restart_keeps_the_route_and_the_traffic() {
         ];
         let mut agents =
             meshlb_chaos::agent::start_cluster_with_args(&lab, &names, "fast", &config, |_| single.clone()).unwrap();
-        let routed = || {
-            meshlb_chaos::router::kernel_routes(&lab, "router")
-                .unwrap_or_default()
-                .iter()
-                .any(|r| r.prefix == "203.0.113.20/32")
-        };
+        let routed = || router_routes(&lab, "203.0.113.20/32");
         meshlb_chaos::wait::wait_for(Duration::from_secs(30), "the route in the router's kernel", routed).unwrap();
         let lab_binary = std::path::PathBuf::from(env!("CARGO_BIN_EXE_meshlb-lab"));
         let _responders = meshlb_chaos::scenario::start_responders(&lab, &lab_binary).unwrap();
@@ -490,35 +528,15 @@ fn a_graceful_restart_keeps_the_route_and_the_traffic() {
 /// (Cease, BFD Down) without waiting for the hold time either.
 #[test]
 fn bfd_takes_the_bgp_session_down_long_before_the_hold_time() {
-    let lab = Lab::build(&LabSpec {
-        router: true,
-        ..LabSpec::segment(1, 0, false)
-    })
-    .unwrap();
-    let node = lab.host("node1").unwrap().clone();
-    let options = RouterOptions {
-        bfd: Some(BfdTimers {
-            interval_ms: 300,
-            multiplier: 3,
-        }),
-        ..RouterOptions::default()
-    };
-    let router =
-        Router::start_with_options(&lab, RouterKind::Frr, vec![(IpAddr::V4(node.ipv4), NODE_ASN)], options).unwrap();
-    let profile = "apiVersion: metallb.io/v1beta1\nkind: BFDProfile\nmetadata: {name: fast, namespace: metallb-system}\n\
-                   spec: {receiveInterval: 300, transmitInterval: 300, detectMultiplier: 3}\n---\n";
-    let config = single_peer_config(&lab, ", holdTime: 90s, bfdProfile: fast", profile);
+    let (lab, node, router) = frr_with_bfd_lab(false);
+    let profile = fast_bfd_profile("");
+    let config = single_peer_config(&lab, ", holdTime: 90s, bfdProfile: fast", &profile);
     let names = lab.node_names();
     let single = vec!["--cluster-size".to_owned(), "1".to_owned()];
     let agents =
         meshlb_chaos::agent::start_cluster_with_args(&lab, &names, "fast", &config, |_| single.clone()).unwrap();
     let agent = &agents[0];
-    let routed = || {
-        meshlb_chaos::router::kernel_routes(&lab, "router")
-            .unwrap_or_default()
-            .iter()
-            .any(|r| r.prefix == "203.0.113.20/32")
-    };
+    let routed = || router_routes(&lab, "203.0.113.20/32");
     let bfd_up = || router.bfd_up_peers(&lab).unwrap_or_default() == [IpAddr::V4(node.ipv4)];
     let wait = |what: &str, f: &dyn Fn() -> bool| meshlb_chaos::wait::wait_for(Duration::from_secs(30), what, f);
     wait("the route in the router's kernel", &routed).unwrap();
@@ -772,21 +790,17 @@ fn unnumbered_peers_announce_ipv4_over_link_local_sessions() {
         .collect();
     let options = RouterOptions {
         interfaces,
-        bfd: Some(BfdTimers {
-            interval_ms: 300,
-            multiplier: 3,
-        }),
+        bfd: Some(FRR_BFD),
         ..RouterOptions::default()
     };
     let router = Router::start_with_options(&lab, RouterKind::Frr, vec![], options).unwrap();
-    let profile = "apiVersion: metallb.io/v1beta1\nkind: BFDProfile\nmetadata: {name: fast, namespace: metallb-system}\n\
-                   spec: {receiveInterval: 300, transmitInterval: 300, detectMultiplier: 3}\n---\n";
+    let profile = fast_bfd_profile("");
     let config = meshlb_chaos::agent::bgp_config_at(
         &format!("interface: {ROUTER_LINK}"),
         "203.0.113.20/32",
         ", holdTime: 90s, bfdProfile: fast",
         "",
-        profile,
+        &profile,
     );
     let agents = meshlb_chaos::agent::start_cluster_with(&lab, &names, "fast", &config).unwrap();
     meshlb_chaos::wait::wait_for(Duration::from_secs(30), "two unnumbered sessions", || {
@@ -871,25 +885,9 @@ fn router_nft(lab: &Lab, args: &[&str]) -> String {
 /// it; once forwarding is back, so are they.
 #[test]
 fn bfd_echo_packets_find_a_forwarding_failure_the_control_packets_miss() {
-    let lab = Lab::build(&LabSpec {
-        router: true,
-        remote_client: true,
-        ..LabSpec::segment(1, 0, false)
-    })
-    .unwrap();
-    let node = lab.host("node1").unwrap().clone();
-    let options = RouterOptions {
-        bfd: Some(BfdTimers {
-            interval_ms: 300,
-            multiplier: 3,
-        }),
-        ..RouterOptions::default()
-    };
-    let router =
-        Router::start_with_options(&lab, RouterKind::Frr, vec![(IpAddr::V4(node.ipv4), NODE_ASN)], options).unwrap();
-    let profile = "apiVersion: metallb.io/v1beta1\nkind: BFDProfile\nmetadata: {name: echo, namespace: metallb-system}\n\
-                   spec: {receiveInterval: 300, transmitInterval: 300, detectMultiplier: 3, echoMode: true, echoInterval: 100}\n---\n";
-    let config = single_peer_config(&lab, ", holdTime: 90s, bfdProfile: echo", profile);
+    let (lab, node, router) = frr_with_bfd_lab(true);
+    let profile = fast_bfd_profile(", echoMode: true, echoInterval: 100");
+    let config = single_peer_config(&lab, ", holdTime: 90s, bfdProfile: fast", &profile);
     router_nft(&lab, &["add", "table", "inet", "echo"]);
     router_nft(
         &lab,
@@ -921,12 +919,7 @@ fn bfd_echo_packets_find_a_forwarding_failure_the_control_packets_miss() {
     let agents =
         meshlb_chaos::agent::start_cluster_with_args(&lab, &names, "fast", &config, |_| single.clone()).unwrap();
     let agent = &agents[0];
-    let routed = || {
-        meshlb_chaos::router::kernel_routes(&lab, "router")
-            .unwrap_or_default()
-            .iter()
-            .any(|r| r.prefix == "203.0.113.20/32")
-    };
+    let routed = || router_routes(&lab, "203.0.113.20/32");
     let wait = |what: &str, f: &dyn Fn() -> bool| meshlb_chaos::wait::wait_for(Duration::from_secs(30), what, f);
     wait("the route in the router's kernel", &routed).unwrap();
     wait("the agent's Echo packets", &|| {

@@ -22,7 +22,7 @@
 
 use crate::error::Error;
 use crate::ethernet::{EtherType, EthernetHeader, MacAddr};
-use crate::ipv6::Ipv6Header;
+use crate::ipv6::{Ipv6Header, internet_checksum};
 use crate::reader::Reader;
 use std::net::IpAddr;
 
@@ -237,25 +237,6 @@ impl ReturnedEcho {
             packet: EchoPacket::decode(&udp[UDP_HEADER..len])?,
         })
     }
-}
-
-/// The Internet checksum (RFC 1071) over `parts` in order, each of even
-/// length but the last.
-fn internet_checksum(parts: &[&[u8]]) -> u16 {
-    let mut sum: u64 = 0;
-    for part in parts {
-        for chunk in part.chunks(2) {
-            sum += u64::from(match chunk {
-                [hi, lo] => u16::from_be_bytes([*hi, *lo]),
-                [hi] => u16::from_be_bytes([*hi, 0]),
-                _ => 0,
-            });
-        }
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }
 
 #[cfg(test)]

@@ -130,31 +130,65 @@ pub fn link_local_from_mac(mac: MacAddr) -> Ipv6Addr {
 /// The ICMPv6 checksum of `message` (whose checksum field may hold anything:
 /// it is treated as zero) sent from `source` to `destination`.
 pub fn icmpv6_checksum(source: &Ipv6Addr, destination: &Ipv6Addr, message: &[u8]) -> u16 {
+    let (head, tail) = if message.len() >= 4 {
+        (&message[..2], &message[4..])
+    } else {
+        (message, &[][..])
+    };
+    internet_checksum(&[
+        &source.octets(),
+        &destination.octets(),
+        &(message.len() as u32).to_be_bytes(),
+        &[0, 0, 0, NEXT_HEADER_ICMPV6],
+        head,
+        tail,
+    ])
+}
+
+/// The Internet checksum (RFC 1071) over `parts` in order, each of even
+/// length but the last.
+pub(crate) fn internet_checksum(parts: &[&[u8]]) -> u16 {
     let mut sum: u64 = 0;
-    let mut add = |bytes: &[u8]| {
-        for chunk in bytes.chunks(2) {
-            let word = match chunk {
+    for part in parts {
+        for chunk in part.chunks(2) {
+            sum += u64::from(match chunk {
                 [hi, lo] => u16::from_be_bytes([*hi, *lo]),
                 [hi] => u16::from_be_bytes([*hi, 0]),
                 _ => 0,
-            };
-            sum += u64::from(word);
+            });
         }
-    };
-    add(&source.octets());
-    add(&destination.octets());
-    add(&(message.len() as u32).to_be_bytes());
-    add(&[0, 0, 0, NEXT_HEADER_ICMPV6]);
-    if message.len() >= 4 {
-        add(&message[..2]);
-        add(&message[4..]);
-    } else {
-        add(message);
     }
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }
     !(sum as u16)
+}
+
+/// The checks every Neighbor Discovery message gets (RFC 4861 sections
+/// 6.1 and 7.1) but its type's own: ICMP code 0, and a checksum that
+/// verifies for `source` → `destination`. `what` names it in errors.
+pub(crate) fn check_nd_message(
+    message: &[u8],
+    source: &Ipv6Addr,
+    destination: &Ipv6Addr,
+    what: &'static str,
+) -> Result<(), Error> {
+    let mut r = Reader::new(message, what);
+    r.u8()?;
+    let code = r.u8()?;
+    let found = r.u16()?;
+    if code != 0 {
+        return Err(Error::malformed(what, format!("ICMP code is {code}, must be 0")));
+    }
+    let expected = icmpv6_checksum(source, destination, message);
+    if found != expected {
+        return Err(Error::BadChecksum {
+            what: "ICMPv6",
+            expected,
+            found,
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

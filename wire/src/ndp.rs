@@ -23,7 +23,9 @@
 
 use crate::error::Error;
 use crate::ethernet::{EtherType, EthernetHeader, MacAddr};
-use crate::ipv6::{Ipv6Header, NEXT_HEADER_ICMPV6, icmpv6_checksum, multicast_mac, solicited_node_multicast};
+use crate::ipv6::{
+    Ipv6Header, NEXT_HEADER_ICMPV6, check_nd_message, icmpv6_checksum, multicast_mac, solicited_node_multicast,
+};
 use crate::reader::Reader;
 use bytes::BufMut;
 use std::net::Ipv6Addr;
@@ -225,8 +227,8 @@ impl NdpMessage {
     pub fn decode(message: &[u8], source: &Ipv6Addr, destination: &Ipv6Addr) -> Result<NdpMessage, Error> {
         let mut r = Reader::new(message, "NDP message");
         let kind = r.u8()?;
-        let code = r.u8()?;
-        let found = r.u16()?;
+        r.u8()?; // code
+        r.u16()?; // checksum
         let flags = r.u32()?;
         let target = r.ipv6()?;
         if kind != TYPE_NEIGHBOR_SOLICITATION && kind != TYPE_NEIGHBOR_ADVERTISEMENT {
@@ -236,20 +238,7 @@ impl NdpMessage {
                 allowed: "135 (NS) or 136 (NA)",
             });
         }
-        if code != 0 {
-            return Err(Error::malformed(
-                "NDP message",
-                format!("ICMP code is {code}, must be 0"),
-            ));
-        }
-        let expected = icmpv6_checksum(source, destination, message);
-        if found != expected {
-            return Err(Error::BadChecksum {
-                what: "ICMPv6",
-                expected,
-                found,
-            });
-        }
+        check_nd_message(message, source, destination, "NDP message")?;
         if target.is_multicast() {
             return Err(Error::malformed("NDP message", format!("target {target} is multicast")));
         }

@@ -23,7 +23,7 @@
 //! data. Decoding applies the other validity checks of section 6.1.
 
 use crate::error::Error;
-use crate::ipv6::icmpv6_checksum;
+use crate::ipv6::{check_nd_message, icmpv6_checksum};
 use crate::ndp::NdpOption;
 use crate::reader::Reader;
 use bytes::BufMut;
@@ -100,8 +100,8 @@ impl RouterDiscovery {
     pub fn decode(message: &[u8], source: &Ipv6Addr, destination: &Ipv6Addr) -> Result<RouterDiscovery, Error> {
         let mut r = Reader::new(message, "Router Discovery message");
         let kind = r.u8()?;
-        let code = r.u8()?;
-        let found = r.u16()?;
+        r.u8()?; // code
+        r.u16()?; // checksum
         if kind != TYPE_ROUTER_SOLICITATION && kind != TYPE_ROUTER_ADVERTISEMENT {
             return Err(Error::Unsupported {
                 what: "ICMPv6 type",
@@ -109,20 +109,7 @@ impl RouterDiscovery {
                 allowed: "133 (RS) or 134 (RA)",
             });
         }
-        if code != 0 {
-            return Err(Error::malformed(
-                "Router Discovery message",
-                format!("ICMP code is {code}, must be 0"),
-            ));
-        }
-        let expected = icmpv6_checksum(source, destination, message);
-        if found != expected {
-            return Err(Error::BadChecksum {
-                what: "ICMPv6",
-                expected,
-                found,
-            });
-        }
+        check_nd_message(message, source, destination, "Router Discovery message")?;
         if kind == TYPE_ROUTER_SOLICITATION {
             r.u32()?; // reserved
             let options = NdpOption::decode_all(r)?;

@@ -87,18 +87,21 @@ impl InterfaceInfo {
     }
 }
 
+// Classic BPF opcodes (linux/filter.h) for the filters below.
+const LD_W_ABS: u16 = 0x20;
+const LD_H_ABS: u16 = 0x28;
+const LD_B_ABS: u16 = 0x30;
+const JEQ_K: u16 = 0x15;
+const RET_K: u16 = 0x06;
+/// `SKF_AD_OFF + SKF_AD_PKTTYPE`: the packet type, as an ancillary load.
+const PKTTYPE: u32 = 0xffff_f000 + 4;
+/// The packet type of a frame this host sent.
+const PACKET_OUTGOING: u32 = 4;
+
 /// The classic BPF program: pass incoming ARP and incoming ICMPv6 Neighbor
 /// Solicitations without extension headers (as RFC 4861 receivers expect
 /// them), drop everything else.
 fn neighbour_filter() -> [SockFilter; 11] {
-    const LD_W_ABS: u16 = 0x20;
-    const LD_H_ABS: u16 = 0x28;
-    const LD_B_ABS: u16 = 0x30;
-    const JEQ_K: u16 = 0x15;
-    const RET_K: u16 = 0x06;
-    /// `SKF_AD_OFF + SKF_AD_PKTTYPE`: the packet type, as an ancillary load.
-    const PKTTYPE: u32 = 0xffff_f000 + 4;
-    const PACKET_OUTGOING: u32 = 4;
     [
         SockFilter::new(LD_W_ABS, 0, 0, PKTTYPE),
         SockFilter::new(JEQ_K, 8, 0, PACKET_OUTGOING), // ours: drop
@@ -121,13 +124,6 @@ fn neighbour_filter() -> [SockFilter; 11] {
 /// a returning Echo packet is seen even though the kernel's IP input would
 /// drop it for carrying this system's own address as its source.
 fn echo_filter() -> [SockFilter; 15] {
-    const LD_W_ABS: u16 = 0x20;
-    const LD_H_ABS: u16 = 0x28;
-    const LD_B_ABS: u16 = 0x30;
-    const JEQ_K: u16 = 0x15;
-    const RET_K: u16 = 0x06;
-    const PKTTYPE: u32 = 0xffff_f000 + 4;
-    const PACKET_OUTGOING: u32 = 4;
     let port = u32::from(meshlb_wire::bfd_echo::ECHO_PORT);
     [
         SockFilter::new(LD_W_ABS, 0, 0, PKTTYPE),
