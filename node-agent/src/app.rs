@@ -11,13 +11,15 @@
 //!    see below) with the link monitor, the gossip mesh on it, then Layer 2
 //!    (the glue actor, which starts interface and service actors there as
 //!    the configuration asks);
-//! 4. the status files, from the hub; in a cluster, the ConfigurationState
+//! 4. the status files and the introspection API, from the hub; in a
+//!    cluster, the ConfigurationState
 //!    and ServiceL2Status writers and the allocator candidate (it
 //!    allocates while it holds the allocator Lease);
 //! 5. the pipeline runs until SIGTERM or SIGINT.
 //!
 //! Two threads of actors: the control thread (this one: the pipeline, the
-//! Layer 2 glue, the status files; later Kubernetes, gRPC and metrics) and
+//! Layer 2 glue, the status files, Kubernetes, the gRPC API; later
+//! metrics) and
 //! the answering arbiter (the gossip driver, the link monitor, the service,
 //! membership and interface actors; later BFD). A relist, a burst of
 //! updates or a slow reader on the control thread never delays an ARP
@@ -97,6 +99,8 @@ pub struct RunOptions {
     /// How long a stopping agent waits for other nodes to announce its
     /// BGP addresses before withdrawing them.
     pub bgp_drain_timeout: Duration,
+    /// Where the introspection API listens.
+    pub grpc_listen: crate::introspection::Listen,
 }
 
 /// How long each shutdown step may take.
@@ -113,6 +117,7 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
             mesh,
             bgp_listen_port,
             bgp_drain_timeout,
+            grpc_listen,
         } = options;
         std::fs::create_dir_all(&state_dir).map_err(|source| AgentError::Io {
             path: state_dir.clone(),
@@ -194,6 +199,7 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
         };
         let pipeline = pipeline.holding_withdrawals_for(hold_withdraw_all);
         let status_files = status_files::spawn(hub.clone(), state_dir.clone());
+        let introspection = crate::introspection::spawn(hub.clone(), &grpc_listen).await?;
         let mut announcing = None;
         if let Some((options, layer2_options)) = mesh {
             let answering = Arbiter::new();
@@ -300,6 +306,9 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
             let _ = tokio::time::timeout(SHUTDOWN_STEP, joined).await;
         }
         status_files.abort();
+        if let Some(introspection) = introspection {
+            introspection.abort();
+        }
         result
     })
 }

@@ -43,7 +43,7 @@ use tokio::sync::mpsc;
 
 use crate::layer2::Layer2Options;
 use crate::local_address::Delivery;
-use crate::status::StatusHub;
+use crate::status::{BgpPeerStatus, BgpStatus, StatusHub};
 
 /// The connect retry time when a BGPPeer sets no `connectTime`.
 pub const DEFAULT_CONNECT_RETRY: Duration = Duration::from_secs(10);
@@ -141,6 +141,8 @@ pub struct BgpActor {
     published: BgpSection,
     /// The number of the last peer actor started.
     instances: u64,
+    /// Why planned peers are not running, by name.
+    not_started: BTreeMap<String, String>,
 }
 
 impl BgpActor {
@@ -162,6 +164,7 @@ impl BgpActor {
             draining: false,
             published: BgpSection::default(),
             instances: 0,
+            not_started: BTreeMap::new(),
         }
         .start()
     }
@@ -235,16 +238,22 @@ impl BgpActor {
             }
         }
         self.discover(&next, ctx);
+        self.not_started.retain(|name, _| next.peers.contains_key(name));
         for (name, planned) in &next.peers {
             if let PeerEndpoint::Interface(interface) = &planned.peer.endpoint
                 && self.neighbors.get(interface).is_none_or(|n| n.address.is_none())
             {
                 // Started once Router Discovery finds the peer.
+                self.not_started.insert(
+                    name.clone(),
+                    format!("no router advertisement heard on {interface} yet"),
+                );
                 continue;
             }
             if !self.peers.contains_key(name) {
                 match self.peer_config(&planned.peer) {
                     Ok(config) => {
+                        self.not_started.remove(name);
                         self.instances += 1;
                         let instance = self.instances;
                         let actor = PeerActor::new(config.clone()).observed_by(ctx.address().recipient(), instance);
@@ -259,7 +268,10 @@ impl BgpActor {
                             },
                         );
                     }
-                    Err(why) => tracing::warn!(peer = name, "BGP peer not started: {why}"),
+                    Err(why) => {
+                        tracing::warn!(peer = name, "BGP peer not started: {why}");
+                        self.not_started.insert(name.clone(), why);
+                    }
                 }
             }
             if let Some(running) = self.peers.get(name) {
@@ -269,6 +281,40 @@ impl BgpActor {
         self.inputs.delivery.set_bgp(next.announced.clone());
         self.applied = Some(next);
         self.listen();
+        self.report();
+    }
+
+    /// Puts every planned peer's state in the status hub.
+    fn report(&self) {
+        let Some(plan) = &self.applied else { return };
+        let peers = plan
+            .peers
+            .iter()
+            .map(|(name, planned)| {
+                let running = self.peers.get(name);
+                let status = BgpPeerStatus {
+                    address: running.map(|r| r.config.address),
+                    established: self.established.contains(name),
+                    prefixes: planned
+                        .routes
+                        .keys()
+                        .map(|prefix| match prefix {
+                            RoutePrefix::V4(p) => p.to_string(),
+                            RoutePrefix::V6(p) => p.to_string(),
+                        })
+                        .collect(),
+                    not_running: match running {
+                        Some(_) => None,
+                        None => Some(self.not_started.get(name).cloned().unwrap_or_else(|| "stopped".into())),
+                    },
+                };
+                (name.clone(), status)
+            })
+            .collect();
+        let next = BgpStatus { peers };
+        if *self.inputs.hub.bgp().get() != next {
+            self.inputs.hub.bgp().publish(next);
+        }
     }
 
     /// Runs Router Discovery on every interface `plan`'s unnumbered peers
@@ -607,6 +653,7 @@ impl actix::Handler<SessionState> for BgpActor {
             self.established.remove(&state.peer);
         }
         self.publish(ctx);
+        self.report();
     }
 }
 

@@ -7,9 +7,9 @@
 //! [`pipeline`] turns them into addresses with `meshlb-config`; the mesh of
 //! `meshlb-gossip` decides who announces what; the actors of
 //! `meshlb-actors` answer. Every component publishes what it knows to the
-//! [`status`] hub, which the state files read now and gRPC introspection
-//! and Prometheus metrics will read next. Protocol policy lives with its
-//! protocol, not here.
+//! [`status`] hub, which the state files and the gRPC introspection API
+//! ([`introspection`]) read, and Prometheus metrics will next. Protocol
+//! policy lives with its protocol, not here.
 //!
 //! | module | what |
 //! |---|---|
@@ -18,6 +18,7 @@
 //! | [`pipeline`] | takes any source's updates: validate, allocate, keep the last good, publish |
 //! | [`status`] | the status hub: every component's snapshots, read by the state files (later gRPC, metrics) |
 //! | [`status_files`] | the state directory's status files, written from the hub |
+//! | [`introspection`] | the read-only gRPC API over the hub, with reflection and health |
 //! | [`state_file`] | remembers assignments across restarts in standalone mode |
 //! | [`health`] | runs the local health probes services declare |
 //! | [`mesh`] | joins the gossip mesh (its driver on the answering thread), key rotation, reports to the hub |
@@ -27,6 +28,7 @@
 pub mod app;
 pub mod bgp;
 pub mod health;
+pub mod introspection;
 pub mod layer2;
 pub mod local_address;
 pub mod mesh;
@@ -92,4 +94,7 @@ pub enum AgentError {
     /// configuration).
     #[error("Kubernetes client: {0}")]
     KubeClient(String),
+    /// The introspection API could not start.
+    #[error("introspection API: {0}")]
+    Introspection(String),
 }

@@ -92,6 +92,10 @@ enum Command {
         /// 3600; 0: no wait).
         #[arg(long, default_value_t = 10)]
         bgp_drain_seconds: u64,
+        /// Serve the read-only introspection API (gRPC, with reflection)
+        /// here: host:port, unix:/path, or off.
+        #[arg(long, default_value = meshlb_node_agent::introspection::DEFAULT_LISTEN)]
+        grpc_listen: meshlb_node_agent::introspection::Listen,
         #[command(flatten)]
         mesh: Box<MeshArgs>,
     },
@@ -350,6 +354,7 @@ fn main() -> ExitCode {
             hold_withdraw_all_seconds,
             bgp_listen_port,
             bgp_drain_seconds,
+            grpc_listen,
             mesh,
         } => {
             let node = mesh.node_name.clone().or_else(host_name);
@@ -383,6 +388,7 @@ fn main() -> ExitCode {
                     mesh,
                     bgp_listen_port,
                     bgp_drain_timeout: Duration::from_secs(bgp_drain_seconds.min(3600)),
+                    grpc_listen,
                 })
             });
             match options {

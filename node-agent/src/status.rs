@@ -16,13 +16,14 @@
 //! | [`StatusHub::mesh_events`] | the mesh | membership events as they happen (a broadcast, not a snapshot; record changes are in the mesh section instead) |
 //! | [`StatusHub::layer2`] | the Layer 2 glue | each Layer 2 service here: addresses, whether this node can serve it, interfaces; what this node announces |
 //! | [`StatusHub::interfaces`] | the interface actors | per interface: link, addresses answered, ARP/NA answer and announcement counters |
+//! | [`StatusHub::bgp`] | the BGP glue | per BGPPeer: address, whether established, the prefixes sent, or why it is not running |
 //!
-//! BGP sessions and BFD come as sections of their own. What can be derived
+//! BFD comes as a section of its own. What can be derived
 //! from sections is derived when read ([`StatusHub::ownership`]), never
 //! stored twice.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -136,6 +137,26 @@ pub struct Layer2Service {
     pub interfaces: BTreeSet<String>,
 }
 
+/// What BGP does here.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BgpStatus {
+    /// Every BGPPeer of this node, by name.
+    pub peers: BTreeMap<String, BgpPeerStatus>,
+}
+
+/// One BGPPeer of this node.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BgpPeerStatus {
+    /// Where its session runs (an unnumbered peer's once found).
+    pub address: Option<SocketAddr>,
+    /// Whether the session is established.
+    pub established: bool,
+    /// The prefixes this node sends it.
+    pub prefixes: Vec<String>,
+    /// Why no session runs, if none does.
+    pub not_running: Option<String>,
+}
+
 /// Who announces one address of a service, as this node sees the mesh.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AddressOwnership {
@@ -176,6 +197,7 @@ struct Sections {
     mesh_events: broadcast::Sender<TimedMeshEvent>,
     layer2: Section<Layer2Status>,
     interfaces: Section<BTreeMap<String, AnnouncerStatus>>,
+    bgp: Section<BgpStatus>,
 }
 
 impl Default for StatusHub {
@@ -189,6 +211,7 @@ impl Default for StatusHub {
                 mesh_events: broadcast::Sender::new(MESH_EVENT_BACKLOG),
                 layer2: Section::default(),
                 interfaces: Section::default(),
+                bgp: Section::default(),
             }),
         }
     }
@@ -229,6 +252,11 @@ impl StatusHub {
     /// Interfaces (written for the interface actors).
     pub fn interfaces(&self) -> &Section<BTreeMap<String, AnnouncerStatus>> {
         &self.inner.interfaces
+    }
+
+    /// BGP (written by the BGP glue).
+    pub fn bgp(&self) -> &Section<BgpStatus> {
+        &self.inner.bgp
     }
 
     /// For every address of every Layer 2 service, who announces it: what
