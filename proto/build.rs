@@ -15,6 +15,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out.join("meshlb_descriptor.bin"), descriptors.encode_to_vec())?;
     tonic_prost_build::configure()
+        // meshlbctl prints them as JSON and YAML.
+        .type_attribute(".meshlb.v1", "#[derive(serde::Serialize)]")
         .build_client(true)
         .build_server(true)
         .build_transport(false)

@@ -20,22 +20,32 @@ pub const GOSSIP_PORT: u16 = 7947;
 /// executable (cargo puts test binaries in `target/<profile>/deps` and
 /// binaries in `target/<profile>`).
 pub fn agent_binary() -> Result<PathBuf, LabError> {
-    if let Some(path) = std::env::var_os("MESHLB_AGENT") {
+    workspace_binary("meshlb-agent", "MESHLB_AGENT", "meshlb-node-agent")
+}
+
+/// The `meshlbctl` binary: `$MESHLBCTL`, or beside the running executable.
+pub fn ctl_binary() -> Result<PathBuf, LabError> {
+    workspace_binary("meshlbctl", "MESHLBCTL", "meshlb-ctl")
+}
+
+/// One of the workspace's binaries, `name`: the path in `$env`, or beside
+/// the running executable (built from `package`).
+fn workspace_binary(name: &str, env: &str, package: &str) -> Result<PathBuf, LabError> {
+    if let Some(path) = std::env::var_os(env) {
         return Ok(PathBuf::from(path));
     }
     let exe = std::env::current_exe().map_err(|e| LabError::io("locate the running executable", e))?;
     let mut dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
     for _ in 0..2 {
-        let candidate = dir.join("meshlb-agent");
+        let candidate = dir.join(name);
         if candidate.is_file() {
             return Ok(candidate);
         }
         dir = dir.parent().map(Path::to_path_buf).unwrap_or_default();
     }
-    Err(LabError::Invalid(
-        "meshlb-agent not found beside this executable: build it (cargo build -p meshlb-node-agent) or set MESHLB_AGENT"
-            .into(),
-    ))
+    Err(LabError::Invalid(format!(
+        "{name} not found beside this executable: build it (cargo build -p {package}) or set {env}"
+    )))
 }
 
 /// One agent on a node.

@@ -215,6 +215,40 @@ fn grpcurl_reads_the_agents_state_through_reflection() {
     });
     let members = json(&lab, &watcher, "meshlb.v1.Introspection/ListMembers", "{}");
     assert_eq!(members["members"].as_array().unwrap().len(), 2, "{members}");
+    // meshlbctl says the same, for people and for scripts.
+    let ctl = |args: &[&str]| -> String {
+        let binary = meshlb_chaos::agent::ctl_binary().unwrap();
+        let netns = &lab.host(&watcher).unwrap().netns;
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", netns])
+            .arg(&binary)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let new_owner = announcers(&lab, &watcher).remove(0);
+    let table = ctl(&["service", "default/web"]);
+    assert!(
+        table.contains(&format!("{new_owner} owns it (Layer 2)")) || table.contains("this node owns it"),
+        "{table}"
+    );
+    let services: Value = serde_json::from_str(&ctl(&["services", "-o", "json"])).unwrap();
+    assert_eq!(
+        services[0]["owners"][0]["announcers"][0],
+        new_owner.as_str(),
+        "{services}"
+    );
+    let members = ctl(&["members"]);
+    assert!(members.contains("quorum: yes"), "{members}");
+    assert_eq!(
+        members.lines().filter(|l| l.starts_with("node")).count(),
+        2,
+        "{members}"
+    );
+    let yaml = ctl(&["config", "-o", "yaml"]);
+    assert!(yaml.contains("generation: 1"), "{yaml}");
     wait("the member-down and ownership events", || {
         let log = events.log();
         log.contains("\"member-down\"") && log.contains(&format!("\"{owner}\"")) && log.contains("\"ownership\"")
