@@ -11,15 +11,16 @@
 //!    see below) with the link monitor, the gossip mesh on it, then Layer 2
 //!    (the glue actor, which starts interface and service actors there as
 //!    the configuration asks);
-//! 4. the status files and the introspection API, from the hub; in a
+//! 4. the status files, the introspection API and the metrics, from the
+//!    hub; in a
 //!    cluster, the ConfigurationState
 //!    and ServiceL2Status writers and the allocator candidate (it
 //!    allocates while it holds the allocator Lease);
 //! 5. the pipeline runs until SIGTERM or SIGINT.
 //!
 //! Two threads of actors: the control thread (this one: the pipeline, the
-//! Layer 2 glue, the status files, Kubernetes, the gRPC API; later
-//! metrics) and
+//! Layer 2 glue, the status files, Kubernetes, the gRPC API, the metrics)
+//! and
 //! the answering arbiter (the gossip driver, the link monitor, the service,
 //! membership and interface actors; later BFD). A relist, a burst of
 //! updates or a slow reader on the control thread never delays an ARP
@@ -101,6 +102,8 @@ pub struct RunOptions {
     pub bgp_drain_timeout: Duration,
     /// Where the introspection API listens.
     pub grpc_listen: crate::introspection::Listen,
+    /// Where the Prometheus metrics are served, if anywhere.
+    pub metrics_listen: crate::metrics::Listen,
 }
 
 /// How long each shutdown step may take.
@@ -118,6 +121,7 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
             bgp_listen_port,
             bgp_drain_timeout,
             grpc_listen,
+            metrics_listen,
         } = options;
         std::fs::create_dir_all(&state_dir).map_err(|source| AgentError::Io {
             path: state_dir.clone(),
@@ -200,6 +204,10 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
         let pipeline = pipeline.holding_withdrawals_for(hold_withdraw_all);
         let status_files = status_files::spawn(hub.clone(), state_dir.clone());
         let introspection = crate::introspection::spawn(hub.clone(), &grpc_listen).await?;
+        let metrics = match metrics_listen {
+            crate::metrics::Listen::Tcp(listen) => crate::metrics::spawn(hub.clone(), listen),
+            crate::metrics::Listen::Off => None,
+        };
         let mut announcing = None;
         if let Some((options, layer2_options)) = mesh {
             let answering = Arbiter::new();
@@ -306,8 +314,8 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
             let _ = tokio::time::timeout(SHUTDOWN_STEP, joined).await;
         }
         status_files.abort();
-        if let Some(introspection) = introspection {
-            introspection.abort();
+        for task in [introspection, metrics].into_iter().flatten() {
+            task.abort();
         }
         result
     })

@@ -8,7 +8,7 @@
 //! `meshlb-gossip` decides who announces what; the actors of
 //! `meshlb-actors` answer. Every component publishes what it knows to the
 //! [`status`] hub, which the state files and the gRPC introspection API
-//! ([`introspection`]) read, and Prometheus metrics will next. Protocol
+//! ([`introspection`]) and the Prometheus metrics ([`metrics`]) read. Protocol
 //! policy lives with its protocol, not here.
 //!
 //! | module | what |
@@ -19,6 +19,7 @@
 //! | [`status`] | the status hub: every component's snapshots, read by the state files (later gRPC, metrics) |
 //! | [`status_files`] | the state directory's status files, written from the hub |
 //! | [`introspection`] | the read-only gRPC API over the hub, with reflection and health |
+//! | [`metrics`] | Prometheus metrics sampled from the hub, MetalLB's names where they mean the same |
 //! | [`state_file`] | remembers assignments across restarts in standalone mode |
 //! | [`health`] | runs the local health probes services declare |
 //! | [`mesh`] | joins the gossip mesh (its driver on the answering thread), key rotation, reports to the hub |
@@ -32,6 +33,7 @@ pub mod introspection;
 pub mod layer2;
 pub mod local_address;
 pub mod mesh;
+pub mod metrics;
 pub mod pipeline;
 pub mod sources;
 pub mod state_file;

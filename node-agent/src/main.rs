@@ -96,6 +96,9 @@ enum Command {
         /// here: host:port, unix:/path, or off.
         #[arg(long, default_value = meshlb_node_agent::introspection::DEFAULT_LISTEN)]
         grpc_listen: meshlb_node_agent::introspection::Listen,
+        /// Serve Prometheus metrics here (host:port, or off).
+        #[arg(long, default_value = meshlb_node_agent::metrics::DEFAULT_LISTEN)]
+        metrics_listen: meshlb_node_agent::metrics::Listen,
         #[command(flatten)]
         mesh: Box<MeshArgs>,
     },
@@ -355,6 +358,7 @@ fn main() -> ExitCode {
             bgp_listen_port,
             bgp_drain_seconds,
             grpc_listen,
+            metrics_listen,
             mesh,
         } => {
             let node = mesh.node_name.clone().or_else(host_name);
@@ -389,6 +393,7 @@ fn main() -> ExitCode {
                     bgp_listen_port,
                     bgp_drain_timeout: Duration::from_secs(bgp_drain_seconds.min(3600)),
                     grpc_listen,
+                    metrics_listen,
                 })
             });
             match options {
@@ -452,6 +457,29 @@ fn run_options(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The command line is consistent, and `run` parses with every
+    /// default (a default its field's type cannot take fails here, not at
+    /// a user's start).
+    #[test]
+    fn the_command_line_parses_with_its_defaults() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from(["meshlb-agent", "run", "--config-dir", "/etc/meshlb"]).unwrap();
+        assert!(matches!(cli.command, Command::Run { .. }));
+        let off = Cli::try_parse_from([
+            "meshlb-agent",
+            "run",
+            "--config-dir",
+            "/etc/meshlb",
+            "--metrics-listen",
+            "off",
+            "--grpc-listen",
+            "unix:/run/meshlb.sock",
+        ]);
+        assert!(off.is_ok());
+        assert!(Cli::try_parse_from(["meshlb-agent", "run", "--config-dir", "x", "--metrics-listen", "nope"]).is_err());
+    }
 
     #[test]
     fn the_expected_cluster_is_explicit_or_the_seeds() {

@@ -1,0 +1,139 @@
+//! The agents' Prometheus metrics scraped by a real Prometheus (Debian's)
+//! on the lab's client host: every agent is a healthy target, MetalLB's
+//! series are there with their labels, exactly one node announces the
+//! service's address, and after that node crashes exactly one other does,
+//! the crashed node's series gone and the ownership-change counter moved.
+//! Needs root.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::time::Duration;
+
+use meshlb_chaos::{Lab, LabSpec, Role};
+
+const SERVICE: &str = "203.0.113.10";
+
+const CONFIG: &str = "
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: lab, namespace: metallb-system}
+spec: {addresses: [203.0.113.10-203.0.113.20]}
+---
+apiVersion: metallb.io/v1beta1
+kind: L2Advertisement
+metadata: {name: lab, namespace: metallb-system}
+spec: {ipAddressPools: [lab], interfaces: [eth0]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec: {type: LoadBalancer, ports: [{port: 80}]}
+";
+
+/// One instant query's result: each series' labels (as promtool prints
+/// them) and value.
+fn query(lab: &Lab, expr: &str) -> Vec<(String, f64)> {
+    let out = lab
+        .exec(
+            "client1",
+            "promtool",
+            &["query", "instant", "http://127.0.0.1:9090", expr],
+        )
+        .unwrap_or_default();
+    // `{ip="203.0.113.10", node="node2"} => 1 @[1764643200.123]`
+    out.lines()
+        .filter_map(|line| {
+            let (labels, rest) = line.split_once(" => ")?;
+            let value = rest.split_whitespace().next()?.parse().ok()?;
+            Some((labels.to_owned(), value))
+        })
+        .collect()
+}
+
+/// The value of `label` in promtool's rendering of a series' labels.
+fn label(labels: &str, name: &str) -> Option<String> {
+    let start = labels.find(&format!("{name}=\""))? + name.len() + 2;
+    let end = labels[start..].find('"')? + start;
+    Some(labels[start..end].to_owned())
+}
+
+fn wait(what: &str, f: impl Fn() -> bool) {
+    meshlb_chaos::wait::wait_for(Duration::from_secs(30), what, f).unwrap();
+}
+
+#[test]
+fn prometheus_sees_one_announcer_before_and_after_a_crash() {
+    let lab = Lab::build(&LabSpec::segment(3, 1, false)).unwrap();
+    let nodes = lab.node_names();
+    let mut agents = meshlb_chaos::agent::start_cluster_with(&lab, &nodes, "fast", CONFIG).unwrap();
+    let targets: Vec<String> = lab
+        .hosts_with(Role::Node)
+        .map(|h| format!("'{}:7472'", h.ipv4))
+        .collect();
+    let config = format!(
+        "global: {{scrape_interval: 1s, scrape_timeout: 900ms}}\n\
+         scrape_configs:\n- job_name: meshlb\n  static_configs:\n  - targets: [{}]\n",
+        targets.join(", ")
+    );
+    let dir = lab.log_dir().join("prometheus");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("prometheus.yml"), config).unwrap();
+    let checked = lab
+        .exec(
+            "client1",
+            "promtool",
+            &["check", "config", &dir.join("prometheus.yml").to_string_lossy()],
+        )
+        .unwrap();
+    assert!(checked.contains("SUCCESS"), "{checked}");
+    let _prometheus = lab
+        .spawn(
+            "client1",
+            "prometheus",
+            "prometheus",
+            &[
+                &format!("--config.file={}", dir.join("prometheus.yml").display()),
+                &format!("--storage.tsdb.path={}", dir.join("data").display()),
+                "--web.listen-address=127.0.0.1:9090",
+            ],
+        )
+        .unwrap();
+
+    wait("every agent up as a target", || {
+        query(&lab, "up").iter().filter(|(_, v)| *v == 1.0).count() == 3
+    });
+    wait("one announcer of the address", || {
+        query(&lab, &format!("metallb_speaker_announced{{ip=\"{SERVICE}\"}}")).len() == 1
+    });
+    let announced = query(&lab, &format!("metallb_speaker_announced{{ip=\"{SERVICE}\"}}"));
+    let (labels, value) = &announced[0];
+    assert_eq!(*value, 1.0);
+    assert_eq!(label(labels, "protocol").as_deref(), Some("layer2"), "{labels}");
+    assert_eq!(label(labels, "service").as_deref(), Some("default/web"), "{labels}");
+    let owner = label(labels, "node").unwrap();
+    assert!(nodes.contains(&owner), "{labels}");
+    let pool = query(&lab, "metallb_allocator_addresses_in_use_total{pool=\"lab\"}");
+    assert_eq!(pool.len(), 3, "every agent counts the pool: {pool:?}");
+    assert!(pool.iter().all(|(_, v)| *v == 1.0), "{pool:?}");
+    let total = query(&lab, "max(metallb_allocator_addresses_total{pool=\"lab\"})");
+    assert_eq!(total[0].1, 11.0, "{total:?}");
+    let loaded = query(&lab, "min(metallb_k8s_client_config_loaded_bool)");
+    assert_eq!(loaded[0].1, 1.0);
+    let changes_before = query(&lab, "max(meshlb_ownership_changes_total)")[0].1;
+
+    // The owner crashes: exactly one other node announces the address,
+    // and the ownership-change counter moved.
+    let victim = agents.iter().position(|a| a.node == owner).unwrap();
+    agents[victim].process.kill().unwrap();
+    agents.remove(victim);
+    wait("another single announcer", || {
+        let now = query(&lab, &format!("metallb_speaker_announced{{ip=\"{SERVICE}\"}}"));
+        now.len() == 1 && label(&now[0].0, "node").is_some_and(|n| n != owner)
+    });
+    wait("the ownership change counted", || {
+        query(&lab, "max(meshlb_ownership_changes_total)")
+            .first()
+            .is_some_and(|(_, v)| *v > changes_before)
+    });
+    let members = query(&lab, "meshlb_members");
+    assert!(members.iter().filter(|(_, v)| *v == 2.0).count() >= 2, "{members:?}");
+}

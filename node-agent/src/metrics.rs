@@ -1,0 +1,324 @@
+//! Prometheus metrics, read off the [status hub](crate::status) like the
+//! introspection API: a sampler sets every series from the hub's current
+//! snapshots each [`SAMPLE_EVERY`] (and at each change of the mesh), and
+//! metrics-exporter-prometheus serves them on `--metrics-listen` (every
+//! address, port 7472, MetalLB's speaker port, by default). A series the
+//! sampler stops setting — an address this node no longer announces, a
+//! peer gone — is dropped after [`STALE_AFTER`], so no stale
+//! `metallb_speaker_announced` outlives a failover (MetalLB #1972).
+//!
+//! MetalLB's names and labels where the meaning is the same, so its
+//! dashboards and alerts keep working:
+//!
+//! | series | labels | value |
+//! |---|---|---|
+//! | `metallb_allocator_addresses_total`, `..._in_use_total` (and `_ipv4_`, `_ipv6_`) | `pool` | addresses in the pool, and assigned |
+//! | `metallb_speaker_announced` | `service`, `protocol` (`layer2`, `bgp`), `node`, `ip` | 1 per address this node announces |
+//! | `metallb_bgp_session_up`, `metallb_bgp_announced_prefixes_total` | `peer` | 1 when established; prefixes sent |
+//! | `metallb_k8s_client_config_loaded_bool`, `..._config_stale_bool` | | a configuration runs; the latest update was refused |
+//!
+//! and meshlb's own:
+//!
+//! | series | labels | value |
+//! |---|---|---|
+//! | `meshlb_members` | | live members this node sees |
+//! | `meshlb_quorum_fence_engaged` | | 1 while this node may not announce |
+//! | `meshlb_ownership_changes_total` | | announcer changes seen, any address |
+//! | `meshlb_gossip_datagrams_dropped_total` | `reason` | datagrams the envelope refused |
+//! | `meshlb_gossip_bytes_sent_total` | | bytes sent, envelope included |
+//! | `meshlb_config_reloads_total` | `result` (`accepted`, `rejected`) | configuration updates |
+//! | `meshlb_layer2_arp_replies_total`, `..._na_replies_total`, `..._announcements_total` | `interface` | answers and gratuitous announcements sent |
+//! | `meshlb_bgp_peer_running` | `peer` | 0 for a planned peer that cannot run (why: `meshlbctl bgp`) |
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use metrics::{counter, gauge};
+use metrics_exporter_prometheus::PrometheusBuilder;
+use metrics_util::MetricKindMask;
+
+use crate::status::StatusHub;
+
+/// The default listening address: every address, MetalLB's speaker port.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:7472";
+/// How often the series are set from the hub.
+pub const SAMPLE_EVERY: Duration = Duration::from_millis(500);
+/// How long a series no longer set stays.
+pub const STALE_AFTER: Duration = Duration::from_secs(3);
+
+/// Where the metrics are served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listen {
+    /// A TCP address.
+    Tcp(SocketAddr),
+    /// Nowhere.
+    Off,
+}
+
+impl std::str::FromStr for Listen {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Listen, String> {
+        if s == "off" {
+            return Ok(Listen::Off);
+        }
+        s.parse()
+            .map(Listen::Tcp)
+            .map_err(|_| format!("{s:?} is not host:port or off"))
+    }
+}
+
+/// What the sampler keeps between samples.
+#[derive(Debug, Default)]
+pub struct Sampler {
+    /// Who announced each address at the last sample.
+    announcers: BTreeMap<IpAddr, BTreeSet<String>>,
+    /// Announcer changes seen so far.
+    ownership_changes: u64,
+}
+
+impl Sampler {
+    /// Sets every series from `hub` (on the current recorder).
+    pub fn sample(&mut self, hub: &StatusHub) {
+        let running = hub.running().get();
+        for (pool, c) in &running.pools {
+            let labels = [("pool", pool.clone())];
+            gauge!("metallb_allocator_addresses_total", &labels).set((c.v4.total + c.v6.total) as f64);
+            gauge!("metallb_allocator_addresses_in_use_total", &labels).set((c.v4.in_use + c.v6.in_use) as f64);
+            gauge!("metallb_allocator_ipv4_addresses_total", &labels).set(c.v4.total as f64);
+            gauge!("metallb_allocator_ipv4_addresses_in_use_total", &labels).set(c.v4.in_use as f64);
+            gauge!("metallb_allocator_ipv6_addresses_total", &labels).set(c.v6.total as f64);
+            gauge!("metallb_allocator_ipv6_addresses_in_use_total", &labels).set(c.v6.in_use as f64);
+        }
+
+        let mesh = hub.mesh().get();
+        let node = mesh.identity.as_ref().map(|id| id.name.clone()).unwrap_or_default();
+        let service_of = |address: &IpAddr| {
+            running
+                .outcomes
+                .iter()
+                .find(|(_, outcome)| match outcome {
+                    meshlb_config::ServiceOutcome::Assigned(a) => a.addresses.contains(address),
+                    _ => false,
+                })
+                .map(|(key, _)| key.to_string())
+                .unwrap_or_default()
+        };
+        let layer2 = hub.layer2().get();
+        let own_record = mesh
+            .members
+            .iter()
+            .find(|m| Some(&m.id.name) == mesh.identity.as_ref().map(|id| &id.name))
+            .and_then(|m| m.record.as_ref());
+        let bgp_announcing: BTreeSet<IpAddr> = own_record.map(|r| r.bgp.announcing.clone()).unwrap_or_default();
+        for (protocol, addresses) in [("layer2", &layer2.announcing), ("bgp", &bgp_announcing)] {
+            for address in addresses {
+                let labels = [
+                    ("service", service_of(address)),
+                    ("protocol", protocol.to_owned()),
+                    ("node", node.clone()),
+                    ("ip", address.to_string()),
+                ];
+                gauge!("metallb_speaker_announced", &labels).set(1.0);
+            }
+        }
+
+        let bgp = hub.bgp().get();
+        for (peer, status) in &bgp.peers {
+            let labels = [(
+                "peer",
+                status.address.map_or_else(|| peer.clone(), |a| peer_label(peer, a)),
+            )];
+            gauge!("metallb_bgp_session_up", &labels).set(if status.established { 1.0 } else { 0.0 });
+            gauge!("metallb_bgp_announced_prefixes_total", &labels).set(if status.established {
+                status.prefixes.len() as f64
+            } else {
+                0.0
+            });
+            gauge!("meshlb_bgp_peer_running", "peer" => peer.clone()).set(if status.not_running.is_some() {
+                0.0
+            } else {
+                1.0
+            });
+        }
+
+        let config = hub.config().get();
+        gauge!("metallb_k8s_client_config_loaded_bool").set(if config.generation > 0 { 1.0 } else { 0.0 });
+        let stale = match (&config.last_rejection, config.accepted_at) {
+            (Some(rejection), Some(accepted)) => rejection.at > accepted,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        gauge!("metallb_k8s_client_config_stale_bool").set(if stale { 1.0 } else { 0.0 });
+        counter!("meshlb_config_reloads_total", "result" => "accepted").absolute(config.generation);
+        counter!("meshlb_config_reloads_total", "result" => "rejected").absolute(config.rejections);
+
+        gauge!("meshlb_members").set(mesh.members.len() as f64);
+        gauge!("meshlb_quorum_fence_engaged").set(if mesh.fence.quorum { 0.0 } else { 1.0 });
+        for (reason, count) in &mesh.drops {
+            counter!(
+                "meshlb_gossip_datagrams_dropped_total",
+                "reason" => meshlb_gossip::driver::drop_reason_name(*reason)
+            )
+            .absolute(*count);
+        }
+        counter!("meshlb_gossip_bytes_sent_total").absolute(mesh.wire_bytes_sent);
+        let mut announcers: BTreeMap<IpAddr, BTreeSet<String>> = BTreeMap::new();
+        for member in &mesh.members {
+            for address in member.record.iter().flat_map(|r| r.ownership.claims.iter()) {
+                announcers.entry(*address).or_default().insert(member.id.name.clone());
+            }
+        }
+        let addresses: BTreeSet<&IpAddr> = self.announcers.keys().chain(announcers.keys()).collect();
+        let changed = addresses
+            .into_iter()
+            .filter(|a| {
+                self.announcers.get(*a) != announcers.get(*a) && announcers.get(*a).is_some_and(|s| !s.is_empty())
+            })
+            .count();
+        self.ownership_changes += changed as u64;
+        self.announcers = announcers;
+        counter!("meshlb_ownership_changes_total").absolute(self.ownership_changes);
+
+        for (interface, status) in hub.interfaces().get().iter() {
+            let labels = [("interface", interface.clone())];
+            counter!("meshlb_layer2_arp_replies_total", &labels).absolute(status.stats.arp_replies);
+            counter!("meshlb_layer2_na_replies_total", &labels).absolute(status.stats.na_replies);
+            counter!("meshlb_layer2_announcements_total", &labels).absolute(status.stats.announcements);
+        }
+    }
+}
+
+/// MetalLB's `peer` label: the address (and port, when not 179).
+fn peer_label(name: &str, address: SocketAddr) -> String {
+    if name.is_empty() {
+        return address.to_string();
+    }
+    if address.port() == 179 {
+        address.ip().to_string()
+    } else {
+        address.to_string()
+    }
+}
+
+/// Serves the metrics on `listen` and samples them from `hub` until the
+/// returned task is aborted; `None` (logged) when the address cannot be
+/// bound: the metrics are for dashboards, not worth stopping the agent.
+pub fn spawn(hub: StatusHub, listen: SocketAddr) -> Option<tokio::task::JoinHandle<()>> {
+    let built = PrometheusBuilder::new()
+        .with_http_listener(listen)
+        .idle_timeout(MetricKindMask::ALL, Some(STALE_AFTER))
+        .build();
+    let (recorder, exporter) = match built {
+        Ok(built) => built,
+        Err(e) => {
+            tracing::error!(%listen, "metrics: cannot serve ({e}); running without them");
+            return None;
+        }
+    };
+    if metrics::set_global_recorder(recorder).is_err() {
+        tracing::error!("metrics: a recorder is installed already; running without them");
+        return None;
+    }
+    tracing::info!(%listen, "metrics served");
+    Some(tokio::spawn(async move {
+        let serve = async {
+            if let Err(e) = exporter.await {
+                tracing::warn!("metrics: the listener stopped: {e:?}");
+            }
+        };
+        let sample = async {
+            let mut sampler = Sampler::default();
+            let mut mesh = hub.mesh().watch();
+            loop {
+                sampler.sample(&hub);
+                // Ownership moves show at once; the rest at the interval.
+                let _ = tokio::time::timeout(SAMPLE_EVERY, mesh.changed()).await;
+            }
+        };
+        tokio::join!(serve, sample);
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::{BgpPeerStatus, BgpStatus, Layer2Service, Layer2Status};
+    use meshlb_config::service::ServiceKey;
+
+    fn render(hub: &StatusHub, sampler: &mut Sampler) -> String {
+        let recorder = PrometheusBuilder::new()
+            .idle_timeout(MetricKindMask::ALL, Some(STALE_AFTER))
+            .build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || sampler.sample(hub));
+        handle.render()
+    }
+
+    #[test]
+    fn series_follow_the_hub_with_metallb_names() {
+        let hub = StatusHub::default();
+        let address: IpAddr = "203.0.113.10".parse().unwrap();
+        hub.layer2().publish(Layer2Status {
+            services: BTreeMap::from([(
+                1,
+                Layer2Service {
+                    key: ServiceKey::new("default", "web"),
+                    addresses: vec![address],
+                    serveable: true,
+                    interfaces: BTreeSet::from(["eth0".to_owned()]),
+                },
+            )]),
+            announcing: BTreeSet::from([address]),
+        });
+        hub.bgp().publish(BgpStatus {
+            peers: BTreeMap::from([(
+                "router".to_owned(),
+                BgpPeerStatus {
+                    address: Some("198.51.100.1:179".parse().unwrap()),
+                    established: true,
+                    prefixes: vec!["203.0.113.10/32".into()],
+                    not_running: None,
+                },
+            )]),
+        });
+        let text = render(&hub, &mut Sampler::default());
+        assert!(
+            text.lines().any(|l| l.starts_with("metallb_speaker_announced{")
+                && l.contains("protocol=\"layer2\"")
+                && l.contains("ip=\"203.0.113.10\"")
+                && l.ends_with(" 1")),
+            "{text}"
+        );
+        assert!(
+            text.contains("metallb_bgp_session_up{peer=\"198.51.100.1\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("metallb_bgp_announced_prefixes_total{peer=\"198.51.100.1\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("metallb_k8s_client_config_loaded_bool 0"), "{text}");
+        assert!(text.contains("meshlb_quorum_fence_engaged 1"), "{text}");
+    }
+
+    #[test]
+    fn listen_addresses_parse() {
+        assert_eq!("off".parse::<Listen>(), Ok(Listen::Off));
+        assert_eq!(
+            DEFAULT_LISTEN.parse::<Listen>(),
+            Ok(Listen::Tcp(([0, 0, 0, 0], 7472).into()))
+        );
+        assert!("7472".parse::<Listen>().is_err());
+    }
+
+    #[test]
+    fn peer_labels_are_the_address_as_metallb_gives_it() {
+        assert_eq!(peer_label("r", "198.51.100.1:179".parse().unwrap()), "198.51.100.1");
+        assert_eq!(
+            peer_label("r", "198.51.100.1:1179".parse().unwrap()),
+            "198.51.100.1:1179"
+        );
+    }
+}
