@@ -21,7 +21,7 @@
 //!
 //! | series | labels | value |
 //! |---|---|---|
-//! | `meshlb_members` | | live members this node sees |
+//! | `meshlb_members`, `meshlb_members_expected` | | live members this node sees; members the cluster should have |
 //! | `meshlb_quorum_fence_engaged` | | 1 while this node may not announce |
 //! | `meshlb_ownership_changes_total` | | announcer changes seen, any address |
 //! | `meshlb_gossip_datagrams_dropped_total` | `reason` | datagrams the envelope refused |
@@ -155,6 +155,7 @@ impl Sampler {
         counter!("meshlb_config_reloads_total", "result" => "rejected").absolute(config.rejections);
 
         gauge!("meshlb_members").set(mesh.members.len() as f64);
+        gauge!("meshlb_members_expected").set(mesh.fence.expected as f64);
         gauge!("meshlb_quorum_fence_engaged").set(if mesh.fence.quorum { 0.0 } else { 1.0 });
         for (reason, count) in &mesh.drops {
             counter!(
