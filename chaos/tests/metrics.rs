@@ -2,7 +2,9 @@
 //! on the lab's client host: every agent is a healthy target, MetalLB's
 //! series are there with their labels, exactly one node announces the
 //! service's address, and after that node crashes exactly one other does,
-//! the crashed node's series gone and the ownership-change counter moved.
+//! the crashed node's series gone and the ownership-change counter moved;
+//! every panel of the Grafana dashboards (monitoring/dashboards) returns
+//! data from it.
 //! Needs root.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -54,6 +56,43 @@ fn label(labels: &str, name: &str) -> Option<String> {
     let start = labels.find(&format!("{name}=\""))? + name.len() + 2;
     let end = labels[start..].find('"')? + start;
     Some(labels[start..end].to_owned())
+}
+
+/// Every dashboard's panel queries, `(dashboard/panel, expr)`, after
+/// checking each dashboard's shape: a uid and title, the data source as
+/// a variable, panels with unique ids, a grid position and a query each.
+fn dashboard_queries() -> Vec<(String, String)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../monitoring/dashboards");
+    let mut queries = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let dashboard: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let name = dashboard["uid"].as_str().unwrap().to_owned();
+        assert!(dashboard["title"].as_str().is_some_and(|t| !t.is_empty()), "{name}");
+        assert!(dashboard["schemaVersion"].as_u64().is_some(), "{name}");
+        assert_eq!(dashboard["templating"]["list"][0]["type"], "datasource", "{name}");
+        let panels = dashboard["panels"].as_array().unwrap();
+        let mut ids: Vec<u64> = panels.iter().map(|p| p["id"].as_u64().unwrap()).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), panels.len(), "{name}: panel ids are unique");
+        for panel in panels {
+            let title = panel["title"].as_str().unwrap();
+            for key in ["x", "y", "w", "h"] {
+                assert!(
+                    panel["gridPos"][key].as_u64().is_some(),
+                    "{name}/{title}: gridPos.{key}"
+                );
+            }
+            assert_eq!(panel["datasource"]["uid"], "${datasource}", "{name}/{title}");
+            let targets = panel["targets"].as_array().unwrap();
+            assert!(!targets.is_empty(), "{name}/{title}");
+            for target in targets {
+                queries.push((format!("{name}/{title}"), target["expr"].as_str().unwrap().to_owned()));
+            }
+        }
+    }
+    queries
 }
 
 fn wait(what: &str, f: impl Fn() -> bool) {
@@ -119,6 +158,13 @@ fn prometheus_sees_one_announcer_before_and_after_a_crash() {
     let loaded = query(&lab, "min(metallb_k8s_client_config_loaded_bool)");
     assert_eq!(loaded[0].1, 1.0);
     let changes_before = query(&lab, "max(meshlb_ownership_changes_total)")[0].1;
+
+    // Every panel of every dashboard returns data from this Prometheus.
+    let queries = dashboard_queries();
+    assert!(queries.len() >= 10, "{queries:?}");
+    wait("every dashboard query to return data", || {
+        queries.iter().all(|(_, expr)| !query(&lab, expr).is_empty())
+    });
 
     // The owner crashes: exactly one other node announces the address,
     // and the ownership-change counter moved.
