@@ -285,6 +285,28 @@ fn frr_with_bfd_lab(remote_client: bool) -> (Lab, meshlb_chaos::Host, Router) {
     (lab, node, router)
 }
 
+/// `meshlbctl args` against `node`'s agent; its output.
+fn node_ctl(lab: &Lab, node: &str, args: &[&str]) -> String {
+    let binary = meshlb_chaos::agent::ctl_binary().unwrap();
+    lab.exec(node, &binary.to_string_lossy(), args).unwrap()
+}
+
+/// `node`'s agent's metrics, as Prometheus would scrape them.
+fn node_metrics(lab: &Lab, node: &str) -> String {
+    use std::io::{Read, Write};
+    let netns = lab.host(node).unwrap().netns.clone();
+    in_netns(&netns, || {
+        let mut stream = std::net::TcpStream::connect("127.0.0.1:7472").unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        text
+    })
+    .unwrap()
+}
+
 /// Whether the router's kernel has a route to `prefix`.
 fn router_routes(lab: &Lab, prefix: &str) -> bool {
     meshlb_chaos::router::kernel_routes(lab, "router")
@@ -937,6 +959,23 @@ fn bfd_echo_packets_find_a_forwarding_failure_the_control_packets_miss() {
     );
     assert!(routed());
     assert_eq!(router.bfd_up_peers(&lab).unwrap(), [IpAddr::V4(node.ipv4)]);
+    // The agent says so too: its API and its metrics.
+    let sessions: serde_json::Value = serde_json::from_str(&node_ctl(&lab, "node1", &["bfd", "-o", "json"])).unwrap();
+    assert_eq!(sessions[0]["peer"], "198.51.100.1", "{sessions}");
+    assert_eq!(
+        (&sessions[0]["state"], &sessions[0]["echo"]),
+        (&"up".into(), &true.into()),
+        "{sessions}"
+    );
+    let metrics = node_metrics(&lab, "node1");
+    assert!(
+        metrics.contains("metallb_bfd_session_up{peer=\"198.51.100.1\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("metallb_bgp_session_up{peer=\"198.51.100.1\"} 1"),
+        "{metrics}"
+    );
 
     // The router's forwarding drops them; its control plane is fine.
     router_nft(

@@ -247,6 +247,13 @@ fn grpcurl_reads_the_agents_state_through_reflection() {
         2,
         "{members}"
     );
+    let pools = ctl(&["pools"]);
+    assert!(
+        pools
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["lab", "1/11", "0/0"]),
+        "{pools}"
+    );
     let yaml = ctl(&["config", "-o", "yaml"]);
     assert!(yaml.contains("generation: 1"), "{yaml}");
     wait("the member-down and ownership events", || {

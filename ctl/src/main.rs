@@ -13,6 +13,8 @@
 //! meshlbctl service NS/NAME      one service, explained
 //! meshlbctl interfaces           the interfaces answering ARP/NDP here
 //! meshlbctl bgp                  this node's BGP peers
+//! meshlbctl bfd                  their BFD sessions
+//! meshlbctl pools                the address pools and their use
 //! meshlbctl config               the running configuration, the last rejection
 //! meshlbctl events --follow      events as they happen
 //! ```
@@ -65,6 +67,10 @@ enum Command {
     Interfaces,
     /// The agent's BGP peers.
     Bgp,
+    /// The BFD sessions of the agent's BGP peers.
+    Bfd,
+    /// The address pools and how much of each is in use.
+    Pools,
     /// The running configuration and the last rejection.
     Config,
     /// Events as they happen (members, configuration, ownership, BGP
@@ -193,6 +199,22 @@ async fn run(cli: Cli) -> Result<(), CtlError> {
                 .map_err(CtlError::Call)?
                 .into_inner();
             print(output, &peers.peers, |p| render::bgp(p))
+        }
+        Command::Bfd => {
+            let sessions = client
+                .list_bfd_sessions(pb::ListBfdSessionsRequest {})
+                .await
+                .map_err(CtlError::Call)?
+                .into_inner();
+            print(output, &sessions.sessions, |s| render::bfd(s))
+        }
+        Command::Pools => {
+            let pools = client
+                .list_pools(pb::ListPoolsRequest {})
+                .await
+                .map_err(CtlError::Call)?
+                .into_inner();
+            print(output, &pools.pools, |p| render::pools(p))
         }
         Command::Config => {
             let config = client

@@ -213,6 +213,43 @@ pub fn bgp(peers: &[pb::BgpPeer]) -> String {
     table(&["PEER", "ADDRESS", "STATE", "PREFIXES"], rows)
 }
 
+/// `meshlbctl bfd`.
+pub fn bfd(sessions: &[pb::BfdSession]) -> String {
+    let rows = sessions
+        .iter()
+        .map(|s| {
+            vec![
+                s.peer.clone(),
+                s.state.clone(),
+                if s.multihop { "multihop" } else { "single hop" }.to_owned(),
+                yes(s.echo),
+                format!("{} ms", s.detection_time_ms),
+                if s.last_down.is_empty() {
+                    "-".to_owned()
+                } else {
+                    s.last_down.clone()
+                },
+            ]
+        })
+        .collect();
+    table(&["PEER", "STATE", "HOPS", "ECHO", "DETECTION", "LAST DOWN"], rows)
+}
+
+/// `meshlbctl pools`.
+pub fn pools(pools: &[pb::Pool]) -> String {
+    let rows = pools
+        .iter()
+        .map(|p| {
+            vec![
+                p.name.clone(),
+                format!("{}/{}", p.ipv4_in_use, p.ipv4_total),
+                format!("{}/{}", p.ipv6_in_use, p.ipv6_total),
+            ]
+        })
+        .collect();
+    table(&["POOL", "IPV4 IN USE", "IPV6 IN USE"], rows)
+}
+
 /// `meshlbctl config`.
 pub fn config(c: &pb::ConfigState) -> String {
     let mut out = format!(

@@ -23,6 +23,8 @@ fn help_names_every_command() {
         "service",
         "interfaces",
         "bgp",
+        "bfd",
+        "pools",
         "config",
         "events",
     ] {

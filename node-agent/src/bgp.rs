@@ -409,8 +409,11 @@ impl BgpActor {
         if self.bfd.is_none() && !peers.is_empty() {
             match BfdSockets::bind() {
                 Ok(sockets) => {
+                    let hub = self.inputs.hub.clone();
+                    let reporter: meshlb_actors::bfd::actor::BfdReporter =
+                        std::sync::Arc::new(move |sessions| hub.bfd().publish(sessions));
                     self.bfd = Some(BfdActor::start_in_arbiter(&self.inputs.answering, move |_| {
-                        BfdActor::new(sockets)
+                        BfdActor::new(sockets).reporting(reporter)
                     }));
                 }
                 Err(e) => tracing::warn!("BFD: cannot bind its ports ({e}); the BGP sessions run without it"),

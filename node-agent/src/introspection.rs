@@ -256,6 +256,48 @@ pub fn bgp_view(bgp: &BgpStatus) -> pb::ListBgpPeersResponse {
     }
 }
 
+/// The BFD sessions.
+pub fn bfd_view(sessions: &[meshlb_actors::bfd::actor::BfdSessionReport]) -> pb::ListBfdSessionsResponse {
+    use meshlb_wire::bfd::State;
+    pb::ListBfdSessionsResponse {
+        sessions: sessions
+            .iter()
+            .map(|s| pb::BfdSession {
+                peer: s.peer.to_string(),
+                state: match s.state {
+                    State::AdminDown => "admin-down",
+                    State::Down => "down",
+                    State::Init => "init",
+                    State::Up => "up",
+                }
+                .to_owned(),
+                multihop: s.multihop,
+                echo: s.echo,
+                detection_time_ms: u64::try_from(s.detection_time.as_millis()).unwrap_or(u64::MAX),
+                last_down: s.last_down.map(|d| format!("{d:?}")).unwrap_or_default(),
+            })
+            .collect(),
+    }
+}
+
+/// The pools and their counters (IPv6 pools beyond 2^64 addresses read
+/// as 2^64 - 1).
+pub fn pools_view(pools: &BTreeMap<String, meshlb_config::allocator::PoolCounters>) -> pb::ListPoolsResponse {
+    let count = |n: u128| u64::try_from(n).unwrap_or(u64::MAX);
+    pb::ListPoolsResponse {
+        pools: pools
+            .iter()
+            .map(|(name, c)| pb::Pool {
+                name: name.clone(),
+                ipv4_total: count(c.v4.total),
+                ipv4_in_use: count(c.v4.in_use),
+                ipv6_total: count(c.v6.total),
+                ipv6_in_use: count(c.v6.in_use),
+            })
+            .collect(),
+    }
+}
+
 /// The configuration state.
 pub fn config_view(config: &ConfigStatus) -> pb::ConfigState {
     pb::ConfigState {
@@ -477,6 +519,20 @@ impl Introspection for IntrospectionService {
         _request: Request<pb::ListBgpPeersRequest>,
     ) -> Result<Response<pb::ListBgpPeersResponse>, Status> {
         Ok(Response::new(bgp_view(&self.hub.bgp().get())))
+    }
+
+    async fn list_bfd_sessions(
+        &self,
+        _request: Request<pb::ListBfdSessionsRequest>,
+    ) -> Result<Response<pb::ListBfdSessionsResponse>, Status> {
+        Ok(Response::new(bfd_view(&self.hub.bfd().get())))
+    }
+
+    async fn list_pools(
+        &self,
+        _request: Request<pb::ListPoolsRequest>,
+    ) -> Result<Response<pb::ListPoolsResponse>, Status> {
+        Ok(Response::new(pools_view(&self.hub.running().get().pools)))
     }
 
     async fn get_config(&self, _request: Request<pb::GetConfigRequest>) -> Result<Response<pb::ConfigState>, Status> {

@@ -15,6 +15,7 @@
 //! | `metallb_allocator_addresses_total`, `..._in_use_total` (and `_ipv4_`, `_ipv6_`) | `pool` | addresses in the pool, and assigned |
 //! | `metallb_speaker_announced` | `service`, `protocol` (`layer2`, `bgp`), `node`, `ip` | 1 per address this node announces |
 //! | `metallb_bgp_session_up`, `metallb_bgp_announced_prefixes_total` | `peer` | 1 when established; prefixes sent |
+//! | `metallb_bfd_session_up` | `peer` | 1 while the BFD session is up |
 //! | `metallb_k8s_client_config_loaded_bool`, `..._config_stale_bool` | | a configuration runs; the latest update was refused |
 //!
 //! and meshlb's own:
@@ -141,6 +142,11 @@ impl Sampler {
             } else {
                 1.0
             });
+        }
+
+        for session in hub.bfd().get().iter() {
+            let up = session.state == meshlb_wire::bfd::State::Up;
+            gauge!("metallb_bfd_session_up", "peer" => session.peer.to_string()).set(if up { 1.0 } else { 0.0 });
         }
 
         let config = hub.config().get();

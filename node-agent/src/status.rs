@@ -17,8 +17,8 @@
 //! | [`StatusHub::layer2`] | the Layer 2 glue | each Layer 2 service here: addresses, whether this node can serve it, interfaces; what this node announces |
 //! | [`StatusHub::interfaces`] | the interface actors | per interface: link, addresses answered, ARP/NA answer and announcement counters |
 //! | [`StatusHub::bgp`] | the BGP glue | per BGPPeer: address, whether established, the prefixes sent, or why it is not running |
-//!
-//! BFD comes as a section of its own. What can be derived
+//! | [`StatusHub::bfd`] | the BFD actor | per BFD session: state, echo, detection time, why it last went down |
+//! What can be derived
 //! from sections is derived when read ([`StatusHub::ownership`]), never
 //! stored twice.
 
@@ -27,6 +27,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use meshlb_actors::bfd::actor::BfdSessionReport;
 use meshlb_actors::l2::interface::AnnouncerStatus;
 use meshlb_config::service::{Node, ServiceKey};
 use meshlb_gossip::driver::MeshStatus;
@@ -198,6 +199,7 @@ struct Sections {
     layer2: Section<Layer2Status>,
     interfaces: Section<BTreeMap<String, AnnouncerStatus>>,
     bgp: Section<BgpStatus>,
+    bfd: Section<Vec<BfdSessionReport>>,
 }
 
 impl Default for StatusHub {
@@ -212,6 +214,7 @@ impl Default for StatusHub {
                 layer2: Section::default(),
                 interfaces: Section::default(),
                 bgp: Section::default(),
+                bfd: Section::default(),
             }),
         }
     }
@@ -257,6 +260,11 @@ impl StatusHub {
     /// BGP (written by the BGP glue).
     pub fn bgp(&self) -> &Section<BgpStatus> {
         &self.inner.bgp
+    }
+
+    /// BFD (written by the BFD actor).
+    pub fn bfd(&self) -> &Section<Vec<BfdSessionReport>> {
+        &self.inner.bfd
     }
 
     /// For every address of every Layer 2 service, who announces it: what

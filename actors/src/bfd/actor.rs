@@ -71,6 +71,26 @@ pub struct BfdPeer {
 #[rtype(result = "()")]
 pub struct SetBfdPeers(pub BTreeMap<IpAddr, BfdPeer>);
 
+/// One session as the actor reports it (to the agent's status hub).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BfdSessionReport {
+    /// The peer.
+    pub peer: IpAddr,
+    /// Its state.
+    pub state: meshlb_wire::bfd::State,
+    /// Multihop (RFC 5883).
+    pub multihop: bool,
+    /// Whether Echo packets are being sent.
+    pub echo: bool,
+    /// The detection time now.
+    pub detection_time: std::time::Duration,
+    /// Why it last went down from Up, if it did.
+    pub last_down: Option<Diagnostic>,
+}
+
+/// Told every session's state whenever one changes.
+pub type BfdReporter = Arc<dyn Fn(Vec<BfdSessionReport>) + Send + Sync>;
+
 /// Ends every session with AdminDown and stops the actor.
 #[derive(Debug, Clone, Copy, actix::Message)]
 #[rtype(result = "()")]
@@ -84,6 +104,8 @@ struct Running {
     echo_path: Option<(EchoPath, SpawnHandle)>,
     /// Why the last resolution failed (logged once per reason).
     echo_path_error: Option<String>,
+    /// Why it last went down from Up.
+    last_down: Option<Diagnostic>,
 }
 
 /// Which port a receiving socket is bound to.
@@ -226,9 +248,33 @@ pub struct BfdActor {
     sessions: BTreeMap<IpAddr, Running>,
     next_discriminator: u32,
     timer: Option<SpawnHandle>,
+    reporter: Option<BfdReporter>,
 }
 
 impl BfdActor {
+    /// Tells `reporter` every session's state whenever one changes.
+    pub fn reporting(mut self, reporter: BfdReporter) -> BfdActor {
+        self.reporter = Some(reporter);
+        self
+    }
+
+    fn report(&self) {
+        let Some(reporter) = &self.reporter else { return };
+        let sessions = self
+            .sessions
+            .iter()
+            .map(|(peer, running)| BfdSessionReport {
+                peer: *peer,
+                state: running.session.state(),
+                multihop: running.peer.multihop_min_ttl.is_some(),
+                echo: running.session.echo_active(),
+                detection_time: running.session.detection_time(),
+                last_down: running.last_down,
+            })
+            .collect();
+        reporter(sessions);
+    }
+
     /// The actor over `sockets`; called inside the Tokio runtime it runs on
     /// (a socket it cannot register there is logged and left out).
     pub fn new(sockets: BfdSockets) -> BfdActor {
@@ -251,6 +297,7 @@ impl BfdActor {
             // session for the old one.
             next_discriminator: std::process::id().wrapping_mul(1000).max(1),
             timer: None,
+            reporter: None,
         }
     }
 
@@ -331,12 +378,14 @@ impl BfdActor {
         let multihop = running.peer.multihop_min_ttl.is_some();
         let scope_id = running.peer.scope_id;
         let notify = running.peer.notify.clone();
+        let mut changed = false;
         for output in outputs {
             match output {
                 Output::Send(packet) => self.send(peer, scope_id, multihop, &packet),
                 Output::SendEcho(echo) => self.send_echo(peer, &echo, ctx),
                 Output::Up => {
                     tracing::info!(%peer, "BFD session up");
+                    changed = true;
                     notify.do_send(BfdStatus {
                         up: true,
                         diagnostic: Diagnostic::NoDiagnostic,
@@ -346,9 +395,16 @@ impl BfdActor {
                     tracing::warn!(%peer, ?diagnostic, "BFD session down");
                     // The way back may have changed (another MAC).
                     self.drop_echo_path(peer, ctx);
+                    if let Some(running) = self.sessions.get_mut(&peer) {
+                        running.last_down = Some(diagnostic);
+                    }
+                    changed = true;
                     notify.do_send(BfdStatus { up: false, diagnostic });
                 }
             }
+        }
+        if changed {
+            self.report();
         }
     }
 
@@ -536,11 +592,13 @@ impl Handler<SetBfdPeers> for BfdActor {
                             session,
                             echo_path: None,
                             echo_path_error: None,
+                            last_down: None,
                         },
                     );
                 }
             }
         }
+        self.report();
         self.reschedule(ctx);
     }
 }
