@@ -1,7 +1,8 @@
 //! The alert rules (monitoring/meshlb.rules.yaml) as Prometheus reads
 //! them: `promtool check rules` accepts the file and `promtool test
 //! rules` runs its unit tests (monitoring/meshlb.rules.test.yaml), each
-//! alert firing when it should and not before. Needs Debian's prometheus
+//! alert firing when it should and not before; the PrometheusRule holds
+//! the same groups. Needs Debian's prometheus
 //! package (scripts/install-deps), no root.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -29,4 +30,23 @@ fn the_alert_rules_pass_promtool() {
     assert!(text.contains("SUCCESS: 10 rules found"), "{text}");
     let (ok, text) = promtool(&["test", "rules", "meshlb.rules.test.yaml"]);
     assert!(ok, "{text}");
+}
+
+/// The PrometheusRule carries exactly the rules file's groups.
+#[test]
+fn the_prometheus_rule_holds_the_rules_file() {
+    let read = |file: &str| -> serde_yaml_ng::Value {
+        serde_yaml_ng::from_str(&std::fs::read_to_string(monitoring().join(file)).unwrap()).unwrap()
+    };
+    let rules = read("meshlb.rules.yaml");
+    let resource = read("meshlb-prometheusrule.yaml");
+    assert_eq!(resource["kind"], serde_yaml_ng::Value::from("PrometheusRule"));
+    assert_eq!(
+        resource["apiVersion"],
+        serde_yaml_ng::Value::from("monitoring.coreos.com/v1")
+    );
+    assert_eq!(
+        resource["spec"]["groups"], rules["groups"],
+        "monitoring/meshlb-prometheusrule.yaml differs from monitoring/meshlb.rules.yaml"
+    );
 }
