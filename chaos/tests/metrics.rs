@@ -95,6 +95,12 @@ fn dashboard_queries() -> Vec<(String, String)> {
     queries
 }
 
+/// Whether promtool's `labels` are of the scrape target on `node`.
+fn owner_is_instance(lab: &Lab, node: &str, labels: &str) -> bool {
+    let address = lab.host(node).unwrap().ipv4;
+    label(labels, "instance").is_some_and(|i| i == format!("{address}:7472"))
+}
+
 fn wait(what: &str, f: impl Fn() -> bool) {
     meshlb_chaos::wait::wait_for(Duration::from_secs(30), what, f).unwrap();
 }
@@ -158,6 +164,20 @@ fn prometheus_sees_one_announcer_before_and_after_a_crash() {
     let loaded = query(&lab, "min(metallb_k8s_client_config_loaded_bool)");
     assert_eq!(loaded[0].1, 1.0);
     let changes_before = query(&lab, "max(meshlb_ownership_changes_total)")[0].1;
+    // The client asks for the address: the owner counts the question and
+    // its answer under MetalLB's names, beside its takeover announcements.
+    lab.exec("client1", "arping", &["-c", "2", "-w", "3", "-I", "eth0", SERVICE])
+        .unwrap();
+    wait("the owner's per-address counters", || {
+        let counted = |name: &str| {
+            query(&lab, &format!("{name}{{ip=\"{SERVICE}\"}}"))
+                .iter()
+                .any(|(labels, v)| *v > 0.0 && owner_is_instance(&lab, &owner, labels))
+        };
+        counted("metallb_layer2_requests_received")
+            && counted("metallb_layer2_responses_sent")
+            && counted("metallb_layer2_gratuitous_sent")
+    });
 
     // Every panel of every dashboard returns data from this Prometheus.
     let queries = dashboard_queries();

@@ -14,6 +14,7 @@
 //! |---|---|---|
 //! | `metallb_allocator_addresses_total`, `..._in_use_total` (and `_ipv4_`, `_ipv6_`) | `pool` | addresses in the pool, and assigned |
 //! | `metallb_speaker_announced` | `service`, `protocol` (`layer2`, `bgp`), `node`, `ip` | 1 per address this node announces |
+//! | `metallb_layer2_requests_received`, `..._responses_sent`, `..._gratuitous_sent` | `ip` | ARP/NDP questions for an address owned here, answers, gratuitous announcements |
 //! | `metallb_bgp_session_up`, `metallb_bgp_announced_prefixes_total` | `peer` | 1 when established; prefixes sent |
 //! | `metallb_bfd_session_up` | `peer` | 1 while the BFD session is up |
 //! | `metallb_k8s_client_config_loaded_bool`, `..._config_stale_bool` | | a configuration runs; the latest update was refused |
@@ -188,11 +189,24 @@ impl Sampler {
         self.announcers = announcers;
         counter!("meshlb_ownership_changes_total").absolute(self.ownership_changes);
 
+        let mut by_address: BTreeMap<IpAddr, meshlb_actors::l2::responder::AddressCounters> = BTreeMap::new();
         for (interface, status) in hub.interfaces().get().iter() {
+            for (address, c) in &status.addresses {
+                let total = by_address.entry(*address).or_default();
+                total.requests_received += c.requests_received;
+                total.responses_sent += c.responses_sent;
+                total.gratuitous_sent += c.gratuitous_sent;
+            }
             let labels = [("interface", interface.clone())];
             counter!("meshlb_layer2_arp_replies_total", &labels).absolute(status.stats.arp_replies);
             counter!("meshlb_layer2_na_replies_total", &labels).absolute(status.stats.na_replies);
             counter!("meshlb_layer2_announcements_total", &labels).absolute(status.stats.announcements);
+        }
+        for (address, c) in by_address {
+            let labels = [("ip", address.to_string())];
+            counter!("metallb_layer2_requests_received", &labels).absolute(c.requests_received);
+            counter!("metallb_layer2_responses_sent", &labels).absolute(c.responses_sent);
+            counter!("metallb_layer2_gratuitous_sent", &labels).absolute(c.gratuitous_sent);
         }
     }
 }

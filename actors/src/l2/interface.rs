@@ -33,7 +33,7 @@ use tokio::time::Instant;
 use crate::error::ActorError;
 pub use crate::l2::links::LINK_POLL;
 use crate::l2::links::Links;
-use crate::l2::responder::{AnnounceSchedule, Responder, ResponderStats};
+use crate::l2::responder::{AddressCounters, AnnounceSchedule, Responder, ResponderStats};
 use crate::l2::socket::{FrameSocket, InterfaceInfo, MAX_FRAME, SolicitedNodeGroups, UnregisteredFrameSocket};
 
 /// How long the actor waits after a failed read before reading again.
@@ -52,6 +52,8 @@ pub struct AnnouncerStatus {
     pub owned: BTreeSet<IpAddr>,
     /// Counters.
     pub stats: ResponderStats,
+    /// Per address ever owned here.
+    pub addresses: BTreeMap<IpAddr, AddressCounters>,
 }
 
 /// A service's addresses owned on this interface (empty: none any more).
@@ -228,6 +230,7 @@ impl InterfaceActor {
             link_up: self.responder.link_up(),
             owned: self.responder.owned(),
             stats: self.responder.stats(),
+            addresses: self.responder.address_counters(),
         };
         self.status.send_if_modified(|current| {
             let modified = *current != status;

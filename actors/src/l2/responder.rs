@@ -53,6 +53,18 @@ impl Default for AnnounceSchedule {
     }
 }
 
+/// One address's counters, MetalLB's per-address Layer 2 metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AddressCounters {
+    /// ARP requests and Neighbor Solicitations for it received while it
+    /// was owned here.
+    pub requests_received: u64,
+    /// Answers sent.
+    pub responses_sent: u64,
+    /// Gratuitous ARP frames and unsolicited advertisements sent.
+    pub gratuitous_sent: u64,
+}
+
 /// Counters for introspection.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ResponderStats {
@@ -88,6 +100,8 @@ pub struct Responder {
     owned: BTreeMap<IpAddr, Owned>,
     outgoing: Vec<Vec<u8>>,
     stats: ResponderStats,
+    /// Per address ever owned here (kept: counters only grow).
+    by_address: BTreeMap<IpAddr, AddressCounters>,
 }
 
 impl Responder {
@@ -100,7 +114,17 @@ impl Responder {
             owned: BTreeMap::new(),
             outgoing: Vec::new(),
             stats: ResponderStats::default(),
+            by_address: BTreeMap::new(),
         }
+    }
+
+    /// Per-address counters, for every address ever owned here.
+    pub fn address_counters(&self) -> BTreeMap<IpAddr, AddressCounters> {
+        self.by_address.clone()
+    }
+
+    fn counters(&mut self, ip: IpAddr) -> &mut AddressCounters {
+        self.by_address.entry(ip).or_default()
     }
 
     /// The interface's MAC.
@@ -199,6 +223,9 @@ impl Responder {
         let reply = ArpPacket::reply_to(&arp, self.mac);
         self.outgoing.push(reply.to_frame(self.mac, arp.sender_mac));
         self.stats.arp_replies += 1;
+        let counters = self.counters(IpAddr::V4(arp.target_ip));
+        counters.requests_received += 1;
+        counters.responses_sent += 1;
     }
 
     fn handle_ndp(&mut self, frame: &[u8]) {
@@ -216,6 +243,7 @@ impl Responder {
             self.stats.not_ours += 1;
             return;
         }
+        self.counters(IpAddr::V6(ns.target)).requests_received += 1;
         let source = parsed.ip.source;
         if source.is_unspecified() {
             // Duplicate address detection: defend to all nodes (RFC 4861
@@ -225,6 +253,7 @@ impl Responder {
             let to_mac = parsed.message.link_layer_address().unwrap_or(parsed.ethernet.source);
             let na = NdpMessage::Advertisement(NeighborAdvertisement::solicited(ns.target, self.mac));
             self.outgoing.push(na.to_frame(self.mac, to_mac, ns.target, source));
+            self.counters(IpAddr::V6(ns.target)).responses_sent += 1;
         }
         self.stats.na_replies += 1;
     }
@@ -285,6 +314,7 @@ impl Responder {
             let garp = ArpPacket::announcement(operation, self.mac, ip);
             self.outgoing.push(garp.to_frame(self.mac, MacAddr::BROADCAST));
             self.stats.announcements += 1;
+            self.counters(IpAddr::V4(ip)).gratuitous_sent += 1;
         }
     }
 
@@ -294,6 +324,7 @@ impl Responder {
         self.outgoing
             .push(na.to_frame(self.mac, MacAddr::BROADCAST, ip, all_nodes));
         self.stats.announcements += 1;
+        self.counters(IpAddr::V6(ip)).gratuitous_sent += 1;
     }
 }
 
@@ -368,6 +399,32 @@ mod tests {
         assert_eq!((reply.sender_mac, reply.sender_ip), (OUR_MAC, SERVICE_V4));
         assert_eq!((reply.target_mac, reply.target_ip), (CLIENT_MAC, CLIENT_IP));
         assert_eq!(r.stats().arp_replies, 1);
+    }
+
+    /// Per address: the questions for it, the answers and the gratuitous
+    /// announcements; nothing for an address not owned.
+    #[test]
+    fn counters_are_kept_per_address() {
+        let v6_service = v6("2001:db8:100::10");
+        let mut r = responder(AnnounceSchedule::default());
+        r.set_owned(&BTreeSet::from([IpAddr::V4(SERVICE_V4), IpAddr::V6(v6_service)]), 0);
+        drain(&mut r);
+        r.handle_frame(&who_has(SERVICE_V4), 5);
+        r.handle_frame(&who_has(SERVICE_V4), 6);
+        r.handle_frame(&solicit(v6_service, v6("fe80::99")), 7);
+        r.handle_frame(&who_has(Ipv4Addr::new(203, 0, 113, 11)), 8);
+        let counters = r.address_counters();
+        let v4 = counters[&IpAddr::V4(SERVICE_V4)];
+        assert_eq!((v4.requests_received, v4.responses_sent, v4.gratuitous_sent), (2, 2, 2));
+        let v6c = counters[&IpAddr::V6(v6_service)];
+        assert_eq!(
+            (v6c.requests_received, v6c.responses_sent, v6c.gratuitous_sent),
+            (1, 1, 1)
+        );
+        assert!(!counters.contains_key(&IpAddr::V4(Ipv4Addr::new(203, 0, 113, 11))));
+        // Lost, the counters stay (they only grow).
+        r.set_owned(&BTreeSet::new(), 10);
+        assert_eq!(r.address_counters()[&IpAddr::V4(SERVICE_V4)].responses_sent, 2);
     }
 
     #[test]
