@@ -31,15 +31,11 @@ metadata: {name: web, namespace: default}
 spec: {type: LoadBalancer, ports: [{port: 80}]}
 ";
 
-/// One instant query's result: each series' labels (as promtool prints
-/// them) and value.
-fn query(lab: &Lab, expr: &str) -> Vec<(String, f64)> {
+/// One instant query's result from the Prometheus on `host`: each
+/// series' labels (as promtool prints them) and value.
+fn query_on(lab: &Lab, host: &str, expr: &str) -> Vec<(String, f64)> {
     let out = lab
-        .exec(
-            "client1",
-            "promtool",
-            &["query", "instant", "http://127.0.0.1:9090", expr],
-        )
+        .exec(host, "promtool", &["query", "instant", "http://127.0.0.1:9090", expr])
         .unwrap_or_default();
     // `{ip="203.0.113.10", node="node2"} => 1 @[1764643200.123]`
     out.lines()
@@ -58,16 +54,59 @@ fn label(labels: &str, name: &str) -> Option<String> {
     Some(labels[start..end].to_owned())
 }
 
+/// An instant query to the Prometheus on the client host.
+fn query(lab: &Lab, expr: &str) -> Vec<(String, f64)> {
+    query_on(lab, "client1", expr)
+}
+
+/// Starts Prometheus on `host`, scraping every node's agent each second.
+fn start_prometheus(lab: &Lab, host: &str) -> meshlb_chaos::LabProcess {
+    let targets: Vec<String> = lab
+        .hosts_with(Role::Node)
+        .map(|h| format!("'{}:7472'", h.ipv4))
+        .collect();
+    let config = format!(
+        "global: {{scrape_interval: 1s, scrape_timeout: 900ms}}\n\
+         scrape_configs:\n- job_name: meshlb\n  static_configs:\n  - targets: [{}]\n",
+        targets.join(", ")
+    );
+    let dir = lab.log_dir().join(format!("prometheus-{host}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("prometheus.yml"), config).unwrap();
+    let checked = lab
+        .exec(
+            host,
+            "promtool",
+            &["check", "config", &dir.join("prometheus.yml").to_string_lossy()],
+        )
+        .unwrap();
+    assert!(checked.contains("SUCCESS"), "{checked}");
+    lab.spawn(
+        host,
+        "prometheus",
+        "prometheus",
+        &[
+            &format!("--config.file={}", dir.join("prometheus.yml").display()),
+            &format!("--storage.tsdb.path={}", dir.join("data").display()),
+            "--web.listen-address=127.0.0.1:9090",
+        ],
+    )
+    .unwrap()
+}
+
 /// Every dashboard's panel queries, `(dashboard/panel, expr)`, after
 /// checking each dashboard's shape: a uid and title, the data source as
 /// a variable, panels with unique ids, a grid position and a query each.
-fn dashboard_queries() -> Vec<(String, String)> {
+fn dashboard_queries(uids: &[&str]) -> Vec<(String, String)> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../monitoring/dashboards");
     let mut queries = Vec::new();
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         let dashboard: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         let name = dashboard["uid"].as_str().unwrap().to_owned();
+        if !uids.contains(&name.as_str()) {
+            continue;
+        }
         assert!(dashboard["title"].as_str().is_some_and(|t| !t.is_empty()), "{name}");
         assert!(dashboard["schemaVersion"].as_u64().is_some(), "{name}");
         assert_eq!(dashboard["templating"]["list"][0]["type"], "datasource", "{name}");
@@ -110,38 +149,7 @@ fn prometheus_sees_one_announcer_before_and_after_a_crash() {
     let lab = Lab::build(&LabSpec::segment(3, 1, false)).unwrap();
     let nodes = lab.node_names();
     let mut agents = meshlb_chaos::agent::start_cluster_with(&lab, &nodes, "fast", CONFIG).unwrap();
-    let targets: Vec<String> = lab
-        .hosts_with(Role::Node)
-        .map(|h| format!("'{}:7472'", h.ipv4))
-        .collect();
-    let config = format!(
-        "global: {{scrape_interval: 1s, scrape_timeout: 900ms}}\n\
-         scrape_configs:\n- job_name: meshlb\n  static_configs:\n  - targets: [{}]\n",
-        targets.join(", ")
-    );
-    let dir = lab.log_dir().join("prometheus");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("prometheus.yml"), config).unwrap();
-    let checked = lab
-        .exec(
-            "client1",
-            "promtool",
-            &["check", "config", &dir.join("prometheus.yml").to_string_lossy()],
-        )
-        .unwrap();
-    assert!(checked.contains("SUCCESS"), "{checked}");
-    let _prometheus = lab
-        .spawn(
-            "client1",
-            "prometheus",
-            "prometheus",
-            &[
-                &format!("--config.file={}", dir.join("prometheus.yml").display()),
-                &format!("--storage.tsdb.path={}", dir.join("data").display()),
-                "--web.listen-address=127.0.0.1:9090",
-            ],
-        )
-        .unwrap();
+    let _prometheus = start_prometheus(&lab, "client1");
 
     wait("every agent up as a target", || {
         query(&lab, "up").iter().filter(|(_, v)| *v == 1.0).count() == 3
@@ -180,7 +188,7 @@ fn prometheus_sees_one_announcer_before_and_after_a_crash() {
     });
 
     // Every panel of every dashboard returns data from this Prometheus.
-    let queries = dashboard_queries();
+    let queries = dashboard_queries(&["meshlb-overview", "meshlb-layer2"]);
     assert!(queries.len() >= 10, "{queries:?}");
     wait("every dashboard query to return data", || {
         queries.iter().all(|(_, expr)| !query(&lab, expr).is_empty())
@@ -202,4 +210,85 @@ fn prometheus_sees_one_announcer_before_and_after_a_crash() {
     });
     let members = query(&lab, "meshlb_members");
     assert!(members.iter().filter(|(_, v)| *v == 2.0).count() >= 2, "{members:?}");
+}
+
+/// Every dashboard in monitoring/dashboards is one the lab tests evaluate.
+#[test]
+fn every_dashboard_is_evaluated() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../monitoring/dashboards");
+    let mut uids: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+            let dashboard: serde_json::Value = serde_json::from_str(&text).unwrap();
+            dashboard["uid"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    uids.sort();
+    assert_eq!(uids, ["meshlb-bgp", "meshlb-layer2", "meshlb-overview"]);
+}
+
+/// BGP mode with BFD, two nodes and FRR, Prometheus on the router: both
+/// sessions and both BFD sessions up, the address announced by both nodes
+/// (ECMP, no split brain), and every panel of the BGP dashboard returns
+/// data.
+#[test]
+fn prometheus_sees_the_bgp_sessions_and_the_ecmp_announcers() {
+    use meshlb_chaos::router::{BfdTimers, NODE_ASN, Router, RouterKind, RouterOptions};
+    let lab = Lab::build(&LabSpec {
+        router: true,
+        ..LabSpec::segment(2, 0, false)
+    })
+    .unwrap();
+    let peers = lab
+        .hosts_with(Role::Node)
+        .map(|h| (std::net::IpAddr::V4(h.ipv4), NODE_ASN))
+        .collect();
+    let options = RouterOptions {
+        bfd: Some(BfdTimers {
+            interval_ms: 300,
+            multiplier: 3,
+        }),
+        ..RouterOptions::default()
+    };
+    let _router = Router::start_with_options(&lab, RouterKind::Frr, peers, options).unwrap();
+    let profile = "apiVersion: metallb.io/v1beta1\nkind: BFDProfile\nmetadata: {name: fast, namespace: metallb-system}\n\
+                   spec: {receiveInterval: 300, transmitInterval: 300, detectMultiplier: 3}\n---\n";
+    let router_address = std::net::IpAddr::V4(lab.host("router").unwrap().ipv4);
+    let config = meshlb_chaos::agent::bgp_config(
+        router_address,
+        "203.0.113.20/32",
+        ", holdTime: 9s, bfdProfile: fast",
+        "",
+        profile,
+    );
+    let nodes = lab.node_names();
+    let _agents = meshlb_chaos::agent::start_cluster_with(&lab, &nodes, "fast", &config).unwrap();
+    let _prometheus = start_prometheus(&lab, "router");
+    let q = |expr: &str| query_on(&lab, "router", expr);
+    wait("both BGP sessions up", || {
+        q("sum(metallb_bgp_session_up)").first().is_some_and(|(_, v)| *v == 2.0)
+    });
+    wait("both BFD sessions up", || {
+        q("sum(metallb_bfd_session_up)").first().is_some_and(|(_, v)| *v == 2.0)
+    });
+    wait("both nodes announcing the address", || {
+        q("count by (ip) (metallb_speaker_announced{protocol=\"bgp\", ip=\"203.0.113.20\"})")
+            .first()
+            .is_some_and(|(_, v)| *v == 2.0)
+    });
+    let prefixes = q("metallb_bgp_announced_prefixes_total");
+    assert!(
+        prefixes.len() == 2 && prefixes.iter().all(|(_, v)| *v == 1.0),
+        "{prefixes:?}"
+    );
+    assert!(
+        q("count by (ip) (metallb_speaker_announced{protocol=\"layer2\"}) > 1").is_empty(),
+        "BGP's ECMP announcers are no Layer 2 split brain"
+    );
+    let queries = dashboard_queries(&["meshlb-bgp"]);
+    assert!(queries.len() >= 6, "{queries:?}");
+    wait("every BGP dashboard query to return data", || {
+        queries.iter().all(|(_, expr)| !q(expr).is_empty())
+    });
 }
