@@ -2,7 +2,9 @@
 //! them: `promtool check rules` accepts the file and `promtool test
 //! rules` runs its unit tests (monitoring/meshlb.rules.test.yaml), each
 //! alert firing when it should and not before; the PrometheusRule holds
-//! the same groups. Needs Debian's prometheus
+//! the same groups; the Grafana dashboards satisfy Grafana's dashboard
+//! schema (the types of @grafana/grafana-foundation-sdk, through
+//! scripts/check-dashboards), and a broken one does not. Needs Debian's prometheus
 //! package (scripts/install-deps), no root.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -49,4 +51,39 @@ fn the_prometheus_rule_holds_the_rules_file() {
         resource["spec"]["groups"], rules["groups"],
         "monitoring/meshlb-prometheusrule.yaml differs from monitoring/meshlb.rules.yaml"
     );
+}
+
+fn check_dashboards(dir: &std::path::Path) -> (bool, String) {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/check-dashboards");
+    let out = Command::new(script).arg(dir).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+#[test]
+fn the_dashboards_satisfy_grafanas_schema() {
+    let (ok, text) = check_dashboards(&monitoring().join("dashboards"));
+    assert!(ok, "{text}");
+    assert!(text.contains("3 dashboards"), "{text}");
+
+    // The check can fail: a panel without a height, with a property
+    // Grafana does not know, and a query that is not text.
+    let broken = std::env::temp_dir().join(format!("meshlb-dashboards-{}", std::process::id()));
+    std::fs::create_dir_all(&broken).unwrap();
+    let text = std::fs::read_to_string(monitoring().join("dashboards/meshlb-overview.json")).unwrap();
+    let mut board: serde_json::Value = serde_json::from_str(&text).unwrap();
+    board["panels"][0]["gridPos"].as_object_mut().unwrap().remove("h");
+    board["panels"][1]["colour"] = "red".into();
+    board["panels"][2]["targets"][0]["expr"] = 5.into();
+    std::fs::write(broken.join("broken.json"), board.to_string()).unwrap();
+    let (ok, text) = check_dashboards(&broken);
+    let _ = std::fs::remove_dir_all(&broken);
+    assert!(!ok, "{text}");
+    for complaint in [
+        "Property 'h' is missing",
+        "'\"colour\"' does not exist",
+        "not assignable to type 'string'",
+    ] {
+        assert!(text.contains(complaint), "{complaint} in {text}");
+    }
 }
