@@ -208,6 +208,17 @@ fn prometheus_sees_one_announcer_before_and_after_a_crash() {
             .first()
             .is_some_and(|(_, v)| *v > changes_before)
     });
+    wait("the handover's duration observed", || {
+        query(&lab, "sum(meshlb_ownership_change_seconds_count)")
+            .first()
+            .is_some_and(|(_, v)| *v > 0.0)
+    });
+    let slowest = query(
+        &lab,
+        "max(meshlb_ownership_change_seconds_sum / meshlb_ownership_change_seconds_count)",
+    );
+    // Generous: the benchmarks measure; this catches a broken clock.
+    assert!(slowest[0].1 < 30.0, "{slowest:?}");
     let members = query(&lab, "meshlb_members");
     assert!(members.iter().filter(|(_, v)| *v == 2.0).count() >= 2, "{members:?}");
 }

@@ -26,6 +26,7 @@
 //! | `meshlb_members`, `meshlb_members_expected` | | live members this node sees; members the cluster should have |
 //! | `meshlb_quorum_fence_engaged` | | 1 while this node may not announce |
 //! | `meshlb_ownership_changes_total` | | announcer changes seen, any address |
+//! | `meshlb_ownership_change_seconds` (histogram) | | how long an address that changed announcer went without one, as this node saw it |
 //! | `meshlb_gossip_datagrams_dropped_total` | `reason` | datagrams the envelope refused |
 //! | `meshlb_gossip_bytes_sent_total` | | bytes sent, envelope included |
 //! | `meshlb_config_reloads_total` | `result` (`accepted`, `rejected`) | configuration updates |
@@ -36,7 +37,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use metrics::{counter, gauge};
+use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::PrometheusBuilder;
 use metrics_util::MetricKindMask;
 
@@ -78,6 +79,8 @@ pub struct Sampler {
     announcers: BTreeMap<IpAddr, BTreeSet<String>>,
     /// Announcer changes seen so far.
     ownership_changes: u64,
+    /// Addresses that lost their announcer, since when.
+    unclaimed_since: BTreeMap<IpAddr, std::time::Instant>,
 }
 
 impl Sampler {
@@ -178,6 +181,7 @@ impl Sampler {
                 announcers.entry(*address).or_default().insert(member.id.name.clone());
             }
         }
+        self.observe_handovers(&announcers, std::time::Instant::now());
         let addresses: BTreeSet<&IpAddr> = self.announcers.keys().chain(announcers.keys()).collect();
         let changed = addresses
             .into_iter()
@@ -211,6 +215,39 @@ impl Sampler {
     }
 }
 
+impl Sampler {
+    /// Records in `meshlb_ownership_change_seconds` how long each address
+    /// that changed announcer went without one, as this node saw it: from
+    /// the sample its announcer was gone in to the one a new announcer
+    /// claims it in (0 for a handover without a gap).
+    fn observe_handovers(&mut self, now_claims: &BTreeMap<IpAddr, BTreeSet<String>>, now: std::time::Instant) {
+        let claimed =
+            |claims: &BTreeMap<IpAddr, BTreeSet<String>>, a: &IpAddr| claims.get(a).is_some_and(|s| !s.is_empty());
+        for address in self.announcers.keys() {
+            if claimed(&self.announcers, address) && !claimed(now_claims, address) {
+                self.unclaimed_since.insert(*address, now);
+            }
+        }
+        for (address, announcers) in now_claims.iter().filter(|(a, _)| claimed(now_claims, a)) {
+            if let Some(since) = self.unclaimed_since.remove(address) {
+                histogram!("meshlb_ownership_change_seconds")
+                    .record(now.saturating_duration_since(since).as_secs_f64());
+            } else if let Some(before) = self.announcers.get(address).filter(|b| !b.is_empty())
+                && before.is_disjoint(announcers)
+            {
+                histogram!("meshlb_ownership_change_seconds").record(0.0);
+            }
+        }
+        // An address nobody takes within an hour (its service gone) is
+        // forgotten.
+        self.unclaimed_since
+            .retain(|_, since| now.saturating_duration_since(*since) < Duration::from_secs(3600));
+    }
+}
+
+/// The buckets of `meshlb_ownership_change_seconds`.
+const HANDOVER_BUCKETS: &[f64] = &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0];
+
 /// MetalLB's `peer` label: the address (and port, when not 179).
 fn peer_label(name: &str, address: SocketAddr) -> String {
     if name.is_empty() {
@@ -229,8 +266,14 @@ fn peer_label(name: &str, address: SocketAddr) -> String {
 pub fn spawn(hub: StatusHub, listen: SocketAddr) -> Option<tokio::task::JoinHandle<()>> {
     let built = PrometheusBuilder::new()
         .with_http_listener(listen)
-        .idle_timeout(MetricKindMask::ALL, Some(STALE_AFTER))
-        .build();
+        // The sampler sets counters and gauges each time; histograms are
+        // observations and stay.
+        .idle_timeout(MetricKindMask::COUNTER | MetricKindMask::GAUGE, Some(STALE_AFTER))
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full("meshlb_ownership_change_seconds".into()),
+            HANDOVER_BUCKETS,
+        )
+        .and_then(|builder| builder.build());
     let (recorder, exporter) = match built {
         Ok(built) => built,
         Err(e) => {
@@ -322,6 +365,46 @@ mod tests {
         );
         assert!(text.contains("metallb_k8s_client_config_loaded_bool 0"), "{text}");
         assert!(text.contains("meshlb_quorum_fence_engaged 1"), "{text}");
+    }
+
+    #[test]
+    fn a_handover_records_how_long_the_address_went_unannounced() {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Full("meshlb_ownership_change_seconds".into()),
+                HANDOVER_BUCKETS,
+            )
+            .unwrap()
+            .build_recorder();
+        let handle = recorder.handle();
+        let address: IpAddr = "203.0.113.10".parse().unwrap();
+        let claims = |names: &[&str]| BTreeMap::from([(address, names.iter().map(|n| n.to_string()).collect())]);
+        let start = std::time::Instant::now();
+        let mut sampler = Sampler::default();
+        metrics::with_local_recorder(&recorder, || {
+            sampler.observe_handovers(&claims(&["node1"]), start);
+            sampler.announcers = claims(&["node1"]);
+            sampler.observe_handovers(&claims(&[]), start + Duration::from_millis(100));
+            sampler.announcers = claims(&[]);
+            sampler.observe_handovers(&claims(&["node2"]), start + Duration::from_millis(900));
+            sampler.announcers = claims(&["node2"]);
+            // A handover without a gap: node2 to node3 at once.
+            sampler.observe_handovers(&claims(&["node3"]), start + Duration::from_secs(2));
+        });
+        let text = handle.render();
+        assert!(text.contains("meshlb_ownership_change_seconds_count 2"), "{text}");
+        assert!(
+            text.contains("meshlb_ownership_change_seconds_bucket{le=\"0.01\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("meshlb_ownership_change_seconds_bucket{le=\"1\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("meshlb_ownership_change_seconds_bucket{le=\"0.5\"} 1"),
+            "{text}"
+        );
     }
 
     #[test]
