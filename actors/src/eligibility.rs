@@ -35,6 +35,19 @@ pub enum Blocker {
     LinksDown,
 }
 
+impl std::fmt::Display for Blocker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Blocker::NotSelected => "no advertisement of its pool selects this node",
+            Blocker::NodeExcluded => "the node is excluded from external load balancers (label or network unavailable)",
+            Blocker::NoEndpoints => "the Service has no ready endpoint",
+            Blocker::NoLocalEndpoint => "externalTrafficPolicy Local and no ready endpoint on this node",
+            Blocker::Unhealthy => "its health check fails",
+            Blocker::LinksDown => "none of its interfaces here is up",
+        })
+    }
+}
+
 /// What the plan is made from: the running configuration as the
 /// pipeline decided it.
 #[derive(Debug, Clone, Copy)]

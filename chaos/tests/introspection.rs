@@ -142,6 +142,24 @@ fn grpcurl_reads_the_agents_state_through_reflection() {
             "as {node} sees it"
         );
     }
+    let candidates = |node: &str| -> Vec<String> {
+        let service = json(
+            &lab,
+            node,
+            "meshlb.v1.Introspection/GetService",
+            r#"{"name": "default/web"}"#,
+        );
+        service["owners"][0]["candidates"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["node"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let mut ranked = candidates("node1");
+    assert!(ranked.contains(&owner), "{ranked:?}");
+    ranked.sort();
+    assert_eq!(ranked, nodes, "every node may announce it");
     let page = json(
         &lab,
         "node1",
@@ -215,6 +233,8 @@ fn grpcurl_reads_the_agents_state_through_reflection() {
     });
     let members = json(&lab, &watcher, "meshlb.v1.Introspection/ListMembers", "{}");
     assert_eq!(members["members"].as_array().unwrap().len(), 2, "{members}");
+    let left = candidates(&watcher);
+    assert!(left.len() == 2 && !left.contains(&owner), "{left:?}");
     // meshlbctl says the same, for people and for scripts.
     let ctl = |args: &[&str]| -> String {
         let binary = meshlb_chaos::agent::ctl_binary().unwrap();

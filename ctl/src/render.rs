@@ -132,7 +132,9 @@ pub fn service(s: &pb::Service) -> String {
         out.push_str(&format!(
             "Layer 2:     {} here{}\n",
             if s.serveable_here { "serveable" } else { "not serveable" },
-            if s.interfaces.is_empty() {
+            if !s.not_serveable_here.is_empty() {
+                format!(": {}", s.not_serveable_here)
+            } else if s.interfaces.is_empty() {
                 String::new()
             } else {
                 format!(", answered on {}", s.interfaces.join(","))
@@ -151,11 +153,49 @@ pub fn service(s: &pb::Service) -> String {
                 (0, n) => format!("{n} node(s) announce it over BGP"),
                 (n, _) => format!("{n} nodes claim it: a split brain the mesh is resolving"),
             };
-            vec![o.address.clone(), list(&o.announcers), list(&o.bgp_announcers), why]
+            vec![
+                o.address.clone(),
+                list(&o.announcers),
+                list(&o.bgp_announcers),
+                candidates(&o.candidates),
+                why,
+            ]
         })
         .collect();
-    out.push_str(&table(&["ADDRESS", "LAYER2 OWNER", "BGP ANNOUNCERS", "WHY"], rows));
+    out.push_str(&table(
+        &[
+            "ADDRESS",
+            "LAYER2 OWNER",
+            "BGP ANNOUNCERS",
+            "CANDIDATES (RANKED)",
+            "WHY",
+        ],
+        rows,
+    ));
     out
+}
+
+/// Candidates in rank order, with their weight where they have one and
+/// `settling` where they are.
+fn candidates(candidates: &[pb::Candidate]) -> String {
+    let names: Vec<String> = candidates
+        .iter()
+        .map(|c| {
+            let mut name = c.node.clone();
+            if c.weight > 0 {
+                name.push_str(&format!("(weight {})", c.weight));
+            }
+            if c.settling {
+                name.push_str("(settling)");
+            }
+            name
+        })
+        .collect();
+    if names.is_empty() {
+        "-".to_owned()
+    } else {
+        names.join(">")
+    }
 }
 
 /// `meshlbctl interfaces`.
@@ -322,22 +362,37 @@ mod tests {
                     announcers: vec!["node2".into()],
                     here: false,
                     bgp_announcers: vec![],
+                    candidates: vec![
+                        pb::Candidate {
+                            node: "node2".into(),
+                            weight: 10,
+                            settling: false,
+                        },
+                        pb::Candidate {
+                            node: "node1".into(),
+                            weight: 0,
+                            settling: true,
+                        },
+                    ],
                 },
                 pb::AddressOwner {
                     address: "203.0.113.11".into(),
                     announcers: vec!["node1".into(), "node3".into()],
                     here: false,
                     bgp_announcers: vec![],
+                    candidates: vec![],
                 },
             ],
             layer2: true,
             serveable_here: true,
             interfaces: vec!["eth0".into()],
+            not_serveable_here: String::new(),
         };
         let text = super::service(&service);
         assert!(text.contains("node2 owns it (Layer 2)"), "{text}");
         assert!(text.contains("2 nodes claim it"), "{text}");
         assert!(text.contains("serveable here, answered on eth0"), "{text}");
+        assert!(text.contains("node2(weight 10)>node1(settling)"), "{text}");
         assert_eq!(services(std::slice::from_ref(&service)).lines().count(), 2);
         assert!(services(&[service]).contains("node1,node2,node3"));
     }

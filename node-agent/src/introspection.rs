@@ -135,8 +135,8 @@ impl ServiceSources<'_> {
                 bgp_announcers.entry(*address).or_default().push(member.id.name.clone());
             }
         }
-        let layer2_by_key: BTreeMap<&ServiceKey, &crate::status::Layer2Service> =
-            self.layer2.services.values().map(|s| (&s.key, s)).collect();
+        let layer2_by_key: BTreeMap<&ServiceKey, (&u64, &crate::status::Layer2Service)> =
+            self.layer2.services.iter().map(|(id, s)| (&s.key, (id, s))).collect();
         self.running
             .outcomes
             .iter()
@@ -148,35 +148,81 @@ impl ServiceSources<'_> {
                     }
                     ServiceOutcome::Pending => Vec::new(),
                 };
+                let layer2 = layer2_by_key.get(key);
                 let owners = addresses
                     .iter()
                     .map(|address| {
-                        let layer2 = layer2_owners
+                        let owner = layer2_owners
                             .iter()
                             .find(|o| o.address == *address && &o.service == key);
                         pb::AddressOwner {
                             address: address.to_string(),
-                            announcers: layer2.map(|o| o.announcers.clone()).unwrap_or_default(),
-                            here: layer2.is_some_and(|o| o.here),
+                            announcers: owner.map(|o| o.announcers.clone()).unwrap_or_default(),
+                            here: owner.is_some_and(|o| o.here),
                             bgp_announcers: bgp_announcers.get(address).cloned().unwrap_or_default(),
+                            candidates: layer2
+                                .map(|(id, s)| ranked_candidates(self.mesh, **id, s, *address))
+                                .unwrap_or_default(),
                         }
                     })
                     .collect();
-                let layer2 = layer2_by_key.get(key);
                 pb::Service {
                     name: key.to_string(),
                     addresses: strings(&addresses),
                     outcome: outcome.to_string(),
                     owners,
                     layer2: layer2.is_some(),
-                    serveable_here: layer2.is_some_and(|s| s.serveable),
+                    serveable_here: layer2.is_some_and(|(_, s)| s.serveable),
                     interfaces: layer2
-                        .map(|s| s.interfaces.iter().cloned().collect())
+                        .map(|(_, s)| s.interfaces.iter().cloned().collect())
                         .unwrap_or_default(),
+                    not_serveable_here: layer2.and_then(|(_, s)| s.blocked.clone()).unwrap_or_default(),
                 }
             })
             .collect()
     }
+}
+
+/// The members that may announce `address` of Layer 2 service `id`
+/// (`service`), ranked as ownership ranks them: those whose record says
+/// they serve it and that are not leaving, weighted by the service's
+/// preferences, ranked for the first address of its group.
+fn ranked_candidates(
+    mesh: &MeshStatus,
+    id: u64,
+    service: &crate::status::Layer2Service,
+    address: IpAddr,
+) -> Vec<pb::Candidate> {
+    use meshlb_gossip::ownership::{Candidate, address_groups, rank};
+    let candidates: Vec<Candidate> = mesh
+        .members
+        .iter()
+        .filter_map(|m| m.record.as_ref())
+        .filter(|r| r.serves(id) && !r.ownership.leaving)
+        .map(|r| Candidate {
+            node: r.node.clone(),
+            weight: service
+                .preferences
+                .iter()
+                .filter(|p| p.selector.matches(&r.labels))
+                .map(|p| u32::from(p.weight))
+                .sum(),
+            settling: r.ownership.settling,
+        })
+        .collect();
+    let first = address_groups(&service.addresses)
+        .into_iter()
+        .find(|group| group.contains(&address))
+        .and_then(|group| group.first().copied())
+        .unwrap_or(address);
+    rank(first, &candidates)
+        .into_iter()
+        .map(|c| pb::Candidate {
+            node: c.node.clone(),
+            weight: c.weight,
+            settling: c.settling,
+        })
+        .collect()
 }
 
 /// A page of `services` (in name order) after `token` (the last name of

@@ -205,6 +205,8 @@ impl Layer2Actor {
                         addresses: s.spec.addresses.clone(),
                         serveable: s.serveable(),
                         interfaces: s.interfaces.clone(),
+                        blocked: s.blocked.map(|b| b.to_string()),
+                        preferences: s.preferences.clone(),
                     },
                 )
             })

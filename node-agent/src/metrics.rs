@@ -332,6 +332,8 @@ mod tests {
                     addresses: vec![address],
                     serveable: true,
                     interfaces: BTreeSet::from(["eth0".to_owned()]),
+                    blocked: None,
+                    preferences: Vec::new(),
                 },
             )]),
             announcing: BTreeSet::from([address]),

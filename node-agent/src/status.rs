@@ -136,6 +136,11 @@ pub struct Layer2Service {
     pub serveable: bool,
     /// The interfaces its addresses are answered on here.
     pub interfaces: BTreeSet<String>,
+    /// Why this node cannot serve it now, if it cannot.
+    pub blocked: Option<String>,
+    /// Its L2Policy preferences: a node's weight is the sum of those its
+    /// labels match.
+    pub preferences: Vec<meshlb_config::config::WeightedSelector>,
 }
 
 /// What BGP does here.
@@ -328,6 +333,8 @@ mod tests {
                     addresses: vec![a, b],
                     serveable: true,
                     interfaces: BTreeSet::from(["eth0".to_owned()]),
+                    blocked: None,
+                    preferences: Vec::new(),
                 },
             )]),
             announcing: BTreeSet::from([a]),

@@ -862,6 +862,8 @@ fn service_l2_statuses_follow_what_the_node_announces() {
             addresses: vec![address.parse().unwrap()],
             serveable: true,
             interfaces: interfaces.iter().map(|i| (*i).to_owned()).collect(),
+            blocked: None,
+            preferences: Vec::new(),
         };
         std::sync::Arc::new(Layer2Status {
             services: BTreeMap::from([(1, service("web", "192.0.2.1")), (2, service("db", "192.0.2.2"))]),

@@ -260,6 +260,8 @@ mod tests {
             addresses: vec![address.parse().unwrap()],
             serveable: true,
             interfaces: BTreeSet::from(["eth0".to_owned()]),
+            blocked: None,
+            preferences: Vec::new(),
         };
         let layer2 = Layer2Status {
             services: BTreeMap::from([(1, service("web", "192.0.2.1")), (2, service("db", "192.0.2.2"))]),
