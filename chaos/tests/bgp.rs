@@ -851,6 +851,19 @@ fn unnumbered_peers_announce_ipv4_over_link_local_sessions() {
             .any(|r| r.prefix == "203.0.113.20/32" && r.next_hops == link_locals)
     })
     .unwrap();
+    // The API shows the session: over the link-local address, with the
+    // extended next hop capability.
+    let peers: serde_json::Value = serde_json::from_str(&node_ctl(&lab, "node1", &["bgp", "-o", "json"])).unwrap();
+    assert_eq!(peers[0]["established"], true, "{peers}");
+    assert!(peers[0]["address"].as_str().unwrap().starts_with("[fe80::"), "{peers}");
+    let capabilities = peers[0]["capabilities"].as_array().unwrap();
+    assert!(capabilities.contains(&"extended-next-hop".into()), "{peers}");
+    assert_eq!(
+        peers[0]["families"],
+        serde_json::json!(["ipv4-unicast", "ipv6-unicast"]),
+        "{peers}"
+    );
+    assert_eq!(peers[0]["hold_time"], 90, "{peers}");
     for agent in &agents {
         assert!(
             agent

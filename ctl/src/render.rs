@@ -246,11 +246,20 @@ pub fn bgp(peers: &[pb::BgpPeer]) -> String {
                     p.address.clone()
                 },
                 state,
+                if p.established {
+                    format!("{}s/{}s", p.hold_time, p.keepalive_time)
+                } else {
+                    "-".to_owned()
+                },
+                list(&p.capabilities),
                 list(&p.prefixes),
             ]
         })
         .collect();
-    table(&["PEER", "ADDRESS", "STATE", "PREFIXES"], rows)
+    table(
+        &["PEER", "ADDRESS", "STATE", "HOLD/KEEPALIVE", "CAPABILITIES", "PREFIXES"],
+        rows,
+    )
 }
 
 /// `meshlbctl bfd`.

@@ -143,6 +143,8 @@ pub struct BgpActor {
     instances: u64,
     /// Why planned peers are not running, by name.
     not_started: BTreeMap<String, String>,
+    /// What established sessions negotiated, by peer name.
+    negotiated: BTreeMap<String, meshlb_actors::bgp::session::Negotiated>,
 }
 
 impl BgpActor {
@@ -165,6 +167,7 @@ impl BgpActor {
             published: BgpSection::default(),
             instances: 0,
             not_started: BTreeMap::new(),
+            negotiated: BTreeMap::new(),
         }
         .start()
     }
@@ -303,6 +306,11 @@ impl BgpActor {
                             RoutePrefix::V6(p) => p.to_string(),
                         })
                         .collect(),
+                    negotiated: self
+                        .negotiated
+                        .get(name)
+                        .filter(|_| self.established.contains(name))
+                        .cloned(),
                     not_running: match running {
                         Some(_) => None,
                         None => Some(self.not_started.get(name).cloned().unwrap_or_else(|| "stopped".into())),
@@ -650,10 +658,15 @@ impl actix::Handler<SessionState> for BgpActor {
         if self.peers.get(&state.peer).is_none_or(|p| p.instance != state.instance) {
             return;
         }
-        if state.established {
-            self.established.insert(state.peer);
-        } else {
-            self.established.remove(&state.peer);
+        match state.negotiated {
+            Some(negotiated) => {
+                self.negotiated.insert(state.peer.clone(), negotiated);
+                self.established.insert(state.peer);
+            }
+            None => {
+                self.negotiated.remove(&state.peer);
+                self.established.remove(&state.peer);
+            }
         }
         self.publish(ctx);
         self.report();

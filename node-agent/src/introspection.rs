@@ -297,9 +297,42 @@ pub fn bgp_view(bgp: &BgpStatus) -> pb::ListBgpPeersResponse {
                 established: peer.established,
                 prefixes: peer.prefixes.clone(),
                 not_running: peer.not_running.clone().unwrap_or_default(),
+                peer_as: peer.negotiated.as_ref().map_or(0, |n| n.peer_as),
+                peer_id: peer
+                    .negotiated
+                    .as_ref()
+                    .map(|n| n.peer_id.to_string())
+                    .unwrap_or_default(),
+                hold_time: peer.negotiated.as_ref().map_or(0, |n| n.hold_time.into()),
+                keepalive_time: peer.negotiated.as_ref().map_or(0, |n| n.keepalive_time.into()),
+                families: peer
+                    .negotiated
+                    .iter()
+                    .flat_map(|n| &n.families)
+                    .map(|f| match *f {
+                        meshlb_wire::bgp::Family::IPV4_UNICAST => "ipv4-unicast".to_owned(),
+                        meshlb_wire::bgp::Family::IPV6_UNICAST => "ipv6-unicast".to_owned(),
+                        other => format!("afi {} safi {}", other.afi, other.safi),
+                    })
+                    .collect(),
+                capabilities: peer.negotiated.as_ref().map(capabilities).unwrap_or_default(),
             })
             .collect(),
     }
+}
+
+/// The capabilities a session uses (both sides offered them).
+fn capabilities(n: &meshlb_actors::bgp::session::Negotiated) -> Vec<String> {
+    [
+        (n.params.four_octet_as, "4-octet-as"),
+        (n.route_refresh, "route-refresh"),
+        (n.peer_graceful_restart.is_some(), "graceful-restart"),
+        (n.ipv4_over_ipv6, "extended-next-hop"),
+    ]
+    .into_iter()
+    .filter(|(on, _)| *on)
+    .map(|(_, name)| name.to_owned())
+    .collect()
 }
 
 /// The BFD sessions.

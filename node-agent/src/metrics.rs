@@ -346,6 +346,7 @@ mod tests {
                     established: true,
                     prefixes: vec!["203.0.113.10/32".into()],
                     not_running: None,
+                    negotiated: None,
                 },
             )]),
         });

@@ -161,6 +161,8 @@ pub struct BgpPeerStatus {
     pub prefixes: Vec<String>,
     /// Why no session runs, if none does.
     pub not_running: Option<String>,
+    /// What was negotiated, while established.
+    pub negotiated: Option<meshlb_actors::bgp::session::Negotiated>,
 }
 
 /// Who announces one address of a service, as this node sees the mesh.

@@ -92,6 +92,8 @@ pub struct SessionState {
     pub instance: u64,
     /// Whether it is established now.
     pub established: bool,
+    /// What was negotiated, while it is.
+    pub negotiated: Option<Negotiated>,
 }
 
 /// A connection the peer opened to this node, from the listener
@@ -166,12 +168,13 @@ impl PeerActor {
         self
     }
 
-    fn tell_observer(&self, established: bool) {
+    fn tell_observer(&self, negotiated: Option<&Negotiated>) {
         if let Some((observer, instance)) = &self.observer {
             observer.do_send(SessionState {
                 peer: self.config.name.clone(),
                 instance: *instance,
-                established,
+                established: negotiated.is_some(),
+                negotiated: negotiated.cloned(),
             });
         }
     }
@@ -205,7 +208,7 @@ impl PeerActor {
                     );
                     self.rib = RibOut::new();
                     self.send_table(&negotiated, true);
-                    self.tell_observer(true);
+                    self.tell_observer(Some(&negotiated));
                 }
                 Action::Close {
                     connection,
@@ -227,7 +230,7 @@ impl PeerActor {
                         ctx.cancel_future(closed.reader);
                     }
                     if established {
-                        self.tell_observer(false);
+                        self.tell_observer(None);
                     }
                 }
             }
