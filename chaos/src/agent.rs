@@ -82,6 +82,15 @@ fn agents_dir(lab: &Lab) -> PathBuf {
 pub const POOL_ONLY: &str = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\n\
 metadata: {name: lab, namespace: metallb-system}\nspec: {addresses: [203.0.113.10-203.0.113.20]}\n";
 
+/// One IPv4 Service (`default/web`, 203.0.113.10 from pool `lab`, eleven
+/// addresses) announced in Layer 2 on `eth0` by every node.
+pub const L2_WEB: &str = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\n\
+    metadata: {name: lab, namespace: metallb-system}\nspec: {addresses: [203.0.113.10-203.0.113.20]}\n---\n\
+    apiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: lab, namespace: metallb-system}\n\
+    spec: {ipAddressPools: [lab], interfaces: [eth0]}\n---\n\
+    apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default}\n\
+    spec: {type: LoadBalancer, ports: [{port: 80}]}\n";
+
 /// Starts an agent on each of `nodes` with timing `profile` (`fast` or
 /// `lan`) and one shared random cluster key, every agent listing every node
 /// as a seed, configured with [`POOL_ONLY`]. Returns once every agent sees

@@ -52,23 +52,6 @@ fn json(lab: &Lab, node: &str, method: &str, body: &str) -> Value {
 const API: &str = "127.0.0.1:7473";
 const SERVICE: &str = "203.0.113.10";
 
-const CONFIG: &str = "
-apiVersion: metallb.io/v1beta1
-kind: IPAddressPool
-metadata: {name: lab, namespace: metallb-system}
-spec: {addresses: [203.0.113.10-203.0.113.20]}
----
-apiVersion: metallb.io/v1beta1
-kind: L2Advertisement
-metadata: {name: lab, namespace: metallb-system}
-spec: {ipAddressPools: [lab], interfaces: [eth0]}
----
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: default}
-spec: {type: LoadBalancer, ports: [{port: 80}]}
-";
-
 /// The announcers of the service's address, as `node`'s agent says.
 fn announcers(lab: &Lab, node: &str) -> Vec<String> {
     let service = json(
@@ -95,7 +78,8 @@ fn wait(what: &str, f: impl Fn() -> bool) {
 fn grpcurl_reads_the_agents_state_through_reflection() {
     let lab = Lab::build(&LabSpec::segment(3, 0, false)).unwrap();
     let nodes = lab.node_names();
-    let mut agents = meshlb_chaos::agent::start_cluster_with(&lab, &nodes, "fast", CONFIG).unwrap();
+    let mut agents =
+        meshlb_chaos::agent::start_cluster_with(&lab, &nodes, "fast", meshlb_chaos::agent::L2_WEB).unwrap();
 
     // Reflection: the services and their methods, with no .proto file.
     let services = call(&lab, "node1", &[API, "list"]).unwrap();

@@ -14,23 +14,6 @@ use meshlb_chaos::{Lab, LabSpec, Role};
 
 const SERVICE: &str = "203.0.113.10";
 
-const CONFIG: &str = "
-apiVersion: metallb.io/v1beta1
-kind: IPAddressPool
-metadata: {name: lab, namespace: metallb-system}
-spec: {addresses: [203.0.113.10-203.0.113.20]}
----
-apiVersion: metallb.io/v1beta1
-kind: L2Advertisement
-metadata: {name: lab, namespace: metallb-system}
-spec: {ipAddressPools: [lab], interfaces: [eth0]}
----
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: default}
-spec: {type: LoadBalancer, ports: [{port: 80}]}
-";
-
 /// One instant query's result from the Prometheus on `host`: each
 /// series' labels (as promtool prints them) and value.
 fn query_on(lab: &Lab, host: &str, expr: &str) -> Vec<(String, f64)> {
@@ -148,7 +131,8 @@ fn wait(what: &str, f: impl Fn() -> bool) {
 fn prometheus_sees_one_announcer_before_and_after_a_crash() {
     let lab = Lab::build(&LabSpec::segment(3, 1, false)).unwrap();
     let nodes = lab.node_names();
-    let mut agents = meshlb_chaos::agent::start_cluster_with(&lab, &nodes, "fast", CONFIG).unwrap();
+    let mut agents =
+        meshlb_chaos::agent::start_cluster_with(&lab, &nodes, "fast", meshlb_chaos::agent::L2_WEB).unwrap();
     let _prometheus = start_prometheus(&lab, "client1");
 
     wait("every agent up as a target", || {

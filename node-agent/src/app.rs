@@ -204,10 +204,7 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
         let pipeline = pipeline.holding_withdrawals_for(hold_withdraw_all);
         let status_files = status_files::spawn(hub.clone(), state_dir.clone());
         let introspection = crate::introspection::spawn(hub.clone(), &grpc_listen).await?;
-        let metrics = match metrics_listen {
-            crate::metrics::Listen::Tcp(listen) => crate::metrics::spawn(hub.clone(), listen),
-            crate::metrics::Listen::Off => None,
-        };
+        let metrics = crate::metrics::spawn(hub.clone(), &metrics_listen);
         let mut announcing = None;
         if let Some((options, layer2_options)) = mesh {
             let answering = Arbiter::new();

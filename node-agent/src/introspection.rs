@@ -15,8 +15,7 @@
 //! get `INVALID_ARGUMENT`, unknown names `NOT_FOUND`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -30,6 +29,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::AgentError;
+pub use crate::listen::Listen;
 use crate::pipeline::AgentState;
 use crate::status::{BgpStatus, ConfigStatus, Layer2Status, StatusHub, ownership};
 
@@ -39,36 +39,6 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7473";
 pub const MAX_PAGE_SIZE: usize = 500;
 /// How many events a `WatchEvents` reader may fall behind.
 pub const EVENT_BACKLOG: usize = 256;
-
-/// Where the API listens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Listen {
-    /// A TCP address.
-    Tcp(SocketAddr),
-    /// A Unix socket at this path.
-    Unix(PathBuf),
-    /// Nowhere.
-    Off,
-}
-
-impl std::str::FromStr for Listen {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Listen, String> {
-        if s == "off" {
-            return Ok(Listen::Off);
-        }
-        if let Some(path) = s.strip_prefix("unix:") {
-            if path.is_empty() {
-                return Err("unix: needs a path, as in unix:/run/meshlb/api.sock".into());
-            }
-            return Ok(Listen::Unix(PathBuf::from(path)));
-        }
-        s.parse()
-            .map(Listen::Tcp)
-            .map_err(|_| format!("{s:?} is not host:port, unix:/path or off"))
-    }
-}
 
 fn unix_seconds(at: SystemTime) -> f64 {
     at.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
@@ -784,20 +754,5 @@ mod tests {
         changes.sort();
         // a came up; b went away while up; c is new and not up (no event).
         assert_eq!(changes, [("a".to_owned(), true), ("b".to_owned(), false)]);
-    }
-
-    #[test]
-    fn listen_addresses_parse() {
-        assert_eq!(
-            "127.0.0.1:7473".parse::<Listen>().unwrap(),
-            Listen::Tcp(([127, 0, 0, 1], 7473).into())
-        );
-        assert_eq!("off".parse::<Listen>().unwrap(), Listen::Off);
-        assert_eq!(
-            "unix:/run/meshlb.sock".parse::<Listen>().unwrap(),
-            Listen::Unix("/run/meshlb.sock".into())
-        );
-        assert!("unix:".parse::<Listen>().is_err());
-        assert!("localhost".parse::<Listen>().is_err());
     }
 }

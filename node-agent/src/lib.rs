@@ -19,6 +19,7 @@
 //! | [`status`] | the status hub: every component's snapshots, read by the state files (later gRPC, metrics) |
 //! | [`status_files`] | the state directory's status files, written from the hub |
 //! | [`introspection`] | the read-only gRPC API over the hub, with reflection and health |
+//! | [`listen`] | where the API and the metrics listen (`host:port`, `unix:/path`, `off`) |
 //! | [`metrics`] | Prometheus metrics sampled from the hub, MetalLB's names where they mean the same |
 //! | [`state_file`] | remembers assignments across restarts in standalone mode |
 //! | [`health`] | runs the local health probes services declare |
@@ -31,6 +32,7 @@ pub mod bgp;
 pub mod health;
 pub mod introspection;
 pub mod layer2;
+pub mod listen;
 pub mod local_address;
 pub mod mesh;
 pub mod metrics;

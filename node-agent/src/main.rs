@@ -96,7 +96,7 @@ enum Command {
         /// here: host:port, unix:/path, or off.
         #[arg(long, default_value = meshlb_node_agent::introspection::DEFAULT_LISTEN)]
         grpc_listen: meshlb_node_agent::introspection::Listen,
-        /// Serve Prometheus metrics here (host:port, or off).
+        /// Serve Prometheus metrics here: host:port, unix:/path, or off.
         #[arg(long, default_value = meshlb_node_agent::metrics::DEFAULT_LISTEN)]
         metrics_listen: meshlb_node_agent::metrics::Listen,
         #[command(flatten)]

@@ -41,6 +41,7 @@ use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::PrometheusBuilder;
 use metrics_util::MetricKindMask;
 
+pub use crate::listen::Listen;
 use crate::status::StatusHub;
 
 /// The default listening address: every address, MetalLB's speaker port.
@@ -49,28 +50,6 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:7472";
 pub const SAMPLE_EVERY: Duration = Duration::from_millis(500);
 /// How long a series no longer set stays.
 pub const STALE_AFTER: Duration = Duration::from_secs(3);
-
-/// Where the metrics are served.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Listen {
-    /// A TCP address.
-    Tcp(SocketAddr),
-    /// Nowhere.
-    Off,
-}
-
-impl std::str::FromStr for Listen {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Listen, String> {
-        if s == "off" {
-            return Ok(Listen::Off);
-        }
-        s.parse()
-            .map(Listen::Tcp)
-            .map_err(|_| format!("{s:?} is not host:port or off"))
-    }
-}
 
 /// What the sampler keeps between samples.
 #[derive(Debug, Default)]
@@ -261,11 +240,20 @@ fn peer_label(name: &str, address: SocketAddr) -> String {
 }
 
 /// Serves the metrics on `listen` and samples them from `hub` until the
-/// returned task is aborted; `None` (logged) when the address cannot be
-/// bound: the metrics are for dashboards, not worth stopping the agent.
-pub fn spawn(hub: StatusHub, listen: SocketAddr) -> Option<tokio::task::JoinHandle<()>> {
-    let built = PrometheusBuilder::new()
-        .with_http_listener(listen)
+/// returned task is aborted; `None` when off, or (logged) when the
+/// address cannot be bound: the metrics are for dashboards, not worth
+/// stopping the agent.
+pub fn spawn(hub: StatusHub, listen: &Listen) -> Option<tokio::task::JoinHandle<()>> {
+    let builder = match listen {
+        Listen::Tcp(address) => PrometheusBuilder::new().with_http_listener(*address),
+        Listen::Unix(path) => {
+            // A socket left by a previous run would refuse the bind.
+            let _ = std::fs::remove_file(path);
+            PrometheusBuilder::new().with_http_uds_listener(path.clone())
+        }
+        Listen::Off => return None,
+    };
+    let built = builder
         // The sampler sets counters and gauges each time; histograms are
         // observations and stay.
         .idle_timeout(MetricKindMask::COUNTER | MetricKindMask::GAUGE, Some(STALE_AFTER))
@@ -408,16 +396,6 @@ mod tests {
             text.contains("meshlb_ownership_change_seconds_bucket{le=\"0.5\"} 1"),
             "{text}"
         );
-    }
-
-    #[test]
-    fn listen_addresses_parse() {
-        assert_eq!("off".parse::<Listen>(), Ok(Listen::Off));
-        assert_eq!(
-            DEFAULT_LISTEN.parse::<Listen>(),
-            Ok(Listen::Tcp(([0, 0, 0, 0], 7472).into()))
-        );
-        assert!("7472".parse::<Listen>().is_err());
     }
 
     #[test]
