@@ -272,6 +272,14 @@ fn prometheus_sees_the_bgp_sessions_and_the_ecmp_announcers() {
             .first()
             .is_some_and(|(_, v)| *v == 2.0)
     });
+    // An UPDATE with the route and End-of-RIB at least, per session.
+    let updates = q("metallb_bgp_updates_total");
+    assert!(
+        updates.len() == 2 && updates.iter().all(|(_, v)| *v >= 2.0),
+        "{updates:?}"
+    );
+    let ready = q("meshlb_members_by_state{state=\"ready\"}");
+    assert!(ready.iter().all(|(_, v)| *v == 2.0), "{ready:?}");
     let prefixes = q("metallb_bgp_announced_prefixes_total");
     assert!(
         prefixes.len() == 2 && prefixes.iter().all(|(_, v)| *v == 1.0),

@@ -145,6 +145,8 @@ pub struct BgpActor {
     not_started: BTreeMap<String, String>,
     /// What established sessions negotiated, by peer name.
     negotiated: BTreeMap<String, meshlb_actors::bgp::session::Negotiated>,
+    /// UPDATEs each peer actor has sent, by peer name.
+    updates_sent: BTreeMap<String, u64>,
 }
 
 impl BgpActor {
@@ -168,6 +170,7 @@ impl BgpActor {
             instances: 0,
             not_started: BTreeMap::new(),
             negotiated: BTreeMap::new(),
+            updates_sent: BTreeMap::new(),
         }
         .start()
     }
@@ -306,6 +309,7 @@ impl BgpActor {
                             RoutePrefix::V6(p) => p.to_string(),
                         })
                         .collect(),
+                    updates_sent: self.updates_sent.get(name).copied().unwrap_or(0),
                     negotiated: self
                         .negotiated
                         .get(name)
@@ -658,6 +662,7 @@ impl actix::Handler<SessionState> for BgpActor {
         if self.peers.get(&state.peer).is_none_or(|p| p.instance != state.instance) {
             return;
         }
+        self.updates_sent.insert(state.peer.clone(), state.updates_sent);
         match state.negotiated {
             Some(negotiated) => {
                 self.negotiated.insert(state.peer.clone(), negotiated);

@@ -16,6 +16,7 @@
 //! | `metallb_speaker_announced` | `service`, `protocol` (`layer2`, `bgp`), `node`, `ip` | 1 per address this node announces |
 //! | `metallb_layer2_requests_received`, `..._responses_sent`, `..._gratuitous_sent` | `ip` | ARP/NDP questions for an address owned here, answers, gratuitous announcements |
 //! | `metallb_bgp_session_up`, `metallb_bgp_announced_prefixes_total` | `peer` | 1 when established; prefixes sent |
+//! | `metallb_bgp_updates_total` | `peer` | UPDATEs sent (End-of-RIB included) |
 //! | `metallb_bfd_session_up` | `peer` | 1 while the BFD session is up |
 //! | `metallb_k8s_client_config_loaded_bool`, `..._config_stale_bool` | | a configuration runs; the latest update was refused |
 //!
@@ -24,6 +25,7 @@
 //! | series | labels | value |
 //! |---|---|---|
 //! | `meshlb_members`, `meshlb_members_expected` | | live members this node sees; members the cluster should have |
+//! | `meshlb_members_by_state` | `state` (`ready`, `settling`, `leaving`, `no-record`) | live members by where they stand |
 //! | `meshlb_quorum_fence_engaged` | | 1 while this node may not announce |
 //! | `meshlb_ownership_changes_total` | | announcer changes seen, any address |
 //! | `meshlb_ownership_change_seconds` (histogram) | | how long an address that changed announcer went without one, as this node saw it |
@@ -120,6 +122,7 @@ impl Sampler {
             } else {
                 0.0
             });
+            counter!("metallb_bgp_updates_total", &labels).absolute(status.updates_sent);
             gauge!("meshlb_bgp_peer_running", "peer" => peer.clone()).set(if status.not_running.is_some() {
                 0.0
             } else {
@@ -144,6 +147,22 @@ impl Sampler {
         counter!("meshlb_config_reloads_total", "result" => "rejected").absolute(config.rejections);
 
         gauge!("meshlb_members").set(mesh.members.len() as f64);
+        let mut by_state: BTreeMap<&str, u64> = ["ready", "settling", "leaving", "no-record"]
+            .into_iter()
+            .map(|state| (state, 0))
+            .collect();
+        for member in &mesh.members {
+            let state = match &member.record {
+                None => "no-record",
+                Some(r) if r.ownership.leaving => "leaving",
+                Some(r) if r.ownership.settling => "settling",
+                Some(_) => "ready",
+            };
+            *by_state.entry(state).or_default() += 1;
+        }
+        for (state, count) in by_state {
+            gauge!("meshlb_members_by_state", "state" => state).set(count as f64);
+        }
         gauge!("meshlb_members_expected").set(mesh.fence.expected as f64);
         gauge!("meshlb_quorum_fence_engaged").set(if mesh.fence.quorum { 0.0 } else { 1.0 });
         for (reason, count) in &mesh.drops {
@@ -335,6 +354,7 @@ mod tests {
                     prefixes: vec!["203.0.113.10/32".into()],
                     not_running: None,
                     negotiated: None,
+                    updates_sent: 3,
                 },
             )]),
         });
@@ -352,6 +372,10 @@ mod tests {
         );
         assert!(
             text.contains("metallb_bgp_announced_prefixes_total{peer=\"198.51.100.1\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("metallb_bgp_updates_total{peer=\"198.51.100.1\"} 3"),
             "{text}"
         );
         assert!(text.contains("metallb_k8s_client_config_loaded_bool 0"), "{text}");

@@ -163,6 +163,8 @@ pub struct BgpPeerStatus {
     pub not_running: Option<String>,
     /// What was negotiated, while established.
     pub negotiated: Option<meshlb_actors::bgp::session::Negotiated>,
+    /// UPDATEs sent to it over the peer actor's life.
+    pub updates_sent: u64,
 }
 
 /// Who announces one address of a service, as this node sees the mesh.

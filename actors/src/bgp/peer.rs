@@ -94,6 +94,8 @@ pub struct SessionState {
     pub established: bool,
     /// What was negotiated, while it is.
     pub negotiated: Option<Negotiated>,
+    /// UPDATEs sent over the actor's life (MetalLB's `bgp_updates_total`).
+    pub updates_sent: u64,
 }
 
 /// A connection the peer opened to this node, from the listener
@@ -143,6 +145,8 @@ pub struct PeerActor {
     attempt: Option<SpawnHandle>,
     timer: Option<SpawnHandle>,
     observer: Option<(Recipient<SessionState>, u64)>,
+    /// UPDATEs sent so far (End-of-RIB markers included).
+    updates_sent: u64,
 }
 
 impl PeerActor {
@@ -158,6 +162,7 @@ impl PeerActor {
             attempt: None,
             timer: None,
             observer: None,
+            updates_sent: 0,
         }
     }
 
@@ -175,6 +180,7 @@ impl PeerActor {
                 instance: *instance,
                 established: negotiated.is_some(),
                 negotiated: negotiated.cloned(),
+                updates_sent: self.updates_sent,
             });
         }
     }
@@ -258,15 +264,16 @@ impl PeerActor {
     }
 
     /// The UPDATEs taking the peer to the wanted routes; with `initial`,
-    /// End-of-RIB for every family after them (RFC 4724).
-    fn send_table(&mut self, negotiated: &Negotiated, initial: bool) {
+    /// End-of-RIB for every family after them (RFC 4724). Whether any
+    /// went out.
+    fn send_table(&mut self, negotiated: &Negotiated, initial: bool) -> bool {
         let Some(next_hops) = self
             .core
             .established_on()
             .and_then(|c| self.connections.get(&c))
             .map(|c| c.next_hops)
         else {
-            return;
+            return false;
         };
         let peering = Peering {
             local_as: self.config.session.local_as,
@@ -287,13 +294,16 @@ impl PeerActor {
             Vec::new()
         };
         let now = Instant::now();
+        let before = self.updates_sent;
         for update in updates.into_iter().chain(end_of_rib) {
             for action in self.core.send_update(now, update) {
                 if let Action::Send(connection, message) = action {
                     self.send(connection, &message);
+                    self.updates_sent += 1;
                 }
             }
         }
+        self.updates_sent != before
     }
 
     fn send(&self, connection: ConnectionId, message: &Message) {
@@ -552,8 +562,9 @@ impl Handler<SetRoutes> for PeerActor {
         self.wanted = routes.0;
         if let Some(negotiated) = self.core.session().negotiated().cloned()
             && self.core.established_on().is_some()
+            && self.send_table(&negotiated, false)
         {
-            self.send_table(&negotiated, false);
+            self.tell_observer(Some(&negotiated));
         }
         self.act(Vec::new(), ctx);
     }
