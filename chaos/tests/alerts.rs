@@ -29,7 +29,7 @@ fn promtool(args: &[&str]) -> (bool, String) {
 fn the_alert_rules_pass_promtool() {
     let (ok, text) = promtool(&["check", "rules", "meshlb.rules.yaml"]);
     assert!(ok, "{text}");
-    assert!(text.contains("SUCCESS: 10 rules found"), "{text}");
+    assert!(text.contains("SUCCESS: 11 rules found"), "{text}");
     let (ok, text) = promtool(&["test", "rules", "meshlb.rules.test.yaml"]);
     assert!(ok, "{text}");
 }
