@@ -133,8 +133,6 @@ pub struct BgpActor {
     /// Whether a retry of the interfaces Router Discovery could not run on
     /// is scheduled.
     discovery_retry: bool,
-    /// The peers whose session is established.
-    established: BTreeSet<String>,
     /// Draining: the configuration is no longer followed.
     draining: bool,
     /// What this node's record says now.
@@ -143,7 +141,7 @@ pub struct BgpActor {
     instances: u64,
     /// Why planned peers are not running, by name.
     not_started: BTreeMap<String, String>,
-    /// What established sessions negotiated, by peer name.
+    /// The peers whose session is established, and what it negotiated.
     negotiated: BTreeMap<String, meshlb_actors::bgp::session::Negotiated>,
     /// UPDATEs each peer actor has sent, by peer name.
     updates_sent: BTreeMap<String, u64>,
@@ -164,7 +162,6 @@ impl BgpActor {
             bfd: None,
             neighbors: BTreeMap::new(),
             discovery_retry: false,
-            established: BTreeSet::new(),
             draining: false,
             published: BgpSection::default(),
             instances: 0,
@@ -240,7 +237,7 @@ impl BgpActor {
             if let Some(running) = self.peers.remove(&name) {
                 tracing::info!(peer = name, "BGP peer stopping");
                 running.addr.do_send(StopPeer { for_restart: false });
-                self.established.remove(&name);
+                self.negotiated.remove(&name);
             }
         }
         self.discover(&next, ctx);
@@ -300,7 +297,6 @@ impl BgpActor {
                 let running = self.peers.get(name);
                 let status = BgpPeerStatus {
                     address: running.map(|r| r.config.address),
-                    established: self.established.contains(name),
                     prefixes: planned
                         .routes
                         .keys()
@@ -310,11 +306,7 @@ impl BgpActor {
                         })
                         .collect(),
                     updates_sent: self.updates_sent.get(name).copied().unwrap_or(0),
-                    negotiated: self
-                        .negotiated
-                        .get(name)
-                        .filter(|_| self.established.contains(name))
-                        .cloned(),
+                    negotiated: self.negotiated.get(name).cloned(),
                     not_running: match running {
                         Some(_) => None,
                         None => Some(self.not_started.get(name).cloned().unwrap_or_else(|| "stopped".into())),
@@ -441,8 +433,8 @@ impl BgpActor {
         let Some(plan) = &self.applied else {
             return BTreeSet::new();
         };
-        self.established
-            .iter()
+        self.negotiated
+            .keys()
             .filter_map(|name| plan.peers.get(name))
             .flat_map(|peer| peer.addresses.iter().copied())
             .collect()
@@ -665,12 +657,10 @@ impl actix::Handler<SessionState> for BgpActor {
         self.updates_sent.insert(state.peer.clone(), state.updates_sent);
         match state.negotiated {
             Some(negotiated) => {
-                self.negotiated.insert(state.peer.clone(), negotiated);
-                self.established.insert(state.peer);
+                self.negotiated.insert(state.peer, negotiated);
             }
             None => {
                 self.negotiated.remove(&state.peer);
-                self.established.remove(&state.peer);
             }
         }
         self.publish(ctx);
@@ -704,7 +694,7 @@ impl actix::Handler<NeighborFound> for BgpActor {
                     "BGP peer restarting: the peer's link-local address changed"
                 );
                 running.addr.do_send(StopPeer { for_restart: false });
-                self.established.remove(&name);
+                self.negotiated.remove(&name);
             }
         }
         if self.draining {

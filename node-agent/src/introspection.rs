@@ -31,7 +31,7 @@ use tonic::{Request, Response, Status};
 use crate::AgentError;
 pub use crate::listen::Listen;
 use crate::pipeline::AgentState;
-use crate::status::{BgpStatus, ConfigStatus, Layer2Status, StatusHub, ownership};
+use crate::status::{BgpPeerStatus, BgpStatus, ConfigStatus, Layer2Status, StatusHub, ownership};
 
 /// The default listening address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7473";
@@ -264,7 +264,7 @@ pub fn bgp_view(bgp: &BgpStatus) -> pb::ListBgpPeersResponse {
             .map(|(name, peer)| pb::BgpPeer {
                 name: name.clone(),
                 address: peer.address.map(|a| a.to_string()).unwrap_or_default(),
-                established: peer.established,
+                established: peer.established(),
                 prefixes: peer.prefixes.clone(),
                 not_running: peer.not_running.clone().unwrap_or_default(),
                 peer_as: peer.negotiated.as_ref().map_or(0, |n| n.peer_as),
@@ -397,16 +397,16 @@ fn session_changes(before: &BgpStatus, after: &BgpStatus) -> Vec<pb::SessionEven
     after
         .peers
         .iter()
-        .filter(|(name, peer)| before.peers.get(*name).is_some_and(|b| b.established) != peer.established)
+        .filter(|(name, peer)| before.peers.get(*name).is_some_and(BgpPeerStatus::established) != peer.established())
         .map(|(name, peer)| pb::SessionEvent {
             peer: name.clone(),
-            established: peer.established,
+            established: peer.established(),
         })
         .chain(
             before
                 .peers
                 .iter()
-                .filter(|(name, peer)| peer.established && !after.peers.contains_key(*name))
+                .filter(|(name, peer)| peer.established() && !after.peers.contains_key(*name))
                 .map(|(name, _)| pb::SessionEvent {
                     peer: name.clone(),
                     established: false,
@@ -666,7 +666,6 @@ pub async fn spawn(hub: StatusHub, listen: &Listen) -> Result<Option<tokio::task
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::BgpPeerStatus;
 
     fn service(name: &str) -> pb::Service {
         pb::Service {
@@ -737,8 +736,8 @@ mod tests {
 
     #[test]
     fn session_events_are_the_state_changes() {
-        let peer = |established| BgpPeerStatus {
-            established,
+        let peer = |established: bool| BgpPeerStatus {
+            negotiated: established.then(crate::status::established_session),
             ..BgpPeerStatus::default()
         };
         let before = BgpStatus {

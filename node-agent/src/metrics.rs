@@ -116,8 +116,8 @@ impl Sampler {
                 "peer",
                 status.address.map_or_else(|| peer.clone(), |a| peer_label(peer, a)),
             )];
-            gauge!("metallb_bgp_session_up", &labels).set(if status.established { 1.0 } else { 0.0 });
-            gauge!("metallb_bgp_announced_prefixes_total", &labels).set(if status.established {
+            gauge!("metallb_bgp_session_up", &labels).set(if status.established() { 1.0 } else { 0.0 });
+            gauge!("metallb_bgp_announced_prefixes_total", &labels).set(if status.established() {
                 status.prefixes.len() as f64
             } else {
                 0.0
@@ -350,10 +350,9 @@ mod tests {
                 "router".to_owned(),
                 BgpPeerStatus {
                     address: Some("198.51.100.1:179".parse().unwrap()),
-                    established: true,
                     prefixes: vec!["203.0.113.10/32".into()],
                     not_running: None,
-                    negotiated: None,
+                    negotiated: Some(crate::status::established_session()),
                     updates_sent: 3,
                 },
             )]),

@@ -23,6 +23,8 @@
 //! stored twice.
 
 use std::collections::{BTreeMap, BTreeSet};
+#[cfg(test)]
+use std::net::Ipv4Addr;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -155,16 +157,38 @@ pub struct BgpStatus {
 pub struct BgpPeerStatus {
     /// Where its session runs (an unnumbered peer's once found).
     pub address: Option<SocketAddr>,
-    /// Whether the session is established.
-    pub established: bool,
     /// The prefixes this node sends it.
     pub prefixes: Vec<String>,
     /// Why no session runs, if none does.
     pub not_running: Option<String>,
-    /// What was negotiated, while established.
+    /// What was negotiated, while the session is established (`None`:
+    /// it is not).
     pub negotiated: Option<meshlb_actors::bgp::session::Negotiated>,
     /// UPDATEs sent to it over the peer actor's life.
     pub updates_sent: u64,
+}
+
+impl BgpPeerStatus {
+    /// Whether the session is established.
+    pub fn established(&self) -> bool {
+        self.negotiated.is_some()
+    }
+}
+
+/// An established session's terms, for tests.
+#[cfg(test)]
+pub(crate) fn established_session() -> meshlb_actors::bgp::session::Negotiated {
+    meshlb_actors::bgp::session::Negotiated {
+        peer_as: 64512,
+        peer_id: Ipv4Addr::new(198, 51, 100, 1),
+        hold_time: 90,
+        keepalive_time: 30,
+        families: vec![meshlb_wire::bgp::Family::IPV4_UNICAST],
+        params: meshlb_wire::bgp::SessionParams::FOUR_OCTET_AS,
+        route_refresh: true,
+        ipv4_over_ipv6: false,
+        peer_graceful_restart: None,
+    }
 }
 
 /// Who announces one address of a service, as this node sees the mesh.

@@ -90,9 +90,8 @@ pub struct SessionState {
     /// The number the observer gave this actor: a stopped actor's last
     /// word can arrive after its successor's first.
     pub instance: u64,
-    /// Whether it is established now.
-    pub established: bool,
-    /// What was negotiated, while it is.
+    /// What was negotiated, while the session is established (`None`:
+    /// it is not).
     pub negotiated: Option<Negotiated>,
     /// UPDATEs sent over the actor's life (MetalLB's `bgp_updates_total`).
     pub updates_sent: u64,
@@ -178,7 +177,6 @@ impl PeerActor {
             observer.do_send(SessionState {
                 peer: self.config.name.clone(),
                 instance: *instance,
-                established: negotiated.is_some(),
                 negotiated: negotiated.cloned(),
                 updates_sent: self.updates_sent,
             });
