@@ -315,6 +315,24 @@ fn router_routes(lab: &Lab, prefix: &str) -> bool {
         .any(|r| r.prefix == prefix)
 }
 
+/// Waits until the router's RIB holds `count` paths to `prefix`; their
+/// next hops, sorted, and the RIB.
+fn next_hops_of(
+    router: &Router,
+    lab: &Lab,
+    prefix: &str,
+    count: usize,
+) -> (Vec<IpAddr>, Vec<meshlb_chaos::router::RibPath>) {
+    let rib = router
+        .wait_rib(lab, Duration::from_secs(30), |rib| {
+            rib.iter().filter(|p| p.prefix == prefix).count() == count
+        })
+        .unwrap();
+    let mut next_hops: Vec<IpAddr> = rib.iter().filter(|p| p.prefix == prefix).map(|p| p.next_hop).collect();
+    next_hops.sort();
+    (next_hops, rib)
+}
+
 /// The agents' configuration: one BGPPeer, the lab's router, with
 /// `peer_extra` added to its spec, announcing 203.0.113.20 for one Service;
 /// `documents` come before it.
@@ -343,17 +361,7 @@ fn agents_announce_a_service_over_every_node_and_a_stop_removes_one() {
     let names = lab.node_names();
     let agents = meshlb_chaos::agent::start_cluster_with(&lab, &names, "fast", &config).unwrap();
     router.wait_established(&lab, 3, Duration::from_secs(30)).unwrap();
-    let rib = router
-        .wait_rib(&lab, Duration::from_secs(30), |rib| {
-            rib.iter().filter(|p| p.prefix == "203.0.113.20/32").count() == 3
-        })
-        .unwrap();
-    let mut next_hops: Vec<IpAddr> = rib
-        .iter()
-        .filter(|p| p.prefix == "203.0.113.20/32")
-        .map(|p| p.next_hop)
-        .collect();
-    next_hops.sort();
+    let (next_hops, _) = next_hops_of(&router, &lab, "203.0.113.20/32", 3);
     let nodes: Vec<IpAddr> = lab
         .hosts_with(meshlb_chaos::Role::Node)
         .map(|h| IpAddr::V4(h.ipv4))
@@ -829,17 +837,7 @@ fn unnumbered_peers_announce_ipv4_over_link_local_sessions() {
         router.established_interfaces(&lab).is_ok_and(|up| up.len() == 2)
     })
     .unwrap();
-    let rib = router
-        .wait_rib(&lab, Duration::from_secs(30), |rib| {
-            rib.iter().filter(|p| p.prefix == "203.0.113.20/32").count() == 2
-        })
-        .unwrap();
-    let mut next_hops: Vec<IpAddr> = rib
-        .iter()
-        .filter(|p| p.prefix == "203.0.113.20/32")
-        .map(|p| p.next_hop)
-        .collect();
-    next_hops.sort();
+    let (next_hops, rib) = next_hops_of(&router, &lab, "203.0.113.20/32", 2);
     let mut link_locals: Vec<IpAddr> = names.iter().map(|node| router_link_address(&lab, node)).collect();
     link_locals.sort();
     assert_eq!(next_hops, link_locals, "{rib:?}");

@@ -31,7 +31,7 @@ use tonic::{Request, Response, Status};
 use crate::AgentError;
 pub use crate::listen::Listen;
 use crate::pipeline::AgentState;
-use crate::status::{BgpPeerStatus, BgpStatus, ConfigStatus, Layer2Status, StatusHub, ownership};
+use crate::status::{Announcing, BgpPeerStatus, BgpStatus, ConfigStatus, Layer2Status, StatusHub, announcers};
 
 /// The default listening address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7473";
@@ -98,13 +98,11 @@ pub struct ServiceSources<'a> {
 impl ServiceSources<'_> {
     /// Every service, in name order.
     pub fn services(&self) -> Vec<pb::Service> {
-        let layer2_owners = ownership(self.layer2, self.mesh);
-        let mut bgp_announcers: BTreeMap<IpAddr, Vec<String>> = BTreeMap::new();
-        for member in &self.mesh.members {
-            for address in member.record.iter().flat_map(|r| &r.bgp.announcing) {
-                bgp_announcers.entry(*address).or_default().push(member.id.name.clone());
-            }
-        }
+        let claimants = announcers(self.mesh, Announcing::Layer2);
+        let bgp_announcers = announcers(self.mesh, Announcing::Bgp);
+        let names = |map: &BTreeMap<IpAddr, BTreeSet<String>>, address: &IpAddr| -> Vec<String> {
+            map.get(address).into_iter().flatten().cloned().collect()
+        };
         let layer2_by_key: BTreeMap<&ServiceKey, (&u64, &crate::status::Layer2Service)> =
             self.layer2.services.iter().map(|(id, s)| (&s.key, (id, s))).collect();
         self.running
@@ -122,14 +120,18 @@ impl ServiceSources<'_> {
                 let owners = addresses
                     .iter()
                     .map(|address| {
-                        let owner = layer2_owners
-                            .iter()
-                            .find(|o| o.address == *address && &o.service == key);
+                        // Layer 2 services' addresses only: another
+                        // service's claim on the address is not this one's.
+                        let layer2_claims = layer2.is_some();
                         pb::AddressOwner {
                             address: address.to_string(),
-                            announcers: owner.map(|o| o.announcers.clone()).unwrap_or_default(),
-                            here: owner.is_some_and(|o| o.here),
-                            bgp_announcers: bgp_announcers.get(address).cloned().unwrap_or_default(),
+                            announcers: if layer2_claims {
+                                names(&claimants, address)
+                            } else {
+                                Vec::new()
+                            },
+                            here: layer2_claims && self.layer2.announcing.contains(address),
+                            bgp_announcers: names(&bgp_announcers, address),
                             candidates: layer2
                                 .map(|(id, s)| ranked_candidates(self.mesh, **id, s, *address))
                                 .unwrap_or_default(),
@@ -363,19 +365,6 @@ pub fn config_view(config: &ConfigStatus) -> pb::ConfigState {
     }
 }
 
-/// Who announces each address (Layer 2 claims and BGP), for the
-/// ownership events.
-fn announcers(mesh: &MeshStatus) -> BTreeMap<IpAddr, BTreeSet<String>> {
-    let mut all: BTreeMap<IpAddr, BTreeSet<String>> = BTreeMap::new();
-    for member in &mesh.members {
-        let Some(record) = &member.record else { continue };
-        for address in record.ownership.claims.iter().chain(&record.bgp.announcing) {
-            all.entry(*address).or_default().insert(member.id.name.clone());
-        }
-    }
-    all
-}
-
 /// The ownership events between two views of the announcers.
 pub fn ownership_changes(
     before: &BTreeMap<IpAddr, BTreeSet<String>>,
@@ -428,7 +417,7 @@ async fn follow_events(hub: StatusHub, out: mpsc::Sender<Result<pb::Event, Statu
     let mut mesh = hub.mesh().watch();
     let mut config = hub.config().watch();
     let mut bgp = hub.bgp().watch();
-    let mut owners = announcers(&mesh.borrow_and_update());
+    let mut owners = announcers(&mesh.borrow_and_update(), Announcing::Either);
     let mut generation = config.borrow_and_update().generation;
     let mut rejections = config.borrow().rejections;
     let mut sessions = (*bgp.borrow_and_update()).as_ref().clone();
@@ -455,7 +444,7 @@ async fn follow_events(hub: StatusHub, out: mpsc::Sender<Result<pb::Event, Statu
                 if changed.is_err() {
                     return;
                 }
-                let now = announcers(&mesh.borrow_and_update());
+                let now = announcers(&mesh.borrow_and_update(), Announcing::Either);
                 let changes = ownership_changes(&owners, &now);
                 owners = now;
                 changes.into_iter().map(|c| now_event(event::Kind::Ownership(c))).collect()

@@ -44,7 +44,7 @@ use metrics_exporter_prometheus::PrometheusBuilder;
 use metrics_util::MetricKindMask;
 
 pub use crate::listen::Listen;
-use crate::status::StatusHub;
+use crate::status::{Announcing, StatusHub, announcers};
 
 /// The default listening address: every address, MetalLB's speaker port.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:7472";
@@ -80,17 +80,16 @@ impl Sampler {
 
         let mesh = hub.mesh().get();
         let node = mesh.identity.as_ref().map(|id| id.name.clone()).unwrap_or_default();
-        let service_of = |address: &IpAddr| {
-            running
-                .outcomes
-                .iter()
-                .find(|(_, outcome)| match outcome {
-                    meshlb_config::ServiceOutcome::Assigned(a) => a.addresses.contains(address),
-                    _ => false,
-                })
-                .map(|(key, _)| key.to_string())
-                .unwrap_or_default()
-        };
+        let services: BTreeMap<IpAddr, String> = running
+            .outcomes
+            .iter()
+            .filter_map(|(key, outcome)| match outcome {
+                meshlb_config::ServiceOutcome::Assigned(a) => Some((key, a)),
+                _ => None,
+            })
+            .flat_map(|(key, a)| a.addresses.iter().map(move |address| (*address, key.to_string())))
+            .collect();
+        let service_of = |address: &IpAddr| services.get(address).cloned().unwrap_or_default();
         let layer2 = hub.layer2().get();
         let own_record = mesh
             .members
@@ -173,12 +172,7 @@ impl Sampler {
             .absolute(*count);
         }
         counter!("meshlb_gossip_bytes_sent_total").absolute(mesh.wire_bytes_sent);
-        let mut announcers: BTreeMap<IpAddr, BTreeSet<String>> = BTreeMap::new();
-        for member in &mesh.members {
-            for address in member.record.iter().flat_map(|r| r.ownership.claims.iter()) {
-                announcers.entry(*address).or_default().insert(member.id.name.clone());
-            }
-        }
+        let announcers = announcers(&mesh, Announcing::Layer2);
         self.observe_handovers(&announcers, std::time::Instant::now());
         let addresses: BTreeSet<&IpAddr> = self.announcers.keys().chain(announcers.keys()).collect();
         let changed = addresses

@@ -307,15 +307,35 @@ impl StatusHub {
     }
 }
 
-/// [`StatusHub::ownership`] from its two sections.
-pub fn ownership(layer2: &Layer2Status, mesh: &MeshStatus) -> Vec<AddressOwnership> {
-    let mut claimants: BTreeMap<IpAddr, Vec<String>> = BTreeMap::new();
+/// What [`announcers`] counts as announcing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Announcing {
+    /// A Layer 2 claim.
+    Layer2,
+    /// An announcement to an established BGP peer.
+    Bgp,
+    /// Either.
+    Either,
+}
+
+/// Who announces each address, by the members' records: their Layer 2
+/// claims, their BGP announcements, or both.
+pub fn announcers(mesh: &MeshStatus, what: Announcing) -> BTreeMap<IpAddr, BTreeSet<String>> {
+    let mut all: BTreeMap<IpAddr, BTreeSet<String>> = BTreeMap::new();
     for member in &mesh.members {
         let Some(record) = &member.record else { continue };
-        for address in &record.ownership.claims {
-            claimants.entry(*address).or_default().push(member.id.name.clone());
+        let layer2 = record.ownership.claims.iter().filter(|_| what != Announcing::Bgp);
+        let bgp = record.bgp.announcing.iter().filter(|_| what != Announcing::Layer2);
+        for address in layer2.chain(bgp) {
+            all.entry(*address).or_default().insert(member.id.name.clone());
         }
     }
+    all
+}
+
+/// [`StatusHub::ownership`] from its two sections.
+pub fn ownership(layer2: &Layer2Status, mesh: &MeshStatus) -> Vec<AddressOwnership> {
+    let claimants = announcers(mesh, Announcing::Layer2);
     layer2
         .services
         .values()
@@ -323,7 +343,7 @@ pub fn ownership(layer2: &Layer2Status, mesh: &MeshStatus) -> Vec<AddressOwnersh
             service.addresses.iter().map(|address| AddressOwnership {
                 service: service.key.clone(),
                 address: *address,
-                announcers: claimants.get(address).cloned().unwrap_or_default(),
+                announcers: claimants.get(address).into_iter().flatten().cloned().collect(),
                 here: layer2.announcing.contains(address),
             })
         })
