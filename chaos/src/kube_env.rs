@@ -136,6 +136,17 @@ fn unique_dir(what: &str) -> PathBuf {
     std::env::temp_dir().join(format!("meshlb-{what}-{}-{n}", std::process::id()))
 }
 
+/// The Helm release the tests install the chart as (its objects, the
+/// ServiceAccount included, are named so).
+pub const CHART_RELEASE: &str = "meshlb";
+/// The namespace they install it in: MetalLB's.
+pub const CHART_NAMESPACE: &str = "metallb-system";
+
+/// The Helm chart's directory.
+pub fn chart_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/meshlb")
+}
+
 impl KubeEnv {
     /// Starts an API server on a free loopback port and waits until it is
     /// ready.
@@ -374,51 +385,74 @@ impl KubeEnv {
             .map_err(|e| LabError::Invalid(format!("{}: {e}", self.kubeconfig().display())))
     }
 
-    /// A client authenticating as service account `namespace/name` (created
-    /// if missing) with a token the TokenRequest API issued.
-    pub async fn service_account_client(&self, namespace: &str, name: &str) -> Result<kube::Client, LabError> {
-        use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-        use k8s_openapi::api::core::v1::ServiceAccount;
-        use kube::api::{Api, PostParams};
-        let admin = self.client().await?;
-        let accounts: Api<ServiceAccount> = Api::namespaced(admin, namespace);
-        let account = ServiceAccount {
-            metadata: kube::api::ObjectMeta {
-                name: Some(name.to_owned()),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        match accounts.create(&PostParams::default(), &account).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(status)) if status.code == 409 => {}
-            Err(e) => {
-                return Err(LabError::Invalid(format!(
-                    "create service account {namespace}/{name}: {e}"
-                )));
-            }
+    /// Installs (or upgrades) meshlb's Helm chart as release
+    /// [`CHART_RELEASE`] in namespace `metallb-system` (created if
+    /// missing), its CRDs included, with `--set` `values`; helm's output.
+    /// No kubelet runs the DaemonSet's pods: the lab runs the agents as
+    /// they would, with [`KubeEnv::chart_kubeconfig`].
+    pub fn install_chart(&self, values: &[&str]) -> Result<String, LabError> {
+        let mut command = self.helm();
+        command
+            .args(["upgrade", "--install", CHART_RELEASE])
+            .arg(chart_dir())
+            .args(["--namespace", CHART_NAMESPACE, "--create-namespace"]);
+        for value in values {
+            command.args(["--set", value]);
         }
-        let request = TokenRequest {
-            spec: Some(TokenRequestSpec {
-                audiences: Some(vec![self.server()]),
-                expiration_seconds: Some(3600),
+        crate::netns::run_command(command, "helm upgrade --install meshlb")
+    }
+
+    /// A kubeconfig of the chart's ServiceAccount (see
+    /// [`KubeEnv::install_chart`]): the identity and permissions of the
+    /// DaemonSet's pods.
+    pub fn chart_kubeconfig(&self) -> Result<PathBuf, LabError> {
+        self.service_account_kubeconfig(CHART_NAMESPACE, CHART_RELEASE)
+    }
+
+    /// A kubeconfig authenticating as service account `namespace/name`
+    /// (created if missing) with a token the TokenRequest API issued, good
+    /// for an hour: what a pod of that account holds.
+    pub fn service_account_kubeconfig(&self, namespace: &str, name: &str) -> Result<PathBuf, LabError> {
+        if let Err(e) = self.run_kubectl(&["create", "serviceaccount", name, "-n", namespace])
+            && !e.to_string().contains("already exists")
+        {
+            return Err(e);
+        }
+        let token = self.run_kubectl(&[
+            "create",
+            "token",
+            name,
+            "-n",
+            namespace,
+            "--duration",
+            "3600s",
+            "--audience",
+            &self.server(),
+        ])?;
+        let mut kubeconfig = kube::config::Kubeconfig::read_from(self.kubeconfig())
+            .map_err(|e| LabError::Invalid(format!("{}: {e}", self.kubeconfig().display())))?;
+        for user in &mut kubeconfig.auth_infos {
+            user.auth_info = Some(kube::config::AuthInfo {
+                token: Some(token.trim().to_owned().into()),
                 ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let issued = accounts
-            .create_token_request(name, &PostParams::default(), &request)
+            });
+        }
+        let text = serde_json::to_string(&kubeconfig)
+            .map_err(|e| LabError::Invalid(format!("kubeconfig for {namespace}/{name}: {e}")))?;
+        let path = self.dir.join(format!("kubeconfig-{namespace}-{name}"));
+        std::fs::write(&path, text).map_err(|e| LabError::io(format!("write {}", path.display()), e))?;
+        Ok(path)
+    }
+
+    /// A client authenticating as service account `namespace/name`
+    /// (created if missing): see [`KubeEnv::service_account_kubeconfig`].
+    pub async fn service_account_client(&self, namespace: &str, name: &str) -> Result<kube::Client, LabError> {
+        let path = self.service_account_kubeconfig(namespace, name)?;
+        let kubeconfig = kube::config::Kubeconfig::read_from(&path)
+            .map_err(|e| LabError::Invalid(format!("{}: {e}", path.display())))?;
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
             .await
-            .map_err(|e| LabError::Invalid(format!("token for {namespace}/{name}: {e}")))?;
-        let token = issued
-            .status
-            .and_then(|s| s.token)
-            .ok_or_else(|| LabError::Invalid(format!("no token issued for {namespace}/{name}")))?;
-        let mut config = self.config().await?;
-        config.auth_info = kube::config::AuthInfo {
-            token: Some(token.into()),
-            ..Default::default()
-        };
+            .map_err(|e| LabError::Invalid(format!("{}: {e}", path.display())))?;
         kube::Client::try_from(config).map_err(|e| LabError::Invalid(format!("kube client: {e}")))
     }
 

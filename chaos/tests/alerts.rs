@@ -1,6 +1,6 @@
-//! The alert rules (monitoring/meshlb.rules.yaml) as Prometheus reads
+//! The alert rules (charts/meshlb/monitoring/meshlb.rules.yaml) as Prometheus reads
 //! them: `promtool check rules` accepts the file and `promtool test
-//! rules` runs its unit tests (monitoring/meshlb.rules.test.yaml), each
+//! rules` runs its unit tests (charts/meshlb/monitoring/meshlb.rules.test.yaml), each
 //! alert firing when it should and not before; the PrometheusRule holds
 //! the same groups; the Grafana dashboards satisfy Grafana's dashboard
 //! schema (the types of @grafana/grafana-foundation-sdk, through
@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn monitoring() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../monitoring")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../charts/meshlb/monitoring")
 }
 
 fn promtool(args: &[&str]) -> (bool, String) {
@@ -34,14 +34,21 @@ fn the_alert_rules_pass_promtool() {
     assert!(ok, "{text}");
 }
 
-/// The PrometheusRule carries exactly the rules file's groups.
+/// The PrometheusRule (the chart's, as the static manifest renders it)
+/// carries exactly the rules file's groups.
 #[test]
 fn the_prometheus_rule_holds_the_rules_file() {
     let read = |file: &str| -> serde_yaml_ng::Value {
         serde_yaml_ng::from_str(&std::fs::read_to_string(monitoring().join(file)).unwrap()).unwrap()
     };
     let rules = read("meshlb.rules.yaml");
-    let resource = read("meshlb-prometheusrule.yaml");
+    let resource: serde_yaml_ng::Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config/manifests/meshlb-prometheusrule.yaml"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
     assert_eq!(resource["kind"], serde_yaml_ng::Value::from("PrometheusRule"));
     assert_eq!(
         resource["apiVersion"],
@@ -49,7 +56,7 @@ fn the_prometheus_rule_holds_the_rules_file() {
     );
     assert_eq!(
         resource["spec"]["groups"], rules["groups"],
-        "monitoring/meshlb-prometheusrule.yaml differs from monitoring/meshlb.rules.yaml"
+        "config/manifests/meshlb-prometheusrule.yaml differs from charts/meshlb/monitoring/meshlb.rules.yaml"
     );
 }
 
@@ -64,7 +71,7 @@ fn check_dashboards(dir: &std::path::Path) -> (bool, String) {
 fn the_dashboards_satisfy_grafanas_schema() {
     let (ok, text) = check_dashboards(&monitoring().join("dashboards"));
     assert!(ok, "{text}");
-    assert!(text.contains("3 dashboards"), "{text}");
+    assert!(text.contains("4 dashboards"), "{text}");
 
     // The check can fail: a panel without a height, with a property
     // Grafana does not know, and a query that is not text.

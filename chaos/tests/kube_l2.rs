@@ -122,7 +122,28 @@ fn kube_cluster() -> (Lab, KubeEnv) {
         kubectl(&env, &["create", "namespace", namespace]);
     }
     set_cluster_keys(&env, &format!("{}\n", random_key(1).unwrap()));
+    // The chart's ServiceAccount and RBAC, which the agents run with.
+    env.install_chart(&[&format!(
+        "clusterKeys.existingSecret={}",
+        meshlb_chaos::agent::CLUSTER_KEY_SECRET
+    )])
+    .unwrap();
     (lab, env)
+}
+
+/// The agents as the chart's DaemonSet runs them: with its ServiceAccount.
+fn start_agents(lab: &Lab, env: &KubeEnv) -> Vec<meshlb_chaos::agent::MeshAgent> {
+    start_kubernetes_cluster(lab, &lab.node_names(), "fast", &env.chart_kubeconfig().unwrap()).unwrap()
+}
+
+/// No agent was refused anything by the API server: the chart grants
+/// all they do.
+fn nothing_forbidden(agents: &[meshlb_chaos::agent::MeshAgent]) {
+    for agent in agents {
+        let log = agent.process.log();
+        let refused: Vec<&str> = log.lines().filter(|l| l.contains("forbidden")).take(5).collect();
+        assert!(refused.is_empty(), "{} was refused: {refused:#?}", agent.node);
+    }
 }
 
 /// The echo Service's address, once it has one.
@@ -150,7 +171,7 @@ fn echo_address(env: &KubeEnv) -> String {
 fn kube_lab() -> KubeLab {
     let (lab, env) = kube_cluster();
     apply(&env, &example("layer2/pools.yaml"));
-    let agents = start_kubernetes_cluster(&lab, &lab.node_names(), "fast", &env.kubeconfig()).unwrap();
+    let agents = start_agents(&lab, &env);
 
     // The Service and its selector-less EndpointSlice (endpoints on every
     // node): the allocator gives it an address, one node answers for it
@@ -277,6 +298,7 @@ fn agents_in_a_cluster_announce_what_status_says_and_report_it() {
         reported(&env).split_whitespace().any(|n| n == after)
     })
     .unwrap();
+    nothing_forbidden(&agents);
 }
 
 /// The mesh outlives the API server: with the control-plane host cut off,
@@ -295,7 +317,7 @@ fn the_mesh_forms_while_the_first_configuration_is_refused() {
     apply(&env, &example("layer2/selectorless.yaml"));
     // Returns once every agent's mesh holds every node: the seeds came
     // from the Nodes, though no configuration runs.
-    let agents = start_kubernetes_cluster(&lab, &lab.node_names(), "fast", &env.kubeconfig()).unwrap();
+    let agents = start_agents(&lab, &env);
     wait_for(Duration::from_secs(30), "every agent to report the refusal", || {
         let summaries = kubectl(
             &env,

@@ -3,7 +3,7 @@
 //! series are there with their labels, exactly one node announces the
 //! service's address, and after that node crashes exactly one other does,
 //! the crashed node's series gone and the ownership-change counter moved;
-//! every panel of the Grafana dashboards (monitoring/dashboards) returns
+//! every panel of the Grafana dashboards (charts/meshlb/monitoring/dashboards) returns
 //! data from it.
 //! Needs root.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -81,7 +81,7 @@ fn start_prometheus(lab: &Lab, host: &str) -> meshlb_chaos::LabProcess {
 /// checking each dashboard's shape: a uid and title, the data source as
 /// a variable, panels with unique ids, a grid position and a query each.
 fn dashboard_queries(uids: &[&str]) -> Vec<(String, String)> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../monitoring/dashboards");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/meshlb/monitoring/dashboards");
     let mut queries = Vec::new();
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
@@ -205,12 +205,33 @@ fn prometheus_sees_one_announcer_before_and_after_a_crash() {
     assert!(slowest[0].1 < 30.0, "{slowest:?}");
     let members = query(&lab, "meshlb_members");
     assert!(members.iter().filter(|(_, v)| *v == 2.0).count() >= 2, "{members:?}");
+    // Both survivors detected the crash, each timing it once.
+    wait("the crash detected by both survivors", || {
+        let detected = query(&lab, "meshlb_failures_detected_total == 1");
+        let timed = query(&lab, "meshlb_failure_detection_seconds_count == 1");
+        detected.len() == 2 && timed.len() == 2
+    });
+    let silent = query(&lab, "max(meshlb_failure_detection_seconds_sum)");
+    assert!(silent[0].1 > 0.0 && silent[0].1 < 30.0, "{silent:?}");
+    // Every agent allocated the Service's address at start.
+    let allocations = query(&lab, "meshlb_allocation_seconds_count");
+    assert!(
+        allocations.len() >= 2 && allocations.iter().all(|(_, v)| *v >= 1.0),
+        "{allocations:?}"
+    );
+
+    // Every panel of the mesh dashboard returns data, a failure included.
+    let queries = dashboard_queries(&["meshlb-mesh"]);
+    assert!(queries.len() >= 6, "{queries:?}");
+    wait("every mesh dashboard query to return data", || {
+        queries.iter().all(|(_, expr)| !query(&lab, expr).is_empty())
+    });
 }
 
-/// Every dashboard in monitoring/dashboards is one the lab tests evaluate.
+/// Every dashboard in charts/meshlb/monitoring/dashboards is one the lab tests evaluate.
 #[test]
 fn every_dashboard_is_evaluated() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../monitoring/dashboards");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/meshlb/monitoring/dashboards");
     let mut uids: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| {
@@ -220,7 +241,7 @@ fn every_dashboard_is_evaluated() {
         })
         .collect();
     uids.sort();
-    assert_eq!(uids, ["meshlb-bgp", "meshlb-layer2", "meshlb-overview"]);
+    assert_eq!(uids, ["meshlb-bgp", "meshlb-layer2", "meshlb-mesh", "meshlb-overview"]);
 }
 
 /// BGP mode with BFD, two nodes and FRR, Prometheus on the router: both

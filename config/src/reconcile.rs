@@ -265,6 +265,11 @@ impl Reconciler {
         self
     }
 
+    /// Who gives the services their addresses.
+    pub fn address_source(&self) -> AddressSource {
+        self.source
+    }
+
     /// The allocator, for counters and lookups.
     pub fn allocator(&self) -> &Allocator {
         &self.allocator

@@ -112,3 +112,17 @@ fn kinds_versions_and_scopes_are_metallbs() {
         .collect();
     assert_eq!(versions, [("v1beta1", false, true), ("v1beta2", true, false)]);
 }
+
+/// The Helm chart carries the CRDs `meshlb-agent crds` prints, unchanged
+/// (regenerate: `meshlb-agent crds > charts/meshlb/crds/meshlb-crds.yaml`,
+/// then `scripts/manifests`).
+#[test]
+fn the_charts_crds_are_the_agents() {
+    let chart = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/meshlb/crds/meshlb-crds.yaml");
+    let copy = std::fs::read_to_string(&chart).unwrap();
+    assert!(
+        copy == meshlb_config::crd::definitions_yaml().unwrap(),
+        "{} differs from `meshlb-agent crds`: regenerate it",
+        chart.display()
+    );
+}

@@ -122,6 +122,27 @@ pub struct MeshStats {
     pub refused_datagrams: u64,
     /// Members declared down, over this node's life.
     pub members_declared_down: u64,
+    /// Crashes detected (members declared down that had not left),
+    /// over this node's life.
+    pub failures_detected: u64,
+    /// The latest of them (at most [`RECENT_DETECTIONS`]), oldest first.
+    pub recent_detections: VecDeque<FailureDetection>,
+}
+
+/// How many [`FailureDetection`]s [`MeshStats`] keeps.
+pub const RECENT_DETECTIONS: usize = 32;
+
+/// A member this node declared down without it having left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailureDetection {
+    /// The member.
+    pub member: String,
+    /// When it was declared down (the mesh's clock, ms).
+    pub at_ms: u64,
+    /// How long before that this node last received a datagram from it:
+    /// an upper bound of the detection time, since the member failed after
+    /// it last spoke. `None` when this node never heard it directly.
+    pub silent_ms: Option<u64>,
 }
 
 /// One member as this node sees it.
@@ -330,6 +351,8 @@ pub struct Mesh {
     next_anti_entropy_ms: u64,
     next_seed_announce_ms: u64,
     joined_at_ms: u64,
+    /// When a datagram last came from each member's address (ms).
+    last_heard_ms: BTreeMap<SocketAddr, u64>,
     stats: MeshStats,
 }
 
@@ -393,6 +416,7 @@ impl Mesh {
             left: false,
             seeds: Vec::new(),
             joined_at_ms: now_ms,
+            last_heard_ms: BTreeMap::new(),
             stats: MeshStats::default(),
         }
     }
@@ -570,6 +594,9 @@ impl Mesh {
                 let pick = self.rng.random_range(0..partners.len());
                 self.send_digest(partners[pick].addr);
             }
+            // Only members' addresses are worth remembering.
+            let addresses: BTreeSet<SocketAddr> = partners.iter().map(|id| id.addr).collect();
+            self.last_heard_ms.retain(|addr, _| addresses.contains(addr));
         }
         if self.live.is_empty() && !self.seeds.is_empty() && self.now_ms >= self.next_seed_announce_ms {
             self.announce_to_seeds();
@@ -597,6 +624,7 @@ impl Mesh {
     pub fn handle_datagram(&mut self, from: SocketAddr, data: &[u8], now_ms: u64) -> Result<(), MeshError> {
         self.turn(now_ms);
         self.stats.received_datagrams += 1;
+        self.last_heard_ms.insert(from, self.now_ms);
         let result = self.dispatch(from, data);
         if result.is_err() {
             self.stats.refused_datagrams += 1;
@@ -1079,8 +1107,11 @@ impl Mesh {
             .get(&id.name)
             .is_some_and(|r| r.ownership.leaving && r.boot == id.boot);
         let suspected = self.suspected.remove(&id);
+        let last_heard = self.last_heard_ms.remove(&id.addr);
         if left {
             self.fence.left(&id.name);
+        } else {
+            self.record_detection(&id, last_heard);
         }
         if !suspected && !left {
             let until = self.now_ms + self.profile.suspect_to_down_ms;
@@ -1089,6 +1120,19 @@ impl Mesh {
             self.stale_claims.insert(id.name.clone());
         }
         self.events.push_back(MeshEvent::MemberDown(id));
+    }
+
+    fn record_detection(&mut self, id: &NodeId, last_heard_ms: Option<u64>) {
+        self.stats.failures_detected += 1;
+        let detections = &mut self.stats.recent_detections;
+        if detections.len() == RECENT_DETECTIONS {
+            detections.pop_front();
+        }
+        detections.push_back(FailureDetection {
+            member: id.name.clone(),
+            at_ms: self.now_ms,
+            silent_ms: last_heard_ms.map(|heard| self.now_ms.saturating_sub(heard)),
+        });
     }
 
     /// Updates the fence's reference. A node that regains quorum was cut off

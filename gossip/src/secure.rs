@@ -163,6 +163,19 @@ pub enum DropReason {
     Forged,
 }
 
+impl DropReason {
+    /// Every reason.
+    pub const ALL: [DropReason; 7] = [
+        DropReason::Truncated,
+        DropReason::Version,
+        DropReason::UnknownKey,
+        DropReason::Stale,
+        DropReason::Future,
+        DropReason::Replayed,
+        DropReason::Forged,
+    ];
+}
+
 /// Dropped packets by reason, for metrics.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DropCounters {

@@ -90,6 +90,7 @@ fn a_crashed_owner_is_detected_within_the_bound_and_replaced() {
     net.crash(victim);
     net.run_for(Profile::fast().detection_bound_ms() * 3);
     let bound = Profile::fast().detection_bound_ms() * 2;
+    let mut heard_directly = 0;
     for i in net.running() {
         let seen = net
             .down_seen_at(i, &name, crashed_at)
@@ -99,7 +100,27 @@ fn a_crashed_owner_is_detected_within_the_bound_and_replaced() {
             "node {i} took {} ms (bound {bound})",
             seen - crashed_at
         );
+        // Each observer records the crash once, with how long the victim
+        // had been silent: at least the time the detection really took.
+        let stats = net.nodes[i]
+            .mesh
+            .as_ref()
+            .map(|m| m.stats().clone())
+            .unwrap_or_default();
+        assert_eq!(stats.failures_detected, 1, "node {i}: {stats:?}");
+        let detection = &stats.recent_detections[0];
+        assert_eq!(detection.member, name);
+        assert_eq!(detection.at_ms, seen);
+        if let Some(silent) = detection.silent_ms {
+            assert!(
+                silent >= seen - crashed_at,
+                "node {i}: silent {silent} ms, took {}",
+                seen - crashed_at
+            );
+            heard_directly += 1;
+        }
     }
+    assert!(heard_directly > 0, "no node had heard the victim directly");
 
     assert!(net.converged());
     single_owner_everywhere(&net).unwrap();
@@ -376,6 +397,11 @@ fn graceful_leave_hands_over_without_a_gap() {
         .map(|m| m.fence_reference())
         .unwrap_or_default();
     assert!(!reference.contains(&net.nodes[leaver].name), "reference: {reference:?}");
+    // A leave is no failure.
+    for i in net.running() {
+        let detected = net.nodes[i].mesh.as_ref().map_or(0, |m| m.stats().failures_detected);
+        assert_eq!(detected, 0, "node {i} counted the leave as a failure");
+    }
 }
 
 #[test]

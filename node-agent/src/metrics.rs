@@ -29,11 +29,19 @@
 //! | `meshlb_quorum_fence_engaged` | | 1 while this node may not announce |
 //! | `meshlb_ownership_changes_total` | | announcer changes seen, any address |
 //! | `meshlb_ownership_change_seconds` (histogram) | | how long an address that changed announcer went without one, as this node saw it |
+//! | `meshlb_failures_detected_total` | | members this node declared down that had not left |
+//! | `meshlb_failure_detection_seconds` (histogram) | | for each, how long the member had been silent to this node when declared down: an upper bound of the detection time |
+//! | `meshlb_allocation_seconds` (histogram) | | from the allocator taking up a change to the addresses it gives taking effect: a standalone agent's allocation pass; the cluster allocator's pass until each Service's status write succeeds |
 //! | `meshlb_gossip_datagrams_dropped_total` | `reason` | datagrams the envelope refused |
 //! | `meshlb_gossip_bytes_sent_total` | | bytes sent, envelope included |
 //! | `meshlb_config_reloads_total` | `result` (`accepted`, `rejected`) | configuration updates |
 //! | `meshlb_layer2_arp_replies_total`, `..._na_replies_total`, `..._announcements_total` | `interface` | answers and gratuitous announcements sent |
 //! | `meshlb_bgp_peer_running` | `peer` | 0 for a planned peer that cannot run (why: `meshlbctl bgp`) |
+//!
+//! Every series is set here from the hub, but for `meshlb_allocation_seconds`:
+//! its observations are recorded where the allocation happens
+//! ([`crate::pipeline`], [`crate::sources::kubernetes::allocator`]),
+//! since a snapshot would lose those between two samples.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
@@ -62,6 +70,8 @@ pub struct Sampler {
     ownership_changes: u64,
     /// Addresses that lost their announcer, since when.
     unclaimed_since: BTreeMap<IpAddr, std::time::Instant>,
+    /// The mesh's failure detections recorded so far.
+    failures_recorded: u64,
 }
 
 impl Sampler {
@@ -164,14 +174,17 @@ impl Sampler {
         }
         gauge!("meshlb_members_expected").set(mesh.fence.expected as f64);
         gauge!("meshlb_quorum_fence_engaged").set(if mesh.fence.quorum { 0.0 } else { 1.0 });
-        for (reason, count) in &mesh.drops {
+        // Every reason, zero included, so a rate shows 0 rather than nothing.
+        for reason in meshlb_gossip::secure::DropReason::ALL {
+            let count = mesh.drops.iter().find(|(r, _)| *r == reason).map_or(0, |(_, n)| *n);
             counter!(
                 "meshlb_gossip_datagrams_dropped_total",
-                "reason" => meshlb_gossip::driver::drop_reason_name(*reason)
+                "reason" => meshlb_gossip::driver::drop_reason_name(reason)
             )
-            .absolute(*count);
+            .absolute(count);
         }
         counter!("meshlb_gossip_bytes_sent_total").absolute(mesh.wire_bytes_sent);
+        self.record_detections(&mesh.stats);
         let announcers = announcers(&mesh, Announcing::Layer2);
         self.observe_handovers(&announcers, std::time::Instant::now());
         let addresses: BTreeSet<&IpAddr> = self.announcers.keys().chain(announcers.keys()).collect();
@@ -222,12 +235,11 @@ impl Sampler {
         }
         for (address, announcers) in now_claims.iter().filter(|(a, _)| claimed(now_claims, a)) {
             if let Some(since) = self.unclaimed_since.remove(address) {
-                histogram!("meshlb_ownership_change_seconds")
-                    .record(now.saturating_duration_since(since).as_secs_f64());
+                histogram!(OWNERSHIP_CHANGE_SECONDS).record(now.saturating_duration_since(since).as_secs_f64());
             } else if let Some(before) = self.announcers.get(address).filter(|b| !b.is_empty())
                 && before.is_disjoint(announcers)
             {
-                histogram!("meshlb_ownership_change_seconds").record(0.0);
+                histogram!(OWNERSHIP_CHANGE_SECONDS).record(0.0);
             }
         }
         // An address nobody takes within an hour (its service gone) is
@@ -237,8 +249,49 @@ impl Sampler {
     }
 }
 
-/// The buckets of `meshlb_ownership_change_seconds`.
-const HANDOVER_BUCKETS: &[f64] = &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0];
+impl Sampler {
+    /// Records in `meshlb_failure_detection_seconds` the failures the mesh
+    /// detected since the last sample (all, unless more than it keeps came
+    /// in between).
+    fn record_detections(&mut self, stats: &meshlb_gossip::mesh::MeshStats) {
+        let new = stats.failures_detected.saturating_sub(self.failures_recorded);
+        let recent = &stats.recent_detections;
+        let skip = recent.len().saturating_sub(usize::try_from(new).unwrap_or(usize::MAX));
+        for detection in recent.iter().skip(skip) {
+            if let Some(silent_ms) = detection.silent_ms {
+                histogram!(FAILURE_DETECTION_SECONDS).record(silent_ms as f64 / 1000.0);
+            }
+        }
+        self.failures_recorded = stats.failures_detected;
+        counter!("meshlb_failures_detected_total").absolute(stats.failures_detected);
+    }
+}
+
+/// The allocation latency histogram (recorded where allocation happens).
+pub const ALLOCATION_SECONDS: &str = "meshlb_allocation_seconds";
+const OWNERSHIP_CHANGE_SECONDS: &str = "meshlb_ownership_change_seconds";
+const FAILURE_DETECTION_SECONDS: &str = "meshlb_failure_detection_seconds";
+
+/// The histograms and their buckets (seconds): failover times, and
+/// allocation (milliseconds to seconds).
+const HISTOGRAMS: &[(&str, &[f64])] = &[
+    (OWNERSHIP_CHANGE_SECONDS, FAILOVER_BUCKETS),
+    (FAILURE_DETECTION_SECONDS, FAILOVER_BUCKETS),
+    (
+        ALLOCATION_SECONDS,
+        &[
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ],
+    ),
+];
+const FAILOVER_BUCKETS: &[f64] = &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0];
+
+/// `builder` with the buckets of every histogram.
+fn with_buckets(builder: PrometheusBuilder) -> Result<PrometheusBuilder, metrics_exporter_prometheus::BuildError> {
+    HISTOGRAMS.iter().try_fold(builder, |builder, (name, buckets)| {
+        builder.set_buckets_for_metric(metrics_exporter_prometheus::Matcher::Full((*name).into()), buckets)
+    })
+}
 
 /// MetalLB's `peer` label: the address (and port, when not 179).
 fn peer_label(name: &str, address: SocketAddr) -> String {
@@ -266,14 +319,9 @@ pub fn spawn(hub: StatusHub, listen: &Listen) -> Option<tokio::task::JoinHandle<
         }
         Listen::Off => return None,
     };
-    let built = builder
-        // The sampler sets counters and gauges each time; histograms are
-        // observations and stay.
-        .idle_timeout(MetricKindMask::COUNTER | MetricKindMask::GAUGE, Some(STALE_AFTER))
-        .set_buckets_for_metric(
-            metrics_exporter_prometheus::Matcher::Full("meshlb_ownership_change_seconds".into()),
-            HANDOVER_BUCKETS,
-        )
+    // The sampler sets counters and gauges each time; histograms are
+    // observations and stay.
+    let built = with_buckets(builder.idle_timeout(MetricKindMask::COUNTER | MetricKindMask::GAUGE, Some(STALE_AFTER)))
         .and_then(|builder| builder.build());
     let (recorder, exporter) = match built {
         Ok(built) => built,
@@ -377,13 +425,7 @@ mod tests {
 
     #[test]
     fn a_handover_records_how_long_the_address_went_unannounced() {
-        let recorder = PrometheusBuilder::new()
-            .set_buckets_for_metric(
-                metrics_exporter_prometheus::Matcher::Full("meshlb_ownership_change_seconds".into()),
-                HANDOVER_BUCKETS,
-            )
-            .unwrap()
-            .build_recorder();
+        let recorder = with_buckets(PrometheusBuilder::new()).unwrap().build_recorder();
         let handle = recorder.handle();
         let address: IpAddr = "203.0.113.10".parse().unwrap();
         let claims = |names: &[&str]| BTreeMap::from([(address, names.iter().map(|n| n.to_string()).collect())]);
@@ -411,6 +453,45 @@ mod tests {
         );
         assert!(
             text.contains("meshlb_ownership_change_seconds_bucket{le=\"0.5\"} 1"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn each_failure_detection_is_recorded_once() {
+        use meshlb_gossip::mesh::{FailureDetection, MeshStats};
+        let recorder = with_buckets(PrometheusBuilder::new()).unwrap().build_recorder();
+        let handle = recorder.handle();
+        let detection = |member: &str, silent_ms| FailureDetection {
+            member: member.into(),
+            at_ms: 0,
+            silent_ms,
+        };
+        let mut stats = MeshStats {
+            failures_detected: 1,
+            recent_detections: [detection("node1", Some(300))].into(),
+            ..MeshStats::default()
+        };
+        let mut sampler = Sampler::default();
+        metrics::with_local_recorder(&recorder, || {
+            sampler.record_detections(&stats);
+            // Sampled again with nothing new.
+            sampler.record_detections(&stats);
+            stats.failures_detected = 3;
+            stats.recent_detections.push_back(detection("node2", Some(4_000)));
+            // Never heard directly: counted, not timed.
+            stats.recent_detections.push_back(detection("node3", None));
+            sampler.record_detections(&stats);
+        });
+        let text = handle.render();
+        assert!(text.contains("meshlb_failures_detected_total 3"), "{text}");
+        assert!(text.contains("meshlb_failure_detection_seconds_count 2"), "{text}");
+        assert!(
+            text.contains("meshlb_failure_detection_seconds_bucket{le=\"0.5\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("meshlb_failure_detection_seconds_bucket{le=\"5\"} 2"),
             "{text}"
         );
     }

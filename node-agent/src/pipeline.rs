@@ -228,6 +228,7 @@ impl Pipeline {
         let may_withdraw_everything = snapshot.inventory.config.pools.is_empty()
             || !self.reconciler.surely_keeps_some_address(&snapshot.inventory);
         let mut tried = None;
+        let started = Instant::now();
         let outcomes = if may_withdraw_everything {
             let mut next = self.reconciler.clone();
             let outcomes = next.apply(&snapshot.inventory);
@@ -258,10 +259,21 @@ impl Pipeline {
             self.reconciler = next;
         }
         let mut changed = BTreeMap::new();
+        let mut allocated = false;
         for (key, outcome) in &outcomes {
             if self.outcomes.get(key) != Some(outcome) {
+                allocated |= outcome.assignment().is_some_and(|a| {
+                    self.outcomes
+                        .get(key)
+                        .and_then(ServiceOutcome::assignment)
+                        .map(|b| &b.addresses)
+                        != Some(&a.addresses)
+                });
                 changed.insert(key.clone(), Some(outcome.clone()));
             }
+        }
+        if allocated && self.reconciler.address_source() == AddressSource::Allocate {
+            metrics::histogram!(crate::metrics::ALLOCATION_SECONDS).record(started.elapsed().as_secs_f64());
         }
         for key in self.outcomes.keys().filter(|k| !outcomes.contains_key(*k)) {
             changed.insert(key.clone(), None);
@@ -627,6 +639,44 @@ mod tests {
         let _ = tokio::time::timeout(Duration::from_secs(10), run).await.unwrap();
         assert_eq!(hub.running().get().generation, 0, "no configuration runs");
         assert_eq!(hub.nodes().get().keys().collect::<Vec<_>>(), ["n1"]);
+    }
+
+    /// An update that gives a service addresses is timed in the allocation
+    /// histogram; one that gives none is not, nor is an agent that takes
+    /// addresses from status (the cluster allocator times its own).
+    #[test]
+    fn allocations_are_timed() {
+        let reading = |yaml: &str, fingerprint| {
+            let objects = meshlb_config::parse_documents(yaml, "memory").unwrap().objects;
+            SourceUpdate::of_reading(&objects, Vec::new(), fingerprint)
+        };
+        let timed = |pipeline: &mut Pipeline, updates: &[(String, u64)]| {
+            let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            metrics::with_local_recorder(&recorder, || {
+                for (yaml, fingerprint) in updates {
+                    pipeline.offer(reading(yaml, *fingerprint));
+                }
+            });
+            let text = handle.render();
+            text.lines()
+                .find_map(|l| l.strip_prefix("meshlb_allocation_seconds_count "))
+                .map_or(0, |count| count.parse::<u64>().unwrap())
+        };
+        let db = WEB.replace("name: web", "name: db");
+        let namespace = "---\napiVersion: v1\nkind: Namespace\nmetadata: {name: default}\n";
+        let updates = [
+            (format!("{POOL}{WEB}"), 1),
+            // Nothing new to allocate.
+            (format!("{POOL}{WEB}{namespace}"), 2),
+            (format!("{POOL}{WEB}{namespace}{db}"), 3),
+        ];
+        let mut allocating = Pipeline::new(None, ClassFilter::default()).unwrap();
+        assert_eq!(timed(&mut allocating, &updates), 2);
+        let mut from_status = Pipeline::new(None, ClassFilter::default())
+            .unwrap()
+            .taking_addresses_from(AddressSource::Status);
+        assert_eq!(timed(&mut from_status, &updates), 0);
     }
 
     /// While the configuration is refused, the running one serves the

@@ -284,12 +284,18 @@ struct Agent {
 }
 
 impl Agent {
+    /// An agent with the chart's identity and permissions (the chart
+    /// installed by [`cluster`]).
     fn start(env: &KubeEnv, name: &str, lease: &str) -> Agent {
+        Agent::start_as(&env.chart_kubeconfig().unwrap(), name, lease)
+    }
+
+    fn start_as(kubeconfig: &std::path::Path, name: &str, lease: &str) -> Agent {
         let state = tempfile::tempdir().unwrap();
         let log = state.path().join("agent.log");
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_meshlb-agent"))
             .args(["run", "--kubernetes", "--kubeconfig"])
-            .arg(env.kubeconfig())
+            .arg(kubeconfig)
             .arg("--state-dir")
             .arg(state.path())
             .args(["--node-name", name, "--allocator-lease", lease])
@@ -332,13 +338,15 @@ impl Drop for Agent {
     }
 }
 
-/// Sets up a cluster with meshlb's CRDs, `metallb-system` with one pool
-/// and the namespace `ns`.
-async fn cluster(client: &kube::Client, ns: &str, addresses: &[&str]) {
+/// Sets up a cluster with meshlb's CRDs, `metallb-system` with one pool,
+/// the Helm chart (the agents' ServiceAccount and RBAC) and the namespace
+/// `ns`.
+async fn cluster(env: &KubeEnv, client: &kube::Client, ns: &str, addresses: &[&str]) {
     install_crds(client).await;
     create_namespace(client, "metallb-system").await;
     create_namespace(client, ns).await;
     apply(&custom::<IpAddressPool>(client), pool("pool", addresses)).await;
+    env.install_chart(&[]).unwrap();
 }
 
 fn ingress(service: &Service) -> Vec<String> {
@@ -428,11 +436,13 @@ fn two_allocators_at_once_never_give_one_address_twice() {
     let env = KubeEnv::start().unwrap();
     let rt = runtime();
     let client = rt.block_on(env.client()).unwrap();
-    rt.block_on(cluster(&client, "burst", &["198.51.100.0/24"]));
+    rt.block_on(cluster(&env, &client, "burst", &["198.51.100.0/24"]));
     // Two Leases: both agents allocate at the same time, and only the
     // claims keep them apart.
-    let a = Agent::start(&env, "node-a", "lease-a");
-    let b = Agent::start(&env, "node-b", "lease-b");
+    // Two Leases, so both allocate at once: more than the chart grants
+    // (its one Lease), so these two run as admin.
+    let a = Agent::start_as(&env.kubeconfig(), "node-a", "lease-a");
+    let b = Agent::start_as(&env.kubeconfig(), "node-b", "lease-b");
     const SERVICES: usize = 300;
     const ADDRESSES: usize = 256;
     rt.block_on(async {
@@ -522,7 +532,7 @@ fn addresses_metallb_wrote_are_kept_and_the_allocator_fails_over() {
     let env = KubeEnv::start().unwrap();
     let rt = runtime();
     let client = rt.block_on(env.client()).unwrap();
-    rt.block_on(cluster(&client, "moved", &["203.0.113.0/26"]));
+    rt.block_on(cluster(&env, &client, "moved", &["203.0.113.0/26"]));
     // Services as MetalLB's controller left them: addresses out of
     // first-free order, with its annotation.
     let written_by_metallb: Vec<(String, String)> = (0..20)
@@ -612,7 +622,7 @@ fn malformed_requests_get_an_event_and_no_address() {
     let env = KubeEnv::start().unwrap();
     let rt = runtime();
     let client = rt.block_on(env.client()).unwrap();
-    rt.block_on(cluster(&client, "bad", &["192.0.2.0/28"]));
+    rt.block_on(cluster(&env, &client, "bad", &["192.0.2.0/28"]));
     let _agent = Agent::start(&env, "node-a", "meshlb-allocator");
     rt.block_on(async {
         let services: Api<Service> = Api::namespaced(client.clone(), "bad");
@@ -695,7 +705,7 @@ fn services_sharing_an_address_hold_one_claim() {
     let env = KubeEnv::start().unwrap();
     let rt = runtime();
     let client = rt.block_on(env.client()).unwrap();
-    rt.block_on(cluster(&client, "shared", &["192.0.2.0/29"]));
+    rt.block_on(cluster(&env, &client, "shared", &["192.0.2.0/29"]));
     let _agent = Agent::start(&env, "node-a", "meshlb-allocator");
     rt.block_on(async {
         let services: Api<Service> = Api::namespaced(client.clone(), "shared");
@@ -739,7 +749,7 @@ fn each_agent_reports_its_configuration_state_and_events_on_bad_objects() {
     let env = KubeEnv::start().unwrap();
     let rt = runtime();
     let client = rt.block_on(env.client()).unwrap();
-    rt.block_on(cluster(&client, "cfg", &["192.0.2.0/28"]));
+    rt.block_on(cluster(&env, &client, "cfg", &["192.0.2.0/28"]));
     let agent = Agent::start(&env, "node-a", "meshlb-allocator");
     rt.block_on(async {
         let states: Api<meshlb_config::crd::ConfigurationState> = Api::namespaced(client.clone(), "metallb-system");
@@ -816,6 +826,9 @@ fn each_agent_reports_its_configuration_state_and_events_on_bad_objects() {
         })
         .await;
     });
+    // The chart's RBAC granted every write above.
+    let log = agent.log();
+    assert!(!log.contains("forbidden"), "{log}");
 }
 
 /// node-a's ServiceL2Status objects: `namespace/service@node` and the
@@ -855,7 +868,7 @@ fn service_l2_statuses_follow_what_the_node_announces() {
     let env = KubeEnv::start().unwrap();
     let rt = runtime();
     let client = rt.block_on(env.client()).unwrap();
-    rt.block_on(cluster(&client, "l2", &["192.0.2.0/28"]));
+    rt.block_on(cluster(&env, &client, "l2", &["192.0.2.0/28"]));
     let layer2 = |announcing: &[&str], interfaces: &[&str]| {
         let service = |name: &str, address: &str| Layer2Service {
             key: ServiceKey::new("l2", name),
@@ -919,8 +932,10 @@ fn service_l2_statuses_follow_what_the_node_announces() {
         };
         let (_mesh_tx, mesh_rx) = tokio::sync::watch::channel(std::sync::Arc::new(mesh));
         let (tx, rx) = tokio::sync::watch::channel(layer2(&["192.0.2.1"], &["eth0"]));
+        // With the chart's identity, as the agent writes them.
+        let agent_client = env.service_account_client("metallb-system", "meshlb").await.unwrap();
         let writer = tokio::spawn(l2_status::run(
-            client.clone(),
+            agent_client,
             "metallb-system".into(),
             "node-a".into(),
             rx,

@@ -711,6 +711,7 @@ async fn pass(
     if state.generation == 0 {
         return false;
     }
+    let pass_started = std::time::Instant::now();
     // Copying and planning over every Service runs off the control thread.
     let mut written = std::mem::take(&mut memory.written);
     let claims_listed = claims.state();
@@ -743,6 +744,10 @@ async fn pass(
     for (write, result) in results {
         match result {
             Ok(done) => {
+                if !write.addresses.is_empty() {
+                    metrics::histogram!(crate::metrics::ALLOCATION_SECONDS)
+                        .record(pass_started.elapsed().as_secs_f64());
+                }
                 memory.written.0.insert(write.holder.service(), done);
                 if write.failure.is_some() {
                     memory
