@@ -208,6 +208,36 @@ pub fn start_kubernetes_cluster(
     until_all_see_each_other(agents)
 }
 
+/// Starts an agent on each node of `lab` exactly as the installed Helm
+/// chart's DaemonSet runs it, the Node's InternalIP as its host address ([`crate::kube_env::KubeEnv::chart_agent_args`]:
+/// its arguments, its ServiceAccount); the chart must name Secret
+/// [`CLUSTER_KEY_SECRET`] (its default) and it must exist. Returns once
+/// every agent sees every member.
+pub fn start_chart_cluster(lab: &Lab, env: &crate::kube_env::KubeEnv) -> Result<Vec<MeshAgent>, LabError> {
+    let binary = agent_binary()?;
+    let binary = binary.to_string_lossy().into_owned();
+    let kubeconfig = env.chart_kubeconfig()?;
+    let root = agents_dir(lab);
+    let agents = lab
+        .node_names()
+        .iter()
+        .map(|node| {
+            let state_dir = root.join(node);
+            std::fs::create_dir_all(&state_dir).map_err(|e| LabError::io("create agents dir", e))?;
+            let args = env.chart_agent_args(node, lab.host(node)?.ipv4.into(), &state_dir, &kubeconfig)?;
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            let process = lab.spawn(node, "meshlb-agent", &binary, &refs)?;
+            Ok(MeshAgent {
+                node: node.clone(),
+                process,
+                key_file: state_dir.join("cluster-keys"),
+                state_dir,
+            })
+        })
+        .collect::<Result<Vec<_>, LabError>>()?;
+    until_all_see_each_other(agents)
+}
+
 /// Spawns `meshlb-agent run` on `node` with the configuration source
 /// arguments `source`, the mesh arguments and `extra`; with `keys`, a key
 /// file holding them (without, `source` names where the keys come from,

@@ -402,6 +402,47 @@ impl KubeEnv {
         crate::netns::run_command(command, "helm upgrade --install meshlb")
     }
 
+    /// The agent's command line as the installed chart's DaemonSet gives
+    /// it to the pod on `node` (host address `host_ip`): the container's
+    /// arguments with the downward API's values in place, the state
+    /// directory (the pod's emptyDir) at `state_dir`, and `--kubeconfig`
+    /// of [`KubeEnv::chart_kubeconfig`] (a pod would hold the token
+    /// mounted).
+    pub fn chart_agent_args(
+        &self,
+        node: &str,
+        host_ip: std::net::IpAddr,
+        state_dir: &Path,
+        kubeconfig: &Path,
+    ) -> Result<Vec<String>, LabError> {
+        let listed = self.run_kubectl(&[
+            "get",
+            "daemonset",
+            CHART_RELEASE,
+            "-n",
+            CHART_NAMESPACE,
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].args}",
+        ])?;
+        let args: Vec<String> = serde_json::from_str(&listed)
+            .map_err(|e| LabError::Invalid(format!("the DaemonSet's arguments {listed:?}: {e}")))?;
+        let mut args: Vec<String> = args
+            .into_iter()
+            .map(|arg| {
+                let arg = arg
+                    .replace("$(MESHLB_NODE_NAME)", node)
+                    .replace("$(MESHLB_HOST_IP)", &host_ip.to_string())
+                    .replace("$(MESHLB_NAMESPACE)", CHART_NAMESPACE);
+                match arg.strip_prefix("--state-dir=") {
+                    Some(_) => format!("--state-dir={}", state_dir.display()),
+                    None => arg,
+                }
+            })
+            .collect();
+        args.push(format!("--kubeconfig={}", kubeconfig.display()));
+        Ok(args)
+    }
+
     /// A kubeconfig of the chart's ServiceAccount (see
     /// [`KubeEnv::install_chart`]): the identity and permissions of the
     /// DaemonSet's pods.

@@ -12,7 +12,7 @@
 //! server (with etcd) for tests, on loopback or on a lab's control-plane
 //! host; [`kube_bench`] measures allocation against it, and
 //! [`kube_failover`] Layer 2 failover in a cluster, beside MetalLB's speaker
-//! ([`metallb`]).
+//! ([`metallb`]); [`kube_demo`] is the README's demo, with the Helm chart.
 //!
 //! Labs never touch the root namespace's addresses or routes, carry a
 //! per-process name prefix so parallel runs do not collide, and are torn
@@ -31,6 +31,7 @@ pub mod gossip_bench;
 pub mod ipam_bench;
 pub mod keepalived;
 pub mod kube_bench;
+pub mod kube_demo;
 pub mod kube_env;
 pub mod kube_failover;
 pub mod lab;

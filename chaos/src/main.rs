@@ -25,8 +25,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// The README demo: 3 meshlb agents, a router and a client; show the owners, crash one, print the outage.
-    Demo,
+    /// The README demo on Kubernetes: the API server, the chart installed with helm, 3 agents with its
+    /// identity; a pool, an L2Advertisement and a Service applied; crash the owner, print the outage.
+    Demo {
+        /// The standalone demo instead: 3 agents reading files, a router and a client.
+        #[arg(long)]
+        standalone: bool,
+    },
     /// Build a 3-node lab, fail over keepalived under a 10 ms prober, print the outage, tear down.
     Smoke,
     /// Build a lab, print its hosts, keep it up until Ctrl-C (then tear it down).
@@ -284,6 +289,17 @@ fn demo() -> Result<(), LabError> {
     println!("after the crash:");
     show(&report.owners_after);
     println!("lab torn down.");
+    Ok(())
+}
+
+fn kube_demo() -> Result<(), LabError> {
+    println!("meshlb demo on Kubernetes: a lab of 3 nodes and a client on one segment, the real");
+    println!("API server on a control-plane host; the agents run as the chart's DaemonSet pods would.");
+    let report = meshlb_chaos::kube_demo::kube_demo(&self_binary()?, &mut |line| println!("{line}"))?;
+    print_failover("owner", &report.run);
+    println!("  {:<24}: {}", "ServiceL2Status before", report.owner_before);
+    println!("  {:<24}: {}", "ServiceL2Status after", report.owner_after);
+    println!("lab torn down. `meshlb-lab demo --standalone` shows meshlb without Kubernetes.");
     Ok(())
 }
 
@@ -959,9 +975,9 @@ fn main() -> ExitCode {
             install_teardown_on_signal();
             smoke()
         }
-        Command::Demo => {
+        Command::Demo { standalone } => {
             install_teardown_on_signal();
-            demo()
+            if standalone { demo() } else { kube_demo() }
         }
         Command::Bench {
             bench: Bench::Keepalived { runs, nodes, fault },

@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use meshlb_chaos::agent::{cluster_key_secret, random_key, start_kubernetes_cluster};
+use meshlb_chaos::agent::{cluster_key_secret, random_key};
 use meshlb_chaos::kube_env::KubeEnv;
 use meshlb_chaos::kube_failover::play_kube_proxy;
 use meshlb_chaos::probe::{Prober, RESPONDER_PORT};
@@ -131,9 +131,10 @@ fn kube_cluster() -> (Lab, KubeEnv) {
     (lab, env)
 }
 
-/// The agents as the chart's DaemonSet runs them: with its ServiceAccount.
+/// The agents as the chart's DaemonSet runs them: its arguments, its
+/// ServiceAccount.
 fn start_agents(lab: &Lab, env: &KubeEnv) -> Vec<meshlb_chaos::agent::MeshAgent> {
-    start_kubernetes_cluster(lab, &lab.node_names(), "fast", &env.chart_kubeconfig().unwrap()).unwrap()
+    meshlb_chaos::agent::start_chart_cluster(lab, env).unwrap()
 }
 
 /// No agent was refused anything by the API server: the chart grants
