@@ -209,10 +209,11 @@ pub fn start_kubernetes_cluster(
 }
 
 /// Starts an agent on each node of `lab` exactly as the installed Helm
-/// chart's DaemonSet runs it, the Node's InternalIP as its host address ([`crate::kube_env::KubeEnv::chart_agent_args`]:
-/// its arguments, its ServiceAccount); the chart must name Secret
-/// [`CLUSTER_KEY_SECRET`] (its default) and it must exist. Returns once
-/// every agent sees every member.
+/// chart's DaemonSet runs it: its arguments and ServiceAccount
+/// ([`crate::kube_env::KubeEnv::chart_agent_args`]), the host address its
+/// Node's InternalIP. The chart must name Secret [`CLUSTER_KEY_SECRET`]
+/// (its default) and the Secret must exist. Returns once every agent sees
+/// every member.
 pub fn start_chart_cluster(lab: &Lab, env: &crate::kube_env::KubeEnv) -> Result<Vec<MeshAgent>, LabError> {
     let binary = agent_binary()?;
     let binary = binary.to_string_lossy().into_owned();

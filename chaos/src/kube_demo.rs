@@ -32,9 +32,32 @@ pub struct KubeDemoReport {
     pub owner_after: String,
 }
 
+/// The echo Service's (of examples/layer2/selectorless.yaml) address,
+/// once the allocator wrote it.
+pub fn echo_address(env: &KubeEnv) -> Result<Ipv4Addr, LabError> {
+    let mut address = String::new();
+    wait_for(Duration::from_secs(60), "the echo Service to get an address", || {
+        address = env
+            .run_kubectl(&[
+                "get",
+                "service",
+                "-n",
+                "shop",
+                "echo",
+                "-o",
+                "jsonpath={.status.loadBalancer.ingress[0].ip}",
+            ])
+            .unwrap_or_default();
+        !address.is_empty()
+    })?;
+    address
+        .parse()
+        .map_err(|_| LabError::Invalid(format!("the Service's address {address:?}")))
+}
+
 /// The node the echo Service's ServiceL2Status names (several, if more
 /// than one object exists for a moment; empty if none).
-fn reported_owner(env: &KubeEnv) -> Result<String, LabError> {
+pub fn reported_owner(env: &KubeEnv) -> Result<String, LabError> {
     env.run_kubectl(&[
         "get",
         "servicel2statuses",
@@ -70,24 +93,7 @@ pub fn kube_demo(lab_binary: &Path, show: &mut dyn FnMut(&str)) -> Result<KubeDe
 
         show("the agents start on every node with the DaemonSet's arguments and ServiceAccount...");
         let agents = crate::agent::start_chart_cluster(lab, &env)?;
-        let mut address = String::new();
-        wait_for(Duration::from_secs(60), "the Service to get an address", || {
-            address = env
-                .run_kubectl(&[
-                    "get",
-                    "service",
-                    "-n",
-                    "shop",
-                    "echo",
-                    "-o",
-                    "jsonpath={.status.loadBalancer.ingress[0].ip}",
-                ])
-                .unwrap_or_default();
-            !address.is_empty()
-        })?;
-        let address: Ipv4Addr = address
-            .parse()
-            .map_err(|_| LabError::Invalid(format!("the Service's address {address:?}")))?;
+        let address = echo_address(&env)?;
         let _responders = start_responders(lab, lab_binary)?;
         crate::kube_failover::play_kube_proxy(lab, address)?;
         let mut owner_before = String::new();

@@ -439,6 +439,11 @@ impl KubeEnv {
                 }
             })
             .collect();
+        if let Some(unknown) = args.iter().find(|arg| arg.contains("$(")) {
+            return Err(LabError::Invalid(format!(
+                "the DaemonSet's argument {unknown:?} names a variable the lab does not set"
+            )));
+        }
         args.push(format!("--kubeconfig={}", kubeconfig.display()));
         Ok(args)
     }

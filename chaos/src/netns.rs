@@ -26,7 +26,7 @@ pub(crate) fn run(program: &str, args: &[&str]) -> Result<String, LabError> {
 /// Runs `command` (described as `what` in errors) with no standard input,
 /// returning its standard output; a failure to start or a failed exit is
 /// an error with its standard error.
-pub(crate) fn run_command(mut command: Command, what: &str) -> Result<String, LabError> {
+pub fn run_command(mut command: Command, what: &str) -> Result<String, LabError> {
     let out = command
         .stdin(Stdio::null())
         .output()

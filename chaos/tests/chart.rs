@@ -1,7 +1,9 @@
 //! The Helm chart (charts/meshlb) and the static manifests rendered from it
 //! (config/manifests), against the real helm, kubectl and kube-apiserver
 //! of scripts/kube-testenv: `helm lint` and `helm template` with every
-//! option, the manifests as the chart renders them, `helm install`,
+//! option (the ServiceMonitor, PodMonitor and PrometheusRule decoded
+//! strictly into the Prometheus Operator's Go types, scripts/monitoring-check),
+//! the manifests as the chart renders them, `helm install`,
 //! `upgrade` (the cluster key kept) and `uninstall` (nothing left but the
 //! CRDs), `kubectl apply --server-side --dry-run=server` of the manifests,
 //! and the chart's ServiceAccount refused what the chart does not grant.
@@ -21,15 +23,9 @@ fn repo() -> PathBuf {
 }
 
 /// Runs `command`: its standard output, or the test fails with its errors.
-fn run(mut command: Command) -> String {
-    let out = command.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{command:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+fn run(command: Command) -> String {
+    let what = format!("{command:?}");
+    meshlb_chaos::netns::run_command(command, &what).unwrap()
 }
 
 /// The kinds and names of a multi-document rendering.
@@ -85,9 +81,41 @@ fn the_chart_lints_renders_every_option_and_matches_the_manifests() {
     assert_eq!(count("ConfigMap"), dashboards, "one ConfigMap per dashboard: {kinds:?}");
     assert!(rendered.contains("- --lb-class=example.com/lb"), "{rendered}");
 
+    // The monitoring objects in the Prometheus Operator's own types; a
+    // misspelt field fails.
+    let checker = run(Command::new(repo().join("scripts/monitoring-check")));
+    let checked = monitoring_check(checker.trim(), &rendered).unwrap();
+    let mut checked: Vec<&str> = checked.lines().collect();
+    checked.sort();
+    assert_eq!(
+        checked,
+        ["PodMonitor/meshlb", "PrometheusRule/meshlb", "ServiceMonitor/meshlb"]
+    );
+    let misspelt = rendered.replace("podMetricsEndpoints:", "podMetricEndpoints:");
+    let refused = monitoring_check(checker.trim(), &misspelt).unwrap_err();
+    assert!(refused.contains("podMetricEndpoints"), "{refused}");
+
     let mut check = Command::new(repo().join("scripts/manifests"));
     check.arg("--check");
     run(check);
+}
+
+/// Runs monitoring-check (`binary`) on `yaml`: what it checked, or why not.
+fn monitoring_check(binary: &str, yaml: &str) -> Result<String, String> {
+    use std::io::Write;
+    let mut child = Command::new(binary)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(yaml.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
 }
 
 /// The `keys` entry of the chart's cluster key Secret.

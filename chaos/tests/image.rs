@@ -9,15 +9,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn run(command: &mut Command) -> String {
-    let out = command.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{command:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+/// Runs `command`: its standard output, or the test fails with its errors.
+fn run(command: Command) -> String {
+    let what = format!("{command:?}");
+    meshlb_chaos::netns::run_command(command, &what).unwrap()
 }
 
 /// Removes a scratch directory when dropped (also on a failing test).
@@ -52,11 +47,15 @@ fn the_image_holds_static_binaries_that_run_alone() {
     let scratch = Scratch(std::env::temp_dir().join(format!("meshlb-image-{}", std::process::id())));
     let layout = scratch.0.join("oci");
     let bundle = scratch.0.join("bundle");
-    run(Command::new(repo.join("scripts/image")).arg(&layout));
-    run(Command::new("umoci")
+    let mut build = Command::new(repo.join("scripts/image"));
+    build.arg(&layout);
+    run(build);
+    let mut unpack = Command::new("umoci");
+    unpack
         .args(["unpack", "--image"])
         .arg(format!("{}:latest", layout.display()))
-        .arg(&bundle));
+        .arg(&bundle);
+    run(unpack);
     let rootfs = bundle.join("rootfs");
     assert_eq!(
         tree(&rootfs),
@@ -83,7 +82,11 @@ fn the_image_holds_static_binaries_that_run_alone() {
 
     // Nothing but the image's files: a binary needing a shared library
     // would not start.
-    let chroot = |args: &[&str]| run(Command::new("chroot").arg(&rootfs).args(args));
+    let chroot = |args: &[&str]| {
+        let mut command = Command::new("chroot");
+        command.arg(&rootfs).args(args);
+        run(command)
+    };
     let version = chroot(&["/usr/local/bin/meshlb-agent", "--version"]);
     assert_eq!(version.trim(), format!("meshlb-agent {}", env!("CARGO_PKG_VERSION")));
     assert!(chroot(&["/usr/local/bin/meshlbctl", "--version"]).starts_with("meshlbctl "));

@@ -76,19 +76,7 @@ fn new_owner(lab: &Lab, ip: &str, not: &str, what: &str) -> String {
 
 /// The nodes named by the ServiceL2Status objects of shop/echo.
 fn reported(env: &KubeEnv) -> String {
-    kubectl(
-        env,
-        &[
-            "get",
-            "servicel2statuses",
-            "-n",
-            "metallb-system",
-            "-l",
-            "metallb.io/service-name=echo",
-            "-o",
-            "jsonpath={.items[*].status.node}",
-        ],
-    )
+    meshlb_chaos::kube_demo::reported_owner(env).unwrap()
 }
 
 /// A lab cluster: the API server on the control-plane host, the examples'
@@ -147,28 +135,6 @@ fn nothing_forbidden(agents: &[meshlb_chaos::agent::MeshAgent]) {
     }
 }
 
-/// The echo Service's address, once it has one.
-fn echo_address(env: &KubeEnv) -> String {
-    let mut address = String::new();
-    wait_for(Duration::from_secs(60), "the echo Service to get an address", || {
-        address = kubectl(
-            env,
-            &[
-                "get",
-                "service",
-                "-n",
-                "shop",
-                "echo",
-                "-o",
-                "jsonpath={.status.loadBalancer.ingress[0].ip}",
-            ],
-        );
-        !address.is_empty()
-    })
-    .unwrap();
-    address
-}
-
 fn kube_lab() -> KubeLab {
     let (lab, env) = kube_cluster();
     apply(&env, &example("layer2/pools.yaml"));
@@ -178,7 +144,7 @@ fn kube_lab() -> KubeLab {
     // node): the allocator gives it an address, one node answers for it
     // and says so.
     apply(&env, &example("layer2/selectorless.yaml"));
-    let address = echo_address(&env);
+    let address = meshlb_chaos::kube_demo::echo_address(&env).unwrap().to_string();
     assert!(address.starts_with("198.51.100.2"), "{address} from the pool");
     let first = owner(&lab, &address, "one node to answer ARP for the Service");
     // kube-proxy delivers a cluster's Service traffic: the agent leaves the
@@ -335,7 +301,7 @@ fn the_mesh_forms_while_the_first_configuration_is_refused() {
     })
     .unwrap();
     kubectl(&env, &["delete", "ipaddresspool", "-n", "metallb-system", "overlap"]);
-    let address = echo_address(&env);
+    let address = meshlb_chaos::kube_demo::echo_address(&env).unwrap().to_string();
     owner(&lab, &address, "one node to answer ARP for the Service");
     drop(agents);
 }

@@ -247,9 +247,7 @@ impl Sampler {
         self.unclaimed_since
             .retain(|_, since| now.saturating_duration_since(*since) < Duration::from_secs(3600));
     }
-}
 
-impl Sampler {
     /// Records in `meshlb_failure_detection_seconds` the failures the mesh
     /// detected since the last sample (all, unless more than it keeps came
     /// in between).
