@@ -22,8 +22,6 @@ use crate::wait::wait_for;
 /// What the demo showed.
 #[derive(Debug)]
 pub struct KubeDemoReport {
-    /// The Service's address.
-    pub address: Ipv4Addr,
     /// The node its ServiceL2Status named before the crash.
     pub owner_before: String,
     /// The crash as the client saw it.
@@ -120,7 +118,6 @@ pub fn kube_demo(lab_binary: &Path, show: &mut dyn FnMut(&str)) -> Result<KubeDe
         show("$ kubectl get servicel2statuses -n metallb-system");
         show(&env.run_kubectl(&["get", "servicel2statuses", "-n", CHART_NAMESPACE])?);
         Ok(KubeDemoReport {
-            address,
             owner_before,
             run,
             owner_after,

@@ -38,17 +38,12 @@ fn the_alert_rules_pass_promtool() {
 /// carries exactly the rules file's groups.
 #[test]
 fn the_prometheus_rule_holds_the_rules_file() {
-    let read = |file: &str| -> serde_yaml_ng::Value {
-        serde_yaml_ng::from_str(&std::fs::read_to_string(monitoring().join(file)).unwrap()).unwrap()
+    let read = |path: PathBuf| -> serde_yaml_ng::Value {
+        serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
     };
-    let rules = read("meshlb.rules.yaml");
-    let resource: serde_yaml_ng::Value = serde_yaml_ng::from_str(
-        &std::fs::read_to_string(
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config/manifests/meshlb-prometheusrule.yaml"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let rules = read(monitoring().join("meshlb.rules.yaml"));
+    let resource =
+        read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config/manifests/meshlb-prometheusrule.yaml"));
     assert_eq!(resource["kind"], serde_yaml_ng::Value::from("PrometheusRule"));
     assert_eq!(
         resource["apiVersion"],

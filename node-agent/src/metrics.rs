@@ -353,17 +353,17 @@ pub fn spawn(hub: StatusHub, listen: &Listen) -> Option<tokio::task::JoinHandle<
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::status::{BgpPeerStatus, BgpStatus, Layer2Service, Layer2Status};
     use meshlb_config::service::ServiceKey;
 
-    fn render(hub: &StatusHub, sampler: &mut Sampler) -> String {
-        let recorder = PrometheusBuilder::new()
-            .idle_timeout(MetricKindMask::ALL, Some(STALE_AFTER))
-            .build_recorder();
+    /// What `record` records, rendered as Prometheus scrapes it (with the
+    /// agent's buckets).
+    pub(crate) fn recorded(record: impl FnOnce()) -> String {
+        let recorder = with_buckets(PrometheusBuilder::new()).unwrap().build_recorder();
         let handle = recorder.handle();
-        metrics::with_local_recorder(&recorder, || sampler.sample(hub));
+        metrics::with_local_recorder(&recorder, record);
         handle.render()
     }
 
@@ -397,7 +397,7 @@ mod tests {
                 },
             )]),
         });
-        let text = render(&hub, &mut Sampler::default());
+        let text = recorded(|| Sampler::default().sample(&hub));
         assert!(
             text.lines().any(|l| l.starts_with("metallb_speaker_announced{")
                 && l.contains("protocol=\"layer2\"")
@@ -423,13 +423,11 @@ mod tests {
 
     #[test]
     fn a_handover_records_how_long_the_address_went_unannounced() {
-        let recorder = with_buckets(PrometheusBuilder::new()).unwrap().build_recorder();
-        let handle = recorder.handle();
         let address: IpAddr = "203.0.113.10".parse().unwrap();
         let claims = |names: &[&str]| BTreeMap::from([(address, names.iter().map(|n| n.to_string()).collect())]);
         let start = std::time::Instant::now();
         let mut sampler = Sampler::default();
-        metrics::with_local_recorder(&recorder, || {
+        let text = recorded(|| {
             sampler.observe_handovers(&claims(&["node1"]), start);
             sampler.announcers = claims(&["node1"]);
             sampler.observe_handovers(&claims(&[]), start + Duration::from_millis(100));
@@ -439,7 +437,6 @@ mod tests {
             // A handover without a gap: node2 to node3 at once.
             sampler.observe_handovers(&claims(&["node3"]), start + Duration::from_secs(2));
         });
-        let text = handle.render();
         assert!(text.contains("meshlb_ownership_change_seconds_count 2"), "{text}");
         assert!(
             text.contains("meshlb_ownership_change_seconds_bucket{le=\"0.01\"} 1"),
@@ -458,8 +455,6 @@ mod tests {
     #[test]
     fn each_failure_detection_is_recorded_once() {
         use meshlb_gossip::mesh::{FailureDetection, MeshStats};
-        let recorder = with_buckets(PrometheusBuilder::new()).unwrap().build_recorder();
-        let handle = recorder.handle();
         let detection = |member: &str, silent_ms| FailureDetection {
             member: member.into(),
             at_ms: 0,
@@ -471,7 +466,7 @@ mod tests {
             ..MeshStats::default()
         };
         let mut sampler = Sampler::default();
-        metrics::with_local_recorder(&recorder, || {
+        let text = recorded(|| {
             sampler.record_detections(&stats);
             // Sampled again with nothing new.
             sampler.record_detections(&stats);
@@ -481,7 +476,6 @@ mod tests {
             stats.recent_detections.push_back(detection("node3", None));
             sampler.record_detections(&stats);
         });
-        let text = handle.render();
         assert!(text.contains("meshlb_failures_detected_total 3"), "{text}");
         assert!(text.contains("meshlb_failure_detection_seconds_count 2"), "{text}");
         assert!(

@@ -651,14 +651,11 @@ mod tests {
             SourceUpdate::of_reading(&objects, Vec::new(), fingerprint)
         };
         let timed = |pipeline: &mut Pipeline, updates: &[(String, u64)]| {
-            let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
-            let handle = recorder.handle();
-            metrics::with_local_recorder(&recorder, || {
+            let text = crate::metrics::tests::recorded(|| {
                 for (yaml, fingerprint) in updates {
                     pipeline.offer(reading(yaml, *fingerprint));
                 }
             });
-            let text = handle.render();
             text.lines()
                 .find_map(|l| l.strip_prefix("meshlb_allocation_seconds_count "))
                 .map_or(0, |count| count.parse::<u64>().unwrap())

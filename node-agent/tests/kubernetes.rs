@@ -438,9 +438,8 @@ fn two_allocators_at_once_never_give_one_address_twice() {
     let client = rt.block_on(env.client()).unwrap();
     rt.block_on(cluster(&env, &client, "burst", &["198.51.100.0/24"]));
     // Two Leases: both agents allocate at the same time, and only the
-    // claims keep them apart.
-    // Two Leases, so both allocate at once: more than the chart grants
-    // (its one Lease), so these two run as admin.
+    // claims keep them apart. The chart grants one Lease, so these two
+    // run as admin.
     let a = Agent::start_as(&env.kubeconfig(), "node-a", "lease-a");
     let b = Agent::start_as(&env.kubeconfig(), "node-b", "lease-b");
     const SERVICES: usize = 300;
@@ -933,7 +932,13 @@ fn service_l2_statuses_follow_what_the_node_announces() {
         let (_mesh_tx, mesh_rx) = tokio::sync::watch::channel(std::sync::Arc::new(mesh));
         let (tx, rx) = tokio::sync::watch::channel(layer2(&["192.0.2.1"], &["eth0"]));
         // With the chart's identity, as the agent writes them.
-        let agent_client = env.service_account_client("metallb-system", "meshlb").await.unwrap();
+        let agent_client = env
+            .service_account_client(
+                meshlb_chaos::kube_env::CHART_NAMESPACE,
+                meshlb_chaos::kube_env::CHART_RELEASE,
+            )
+            .await
+            .unwrap();
         let writer = tokio::spawn(l2_status::run(
             agent_client,
             "metallb-system".into(),
