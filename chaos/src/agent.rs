@@ -388,6 +388,19 @@ impl MeshAgent {
             .collect())
     }
 
+    /// `member`'s identity as this agent has it: its (boot, rejoin) pair,
+    /// which rises when the member rejoins with a renewed identity.
+    pub fn identity_of(&self, member: &str) -> Result<Option<(u64, u64)>, LabError> {
+        Ok(self
+            .member_lines()?
+            .into_iter()
+            .find(|(name, _)| name == member)
+            .and_then(|(_, fields)| {
+                let field = |key: &str| fields.iter().find_map(|f| f.strip_prefix(key)?.parse().ok());
+                Some((field("boot=")?, field("rejoin=")?))
+            }))
+    }
+
     /// The labels of `member`'s record, as this agent has it.
     pub fn labels_of(&self, member: &str) -> Result<BTreeMap<String, String>, LabError> {
         Ok(self

@@ -64,6 +64,7 @@ fn membership_follows_partition_kill_freeze_and_graceful_stop() {
     wait_until("three members everywhere", DETECTION_LIMIT, || sees_all(&agents, 3));
 
     // Freeze: reported down; thawed, it rejoins with a renewed identity.
+    let before_freeze = agents[0].identity_of("node3").unwrap().expect("node1 knows node3");
     let frozen = detect(&agents, "node3", DETECTION_LIMIT, |a| a.process.freeze()).unwrap();
     assert_eq!(frozen.per_node.len(), 2);
     let thawed_at = now_secs();
@@ -77,11 +78,20 @@ fn membership_follows_partition_kill_freeze_and_graceful_stop() {
     wait_until("node3 back after thawing", Duration::from_secs(20), || {
         sees_all(&agents, 3)
     });
+    for a in agents.iter().filter(|a| a.node != "node3") {
+        let now = a.identity_of("node3").unwrap().expect("node3 is back");
+        assert!(
+            now > before_freeze,
+            "{} readmitted node3 only with a renewed identity: {before_freeze:?} then {now:?}",
+            a.node
+        );
+    }
+    // Its own report of the rejoin is written by another task than the
+    // members it sees, and the others can write theirs first: wait for it.
     let node3 = agents.iter().find(|a| a.node == "node3").unwrap();
-    assert!(
-        node3.event_at("rejoined", "node3", thawed_at).is_some(),
-        "the thawed agent rejoined with a renewed identity"
-    );
+    wait_until("the thawed agent to report its rejoin", DETECTION_LIMIT, || {
+        node3.event_at("rejoined", "node3", thawed_at).is_some()
+    });
 
     // Graceful stop: the others see it leave, and it exits cleanly.
     let left = detect(&agents, "node1", DETECTION_LIMIT, |a| a.process.terminate()).unwrap();
