@@ -1,8 +1,10 @@
-//! MetalLB's speaker in the lab, for the benchmarks that set meshlb beside
-//! MetalLB: `go.universe.tf/metallb/speaker` (built from the Go module
-//! proxy by `scripts/metallb speaker`) in native mode with memberlist, one
-//! per node, run as its DaemonSet pod with hostNetwork would run it, against
-//! the lab's API server.
+//! MetalLB in the lab, as its users have it: its module from the Go module
+//! proxy ([`module_dir`]: its chart, manifests, CRDs, config samples and
+//! documentation, applied by the tests as they are), and its binaries
+//! built from it ([`binary`]). The speaker (`go.universe.tf/metallb/speaker`)
+//! runs in native mode with memberlist, one per node, as its DaemonSet pod
+//! with hostNetwork would run it, against the lab's API server: for the
+//! benchmarks that set meshlb beside MetalLB, and the migration tests.
 //!
 //! No kubelet runs here, so the speaker Pods it lists to find its
 //! memberlist peers are created as objects and given the status a kubelet
@@ -30,6 +32,39 @@ pub const MEMBERLIST_PORT: u16 = 7946;
 
 /// The speaker's metrics port (MetalLB's default).
 pub const METRICS_PORT: u16 = 7472;
+
+/// Runs `scripts/metallb ARG`; what it prints, trimmed.
+fn script(arg: &str) -> Result<PathBuf, LabError> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/metallb");
+    let mut command = std::process::Command::new(&script);
+    command.arg(arg).stderr(std::process::Stdio::inherit());
+    let printed = crate::netns::run_command(command, &format!("scripts/metallb {arg}"))?;
+    let path = PathBuf::from(printed.trim());
+    if path.as_os_str().is_empty() || !path.exists() {
+        return Err(LabError::Invalid(format!(
+            "scripts/metallb {arg} printed no existing path ({printed:?})"
+        )));
+    }
+    Ok(path)
+}
+
+/// The directory of MetalLB's module ([`VERSION`]) in Go's module cache,
+/// downloaded from the module proxy if need be: `charts/metallb`,
+/// `config/manifests/metallb-native.yaml`, `config/crd/bases`,
+/// `configsamples`, `website/content`. Asked once per process.
+pub fn module_dir() -> Result<PathBuf, LabError> {
+    static FOUND: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    FOUND
+        .get_or_init(|| script("module").map_err(|e| e.to_string()))
+        .clone()
+        .map_err(LabError::Invalid)
+}
+
+/// One of MetalLB's binaries, `controller` or `speaker`, built from the
+/// module (minutes the first time, cached after).
+pub fn binary(name: &str) -> Result<PathBuf, LabError> {
+    script(name)
+}
 
 /// Creates a speaker Pod object on every node of `lab` (and their service
 /// account), with the status a kubelet would report for a hostNetwork pod.

@@ -1,6 +1,9 @@
 //! meshlb's CustomResourceDefinitions (`meshlb-agent crds`) in a real
 //! kube-apiserver: they install, every example manifest applies with
-//! kubectl, objects as MetalLB stores them are admitted, BGPPeer is served
+//! kubectl, objects as MetalLB stores them are admitted, every config
+//! sample and documented example of MetalLB's own module applies and reads
+//! as it is written, no field MetalLB's CRDs leave optional is required,
+//! BGPPeer is served
 //! as v1beta1 and v1beta2, and bad objects are refused at admission with a
 //! message naming the field — each also refused by meshlb's own
 //! validation, so the schema is never the only guard nor a stricter one.
@@ -426,4 +429,224 @@ fn bad_objects_are_refused_at_admission_naming_the_field() {
             case.manifest
         );
     }
+}
+
+/// The `required` list of every field of a schema (empty where none is),
+/// by JSON path (`[]` list items, `{}` map values).
+fn required_fields(
+    schema: &serde_yaml_ng::Value,
+    path: &str,
+    out: &mut std::collections::BTreeMap<String, Vec<String>>,
+) {
+    let required = schema.get("required").and_then(|r| r.as_sequence());
+    out.insert(
+        path.to_owned(),
+        required
+            .into_iter()
+            .flatten()
+            .filter_map(|f| f.as_str().map(str::to_owned))
+            .collect(),
+    );
+    if let Some(properties) = schema.get("properties").and_then(|p| p.as_mapping()) {
+        for (name, property) in properties {
+            required_fields(property, &format!("{path}.{}", name.as_str().unwrap_or("?")), out);
+        }
+    }
+    if let Some(items) = schema.get("items") {
+        required_fields(items, &format!("{path}[]"), out);
+    }
+    if let Some(values) = schema.get("additionalProperties").filter(|v| v.is_mapping()) {
+        required_fields(values, &format!("{path}{{}}"), out);
+    }
+}
+
+/// The required fields of every kind and version of a set of CRDs.
+fn required_by_version(
+    documents: impl IntoIterator<Item = serde_yaml_ng::Value>,
+) -> std::collections::BTreeMap<(String, String), std::collections::BTreeMap<String, Vec<String>>> {
+    let mut all = std::collections::BTreeMap::new();
+    for crd in documents {
+        if crd.get("kind").and_then(|k| k.as_str()) != Some("CustomResourceDefinition") {
+            continue;
+        }
+        let kind = crd["spec"]["names"]["kind"].as_str().unwrap().to_owned();
+        for version in crd["spec"]["versions"].as_sequence().unwrap() {
+            let mut required = std::collections::BTreeMap::new();
+            required_fields(&version["schema"]["openAPIV3Schema"], "", &mut required);
+            all.insert((kind.clone(), version["name"].as_str().unwrap().to_owned()), required);
+        }
+    }
+    all
+}
+
+/// meshlb's CRDs require nothing MetalLB's own CRDs (from MetalLB's module,
+/// as its users install them) leave optional: every object MetalLB admits
+/// is admitted, the L2Advertisement with no spec first of all.
+#[test]
+fn meshlb_requires_no_field_metallbs_crds_leave_optional() {
+    let module = meshlb_chaos::metallb::module_dir().unwrap();
+    let mut theirs = Vec::new();
+    for file in std::fs::read_dir(module.join("config/crd/bases")).unwrap() {
+        let text = std::fs::read_to_string(file.unwrap().path()).unwrap();
+        theirs.push(serde_yaml_ng::from_str(&text).unwrap());
+    }
+    let theirs = required_by_version(theirs);
+    let ours = required_by_version(
+        meshlb_config::crd::definitions()
+            .into_iter()
+            .map(|crd| serde_yaml_ng::to_value(crd).unwrap()),
+    );
+    assert!(theirs.len() >= 8, "MetalLB's CRDs: {:?}", theirs.keys());
+    for (version, required) in &theirs {
+        let ours = ours.get(version).unwrap_or_else(|| panic!("meshlb has no {version:?}"));
+        for (path, fields) in ours {
+            // Fields MetalLB's schema does not have are meshlb's own.
+            let Some(allowed) = required.get(path) else {
+                continue;
+            };
+            let extra: Vec<&String> = fields.iter().filter(|f| !allowed.contains(f)).collect();
+            assert!(
+                extra.is_empty(),
+                "{version:?} {path:?}: meshlb requires {extra:?}, MetalLB only {allowed:?}"
+            );
+        }
+    }
+}
+
+/// The YAML blocks of MetalLB's documentation (its module's
+/// `website/content`) that hold metallb.io objects: (page, block).
+fn documentation_examples(module: &Path) -> Vec<(String, String)> {
+    let mut pages = vec![module.join("website/content")];
+    let mut examples = Vec::new();
+    while let Some(path) = pages.pop() {
+        if path.is_dir() {
+            pages.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+            continue;
+        }
+        if path.extension().is_none_or(|e| e != "md") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for block in text.split("```yaml\n").skip(1) {
+            let block = block.split("```").next().unwrap_or_default();
+            if block.contains("apiVersion: metallb.io/") {
+                let page = path.strip_prefix(module).unwrap().display().to_string();
+                // FRR-K8s's kinds (FRRConfiguration), shown beside
+                // MetalLB's in its FRR-K8s pages, are another project's.
+                let documents: Vec<&str> = block
+                    .split("\n---\n")
+                    .filter(|d| !d.contains("apiVersion: frrk8s.metallb.io/"))
+                    .collect();
+                examples.push((page, documents.join("\n---\n")));
+            }
+        }
+    }
+    examples.sort();
+    examples
+}
+
+/// The metallb.io objects of a manifest in meshlb's model, by kind and
+/// name, as meshlb reads them (a file, or what the API server stored).
+fn metallb_objects(manifest: &str, what: &str) -> Vec<(String, String, String)> {
+    let objects = meshlb_config::parse_documents(manifest, what)
+        .unwrap_or_else(|e| panic!("{what}: meshlb cannot read it: {e:?}"))
+        .objects;
+    let mut out: Vec<(String, String, String)> = objects
+        .iter()
+        .filter(|o| o.object.object_ref().kind.api_version().starts_with("metallb.io"))
+        .map(|o| {
+            let reference = o.object.object_ref();
+            (
+                reference.kind.as_str().to_owned(),
+                reference.name.clone(),
+                meaning(&o.object),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// What a metallb.io object says: its labels (selectors match them) and
+/// its spec, not where or when it was read.
+fn meaning(object: &meshlb_config::Object) -> String {
+    use meshlb_config::Object;
+    match object {
+        Object::IpAddressPool(r) => format!("{:?} {:?}", r.metadata.labels, r.spec),
+        Object::L2Advertisement(r) => format!("{:?} {:?}", r.metadata.labels, r.spec),
+        Object::BgpAdvertisement(r) => format!("{:?} {:?}", r.metadata.labels, r.spec),
+        Object::BgpPeer(r) => format!("{:?} {:?}", r.metadata.labels, r.spec),
+        Object::BfdProfile(r) => format!("{:?} {:?}", r.metadata.labels, r.spec),
+        Object::Community(r) => format!("{:?} {:?}", r.metadata.labels, r.spec),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Every config sample MetalLB ships (`configsamples/`) and every example
+/// of its documentation applies with kubectl through the real API server
+/// with meshlb's CRDs, and means the same: what the API server stores reads,
+/// in meshlb's model, as the file does; and meshlb's validation takes each
+/// sample.
+#[test]
+fn metallbs_config_samples_and_documented_examples_apply_and_mean_the_same() {
+    let env = cluster_with_crds();
+    let module = meshlb_chaos::metallb::module_dir().unwrap();
+    let mut manifests: Vec<(String, String)> = Vec::new();
+    for file in std::fs::read_dir(module.join("configsamples")).unwrap() {
+        let path = file.unwrap().path();
+        let name = path.strip_prefix(&module).unwrap().display().to_string();
+        manifests.push((name, std::fs::read_to_string(&path).unwrap()));
+    }
+    manifests.sort();
+    let samples = manifests.len();
+    assert!(samples >= 15, "only {samples} config samples in {}", module.display());
+    let documented = documentation_examples(&module);
+    assert!(documented.len() >= 30, "only {} documented examples", documented.len());
+    manifests.extend(documented);
+    let mut objects = 0;
+    for (what, manifest) in &manifests {
+        let stored = kubectl(
+            &env,
+            &["apply", "-n", "metallb-system", "-o", "yaml", "-f", "-"],
+            manifest,
+        )
+        .unwrap_or_else(|e| panic!("{what} is refused:\n{manifest}\n{e}"));
+        // `apply -o yaml` prints what the server stored: a List when the
+        // manifest holds several objects.
+        let stored: serde_yaml_ng::Value = serde_yaml_ng::from_str(&stored).unwrap();
+        let items = match stored.get("items") {
+            Some(items) => items.as_sequence().unwrap().clone(),
+            None => vec![stored],
+        };
+        let stored_text: String = items
+            .iter()
+            .map(|item| format!("---\n{}", serde_yaml_ng::to_string(item).unwrap()))
+            .collect();
+        let from_file = metallb_objects(manifest, what);
+        let from_server = metallb_objects(&stored_text, what);
+        assert_eq!(
+            from_server
+                .iter()
+                .map(|(kind, name, _)| (kind, name))
+                .collect::<Vec<_>>(),
+            from_file.iter().map(|(kind, name, _)| (kind, name)).collect::<Vec<_>>(),
+            "{what}: the server stored other objects"
+        );
+        for (file, server) in from_file.iter().zip(&from_server) {
+            assert_eq!(
+                file.2, server.2,
+                "{what}: {} {} reads otherwise once stored",
+                file.0, file.1
+            );
+        }
+        objects += from_file.len();
+        if what.starts_with("configsamples/") {
+            let validated = meshlb_validation(manifest);
+            assert!(validated.is_ok(), "{what}: meshlb refuses it: {validated:?}");
+        }
+        // Each example stands alone (several name their peer "example",
+        // one with graceful restart, which never changes on an object).
+        kubectl(&env, &["delete", "-n", "metallb-system", "--wait", "-f", "-"], manifest).unwrap();
+    }
+    assert!(objects >= 60, "only {objects} metallb.io objects applied");
 }

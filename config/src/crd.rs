@@ -61,14 +61,36 @@ pub fn definitions() -> Vec<CustomResourceDefinition> {
         AddressClaim::crd(),
     ];
     for crd in &mut all {
+        let spec_required = SPEC_REQUIRED.contains(&crd.spec.names.kind.as_str());
         for version in &mut crd.spec.versions {
             if let Some(schema) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
                 drop_empty_defaults(schema);
                 known_formats(schema);
+                if !spec_required {
+                    optional_spec(schema);
+                }
             }
         }
     }
     all
+}
+
+/// The kinds whose objects must have a `spec`: those whose spec has a
+/// required field (an IPAddressPool's `addresses`, as in MetalLB's CRD;
+/// meshlb's AddressClaim). Every other kind takes an object with no spec,
+/// as MetalLB's CRDs do: the `kind: L2Advertisement` of MetalLB's Layer 2
+/// guide, with only `metadata`, announces every pool.
+const SPEC_REQUIRED: [&str; 2] = ["IPAddressPool", "AddressClaim"];
+
+/// Drops `spec` from the object's required fields (the derive requires it
+/// of every kind with a spec).
+fn optional_spec(schema: &mut JSONSchemaProps) {
+    if let Some(required) = schema.required.as_mut() {
+        required.retain(|field| field != "spec");
+        if required.is_empty() {
+            schema.required = None;
+        }
+    }
 }
 
 /// Replaces the integer formats the API server does not know (schemars

@@ -778,10 +778,10 @@ spec:
   namespace: shop
   labels: {kubernetes.io/service-name: web}
 endpoints:
-  - {addresses: [10.0.0.1], nodeName: n1, conditions: {ready: true}}
-  - {addresses: [10.0.0.2], nodeName: n2, conditions: {ready: false}}
-  - {addresses: [10.0.0.3], nodeName: n3, conditions: {ready: false, serving: true, terminating: true}}
-  - {addresses: [10.0.0.4], nodeName: n4}
+  - {addresses: [198.18.0.1], nodeName: n1, conditions: {ready: true}}
+  - {addresses: [198.18.0.2], nodeName: n2, conditions: {ready: false}}
+  - {addresses: [198.18.0.3], nodeName: n3, conditions: {ready: false, serving: true, terminating: true}}
+  - {addresses: [198.18.0.4], nodeName: n4}
 ",
         )
         .unwrap();

@@ -309,7 +309,7 @@ fn a_large_configuration_is_read_off_the_agents_thread() {
     use std::sync::Arc;
     let dir = tempfile::tempdir().unwrap();
     let mut text = String::from(
-        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: vips}\nspec: {addresses: [10.0.0.0/16]}\n",
+        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: vips}\nspec: {addresses: [198.18.0.0/16]}\n",
     );
     for i in 0..20_000 {
         write!(

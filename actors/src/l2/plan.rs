@@ -424,7 +424,7 @@ spec: {type: LoadBalancer, ports: [{port: 5432}]}
             format!(
                 "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
                  metadata: {{name: web-1, namespace: default, labels: {{kubernetes.io/service-name: web}}}}\n\
-                 endpoints: [{{addresses: [10.0.0.1], nodeName: {node}, conditions: {{ready: {ready}}}}}]\n"
+                 endpoints: [{{addresses: [198.18.0.1], nodeName: {node}, conditions: {{ready: {ready}}}}}]\n"
             )
         };
         let local = CONFIG.replace(

@@ -1525,7 +1525,7 @@ mod tests {
         let p: Prefix4 = "203.0.113.77/24".parse().expect("valid");
         assert_eq!(p.to_string(), "203.0.113.0/24");
         assert!(p.contains(Ipv4Addr::new(203, 0, 113, 200)));
-        assert!("10.0.0.0/33".parse::<Prefix4>().is_err());
+        assert!("198.18.0.0/33".parse::<Prefix4>().is_err());
         let p: Prefix6 = "2001:db8::1/0".parse().expect("valid");
         assert_eq!(p.to_string(), "::/0");
     }

@@ -157,9 +157,10 @@ func run(dir, bind string, port int, exitWithParent bool) error {
 		"--service-account-key-file=" + files.serviceAccountKey,
 		"--service-account-signing-key-file=" + files.serviceAccountKey,
 		// Dual-stack, so dual-stack LoadBalancer Services can be tested.
-		// The IPv6 range lies in the documentation prefix; cluster IPs
-		// are never configured on an interface here.
-		"--service-cluster-ip-range=10.96.0.0/16,2001:db8:ffff:96::/112",
+		// Both ranges lie in the lab's own: 198.18.0.0/15 (RFC 2544's
+		// benchmarking block) holds pod and cluster IPs, the IPv6 range
+		// the documentation prefix.
+		"--service-cluster-ip-range=198.19.0.0/16,2001:db8:ffff:96::/112",
 		"--allow-privileged=true",
 		"--etcd-servers=http://127.0.0.1:" + strconv.Itoa(etcdClient),
 		"--v=1",
@@ -263,7 +264,7 @@ func writeCredentials(files credentials, dir string, ip net.IP, server string) e
 		NotAfter:     time.Now().Add(24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{ip, net.ParseIP("127.0.0.1"), net.ParseIP("10.96.0.1")},
+		IPAddresses:  []net.IP{ip, net.ParseIP("127.0.0.1"), net.ParseIP("198.19.0.1")},
 		DNSNames:     []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"},
 	}
 	if err := issue(serving, ca, caKey, files.servingCert, files.servingKey); err != nil {

@@ -164,7 +164,7 @@ mod tests {
         let service: Service = serde_json::from_value(json!({
             "metadata": {"name": "web", "namespace": "shop", "annotations": {"metallb.io/address-pool": "lan"},
                          "resourceVersion": "12", "uid": "u1"},
-            "spec": {"type": "LoadBalancer", "ports": [{"port": 80, "protocol": "TCP"}], "clusterIP": "10.96.0.9"},
+            "spec": {"type": "LoadBalancer", "ports": [{"port": 80, "protocol": "TCP"}], "clusterIP": "198.19.0.9"},
             "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.5", "ipMode": "VIP"}]}},
         }))
         .unwrap();
@@ -180,7 +180,7 @@ mod tests {
         let slice: EndpointSlice = serde_json::from_value(json!({
             "metadata": {"name": "web-x", "namespace": "shop", "labels": {"kubernetes.io/service-name": "web"}},
             "addressType": "IPv4",
-            "endpoints": [{"addresses": ["10.0.0.1"], "nodeName": "n1", "conditions": {"ready": false, "serving": true}}],
+            "endpoints": [{"addresses": ["198.18.0.1"], "nodeName": "n1", "conditions": {"ready": false, "serving": true}}],
         }))
         .unwrap();
         assert_eq!(slice_service(&slice), Some(("shop", "web")));
