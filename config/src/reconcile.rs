@@ -7,7 +7,8 @@
 //! left (deleted, no longer LoadBalancer, another class) release their
 //! addresses; services that already hold addresses (from `status`, or
 //! remembered from before a restart) are re-admitted before anything new is
-//! allocated; then every other service is served in name order.
+//! allocated; then every other service is served in name order, those that
+//! name their addresses (`loadBalancerIPs`) before those that take any.
 //!
 //! A service with invalid knobs is reported and keeps what it held; it
 //! never makes the whole inventory invalid.
@@ -410,8 +411,12 @@ impl Reconciler {
                 self.remembered.remove(&request.service);
             }
         }
-        // Phase 2: everything else, in service order.
-        for (request, _) in &requests {
+        // Phase 2: everything else, in service order, the services that
+        // name their addresses first: an address a service asks for by
+        // name is never taken by one that asked for any (when a pool comes
+        // back, say, after its services lost their addresses).
+        let (named, any): (Vec<_>, Vec<_>) = requests.iter().partition(|(r, _)| !r.addresses.is_empty());
+        for (request, _) in named.into_iter().chain(any) {
             let outcome = match self.allocator.assign(request) {
                 Ok(assignment) => ServiceOutcome::Assigned(assignment),
                 Err(error) => ServiceOutcome::Failed {
@@ -651,6 +656,32 @@ status: {{loadBalancer: {{ingress: [{{ip: 192.0.2.1}}]}}}}
             (addr("a"), addr("b"), addr("z")),
             (ip("192.0.2.2"), ip("192.0.2.0"), ip("192.0.2.1"))
         );
+    }
+
+    /// A service that names its address gets it, though one that takes any
+    /// sorts before it and the address is the pool's first.
+    #[test]
+    fn services_naming_their_addresses_are_served_first() {
+        let text = "
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: p}
+spec: {addresses: [192.0.2.10/31]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: a-any, namespace: shop}
+spec: {type: LoadBalancer}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: b-named, namespace: shop, annotations: {metallb.io/loadBalancerIPs: 192.0.2.10}}
+spec: {type: LoadBalancer}
+";
+        let mut r = Reconciler::new(ClassFilter::default(), BTreeMap::new());
+        let out = r.apply(&inventory(text));
+        let addr = |n: &str| out[&ServiceKey::new("shop", n)].assignment().unwrap().addresses[0];
+        assert_eq!((addr("b-named"), addr("a-any")), (ip("192.0.2.10"), ip("192.0.2.11")));
     }
 
     #[test]

@@ -85,7 +85,7 @@ pub fn members(response: &pb::ListMembersResponse) -> String {
             yes(f.quorum),
             f.live,
             f.reference,
-            f.expected,
+            f.expected.map_or_else(|| "unknown".to_owned(), |e| e.to_string()),
             yes(f.heard_majority)
         ));
     }

@@ -418,11 +418,15 @@ impl MeshTask {
 fn log_fence(fence: &FenceStatus) {
     if fence.quorum {
         tracing::info!(%fence, "quorum: this node may announce");
-    } else if !fence.heard_majority {
+    } else if let (false, Some(expected)) = (fence.heard_majority, fence.expected) {
         tracing::warn!(
             %fence,
-            "no quorum: not yet heard from a majority of the {} members this node expects; claiming nothing",
-            fence.expected
+            "no quorum: not yet heard from a majority of the {expected} members this node expects; claiming nothing",
+        );
+    } else if fence.expected.is_none() {
+        tracing::warn!(
+            %fence,
+            "no quorum: the cluster's size is not known yet (in a cluster: the Node list has not been read); claiming nothing",
         );
     } else {
         tracing::warn!(

@@ -184,8 +184,9 @@ pub struct Fence {
     /// Smallest reference size at which fencing applies.
     pub min_members: usize,
     /// How many members the cluster is expected to have, this node
-    /// included (1: a single-node cluster, or nothing expected).
-    pub expected_members: usize,
+    /// included (1: a single-node cluster, or nothing expected; `None`:
+    /// not known yet, so no number heard is a majority of it).
+    pub expected_members: Option<usize>,
     /// Reference members and when each was last seen alive (ms).
     reference: BTreeMap<String, u64>,
     /// Members that left gracefully and have not been seen since.
@@ -197,8 +198,8 @@ pub struct Fence {
 /// What the fence says now, for logs and status.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FenceStatus {
-    /// Members the cluster is expected to have.
-    pub expected: usize,
+    /// Members the cluster is expected to have (`None`: not known yet).
+    pub expected: Option<usize>,
     /// The reference size quorum is measured against (at least `expected`).
     pub reference: usize,
     /// Live members (this node included) that count towards it.
@@ -214,8 +215,24 @@ impl std::fmt::Display for FenceStatus {
         write!(
             f,
             "quorum={} live={} reference={} expected={} heard-majority={}",
-            self.quorum, self.live, self.reference, self.expected, self.heard_majority
+            self.quorum,
+            self.live,
+            self.reference,
+            ExpectedSize(self.expected),
+            self.heard_majority
         )
+    }
+}
+
+/// An expected size as text: the number, or `unknown`.
+pub struct ExpectedSize(pub Option<usize>);
+
+impl std::fmt::Display for ExpectedSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(members) => write!(f, "{members}"),
+            None => f.write_str("unknown"),
+        }
     }
 }
 
@@ -232,7 +249,7 @@ impl Fence {
         Fence {
             forget_after_ms,
             min_members,
-            expected_members: 1,
+            expected_members: Some(1),
             reference: BTreeMap::new(),
             departed: BTreeSet::new(),
             heard_majority: false,
@@ -248,7 +265,14 @@ impl Fence {
     /// Expects a cluster of `members` from now on (this node included):
     /// what it has seen so far stays.
     pub fn expect(&mut self, members: usize) {
-        self.expected_members = members.max(1);
+        self.expected_members = Some(members.max(1));
+    }
+
+    /// The same fence, not knowing the cluster's size yet: it claims
+    /// nothing until [`Fence::expect`] says it.
+    pub fn size_not_known(mut self) -> Fence {
+        self.expected_members = None;
+        self
     }
 
     /// Records the live members (including this node) at time `now_ms`.
@@ -259,7 +283,7 @@ impl Fence {
             self.departed.remove(member);
             self.reference.insert(member.to_string(), now_ms);
         }
-        self.heard_majority |= count * 2 > self.expected_members;
+        self.heard_majority |= self.expected_members.is_some_and(|expected| count * 2 > expected);
         if let Some(forget) = self.forget_after_ms {
             self.reference.retain(|_, seen| now_ms.saturating_sub(*seen) <= forget);
         }
@@ -278,7 +302,9 @@ impl Fence {
 
     /// What the fence says of a node seeing `live` members.
     pub fn status<'a>(&self, live: impl IntoIterator<Item = &'a str>) -> FenceStatus {
-        let expected = self.expected_members.saturating_sub(self.departed.len());
+        let expected = self
+            .expected_members
+            .map_or(0, |expected| expected.saturating_sub(self.departed.len()));
         let size = self.reference.len().max(expected);
         let seen = live
             .into_iter()
@@ -511,7 +537,7 @@ mod tests {
             assert!(!lonely.has_quorum(["me"]), "at {t} ms");
         }
         let status = lonely.status(["me"]);
-        assert_eq!((status.expected, status.reference, status.live), (4, 4, 1));
+        assert_eq!((status.expected, status.reference, status.live), (Some(4), 4, 1));
         assert!(!status.heard_majority);
         // Two of four is not a majority either; three is.
         let mut fence = Fence::default().expecting(4);
@@ -585,5 +611,18 @@ mod tests {
         fence.observe(["a", "b", "c"], 10);
         assert!(fence.has_quorum(["a", "b", "c"]));
         assert!(!fence.has_quorum(["a"]), "one of four is no majority");
+    }
+
+    #[test]
+    fn a_fence_not_told_the_size_claims_nothing_and_says_so() {
+        let mut fence = Fence::default().size_not_known();
+        fence.observe(["a", "b", "c", "d"], 0);
+        let status = fence.status(["a", "b", "c", "d"]);
+        assert!(!status.quorum && !status.heard_majority);
+        assert_eq!(status.expected, None);
+        assert!(status.to_string().contains("expected=unknown"), "{status}");
+        fence.expect(5);
+        fence.observe(["a", "b", "c"], 1);
+        assert!(fence.has_quorum(["a", "b", "c"]), "three of five, once told");
     }
 }

@@ -79,7 +79,7 @@ pub fn members_view(mesh: &MeshStatus) -> pb::ListMembersResponse {
             quorum: fence.quorum,
             live: u32::try_from(fence.live).unwrap_or(u32::MAX),
             reference: u32::try_from(fence.reference).unwrap_or(u32::MAX),
-            expected: u32::try_from(fence.expected).unwrap_or(u32::MAX),
+            expected: fence.expected.map(|e| u32::try_from(e).unwrap_or(u32::MAX)),
             heard_majority: fence.heard_majority,
         }),
     }

@@ -66,10 +66,6 @@ pub struct MeshOptions {
     pub expected_members: Option<usize>,
 }
 
-/// The fence's expected size while the cluster's size is not known yet:
-/// no number of members heard makes a majority of it.
-const SIZE_NOT_KNOWN_YET: usize = usize::MAX / 4;
-
 /// Reads a keyring file: see [`parse_keyring`].
 pub fn read_keyring(path: &Path) -> Result<(Keyring, String), AgentError> {
     let text = std::fs::read_to_string(path).map_err(|source| AgentError::Io {
@@ -127,7 +123,10 @@ impl AgentMesh {
             keyring,
             label: options.label.clone().into_bytes(),
             profile: options.profile.clone(),
-            fence: Fence::default().expecting(options.expected_members.unwrap_or(SIZE_NOT_KNOWN_YET)),
+            fence: match options.expected_members {
+                Some(members) => Fence::default().expecting(members),
+                None => Fence::default().size_not_known(),
+            },
             max_age_ms: 30_000,
             labels: options.labels.clone(),
         };

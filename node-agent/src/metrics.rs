@@ -172,7 +172,10 @@ impl Sampler {
         for (state, count) in by_state {
             gauge!("meshlb_members_by_state", "state" => state).set(count as f64);
         }
-        gauge!("meshlb_members_expected").set(mesh.fence.expected as f64);
+        // Not known yet: no series, rather than a made-up number.
+        if let Some(expected) = mesh.fence.expected {
+            gauge!("meshlb_members_expected").set(expected as f64);
+        }
         gauge!("meshlb_quorum_fence_engaged").set(if mesh.fence.quorum { 0.0 } else { 1.0 });
         // Every reason, zero included, so a rate shows 0 rather than nothing.
         for reason in meshlb_gossip::secure::DropReason::ALL {

@@ -268,7 +268,11 @@ fn members_text(status: &MeshStatus) -> String {
     let fence = &status.fence;
     text.push_str(&format!(
         "quorum {} live={} reference={} expected={} heard-majority={}\n",
-        fence.quorum, fence.live, fence.reference, fence.expected, fence.heard_majority
+        fence.quorum,
+        fence.live,
+        fence.reference,
+        meshlb_gossip::ownership::ExpectedSize(fence.expected),
+        fence.heard_majority
     ));
     text
 }
@@ -306,7 +310,7 @@ mod tests {
                 },
             ],
             fence: FenceStatus {
-                expected: 3,
+                expected: Some(3),
                 reference: 3,
                 live: 3,
                 heard_majority: true,

@@ -622,7 +622,7 @@ fn malformed_requests_get_an_event_and_no_address() {
     let rt = runtime();
     let client = rt.block_on(env.client()).unwrap();
     rt.block_on(cluster(&env, &client, "bad", &["192.0.2.0/28"]));
-    let _agent = Agent::start(&env, "node-a", "meshlb-allocator");
+    let agent = Agent::start(&env, "node-a", "meshlb-allocator");
     rt.block_on(async {
         let services: Api<Service> = Api::namespaced(client.clone(), "bad");
         services
@@ -672,11 +672,32 @@ fn malformed_requests_get_an_event_and_no_address() {
                 {
                     Ok(())
                 } else {
-                    Err(format!("{name}: no AllocationFailed with {reason:?}: {told:?}"))
+                    Err(format!(
+                        "{name}: no AllocationFailed with {reason:?}: {told:?}\n{}",
+                        agent.log()
+                    ))
                 }
             })
             .await;
         }
+        // A new reason is a new Event: `kubectl describe` shows why now.
+        let elsewhere = json!({"metadata": {"annotations": {"metallb.io/loadBalancerIPs": "198.51.100.98"}}});
+        services
+            .patch("outside", &PatchParams::default(), &Patch::Merge(elsewhere))
+            .await
+            .unwrap();
+        eventually(|| async {
+            let told = events(&client, "bad", "outside").await;
+            if told
+                .iter()
+                .any(|(r, note)| r == "AllocationFailed" && note.contains("198.51.100.98"))
+            {
+                Ok(())
+            } else {
+                Err(format!("no AllocationFailed with the new reason: {told:?}"))
+            }
+        })
+        .await;
         let list = services.list(&Default::default()).await.unwrap().items;
         for service in &list {
             let name = service.metadata.name.as_deref().unwrap();
@@ -805,7 +826,10 @@ fn each_agent_reports_its_configuration_state_and_events_on_bad_objects() {
             .delete("overlap", &DeleteParams::default())
             .await
             .unwrap();
-        wait_for(meshlb_config::crd::ConfigurationResult::Valid).await;
+        let healed = wait_for(meshlb_config::crd::ConfigurationResult::Valid).await;
+        let healed = healed.status.unwrap();
+        assert_eq!(healed.error_summary, "", "Valid carries no errors");
+        assert!(healed.conditions.iter().all(|c| c.message.is_empty()), "{healed:?}");
         // The pool's status counts what the Services hold, as MetalLB's
         // controller writes it.
         let pools = custom::<IpAddressPool>(&client);

@@ -43,12 +43,12 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::events::{Event, EventType, Recorder};
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{ObjectReference, Service};
 use kube::CustomResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::core::DynamicObject;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use meshlb_config::allocator::PoolCounters;
 use meshlb_config::crd::{AddressClaim, AddressClaimSpec, ClaimHolder, IpAddressPoolStatus, claim_name};
@@ -651,13 +651,7 @@ pub async fn run(
             &options.namespace,
             &meshlb_config::kinds::IpAddressPool::api_resource(),
         ),
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "meshlb-allocator".into(),
-                instance: Some(options.identity.clone()),
-            },
-        ),
+        recorder: Recorder::new(client.clone(), "meshlb-allocator", options.identity.clone()),
     };
     let mut lease = super::lease::LeaderLease::new(
         client,

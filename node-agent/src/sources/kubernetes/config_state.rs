@@ -11,11 +11,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use super::events::{Event, EventType, Recorder};
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use meshlb_config::crd::{ConfigurationResult, ConfigurationState, ConfigurationStateSpec, ConfigurationStateStatus};
 use meshlb_config::meta::ObjectRef;
 use tokio::sync::watch;
@@ -81,6 +81,18 @@ pub fn state_of(config: &ConfigStatus) -> ConfigurationStateStatus {
     }
 }
 
+/// The merge patch that writes `state`, removing what it leaves empty: a
+/// merge patch keeps every field it does not name, so a configuration
+/// that healed would keep the last rejection's `errorSummary` beside
+/// `Valid`.
+pub fn status_patch(state: &ConfigurationStateStatus) -> serde_json::Value {
+    let mut status = serde_json::to_value(state).unwrap_or_default();
+    if state.error_summary.is_empty() {
+        status["errorSummary"] = serde_json::Value::Null;
+    }
+    serde_json::json!({ "status": status })
+}
+
 fn reference(object: &ObjectRef, namespace: &str) -> ObjectReference {
     let namespace = match object.kind {
         meshlb_config::meta::Kind::Node | meshlb_config::meta::Kind::Namespace => None,
@@ -111,13 +123,7 @@ pub async fn run(
         (COMPONENT_LABEL.to_owned(), "speaker".to_owned()),
         (NODE_LABEL.to_owned(), node.clone()),
     ]));
-    let recorder = Recorder::new(
-        client,
-        Reporter {
-            controller: "meshlb-agent".into(),
-            instance: Some(node),
-        },
-    );
+    let recorder = Recorder::new(client, "meshlb-agent", node);
     let mut created = false;
     let mut written: Option<ConfigurationStateStatus> = None;
     let mut told: Option<SystemTime> = None;
@@ -137,7 +143,7 @@ pub async fn run(
             .as_ref()
             .is_some_and(|w| w.result == state.result && w.error_summary == state.error_summary);
         if created && !same {
-            let patch = serde_json::json!({"status": state});
+            let patch = status_patch(&state);
             match api
                 .patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
                 .await
@@ -169,5 +175,28 @@ pub async fn run(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_valid_state_removes_the_last_error_summary() {
+        let healed = state_of(&ConfigStatus {
+            generation: 2,
+            ..ConfigStatus::default()
+        });
+        assert_eq!(healed.result, Some(ConfigurationResult::Valid));
+        let patch = status_patch(&healed);
+        assert_eq!(patch["status"]["errorSummary"], serde_json::Value::Null);
+        assert!(
+            patch["status"]
+                .as_object()
+                .is_some_and(|status| status.contains_key("errorSummary")),
+            "{patch}"
+        );
+        assert_eq!(patch["status"]["conditions"][0]["message"], "");
     }
 }

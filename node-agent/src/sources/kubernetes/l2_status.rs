@@ -18,9 +18,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::events::{Event, EventType, Recorder};
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector;
 use meshlb_config::crd::{InterfaceName, L2ServiceStatus, ServiceL2Status, ServiceL2StatusSpec};
 use meshlb_config::service::ServiceKey;
@@ -101,13 +101,7 @@ pub async fn run(
     if objects.wait_until_ready().await.is_err() {
         return;
     }
-    let recorder = Recorder::new(
-        client,
-        Reporter {
-            controller: "meshlb-agent".into(),
-            instance: Some(node.clone()),
-        },
-    );
+    let recorder = Recorder::new(client, "meshlb-agent", node.clone());
     let mut told: BTreeSet<ServiceKey> = BTreeSet::new();
     // Failed writes are retried after `retry_in` (from RETRY, doubled
     // while they keep failing); each round that fails logs once.

@@ -28,6 +28,7 @@ pub mod allocator;
 pub mod cluster_keys;
 pub mod config_state;
 pub mod convert;
+pub mod events;
 pub mod l2_status;
 pub mod lease;
 
