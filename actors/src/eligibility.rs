@@ -187,7 +187,7 @@ pub(crate) mod fixture {
         let objects = meshlb_config::parse_documents(yaml, "test.yaml").unwrap().objects;
         let inventory = Inventory::build(&objects).unwrap();
         let mut reconciler = meshlb_config::Reconciler::new(Default::default(), BTreeMap::new());
-        let outcomes = reconciler.apply(&inventory);
+        let outcomes = reconciler.apply(&inventory, std::time::Instant::now());
         State {
             inventory,
             outcomes,

@@ -365,6 +365,17 @@ impl Allocator {
         &mut self,
         pools: impl IntoIterator<Item = Pool>,
     ) -> BTreeMap<ServiceKey, Result<Assignment, AllocationError>> {
+        self.replace_pools(pools)
+            .into_iter()
+            .map(|(request, _)| (request.service.clone(), self.assign(&request)))
+            .collect()
+    }
+
+    /// Replaces the pools, re-admitting every assignment still valid (in
+    /// service order); the services whose addresses are no longer
+    /// admitted are let go, and returned with what they held, for the
+    /// caller to decide (allocate anew, or hold).
+    pub fn replace_pools(&mut self, pools: impl IntoIterator<Item = Pool>) -> Vec<(AllocationRequest, Assignment)> {
         let held: Vec<Held> = std::mem::take(&mut self.services).into_values().collect();
         self.addresses.clear();
         self.pools = pools.into_iter().map(|p| (p.name.clone(), p)).collect();
@@ -372,13 +383,10 @@ impl Allocator {
         let mut displaced = Vec::new();
         for h in held {
             if self.admit(&h.request, &h.assignment.addresses).is_err() {
-                displaced.push(h.request);
+                displaced.push((h.request, h.assignment));
             }
         }
         displaced
-            .into_iter()
-            .map(|request| (request.service.clone(), self.assign(&request)))
-            .collect()
     }
 
     /// Address counts per pool.

@@ -3,6 +3,22 @@
 
 use std::time::Duration;
 
+/// Writes a duration as Go does, to whole seconds (`1h0m0s`, `5m0s`,
+/// `30s`); below a second, in milliseconds (`250ms`). [`parse_duration`]
+/// reads it back.
+pub fn format(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    if seconds == 0 {
+        return format!("{}ms", duration.subsec_millis());
+    }
+    let (hours, minutes, seconds) = (seconds / 3600, seconds / 60 % 60, seconds % 60);
+    match (hours, minutes) {
+        (0, 0) => format!("{seconds}s"),
+        (0, _) => format!("{minutes}m{seconds}s"),
+        _ => format!("{hours}h{minutes}m{seconds}s"),
+    }
+}
+
 /// Parses a Go duration string. Negative durations are refused: no meshlb
 /// timer can be negative.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -67,6 +83,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn written_as_go_writes_them_and_read_back() {
+        for (seconds, text) in [(3600, "1h0m0s"), (300, "5m0s"), (90, "1m30s"), (30, "30s")] {
+            let duration = Duration::from_secs(seconds);
+            assert_eq!(format(duration), text);
+            assert_eq!(parse_duration(text), Ok(duration));
+        }
+        assert_eq!(format(Duration::from_millis(250)), "250ms");
+    }
 
     #[test]
     fn go_durations() {

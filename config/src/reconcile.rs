@@ -11,19 +11,25 @@
 //! name their addresses (`loadBalancerIPs`) before those that take any.
 //!
 //! A service with invalid knobs is reported and keeps what it held; it
-//! never makes the whole inventory invalid.
+//! never makes the whole inventory invalid. A service whose addresses no
+//! pool covers any more keeps them for a while ([`Holds`]): losing a pool
+//! by mistake never renumbers its services.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use crate::addresses::Family;
 use crate::allocator::{AllocationError, Allocator, Assignment};
 use crate::config::{Config, L2Policy, Pool};
 use crate::error::{Error, Invalid, Rejected, SourceLocation};
 use crate::meta::{ObjectRef, StringMap};
 use crate::object::{Located, Object};
-use crate::service::{AllocationRequest, ClassFilter, EndpointSlice, Node, Service, ServiceKey, namespace_labels};
+use crate::service::{
+    AllocationRequest, ClassFilter, EndpointSlice, FamilyPolicy, Node, Service, ServiceKey, namespace_labels,
+};
 
 /// One consistent reading of a configuration source.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -168,15 +174,35 @@ pub enum ServiceOutcome {
     /// The service's status holds no address yet; the allocator (another
     /// agent, in a cluster) has not written one.
     Pending,
+    /// No pool covers the addresses the service holds any more; it keeps
+    /// them, not announced, for a while (see [`Holds`]).
+    Held {
+        /// The addresses it keeps.
+        addresses: Vec<IpAddr>,
+        /// Why they are not admitted.
+        error: AllocationError,
+        /// How long they are kept at most.
+        hold_for: Duration,
+    },
 }
 
 impl ServiceOutcome {
-    /// The addresses the service holds after the outcome.
+    /// The addresses the service holds after the outcome, from a pool: what
+    /// is announced.
     pub fn assignment(&self) -> Option<&Assignment> {
         match self {
             ServiceOutcome::Assigned(a) => Some(a),
             ServiceOutcome::Invalid { kept, .. } | ServiceOutcome::Failed { kept, .. } => kept.as_ref(),
-            ServiceOutcome::Pending => None,
+            ServiceOutcome::Pending | ServiceOutcome::Held { .. } => None,
+        }
+    }
+
+    /// The addresses the service keeps in its status: those of its
+    /// assignment, or those it holds though no pool covers them.
+    pub fn kept_addresses(&self) -> &[IpAddr] {
+        match self {
+            ServiceOutcome::Held { addresses, .. } => addresses,
+            other => other.assignment().map_or(&[], |a| &a.addresses),
         }
     }
 }
@@ -192,6 +218,20 @@ impl fmt::Display for ServiceOutcome {
             }
             ServiceOutcome::Failed { error, kept: k } => write!(f, "no addresses: {error}{}", kept(k)),
             ServiceOutcome::Pending => f.write_str("pending: no address in its status yet"),
+            ServiceOutcome::Held {
+                addresses,
+                error,
+                hold_for,
+            } => {
+                let addresses: Vec<String> = addresses.iter().map(ToString::to_string).collect();
+                write!(
+                    f,
+                    "holds {} though {error}: kept, not announced, until a pool covers it again or the \
+                     Service asks for another address, at most {}",
+                    addresses.join(", "),
+                    crate::duration::format(*hold_for)
+                )
+            }
         }
     }
 }
@@ -209,6 +249,137 @@ pub enum AddressSource {
     Status,
 }
 
+/// How long a service keeps addresses no pool covers, by default (see
+/// [`Holds`]).
+pub const DEFAULT_HOLD_ORPHANED: Duration = Duration::from_secs(3600);
+
+/// Addresses services keep though no pool covers them any more.
+///
+/// The rule: when the pools stop covering the addresses a service holds
+/// (its pool deleted or shrunk; every pool gone at once, as when a Helm
+/// uninstall takes MetalLB's CRDs with it), the service keeps them, in its
+/// status and not announced, until
+/// - a pool covers them again: it is served with them as before;
+/// - the service itself asks for something else (other addresses, another
+///   pool, family or sharing key): that is served at once;
+/// - `hold_for` has passed since they left the pools: they are let go,
+///   and the service is served anew (or fails, saying why).
+///
+/// MetalLB lets them go at once and gives the service the next free
+/// address, so re-applying a pool deleted by mistake renumbers its
+/// services; a `hold_for` of zero is that behaviour. While held, no other
+/// service can take them (no pool offers them), and when a pool covers
+/// them again the services holding them are re-admitted before anything
+/// is allocated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holds {
+    hold_for: Duration,
+    entries: BTreeMap<ServiceKey, Hold>,
+}
+
+/// One service's held addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Hold {
+    addresses: Vec<IpAddr>,
+    intent: Intent,
+    since: Instant,
+    /// Its time passed, or the service asked for something else: kept
+    /// only so that the service is not held again meanwhile.
+    ended: bool,
+}
+
+/// What a service asks of its addresses: when it changes, a hold ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Intent {
+    pool: Option<String>,
+    addresses: Vec<IpAddr>,
+    family_policy: FamilyPolicy,
+    families: Vec<Family>,
+    per_family: u8,
+    sharing_key: Option<String>,
+}
+
+impl Intent {
+    fn of(request: &AllocationRequest) -> Intent {
+        Intent {
+            pool: request.pool.clone(),
+            addresses: request.addresses.clone(),
+            family_policy: request.family_policy,
+            families: request.families.clone(),
+            per_family: request.per_family,
+            sharing_key: request.sharing_key.clone(),
+        }
+    }
+}
+
+impl Default for Holds {
+    fn default() -> Holds {
+        Holds::new(DEFAULT_HOLD_ORPHANED)
+    }
+}
+
+impl Holds {
+    /// Holds of at most `hold_for` (zero: none, as MetalLB).
+    pub fn new(hold_for: Duration) -> Holds {
+        Holds {
+            hold_for,
+            entries: BTreeMap::new(),
+        }
+    }
+
+    /// How long addresses are held at most.
+    pub fn hold_for(&self) -> Duration {
+        self.hold_for
+    }
+
+    /// When the next running hold ends: apply again then.
+    pub fn next_end(&self) -> Option<Instant> {
+        self.entries
+            .values()
+            .filter(|h| !h.ended)
+            .map(|h| h.since + self.hold_for)
+            .min()
+    }
+
+    /// Whether `request` keeps `addresses`, which no pool covers, at `now`.
+    fn keep(&mut self, request: &AllocationRequest, addresses: &[IpAddr], now: Instant) -> bool {
+        if self.hold_for.is_zero() {
+            return false;
+        }
+        let intent = Intent::of(request);
+        let named = request.addresses.iter().collect::<BTreeSet<_>>();
+        if !named.is_empty() && named != addresses.iter().collect() {
+            // It names other addresses: what it asks for now is served.
+            self.entries.remove(&request.service);
+            return false;
+        }
+        let hold_for = self.hold_for;
+        let hold = self.entries.entry(request.service.clone()).or_insert_with(|| Hold {
+            addresses: addresses.to_vec(),
+            intent: intent.clone(),
+            since: now,
+            ended: false,
+        });
+        if hold.addresses != addresses {
+            *hold = Hold {
+                addresses: addresses.to_vec(),
+                intent,
+                since: now,
+                ended: false,
+            };
+            return true;
+        }
+        if hold.intent != intent {
+            hold.intent = intent;
+            hold.ended = true;
+        }
+        if now.saturating_duration_since(hold.since) >= hold_for {
+            hold.ended = true;
+        }
+        !hold.ended
+    }
+}
+
 /// Keeps the allocator across inventories.
 #[derive(Debug, Clone)]
 pub struct Reconciler {
@@ -216,6 +387,7 @@ pub struct Reconciler {
     classes: ClassFilter,
     remembered: BTreeMap<ServiceKey, Vec<IpAddr>>,
     source: AddressSource,
+    holds: Holds,
     last: LastApply,
 }
 
@@ -256,8 +428,21 @@ impl Reconciler {
             classes,
             remembered,
             source: AddressSource::Allocate,
+            holds: Holds::default(),
             last: LastApply::default(),
         }
+    }
+
+    /// The same reconciler with these holds (a hold's length, and what a
+    /// previous reconciler held).
+    pub fn with_holds(mut self, holds: Holds) -> Reconciler {
+        self.holds = holds;
+        self
+    }
+
+    /// What the reconciler holds (see [`Holds`]).
+    pub fn holds(&self) -> &Holds {
+        &self.holds
     }
 
     /// The same reconciler taking addresses from `source`.
@@ -309,11 +494,17 @@ impl Reconciler {
     /// every other keeps its outcome, as a full pass would give it: a
     /// service holding its addresses keeps them, and one pending or invalid
     /// depends on nothing else. A cluster's stream of status writes costs
-    /// what changed, not what exists.
-    pub fn apply(&mut self, inventory: &Inventory) -> BTreeMap<ServiceKey, ServiceOutcome> {
+    /// what changed, not what exists. `now` times the [`Holds`]; a service
+    /// held is served again at every apply (apply again at
+    /// [`Holds::next_end`]).
+    pub fn apply(&mut self, inventory: &Inventory, now: Instant) -> BTreeMap<ServiceKey, ServiceOutcome> {
         let pools: Vec<_> = inventory.config.pools.values().cloned().collect();
         if self.allocator.pools().values().ne(pools.iter()) {
-            self.allocator.set_pools(pools);
+            // Services whose addresses left the pools are served again
+            // below, with those addresses as what they hold.
+            for (request, assignment) in self.allocator.replace_pools(pools) {
+                self.remembered.insert(request.service, assignment.addresses);
+            }
         }
         let wanted: BTreeMap<&ServiceKey, &Arc<Service>> = inventory
             .services
@@ -334,14 +525,16 @@ impl Reconciler {
         for (key, service) in &wanted {
             match last.services.get(*key) {
                 Some((read, outcome))
-                    if same_context && !matches!(outcome, ServiceOutcome::Failed { .. }) && read == *service =>
+                    if same_context
+                        && !matches!(outcome, ServiceOutcome::Failed { .. } | ServiceOutcome::Held { .. })
+                        && read == *service =>
                 {
                     outcomes.insert((*key).clone(), outcome.clone());
                 }
                 _ => served.push((*key, service.as_ref())),
             }
         }
-        outcomes.extend(self.serve(inventory, &served));
+        outcomes.extend(self.serve(inventory, &served, now));
         self.last = LastApply {
             context: Some(context),
             services: wanted
@@ -360,6 +553,7 @@ impl Reconciler {
         &mut self,
         inventory: &Inventory,
         services: &[(&ServiceKey, &Service)],
+        now: Instant,
     ) -> BTreeMap<ServiceKey, ServiceOutcome> {
         let mut outcomes = BTreeMap::new();
         let mut requests = Vec::new();
@@ -398,7 +592,10 @@ impl Reconciler {
             }
             return outcomes;
         }
-        // Phase 1: re-admit addresses services already hold elsewhere.
+        // Phase 1: re-admit addresses services already hold elsewhere;
+        // keep those no pool covers any more (see Holds).
+        let mut held = BTreeMap::new();
+        let mut considered = BTreeSet::new();
         for (request, service) in &requests {
             if self.allocator.assignment(&request.service).is_some() {
                 continue;
@@ -407,16 +604,46 @@ impl Reconciler {
             if existing.is_empty() {
                 existing = self.remembered.get(&request.service).cloned().unwrap_or_default();
             }
-            if !existing.is_empty() && self.allocator.admit(request, &existing).is_ok() {
-                self.remembered.remove(&request.service);
+            if existing.is_empty() {
+                continue;
+            }
+            match self.allocator.admit(request, &existing) {
+                Ok(_) => {
+                    self.remembered.remove(&request.service);
+                }
+                Err(error @ AllocationError::OutsidePools { .. }) => {
+                    considered.insert(request.service.clone());
+                    if self.holds.keep(request, &existing, now) {
+                        held.insert(request.service.clone(), (existing, error));
+                    } else {
+                        self.remembered.remove(&request.service);
+                    }
+                }
+                Err(_) => {}
             }
         }
+        // A hold is over once its service's addresses are admitted again,
+        // replaced, or gone with the service (a held service is served at
+        // every apply, so one not considered holds nothing).
+        self.holds.entries.retain(|key, _| considered.contains(key));
         // Phase 2: everything else, in service order, the services that
         // name their addresses first: an address a service asks for by
         // name is never taken by one that asked for any (when a pool comes
         // back, say, after its services lost their addresses).
         let (named, any): (Vec<_>, Vec<_>) = requests.iter().partition(|(r, _)| !r.addresses.is_empty());
         for (request, _) in named.into_iter().chain(any) {
+            if let Some((addresses, error)) = held.remove(&request.service) {
+                let hold_for = self.holds.hold_for;
+                outcomes.insert(
+                    request.service.clone(),
+                    ServiceOutcome::Held {
+                        addresses,
+                        error,
+                        hold_for,
+                    },
+                );
+                continue;
+            }
             let outcome = match self.allocator.assign(request) {
                 Ok(assignment) => ServiceOutcome::Assigned(assignment),
                 Err(error) => ServiceOutcome::Failed {
@@ -465,6 +692,12 @@ spec: {type: ClusterIP}
         s.parse().unwrap()
     }
 
+    /// The tests' time zero (a hold's clock starts there).
+    fn t0() -> Instant {
+        static T0: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        *T0.get_or_init(Instant::now)
+    }
+
     #[test]
     fn taking_addresses_from_status_allocates_nothing() {
         let text = format!(
@@ -484,7 +717,7 @@ status: {{loadBalancer: {{ingress: [{{ip: 198.51.100.1}}]}}}}
         );
         let mut reconciler =
             Reconciler::new(ClassFilter::default(), BTreeMap::new()).taking_addresses_from(AddressSource::Status);
-        let outcomes = reconciler.apply(&inventory(&text));
+        let outcomes = reconciler.apply(&inventory(&text), t0());
         let key = |name: &str| ServiceKey::new("shop", name);
         assert_eq!(
             outcomes[&key("a")].assignment().unwrap().addresses,
@@ -508,7 +741,7 @@ status: {{loadBalancer: {{ingress: [{{ip: 198.51.100.1}}]}}}}
             "metadata: {name: a, namespace: shop}\nspec: {type: LoadBalancer, ports: [{port: 80}]}\nstatus: {loadBalancer: {ingress: [{ip: 192.0.2.2}]}}",
             "metadata: {name: a, namespace: shop}\nspec: {type: LoadBalancer, ports: [{port: 80}]}\nstatus: {loadBalancer: {ingress: [{ip: 192.0.2.1}]}}",
         );
-        let outcomes = reconciler.apply(&inventory(&moved));
+        let outcomes = reconciler.apply(&inventory(&moved), t0());
         assert_eq!(
             outcomes[&key("b")].assignment().unwrap().addresses,
             vec![ip("192.0.2.2")]
@@ -539,10 +772,10 @@ status: {{loadBalancer: {{ingress: [{{ip: 198.51.100.1}}]}}}}
         let second_inventory = inventory(&text);
         let mut reconciler = Reconciler::new(ClassFilter::default(), BTreeMap::new());
         let started = std::time::Instant::now();
-        let first = reconciler.apply(&first_inventory);
+        let first = reconciler.apply(&first_inventory, t0());
         let first_took = started.elapsed();
         let started = std::time::Instant::now();
-        let second = reconciler.apply(&second_inventory);
+        let second = reconciler.apply(&second_inventory, t0());
         let second_took = started.elapsed();
         assert_eq!((first.len(), second.len()), (5_000, 5_001));
         for (key, outcome) in &first {
@@ -606,8 +839,8 @@ status: {{loadBalancer: {{ingress: [{{ip: 198.51.100.1}}]}}}}
                 }
                 let inventory = inventory(&text);
                 full.forget_last_apply();
-                let want = full.apply(&inventory);
-                let got = incremental.apply(&inventory);
+                let want = full.apply(&inventory, t0());
+                let got = incremental.apply(&inventory, t0());
                 proptest::prop_assert_eq!(&got, &want);
                 let held = |r: &Reconciler| r.allocator().assignments().map(|(k, a)| (k.clone(), a.clone())).collect::<Vec<_>>();
                 proptest::prop_assert_eq!(held(&incremental), held(&full));
@@ -618,7 +851,7 @@ status: {{loadBalancer: {{ingress: [{{ip: 198.51.100.1}}]}}}}
     #[test]
     fn serves_only_our_load_balancers_and_releases_leavers() {
         let mut r = Reconciler::new(ClassFilter::default(), BTreeMap::new());
-        let out = r.apply(&inventory(BASE));
+        let out = r.apply(&inventory(BASE), t0());
         assert_eq!(out.keys().map(ToString::to_string).collect::<Vec<_>>(), ["shop/b"]);
         assert_eq!(
             out[&ServiceKey::new("shop", "b")].assignment().unwrap().addresses,
@@ -628,7 +861,7 @@ status: {{loadBalancer: {{ingress: [{{ip: 198.51.100.1}}]}}}}
             "metadata: {name: b, namespace: shop}\nspec: {type: LoadBalancer",
             "metadata: {name: b, namespace: shop}\nspec: {type: NodePort",
         );
-        assert!(r.apply(&inventory(&changed)).is_empty());
+        assert!(r.apply(&inventory(&changed), t0()).is_empty());
         assert_eq!(r.allocator().assignments().count(), 0, "type change releases");
     }
 
@@ -650,7 +883,7 @@ status: {{loadBalancer: {{ingress: [{{ip: 192.0.2.1}}]}}}}
         );
         let remembered = BTreeMap::from([(ServiceKey::new("shop", "b"), vec![ip("192.0.2.0")])]);
         let mut r = Reconciler::new(ClassFilter::default(), remembered);
-        let out = r.apply(&inventory(&text));
+        let out = r.apply(&inventory(&text), t0());
         let addr = |n: &str| out[&ServiceKey::new("shop", n)].assignment().unwrap().addresses[0];
         assert_eq!(
             (addr("a"), addr("b"), addr("z")),
@@ -679,17 +912,78 @@ metadata: {name: b-named, namespace: shop, annotations: {metallb.io/loadBalancer
 spec: {type: LoadBalancer}
 ";
         let mut r = Reconciler::new(ClassFilter::default(), BTreeMap::new());
-        let out = r.apply(&inventory(text));
+        let out = r.apply(&inventory(text), t0());
         let addr = |n: &str| out[&ServiceKey::new("shop", n)].assignment().unwrap().addresses[0];
         assert_eq!((addr("b-named"), addr("a-any")), (ip("192.0.2.10"), ip("192.0.2.11")));
+    }
+
+    /// A pool deleted by mistake and applied again gives every service back
+    /// its address (standalone: no status, the addresses the reconciler
+    /// held); a service asking for something else meanwhile gets it at
+    /// once; a hold that runs out lets the address go.
+    #[test]
+    fn addresses_outlive_their_pool_for_the_hold() {
+        let with = |pools: &str, services: &str| {
+            format!(
+                "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: spare}}\n\
+                 spec: {{addresses: [198.51.100.0/30]}}\n{pools}{services}"
+            )
+        };
+        let lan = "---\napiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: lan}\n\
+                   spec: {addresses: [192.0.2.0/30]}\n";
+        let services = |b_asks: &str| {
+            format!(
+                "---\napiVersion: v1\nkind: Service\nmetadata: {{name: a, namespace: shop, annotations: \
+                 {{metallb.io/address-pool: lan}}}}\nspec: {{type: LoadBalancer}}\n\
+                 ---\napiVersion: v1\nkind: Service\nmetadata: {{name: b, namespace: shop{b_asks}}}\n\
+                 spec: {{type: LoadBalancer}}\n"
+            )
+        };
+        let hour = Duration::from_secs(3600);
+        let mut r = Reconciler::new(ClassFilter::default(), BTreeMap::new()).with_holds(Holds::new(hour));
+        let key = |n: &str| ServiceKey::new("shop", n);
+        let first = r.apply(
+            &inventory(&with(lan, &services(", annotations: {metallb.io/address-pool: lan}"))),
+            t0(),
+        );
+        assert_eq!(first[&key("a")].kept_addresses(), [ip("192.0.2.0")]);
+        assert_eq!(first[&key("b")].kept_addresses(), [ip("192.0.2.1")]);
+        // The pool goes: both keep their addresses, announced by nobody.
+        let gone = inventory(&with("", &services(", annotations: {metallb.io/address-pool: lan}")));
+        let held = r.apply(&gone, t0() + Duration::from_secs(1));
+        for (name, address) in [("a", "192.0.2.0"), ("b", "192.0.2.1")] {
+            let outcome = &held[&key(name)];
+            assert!(matches!(outcome, ServiceOutcome::Held { .. }), "{outcome}");
+            assert_eq!(outcome.kept_addresses(), [ip(address)]);
+            assert!(outcome.assignment().is_none(), "a held address is not announced");
+        }
+        assert_eq!(r.holds().next_end(), Some(t0() + Duration::from_secs(1) + hour));
+        // b stops asking for the pool: it is served at once, from the spare.
+        let b_moves = inventory(&with("", &services("")));
+        let moved = r.apply(&b_moves, t0() + Duration::from_secs(2));
+        assert_eq!(moved[&key("b")].assignment().unwrap().addresses, [ip("198.51.100.0")]);
+        assert!(matches!(moved[&key("a")], ServiceOutcome::Held { .. }));
+        // The pool is back within the hour: a has its address again.
+        let back = r.apply(&inventory(&with(lan, &services(""))), t0() + Duration::from_secs(60));
+        assert_eq!(back[&key("a")].assignment().unwrap().addresses, [ip("192.0.2.0")]);
+        assert_eq!(r.holds().next_end(), None);
+        // Gone again, for longer than the hold: a fails, the address let go.
+        r.apply(&b_moves, t0() + Duration::from_secs(120));
+        let ended = r.apply(&b_moves, t0() + Duration::from_secs(120) + hour);
+        assert!(
+            matches!(ended[&key("a")], ServiceOutcome::Failed { .. }),
+            "{}",
+            ended[&key("a")]
+        );
+        assert_eq!(r.holds().next_end(), None);
     }
 
     #[test]
     fn invalid_service_keeps_its_addresses_and_others_proceed() {
         let mut r = Reconciler::new(ClassFilter::default(), BTreeMap::new());
-        r.apply(&inventory(BASE));
+        r.apply(&inventory(BASE), t0());
         let broken = BASE.replace("ports: [{port: 80}]}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: c", "ports: [{port: 80}], externalTrafficPolicy: Sideways}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: c");
-        let out = r.apply(&inventory(&broken));
+        let out = r.apply(&inventory(&broken), t0());
         let outcome = &out[&ServiceKey::new("shop", "b")];
         assert!(
             matches!(outcome, ServiceOutcome::Invalid { kept: Some(_), .. }),
@@ -720,7 +1014,7 @@ spec: {{addressesPerService: 2}}
 "
         );
         let mut r = Reconciler::new(ClassFilter::default(), BTreeMap::new());
-        let out = r.apply(&inventory(&text));
+        let out = r.apply(&inventory(&text), t0());
         assert_eq!(
             out[&ServiceKey::new("shop", "b")].assignment().unwrap().addresses.len(),
             2

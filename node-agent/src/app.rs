@@ -92,6 +92,8 @@ pub struct RunOptions {
     pub classes: ClassFilter,
     /// How long a configuration that withdraws everything is held.
     pub hold_withdraw_all: Duration,
+    /// How long a Service keeps addresses no pool covers any more.
+    pub hold_orphaned: Duration,
     /// The mesh and Layer 2, when `--gossip-bind` is given.
     pub mesh: Option<(MeshOptions, Layer2Options)>,
     /// The port BGP peers connect to (0: none; it is bound once a BGPPeer
@@ -117,6 +119,7 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
             state_dir,
             classes,
             hold_withdraw_all,
+            hold_orphaned,
             mesh,
             bgp_listen_port,
             bgp_drain_timeout,
@@ -189,6 +192,7 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
                 if let Some(lease_name) = allocator_lease {
                     let options = AllocatorOptions {
                         lease_name,
+                        hold_orphaned,
                         ..AllocatorOptions::new(namespace.clone(), node, classes)
                     };
                     allocator = Some(tokio::spawn(allocator::run(
@@ -201,7 +205,9 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
                 (pipeline, KubernetesSource::new(client, namespace).spawn())
             }
         };
-        let pipeline = pipeline.holding_withdrawals_for(hold_withdraw_all);
+        let pipeline = pipeline
+            .holding_withdrawals_for(hold_withdraw_all)
+            .holding_orphaned_addresses_for(hold_orphaned);
         let status_files = status_files::spawn(hub.clone(), state_dir.clone());
         let introspection = crate::introspection::spawn(hub.clone(), &grpc_listen).await?;
         let metrics = crate::metrics::spawn(hub.clone(), &metrics_listen);

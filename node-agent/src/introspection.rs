@@ -19,7 +19,6 @@ use std::net::IpAddr;
 use std::pin::Pin;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use meshlb_config::ServiceOutcome;
 use meshlb_config::service::ServiceKey;
 use meshlb_gossip::driver::MeshStatus;
 use meshlb_proto::v1::introspection_server::{Introspection, IntrospectionServer};
@@ -109,13 +108,7 @@ impl ServiceSources<'_> {
             .outcomes
             .iter()
             .map(|(key, outcome)| {
-                let addresses: Vec<IpAddr> = match outcome {
-                    ServiceOutcome::Assigned(a) => a.addresses.clone(),
-                    ServiceOutcome::Invalid { kept, .. } | ServiceOutcome::Failed { kept, .. } => {
-                        kept.iter().flat_map(|a| a.addresses.clone()).collect()
-                    }
-                    ServiceOutcome::Pending => Vec::new(),
-                };
+                let addresses: Vec<IpAddr> = outcome.kept_addresses().to_vec();
                 let layer2 = layer2_by_key.get(key);
                 let owners = addresses
                     .iter()

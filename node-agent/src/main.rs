@@ -78,11 +78,8 @@ enum Command {
         /// this; the default is etcd's limit on a Kubernetes request.
         #[arg(long, default_value_t = DEFAULT_MAX_FILE_BYTES)]
         max_config_file_bytes: u64,
-        /// Hold a reading that would withdraw every address or remove every
-        /// pool (a truncated file reads as empty) this long, and apply it
-        /// only if the files still read the same then (seconds).
-        #[arg(long, default_value_t = meshlb_node_agent::pipeline::DEFAULT_HOLD_WITHDRAW_ALL.as_secs_f64())]
-        hold_withdraw_all_seconds: f64,
+        #[command(flatten)]
+        holds: Box<HoldArgs>,
         /// Take BGP peers' connections on this port (0: connect to them
         /// only). Bound once a BGPPeer selects this node.
         #[arg(long, default_value_t = meshlb_actors::bgp::listener::BGP_PORT)]
@@ -119,6 +116,24 @@ enum Command {
         #[arg(long)]
         refresh_ms: Option<u64>,
     },
+}
+
+/// What the agent holds back when its configuration loses things.
+#[derive(clap::Args)]
+struct HoldArgs {
+    /// Hold a reading that would withdraw every address or remove every
+    /// pool (a truncated file reads as empty) this long, and apply it
+    /// only if the files still read the same then (seconds).
+    #[arg(long, default_value_t = meshlb_node_agent::pipeline::DEFAULT_HOLD_WITHDRAW_ALL.as_secs_f64())]
+    hold_withdraw_all_seconds: f64,
+    /// A Service whose addresses no pool covers any more (its pool
+    /// deleted, or every pool gone with the CRDs) keeps them, not
+    /// announced, this long at most (a Go duration: 1h, 15m; 0: let them
+    /// go at once and allocate anew, as MetalLB does). A pool covering
+    /// them again, or the Service asking for other addresses, ends the
+    /// hold sooner.
+    #[arg(long, default_value = "1h", value_parser = parse_hold)]
+    hold_orphaned_addresses: Duration,
 }
 
 /// Gossip mesh options (the mesh is joined when --gossip-bind is given).
@@ -210,6 +225,15 @@ enum CliError {
     /// A file limit that refuses everything.
     #[error("--max-config-file-bytes 0 would refuse every file")]
     NoFileSize,
+}
+
+/// Parses `--hold-orphaned-addresses`: a Go duration of at most a week.
+fn parse_hold(text: &str) -> Result<Duration, String> {
+    let hold = meshlb_config::duration::parse_duration(text).map_err(|e| format!("{text:?} {e}"))?;
+    if hold > Duration::from_secs(7 * 24 * 3600) {
+        return Err(format!("{text:?} is longer than a week"));
+    }
+    Ok(hold)
 }
 
 impl MeshArgs {
@@ -354,7 +378,7 @@ fn main() -> ExitCode {
             lb_class,
             resync_seconds,
             max_config_file_bytes,
-            hold_withdraw_all_seconds,
+            holds,
             bgp_listen_port,
             bgp_drain_seconds,
             grpc_listen,
@@ -365,7 +389,7 @@ fn main() -> ExitCode {
             let in_cluster = config_dir.is_none();
             let options = run_options(
                 max_config_file_bytes,
-                hold_withdraw_all_seconds,
+                holds.hold_withdraw_all_seconds,
                 *mesh,
                 in_cluster,
                 &state_dir,
@@ -389,6 +413,7 @@ fn main() -> ExitCode {
                     state_dir,
                     classes: classes(lb_class),
                     hold_withdraw_all,
+                    hold_orphaned: holds.hold_orphaned_addresses,
                     mesh,
                     bgp_listen_port,
                     bgp_drain_timeout: Duration::from_secs(bgp_drain_seconds.min(3600)),

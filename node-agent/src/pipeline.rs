@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use meshlb_config::allocator::PoolCounters;
 use meshlb_config::health::{Health, HealthCheck};
+use meshlb_config::reconcile::Holds;
 use meshlb_config::service::{ClassFilter, ServiceKey};
 use meshlb_config::{AddressSource, ConfigStore, Inventory, Offer, Reconciler, Rejected, ServiceOutcome};
 use tokio::sync::watch;
@@ -137,6 +138,14 @@ impl Pipeline {
         self
     }
 
+    /// The same pipeline keeping addresses no pool covers any more for at
+    /// most `hold` (see [`meshlb_config::reconcile::Holds`]; zero lets them
+    /// go at once, as MetalLB does).
+    pub fn holding_orphaned_addresses_for(mut self, hold: Duration) -> Pipeline {
+        self.reconciler = self.reconciler.with_holds(Holds::new(hold));
+        self
+    }
+
     /// The same pipeline holding a snapshot that withdraws everything for
     /// `hold` (default [`DEFAULT_HOLD_WITHDRAW_ALL`]).
     pub fn holding_withdrawals_for(mut self, hold: Duration) -> Pipeline {
@@ -231,11 +240,11 @@ impl Pipeline {
         let started = Instant::now();
         let outcomes = if may_withdraw_everything {
             let mut next = self.reconciler.clone();
-            let outcomes = next.apply(&snapshot.inventory);
+            let outcomes = next.apply(&snapshot.inventory, started);
             tried = Some(next);
             outcomes
         } else {
-            self.reconciler.apply(&snapshot.inventory)
+            self.reconciler.apply(&snapshot.inventory, started)
         };
         if let Some(reason) = self.withdraws_everything(&snapshot.inventory, &outcomes) {
             let since = held_since.unwrap_or_else(Instant::now);
@@ -258,6 +267,34 @@ impl Pipeline {
         if let Some(next) = tried {
             self.reconciler = next;
         }
+        self.take_outcomes(outcomes, generation, started)
+    }
+
+    /// When the next hold of addresses no pool covers ends, if one runs
+    /// ([`meshlb_config::reconcile::Holds`]).
+    pub fn holds_end(&self) -> Option<Instant> {
+        self.reconciler.holds().next_end()
+    }
+
+    /// Serves the running configuration again: a hold of addresses no
+    /// pool covers has ended.
+    pub fn end_holds(&mut self) -> Reload {
+        let Some(inventory) = self.store.active().cloned() else {
+            return Reload::Unchanged;
+        };
+        let started = Instant::now();
+        let outcomes = self.reconciler.apply(&inventory, started);
+        self.take_outcomes(outcomes, self.store.generation(), started)
+    }
+
+    /// Records `outcomes` of `generation` (allocated from `started`): the
+    /// services that changed, the state file.
+    fn take_outcomes(
+        &mut self,
+        outcomes: BTreeMap<ServiceKey, ServiceOutcome>,
+        generation: u64,
+        started: Instant,
+    ) -> Reload {
         let mut changed = BTreeMap::new();
         let mut allocated = false;
         for (key, outcome) in &outcomes {
@@ -334,13 +371,14 @@ impl Pipeline {
         let mut agent = self;
         tokio::pin!(shutdown);
         loop {
-            let held_until = agent.held_until().map(tokio::time::Instant::from_std);
-            let hold_over = async {
-                match held_until {
-                    Some(at) => tokio::time::sleep_until(at).await,
+            let until = |at: Option<Instant>| async move {
+                match at {
+                    Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
                     None => std::future::pending().await,
                 }
             };
+            let hold_over = until(agent.held_until());
+            let holds_end = until(agent.holds_end());
             tokio::select! {
                 _ = &mut shutdown => break,
                 update = updates.recv() => match update {
@@ -360,6 +398,7 @@ impl Pipeline {
                     None => return Err(AgentError::SourceStopped),
                 },
                 () = hold_over => agent = agent.off_thread(Pipeline::hold_over, &mut monitors, &hub).await?,
+                () = holds_end => agent = agent.off_thread(Pipeline::end_holds, &mut monitors, &hub).await?,
                 Ok(()) = health.changed() => {}
             }
             agent.publish(&hub, &health);

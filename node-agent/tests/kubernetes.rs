@@ -291,6 +291,10 @@ impl Agent {
     }
 
     fn start_as(kubeconfig: &std::path::Path, name: &str, lease: &str) -> Agent {
+        Agent::start_with(kubeconfig, name, lease, &[])
+    }
+
+    fn start_with(kubeconfig: &std::path::Path, name: &str, lease: &str, extra: &[&str]) -> Agent {
         let state = tempfile::tempdir().unwrap();
         let log = state.path().join("agent.log");
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_meshlb-agent"))
@@ -299,6 +303,7 @@ impl Agent {
             .arg("--state-dir")
             .arg(state.path())
             .args(["--node-name", name, "--allocator-lease", lease])
+            .args(extra)
             .env("NO_COLOR", "1")
             .env(
                 "RUST_LOG",
@@ -717,6 +722,120 @@ fn malformed_requests_get_an_event_and_no_address() {
         })
         .await;
         no_duplicates(&list);
+    });
+}
+
+/// The addresses of every Service of `ns`, by name.
+async fn addresses_of(client: &kube::Client, ns: &str) -> std::collections::BTreeMap<String, Vec<String>> {
+    let services: Api<Service> = Api::namespaced(client.clone(), ns);
+    services
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|s| (s.metadata.name.clone().unwrap(), ingress(s)))
+        .collect()
+}
+
+/// A pool deleted while its Services use it (by mistake, or with its CRD)
+/// takes no address away: every Service keeps its address, told why
+/// (AddressHeld), and when the pool is applied again every one has the
+/// address it had; one asking for another address meanwhile gets it at
+/// once. With a short hold the addresses go once it ends.
+#[test]
+fn addresses_outlive_their_pool_and_come_back_with_it() {
+    let env = KubeEnv::start().unwrap();
+    let rt = runtime();
+    let client = rt.block_on(env.client()).unwrap();
+    rt.block_on(cluster(&env, &client, "sticky", &["192.0.2.0/27"]));
+    let agent = Agent::start_with(
+        &env.chart_kubeconfig().unwrap(),
+        "node-a",
+        "meshlb-allocator",
+        &["--hold-orphaned-addresses", "10m"],
+    );
+    rt.block_on(async {
+        let services: Api<Service> = Api::namespaced(client.clone(), "sticky");
+        for i in 0..20 {
+            services
+                .create(
+                    &PostParams::default(),
+                    &named_load_balancer("sticky", &format!("s{i:02}"), json!({})),
+                )
+                .await
+                .unwrap();
+        }
+        wait_services(&client, "sticky", "all 20 allocated", |list| allocated(list) == 20).await;
+        let before = addresses_of(&client, "sticky").await;
+        let pools = custom::<IpAddressPool>(&client);
+        pools.delete("pool", &DeleteParams::default()).await.unwrap();
+        eventually(|| async {
+            let told = events(&client, "sticky", "s07").await;
+            if told
+                .iter()
+                .any(|(r, note)| r == "AddressHeld" && note.contains("in no IPAddressPool"))
+            {
+                Ok(())
+            } else {
+                Err(format!("no AddressHeld on s07: {told:?}\n{}", agent.log()))
+            }
+        })
+        .await;
+        // A while without the pool: nothing changes.
+        for _ in 0..10 {
+            assert_eq!(addresses_of(&client, "sticky").await, before, "{}", agent.log());
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        // One asks for an address of its own meanwhile (in no pool: it
+        // fails, and lets its old one go at once).
+        let asks = json!({"metadata": {"annotations": {"metallb.io/loadBalancerIPs": "192.0.2.200"}}});
+        services
+            .patch("s19", &PatchParams::default(), &Patch::Merge(asks))
+            .await
+            .unwrap();
+        wait_services(&client, "sticky", "s19 let its address go", |list| {
+            list.iter()
+                .any(|s| s.metadata.name.as_deref() == Some("s19") && ingress(s).is_empty())
+        })
+        .await;
+        apply(&pools, pool("pool", &["192.0.2.0/27"])).await;
+        // A new Service gets a free address, never one held.
+        services
+            .create(&PostParams::default(), &named_load_balancer("sticky", "new", json!({})))
+            .await
+            .unwrap();
+        let list = wait_services(&client, "sticky", "the new Service allocated", |list| {
+            list.iter()
+                .any(|s| s.metadata.name.as_deref() == Some("new") && !ingress(s).is_empty())
+        })
+        .await;
+        no_duplicates(&list);
+        let after = addresses_of(&client, "sticky").await;
+        for (name, addresses) in &before {
+            if name != "s19" {
+                assert_eq!(&after[name], addresses, "{name} kept its address");
+            }
+        }
+    });
+    drop(agent);
+    // A short hold: the addresses go when it ends.
+    let agent = Agent::start_with(
+        &env.chart_kubeconfig().unwrap(),
+        "node-a",
+        "meshlb-allocator",
+        &["--hold-orphaned-addresses", "3s"],
+    );
+    rt.block_on(async {
+        wait_services(&client, "sticky", "the agent serving", |list| allocated(list) == 20).await;
+        let pools = custom::<IpAddressPool>(&client);
+        pools.delete("pool", &DeleteParams::default()).await.unwrap();
+        wait_services(&client, "sticky", "every address let go after the hold", |list| {
+            allocated(list) == 0
+        })
+        .await;
+        let log = agent.log();
+        assert!(!log.contains("forbidden"), "{log}");
     });
 }
 

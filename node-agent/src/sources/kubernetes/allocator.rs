@@ -52,6 +52,7 @@ use kube::core::DynamicObject;
 use kube::runtime::reflector::{self, Store};
 use meshlb_config::allocator::PoolCounters;
 use meshlb_config::crd::{AddressClaim, AddressClaimSpec, ClaimHolder, IpAddressPoolStatus, claim_name};
+use meshlb_config::reconcile::Holds;
 use meshlb_config::service::{ClassFilter, ServiceKey};
 use meshlb_config::{Inventory, Reconciler, ServiceOutcome};
 use serde_json::json;
@@ -87,6 +88,9 @@ pub struct AllocatorOptions {
     pub lease_duration: Duration,
     /// How often the Lease is renewed (or tried), and failed writes retried.
     pub retry_every: Duration,
+    /// How long a Service keeps addresses no pool covers any more (see
+    /// [`Holds`]).
+    pub hold_orphaned: Duration,
 }
 
 impl AllocatorOptions {
@@ -99,6 +103,7 @@ impl AllocatorOptions {
             classes,
             lease_duration: Duration::from_secs(5),
             retry_every: Duration::from_secs(1),
+            hold_orphaned: meshlb_config::reconcile::DEFAULT_HOLD_ORPHANED,
         }
     }
 }
@@ -160,8 +165,19 @@ pub struct ServiceWrite {
     pub sharing_key: Option<String>,
     /// Whether its pool annotation must be written.
     pub annotate: bool,
-    /// Why it gets nothing, when `addresses` is empty.
-    pub failure: Option<String>,
+    /// The Event the write makes.
+    pub event: WriteEvent,
+}
+
+/// The Event on a Service its write makes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteEvent {
+    /// `IPAllocated`: it got its addresses.
+    Allocated,
+    /// `AllocationFailed`, and why: it gets none.
+    Failed(String),
+    /// `AddressHeld`, and why: it keeps addresses no pool covers.
+    Held(String),
 }
 
 /// A holder to take off a claim.
@@ -185,13 +201,23 @@ pub struct Plan {
     pub writes: Vec<ServiceWrite>,
     /// Claims to let go of.
     pub releases: Vec<Release>,
-    /// Services that get no address, and why (for AllocationFailed).
-    pub failures: BTreeMap<ServiceKey, String>,
+    /// Services that get no address, and why (for AllocationFailed), or
+    /// keep addresses no pool covers (AddressHeld).
+    pub failures: BTreeMap<ServiceKey, WriteEvent>,
+    /// What is held after the pass, for the next.
+    pub holds: Holds,
 }
 
 /// Decides a pass (pure): addresses for every Service of `classes` in
-/// `inventory`, honouring `claims` (see the module documentation).
-pub fn plan(inventory: &Inventory, claims: &BTreeMap<IpAddr, ClaimView>, classes: &ClassFilter) -> Plan {
+/// `inventory`, honouring `claims` (see the module documentation), and
+/// the addresses `holds` keeps at `now`.
+pub fn plan(
+    inventory: &Inventory,
+    claims: &BTreeMap<IpAddr, ClaimView>,
+    classes: &ClassFilter,
+    holds: &Holds,
+    now: std::time::Instant,
+) -> Plan {
     let mut claimed_by: HashMap<&str, BTreeSet<IpAddr>> = HashMap::new();
     for (address, claim) in claims {
         for holder in &claim.holders {
@@ -224,9 +250,15 @@ pub fn plan(inventory: &Inventory, claims: &BTreeMap<IpAddr, ClaimView>, classes
             remembered.insert(key.clone(), given.iter().copied().collect());
         }
     }
-    let outcomes = Reconciler::new(classes.clone(), remembered).apply(&adjusted);
+    let mut reconciler = Reconciler::new(classes.clone(), remembered).with_holds(holds.clone());
+    let outcomes = reconciler.apply(&adjusted, now);
 
-    let mut plan = Plan::default();
+    let mut plan = Plan {
+        writes: Vec::new(),
+        releases: Vec::new(),
+        failures: BTreeMap::new(),
+        holds: reconciler.holds().clone(),
+    };
     let mut seen = BTreeSet::new();
     for (key, service) in &inventory.services {
         let uid = service.metadata.uid.clone().unwrap_or_default();
@@ -250,21 +282,30 @@ pub fn plan(inventory: &Inventory, claims: &BTreeMap<IpAddr, ClaimView>, classes
             }
             continue;
         };
-        if matches!(outcome, ServiceOutcome::Failed { .. } | ServiceOutcome::Invalid { .. }) {
-            plan.failures.insert(key.clone(), outcome.to_string());
+        let event = match outcome {
+            ServiceOutcome::Failed { .. } | ServiceOutcome::Invalid { .. } => WriteEvent::Failed(outcome.to_string()),
+            ServiceOutcome::Held { .. } => WriteEvent::Held(outcome.to_string()),
+            ServiceOutcome::Assigned(_) | ServiceOutcome::Pending => WriteEvent::Allocated,
+        };
+        if event != WriteEvent::Allocated {
+            plan.failures.insert(key.clone(), event.clone());
         }
         let sharing_key = service.metallb_annotation("allow-shared-ip").map(|(_, v)| v.to_owned());
         let (addresses, pool) = match outcome.assignment() {
             Some(a) => (a.addresses.clone(), a.pool.clone()),
-            None => (Vec::new(), String::new()),
+            // Held: kept, under the pool they came from.
+            None => (
+                outcome.kept_addresses().to_vec(),
+                service.allocated_from_pool().unwrap_or_default().to_owned(),
+            ),
         };
         let unclaimed = addresses.iter().any(|a| !ours.contains(a));
-        let annotate = !addresses.is_empty() && service.allocated_from_pool() != Some(pool.as_str());
+        let annotate = outcome.assignment().is_some() && service.allocated_from_pool() != Some(pool.as_str());
         if addresses != status || unclaimed || annotate {
             plan.writes.push(ServiceWrite {
                 holder: holder.clone(),
                 version: version.clone(),
-                failure: addresses.is_empty().then(|| outcome.to_string()),
+                event: event.clone(),
                 addresses: addresses.clone(),
                 pool,
                 sharing_key,
@@ -360,6 +401,21 @@ impl Writer {
         };
         if let Err(e) = self.recorder.publish(&event, &service_reference(key, uid)).await {
             tracing::warn!(service = %key, "cannot record event {reason}: {e}");
+        }
+    }
+
+    /// The Warning `event` says (AllocationFailed, AddressHeld).
+    async fn warn(&self, key: &ServiceKey, uid: &str, event: &WriteEvent) {
+        match event {
+            WriteEvent::Allocated => {}
+            WriteEvent::Failed(note) => {
+                self.event(key, uid, EventType::Warning, "AllocationFailed", note.clone())
+                    .await
+            }
+            WriteEvent::Held(note) => {
+                self.event(key, uid, EventType::Warning, "AddressHeld", note.clone())
+                    .await
+            }
         }
     }
 
@@ -484,8 +540,8 @@ impl Writer {
                 tracing::warn!(service = %key, "cannot write {POOL_ANNOTATION}: {e}");
             }
         }
-        match &write.failure {
-            None => {
+        match &write.event {
+            WriteEvent::Allocated => {
                 let list: Vec<String> = write.addresses.iter().map(ToString::to_string).collect();
                 self.event(
                     &key,
@@ -496,10 +552,7 @@ impl Writer {
                 )
                 .await;
             }
-            Some(reason) => {
-                self.event(&key, uid, EventType::Warning, "AllocationFailed", reason.clone())
-                    .await
-            }
+            other => self.warn(&key, uid, other).await,
         }
         // Claims on addresses it no longer has: its status write above
         // moved its resourceVersion, so no fence is needed.
@@ -585,12 +638,13 @@ impl Writer {
 }
 
 /// What the allocator remembers between passes.
-#[derive(Default)]
 struct Memory {
     /// Services written whose new version the cache may not show yet.
     written: Written,
-    /// The last AllocationFailed reason published per Service.
-    failures: HashMap<ServiceKey, String>,
+    /// The last AllocationFailed or AddressHeld published per Service.
+    failures: HashMap<ServiceKey, WriteEvent>,
+    /// The addresses held though no pool covers them (see [`Holds`]).
+    holds: Holds,
     /// The pool statuses written (forgotten when the Lease changes hands:
     /// another allocator may have written since).
     pool_statuses: HashMap<String, IpAddressPoolStatus>,
@@ -662,7 +716,12 @@ pub async fn run(
     );
     let mut leader = false;
     let mut dirty = true;
-    let mut memory = Memory::default();
+    let mut memory = Memory {
+        written: Written::default(),
+        failures: HashMap::new(),
+        holds: Holds::new(options.hold_orphaned),
+        pool_statuses: HashMap::new(),
+    };
     let mut tick = tokio::time::interval(options.retry_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -682,6 +741,8 @@ pub async fn run(
             }
             r = running.changed() => if r.is_err() { break } else { dirty = true },
             () = changed.notified() => dirty = true,
+            // A hold of addresses no pool covers ends.
+            () = sleep_until(memory.holds.next_end()), if leader => dirty = true,
         }
         if !(leader && dirty) || *stop.borrow() {
             continue;
@@ -690,6 +751,14 @@ pub async fn run(
     }
     if leader && let Err(e) = lease.release().await {
         tracing::warn!("cannot give up the allocator lease: {e}");
+    }
+}
+
+/// Sleeps until `at`, or for ever.
+async fn sleep_until(at: Option<std::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -711,11 +780,12 @@ async fn pass(
     let claims_listed = claims.state();
     let classes = options.classes.clone();
     let inventory = Arc::clone(&state);
+    let holds = memory.holds.clone();
     let planned = tokio::task::spawn_blocking(move || {
         let started = std::time::Instant::now();
         let adjusted = written.overlay(&inventory.inventory);
         let claims_now = claims_by_address(&claims_listed);
-        let plan = plan(&adjusted, &claims_now, &classes);
+        let plan = plan(&adjusted, &claims_now, &classes, &holds, pass_started);
         tracing::debug!(ms = started.elapsed().as_millis() as u64, "allocation planned");
         (plan, claims_now, written)
     })
@@ -724,6 +794,7 @@ async fn pass(
         return true;
     };
     memory.written = written;
+    memory.holds = plan.holds.clone();
     let started = std::time::Instant::now();
     let mut retry = false;
     let claims_ref = &claims_now;
@@ -743,12 +814,10 @@ async fn pass(
                         .record(pass_started.elapsed().as_secs_f64());
                 }
                 memory.written.0.insert(write.holder.service(), done);
-                if write.failure.is_some() {
-                    memory
-                        .failures
-                        .insert(write.holder.service(), write.failure.clone().unwrap_or_default());
-                } else {
+                if write.event == WriteEvent::Allocated {
                     memory.failures.remove(&write.holder.service());
+                } else {
+                    memory.failures.insert(write.holder.service(), write.event.clone());
                 }
             }
             Err(e) => {
@@ -758,15 +827,13 @@ async fn pass(
         }
     }
     // Failures of Services whose status did not change (nothing to clear).
-    for (key, reason) in &plan.failures {
-        if memory.failures.get(key) != Some(reason)
+    for (key, event) in &plan.failures {
+        if memory.failures.get(key) != Some(event)
             && let Some(service) = state.inventory.services.get(key)
         {
             let uid = service.metadata.uid.clone().unwrap_or_default();
-            writer
-                .event(key, &uid, EventType::Warning, "AllocationFailed", reason.clone())
-                .await;
-            memory.failures.insert(key.clone(), reason.clone());
+            writer.warn(key, &uid, event).await;
+            memory.failures.insert(key.clone(), event.clone());
         }
     }
     memory
@@ -838,6 +905,61 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// A pass with no holds running, at one moment.
+    fn plan_now(inventory: &Inventory, claims: &BTreeMap<IpAddr, ClaimView>) -> Plan {
+        plan(
+            inventory,
+            claims,
+            &ClassFilter::default(),
+            &Holds::default(),
+            std::time::Instant::now(),
+        )
+    }
+
+    /// A Service whose pool is gone keeps its address (and its claim) for
+    /// the hold's length, told as AddressHeld; when the pool is back it is
+    /// served with it; after the hold it is let go.
+    #[test]
+    fn an_address_whose_pool_is_gone_is_held_then_let_go() {
+        let t0 = std::time::Instant::now();
+        let hour = std::time::Duration::from_secs(3600);
+        let other = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: q}\n\
+                     spec: {addresses: [198.51.100.0/30]}\n";
+        let text = format!("{other}{}", service("a", "ua", Some("192.0.2.2")));
+        let claims = BTreeMap::from([(ip("192.0.2.2"), claim(&[holder("a", "ua")]))]);
+        let classes = ClassFilter::default();
+        let first = plan(&inventory(&text), &claims, &classes, &Holds::new(hour), t0);
+        assert!(first.writes.is_empty() && first.releases.is_empty(), "{first:?}");
+        let WriteEvent::Held(note) = &first.failures[&ServiceKey::new("ns", "a")] else {
+            panic!("{:?}", first.failures)
+        };
+        assert!(note.contains("192.0.2.2") && note.contains("1h0m0s"), "{note}");
+        // Within the hour, the pool comes back: the address stays, no write.
+        let back = format!("{POOL}---\n{text}");
+        let later = t0 + hour / 2;
+        let returned = plan(&inventory(&back), &claims, &classes, &first.holds, later);
+        assert!(
+            returned.writes.is_empty() && returned.failures.is_empty(),
+            "{returned:?}"
+        );
+        // The pool stays away for the hour: the Service gets another.
+        let second = plan(&inventory(&text), &claims, &classes, &first.holds, later);
+        assert!(second.writes.is_empty(), "still held: {second:?}");
+        let after = plan(&inventory(&text), &claims, &classes, &second.holds, t0 + hour);
+        assert_eq!(after.writes.len(), 1, "{after:?}");
+        assert_eq!(after.writes[0].addresses, vec![ip("198.51.100.0")]);
+        assert_eq!(after.writes[0].event, WriteEvent::Allocated);
+        // Without holds (MetalLB's behaviour) it moves at once.
+        let at_once = plan(
+            &inventory(&text),
+            &claims,
+            &classes,
+            &Holds::new(std::time::Duration::ZERO),
+            t0,
+        );
+        assert_eq!(at_once.writes[0].addresses, vec![ip("198.51.100.0")]);
+    }
+
     #[test]
     fn status_written_elsewhere_is_kept_and_claimed() {
         // MetalLB wrote .2 for a; b is new.
@@ -846,7 +968,7 @@ mod tests {
             service("a", "ua", Some("192.0.2.2")),
             service("b", "ub", None)
         );
-        let plan = plan(&inventory(&text), &BTreeMap::new(), &ClassFilter::default());
+        let plan = plan_now(&inventory(&text), &BTreeMap::new());
         let a = plan.writes.iter().find(|w| w.holder.name == "a").unwrap();
         assert_eq!(a.addresses, vec![ip("192.0.2.2")], "kept, and claimed");
         let b = plan.writes.iter().find(|w| w.holder.name == "b").unwrap();
@@ -864,7 +986,7 @@ mod tests {
             service("b", "ub", Some("192.0.2.0"))
         );
         let claims = BTreeMap::from([(ip("192.0.2.0"), claim(&[holder("a", "ua")]))]);
-        let plan = plan(&inventory(&text), &claims, &ClassFilter::default());
+        let plan = plan_now(&inventory(&text), &claims);
         let a = plan.writes.iter().find(|w| w.holder.name == "a").unwrap();
         assert_eq!(a.addresses, vec![ip("192.0.2.0")]);
         let b = plan.writes.iter().find(|w| w.holder.name == "b").unwrap();
@@ -880,7 +1002,7 @@ mod tests {
             (ip("192.0.2.2"), claim(&[holder("a", "ua")])),
             (ip("192.0.2.3"), claim(&[holder("x", "ux")])),
         ]);
-        let mut plan = plan(&inventory(&text), &claims, &ClassFilter::default());
+        let mut plan = plan_now(&inventory(&text), &claims);
         plan.releases.sort_by_key(|r| r.address);
         assert!(plan.writes.is_empty(), "{:?}", plan.writes);
         assert_eq!(plan.releases.len(), 2, "{:?}", plan.releases);
@@ -896,9 +1018,12 @@ mod tests {
         for (i, name) in ["a", "b", "c", "d", "e"].iter().enumerate() {
             text.push_str(&service(name, &format!("u{i}"), None));
         }
-        let plan = plan(&inventory(&text), &BTreeMap::new(), &ClassFilter::default());
+        let plan = plan_now(&inventory(&text), &BTreeMap::new());
         assert_eq!(plan.writes.iter().filter(|w| !w.addresses.is_empty()).count(), 4);
         let failure = &plan.failures[&ServiceKey::new("ns", "e")];
-        assert!(failure.contains("no addresses"), "{failure}");
+        assert!(
+            matches!(failure, WriteEvent::Failed(note) if note.contains("no addresses")),
+            "{failure:?}"
+        );
     }
 }
