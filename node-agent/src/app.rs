@@ -48,7 +48,7 @@ use crate::mesh::{AgentMesh, MeshOptions};
 use crate::pipeline::{Pipeline, Reload};
 use crate::sources::files::{FileSource, ReadLimits};
 use crate::sources::kubernetes::allocator::{self, AllocatorOptions};
-use crate::sources::kubernetes::{KubernetesSource, cluster_keys, config_state, l2_status};
+use crate::sources::kubernetes::{KubernetesSource, cluster_keys, config_state, service_status};
 use crate::status::StatusHub;
 use crate::{AgentError, state_file, status_files};
 use tokio::sync::watch;
@@ -171,6 +171,7 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
                     namespace.clone(),
                     node.clone(),
                     hub.config().watch(),
+                    hub.source().watch(),
                 ));
                 if let Some((options, _)) = &mesh
                     && let Some(secret) = &options.key_secret
@@ -182,11 +183,19 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
                         options.key_file.clone(),
                     ));
                 }
-                tokio::spawn(l2_status::run(
+                tokio::spawn(service_status::run_layer2(
                     client.clone(),
                     namespace.clone(),
                     node.clone(),
                     hub.layer2().watch(),
+                    hub.mesh().watch(),
+                ));
+                tokio::spawn(service_status::run_bgp(
+                    client.clone(),
+                    namespace.clone(),
+                    node.clone(),
+                    hub.bgp().watch(),
+                    hub.running().watch(),
                     hub.mesh().watch(),
                 ));
                 if let Some(lease_name) = allocator_lease {

@@ -305,6 +305,7 @@ impl BgpActor {
                             RoutePrefix::V6(p) => p.to_string(),
                         })
                         .collect(),
+                    addresses: planned.addresses.clone(),
                     updates_sent: self.updates_sent.get(name).copied().unwrap_or(0),
                     negotiated: self.negotiated.get(name).cloned(),
                     not_running: match running {

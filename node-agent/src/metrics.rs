@@ -394,6 +394,7 @@ pub(crate) mod tests {
                 BgpPeerStatus {
                     address: Some("198.51.100.1:179".parse().unwrap()),
                     prefixes: vec!["203.0.113.10/32".into()],
+                    addresses: BTreeSet::from(["203.0.113.10".parse().unwrap()]),
                     not_running: None,
                     negotiated: Some(crate::status::established_session()),
                     updates_sent: 3,

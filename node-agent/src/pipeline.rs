@@ -365,8 +365,24 @@ impl Pipeline {
     ) -> Result<(), AgentError> {
         let SourceStream {
             mut updates,
+            mut readability,
             guard: _source,
         } = source;
+        // What the source can read goes to the hub as it changes.
+        let forward = {
+            let hub = hub.clone();
+            tokio::spawn(async move {
+                loop {
+                    let now = Arc::clone(&readability.borrow_and_update());
+                    hub.source()
+                        .publish_when(|published| *published != *now, || (*now).clone());
+                    if readability.changed().await.is_err() {
+                        break;
+                    }
+                }
+            })
+        };
+        let _forward = AbortOnDrop(forward);
         let (mut monitors, mut health) = HealthMonitors::new();
         let mut agent = self;
         tokio::pin!(shutdown);
@@ -489,6 +505,15 @@ impl Pipeline {
     }
 }
 
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Health checks of the services that hold addresses.
 fn health_checks(
     inventory: &Inventory,
@@ -587,10 +612,7 @@ mod tests {
     #[tokio::test]
     async fn the_pipeline_takes_any_source() {
         let (tx, updates) = tokio::sync::mpsc::channel(4);
-        let source = SourceStream {
-            updates,
-            guard: SourceGuard::new(tokio::spawn(std::future::pending())),
-        };
+        let source = SourceStream::new(updates, SourceGuard::new(tokio::spawn(std::future::pending())));
         let hub = StatusHub::default();
         let mut state = hub.running().watch();
         let pipeline = Pipeline::new(None, ClassFilter::default()).unwrap();
@@ -644,10 +666,7 @@ mod tests {
     #[tokio::test]
     async fn the_nodes_are_published_before_any_configuration_runs() {
         let (tx, updates) = tokio::sync::mpsc::channel(4);
-        let source = SourceStream {
-            updates,
-            guard: SourceGuard::new(tokio::spawn(std::future::pending())),
-        };
+        let source = SourceStream::new(updates, SourceGuard::new(tokio::spawn(std::future::pending())));
         let hub = StatusHub::default();
         let mut nodes = hub.nodes().watch();
         let pipeline = Pipeline::new(None, ClassFilter::default()).unwrap();

@@ -10,6 +10,7 @@
 //! | section | written by | what |
 //! |---|---|---|
 //! | [`StatusHub::config`] | the pipeline | running generation and fingerprint, last accepted, last rejection and its errors, a held snapshot |
+//! | [`StatusHub::source`] | the pipeline, from its source | which kinds the source reads, and why it cannot read some |
 //! | [`StatusHub::running`] | the pipeline | the running inventory, every service's outcome and health, pool counters |
 //! | [`StatusHub::nodes`] | the pipeline | the cluster's Node objects as last read, whether or not the configuration read with them was accepted (the mesh finds its seeds in them) |
 //! | [`StatusHub::mesh`] | the mesh | members and their records, the quorum fence, protocol and drop counters |
@@ -37,6 +38,7 @@ use meshlb_gossip::mesh::MeshEvent;
 use tokio::sync::{broadcast, watch};
 
 use crate::pipeline::AgentState;
+use crate::sources::Readability;
 
 /// One section of the hub: the latest snapshot of one component's status.
 #[derive(Debug)]
@@ -159,6 +161,8 @@ pub struct BgpPeerStatus {
     pub address: Option<SocketAddr>,
     /// The prefixes this node sends it.
     pub prefixes: Vec<String>,
+    /// The service addresses those prefixes carry.
+    pub addresses: BTreeSet<IpAddr>,
     /// Why no session runs, if none does.
     pub not_running: Option<String>,
     /// What was negotiated, while the session is established (`None`:
@@ -225,6 +229,7 @@ pub struct StatusHub {
 #[derive(Debug)]
 struct Sections {
     config: Section<ConfigStatus>,
+    source: Section<Readability>,
     running: Section<AgentState>,
     nodes: Section<BTreeMap<String, Node>>,
     mesh: Section<MeshStatus>,
@@ -240,6 +245,7 @@ impl Default for StatusHub {
         StatusHub {
             inner: Arc::new(Sections {
                 config: Section::default(),
+                source: Section::default(),
                 running: Section::default(),
                 nodes: Section::default(),
                 mesh: Section::default(),
@@ -257,6 +263,12 @@ impl StatusHub {
     /// The configuration (written by the pipeline).
     pub fn config(&self) -> &Section<ConfigStatus> {
         &self.inner.config
+    }
+
+    /// Which kinds the configuration source can read (written by the
+    /// pipeline, from its source).
+    pub fn source(&self) -> &Section<Readability> {
+        &self.inner.source
     }
 
     /// What the pipeline decided (written by the pipeline; Layer 2 acts on it).

@@ -839,6 +839,236 @@ fn addresses_outlive_their_pool_and_come_back_with_it() {
     });
 }
 
+/// After an API-server restart every watch comes back within seconds of
+/// the server being ready: a Service created then is addressed at once,
+/// not after a backoff grown while the server was away.
+#[test]
+fn watches_recover_within_seconds_of_an_api_server_restart() {
+    let mut env = KubeEnv::start().unwrap();
+    let rt = runtime();
+    let client = rt.block_on(env.client()).unwrap();
+    rt.block_on(cluster(&env, &client, "back", &["192.0.2.0/28"]));
+    let agent = Agent::start(&env, "node-a", "meshlb-allocator");
+    rt.block_on(async {
+        let services: Api<Service> = Api::namespaced(client.clone(), "back");
+        services
+            .create(
+                &PostParams::default(),
+                &named_load_balancer("back", "before", json!({})),
+            )
+            .await
+            .unwrap();
+        wait_services(&client, "back", "the first Service allocated", |list| {
+            allocated(list) == 1
+        })
+        .await;
+    });
+    for (round, away) in [Duration::from_secs(2), Duration::from_secs(12)]
+        .into_iter()
+        .enumerate()
+    {
+        env.stop().unwrap();
+        // Away long enough for an unbounded backoff to grow.
+        std::thread::sleep(away);
+        env.restart().unwrap();
+        let ready = std::time::Instant::now();
+        let client = rt.block_on(env.client()).unwrap();
+        rt.block_on(async {
+            let services: Api<Service> = Api::namespaced(client.clone(), "back");
+            let name = format!("after-{round}");
+            services
+                .create(&PostParams::default(), &named_load_balancer("back", &name, json!({})))
+                .await
+                .unwrap();
+            wait_services(&client, "back", "the new Service allocated", |list| {
+                list.iter()
+                    .any(|s| s.metadata.name.as_deref() == Some(name.as_str()) && !ingress(s).is_empty())
+            })
+            .await;
+        });
+        let took = ready.elapsed();
+        eprintln!("away {away:?}: a Service created as the server came back was addressed after {took:?}");
+        assert!(
+            took < Duration::from_secs(6),
+            "away {away:?}: addressed {took:?} after the server was ready\n{}",
+            agent.log()
+        );
+    }
+}
+
+/// The agent's ConfigurationState, once `check` holds of its status.
+async fn configuration_state(
+    client: &kube::Client,
+    node: &str,
+    what: &str,
+    check: impl Fn(&meshlb_config::crd::ConfigurationStateStatus) -> bool,
+) -> meshlb_config::crd::ConfigurationStateStatus {
+    let states: Api<meshlb_config::crd::ConfigurationState> = Api::namespaced(client.clone(), "metallb-system");
+    let name = format!("agent-{node}");
+    eventually(|| async {
+        let state = states.get_opt(&name).await.unwrap().and_then(|s| s.status);
+        match state {
+            Some(status) if check(&status) => Ok(status),
+            other => Err(format!("{what}: {other:?}")),
+        }
+    })
+    .await
+}
+
+/// A kind that cannot be read (its CRD missing, the agent not allowed to
+/// list it, its stored objects unconvertible) is reported, in the
+/// ConfigurationState and an Event and the log, with what to do, and the
+/// agent goes on serving everything else; once it can be read again the
+/// state is Valid.
+#[test]
+fn a_kind_that_cannot_be_read_is_reported_and_the_rest_is_served() {
+    let env = KubeEnv::start().unwrap();
+    let rt = runtime();
+    let client = rt.block_on(env.client()).unwrap();
+    rt.block_on(cluster(&env, &client, "isolated", &["192.0.2.0/28"]));
+    let role = meshlb_chaos::kube_env::CHART_RELEASE;
+    let kubectl = |args: &[&str]| env.run_kubectl(args).unwrap();
+    // No L2Policy CRD (a cluster with MetalLB's CRDs only), and a Role
+    // without BGPPeers.
+    kubectl(&["delete", "crd", "l2policies.meshlb.io"]);
+    let rules = kubectl(&[
+        "get",
+        "role",
+        "-n",
+        "metallb-system",
+        role,
+        "-o",
+        "jsonpath={.rules[0].resources}",
+    ]);
+    assert!(rules.contains("bgppeers"), "{rules}");
+    kubectl(&[
+        "patch",
+        "role",
+        "-n",
+        "metallb-system",
+        role,
+        "--type=json",
+        "-p",
+        r#"[{"op": "replace", "path": "/rules/0/resources", "value": ["ipaddresspools", "l2advertisements", "bgpadvertisements", "bfdprofiles", "communities"]}]"#,
+    ]);
+    let agent = Agent::start(&env, "node-a", "meshlb-allocator");
+    rt.block_on(async {
+        let services: Api<Service> = Api::namespaced(client.clone(), "isolated");
+        services
+            .create(
+                &PostParams::default(),
+                &named_load_balancer("isolated", "one", json!({})),
+            )
+            .await
+            .unwrap();
+        wait_services(&client, "isolated", "served without L2Policy and BGPPeer", |list| {
+            allocated(list) == 1
+        })
+        .await;
+        let state = configuration_state(&client, "node-a", "both kinds reported", |s| {
+            s.error_summary.contains("L2Policy cannot be read: not found")
+                && s.error_summary.contains("BGPPeer cannot be read: forbidden")
+        })
+        .await;
+        assert_eq!(state.result, Some(meshlb_config::crd::ConfigurationResult::Invalid));
+        assert!(
+            state.error_summary.contains("meshlb-agent crds"),
+            "{}",
+            state.error_summary
+        );
+        let told = events(&client, "metallb-system", "agent-node-a").await;
+        assert!(
+            told.iter()
+                .any(|(r, note)| r == "KindUnreadable" && note.contains("BGPPeer")),
+            "{told:?}"
+        );
+    });
+    let log = agent.log();
+    assert!(
+        log.contains(
+            "forbidden: this agent may not list and watch /apis/metallb.io/v1beta2/namespaces/metallb-system/bgppeers"
+        ),
+        "{log}"
+    );
+    // Both can be read again: Valid.
+    let granted = format!(r#"[{{"op": "replace", "path": "/rules/0/resources", "value": {rules}}}]"#);
+    kubectl(&[
+        "patch",
+        "role",
+        "-n",
+        "metallb-system",
+        role,
+        "--type=json",
+        "-p",
+        &granted,
+    ]);
+    env.apply_crds().unwrap();
+    rt.block_on(async {
+        let state = configuration_state(&client, "node-a", "Valid again", |s| {
+            s.result == Some(meshlb_config::crd::ConfigurationResult::Valid)
+        })
+        .await;
+        assert_eq!(state.error_summary, "");
+    });
+    // A BGPPeer stored as v1beta1, and a conversion webhook that is gone
+    // (MetalLB's, after `helm uninstall metallb`): BGPPeers cannot be
+    // listed; an agent starting then serves the rest.
+    drop(agent);
+    kubectl(&[
+        "patch",
+        "crd",
+        "bgppeers.metallb.io",
+        "--type=json",
+        "-p",
+        r#"[{"op": "replace", "path": "/spec/versions/0/storage", "value": true}, {"op": "replace", "path": "/spec/versions/1/storage", "value": false}]"#,
+    ]);
+    env.apply(
+        "old-peer.yaml",
+        "apiVersion: metallb.io/v1beta1\nkind: BGPPeer\nmetadata: {name: old, namespace: metallb-system}\n\
+         spec: {myASN: 64513, peerASN: 64512, peerAddress: 192.0.2.1}\n",
+    )
+    .unwrap();
+    kubectl(&[
+        "patch",
+        "crd",
+        "bgppeers.metallb.io",
+        "--type=json",
+        "-p",
+        r#"[{"op": "replace", "path": "/spec/versions/0/storage", "value": false}, {"op": "replace", "path": "/spec/versions/1/storage", "value": true}, {"op": "replace", "path": "/spec/conversion", "value": {"strategy": "Webhook", "webhook": {"clientConfig": {"service": {"name": "metallb-webhook-service", "namespace": "metallb-system", "path": "/convert"}}, "conversionReviewVersions": ["v1beta1", "v1beta2"]}}}]"#,
+    ]);
+    // The API server takes a moment to drop the cache it read them into.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while env.run_kubectl(&["get", "bgppeers", "-n", "metallb-system"]).is_ok() {
+        assert!(std::time::Instant::now() < deadline, "the stored BGPPeer still reads");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let _agent = Agent::start(&env, "node-a", "meshlb-allocator");
+    rt.block_on(async {
+        let state = configuration_state(&client, "node-a", "BGPPeer's storage reported", |s| {
+            s.error_summary
+                .contains("BGPPeer cannot be read: the API server cannot read the stored objects")
+        })
+        .await;
+        assert!(
+            state.error_summary.contains("migrate --from-metallb"),
+            "{}",
+            state.error_summary
+        );
+        let services: Api<Service> = Api::namespaced(client.clone(), "isolated");
+        services
+            .create(
+                &PostParams::default(),
+                &named_load_balancer("isolated", "two", json!({})),
+            )
+            .await
+            .unwrap();
+        wait_services(&client, "isolated", "a new Service served meanwhile", |list| {
+            allocated(list) == 2
+        })
+        .await;
+    });
+}
+
 #[test]
 fn services_sharing_an_address_hold_one_claim() {
     let env = KubeEnv::start().unwrap();
@@ -998,12 +1228,12 @@ async fn statuses_of_node_a(api: &Api<meshlb_config::crd::ServiceL2Status>) -> V
 /// The ServiceL2Status writer follows what Layer 2 says this node
 /// announces: an object per Service with its interfaces, updated, removed
 /// when it stops (leftovers from before a restart included), a
-/// nodeAssigned Event on the gain, and the objects of a Service it took
-/// over that crashed nodes left behind removed (those of live nodes, and of
-/// other Services, kept).
+/// nodeAssigned Event on the gain; the objects of the Service it took
+/// over that nodes not announcing it left behind removed, and every object
+/// of a node the mesh lost (a live node's object of another Service kept).
 #[test]
 fn service_l2_statuses_follow_what_the_node_announces() {
-    use meshlb_node_agent::sources::kubernetes::l2_status;
+    use meshlb_node_agent::sources::kubernetes::service_status;
     use meshlb_node_agent::status::{Layer2Service, Layer2Status};
     use std::collections::BTreeMap;
 
@@ -1048,13 +1278,16 @@ fn service_l2_statuses_follow_what_the_node_announces() {
             })
         };
         // A leftover of this node from before a restart; web's object of
-        // node-b, which the mesh has, and of node-c, which crashed (the
-        // mesh no longer has it); and another of node-c's.
+        // node-b, which the mesh has but which announces nothing, and of
+        // node-c, which crashed (the mesh no longer has it); another of
+        // node-c's; and one of node-b's of a Service node-a does not
+        // announce.
         for (name, node, service) in [
             ("l2-leftover", "node-a", "web"),
-            ("l2-live", "node-b", "web"),
+            ("l2-quiet", "node-b", "web"),
             ("l2-crashed", "node-c", "web"),
             ("l2-other", "node-c", "db"),
+            ("l2-busy", "node-b", "db"),
         ] {
             let mut object = meshlb_config::crd::ServiceL2Status::new(name, Default::default());
             object.metadata.labels = Some(BTreeMap::from([
@@ -1068,10 +1301,11 @@ fn service_l2_statuses_follow_what_the_node_announces() {
             id: meshlb_gossip::identity::NodeId::new(name, "192.0.2.100:7946".parse().unwrap(), 1),
             record: None,
         };
-        let mesh = meshlb_gossip::driver::MeshStatus {
+        let mut mesh = meshlb_gossip::driver::MeshStatus {
             members: vec![member("node-a"), member("node-b")],
             ..Default::default()
         };
+        mesh.fence.quorum = true;
         let (_mesh_tx, mesh_rx) = tokio::sync::watch::channel(std::sync::Arc::new(mesh));
         let (tx, rx) = tokio::sync::watch::channel(layer2(&["192.0.2.1"], &["eth0"]));
         // With the chart's identity, as the agent writes them.
@@ -1082,7 +1316,7 @@ fn service_l2_statuses_follow_what_the_node_announces() {
             )
             .await
             .unwrap();
-        let writer = tokio::spawn(l2_status::run(
+        let writer = tokio::spawn(service_status::run_layer2(
             agent_client,
             "metallb-system".into(),
             "node-a".into(),
@@ -1090,19 +1324,19 @@ fn service_l2_statuses_follow_what_the_node_announces() {
             mesh_rx,
         ));
         expect(vec![entry("web", &["eth0"])]).await;
-        eventually(|| async {
-            match api.get_opt("l2-crashed").await.unwrap() {
-                None => Ok(()),
-                Some(_) => Err("the crashed node's object of the Service taken over is still there".to_owned()),
-            }
-        })
-        .await;
-        for stays in ["l2-live", "l2-other"] {
-            assert!(
-                api.get_opt(stays).await.unwrap().is_some(),
-                "{stays}: not this writer's business"
-            );
+        for gone in ["l2-quiet", "l2-crashed", "l2-other"] {
+            eventually(|| async {
+                match api.get_opt(gone).await.unwrap() {
+                    None => Ok(()),
+                    Some(_) => Err(format!("{gone} is still there")),
+                }
+            })
+            .await;
         }
+        assert!(
+            api.get_opt("l2-busy").await.unwrap().is_some(),
+            "a live node's object of a Service node-a does not announce is not its business"
+        );
         let told = events(&client, "l2", "web").await;
         assert!(
             told.iter()

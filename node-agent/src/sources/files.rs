@@ -302,9 +302,6 @@ impl FileSource {
                 }
             }
         });
-        Ok(SourceStream {
-            updates,
-            guard: SourceGuard::new(task),
-        })
+        Ok(SourceStream::new(updates, SourceGuard::new(task)))
     }
 }

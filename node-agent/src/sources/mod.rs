@@ -108,14 +108,46 @@ impl SourceUpdate {
     }
 }
 
+/// Which kinds a source reads, and whether it can read each: `None`, or
+/// why not. A kind it cannot read keeps the last copy read (none, if it
+/// never could); the others are served all the same.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Readability {
+    /// Every kind, by name.
+    pub kinds: BTreeMap<String, Option<String>>,
+}
+
+impl Readability {
+    /// The kinds that cannot be read, and why.
+    pub fn unreadable(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.kinds
+            .iter()
+            .filter_map(|(kind, why)| Some((kind.as_str(), why.as_deref()?)))
+    }
+}
+
 /// A running source: its updates, in order, and whatever must stay alive
 /// for it to keep producing them (a watcher, a task).
 #[derive(Debug)]
 pub struct SourceStream {
     /// The updates; closed when the source stops.
     pub updates: mpsc::Receiver<SourceUpdate>,
+    /// Which kinds it can read, as that changes.
+    pub readability: tokio::sync::watch::Receiver<Arc<Readability>>,
     /// Stops the source when dropped.
     pub guard: SourceGuard,
+}
+
+impl SourceStream {
+    /// A source's stream of `updates` that reads every kind it reads (or
+    /// says nothing of its kinds), kept running by `guard`.
+    pub fn new(updates: mpsc::Receiver<SourceUpdate>, guard: SourceGuard) -> SourceStream {
+        SourceStream {
+            updates,
+            readability: tokio::sync::watch::Sender::new(Arc::default()).subscribe(),
+            guard,
+        }
+    }
 }
 
 /// Keeps a source running while held; stops its task when dropped.

@@ -692,7 +692,12 @@ pub async fn run(
     let changed = Arc::new(Notify::new());
     let claims_api: Api<AddressClaim> = Api::namespaced(client.clone(), &options.namespace);
     let (claims, writer) = reflector::store();
-    let reflector = super::reflect(claims_api.clone(), writer, changed.clone(), "AddressClaim");
+    let reflector = super::reflect(
+        claims_api.clone(),
+        writer,
+        changed.clone(),
+        super::KindHealth::alone("AddressClaim"),
+    );
     let _reflector = super::AbortOnDrop(vec![reflector]);
     if claims.wait_until_ready().await.is_err() {
         return;

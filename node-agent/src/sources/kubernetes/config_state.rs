@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use super::events::{Event, EventType, Recorder};
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -20,12 +20,18 @@ use meshlb_config::crd::{ConfigurationResult, ConfigurationState, ConfigurationS
 use meshlb_config::meta::ObjectRef;
 use tokio::sync::watch;
 
+use crate::sources::Readability;
 use crate::status::ConfigStatus;
 
 /// The label MetalLB gives a ConfigurationState: which component.
 pub const COMPONENT_LABEL: &str = "metallb.io/component-type";
 /// The label MetalLB gives a speaker's ConfigurationState: its node.
 pub const NODE_LABEL: &str = "metallb.io/node-name";
+
+/// How soon a failed write is tried again, at first...
+const RETRY: Duration = Duration::from_millis(250);
+/// ...and at the latest, while writes keep failing.
+const RETRY_AT_MOST: Duration = Duration::from_secs(2);
 
 /// The longest `errorSummary` written (the errors are in the Events too).
 const MAX_SUMMARY: usize = 8192;
@@ -46,18 +52,30 @@ fn bounded(mut text: String, max: usize) -> String {
     text
 }
 
-/// The status a configuration status reports.
-pub fn state_of(config: &ConfigStatus) -> ConfigurationStateStatus {
+/// The status a configuration status reports
+/// (and the kinds the source cannot read: each is an error, as the
+/// configuration running lacks what they hold now).
+pub fn state_of(config: &ConfigStatus, source: &Readability) -> ConfigurationStateStatus {
+    let unreadable: Vec<String> = source
+        .unreadable()
+        .map(|(kind, why)| format!("{kind} cannot be read: {why}"))
+        .collect();
     let (result, summary) = match (&config.last_rejection, config.generation) {
         (Some(rejection), _) => {
-            let errors: Vec<String> = rejection.errors.iter().map(ToString::to_string).collect();
+            let mut errors = unreadable.clone();
+            errors.extend(rejection.errors.iter().map(ToString::to_string));
             (ConfigurationResult::Invalid, bounded(errors.join("; "), MAX_SUMMARY))
         }
         (None, 0) => (ConfigurationResult::Unknown, String::new()),
+        (None, _) if !unreadable.is_empty() => (
+            ConfigurationResult::Invalid,
+            bounded(unreadable.join("; "), MAX_SUMMARY),
+        ),
         (None, _) => (ConfigurationResult::Valid, String::new()),
     };
     let (status, reason) = match result {
         ConfigurationResult::Valid => ("True", "ConfigurationValid"),
+        ConfigurationResult::Invalid if config.last_rejection.is_none() => ("False", "KindUnreadable"),
         ConfigurationResult::Invalid => ("False", "ConfigurationInvalid"),
         ConfigurationResult::Unknown => ("Unknown", "NotRead"),
     };
@@ -108,13 +126,15 @@ fn reference(object: &ObjectRef, namespace: &str) -> ObjectReference {
 }
 
 /// Keeps this agent's ConfigurationState (`agent-<node>` in `namespace`)
-/// and the Events of rejections up to date with `config`, until the hub
-/// closes.
+/// and the Events of rejections up to date with `config` and `source`
+/// (a kind that cannot be read is an Event on the ConfigurationState),
+/// until the hub closes.
 pub async fn run(
     client: kube::Client,
     namespace: String,
     node: String,
     mut config: watch::Receiver<Arc<ConfigStatus>>,
+    mut source: watch::Receiver<Arc<Readability>>,
 ) {
     let api: Api<ConfigurationState> = Api::namespaced(client.clone(), &namespace);
     let name = format!("agent-{node}");
@@ -127,17 +147,39 @@ pub async fn run(
     let mut created = false;
     let mut written: Option<ConfigurationStateStatus> = None;
     let mut told: Option<SystemTime> = None;
+    let mut told_unreadable: BTreeMap<String, String> = BTreeMap::new();
+    let this = ObjectReference {
+        api_version: Some("metallb.io/v1beta1".into()),
+        kind: Some("ConfigurationState".into()),
+        namespace: Some(namespace.clone()),
+        name: Some(name.clone()),
+        ..ObjectReference::default()
+    };
+    // A failed write is tried again after `retry_in` (doubling to
+    // RETRY_AT_MOST): an API server away delays the state, never for
+    // longer than seconds after it is back.
+    let mut retry_in: Option<Duration> = None;
     config.mark_changed();
-    while config.changed().await.is_ok() {
+    loop {
+        tokio::select! {
+            r = config.changed() => if r.is_err() { break },
+            r = source.changed() => if r.is_err() { break },
+            () = tokio::time::sleep(retry_in.unwrap_or(RETRY)), if retry_in.is_some() => {}
+        }
         let status = Arc::clone(&config.borrow_and_update());
+        let readable = Arc::clone(&source.borrow_and_update());
+        let mut failed = false;
         if !created {
             match api.create(&PostParams::default(), &object).await {
                 Ok(_) => created = true,
                 Err(kube::Error::Api(e)) if e.code == 409 => created = true,
-                Err(e) => tracing::warn!("cannot create ConfigurationState {name}: {e}"),
+                Err(e) => {
+                    tracing::warn!("cannot create ConfigurationState {name}: {e}");
+                    failed = true;
+                }
             }
         }
-        let state = state_of(&status);
+        let state = state_of(&status, &readable);
         // Conditions carry times; compare what they say.
         let same = written
             .as_ref()
@@ -149,9 +191,37 @@ pub async fn run(
                 .await
             {
                 Ok(_) => written = Some(state),
-                Err(e) => tracing::warn!("cannot write ConfigurationState {name}: {e}"),
+                Err(e) => {
+                    // Removed meanwhile (its CRD taken over, say): made again.
+                    if matches!(&e, kube::Error::Api(status) if status.code == 404) {
+                        created = false;
+                    }
+                    tracing::warn!("cannot write ConfigurationState {name}: {e}");
+                    failed = true;
+                }
             }
         }
+        retry_in = failed.then(|| retry_in.map_or(RETRY, |last| (last * 2).min(RETRY_AT_MOST)));
+        let unreadable: BTreeMap<String, String> = readable
+            .unreadable()
+            .map(|(kind, why)| (kind.to_owned(), why.to_owned()))
+            .collect();
+        for (kind, why) in &unreadable {
+            if told_unreadable.get(kind) == Some(why) {
+                continue;
+            }
+            let event = Event {
+                type_: EventType::Warning,
+                reason: "KindUnreadable".into(),
+                note: Some(bounded(format!("{kind} cannot be read: {why}"), MAX_NOTE)),
+                action: "Read".into(),
+                secondary: None,
+            };
+            if let Err(e) = recorder.publish(&event, &this).await {
+                tracing::warn!("cannot record an event on ConfigurationState {name}: {e}");
+            }
+        }
+        told_unreadable = unreadable;
         if let Some(rejection) = &status.last_rejection
             && told != Some(rejection.at)
         {
@@ -184,10 +254,13 @@ mod tests {
 
     #[test]
     fn a_valid_state_removes_the_last_error_summary() {
-        let healed = state_of(&ConfigStatus {
-            generation: 2,
-            ..ConfigStatus::default()
-        });
+        let healed = state_of(
+            &ConfigStatus {
+                generation: 2,
+                ..ConfigStatus::default()
+            },
+            &Readability::default(),
+        );
         assert_eq!(healed.result, Some(ConfigurationResult::Valid));
         let patch = status_patch(&healed);
         assert_eq!(patch["status"]["errorSummary"], serde_json::Value::Null);
@@ -198,5 +271,23 @@ mod tests {
             "{patch}"
         );
         assert_eq!(patch["status"]["conditions"][0]["message"], "");
+    }
+
+    #[test]
+    fn a_kind_that_cannot_be_read_makes_the_state_invalid_and_says_why() {
+        let running = ConfigStatus {
+            generation: 3,
+            ..ConfigStatus::default()
+        };
+        let source = Readability {
+            kinds: BTreeMap::from([
+                ("BGPPeer".to_owned(), Some("forbidden: grant list".to_owned())),
+                ("IPAddressPool".to_owned(), None),
+            ]),
+        };
+        let state = state_of(&running, &source);
+        assert_eq!(state.result, Some(ConfigurationResult::Invalid));
+        assert_eq!(state.error_summary, "BGPPeer cannot be read: forbidden: grant list");
+        assert_eq!(state.conditions[0].reason, "KindUnreadable");
     }
 }

@@ -29,10 +29,10 @@ pub mod cluster_keys;
 pub mod config_state;
 pub mod convert;
 pub mod events;
-pub mod l2_status;
 pub mod lease;
+pub mod service_status;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::Debug;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -49,9 +49,9 @@ use kube::{CustomResourceExt, Resource};
 use meshlb_config::meta::Kind;
 use meshlb_config::{Error, Located, Object, Rejected};
 use serde::de::DeserializeOwned;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, watch};
 
-use crate::sources::{SourceGuard, SourceStream, SourceUpdate};
+use crate::sources::{Readability, SourceGuard, SourceStream, SourceUpdate};
 
 /// The namespace MetalLB's objects live in unless told otherwise.
 pub const DEFAULT_NAMESPACE: &str = "metallb-system";
@@ -76,6 +76,8 @@ struct Caches {
     namespaces: Store<Namespace>,
     secrets: Store<Secret>,
     custom: Vec<(Kind, Store<DynamicObject>)>,
+    /// How each kind is being read.
+    states: watch::Sender<BTreeMap<String, KindState>>,
 }
 
 /// The kinds read from the configured namespace, with their API resources
@@ -108,34 +110,139 @@ impl Debug for KubernetesSource {
     }
 }
 
+/// How soon a failed list or watch is tried again: from 200 ms, doubling,
+/// at most a second (with jitter), and from the start again after any
+/// success. An agent's API server is its own cluster's: a second is
+/// cheap to it, and an agent must see a Service created as the server
+/// comes back within seconds (kube-runtime's default grows to 30 s while
+/// the server is away, so a restart left watches idle that long).
+pub fn watch_backoff() -> kube::runtime::watcher::ExponentialBackoff {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(1))
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times()
+        .into()
+}
+
+/// How one kind is being read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum KindState {
+    /// Not listed yet.
+    Waiting,
+    /// Listed and watched.
+    Readable,
+    /// The API server refuses it, and why (see [`watch_problem`]).
+    Unreadable(String),
+}
+
+/// Where a reflector reports how its kind is being read.
+#[derive(Clone)]
+struct KindHealth {
+    kind: String,
+    states: watch::Sender<BTreeMap<String, KindState>>,
+}
+
+impl KindHealth {
+    /// A kind whose state nobody but the log follows.
+    fn alone(kind: impl Into<String>) -> KindHealth {
+        KindHealth::in_map(kind, &watch::Sender::new(BTreeMap::new()))
+    }
+
+    /// A kind reported in `states` (waiting, until it lists or fails).
+    fn in_map(kind: impl Into<String>, states: &watch::Sender<BTreeMap<String, KindState>>) -> KindHealth {
+        let kind = kind.into();
+        states.send_modify(|all| {
+            all.insert(kind.clone(), KindState::Waiting);
+        });
+        KindHealth {
+            kind,
+            states: states.clone(),
+        }
+    }
+
+    fn set(&self, state: KindState) {
+        self.states
+            .send_if_modified(|all| all.insert(self.kind.clone(), state.clone()).as_ref() != Some(&state));
+    }
+}
+
+/// What a failed list or watch means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WatchProblem {
+    /// The API server answered with a refusal: the kind cannot be read
+    /// until something changes (RBAC, a CRD, stored objects); why, and
+    /// what to do, as an operator should read it.
+    Unreadable(String),
+    /// The API server is away, or a watch ended (it relists by itself).
+    Transient(String),
+}
+
+/// What `error`, from listing or watching `resource` (its URL), means.
+pub fn watch_problem(error: &watcher::Error, resource: &str) -> WatchProblem {
+    let refused = |status: &kube::core::Status| {
+        let message = &status.message;
+        WatchProblem::Unreadable(match status.code {
+            403 => format!(
+                "forbidden: this agent may not list and watch {resource} ({message}); meshlb's chart grants \
+                 it: check the agent's ServiceAccount, ClusterRole, Role and their bindings"
+            ),
+            404 => format!(
+                "not found: the API server does not serve {resource}: its CustomResourceDefinition is not \
+                 installed (`meshlb-agent crds | kubectl apply --server-side -f -`)"
+            ),
+            _ if message.contains("conversion") || message.contains("from the storage") => format!(
+                "the API server cannot read the stored objects of {resource} ({message}): a conversion \
+                 webhook that is gone (MetalLB's) still converts them; `meshlb-agent migrate --from-metallb` \
+                 takes the CustomResourceDefinitions over and rewrites the stored objects"
+            ),
+            code => format!("{code} {} from the API server for {resource}: {message}", status.reason),
+        })
+    };
+    match error {
+        watcher::Error::InitialListFailed(kube::Error::Api(status))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(status))
+        | watcher::Error::WatchFailed(kube::Error::Api(status))
+            if status.code != 410 =>
+        {
+            refused(status)
+        }
+        watcher::Error::WatchError(status) if status.code != 410 => refused(status),
+        other => WatchProblem::Transient(other.to_string()),
+    }
+}
+
 /// Runs one reflector until the source stops, notifying after every event.
 fn reflect<K>(
     api: Api<K>,
     writer: reflector::store::Writer<K>,
     changed: Arc<Notify>,
-    what: &'static str,
+    health: KindHealth,
 ) -> tokio::task::JoinHandle<()>
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Eq + Hash + Clone,
 {
-    reflect_with(api, watcher::Config::default(), |_| {}, writer, changed, what)
+    reflect_with(api, watcher::Config::default(), |_| {}, writer, changed, health)
 }
 
 /// [`reflect`] of the objects `config` selects, each trimmed by `trim`
-/// before it is cached.
+/// before it is cached. Each change of how the kind can be read is
+/// logged once, with what to do, and reported to `health`.
 fn reflect_with<K>(
     api: Api<K>,
     config: watcher::Config,
     trim: fn(&mut K),
     writer: reflector::store::Writer<K>,
     changed: Arc<Notify>,
-    what: &'static str,
+    health: KindHealth,
 ) -> tokio::task::JoinHandle<()>
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Eq + Hash + Clone,
 {
+    let resource = api.resource_url().to_owned();
     tokio::spawn(async move {
         // managedFields are most of an object's size and nothing reads
         // them: the cache does not keep them.
@@ -144,14 +251,35 @@ where
                 object.meta_mut().managed_fields = None;
                 trim(object);
             })
-            .default_backoff();
+            .backoff(watch_backoff());
         let mut events = reflector::reflector(writer, stream).boxed();
+        let kind = health.kind.clone();
+        let mut refused: Option<String> = None;
         while let Some(event) = events.next().await {
             match event {
-                Ok(_) => changed.notify_one(),
+                Ok(_) => {
+                    if refused.take().is_some() {
+                        tracing::info!(%kind, "{resource} can be read again");
+                    }
+                    health.set(KindState::Readable);
+                    changed.notify_one();
+                }
                 // The watcher relists by itself, with backoff; the cache
                 // keeps what it held until the new list is complete.
-                Err(e) => tracing::warn!(kind = what, "watch failed, relisting: {e}"),
+                Err(e) => match watch_problem(&e, &resource) {
+                    WatchProblem::Transient(why) => tracing::debug!(%kind, "watch ended, relisting: {why}"),
+                    WatchProblem::Unreadable(why) => {
+                        if refused.as_ref() != Some(&why) {
+                            tracing::warn!(
+                                %kind,
+                                "{why}; meanwhile the last copy read is used, and every other kind is served"
+                            );
+                        }
+                        health.set(KindState::Unreadable(why.clone()));
+                        refused = Some(why);
+                        changed.notify_one();
+                    }
+                },
             }
         }
     })
@@ -165,6 +293,7 @@ fn reflect_password_secrets(
     client: &kube::Client,
     namespace: &str,
     changed: &Arc<Notify>,
+    states: &watch::Sender<BTreeMap<String, KindState>>,
     tasks: &mut Vec<tokio::task::JoinHandle<()>>,
 ) -> Store<Secret> {
     let (store, writer) = reflector::store();
@@ -175,7 +304,8 @@ fn reflect_password_secrets(
         }
     };
     let api = Api::<Secret>::namespaced(client.clone(), namespace);
-    tasks.push(reflect_with(api, config, trim, writer, changed.clone(), "Secret"));
+    let health = KindHealth::in_map("Secret", states);
+    tasks.push(reflect_with(api, config, trim, writer, changed.clone(), health));
     store
 }
 
@@ -184,15 +314,33 @@ fn reflect_password_secrets(
 fn reflect_all<K>(
     client: &kube::Client,
     changed: &Arc<Notify>,
+    states: &watch::Sender<BTreeMap<String, KindState>>,
     tasks: &mut Vec<tokio::task::JoinHandle<()>>,
 ) -> Store<K>
 where
     K: k8s_openapi::Resource + Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
     let (store, writer) = reflector::store();
-    let kind = <K as k8s_openapi::Resource>::KIND;
-    tasks.push(reflect(Api::<K>::all(client.clone()), writer, changed.clone(), kind));
+    let health = KindHealth::in_map(<K as k8s_openapi::Resource>::KIND, states);
+    tasks.push(reflect(Api::<K>::all(client.clone()), writer, changed.clone(), health));
     store
+}
+
+/// Waits until `store` has listed, or its kind is refused (it is then
+/// read as what it last held: nothing, if it never listed).
+async fn listed_or_refused<K>(
+    store: &Store<K>,
+    kind: &str,
+    mut states: watch::Receiver<BTreeMap<String, KindState>>,
+) -> Result<(), reflector::store::WriterDropped>
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + Hash + Clone,
+{
+    tokio::select! {
+        listed = store.wait_until_ready() => listed,
+        _ = states.wait_for(|all| matches!(all.get(kind), Some(KindState::Unreadable(_)))) => Ok(()),
+    }
 }
 
 impl KubernetesSource {
@@ -209,20 +357,46 @@ impl KubernetesSource {
     /// runtime.
     pub fn spawn(self) -> SourceStream {
         let changed = Arc::new(Notify::new());
+        let states = watch::Sender::new(BTreeMap::new());
         let mut tasks = Vec::new();
         let client = &self.client;
-        let services = reflect_all(client, &changed, &mut tasks);
-        let slices = reflect_all(client, &changed, &mut tasks);
-        let nodes = reflect_all(client, &changed, &mut tasks);
-        let namespaces = reflect_all(client, &changed, &mut tasks);
-        let secrets = reflect_password_secrets(client, &self.namespace, &changed, &mut tasks);
+        let services = reflect_all(client, &changed, &states, &mut tasks);
+        let slices = reflect_all(client, &changed, &states, &mut tasks);
+        let nodes = reflect_all(client, &changed, &states, &mut tasks);
+        let namespaces = reflect_all(client, &changed, &states, &mut tasks);
+        let secrets = reflect_password_secrets(client, &self.namespace, &changed, &states, &mut tasks);
         let mut custom = Vec::new();
         for (kind, resource) in custom_kinds() {
             let writer = reflector::store::Writer::new(resource.clone());
             custom.push((kind, writer.as_reader()));
             let api = Api::<DynamicObject>::namespaced_with(client.clone(), &self.namespace, &resource);
-            tasks.push(reflect(api, writer, changed.clone(), kind.as_str()));
+            let health = KindHealth::in_map(kind.as_str(), &states);
+            tasks.push(reflect(api, writer, changed.clone(), health));
         }
+        // What can be read, as the pipeline reports it.
+        let (readable_tx, readability) = watch::channel(Arc::new(Readability::default()));
+        let mut followed = states.subscribe();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let now = Readability {
+                    kinds: followed
+                        .borrow_and_update()
+                        .iter()
+                        .map(|(kind, state)| {
+                            let why = match state {
+                                KindState::Unreadable(why) => Some(why.clone()),
+                                KindState::Waiting | KindState::Readable => None,
+                            };
+                            (kind.clone(), why)
+                        })
+                        .collect(),
+                };
+                readable_tx.send_if_modified(|last| (**last != now).then(|| *last = Arc::new(now)).is_some());
+                if followed.changed().await.is_err() {
+                    break;
+                }
+            }
+        }));
         let caches = Caches {
             services,
             slices,
@@ -230,6 +404,7 @@ impl KubernetesSource {
             namespaces,
             secrets,
             custom,
+            states,
         };
         let (tx, updates) = mpsc::channel(4);
         let task = tokio::spawn(async move {
@@ -277,6 +452,7 @@ impl KubernetesSource {
         });
         SourceStream {
             updates,
+            readability,
             guard: SourceGuard::new(task),
         }
     }
@@ -349,14 +525,18 @@ fn sorted<K: Resource>(mut objects: Vec<Arc<K>>) -> Vec<Arc<K>> {
 }
 
 impl Caches {
+    /// Waits until every kind has listed or is refused (see
+    /// [`watch_problem`]): one kind that cannot be read does not keep the
+    /// others from being served.
     async fn wait_until_ready(&self) -> Result<(), reflector::store::WriterDropped> {
-        self.services.wait_until_ready().await?;
-        self.slices.wait_until_ready().await?;
-        self.nodes.wait_until_ready().await?;
-        self.namespaces.wait_until_ready().await?;
-        self.secrets.wait_until_ready().await?;
-        for (_, store) in &self.custom {
-            store.wait_until_ready().await?;
+        let states = || self.states.subscribe();
+        listed_or_refused(&self.services, "Service", states()).await?;
+        listed_or_refused(&self.slices, "EndpointSlice", states()).await?;
+        listed_or_refused(&self.nodes, "Node", states()).await?;
+        listed_or_refused(&self.namespaces, "Namespace", states()).await?;
+        listed_or_refused(&self.secrets, "Secret", states()).await?;
+        for (kind, store) in &self.custom {
+            listed_or_refused(store, kind.as_str(), states()).await?;
         }
         Ok(())
     }
