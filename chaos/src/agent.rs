@@ -215,28 +215,31 @@ pub fn start_kubernetes_cluster(
 /// (its default) and the Secret must exist. Returns once every agent sees
 /// every member.
 pub fn start_chart_cluster(lab: &Lab, env: &crate::kube_env::KubeEnv) -> Result<Vec<MeshAgent>, LabError> {
-    let binary = agent_binary()?;
-    let binary = binary.to_string_lossy().into_owned();
-    let kubeconfig = env.chart_kubeconfig()?;
-    let root = agents_dir(lab);
     let agents = lab
         .node_names()
         .iter()
-        .map(|node| {
-            let state_dir = root.join(node);
-            std::fs::create_dir_all(&state_dir).map_err(|e| LabError::io("create agents dir", e))?;
-            let args = env.chart_agent_args(node, lab.host(node)?.ipv4.into(), &state_dir, &kubeconfig)?;
-            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-            let process = lab.spawn(node, "meshlb-agent", &binary, &refs)?;
-            Ok(MeshAgent {
-                node: node.clone(),
-                process,
-                key_file: state_dir.join("cluster-keys"),
-                state_dir,
-            })
-        })
+        .map(|node| start_chart_agent(lab, env, node))
         .collect::<Result<Vec<_>, LabError>>()?;
     until_all_see_each_other(agents)
+}
+
+/// Starts the agent on `node` as the installed chart's DaemonSet runs it
+/// (see [`start_chart_cluster`]): a pod started anew, its state directory
+/// kept.
+pub fn start_chart_agent(lab: &Lab, env: &crate::kube_env::KubeEnv, node: &str) -> Result<MeshAgent, LabError> {
+    let binary = agent_binary()?;
+    let kubeconfig = env.chart_kubeconfig()?;
+    let state_dir = agents_dir(lab).join(node);
+    std::fs::create_dir_all(&state_dir).map_err(|e| LabError::io("create agents dir", e))?;
+    let args = env.chart_agent_args(node, lab.host(node)?.ipv4.into(), &state_dir, &kubeconfig)?;
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let process = lab.spawn(node, "meshlb-agent", &binary.to_string_lossy(), &refs)?;
+    Ok(MeshAgent {
+        node: node.to_owned(),
+        process,
+        key_file: state_dir.join("cluster-keys"),
+        state_dir,
+    })
 }
 
 /// Spawns `meshlb-agent run` on `node` with the configuration source

@@ -180,16 +180,32 @@ impl KubeEnv {
         // test fails.
         let root = lab.log_dir().join("kube");
         std::fs::create_dir_all(&root).map_err(|e| LabError::io(format!("create {}", root.display()), e))?;
-        let dir = root.join("server");
-        let program = binaries.path("kube-testenv");
-        let (address, port) = (host.ipv4.to_string(), LAB_PORT.to_string());
+        let mut env = KubeEnv {
+            binaries,
+            dir: root.join("server"),
+            log: lab.log_dir().join("control-kube-apiserver.log"),
+            home: root.join("home"),
+            address: host.ipv4.into(),
+            port: LAB_PORT,
+            netns: Some(host.netns.clone()),
+            server: None,
+        };
+        env.spawn_in_lab(lab)?;
+        env.wait_ready(READY_TIMEOUT)?;
+        Ok(env)
+    }
+
+    /// Starts the server process on `lab`'s control-plane host.
+    fn spawn_in_lab(&mut self, lab: &Lab) -> Result<(), LabError> {
+        let program = self.binaries.path("kube-testenv");
+        let (address, port) = (self.address.to_string(), self.port.to_string());
         let process = lab.spawn(
             "control",
             "kube-apiserver",
             &program.to_string_lossy(),
             &[
                 "--dir",
-                &dir.to_string_lossy(),
+                &self.dir.to_string_lossy(),
                 "--bind",
                 &address,
                 "--port",
@@ -199,18 +215,28 @@ impl KubeEnv {
                 "--remove-dir-on-exit",
             ],
         )?;
-        let mut env = KubeEnv {
-            binaries,
-            dir,
-            log: lab.log_dir().join("control-kube-apiserver.log"),
-            home: root.join("home"),
-            address: host.ipv4.into(),
-            port: LAB_PORT,
-            netns: Some(host.netns.clone()),
-            server: Some(Server::Lab(process)),
-        };
-        env.wait_ready(READY_TIMEOUT)?;
-        Ok(env)
+        self.server = Some(Server::Lab(process));
+        Ok(())
+    }
+
+    /// Crashes a lab's API server (SIGKILL: its connections reset, its
+    /// etcd data kept) and starts it again on the same address and data,
+    /// then waits until it is ready.
+    pub fn crash_and_restart_in_lab(&mut self, lab: &Lab) -> Result<(), LabError> {
+        match self.server.take() {
+            Some(Server::Lab(process)) => {
+                process.kill()?;
+                if process.wait_exit(Duration::from_secs(10))?.is_none() {
+                    return Err(LabError::Invalid("the killed API server did not exit".into()));
+                }
+            }
+            other => {
+                self.server = other;
+                return Err(LabError::Invalid("not a lab's API server".into()));
+            }
+        }
+        self.spawn_in_lab(lab)?;
+        self.wait_ready(READY_TIMEOUT)
     }
 
     fn spawn(&mut self) -> Result<(), LabError> {

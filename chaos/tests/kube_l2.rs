@@ -338,6 +338,125 @@ fn the_mesh_fails_over_while_the_api_server_is_away() {
     }
 }
 
+/// ServiceL2Status names exactly the node answering within seconds of the
+/// API server's return: after an outage during which the owner crashed
+/// and its agent came back (two objects named two nodes for 30 s before:
+/// the old owner's object is removed by whoever answers, or by that node
+/// itself), and after the API server crashes and starts again (a Service
+/// created as it comes back is addressed and reported within seconds).
+#[test]
+fn the_status_names_the_answering_node_within_seconds_of_the_api_servers_return() {
+    let KubeLab {
+        lab,
+        mut env,
+        mut agents,
+        address,
+        owner,
+    } = kube_lab();
+    lab.isolate("control").unwrap();
+    let crashed = agents.iter().position(|a| a.node == owner).unwrap();
+    agents[crashed].process.kill().unwrap();
+    new_owner(
+        &lab,
+        &address,
+        &owner,
+        "another node to answer with the API server away",
+    );
+    // The crashed node's pod starts again, the API server still away (it
+    // finds the others, and its cluster keys, through the API server:
+    // it joins once that is back).
+    agents[crashed] = meshlb_chaos::agent::start_chart_agent(&lab, &env, &owner).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    lab.heal().unwrap();
+    let back = Instant::now();
+    let (mut answering, mut last) = (String::new(), String::new());
+    wait_for(
+        Duration::from_secs(60),
+        "every node in the mesh again, and the status naming the answering node alone",
+        || {
+            answering = owner_now(&lab, &address).unwrap_or_default();
+            last = reported(&env);
+            !answering.is_empty()
+                && last == answering
+                && agents.iter().all(|a| a.members().unwrap_or_default().len() == 3)
+        },
+    )
+    .unwrap();
+    let took = back.elapsed();
+    eprintln!("API server back: the restarted node rejoined and the status named {answering} alone after {took:?}");
+    assert!(took < Duration::from_secs(15), "{took:?}: {last}");
+
+    nothing_forbidden(&agents);
+
+    // The API server crashes and starts again; a Service created as soon
+    // as it is ready is addressed and reported within seconds. (Right
+    // after its start it refuses some requests for a moment, until its
+    // authorizer has read the RBAC objects: the agents retry.)
+    env.crash_and_restart_in_lab(&lab).unwrap();
+    let ready = Instant::now();
+    apply(
+        &env,
+        &example("layer2/selectorless.yaml")
+            .replace("name: echo\n", "name: again\n")
+            .replace("name: echo-1", "name: again-1")
+            .replace("kubernetes.io/service-name: echo", "kubernetes.io/service-name: again"),
+    );
+    let mut second = String::new();
+    wait_for(Duration::from_secs(60), "the new Service addressed", || {
+        second = env
+            .run_kubectl(&[
+                "get",
+                "service",
+                "-n",
+                "shop",
+                "again",
+                "-o",
+                "jsonpath={.status.loadBalancer.ingress[0].ip}",
+            ])
+            .unwrap_or_default();
+        !second.is_empty()
+    })
+    .unwrap();
+    let addressed = ready.elapsed();
+    wait_for(Duration::from_secs(60), "the new Service answered and reported", || {
+        let named = kubectl(
+            &env,
+            &[
+                "get",
+                "servicel2statuses",
+                "-n",
+                "metallb-system",
+                "-l",
+                "metallb.io/service-name=again",
+                "-o",
+                "jsonpath={.items[*].status.node}",
+            ],
+        );
+        owner_now(&lab, &second).is_some_and(|o| o == named)
+    })
+    .unwrap();
+    let reported_after = ready.elapsed();
+    eprintln!(
+        "API server restarted: a new Service addressed after {addressed:?}, answered and reported after {reported_after:?}"
+    );
+    assert!(addressed < Duration::from_secs(5), "{addressed:?}");
+    assert_eq!(reported(&env), owner_now(&lab, &address).unwrap_or_default());
+    wait_for(Duration::from_secs(30), "every agent's configuration Valid", || {
+        kubectl(
+            &env,
+            &[
+                "get",
+                "configurationstates",
+                "-n",
+                "metallb-system",
+                "-o",
+                "jsonpath={.items[*].status.result}",
+            ],
+        ) == "Valid Valid Valid"
+    })
+    .unwrap();
+}
+
 /// A frozen owner's address moves, and one node answers once it runs
 /// again; a gracefully stopped owner hands over, and the status names the
 /// new owner alone (the stopped one's object removed by the successor,

@@ -343,8 +343,10 @@ fn classes(lb_class: Option<String>) -> ClassFilter {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
+            // kube's watcher warns at every retry; the agent says once what
+            // a refusal means and what to do (sources::kubernetes).
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube_runtime::watcher=error")),
         )
         .with_writer(std::io::stderr)
         // Colour for people at a terminal, plain text for log files.

@@ -961,10 +961,14 @@ fn a_kind_that_cannot_be_read_is_reported_and_the_rest_is_served() {
             )
             .await
             .unwrap();
-        wait_services(&client, "isolated", "served without L2Policy and BGPPeer", |list| {
-            allocated(list) == 1
-        })
+        let served = tokio::time::timeout(
+            Duration::from_secs(60),
+            wait_services(&client, "isolated", "served without L2Policy and BGPPeer", |list| {
+                allocated(list) == 1
+            }),
+        )
         .await;
+        assert!(served.is_ok(), "not served:\n{}", agent.log());
         let state = configuration_state(&client, "node-a", "both kinds reported", |s| {
             s.error_summary.contains("L2Policy cannot be read: not found")
                 && s.error_summary.contains("BGPPeer cannot be read: forbidden")

@@ -55,7 +55,10 @@ pub fn follow(client: kube::Client, namespace: &str, name: &str, path: PathBuf) 
     let name = name.to_owned();
     tokio::spawn(async move {
         let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
-        let mut secrets = watcher(api, config).default_backoff().applied_objects().boxed();
+        let mut secrets = watcher(api, config)
+            .backoff(super::WatchBackoff::default())
+            .applied_objects()
+            .boxed();
         let mut last: Option<String> = None;
         let mut told_missing = false;
         loop {

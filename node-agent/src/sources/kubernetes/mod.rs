@@ -111,20 +111,60 @@ impl Debug for KubernetesSource {
 }
 
 /// How soon a failed list or watch is tried again: from 200 ms, doubling,
-/// at most a second (with jitter), and from the start again after any
-/// success. An agent's API server is its own cluster's: a second is
-/// cheap to it, and an agent must see a Service created as the server
-/// comes back within seconds (kube-runtime's default grows to 30 s while
-/// the server is away, so a restart left watches idle that long).
-pub fn watch_backoff() -> kube::runtime::watcher::ExponentialBackoff {
-    backon::ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(200))
-        .with_max_delay(Duration::from_secs(1))
-        .with_factor(2.0)
-        .with_jitter()
-        .without_max_times()
-        .into()
+/// at most a second (with jitter), and from the start again once two
+/// seconds passed without a failure. An agent's API server is its own
+/// cluster's: a second is cheap to it, and an agent must see a Service
+/// created as the server comes back within seconds (kube-runtime's default
+/// grows to 30 s while the server is away, so a restart left watches idle
+/// that long). kube's watcher asks for a reset at every event, the one it
+/// emits before each list attempt included, which would retry a refused
+/// list at the shortest delay for ever: only the quiet time resets this
+/// one.
+pub struct WatchBackoff {
+    delays: kube::runtime::watcher::ExponentialBackoff,
+    last_failure: Option<tokio::time::Instant>,
 }
+
+/// Two seconds without a failure: the next one starts from the shortest
+/// delay again.
+const QUIET_RESETS: Duration = Duration::from_secs(2);
+
+impl Default for WatchBackoff {
+    fn default() -> WatchBackoff {
+        WatchBackoff {
+            delays: backon::ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(200))
+                .with_max_delay(Duration::from_secs(1))
+                .with_factor(2.0)
+                .with_jitter()
+                .without_max_times()
+                .into(),
+            last_failure: None,
+        }
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let now = tokio::time::Instant::now();
+        if self.last_failure.is_some_and(|last| now - last > QUIET_RESETS) {
+            kube::runtime::utils::Backoff::reset(&mut self.delays);
+        }
+        self.last_failure = Some(now);
+        self.delays.next()
+    }
+}
+
+impl kube::runtime::utils::Backoff for WatchBackoff {
+    fn reset(&mut self) {}
+}
+
+/// How long the API server must keep refusing a kind before it is
+/// reported unreadable: one that has just started refuses every request
+/// for a moment, until its authorizer has read the RBAC objects.
+const REFUSAL_LASTS: Duration = Duration::from_secs(3);
 
 /// How one kind is being read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -251,14 +291,19 @@ where
                 object.meta_mut().managed_fields = None;
                 trim(object);
             })
-            .backoff(watch_backoff());
+            .backoff(WatchBackoff::default());
         let mut events = reflector::reflector(writer, stream).boxed();
         let kind = health.kind.clone();
-        let mut refused: Option<String> = None;
+        // Refused since when, and the refusal reported (once it lasted).
+        let mut refused_since: Option<tokio::time::Instant> = None;
+        let mut reported: Option<String> = None;
         while let Some(event) = events.next().await {
             match event {
+                // Emitted before each list attempt, not a sign of success.
+                Ok(watcher::Event::Init) => {}
                 Ok(_) => {
-                    if refused.take().is_some() {
+                    refused_since = None;
+                    if reported.take().is_some() {
                         tracing::info!(%kind, "{resource} can be read again");
                     }
                     health.set(KindState::Readable);
@@ -269,14 +314,19 @@ where
                 Err(e) => match watch_problem(&e, &resource) {
                     WatchProblem::Transient(why) => tracing::debug!(%kind, "watch ended, relisting: {why}"),
                     WatchProblem::Unreadable(why) => {
-                        if refused.as_ref() != Some(&why) {
+                        let since = *refused_since.get_or_insert_with(tokio::time::Instant::now);
+                        if since.elapsed() < REFUSAL_LASTS {
+                            tracing::debug!(%kind, "refused, trying again: {why}");
+                            continue;
+                        }
+                        if reported.as_ref() != Some(&why) {
                             tracing::warn!(
                                 %kind,
                                 "{why}; meanwhile the last copy read is used, and every other kind is served"
                             );
                         }
                         health.set(KindState::Unreadable(why.clone()));
-                        refused = Some(why);
+                        reported = Some(why);
                         changed.notify_one();
                     }
                 },
@@ -615,5 +665,61 @@ impl Caches {
             })
         };
         (fingerprint, update)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn refused(code: u16, message: &str) -> watcher::Error {
+        let status = kube::core::Status {
+            code,
+            message: message.into(),
+            reason: "Reason".into(),
+            ..kube::core::Status::default()
+        };
+        watcher::Error::InitialListFailed(kube::Error::Api(Box::new(status)))
+    }
+
+    #[test]
+    fn refusals_say_what_to_do_and_restarts_are_transient() {
+        let url = "/apis/metallb.io/v1beta2/namespaces/metallb-system/bgppeers";
+        let said = |e: watcher::Error| match watch_problem(&e, url) {
+            WatchProblem::Unreadable(why) => why,
+            WatchProblem::Transient(why) => panic!("transient: {why}"),
+        };
+        assert!(
+            said(refused(403, "nope")).starts_with("forbidden: this agent may not list and watch /apis/metallb.io")
+        );
+        assert!(said(refused(404, "")).contains("meshlb-agent crds"));
+        let storage = said(refused(
+            429,
+            "storage is (re)initializing: failed to read one or more bgppeers.metallb.io from the storage",
+        ));
+        assert!(storage.contains("migrate --from-metallb"), "{storage}");
+        let gone = watcher::Error::WatchError(Box::new(kube::core::Status {
+            code: 410,
+            ..kube::core::Status::default()
+        }));
+        assert!(matches!(watch_problem(&gone, url), WatchProblem::Transient(_)));
+    }
+
+    /// Retries grow to a second while failures go on, whatever resets the
+    /// watcher asks for, and start short again after a quiet while.
+    #[tokio::test(start_paused = true)]
+    async fn retries_are_bounded_and_start_short_after_quiet() {
+        let mut backoff = WatchBackoff::default();
+        let mut last = Duration::ZERO;
+        for _ in 0..10 {
+            kube::runtime::utils::Backoff::reset(&mut backoff);
+            last = backoff.next().unwrap();
+            assert!(last <= Duration::from_secs(2), "{last:?}");
+            tokio::time::advance(last).await;
+        }
+        assert!(last >= Duration::from_secs(1), "grown to the bound: {last:?}");
+        tokio::time::advance(Duration::from_secs(3)).await;
+        assert!(backoff.next().unwrap() < Duration::from_millis(500), "short again");
     }
 }
