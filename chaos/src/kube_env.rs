@@ -111,6 +111,35 @@ enum Server {
     Lab(LabProcess),
 }
 
+/// kubectl as admin against one server, to use apart from its
+/// [`KubeEnv`] (on another thread).
+#[derive(Debug, Clone)]
+pub struct Kubectl {
+    program: PathBuf,
+    netns: Option<String>,
+    kubeconfig: PathBuf,
+    home: PathBuf,
+}
+
+impl Kubectl {
+    /// Runs kubectl with `args` to completion; its standard output.
+    pub fn run(&self, args: &[&str]) -> Result<String, LabError> {
+        let mut command = match &self.netns {
+            Some(netns) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", netns]).arg(&self.program);
+                command
+            }
+            None => Command::new(&self.program),
+        };
+        command
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("HOME", &self.home);
+        crate::netns::run_command(command, &format!("kubectl {}", args.join(" ")))
+    }
+}
+
 /// A running API server. See the module documentation.
 #[derive(Debug)]
 pub struct KubeEnv {
@@ -384,6 +413,17 @@ impl KubeEnv {
         command
     }
 
+    /// A handle that runs kubectl as admin against this server from any
+    /// thread, for as long as the server runs.
+    pub fn kubectl_handle(&self) -> Kubectl {
+        Kubectl {
+            program: self.binaries.path("kubectl"),
+            netns: self.netns.clone(),
+            kubeconfig: self.kubeconfig(),
+            home: self.home.clone(),
+        }
+    }
+
     /// helm aimed at this server as admin, its caches in the scratch space.
     pub fn helm(&self) -> Command {
         let mut command = self.command("helm");
@@ -590,6 +630,13 @@ impl KubeEnv {
     pub fn apply(&self, name: &str, manifest: &str) -> Result<(), LabError> {
         let path = self.scratch_file(name, manifest)?;
         self.run_kubectl(&["apply", "-f", &path]).map(|_| ())
+    }
+
+    /// Replaces the objects of `manifest` (each with the resourceVersion it
+    /// was read at) with kubectl.
+    pub fn replace(&self, name: &str, manifest: &str) -> Result<(), LabError> {
+        let path = self.scratch_file(name, manifest)?;
+        self.run_kubectl(&["replace", "-f", &path]).map(|_| ())
     }
 
     /// Merges `status` (the object's `status` field) into `kind` `name` in

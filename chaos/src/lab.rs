@@ -589,6 +589,18 @@ impl Lab {
     /// bridge's namespace) with standard output and error going to
     /// `<log_dir>/<host>-<name>.log`.
     pub fn spawn(&self, host: &str, name: &str, program: &str, args: &[&str]) -> Result<LabProcess, LabError> {
+        self.spawn_with_env(host, name, program, args, &[])
+    }
+
+    /// [`Lab::spawn`] with `env` added to the process's environment.
+    pub fn spawn_with_env(
+        &self,
+        host: &str,
+        name: &str,
+        program: &str,
+        args: &[&str],
+        env: &[(String, String)],
+    ) -> Result<LabProcess, LabError> {
         let netns = if host == "switch" {
             self.switch.clone()
         } else {
@@ -600,6 +612,7 @@ impl Lab {
         let child = Command::new("ip")
             .args(["netns", "exec", &netns, program])
             .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)

@@ -12,7 +12,8 @@
 //! server (with etcd) for tests, on loopback or on a lab's control-plane
 //! host; [`kube_bench`] measures allocation against it, and
 //! [`kube_failover`] Layer 2 failover in a cluster, beside MetalLB's speaker
-//! ([`metallb`]); [`kube_demo`] is the README's demo, with the Helm chart.
+//! ([`metallb`], its containers run as their pods would by [`pods`]);
+//! [`kube_demo`] is the README's demo, with the Helm chart.
 //!
 //! Labs never touch the root namespace's addresses or routes, carry a
 //! per-process name prefix so parallel runs do not collide, and are torn
@@ -36,8 +37,10 @@ pub mod kube_env;
 pub mod kube_failover;
 pub mod lab;
 pub mod metallb;
+pub mod migration;
 pub mod mrt;
 pub mod netns;
+pub mod pods;
 pub mod probe;
 mod random;
 pub mod router;

@@ -192,6 +192,12 @@ enum Bench {
         #[arg(long)]
         metallb_speaker: Option<PathBuf>,
     },
+    /// Moving from MetalLB: MetalLB installed by its chart and by its manifest, running and answering for 22 Services; the README's migration steps; how long until meshlb announces everything, and what a client probing one address every 10 ms lost.
+    Migration {
+        /// Runs per install method.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
     /// ARP answer latency and gossip health of three agents while their configuration reloads, against idle.
     L2Reload {
         /// Services in the configuration (all but two allocated, not announced).
@@ -768,6 +774,61 @@ fn bench_bgp_routes(runs: usize, counts: Vec<usize>) -> Result<(), LabError> {
     Ok(())
 }
 
+fn bench_migration(runs: usize) -> Result<(), LabError> {
+    use meshlb_chaos::migration::{Install, MetallbCluster, readme_steps};
+    let lab_binary = self_binary()?;
+    let readme = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+        .map_err(|e| LabError::io("read the README", e))?;
+    let blocks = readme_steps(&readme)?;
+    println!(
+        "MetalLB v0.15.2 (controller and 3 speakers, webhooks live) answering for 22 Services; the README's \
+         migration steps; a client probing one address every 10 ms; {runs} runs each; seconds"
+    );
+    println!(
+        "| MetalLB installed by | first command to meshlb announcing every address (median / max) | \
+         MetalLB stopped to meshlb announcing every address (median / max) | probes lost (median / max) | \
+         addresses changed | runs |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for install in [Install::Chart, Install::Manifest] {
+        let mut steps = blocks.first().cloned().unwrap_or_default();
+        if install == Install::Chart {
+            steps.extend(blocks.get(1).cloned().unwrap_or_default());
+        }
+        let (mut took, mut gap, mut lost, mut changed) = (Vec::new(), Vec::new(), Vec::new(), 0);
+        for _ in 0..runs {
+            let run = MetallbCluster::build(install, &lab_binary).and_then(|mut cluster| cluster.migrate(&steps));
+            match run {
+                Ok(migration) => {
+                    took.push(migration.took.as_secs_f64());
+                    gap.push(migration.gap.as_secs_f64());
+                    lost.push(migration.probes.lost() as f64);
+                    changed += migration.addresses_changed.len();
+                }
+                Err(e) => eprintln!("{install}: a run failed: {e}"),
+            }
+        }
+        let pair = |mut v: Vec<f64>, digits: usize| {
+            v.sort_by(f64::total_cmp);
+            format!(
+                "{:.*} / {:.*}",
+                digits,
+                v.get(v.len() / 2).copied().unwrap_or(f64::NAN),
+                digits,
+                v.last().copied().unwrap_or(f64::NAN)
+            )
+        };
+        println!(
+            "| {install} | {} | {} | {} | {changed} | {} |",
+            pair(took.clone(), 1),
+            pair(gap, 1),
+            pair(lost, 0),
+            took.len()
+        );
+    }
+    Ok(())
+}
+
 fn bench_bgp_drain(runs: usize) -> Result<(), LabError> {
     use meshlb_chaos::scenario::BgpAnnouncer;
     let lab_binary = self_binary()?;
@@ -990,6 +1051,12 @@ fn main() -> ExitCode {
         } => {
             install_teardown_on_signal();
             bench_bgp_routes(runs, routes)
+        }
+        Command::Bench {
+            bench: Bench::Migration { runs },
+        } => {
+            install_teardown_on_signal();
+            bench_migration(runs)
         }
         Command::Bench {
             bench: Bench::BgpDrain { runs },

@@ -153,6 +153,23 @@ spec:
   enableGracefulRestart: true
   ebgpMultiHop: false
 ---
+# A v1beta1 peer as MetalLB's conversion webhook stores it as v1beta2:
+# zero timers, an empty passwordSecret and a password of its own.
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {name: converted, namespace: metallb-system}
+spec:
+  myASN: 64512
+  peerASN: 64513
+  peerAddress: 192.0.2.2
+  peerPort: 179
+  holdTime: 0s
+  keepaliveTime: 0s
+  password: secret
+  passwordSecret: {}
+  disableMP: false
+  dualStackAddressFamily: false
+---
 apiVersion: metallb.io/v1beta1
 kind: BFDProfile
 metadata: {name: stored, namespace: metallb-system}

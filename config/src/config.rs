@@ -1092,7 +1092,11 @@ impl Builder {
                     None
                 }
             });
-        let password = match (&spec.password, &spec.password_secret) {
+        // An empty password or Secret name is none, as MetalLB reads them
+        // (its conversion of a v1beta1 peer writes `passwordSecret: {}`).
+        let inline = spec.password.as_ref().filter(|p| !p.is_empty());
+        let secret = spec.password_secret.as_ref().filter(|s| !s.name.is_empty());
+        let password = match (inline, secret) {
             (Some(_), Some(secret)) => {
                 errors.push(Invalid::new(
                     o,

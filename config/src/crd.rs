@@ -577,7 +577,10 @@ pub(crate) mod rules {
                  "message": "peerASN and dynamicASN are mutually exclusive", "fieldPath": ".dynamicASN"},
                 {"rule": "!(has(self.peerAddress) && has(self.interface))",
                  "message": "peerAddress and interface are mutually exclusive", "fieldPath": ".interface"},
-                {"rule": "!(has(self.password) && has(self.passwordSecret))",
+                // Empty ones are absent, as MetalLB reads them: its
+                // conversion from v1beta1 writes `passwordSecret: {}`.
+                {"rule": "!(has(self.password) && self.password != '' && has(self.passwordSecret) \
+                          && has(self.passwordSecret.name) && self.passwordSecret.name != '')",
                  "message": "password and passwordSecret are mutually exclusive", "fieldPath": ".passwordSecret"},
             ]),
         );

@@ -335,7 +335,8 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
 
 /// A client from `kubeconfig`, or from the in-cluster configuration (or
 /// `$KUBECONFIG`) when none is given.
-async fn kube_client(kubeconfig: Option<&Path>) -> Result<kube::Client, AgentError> {
+/// A client from `kubeconfig`, or as kubectl would find one.
+pub async fn kube_client(kubeconfig: Option<&Path>) -> Result<kube::Client, AgentError> {
     let error = |e: &dyn std::fmt::Display| AgentError::KubeClient(e.to_string());
     let config = match kubeconfig {
         Some(path) => {

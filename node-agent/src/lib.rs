@@ -3,7 +3,7 @@
 //! Place in the architecture: the composition root every node runs (a
 //! DaemonSet in Kubernetes, a plain daemon in standalone mode), and thin on
 //! purpose. Configuration comes from a source ([`sources`]: a directory of
-//! YAML files today, the Kubernetes API next) as a stream of snapshots; the
+//! YAML files, or the Kubernetes API) as a stream of snapshots; the
 //! [`pipeline`] turns them into addresses with `meshlb-config`; the mesh of
 //! `meshlb-gossip` decides who announces what; the actors of
 //! `meshlb-actors` answer. Every component publishes what it knows to the
@@ -14,9 +14,10 @@
 //! | module | what |
 //! |---|---|
 //! | [`app`] | startup and the shutdown order; `check` and `announce` |
-//! | [`sources`] | configuration sources: a stream of snapshots and rejections ([`sources::files`]: a directory) |
+//! | [`migrate`] | `migrate --from-metallb`: takes a cluster over from MetalLB, keeping every object and address |
+//! | [`sources`] | configuration sources: a stream of snapshots and rejections ([`sources::files`]: a directory; [`sources::kubernetes`]: the API server, and what the agents write back) |
 //! | [`pipeline`] | takes any source's updates: validate, allocate, keep the last good, publish |
-//! | [`status`] | the status hub: every component's snapshots, read by the state files (later gRPC, metrics) |
+//! | [`status`] | the status hub: every component's snapshots, read by the state files, the gRPC API and the metrics |
 //! | [`status_files`] | the state directory's status files, written from the hub |
 //! | [`introspection`] | the read-only gRPC API over the hub, with reflection and health |
 //! | [`listen`] | where the API and the metrics listen (`host:port`, `unix:/path`, `off`) |
@@ -36,6 +37,7 @@ pub mod listen;
 pub mod local_address;
 pub mod mesh;
 pub mod metrics;
+pub mod migrate;
 pub mod pipeline;
 pub mod sources;
 pub mod state_file;

@@ -102,6 +102,29 @@ enum Command {
     /// Print the CustomResourceDefinitions (metallb.io and meshlb.io) as
     /// YAML, for `kubectl apply -f -`.
     Crds,
+    /// Move a cluster from MetalLB to meshlb, keeping every object and
+    /// every Service's address: back everything up, remove MetalLB's
+    /// webhooks, take over its CRDs (no conversion webhook, every object
+    /// readable), make `helm uninstall metallb` keep them, stop MetalLB's
+    /// controller and speakers. Then install meshlb in the same namespace.
+    Migrate {
+        /// Where from (MetalLB, the only one so far).
+        #[arg(long, required = true)]
+        from_metallb: bool,
+        /// Say what would be done; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// MetalLB's namespace.
+        #[arg(long, default_value = meshlb_node_agent::sources::kubernetes::DEFAULT_NAMESPACE)]
+        namespace: String,
+        /// The kubeconfig (default: as kubectl finds one).
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+        /// Where the backup of every object goes (default:
+        /// metallb-backup-<time>.yaml here).
+        #[arg(long)]
+        backup: Option<PathBuf>,
+    },
     /// Answer ARP and NDP for fixed addresses on one interface, announcing
     /// them on start, until SIGTERM (no mesh, no configuration: a
     /// diagnostic, and the lab's probe of the Layer 2 answering path).
@@ -428,6 +451,40 @@ fn main() -> ExitCode {
                 Err(e) => {
                     eprintln!("error: {e}");
                     ExitCode::from(2)
+                }
+            }
+        }
+        Command::Migrate {
+            from_metallb: _,
+            dry_run,
+            namespace,
+            kubeconfig,
+            backup,
+        } => {
+            let stamp = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let options = meshlb_node_agent::migrate::MigrateOptions {
+                kubeconfig,
+                namespace,
+                dry_run,
+                backup: backup.unwrap_or_else(|| PathBuf::from(format!("metallb-backup-{stamp}.yaml"))),
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            let done = match runtime {
+                Ok(runtime) => runtime.block_on(meshlb_node_agent::migrate::run(&options, &mut |line| {
+                    println!("{line}");
+                })),
+                Err(e) => {
+                    eprintln!("error: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match done {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
                 }
             }
         }

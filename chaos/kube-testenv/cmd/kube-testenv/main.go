@@ -162,6 +162,10 @@ func run(dir, bind string, port int, exitWithParent bool) error {
 		// the documentation prefix.
 		"--service-cluster-ip-range=198.19.0.0/16,2001:db8:ffff:96::/112",
 		"--allow-privileged=true",
+		// Webhooks (MetalLB's) reach a Service's endpoints, as the lab's
+		// EndpointSlices say, rather than its cluster IP: no kube-proxy
+		// routes cluster IPs from the control-plane host.
+		"--enable-aggregator-routing=true",
 		"--etcd-servers=http://127.0.0.1:" + strconv.Itoa(etcdClient),
 		"--v=1",
 	})
