@@ -980,13 +980,24 @@ fn bfd_echo_packets_find_a_forwarding_failure_the_control_packets_miss() {
     );
     let metrics = node_metrics(&lab, "node1");
     assert!(
-        metrics.contains("metallb_bfd_session_up{peer=\"198.51.100.1\"} 1"),
+        metrics.contains("metallb_bfd_session_up{peer=\"198.51.100.1\",vrf=\"default\"} 1"),
         "{metrics}"
     );
     assert!(
-        metrics.contains("metallb_bgp_session_up{peer=\"198.51.100.1\"} 1"),
+        metrics.contains("metallb_bgp_session_up{peer=\"198.51.100.1:179\",vrf=\"default\"} 1"),
         "{metrics}"
     );
+    // Echo packets out and back, counted as FRR's bfdd counts them.
+    let counted = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}{{peer=\"198.51.100.1\"")))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    for name in ["metallb_bfd_echo_packet_output", "metallb_bfd_echo_packet_input"] {
+        assert!(counted(name) > 0.0, "{name}: {metrics}");
+    }
 
     // The router's forwarding drops them; its control plane is fine.
     router_nft(

@@ -14,6 +14,99 @@ use meshlb_chaos::{Lab, LabSpec, Role};
 
 const SERVICE: &str = "203.0.113.10";
 
+/// Resolves a Go expression of MetalLB's metric code to its string: a
+/// literal, `bgpmetrics.Namespace`/`.Subsystem`, `bgpmetrics.X.Name`, or a
+/// constant of the file.
+fn go_string(expression: &str, symbols: &std::collections::BTreeMap<String, String>) -> Option<String> {
+    let expression = expression.trim().trim_end_matches(',').trim();
+    if let Some(literal) = expression.strip_prefix('"') {
+        return Some(literal.trim_end_matches('"').to_owned());
+    }
+    symbols.get(expression).cloned()
+}
+
+/// Every metric name MetalLB's speaker, controller and FRR-mode exporter
+/// define, read from MetalLB's own source (its Go module), by subsystem.
+fn metallb_metric_names() -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let module = meshlb_chaos::metallb::module_dir().unwrap();
+    let read = |path: &str| std::fs::read_to_string(module.join(path)).unwrap();
+    // bgpmetrics' names: `SessionUp = metric{ Name: "session_up", ...`.
+    let mut symbols = std::collections::BTreeMap::from([
+        ("bgpmetrics.Namespace".to_owned(), "metallb".to_owned()),
+        ("bgpmetrics.Subsystem".to_owned(), "bgp".to_owned()),
+    ]);
+    let shared = read("internal/bgp/metrics/metrics.go");
+    let mut current = None;
+    for line in shared.lines().map(str::trim) {
+        if let Some((name, _)) = line.split_once(" = metric{") {
+            current = Some(name.trim().to_owned());
+        } else if let (Some(symbol), Some(value)) = (&current, line.strip_prefix("Name:")) {
+            symbols.insert(format!("bgpmetrics.{symbol}.Name"), go_string(value, &symbols).unwrap());
+            current = None;
+        }
+    }
+    let mut names: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> = Default::default();
+    for file in [
+        "internal/bgp/native/stats.go",
+        "internal/allocator/stats.go",
+        "internal/k8s/controllers/stats.go",
+        "internal/layer2/stats.go",
+        "speaker/main.go",
+        "frr-tools/metrics/collector/bgp.go",
+        "frr-tools/metrics/collector/bfd.go",
+    ] {
+        let text = read(file);
+        let mut symbols = symbols.clone();
+        let mut subsystem = None;
+        for line in text.lines().map(str::trim) {
+            if let Some(value) = line.strip_prefix("const subsystem = ") {
+                symbols.insert("subsystem".into(), go_string(value, &symbols).unwrap());
+            } else if let Some(value) = line.strip_prefix("Subsystem:") {
+                subsystem = go_string(value, &symbols);
+            } else if let (Some(sub), Some(value)) = (&subsystem, line.strip_prefix("Name:")) {
+                if let Some(name) = go_string(value, &symbols) {
+                    names
+                        .entry(sub.clone())
+                        .or_default()
+                        .insert(format!("metallb_{sub}_{name}"));
+                }
+                subsystem = None;
+            } else if let Some(args) = line.split("prometheus.BuildFQName(").nth(1) {
+                let args: Vec<&str> = args.split(')').next().unwrap_or_default().split(',').collect();
+                if let [_, sub, name] = args[..] {
+                    let (sub, name) = (go_string(sub, &symbols).unwrap(), go_string(name, &symbols).unwrap());
+                    names
+                        .entry(sub.clone())
+                        .or_default()
+                        .insert(format!("metallb_{sub}_{name}"));
+                }
+            }
+        }
+    }
+    names
+}
+
+/// The names of the series the agent on `node` serves, scraped from its
+/// `/metrics` as Prometheus would.
+fn exported_names(lab: &Lab, node: &str) -> std::collections::BTreeSet<String> {
+    let text = lab
+        .exec(node, "curl", &["-sf", "http://127.0.0.1:7472/metrics"])
+        .unwrap_or_default();
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The process series every exporter gives (client_golang's).
+const PROCESS_SERIES: [&str; 4] = [
+    "process_cpu_seconds_total",
+    "process_resident_memory_bytes",
+    "process_start_time_seconds",
+    "process_open_fds",
+];
+
 /// One instant query's result from the Prometheus on `host`: each
 /// series' labels (as promtool prints them) and value.
 fn query_on(lab: &Lab, host: &str, expr: &str) -> Vec<(String, f64)> {
@@ -171,6 +264,20 @@ fn prometheus_sees_one_announcer_before_and_after_a_crash() {
             && counted("metallb_layer2_gratuitous_sent")
     });
 
+    // Every metric MetalLB's Layer 2 speaker and controller define is
+    // here, under its name, and the process series.
+    let metallb = metallb_metric_names();
+    let exported = exported_names(&lab, &owner);
+    for subsystem in ["allocator", "k8s_client", "layer2", "speaker"] {
+        let theirs = &metallb[subsystem];
+        let missing: Vec<&String> = theirs.iter().filter(|n| !exported.contains(*n)).collect();
+        assert!(
+            missing.is_empty(),
+            "MetalLB's {missing:?} are not exported: {exported:?}"
+        );
+    }
+    assert!(PROCESS_SERIES.iter().all(|n| exported.contains(*n)), "{exported:?}");
+
     // Every panel of every dashboard returns data from this Prometheus.
     let queries = dashboard_queries(&["meshlb-overview", "meshlb-layer2"]);
     assert!(queries.len() >= 10, "{queries:?}");
@@ -310,6 +417,39 @@ fn prometheus_sees_the_bgp_sessions_and_the_ecmp_announcers() {
         q("count by (ip) (metallb_speaker_announced{protocol=\"layer2\"}) > 1").is_empty(),
         "BGP's ECMP announcers are no Layer 2 split brain"
     );
+    // Every BGP and BFD metric MetalLB's speakers define (native and FRR
+    // mode) is here, under its name and with its labels, but FRR's zebra
+    // notifications (meshlb has no zebra).
+    let metallb = metallb_metric_names();
+    let exported = exported_names(&lab, "node1");
+    for subsystem in ["bgp", "bfd"] {
+        let missing: Vec<&String> = metallb[subsystem]
+            .iter()
+            .filter(|n| !exported.contains(*n) && n.as_str() != "metallb_bfd_zebra_notifications")
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "MetalLB's {missing:?} are not exported: {exported:?}"
+        );
+    }
+    assert!(metallb["bgp"].len() >= 13 && metallb["bfd"].len() >= 7, "{metallb:?}");
+    assert!(PROCESS_SERIES.iter().all(|n| exported.contains(*n)), "{exported:?}");
+    let sessions = q("metallb_bgp_session_up");
+    let router = lab.host("router").unwrap().ipv4;
+    assert!(
+        sessions
+            .iter()
+            .all(|(labels, _)| label(labels, "peer") == Some(format!("{router}:179"))
+                && label(labels, "vrf").as_deref() == Some("default")),
+        "peer labels as MetalLB writes them: {sessions:?}"
+    );
+    let keepalives = q("metallb_bgp_keepalives_received");
+    assert!(keepalives.iter().all(|(_, v)| *v >= 1.0), "{keepalives:?}");
+    let bfd = q("metallb_bfd_control_packet_input");
+    assert!(bfd.len() == 2 && bfd.iter().all(|(_, v)| *v > 0.0), "{bfd:?}");
+    let ups = q("metallb_bfd_session_up_events");
+    assert!(ups.iter().all(|(_, v)| *v >= 1.0), "{ups:?}");
+
     let queries = dashboard_queries(&["meshlb-bgp"]);
     assert!(queries.len() >= 6, "{queries:?}");
     wait("every BGP dashboard query to return data", || {

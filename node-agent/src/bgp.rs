@@ -30,7 +30,9 @@ use actix::{Actor, ActorFutureExt, Addr, ArbiterHandle, AsyncContext, Context, S
 use meshlb_actors::bfd::actor::{BfdActor, BfdPeer, BfdSockets, SetBfdPeers, StopBfd};
 use meshlb_actors::bfd::session::BfdConfig;
 use meshlb_actors::bgp::listener::{ListenPeer, ListenSockets, ListenerActor, SetListenPeers, StopListening};
-use meshlb_actors::bgp::peer::{Hops, PeerActor, PeerConfig, SessionState, SetRoutes, StopPeer, families_for};
+use meshlb_actors::bgp::peer::{
+    Hops, MessageCounts, PeerActor, PeerConfig, SessionState, SetRoutes, StopPeer, families_for,
+};
 use meshlb_actors::bgp::plan::{BgpPlan, plan};
 use meshlb_actors::bgp::rib_out::{RouteAttributes, RoutePrefix};
 use meshlb_actors::bgp::session::{PeerAs, SessionConfig};
@@ -144,7 +146,8 @@ pub struct BgpActor {
     /// The peers whose session is established, and what it negotiated.
     negotiated: BTreeMap<String, meshlb_actors::bgp::session::Negotiated>,
     /// UPDATEs each peer actor has sent, by peer name.
-    updates_sent: BTreeMap<String, u64>,
+    /// Messages sent to and received from each peer, by type.
+    messages: BTreeMap<String, (MessageCounts, MessageCounts)>,
 }
 
 impl BgpActor {
@@ -167,7 +170,7 @@ impl BgpActor {
             instances: 0,
             not_started: BTreeMap::new(),
             negotiated: BTreeMap::new(),
-            updates_sent: BTreeMap::new(),
+            messages: BTreeMap::new(),
         }
         .start()
     }
@@ -306,7 +309,8 @@ impl BgpActor {
                         })
                         .collect(),
                     addresses: planned.addresses.clone(),
-                    updates_sent: self.updates_sent.get(name).copied().unwrap_or(0),
+                    sent: self.messages.get(name).map(|m| m.0).unwrap_or_default(),
+                    received: self.messages.get(name).map(|m| m.1).unwrap_or_default(),
                     negotiated: self.negotiated.get(name).cloned(),
                     not_running: match running {
                         Some(_) => None,
@@ -655,7 +659,7 @@ impl actix::Handler<SessionState> for BgpActor {
         if self.peers.get(&state.peer).is_none_or(|p| p.instance != state.instance) {
             return;
         }
-        self.updates_sent.insert(state.peer.clone(), state.updates_sent);
+        self.messages.insert(state.peer.clone(), (state.sent, state.received));
         match state.negotiated {
             Some(negotiated) => {
                 self.negotiated.insert(state.peer, negotiated);

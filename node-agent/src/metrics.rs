@@ -15,10 +15,13 @@
 //! | `metallb_allocator_addresses_total`, `..._in_use_total` (and `_ipv4_`, `_ipv6_`) | `pool` | addresses in the pool, and assigned |
 //! | `metallb_speaker_announced` | `service`, `protocol` (`layer2`, `bgp`), `node`, `ip` | 1 per address this node announces |
 //! | `metallb_layer2_requests_received`, `..._responses_sent`, `..._gratuitous_sent` | `ip` | ARP/NDP questions for an address owned here, answers, gratuitous announcements |
-//! | `metallb_bgp_session_up`, `metallb_bgp_announced_prefixes_total` | `peer` | 1 when established; prefixes sent |
-//! | `metallb_bgp_updates_total` | `peer` | UPDATEs sent (End-of-RIB included) |
-//! | `metallb_bfd_session_up` | `peer` | 1 while the BFD session is up |
+//! | `metallb_allocator_services_allocated_total` | `pool` | Services holding addresses of the pool |
+//! | `metallb_bgp_session_up`, `metallb_bgp_announced_prefixes_total`, `..._pending_prefixes_total` | `peer` (`address:port`), `vrf` | 1 when established; prefixes sent; prefixes waiting for a session |
+//! | `metallb_bgp_updates_total`, `..._updates_total_received`, `..._opens_sent`, `..._opens_received`, `..._notifications_sent`, `..._keepalives_sent`, `..._keepalives_received`, `..._route_refresh_sent`, `..._total_sent`, `..._total_received` | `peer`, `vrf` | messages by type, as MetalLB's FRR mode counts them (UPDATEs with End-of-RIB) |
+//! | `metallb_bfd_session_up`, `metallb_bfd_control_packet_input`, `..._output`, `metallb_bfd_echo_packet_input`, `..._output`, `metallb_bfd_session_up_events`, `..._down_events` | `peer`, `vrf` | 1 while the BFD session is up; packets and transitions |
 //! | `metallb_k8s_client_config_loaded_bool`, `..._config_stale_bool` | | a configuration runs; the latest update was refused |
+//! | `metallb_k8s_client_updates_total`, `..._update_errors_total` | | configuration updates taken, and refused |
+//! | `process_cpu_seconds_total`, `process_resident_memory_bytes`, `process_open_fds`, `process_start_time_seconds`, ... | | the agent process, as every exporter gives it |
 //!
 //! and meshlb's own:
 //!
@@ -72,11 +75,14 @@ pub struct Sampler {
     unclaimed_since: BTreeMap<IpAddr, std::time::Instant>,
     /// The mesh's failure detections recorded so far.
     failures_recorded: u64,
+    /// The process's series (`process_*`).
+    process: metrics_process::Collector,
 }
 
 impl Sampler {
     /// Sets every series from `hub` (on the current recorder).
     pub fn sample(&mut self, hub: &StatusHub) {
+        self.process.collect();
         let running = hub.running().get();
         for (pool, c) in &running.pools {
             let labels = [("pool", pool.clone())];
@@ -86,6 +92,17 @@ impl Sampler {
             gauge!("metallb_allocator_ipv4_addresses_in_use_total", &labels).set(c.v4.in_use as f64);
             gauge!("metallb_allocator_ipv6_addresses_total", &labels).set(c.v6.total as f64);
             gauge!("metallb_allocator_ipv6_addresses_in_use_total", &labels).set(c.v6.in_use as f64);
+        }
+        let mut allocated: BTreeMap<&str, u64> = running.pools.keys().map(|p| (p.as_str(), 0)).collect();
+        for assignment in running
+            .outcomes
+            .values()
+            .filter_map(meshlb_config::ServiceOutcome::assignment)
+        {
+            *allocated.entry(assignment.pool.as_str()).or_default() += 1;
+        }
+        for (pool, services) in allocated {
+            gauge!("metallb_allocator_services_allocated_total", "pool" => pool.to_owned()).set(services as f64);
         }
 
         let mesh = hub.mesh().get();
@@ -121,17 +138,32 @@ impl Sampler {
 
         let bgp = hub.bgp().get();
         for (peer, status) in &bgp.peers {
-            let labels = [(
-                "peer",
-                status.address.map_or_else(|| peer.clone(), |a| peer_label(peer, a)),
-            )];
-            gauge!("metallb_bgp_session_up", &labels).set(if status.established() { 1.0 } else { 0.0 });
-            gauge!("metallb_bgp_announced_prefixes_total", &labels).set(if status.established() {
-                status.prefixes.len() as f64
-            } else {
-                0.0
-            });
-            counter!("metallb_bgp_updates_total", &labels).absolute(status.updates_sent);
+            let labels = [
+                ("peer", status.address.map_or_else(|| peer.clone(), peer_label)),
+                ("vrf", DEFAULT_VRF.to_owned()),
+            ];
+            let established = status.established();
+            gauge!("metallb_bgp_session_up", &labels).set(if established { 1.0 } else { 0.0 });
+            let prefixes = status.prefixes.len() as f64;
+            gauge!("metallb_bgp_announced_prefixes_total", &labels).set(if established { prefixes } else { 0.0 });
+            // Sent at once on an established session: pending only while
+            // there is none.
+            gauge!("metallb_bgp_pending_prefixes_total", &labels).set(if established { 0.0 } else { prefixes });
+            let (sent, received) = (&status.sent, &status.received);
+            for (name, value) in [
+                ("metallb_bgp_updates_total", sent.updates),
+                ("metallb_bgp_updates_total_received", received.updates),
+                ("metallb_bgp_opens_sent", sent.opens),
+                ("metallb_bgp_opens_received", received.opens),
+                ("metallb_bgp_notifications_sent", sent.notifications),
+                ("metallb_bgp_keepalives_sent", sent.keepalives),
+                ("metallb_bgp_keepalives_received", received.keepalives),
+                ("metallb_bgp_route_refresh_sent", sent.route_refreshes),
+                ("metallb_bgp_total_sent", sent.total()),
+                ("metallb_bgp_total_received", received.total()),
+            ] {
+                counter!(name, &labels).absolute(value);
+            }
             gauge!("meshlb_bgp_peer_running", "peer" => peer.clone()).set(if status.not_running.is_some() {
                 0.0
             } else {
@@ -141,7 +173,19 @@ impl Sampler {
 
         for session in hub.bfd().get().iter() {
             let up = session.state == meshlb_wire::bfd::State::Up;
-            gauge!("metallb_bfd_session_up", "peer" => session.peer.to_string()).set(if up { 1.0 } else { 0.0 });
+            let labels = [("peer", session.peer.to_string()), ("vrf", DEFAULT_VRF.to_owned())];
+            gauge!("metallb_bfd_session_up", &labels).set(if up { 1.0 } else { 0.0 });
+            let c = &session.counters;
+            for (name, value) in [
+                ("metallb_bfd_control_packet_input", c.control_in),
+                ("metallb_bfd_control_packet_output", c.control_out),
+                ("metallb_bfd_echo_packet_input", c.echo_in),
+                ("metallb_bfd_echo_packet_output", c.echo_out),
+                ("metallb_bfd_session_up_events", c.up_events),
+                ("metallb_bfd_session_down_events", c.down_events),
+            ] {
+                counter!(name, &labels).absolute(value);
+            }
         }
 
         let config = hub.config().get();
@@ -152,6 +196,8 @@ impl Sampler {
             (None, _) => false,
         };
         gauge!("metallb_k8s_client_config_stale_bool").set(if stale { 1.0 } else { 0.0 });
+        counter!("metallb_k8s_client_updates_total").absolute(config.updates);
+        counter!("metallb_k8s_client_update_errors_total").absolute(config.rejections);
         counter!("meshlb_config_reloads_total", "result" => "accepted").absolute(config.generation);
         counter!("meshlb_config_reloads_total", "result" => "rejected").absolute(config.rejections);
 
@@ -295,16 +341,16 @@ fn with_buckets(builder: PrometheusBuilder) -> Result<PrometheusBuilder, metrics
 }
 
 /// MetalLB's `peer` label: the address (and port, when not 179).
-fn peer_label(name: &str, address: SocketAddr) -> String {
-    if name.is_empty() {
-        return address.to_string();
-    }
-    if address.port() == 179 {
-        address.ip().to_string()
-    } else {
-        address.to_string()
-    }
+/// The `peer` label of a BGP session's series: its address and port as
+/// MetalLB writes them (`198.51.100.1:179`; an IPv6 address unbracketed,
+/// as its FRR-mode exporter writes it), so label matchers written for
+/// MetalLB match.
+fn peer_label(address: SocketAddr) -> String {
+    format!("{}:{}", address.ip(), address.port())
 }
+
+/// The `vrf` label: meshlb's sessions run in the default VRF, as FRR names it.
+const DEFAULT_VRF: &str = "default";
 
 /// Serves the metrics on `listen` and samples them from `hub` until the
 /// returned task is aborted; `None` when off, or (logged) when the
@@ -344,6 +390,7 @@ pub fn spawn(hub: StatusHub, listen: &Listen) -> Option<tokio::task::JoinHandle<
         };
         let sample = async {
             let mut sampler = Sampler::default();
+            sampler.process.describe();
             let mut mesh = hub.mesh().watch();
             loop {
                 sampler.sample(&hub);
@@ -397,7 +444,11 @@ pub(crate) mod tests {
                     addresses: BTreeSet::from(["203.0.113.10".parse().unwrap()]),
                     not_running: None,
                     negotiated: Some(crate::status::established_session()),
-                    updates_sent: 3,
+                    sent: meshlb_actors::bgp::peer::MessageCounts {
+                        updates: 3,
+                        ..Default::default()
+                    },
+                    received: meshlb_actors::bgp::peer::MessageCounts::default(),
                 },
             )]),
         });
@@ -410,15 +461,15 @@ pub(crate) mod tests {
             "{text}"
         );
         assert!(
-            text.contains("metallb_bgp_session_up{peer=\"198.51.100.1\"} 1"),
+            text.contains("metallb_bgp_session_up{peer=\"198.51.100.1:179\",vrf=\"default\"} 1"),
             "{text}"
         );
         assert!(
-            text.contains("metallb_bgp_announced_prefixes_total{peer=\"198.51.100.1\"} 1"),
+            text.contains("metallb_bgp_announced_prefixes_total{peer=\"198.51.100.1:179\",vrf=\"default\"} 1"),
             "{text}"
         );
         assert!(
-            text.contains("metallb_bgp_updates_total{peer=\"198.51.100.1\"} 3"),
+            text.contains("metallb_bgp_updates_total{peer=\"198.51.100.1:179\",vrf=\"default\"} 3"),
             "{text}"
         );
         assert!(text.contains("metallb_k8s_client_config_loaded_bool 0"), "{text}");
@@ -494,10 +545,7 @@ pub(crate) mod tests {
 
     #[test]
     fn peer_labels_are_the_address_as_metallb_gives_it() {
-        assert_eq!(peer_label("r", "198.51.100.1:179".parse().unwrap()), "198.51.100.1");
-        assert_eq!(
-            peer_label("r", "198.51.100.1:1179".parse().unwrap()),
-            "198.51.100.1:1179"
-        );
+        assert_eq!(peer_label("198.51.100.1:179".parse().unwrap()), "198.51.100.1:179");
+        assert_eq!(peer_label("[2001:db8::1]:179".parse().unwrap()), "2001:db8::1:179");
     }
 }

@@ -110,6 +110,8 @@ pub struct Pipeline {
     reconciler: Reconciler,
     outcomes: BTreeMap<ServiceKey, ServiceOutcome>,
     held: Option<Held>,
+    /// Updates taken from the source over the agent's life.
+    updates: u64,
 }
 
 impl Pipeline {
@@ -128,6 +130,7 @@ impl Pipeline {
             reconciler: Reconciler::new(classes, remembered),
             outcomes: BTreeMap::new(),
             held: None,
+            updates: 0,
         })
     }
 
@@ -175,6 +178,7 @@ impl Pipeline {
 
     /// Takes a source's update (blocking: allocation, the state file).
     pub fn offer(&mut self, update: SourceUpdate) -> Reload {
+        self.updates += 1;
         // Any update replaces a held snapshot.
         self.held = None;
         match update {
@@ -472,6 +476,7 @@ impl Pipeline {
                     (_, None) => None,
                 },
                 rejections: self.store.rejections(),
+                updates: self.updates,
                 held: match reload {
                     Reload::Held { reason, .. } => Some(reason.clone()),
                     _ => None,

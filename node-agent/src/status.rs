@@ -104,6 +104,8 @@ pub struct ConfigStatus {
     pub last_rejection: Option<Rejection>,
     /// Updates refused over the agent's life.
     pub rejections: u64,
+    /// Updates taken from the source over the agent's life.
+    pub updates: u64,
     /// A snapshot held because it would withdraw everything: why.
     pub held: Option<String>,
     /// What the running configuration holds that is probably not meant
@@ -168,8 +170,10 @@ pub struct BgpPeerStatus {
     /// What was negotiated, while the session is established (`None`:
     /// it is not).
     pub negotiated: Option<meshlb_actors::bgp::session::Negotiated>,
-    /// UPDATEs sent to it over the peer actor's life.
-    pub updates_sent: u64,
+    /// Messages sent to it over the peer actor's life, by type.
+    pub sent: meshlb_actors::bgp::peer::MessageCounts,
+    /// Messages received from it, by type.
+    pub received: meshlb_actors::bgp::peer::MessageCounts,
 }
 
 impl BgpPeerStatus {

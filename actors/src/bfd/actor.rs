@@ -86,7 +86,30 @@ pub struct BfdSessionReport {
     pub detection_time: std::time::Duration,
     /// Why it last went down from Up, if it did.
     pub last_down: Option<Diagnostic>,
+    /// Packets and transitions over the session's life.
+    pub counters: BfdCounters,
 }
+
+/// What one session sent, received and went through, as FRR's bfdd counts
+/// it per peer (MetalLB's `metallb_bfd_control_packet_input`, ...).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BfdCounters {
+    /// Control packets received and accepted.
+    pub control_in: u64,
+    /// Control packets sent.
+    pub control_out: u64,
+    /// This system's Echo packets back from the peer.
+    pub echo_in: u64,
+    /// Echo packets sent.
+    pub echo_out: u64,
+    /// Times the session came up.
+    pub up_events: u64,
+    /// Times it went down from Up.
+    pub down_events: u64,
+}
+
+/// How often changed counters are reported.
+const COUNTERS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Told every session's state whenever one changes.
 pub type BfdReporter = Arc<dyn Fn(Vec<BfdSessionReport>) + Send + Sync>;
@@ -106,6 +129,8 @@ struct Running {
     echo_path_error: Option<String>,
     /// Why it last went down from Up.
     last_down: Option<Diagnostic>,
+    /// Its counters.
+    counters: BfdCounters,
 }
 
 /// Which port a receiving socket is bound to.
@@ -270,6 +295,7 @@ impl BfdActor {
                 echo: running.session.echo_active(),
                 detection_time: running.session.detection_time(),
                 last_down: running.last_down,
+                counters: running.counters,
             })
             .collect();
         reporter(sessions);
@@ -301,7 +327,7 @@ impl BfdActor {
         }
     }
 
-    fn send(&self, peer: IpAddr, scope_id: u32, multihop: bool, packet: &ControlPacket) {
+    fn send(&mut self, peer: IpAddr, scope_id: u32, multihop: bool, packet: &ControlPacket) {
         let port = if multihop { MULTI_HOP_PORT } else { SINGLE_HOP_PORT };
         let destination = match peer {
             IpAddr::V6(v6) if v6.is_unicast_link_local() => SocketAddr::V6(SocketAddrV6::new(v6, port, 0, scope_id)),
@@ -313,8 +339,13 @@ impl BfdActor {
             .find(|s| s.local_addr().is_ok_and(|a| a.is_ipv4() == peer.is_ipv4()));
         if let Some(socket) = socket {
             // A full buffer or an unreachable peer shows as its silence.
-            if let Err(e) = socket.try_send_to(&packet.to_bytes(), destination) {
-                tracing::debug!(%peer, "BFD send: {e}");
+            match socket.try_send_to(&packet.to_bytes(), destination) {
+                Ok(_) => {
+                    if let Some(running) = self.sessions.get_mut(&peer) {
+                        running.counters.control_out += 1;
+                    }
+                }
+                Err(e) => tracing::debug!(%peer, "BFD send: {e}"),
             }
         }
     }
@@ -356,11 +387,12 @@ impl BfdActor {
                 }
             }
         }
-        if let Some((path, _)) = &running.echo_path
-            && let Err(e) = path.send(echo, source_port)
-        {
-            // A full queue shows as a lost Echo packet.
-            tracing::debug!(%peer, "BFD Echo send: {e}");
+        if let Some((path, _)) = &running.echo_path {
+            match path.send(echo, source_port) {
+                Ok(()) => running.counters.echo_out += 1,
+                // A full queue shows as a lost Echo packet.
+                Err(e) => tracing::debug!(%peer, "BFD Echo send: {e}"),
+            }
         }
     }
 
@@ -385,6 +417,9 @@ impl BfdActor {
                 Output::SendEcho(echo) => self.send_echo(peer, &echo, ctx),
                 Output::Up => {
                     tracing::info!(%peer, "BFD session up");
+                    if let Some(running) = self.sessions.get_mut(&peer) {
+                        running.counters.up_events += 1;
+                    }
                     changed = true;
                     notify.do_send(BfdStatus {
                         up: true,
@@ -397,6 +432,7 @@ impl BfdActor {
                     self.drop_echo_path(peer, ctx);
                     if let Some(running) = self.sessions.get_mut(&peer) {
                         running.last_down = Some(diagnostic);
+                        running.counters.down_events += 1;
                     }
                     changed = true;
                     notify.do_send(BfdStatus { up: false, diagnostic });
@@ -458,6 +494,15 @@ impl Actor for BfdActor {
             });
             ctx.add_stream(datagrams);
         }
+        // Counters move with every packet: reported at most this often.
+        let mut reported: Vec<BfdCounters> = Vec::new();
+        ctx.run_interval(COUNTERS_EVERY, move |actor, _ctx| {
+            let now: Vec<BfdCounters> = actor.sessions.values().map(|r| r.counters).collect();
+            if now != reported {
+                actor.report();
+                reported = now;
+            }
+        });
     }
 }
 
@@ -498,6 +543,7 @@ impl StreamHandler<io::Result<Datagram>> for BfdActor {
             tracing::debug!(from = %datagram.from, ttl = ?datagram.ttl, "BFD packet discarded: wrong sender, port or TTL");
             return;
         }
+        running.counters.control_in += 1;
         let outputs = running.session.handle_packet(Instant::now(), &packet);
         self.act(peer, outputs, ctx);
         self.reschedule(ctx);
@@ -541,6 +587,7 @@ impl StreamHandler<EchoFrame> for BfdActor {
         if running.echo_path.as_ref().map(|(p, _)| p.address) != Some(back.source) {
             return;
         }
+        running.counters.echo_in += 1;
         running.session.handle_echo(Instant::now(), &back.packet);
         self.reschedule(ctx);
     }
@@ -593,6 +640,7 @@ impl Handler<SetBfdPeers> for BfdActor {
                             echo_path: None,
                             echo_path_error: None,
                             last_down: None,
+                            counters: BfdCounters::default(),
                         },
                     );
                 }

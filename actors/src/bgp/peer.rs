@@ -93,9 +93,49 @@ pub struct SessionState {
     /// What was negotiated, while the session is established (`None`:
     /// it is not).
     pub negotiated: Option<Negotiated>,
-    /// UPDATEs sent over the actor's life (MetalLB's `bgp_updates_total`).
-    pub updates_sent: u64,
+    /// Messages sent over the actor's life, by type.
+    pub sent: MessageCounts,
+    /// Messages received over the actor's life, by type.
+    pub received: MessageCounts,
 }
+
+/// BGP messages by type: what FRR counts per neighbor, and MetalLB's
+/// metrics give (`metallb_bgp_opens_sent`, `..._updates_total`, ...).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MessageCounts {
+    /// OPEN messages.
+    pub opens: u64,
+    /// UPDATE messages (End-of-RIB markers included).
+    pub updates: u64,
+    /// NOTIFICATION messages.
+    pub notifications: u64,
+    /// KEEPALIVE messages.
+    pub keepalives: u64,
+    /// ROUTE-REFRESH messages.
+    pub route_refreshes: u64,
+}
+
+impl MessageCounts {
+    /// Counts `message`.
+    pub fn count(&mut self, message: &Message) {
+        let counter = match message {
+            Message::Open(_) => &mut self.opens,
+            Message::Update(_) => &mut self.updates,
+            Message::Notification(_) => &mut self.notifications,
+            Message::Keepalive => &mut self.keepalives,
+            Message::RouteRefresh(_) => &mut self.route_refreshes,
+        };
+        *counter += 1;
+    }
+
+    /// Messages of every type.
+    pub fn total(&self) -> u64 {
+        self.opens + self.updates + self.notifications + self.keepalives + self.route_refreshes
+    }
+}
+
+/// How often changed message counts are told to the observer.
+const COUNTS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A connection the peer opened to this node, from the listener
 /// ([`crate::bgp::listener`]).
@@ -144,8 +184,12 @@ pub struct PeerActor {
     attempt: Option<SpawnHandle>,
     timer: Option<SpawnHandle>,
     observer: Option<(Recipient<SessionState>, u64)>,
-    /// UPDATEs sent so far (End-of-RIB markers included).
-    updates_sent: u64,
+    /// Messages sent so far, by type.
+    sent: MessageCounts,
+    /// Messages received so far, by type.
+    received: MessageCounts,
+    /// The counts last told to the observer.
+    told: (MessageCounts, MessageCounts),
 }
 
 impl PeerActor {
@@ -161,7 +205,9 @@ impl PeerActor {
             attempt: None,
             timer: None,
             observer: None,
-            updates_sent: 0,
+            sent: MessageCounts::default(),
+            received: MessageCounts::default(),
+            told: (MessageCounts::default(), MessageCounts::default()),
         }
     }
 
@@ -172,15 +218,17 @@ impl PeerActor {
         self
     }
 
-    fn tell_observer(&self, negotiated: Option<&Negotiated>) {
+    fn tell_observer(&mut self, negotiated: Option<&Negotiated>) {
         if let Some((observer, instance)) = &self.observer {
             observer.do_send(SessionState {
                 peer: self.config.name.clone(),
                 instance: *instance,
                 negotiated: negotiated.cloned(),
-                updates_sent: self.updates_sent,
+                sent: self.sent,
+                received: self.received,
             });
         }
+        self.told = (self.sent, self.received);
     }
 
     /// Carries out what the core asked, and reschedules its timer.
@@ -292,19 +340,18 @@ impl PeerActor {
             Vec::new()
         };
         let now = Instant::now();
-        let before = self.updates_sent;
+        let before = self.sent.updates;
         for update in updates.into_iter().chain(end_of_rib) {
             for action in self.core.send_update(now, update) {
                 if let Action::Send(connection, message) = action {
                     self.send(connection, &message);
-                    self.updates_sent += 1;
                 }
             }
         }
-        self.updates_sent != before
+        self.sent.updates != before
     }
 
-    fn send(&self, connection: ConnectionId, message: &Message) {
+    fn send(&mut self, connection: ConnectionId, message: &Message) {
         let params = self
             .core
             .session()
@@ -315,6 +362,7 @@ impl PeerActor {
                 if let Some(connection) = self.connections.get(&connection) {
                     // A closed writer shows as the reader's close.
                     let _ = connection.writer.send(bytes);
+                    self.sent.count(message);
                 }
             }
             Err(e) => tracing::error!(peer = self.config.name, "cannot encode a message: {e}"),
@@ -524,9 +572,13 @@ impl StreamHandler<(ConnectionId, Inbound)> for PeerActor {
                                 issue.reason
                             );
                         }
+                        self.received.updates += 1;
                         Input::Message(Message::Update(update))
                     }
-                    Ok(message) => Input::Message(message),
+                    Ok(message) => {
+                        self.received.count(&message);
+                        Input::Message(message)
+                    }
                     Err(e) => {
                         tracing::warn!(
                             peer = self.config.name,
@@ -615,6 +667,16 @@ impl Actor for PeerActor {
         tracing::info!(peer = self.config.name, address = %self.config.address, "BGP peer starting");
         let actions = self.core.start(Instant::now());
         self.act(actions, ctx);
+        // Message counts move with every keepalive: told at most this often.
+        ctx.run_interval(COUNTS_EVERY, |actor, _ctx| {
+            if actor.told != (actor.sent, actor.received) {
+                let negotiated = actor
+                    .core
+                    .established_on()
+                    .and_then(|_| actor.core.session().negotiated().cloned());
+                actor.tell_observer(negotiated.as_ref());
+            }
+        });
     }
 }
 
