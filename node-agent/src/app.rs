@@ -48,7 +48,7 @@ use crate::mesh::{AgentMesh, MeshOptions};
 use crate::pipeline::{Pipeline, Reload};
 use crate::sources::files::{FileSource, ReadLimits};
 use crate::sources::kubernetes::allocator::{self, AllocatorOptions};
-use crate::sources::kubernetes::{KubernetesSource, cluster_keys, config_state, service_status};
+use crate::sources::kubernetes::{KubernetesSource, cluster_keys, config_state, permissions, service_status};
 use crate::status::StatusHub;
 use crate::{AgentError, state_file, status_files};
 use tokio::sync::watch;
@@ -166,6 +166,13 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
                 let pipeline = Pipeline::new(None, classes.clone())?.taking_addresses_from(AddressSource::Status);
                 let client = kube_client(kubeconfig.as_deref()).await?;
                 tracing::info!(%namespace, "meshlb-agent in Kubernetes");
+                tokio::spawn(permissions::check(
+                    client.clone(),
+                    namespace.clone(),
+                    allocator_lease
+                        .clone()
+                        .unwrap_or_else(|| allocator::LEASE_NAME.to_owned()),
+                ));
                 tokio::spawn(config_state::run(
                     client.clone(),
                     namespace.clone(),

@@ -994,6 +994,14 @@ fn a_kind_that_cannot_be_read_is_reported_and_the_rest_is_served() {
         ),
         "{log}"
     );
+    // Said at start, with every other permission it lacks.
+    assert!(
+        log.contains(
+            "the agent may not: list metallb.io/bgppeers in namespace metallb-system, \
+             watch metallb.io/bgppeers in namespace metallb-system;"
+        ),
+        "{log}"
+    );
     // Both can be read again: Valid.
     let granted = format!(r#"[{{"op": "replace", "path": "/rules/0/resources", "value": {rules}}}]"#);
     kubectl(&[
@@ -1070,6 +1078,33 @@ fn a_kind_that_cannot_be_read_is_reported_and_the_rest_is_served() {
             allocated(list) == 2
         })
         .await;
+    });
+}
+
+/// The chart grants everything the agent does (each asked of the API
+/// server as the chart's ServiceAccount), and an identity without it is
+/// told every one.
+#[test]
+fn the_chart_grants_everything_the_agent_does() {
+    use meshlb_node_agent::sources::kubernetes::permissions::{missing, needed};
+    let env = KubeEnv::start().unwrap();
+    let rt = runtime();
+    let client = rt.block_on(env.client()).unwrap();
+    rt.block_on(cluster(&env, &client, "rbac", &["192.0.2.0/28"]));
+    let lease = meshlb_node_agent::sources::kubernetes::allocator::LEASE_NAME;
+    rt.block_on(async {
+        let agent = env
+            .service_account_client(
+                meshlb_chaos::kube_env::CHART_NAMESPACE,
+                meshlb_chaos::kube_env::CHART_RELEASE,
+            )
+            .await
+            .unwrap();
+        let lacking = missing(&agent, "metallb-system", &needed(lease)).await.unwrap();
+        assert!(lacking.is_empty(), "the chart does not grant {lacking:?}");
+        let stranger = env.service_account_client("metallb-system", "stranger").await.unwrap();
+        let lacking = missing(&stranger, "metallb-system", &needed(lease)).await.unwrap();
+        assert_eq!(lacking.len(), needed(lease).len(), "{lacking:?}");
     });
 }
 

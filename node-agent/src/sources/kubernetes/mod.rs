@@ -30,6 +30,7 @@ pub mod config_state;
 pub mod convert;
 pub mod events;
 pub mod lease;
+pub mod permissions;
 pub mod service_status;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
