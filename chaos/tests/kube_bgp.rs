@@ -3,8 +3,9 @@
 //! `meshlb-agent run --kubernetes` as the chart's DaemonSet would. Every
 //! node announcing a Service writes a ServiceBGPStatus naming the BGPPeers
 //! its established sessions carry it to, as MetalLB 0.15's speakers do; a
-//! crashed node's object is removed by the others, and comes back with
-//! the node. Needs root.
+//! crashed node's object is removed by the others (also when it crashed
+//! while the API server was cut off), and comes back with the node, also
+//! across an API-server crash and restart. Needs root.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::time::Duration;
@@ -39,7 +40,7 @@ fn service_bgp_statuses_name_the_nodes_announcing_and_their_peers() {
         ..LabSpec::segment(2, 0, false)
     })
     .unwrap();
-    let env = KubeEnv::start_in_lab(&lab).unwrap();
+    let mut env = KubeEnv::start_in_lab(&lab).unwrap();
     env.register_lab_nodes(&lab).unwrap();
     env.apply_crds().unwrap();
     env.run_kubectl(&["create", "namespace", "metallb-system"]).unwrap();
@@ -118,4 +119,26 @@ fn service_bgp_statuses_name_the_nodes_announcing_and_their_peers() {
         let log = agent.process.log();
         assert!(!log.contains("forbidden"), "{}: {log}", agent.node);
     }
+
+    // node2 crashes while the API server is cut off: once it is back,
+    // node1 removes node2's object within seconds.
+    lab.isolate("control").unwrap();
+    let second = agents.iter().position(|a| a.node == "node2").unwrap();
+    agents[second].process.kill().unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    lab.heal().unwrap();
+    let named = wait_for(Duration::from_secs(30), "node1's object alone after the outage", || {
+        seen = bgp_statuses(&env);
+        seen == both[..1]
+    });
+    assert!(named.is_ok(), "{seen:?}");
+    // The API server crashes and starts again; node2's pod too: both
+    // objects, within seconds.
+    env.crash_and_restart_in_lab(&lab).unwrap();
+    agents[second] = meshlb_chaos::agent::start_chart_agent(&lab, &env, "node2").unwrap();
+    let named = wait_for(Duration::from_secs(30), "both objects after the restarts", || {
+        seen = bgp_statuses(&env);
+        seen == both
+    });
+    assert!(named.is_ok(), "{seen:?}");
 }

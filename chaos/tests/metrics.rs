@@ -310,8 +310,11 @@ fn prometheus_sees_one_announcer_before_and_after_a_crash() {
     );
     // Generous: the benchmarks measure; this catches a broken clock.
     assert!(slowest[0].1 < 30.0, "{slowest:?}");
-    let members = query(&lab, "meshlb_members");
-    assert!(members.iter().filter(|(_, v)| *v == 2.0).count() >= 2, "{members:?}");
+    // Each survivor's next scrape shows it (Prometheus scrapes each target
+    // on its own schedule).
+    wait("both survivors counting two members", || {
+        query(&lab, "meshlb_members").iter().filter(|(_, v)| *v == 2.0).count() >= 2
+    });
     // Both survivors detected the crash, each timing it once.
     wait("the crash detected by both survivors", || {
         let detected = query(&lab, "meshlb_failures_detected_total == 1");

@@ -45,7 +45,7 @@ use std::path::PathBuf;
 
 use base64::Engine as _;
 use k8s_openapi::ByteString;
-use k8s_openapi::api::admissionregistration::v1::{MutatingWebhookConfiguration, ValidatingWebhookConfiguration};
+use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -252,9 +252,9 @@ async fn metallb_releases(client: &kube::Client, namespace: &str) -> Result<Vec<
     Ok(releases)
 }
 
-/// MetalLB's webhook configurations: those calling a Service of
-/// `namespace` named as MetalLB's webhook Service, or named as MetalLB
-/// names them.
+/// MetalLB's webhook configurations (validating ones: MetalLB has no
+/// other): those calling a Service of `namespace` named as MetalLB's
+/// webhook Service, or named as MetalLB names them.
 fn calls_metallb(name: &str, services: impl Iterator<Item = (String, String)>, namespace: &str) -> bool {
     name == "metallb-webhook-configuration"
         || services
@@ -268,7 +268,6 @@ struct Found {
     workloads: Vec<(&'static str, String)>,
     releases: Vec<HelmRelease>,
     validating: Vec<String>,
-    mutating: Vec<String>,
     crds: BTreeMap<String, CustomResourceDefinition>,
 }
 
@@ -315,22 +314,6 @@ async fn find(client: &kube::Client, namespace: &str) -> Result<Found, MigrateEr
         let name = config.metadata.name.clone().unwrap_or_default();
         if calls_metallb(&name, services, namespace) {
             found.validating.push(name);
-        }
-    }
-    let mutating: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
-    for config in mutating
-        .list(&ListParams::default())
-        .await
-        .map_err(api_error("list MutatingWebhookConfigurations"))?
-        .items
-    {
-        let services = config.webhooks.iter().flatten().filter_map(|w| {
-            let s = w.client_config.service.as_ref()?;
-            Some((s.namespace.clone(), s.name.clone()))
-        });
-        let name = config.metadata.name.clone().unwrap_or_default();
-        if calls_metallb(&name, services, namespace) {
-            found.mutating.push(name);
         }
     }
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
@@ -421,7 +404,7 @@ pub async fn run(options: &MigrateOptions, say: &mut dyn FnMut(String)) -> Resul
     if found.installed_by_manifest() {
         say("MetalLB was installed without Helm (its manifest)".into());
     }
-    for name in found.validating.iter().chain(&found.mutating) {
+    for name in &found.validating {
         say(format!("found MetalLB's webhook configuration {name}"));
     }
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
@@ -447,18 +430,8 @@ pub async fn run(options: &MigrateOptions, say: &mut dyn FnMut(String)) -> Resul
         }
     }
     let webhooks: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
-    let mutating: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     for name in &found.validating {
         if let Some(config) = webhooks
-            .get_opt(name)
-            .await
-            .map_err(api_error(format!("read {name}")))?
-        {
-            documents.push(document(&config));
-        }
-    }
-    for name in &found.mutating {
-        if let Some(config) = mutating
             .get_opt(name)
             .await
             .map_err(api_error(format!("read {name}")))?
@@ -503,12 +476,6 @@ pub async fn run(options: &MigrateOptions, say: &mut dyn FnMut(String)) -> Resul
         say(format!("{would}remove ValidatingWebhookConfiguration {name}"));
         if !options.dry_run {
             delete_if_there(&webhooks, name).await?;
-        }
-    }
-    for name in &found.mutating {
-        say(format!("{would}remove MutatingWebhookConfiguration {name}"));
-        if !options.dry_run {
-            delete_if_there(&mutating, name).await?;
         }
     }
 

@@ -23,6 +23,15 @@
 //! resourceVersion changed. A relist (after "too old resource version", or
 //! an API server restart) swaps a reflector's cache only when the new list
 //! is complete, so nothing announced disappears and comes back meanwhile.
+//!
+//! A kind the API server refuses for more than a moment (its CRD missing,
+//! a 403, stored objects it cannot convert or read: [`watch_problem`]) is
+//! read as its last copy (nothing, if it never listed) while every other
+//! kind is served; the refusal, with what to do, is logged once and
+//! reported as the source's [`Readability`] (which the ConfigurationState
+//! shows). Failed lists and watches are retried within a second
+//! ([`WatchBackoff`]), so the agents see what changed within seconds of an
+//! API server's return.
 
 pub mod allocator;
 pub mod cluster_keys;
