@@ -332,6 +332,14 @@ impl Holds {
         self.hold_for
     }
 
+    /// The services holding addresses no pool covers, and those addresses.
+    pub fn held(&self) -> impl Iterator<Item = (&ServiceKey, &[IpAddr])> {
+        self.entries
+            .iter()
+            .filter(|(_, h)| !h.ended)
+            .map(|(key, h)| (key, h.addresses.as_slice()))
+    }
+
     /// When the next running hold ends: apply again then.
     pub fn next_end(&self) -> Option<Instant> {
         self.entries

@@ -321,7 +321,7 @@ impl Pipeline {
         }
         self.outcomes = outcomes;
         if let Some(path) = &self.state_path
-            && let Err(e) = state_file::save(path, self.reconciler.allocator())
+            && let Err(e) = state_file::save(path, &self.reconciler)
         {
             tracing::error!(error = %e, "cannot remember assignments; a restart may reassign addresses");
         }

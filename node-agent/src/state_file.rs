@@ -20,7 +20,7 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use meshlb_config::Allocator;
+use meshlb_config::Reconciler;
 use meshlb_config::service::ServiceKey;
 use serde::{Deserialize, Serialize};
 
@@ -64,10 +64,20 @@ pub fn load(path: &Path) -> Result<BTreeMap<ServiceKey, Vec<IpAddr>>, AgentError
         .collect())
 }
 
-/// Writes the allocator's assignments.
-pub fn save(path: &Path, allocator: &Allocator) -> Result<(), AgentError> {
+/// Writes the allocator's assignments, and the addresses services hold
+/// though no pool covers them (held again on restart: a hold's time starts
+/// anew then).
+pub fn save(path: &Path, reconciler: &Reconciler) -> Result<(), AgentError> {
+    let held = reconciler.holds().held().map(|(k, addresses)| Entry {
+        namespace: k.namespace.clone(),
+        name: k.name.clone(),
+        // No pool covers them (see meshlb_config::reconcile::Holds).
+        pool: String::new(),
+        addresses: addresses.to_vec(),
+    });
     let state = StateFile {
-        assignments: allocator
+        assignments: reconciler
+            .allocator()
             .assignments()
             .map(|(k, a)| Entry {
                 namespace: k.namespace.clone(),
@@ -75,6 +85,7 @@ pub fn save(path: &Path, allocator: &Allocator) -> Result<(), AgentError> {
                 pool: a.pool.clone(),
                 addresses: a.addresses.clone(),
             })
+            .chain(held)
             .collect(),
     };
     let text = serde_yaml_ng::to_string(&state).map_err(|e| AgentError::State {
@@ -182,6 +193,31 @@ pub fn take_restart(path: &Path) -> Result<Option<RestartRecord>, AgentError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Addresses held though their pool is gone are remembered with the
+    /// assigned ones, so a restart holds them again.
+    #[test]
+    fn held_addresses_are_remembered_across_a_restart() {
+        let inventory = |text: &str| {
+            meshlb_config::Inventory::build(&meshlb_config::parse_documents(text, "t.yaml").unwrap().objects).unwrap()
+        };
+        let pool = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: p}\n\
+                    spec: {addresses: [192.0.2.0/30]}\n---\n";
+        let services = "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {type: LoadBalancer}\n";
+        let mut reconciler = Reconciler::new(Default::default(), BTreeMap::new());
+        let now = std::time::Instant::now();
+        reconciler.apply(&inventory(&format!("{pool}{services}")), now);
+        reconciler.apply(&inventory(services), now);
+        assert_eq!(reconciler.allocator().assignments().count(), 0, "the pool is gone");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("assignments.yaml");
+        save(&path, &reconciler).unwrap();
+        let remembered = load(&path).unwrap();
+        assert_eq!(
+            remembered.get(&ServiceKey::new("default", "a")),
+            Some(&vec!["192.0.2.0".parse::<IpAddr>().unwrap()])
+        );
+    }
 
     #[test]
     fn a_restart_record_is_taken_once_and_dates_the_restart() {
