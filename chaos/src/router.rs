@@ -434,6 +434,16 @@ impl Router {
             .unwrap_or_default())
     }
 
+    /// How many times FRR's bfdd saw a session go down, over all peers
+    /// (`show bfd peers counters`).
+    pub fn bfd_down_events(&self, lab: &Lab) -> Result<u64, LabError> {
+        let counters = json(&self.query(lab, &["show", "bfd", "peers", "counters", "json"])?)?;
+        Ok(counters
+            .as_array()
+            .map(|peers| peers.iter().filter_map(|p| p["session-down"].as_u64()).sum())
+            .unwrap_or_default())
+    }
+
     /// Peers whose session is Established.
     pub fn established_peers(&self, lab: &Lab) -> Result<Vec<IpAddr>, LabError> {
         let peer_addr = |i: usize| self.peers.get(i).map(|(a, _)| *a);

@@ -591,6 +591,96 @@ fn bfd_takes_the_bgp_session_down_long_before_the_hold_time() {
     bfdd.thaw().unwrap();
 }
 
+/// An agent restarted under BFD at 100 ms x 3 (FRR's bfdd, graceful
+/// restart on and off): once its BFD session is back, nothing flaps. FRR's
+/// bfdd comes back in its slow start (a packet a second) and leaves it
+/// with a Poll; an agent that kept the second it had scheduled went silent
+/// for a second, FRR declared BFD down at 300 ms and reset the BGP session
+/// (with graceful restart, every restart withdrew the node's routes for
+/// about 0.9 s). Three restarts each; after each, five seconds with no BFD
+/// down, the BGP session never reset and the route always there.
+#[test]
+fn an_agent_restart_under_fast_bfd_flaps_nothing() {
+    for graceful in [true, false] {
+        let lab = Lab::build(&LabSpec {
+            router: true,
+            ..LabSpec::segment(1, 0, false)
+        })
+        .unwrap();
+        let node = lab.host("node1").unwrap().clone();
+        let options = RouterOptions {
+            bfd: Some(BfdTimers {
+                interval_ms: 100,
+                multiplier: 3,
+            }),
+            ..RouterOptions::default()
+        };
+        let router =
+            Router::start_with_options(&lab, RouterKind::Frr, vec![(IpAddr::V4(node.ipv4), NODE_ASN)], options)
+                .unwrap();
+        let profile = "apiVersion: metallb.io/v1beta1\nkind: BFDProfile\nmetadata: {name: fast, namespace: metallb-system}\n\
+                       spec: {receiveInterval: 100, transmitInterval: 100, detectMultiplier: 3}\n---\n";
+        let config = single_peer_config(
+            &lab,
+            &format!(", holdTime: 9s, bfdProfile: fast, enableGracefulRestart: {graceful}"),
+            profile,
+        );
+        let names = lab.node_names();
+        let single = vec![
+            "--cluster-size".to_owned(),
+            "1".to_owned(),
+            "--bgp-drain-seconds".to_owned(),
+            "0".to_owned(),
+        ];
+        let mut agents =
+            meshlb_chaos::agent::start_cluster_with_args(&lab, &names, "fast", &config, |_| single.clone()).unwrap();
+        let routed = || router_routes(&lab, "203.0.113.20/32");
+        let bfd_up = || router.bfd_up_peers(&lab).unwrap_or_default() == [IpAddr::V4(node.ipv4)];
+        let wait = |what: &str, f: &dyn Fn() -> bool| meshlb_chaos::wait::wait_for(Duration::from_secs(30), what, f);
+        wait("the route in the router's kernel", &routed).unwrap();
+        wait("FRR's BFD session up", &bfd_up).unwrap();
+        for restart in 0..3 {
+            let agent = agents.remove(0);
+            let keys = std::fs::read_to_string(&agent.key_file).unwrap();
+            agent.process.terminate().unwrap();
+            assert!(agent.process.wait_exit(Duration::from_secs(20)).unwrap().is_some());
+            let restarted =
+                meshlb_chaos::agent::start_agent_with(&lab, "node1", &names, &keys, "fast", &single).unwrap();
+            wait("FRR's BFD session up again", &bfd_up).unwrap();
+            wait("the route back", &routed).unwrap();
+            let downs = router.bfd_down_events(&lab).unwrap();
+            let established = router.established_peers(&lab).unwrap();
+            let watch_until = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < watch_until {
+                if !routed() {
+                    std::thread::sleep(Duration::from_secs(2));
+                    panic!(
+                        "graceful {graceful}, restart {restart}: the route went away after BFD came back \
+                         (BFD downs {downs} then {:?}, established {established:?} then {:?})\n{}",
+                        router.bfd_down_events(&lab),
+                        router.established_peers(&lab),
+                        restarted.process.log()
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            assert_eq!(
+                router.bfd_down_events(&lab).unwrap(),
+                downs,
+                "graceful {graceful}, restart {restart}: BFD went down after it came back\n{}",
+                restarted.process.log()
+            );
+            assert_eq!(router.established_peers(&lab).unwrap(), established);
+            assert!(
+                !restarted.process.log().contains("BGP session down"),
+                "{}",
+                restarted.process.log()
+            );
+            agents.push(restarted);
+        }
+    }
+}
+
 /// TCP MD5 (RFC 2385) from the BGPPeer's password: bird2, FRR and gobgpd
 /// with the same password establish and get the route; FRR with another
 /// never establishes, and the agent says why it may be.

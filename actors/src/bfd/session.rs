@@ -236,6 +236,7 @@ impl BfdSession {
         if packet.authentication.is_some() || self.state == State::AdminDown {
             return out;
         }
+        let interval_before = self.transmit_interval();
         self.remote_discriminator = packet.my_discriminator;
         self.remote_min_rx = Duration::from_micros(packet.required_min_rx_interval.into());
         self.remote_desired_tx = Duration::from_micros(packet.desired_min_tx_interval.into());
@@ -262,9 +263,24 @@ impl BfdSession {
         }
         if self.next_transmit.is_none() || self.state != before {
             self.schedule_transmit(now);
+        } else if self.transmit_interval() < interval_before {
+            // A shorter interval (the peer left its own slow start, its
+            // Required Min RX down from a second) takes effect for the
+            // next packet (section 6.8.7), not after the packet scheduled
+            // at the old, longer one: the peer detects at its new rate.
+            let sooner = now + self.jittered(self.transmit_interval());
+            if self.next_transmit.is_some_and(|at| at > sooner) {
+                self.next_transmit = Some(sooner);
+            }
         }
         self.update_echo(now);
         out
+    }
+
+    /// The interval between periodic transmissions, before jitter: the
+    /// slower of this side's Desired Min TX and the peer's Required Min RX.
+    fn transmit_interval(&self) -> Duration {
+        self.desired_tx.max(self.remote_min_rx)
     }
 
     /// Handles the timers due at `now`: a detection time passed without a
@@ -354,7 +370,7 @@ impl BfdSession {
             self.next_transmit = None;
             return;
         }
-        let interval = self.desired_tx.max(self.remote_min_rx);
+        let interval = self.transmit_interval();
         self.next_transmit = Some(now + self.jittered(interval));
     }
 
@@ -506,6 +522,61 @@ mod tests {
                 .map(|(_, o)| o.clone())
                 .collect()
         }
+    }
+
+    /// A packet from a peer in its own slow start, as FRR's bfdd is after
+    /// this system restarted: a second's Desired Min TX and Required Min RX.
+    fn peer_packet(state: State, local: u32, interval: Duration, poll: bool) -> ControlPacket {
+        ControlPacket {
+            diagnostic: Diagnostic::NoDiagnostic,
+            state,
+            flags: Flags {
+                poll,
+                ..Flags::default()
+            },
+            detect_multiplier: 3,
+            my_discriminator: 99,
+            your_discriminator: local,
+            desired_min_tx_interval: micros(interval),
+            required_min_rx_interval: micros(interval),
+            required_min_echo_rx_interval: 0,
+            authentication: None,
+        }
+    }
+
+    /// This side comes up while the peer still asks for a packet a second
+    /// (its slow start); when the peer's Poll brings its Required Min RX
+    /// down to 100 ms, this side's next packet goes within 100 ms, not at
+    /// the second it had scheduled: the peer, detecting at 3 x 100 ms,
+    /// would declare it down (an agent restart flapped its route so).
+    #[test]
+    fn a_shorter_interval_takes_effect_for_the_next_packet() {
+        let fast = BfdConfig {
+            desired_min_tx: 100 * MS,
+            required_min_rx: 100 * MS,
+            ..config(false)
+        };
+        let mut now = Instant::now();
+        let mut session = BfdSession::new(fast, 11, 7, now);
+        session.handle_timeout(now);
+        let second = SLOW_START_INTERVAL;
+        session.handle_packet(now, &peer_packet(State::Down, 0, second, false));
+        now += 10 * MS;
+        let out = session.handle_packet(now, &peer_packet(State::Init, 11, second, false));
+        assert_eq!(out, [Output::Up]);
+        // Up, the peer still slow: a packet a second at most.
+        assert!(session.next_timeout().is_some_and(|at| at > now + 500 * MS));
+        now += 20 * MS;
+        let out = session.handle_packet(now, &peer_packet(State::Up, 11, 100 * MS, true));
+        assert!(
+            matches!(&out[..], [Output::Send(p)] if p.flags.final_),
+            "the Poll answered at once: {out:?}"
+        );
+        let next = session.next_timeout().unwrap();
+        assert!(next <= now + 100 * MS, "next packet {:?} after the Poll", next - now);
+        let out = session.handle_timeout(next);
+        assert!(matches!(&out[..], [Output::Send(_)]), "{out:?}");
+        assert!(session.next_timeout().unwrap() <= next + 100 * MS);
     }
 
     /// The three-way handshake brings both up; a Poll Sequence then moves
