@@ -259,9 +259,14 @@ const FRR_BFD: BfdTimers = BfdTimers {
 /// BFDProfile `fast` at 300 ms x 3, with `extra` spec fields (`, echoMode:
 /// true`), as a document before the agents' configuration.
 fn fast_bfd_profile(extra: &str) -> String {
+    bfd_profile(300, extra)
+}
+
+/// BFDProfile `fast` at `interval_ms` x 3, with `extra` spec fields.
+fn bfd_profile(interval_ms: u32, extra: &str) -> String {
     format!(
         "apiVersion: metallb.io/v1beta1\nkind: BFDProfile\nmetadata: {{name: fast, namespace: metallb-system}}\n\
-         spec: {{receiveInterval: 300, transmitInterval: 300, detectMultiplier: 3{extra}}}\n---\n"
+         spec: {{receiveInterval: {interval_ms}, transmitInterval: {interval_ms}, detectMultiplier: 3{extra}}}\n---\n"
     )
 }
 
@@ -618,12 +623,10 @@ fn an_agent_restart_under_fast_bfd_flaps_nothing() {
         let router =
             Router::start_with_options(&lab, RouterKind::Frr, vec![(IpAddr::V4(node.ipv4), NODE_ASN)], options)
                 .unwrap();
-        let profile = "apiVersion: metallb.io/v1beta1\nkind: BFDProfile\nmetadata: {name: fast, namespace: metallb-system}\n\
-                       spec: {receiveInterval: 100, transmitInterval: 100, detectMultiplier: 3}\n---\n";
         let config = single_peer_config(
             &lab,
             &format!(", holdTime: 9s, bfdProfile: fast, enableGracefulRestart: {graceful}"),
-            profile,
+            &bfd_profile(100, ""),
         );
         let names = lab.node_names();
         let single = vec![
