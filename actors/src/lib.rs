@@ -20,5 +20,6 @@ pub mod bgp;
 pub mod eligibility;
 mod error;
 pub mod l2;
+pub mod netlink;
 
 pub use error::ActorError;

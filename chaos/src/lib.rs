@@ -8,7 +8,8 @@
 //! [`speaker`]; serf in [`serf`]; meshlb's own agents in [`agent`]), injects faults (process signals, link state, isolation,
 //! partitions, loss, router restarts), and observes the result from a client
 //! ([`probe`]), from the segment ([`splitbrain`]) and from the router's RIB
-//! and kernel FIB ([`router`]). [`kube_env`] runs a real Kubernetes API
+//! and kernel FIB ([`router`]), and from any host's kernel as it changes
+//! ([`kernel_watch`]). [`kube_env`] runs a real Kubernetes API
 //! server (with etcd) for tests, on loopback or on a lab's control-plane
 //! host; [`kube_bench`] measures allocation against it, and
 //! [`kube_failover`] Layer 2 failover in a cluster, beside MetalLB's speaker
@@ -31,6 +32,7 @@ mod error;
 pub mod gossip_bench;
 pub mod ipam_bench;
 pub mod keepalived;
+pub mod kernel_watch;
 pub mod kube_bench;
 pub mod kube_demo;
 pub mod kube_env;
@@ -40,6 +42,7 @@ pub mod metallb;
 pub mod migration;
 pub mod mrt;
 pub mod netns;
+pub mod plot;
 pub mod pods;
 pub mod probe;
 mod random;

@@ -136,6 +136,18 @@ enum Bench {
         /// Route counts.
         #[arg(long, value_delimiter = ',', default_values_t = vec![1000, 10000])]
         routes: Vec<usize>,
+        /// Also draw the largest count's comparison into this SVG file.
+        #[arg(long)]
+        plot: Option<std::path::PathBuf>,
+    },
+    /// meshlb's agent cold with many IPv6 Services: until the node delivers every address and bird2's kernel routes every one, with the order checked.
+    BgpDelivery {
+        /// Runs per route count.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Route counts.
+        #[arg(long, value_delimiter = ',', default_values_t = vec![10000])]
+        routes: Vec<usize>,
     },
     /// BGP mode through FRR: probes lost when a node leaves after meshlb's drain, against a crash.
     BgpDrain {
@@ -700,9 +712,9 @@ fn bench_gossip(runs: usize, sizes: Vec<usize>, window: u64, loss: f64) -> Resul
 fn bench_gobgp_routes(runs: usize, counts: Vec<usize>) -> Result<(), LabError> {
     println!("gobgpd (speaker, node1) -> bird2 (router), one IPv6 eBGP session, {runs} runs each; seconds");
     println!(
-        "| routes | session Established -> all in RIB (median / p90 / max) | -> all in kernel FIB | delete all -> RIB empty | -> FIB empty | runs |"
+        "| routes | session Established -> all in RIB (median / p90 / max) | -> all in kernel FIB | delete all -> RIB empty | -> FIB empty | gobgpd peak RSS, CPU per run | runs |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     let cell = |s: Option<Summary>| {
         s.map(|s| format!("{} / {} / {}", secs(s.median), secs(s.p90), secs(s.max)))
             .unwrap_or_default()
@@ -710,58 +722,64 @@ fn bench_gobgp_routes(runs: usize, counts: Vec<usize>) -> Result<(), LabError> {
     for count in counts {
         let done = meshlb_chaos::scenario::gobgp_route_scale(count, runs)?;
         let pick = |f: fn(&meshlb_chaos::scenario::RouteScaleRun) -> Duration| {
-            Summary::of(&done.iter().map(f).collect::<Vec<_>>())
+            Summary::of(&done.iter().map(|r| f(&r.timing)).collect::<Vec<_>>())
         };
         println!(
-            "| {count} | {} | {} | {} | {} | {} |",
+            "| {count} | {} | {} | {} | {} | {} | {} |",
             cell(pick(|r| r.rib)),
             cell(pick(|r| r.fib)),
             cell(pick(|r| r.withdraw_rib)),
             cell(pick(|r| r.withdraw_fib)),
+            usage(&done),
             done.len()
         );
     }
     Ok(())
 }
 
-fn bench_bgp_routes(runs: usize, counts: Vec<usize>) -> Result<(), LabError> {
-    use meshlb_chaos::scenario::RouteScaleRun;
+/// A speaker's largest peak RSS and CPU time per run, over `runs`.
+fn usage(runs: &[meshlb_chaos::scenario::SpeakerRouteScaleRun]) -> String {
+    let rss = runs.iter().map(|r| r.peak_rss_kib).max().unwrap_or(0);
+    let cpu = runs.iter().map(|r| r.cpu).max().unwrap_or_default();
+    format!("{} MiB, {} s", rss / 1024, secs(cpu))
+}
+
+fn bench_bgp_routes(runs: usize, counts: Vec<usize>, plot: Option<&std::path::Path>) -> Result<(), LabError> {
+    use meshlb_chaos::scenario::{RouteScaleRun, SpeakerRouteScaleRun};
     println!(
         "meshlb-agent and gobgpd (speaker, node1) -> bird2 (router), one IPv6 eBGP session, {runs} runs each; seconds"
     );
     println!(
-        "| routes | speaker | Established -> all in RIB (median / p90 / max) | -> all in kernel FIB | withdraw all -> RIB empty | -> FIB empty | agent peak RSS, CPU | runs |"
+        "| routes | speaker | Established -> all in RIB (median / p90 / max) | -> all in kernel FIB | withdraw all -> RIB empty | -> FIB empty | peak RSS, CPU per run (max) | runs |"
     );
     println!("|---|---|---|---|---|---|---|---|");
     let cell = |s: Option<Summary>| {
         s.map(|s| format!("{} / {} / {}", secs(s.median), secs(s.p90), secs(s.max)))
             .unwrap_or_default()
     };
-    let row = |count: usize, speaker: &str, done: &[RouteScaleRun], usage: String| {
-        let pick = |f: fn(&RouteScaleRun) -> Duration| Summary::of(&done.iter().map(f).collect::<Vec<_>>());
+    let row = |count: usize, speaker: &str, done: &[SpeakerRouteScaleRun]| {
+        let pick =
+            |f: fn(&RouteScaleRun) -> Duration| Summary::of(&done.iter().map(|r| f(&r.timing)).collect::<Vec<_>>());
         println!(
-            "| {count} | {speaker} | {} | {} | {} | {} | {usage} | {} |",
+            "| {count} | {speaker} | {} | {} | {} | {} | {} | {} |",
             cell(pick(|r| r.rib)),
             cell(pick(|r| r.fib)),
             cell(pick(|r| r.withdraw_rib)),
             cell(pick(|r| r.withdraw_fib)),
+            usage(done),
             done.len()
         );
         pick(|r| r.rib).map(|s| s.median)
     };
     for count in counts {
         let meshlb = meshlb_chaos::scenario::meshlb_route_scale(count, runs)?;
-        let timings: Vec<RouteScaleRun> = meshlb.iter().map(|r| r.timing).collect();
-        let rss = meshlb.iter().map(|r| r.peak_rss_kib).max().unwrap_or(0);
-        let cpu = meshlb.iter().map(|r| r.cpu).max().unwrap_or_default();
-        let ours = row(
-            count,
-            "meshlb",
-            &timings,
-            format!("{} MiB, {} s", rss / 1024, secs(cpu)),
-        );
+        let ours = row(count, "meshlb", &meshlb);
         let gobgp = meshlb_chaos::scenario::gobgp_route_scale(count, runs)?;
-        let theirs = row(count, "gobgpd", &gobgp, String::new());
+        let theirs = row(count, "gobgpd", &gobgp);
+        if let Some(file) = plot {
+            let svg = route_scale_plot(count, runs, &meshlb, &gobgp);
+            std::fs::write(file, svg).map_err(|e| LabError::io(format!("write {}", file.display()), e))?;
+        }
         if let (Some(ours), Some(theirs)) = (ours, theirs)
             && !theirs.is_zero()
         {
@@ -770,6 +788,86 @@ fn bench_bgp_routes(runs: usize, counts: Vec<usize>) -> Result<(), LabError> {
                 ours.as_secs_f64() / theirs.as_secs_f64()
             );
         }
+    }
+    Ok(())
+}
+
+/// The SVG of [`bench_bgp_routes`]'s comparison at `count` routes.
+fn route_scale_plot(
+    count: usize,
+    runs: usize,
+    meshlb: &[meshlb_chaos::scenario::SpeakerRouteScaleRun],
+    gobgp: &[meshlb_chaos::scenario::SpeakerRouteScaleRun],
+) -> String {
+    use meshlb_chaos::plot::{Pair, paired_bars};
+    use meshlb_chaos::scenario::{RouteScaleRun, SpeakerRouteScaleRun};
+    let median = |done: &[SpeakerRouteScaleRun], f: fn(&RouteScaleRun) -> Duration| {
+        Summary::of(&done.iter().map(|r| f(&r.timing)).collect::<Vec<_>>()).map_or(0.0, |s| s.median.as_secs_f64())
+    };
+    let rss = |done: &[SpeakerRouteScaleRun]| done.iter().map(|r| r.peak_rss_kib).max().unwrap_or(0) as f64 / 1024.0;
+    let cpu = |done: &[SpeakerRouteScaleRun]| done.iter().map(|r| r.cpu).max().unwrap_or_default().as_secs_f64();
+    let pairs = [
+        Pair {
+            measure: "Established -> all in RIB, s".into(),
+            first: median(meshlb, |r| r.rib),
+            second: median(gobgp, |r| r.rib),
+        },
+        Pair {
+            measure: "withdraw all -> RIB empty, s".into(),
+            first: median(meshlb, |r| r.withdraw_rib),
+            second: median(gobgp, |r| r.withdraw_rib),
+        },
+        Pair {
+            measure: "peak RSS, MiB".into(),
+            first: rss(meshlb),
+            second: rss(gobgp),
+        },
+        Pair {
+            measure: "CPU per run, s".into(),
+            first: cpu(meshlb),
+            second: cpu(gobgp),
+        },
+    ];
+    paired_bars(
+        &format!("{count} IPv6 host routes into bird2: times the median of {runs} runs, RSS and CPU the largest"),
+        ("meshlb-agent", "gobgpd"),
+        &pairs,
+    )
+}
+
+fn bench_bgp_delivery(runs: usize, counts: Vec<usize>) -> Result<(), LabError> {
+    println!(
+        "meshlb-agent (node1) starting cold with one IPv6 Service per route -> bird2 (router); \
+         each route pinged from the router as its kernel installs it; {runs} runs each; seconds"
+    );
+    println!(
+        "| routes | agent start -> every address delivered (median / max) | -> every route in the router's FIB | \
+         routes before their address | pings unanswered | addresses removed before their route | runs |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for count in counts {
+        let mut done = Vec::new();
+        for _ in 0..runs {
+            match meshlb_chaos::scenario::delivery_order(count) {
+                Ok(run) => done.push(run),
+                Err(e) => eprintln!("{count} routes: a run failed: {e}"),
+            }
+        }
+        let cell = |f: fn(&meshlb_chaos::scenario::DeliveryRun) -> Duration| {
+            Summary::of(&done.iter().map(f).collect::<Vec<_>>())
+                .map(|s| format!("{} / {}", secs(s.median), secs(s.max)))
+                .unwrap_or_default()
+        };
+        let total = |f: fn(&meshlb_chaos::scenario::DeliveryRun) -> usize| done.iter().map(f).sum::<usize>();
+        println!(
+            "| {count} | {} | {} | {} | {} | {} | {} |",
+            cell(|r| r.addresses_in),
+            cell(|r| r.routes_in),
+            total(|r| r.announced_early.len()),
+            total(|r| r.unanswered.len()),
+            total(|r| r.removed_early.len()),
+            done.len()
+        );
     }
     Ok(())
 }
@@ -1047,10 +1145,16 @@ fn main() -> ExitCode {
             bench_keepalived(runs, nodes, fault)
         }
         Command::Bench {
-            bench: Bench::BgpRoutes { runs, routes },
+            bench: Bench::BgpRoutes { runs, routes, plot },
         } => {
             install_teardown_on_signal();
-            bench_bgp_routes(runs, routes)
+            bench_bgp_routes(runs, routes, plot.as_deref())
+        }
+        Command::Bench {
+            bench: Bench::BgpDelivery { runs, routes },
+        } => {
+            install_teardown_on_signal();
+            bench_bgp_delivery(runs, routes)
         }
         Command::Bench {
             bench: Bench::Migration { runs },

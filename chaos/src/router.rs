@@ -128,6 +128,10 @@ pub struct RouterOptions {
     /// `ebgp-multihop`, gobgpd's `ebgp-multihop`; not bird2, whose
     /// recursive next hops need an IGP table the lab does not run).
     pub multihop: bool,
+    /// An import policy that rejects every route from the peers (bird2:
+    /// filter `imports`; FRR: route-map `IMPORT`), until
+    /// [`Router::set_import_policy`].
+    pub reject_imports: bool,
 }
 
 /// BFD timers: receive and transmit interval, detect multiplier.
@@ -211,11 +215,17 @@ impl Router {
         };
         match self.kind {
             RouterKind::Bird => {
+                let imports = if self.options.reject_imports {
+                    "reject"
+                } else {
+                    "accept"
+                };
                 let mut c = format!(
                     "router id {id};\ntimeformat protocol iso long ms;\ntimeformat route iso long ms;\nprotocol device {{ }}\n\
                      protocol kernel kernel4 {{ ipv4 {{ import none; export all; }}; merge paths yes; }}\n\
                      protocol kernel kernel6 {{ ipv6 {{ import none; export all; }}; merge paths yes; }}\n\
-                     template bgp nodes {{ local as {ROUTER_ASN}; direct; connect delay time 0; error wait time 1, 1; ipv4 {{ import all; export none; }}; ipv6 {{ import all; export none; }}; }}\n"
+                     filter imports {{ {imports}; }}\n\
+                     template bgp nodes {{ local as {ROUTER_ASN}; direct; connect delay time 0; error wait time 1, 1; ipv4 {{ import filter imports; export none; }}; ipv6 {{ import filter imports; export none; }}; }}\n"
                 );
                 let password = self
                     .options
@@ -232,8 +242,15 @@ impl Router {
                 write("bird.conf", c)
             }
             RouterKind::Frr => {
-                let mut c = format!(
-                    "hostname router\nrouter bgp {ROUTER_ASN}\n bgp router-id {id}\n no bgp ebgp-requires-policy\n \
+                // No route-map change re-evaluates routes by itself: only a
+                // `clear bgp soft in` does.
+                let mut c = String::from("hostname router\nbgp route-map delay-timer 0\n");
+                if self.options.reject_imports {
+                    c.push_str("route-map IMPORT deny 10\n");
+                }
+                let _ = write!(
+                    c,
+                    "router bgp {ROUTER_ASN}\n bgp router-id {id}\n no bgp ebgp-requires-policy\n \
                      bgp bestpath as-path multipath-relax\n"
                 );
                 let numbered = self.peers.iter().map(|(addr, asn)| (addr.to_string(), "", *asn));
@@ -258,9 +275,16 @@ impl Router {
                         let _ = writeln!(c, " neighbor {addr} ebgp-multihop 255");
                     }
                 }
-                c.push_str(
-                    " address-family ipv4 unicast\n  maximum-paths 64\n  maximum-paths ibgp 64\n exit-address-family\n",
-                );
+                let import = |c: &mut String, addr: &IpAddr| {
+                    if self.options.reject_imports {
+                        let _ = writeln!(c, "  neighbor {addr} route-map IMPORT in");
+                    }
+                };
+                c.push_str(" address-family ipv4 unicast\n  maximum-paths 64\n  maximum-paths ibgp 64\n");
+                for (addr, _) in self.peers.iter().filter(|(a, _)| a.is_ipv4()) {
+                    import(&mut c, addr);
+                }
+                c.push_str(" exit-address-family\n");
                 c.push_str(" address-family ipv6 unicast\n  maximum-paths 64\n  maximum-paths ibgp 64\n");
                 for (addr, _) in self
                     .peers
@@ -268,6 +292,7 @@ impl Router {
                     .filter(|(a, _)| a.is_ipv6() || self.options.dual_stack)
                 {
                     let _ = writeln!(c, "  neighbor {addr} activate");
+                    import(&mut c, addr);
                 }
                 for (interface, _) in &self.options.interfaces {
                     let _ = writeln!(c, "  neighbor {interface} activate");
@@ -402,16 +427,69 @@ impl Router {
                 all.extend(args.iter().map(|a| (*a).to_owned()));
                 lab.exec(&self.host, "birdc", &as_strs(&all))
             }
-            RouterKind::Frr => {
-                let all = ["--vty_socket", &self.dir.to_string_lossy(), "-c", &args.join(" ")].map(str::to_owned);
-                lab.exec(&self.host, "vtysh", &as_strs(&all))
-            }
+            RouterKind::Frr => self.vtysh(lab, &[&args.join(" ")]),
             RouterKind::Gobgp => {
                 let mut all = vec!["-u", GOBGP_API, "-p", GOBGP_API_PORT];
                 all.extend_from_slice(args);
                 lab.exec(&self.host, "gobgp", &all)
             }
         }
+    }
+
+    /// Changes the import policy of a router started with
+    /// [`RouterOptions::reject_imports`] to accept everything, or to
+    /// reject it again, without re-evaluating a route: bird2 is
+    /// reconfigured softly (`configure soft`), FRR's route-map changed (its
+    /// delay timer is off). The routes held are re-evaluated once the
+    /// peers send them again ([`Router::refresh_imports`]).
+    pub fn set_import_policy(&mut self, lab: &Lab, accept: bool) -> Result<(), LabError> {
+        self.options.reject_imports = !accept;
+        let (old, new) = if accept { ("deny", "permit") } else { ("permit", "deny") };
+        match self.kind {
+            RouterKind::Bird => {
+                self.write_config(lab)?;
+                let out = self.query(lab, &["configure", "soft"])?;
+                if !out.contains("Reconfigured") {
+                    return Err(LabError::Invalid(format!("bird2 did not reconfigure: {out}")));
+                }
+                Ok(())
+            }
+            RouterKind::Frr => self
+                .vtysh(
+                    lab,
+                    &[
+                        "configure terminal",
+                        &format!("no route-map IMPORT {old} 10"),
+                        &format!("route-map IMPORT {new} 10"),
+                    ],
+                )
+                .map(|_| ()),
+            RouterKind::Gobgp => Err(LabError::Invalid("import policies are set up for bird2 and FRR".into())),
+        }
+    }
+
+    /// Asks every peer for its routes again (ROUTE-REFRESH, RFC 2918):
+    /// bird2's `reload in`, FRR's `clear bgp * soft in`.
+    pub fn refresh_imports(&self, lab: &Lab) -> Result<(), LabError> {
+        match self.kind {
+            RouterKind::Bird => {
+                for i in 0..self.peers.len() {
+                    self.query(lab, &["reload", "in", &format!("peer{i}")])?;
+                }
+                Ok(())
+            }
+            RouterKind::Frr => self.vtysh(lab, &["clear bgp * soft in"]).map(|_| ()),
+            RouterKind::Gobgp => Err(LabError::Invalid("import policies are set up for bird2 and FRR".into())),
+        }
+    }
+
+    /// Runs FRR's `vtysh` with `commands` in one session.
+    fn vtysh(&self, lab: &Lab, commands: &[&str]) -> Result<String, LabError> {
+        let mut all = vec!["--vty_socket".to_owned(), self.dir.to_string_lossy().into_owned()];
+        for command in commands {
+            all.extend(["-c".to_owned(), (*command).to_owned()]);
+        }
+        lab.exec(&self.host, "vtysh", &as_strs(&all))
     }
 
     /// The router's daemon called `name` (`bgpd`, `bfdd`, `bird`, ...).
@@ -906,7 +984,11 @@ pub fn kernel_route_count(lab: &Lab, host: &str, proto: &str) -> Result<usize, L
     let mut n = 0;
     for family in ["-4", "-6"] {
         n += lab
-            .exec(host, "ip", &[family, "-o", "route", "show", "proto", proto])?
+            .exec(
+                host,
+                "ip",
+                &[family, "-o", "route", "show", "table", "all", "proto", proto],
+            )?
             .lines()
             .count();
     }

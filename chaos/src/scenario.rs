@@ -527,7 +527,7 @@ pub struct RouteScaleRun {
 /// bird2's RIB and the router's kernel FIB hold all of them; then one "delete all" is timed
 /// until both are empty. (The lab's IPv4 ranges hold only 768 host routes,
 /// so host routes at this scale are IPv6 /128s.)
-pub fn gobgp_route_scale(count: usize, runs: usize) -> Result<Vec<RouteScaleRun>, LabError> {
+pub fn gobgp_route_scale(count: usize, runs: usize) -> Result<Vec<SpeakerRouteScaleRun>, LabError> {
     route_scale_lab()?.run(|lab| gobgp_route_scale_in(lab, count, runs))
 }
 
@@ -558,7 +558,7 @@ fn route_scale_peering(lab: &Lab) -> Result<(Ipv6Addr, Ipv6Addr, crate::router::
     Ok((node_v6, router_v6, router))
 }
 
-fn gobgp_route_scale_in(lab: &Lab, count: usize, runs: usize) -> Result<Vec<RouteScaleRun>, LabError> {
+fn gobgp_route_scale_in(lab: &Lab, count: usize, runs: usize) -> Result<Vec<SpeakerRouteScaleRun>, LabError> {
     use crate::router::{NODE_ASN, ROUTER_ASN, kernel_route_count};
     use crate::wait::wait_for;
     let node = lab.host("node1")?.clone();
@@ -570,9 +570,15 @@ fn gobgp_route_scale_in(lab: &Lab, count: usize, runs: usize) -> Result<Vec<Rout
     let prefixes: Vec<meshlb_wire::bgp::Prefix6> = (1..=count as u128)
         .map(|i| meshlb_wire::bgp::Prefix::host(Ipv6Addr::from(u128::from(base) + i)))
         .collect();
-    let dump = crate::mrt::table_dump(node_v6.into(), NODE_ASN, node.ipv4, &prefixes, node_v6.into());
-    let file = lab.log_dir().join(format!("routes-{count}.mrt"));
-    std::fs::write(&file, dump).map_err(|e| LabError::io("write MRT dump", e))?;
+    // Files of at most 250 routes: what one `gobgp mrt inject` is sure to
+    // deliver (see `GobgpSpeaker::load_mrt`).
+    let mut files = Vec::new();
+    for (i, chunk) in prefixes.chunks(250).enumerate() {
+        let dump = crate::mrt::table_dump(node_v6.into(), NODE_ASN, node.ipv4, chunk, node_v6.into());
+        let file = lab.log_dir().join(format!("routes-{count}-{i}.mrt"));
+        std::fs::write(&file, dump).map_err(|e| LabError::io("write MRT dump", e))?;
+        files.push((file, chunk.len()));
+    }
 
     let limit = Duration::from_secs(120);
     let count_v6 = |lab: &Lab| router.bird_route_count(lab);
@@ -584,26 +590,44 @@ fn gobgp_route_scale_in(lab: &Lab, count: usize, runs: usize) -> Result<Vec<Rout
         wait_for(limit, "the kernel FIB to empty", || {
             kernel_route_count(lab, "router", "bird").is_ok_and(|n| n == 0)
         })?;
-        speaker.load_mrt(lab, &file, "ipv6", count)?;
+        speaker.load_mrt(lab, &files, "ipv6")?;
+        let pid = u32::try_from(speaker.pid()).map_err(|_| LabError::Invalid("gobgpd's pid".into()))?;
+        let (_, cpu_before) = crate::kube_bench::usage(pid)?;
 
         // Timed from the session reaching Established, by bird2's own
         // millisecond clock (session setup waits on gobgpd's reconnect
         // timer, which is not route transfer): until the last route is
         // imported into bird2's RIB, and until the kernel FIB holds all
         // (polled, so a few milliseconds late at worst).
+        // Then one "delete all" until both are empty.
         speaker.enable_peer(lab, router_v6.into())?;
-        let (rib, fib) = time_announced(lab, &router, count, limit)?;
-
-        // Timed: one "delete all" until both are empty.
-        let (withdraw_rib, withdraw_fib) = time_withdrawn(lab, &router, limit, || speaker.withdraw_all(lab))?;
-        out.push(RouteScaleRun {
-            rib,
-            fib,
-            withdraw_rib,
-            withdraw_fib,
+        let timing = time_announced_and_withdrawn(lab, &router, count, limit, || speaker.withdraw_all(lab))?;
+        let (peak_rss_kib, cpu_after) = crate::kube_bench::usage(pid)?;
+        out.push(SpeakerRouteScaleRun {
+            timing,
+            peak_rss_kib,
+            cpu: cpu_after.saturating_sub(cpu_before),
         });
     }
     Ok(out)
+}
+
+/// [`time_announced`], then [`time_withdrawn`] by `withdraw`.
+fn time_announced_and_withdrawn(
+    lab: &Lab,
+    router: &crate::router::Router,
+    count: usize,
+    limit: Duration,
+    withdraw: impl FnOnce() -> Result<(), LabError>,
+) -> Result<RouteScaleRun, LabError> {
+    let (rib, fib) = time_announced(lab, router, count, limit)?;
+    let (withdraw_rib, withdraw_fib) = time_withdrawn(lab, router, limit, withdraw)?;
+    Ok(RouteScaleRun {
+        rib,
+        fib,
+        withdraw_rib,
+        withdraw_fib,
+    })
 }
 
 /// Once bird2's RIB and the router's kernel FIB hold `count` routes: how
@@ -657,15 +681,18 @@ fn time_withdrawn(
     Ok((rib, start.elapsed()))
 }
 
-/// One meshlb route-scale run: what [`RouteScaleRun`] measures, with the
-/// agent's peak RSS and CPU time by the end of the run.
+/// One route-scale run of a speaker: what [`RouteScaleRun`] measures, with
+/// the speaker's peak RSS and its CPU time in the run (meshlb's agent, from
+/// its start: configuration loaded, Services assigned, routes announced and
+/// withdrawn; gobgpd, from enabling the session with the routes loaded to
+/// their withdrawal).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AgentRouteScaleRun {
+pub struct SpeakerRouteScaleRun {
     /// The timings.
     pub timing: RouteScaleRun,
-    /// The agent's peak resident memory, KiB.
+    /// The speaker's peak resident memory, KiB.
     pub peak_rss_kib: u64,
-    /// The agent's CPU time (user and system) from its start.
+    /// The speaker's CPU time (user and system) in the run.
     pub cpu: Duration,
 }
 
@@ -714,11 +741,11 @@ fn route_scale_config(router_v6: Ipv6Addr, count: usize, advertised: bool) -> Ve
 /// route; then the BGPAdvertisement is removed (the agent withdraws every
 /// route in UPDATEs) and timed until both are empty; then the agent is
 /// killed.
-pub fn meshlb_route_scale(count: usize, runs: usize) -> Result<Vec<AgentRouteScaleRun>, LabError> {
+pub fn meshlb_route_scale(count: usize, runs: usize) -> Result<Vec<SpeakerRouteScaleRun>, LabError> {
     route_scale_lab()?.run(|lab| meshlb_route_scale_in(lab, count, runs))
 }
 
-fn meshlb_route_scale_in(lab: &Lab, count: usize, runs: usize) -> Result<Vec<AgentRouteScaleRun>, LabError> {
+fn meshlb_route_scale_in(lab: &Lab, count: usize, runs: usize) -> Result<Vec<SpeakerRouteScaleRun>, LabError> {
     use crate::wait::wait_for;
     let (_, router_v6, router) = route_scale_peering(lab)?;
     let write = |advertised: bool| -> Result<(), LabError> {
@@ -738,8 +765,7 @@ fn meshlb_route_scale_in(lab: &Lab, count: usize, runs: usize) -> Result<Vec<Age
     for _ in 0..runs {
         write(true)?;
         let agent = crate::agent::start_agent_with(lab, "node1", &names, &keys, "fast", &extra)?;
-        let (rib, fib) = time_announced(lab, &router, count, limit)?;
-        let (withdraw_rib, withdraw_fib) = time_withdrawn(lab, &router, limit, || write(false))?;
+        let timing = time_announced_and_withdrawn(lab, &router, count, limit, || write(false))?;
         let pid = u32::try_from(agent.process.pid()).map_err(|_| LabError::Invalid("agent pid".into()))?;
         let (peak_rss_kib, cpu) = crate::kube_bench::usage(pid)?;
         agent.process.kill()?;
@@ -747,18 +773,135 @@ fn meshlb_route_scale_in(lab: &Lab, count: usize, runs: usize) -> Result<Vec<Age
         wait_for(limit, "the session down", || {
             router.established_peers(lab).is_ok_and(|p| p.is_empty())
         })?;
-        out.push(AgentRouteScaleRun {
-            timing: RouteScaleRun {
-                rib,
-                fib,
-                withdraw_rib,
-                withdraw_fib,
-            },
+        out.push(SpeakerRouteScaleRun {
+            timing,
             peak_rss_kib,
             cpu,
         });
     }
     Ok(out)
+}
+
+/// What [`delivery_order`] saw: when a node's service addresses became
+/// deliverable and when the router installed their routes, and the
+/// reverse on withdrawal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryRun {
+    /// The routes the router's kernel FIB installed.
+    pub routes_installed: usize,
+    /// Of those, the destinations whose one Echo Request, sent the moment
+    /// the route was installed, got no reply.
+    pub unanswered: Vec<IpAddr>,
+    /// Routes installed before their address was on the node.
+    pub announced_early: Vec<IpAddr>,
+    /// The addresses removed from the node.
+    pub addresses_removed: usize,
+    /// Addresses removed from the node while the router still had their
+    /// route.
+    pub removed_early: Vec<IpAddr>,
+    /// From the agent's start until the node had every address.
+    pub addresses_in: Duration,
+    /// From the agent's start until the router's FIB had every route.
+    pub routes_in: Duration,
+}
+
+/// meshlb's agent on node1 starts cold with `count` IPv6 Services
+/// announced to bird2 (as [`meshlb_route_scale`] runs it), while the
+/// router's kernel is watched and each route's destination pinged from
+/// the router the moment the route is installed, and node1's kernel is
+/// watched for the local routes that deliver its addresses; then the BGPAdvertisement is removed and
+/// everything is watched going away.
+pub fn delivery_order(count: usize) -> Result<DeliveryRun, LabError> {
+    route_scale_lab()?.run(|lab| delivery_order_in(lab, count))
+}
+
+/// The protocol number bird2 installs its routes with (RTPROT_BIRD).
+const PROTOCOL_BIRD: u8 = 12;
+use meshlb_wire::rtnetlink::PROTOCOL_MESHLB;
+
+fn delivery_order_in(lab: &Lab, count: usize) -> Result<DeliveryRun, LabError> {
+    use crate::kernel_watch::{Change, KernelWatch, first_times};
+    use crate::router::kernel_route_count;
+    use crate::wait::wait_for;
+    let (_, router_v6, _router) = route_scale_peering(lab)?;
+    let write = |advertised: bool| -> Result<(), LabError> {
+        for (name, text) in route_scale_config(router_v6, count, advertised) {
+            crate::agent::write_config_file(lab, &name, &text)?;
+        }
+        Ok(())
+    };
+    write(true)?;
+    let service_net = crate::lab::SERVICE_NET_V6;
+    let at_node = KernelWatch::start(lab, "node1")?;
+    let at_router = KernelWatch::probing_new_routes(lab, "router", PROTOCOL_BIRD, service_net)?;
+    let names = lab.node_names();
+    let keys = crate::agent::random_key(1)?;
+    let extra: Vec<String> = ["--cluster-size", "1"].iter().map(|s| (*s).to_owned()).collect();
+    let limit = Duration::from_secs(120);
+    let started = Instant::now();
+    let agent = crate::agent::start_agent_with(lab, "node1", &names, &keys, "fast", &extra)?;
+    wait_for(limit, &format!("{count} routes in the router's FIB"), || {
+        kernel_route_count(lab, "router", "bird").is_ok_and(|n| n >= count)
+    })?;
+    // The last replies.
+    std::thread::sleep(Duration::from_secs(1));
+    write(false)?;
+    wait_for(limit, "the router's FIB to empty", || {
+        kernel_route_count(lab, "router", "bird").is_ok_and(|n| n == 0)
+    })?;
+    wait_for(limit, "node1's service addresses to go", || {
+        crate::router::kernel_route_count(lab, "node1", "77").is_ok_and(|n| n == 0)
+    })?;
+    agent.process.kill()?;
+    let node = at_node.stop()?;
+    let routed = at_router.stop()?;
+
+    let service = |address: &IpAddr| matches!(address, IpAddr::V6(v6) if crate::kernel_watch::inside(*v6, service_net));
+    // When each service address's host route (of `protocol`) was added,
+    // or removed, in `events`.
+    let routes = |events: &[crate::kernel_watch::Event], added: bool, protocol: u8| {
+        first_times(events, |c| match *c {
+            Change::RouteAdded(a, 128, p) if added && p == protocol && service(&a) => Some(a),
+            Change::RouteRemoved(a, 128, p) if !added && p == protocol && service(&a) => Some(a),
+            _ => None,
+        })
+    };
+    let (added, removed) = (
+        routes(&node, true, PROTOCOL_MESHLB),
+        routes(&node, false, PROTOCOL_MESHLB),
+    );
+    let (installed, uninstalled) = (
+        routes(&routed, true, PROTOCOL_BIRD),
+        routes(&routed, false, PROTOCOL_BIRD),
+    );
+    let replies = first_times(&routed, |c| match c {
+        Change::EchoReply(a) => Some(*a),
+        _ => None,
+    });
+    let latest = |times: &std::collections::BTreeMap<IpAddr, Instant>| {
+        times
+            .values()
+            .max()
+            .map(|at| at.saturating_duration_since(started))
+            .unwrap_or_default()
+    };
+    Ok(DeliveryRun {
+        routes_installed: installed.len(),
+        unanswered: installed.keys().filter(|a| !replies.contains_key(a)).copied().collect(),
+        announced_early: installed
+            .iter()
+            .filter(|(a, at)| added.get(a).is_none_or(|added| added > at))
+            .map(|(a, _)| *a)
+            .collect(),
+        addresses_removed: removed.len(),
+        removed_early: removed
+            .iter()
+            .filter(|(a, at)| installed.contains_key(a) && uninstalled.get(a).is_none_or(|gone| gone > at))
+            .map(|(a, _)| *a)
+            .collect(),
+        addresses_in: latest(&added),
+        routes_in: latest(&installed),
+    })
 }
 
 /// Who announces the service address to the router in

@@ -8,7 +8,7 @@ use crate::router::{GOBGP_API, GOBGP_API_PORT};
 use crate::wait::wait_for;
 use meshlb_wire::bgp::{Community, LargeCommunity};
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Path attributes of an announcement.
@@ -34,10 +34,15 @@ fn family_of(prefix: &str) -> &'static str {
 pub struct GobgpSpeaker {
     /// The node it runs on.
     pub node: String,
-    _process: LabProcess,
+    process: LabProcess,
 }
 
 impl GobgpSpeaker {
+    /// gobgpd's process id.
+    pub fn pid(&self) -> i32 {
+        self.process.pid()
+    }
+
     /// Starts gobgpd on `node` as AS `asn`, peering with `peer` (AS `peer_asn`).
     pub fn start(lab: &Lab, node: &str, asn: u32, peer: IpAddr, peer_asn: u32) -> Result<GobgpSpeaker, LabError> {
         Self::start_with_hold_time(lab, node, asn, peer, peer_asn, None)
@@ -84,7 +89,7 @@ impl GobgpSpeaker {
         )?;
         let speaker = GobgpSpeaker {
             node: node.to_owned(),
-            _process: process,
+            process,
         };
         wait_for(Duration::from_secs(10), "gobgpd's API", || {
             speaker.cli(lab, &["global"]).is_ok()
@@ -149,33 +154,33 @@ impl GobgpSpeaker {
             .ok_or_else(|| LabError::Invalid(format!("unreadable gobgp RIB summary: {out}")))
     }
 
-    /// Loads the `count` routes of an MRT TABLE_DUMP_V2 file (of `family`)
-    /// into gobgpd's global RIB. `gobgp mrt inject` streams the routes over
-    /// gRPC and exits without closing the stream, so only what fits in the
-    /// first flow-control window arrives; it is run again, skipping what
-    /// arrived, until gobgpd holds every route. Its complaints are errors,
-    /// since it exits 0 even when it rejects entries.
-    pub fn load_mrt(&self, lab: &Lab, file: &Path, family: &str, count: usize) -> Result<(), LabError> {
+    /// Loads MRT TABLE_DUMP_V2 files of `family` (each with its number of
+    /// routes, all different) into gobgpd's global RIB. `gobgp mrt inject`
+    /// streams the routes over gRPC and exits without closing the stream,
+    /// so only what fits in the first flow-control window is sure to
+    /// arrive: each file holds few enough, and is injected again (a route
+    /// gobgpd has is replaced) until gobgpd holds all of them. Its
+    /// complaints are errors, since it exits 0 even when it rejects entries.
+    pub fn load_mrt(&self, lab: &Lab, files: &[(PathBuf, usize)], family: &str) -> Result<(), LabError> {
         let deadline = std::time::Instant::now() + Duration::from_secs(300);
-        let file = file.to_string_lossy();
-        loop {
-            let loaded = self.rib_count(lab, family)?;
-            if loaded >= count {
-                return Ok(());
+        let mut loaded = self.rib_count(lab, family)?;
+        for (file, count) in files {
+            let want = loaded + count;
+            while loaded < want {
+                if std::time::Instant::now() > deadline {
+                    return Err(LabError::Timeout {
+                        what: format!("gobgpd to load {} ({loaded} routes of {want})", file.display()),
+                        waited: Duration::from_secs(300),
+                    });
+                }
+                let out = self.cli(lab, &["mrt", "inject", "global", &file.to_string_lossy()])?;
+                if let Some(complaint) = out.lines().find(|l| l.contains("failed")) {
+                    return Err(LabError::Invalid(format!("gobgp rejected the MRT dump: {complaint}")));
+                }
+                loaded = self.rib_count(lab, family)?;
             }
-            if std::time::Instant::now() > deadline {
-                return Err(LabError::Timeout {
-                    what: format!("gobgpd to load {count} routes (has {loaded})"),
-                    waited: Duration::from_secs(300),
-                });
-            }
-            let (todo, skip) = ((count - loaded).to_string(), loaded.to_string());
-            let out = self.cli(lab, &["mrt", "inject", "global", &file, &todo, &skip])?;
-            if let Some(complaint) = out.lines().find(|l| l.contains("failed")) {
-                return Err(LabError::Invalid(format!("gobgp rejected the MRT dump: {complaint}")));
-            }
-            std::thread::sleep(Duration::from_millis(50));
         }
+        Ok(())
     }
 
     /// Administratively enables the session to `peer`.

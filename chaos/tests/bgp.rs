@@ -341,6 +341,38 @@ fn next_hops_of(
 /// The agents' configuration: one BGPPeer, the lab's router, with
 /// `peer_extra` added to its spec, announcing 203.0.113.20 for one Service;
 /// `documents` come before it.
+/// The arguments of a lab's one agent: a single-node cluster
+/// (`--cluster-size 1`), with `--bgp-drain-seconds` when given.
+fn lone_agent_args(drain_seconds: Option<u32>) -> Vec<String> {
+    let mut args = vec!["--cluster-size".to_owned(), "1".to_owned()];
+    args.extend(
+        drain_seconds
+            .map(|s| ["--bgp-drain-seconds".to_owned(), s.to_string()])
+            .into_iter()
+            .flatten(),
+    );
+    args
+}
+
+/// Starts the agent of the lab's one node with `config` and `args`.
+fn start_lone_agent(lab: &Lab, config: &str, args: &[String]) -> Vec<meshlb_chaos::agent::MeshAgent> {
+    let names = lab.node_names();
+    meshlb_chaos::agent::start_cluster_with_args(lab, &names, "fast", config, |_| args.to_vec()).unwrap()
+}
+
+/// A lab of node1 and the router (IPv6 too with `ipv6`), `kind` on the
+/// router peering with node1's IPv4 address under `options`.
+fn router_lab(kind: RouterKind, ipv6: bool, options: RouterOptions) -> (Lab, Router) {
+    let lab = Lab::build(&LabSpec {
+        router: true,
+        ..LabSpec::segment(1, 0, ipv6)
+    })
+    .unwrap();
+    let node = IpAddr::V4(lab.host("node1").unwrap().ipv4);
+    let router = Router::start_with_options(&lab, kind, vec![(node, NODE_ASN)], options).unwrap();
+    (lab, router)
+}
+
 fn single_peer_config(lab: &Lab, peer_extra: &str, documents: &str) -> String {
     let router = IpAddr::V4(lab.host("router").unwrap().ipv4);
     meshlb_chaos::agent::bgp_config(router, "203.0.113.20/32", peer_extra, "", documents)
@@ -349,10 +381,10 @@ fn single_peer_config(lab: &Lab, peer_extra: &str, documents: &str) -> String {
 /// The agents in BGP mode: three nodes peer with bird2 on the router from
 /// a BGPPeer and a BGPAdvertisement; the Service's address reaches the
 /// router's RIB from every node and its kernel as one ECMP route over all
-/// three; every node accepts the address's traffic (on loopback), so a
-/// client behind the router is answered; the answering node's agent
-/// stopped gracefully takes its next hop out of the route and the address
-/// off its loopback, and another node answers.
+/// three; every node accepts the address's traffic (by a local route), so
+/// a client behind the router is answered; the answering node's agent
+/// stopped gracefully takes its next hop out of the route and the local
+/// route away, and another node answers.
 #[test]
 fn agents_announce_a_service_over_every_node_and_a_stop_removes_one() {
     let lab = Lab::build(&LabSpec {
@@ -385,13 +417,16 @@ fn agents_announce_a_service_over_every_node_and_a_stop_removes_one() {
         )
     };
     ecmp(3).unwrap();
-    let on_loopback = |node: &str| {
-        lab.exec(node, "ip", &["-4", "addr", "show", "dev", "lo"])
+    let delivered_here = |node: &str| {
+        lab.exec(node, "ip", &["-4", "route", "show", "table", "local", "proto", "77"])
             .unwrap()
-            .contains("203.0.113.20/32")
+            .contains("local 203.0.113.20 dev lo")
     };
     for node in &names {
-        meshlb_chaos::wait::wait_for(Duration::from_secs(10), "the address on loopback", || on_loopback(node)).unwrap();
+        meshlb_chaos::wait::wait_for(Duration::from_secs(10), "the address's local route", || {
+            delivered_here(node)
+        })
+        .unwrap();
     }
 
     // A client behind the router reaches the Service through one node.
@@ -419,7 +454,7 @@ fn agents_announce_a_service_over_every_node_and_a_stop_removes_one() {
         .unwrap();
     assert_ne!(next, answering);
     assert!(stopped.process.wait_exit(Duration::from_secs(20)).unwrap().is_some());
-    assert!(!on_loopback(&answering), "a stopped agent leaves no address behind");
+    assert!(!delivered_here(&answering), "a stopped agent leaves no address behind");
     assert!(
         stopped
             .process
@@ -453,15 +488,8 @@ fn a_lone_node_drains_with_graceful_shutdown_then_withdraws() {
     .unwrap();
     let router = Router::start(&lab, RouterKind::Bird).unwrap();
     let config = single_peer_config(&lab, ", holdTime: 9s", "");
-    let extra = vec![
-        "--cluster-size".to_owned(),
-        "1".to_owned(),
-        "--bgp-drain-seconds".to_owned(),
-        "3".to_owned(),
-    ];
-    let names = lab.node_names();
-    let agents =
-        meshlb_chaos::agent::start_cluster_with_args(&lab, &names, "fast", &config, |_| extra.clone()).unwrap();
+    let extra = lone_agent_args(Some(3));
+    let agents = start_lone_agent(&lab, &config, &extra);
     let path = |rib: &[meshlb_chaos::router::RibPath]| rib.iter().find(|p| p.prefix == "203.0.113.20/32").cloned();
     router
         .wait_rib(&lab, Duration::from_secs(30), |rib| path(rib).is_some())
@@ -487,7 +515,7 @@ fn a_lone_node_drains_with_graceful_shutdown_then_withdraws() {
 
 /// An agent restarted with `enableGracefulRestart` on its BGPPeer: bird2
 /// (a helper by default) keeps the route while the agent is down, the node
-/// keeps the address on loopback, and a client behind the router loses
+/// keeps delivering the address, and a client behind the router loses
 /// no probe; the restarted agent's End-of-RIB ends the restart with the
 /// route in place. Without graceful restart, the same restart takes the
 /// route away (the Cease) and the client loses probes until the agent is
@@ -505,14 +533,8 @@ fn a_graceful_restart_keeps_the_route_and_the_traffic() {
         let config = single_peer_config(&lab, &format!(", holdTime: 9s, enableGracefulRestart: {graceful}"), "");
         let names = lab.node_names();
         // No drain wait: this is about the restart alone.
-        let single = vec![
-            "--cluster-size".to_owned(),
-            "1".to_owned(),
-            "--bgp-drain-seconds".to_owned(),
-            "0".to_owned(),
-        ];
-        let mut agents =
-            meshlb_chaos::agent::start_cluster_with_args(&lab, &names, "fast", &config, |_| single.clone()).unwrap();
+        let single = lone_agent_args(Some(0));
+        let mut agents = start_lone_agent(&lab, &config, &single);
         let routed = || router_routes(&lab, "203.0.113.20/32");
         meshlb_chaos::wait::wait_for(Duration::from_secs(30), "the route in the router's kernel", routed).unwrap();
         let lab_binary = std::path::PathBuf::from(env!("CARGO_BIN_EXE_meshlb-lab"));
@@ -566,10 +588,8 @@ fn bfd_takes_the_bgp_session_down_long_before_the_hold_time() {
     let (lab, node, router) = frr_with_bfd_lab(false);
     let profile = fast_bfd_profile("");
     let config = single_peer_config(&lab, ", holdTime: 90s, bfdProfile: fast", &profile);
-    let names = lab.node_names();
-    let single = vec!["--cluster-size".to_owned(), "1".to_owned()];
-    let agents =
-        meshlb_chaos::agent::start_cluster_with_args(&lab, &names, "fast", &config, |_| single.clone()).unwrap();
+    let single = lone_agent_args(None);
+    let agents = start_lone_agent(&lab, &config, &single);
     let agent = &agents[0];
     let routed = || router_routes(&lab, "203.0.113.20/32");
     let bfd_up = || router.bfd_up_peers(&lab).unwrap_or_default() == [IpAddr::V4(node.ipv4)];
@@ -629,14 +649,8 @@ fn an_agent_restart_under_fast_bfd_flaps_nothing() {
             &bfd_profile(100, ""),
         );
         let names = lab.node_names();
-        let single = vec![
-            "--cluster-size".to_owned(),
-            "1".to_owned(),
-            "--bgp-drain-seconds".to_owned(),
-            "0".to_owned(),
-        ];
-        let mut agents =
-            meshlb_chaos::agent::start_cluster_with_args(&lab, &names, "fast", &config, |_| single.clone()).unwrap();
+        let single = lone_agent_args(Some(0));
+        let mut agents = start_lone_agent(&lab, &config, &single);
         let routed = || router_routes(&lab, "203.0.113.20/32");
         let bfd_up = || router.bfd_up_peers(&lab).unwrap_or_default() == [IpAddr::V4(node.ipv4)];
         let wait = |what: &str, f: &dyn Fn() -> bool| meshlb_chaos::wait::wait_for(Duration::from_secs(30), what, f);
@@ -684,6 +698,88 @@ fn an_agent_restart_under_fast_bfd_flaps_nothing() {
     }
 }
 
+/// Thousands of addresses, cold: the router installs no route before the
+/// node delivers its address (each destination pinged from the router the
+/// moment its route is installed answers), and on withdrawal the node
+/// keeps each address until the router has removed its route.
+#[test]
+fn routes_reach_the_router_only_once_their_addresses_are_delivered() {
+    let count = 4000;
+    let run = meshlb_chaos::scenario::delivery_order(count).unwrap();
+    eprintln!(
+        "{count} addresses: all on the node after {:?}, all routes in the router's FIB after {:?}",
+        run.addresses_in, run.routes_in
+    );
+    assert_eq!(run.routes_installed, count);
+    let none = |what: &str, addresses: &[IpAddr]| {
+        assert!(
+            addresses.is_empty(),
+            "{} {what}, among them {:?}",
+            addresses.len(),
+            &addresses[..addresses.len().min(5)]
+        );
+    };
+    none(
+        "routes installed before their address was on the node",
+        &run.announced_early,
+    );
+    none("pings to just-installed routes unanswered", &run.unanswered);
+    assert_eq!(run.addresses_removed, count);
+    none(
+        "addresses removed while the router still routed them",
+        &run.removed_early,
+    );
+    // Generous: the speed is the benchmark's (`meshlb-lab bench bgp-routes`).
+    assert!(run.routes_in < Duration::from_secs(60), "{:?}", run.routes_in);
+}
+
+/// ROUTE-REFRESH (RFC 2918, RFC 7313): the router starts with an import
+/// policy rejecting the agent's route; the policy changes without
+/// re-evaluating anything, and the route stays out until the router asks
+/// for the routes again (bird2's `reload in`, FRR's `clear bgp soft in`);
+/// then the agent sends them and the route is in. Rejected and accepted
+/// again the same way, so every refresh is answered.
+#[test]
+fn route_refresh_requests_are_answered_with_the_routes() {
+    for kind in [RouterKind::Bird, RouterKind::Frr] {
+        let options = RouterOptions {
+            reject_imports: true,
+            ..RouterOptions::default()
+        };
+        let (lab, mut router) = router_lab(kind, false, options);
+        let config = single_peer_config(&lab, ", holdTime: 9s", "");
+        let single = lone_agent_args(None);
+        let _agents = start_lone_agent(&lab, &config, &single);
+        router.wait_established(&lab, 1, Duration::from_secs(30)).unwrap();
+        let has_route = |router: &Router| {
+            router
+                .rib(&lab)
+                .unwrap_or_default()
+                .iter()
+                .any(|p| p.prefix == "203.0.113.20/32")
+        };
+        // The agent has sent the route by now; the policy keeps it out.
+        std::thread::sleep(Duration::from_secs(2));
+        assert!(!has_route(&router), "{kind}: rejected by the import policy");
+        // Accepted, rejected, accepted again: each by a refresh alone.
+        for accept in [true, false, true] {
+            router.set_import_policy(&lab, accept).unwrap();
+            std::thread::sleep(Duration::from_secs(1));
+            assert_eq!(
+                has_route(&router),
+                !accept,
+                "{kind}: no re-evaluation without a refresh (accept {accept})"
+            );
+            router.refresh_imports(&lab).unwrap();
+            meshlb_chaos::wait::wait_for(Duration::from_secs(10), "the routes re-evaluated", || {
+                has_route(&router) == accept
+            })
+            .unwrap_or_else(|e| panic!("{kind}, accept {accept}: {e}"));
+        }
+        assert_eq!(router.established_peers(&lab).unwrap().len(), 1, "{kind}: no reset");
+    }
+}
+
 /// TCP MD5 (RFC 2385) from the BGPPeer's password: bird2, FRR and gobgpd
 /// with the same password establish and get the route; FRR with another
 /// never establishes, and the agent says why it may be.
@@ -696,26 +792,18 @@ fn md5_passwords_admit_only_the_right_router() {
         (RouterKind::Frr, "wrong"),
     ];
     for (kind, agent_password) in cases {
-        let lab = Lab::build(&LabSpec {
-            router: true,
-            ..LabSpec::segment(1, 0, false)
-        })
-        .unwrap();
-        let node = lab.host("node1").unwrap().clone();
         let options = RouterOptions {
             password: Some("s3cret".into()),
             ..RouterOptions::default()
         };
-        let router = Router::start_with_options(&lab, kind, vec![(IpAddr::V4(node.ipv4), NODE_ASN)], options).unwrap();
+        let (lab, router) = router_lab(kind, false, options);
         let config = single_peer_config(
             &lab,
             &format!(", holdTime: 9s, password: {agent_password}, connectTime: 2s"),
             "",
         );
-        let single = vec!["--cluster-size".to_owned(), "1".to_owned()];
-        let names = lab.node_names();
-        let agents =
-            meshlb_chaos::agent::start_cluster_with_args(&lab, &names, "fast", &config, |_| single.clone()).unwrap();
+        let single = lone_agent_args(None);
+        let agents = start_lone_agent(&lab, &config, &single);
         if agent_password == "s3cret" {
             router.wait_established(&lab, 1, Duration::from_secs(30)).unwrap();
             router
@@ -842,18 +930,12 @@ fn the_bgp_example_runs_in_the_lab() {
 /// address on the same interface; the IPv4 address keeps node1's IPv4.
 #[test]
 fn a_dual_stack_peer_carries_ipv6_routes_over_an_ipv4_session() {
-    let lab = Lab::build(&LabSpec {
-        router: true,
-        ..LabSpec::segment(1, 0, true)
-    })
-    .unwrap();
-    let node = lab.host("node1").unwrap().clone();
     let options = RouterOptions {
         dual_stack: true,
         ..RouterOptions::default()
     };
-    let router =
-        Router::start_with_options(&lab, RouterKind::Frr, vec![(IpAddr::V4(node.ipv4), NODE_ASN)], options).unwrap();
+    let (lab, router) = router_lab(RouterKind::Frr, true, options);
+    let node = lab.host("node1").unwrap().clone();
     let router_address = lab.host("router").unwrap().ipv4;
     let config = meshlb_chaos::agent::bgp_config(
         IpAddr::V4(router_address),
@@ -862,10 +944,8 @@ fn a_dual_stack_peer_carries_ipv6_routes_over_an_ipv4_session() {
         ", ipFamilyPolicy: RequireDualStack, ipFamilies: [IPv4, IPv6]",
         "",
     );
-    let names = lab.node_names();
-    let single = vec!["--cluster-size".to_owned(), "1".to_owned()];
-    let _agents =
-        meshlb_chaos::agent::start_cluster_with_args(&lab, &names, "fast", &config, |_| single.clone()).unwrap();
+    let single = lone_agent_args(None);
+    let _agents = start_lone_agent(&lab, &config, &single);
     let rib = router
         .wait_rib(&lab, Duration::from_secs(30), |rib| {
             rib.iter().any(|p| p.prefix == "2001:db8:100::20/128") && rib.iter().any(|p| p.prefix == "203.0.113.20/32")
@@ -1040,10 +1120,8 @@ fn bfd_echo_packets_find_a_forwarding_failure_the_control_packets_miss() {
             .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
             .unwrap_or(0)
     };
-    let names = lab.node_names();
-    let single = vec!["--cluster-size".to_owned(), "1".to_owned()];
-    let agents =
-        meshlb_chaos::agent::start_cluster_with_args(&lab, &names, "fast", &config, |_| single.clone()).unwrap();
+    let single = lone_agent_args(None);
+    let agents = start_lone_agent(&lab, &config, &single);
     let agent = &agents[0];
     let routed = || router_routes(&lab, "203.0.113.20/32");
     let wait = |what: &str, f: &dyn Fn() -> bool| meshlb_chaos::wait::wait_for(Duration::from_secs(30), what, f);

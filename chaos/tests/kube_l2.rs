@@ -148,12 +148,14 @@ fn kube_lab() -> KubeLab {
     assert!(address.starts_with("198.51.100.2"), "{address} from the pool");
     let first = owner(&lab, &address, "one node to answer ARP for the Service");
     // kube-proxy delivers a cluster's Service traffic: the agent leaves the
-    // node's addresses alone (standalone, it puts them on loopback). With
+    // node's routes alone (standalone, it adds local routes). With
     // the lab playing kube-proxy, the client's datagrams reach the owner.
-    let loopback = lab.exec(&first, "ip", &["-o", "addr", "show", "dev", "lo"]).unwrap();
+    let local = lab
+        .exec(&first, "ip", &["-o", "route", "show", "table", "local"])
+        .unwrap();
     assert!(
-        !loopback.contains(&address),
-        "{address} on {first}'s loopback: {loopback}"
+        !local.contains(&address),
+        "{address} delivered on {first} by a local route: {local}"
     );
     let lab_binary = Path::new(env!("CARGO_BIN_EXE_meshlb-lab"));
     let responders = start_responders(&lab, lab_binary).unwrap();

@@ -234,7 +234,7 @@ fn gobgpd_router_ipv6() {
 #[test]
 fn gobgpd_loads_an_mrt_dump_into_bird2_and_the_kernel() {
     let runs = meshlb_chaos::scenario::gobgp_route_scale(300, 1).unwrap();
-    let run = runs[0];
+    let run = runs[0].timing;
     assert!(run.rib <= run.fib, "{run:?}");
     assert!(run.withdraw_rib <= run.withdraw_fib, "{run:?}");
     assert!(

@@ -30,8 +30,8 @@
 //! Shutdown, in order: the allocator gives its Lease up; the mesh hands
 //! this node's addresses over (its record says it is leaving, its
 //! successors start announcing while it still does) and leaves; then Layer 2 goes quiet (service actors
-//! withdraw, interface actors stop answering) and the loopback addresses
-//! go; then the answering arbiter stops. Each step is bounded, so a stuck
+//! withdraw, interface actors stop answering) and the service addresses'
+//! local routes go; then the answering arbiter stops. Each step is bounded, so a stuck
 //! component does not hold up exit.
 
 use std::path::{Path, PathBuf};
@@ -321,7 +321,7 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
                 match state_file::save_restart(&state_dir.join(state_file::RESTART_RECORD_FILE), &record) {
                     Ok(()) => tracing::info!(
                         addresses = kept.len(),
-                        "stopped for a BGP graceful restart: the addresses stay on loopback"
+                        "stopped for a BGP graceful restart: the addresses stay delivered"
                     ),
                     Err(e) => tracing::warn!("{e}: the next start will not adopt the addresses left"),
                 }

@@ -8,11 +8,15 @@
 //! over them (ECMP). It starts with the mesh (`--gossip-bind`), whose node
 //! name and labels it plans with. The peers' own connections are taken
 //! by a listener ([`meshlb_actors::bgp::listener`]) bound with the first
-//! peer. Standalone, the addresses this node announces go on its loopback
+//! peer. Standalone, the addresses this node announces get local routes
 //! ([`crate::local_address::Delivery`], shared with Layer 2), so it accepts
-//! the traffic the router sends it. A peer with `enableGracefulRestart`
-//! is stopped for a restart (no Cease), and the addresses stay for the
-//! successor ([`crate::state_file::RestartRecord`]). Peers with a
+//! the traffic the router sends it; a route goes out only once the node
+//! delivers every address it carries, and an address withdrawn stays
+//! delivered for [`WITHDRAW_LINGER`] after its withdrawal is on its way,
+//! so a router never sends this node traffic it would drop. A peer with
+//! `enableGracefulRestart` is stopped for a restart (no Cease), and the
+//! addresses stay delivered for the successor
+//! ([`crate::state_file::RestartRecord`]). Peers with a
 //! bfdProfile get a BFD session ([`meshlb_actors::bfd`]), started with the
 //! first, whose failure takes the BGP session down. A peer that names an
 //! `interface` (unnumbered) starts once Router Discovery on that interface
@@ -31,7 +35,7 @@ use meshlb_actors::bfd::actor::{BfdActor, BfdPeer, BfdSockets, SetBfdPeers, Stop
 use meshlb_actors::bfd::session::BfdConfig;
 use meshlb_actors::bgp::listener::{ListenPeer, ListenSockets, ListenerActor, SetListenPeers, StopListening};
 use meshlb_actors::bgp::peer::{
-    Hops, MessageCounts, PeerActor, PeerConfig, SessionState, SetRoutes, StopPeer, families_for,
+    Flush, Hops, MessageCounts, PeerActor, PeerConfig, SessionState, SetRoutes, StopPeer, families_for,
 };
 use meshlb_actors::bgp::plan::{BgpPlan, plan};
 use meshlb_actors::bgp::rib_out::{RouteAttributes, RoutePrefix};
@@ -90,8 +94,9 @@ pub struct BgpInputs {
     pub hub: StatusHub,
     /// Where the peers and the listener run.
     pub answering: ArbiterHandle,
-    /// The owner of the loopback service addresses: told what this node
-    /// announces, so it accepts the traffic (standalone).
+    /// The owner of the service addresses' delivery: told what this node
+    /// announces, so it accepts the traffic (standalone), and telling
+    /// which addresses it delivers.
     pub delivery: Delivery,
     /// The mesh: this node's record says what it announces over BGP, and
     /// the others' records what they do.
@@ -148,6 +153,14 @@ pub struct BgpActor {
     /// UPDATEs each peer actor has sent, by peer name.
     /// Messages sent to and received from each peer, by type.
     messages: BTreeMap<String, (MessageCounts, MessageCounts)>,
+    /// The addresses the node accepts traffic for now: routes carrying
+    /// others wait.
+    deliverable: BTreeSet<IpAddr>,
+    /// Addresses withdrawn and still delivered while routers converge, by
+    /// the number of the withdrawal that released them.
+    lingering: BTreeMap<IpAddr, u64>,
+    /// The number of the last withdrawal.
+    withdrawals: u64,
 }
 
 impl BgpActor {
@@ -171,6 +184,9 @@ impl BgpActor {
             not_started: BTreeMap::new(),
             negotiated: BTreeMap::new(),
             messages: BTreeMap::new(),
+            deliverable: BTreeSet::new(),
+            lingering: BTreeMap::new(),
+            withdrawals: 0,
         }
         .start()
     }
@@ -280,14 +296,55 @@ impl BgpActor {
                     }
                 }
             }
-            if let Some(running) = self.peers.get(name) {
-                running.addr.do_send(SetRoutes(planned.routes.clone()));
-            }
         }
-        self.inputs.delivery.set_bgp(next.announced.clone());
+        let withdrawn: Vec<IpAddr> = match &self.applied {
+            Some(previous) => previous.announced.difference(&next.announced).copied().collect(),
+            None => Vec::new(),
+        };
         self.applied = Some(next);
+        self.send_routes();
+        self.linger(withdrawn, ctx);
         self.listen();
         self.report();
+    }
+
+    /// Sends every peer its planned routes that the node delivers.
+    fn send_routes(&self) {
+        let Some(plan) = &self.applied else { return };
+        for (name, running) in &self.peers {
+            if let Some(planned) = plan.peers.get(name) {
+                running
+                    .addr
+                    .do_send(SetRoutes(planned.deliverable_routes(&self.deliverable)));
+            }
+        }
+    }
+
+    /// Keeps `withdrawn` delivered until every peer has queued the
+    /// withdrawal and [`WITHDRAW_LINGER`] has passed, then lets them go;
+    /// tells the owner of the addresses what BGP needs now.
+    fn linger(&mut self, withdrawn: Vec<IpAddr>, ctx: &mut Context<Self>) {
+        if !withdrawn.is_empty() {
+            self.withdrawals += 1;
+            let withdrawal = self.withdrawals;
+            self.lingering.extend(withdrawn.iter().map(|a| (*a, withdrawal)));
+            let flushed: Vec<_> = self.peers.values().map(|running| running.addr.send(Flush)).collect();
+            ctx.spawn(
+                async move {
+                    // A peer that stopped meanwhile withdrew everything.
+                    futures_util::future::join_all(flushed).await;
+                    tokio::time::sleep(WITHDRAW_LINGER).await;
+                }
+                .into_actor(self)
+                .map(move |(), actor, ctx| {
+                    actor.lingering.retain(|_, w| *w != withdrawal);
+                    actor.linger(Vec::new(), ctx);
+                }),
+            );
+        }
+        let mut needed = self.applied.as_ref().map(|p| p.announced.clone()).unwrap_or_default();
+        needed.extend(self.lingering.keys().copied());
+        self.inputs.delivery.set_bgp(needed);
     }
 
     /// Puts every planned peer's state in the status hub.
@@ -442,6 +499,7 @@ impl BgpActor {
             .keys()
             .filter_map(|name| plan.peers.get(name))
             .flat_map(|peer| peer.addresses.iter().copied())
+            .filter(|address| self.deliverable.contains(address))
             .collect()
     }
 
@@ -551,7 +609,7 @@ impl BgpActor {
 /// Stops the glue, and with it every peer. Peers with
 /// `enableGracefulRestart` are left for a restart: their sessions close
 /// without a Cease, so they keep the routes while the agent restarts, and
-/// the answer is the addresses to leave on loopback meanwhile. Otherwise
+/// the answer is the addresses to leave delivered meanwhile. Otherwise
 /// this node drains: its routes get the GRACEFUL_SHUTDOWN community (RFC
 /// 8326) and the lowest LOCAL_PREF, its record says it drains, and once
 /// the mesh shows other nodes announcing each of its addresses (or after
@@ -613,7 +671,8 @@ impl actix::Handler<Stop> for BgpActor {
         if let Some(plan) = &self.applied {
             for (name, running) in &self.peers {
                 if let Some(planned) = plan.peers.get(name) {
-                    running.addr.do_send(SetRoutes(graceful_shutdown(&planned.routes)));
+                    let routes = planned.deliverable_routes(&self.deliverable);
+                    running.addr.do_send(SetRoutes(graceful_shutdown(&routes)));
                 }
             }
         }
@@ -713,12 +772,25 @@ impl actix::Handler<NeighborFound> for BgpActor {
     }
 }
 
-/// The running configuration changed.
-struct Replan;
+/// What the glue hears: the running configuration changed, or the
+/// addresses the node delivers did.
+enum Heard {
+    Replan,
+    Deliverable(BTreeSet<IpAddr>),
+}
 
-impl StreamHandler<Replan> for BgpActor {
-    fn handle(&mut self, _: Replan, ctx: &mut Context<Self>) {
-        self.replan(ctx);
+impl StreamHandler<Heard> for BgpActor {
+    fn handle(&mut self, heard: Heard, ctx: &mut Context<Self>) {
+        match heard {
+            Heard::Replan => self.replan(ctx),
+            Heard::Deliverable(deliverable) => {
+                self.deliverable = deliverable;
+                if !self.draining {
+                    self.send_routes();
+                    self.publish(ctx);
+                }
+            }
+        }
     }
 }
 
@@ -728,9 +800,15 @@ impl Actor for BgpActor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         let running = futures_util::stream::unfold(self.inputs.hub.running().watch(), |mut rx| async move {
             rx.changed().await.ok()?;
-            Some((Replan, rx))
+            Some((Heard::Replan, rx))
         });
         ctx.add_stream(running);
+        let deliverable = futures_util::stream::unfold(self.inputs.delivery.deliverable(), |mut rx| async move {
+            rx.changed().await.ok()?;
+            let now = rx.borrow_and_update().clone();
+            Some((Heard::Deliverable(now), rx))
+        });
+        ctx.add_stream(deliverable);
         self.replan(ctx);
     }
 

@@ -291,6 +291,7 @@ fn capabilities(n: &meshlb_actors::bgp::session::Negotiated) -> Vec<String> {
     [
         (n.params.four_octet_as, "4-octet-as"),
         (n.route_refresh, "route-refresh"),
+        (n.enhanced_route_refresh, "enhanced-route-refresh"),
         (n.peer_graceful_restart.is_some(), "graceful-restart"),
         (n.ipv4_over_ipv6, "extended-next-hop"),
     ]

@@ -6,8 +6,8 @@
 //! each address is answered. [`Layer2Actor`] only applies each new plan, in
 //! steps that each do one thing:
 //! 1. tell the mesh its services and this node's Layer 2 record section;
-//! 2. put this node's serveable service addresses on the loopback
-//!    interface (with `arp_ignore`/`arp_announce` on the announcing
+//! 2. give this node's serveable service addresses local routes through
+//!    loopback (with `arp_ignore`/`arp_announce` on the announcing
 //!    interfaces, so the kernel delivers their traffic but never answers
 //!    ARP for them);
 //! 3. start, place and stop the service actors, opening the interface
@@ -53,8 +53,8 @@ pub struct Layer2Options {
     pub require_endpoints: bool,
     /// Gratuitous announcement schedule.
     pub schedule: AnnounceSchedule,
-    /// Whether service addresses go on the loopback interface so this node
-    /// accepts their traffic (standalone mode; kube-proxy does it in
+    /// Whether service addresses get local routes so this node accepts
+    /// their traffic (standalone mode; kube-proxy does it in
     /// Kubernetes).
     pub local_addresses: bool,
 }
@@ -89,7 +89,7 @@ pub struct Layer2Inputs {
     pub links: watch::Receiver<Links>,
     /// Where the answering actors run.
     pub answering: ArbiterHandle,
-    /// The owner of the loopback service addresses.
+    /// The owner of the service addresses' delivery.
     pub delivery: Delivery,
 }
 
@@ -149,7 +149,7 @@ impl Layer2Actor {
         );
     }
 
-    /// Step 2: the loopback addresses (applied by their owner's task).
+    /// Step 2: the addresses delivered (applied by their owner's task).
     fn place_local_addresses(&self, next: &L2Plan) {
         self.inputs
             .delivery
@@ -295,7 +295,7 @@ impl StreamHandler<Announcing> for Layer2Actor {
 }
 
 /// Stops Layer 2 mode: every service actor withdraws its claims, every
-/// interface actor goes quiet, its loopback addresses are given up; answered
+/// interface actor goes quiet, its addresses' delivery is given up; answered
 /// once all of that is done.
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "()")]

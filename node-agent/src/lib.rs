@@ -26,7 +26,7 @@
 //! | [`health`] | runs the local health probes services declare |
 //! | [`mesh`] | joins the gossip mesh (its driver on the answering thread), key rotation, reports to the hub |
 //! | [`layer2`] | the glue that applies the Layer 2 plan of `meshlb-actors` |
-//! | [`local_address`] | service addresses (Layer 2's and BGP's) on loopback, kernel kept from answering ARP for them |
+//! | [`local_address`] | service addresses (Layer 2's and BGP's) delivered by local routes, the kernel kept from answering ARP for them |
 
 pub mod app;
 pub mod bgp;

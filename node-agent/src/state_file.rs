@@ -8,8 +8,8 @@
 //! a first start.
 //!
 //! A graceful restart's record ([`RestartRecord`]): an agent stopping
-//! while its BGP peers help it restart (RFC 4724) leaves the addresses it
-//! announces on loopback, so the node goes on delivering the traffic the
+//! while its BGP peers help it restart (RFC 4724) leaves the local routes
+//! of the addresses it announces, so the node goes on delivering the traffic the
 //! routers still send it, and writes them down with the time; its
 //! successor takes the record (adopting the addresses as its own, and
 //! announcing a restart if it comes within the restart time).
@@ -127,7 +127,7 @@ pub const RESTART_RECORD_FILE: &str = "bgp-restart.yaml";
 pub struct RestartRecord {
     /// When it stopped, seconds since the Unix epoch.
     pub stopped_at: u64,
-    /// The addresses left on loopback.
+    /// The addresses left delivered.
     pub addresses: BTreeSet<IpAddr>,
 }
 

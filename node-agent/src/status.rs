@@ -194,6 +194,7 @@ pub(crate) fn established_session() -> meshlb_actors::bgp::session::Negotiated {
         families: vec![meshlb_wire::bgp::Family::IPV4_UNICAST],
         params: meshlb_wire::bgp::SessionParams::FOUR_OCTET_AS,
         route_refresh: true,
+        enhanced_route_refresh: false,
         ipv4_over_ipv6: false,
         peer_graceful_restart: None,
     }

@@ -15,6 +15,9 @@
 //! | [`ndp`] | Neighbor Solicitation and Advertisement | RFC 4861 |
 //! | [`bgp`] | BGP-4 messages and a TCP stream framer | RFC 4271, 4760, 6793, 2918, 4724, 1997, 8092, 7606 |
 //! | [`bfd`] | BFD control packets and reception checks | RFC 5880 |
+//! | [`bfd_echo`] | BFD Echo packets, framed for the wire | RFC 5880, RFC 5881 |
+//! | [`router_discovery`] | Router Solicitation and Advertisement | RFC 4861 |
+//! | [`rtnetlink`] | the kernel's address, route and neighbour messages | Linux rtnetlink(7) |
 //!
 //! Why codecs of our own rather than pnet's packet views: these decode into
 //! owned, typed values with every RFC validity check (NDP's hop limit,
@@ -40,5 +43,6 @@ pub mod ipv6;
 pub mod ndp;
 mod reader;
 pub mod router_discovery;
+pub mod rtnetlink;
 
 pub use error::{Error, Truncated};

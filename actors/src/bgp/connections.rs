@@ -29,7 +29,7 @@ use std::net::Ipv4Addr;
 use std::time::Instant;
 
 use meshlb_wire::bgp::notification::{cease_subcode, code};
-use meshlb_wire::bgp::{Message, Notification, Update};
+use meshlb_wire::bgp::{Family, Message, Notification};
 
 use crate::bgp::session::{
     CloseReason, Direction, Input, Negotiated, Output, Session, SessionConfig, State, collision_keeps,
@@ -51,6 +51,8 @@ pub enum Action {
     Send(ConnectionId, Message),
     /// The session is up on this connection, with these terms.
     Established(ConnectionId, Negotiated),
+    /// The peer asks for this family's routes again (RFC 2918).
+    RefreshRequested(Family),
     /// Close this connection (after what was sent on it before).
     Close {
         /// Which.
@@ -285,10 +287,11 @@ impl Connections {
         out
     }
 
-    /// Sends an UPDATE on the established session (nothing otherwise).
-    pub fn send_update(&mut self, now: Instant, update: Update) -> Vec<Action> {
+    /// Sends an UPDATE or a ROUTE-REFRESH marker on the established
+    /// session (nothing otherwise).
+    pub fn send_routing(&mut self, now: Instant, message: Message) -> Vec<Action> {
         let mut out = Vec::new();
-        let outputs = self.main.send_update(now, update);
+        let outputs = self.main.send_routing(now, message);
         self.map_main(outputs, &mut out);
         out
     }
@@ -385,6 +388,7 @@ fn map(outputs: Vec<Output>, connection: Option<ConnectionId>, out: &mut Vec<Act
             (Output::Connect, _) => Action::Connect,
             (Output::Send(message), Some(c)) => Action::Send(c, message),
             (Output::Established(terms), Some(c)) => Action::Established(c, terms),
+            (Output::RefreshRequested(family), Some(_)) => Action::RefreshRequested(family),
             (Output::Closed { reason, established }, Some(c)) => Action::Close {
                 connection: c,
                 reason,
@@ -392,7 +396,7 @@ fn map(outputs: Vec<Output>, connection: Option<ConnectionId>, out: &mut Vec<Act
             },
             (Output::Closed { reason, .. }, None) => Action::AbandonAttempt(reason),
             // Nothing is sent or established without a connection.
-            (Output::Send(_) | Output::Established(_), None) => continue,
+            (Output::Send(_) | Output::Established(_) | Output::RefreshRequested(_), None) => continue,
         });
     }
 }
@@ -484,7 +488,7 @@ mod tests {
                             link.queues[1 - side].push_back(message);
                         }
                     }
-                    Action::Established(..) => {}
+                    Action::Established(..) | Action::RefreshRequested(_) => {}
                     Action::Close { connection, .. } => {
                         if let Some(link) = self.links.get_mut(&connection) {
                             link.open[side] = false;
@@ -834,7 +838,7 @@ mod tests {
                         Action::Close { connection, .. } => {
                             proptest::prop_assert!(open.remove(connection), "{action:?} twice");
                         }
-                        Action::Connect | Action::AbandonAttempt(_) => {}
+                        Action::Connect | Action::AbandonAttempt(_) | Action::RefreshRequested(_) => {}
                     }
                 }
                 if let Some(connection) = lost {

@@ -7,9 +7,13 @@
 //! connection's number, writes what the core sends (in order, from a
 //! writer task per connection), keeps the core's next timer as one pending
 //! `run_later`, and once the session is established sends the routes it is
-//! given ([`SetRoutes`]) as UPDATE diffs, then End-of-RIB per family.
+//! given ([`SetRoutes`]) as UPDATE diffs, then End-of-RIB per family. A
+//! route refresh request the core passes on is answered with the family's
+//! routes as sent ([`RibOut::readvertise`]), the requests of 50 ms
+//! together. [`Flush`] tells the glue when what it sent before has been
+//! turned into UPDATEs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::time::Instant;
@@ -21,7 +25,7 @@ use actix::{
 use futures_util::StreamExt;
 use meshlb_config::secret::Md5Key;
 use meshlb_wire::bgp::notification::cease_subcode;
-use meshlb_wire::bgp::{Family, Framer, Message, SessionParams, Update};
+use meshlb_wire::bgp::{Family, Framer, Message, RouteRefresh, SessionParams, Update, route_refresh_subtype};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -69,6 +73,12 @@ pub struct PeerConfig {
 #[derive(Debug, Clone, PartialEq, Eq, actix::Message)]
 #[rtype(result = "()")]
 pub struct SetRoutes(pub BTreeMap<RoutePrefix, RouteAttributes>);
+
+/// Answered once every message sent to the actor before it is handled:
+/// the UPDATEs they made are queued for the connection's writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, actix::Message)]
+#[rtype(result = "()")]
+pub struct Flush;
 
 /// Stops the session and the actor: with a Cease (Administrative
 /// Shutdown), so the peer withdraws the routes at once, or, for a graceful
@@ -134,6 +144,10 @@ impl MessageCounts {
     }
 }
 
+/// How long route refresh requests gather before they are answered
+/// together: a burst of them costs one re-advertisement.
+const REFRESH_COALESCE: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// How often changed message counts are told to the observer.
 const COUNTS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -190,6 +204,9 @@ pub struct PeerActor {
     received: MessageCounts,
     /// The counts last told to the observer.
     told: (MessageCounts, MessageCounts),
+    /// The families the peer asked to be sent again, answered together
+    /// after [`REFRESH_COALESCE`].
+    refresh_pending: BTreeSet<Family>,
 }
 
 impl PeerActor {
@@ -208,6 +225,7 @@ impl PeerActor {
             sent: MessageCounts::default(),
             received: MessageCounts::default(),
             told: (MessageCounts::default(), MessageCounts::default()),
+            refresh_pending: BTreeSet::new(),
         }
     }
 
@@ -251,6 +269,14 @@ impl PeerActor {
                     }
                 }
                 Action::Send(connection, message) => self.send(connection, &message),
+                Action::RefreshRequested(family) => {
+                    // The first request of a burst schedules the answer;
+                    // the rest join it.
+                    if self.refresh_pending.is_empty() {
+                        ctx.run_later(REFRESH_COALESCE, |actor, _ctx| actor.refresh());
+                    }
+                    self.refresh_pending.insert(family);
+                }
                 Action::Established(connection, negotiated) => {
                     tracing::info!(
                         peer = self.config.name,
@@ -309,19 +335,14 @@ impl PeerActor {
         }
     }
 
-    /// The UPDATEs taking the peer to the wanted routes; with `initial`,
-    /// End-of-RIB for every family after them (RFC 4724). Whether any
-    /// went out.
-    fn send_table(&mut self, negotiated: &Negotiated, initial: bool) -> bool {
-        let Some(next_hops) = self
+    /// How routes are sent on the established session, if there is one.
+    fn peering(&self, negotiated: &Negotiated) -> Option<Peering> {
+        let next_hops = self
             .core
             .established_on()
             .and_then(|c| self.connections.get(&c))
-            .map(|c| c.next_hops)
-        else {
-            return false;
-        };
-        let peering = Peering {
+            .map(|c| c.next_hops)?;
+        Some(Peering {
             local_as: self.config.session.local_as,
             internal: negotiated.is_internal(self.config.session.local_as),
             families: negotiated.families.clone(),
@@ -329,6 +350,60 @@ impl PeerActor {
             next_hop_v4: next_hops.v4,
             next_hop_v6: next_hops.v6,
             ipv4_over_ipv6: negotiated.ipv4_over_ipv6,
+        })
+    }
+
+    /// Answers the pending route refresh requests: each family's routes
+    /// as sent, between Beginning- and End-of-Route-Refresh markers when
+    /// the session has enhanced route refresh (RFC 7313).
+    fn refresh(&mut self) {
+        let families = std::mem::take(&mut self.refresh_pending);
+        let Some(negotiated) = self.core.session().negotiated().cloned() else {
+            return;
+        };
+        let Some(peering) = self.peering(&negotiated) else {
+            return;
+        };
+        tracing::debug!(peer = self.config.name, ?families, "BGP route refresh");
+        let now = Instant::now();
+        for family in families {
+            let mut messages: Vec<Message> = self
+                .rib
+                .readvertise(family, &peering)
+                .into_iter()
+                .map(Message::Update)
+                .collect();
+            if negotiated.enhanced_route_refresh {
+                messages.insert(
+                    0,
+                    Message::RouteRefresh(RouteRefresh::new(family, route_refresh_subtype::BEGIN)),
+                );
+                messages.push(Message::RouteRefresh(RouteRefresh::new(
+                    family,
+                    route_refresh_subtype::END,
+                )));
+            }
+            for message in messages {
+                self.send_routing(now, message);
+            }
+        }
+    }
+
+    /// Sends an UPDATE or a ROUTE-REFRESH on the established session.
+    fn send_routing(&mut self, now: Instant, message: Message) {
+        for action in self.core.send_routing(now, message) {
+            if let Action::Send(connection, message) = action {
+                self.send(connection, &message);
+            }
+        }
+    }
+
+    /// The UPDATEs taking the peer to the wanted routes; with `initial`,
+    /// End-of-RIB for every family after them (RFC 4724). Whether any
+    /// went out.
+    fn send_table(&mut self, negotiated: &Negotiated, initial: bool) -> bool {
+        let Some(peering) = self.peering(negotiated) else {
+            return false;
         };
         let (updates, unsendable) = self.rib.updates_to(&self.wanted, &peering);
         for route in unsendable {
@@ -342,11 +417,7 @@ impl PeerActor {
         let now = Instant::now();
         let before = self.sent.updates;
         for update in updates.into_iter().chain(end_of_rib) {
-            for action in self.core.send_update(now, update) {
-                if let Action::Send(connection, message) = action {
-                    self.send(connection, &message);
-                }
-            }
+            self.send_routing(now, Message::Update(update));
         }
         self.sent.updates != before
     }
@@ -620,6 +691,12 @@ impl Handler<SetRoutes> for PeerActor {
     }
 }
 
+impl Handler<Flush> for PeerActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Flush, _ctx: &mut Context<Self>) {}
+}
+
 impl Handler<BfdStatus> for PeerActor {
     type Result = ();
 
@@ -739,15 +816,22 @@ mod tests {
     /// Takes the actor's next connection through OPEN (and, unless
     /// `stop_in_open_confirm`, KEEPALIVE: established).
     fn handshake(listener: &TcpListener, stop_in_open_confirm: bool) -> TcpStream {
+        handshake_offering(listener, stop_in_open_confirm, vec![])
+    }
+
+    /// [`handshake`], the peer's OPEN offering `capabilities` beside IPv4
+    /// unicast.
+    fn handshake_offering(
+        listener: &TcpListener,
+        stop_in_open_confirm: bool,
+        capabilities: Vec<Capability>,
+    ) -> TcpStream {
         let (mut stream, _) = listener.accept().unwrap();
         stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         assert!(matches!(read_message(&mut stream), Some(Message::Open(_))));
-        let open = Open::new(
-            PEER_AS,
-            9,
-            Ipv4Addr::new(192, 0, 2, 1),
-            vec![Capability::Multiprotocol(Family::IPV4_UNICAST)],
-        );
+        let mut offered = vec![Capability::Multiprotocol(Family::IPV4_UNICAST)];
+        offered.extend(capabilities);
+        let open = Open::new(PEER_AS, 9, Ipv4Addr::new(192, 0, 2, 1), offered);
         send(&mut stream, &Message::Open(open));
         assert_eq!(read_message(&mut stream), Some(Message::Keepalive));
         if !stop_in_open_confirm {
@@ -769,11 +853,9 @@ mod tests {
     /// marker, an oversized message and an UPDATE in OpenConfirm get their
     /// NOTIFICATION (RFC 4271 sections 6.1 and 6.6), and each time the
     /// actor reconnects and the session recovers.
-    #[test]
-    fn a_misbehaving_peer_gets_the_rfcs_answers_and_the_session_recovers() {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let config = PeerConfig {
+    /// The actor's configuration for a scripted peer on `port` of loopback.
+    fn scripted(port: u16) -> PeerConfig {
+        PeerConfig {
             name: "scripted".into(),
             address: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
             source: None,
@@ -792,17 +874,30 @@ mod tests {
                 extended_next_hop: false,
                 graceful_restart: None,
             },
-        };
+        }
+    }
+
+    /// The actor for `config`, on a system of its own; the system (to
+    /// stop), its thread, and the actor's address.
+    fn run_actor(config: PeerConfig) -> (actix::System, std::thread::JoinHandle<()>, actix::Addr<PeerActor>) {
         let (tx, rx) = std::sync::mpsc::channel();
         let actors = std::thread::spawn(move || {
             let system = actix::System::new();
             system.block_on(async {
-                PeerActor::new(config).start();
-                tx.send(actix::System::current()).unwrap();
+                let addr = PeerActor::new(config).start();
+                tx.send((actix::System::current(), addr)).unwrap();
             });
             system.run().unwrap();
         });
-        let system = rx.recv().unwrap();
+        let (system, addr) = rx.recv().unwrap();
+        (system, actors, addr)
+    }
+
+    #[test]
+    fn a_misbehaving_peer_gets_the_rfcs_answers_and_the_session_recovers() {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (system, actors, _) = run_actor(scripted(port));
 
         // ORIGIN 7 (no such origin): treat-as-withdraw, no NOTIFICATION.
         let mut stream = handshake(&listener, false);
@@ -867,6 +962,54 @@ mod tests {
             }
         }
         assert!(seen.contains(&Message::Update(end_of_rib)), "{seen:?}");
+        system.stop();
+        actors.join().unwrap();
+    }
+
+    /// Route refresh (RFC 2918, RFC 7313): a burst of a thousand requests
+    /// is answered once, or a few times, never a thousand: the routes
+    /// between Beginning- and End-of-Route-Refresh markers; a request for
+    /// a family the session does not carry is ignored; the session stays.
+    #[test]
+    fn a_burst_of_refresh_requests_is_answered_with_the_routes_a_few_times() {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (system, actors, addr) = run_actor(scripted(port));
+        let prefix = RoutePrefix::V4(meshlb_wire::bgp::Prefix4::new(Ipv4Addr::new(203, 0, 113, 20), 32).unwrap());
+        addr.do_send(SetRoutes([(prefix, RouteAttributes::default())].into()));
+        let mut stream = handshake_offering(&listener, false, vec![Capability::EnhancedRouteRefresh]);
+        let end_of_rib = Message::Update(Update::end_of_rib(Family::IPV4_UNICAST));
+        while read_message(&mut stream).is_some_and(|m| m != end_of_rib) {}
+
+        let request = |family| Message::RouteRefresh(RouteRefresh::new(family, route_refresh_subtype::REQUEST));
+        send(&mut stream, &request(Family::IPV6_UNICAST));
+        for _ in 0..1000 {
+            send(&mut stream, &request(Family::IPV4_UNICAST));
+        }
+        stream.set_read_timeout(Some(Duration::from_millis(1500))).unwrap();
+        let mut answers = Vec::new();
+        while let Some(message) = read_message(&mut stream) {
+            if message != Message::Keepalive {
+                answers.push(message);
+            }
+        }
+        let marker = |subtype| Message::RouteRefresh(RouteRefresh::new(Family::IPV4_UNICAST, subtype));
+        let refreshes = answers.len() / 3;
+        assert!((1..=5).contains(&refreshes), "{} messages: {answers:?}", answers.len());
+        for answer in answers.chunks(3) {
+            let [begin, Message::Update(update), end] = answer else {
+                panic!("not BoRR, UPDATE, EoRR: {answer:?}");
+            };
+            assert_eq!(*begin, marker(route_refresh_subtype::BEGIN));
+            assert_eq!(
+                update.nlri,
+                [meshlb_wire::bgp::Prefix4::new(Ipv4Addr::new(203, 0, 113, 20), 32).unwrap()]
+            );
+            assert_eq!(*end, marker(route_refresh_subtype::END));
+        }
+        send(&mut stream, &Message::Keepalive);
+        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        assert_eq!(read_message(&mut stream), Some(Message::Keepalive), "still established");
         system.stop();
         actors.join().unwrap();
     }

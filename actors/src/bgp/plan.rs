@@ -17,6 +17,10 @@
 //! Where several advertisements give one prefix to one peer, the route
 //! carries the union of their communities and the highest LOCAL_PREF
 //! (MetalLB leaves this case unspecified).
+//!
+//! A route goes out only once the node accepts traffic for every address
+//! it carries ([`PeerPlan::deliverable_routes`]): a router must never send
+//! this node packets it would drop.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -38,6 +42,37 @@ pub struct PeerPlan {
     pub routes: BTreeMap<RoutePrefix, RouteAttributes>,
     /// The service addresses those routes carry.
     pub addresses: BTreeSet<IpAddr>,
+}
+
+impl PeerPlan {
+    /// The routes whose every address (of this peer's) is in
+    /// `deliverable`.
+    pub fn deliverable_routes(&self, deliverable: &BTreeSet<IpAddr>) -> BTreeMap<RoutePrefix, RouteAttributes> {
+        let mut routes = self.routes.clone();
+        if routes.is_empty() {
+            return routes;
+        }
+        // The prefix lengths in use, by family: an address's route is its
+        // prefix at one of them (one, unless advertisements aggregate
+        // differently).
+        let lengths: BTreeSet<(bool, u8)> = routes
+            .keys()
+            .map(|prefix| match prefix {
+                RoutePrefix::V4(p) => (false, p.prefix_len()),
+                RoutePrefix::V6(p) => (true, p.prefix_len()),
+            })
+            .collect();
+        for address in self.addresses.difference(deliverable) {
+            for &(v6, len) in &lengths {
+                if v6 == address.is_ipv6()
+                    && let Some(prefix) = aggregated(*address, len, len)
+                {
+                    routes.remove(&prefix);
+                }
+            }
+        }
+        routes
+    }
 }
 
 /// The BGP plan of this node. See the module documentation.
@@ -273,6 +308,38 @@ spec: {type: LoadBalancer, ipFamilyPolicy: RequireDualStack, ipFamilies: [IPv4, 
         );
         let summary = RoutePrefix::V4(Prefix4::new("203.0.113.0".parse().unwrap(), 28).unwrap());
         assert_eq!(rack_b.peers["tor-b"].routes[&summary].local_pref, Some(200));
+    }
+
+    /// A route waits for each of its addresses to be deliverable: a host
+    /// route for its one address, a summary for all it carries.
+    #[test]
+    fn routes_wait_for_every_address_they_carry() {
+        let state = state(CONFIG);
+        let plan = plan_of(&state, "node2", &labels(&[("rack", "b")]));
+        let peer = &plan.peers["tor-b"];
+        assert_eq!(peer.addresses.len(), 2);
+        let [v4, v6] = [0, 1].map(|i| *peer.addresses.iter().nth(i).unwrap());
+        let everything = peer.deliverable_routes(&peer.addresses);
+        assert_eq!(everything, peer.routes);
+        assert!(peer.deliverable_routes(&BTreeSet::new()).is_empty());
+        let only_v4 = peer.deliverable_routes(&[v4].into());
+        assert!(!only_v4.is_empty());
+        assert!(
+            only_v4
+                .keys()
+                .all(|p| p.family() == meshlb_wire::bgp::Family::IPV4_UNICAST)
+        );
+        assert_eq!(
+            only_v4.len(),
+            routes(&plan, "tor-b").iter().filter(|r| !r.contains(':')).count()
+        );
+        let only_v6 = peer.deliverable_routes(&[v6].into());
+        assert!(
+            only_v6
+                .keys()
+                .all(|p| p.family() == meshlb_wire::bgp::Family::IPV6_UNICAST)
+        );
+        assert_eq!(only_v4.len() + only_v6.len(), peer.routes.len());
     }
 
     /// One prefix from two advertisements: communities joined, the higher

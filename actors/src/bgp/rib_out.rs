@@ -111,6 +111,19 @@ impl RibOut {
         &self.sent
     }
 
+    /// The UPDATEs that advertise again every route of `family` the peer
+    /// was sent: the answer to its route refresh request (RFC 2918). What
+    /// was sent stays as it was.
+    pub fn readvertise(&self, family: Family, peering: &Peering) -> Vec<Update> {
+        let routes: BTreeMap<RoutePrefix, RouteAttributes> = self
+            .sent
+            .iter()
+            .filter(|(prefix, _)| prefix.family() == family)
+            .map(|(prefix, attributes)| (*prefix, attributes.clone()))
+            .collect();
+        RibOut::new().updates_to(&routes, peering).0
+    }
+
     /// The UPDATEs that take the peer from what it was sent to `wanted`
     /// (routes of families the session does not carry are left out), and
     /// the routes left unsent because their attributes overflow a message;
@@ -441,6 +454,21 @@ mod tests {
         assert_eq!(peer.keys().collect::<Vec<_>>(), wanted.keys().collect::<Vec<_>>());
         assert!(peer[&v6("2001:db8:100::10/128")].contains(&PathAttribute::Communities(vec![Community(0xfde8_0001)])));
         assert_eq!(rib.sent().len(), 3);
+
+        // A route refresh of one family: everything of it as sent, none of
+        // the other; what was sent is unchanged.
+        let again = rib.readvertise(Family::IPV4_UNICAST, &peering);
+        let mut refreshed = BTreeMap::new();
+        apply(&mut refreshed, &again, peering.params);
+        assert_eq!(
+            refreshed.keys().collect::<Vec<_>>(),
+            [&v4("203.0.113.10/32"), &v4("203.0.113.12/32")]
+        );
+        assert!(refreshed.iter().all(|(prefix, attributes)| peer[prefix] == *attributes));
+        let v6_again = rib.readvertise(Family::IPV6_UNICAST, &peering);
+        apply(&mut refreshed, &v6_again, peering.params);
+        assert_eq!(refreshed, peer);
+        assert_eq!(rib.updates_to(&wanted, &peering).0, [], "nothing left to send");
     }
 
     #[test]

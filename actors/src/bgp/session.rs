@@ -33,7 +33,8 @@ use std::time::{Duration, Instant};
 
 use meshlb_wire::bgp::notification::{cease_subcode, code, fsm_subcode, open_subcode};
 use meshlb_wire::bgp::{
-    BgpError, Capability, ExtendedNextHop, Family, GracefulRestart, Message, Notification, Open, SessionParams, Update,
+    BgpError, Capability, ExtendedNextHop, Family, GracefulRestart, Message, Notification, Open, SessionParams,
+    route_refresh_subtype,
 };
 
 /// The hold time set while waiting for the peer's OPEN (RFC 4271 section
@@ -79,7 +80,8 @@ pub struct SessionConfig {
     pub passive: bool,
     /// The families this side offers.
     pub families: Vec<Family>,
-    /// Whether to advertise route refresh.
+    /// Whether to advertise route refresh, plain (RFC 2918) and enhanced
+    /// (RFC 7313).
     pub route_refresh: bool,
     /// Whether to offer IPv4 routes with IPv6 next hops (RFC 8950), as an
     /// unnumbered session over link-local addresses needs.
@@ -94,6 +96,7 @@ impl SessionConfig {
         let mut capabilities: Vec<Capability> = self.families.iter().copied().map(Capability::Multiprotocol).collect();
         if self.route_refresh {
             capabilities.push(Capability::RouteRefresh);
+            capabilities.push(Capability::EnhancedRouteRefresh);
         }
         if self.extended_next_hop {
             capabilities.push(Capability::ExtendedNextHop(vec![ExtendedNextHop::IPV4_OVER_IPV6]));
@@ -155,6 +158,9 @@ pub enum Output {
     Send(Message),
     /// The session is up with these terms.
     Established(Negotiated),
+    /// The peer asks for this family's routes again (RFC 2918): a family
+    /// of the session, with route refresh offered.
+    RefreshRequested(Family),
     /// Close the connection (after sending what came before); `established`
     /// says the session was up, so its routes are gone.
     Closed {
@@ -213,6 +219,10 @@ pub struct Negotiated {
     pub params: SessionParams,
     /// Whether the peer takes route refresh requests.
     pub route_refresh: bool,
+    /// Whether both sides offered enhanced route refresh (RFC 7313): a
+    /// re-advertisement goes between Beginning- and End-of-Route-Refresh
+    /// markers.
+    pub enhanced_route_refresh: bool,
     /// Whether IPv4 routes may carry IPv6 next hops: both sides offered it
     /// (RFC 8950).
     pub ipv4_over_ipv6: bool,
@@ -395,16 +405,17 @@ impl Session {
         out
     }
 
-    /// Sends an UPDATE; only while Established (otherwise returns nothing).
-    pub fn send_update(&mut self, now: Instant, update: Update) -> Vec<Output> {
-        if self.state != State::Established {
+    /// Sends an UPDATE or a ROUTE-REFRESH marker; only while Established
+    /// (otherwise returns nothing).
+    pub fn send_routing(&mut self, now: Instant, message: Message) -> Vec<Output> {
+        if self.state != State::Established || !matches!(message, Message::Update(_) | Message::RouteRefresh(_)) {
             return Vec::new();
         }
         // Sending an UPDATE restarts the keepalive timer (section 8.2.2).
         if let Some(keepalive) = self.keepalive() {
             self.set(Timer::Keepalive, Some(now + keepalive));
         }
-        vec![Output::Send(Message::Update(update))]
+        vec![Output::Send(message)]
     }
 
     /// Handles every timer due at `now`.
@@ -514,9 +525,23 @@ impl Session {
                 let (n, reason) = unexpected(fsm_subcode::UNEXPECTED_IN_ESTABLISHED, name, State::Established);
                 self.fail(now, n, reason, out);
             }
-            // KEEPALIVE, UPDATE and ROUTE-REFRESH keep the session up; what
-            // an UPDATE or a ROUTE-REFRESH asks is the driver's (received
-            // routes are not installed; a refresh re-sends the table).
+            // A refresh request for a family of the session; any other
+            // (a family never offered, or the peer's own refresh markers)
+            // is ignored (RFC 2918 section 4, RFC 7313 section 4).
+            (State::Established, Message::RouteRefresh(refresh)) => {
+                self.restart_hold(now);
+                if refresh.subtype == route_refresh_subtype::REQUEST
+                    && self.config.route_refresh
+                    && self
+                        .negotiated
+                        .as_ref()
+                        .is_some_and(|n| n.families.contains(&refresh.family))
+                {
+                    out.push(Output::RefreshRequested(refresh.family));
+                }
+            }
+            // KEEPALIVE and UPDATE keep the session up (received routes are
+            // not installed).
             (State::Established, _) => self.restart_hold(now),
         }
     }
@@ -581,6 +606,8 @@ impl Session {
             families,
             params: SessionParams::negotiate(&self.config.open(), open),
             route_refresh: open.capabilities.contains(&Capability::RouteRefresh),
+            enhanced_route_refresh: self.config.route_refresh
+                && open.capabilities.contains(&Capability::EnhancedRouteRefresh),
             ipv4_over_ipv6: self.config.extended_next_hop
                 && open.capabilities.iter().any(|c| {
                     matches!(c, Capability::ExtendedNextHop(tuples) if tuples.contains(&ExtendedNextHop::IPV4_OVER_IPV6))
@@ -657,6 +684,7 @@ fn message_name(message: &Message) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use meshlb_wire::bgp::RouteRefresh;
 
     fn config(asn: u32, peer: PeerAs, id: [u8; 4], hold: u16) -> SessionConfig {
         SessionConfig {
@@ -744,7 +772,7 @@ mod tests {
                         self.act(1 - side, out);
                     }
                     Output::Closed { .. } if self.connected => self.connected = false,
-                    Output::Closed { .. } | Output::Established(_) => {}
+                    Output::Closed { .. } | Output::Established(_) | Output::RefreshRequested(_) => {}
                 }
             }
         }
@@ -840,6 +868,51 @@ mod tests {
                 assert_eq!(negotiated.ipv4_over_ipv6, ours && theirs, "{ours} {theirs}");
             }
         }
+    }
+
+    /// A ROUTE-REFRESH request for a family of the session asks the driver
+    /// for the routes again; one for a family never offered, the peer's
+    /// own refresh markers, or any before the session is up ask nothing
+    /// (RFC 2918 section 4, RFC 7313 section 4). Enhanced route refresh is
+    /// used when both offer it.
+    #[test]
+    fn refresh_requests_for_the_session_s_families_ask_for_the_routes() {
+        let mut pair = ebgp_pair();
+        pair.sides[0].config.families = vec![Family::IPV4_UNICAST];
+        pair.input(1, Input::ManualStart);
+        pair.input(0, Input::ManualStart);
+        pair.run_for(Duration::from_millis(1));
+        assert_eq!(pair.states(), [State::Established, State::Established]);
+        assert!(pair.sides[0].negotiated().unwrap().enhanced_route_refresh);
+        let now = pair.now;
+        let mut asked = |refresh: RouteRefresh| {
+            pair.sides[0]
+                .handle(now, Input::Message(Message::RouteRefresh(refresh)))
+                .into_iter()
+                .filter_map(|o| match o {
+                    Output::RefreshRequested(family) => Some(family),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        };
+        let request = route_refresh_subtype::REQUEST;
+        assert_eq!(
+            asked(RouteRefresh::new(Family::IPV4_UNICAST, request)),
+            [Family::IPV4_UNICAST]
+        );
+        assert_eq!(asked(RouteRefresh::new(Family::IPV6_UNICAST, request)), []);
+        for marker in [route_refresh_subtype::BEGIN, route_refresh_subtype::END, 7] {
+            assert_eq!(asked(RouteRefresh::new(Family::IPV4_UNICAST, marker)), []);
+        }
+        assert_eq!(pair.states()[0], State::Established, "nothing closes the session");
+
+        let mut plain = ebgp_pair();
+        plain.sides[1].config.route_refresh = false;
+        plain.input(1, Input::ManualStart);
+        plain.input(0, Input::ManualStart);
+        plain.run_for(Duration::from_millis(1));
+        let negotiated = plain.sides[0].negotiated().unwrap();
+        assert!(!negotiated.route_refresh && !negotiated.enhanced_route_refresh);
     }
 
     /// Keepalives every third of the hold time keep a session up for ten
@@ -1131,7 +1204,7 @@ mod tests {
             Input::Message(Message::Open(good)),
             Input::Message(Message::Open(bad_as)),
             Input::Message(Message::Open(zero_hold)),
-            Input::Message(Message::Update(Update::default())),
+            Input::Message(Message::Update(meshlb_wire::bgp::Update::default())),
             Input::Message(Message::Notification(cease)),
             Input::DecodeError(BgpError::new(code::MESSAGE_HEADER, 1, vec![], "bad marker")),
         ];

@@ -167,6 +167,10 @@ impl Reading {
     }
 }
 
+/// How long after a change of the directory it is read: the other steps of
+/// an editor's save, or of a ConfigMap's swap, land within it.
+pub const CHANGE_DEBOUNCE: Duration = Duration::from_millis(50);
+
 /// Watches `dir`: a unit arrives on the channel after any change, at most
 /// one per `debounce` (editors write files in several steps). Keep the
 /// returned watcher alive as long as changes are wanted.
@@ -270,7 +274,7 @@ impl FileSource {
     /// every change of the directory and every `resync`, each time on a
     /// blocking thread, and sends what changed.
     pub fn spawn(self, resync: Duration) -> Result<SourceStream, AgentError> {
-        let (watcher, mut changes) = watch(&self.dir, Duration::from_millis(200))?;
+        let (watcher, mut changes) = watch(&self.dir, CHANGE_DEBOUNCE)?;
         let (tx, updates) = mpsc::channel(4);
         let task = tokio::spawn(async move {
             let _watcher = watcher;

@@ -117,6 +117,23 @@ pub struct RouteRefresh {
     pub subtype: u8,
 }
 
+/// ROUTE-REFRESH subtypes (RFC 7313 section 3.2).
+pub mod route_refresh_subtype {
+    /// A request to re-advertise the family's Adj-RIB-Out.
+    pub const REQUEST: u8 = 0;
+    /// Beginning of Route Refresh: a re-advertisement follows.
+    pub const BEGIN: u8 = 1;
+    /// End of Route Refresh: the re-advertisement is complete.
+    pub const END: u8 = 2;
+}
+
+impl RouteRefresh {
+    /// `subtype` (see [`route_refresh_subtype`]) for `family`.
+    pub fn new(family: Family, subtype: u8) -> RouteRefresh {
+        RouteRefresh { family, subtype }
+    }
+}
+
 /// A BGP message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {

@@ -40,6 +40,7 @@ mod capability_code {
     pub(super) const EXTENDED_NEXT_HOP: u8 = 5;
     pub(super) const GRACEFUL_RESTART: u8 = 64;
     pub(super) const FOUR_OCTET_AS: u8 = 65;
+    pub(super) const ENHANCED_ROUTE_REFRESH: u8 = 70;
 }
 
 /// Per-family state in the graceful restart capability.
@@ -91,6 +92,9 @@ pub enum Capability {
     Multiprotocol(Family),
     /// Code 2: route refresh (RFC 2918).
     RouteRefresh,
+    /// Code 70: enhanced route refresh (RFC 7313): a refresh is framed by
+    /// Beginning- and End-of-Route-Refresh markers.
+    EnhancedRouteRefresh,
     /// Code 5: extended next hop encoding (RFC 8950).
     ExtendedNextHop(Vec<ExtendedNextHop>),
     /// Code 64: graceful restart (RFC 4724).
@@ -112,6 +116,7 @@ impl Capability {
         match self {
             Capability::Multiprotocol(_) => capability_code::MULTIPROTOCOL,
             Capability::RouteRefresh => capability_code::ROUTE_REFRESH,
+            Capability::EnhancedRouteRefresh => capability_code::ENHANCED_ROUTE_REFRESH,
             Capability::ExtendedNextHop(_) => capability_code::EXTENDED_NEXT_HOP,
             Capability::GracefulRestart(_) => capability_code::GRACEFUL_RESTART,
             Capability::FourOctetAs(_) => capability_code::FOUR_OCTET_AS,
@@ -125,7 +130,7 @@ impl Capability {
                 let a = f.afi.to_be_bytes();
                 vec![a[0], a[1], 0, f.safi]
             }
-            Capability::RouteRefresh => vec![],
+            Capability::RouteRefresh | Capability::EnhancedRouteRefresh => vec![],
             Capability::ExtendedNextHop(tuples) => tuples
                 .iter()
                 .flat_map(|t| {
@@ -171,6 +176,12 @@ impl Capability {
                     return Err(malformed("route refresh carries no value"));
                 }
                 Capability::RouteRefresh
+            }
+            capability_code::ENHANCED_ROUTE_REFRESH => {
+                if !value.is_empty() {
+                    return Err(malformed("enhanced route refresh carries no value"));
+                }
+                Capability::EnhancedRouteRefresh
             }
             capability_code::EXTENDED_NEXT_HOP => {
                 if value.is_empty() || !value.len().is_multiple_of(6) {
@@ -453,7 +464,8 @@ mod tests {
             &[2, 0],                            // route refresh
             &[64, 6, 0x80, 120, 0, 1, 1, 0x80], // GR: R bit, 120 s, ipv4 F
             &[65, 4, 0, 0, 0xfc, 0x00],         // 4-octet AS 64512
-            &[70, 0],                           // enhanced route refresh (unknown to us)
+            &[70, 0],                           // enhanced route refresh
+            &[73, 4, 2, b'r', b'1', 0],         // FQDN "r1" (unknown to us)
         ];
         let params: Vec<u8> = caps
             .iter()
@@ -477,10 +489,14 @@ mod tests {
         assert_eq!(open.bgp_identifier, Ipv4Addr::new(198, 51, 100, 254));
         assert_eq!(open.families(), vec![Family::IPV4_UNICAST, Family::IPV6_UNICAST]);
         assert!(open.capabilities.contains(&Capability::RouteRefresh));
+        assert!(open.capabilities.contains(&Capability::EnhancedRouteRefresh));
         assert!(open.capabilities.contains(&Capability::Unknown {
-            code: 70,
-            value: vec![]
+            code: 73,
+            value: vec![2, b'r', b'1', 0]
         }));
+        let for_70 = Capability::decode(70, &[]).expect("valid");
+        assert_eq!((for_70.code(), for_70.value()), (70, vec![]));
+        assert!(Capability::decode(70, &[0]).is_err(), "no value allowed");
         let gr = open
             .capabilities
             .iter()
