@@ -265,10 +265,10 @@ pub fn usage(pid: u32) -> Result<(u64, Duration), LabError> {
 /// Waits until the process uses under 5 % of a core for a second (done
 /// with what it was given; a controller may never be wholly idle), at
 /// most a minute: its CPU time then.
-async fn until_idle(pid: u32) -> Result<Duration, LabError> {
+pub fn wait_idle(pid: u32) -> Result<Duration, LabError> {
     let mut last = usage(pid)?.1;
     for _ in 0..60 {
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        std::thread::sleep(Duration::from_secs(1));
         let now = usage(pid)?.1;
         if now.saturating_sub(last) < Duration::from_millis(50) {
             return Ok(now);
@@ -276,6 +276,13 @@ async fn until_idle(pid: u32) -> Result<Duration, LabError> {
         last = now;
     }
     Ok(last)
+}
+
+/// [`wait_idle`] off the runtime's threads.
+async fn until_idle(pid: u32) -> Result<Duration, LabError> {
+    tokio::task::spawn_blocking(move || wait_idle(pid))
+        .await
+        .map_err(|e| LabError::Invalid(format!("waiting for the process to idle: {e}")))?
 }
 
 struct Running(Child);

@@ -139,6 +139,10 @@ enum Bench {
         /// Also draw the largest count's comparison into this SVG file.
         #[arg(long)]
         plot: Option<std::path::PathBuf>,
+        /// Run meshlb's agent alone, without gobgpd beside it (for working
+        /// on the agent; no comparison, no plot).
+        #[arg(long, conflicts_with = "plot")]
+        meshlb_only: bool,
     },
     /// meshlb's agent cold with many IPv6 Services: until the node delivers every address and bird2's kernel routes every one, with the order checked.
     BgpDelivery {
@@ -712,9 +716,9 @@ fn bench_gossip(runs: usize, sizes: Vec<usize>, window: u64, loss: f64) -> Resul
 fn bench_gobgp_routes(runs: usize, counts: Vec<usize>) -> Result<(), LabError> {
     println!("gobgpd (speaker, node1) -> bird2 (router), one IPv6 eBGP session, {runs} runs each; seconds");
     println!(
-        "| routes | session Established -> all in RIB (median / p90 / max) | -> all in kernel FIB | delete all -> RIB empty | -> FIB empty | gobgpd peak RSS, CPU per run | runs |"
+        "| routes | session Established -> all in RIB (median / p90 / max) | -> all in kernel FIB | delete all -> RIB empty | -> FIB empty | peak RSS (max) | CPU loading the routes (max) | CPU, session enabled -> all withdrawn (max) | runs |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     let cell = |s: Option<Summary>| {
         s.map(|s| format!("{} / {} / {}", secs(s.median), secs(s.p90), secs(s.max)))
             .unwrap_or_default()
@@ -737,22 +741,29 @@ fn bench_gobgp_routes(runs: usize, counts: Vec<usize>) -> Result<(), LabError> {
     Ok(())
 }
 
-/// A speaker's largest peak RSS and CPU time per run, over `runs`.
+/// A speaker's largest peak RSS, CPU time loading the routes and CPU time
+/// in the session, per run, over `runs`: the table's last cells.
 fn usage(runs: &[meshlb_chaos::scenario::SpeakerRouteScaleRun]) -> String {
     let rss = runs.iter().map(|r| r.peak_rss_kib).max().unwrap_or(0);
+    let load_cpu = runs.iter().map(|r| r.load_cpu).max().unwrap_or_default();
     let cpu = runs.iter().map(|r| r.cpu).max().unwrap_or_default();
-    format!("{} MiB, {} s", rss / 1024, secs(cpu))
+    format!("{} MiB | {} s | {} s", rss / 1024, secs(load_cpu), secs(cpu))
 }
 
-fn bench_bgp_routes(runs: usize, counts: Vec<usize>, plot: Option<&std::path::Path>) -> Result<(), LabError> {
+fn bench_bgp_routes(
+    runs: usize,
+    counts: Vec<usize>,
+    plot: Option<&std::path::Path>,
+    meshlb_only: bool,
+) -> Result<(), LabError> {
     use meshlb_chaos::scenario::{RouteScaleRun, SpeakerRouteScaleRun};
     println!(
         "meshlb-agent and gobgpd (speaker, node1) -> bird2 (router), one IPv6 eBGP session, {runs} runs each; seconds"
     );
     println!(
-        "| routes | speaker | Established -> all in RIB (median / p90 / max) | -> all in kernel FIB | withdraw all -> RIB empty | -> FIB empty | peak RSS, CPU per run (max) | runs |"
+        "| routes | speaker | Established -> all in RIB (median / p90 / max) | -> all in kernel FIB | withdraw all -> RIB empty | -> FIB empty | peak RSS (max) | CPU loading the routes (max) | CPU, session enabled -> all withdrawn (max) | runs |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     let cell = |s: Option<Summary>| {
         s.map(|s| format!("{} / {} / {}", secs(s.median), secs(s.p90), secs(s.max)))
             .unwrap_or_default()
@@ -774,6 +785,9 @@ fn bench_bgp_routes(runs: usize, counts: Vec<usize>, plot: Option<&std::path::Pa
     for count in counts {
         let meshlb = meshlb_chaos::scenario::meshlb_route_scale(count, runs)?;
         let ours = row(count, "meshlb", &meshlb);
+        if meshlb_only {
+            continue;
+        }
         let gobgp = meshlb_chaos::scenario::gobgp_route_scale(count, runs)?;
         let theirs = row(count, "gobgpd", &gobgp);
         if let Some(file) = plot {
@@ -784,7 +798,7 @@ fn bench_bgp_routes(runs: usize, counts: Vec<usize>, plot: Option<&std::path::Pa
             && !theirs.is_zero()
         {
             println!(
-                "| {count} | meshlb / gobgpd, RIB median | {:.2} | | | | | |",
+                "| {count} | meshlb / gobgpd, RIB median | {:.2} | | | | | | | |",
                 ours.as_secs_f64() / theirs.as_secs_f64()
             );
         }
@@ -805,7 +819,9 @@ fn route_scale_plot(
         Summary::of(&done.iter().map(|r| f(&r.timing)).collect::<Vec<_>>()).map_or(0.0, |s| s.median.as_secs_f64())
     };
     let rss = |done: &[SpeakerRouteScaleRun]| done.iter().map(|r| r.peak_rss_kib).max().unwrap_or(0) as f64 / 1024.0;
-    let cpu = |done: &[SpeakerRouteScaleRun]| done.iter().map(|r| r.cpu).max().unwrap_or_default().as_secs_f64();
+    let cpu = |done: &[SpeakerRouteScaleRun], f: fn(&SpeakerRouteScaleRun) -> Duration| {
+        done.iter().map(f).max().unwrap_or_default().as_secs_f64()
+    };
     let pairs = [
         Pair {
             measure: "Established -> all in RIB, s".into(),
@@ -823,9 +839,14 @@ fn route_scale_plot(
             second: rss(gobgp),
         },
         Pair {
-            measure: "CPU per run, s".into(),
-            first: cpu(meshlb),
-            second: cpu(gobgp),
+            measure: "CPU loading the routes, s".into(),
+            first: cpu(meshlb, |r| r.load_cpu),
+            second: cpu(gobgp, |r| r.load_cpu),
+        },
+        Pair {
+            measure: "CPU, session enabled -> withdrawn, s".into(),
+            first: cpu(meshlb, |r| r.cpu),
+            second: cpu(gobgp, |r| r.cpu),
         },
     ];
     paired_bars(
@@ -1145,10 +1166,16 @@ fn main() -> ExitCode {
             bench_keepalived(runs, nodes, fault)
         }
         Command::Bench {
-            bench: Bench::BgpRoutes { runs, routes, plot },
+            bench:
+                Bench::BgpRoutes {
+                    runs,
+                    routes,
+                    plot,
+                    meshlb_only,
+                },
         } => {
             install_teardown_on_signal();
-            bench_bgp_routes(runs, routes, plot.as_deref())
+            bench_bgp_routes(runs, routes, plot.as_deref(), meshlb_only)
         }
         Command::Bench {
             bench: Bench::BgpDelivery { runs, routes },

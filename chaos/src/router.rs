@@ -436,6 +436,20 @@ impl Router {
         }
     }
 
+    /// Disables or enables bird2's session with `peers[index]` (bird2's
+    /// `disable` and `enable`): disabled, it closes the session and refuses
+    /// the peer's connections.
+    pub fn set_bird_peer_enabled(&self, lab: &Lab, index: usize, enabled: bool) -> Result<(), LabError> {
+        if self.kind != RouterKind::Bird {
+            return Err(LabError::Invalid(format!(
+                "disabling a peer is implemented for bird2, not {}",
+                self.kind
+            )));
+        }
+        let command = if enabled { "enable" } else { "disable" };
+        self.query(lab, &[command, &format!("peer{index}")]).map(|_| ())
+    }
+
     /// Changes the import policy of a router started with
     /// [`RouterOptions::reject_imports`] to accept everything, or to
     /// reject it again, without re-evaluating a route: bird2 is

@@ -590,9 +590,10 @@ fn gobgp_route_scale_in(lab: &Lab, count: usize, runs: usize) -> Result<Vec<Spea
         wait_for(limit, "the kernel FIB to empty", || {
             kernel_route_count(lab, "router", "bird").is_ok_and(|n| n == 0)
         })?;
-        speaker.load_mrt(lab, &files, "ipv6")?;
         let pid = u32::try_from(speaker.pid()).map_err(|_| LabError::Invalid("gobgpd's pid".into()))?;
-        let (_, cpu_before) = crate::kube_bench::usage(pid)?;
+        let cpu_unloaded = crate::kube_bench::wait_idle(pid)?;
+        speaker.load_mrt(lab, &files, "ipv6")?;
+        let cpu_before = crate::kube_bench::wait_idle(pid)?;
 
         // Timed from the session reaching Established, by bird2's own
         // millisecond clock (session setup waits on gobgpd's reconnect
@@ -606,6 +607,7 @@ fn gobgp_route_scale_in(lab: &Lab, count: usize, runs: usize) -> Result<Vec<Spea
         out.push(SpeakerRouteScaleRun {
             timing,
             peak_rss_kib,
+            load_cpu: cpu_before.saturating_sub(cpu_unloaded),
             cpu: cpu_after.saturating_sub(cpu_before),
         });
     }
@@ -682,17 +684,22 @@ fn time_withdrawn(
 }
 
 /// One route-scale run of a speaker: what [`RouteScaleRun`] measures, with
-/// the speaker's peak RSS and its CPU time in the run (meshlb's agent, from
-/// its start: configuration loaded, Services assigned, routes announced and
-/// withdrawn; gobgpd, from enabling the session with the routes loaded to
-/// their withdrawal).
+/// the speaker's peak RSS and its CPU time in two phases, the same for
+/// both speakers: loading the routes with the session down (meshlb's
+/// agent from its start: configuration read, Services assigned, addresses
+/// delivered; gobgpd from the first MRT file injected until the last is
+/// in its RIB; each until idle), then the session (from enabling it until
+/// every route is withdrawn).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SpeakerRouteScaleRun {
     /// The timings.
     pub timing: RouteScaleRun,
     /// The speaker's peak resident memory, KiB.
     pub peak_rss_kib: u64,
-    /// The speaker's CPU time (user and system) in the run.
+    /// The speaker's CPU time (user and system) loading the routes.
+    pub load_cpu: Duration,
+    /// The speaker's CPU time (user and system) from enabling the session
+    /// until every route is withdrawn.
     pub cpu: Duration,
 }
 
@@ -736,11 +743,13 @@ fn route_scale_config(router_v6: Ipv6Addr, count: usize, advertised: bool) -> Ve
 /// meshlb's agent on node1 announces `count` IPv6 host routes (one per
 /// Service) to bird2 over IPv6 eBGP, `runs` times, measured as
 /// [`gobgp_route_scale`] measures gobgpd: each run starts the agent with
-/// the Services assigned (from its state file, after the first) and times
-/// from bird2's Established until its RIB and the kernel FIB hold every
-/// route; then the BGPAdvertisement is removed (the agent withdraws every
-/// route in UPDATEs) and timed until both are empty; then the agent is
-/// killed.
+/// bird2's session disabled and waits until the node delivers every
+/// address (the routes loaded: configuration read, Services assigned, from
+/// its state file after the first run); then bird2 enables the session,
+/// timed from bird2's Established until its RIB and the kernel FIB hold
+/// every route; then the BGPAdvertisement is removed (the agent withdraws
+/// every route in UPDATEs) and timed until both are empty; then the agent
+/// is killed.
 pub fn meshlb_route_scale(count: usize, runs: usize) -> Result<Vec<SpeakerRouteScaleRun>, LabError> {
     route_scale_lab()?.run(|lab| meshlb_route_scale_in(lab, count, runs))
 }
@@ -761,12 +770,19 @@ fn meshlb_route_scale_in(lab: &Lab, count: usize, runs: usize) -> Result<Vec<Spe
         .map(|s| (*s).to_owned())
         .collect();
     let limit = Duration::from_secs(180);
+    wait_for(limit, "bird2 answering", || router.bird_route_count(lab).is_ok())?;
     let mut out = Vec::new();
     for _ in 0..runs {
         write(true)?;
+        router.set_bird_peer_enabled(lab, 0, false)?;
         let agent = crate::agent::start_agent_with(lab, "node1", &names, &keys, "fast", &extra)?;
-        let timing = time_announced_and_withdrawn(lab, &router, count, limit, || write(false))?;
         let pid = u32::try_from(agent.process.pid()).map_err(|_| LabError::Invalid("agent pid".into()))?;
+        wait_for(limit, &format!("{count} addresses delivered on node1"), || {
+            crate::router::kernel_route_count(lab, "node1", &PROTOCOL_MESHLB.to_string()).is_ok_and(|n| n >= count)
+        })?;
+        let load_cpu = crate::kube_bench::wait_idle(pid)?;
+        router.set_bird_peer_enabled(lab, 0, true)?;
+        let timing = time_announced_and_withdrawn(lab, &router, count, limit, || write(false))?;
         let (peak_rss_kib, cpu) = crate::kube_bench::usage(pid)?;
         agent.process.kill()?;
         agent.process.wait_exit(Duration::from_secs(10))?;
@@ -776,7 +792,8 @@ fn meshlb_route_scale_in(lab: &Lab, count: usize, runs: usize) -> Result<Vec<Spe
         out.push(SpeakerRouteScaleRun {
             timing,
             peak_rss_kib,
-            cpu,
+            load_cpu,
+            cpu: cpu.saturating_sub(load_cpu),
         });
     }
     Ok(out)
@@ -850,7 +867,7 @@ fn delivery_order_in(lab: &Lab, count: usize) -> Result<DeliveryRun, LabError> {
         kernel_route_count(lab, "router", "bird").is_ok_and(|n| n == 0)
     })?;
     wait_for(limit, "node1's service addresses to go", || {
-        crate::router::kernel_route_count(lab, "node1", "77").is_ok_and(|n| n == 0)
+        crate::router::kernel_route_count(lab, "node1", &PROTOCOL_MESHLB.to_string()).is_ok_and(|n| n == 0)
     })?;
     agent.process.kill()?;
     let node = at_node.stop()?;

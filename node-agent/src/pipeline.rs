@@ -27,7 +27,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -38,10 +38,11 @@ use meshlb_config::service::{ClassFilter, ServiceKey};
 use meshlb_config::{AddressSource, ConfigStore, Inventory, Offer, Reconciler, Rejected, ServiceOutcome};
 use tokio::sync::watch;
 
+use crate::AgentError;
 use crate::health::HealthMonitors;
 use crate::sources::{Snapshot, SourceStream, SourceUpdate};
+use crate::state_file::AssignmentsFile;
 use crate::status::{ConfigStatus, Rejection, StatusHub};
-use crate::{AgentError, state_file};
 
 /// What the pipeline has read and decided: what the protocols act on.
 #[derive(Debug, Clone, Default)]
@@ -102,7 +103,7 @@ struct Held {
 /// [`Pipeline::run`] for where it runs).
 #[derive(Debug)]
 pub struct Pipeline {
-    state_path: Option<PathBuf>,
+    assignments_file: Option<AssignmentsFile>,
     hold_withdraw_all: Duration,
     store: ConfigStore<Arc<Inventory>>,
     /// The source's fingerprint of the running snapshot.
@@ -118,12 +119,13 @@ impl Pipeline {
     /// Reads remembered assignments from `state_path` (if given); serves
     /// the services of `classes`.
     pub fn new(state_path: Option<&Path>, classes: ClassFilter) -> Result<Pipeline, AgentError> {
-        let remembered = match state_path {
-            Some(path) => state_file::load(path)?,
+        let assignments_file = state_path.map(AssignmentsFile::new);
+        let remembered = match &assignments_file {
+            Some(file) => file.load()?,
             None => BTreeMap::new(),
         };
         Ok(Pipeline {
-            state_path: state_path.map(Path::to_path_buf),
+            assignments_file,
             hold_withdraw_all: DEFAULT_HOLD_WITHDRAW_ALL,
             store: ConfigStore::default(),
             fingerprint: None,
@@ -320,8 +322,8 @@ impl Pipeline {
             changed.insert(key.clone(), None);
         }
         self.outcomes = outcomes;
-        if let Some(path) = &self.state_path
-            && let Err(e) = state_file::save(path, &self.reconciler)
+        if let Some(file) = &mut self.assignments_file
+            && let Err(e) = file.save(&self.reconciler)
         {
             tracing::error!(error = %e, "cannot remember assignments; a restart may reassign addresses");
         }

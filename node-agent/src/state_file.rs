@@ -4,8 +4,9 @@
 //! which addresses a service holds, and the agent re-admits them on start.
 //! Standalone files carry no status, so the agent writes its assignments
 //! to a state file (atomically: a temporary file renamed over the old one)
-//! and re-admits them before allocating anything new. A missing file means
-//! a first start.
+//! whenever they change ([`AssignmentsFile`]: a reload that changes no
+//! assignment, such as a withdrawal, writes nothing) and re-admits them
+//! before allocating anything new. A missing file means a first start.
 //!
 //! A graceful restart's record ([`RestartRecord`]): an agent stopping
 //! while its BGP peers help it restart (RFC 4724) leaves the local routes
@@ -15,9 +16,10 @@
 //! announcing a restart if it comes within the restart time).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::Write;
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use meshlb_config::Reconciler;
@@ -26,13 +28,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::AgentError;
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StateFile {
     assignments: Vec<Entry>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Entry {
     namespace: String,
@@ -64,10 +66,59 @@ pub fn load(path: &Path) -> Result<BTreeMap<ServiceKey, Vec<IpAddr>>, AgentError
         .collect())
 }
 
-/// Writes the allocator's assignments, and the addresses services hold
-/// though no pool covers them (held again on restart: a hold's time starts
-/// anew then).
-pub fn save(path: &Path, reconciler: &Reconciler) -> Result<(), AgentError> {
+/// The assignments file: writes the allocator's assignments, and the
+/// addresses services hold though no pool covers them (held again on
+/// restart: a hold's time starts anew then), only when they differ from
+/// what it last wrote.
+#[derive(Debug)]
+pub struct AssignmentsFile {
+    path: PathBuf,
+    /// A hash of what was last written; none before the first write (or
+    /// after a failed one, so the next reload tries again).
+    written: Option<u64>,
+}
+
+impl AssignmentsFile {
+    /// The file at `path`; nothing is read or written yet.
+    pub fn new(path: &Path) -> AssignmentsFile {
+        AssignmentsFile {
+            path: path.to_path_buf(),
+            written: None,
+        }
+    }
+
+    /// Reads the assignments remembered in the file (see [`load`]).
+    pub fn load(&self) -> Result<BTreeMap<ServiceKey, Vec<IpAddr>>, AgentError> {
+        load(&self.path)
+    }
+
+    /// Writes what `reconciler` holds if it differs from the last write;
+    /// whether it wrote.
+    pub fn save(&mut self, reconciler: &Reconciler) -> Result<bool, AgentError> {
+        let state = state_of(reconciler);
+        let mut hasher = DefaultHasher::new();
+        state.hash(&mut hasher);
+        let hash = hasher.finish();
+        if self.written == Some(hash) {
+            return Ok(false);
+        }
+        self.written = None;
+        let text = serde_yaml_ng::to_string(&state).map_err(|e| AgentError::State {
+            path: self.path.clone(),
+            message: e.to_string(),
+        })?;
+        write_atomically(
+            &self.path,
+            "# Written by meshlb-agent: addresses held by services, re-admitted on restart.\n",
+            &text,
+        )?;
+        self.written = Some(hash);
+        Ok(true)
+    }
+}
+
+/// What the assignments file holds for `reconciler`.
+fn state_of(reconciler: &Reconciler) -> StateFile {
     let held = reconciler.holds().held().map(|(k, addresses)| Entry {
         namespace: k.namespace.clone(),
         name: k.name.clone(),
@@ -75,7 +126,7 @@ pub fn save(path: &Path, reconciler: &Reconciler) -> Result<(), AgentError> {
         pool: String::new(),
         addresses: addresses.to_vec(),
     });
-    let state = StateFile {
+    StateFile {
         assignments: reconciler
             .allocator()
             .assignments()
@@ -87,16 +138,7 @@ pub fn save(path: &Path, reconciler: &Reconciler) -> Result<(), AgentError> {
             })
             .chain(held)
             .collect(),
-    };
-    let text = serde_yaml_ng::to_string(&state).map_err(|e| AgentError::State {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    write_atomically(
-        path,
-        "# Written by meshlb-agent: addresses held by services, re-admitted on restart.\n",
-        &text,
-    )
+    }
 }
 
 /// Writes `header` and `text` to `path` through a temporary file renamed
@@ -195,7 +237,8 @@ mod tests {
     use super::*;
 
     /// Addresses held though their pool is gone are remembered with the
-    /// assigned ones, so a restart holds them again.
+    /// assigned ones, so a restart holds them again; the file is written
+    /// only when what it holds changes.
     #[test]
     fn held_addresses_are_remembered_across_a_restart() {
         let inventory = |text: &str| {
@@ -211,12 +254,20 @@ mod tests {
         assert_eq!(reconciler.allocator().assignments().count(), 0, "the pool is gone");
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("assignments.yaml");
-        save(&path, &reconciler).unwrap();
-        let remembered = load(&path).unwrap();
+        let mut file = AssignmentsFile::new(&path);
+        assert!(file.save(&reconciler).unwrap());
+        let remembered = file.load().unwrap();
         assert_eq!(
             remembered.get(&ServiceKey::new("default", "a")),
             Some(&vec!["192.0.2.0".parse::<IpAddr>().unwrap()])
         );
+
+        std::fs::remove_file(&path).unwrap();
+        assert!(!file.save(&reconciler).unwrap(), "nothing changed");
+        assert!(!path.exists(), "nothing written");
+        reconciler.apply(&inventory(&format!("{pool}{services}")), now);
+        assert!(file.save(&reconciler).unwrap(), "the pool is back: assigned again");
+        assert_eq!(file.load().unwrap(), remembered);
     }
 
     #[test]

@@ -262,8 +262,9 @@ fn a_reading_that_withdraws_everything_is_held_for_a_grace_period() {
 }
 
 /// A resync of files that did not change costs a read and a hash, not a
-/// parse; a file over the size limit is refused unread, naming the limit,
-/// and the running configuration stays.
+/// parse; a change parses only the file it touched; a file over the size
+/// limit is refused unread, naming the limit, and the running
+/// configuration stays.
 #[test]
 fn unchanged_files_are_not_parsed_again_and_oversized_ones_are_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -279,11 +280,30 @@ fn unchanged_files_are_not_parsed_again_and_oversized_ones_are_refused() {
     std::fs::write(dir.path().join("web.yaml"), service("web")).unwrap();
     assert_eq!(agent.reload(), Reload::Unchanged, "rewritten with the same bytes");
     assert_eq!(agent.source.readings_parsed(), 1);
+    assert_eq!(agent.source.files_parsed(), 2);
     // A comment changes the bytes, not the configuration: parsed, unchanged.
     std::fs::write(dir.path().join("web.yaml"), format!("# web\n{}", service("web"))).unwrap();
     assert_eq!(agent.reload(), Reload::Unchanged);
     assert_eq!(agent.source.readings_parsed(), 2);
+    assert_eq!(agent.source.files_parsed(), 3, "web.yaml alone parsed again");
+    // A new file is parsed alone, and so is one that changed back.
+    std::fs::write(dir.path().join("api.yaml"), service("api")).unwrap();
+    assert!(matches!(agent.reload(), Reload::Accepted { .. }));
+    assert_eq!(agent.source.files_parsed(), 4);
+    assert_eq!(addresses(&agent, "api").len(), 1);
+    std::fs::write(dir.path().join("web.yaml"), service("web")).unwrap();
+    assert_eq!(agent.reload(), Reload::Unchanged);
+    assert_eq!(agent.source.files_parsed(), 5);
+    // A file that no longer parses rejects the reading and is parsed once;
+    // mended, the reading is whole again.
+    std::fs::write(dir.path().join("api.yaml"), "kind: [").unwrap();
+    assert!(matches!(agent.reload(), Reload::Rejected(_)));
+    std::fs::remove_file(dir.path().join("api.yaml")).unwrap();
+    assert!(matches!(agent.reload(), Reload::Accepted { .. }));
+    assert_eq!(agent.source.files_parsed(), 6, "removing a file parses nothing");
+    assert!(!agent.outcomes().contains_key(&ServiceKey::new("default", "api")));
 
+    let parsed = agent.source.readings_parsed();
     let big = format!("{}# {}\n", service("web"), "x".repeat(5000));
     std::fs::write(dir.path().join("web.yaml"), big).unwrap();
     let Reload::Rejected(rejected) = agent.reload() else {
@@ -294,7 +314,7 @@ fn unchanged_files_are_not_parsed_again_and_oversized_ones_are_refused() {
         text.contains("web.yaml") && text.contains("larger than the 4096 bytes"),
         "{text}"
     );
-    assert_eq!(agent.source.readings_parsed(), 2, "refused before parsing");
+    assert_eq!(agent.source.readings_parsed(), parsed, "refused before parsing");
     assert_eq!(addresses(&agent, "web"), ["192.0.2.0".parse::<IpAddr>().unwrap()]);
 }
 

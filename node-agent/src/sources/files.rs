@@ -8,13 +8,17 @@
 //! the whole reading, since what it meant is unknown, and so does a file
 //! larger than [`ReadLimits::max_file_bytes`] (refused before it is read).
 //! Reading and parsing are separate steps: a reading's fingerprint tells
-//! whether anything changed before any parsing is done.
+//! whether anything changed before any parsing is done, and each file's
+//! hash whether that file did ([`ParsedFiles`] parses only the files that
+//! changed and keeps the rest as parsed, their Services shared).
 //!
 //! [`FileSource`] is the standalone agent's [configuration
 //! source](crate::sources): it reads the directory now, then on every
 //! change inotify reports and every resync, on a blocking thread, and
 //! sends an update only when the bytes differ from the last reading's.
 
+use std::collections::BTreeMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -68,11 +72,22 @@ impl Default for ReadLimits {
     }
 }
 
+/// One configuration file as read, not yet parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileText {
+    /// Its path, as errors name it.
+    pub name: String,
+    /// Its text.
+    pub text: String,
+    /// A hash of its text: equal texts have equal hashes.
+    pub hash: u64,
+}
+
 /// The configuration files of a directory as read, not yet parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reading {
-    /// Each file's name and text.
-    pub files: Vec<(String, String)>,
+    /// Each file, in name order.
+    pub files: Vec<FileText>,
     /// A hash of every file's name and content: equal readings have equal
     /// fingerprints, so an unchanged directory is recognised without
     /// parsing it.
@@ -93,15 +108,18 @@ pub fn read_directory(dir: &Path, limits: &ReadLimits) -> Result<Reading, Reject
     let files = config_files(dir).map_err(|e| Rejected {
         errors: vec![unreadable(dir.display().to_string(), e.to_string())],
     })?;
-    let mut hasher = std::hash::DefaultHasher::new();
+    let mut fingerprint = DefaultHasher::new();
     let mut read = Vec::new();
     let mut errors = Vec::new();
     for file in files {
         let name = file.display().to_string();
         match read_bounded(&file, limits.max_file_bytes) {
             Ok(text) => {
-                std::hash::Hash::hash(&(&name, &text), &mut hasher);
-                read.push((name, text));
+                let mut hasher = DefaultHasher::new();
+                text.hash(&mut hasher);
+                let hash = hasher.finish();
+                (&name, hash).hash(&mut fingerprint);
+                read.push(FileText { name, text, hash });
             }
             Err(message) => errors.push(unreadable(name, message)),
         }
@@ -109,7 +127,7 @@ pub fn read_directory(dir: &Path, limits: &ReadLimits) -> Result<Reading, Reject
     if errors.is_empty() {
         Ok(Reading {
             files: read,
-            fingerprint: std::hash::Hasher::finish(&hasher),
+            fingerprint: fingerprint.finish(),
         })
     } else {
         Err(Rejected { errors })
@@ -140,30 +158,58 @@ fn read_bounded(path: &Path, max_bytes: u64) -> Result<String, String> {
     String::from_utf8(bytes).map_err(|e| format!("not UTF-8 text ({e})"))
 }
 
-impl Reading {
-    /// Every object of every file. Every problem of every file is
-    /// reported; any problem rejects the reading. Documents of other kinds
-    /// (a Deployment beside its Service) are skipped with a notice in the
-    /// log.
-    pub fn parse(&self) -> Result<Vec<Located<Object>>, Rejected> {
+/// What one file parsed to: its objects, or every problem it has.
+type FileParse = Result<Vec<Located<Object>>, Vec<Error>>;
+
+/// The files of the last reading as parsed, by name, each with the hash of
+/// the text it was parsed from: a reading parses only the files whose text
+/// changed, so editing one file of many costs that file alone, and an
+/// unchanged file's Services stay the same shared objects.
+#[derive(Debug, Default)]
+pub struct ParsedFiles {
+    files: BTreeMap<String, (u64, FileParse)>,
+    parsed: u64,
+}
+
+impl ParsedFiles {
+    /// Every object of every file of `reading`. Every problem of every
+    /// file is reported; any problem rejects the reading. Documents of
+    /// other kinds (a Deployment beside its Service) are skipped with a
+    /// notice in the log when their file is parsed.
+    pub fn parse(&mut self, reading: &Reading) -> Result<Vec<Located<Object>>, Rejected> {
+        let mut last = std::mem::take(&mut self.files);
         let mut objects = Vec::new();
         let mut errors = Vec::new();
-        for (name, text) in &self.files {
-            match parse_documents(text, name) {
-                Ok(parsed) => {
-                    for skipped in &parsed.skipped {
-                        tracing::info!("{skipped}");
-                    }
-                    objects.extend(parsed.objects);
+        for file in &reading.files {
+            let parse = match last.remove(&file.name) {
+                Some((hash, parse)) if hash == file.hash => parse,
+                _ => {
+                    self.parsed += 1;
+                    parse_documents(&file.text, &file.name).map(|parsed| {
+                        for skipped in &parsed.skipped {
+                            tracing::info!("{skipped}");
+                        }
+                        parsed.objects
+                    })
                 }
-                Err(e) => errors.extend(e),
+            };
+            match &parse {
+                Ok(parsed) => objects.extend(parsed.iter().cloned()),
+                Err(e) => errors.extend(e.iter().cloned()),
             }
+            self.files.insert(file.name.clone(), (file.hash, parse));
         }
         if errors.is_empty() {
             Ok(objects)
         } else {
             Err(Rejected { errors })
         }
+    }
+
+    /// How many files were parsed (a file read with unchanged text is
+    /// not).
+    pub fn files_parsed(&self) -> u64 {
+        self.parsed
     }
 }
 
@@ -220,6 +266,7 @@ pub struct FileSource {
     limits: ReadLimits,
     last: Option<LastReading>,
     parsed: u64,
+    files: ParsedFiles,
 }
 
 impl FileSource {
@@ -230,6 +277,7 @@ impl FileSource {
             limits,
             last: None,
             parsed: 0,
+            files: ParsedFiles::default(),
         }
     }
 
@@ -241,6 +289,12 @@ impl FileSource {
     /// How many readings were parsed (a reading of unchanged files is not).
     pub fn readings_parsed(&self) -> u64 {
         self.parsed
+    }
+
+    /// How many files were parsed (a file whose text did not change since
+    /// the last reading is not).
+    pub fn files_parsed(&self) -> u64 {
+        self.files.files_parsed()
     }
 
     /// Reads the directory now (blocking): `None` if it reads as the last
@@ -264,7 +318,7 @@ impl FileSource {
         self.parsed += 1;
         // A file that does not parse may hold Services: nothing of the
         // reading is served until it does.
-        Some(match reading.parse() {
+        Some(match self.files.parse(&reading) {
             Ok(objects) => SourceUpdate::of_reading(&objects, Vec::new(), reading.fingerprint),
             Err(rejected) => SourceUpdate::unreadable(rejected),
         })
