@@ -52,7 +52,7 @@ pub fn requests(count: usize, pools: usize) -> Vec<AllocationRequest> {
             AllocationRequest {
                 service: ServiceKey::new(format!("ns-{:02}", i % 20), format!("svc-{i:05}")),
                 labels: StringMap::new(),
-                namespace_labels: StringMap::new(),
+                namespace_labels: Default::default(),
                 pool: (i % 20 == 7 && pools > 0).then(|| format!("pool-{:02}", (i / 20) % pools)),
                 addresses: vec![],
                 family_policy,

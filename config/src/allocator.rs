@@ -806,7 +806,7 @@ mod tests {
         AllocationRequest {
             service: ServiceKey::new("default", name),
             labels: StringMap::new(),
-            namespace_labels: StringMap::new(),
+            namespace_labels: Default::default(),
             pool: None,
             addresses: vec![],
             family_policy: FamilyPolicy::SingleStack,

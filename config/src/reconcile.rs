@@ -43,6 +43,10 @@ pub struct Inventory {
     pub service_locations: BTreeMap<ServiceKey, SourceLocation>,
     /// Namespace labels, for namespaces declared as objects.
     pub namespaces: BTreeMap<String, StringMap>,
+    /// The whole label set ([`Inventory::namespace_labels`]) of each
+    /// namespace holding a Service, made once a reading: every request of
+    /// a namespace's Services shares it (ten thousand Services, one map).
+    namespace_label_sets: BTreeMap<String, Arc<StringMap>>,
     /// EndpointSlices.
     pub endpoint_slices: Vec<Arc<EndpointSlice>>,
     /// Nodes declared as objects (a cluster's; standalone files may
@@ -123,6 +127,11 @@ impl Inventory {
                 _ => {}
             }
         }
+        let service_namespaces: BTreeSet<&str> = inventory.services.keys().map(|k| &*k.namespace).collect();
+        inventory.namespace_label_sets = service_namespaces
+            .into_iter()
+            .map(|namespace| (namespace.to_owned(), Arc::new(inventory.namespace_labels_of(namespace))))
+            .collect();
         if errors.is_empty() {
             Ok(inventory)
         } else {
@@ -137,7 +146,14 @@ impl Inventory {
 
     /// Labels of a namespace (declared or not), with the automatic
     /// `kubernetes.io/metadata.name`.
-    pub fn namespace_labels(&self, namespace: &str) -> StringMap {
+    pub fn namespace_labels(&self, namespace: &str) -> Arc<StringMap> {
+        match self.namespace_label_sets.get(namespace) {
+            Some(labels) => Arc::clone(labels),
+            None => Arc::new(self.namespace_labels_of(namespace)),
+        }
+    }
+
+    fn namespace_labels_of(&self, namespace: &str) -> StringMap {
         namespace_labels(namespace, self.namespaces.get(namespace).unwrap_or(&StringMap::new()))
     }
 
@@ -148,7 +164,8 @@ impl Inventory {
             .config
             .l2_policy_for(&service.metadata.labels)
             .map_or(1, |p| p.addresses_per_service);
-        service.allocation_request(&self.namespace_labels(&service.key().namespace), per_family)
+        let namespace = service.metadata.namespace.as_deref().unwrap_or("default");
+        service.allocation_request(&self.namespace_labels(namespace), per_family)
     }
 }
 

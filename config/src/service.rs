@@ -12,6 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -33,18 +34,20 @@ pub const IP_ALLOCATED_FROM_POOL: &str = "metallb.io/ip-allocated-from-pool";
 /// Most addresses per family one service may ask for.
 pub const MAX_IPS_PER_FAMILY: u8 = 16;
 
-/// Identifies a service: namespace and name.
+/// Identifies a service: namespace and name. Keys are copied into every
+/// map of the pipeline, the allocator and the status (ten copies a
+/// service), so their text is shared, not copied.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ServiceKey {
     /// Namespace.
-    pub namespace: String,
+    pub namespace: Arc<str>,
     /// Name.
-    pub name: String,
+    pub name: Arc<str>,
 }
 
 impl ServiceKey {
     /// A key from namespace and name.
-    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> ServiceKey {
+    pub fn new(namespace: impl Into<Arc<str>>, name: impl Into<Arc<str>>) -> ServiceKey {
         ServiceKey {
             namespace: namespace.into(),
             name: name.into(),
@@ -316,7 +319,7 @@ impl EndpointIndex {
             let Some(name) = slice.metadata.labels.get("kubernetes.io/service-name") else {
                 continue;
             };
-            let key = ServiceKey::new(slice.metadata.namespace.as_deref().unwrap_or("default"), name);
+            let key = ServiceKey::new(slice.metadata.namespace.as_deref().unwrap_or("default"), name.as_str());
             let entry = by_service.entry(key).or_default();
             for endpoint in slice.endpoints.iter().filter(|e| e.is_healthy()) {
                 entry.any_healthy = true;
@@ -407,7 +410,7 @@ pub struct AllocationRequest {
     /// Service labels (pool `serviceSelectors`).
     pub labels: StringMap,
     /// Labels of the service's namespace (pool `namespaceSelectors`).
-    pub namespace_labels: StringMap,
+    pub namespace_labels: Arc<StringMap>,
     /// The pool asked for by annotation.
     pub pool: Option<String>,
     /// Addresses asked for explicitly, in the order given.
@@ -475,7 +478,7 @@ impl Service {
     /// overrides it.
     pub fn allocation_request(
         &self,
-        namespace_labels: &StringMap,
+        namespace_labels: &Arc<StringMap>,
         default_per_family: u8,
     ) -> Result<AllocationRequest, Vec<Invalid>> {
         let object = self.object_ref();
@@ -663,7 +666,7 @@ impl Service {
         Ok(AllocationRequest {
             service: self.key(),
             labels: self.metadata.labels.clone(),
-            namespace_labels: namespace_labels.clone(),
+            namespace_labels: Arc::clone(namespace_labels),
             pool,
             addresses,
             family_policy,
@@ -685,7 +688,7 @@ mod tests {
     }
 
     fn request(yaml: &str) -> Result<AllocationRequest, Vec<Invalid>> {
-        service(yaml).allocation_request(&StringMap::new(), 1)
+        service(yaml).allocation_request(&Default::default(), 1)
     }
 
     #[test]

@@ -136,7 +136,7 @@ fn request(index: usize, shape: &ServiceShape, pools: &[Pool]) -> AllocationRequ
     AllocationRequest {
         service: ServiceKey::new("ns", format!("svc{index:02}")),
         labels: StringMap::new(),
-        namespace_labels: StringMap::new(),
+        namespace_labels: Default::default(),
         pool: shape.pool.filter(|p| *p < pools.len()).map(|p| format!("pool{p}")),
         addresses,
         family_policy: shape.policy,

@@ -20,6 +20,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use meshlb_config::Reconciler;
@@ -37,8 +38,8 @@ struct StateFile {
 #[derive(Debug, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Entry {
-    namespace: String,
-    name: String,
+    namespace: Arc<str>,
+    name: Arc<str>,
     pool: String,
     addresses: Vec<IpAddr>,
 }

@@ -265,8 +265,8 @@ pub fn plan(
         seen.insert(uid.clone());
         let version = service.metadata.resource_version.clone().unwrap_or_default();
         let holder = ClaimHolder {
-            namespace: key.namespace.clone(),
-            name: key.name.clone(),
+            namespace: key.namespace.to_string(),
+            name: key.name.to_string(),
             uid: uid.clone(),
         };
         let ours = claimed_by.get(uid.as_str()).cloned().unwrap_or_default();
@@ -379,8 +379,8 @@ fn service_reference(key: &ServiceKey, uid: &str) -> ObjectReference {
     ObjectReference {
         api_version: Some("v1".into()),
         kind: Some("Service".into()),
-        namespace: Some(key.namespace.clone()),
-        name: Some(key.name.clone()),
+        namespace: Some(key.namespace.to_string()),
+        name: Some(key.name.to_string()),
         uid: Some(uid.to_owned()),
         ..ObjectReference::default()
     }

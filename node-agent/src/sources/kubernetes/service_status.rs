@@ -138,8 +138,8 @@ pub fn layer2_announced(node: &str, layer2: &Layer2Status) -> BTreeMap<ServiceKe
         .map(|s| {
             let status = L2ServiceStatus {
                 node: node.to_owned(),
-                service_name: s.key.name.clone(),
-                service_namespace: s.key.namespace.clone(),
+                service_name: s.key.name.to_string(),
+                service_namespace: s.key.namespace.to_string(),
                 interfaces: s
                     .interfaces
                     .iter()
@@ -178,8 +178,8 @@ pub fn bgp_announced(
         }
         let status = BgpServiceStatus {
             node: node.to_owned(),
-            service_name: key.name.clone(),
-            service_namespace: key.namespace.clone(),
+            service_name: key.name.to_string(),
+            service_namespace: key.namespace.to_string(),
             peers,
         };
         let announced = Announced {
@@ -435,8 +435,8 @@ pub async fn run<K: StatusKind>(
                 let mut object = K::named(name);
                 object.meta_mut().labels = Some(BTreeMap::from([
                     (NODE_LABEL.to_owned(), node.clone()),
-                    (SERVICE_NAME_LABEL.to_owned(), service.name.clone()),
-                    (SERVICE_NAMESPACE_LABEL.to_owned(), service.namespace.clone()),
+                    (SERVICE_NAME_LABEL.to_owned(), service.name.to_string()),
+                    (SERVICE_NAMESPACE_LABEL.to_owned(), service.namespace.to_string()),
                 ]));
                 match api.create(&PostParams::default(), &object).await {
                     Ok(_) => {}
@@ -495,8 +495,8 @@ pub async fn run<K: StatusKind>(
             let reference = ObjectReference {
                 api_version: Some("v1".into()),
                 kind: Some("Service".into()),
-                namespace: Some(service.namespace.clone()),
-                name: Some(service.name.clone()),
+                namespace: Some(service.namespace.to_string()),
+                name: Some(service.name.to_string()),
                 ..ObjectReference::default()
             };
             match recorder.publish(&event, &reference).await {
