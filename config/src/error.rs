@@ -74,8 +74,9 @@ impl std::error::Error for Invalid {}
 /// Where a document came from: file and first line.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct SourceLocation {
-    /// The file (or other source) name.
-    pub file: String,
+    /// The file (or other source) name, shared by every document of the
+    /// file.
+    pub file: std::sync::Arc<str>,
     /// 1-based line where the YAML document starts (0: none).
     pub line: usize,
 }

@@ -36,35 +36,36 @@ pub struct Resource<S> {
     pub spec: S,
 }
 
-/// Any object meshlb reads.
+/// Any object meshlb reads. Every kind is behind a pointer, so an object
+/// is two words however large its kind (a reading of ten thousand Services
+/// holds ten thousand of them).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Object {
     /// IPAddressPool.
-    IpAddressPool(Resource<IpAddressPoolSpec>),
+    IpAddressPool(Box<Resource<IpAddressPoolSpec>>),
     /// L2Advertisement.
-    L2Advertisement(Resource<L2AdvertisementSpec>),
+    L2Advertisement(Box<Resource<L2AdvertisementSpec>>),
     /// BGPAdvertisement.
-    BgpAdvertisement(Resource<BgpAdvertisementSpec>),
-    /// BGPPeer (v1beta1 objects are converted to v1beta2); boxed, as the
-    /// largest spec by far.
+    BgpAdvertisement(Box<Resource<BgpAdvertisementSpec>>),
+    /// BGPPeer (v1beta1 objects are converted to v1beta2).
     BgpPeer(Box<Resource<BgpPeerSpec>>),
     /// BFDProfile.
-    BfdProfile(Resource<BfdProfileSpec>),
+    BfdProfile(Box<Resource<BfdProfileSpec>>),
     /// Community.
-    Community(Resource<CommunitySpec>),
+    Community(Box<Resource<CommunitySpec>>),
     /// meshlb L2Policy.
-    L2Policy(Resource<L2PolicySpec>),
+    L2Policy(Box<Resource<L2PolicySpec>>),
     /// Service (shared: a cluster's reading keeps an unchanged Service
     /// from one snapshot to the next without copying it).
     Service(Arc<Service>),
     /// Namespace.
-    Namespace(Namespace),
+    Namespace(Box<Namespace>),
     /// EndpointSlice (shared, as Services are).
     EndpointSlice(Arc<EndpointSlice>),
     /// Node.
-    Node(Node),
+    Node(Box<Node>),
     /// Secret.
-    Secret(Secret),
+    Secret(Box<Secret>),
 }
 
 impl Object {
@@ -227,7 +228,7 @@ fn check_flow_depth(text: &str, file: &str) -> Result<(), Error> {
                             if depth > MAX_FLOW_DEPTH {
                                 return Err(Error::Parse {
                                     location: SourceLocation {
-                                        file: file.to_string(),
+                                        file: file.into(),
                                         line: index + 1,
                                     },
                                     object: None,
@@ -301,7 +302,7 @@ fn yaml_error(file: &str, start: usize, object: Option<ObjectRef>, err: &serde_y
     let message = crate::error::excerpt(message.split(" at line ").next().unwrap_or(&message));
     Error::Parse {
         location: SourceLocation {
-            file: file.to_string(),
+            file: file.into(),
             line,
         },
         object,
@@ -370,9 +371,10 @@ pub fn parse_documents(text: &str, file: &str) -> Result<Parsed, Vec<Error>> {
     check_flow_depth(text, file).map_err(|e| vec![e])?;
     let mut parsed = Parsed::default();
     let mut errors = Vec::new();
+    let shared_file: std::sync::Arc<str> = file.into();
     for (start, document) in split_documents(text) {
         let location = SourceLocation {
-            file: file.to_string(),
+            file: std::sync::Arc::clone(&shared_file),
             line: start,
         };
         let header: Option<Header> = match serde_yaml_ng::from_str(&document) {
@@ -420,7 +422,7 @@ fn foreign(header: &Header, location: &SourceLocation) -> Option<Skipped> {
 
 fn parse_one(document: &str, file: &str, start: usize, header: Header) -> Result<Object, Error> {
     let location = SourceLocation {
-        file: file.to_string(),
+        file: file.into(),
         line: start,
     };
     let api_version = header.api_version.unwrap_or_default();
@@ -483,9 +485,9 @@ fn parse_one(document: &str, file: &str, start: usize, header: Header) -> Result
     }
     let o = &object;
     Ok(match kind {
-        Kind::IpAddressPool => Object::IpAddressPool(read_resource(document, file, start, o)?),
-        Kind::L2Advertisement => Object::L2Advertisement(read_resource(document, file, start, o)?),
-        Kind::BgpAdvertisement => Object::BgpAdvertisement(read_resource(document, file, start, o)?),
+        Kind::IpAddressPool => Object::IpAddressPool(Box::new(read_resource(document, file, start, o)?)),
+        Kind::L2Advertisement => Object::L2Advertisement(Box::new(read_resource(document, file, start, o)?)),
+        Kind::BgpAdvertisement => Object::BgpAdvertisement(Box::new(read_resource(document, file, start, o)?)),
         Kind::BgpPeer if api_version == METALLB_V1BETA1 => {
             let old: Resource<BgpPeerSpecV1beta1> = read_resource(document, file, start, o)?;
             Object::BgpPeer(Box::new(Resource {
@@ -494,14 +496,14 @@ fn parse_one(document: &str, file: &str, start: usize, header: Header) -> Result
             }))
         }
         Kind::BgpPeer => Object::BgpPeer(Box::new(read_resource(document, file, start, o)?)),
-        Kind::BfdProfile => Object::BfdProfile(read_resource(document, file, start, o)?),
-        Kind::Community => Object::Community(read_resource(document, file, start, o)?),
-        Kind::L2Policy => Object::L2Policy(read_resource(document, file, start, o)?),
+        Kind::BfdProfile => Object::BfdProfile(Box::new(read_resource(document, file, start, o)?)),
+        Kind::Community => Object::Community(Box::new(read_resource(document, file, start, o)?)),
+        Kind::L2Policy => Object::L2Policy(Box::new(read_resource(document, file, start, o)?)),
         Kind::Service => Object::Service(Arc::new(read_plain(document, file, start, o)?)),
-        Kind::Namespace => Object::Namespace(read_plain(document, file, start, o)?),
+        Kind::Namespace => Object::Namespace(Box::new(read_plain(document, file, start, o)?)),
         Kind::EndpointSlice => Object::EndpointSlice(Arc::new(read_plain(document, file, start, o)?)),
-        Kind::Node => Object::Node(read_plain(document, file, start, o)?),
-        Kind::Secret => Object::Secret(read_plain(document, file, start, o)?),
+        Kind::Node => Object::Node(Box::new(read_plain(document, file, start, o)?)),
+        Kind::Secret => Object::Secret(Box::new(read_plain(document, file, start, o)?)),
     })
 }
 

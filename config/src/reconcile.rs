@@ -122,7 +122,7 @@ impl Inventory {
                         continue;
                     }
                     node_locations.insert(name.clone(), located.location.clone());
-                    inventory.nodes.insert(name, node.clone());
+                    inventory.nodes.insert(name, (**node).clone());
                 }
                 _ => {}
             }

@@ -86,17 +86,17 @@ pub fn slice_service(slice: &EndpointSlice) -> Option<(&str, &str)> {
 
 /// A Node.
 pub fn node(node: &Node) -> Result<Located<Object>, Error> {
-    through_json(node, || named(Kind::Node, &node.metadata)).map(|n| located(Object::Node(n)))
+    through_json(node, || named(Kind::Node, &node.metadata)).map(|n| located(Object::Node(Box::new(n))))
 }
 
 /// A Namespace.
 pub fn namespace(namespace: &Namespace) -> Result<Located<Object>, Error> {
-    through_json(namespace, || named(Kind::Namespace, &namespace.metadata)).map(|n| located(Object::Namespace(n)))
+    through_json(namespace, || named(Kind::Namespace, &namespace.metadata)).map(|n| located(Object::Namespace(Box::new(n))))
 }
 
 /// A Secret (its values base64-encoded, as the API serves them).
 pub fn secret(secret: &Secret) -> Result<Located<Object>, Error> {
-    through_json(secret, || named(Kind::Secret, &secret.metadata)).map(|s| located(Object::Secret(s)))
+    through_json(secret, || named(Kind::Secret, &secret.metadata)).map(|s| located(Object::Secret(Box::new(s))))
 }
 
 /// A `metallb.io` or `meshlb.io` object of `kind`.
@@ -117,13 +117,13 @@ pub fn custom(kind: Kind, object: &DynamicObject) -> Result<Located<Object>, Err
         Ok(Resource { metadata, spec })
     }
     let object = match kind {
-        Kind::IpAddressPool => Object::IpAddressPool(resource(metadata, spec, reference)?),
-        Kind::L2Advertisement => Object::L2Advertisement(resource(metadata, spec, reference)?),
-        Kind::BgpAdvertisement => Object::BgpAdvertisement(resource(metadata, spec, reference)?),
+        Kind::IpAddressPool => Object::IpAddressPool(Box::new(resource(metadata, spec, reference)?)),
+        Kind::L2Advertisement => Object::L2Advertisement(Box::new(resource(metadata, spec, reference)?)),
+        Kind::BgpAdvertisement => Object::BgpAdvertisement(Box::new(resource(metadata, spec, reference)?)),
         Kind::BgpPeer => Object::BgpPeer(Box::new(resource(metadata, spec, reference)?)),
-        Kind::BfdProfile => Object::BfdProfile(resource(metadata, spec, reference)?),
-        Kind::Community => Object::Community(resource(metadata, spec, reference)?),
-        Kind::L2Policy => Object::L2Policy(resource(metadata, spec, reference)?),
+        Kind::BfdProfile => Object::BfdProfile(Box::new(resource(metadata, spec, reference)?)),
+        Kind::Community => Object::Community(Box::new(resource(metadata, spec, reference)?)),
+        Kind::L2Policy => Object::L2Policy(Box::new(resource(metadata, spec, reference)?)),
         other => {
             return Err(parse_error(
                 reference(),
