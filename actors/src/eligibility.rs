@@ -118,7 +118,7 @@ pub fn assigned<'a>(input: &PlanInput<'a>) -> impl Iterator<Item = Assigned<'a>>
             key,
             assignment,
             service: inventory.services.get(key)?,
-            pool: inventory.config.pools.get(&assignment.pool)?,
+            pool: inventory.config.pools.get(&*assignment.pool)?,
         })
     })
 }

@@ -28,6 +28,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use crate::addresses::{Family, confuses_buggy_firmware, ip_to_number, number_to_ip};
 use crate::config::Pool;
@@ -37,7 +38,7 @@ use crate::service::{AllocationRequest, Backend, FamilyPolicy, PortKey, ServiceK
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Assignment {
     /// The pool they come from.
-    pub pool: String,
+    pub pool: Arc<str>,
     /// The addresses, primary family first.
     pub addresses: Vec<IpAddr>,
 }
@@ -121,7 +122,38 @@ pub enum AllocationError {
 struct AddressUse {
     sharing_key: Option<String>,
     backend: Backend,
-    users: BTreeMap<ServiceKey, Vec<PortKey>>,
+    users: Users,
+}
+
+/// The services using one address, with their ports, in key order: almost
+/// always one, so a short sorted list rather than a map (a map's first
+/// node is larger than everything else an address costs).
+#[derive(Debug, Clone, Default)]
+struct Users(Vec<(ServiceKey, Vec<PortKey>)>);
+
+impl Users {
+    fn insert(&mut self, service: ServiceKey, ports: Vec<PortKey>) {
+        match self.0.binary_search_by(|(k, _)| k.cmp(&service)) {
+            Ok(at) => self.0[at].1 = ports,
+            Err(at) => self.0.insert(at, (service, ports)),
+        }
+    }
+
+    fn remove(&mut self, service: &ServiceKey) {
+        self.0.retain(|(k, _)| k != service);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &ServiceKey> {
+        self.0.iter().map(|(k, _)| k)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&ServiceKey, &Vec<PortKey>)> {
+        self.0.iter().map(|(k, p)| (k, p))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -321,7 +353,7 @@ impl Allocator {
         }
         let pool = self.pool_of_all(existing)?;
         let assignment = Assignment {
-            pool,
+            pool: pool.into(),
             addresses: existing.to_vec(),
         };
         self.check(request, &assignment)?;
@@ -427,7 +459,7 @@ impl Allocator {
             let entry = self.addresses.entry(*address).or_insert_with(|| AddressUse {
                 sharing_key: request.sharing_key.clone(),
                 backend: request.backend.clone(),
-                users: BTreeMap::new(),
+                users: Users::default(),
             });
             if keeps && entry.users.keys().all(|user| *user == request.service) {
                 // As if released and taken anew: its sole user's request says.
@@ -584,7 +616,7 @@ impl Allocator {
         if !request.addresses.is_empty() {
             let pool = self.pool_of_all(&request.addresses)?;
             let assignment = Assignment {
-                pool,
+                pool: pool.into(),
                 addresses: request.addresses.clone(),
             };
             self.check(request, &assignment)?;
@@ -617,7 +649,7 @@ impl Allocator {
             for families in family_options(request, pool) {
                 if let Some(addresses) = self.take_from_pool(request, pool, &families) {
                     return Ok(Assignment {
-                        pool: pool.name.clone(),
+                        pool: pool.name.as_str().into(),
                         addresses,
                     });
                 }
@@ -911,14 +943,14 @@ mod tests {
         require.family_policy = FamilyPolicy::RequireDualStack;
         require.families = vec![Family::V6, Family::V4];
         let got = a.assign(&require).unwrap();
-        assert_eq!(got.pool, "z-dual");
+        assert_eq!(&*got.pool, "z-dual");
         assert_eq!(got.addresses, [ip("2001:db8::"), ip("198.51.100.0")]);
         let mut prefer = req("prefer");
         prefer.family_policy = FamilyPolicy::PreferDualStack;
         prefer.families = vec![Family::V4, Family::V6];
         let got = a.assign(&prefer).unwrap();
         assert_eq!(
-            (got.pool.as_str(), got.addresses.len()),
+            (&*got.pool, got.addresses.len()),
             ("v4only", 1),
             "pool order wins; v4only gives IPv4 only"
         );
@@ -1013,13 +1045,13 @@ mod tests {
         manual.auto_assign = false;
         let plain = pool("b-plain", &["203.0.113.8/30"]);
         let mut a = Allocator::new([low, high, manual, plain]);
-        assert_eq!(a.assign(&req("x")).unwrap().pool, "high");
+        assert_eq!(a.assign(&req("x")).unwrap().pool.as_ref(), "high");
         let mut elsewhere = req("y");
         elsewhere.service.namespace = "other".into();
-        assert_eq!(a.assign(&elsewhere).unwrap().pool, "b-plain");
+        assert_eq!(a.assign(&elsewhere).unwrap().pool.as_ref(), "b-plain");
         let mut named = req("z");
         named.pool = Some("a-manual".into());
-        assert_eq!(a.assign(&named).unwrap().pool, "a-manual");
+        assert_eq!(a.assign(&named).unwrap().pool.as_ref(), "a-manual");
         let mut refused = req("w");
         refused.service.namespace = "other".into();
         refused.pool = Some("high".into());

@@ -191,7 +191,7 @@ fn shrink(pools: &mut [Pool], index: usize, by: u32) {
 fn check_invariants(allocator: &Allocator) -> Result<(), TestCaseError> {
     let mut holders: BTreeMap<IpAddr, Vec<&ServiceKey>> = BTreeMap::new();
     for (service, assignment) in allocator.assignments() {
-        let pool = &allocator.pools()[&assignment.pool];
+        let pool = &allocator.pools()[&*assignment.pool];
         let request = allocator.request(service).unwrap();
         let families: Vec<Family> = [Family::V4, Family::V6]
             .into_iter()
@@ -272,7 +272,7 @@ proptest! {
                         let simple = fresh && r.sharing_key.is_none() && r.addresses.is_empty()
                             && r.per_family == 1 && r.family_policy == FamilyPolicy::SingleStack;
                         if simple {
-                            let pool = &allocator.pools()[&assignment.pool];
+                            let pool = &allocator.pools()[&*assignment.pool];
                             let taken = assignment.addresses[0];
                             for range in pool.ranges.iter().filter(|x| x.family() == Family::of(taken)) {
                                 let (lo, hi) = range.bounds();
@@ -297,7 +297,7 @@ proptest! {
                     let moved = allocator.set_pools(pools.clone());
                     // Shrinking never moves a service whose addresses are still inside its pool.
                     for (service, assignment) in &before {
-                        let still_inside = pools.iter().find(|x| x.name == assignment.pool)
+                        let still_inside = pools.iter().find(|x| *x.name == *assignment.pool)
                             .is_some_and(|x| assignment.addresses.iter().all(|a| x.contains(*a)));
                         if still_inside {
                             prop_assert!(!moved.contains_key(service), "{} moved though inside", service);

@@ -99,7 +99,7 @@ impl Sampler {
             .values()
             .filter_map(meshlb_config::ServiceOutcome::assignment)
         {
-            *allocated.entry(assignment.pool.as_str()).or_default() += 1;
+            *allocated.entry(&*assignment.pool).or_default() += 1;
         }
         for (pool, services) in allocated {
             gauge!("metallb_allocator_services_allocated_total", "pool" => pool.to_owned()).set(services as f64);

@@ -40,7 +40,7 @@ struct StateFile {
 struct Entry {
     namespace: Arc<str>,
     name: Arc<str>,
-    pool: String,
+    pool: Arc<str>,
     addresses: Vec<IpAddr>,
 }
 
@@ -124,7 +124,7 @@ fn state_of(reconciler: &Reconciler) -> StateFile {
         namespace: k.namespace.clone(),
         name: k.name.clone(),
         // No pool covers them (see meshlb_config::reconcile::Holds).
-        pool: String::new(),
+        pool: "".into(),
         addresses: addresses.to_vec(),
     });
     StateFile {

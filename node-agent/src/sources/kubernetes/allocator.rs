@@ -292,7 +292,7 @@ pub fn plan(
         }
         let sharing_key = service.metallb_annotation("allow-shared-ip").map(|(_, v)| v.to_owned());
         let (addresses, pool) = match outcome.assignment() {
-            Some(a) => (a.addresses.clone(), a.pool.clone()),
+            Some(a) => (a.addresses.clone(), a.pool.to_string()),
             // Held: kept, under the pool they came from.
             None => (
                 outcome.kept_addresses().to_vec(),
