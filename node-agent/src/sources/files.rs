@@ -96,7 +96,10 @@ pub struct Reading {
 
 fn unreadable(file: String, message: String) -> Error {
     Error::Parse {
-        location: SourceLocation { file: file.into(), line: 0 },
+        location: SourceLocation {
+            file: file.into(),
+            line: 0,
+        },
         object: None,
         message,
     }

@@ -91,7 +91,8 @@ pub fn node(node: &Node) -> Result<Located<Object>, Error> {
 
 /// A Namespace.
 pub fn namespace(namespace: &Namespace) -> Result<Located<Object>, Error> {
-    through_json(namespace, || named(Kind::Namespace, &namespace.metadata)).map(|n| located(Object::Namespace(Box::new(n))))
+    through_json(namespace, || named(Kind::Namespace, &namespace.metadata))
+        .map(|n| located(Object::Namespace(Box::new(n))))
 }
 
 /// A Secret (its values base64-encoded, as the API serves them).
