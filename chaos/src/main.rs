@@ -734,20 +734,39 @@ fn bench_gobgp_routes(runs: usize, counts: Vec<usize>) -> Result<(), LabError> {
             cell(pick(|r| r.fib)),
             cell(pick(|r| r.withdraw_rib)),
             cell(pick(|r| r.withdraw_fib)),
-            usage(&done),
+            Usage::of(&done).cells(),
             done.len()
         );
     }
     Ok(())
 }
 
-/// A speaker's largest peak RSS, CPU time loading the routes and CPU time
-/// in the session, per run, over `runs`: the table's last cells.
-fn usage(runs: &[meshlb_chaos::scenario::SpeakerRouteScaleRun]) -> String {
-    let rss = runs.iter().map(|r| r.peak_rss_kib).max().unwrap_or(0);
-    let load_cpu = runs.iter().map(|r| r.load_cpu).max().unwrap_or_default();
-    let cpu = runs.iter().map(|r| r.cpu).max().unwrap_or_default();
-    format!("{} MiB | {} s | {} s", rss / 1024, secs(load_cpu), secs(cpu))
+/// A speaker's largest peak RSS (MiB), CPU time loading the routes and CPU
+/// time in the session, over its runs: what the table and the plot show.
+struct Usage {
+    rss_mib: f64,
+    load_cpu: Duration,
+    cpu: Duration,
+}
+
+impl Usage {
+    fn of(runs: &[meshlb_chaos::scenario::SpeakerRouteScaleRun]) -> Usage {
+        Usage {
+            rss_mib: runs.iter().map(|r| r.peak_rss_kib).max().unwrap_or(0) as f64 / 1024.0,
+            load_cpu: runs.iter().map(|r| r.load_cpu).max().unwrap_or_default(),
+            cpu: runs.iter().map(|r| r.cpu).max().unwrap_or_default(),
+        }
+    }
+
+    /// The table's last cells.
+    fn cells(&self) -> String {
+        format!(
+            "{:.0} MiB | {} s | {} s",
+            self.rss_mib.floor(),
+            secs(self.load_cpu),
+            secs(self.cpu)
+        )
+    }
 }
 
 fn bench_bgp_routes(
@@ -777,7 +796,7 @@ fn bench_bgp_routes(
             cell(pick(|r| r.fib)),
             cell(pick(|r| r.withdraw_rib)),
             cell(pick(|r| r.withdraw_fib)),
-            usage(done),
+            Usage::of(done).cells(),
             done.len()
         );
         pick(|r| r.rib).map(|s| s.median)
@@ -818,10 +837,7 @@ fn route_scale_plot(
     let median = |done: &[SpeakerRouteScaleRun], f: fn(&RouteScaleRun) -> Duration| {
         Summary::of(&done.iter().map(|r| f(&r.timing)).collect::<Vec<_>>()).map_or(0.0, |s| s.median.as_secs_f64())
     };
-    let rss = |done: &[SpeakerRouteScaleRun]| done.iter().map(|r| r.peak_rss_kib).max().unwrap_or(0) as f64 / 1024.0;
-    let cpu = |done: &[SpeakerRouteScaleRun], f: fn(&SpeakerRouteScaleRun) -> Duration| {
-        done.iter().map(f).max().unwrap_or_default().as_secs_f64()
-    };
+    let (ours, theirs) = (Usage::of(meshlb), Usage::of(gobgp));
     let pairs = [
         Pair {
             measure: "Established -> all in RIB, s".into(),
@@ -835,18 +851,18 @@ fn route_scale_plot(
         },
         Pair {
             measure: "peak RSS, MiB".into(),
-            first: rss(meshlb),
-            second: rss(gobgp),
+            first: ours.rss_mib,
+            second: theirs.rss_mib,
         },
         Pair {
             measure: "CPU loading the routes, s".into(),
-            first: cpu(meshlb, |r| r.load_cpu),
-            second: cpu(gobgp, |r| r.load_cpu),
+            first: ours.load_cpu.as_secs_f64(),
+            second: theirs.load_cpu.as_secs_f64(),
         },
         Pair {
             measure: "CPU, session enabled -> withdrawn, s".into(),
-            first: cpu(meshlb, |r| r.cpu),
-            second: cpu(gobgp, |r| r.cpu),
+            first: ours.cpu.as_secs_f64(),
+            second: theirs.cpu.as_secs_f64(),
         },
     ];
     paired_bars(

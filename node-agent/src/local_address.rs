@@ -203,6 +203,7 @@ impl LocalAddresses {
                         self.present.remove(address);
                     }
                     self.present.extend(applied.added);
+                    self.legacy = applied.legacy_left;
                     self.tell_refusals(applied.refused);
                 }
                 Err(e) => tracing::warn!("service address routes: the change did not run ({e})"),
@@ -250,6 +251,9 @@ struct Applied {
     removed: Vec<IpAddr>,
     /// What the kernel refused to add or remove, and why.
     refused: BTreeMap<IpAddr, String>,
+    /// The predecessor's addresses not tried yet (no socket): tried with
+    /// the next change.
+    legacy_left: Vec<IpAddr>,
     /// The socket, for the next change (none if it failed).
     socket: Option<RouteSocket>,
 }
@@ -260,6 +264,7 @@ impl Routes {
             added: Vec::new(),
             removed: Vec::new(),
             refused: BTreeMap::new(),
+            legacy_left: Vec::new(),
             socket: None,
         };
         let mut socket = match socket.map_or_else(RouteSocket::open, Ok) {
@@ -267,6 +272,7 @@ impl Routes {
             Err(e) => {
                 let why = format!("no rtnetlink socket ({e})");
                 applied.refused = self.add.iter().chain(&self.remove).map(|a| (*a, why.clone())).collect();
+                applied.legacy_left = self.legacy;
                 return applied;
             }
         };
