@@ -13,7 +13,7 @@ use meshlb_wire::ethernet::MacAddr;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// One claim: at `at` (seconds into the capture), `mac` said it has `ip`.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,6 +85,10 @@ impl ClaimLog {
 pub struct SplitBrainDetector {
     tcpdump: LabProcess,
     file: PathBuf,
+    /// When the capture was open (the wall clock the capture's frame
+    /// times are in): a claim's time counts from here, not from the first
+    /// frame, so it compares with the caller's clock.
+    started: SystemTime,
 }
 
 impl SplitBrainDetector {
@@ -117,7 +121,11 @@ impl SplitBrainDetector {
         if !tcpdump.is_running() {
             return Err(LabError::Invalid(format!("tcpdump exited: {}", tcpdump.log())));
         }
-        Ok(SplitBrainDetector { tcpdump, file })
+        Ok(SplitBrainDetector {
+            tcpdump,
+            file,
+            started: SystemTime::now(),
+        })
     }
 
     /// Stops the capture and returns every claim in it.
@@ -126,11 +134,15 @@ impl SplitBrainDetector {
         std::thread::sleep(Duration::from_millis(100));
         self.tcpdump.terminate()?;
         self.tcpdump.wait_exit(Duration::from_secs(5))?;
-        read_claims(&self.file)
+        read_claims(&self.file, self.started)
     }
 }
 
-fn read_claims(file: &std::path::Path) -> Result<ClaimLog, LabError> {
+fn read_claims(file: &std::path::Path, started: SystemTime) -> Result<ClaimLog, LabError> {
+    let started = started
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_err(|e| LabError::Invalid(format!("the clock is before 1970: {e}")))?
+        .as_secs_f64();
     let out = run(
         "tshark",
         &[
@@ -144,7 +156,7 @@ fn read_claims(file: &std::path::Path) -> Result<ClaimLog, LabError> {
             "-E",
             "separator=\t",
             "-e",
-            "frame.time_relative",
+            "frame.time_epoch",
             "-e",
             "arp.src.proto_ipv4",
             "-e",
@@ -163,7 +175,8 @@ fn read_claims(file: &std::path::Path) -> Result<ClaimLog, LabError> {
         let [at, arp_ip, arp_mac, na_target, na_ll, eth_src] = f.as_slice() else {
             continue;
         };
-        let Ok(at) = at.parse::<f64>() else { continue };
+        let Ok(epoch) = at.parse::<f64>() else { continue };
+        let at = epoch - started;
         let (ip, mac) = if !arp_ip.is_empty() {
             (arp_ip.parse::<IpAddr>(), arp_mac.parse::<MacAddr>())
         } else {

@@ -80,7 +80,14 @@ fn migrate_from(install: Install) {
         assert_eq!(
             claimants.len(),
             1,
-            "{address} claimed by {claimants:?} once MetalLB was gone"
+            "{address} claimed by {claimants:?} once MetalLB was gone (at {:.2} s): {:?}",
+            migration.metallb_gone_at,
+            meshlb
+                .claims
+                .iter()
+                .filter(|c| c.ip == ip)
+                .map(|c| (c.at, c.mac))
+                .collect::<Vec<_>>()
         );
         let before: std::collections::BTreeSet<_> = migration
             .claims

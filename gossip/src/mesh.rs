@@ -351,6 +351,12 @@ pub struct Mesh {
     next_anti_entropy_ms: u64,
     next_seed_announce_ms: u64,
     joined_at_ms: u64,
+    /// Whether this node has settled once since its process started: its
+    /// first settle waits for the members it expects (see
+    /// [`Mesh::settled`]).
+    settled_once: bool,
+    /// When a member last became live.
+    last_arrival_ms: u64,
     /// When a datagram last came from each member's address (ms).
     last_heard_ms: BTreeMap<SocketAddr, u64>,
     stats: MeshStats,
@@ -416,6 +422,8 @@ impl Mesh {
             left: false,
             seeds: Vec::new(),
             joined_at_ms: now_ms,
+            settled_once: false,
+            last_arrival_ms: now_ms,
             last_heard_ms: BTreeMap::new(),
             stats: MeshStats::default(),
         }
@@ -797,19 +805,40 @@ impl Mesh {
     /// since it joined, or last regained quorum: four probe periods once
     /// another member answered, or four times that with nobody answering
     /// (a lone node). Until then it announces nothing, so a restarting
-    /// agent does not briefly claim every address. A node without quorum
-    /// is not settled either, and its record says so: the others do not
+    /// agent does not briefly claim every address. The first settle after
+    /// the process starts also waits, up to a lone node's time, for every
+    /// member the fence expects, and then four probe periods from the last
+    /// one's arrival (for its record): at a cold start the others are most
+    /// likely starting a moment later (a DaemonSet's pods start over
+    /// seconds), and a majority that settled without them would hand an
+    /// address on as each one arrived. A node without quorum is not
+    /// settled either, and its record says so: the others do not
     /// give it an address that someone announces (a firewalled node that
     /// the others hear but that hears no one would otherwise be handed
     /// addresses it will never announce).
     pub fn settled(&self) -> bool {
-        self.had_quorum && self.now_ms.saturating_sub(self.joined_at_ms) >= self.settle_period_ms()
+        self.had_quorum && self.now_ms >= self.settles_at_ms()
     }
 
-    fn settle_period_ms(&self) -> u64 {
+    /// When the settle period ends, as far as the membership now tells.
+    fn settles_at_ms(&self) -> u64 {
         let settle = 4 * self.profile.probe_period_ms;
         let alone = self.live.is_empty() && !self.seeds.is_empty();
-        if alone { 4 * settle } else { settle }
+        let longest = self.joined_at_ms + 4 * settle;
+        if alone {
+            return longest;
+        }
+        if self.settled_once {
+            return self.joined_at_ms + settle;
+        }
+        // The first settle: every expected member present, and time for
+        // the last one's record.
+        let all_present = self.live.len() + 1 >= self.fence.size();
+        if all_present {
+            longest.min(self.joined_at_ms.max(self.last_arrival_ms) + settle)
+        } else {
+            longest
+        }
     }
 
     /// Starts the settle period again at `now_ms`: after this node was
@@ -827,7 +856,7 @@ impl Mesh {
         if !self.own.ownership.settling {
             return None;
         }
-        Some(self.joined_at_ms + self.settle_period_ms()).filter(|at| *at > self.now_ms)
+        Some(self.settles_at_ms()).filter(|at| *at > self.now_ms)
     }
 
     /// Keeps the record's `settling` flag in step with [`Mesh::settled`],
@@ -835,9 +864,11 @@ impl Mesh {
     /// settling node announces nothing, and its record says so at once.
     fn publish_settling(&mut self) {
         let settling = !self.settled();
+        self.settled_once |= !settling;
         if self.own.ownership.settling == settling || self.own.ownership.leaving {
             return;
         }
+        self.evaluation_due = true;
         let result = self.update_record(|r| {
             r.ownership.settling = settling;
             if settling {
@@ -1088,6 +1119,7 @@ impl Mesh {
         self.presumed_alive.remove(&id.name);
         self.suspected.retain(|s| s.name != id.name);
         self.live.insert(id.name.clone(), id.clone());
+        self.last_arrival_ms = self.now_ms;
         self.events.push_back(MeshEvent::MemberUp(id));
         // A new member gets our records at once rather than at the next
         // anti-entropy round.

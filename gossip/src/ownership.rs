@@ -300,12 +300,19 @@ impl Fence {
         self.reference.keys().map(String::as_str)
     }
 
-    /// What the fence says of a node seeing `live` members.
-    pub fn status<'a>(&self, live: impl IntoIterator<Item = &'a str>) -> FenceStatus {
+    /// The reference size quorum is measured against: the reference
+    /// membership, or the expected cluster less the members that left if
+    /// that is more.
+    pub fn size(&self) -> usize {
         let expected = self
             .expected_members
             .map_or(0, |expected| expected.saturating_sub(self.departed.len()));
-        let size = self.reference.len().max(expected);
+        self.reference.len().max(expected)
+    }
+
+    /// What the fence says of a node seeing `live` members.
+    pub fn status<'a>(&self, live: impl IntoIterator<Item = &'a str>) -> FenceStatus {
+        let size = self.size();
         let seen = live
             .into_iter()
             .filter(|m| self.reference.contains_key(*m))

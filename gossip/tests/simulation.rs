@@ -724,6 +724,57 @@ fn a_cold_start_node_by_node_converges_to_one_owner_per_address() {
     }
 }
 
+/// A cluster whose third member starts a few seconds after the first two
+/// (a DaemonSet's pods do not start at once): the first two wait for it
+/// rather than settling as a majority, so every address is announced from
+/// the start by the node that keeps it; none moves as the third arrives.
+/// A member that does not come within a lone node's wait is not waited
+/// for: the two that run serve every address.
+#[test]
+fn a_cold_start_waits_for_the_late_members_it_expects() {
+    let settle = 4 * Profile::fast().probe_period_ms;
+    for seed in [821, 822, 823] {
+        let mut net = SimNet::new(3, Profile::fast(), seed);
+        net.set_services(services(12, Failback::Revertive));
+        net.start(0);
+        net.start(1);
+        let mut holders = BTreeMap::<IpAddr, BTreeSet<usize>>::new();
+        let mut watch = |net: &mut SimNet, ms: u64| {
+            let end = net.now_ms + ms;
+            while net.now_ms < end {
+                net.run_for(5);
+                for (address, announcers) in net.announcers() {
+                    holders.entry(address).or_default().extend(announcers);
+                }
+            }
+        };
+        watch(&mut net, 2 * settle + settle / 2);
+        net.start(2);
+        watch(&mut net, 4 * settle);
+        single_owner_everywhere(&net).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        assert!(
+            !net.nodes[2].announcing.is_empty(),
+            "seed {seed}: the late member takes its share"
+        );
+        for (address, nodes) in &holders {
+            assert_eq!(nodes.len(), 1, "seed {seed}: {address} moved between {nodes:?}");
+        }
+    }
+    // The third never comes: the two announce every address once a lone
+    // node's wait has passed.
+    let mut net = SimNet::new(3, Profile::fast(), 824);
+    net.set_services(services(12, Failback::Revertive));
+    net.start(0);
+    net.start(1);
+    net.run_for(2 * settle);
+    assert!(
+        net.announcers().values().all(Vec::is_empty),
+        "the two wait for the third first"
+    );
+    net.run_for(3 * settle);
+    single_owner_everywhere(&net).unwrap();
+}
+
 /// The mesh itself tells a stall from a pause by the gap in its clock (the
 /// agent's driver and this simulation only feed it the time): a pause
 /// shorter than [`STALL_MS`] changes nothing, a longer one makes the node
