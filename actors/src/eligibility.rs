@@ -10,12 +10,13 @@
 
 use std::collections::BTreeMap;
 
+use meshlb_config::Inventory;
 use meshlb_config::allocator::Assignment;
 use meshlb_config::config::Pool;
 use meshlb_config::health::Health;
 use meshlb_config::meta::StringMap;
+use meshlb_config::reconcile::Outcomes;
 use meshlb_config::service::{EndpointIndex, Service, ServiceKey};
-use meshlb_config::{Inventory, ServiceOutcome};
 
 /// Why this node cannot announce a service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +56,7 @@ pub struct PlanInput<'a> {
     /// The running configuration and services.
     pub inventory: &'a Inventory,
     /// Every service's outcome.
-    pub outcomes: &'a BTreeMap<ServiceKey, ServiceOutcome>,
+    pub outcomes: &'a Outcomes,
     /// Health of the services with a health check.
     pub health: &'a BTreeMap<ServiceKey, Health>,
     /// Whether a Service without EndpointSlices counts as having no ready
@@ -157,16 +158,17 @@ pub fn service_blocker(
 pub(crate) mod fixture {
     use std::collections::BTreeMap;
 
+    use meshlb_config::Inventory;
     use meshlb_config::health::Health;
+    use meshlb_config::reconcile::Outcomes;
     use meshlb_config::service::ServiceKey;
-    use meshlb_config::{Inventory, ServiceOutcome};
 
     use super::PlanInput;
 
     /// A decided configuration.
     pub(crate) struct State {
         pub(crate) inventory: Inventory,
-        pub(crate) outcomes: BTreeMap<ServiceKey, ServiceOutcome>,
+        pub(crate) outcomes: Outcomes,
         pub(crate) health: BTreeMap<ServiceKey, Health>,
     }
 

@@ -60,7 +60,7 @@ pub fn requests(count: usize, pools: usize) -> Vec<AllocationRequest> {
                 per_family: 1,
                 sharing_key: (i % 10 == 3).then(|| format!("share-{}", i % 97)),
                 ports: vec![PortKey {
-                    protocol: "TCP".into(),
+                    protocol: meshlb_config::service::Protocol::Tcp,
                     port: 1000 + (i % 60000) as u16,
                 }],
                 backend: Backend::Cluster,

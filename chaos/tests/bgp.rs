@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use actix::{Actor, Addr, System};
 use meshlb_actors::bgp::listener::{BGP_PORT, ListenPeer, ListenSockets, ListenerActor, SetListenPeers};
 use meshlb_actors::bgp::peer::{Hops, PeerActor, PeerConfig, SetRoutes, StopPeer, families_for};
-use meshlb_actors::bgp::rib_out::{RouteAttributes, RoutePrefix};
+use meshlb_actors::bgp::rib_out::{RouteAttributes, RoutePrefix, Routes};
 use meshlb_actors::bgp::session::{PeerAs, SessionConfig};
 use meshlb_chaos::netns::in_netns;
 use meshlb_chaos::probe::Prober;
@@ -73,13 +73,14 @@ fn direct_ebgp(name: String, address: SocketAddr, router_id: std::net::Ipv4Addr)
     }
 }
 
-fn routes(prefixes: &[&str], attributes: &RouteAttributes) -> BTreeMap<RoutePrefix, RouteAttributes> {
+fn routes(prefixes: &[&str], attributes: &RouteAttributes) -> Routes {
+    let attributes = std::sync::Arc::new(attributes.clone());
     prefixes
         .iter()
         .map(|p| {
             let (addr, len) = p.split_once('/').unwrap();
             let prefix = Prefix4::new(addr.parse().unwrap(), len.parse().unwrap()).unwrap();
-            (RoutePrefix::V4(prefix), attributes.clone())
+            (RoutePrefix::V4(prefix), std::sync::Arc::clone(&attributes))
         })
         .collect()
 }
@@ -844,7 +845,7 @@ fn ipv6_sessions_announce_ipv6_routes_to_bird2_frr_and_gobgpd() {
         let config = direct_ebgp(format!("{kind}-v6"), SocketAddr::new(router_v6, BGP_PORT), node.ipv4);
         let (peer, system, thread) = start_peer(&node.netns, config);
         let prefix = meshlb_wire::bgp::Prefix6::new("2001:db8:100::20".parse().unwrap(), 128).unwrap();
-        let routes = BTreeMap::from([(RoutePrefix::V6(prefix), RouteAttributes::default())]);
+        let routes = BTreeMap::from([(RoutePrefix::V6(prefix), Default::default())]);
         peer.do_send(SetRoutes(routes));
         router.wait_established(&lab, 1, Duration::from_secs(30)).unwrap();
         let rib = router

@@ -135,7 +135,11 @@ impl Users {
     fn insert(&mut self, service: ServiceKey, ports: Vec<PortKey>) {
         match self.0.binary_search_by(|(k, _)| k.cmp(&service)) {
             Ok(at) => self.0[at].1 = ports,
-            Err(at) => self.0.insert(at, (service, ports)),
+            Err(at) => {
+                // Room for one more, not the four a first push makes.
+                self.0.reserve_exact(1);
+                self.0.insert(at, (service, ports));
+            }
         }
     }
 
@@ -158,7 +162,10 @@ impl Users {
 
 #[derive(Debug, Clone)]
 struct Held {
-    request: AllocationRequest,
+    /// Shared with the copies of the entry (a request is ten times the
+    /// size of the rest, and a map holding one per service half-full
+    /// nodes of them).
+    request: Arc<AllocationRequest>,
     assignment: Assignment,
 }
 
@@ -306,7 +313,7 @@ impl Allocator {
 
     /// The request a service's current assignment was made for.
     pub fn request(&self, service: &ServiceKey) -> Option<&AllocationRequest> {
-        self.services.get(service).map(|h| &h.request)
+        self.services.get(service).map(|h| h.request.as_ref())
     }
 
     /// Every assignment, by service.
@@ -407,7 +414,10 @@ impl Allocator {
     /// service order); the services whose addresses are no longer
     /// admitted are let go, and returned with what they held, for the
     /// caller to decide (allocate anew, or hold).
-    pub fn replace_pools(&mut self, pools: impl IntoIterator<Item = Pool>) -> Vec<(AllocationRequest, Assignment)> {
+    pub fn replace_pools(
+        &mut self,
+        pools: impl IntoIterator<Item = Pool>,
+    ) -> Vec<(Arc<AllocationRequest>, Assignment)> {
         let held: Vec<Held> = std::mem::take(&mut self.services).into_values().collect();
         self.addresses.clear();
         self.pools = pools.into_iter().map(|p| (p.name.clone(), p)).collect();
@@ -476,13 +486,23 @@ impl Allocator {
                 self.advance_hint(key);
             }
         }
-        self.services.insert(
-            request.service.clone(),
-            Held {
-                request: request.clone(),
-                assignment,
-            },
-        );
+        match self.services.get_mut(&request.service) {
+            Some(held) => {
+                if *held.request != *request {
+                    held.request = Arc::new(request.clone());
+                }
+                held.assignment = assignment;
+            }
+            None => {
+                self.services.insert(
+                    request.service.clone(),
+                    Held {
+                        request: Arc::new(request.clone()),
+                        assignment,
+                    },
+                );
+            }
+        }
     }
 
     /// The single pool holding every address.
@@ -821,7 +841,7 @@ fn check_shape(request: &AllocationRequest, addresses: &[IpAddr]) -> Result<(), 
 mod tests {
     use super::*;
     use crate::meta::StringMap;
-    use crate::service::Backend;
+    use crate::service::{Backend, Protocol};
 
     fn pool(name: &str, ranges: &[&str]) -> Pool {
         Pool {
@@ -846,7 +866,7 @@ mod tests {
             per_family: 1,
             sharing_key: None,
             ports: vec![PortKey {
-                protocol: "TCP".into(),
+                protocol: Protocol::Tcp,
                 port: 80,
             }],
             backend: Backend::Cluster,
@@ -899,7 +919,7 @@ mod tests {
         let mut dns = req("dns");
         dns.sharing_key = Some("k".into());
         dns.ports = vec![PortKey {
-            protocol: "UDP".into(),
+            protocol: Protocol::Udp,
             port: 53,
         }];
         let first = a.assign(&web).unwrap();
@@ -912,7 +932,7 @@ mod tests {
         let mut other_key = req("other");
         other_key.sharing_key = Some("j".into());
         other_key.ports = vec![PortKey {
-            protocol: "TCP".into(),
+            protocol: Protocol::Tcp,
             port: 8080,
         }];
         other_key.addresses = first.addresses.clone();
@@ -925,7 +945,7 @@ mod tests {
         let mut local = req("local");
         local.sharing_key = Some("k".into());
         local.ports = vec![PortKey {
-            protocol: "TCP".into(),
+            protocol: Protocol::Tcp,
             port: 443,
         }];
         local.backend = Backend::Local("app=x".into());

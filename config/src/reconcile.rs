@@ -157,17 +157,22 @@ impl Inventory {
         namespace_labels(namespace, self.namespaces.get(namespace).unwrap_or(&StringMap::new()))
     }
 
-    /// The allocation request of a service, with the L2Policy's address
-    /// count applied.
-    pub fn request_for(&self, service: &Service) -> Result<AllocationRequest, Vec<Invalid>> {
+    /// The allocation request of a service (known by `key`, whose text the
+    /// request shares), with the L2Policy's address count applied.
+    pub fn request_for(&self, key: &ServiceKey, service: &Service) -> Result<AllocationRequest, Vec<Invalid>> {
         let per_family = self
             .config
             .l2_policy_for(&service.metadata.labels)
             .map_or(1, |p| p.addresses_per_service);
         let namespace = service.metadata.namespace.as_deref().unwrap_or("default");
-        service.allocation_request(&self.namespace_labels(namespace), per_family)
+        service.allocation_request(key.clone(), &self.namespace_labels(namespace), per_family)
     }
 }
+
+/// Every served service's outcome, each shared by the reconciler, the
+/// pipeline and the status the protocols read (one copy however many hold
+/// it).
+pub type Outcomes = BTreeMap<ServiceKey, Arc<ServiceOutcome>>;
 
 /// What happened to one service.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -440,7 +445,7 @@ impl Context {
 #[derive(Debug, Clone, Default)]
 struct LastApply {
     context: Option<Context>,
-    services: BTreeMap<ServiceKey, (Arc<Service>, ServiceOutcome)>,
+    services: BTreeMap<ServiceKey, (Arc<Service>, Arc<ServiceOutcome>)>,
 }
 
 impl Reconciler {
@@ -501,7 +506,7 @@ impl Reconciler {
             return false;
         }
         self.last.services.iter().any(|(key, (read, outcome))| {
-            matches!(outcome, ServiceOutcome::Assigned(_))
+            matches!(**outcome, ServiceOutcome::Assigned(_))
                 && inventory
                     .services
                     .get(key)
@@ -522,13 +527,13 @@ impl Reconciler {
     /// what changed, not what exists. `now` times the [`Holds`]; a service
     /// held is served again at every apply (apply again at
     /// [`Holds::next_end`]).
-    pub fn apply(&mut self, inventory: &Inventory, now: Instant) -> BTreeMap<ServiceKey, ServiceOutcome> {
+    pub fn apply(&mut self, inventory: &Inventory, now: Instant) -> Outcomes {
         let pools: Vec<_> = inventory.config.pools.values().cloned().collect();
         if self.allocator.pools().values().ne(pools.iter()) {
             // Services whose addresses left the pools are served again
             // below, with those addresses as what they hold.
             for (request, assignment) in self.allocator.replace_pools(pools) {
-                self.remembered.insert(request.service, assignment.addresses);
+                self.remembered.insert(request.service.clone(), assignment.addresses);
             }
         }
         let wanted: BTreeMap<&ServiceKey, &Arc<Service>> = inventory
@@ -551,10 +556,10 @@ impl Reconciler {
             match last.services.get(*key) {
                 Some((read, outcome))
                     if same_context
-                        && !matches!(outcome, ServiceOutcome::Failed { .. } | ServiceOutcome::Held { .. })
+                        && !matches!(**outcome, ServiceOutcome::Failed { .. } | ServiceOutcome::Held { .. })
                         && read == *service =>
                 {
-                    outcomes.insert((*key).clone(), outcome.clone());
+                    outcomes.insert((*key).clone(), Arc::clone(outcome));
                 }
                 _ => served.push((*key, service.as_ref())),
             }
@@ -565,7 +570,7 @@ impl Reconciler {
             services: wanted
                 .iter()
                 .filter_map(|(key, service)| {
-                    let outcome = outcomes.get(*key)?.clone();
+                    let outcome = Arc::clone(outcomes.get(*key)?);
                     Some(((*key).clone(), (Arc::clone(service), outcome)))
                 })
                 .collect(),
@@ -574,20 +579,15 @@ impl Reconciler {
     }
 
     /// Serves `services` (in name order): their outcomes.
-    fn serve(
-        &mut self,
-        inventory: &Inventory,
-        services: &[(&ServiceKey, &Service)],
-        now: Instant,
-    ) -> BTreeMap<ServiceKey, ServiceOutcome> {
+    fn serve(&mut self, inventory: &Inventory, services: &[(&ServiceKey, &Service)], now: Instant) -> Outcomes {
         let mut outcomes = BTreeMap::new();
         let mut requests = Vec::new();
         for (key, service) in services {
-            match inventory.request_for(service) {
+            match inventory.request_for(key, service) {
                 Ok(request) => requests.push((request, *service)),
                 Err(errors) => {
                     let kept = self.allocator.assignment(key).cloned();
-                    outcomes.insert((*key).clone(), ServiceOutcome::Invalid { errors, kept });
+                    outcomes.insert((*key).clone(), Arc::new(ServiceOutcome::Invalid { errors, kept }));
                 }
             }
         }
@@ -613,7 +613,7 @@ impl Reconciler {
                         }
                     }
                 };
-                outcomes.insert(request.service.clone(), outcome);
+                outcomes.insert(request.service.clone(), Arc::new(outcome));
             }
             return outcomes;
         }
@@ -661,11 +661,11 @@ impl Reconciler {
                 let hold_for = self.holds.hold_for;
                 outcomes.insert(
                     request.service.clone(),
-                    ServiceOutcome::Held {
+                    Arc::new(ServiceOutcome::Held {
                         addresses,
                         error,
                         hold_for,
-                    },
+                    }),
                 );
                 continue;
             }
@@ -676,7 +676,7 @@ impl Reconciler {
                     kept: self.allocator.assignment(&request.service).cloned(),
                 },
             };
-            outcomes.insert(request.service.clone(), outcome);
+            outcomes.insert(request.service.clone(), Arc::new(outcome));
         }
         outcomes
     }
@@ -748,9 +748,9 @@ status: {{loadBalancer: {{ingress: [{{ip: 198.51.100.1}}]}}}}
             outcomes[&key("a")].assignment().unwrap().addresses,
             vec![ip("192.0.2.2")]
         );
-        assert_eq!(outcomes[&key("b")], ServiceOutcome::Pending);
+        assert_eq!(*outcomes[&key("b")], ServiceOutcome::Pending);
         assert!(matches!(
-            &outcomes[&key("e")],
+            &*outcomes[&key("e")],
             ServiceOutcome::Failed {
                 error: AllocationError::OutsidePools { .. },
                 kept: None
@@ -978,7 +978,7 @@ spec: {type: LoadBalancer}
         let held = r.apply(&gone, t0() + Duration::from_secs(1));
         for (name, address) in [("a", "192.0.2.0"), ("b", "192.0.2.1")] {
             let outcome = &held[&key(name)];
-            assert!(matches!(outcome, ServiceOutcome::Held { .. }), "{outcome}");
+            assert!(matches!(**outcome, ServiceOutcome::Held { .. }), "{outcome}");
             assert_eq!(outcome.kept_addresses(), [ip(address)]);
             assert!(outcome.assignment().is_none(), "a held address is not announced");
         }
@@ -987,7 +987,7 @@ spec: {type: LoadBalancer}
         let b_moves = inventory(&with("", &services("")));
         let moved = r.apply(&b_moves, t0() + Duration::from_secs(2));
         assert_eq!(moved[&key("b")].assignment().unwrap().addresses, [ip("198.51.100.0")]);
-        assert!(matches!(moved[&key("a")], ServiceOutcome::Held { .. }));
+        assert!(matches!(*moved[&key("a")], ServiceOutcome::Held { .. }));
         // The pool is back within the hour: a has its address again.
         let back = r.apply(&inventory(&with(lan, &services(""))), t0() + Duration::from_secs(60));
         assert_eq!(back[&key("a")].assignment().unwrap().addresses, [ip("192.0.2.0")]);
@@ -996,7 +996,7 @@ spec: {type: LoadBalancer}
         r.apply(&b_moves, t0() + Duration::from_secs(120));
         let ended = r.apply(&b_moves, t0() + Duration::from_secs(120) + hour);
         assert!(
-            matches!(ended[&key("a")], ServiceOutcome::Failed { .. }),
+            matches!(*ended[&key("a")], ServiceOutcome::Failed { .. }),
             "{}",
             ended[&key("a")]
         );
@@ -1011,7 +1011,7 @@ spec: {type: LoadBalancer}
         let out = r.apply(&inventory(&broken), t0());
         let outcome = &out[&ServiceKey::new("shop", "b")];
         assert!(
-            matches!(outcome, ServiceOutcome::Invalid { kept: Some(_), .. }),
+            matches!(**outcome, ServiceOutcome::Invalid { kept: Some(_), .. }),
             "{outcome}"
         );
         assert!(outcome.to_string().contains("Sideways") && outcome.to_string().contains("keeps 192.0.2.0"));

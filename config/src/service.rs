@@ -93,12 +93,13 @@ pub struct ServiceSpec {
     /// `SingleStack`, `PreferDualStack` or `RequireDualStack`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip_family_policy: Option<String>,
-    /// `IPv4` and/or `IPv6`, primary first.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub ip_families: Vec<String>,
+    /// `IPv4` and/or `IPv6`, primary first. (Boxed slices here: a list
+    /// read grows to room for four, and an agent holds every Service.)
+    #[serde(default, skip_serializing_if = "<[_]>::is_empty")]
+    pub ip_families: Box<[String]>,
     /// Ports, for sharing checks.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub ports: Vec<ServicePort>,
+    #[serde(default, skip_serializing_if = "<[_]>::is_empty")]
+    pub ports: Box<[ServicePort]>,
     /// `Cluster` (default) or `Local`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_traffic_policy: Option<String>,
@@ -386,10 +387,45 @@ pub enum FamilyPolicy {
 /// A port as far as sharing is concerned.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PortKey {
-    /// `TCP`, `UDP` or `SCTP`.
-    pub protocol: String,
+    /// The transport protocol.
+    pub protocol: Protocol,
     /// Port number.
     pub port: u16,
+}
+
+/// A Service port's protocol (`spec.ports[].protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Protocol {
+    /// `TCP`, the default.
+    Tcp,
+    /// `UDP`.
+    Udp,
+    /// `SCTP`.
+    Sctp,
+}
+
+impl std::str::FromStr for Protocol {
+    type Err = ();
+
+    /// Kubernetes' spelling, as the API server accepts it.
+    fn from_str(text: &str) -> Result<Protocol, ()> {
+        match text {
+            "TCP" => Ok(Protocol::Tcp),
+            "UDP" => Ok(Protocol::Udp),
+            "SCTP" => Ok(Protocol::Sctp),
+            _ => Err(()),
+        }
+    }
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+            Protocol::Sctp => "SCTP",
+        })
+    }
 }
 
 /// Where traffic goes, as far as sharing is concerned: services sharing an
@@ -478,6 +514,7 @@ impl Service {
     /// overrides it.
     pub fn allocation_request(
         &self,
+        key: ServiceKey,
         namespace_labels: &Arc<StringMap>,
         default_per_family: u8,
     ) -> Result<AllocationRequest, Vec<Invalid>> {
@@ -620,18 +657,22 @@ impl Service {
 
         let mut ports = Vec::new();
         for (i, port) in self.spec.ports.iter().enumerate() {
-            let protocol = port.protocol.clone().unwrap_or_else(|| "TCP".into());
-            if !matches!(protocol.as_str(), "TCP" | "UDP" | "SCTP") {
-                errors.push(Invalid::new(
-                    &object,
-                    format!("spec.ports[{i}].protocol"),
-                    &protocol,
-                    "is not a service protocol",
-                    "TCP, UDP or SCTP",
-                ));
-            }
+            let protocol = match port.protocol.as_deref().map(str::parse) {
+                None => Some(Protocol::Tcp),
+                Some(Ok(protocol)) => Some(protocol),
+                Some(Err(())) => {
+                    errors.push(Invalid::new(
+                        &object,
+                        format!("spec.ports[{i}].protocol"),
+                        port.protocol.as_deref().unwrap_or_default(),
+                        "is not a service protocol",
+                        "TCP, UDP or SCTP",
+                    ));
+                    None
+                }
+            };
             match u16::try_from(port.port) {
-                Ok(p) if p > 0 => ports.push(PortKey { protocol, port: p }),
+                Ok(p) if p > 0 => ports.extend(protocol.map(|protocol| PortKey { protocol, port: p })),
                 _ => errors.push(Invalid::new(
                     &object,
                     format!("spec.ports[{i}].port"),
@@ -664,7 +705,7 @@ impl Service {
             return Err(errors);
         }
         Ok(AllocationRequest {
-            service: self.key(),
+            service: key,
             labels: self.metadata.labels.clone(),
             namespace_labels: Arc::clone(namespace_labels),
             pool,
@@ -688,7 +729,8 @@ mod tests {
     }
 
     fn request(yaml: &str) -> Result<AllocationRequest, Vec<Invalid>> {
-        service(yaml).allocation_request(&Default::default(), 1)
+        let service = service(yaml);
+        service.allocation_request(service.key(), &Default::default(), 1)
     }
 
     #[test]
@@ -732,7 +774,7 @@ spec:
         assert_eq!(
             r.ports[1],
             PortKey {
-                protocol: "UDP".into(),
+                protocol: Protocol::Udp,
                 port: 53
             }
         );

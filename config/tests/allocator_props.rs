@@ -147,7 +147,7 @@ fn request(index: usize, shape: &ServiceShape, pools: &[Pool]) -> AllocationRequ
             .ports
             .iter()
             .map(|(p, n)| PortKey {
-                protocol: (*p).into(),
+                protocol: p.parse().expect("a protocol"),
                 port: *n,
             })
             .collect(),

@@ -402,7 +402,7 @@ pub fn check(dir: &Path, classes: ClassFilter) -> Result<CheckReport, AgentError
     ));
     let mut ok = true;
     for (key, outcome) in pipeline.outcomes() {
-        ok &= matches!(outcome, ServiceOutcome::Assigned(_));
+        ok &= matches!(**outcome, ServiceOutcome::Assigned(_));
         lines.push(format!("service {key}: {outcome}"));
     }
     for (pool, c) in pipeline.reconciler().allocator().counters() {

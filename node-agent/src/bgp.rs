@@ -28,6 +28,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV6};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{Actor, ActorFutureExt, Addr, ArbiterHandle, AsyncContext, Context, StreamHandler, WrapFuture};
@@ -38,7 +39,7 @@ use meshlb_actors::bgp::peer::{
     Flush, Hops, MessageCounts, PeerActor, PeerConfig, SessionState, SetRoutes, StopPeer, families_for,
 };
 use meshlb_actors::bgp::plan::{BgpPlan, plan};
-use meshlb_actors::bgp::rib_out::{RouteAttributes, RoutePrefix};
+use meshlb_actors::bgp::rib_out::{RouteAttributes, RoutePrefix, Routes};
 use meshlb_actors::bgp::session::{PeerAs, SessionConfig};
 use meshlb_actors::bgp::unnumbered::{DiscoveryActor, DiscoverySocket, NeighborFound, StopDiscovery};
 use meshlb_config::config::{BgpPeer, Config, PeerAsn, PeerEndpoint};
@@ -622,14 +623,19 @@ pub struct Stop;
 
 /// `routes` marked for a graceful shutdown (RFC 8326): the community, and
 /// the lowest LOCAL_PREF (sent to iBGP peers only).
-fn graceful_shutdown(routes: &BTreeMap<RoutePrefix, RouteAttributes>) -> BTreeMap<RoutePrefix, RouteAttributes> {
+fn graceful_shutdown(routes: &Routes) -> Routes {
+    // Routes that shared attributes share the marked ones.
+    let mut marked: BTreeMap<&Arc<RouteAttributes>, Arc<RouteAttributes>> = BTreeMap::new();
     routes
         .iter()
         .map(|(prefix, attributes)| {
-            let mut attributes = attributes.clone();
-            attributes.communities.insert(Community::GRACEFUL_SHUTDOWN);
-            attributes.local_pref = Some(0);
-            (*prefix, attributes)
+            let marked = marked.entry(attributes).or_insert_with(|| {
+                let mut attributes = RouteAttributes::clone(attributes);
+                attributes.communities.insert(Community::GRACEFUL_SHUTDOWN);
+                attributes.local_pref = Some(0);
+                Arc::new(attributes)
+            });
+            (*prefix, Arc::clone(marked))
         })
         .collect()
 }
@@ -908,20 +914,23 @@ mod tests {
 
     #[test]
     fn a_graceful_shutdown_marks_every_route() {
-        let prefix = RoutePrefix::V4(meshlb_wire::bgp::Prefix4::new("203.0.113.20".parse().unwrap(), 32).unwrap());
-        let routes = BTreeMap::from([(
-            prefix,
-            RouteAttributes {
-                local_pref: Some(200),
-                communities: [Community(100)].into(),
-                ..RouteAttributes::default()
-            },
-        )]);
+        let host = |a: &str| RoutePrefix::V4(meshlb_wire::bgp::Prefix4::new(a.parse().unwrap(), 32).unwrap());
+        let (prefix, other) = (host("203.0.113.20"), host("203.0.113.21"));
+        let attributes = Arc::new(RouteAttributes {
+            local_pref: Some(200),
+            communities: [Community(100)].into(),
+            ..RouteAttributes::default()
+        });
+        let routes = BTreeMap::from([(prefix, Arc::clone(&attributes)), (other, attributes)]);
         let marked = graceful_shutdown(&routes);
         assert_eq!(marked[&prefix].local_pref, Some(0));
         assert_eq!(
             marked[&prefix].communities,
             [Community(100), Community::GRACEFUL_SHUTDOWN].into()
+        );
+        assert!(
+            Arc::ptr_eq(&marked[&prefix], &marked[&other]),
+            "routes that shared attributes share the marked ones"
         );
     }
 }

@@ -48,9 +48,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
-use metrics::{counter, gauge, histogram};
+use metrics::{SharedString, counter, gauge, histogram};
 use metrics_exporter_prometheus::PrometheusBuilder;
 use metrics_util::MetricKindMask;
 
@@ -94,27 +95,30 @@ impl Sampler {
             gauge!("metallb_allocator_ipv6_addresses_in_use_total", &labels).set(c.v6.in_use as f64);
         }
         let mut allocated: BTreeMap<&str, u64> = running.pools.keys().map(|p| (p.as_str(), 0)).collect();
-        for assignment in running
-            .outcomes
-            .values()
-            .filter_map(meshlb_config::ServiceOutcome::assignment)
-        {
+        for assignment in running.outcomes.values().filter_map(|o| o.assignment()) {
             *allocated.entry(&*assignment.pool).or_default() += 1;
         }
         for (pool, services) in allocated {
             gauge!("metallb_allocator_services_allocated_total", "pool" => pool.to_owned()).set(services as f64);
         }
 
+        // One series an announced address, as MetalLB has: the labels all
+        // of them have in common are shared text, not copied into each.
         let mesh = hub.mesh().get();
-        let node = mesh.identity.as_ref().map(|id| id.name.clone()).unwrap_or_default();
-        let services: BTreeMap<IpAddr, String> = running
+        let node = SharedString::from(Arc::<str>::from(
+            mesh.identity.as_ref().map_or("", |id| id.name.as_str()),
+        ));
+        let services: BTreeMap<IpAddr, SharedString> = running
             .outcomes
             .iter()
-            .filter_map(|(key, outcome)| match outcome {
+            .filter_map(|(key, outcome)| match &**outcome {
                 meshlb_config::ServiceOutcome::Assigned(a) => Some((key, a)),
                 _ => None,
             })
-            .flat_map(|(key, a)| a.addresses.iter().map(move |address| (*address, key.to_string())))
+            .flat_map(|(key, a)| {
+                let service = SharedString::from(Arc::<str>::from(key.to_string()));
+                a.addresses.iter().map(move |address| (*address, service.clone()))
+            })
             .collect();
         let service_of = |address: &IpAddr| services.get(address).cloned().unwrap_or_default();
         let layer2 = hub.layer2().get();
@@ -123,14 +127,15 @@ impl Sampler {
             .iter()
             .find(|m| Some(&m.id.name) == mesh.identity.as_ref().map(|id| &id.name))
             .and_then(|m| m.record.as_ref());
-        let bgp_announcing: BTreeSet<IpAddr> = own_record.map(|r| r.bgp.announcing.clone()).unwrap_or_default();
-        for (protocol, addresses) in [("layer2", &layer2.announcing), ("bgp", &bgp_announcing)] {
+        let none = BTreeSet::new();
+        let bgp_announcing = own_record.map_or(&none, |r| &r.bgp.announcing);
+        for (protocol, addresses) in [("layer2", &layer2.announcing), ("bgp", bgp_announcing)] {
             for address in addresses {
                 let labels = [
                     ("service", service_of(address)),
-                    ("protocol", protocol.to_owned()),
+                    ("protocol", SharedString::const_str(protocol)),
                     ("node", node.clone()),
-                    ("ip", address.to_string()),
+                    ("ip", SharedString::from(address.to_string())),
                 ];
                 gauge!("metallb_speaker_announced", &labels).set(1.0);
             }

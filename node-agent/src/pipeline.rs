@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use meshlb_config::allocator::PoolCounters;
 use meshlb_config::health::{Health, HealthCheck};
-use meshlb_config::reconcile::Holds;
+use meshlb_config::reconcile::{Holds, Outcomes};
 use meshlb_config::service::{ClassFilter, ServiceKey};
 use meshlb_config::{AddressSource, ConfigStore, Inventory, Offer, Reconciler, Rejected, ServiceOutcome};
 use tokio::sync::watch;
@@ -51,8 +51,8 @@ pub struct AgentState {
     pub generation: u64,
     /// The running configuration and services.
     pub inventory: Arc<Inventory>,
-    /// Every service's outcome.
-    pub outcomes: BTreeMap<ServiceKey, ServiceOutcome>,
+    /// Every service's outcome (the pipeline's own, shared).
+    pub outcomes: Arc<Outcomes>,
     /// Health of the services with a health check.
     pub health: BTreeMap<ServiceKey, Health>,
     /// Address counts per pool.
@@ -67,7 +67,7 @@ pub enum Reload {
         /// Generation now running.
         generation: u64,
         /// Services whose outcome changed (new, changed or gone: `None`).
-        changed: BTreeMap<ServiceKey, Option<ServiceOutcome>>,
+        changed: BTreeMap<ServiceKey, Option<Arc<ServiceOutcome>>>,
         /// The update's configuration was refused, for these reasons: what
         /// runs is its cluster objects (new Services among them) with the
         /// previous configuration.
@@ -109,7 +109,7 @@ pub struct Pipeline {
     /// The source's fingerprint of the running snapshot.
     fingerprint: Option<u64>,
     reconciler: Reconciler,
-    outcomes: BTreeMap<ServiceKey, ServiceOutcome>,
+    outcomes: Arc<Outcomes>,
     held: Option<Held>,
     /// Updates taken from the source over the agent's life.
     updates: u64,
@@ -130,7 +130,7 @@ impl Pipeline {
             store: ConfigStore::default(),
             fingerprint: None,
             reconciler: Reconciler::new(classes, remembered),
-            outcomes: BTreeMap::new(),
+            outcomes: Arc::default(),
             held: None,
             updates: 0,
         })
@@ -164,7 +164,7 @@ impl Pipeline {
     }
 
     /// Every served service's outcome.
-    pub fn outcomes(&self) -> &BTreeMap<ServiceKey, ServiceOutcome> {
+    pub fn outcomes(&self) -> &Outcomes {
         &self.outcomes
     }
 
@@ -295,12 +295,7 @@ impl Pipeline {
 
     /// Records `outcomes` of `generation` (allocated from `started`): the
     /// services that changed, the state file.
-    fn take_outcomes(
-        &mut self,
-        outcomes: BTreeMap<ServiceKey, ServiceOutcome>,
-        generation: u64,
-        started: Instant,
-    ) -> Reload {
+    fn take_outcomes(&mut self, outcomes: Outcomes, generation: u64, started: Instant) -> Reload {
         let mut changed = BTreeMap::new();
         let mut allocated = false;
         for (key, outcome) in &outcomes {
@@ -308,11 +303,11 @@ impl Pipeline {
                 allocated |= outcome.assignment().is_some_and(|a| {
                     self.outcomes
                         .get(key)
-                        .and_then(ServiceOutcome::assignment)
+                        .and_then(|o| o.assignment())
                         .map(|b| &b.addresses)
                         != Some(&a.addresses)
                 });
-                changed.insert(key.clone(), Some(outcome.clone()));
+                changed.insert(key.clone(), Some(Arc::clone(outcome)));
             }
         }
         if allocated && self.reconciler.address_source() == AddressSource::Allocate {
@@ -321,7 +316,7 @@ impl Pipeline {
         for key in self.outcomes.keys().filter(|k| !outcomes.contains_key(*k)) {
             changed.insert(key.clone(), None);
         }
-        self.outcomes = outcomes;
+        self.outcomes = Arc::new(outcomes);
         if let Some(file) = &mut self.assignments_file
             && let Err(e) = file.save(&self.reconciler)
         {
@@ -337,11 +332,7 @@ impl Pipeline {
     /// Why applying `inventory` (with `outcomes`) would withdraw everything,
     /// if it would: every pool removed, or no address left where some are
     /// announced now.
-    fn withdraws_everything(
-        &self,
-        inventory: &Inventory,
-        outcomes: &BTreeMap<ServiceKey, ServiceOutcome>,
-    ) -> Option<String> {
+    fn withdraws_everything(&self, inventory: &Inventory, outcomes: &Outcomes) -> Option<String> {
         let running = self.store.active()?;
         let announced = self.outcomes.values().filter(|o| o.assignment().is_some()).count();
         if inventory.config.pools.is_empty() && !running.config.pools.is_empty() {
@@ -504,7 +495,7 @@ impl Pipeline {
             || AgentState {
                 generation,
                 inventory: Arc::clone(inventory),
-                outcomes: self.outcomes.clone(),
+                outcomes: Arc::clone(&self.outcomes),
                 health: health.clone(),
                 pools: self.reconciler.allocator().counters(),
             },
@@ -522,13 +513,10 @@ impl Drop for AbortOnDrop {
 }
 
 /// Health checks of the services that hold addresses.
-fn health_checks(
-    inventory: &Inventory,
-    outcomes: &BTreeMap<ServiceKey, ServiceOutcome>,
-) -> BTreeMap<ServiceKey, HealthCheck> {
+fn health_checks(inventory: &Inventory, outcomes: &Outcomes) -> BTreeMap<ServiceKey, HealthCheck> {
     let mut checks = BTreeMap::new();
     for (key, service) in &inventory.services {
-        if outcomes.get(key).and_then(ServiceOutcome::assignment).is_none() {
+        if outcomes.get(key).and_then(|o| o.assignment()).is_none() {
             continue;
         }
         match HealthCheck::from_service(service) {
@@ -566,7 +554,7 @@ pub fn log_reload(reload: &Reload) {
                 None => tracing::info!(generation, changed = changed.len(), "configuration accepted"),
             }
             for (key, outcome) in changed {
-                match outcome {
+                match outcome.as_deref() {
                     Some(ServiceOutcome::Assigned(a)) => tracing::info!(service = %key, "assigned {a}"),
                     // Normal in a cluster until the allocator writes status.
                     Some(ServiceOutcome::Pending) => tracing::debug!(service = %key, "pending"),
@@ -756,7 +744,7 @@ mod tests {
             pipeline
                 .outcomes()
                 .get(&ServiceKey::new("default", name))
-                .and_then(ServiceOutcome::assignment)
+                .and_then(|o| o.assignment())
                 .map(|a| a.addresses.clone())
         };
         let mut pipeline = Pipeline::new(None, ClassFilter::default()).unwrap();

@@ -148,7 +148,7 @@ async fn write_slow(hub: StatusHub, dir: PathBuf) {
 
 fn services_text(state: &crate::pipeline::AgentState) -> String {
     let mut text = String::new();
-    for (key, outcome) in &state.outcomes {
+    for (key, outcome) in state.outcomes.iter() {
         text.push_str(&format!("{key} {outcome}\n"));
     }
     text
@@ -398,6 +398,9 @@ mod tests {
                 ),
                 (ServiceKey::new("shop", "new"), ServiceOutcome::Pending),
             ]
+            .into_iter()
+            .map(|(key, outcome)| (key, std::sync::Arc::new(outcome)))
+            .collect::<std::collections::BTreeMap<_, _>>()
             .into(),
             ..Default::default()
         };

@@ -46,7 +46,7 @@ impl Standalone {
         }
     }
 
-    fn outcomes(&self) -> &std::collections::BTreeMap<ServiceKey, ServiceOutcome> {
+    fn outcomes(&self) -> &meshlb_config::reconcile::Outcomes {
         self.pipeline.outcomes()
     }
 }
@@ -75,7 +75,7 @@ fn every_example_loads_and_every_service_gets_addresses() {
         assert!(!agent.outcomes().is_empty(), "{}: no services", dir.display());
         for (key, outcome) in agent.outcomes() {
             assert!(
-                matches!(outcome, ServiceOutcome::Assigned(_)),
+                matches!(**outcome, ServiceOutcome::Assigned(_)),
                 "{}: {key}: {outcome}",
                 dir.display()
             );

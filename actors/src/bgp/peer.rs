@@ -33,7 +33,7 @@ use tokio::sync::mpsc;
 
 use crate::bfd::actor::BfdStatus;
 use crate::bgp::connections::{Action, ConnectionId, Connections};
-use crate::bgp::rib_out::{Peering, RibOut, RouteAttributes, RoutePrefix};
+use crate::bgp::rib_out::{Peering, RibOut, Routes};
 use crate::bgp::session::{CloseReason, Direction, Input, Negotiated, SessionConfig};
 
 /// Bytes read at a time.
@@ -72,7 +72,7 @@ pub struct PeerConfig {
 /// The routes the peer should have (replacing the previous set).
 #[derive(Debug, Clone, PartialEq, Eq, actix::Message)]
 #[rtype(result = "()")]
-pub struct SetRoutes(pub BTreeMap<RoutePrefix, RouteAttributes>);
+pub struct SetRoutes(pub Routes);
 
 /// Answered once every message sent to the actor before it is handled:
 /// the UPDATEs they made are queued for the connection's writer.
@@ -192,7 +192,7 @@ pub struct PeerActor {
     config: PeerConfig,
     core: Connections,
     rib: RibOut,
-    wanted: BTreeMap<RoutePrefix, RouteAttributes>,
+    wanted: Routes,
     connections: BTreeMap<ConnectionId, Connection>,
     next_connection: ConnectionId,
     attempt: Option<SpawnHandle>,
@@ -975,8 +975,10 @@ mod tests {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
         let port = listener.local_addr().unwrap().port();
         let (system, actors, addr) = run_actor(scripted(port));
-        let prefix = RoutePrefix::V4(meshlb_wire::bgp::Prefix4::new(Ipv4Addr::new(203, 0, 113, 20), 32).unwrap());
-        addr.do_send(SetRoutes([(prefix, RouteAttributes::default())].into()));
+        let prefix = crate::bgp::rib_out::RoutePrefix::V4(
+            meshlb_wire::bgp::Prefix4::new(Ipv4Addr::new(203, 0, 113, 20), 32).unwrap(),
+        );
+        addr.do_send(SetRoutes([(prefix, Default::default())].into()));
         let mut stream = handshake_offering(&listener, false, vec![Capability::EnhancedRouteRefresh]);
         let end_of_rib = Message::Update(Update::end_of_rib(Family::IPV4_UNICAST));
         while read_message(&mut stream).is_some_and(|m| m != end_of_rib) {}

@@ -22,15 +22,17 @@
 //! it carries ([`PeerPlan::deliverable_routes`]): a router must never send
 //! this node packets it would drop.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 
-use meshlb_config::config::{BgpCommunity, BgpPeer};
+use meshlb_config::config::{BgpAdvertisement, BgpCommunity, BgpPeer};
 use meshlb_config::meta::any_matches;
 use meshlb_config::service::{EndpointIndex, ServiceKey};
 use meshlb_wire::bgp::{Prefix4, Prefix6};
 
-use crate::bgp::rib_out::{RouteAttributes, RoutePrefix};
+use crate::bgp::rib_out::{RouteAttributes, RoutePrefix, Routes};
 use crate::eligibility::{Assigned, Blocker, PlanInput, ThisNode, assigned, service_blocker};
 
 /// One of this node's peers and what it is sent.
@@ -39,7 +41,7 @@ pub struct PeerPlan {
     /// The peer, as configured.
     pub peer: BgpPeer,
     /// The routes it should have.
-    pub routes: BTreeMap<RoutePrefix, RouteAttributes>,
+    pub routes: Routes,
     /// The service addresses those routes carry.
     pub addresses: BTreeSet<IpAddr>,
 }
@@ -47,7 +49,7 @@ pub struct PeerPlan {
 impl PeerPlan {
     /// The routes whose every address (of this peer's) is in
     /// `deliverable`.
-    pub fn deliverable_routes(&self, deliverable: &BTreeSet<IpAddr>) -> BTreeMap<RoutePrefix, RouteAttributes> {
+    pub fn deliverable_routes(&self, deliverable: &BTreeSet<IpAddr>) -> Routes {
         let mut routes = self.routes.clone();
         if routes.is_empty() {
             return routes;
@@ -117,6 +119,12 @@ pub fn plan(input: PlanInput<'_>, node: ThisNode<'_>) -> BgpPlan {
         services: BTreeMap::new(),
         announced: BTreeSet::new(),
     };
+    // Each advertisement's attributes, shared by all its routes.
+    let advertised: BTreeMap<&str, Arc<RouteAttributes>> = config
+        .bgp_advertisements
+        .values()
+        .map(|advertisement| (advertisement.name.as_str(), Arc::new(attributes_of(advertisement))))
+        .collect();
     for Assigned {
         key,
         assignment,
@@ -147,16 +155,9 @@ pub fn plan(input: PlanInput<'_>, node: ThisNode<'_>) -> BgpPlan {
             continue;
         }
         for advertisement in selecting {
-            let mut attributes = RouteAttributes {
-                local_pref: advertisement.local_pref,
-                ..RouteAttributes::default()
+            let Some(attributes) = advertised.get(advertisement.name.as_str()) else {
+                continue;
             };
-            for community in &advertisement.communities {
-                match community {
-                    BgpCommunity::Standard(c) => attributes.communities.insert(*c),
-                    BgpCommunity::Large(c) => attributes.large_communities.insert(*c),
-                };
-            }
             for address in &assignment.addresses {
                 let Some(prefix) = aggregated(
                     *address,
@@ -169,12 +170,22 @@ pub fn plan(input: PlanInput<'_>, node: ThisNode<'_>) -> BgpPlan {
                     if !advertisement.peers.is_empty() && !advertisement.peers.contains(name) {
                         continue;
                     }
-                    let route = peer.routes.entry(prefix).or_default();
-                    route.local_pref = route.local_pref.max(attributes.local_pref);
-                    route.communities.extend(attributes.communities.iter().copied());
-                    route
-                        .large_communities
-                        .extend(attributes.large_communities.iter().copied());
+                    match peer.routes.entry(prefix) {
+                        Entry::Vacant(entry) => {
+                            entry.insert(Arc::clone(attributes));
+                        }
+                        // Advertisements covering the same prefix: their
+                        // attributes merged.
+                        Entry::Occupied(mut entry) if entry.get() != attributes => {
+                            let route = Arc::make_mut(entry.get_mut());
+                            route.local_pref = route.local_pref.max(attributes.local_pref);
+                            route.communities.extend(attributes.communities.iter().copied());
+                            route
+                                .large_communities
+                                .extend(attributes.large_communities.iter().copied());
+                        }
+                        Entry::Occupied(_) => {}
+                    }
                     peer.addresses.insert(*address);
                     out.announced.insert(*address);
                 }
@@ -182,6 +193,21 @@ pub fn plan(input: PlanInput<'_>, node: ThisNode<'_>) -> BgpPlan {
         }
     }
     out
+}
+
+/// The attributes `advertisement` gives its routes.
+fn attributes_of(advertisement: &BgpAdvertisement) -> RouteAttributes {
+    let mut attributes = RouteAttributes {
+        local_pref: advertisement.local_pref,
+        ..RouteAttributes::default()
+    };
+    for community in &advertisement.communities {
+        match *community {
+            BgpCommunity::Standard(c) => attributes.communities.insert(c),
+            BgpCommunity::Large(c) => attributes.large_communities.insert(c),
+        };
+    }
+    attributes
 }
 
 #[cfg(test)]
@@ -281,6 +307,9 @@ spec: {type: LoadBalancer, ipFamilyPolicy: RequireDualStack, ipFamilies: [IPv4, 
                 local_data_2: 2
             }]
         );
+        let mut shared = rack_a.peers["tor-a"].routes.values();
+        let (v4, v6) = (shared.next().unwrap(), shared.next().unwrap());
+        assert!(Arc::ptr_eq(v4, v6), "one advertisement's routes share its attributes");
         assert_eq!(rack_a.services.values().copied().collect::<Vec<_>>(), [None]);
         let addresses: Vec<IpAddr> = ["203.0.113.0".parse().unwrap(), "2001:db8:100::".parse().unwrap()].into();
         assert_eq!(rack_a.announced.iter().copied().collect::<Vec<_>>(), addresses);

@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use meshlb_wire::bgp::{
     AsPath, Community, Family, LargeCommunity, MAX_MESSAGE_LEN, Message, MpReach, MpUnreach, Origin, PathAttribute,
@@ -36,6 +37,11 @@ impl RoutePrefix {
         }
     }
 }
+
+/// Routes and their attributes. Routes with the same attributes share one
+/// copy of them: a table of ten thousand host routes from one
+/// advertisement holds one set of attributes, wherever it is copied.
+pub type Routes = BTreeMap<RoutePrefix, Arc<RouteAttributes>>;
 
 /// The attributes a route carries that the policy sets (ORIGIN, AS_PATH
 /// and the next hop come from the session).
@@ -97,7 +103,7 @@ pub struct Unsendable {
 /// What one session's peer has been sent.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RibOut {
-    sent: BTreeMap<RoutePrefix, RouteAttributes>,
+    sent: Routes,
 }
 
 impl RibOut {
@@ -107,7 +113,7 @@ impl RibOut {
     }
 
     /// What the peer has been sent.
-    pub fn sent(&self) -> &BTreeMap<RoutePrefix, RouteAttributes> {
+    pub fn sent(&self) -> &Routes {
         &self.sent
     }
 
@@ -115,11 +121,11 @@ impl RibOut {
     /// was sent: the answer to its route refresh request (RFC 2918). What
     /// was sent stays as it was.
     pub fn readvertise(&self, family: Family, peering: &Peering) -> Vec<Update> {
-        let routes: BTreeMap<RoutePrefix, RouteAttributes> = self
+        let routes: Routes = self
             .sent
             .iter()
             .filter(|(prefix, _)| prefix.family() == family)
-            .map(|(prefix, attributes)| (*prefix, attributes.clone()))
+            .map(|(prefix, attributes)| (*prefix, Arc::clone(attributes)))
             .collect();
         RibOut::new().updates_to(&routes, peering).0
     }
@@ -128,27 +134,14 @@ impl RibOut {
     /// (routes of families the session does not carry are left out), and
     /// the routes left unsent because their attributes overflow a message;
     /// what they send is recorded as sent.
-    pub fn updates_to(
-        &mut self,
-        wanted: &BTreeMap<RoutePrefix, RouteAttributes>,
-        peering: &Peering,
-    ) -> (Vec<Update>, Vec<Unsendable>) {
-        let carried: BTreeMap<RoutePrefix, &RouteAttributes> = wanted
-            .iter()
-            .filter(|(prefix, _)| peering.carries(prefix.family()))
-            .map(|(prefix, attributes)| (*prefix, attributes))
-            .collect();
-        let withdrawn: Vec<RoutePrefix> = self
-            .sent
-            .keys()
-            .filter(|prefix| !carried.contains_key(prefix))
-            .copied()
-            .collect();
-        let mut announced: BTreeMap<(&RouteAttributes, Family), Vec<RoutePrefix>> = BTreeMap::new();
-        for (prefix, attributes) in &carried {
-            if self.sent.get(prefix) != Some(*attributes) {
+    pub fn updates_to(&mut self, wanted: &Routes, peering: &Peering) -> (Vec<Update>, Vec<Unsendable>) {
+        let carried = |prefix: &RoutePrefix| peering.carries(prefix.family()) && wanted.contains_key(prefix);
+        let withdrawn: Vec<RoutePrefix> = self.sent.keys().filter(|prefix| !carried(prefix)).copied().collect();
+        let mut announced: BTreeMap<(&Arc<RouteAttributes>, Family), Vec<RoutePrefix>> = BTreeMap::new();
+        for (prefix, attributes) in wanted.iter().filter(|(prefix, _)| peering.carries(prefix.family())) {
+            if self.sent.get(prefix) != Some(attributes) {
                 announced
-                    .entry((*attributes, prefix.family()))
+                    .entry((attributes, prefix.family()))
                     .or_default()
                     .push(*prefix);
             }
@@ -164,7 +157,7 @@ impl RibOut {
                 Some(more) => {
                     updates.extend(more);
                     for prefix in prefixes {
-                        self.sent.insert(prefix, attributes.clone());
+                        self.sent.insert(prefix, Arc::clone(attributes));
                     }
                 }
                 None => unsendable.extend(prefixes.into_iter().map(|prefix| Unsendable { prefix })),
@@ -410,11 +403,11 @@ mod tests {
         }
     }
 
-    fn with_communities(communities: &[u32]) -> RouteAttributes {
-        RouteAttributes {
+    fn with_communities(communities: &[u32]) -> Arc<RouteAttributes> {
+        Arc::new(RouteAttributes {
             communities: communities.iter().map(|c| Community(*c)).collect(),
             ..RouteAttributes::default()
-        }
+        })
     }
 
     #[test]
@@ -422,9 +415,9 @@ mod tests {
         let peering = peering(false);
         let mut rib = RibOut::new();
         let mut wanted = BTreeMap::from([
-            (v4("203.0.113.10/32"), RouteAttributes::default()),
-            (v4("203.0.113.11/32"), RouteAttributes::default()),
-            (v6("2001:db8:100::10/128"), RouteAttributes::default()),
+            (v4("203.0.113.10/32"), Arc::default()),
+            (v4("203.0.113.11/32"), Arc::default()),
+            (v6("2001:db8:100::10/128"), Arc::default()),
         ]);
         let (first, unsendable) = rib.updates_to(&wanted, &peering);
         assert!(unsendable.is_empty());
@@ -442,7 +435,7 @@ mod tests {
 
         // One route gone, one new, one with new communities.
         wanted.remove(&v4("203.0.113.11/32"));
-        wanted.insert(v4("203.0.113.12/32"), RouteAttributes::default());
+        wanted.insert(v4("203.0.113.12/32"), Arc::default());
         wanted.insert(v6("2001:db8:100::10/128"), with_communities(&[0xfde8_0001]));
         let (second, _) = rib.updates_to(&wanted, &peering);
         assert_eq!(second.len(), 3, "a withdrawal and two announcements: {second:?}");
@@ -475,10 +468,10 @@ mod tests {
     fn local_preference_goes_only_to_internal_peers() {
         let wanted = BTreeMap::from([(
             v4("203.0.113.10/32"),
-            RouteAttributes {
+            Arc::new(RouteAttributes {
                 local_pref: Some(150),
                 ..RouteAttributes::default()
-            },
+            }),
         )]);
         for internal in [true, false] {
             let (updates, _) = RibOut::new().updates_to(&wanted, &peering(internal));
@@ -497,7 +490,7 @@ mod tests {
         let mut wanted = BTreeMap::new();
         for i in 0..10_000u32 {
             let a = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 0, 0, 0)) + i);
-            wanted.insert(RoutePrefix::V4(Prefix4::host(a)), RouteAttributes::default());
+            wanted.insert(RoutePrefix::V4(Prefix4::host(a)), Arc::default());
             let b = Ipv6Addr::from(u128::from("2001:db8:100::".parse::<Ipv6Addr>().unwrap()) + u128::from(i));
             wanted.insert(RoutePrefix::V6(Prefix6::host(b)), with_communities(&[1, 2, 3]));
         }
@@ -538,7 +531,7 @@ mod tests {
         };
         let wanted = BTreeMap::from([
             (v4("203.0.113.10/32"), with_communities(&[0xfde8_0001])),
-            (v6("2001:db8:100::10/128"), RouteAttributes::default()),
+            (v6("2001:db8:100::10/128"), Arc::default()),
         ]);
         let mut rib = RibOut::new();
         let (updates, unsendable) = rib.updates_to(&wanted, &peering);
@@ -589,8 +582,8 @@ mod tests {
     fn uncarried_families_and_oversized_attributes_are_left_out() {
         let mut peering = peering(false);
         let wanted = BTreeMap::from([
-            (v4("203.0.113.10/32"), RouteAttributes::default()),
-            (v6("2001:db8:100::10/128"), RouteAttributes::default()),
+            (v4("203.0.113.10/32"), Arc::default()),
+            (v6("2001:db8:100::10/128"), Arc::default()),
         ]);
         let mut rib = RibOut::new();
         rib.updates_to(&wanted, &peering);

@@ -282,7 +282,7 @@ pub fn plan(
             }
             continue;
         };
-        let event = match outcome {
+        let event = match **outcome {
             ServiceOutcome::Failed { .. } | ServiceOutcome::Invalid { .. } => WriteEvent::Failed(outcome.to_string()),
             ServiceOutcome::Held { .. } => WriteEvent::Held(outcome.to_string()),
             ServiceOutcome::Assigned(_) | ServiceOutcome::Pending => WriteEvent::Allocated,

@@ -163,7 +163,7 @@ pub fn bgp_announced(
     running: &AgentState,
 ) -> BTreeMap<ServiceKey, Announced<BgpServiceStatus>> {
     let mut out = BTreeMap::new();
-    for (key, outcome) in &running.outcomes {
+    for (key, outcome) in running.outcomes.iter() {
         let Some(assignment) = outcome.assignment() else {
             continue;
         };
