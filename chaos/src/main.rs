@@ -761,8 +761,8 @@ impl Usage {
     /// The table's last cells.
     fn cells(&self) -> String {
         format!(
-            "{:.0} MiB | {} s | {} s",
-            self.rss_mib.floor(),
+            "{:.1} MiB | {} s | {} s",
+            self.rss_mib,
             secs(self.load_cpu),
             secs(self.cpu)
         )
