@@ -776,9 +776,12 @@ fn bench_bgp_routes(
     meshlb_only: bool,
 ) -> Result<(), LabError> {
     use meshlb_chaos::scenario::{RouteScaleRun, SpeakerRouteScaleRun};
-    println!(
-        "meshlb-agent and gobgpd (speaker, node1) -> bird2 (router), one IPv6 eBGP session, {runs} runs each; seconds"
-    );
+    let speakers = if meshlb_only {
+        "meshlb-agent"
+    } else {
+        "meshlb-agent and gobgpd"
+    };
+    println!("{speakers} (speaker, node1) -> bird2 (router), one IPv6 eBGP session, {runs} runs each; seconds");
     println!(
         "| routes | speaker | Established -> all in RIB (median / p90 / max) | -> all in kernel FIB | withdraw all -> RIB empty | -> FIB empty | peak RSS (max) | CPU loading the routes (max) | CPU, session enabled -> all withdrawn (max) | runs |"
     );

@@ -164,8 +164,7 @@ impl Inventory {
             .config
             .l2_policy_for(&service.metadata.labels)
             .map_or(1, |p| p.addresses_per_service);
-        let namespace = service.metadata.namespace.as_deref().unwrap_or("default");
-        service.allocation_request(key.clone(), &self.namespace_labels(namespace), per_family)
+        service.allocation_request(key.clone(), &self.namespace_labels(&key.namespace), per_family)
     }
 }
 

@@ -44,29 +44,6 @@ struct Entry {
     addresses: Vec<IpAddr>,
 }
 
-/// Reads remembered assignments; a missing file gives none.
-pub fn load(path: &Path) -> Result<BTreeMap<ServiceKey, Vec<IpAddr>>, AgentError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
-        Err(source) => {
-            return Err(AgentError::Io {
-                path: path.to_path_buf(),
-                source,
-            });
-        }
-    };
-    let state: StateFile = serde_yaml_ng::from_str(&text).map_err(|e| AgentError::State {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    Ok(state
-        .assignments
-        .into_iter()
-        .map(|e| (ServiceKey::new(e.namespace, e.name), e.addresses))
-        .collect())
-}
-
 /// The assignments file: writes the allocator's assignments, and the
 /// addresses services hold though no pool covers them (held again on
 /// restart: a hold's time starts anew then), only when they differ from
@@ -88,9 +65,28 @@ impl AssignmentsFile {
         }
     }
 
-    /// Reads the assignments remembered in the file (see [`load`]).
+    /// Reads the assignments remembered in the file; a missing file gives
+    /// none.
     pub fn load(&self) -> Result<BTreeMap<ServiceKey, Vec<IpAddr>>, AgentError> {
-        load(&self.path)
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+            Err(source) => {
+                return Err(AgentError::Io {
+                    path: self.path.clone(),
+                    source,
+                });
+            }
+        };
+        let state: StateFile = serde_yaml_ng::from_str(&text).map_err(|e| AgentError::State {
+            path: self.path.clone(),
+            message: e.to_string(),
+        })?;
+        Ok(state
+            .assignments
+            .into_iter()
+            .map(|e| (ServiceKey::new(e.namespace, e.name), e.addresses))
+            .collect())
     }
 
     /// Writes what `reconciler` holds if it differs from the last write;
