@@ -18,8 +18,18 @@
 //! | connecting, waiting, waiting to restart | taken (an attempt under way is dropped) |
 //! | opening on an older connection of the peer's | taken in its place |
 //! | opening on this side's connection | a second core, until the collision is resolved |
-//! | established, the peer can restart gracefully | taken in its place: the peer restarted (RFC 4724) |
-//! | established otherwise | refused with a Cease (Connection Collision Resolution) |
+//! | established | a second core, until the peer's OPEN on it says whether the peer restarted |
+//!
+//! An established session is replaced only by a connection whose OPEN
+//! announces the peer's restart (the graceful restart capability's
+//! Restart State bit, RFC 4724 section 4.2): its old connection is then
+//! closed without a NOTIFICATION, which would end a graceful restart at a
+//! peer that is alive after all. Any other OPEN on a new connection is a
+//! collision with the established session (the peer's attempt crossed
+//! this side's, RFC 4271 section 6.8), refused with a Cease (Connection
+//! Collision Resolution). A KEEPALIVE goes out on the established
+//! connection the moment the new one arrives, so a dead one (the peer's
+//! host restarted) draws a reset at once rather than at the hold time.
 //!
 //! The driver numbers its connections ([`ConnectionId`], never reused)
 //! and reports each one's events under its number; the [`Action`]s say
@@ -28,8 +38,8 @@
 use std::net::Ipv4Addr;
 use std::time::Instant;
 
-use meshlb_wire::bgp::notification::{cease_subcode, code};
-use meshlb_wire::bgp::{Family, Message, Notification};
+use meshlb_wire::bgp::notification::cease_subcode;
+use meshlb_wire::bgp::{Family, Message};
 
 use crate::bgp::session::{
     CloseReason, Direction, Input, Negotiated, Output, Session, SessionConfig, State, collision_keeps,
@@ -198,7 +208,12 @@ impl Connections {
                 self.yield_main(now, "the peer opened a newer connection", out);
                 take(self, out);
             }
-            State::OpenSent | State::OpenConfirm => {
+            State::OpenSent | State::OpenConfirm | State::Established => {
+                if state == State::Established
+                    && let Some(established) = &self.main_on
+                {
+                    out.push(Action::Send(established.connection, Message::Keepalive));
+                }
                 if let Some((mut older, older_connection)) = self.second.take() {
                     let outputs = older.yield_connection(
                         now,
@@ -210,28 +225,6 @@ impl Connections {
                 let (second, outputs) = Session::accepting(self.main.config().clone(), now);
                 map(outputs, Some(connection), out);
                 self.second = Some((second, connection));
-            }
-            State::Established
-                if self
-                    .main
-                    .negotiated()
-                    .is_some_and(|n| n.peer_graceful_restart.is_some()) =>
-            {
-                self.yield_main(
-                    now,
-                    "the peer opened a new connection while established: it restarted (RFC 4724)",
-                    out,
-                );
-                take(self, out);
-            }
-            State::Established => {
-                let cease = Notification::new(code::CEASE, cease_subcode::CONNECTION_COLLISION_RESOLUTION, vec![]);
-                out.push(Action::Send(connection, Message::Notification(cease.clone())));
-                out.push(Action::Close {
-                    connection,
-                    reason: CloseReason::NotificationSent(cease, "a session with the peer is established".into()),
-                    established: false,
-                });
             }
         }
     }
@@ -334,6 +327,27 @@ impl Connections {
             self.promote_second(out);
             return;
         }
+        if self.main.state() == State::Established {
+            let Some(opened) = second.negotiated() else {
+                return;
+            };
+            if opened.peer_graceful_restart.as_ref().is_some_and(|gr| gr.restart_state) {
+                let outputs = self.main.drop_connection(
+                    now,
+                    "the peer opened a new connection announcing its restart (RFC 4724): the old one is dead",
+                );
+                self.map_main(outputs, out);
+                self.promote_second(out);
+            } else if let Some((mut second, connection)) = self.second.take() {
+                let outputs = second.yield_connection(
+                    now,
+                    cease_subcode::CONNECTION_COLLISION_RESOLUTION,
+                    "connection collision: a session with the peer is established",
+                );
+                map(outputs, Some(connection), out);
+            }
+            return;
+        }
         let peer_id = self.main.negotiated().or(second.negotiated()).map(|n| n.peer_id);
         let Some(peer_id) = peer_id else {
             return;
@@ -407,7 +421,8 @@ mod tests {
     use std::collections::{BTreeMap, VecDeque};
     use std::time::Duration;
 
-    use meshlb_wire::bgp::{Family, GracefulRestart};
+    use meshlb_wire::bgp::notification::code;
+    use meshlb_wire::bgp::{Family, GracefulRestart, Notification};
 
     use crate::bgp::session::PeerAs;
 
@@ -667,16 +682,17 @@ mod tests {
     }
 
     /// An established session meets a connection from the peer (the peer
-    /// restarted and this side has not noticed). A peer that can restart
-    /// gracefully gets the new connection at once, the old session closed;
-    /// any other is refused until this side's hold timer ends the old one.
+    /// restarted and this side has not noticed). A peer whose OPEN
+    /// announces a graceful restart gets the new connection at once, the
+    /// old session closed without a NOTIFICATION; any other is refused
+    /// until this side's hold timer ends the old one.
     #[test]
     fn while_established_a_new_connection_replaces_the_session_only_for_a_graceful_restarter() {
         for graceful in [false, true] {
             let mut restarter = config(64512, 64513, LOW);
             if graceful {
                 restarter.graceful_restart = Some(GracefulRestart {
-                    restart_state: false,
+                    restart_state: true,
                     notification: false,
                     restart_time: 120,
                     families: Vec::new(),
@@ -702,6 +718,10 @@ mod tests {
                     x,
                     Action::Close { connection, established: true, .. } if *connection == old
                 )));
+                assert!(
+                    net.notifications_on(0, old).is_empty(),
+                    "no NOTIFICATION on the old connection"
+                );
             } else {
                 assert_eq!(a, Some(old), "the old session stands until its hold timer");
                 assert_eq!(b, None);
@@ -712,6 +732,95 @@ mod tests {
                 assert!(a.is_some() && a == b && a != Some(old), "{a:?} {b:?}");
             }
         }
+    }
+
+    /// The peer's connection attempt crosses this side's, and arrives
+    /// just after the session came up on this side's connection (a
+    /// restarted agent and a router retrying at the same moment): the
+    /// peer's OPEN on it announces no restart, so it is a collision and
+    /// refused with a Cease; the established session is untouched, but
+    /// for a KEEPALIVE that checks its connection is alive. Both sides can
+    /// restart gracefully, as in the lab's graceful restart test.
+    #[test]
+    fn a_crossing_connection_after_establishment_leaves_the_session_alone() {
+        let graceful = |restart_state| GracefulRestart {
+            restart_state,
+            notification: false,
+            restart_time: 120,
+            families: Vec::new(),
+        };
+        let mut local = config(64513, 64512, LOW);
+        local.graceful_restart = Some(graceful(true));
+        let mut peer = config(64512, 64513, HIGH);
+        peer.graceful_restart = Some(graceful(false));
+        // The peer waits, so the session comes up on this side's
+        // connection.
+        let mut waiting = peer.clone();
+        waiting.passive = true;
+        let mut net = Net::new(local, waiting);
+        net.start(1);
+        net.start(0);
+        net.run_for(Duration::from_secs(5));
+        let old = net.established()[0].unwrap();
+        assert_eq!(net.links[&old].opener, 0);
+
+        let now = net.now;
+        let core = &mut net.sides[0];
+        let actions = core.connected(now, 100, Direction::Incoming);
+        assert!(actions.contains(&Action::Send(old, Message::Keepalive)), "{actions:?}");
+        assert!(actions.contains(&Action::Send(100, Message::Open(config_open(&net.sides[0])))));
+        let core = &mut net.sides[0];
+        let actions = core.received(now, 100, Input::Message(Message::Open(peer.open())));
+        let refused = actions
+            .iter()
+            .any(|a| matches!(a, Action::Send(100, Message::Notification(n)) if (n.code, n.subcode) == COLLISION));
+        assert!(refused, "{actions:?}");
+        assert!(
+            actions.iter().any(|a| matches!(
+                a,
+                Action::Close {
+                    connection: 100,
+                    established: false,
+                    ..
+                }
+            )),
+            "{actions:?}"
+        );
+        assert!(
+            !actions
+                .iter()
+                .any(|a| matches!(a, Action::Close { connection, .. } if *connection == old)),
+            "{actions:?}"
+        );
+        assert_eq!(net.sides[0].established_on(), Some(old));
+        assert_eq!(net.sides[0].connections(), [old]);
+
+        // The same OPEN announcing a restart replaces the session, the
+        // old connection closed without a NOTIFICATION.
+        let mut restarted = peer;
+        restarted.graceful_restart = Some(graceful(true));
+        let core = &mut net.sides[0];
+        core.connected(now, 101, Direction::Incoming);
+        let actions = core.received(now, 101, Input::Message(Message::Open(restarted.open())));
+        assert!(
+            actions
+                .iter()
+                .any(|a| matches!(a, Action::Close { connection, established: true, reason: CloseReason::Dropped(_) } if *connection == old)),
+            "{actions:?}"
+        );
+        assert!(
+            !actions
+                .iter()
+                .any(|a| matches!(a, Action::Send(c, Message::Notification(_)) if *c == old)),
+            "{actions:?}"
+        );
+        core.received(now, 101, Input::Message(Message::Keepalive));
+        assert_eq!(core.established_on(), Some(101));
+    }
+
+    /// The OPEN a core sends.
+    fn config_open(core: &Connections) -> meshlb_wire::bgp::Open {
+        core.session().config().open()
     }
 
     /// A stopped session refuses the peer's connections; an opening one

@@ -405,6 +405,17 @@ impl Session {
         out
     }
 
+    /// Closes the connection without a NOTIFICATION, for `reason`: the
+    /// peer opened a new one announcing its restart (RFC 4724 section
+    /// 4.2), so this one is dead, and a peer that is in fact alive and
+    /// helping with graceful restart keeps the routes across a close
+    /// that no NOTIFICATION ended.
+    pub fn drop_connection(&mut self, now: Instant, reason: &str) -> Vec<Output> {
+        let mut out = Vec::new();
+        self.close(now, CloseReason::Dropped(reason.into()), &mut out);
+        out
+    }
+
     /// Sends an UPDATE or a ROUTE-REFRESH marker; only while Established
     /// (otherwise returns nothing).
     pub fn send_routing(&mut self, now: Instant, message: Message) -> Vec<Output> {
