@@ -59,23 +59,7 @@ impl KubeBinaries {
         if let Some(dir) = std::env::var_os("MESHLB_KUBE_BIN") {
             return KubeBinaries::checked(PathBuf::from(dir));
         }
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/kube-testenv");
-        let output = Command::new(&script)
-            .stderr(Stdio::inherit())
-            .output()
-            .map_err(|source| LabError::Spawn {
-                program: script.display().to_string(),
-                source,
-            })?;
-        if !output.status.success() {
-            return Err(LabError::Command {
-                command: script.display().to_string(),
-                status: output.status.to_string(),
-                stderr: "see above".into(),
-            });
-        }
-        let dir = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-        KubeBinaries::checked(PathBuf::from(dir))
+        KubeBinaries::checked(built_by_script(&[])?)
     }
 
     fn checked(dir: PathBuf) -> Result<KubeBinaries, LabError> {
@@ -94,6 +78,28 @@ impl KubeBinaries {
     pub fn path(&self, binary: &str) -> PathBuf {
         self.dir.join(binary)
     }
+}
+
+/// Runs `scripts/kube-testenv` with `args` (it builds what is not cached
+/// yet: minutes the first time); the directory it prints.
+pub(crate) fn built_by_script(args: &[&str]) -> Result<PathBuf, LabError> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/kube-testenv");
+    let output = Command::new(&script)
+        .args(args)
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|source| LabError::Spawn {
+            program: script.display().to_string(),
+            source,
+        })?;
+    if !output.status.success() {
+        return Err(LabError::Command {
+            command: format!("{} {}", script.display(), args.join(" ")),
+            status: output.status.to_string(),
+            stderr: "see above".into(),
+        });
+    }
+    Ok(PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()))
 }
 
 /// How long the API server may take to become ready.
@@ -154,6 +160,8 @@ pub struct KubeEnv {
     port: u16,
     /// The lab namespace it runs in, if it runs in a lab.
     netns: Option<String>,
+    /// The real nodes it serves, if any (`--nodes`).
+    nodes: Vec<String>,
     server: Option<Server>,
 }
 
@@ -191,6 +199,7 @@ impl KubeEnv {
             address: std::net::Ipv4Addr::LOCALHOST.into(),
             port: 0,
             netns: None,
+            nodes: Vec::new(),
             server: None,
         };
         env.spawn()?;
@@ -203,6 +212,15 @@ impl KubeEnv {
     /// with [`crate::lab::LabSpec::control_plane`]) at its lab address and
     /// [`LAB_PORT`], and waits until it is ready.
     pub fn start_in_lab(lab: &Lab) -> Result<KubeEnv, LabError> {
+        KubeEnv::start_for_nodes_in_lab(lab, Vec::new())
+    }
+
+    /// [`KubeEnv::start_in_lab`] for a cluster of real `nodes` (their
+    /// kubelets, kube-proxies, scheduler and controller manager: see
+    /// [`crate::cluster`]): with their credentials, in files
+    /// `kubeconfig-<node>` and `kubeconfig-<component>` of
+    /// [`KubeEnv::credentials_dir`].
+    pub fn start_for_nodes_in_lab(lab: &Lab, nodes: Vec<String>) -> Result<KubeEnv, LabError> {
         let host = lab.host("control")?;
         let binaries = KubeBinaries::find()?;
         // With the lab's logs: removed with them, kept with them when a
@@ -217,6 +235,7 @@ impl KubeEnv {
             address: host.ipv4.into(),
             port: LAB_PORT,
             netns: Some(host.netns.clone()),
+            nodes,
             server: None,
         };
         env.spawn_in_lab(lab)?;
@@ -228,22 +247,23 @@ impl KubeEnv {
     fn spawn_in_lab(&mut self, lab: &Lab) -> Result<(), LabError> {
         let program = self.binaries.path("kube-testenv");
         let (address, port) = (self.address.to_string(), self.port.to_string());
-        let process = lab.spawn(
-            "control",
-            "kube-apiserver",
-            &program.to_string_lossy(),
-            &[
-                "--dir",
-                &self.dir.to_string_lossy(),
-                "--bind",
-                &address,
-                "--port",
-                &port,
-                "--exit-with-parent",
-                // `meshlb-lab up` ends by signal, never dropping this.
-                "--remove-dir-on-exit",
-            ],
-        )?;
+        let dir = self.dir.to_string_lossy().into_owned();
+        let mut args = vec![
+            "--dir",
+            &dir,
+            "--bind",
+            &address,
+            "--port",
+            &port,
+            "--exit-with-parent",
+            // `meshlb-lab up` ends by signal, never dropping this.
+            "--remove-dir-on-exit",
+        ];
+        let nodes = self.nodes.join(",");
+        if !nodes.is_empty() {
+            args.extend(["--nodes", &nodes]);
+        }
+        let process = lab.spawn("control", "kube-apiserver", &program.to_string_lossy(), &args)?;
         self.server = Some(Server::Lab(process));
         Ok(())
     }

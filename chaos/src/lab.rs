@@ -601,6 +601,33 @@ impl Lab {
         args: &[&str],
         env: &[(String, String)],
     ) -> Result<LabProcess, LabError> {
+        self.spawn_entering(host, name, program, args, env, false)
+    }
+
+    /// [`Lab::spawn`] entering only `host`'s network namespace: the process
+    /// shares this one's mounts, as a node's kubelet and containerd must
+    /// share theirs (`ip netns exec` gives each process a private mount
+    /// namespace of its own, where a mount one makes the other never
+    /// sees).
+    pub fn spawn_sharing_mounts(
+        &self,
+        host: &str,
+        name: &str,
+        program: &str,
+        args: &[&str],
+    ) -> Result<LabProcess, LabError> {
+        self.spawn_entering(host, name, program, args, &[], true)
+    }
+
+    fn spawn_entering(
+        &self,
+        host: &str,
+        name: &str,
+        program: &str,
+        args: &[&str],
+        env: &[(String, String)],
+        sharing_mounts: bool,
+    ) -> Result<LabProcess, LabError> {
         let netns = if host == "switch" {
             self.switch.clone()
         } else {
@@ -609,8 +636,16 @@ impl Lab {
         let log = self.log_dir.join(format!("{host}-{name}.log"));
         let out = File::create(&log).map_err(|e| LabError::io(format!("create {}", log.display()), e))?;
         let err = out.try_clone().map_err(|e| LabError::io("clone log file", e))?;
-        let child = Command::new("ip")
-            .args(["netns", "exec", &netns, program])
+        let mut command = if sharing_mounts {
+            let mut command = Command::new("nsenter");
+            command.arg(format!("--net=/run/netns/{netns}")).args(["--", program]);
+            command
+        } else {
+            let mut command = Command::new("ip");
+            command.args(["netns", "exec", &netns, program]);
+            command
+        };
+        let child = command
             .args(args)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())

@@ -14,7 +14,10 @@
 //! host; [`kube_bench`] measures allocation against it, and
 //! [`kube_failover`] Layer 2 failover in a cluster, beside MetalLB's speaker
 //! ([`metallb`], its containers run as their pods would by [`pods`]);
-//! [`kube_demo`] is the README's demo, with the Helm chart.
+//! [`kube_demo`] is the README's demo, with the Helm chart. [`cluster`]
+//! makes a lab's nodes real Kubernetes nodes (containerd, kubelet and
+//! kube-proxy on each, the scheduler and the controller manager beside
+//! the API server).
 //!
 //! Labs never touch the root namespace's addresses or routes, carry a
 //! per-process name prefix so parallel runs do not collide, and are torn
@@ -27,6 +30,7 @@
 
 pub mod agent;
 pub mod bench;
+pub mod cluster;
 pub mod delay;
 mod error;
 pub mod gossip_bench;

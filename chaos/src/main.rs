@@ -48,8 +48,10 @@ enum Command {
         /// IPv4 only.
         #[arg(long)]
         no_ipv6: bool,
-        /// Add a control-plane host running a real Kubernetes API server
-        /// (built by scripts/kube-testenv), with a Node object per node.
+        /// A real Kubernetes cluster: a control-plane host with the API
+        /// server, scheduler and controller manager, and on every node
+        /// containerd, a kubelet and kube-proxy (built by
+        /// scripts/kube-testenv).
         #[arg(long)]
         kubernetes: bool,
     },
@@ -367,13 +369,9 @@ fn up(nodes: usize, clients: usize, router: Option<RouterArg>, ipv6: bool, kuber
         ipv6,
         ..meshlb_chaos::LabSpec::default()
     })?;
-    let kube = if kubernetes {
-        let env = meshlb_chaos::kube_env::KubeEnv::start_in_lab(&lab)?;
-        env.register_lab_nodes(&lab)?;
-        Some(env)
-    } else {
-        None
-    };
+    let cluster = kubernetes
+        .then(|| meshlb_chaos::cluster::Cluster::start(&lab))
+        .transpose()?;
     let _router = router
         .map(|r| {
             let kind = match r {
@@ -389,7 +387,8 @@ fn up(nodes: usize, clients: usize, router: Option<RouterArg>, ipv6: bool, kuber
         let v6 = h.ipv6.map(|a| a.to_string()).unwrap_or_default();
         println!("  {:<8} netns {:<24} {} {} {}", h.name, h.netns, h.mac, h.ipv4, v6);
     }
-    if let Some(kube) = &kube {
+    if let Some(cluster) = &cluster {
+        let kube = cluster.env();
         println!(
             "Kubernetes API server {} (kubeconfig {}); from a host, for one:\n  ip netns exec {} {} --kubeconfig {} get nodes",
             kube.server(),

@@ -139,18 +139,29 @@ pub enum SweepScope {
     Lab(String),
 }
 
-/// Removes lab namespaces (killing their processes first); returns their names.
-pub fn sweep(scope: &SweepScope) -> Result<Vec<String>, LabError> {
-    let mut removed = Vec::new();
-    for ns in lab_namespaces()? {
-        let owner = namespace_owner(&ns);
-        let selected = match scope {
+impl SweepScope {
+    /// Whether lab `name` (`mlb<pid>n<k>`) is one of those swept.
+    pub fn selects_lab(&self, name: &str) -> bool {
+        let owner = namespace_owner(name);
+        match self {
             SweepScope::All => true,
             SweepScope::Orphaned => owner.is_none_or(|pid| !process_alive(pid)),
             SweepScope::Owner(pid) => owner == Some(*pid),
-            SweepScope::Lab(name) => ns.strip_prefix(name.as_str()).is_some_and(|rest| rest.starts_with('-')),
-        };
-        if selected {
+            SweepScope::Lab(lab) => name == lab,
+        }
+    }
+}
+
+/// Removes lab namespaces (killing their processes first), and the state
+/// of their real Kubernetes nodes ([`crate::cluster::sweep`]); returns the
+/// namespaces' names.
+pub fn sweep(scope: &SweepScope) -> Result<Vec<String>, LabError> {
+    crate::cluster::sweep(scope);
+    let mut removed = Vec::new();
+    for ns in lab_namespaces()? {
+        // `<lab>-<host>`: the lab's name has no dash.
+        let lab = ns.split('-').next().unwrap_or(&ns);
+        if scope.selects_lab(lab) {
             destroy(&ns)?;
             removed.push(ns);
         }

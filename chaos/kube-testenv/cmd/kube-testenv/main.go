@@ -18,8 +18,17 @@
 // Started again on the same --dir and --port, it keeps the credentials and
 // etcd's data (an API-server restart, as tests of watches need).
 //
-// There is no kubelet and no controller manager: tests create Node objects
-// and EndpointSlices themselves. It stops on SIGTERM or SIGINT, and with
+// With --nodes it serves a cluster of real nodes (the lab's kubelets,
+// kube-proxies, scheduler and controller manager, each its own process):
+// it writes a kubeconfig per node (kubeconfig-NODE, user system:node:NODE
+// in group system:nodes, which the Node authorizer and the NodeRestriction
+// admission plugin hold to its own node), one each for kube-proxy,
+// kube-scheduler and kube-controller-manager (their users as Kubernetes'
+// default RBAC bindings name them), and the ServiceAccount admission
+// plugin is on, since a controller manager then gives every namespace its
+// default service account. Without --nodes there is no kubelet and no
+// controller manager: tests create Node objects and EndpointSlices
+// themselves. It stops on SIGTERM or SIGINT, and with
 // --exit-with-parent also when the process that started it is gone (a test
 // binary that ends without stopping it leaves nothing running; with
 // --remove-dir-on-exit, no directory either).
@@ -45,6 +54,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -58,11 +68,16 @@ func main() {
 	port := flag.Int("port", 0, "the API server's secure port (0: a free one)")
 	exitWithParent := flag.Bool("exit-with-parent", false, "stop when the parent process is gone")
 	removeDir := flag.Bool("remove-dir-on-exit", false, "remove --dir when stopping")
+	nodes := flag.String("nodes", "", "comma-separated names of real nodes to write credentials for (and run as a full cluster)")
 	flag.Parse()
 	if *dir == "" {
 		fail(fmt.Errorf("--dir is required"))
 	}
-	err := run(*dir, *bind, *port, *exitWithParent)
+	var nodeNames []string
+	if *nodes != "" {
+		nodeNames = strings.Split(*nodes, ",")
+	}
+	err := run(*dir, *bind, *port, *exitWithParent, nodeNames)
 	if *removeDir {
 		if removeErr := os.RemoveAll(*dir); removeErr != nil && err == nil {
 			err = removeErr
@@ -91,7 +106,7 @@ func fail(err error) {
 	os.Exit(1)
 }
 
-func run(dir, bind string, port int, exitWithParent bool) error {
+func run(dir, bind string, port int, exitWithParent bool, nodes []string) error {
 	ip := net.ParseIP(bind)
 	if ip == nil {
 		return fmt.Errorf("--bind %q is not an IP address", bind)
@@ -116,7 +131,7 @@ func run(dir, bind string, port int, exitWithParent bool) error {
 	server := "https://" + net.JoinHostPort(bind, strconv.Itoa(port))
 	files := credentialFiles(dir)
 	if _, err := os.Stat(filepath.Join(dir, "kubeconfig")); err != nil {
-		if err := writeCredentials(files, dir, ip, server); err != nil {
+		if err := writeCredentials(files, dir, ip, server, nodes); err != nil {
 			return err
 		}
 	}
@@ -138,6 +153,12 @@ func run(dir, bind string, port int, exitWithParent bool) error {
 		// addresses; on loopback nothing reaches it through them anyway.
 		reconciler = "none"
 	}
+	disabledAdmission := ""
+	if len(nodes) == 0 {
+		// Without a controller manager no namespace gets a default
+		// service account, so this plugin would refuse every Pod.
+		disabledAdmission = "ServiceAccount"
+	}
 	command := app.NewAPIServerCommand()
 	command.SetArgs([]string{
 		"--endpoint-reconciler-type=" + reconciler,
@@ -149,10 +170,9 @@ func run(dir, bind string, port int, exitWithParent bool) error {
 		"--tls-private-key-file=" + files.servingKey,
 		"--client-ca-file=" + files.ca,
 		"--token-auth-file=" + files.tokens,
-		"--authorization-mode=RBAC,Node",
-		// Without a controller manager no namespace gets a default
-		// service account, so this plugin would refuse every Pod.
-		"--disable-admission-plugins=ServiceAccount",
+		"--authorization-mode=Node,RBAC",
+		"--enable-admission-plugins=NodeRestriction",
+		"--disable-admission-plugins=" + disabledAdmission,
 		"--service-account-issuer=" + server,
 		"--service-account-key-file=" + files.serviceAccountKey,
 		"--service-account-signing-key-file=" + files.serviceAccountKey,
@@ -234,9 +254,10 @@ func credentialFiles(dir string) credentials {
 }
 
 // writeCredentials generates the CA, the serving certificate, an admin
-// client certificate, the admin token, the service-account signing key and
-// the admin kubeconfig (written last: its presence says the rest is there).
-func writeCredentials(files credentials, dir string, ip net.IP, server string) error {
+// client certificate, the admin token, the service-account signing key,
+// the nodes' and components' tokens and kubeconfigs, and the admin
+// kubeconfig (written last: its presence says the rest is there).
+func writeCredentials(files credentials, dir string, ip net.IP, server string, nodes []string) error {
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return err
@@ -285,12 +306,35 @@ func writeCredentials(files credentials, dir string, ip net.IP, server string) e
 	if err := issue(admin, ca, caKey, filepath.Join(dir, "admin.crt"), filepath.Join(dir, "admin.key")); err != nil {
 		return err
 	}
-	secret := make([]byte, 24)
-	if _, err := rand.Read(secret); err != nil {
+	token, err := newToken()
+	if err != nil {
 		return err
 	}
-	token := hex.EncodeToString(secret)
-	if err := os.WriteFile(files.tokens, []byte(token+",admin,admin-uid,\"system:masters\"\n"), 0o600); err != nil {
+	tokens := token + ",admin,admin-uid,\"system:masters\"\n"
+	// Each of a cluster's own clients: the file its kubeconfig goes to,
+	// its user and its groups.
+	type client struct{ file, user, groups string }
+	var clients []client
+	for _, node := range nodes {
+		clients = append(clients, client{"kubeconfig-" + node, "system:node:" + node, "system:nodes"})
+	}
+	if len(nodes) > 0 {
+		for _, component := range []string{"kube-proxy", "kube-scheduler", "kube-controller-manager"} {
+			clients = append(clients, client{"kubeconfig-" + component, "system:" + component, ""})
+		}
+	}
+	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
+	for _, c := range clients {
+		clientToken, err := newToken()
+		if err != nil {
+			return err
+		}
+		tokens += fmt.Sprintf("%s,%s,%s-uid,\"%s\"\n", clientToken, c.user, c.user, c.groups)
+		if err := os.WriteFile(filepath.Join(dir, c.file), []byte(kubeconfig(server, caPEM, c.user, clientToken)), 0o600); err != nil {
+			return err
+		}
+	}
+	if err := os.WriteFile(files.tokens, []byte(tokens), 0o600); err != nil {
 		return err
 	}
 	saKey, err := rsa.GenerateKey(rand.Reader, 2048)
@@ -300,8 +344,21 @@ func writeCredentials(files credentials, dir string, ip net.IP, server string) e
 	if err := writePEM(files.serviceAccountKey, "RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(saKey)); err != nil {
 		return err
 	}
-	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
-	kubeconfig := fmt.Sprintf(`apiVersion: v1
+	return os.WriteFile(filepath.Join(dir, "kubeconfig"), []byte(kubeconfig(server, caPEM, "admin", token)), 0o600)
+}
+
+// newToken is a random bearer token.
+func newToken() (string, error) {
+	secret := make([]byte, 24)
+	if _, err := rand.Read(secret); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(secret), nil
+}
+
+// kubeconfig is a kubeconfig for user with token against server.
+func kubeconfig(server string, caPEM []byte, user, token string) string {
+	return fmt.Sprintf(`apiVersion: v1
 kind: Config
 clusters:
 - name: kube-testenv
@@ -309,15 +366,14 @@ clusters:
     server: %s
     certificate-authority-data: %s
 users:
-- name: admin
+- name: %s
   user:
     token: %s
 contexts:
-- name: admin
-  context: {cluster: kube-testenv, user: admin}
-current-context: admin
-`, server, base64.StdEncoding.EncodeToString(caPEM), token)
-	return os.WriteFile(filepath.Join(dir, "kubeconfig"), []byte(kubeconfig), 0o600)
+- name: %s
+  context: {cluster: kube-testenv, user: %s}
+current-context: %s
+`, server, base64.StdEncoding.EncodeToString(caPEM), user, token, user, user, user)
 }
 
 // issue signs template with the CA and writes the certificate and its

@@ -1,0 +1,922 @@
+//! A real Kubernetes cluster in a lab: on every node namespace a
+//! containerd (with runc and the CNI bridge plugin), a kubelet and a
+//! kube-proxy; on the control-plane host, beside the API server
+//! ([`crate::kube_env`]), the scheduler and the controller manager. Pods
+//! are scheduled, run as containers, probed and restarted by the real
+//! components, and Services reach them through kube-proxy, so what the
+//! lab strikes is a cluster as users run one.
+//!
+//! ```text
+//!   control (198.51.100.2): kube-testenv (etcd + kube-apiserver),
+//!                           kube-scheduler, kube-controller-manager
+//!   nodeN (198.51.100.1N):  containerd, kubelet, kube-proxy (nftables),
+//!                           cni0 198.18.N.1/24 for the node's pods
+//! ```
+//!
+//! Addresses come from the lab's ranges: pods from 198.18.0.0/16 (a /24
+//! per node, routed between the nodes and from the control-plane host in
+//! their namespaces alone), cluster IPs from 198.19.0.0/16 (the API
+//! server's range). kube-proxy runs in nftables mode: it needs only the
+//! `nft` the lab already uses, and it is the mode upstream develops.
+//!
+//! Each node's kubelet and containerd run in the node's network namespace
+//! but this process's mount namespace ([`Lab::spawn_sharing_mounts`]), so
+//! the mounts one makes (a pod's volumes, a container's root filesystem)
+//! the other sees. Their state lives under [`NODES_ROOT`]`/<lab>/<node>`,
+//! their pods' cgroups under a cgroup of the node's own in every
+//! hierarchy (`/<lab>-<node>`: kubelets sharing one would delete each
+//! other's pods as orphans). A node's processes, its pods (which live in
+//! network namespaces of their own), its mounts and its cgroups all go
+//! when the [`Cluster`] is dropped, also when a test panics, and
+//! [`sweep`] removes those of labs whose process died.
+//!
+//! What the machine lacks shapes the settings: without CAP_SYS_RESOURCE
+//! no process may lower its OOM score or raise its open-file limit past
+//! 20,000, so containerd clamps OOM scores (`restrict_oom_score_adj`) and
+//! the kubelet asks for no more files than that; cgroups are version 1,
+//! which kubelet 1.37 runs on only when told (`failCgroupV1: false`).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::error::LabError;
+use crate::kube_env::KubeEnv;
+use crate::lab::{Lab, LabProcess, Role};
+use crate::netns::{LAB_PREFIX, SweepScope, run, run_command};
+
+/// Where every lab's nodes keep their state: `<lab>/<node>` inside.
+pub const NODES_ROOT: &str = "/tmp/meshlb-nodes";
+
+/// The pods' range: node N's pods get 198.18.N.0/24.
+pub const POD_NETWORK: &str = "198.18.0.0/16";
+
+/// The cluster IPs' range (the API server's `--service-cluster-ip-range`).
+pub const CLUSTER_IP_NETWORK: &str = "198.19.0.0/16";
+
+/// How long nodes may take to become Ready.
+pub const NODE_READY_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// Where the nodes' binaries and images are.
+#[derive(Debug, Clone)]
+pub struct NodeBinaries {
+    /// The directory holding kubelet, kube-proxy, kube-scheduler and
+    /// kube-controller-manager.
+    pub dir: PathBuf,
+}
+
+impl NodeBinaries {
+    /// `$MESHLB_KUBE_NODE_BIN`, or what `scripts/kube-testenv --node`
+    /// built (it builds them if they are not cached yet). Asked once per
+    /// process.
+    pub fn find() -> Result<NodeBinaries, LabError> {
+        static FOUND: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+        let found = FOUND.get_or_init(|| match std::env::var_os("MESHLB_KUBE_NODE_BIN") {
+            Some(dir) => Ok(PathBuf::from(dir)),
+            None => crate::kube_env::built_by_script(&["--node"]).map_err(|e| e.to_string()),
+        });
+        let dir = found.clone().map_err(LabError::Invalid)?;
+        for binary in ["kubelet", "kube-proxy", "kube-scheduler", "kube-controller-manager"] {
+            if !dir.join(binary).is_file() {
+                return Err(LabError::Invalid(format!(
+                    "{binary} is not in {} (scripts/kube-testenv --node builds it)",
+                    dir.display()
+                )));
+            }
+        }
+        Ok(NodeBinaries { dir })
+    }
+
+    /// The path of `binary`.
+    pub fn path(&self, binary: &str) -> PathBuf {
+        self.dir.join(binary)
+    }
+
+    /// Image `name` (`pause`, `udp-echo`) as the build left it: its
+    /// archive and its reference (`localhost/pause:3.10.2`).
+    pub fn image(&self, name: &str) -> Result<(PathBuf, String), LabError> {
+        let images = self.dir.join("../images");
+        let reference_file = images.join(format!("{name}.ref"));
+        let reference = std::fs::read_to_string(&reference_file)
+            .map_err(|e| LabError::io(format!("read {}", reference_file.display()), e))?;
+        Ok((images.join(format!("{name}.tar")), reference.trim().to_owned()))
+    }
+}
+
+/// One node's Kubernetes processes and state.
+#[derive(Debug)]
+pub struct RealNode {
+    /// The node's name (its lab host's).
+    pub name: String,
+    /// Its pods' range (198.18.N.0/24).
+    pub pod_cidr: String,
+    netns: String,
+    dir: PathBuf,
+    cgroup: String,
+    // Stopped in this order: nothing restarts a container once the
+    // kubelet is gone.
+    kubelet: Option<LabProcess>,
+    proxy: Option<LabProcess>,
+    containerd: Option<LabProcess>,
+}
+
+/// A lab's cluster of real nodes. See the module documentation.
+#[derive(Debug)]
+pub struct Cluster {
+    // Dropped in order: the nodes first (while the API server still
+    // answers their last words), then the control plane.
+    nodes: Vec<RealNode>,
+    control: Vec<LabProcess>,
+    env: KubeEnv,
+    binaries: NodeBinaries,
+}
+
+impl Cluster {
+    /// Starts the API server on `lab`'s control-plane host, the scheduler
+    /// and the controller manager beside it, and every node of the lab,
+    /// and waits until every node is Ready.
+    pub fn start(lab: &Lab) -> Result<Cluster, LabError> {
+        let binaries = NodeBinaries::find()?;
+        let names = lab.node_names();
+        let env = KubeEnv::start_for_nodes_in_lab(lab, names.clone())?;
+        let mut cluster = Cluster {
+            nodes: Vec::new(),
+            control: Vec::new(),
+            env,
+            binaries,
+        };
+        cluster.route_pods(lab)?;
+        cluster.start_control_plane(lab)?;
+        for (index, name) in names.iter().enumerate() {
+            let node = RealNode::start(lab, &cluster.env, &cluster.binaries, name, index + 1)?;
+            cluster.nodes.push(node);
+        }
+        cluster.wait_nodes_ready(NODE_READY_TIMEOUT)?;
+        Ok(cluster)
+    }
+
+    /// The API server and its tools.
+    pub fn env(&self) -> &KubeEnv {
+        &self.env
+    }
+
+    /// The nodes.
+    pub fn nodes(&self) -> &[RealNode] {
+        &self.nodes
+    }
+
+    /// The binaries and images the nodes run.
+    pub fn binaries(&self) -> &NodeBinaries {
+        &self.binaries
+    }
+
+    /// Every node's pod range routed from every other node and from the
+    /// control-plane host (webhooks and aggregated APIs reach pods); the
+    /// cluster IPs routed on every node (its kube-proxy translates them
+    /// after the route is chosen: a node without a route to them, as the
+    /// lab's have no default route, could not reach a Service).
+    fn route_pods(&self, lab: &Lab) -> Result<(), LabError> {
+        let nodes: Vec<_> = lab.hosts_with(Role::Node).cloned().collect();
+        let control = lab.host("control")?;
+        for node in &nodes {
+            run(
+                "ip",
+                &["-n", &node.netns, "route", "add", CLUSTER_IP_NETWORK, "dev", "eth0"],
+            )?;
+        }
+        for (index, node) in nodes.iter().enumerate() {
+            let cidr = pod_cidr(index + 1);
+            for other in nodes.iter().filter(|o| o.name != node.name).chain([control]) {
+                run(
+                    "ip",
+                    &["-n", &other.netns, "route", "add", &cidr, "via", &node.ipv4.to_string()],
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    fn start_control_plane(&mut self, lab: &Lab) -> Result<(), LabError> {
+        let credentials = self.env.credentials_dir().to_path_buf();
+        let kubeconfig = |component: &str| credentials.join(format!("kubeconfig-{component}"));
+        let scheduler_config = credentials.join("kube-scheduler.yaml");
+        write(
+            &scheduler_config,
+            &format!(
+                "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\n\
+                 clientConnection: {{kubeconfig: {}}}\nleaderElection: {{leaderElect: false}}\n",
+                kubeconfig("kube-scheduler").display()
+            ),
+        )?;
+        let scheduler = lab.spawn(
+            "control",
+            "kube-scheduler",
+            &self.binaries.path("kube-scheduler").to_string_lossy(),
+            &[
+                &format!("--config={}", scheduler_config.display()),
+                // No serving: nothing here scrapes or probes it.
+                "--secure-port=0",
+                "--v=1",
+            ],
+        )?;
+        self.control.push(scheduler);
+        let controller_manager = lab.spawn(
+            "control",
+            "kube-controller-manager",
+            &self.binaries.path("kube-controller-manager").to_string_lossy(),
+            &[
+                &format!("--kubeconfig={}", kubeconfig("kube-controller-manager").display()),
+                "--leader-elect=false",
+                "--secure-port=0",
+                // Each controller under a service account of its own, as
+                // kubeadm runs it.
+                "--use-service-account-credentials=true",
+                &format!(
+                    "--service-account-private-key-file={}",
+                    credentials.join("service-account.key").display()
+                ),
+                &format!("--root-ca-file={}", credentials.join("ca.crt").display()),
+                &format!("--cluster-cidr={POD_NETWORK}"),
+                "--v=1",
+            ],
+        )?;
+        self.control.push(controller_manager);
+        Ok(())
+    }
+
+    /// Waits until every node reports Ready.
+    pub fn wait_nodes_ready(&self, timeout: Duration) -> Result<(), LabError> {
+        let timeout_arg = format!("--timeout={}s", timeout.as_secs());
+        let deadline = std::time::Instant::now() + timeout;
+        // The nodes must exist before `kubectl wait` can wait on them.
+        loop {
+            let listed = self.env.run_kubectl(&["get", "nodes", "-o", "name"])?;
+            if listed.lines().count() >= self.nodes.len() {
+                break;
+            }
+            self.check_running()?;
+            if std::time::Instant::now() > deadline {
+                return Err(LabError::Timeout {
+                    what: format!("{} nodes to register (listed: {listed:?})", self.nodes.len()),
+                    waited: timeout,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        self.env
+            .run_kubectl(&["wait", "--for=condition=Ready", "node", "--all", &timeout_arg])
+            .map(|_| ())
+    }
+
+    /// An error naming the first node or control-plane process that exited.
+    pub fn check_running(&self) -> Result<(), LabError> {
+        let processes = self.control.iter().chain(
+            self.nodes
+                .iter()
+                .flat_map(|n| [&n.kubelet, &n.proxy, &n.containerd].into_iter().flatten()),
+        );
+        for process in processes {
+            if !process.is_running() {
+                let log = process.log();
+                let tail: Vec<&str> = log.lines().rev().take(20).collect();
+                return Err(LabError::Invalid(format!(
+                    "{} on {} exited; its log ends:\n{}",
+                    process.name,
+                    process.host,
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Imports an image archive into every node's containerd, as a
+    /// registry pull would have put it there.
+    pub fn import_image(&self, archive: &Path) -> Result<(), LabError> {
+        for node in &self.nodes {
+            node.import_image(archive)?;
+        }
+        Ok(())
+    }
+}
+
+/// The repository the lab imports meshlb's image as (the chart's
+/// `speaker.image.repository`, as a user sets it to their registry's).
+pub const MESHLB_IMAGE: &str = "localhost/meshlb-agent";
+
+/// The echo workload's container port; its Services' port is the lab
+/// prober's ([`crate::probe::RESPONDER_PORT`]).
+pub const ECHO_PORT: u16 = 8007;
+
+impl Cluster {
+    /// Builds meshlb's image (`scripts/image`, the Dockerfile's final
+    /// stage) and imports it into every node as [`MESHLB_IMAGE`]`:tag`.
+    pub fn import_meshlb_image(&self, tag: &str) -> Result<(), LabError> {
+        let scratch = self.env.credentials_dir().join("meshlb-image");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/image");
+        let mut build = std::process::Command::new(&script);
+        build.arg(&scratch);
+        run_command(build, "scripts/image")?;
+        let archive = scratch.with_extension("tar");
+        let mut pack = std::process::Command::new("tar");
+        pack.arg("-C").arg(&scratch).arg("-cf").arg(&archive).arg(".");
+        run_command(pack, "tar of meshlb's image")?;
+        let reference = format!("{MESHLB_IMAGE}:{tag}");
+        for node in &self.nodes {
+            node.ctr(&[
+                "images",
+                "import",
+                "--base-name",
+                MESHLB_IMAGE,
+                &archive.to_string_lossy(),
+            ])?;
+            node.ctr(&[
+                "images",
+                "tag",
+                "--force",
+                &format!("{MESHLB_IMAGE}:latest"),
+                &reference,
+            ])?;
+        }
+        let _ = std::fs::remove_dir_all(&scratch);
+        let _ = std::fs::remove_file(&archive);
+        Ok(())
+    }
+
+    /// Installs (or upgrades) meshlb's chart as a user does, its image
+    /// [`MESHLB_IMAGE`]`:tag` (imported first), with `--set` `values`,
+    /// and waits until the DaemonSet's pods are Ready on every node.
+    pub fn install_meshlb(&self, tag: &str, values: &[&str]) -> Result<(), LabError> {
+        let repository = format!("speaker.image.repository={MESHLB_IMAGE}");
+        let image_tag = format!("speaker.image.tag={tag}");
+        let mut all = vec![repository.as_str(), image_tag.as_str()];
+        all.extend_from_slice(values);
+        self.env.install_chart(&all)?;
+        self.env
+            .run_kubectl(&[
+                "rollout",
+                "status",
+                "daemonset",
+                crate::kube_env::CHART_RELEASE,
+                "-n",
+                crate::kube_env::CHART_NAMESPACE,
+                "--timeout=300s",
+            ])
+            .map(|_| ())
+    }
+
+    /// A Deployment `name` of `replicas` udp-echo pods in `namespace`
+    /// (created if missing), spread over the nodes, behind a LoadBalancer
+    /// Service `name` on UDP port [`crate::probe::RESPONDER_PORT`] with
+    /// `external_traffic_policy` (`Cluster` or `Local`); waits until the
+    /// pods are Ready.
+    pub fn deploy_echo(
+        &self,
+        namespace: &str,
+        name: &str,
+        replicas: usize,
+        external_traffic_policy: &str,
+    ) -> Result<(), LabError> {
+        let (_, image) = self.binaries.image("udp-echo")?;
+        let port = crate::probe::RESPONDER_PORT;
+        let manifest = format!(
+            r#"apiVersion: v1
+kind: Namespace
+metadata: {{name: {namespace}}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}, namespace: {namespace}}}
+spec:
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+      topologySpreadConstraints:
+        - {{maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: DoNotSchedule, labelSelector: {{matchLabels: {{app: {name}}}}}}}
+      containers:
+        - name: echo
+          image: {image}
+          imagePullPolicy: IfNotPresent
+          args: [--port={ECHO_PORT}]
+          ports: [{{containerPort: {ECHO_PORT}, protocol: UDP}}]
+          env:
+            - {{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}
+            - {{name: NODE_NAME, valueFrom: {{fieldRef: {{fieldPath: spec.nodeName}}}}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: {namespace}}}
+spec:
+  type: LoadBalancer
+  externalTrafficPolicy: {external_traffic_policy}
+  selector: {{app: {name}}}
+  ports: [{{name: echo, port: {port}, targetPort: {ECHO_PORT}, protocol: UDP}}]
+"#
+        );
+        self.env.apply(&format!("{namespace}-{name}.yaml"), &manifest)?;
+        self.env
+            .run_kubectl(&[
+                "rollout",
+                "status",
+                "deployment",
+                name,
+                "-n",
+                namespace,
+                "--timeout=180s",
+            ])
+            .map(|_| ())
+    }
+
+    /// Moves Deployment `namespace/name`'s pods to `node` (a node
+    /// selector on its template), waits until the move is rolled out, and
+    /// returns the pods' names.
+    pub fn pin_deployment(&self, namespace: &str, name: &str, node: &str) -> Result<Vec<String>, LabError> {
+        let patch =
+            format!(r#"{{"spec":{{"template":{{"spec":{{"nodeSelector":{{"kubernetes.io/hostname":"{node}"}}}}}}}}}}"#);
+        self.env.run_kubectl(&[
+            "patch",
+            "deployment",
+            name,
+            "-n",
+            namespace,
+            "--type=merge",
+            "-p",
+            &patch,
+        ])?;
+        self.env.run_kubectl(&[
+            "rollout",
+            "status",
+            "deployment",
+            name,
+            "-n",
+            namespace,
+            "--timeout=180s",
+        ])?;
+        let replicas: usize = self
+            .env
+            .run_kubectl(&[
+                "get",
+                "deployment",
+                name,
+                "-n",
+                namespace,
+                "-o",
+                "jsonpath={.spec.replicas}",
+            ])?
+            .trim()
+            .parse()
+            .map_err(|_| LabError::Invalid(format!("Deployment {namespace}/{name}: no replica count")))?;
+        // Pods of the old template may still be terminating.
+        let mut pods = Vec::new();
+        crate::wait::wait_for(Duration::from_secs(90), "only the pinned pods to be left", || {
+            let listed = self
+                .env
+                .run_kubectl(&[
+                    "get",
+                    "pods",
+                    "-n",
+                    namespace,
+                    "-l",
+                    &format!("app={name}"),
+                    "-o",
+                    "jsonpath={range .items[*]}{.metadata.name} {.spec.nodeName}{\"\\n\"}{end}",
+                ])
+                .unwrap_or_default();
+            let all: Vec<(String, String)> = listed
+                .lines()
+                .filter_map(|l| l.split_once(' '))
+                .map(|(p, n)| (p.to_owned(), n.to_owned()))
+                .collect();
+            pods = all.iter().map(|(p, _)| p.clone()).collect();
+            all.len() == replicas && all.iter().all(|(_, n)| n == node)
+        })?;
+        Ok(pods)
+    }
+}
+
+/// Node `index`'s (from 1) pod range.
+pub fn pod_cidr(index: usize) -> String {
+    format!("198.18.{index}.0/24")
+}
+
+fn write(path: &Path, text: &str) -> Result<(), LabError> {
+    std::fs::write(path, text).map_err(|e| LabError::io(format!("write {}", path.display()), e))
+}
+
+fn create_dir(path: &Path) -> Result<(), LabError> {
+    std::fs::create_dir_all(path).map_err(|e| LabError::io(format!("create {}", path.display()), e))
+}
+
+/// The mount points of the cgroup hierarchies (version 1 and 2).
+fn cgroup_hierarchies() -> Result<Vec<PathBuf>, LabError> {
+    let mountinfo =
+        std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| LabError::io("read /proc/self/mountinfo", e))?;
+    Ok(mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (before, after) = line.split_once(" - ")?;
+            let fstype = after.split_whitespace().next()?;
+            let mount_point = before.split_whitespace().nth(4)?;
+            matches!(fstype, "cgroup" | "cgroup2").then(|| PathBuf::from(mount_point))
+        })
+        .collect())
+}
+
+/// The mount points at or under `dir`, deepest first.
+fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    let mut found: Vec<PathBuf> = mountinfo
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(4))
+        // The kernel writes a space in a path as \040.
+        .map(|point| PathBuf::from(point.replace("\\040", " ")))
+        .filter(|point| point.starts_with(dir))
+        .collect();
+    found.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    found.dedup();
+    found
+}
+
+/// Kills every process in cgroup `name` of every hierarchy (and its
+/// descendants) until none is left, then removes the cgroups, deepest
+/// first.
+fn remove_cgroup(name: &str) {
+    let Ok(hierarchies) = cgroup_hierarchies() else {
+        return;
+    };
+    let roots: Vec<PathBuf> = hierarchies
+        .iter()
+        .map(|h| h.join(name))
+        .filter(|r| r.is_dir())
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut pids = BTreeSet::new();
+        let mut dirs = Vec::new();
+        for root in &roots {
+            collect_cgroups(root, &mut dirs);
+        }
+        for dir in &dirs {
+            if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+                pids.extend(procs.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+            }
+        }
+        if pids.is_empty() || std::time::Instant::now() > deadline {
+            dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+            for dir in dirs {
+                let _ = std::fs::remove_dir(dir);
+            }
+            return;
+        }
+        for pid in pids {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn collect_cgroups(dir: &Path, into: &mut Vec<PathBuf>) {
+    into.push(dir.to_path_buf());
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                collect_cgroups(&entry.path(), into);
+            }
+        }
+    }
+}
+
+/// Where every kubelet links its containers' logs (a path kubelet does
+/// not let one configure).
+const CONTAINER_LOG_LINKS: &str = "/var/log/containers";
+
+/// Removes a node's state: the processes in its cgroups, its mounts, its
+/// cgroups, its directory, and the links to its containers' logs (their
+/// targets' paths hold the lab's name, `mlb<pid>n<k>` as `cgroup` starts).
+fn remove_node_state(dir: &Path, cgroup: &str) {
+    remove_cgroup(cgroup);
+    for point in mounts_under(dir) {
+        let _ = nix::mount::umount2(&point, nix::mount::MntFlags::MNT_DETACH);
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    let Some(pods_dir) = cgroup.split_once('-').map(|(lab, node)| format!("/{lab}/{node}-pods/")) else {
+        return;
+    };
+    if let Ok(links) = std::fs::read_dir(CONTAINER_LOG_LINKS) {
+        for link in links.flatten() {
+            if std::fs::read_link(link.path()).is_ok_and(|target| target.to_string_lossy().contains(&pods_dir)) {
+                let _ = std::fs::remove_file(link.path());
+            }
+        }
+    }
+}
+
+impl RealNode {
+    /// Starts node `name` (the lab's `index`th, from 1): containerd with
+    /// the images imported, then the kubelet and kube-proxy.
+    fn start(
+        lab: &Lab,
+        env: &KubeEnv,
+        binaries: &NodeBinaries,
+        name: &str,
+        index: usize,
+    ) -> Result<RealNode, LabError> {
+        let host = lab.host(name)?;
+        let dir = Path::new(NODES_ROOT).join(lab.name()).join(name);
+        let mut node = RealNode {
+            name: name.to_owned(),
+            pod_cidr: pod_cidr(index),
+            netns: host.netns.clone(),
+            dir: dir.clone(),
+            cgroup: format!("{}-{name}", lab.name()),
+            kubelet: None,
+            proxy: None,
+            containerd: None,
+        };
+        // From here on, Drop removes whatever part was made.
+        for sub in ["cni", "ipam", "netns", "kubelet", "runc", "opt"] {
+            create_dir(&dir.join(sub))?;
+        }
+        for hierarchy in cgroup_hierarchies()? {
+            create_dir(&hierarchy.join(&node.cgroup))?;
+        }
+        // Forwarding between the pods' bridge and the segment, and bridged
+        // pod traffic through netfilter (kube-proxy's rules see a pod
+        // reaching a Service whose endpoint is a pod on the same bridge).
+        run(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &host.netns,
+                "sysctl",
+                "-q",
+                "-w",
+                "net.ipv4.ip_forward=1",
+                "net.bridge.bridge-nf-call-iptables=1",
+            ],
+        )?;
+        let (pause_archive, pause) = binaries.image("pause")?;
+        node.start_containerd(lab, &pause)?;
+        node.import_image(&pause_archive)?;
+        let (echo_archive, _) = binaries.image("udp-echo")?;
+        node.import_image(&echo_archive)?;
+        node.start_kubelet(lab, env, binaries, host.ipv4)?;
+        node.start_proxy(lab, env, binaries, host.ipv4)?;
+        Ok(node)
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.join("containerd.sock")
+    }
+
+    fn start_containerd(&mut self, lab: &Lab, pause: &str) -> Result<(), LabError> {
+        let dir = &self.dir;
+        let d = |sub: &str| dir.join(sub).display().to_string();
+        let config = format!(
+            r#"version = 2
+root = "{root}"
+state = "{state}"
+disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.zfs"]
+[grpc]
+  address = "{socket}"
+[ttrpc]
+  address = "{socket}.ttrpc"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{opt}"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{pause}"
+  stream_server_address = "127.0.0.1"
+  restrict_oom_score_adj = true
+  netns_mounts_under = "{netns}"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+        Root = "{runc}"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "{cni}"
+"#,
+            root = d("containerd"),
+            state = d("containerd-state"),
+            socket = self.socket().display(),
+            opt = d("opt"),
+            netns = d("netns"),
+            runc = d("runc"),
+            cni = d("cni"),
+        );
+        write(&dir.join("containerd.toml"), &config)?;
+        let cni = format!(
+            r#"{{
+  "cniVersion": "0.4.0",
+  "name": "lab",
+  "plugins": [
+    {{
+      "type": "bridge",
+      "bridge": "cni0",
+      "isGateway": true,
+      "ipMasq": false,
+      "hairpinMode": true,
+      "ipam": {{
+        "type": "host-local",
+        "ranges": [[{{"subnet": "{cidr}"}}]],
+        "routes": [{{"dst": "0.0.0.0/0"}}],
+        "dataDir": "{ipam}"
+      }}
+    }},
+    {{"type": "portmap", "capabilities": {{"portMappings": true}}}}
+  ]
+}}
+"#,
+            cidr = self.pod_cidr,
+            ipam = d("ipam"),
+        );
+        write(&dir.join("cni/10-lab.conflist"), &cni)?;
+        let containerd = lab.spawn_sharing_mounts(
+            &self.name,
+            "containerd",
+            "containerd",
+            &["--config", &dir.join("containerd.toml").to_string_lossy()],
+        )?;
+        self.containerd = Some(containerd);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while self.ctr(&["version"]).is_err() {
+            if std::time::Instant::now() > deadline {
+                return Err(LabError::Timeout {
+                    what: format!("containerd on {}", self.name),
+                    waited: Duration::from_secs(30),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
+    }
+
+    /// Runs `ctr` against this node's containerd, in the CRI's namespace.
+    fn ctr(&self, args: &[&str]) -> Result<String, LabError> {
+        let mut command = std::process::Command::new("ctr");
+        command
+            .arg("--address")
+            .arg(self.socket())
+            .args(["--namespace", "k8s.io"])
+            .args(args);
+        run_command(command, &format!("ctr {} on {}", args.join(" "), self.name))
+    }
+
+    /// Imports an image archive into this node's containerd.
+    pub fn import_image(&self, archive: &Path) -> Result<(), LabError> {
+        self.ctr(&["images", "import", &archive.to_string_lossy()]).map(|_| ())
+    }
+
+    fn start_kubelet(
+        &mut self,
+        lab: &Lab,
+        env: &KubeEnv,
+        binaries: &NodeBinaries,
+        address: std::net::Ipv4Addr,
+    ) -> Result<(), LabError> {
+        let dir = &self.dir;
+        let config = format!(
+            r#"apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+containerRuntimeEndpoint: unix://{socket}
+address: {address}
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+authentication:
+  anonymous: {{enabled: false}}
+  webhook: {{enabled: true}}
+  x509: {{clientCAFile: {ca}}}
+authorization: {{mode: Webhook}}
+cgroupDriver: cgroupfs
+cgroupRoot: /{cgroup}
+failCgroupV1: false
+failSwapOn: false
+oomScoreAdj: 0
+maxOpenFiles: 20000
+protectKernelDefaults: false
+resolvConf: ""
+podLogsDir: {logs}
+clusterDomain: cluster.local
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+evictionHard: {{memory.available: "1Mi", nodefs.available: "0%", nodefs.inodesFree: "0%", imagefs.available: "0%"}}
+"#,
+            socket = self.socket().display(),
+            ca = env.credentials_dir().join("ca.crt").display(),
+            cgroup = self.cgroup,
+            logs = lab.log_dir().join(format!("{}-pods", self.name)).display(),
+        );
+        write(&dir.join("kubelet.yaml"), &config)?;
+        let kubelet = lab.spawn_sharing_mounts(
+            &self.name,
+            "kubelet",
+            &binaries.path("kubelet").to_string_lossy(),
+            &[
+                &format!("--config={}", dir.join("kubelet.yaml").display()),
+                &format!(
+                    "--kubeconfig={}",
+                    env.credentials_dir()
+                        .join(format!("kubeconfig-{}", self.name))
+                        .display()
+                ),
+                &format!("--root-dir={}", dir.join("kubelet").display()),
+                &format!("--hostname-override={}", self.name),
+                &format!("--node-ip={address}"),
+                "--v=1",
+            ],
+        )?;
+        self.kubelet = Some(kubelet);
+        Ok(())
+    }
+
+    fn start_proxy(
+        &mut self,
+        lab: &Lab,
+        env: &KubeEnv,
+        binaries: &NodeBinaries,
+        address: std::net::Ipv4Addr,
+    ) -> Result<(), LabError> {
+        let config = format!(
+            r#"apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+mode: nftables
+clientConnection: {{kubeconfig: {kubeconfig}}}
+hostnameOverride: {name}
+bindAddress: {address}
+clusterCIDR: {POD_NETWORK}
+healthzBindAddress: {address}:10256
+metricsBindAddress: 127.0.0.1:10249
+conntrack: {{maxPerCore: 0, min: 0}}
+"#,
+            kubeconfig = env.credentials_dir().join("kubeconfig-kube-proxy").display(),
+            name = self.name,
+        );
+        let path = self.dir.join("kube-proxy.yaml");
+        write(&path, &config)?;
+        let proxy = lab.spawn_sharing_mounts(
+            &self.name,
+            "kube-proxy",
+            &binaries.path("kube-proxy").to_string_lossy(),
+            &[&format!("--config={}", path.display()), "--v=1"],
+        )?;
+        self.proxy = Some(proxy);
+        Ok(())
+    }
+
+    /// The node's network namespace.
+    pub fn netns(&self) -> &str {
+        &self.netns
+    }
+}
+
+impl Drop for RealNode {
+    fn drop(&mut self) {
+        drop(self.kubelet.take());
+        drop(self.proxy.take());
+        drop(self.containerd.take());
+        // Whatever else runs on the node: the shims and the pods on the
+        // host's network (in its namespace), the other pods (in its
+        // cgroups).
+        let _ = crate::netns::kill_all_in(&self.netns);
+        remove_node_state(&self.dir, &self.cgroup);
+        if let Some(lab_dir) = self.dir.parent()
+            && std::fs::read_dir(lab_dir).is_ok_and(|mut entries| entries.next().is_none())
+        {
+            let _ = std::fs::remove_dir(lab_dir);
+        }
+    }
+}
+
+/// Removes the node state (processes, mounts, cgroups, directories) of the
+/// labs `scope` selects, as [`crate::netns::sweep`] removes their
+/// namespaces; the labs' names.
+pub fn sweep(scope: &SweepScope) -> Vec<String> {
+    let mut removed = Vec::new();
+    let Ok(labs) = std::fs::read_dir(NODES_ROOT) else {
+        return removed;
+    };
+    for lab in labs.flatten() {
+        let name = lab.file_name().to_string_lossy().into_owned();
+        if !name.starts_with(LAB_PREFIX) || !scope.selects_lab(&name) {
+            continue;
+        }
+        if let Ok(nodes) = std::fs::read_dir(lab.path()) {
+            for node in nodes.flatten() {
+                let node_name = node.file_name().to_string_lossy().into_owned();
+                remove_node_state(&node.path(), &format!("{name}-{node_name}"));
+            }
+        }
+        let _ = std::fs::remove_dir_all(lab.path());
+        removed.push(name);
+    }
+    removed
+}

@@ -1,0 +1,161 @@
+//! meshlb on a real cluster in the lab ([`meshlb_chaos::cluster`]):
+//! containerd, a kubelet and kube-proxy on every node, the scheduler and
+//! the controller manager beside the API server. meshlb is installed as a
+//! user installs it (`helm install` of the chart, its image on the
+//! nodes), and a client outside the cluster reaches real pods through a
+//! LoadBalancer Service's address: ARP to the node meshlb chose, then
+//! kube-proxy to the pod. Needs root, containerd and runc
+//! (scripts/install-deps) and the nodes' binaries (scripts/kube-testenv
+//! --node builds them).
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use meshlb_chaos::cluster::Cluster;
+use meshlb_chaos::kube_demo::{echo_address, reported_owner};
+use meshlb_chaos::kube_env::{CHART_NAMESPACE, CHART_RELEASE};
+use meshlb_chaos::probe::{Prober, RESPONDER_PORT, arp_answerers};
+use meshlb_chaos::wait::wait_for;
+use meshlb_chaos::{Lab, LabSpec};
+
+/// Probes `address` from the client for `duration` once a probe is
+/// answered by a pod on `node`; the pods (`pod@node`) that answered, and
+/// how many probes went unanswered after the first answer.
+fn answers_from(lab: &Lab, address: IpAddr, node: &str, duration: Duration) -> (BTreeSet<String>, usize) {
+    let target = SocketAddr::new(address, RESPONDER_PORT);
+    let prober = Prober::start(lab, "client1", target, Duration::from_millis(10)).unwrap();
+    let suffix = format!("@{node}");
+    prober
+        .wait_for_answer(Instant::now(), Duration::from_secs(60), |answer| {
+            answer.ends_with(&suffix)
+        })
+        .unwrap();
+    let since = Instant::now();
+    std::thread::sleep(duration);
+    let log = prober.stop();
+    let after: Vec<_> = log.probes.iter().filter(|p| p.sent >= since).collect();
+    let pods = after
+        .iter()
+        .filter_map(|p| p.answered_by())
+        .map(str::to_owned)
+        .collect();
+    let lost = after.iter().filter(|p| p.answers.is_empty()).count();
+    (pods, lost)
+}
+
+/// The node whose MAC answers the client's ARP requests for `address`.
+fn arp_owner(lab: &Lab, address: IpAddr) -> String {
+    let IpAddr::V4(v4) = address else {
+        panic!("an IPv4 address");
+    };
+    let macs = arp_answerers(lab, "client1", v4);
+    assert_eq!(macs.len(), 1, "one node answers ARP for {address}: {macs:?}");
+    lab.hosts()
+        .iter()
+        .find(|h| macs.contains(&h.mac))
+        .map(|h| h.name.clone())
+        .unwrap()
+}
+
+/// The whole path a user's install takes, on two real nodes: the chart's
+/// DaemonSet runs a Ready agent on each node under exactly the chart's
+/// securityContext; a Deployment's pod behind a LoadBalancer Service gets
+/// an address from the pool, announced by one node; with
+/// externalTrafficPolicy Cluster the client reaches the pod wherever it
+/// runs (on the other node: kube-proxy forwards across); with Local the
+/// address moves to the node that has the pod, and follows the pod when
+/// it moves.
+#[test]
+fn meshlb_installed_with_helm_serves_pods_through_kube_proxy() {
+    let lab = Lab::build(&LabSpec {
+        control_plane: true,
+        ..LabSpec::segment(2, 1, false)
+    })
+    .unwrap();
+    let cluster = Cluster::start(&lab).unwrap();
+    let env = cluster.env();
+    cluster.import_meshlb_image("lab").unwrap();
+    cluster.install_meshlb("lab", &[]).unwrap();
+
+    // One agent per node, Ready, never restarted, with the chart's
+    // securityContext as the runtime got it.
+    let agents = env
+        .run_kubectl(&[
+            "get",
+            "pods",
+            "-n",
+            CHART_NAMESPACE,
+            "-l",
+            &format!("app.kubernetes.io/name={CHART_RELEASE}"),
+            "-o",
+            "jsonpath={range .items[*]}{.spec.nodeName} {.status.containerStatuses[0].ready} \
+             {.status.containerStatuses[0].restartCount} {.spec.containers[0].securityContext}{\"\\n\"}{end}",
+        ])
+        .unwrap();
+    let nodes: BTreeSet<&str> = agents.lines().filter_map(|l| l.split(' ').next()).collect();
+    assert_eq!(nodes, BTreeSet::from(["node1", "node2"]), "{agents}");
+    for line in agents.lines() {
+        let fields: Vec<&str> = line.splitn(4, ' ').collect();
+        assert_eq!(fields[1..3], ["true", "0"], "ready, no restart: {line}");
+        let context: serde_json::Value = serde_json::from_str(fields[3]).unwrap();
+        assert_eq!(context["readOnlyRootFilesystem"], true, "{line}");
+        assert_eq!(context["allowPrivilegeEscalation"], false, "{line}");
+        assert_eq!(context["capabilities"]["drop"], serde_json::json!(["ALL"]), "{line}");
+        assert_eq!(
+            context["capabilities"]["add"],
+            serde_json::json!(["NET_RAW", "NET_BIND_SERVICE"]),
+            "{line}"
+        );
+    }
+
+    env.apply("pools.yaml", include_str!("../../examples/layer2/pools.yaml"))
+        .unwrap();
+    cluster.deploy_echo("shop", "echo", 1, "Cluster").unwrap();
+    let address = IpAddr::V4(echo_address(env).unwrap());
+    let mut owner = String::new();
+    wait_for(Duration::from_secs(60), "a ServiceL2Status naming one node", || {
+        owner = reported_owner(env).unwrap_or_default();
+        owner == "node1" || owner == "node2"
+    })
+    .unwrap();
+    assert_eq!(arp_owner(&lab, address), owner, "the node the status names answers ARP");
+
+    // Cluster: the pod on the node that does not own the address.
+    let other = if owner == "node1" { "node2" } else { "node1" };
+    let pods = cluster.pin_deployment("shop", "echo", other).unwrap();
+    let (answered, _) = answers_from(&lab, address, other, Duration::from_secs(1));
+    let expected: BTreeSet<String> = pods.iter().map(|p| format!("{p}@{other}")).collect();
+    assert_eq!(answered, expected, "the pod on {other}, through {owner}'s kube-proxy");
+    assert_eq!(
+        arp_owner(&lab, address),
+        owner,
+        "Cluster keeps the address where it was"
+    );
+
+    // Local: only a node with a ready endpoint may announce, so the
+    // address goes to the pod's node; and follows the pod.
+    env.run_kubectl(&[
+        "patch",
+        "service",
+        "echo",
+        "-n",
+        "shop",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"externalTrafficPolicy":"Local"}}"#,
+    ])
+    .unwrap();
+    for node in [other, owner.as_str()] {
+        let pods = cluster.pin_deployment("shop", "echo", node).unwrap();
+        wait_for(Duration::from_secs(60), "the status to name the pod's node", || {
+            reported_owner(env).unwrap_or_default() == node
+        })
+        .unwrap();
+        let (answered, _) = answers_from(&lab, address, node, Duration::from_secs(1));
+        let expected: BTreeSet<String> = pods.iter().map(|p| format!("{p}@{node}")).collect();
+        assert_eq!(answered, expected, "Local: the pod on {node}");
+        assert_eq!(arp_owner(&lab, address), node, "Local: {node} answers ARP");
+    }
+}
