@@ -44,6 +44,8 @@ use crate::error::LabError;
 use crate::kube_env::KubeEnv;
 use crate::lab::{Lab, LabProcess, Role};
 use crate::netns::{LAB_PREFIX, SweepScope, run, run_command};
+use crate::probe::Prober;
+use crate::scenario::{FailoverRun, OBSERVE_AFTER_FAULT};
 
 /// Where every lab's nodes keep their state: `<lab>/<node>` inside.
 pub const NODES_ROOT: &str = "/tmp/meshlb-nodes";
@@ -494,6 +496,85 @@ spec:
         })?;
         Ok(pods)
     }
+}
+
+impl Cluster {
+    /// Node `name` dies: cut off the segment, every process in its
+    /// namespace killed (kubelet, containerd, kube-proxy, the shims, the
+    /// pods on the host's network, meshlb's among them) and every pod in
+    /// its cgroups. Its Node object stays as it was, as a dead machine's
+    /// does, until the controller manager finds its lease expired.
+    pub fn crash_node(&self, lab: &Lab, name: &str) -> Result<(), LabError> {
+        let node = self
+            .nodes
+            .iter()
+            .find(|n| n.name == name)
+            .ok_or_else(|| LabError::Invalid(format!("no real node {name}")))?;
+        lab.crash(name)?;
+        remove_cgroup(&node.cgroup);
+        Ok(())
+    }
+
+    /// Probes `address` from `client1` every 10 ms; once answered, after
+    /// a random 0.5–1.5 s, crashes the node that answers ARP for it
+    /// ([`Cluster::crash_node`]) and measures what the client saw. The
+    /// owners are nodes (ARP), not the pods that answered.
+    pub fn crash_owner(&self, lab: &Lab, address: std::net::Ipv4Addr) -> Result<FailoverRun, LabError> {
+        let prober = Prober::start(
+            lab,
+            "client1",
+            std::net::SocketAddr::new(address.into(), crate::probe::RESPONDER_PORT),
+            Duration::from_millis(10),
+        )?;
+        prober.wait_for_answer(std::time::Instant::now(), Duration::from_secs(30), |_| true)?;
+        let owner = settled_arp_owner(lab, address)?;
+        std::thread::sleep(Duration::from_millis(500) + crate::random::random_below(Duration::from_secs(1)));
+        self.crash_node(lab, &owner)?;
+        let fault_at = std::time::Instant::now();
+        // Answered again, by a pod on a node that is not the dead one.
+        let dead = format!("@{owner}");
+        let answered = prober.wait_for_answer(fault_at, OBSERVE_AFTER_FAULT, |pod| !pod.ends_with(&dead));
+        std::thread::sleep(Duration::from_millis(300));
+        let vip_holders_after: Vec<String> = arp_owners(lab, address).into_iter().collect();
+        let log = prober.stop();
+        answered?;
+        let outage = log
+            .outage_after(fault_at)
+            .ok_or_else(|| LabError::Invalid("no probe was answered after the crash".into()))?;
+        Ok(FailoverRun {
+            old_owner: owner,
+            new_owner: vip_holders_after.first().cloned(),
+            vip_holders_after,
+            outage,
+            duplicate_answers: log.duplicates().len(),
+        })
+    }
+}
+
+/// The one node that answers `client1`'s ARP requests for `address`, the
+/// same in two rounds of requests (an address may still be moving while
+/// the Service's endpoints come up one by one).
+pub fn settled_arp_owner(lab: &Lab, address: std::net::Ipv4Addr) -> Result<String, LabError> {
+    let mut previous = BTreeSet::new();
+    let mut owner = None;
+    crate::wait::wait_for(Duration::from_secs(60), "one node, the same twice, to answer ARP", || {
+        let now = arp_owners(lab, address);
+        if now.len() == 1 && now == previous {
+            owner = now.into_iter().next();
+            return true;
+        }
+        previous = now;
+        false
+    })?;
+    owner.ok_or_else(|| LabError::Invalid(format!("no node answers ARP for {address}")))
+}
+
+/// The nodes whose MACs answer `client1`'s ARP requests for `address`.
+pub fn arp_owners(lab: &Lab, address: std::net::Ipv4Addr) -> BTreeSet<String> {
+    crate::probe::arp_answerers(lab, "client1", address)
+        .into_iter()
+        .filter_map(|mac| lab.hosts().iter().find(|h| h.mac == mac).map(|h| h.name.clone()))
+        .collect()
 }
 
 /// Node `index`'s (from 1) pod range.

@@ -1,22 +1,24 @@
-//! The README's demo on Kubernetes: a lab of 3 nodes and a client with the
-//! real API server on its control-plane host (no kubelet: the lab runs
-//! each node's agent as the chart's DaemonSet pod would, with the chart's
-//! ServiceAccount), meshlb installed with helm, then what a MetalLB user
-//! applies: a pool, an L2Advertisement and a Service (with its
-//! EndpointSlice, as the endpoints controller would write it). It shows
-//! the Service's EXTERNAL-IP and the owner from its ServiceL2Status,
-//! crashes the owner while the client probes the address every 10 ms, and
-//! shows the outage and the new owner. kube-proxy is played by the lab, as
-//! in [`crate::kube_failover`].
+//! The README's demo on Kubernetes: a lab of 3 real nodes and a client
+//! ([`crate::cluster`]: containerd, a kubelet and kube-proxy on every
+//! node, the API server, scheduler and controller manager on a
+//! control-plane host); meshlb's image loaded into the nodes and its Helm
+//! chart installed as a user installs it, the DaemonSet's pods coming up;
+//! then what a MetalLB user applies: a pool and an L2Advertisement, and a
+//! workload (a Deployment of two echo pods) behind a LoadBalancer Service
+//! with externalTrafficPolicy Local, so the node that answers for the
+//! address is one that runs a pod. It shows `kubectl get pods,svc` with
+//! the EXTERNAL-IP and the owner's ServiceL2Status, crashes the owner's
+//! node (every process on it, its pods, its link) while the client probes
+//! the address every 10 ms, and shows the outage and the new owner.
 
 use std::net::Ipv4Addr;
-use std::path::Path;
 use std::time::Duration;
 
+use crate::cluster::{Cluster, MESHLB_IMAGE, settled_arp_owner};
 use crate::error::LabError;
 use crate::kube_env::{CHART_NAMESPACE, KubeEnv};
 use crate::lab::{Lab, LabSpec};
-use crate::scenario::{FailoverRun, NodeFault, fail_owner, start_responders};
+use crate::scenario::FailoverRun;
 use crate::wait::wait_for;
 
 /// What the demo showed.
@@ -70,49 +72,51 @@ pub fn reported_owner(env: &KubeEnv) -> Result<String, LabError> {
 
 /// Runs the demo, telling `show` each step (with kubectl's output) as it
 /// happens.
-pub fn kube_demo(lab_binary: &Path, show: &mut dyn FnMut(&str)) -> Result<KubeDemoReport, LabError> {
+pub fn kube_demo(show: &mut dyn FnMut(&str)) -> Result<KubeDemoReport, LabError> {
     let lab = Lab::build(&LabSpec {
         control_plane: true,
         ..LabSpec::segment(3, 1, false)
     })?;
     lab.run(|lab| {
-        show("starting the API server (kube-apiserver with etcd) on the control-plane host...");
-        let env = KubeEnv::start_in_lab(lab)?;
-        // No kubelet registers the lab's hosts: the Nodes are written as
-        // one would.
-        env.register_lab_nodes(lab)?;
-        show("$ helm install meshlb charts/meshlb --namespace metallb-system --create-namespace");
-        env.install_chart(&[])?;
+        show("starting a cluster: the API server (with etcd), scheduler and controller manager on the");
+        show("control-plane host; containerd, a kubelet and kube-proxy on every node...");
+        let cluster = Cluster::start(lab)?;
+        let env = cluster.env();
+        show("$ kubectl get nodes");
+        show(&env.run_kubectl(&["get", "nodes"])?);
+        show("building meshlb's image (scripts/image) and loading it into every node's containerd...");
+        cluster.import_meshlb_image(DEMO_TAG)?;
+        show(&format!(
+            "$ helm install meshlb charts/meshlb --namespace metallb-system --create-namespace \\\n    \
+             --set speaker.image.repository={MESHLB_IMAGE} --set speaker.image.tag={DEMO_TAG}"
+        ));
+        cluster.install_meshlb(DEMO_TAG, &[])?;
+        show("$ kubectl get pods -n metallb-system -o wide");
+        show(&env.run_kubectl(&["get", "pods", "-n", CHART_NAMESPACE, "-o", "wide"])?);
         show("$ kubectl apply -f examples/layer2/pools.yaml   (an IPAddressPool and an L2Advertisement)");
         env.apply("pools.yaml", include_str!("../../examples/layer2/pools.yaml"))?;
-        show("$ kubectl create namespace shop; kubectl apply -f examples/layer2/selectorless.yaml   (a Service)");
-        env.run_kubectl(&["create", "namespace", "shop"])?;
-        env.apply("service.yaml", include_str!("../../examples/layer2/selectorless.yaml"))?;
-
-        show("the agents start on every node with the DaemonSet's arguments and ServiceAccount...");
-        let agents = crate::agent::start_chart_cluster(lab, &env)?;
-        let address = echo_address(&env)?;
-        let _responders = start_responders(lab, lab_binary)?;
-        crate::kube_failover::play_kube_proxy(lab, address)?;
-        let mut owner_before = String::new();
-        wait_for(Duration::from_secs(30), "a ServiceL2Status naming one owner", || {
-            owner_before = reported_owner(&env).unwrap_or_default();
-            !owner_before.is_empty() && !owner_before.contains(' ')
+        show("$ kubectl apply -f -   (namespace shop: a Deployment of 2 echo pods, a LoadBalancer Service,");
+        show("                        externalTrafficPolicy Local)");
+        cluster.deploy_echo("shop", "echo", 2, "Local")?;
+        let address = echo_address(env)?;
+        // The address may move once while the pods' endpoints come up one
+        // by one: the owner is the node that answers, settled.
+        let owner_before = settled_arp_owner(lab, address)?;
+        wait_for(Duration::from_secs(60), "a ServiceL2Status naming the owner", || {
+            reported_owner(env).unwrap_or_default() == owner_before
         })?;
-        show("$ kubectl get svc -n shop");
-        show(&env.run_kubectl(&["get", "svc", "-n", "shop"])?);
+        show("$ kubectl get pods,svc -n shop -o wide");
+        show(&env.run_kubectl(&["get", "pods,svc", "-n", "shop", "-o", "wide"])?);
         show("$ kubectl get servicel2statuses -n metallb-system");
         show(&env.run_kubectl(&["get", "servicel2statuses", "-n", CHART_NAMESPACE])?);
 
         show(&format!(
-            "the client probes {address} every 10 ms; the owner's node crashes."
+            "the client probes {address} every 10 ms; the owner's node crashes (every process, every pod, its link)."
         ));
-        let run = fail_owner(lab, address, NodeFault::Crash, |node| {
-            agents.iter().find(|a| a.node == node).map(|a| &a.process)
-        })?;
+        let run = cluster.crash_owner(lab, address)?;
         let mut owner_after = String::new();
-        wait_for(Duration::from_secs(30), "the successor's ServiceL2Status", || {
-            owner_after = reported_owner(&env).unwrap_or_default();
+        wait_for(Duration::from_secs(60), "the successor's ServiceL2Status", || {
+            owner_after = reported_owner(env).unwrap_or_default();
             !owner_after.is_empty() && !owner_after.split_whitespace().any(|n| n == run.old_owner)
         })?;
         show("$ kubectl get servicel2statuses -n metallb-system");
@@ -124,3 +128,6 @@ pub fn kube_demo(lab_binary: &Path, show: &mut dyn FnMut(&str)) -> Result<KubeDe
         })
     })
 }
+
+/// The tag the demo loads meshlb's image under.
+const DEMO_TAG: &str = "demo";

@@ -317,9 +317,9 @@ fn demo() -> Result<(), LabError> {
 }
 
 fn kube_demo() -> Result<(), LabError> {
-    println!("meshlb demo on Kubernetes: a lab of 3 nodes and a client on one segment, the real");
-    println!("API server on a control-plane host; the agents run as the chart's DaemonSet pods would.");
-    let report = meshlb_chaos::kube_demo::kube_demo(&self_binary()?, &mut |line| println!("{line}"))?;
+    println!("meshlb demo on Kubernetes: a cluster of 3 real nodes and a client on one segment, in");
+    println!("network namespaces; meshlb installed with helm runs as the DaemonSet's pods.");
+    let report = meshlb_chaos::kube_demo::kube_demo(&mut |line| println!("{line}"))?;
     print_failover("owner", &report.run);
     println!("  {:<24}: {}", "ServiceL2Status before", report.owner_before);
     println!("  {:<24}: {}", "ServiceL2Status after", report.owner_after);

@@ -40,6 +40,16 @@ fn run_demo(args: &[&str]) -> String {
         .filter(|n| meshlb_chaos::netns::namespace_owner(n) == Some(pid))
         .collect();
     assert!(left.is_empty(), "the demo left namespaces: {left:?}");
+    // And no real node's state (pods, mounts, cgroups, directories).
+    let nodes_left: Vec<String> = std::fs::read_dir(meshlb_chaos::cluster::NODES_ROOT)
+        .map(|dir| {
+            dir.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| meshlb_chaos::netns::namespace_owner(n) == Some(pid))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(nodes_left.is_empty(), "the demo left nodes' state: {nodes_left:?}");
     stdout
 }
 
@@ -61,9 +71,10 @@ fn failover(stdout: &str) -> (String, String) {
     (old.to_owned(), new.to_owned())
 }
 
-/// The Kubernetes demo: the Service's EXTERNAL-IP from the pool, the
-/// ServiceL2Status naming the node the client reached before the crash,
-/// and the one it reached after.
+/// The Kubernetes demo, on real nodes: the chart's pods Running on every
+/// node, the Service's EXTERNAL-IP from the pool, the ServiceL2Status
+/// naming the node the client reached before the crash, and the one it
+/// reached after.
 #[test]
 fn the_kubernetes_demo_shows_the_address_and_owner_and_fails_over() {
     let stdout = run_demo(&[]);
@@ -72,9 +83,15 @@ fn the_kubernetes_demo_shows_the_address_and_owner_and_fails_over() {
     assert_eq!(field(&stdout, "ServiceL2Status after"), new, "{stdout}");
     let service = stdout
         .lines()
-        .find(|l| l.starts_with("echo ") && l.contains("LoadBalancer"))
-        .unwrap_or_else(|| panic!("no `kubectl get svc` line for echo:\n{stdout}"));
+        .find(|l| l.starts_with("service/echo ") && l.contains("LoadBalancer"))
+        .unwrap_or_else(|| panic!("no `kubectl get pods,svc` line for the echo Service:\n{stdout}"));
     assert!(service.contains("198.51.100.2"), "EXTERNAL-IP from the pool: {service}");
+    // The chart's pods ran on the real kubelets, one per node.
+    let agents: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("meshlb-") && l.contains("Running"))
+        .collect();
+    assert_eq!(agents.len(), 3, "a Running agent pod per node:\n{stdout}");
 }
 
 #[test]
