@@ -312,8 +312,9 @@ pub const ECHO_PORT: u16 = 8007;
 
 impl Cluster {
     /// Builds meshlb's image (`scripts/image`, the Dockerfile's final
-    /// stage) and imports it into every node as [`MESHLB_IMAGE`]`:tag`.
-    pub fn import_meshlb_image(&self, tag: &str) -> Result<(), LabError> {
+    /// stage) and imports it into every node as [`MESHLB_IMAGE`] under
+    /// each of `tags` (a new tag is a new pod template: a rolling update).
+    pub fn import_meshlb_image(&self, tags: &[&str]) -> Result<(), LabError> {
         let scratch = self.env.credentials_dir().join("meshlb-image");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/image");
         let mut build = std::process::Command::new(&script);
@@ -323,7 +324,7 @@ impl Cluster {
         let mut pack = std::process::Command::new("tar");
         pack.arg("-C").arg(&scratch).arg("-cf").arg(&archive).arg(".");
         run_command(pack, "tar of meshlb's image")?;
-        let reference = format!("{MESHLB_IMAGE}:{tag}");
+        let built = format!("{MESHLB_IMAGE}:latest");
         for node in &self.nodes {
             node.ctr(&[
                 "images",
@@ -332,13 +333,10 @@ impl Cluster {
                 MESHLB_IMAGE,
                 &archive.to_string_lossy(),
             ])?;
-            node.ctr(&[
-                "images",
-                "tag",
-                "--force",
-                &format!("{MESHLB_IMAGE}:latest"),
-                &reference,
-            ])?;
+            for tag in tags {
+                let reference = format!("{MESHLB_IMAGE}:{tag}");
+                node.ctr(&["images", "tag", "--force", &built, &reference])?;
+            }
         }
         let _ = std::fs::remove_dir_all(&scratch);
         let _ = std::fs::remove_file(&archive);
@@ -557,15 +555,19 @@ impl Cluster {
 pub fn settled_arp_owner(lab: &Lab, address: std::net::Ipv4Addr) -> Result<String, LabError> {
     let mut previous = BTreeSet::new();
     let mut owner = None;
-    crate::wait::wait_for(Duration::from_secs(60), "one node, the same twice, to answer ARP", || {
-        let now = arp_owners(lab, address);
-        if now.len() == 1 && now == previous {
-            owner = now.into_iter().next();
-            return true;
-        }
-        previous = now;
-        false
-    })?;
+    crate::wait::wait_for(
+        Duration::from_secs(60),
+        "one node, the same twice, to answer ARP",
+        || {
+            let now = arp_owners(lab, address);
+            if now.len() == 1 && now == previous {
+                owner = now.into_iter().next();
+                return true;
+            }
+            previous = now;
+            false
+        },
+    )?;
     owner.ok_or_else(|| LabError::Invalid(format!("no node answers ARP for {address}")))
 }
 

@@ -85,7 +85,7 @@ pub fn kube_demo(show: &mut dyn FnMut(&str)) -> Result<KubeDemoReport, LabError>
         show("$ kubectl get nodes");
         show(&env.run_kubectl(&["get", "nodes"])?);
         show("building meshlb's image (scripts/image) and loading it into every node's containerd...");
-        cluster.import_meshlb_image(DEMO_TAG)?;
+        cluster.import_meshlb_image(&[DEMO_TAG])?;
         show(&format!(
             "$ helm install meshlb charts/meshlb --namespace metallb-system --create-namespace \\\n    \
              --set speaker.image.repository={MESHLB_IMAGE} --set speaker.image.tag={DEMO_TAG}"

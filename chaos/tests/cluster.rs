@@ -17,6 +17,7 @@ use meshlb_chaos::cluster::Cluster;
 use meshlb_chaos::kube_demo::{echo_address, reported_owner};
 use meshlb_chaos::kube_env::{CHART_NAMESPACE, CHART_RELEASE};
 use meshlb_chaos::probe::{Prober, RESPONDER_PORT, arp_answerers};
+use meshlb_chaos::splitbrain::SplitBrainDetector;
 use meshlb_chaos::wait::wait_for;
 use meshlb_chaos::{Lab, LabSpec};
 
@@ -76,7 +77,7 @@ fn meshlb_installed_with_helm_serves_pods_through_kube_proxy() {
     .unwrap();
     let cluster = Cluster::start(&lab).unwrap();
     let env = cluster.env();
-    cluster.import_meshlb_image("lab").unwrap();
+    cluster.import_meshlb_image(&["lab"]).unwrap();
     cluster.install_meshlb("lab", &[]).unwrap();
 
     // One agent per node, Ready, never restarted, with the chart's
@@ -158,4 +159,78 @@ fn meshlb_installed_with_helm_serves_pods_through_kube_proxy() {
         assert_eq!(answered, expected, "Local: the pod on {node}");
         assert_eq!(arp_owner(&lab, address), node, "Local: {node} answers ARP");
     }
+}
+
+/// A DaemonSet rolling update by `helm upgrade` with a new image tag, as
+/// a user upgrades: the kubelets stop each node's agent (SIGTERM: its
+/// graceful leave hands its addresses over) and start the new one, node
+/// by node, while a client probes a Service every 10 ms. Not one probe
+/// may be lost across the whole roll, and no two nodes may claim the
+/// address at once.
+#[test]
+fn a_rolling_upgrade_of_the_agents_loses_no_probe() {
+    let lab = Lab::build(&LabSpec {
+        control_plane: true,
+        ..LabSpec::segment(3, 1, false)
+    })
+    .unwrap();
+    let cluster = Cluster::start(&lab).unwrap();
+    let env = cluster.env();
+    cluster.import_meshlb_image(&["lab", "lab-next"]).unwrap();
+    cluster.install_meshlb("lab", &[]).unwrap();
+    env.apply("pools.yaml", include_str!("../../examples/layer2/pools.yaml"))
+        .unwrap();
+    cluster.deploy_echo("shop", "echo", 3, "Cluster").unwrap();
+    let address = echo_address(env).unwrap();
+    let owner = meshlb_chaos::cluster::settled_arp_owner(&lab, address).unwrap();
+
+    let detector = SplitBrainDetector::start(&lab).unwrap();
+    let target = SocketAddr::new(address.into(), RESPONDER_PORT);
+    let prober = Prober::start(&lab, "client1", target, Duration::from_millis(10)).unwrap();
+    prober
+        .wait_for_answer(Instant::now(), Duration::from_secs(30), |_| true)
+        .unwrap();
+    let started = Instant::now();
+    cluster.install_meshlb("lab-next", &[]).unwrap();
+    let rolled = started.elapsed();
+    std::thread::sleep(Duration::from_secs(2));
+    let log = prober.stop();
+    let claims = detector.stop().unwrap();
+
+    let images = env
+        .run_kubectl(&[
+            "get",
+            "pods",
+            "-n",
+            CHART_NAMESPACE,
+            "-l",
+            &format!("app.kubernetes.io/name={CHART_RELEASE}"),
+            "-o",
+            "jsonpath={.items[*].spec.containers[0].image}",
+        ])
+        .unwrap();
+    let images: Vec<&str> = images.split_whitespace().collect();
+    assert_eq!(images, ["localhost/meshlb-agent:lab-next"; 3], "every agent rolled");
+    let probes: Vec<_> = log.probes.iter().skip_while(|p| p.answers.is_empty()).collect();
+    let lost: Vec<u64> = probes.iter().filter(|p| p.answers.is_empty()).map(|p| p.seq).collect();
+    let claimants: Vec<String> = claims
+        .claims
+        .iter()
+        .filter(|c| c.ip == IpAddr::V4(address))
+        .map(|c| format!("{:.3} {}", c.at, c.mac))
+        .collect();
+    eprintln!(
+        "roll of {:.1} s from owner {owner}: {} probes, {} lost; claims:\n{}",
+        rolled.as_secs_f64(),
+        probes.len(),
+        lost.len(),
+        claimants.join("\n")
+    );
+    assert!(probes.len() > 500, "the client probed across the roll");
+    assert!(lost.is_empty(), "probes lost across the roll: {lost:?}");
+    assert!(
+        claims.max_claimants(IpAddr::V4(address), Duration::from_millis(100)) <= 1,
+        "two nodes claimed {address} at once:\n{}",
+        claimants.join("\n")
+    );
 }
