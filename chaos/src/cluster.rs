@@ -513,11 +513,45 @@ impl Cluster {
         Ok(())
     }
 
+    /// SIGKILLs meshlb's agent on `node` (its container's process, on the
+    /// host's network): the kubelet restarts the container, as it would
+    /// after any crash of the agent.
+    pub fn kill_agent(&self, node: &str) -> Result<(), LabError> {
+        let node = self
+            .nodes
+            .iter()
+            .find(|n| n.name == node)
+            .ok_or_else(|| LabError::Invalid(format!("no real node {node}")))?;
+        let agents: Vec<i32> = crate::netns::pids_in(&node.netns)?
+            .into_iter()
+            .filter(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim() == "meshlb-agent")
+            })
+            .collect();
+        if agents.is_empty() {
+            return Err(LabError::Invalid(format!("no meshlb-agent runs on {}", node.name)));
+        }
+        for pid in agents {
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).map_err(
+                |source| LabError::Sys {
+                    what: format!("kill meshlb-agent {pid} on {}", node.name),
+                    source,
+                },
+            )?;
+        }
+        Ok(())
+    }
+
     /// Probes `address` from `client1` every 10 ms; once answered, after
-    /// a random 0.5–1.5 s, crashes the node that answers ARP for it
-    /// ([`Cluster::crash_node`]) and measures what the client saw. The
-    /// owners are nodes (ARP), not the pods that answered.
-    pub fn crash_owner(&self, lab: &Lab, address: std::net::Ipv4Addr) -> Result<FailoverRun, LabError> {
+    /// a random 0.5–1.5 s, applies `fault` to the node that answers ARP
+    /// for it, waits until another node does, and measures what the
+    /// client saw. The owners are nodes (ARP), not the pods that answered.
+    pub fn fail_owner(
+        &self,
+        lab: &Lab,
+        address: std::net::Ipv4Addr,
+        fault: ClusterFault,
+    ) -> Result<FailoverRun, LabError> {
         let prober = Prober::start(
             lab,
             "client1",
@@ -527,24 +561,47 @@ impl Cluster {
         prober.wait_for_answer(std::time::Instant::now(), Duration::from_secs(30), |_| true)?;
         let owner = settled_arp_owner(lab, address)?;
         std::thread::sleep(Duration::from_millis(500) + crate::random::random_below(Duration::from_secs(1)));
-        self.crash_node(lab, &owner)?;
+        match fault {
+            ClusterFault::NodeCrash => self.crash_node(lab, &owner)?,
+            ClusterFault::AgentKilled => self.kill_agent(&owner)?,
+        }
         let fault_at = std::time::Instant::now();
-        // Answered again, by a pod on a node that is not the dead one.
-        let dead = format!("@{owner}");
-        let answered = prober.wait_for_answer(fault_at, OBSERVE_AFTER_FAULT, |pod| !pod.ends_with(&dead));
+        let mut vip_holders_after = Vec::new();
+        let moved = crate::wait::wait_for(OBSERVE_AFTER_FAULT, "another node to answer ARP", || {
+            vip_holders_after = arp_owners(lab, address).into_iter().collect();
+            vip_holders_after.len() == 1 && vip_holders_after[0] != owner
+        });
         std::thread::sleep(Duration::from_millis(300));
-        let vip_holders_after: Vec<String> = arp_owners(lab, address).into_iter().collect();
         let log = prober.stop();
-        answered?;
+        moved?;
         let outage = log
             .outage_after(fault_at)
-            .ok_or_else(|| LabError::Invalid("no probe was answered after the crash".into()))?;
+            .ok_or_else(|| LabError::Invalid(format!("no probe was answered after the {fault}")))?;
         Ok(FailoverRun {
             old_owner: owner,
             new_owner: vip_holders_after.first().cloned(),
             vip_holders_after,
             outage,
             duplicate_answers: log.duplicates().len(),
+        })
+    }
+}
+
+/// What [`Cluster::fail_owner`] does to the owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterFault {
+    /// The node dies ([`Cluster::crash_node`]).
+    NodeCrash,
+    /// meshlb's agent on it is SIGKILLed ([`Cluster::kill_agent`]); the
+    /// kubelet restarts it.
+    AgentKilled,
+}
+
+impl std::fmt::Display for ClusterFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ClusterFault::NodeCrash => "node crash",
+            ClusterFault::AgentKilled => "agent killed",
         })
     }
 }

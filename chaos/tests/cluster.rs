@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use meshlb_chaos::cluster::Cluster;
+use meshlb_chaos::cluster::{Cluster, ClusterFault};
 use meshlb_chaos::kube_demo::{echo_address, reported_owner};
 use meshlb_chaos::kube_env::{CHART_NAMESPACE, CHART_RELEASE};
 use meshlb_chaos::probe::{Prober, RESPONDER_PORT, arp_answerers};
@@ -233,4 +233,70 @@ fn a_rolling_upgrade_of_the_agents_loses_no_probe() {
         "two nodes claimed {address} at once:\n{}",
         claimants.join("\n")
     );
+}
+
+/// Faults on real nodes, one cluster for both (each starts from a settled
+/// owner): meshlb's agent SIGKILLed on the owner (the kubelet restarts
+/// its container; the node's kube-proxy goes on forwarding meanwhile, so
+/// the client loses little or nothing while another node takes the
+/// address), then the new owner's node crashes with the Service's pod
+/// elsewhere (every process and pod on it, its link cut). Each time
+/// another node takes the address within generous bounds and no probe is
+/// answered twice.
+#[test]
+fn the_agent_killed_and_the_node_crashed_move_the_address() {
+    let lab = Lab::build(&LabSpec {
+        control_plane: true,
+        ..LabSpec::segment(3, 1, false)
+    })
+    .unwrap();
+    let cluster = Cluster::start(&lab).unwrap();
+    let env = cluster.env();
+    cluster.import_meshlb_image(&["lab"]).unwrap();
+    cluster.install_meshlb("lab", &[]).unwrap();
+    env.apply("pools.yaml", include_str!("../../examples/layer2/pools.yaml"))
+        .unwrap();
+    cluster.deploy_echo("shop", "echo", 1, "Cluster").unwrap();
+    let address = echo_address(env).unwrap();
+
+    let killed = cluster.fail_owner(&lab, address, ClusterFault::AgentKilled).unwrap();
+    eprintln!("agent killed: {killed:?}");
+    assert!(killed.new_owner.is_some(), "another node took the address: {killed:?}");
+    assert!(killed.outage.window < Duration::from_secs(10), "{killed:?}");
+    assert_eq!(killed.duplicate_answers, 0, "{killed:?}");
+    // The kubelet restarted the agent's container, Ready again.
+    wait_for(Duration::from_secs(90), "the killed agent restarted and Ready", || {
+        let status = env
+            .run_kubectl(&[
+                "get",
+                "pods",
+                "-n",
+                CHART_NAMESPACE,
+                "--field-selector",
+                &format!("spec.nodeName={}", killed.old_owner),
+                "-o",
+                "jsonpath={.items[0].status.containerStatuses[0].restartCount} {.items[0].status.containerStatuses[0].ready}",
+            ])
+            .unwrap_or_default();
+        status == "1 true"
+    })
+    .unwrap();
+
+    // The pod away from the owner, so the crash takes only meshlb's part.
+    let owner = meshlb_chaos::cluster::settled_arp_owner(&lab, address).unwrap();
+    let away = ["node1", "node2", "node3"].into_iter().find(|n| *n != owner).unwrap();
+    cluster.pin_deployment("shop", "echo", away).unwrap();
+    let crashed = cluster.fail_owner(&lab, address, ClusterFault::NodeCrash).unwrap();
+    eprintln!("node crashed: {crashed:?}");
+    assert_eq!(crashed.old_owner, owner);
+    assert!(
+        crashed.new_owner.is_some(),
+        "another node took the address: {crashed:?}"
+    );
+    assert!(crashed.outage.window < Duration::from_secs(10), "{crashed:?}");
+    assert!(
+        crashed.outage.lost > 0,
+        "a crash costs probes until the next owner claims: {crashed:?}"
+    );
+    assert_eq!(crashed.duplicate_answers, 0, "{crashed:?}");
 }
