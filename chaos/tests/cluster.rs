@@ -300,3 +300,86 @@ fn the_agent_killed_and_the_node_crashed_move_the_address() {
     );
     assert_eq!(crashed.duplicate_answers, 0, "{crashed:?}");
 }
+
+/// The BGP mode's rolling upgrade: bird2 peers with the three nodes and
+/// installs the Service's address with a path through each (ECMP); a
+/// client behind the router probes it every 10 ms while `helm upgrade`
+/// rolls the agents. Each stopping agent drains its sessions (RFC 8326
+/// graceful shutdown, then the withdrawal), the router moves the flow to
+/// another node, whose kube-proxy takes it to a pod; not one probe may be
+/// lost, and every node's path must be back at the end.
+#[test]
+fn a_rolling_upgrade_in_bgp_mode_loses_no_probe() {
+    use meshlb_chaos::router::{NODE_ASN, ROUTER_ASN, Router, RouterKind, kernel_routes};
+    let lab = Lab::build(&LabSpec {
+        control_plane: true,
+        router: true,
+        remote_client: true,
+        ..LabSpec::segment(3, 0, false)
+    })
+    .unwrap();
+    let cluster = Cluster::start(&lab).unwrap();
+    let env = cluster.env();
+    let _router = Router::start(&lab, RouterKind::Bird).unwrap();
+    cluster.import_meshlb_image(&["lab", "lab-next"]).unwrap();
+    cluster.install_meshlb("lab", &[]).unwrap();
+    let router_address = lab.host("router").unwrap().ipv4;
+    let config = format!(
+        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: routed, namespace: metallb-system}}\n\
+         spec: {{addresses: [203.0.113.20/32]}}\n---\n\
+         apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {{name: router, namespace: metallb-system}}\n\
+         spec: {{myASN: {NODE_ASN}, peerASN: {ROUTER_ASN}, peerAddress: '{router_address}', holdTime: 9s}}\n---\n\
+         apiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {{name: routed, namespace: metallb-system}}\n\
+         spec: {{ipAddressPools: [routed]}}\n"
+    );
+    env.apply("bgp.yaml", &config).unwrap();
+    cluster.deploy_echo("shop", "echo", 3, "Cluster").unwrap();
+    let address = echo_address(env).unwrap();
+    let prefix = format!("{address}/32");
+    let paths = || {
+        kernel_routes(&lab, "router")
+            .unwrap_or_default()
+            .into_iter()
+            .find(|r| r.prefix == prefix)
+            .map_or(0, |r| r.next_hops.len())
+    };
+    wait_for(Duration::from_secs(60), "a path through every node", || paths() == 3).unwrap();
+
+    let target = SocketAddr::new(address.into(), RESPONDER_PORT);
+    let prober = Prober::start(&lab, "remote", target, Duration::from_millis(10)).unwrap();
+    prober
+        .wait_for_answer(Instant::now(), Duration::from_secs(30), |_| true)
+        .unwrap();
+    let started = Instant::now();
+    // The fewest paths the router had while the agents rolled: each
+    // stopping agent withdraws its node's.
+    let rolling = std::sync::atomic::AtomicBool::new(true);
+    let fewest = std::thread::scope(|scope| {
+        let sampler = scope.spawn(|| {
+            let mut fewest = usize::MAX;
+            while rolling.load(std::sync::atomic::Ordering::Relaxed) {
+                fewest = fewest.min(paths());
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            fewest
+        });
+        cluster.install_meshlb("lab-next", &[]).unwrap();
+        rolling.store(false, std::sync::atomic::Ordering::Relaxed);
+        sampler.join().unwrap()
+    });
+    let rolled = started.elapsed();
+    assert_eq!(fewest, 2, "one node at a time withdrew its path");
+    wait_for(Duration::from_secs(60), "every node's path back", || paths() == 3).unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let log = prober.stop();
+    let probes: Vec<_> = log.probes.iter().skip_while(|p| p.answers.is_empty()).collect();
+    let lost: Vec<u64> = probes.iter().filter(|p| p.answers.is_empty()).map(|p| p.seq).collect();
+    eprintln!(
+        "BGP roll of {:.1} s: {} probes, {} lost",
+        rolled.as_secs_f64(),
+        probes.len(),
+        lost.len()
+    );
+    assert!(probes.len() > 500, "the client probed across the roll");
+    assert!(lost.is_empty(), "probes lost across the roll: {lost:?}");
+}
