@@ -120,6 +120,8 @@ pub struct RealNode {
     kubelet: Option<LabProcess>,
     proxy: Option<LabProcess>,
     containerd: Option<LabProcess>,
+    /// The kubelet's program and arguments, to start it again.
+    kubelet_command: Vec<String>,
 }
 
 /// A lab's cluster of real nodes. See the module documentation.
@@ -616,10 +618,51 @@ impl Cluster {
                      {.items[0].status.containerStatuses[0].ready}",
                 ])
                 .unwrap_or_default();
-            status.split_once(' ').is_some_and(|(restarts, ready)| {
-                restarts.parse::<u32>().is_ok_and(|n| n > 0) && ready == "true"
-            })
+            status
+                .split_once(' ')
+                .is_some_and(|(restarts, ready)| restarts.parse::<u32>().is_ok_and(|n| n > 0) && ready == "true")
         })
+    }
+}
+
+impl Cluster {
+    fn node_mut(&mut self, name: &str) -> Result<&mut RealNode, LabError> {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.name == name)
+            .ok_or_else(|| LabError::Invalid(format!("no real node {name}")))
+    }
+
+    /// Kills `node`'s kubelet (SIGKILL, as a crash would; the node's
+    /// containers, kube-proxy and network go on): its Node turns NotReady
+    /// once its lease expires.
+    pub fn stop_kubelet(&mut self, node: &str) -> Result<(), LabError> {
+        if let Some(kubelet) = self.node_mut(node)?.kubelet.take() {
+            kubelet.kill()?;
+            kubelet.wait_exit(Duration::from_secs(10))?;
+        }
+        Ok(())
+    }
+
+    /// Starts `node`'s kubelet again after [`Cluster::stop_kubelet`]
+    /// (its log: `<node>-kubelet-again.log`).
+    pub fn start_kubelet(&mut self, lab: &Lab, node: &str) -> Result<(), LabError> {
+        self.node_mut(node)?.spawn_kubelet(lab, "kubelet-again")
+    }
+
+    /// Node `node`'s Ready condition's status (`True`, `False`,
+    /// `Unknown`) and its taints' keys.
+    pub fn node_state(&self, node: &str) -> Result<(String, Vec<String>), LabError> {
+        let out = self.env.run_kubectl(&[
+            "get",
+            "node",
+            node,
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status} {.spec.taints[*].key}",
+        ])?;
+        let mut words = out.split_whitespace().map(str::to_owned);
+        let ready = words.next().unwrap_or_default();
+        Ok((ready, words.collect()))
     }
 }
 
@@ -812,6 +855,7 @@ impl RealNode {
             kubelet: None,
             proxy: None,
             containerd: None,
+            kubelet_command: Vec::new(),
         };
         // From here on, Drop removes whatever part was made.
         for sub in ["cni", "ipam", "netns", "kubelet", "runc", "opt"] {
@@ -992,25 +1036,31 @@ evictionHard: {{memory.available: "1Mi", nodefs.available: "0%", nodefs.inodesFr
             logs = lab.log_dir().join(format!("{}-pods", self.name)).display(),
         );
         write(&dir.join("kubelet.yaml"), &config)?;
-        let kubelet = lab.spawn_sharing_mounts(
-            &self.name,
-            "kubelet",
-            &binaries.path("kubelet").to_string_lossy(),
-            &[
-                &format!("--config={}", dir.join("kubelet.yaml").display()),
-                &format!(
-                    "--kubeconfig={}",
-                    env.credentials_dir()
-                        .join(format!("kubeconfig-{}", self.name))
-                        .display()
-                ),
-                &format!("--root-dir={}", dir.join("kubelet").display()),
-                &format!("--hostname-override={}", self.name),
-                &format!("--node-ip={address}"),
-                "--v=1",
-            ],
-        )?;
-        self.kubelet = Some(kubelet);
+        self.kubelet_command = vec![
+            binaries.path("kubelet").to_string_lossy().into_owned(),
+            format!("--config={}", dir.join("kubelet.yaml").display()),
+            format!(
+                "--kubeconfig={}",
+                env.credentials_dir()
+                    .join(format!("kubeconfig-{}", self.name))
+                    .display()
+            ),
+            format!("--root-dir={}", dir.join("kubelet").display()),
+            format!("--hostname-override={}", self.name),
+            format!("--node-ip={address}"),
+            "--v=1".into(),
+        ];
+        self.spawn_kubelet(lab, "kubelet")
+    }
+
+    /// Starts the kubelet with the command [`RealNode::start_kubelet`]
+    /// made, logging to `<node>-<log>.log`.
+    fn spawn_kubelet(&mut self, lab: &Lab, log: &str) -> Result<(), LabError> {
+        let Some((program, args)) = self.kubelet_command.split_first() else {
+            return Err(LabError::Invalid(format!("{}: no kubelet command", self.name)));
+        };
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.kubelet = Some(lab.spawn_sharing_mounts(&self.name, log, program, &args)?);
         Ok(())
     }
 

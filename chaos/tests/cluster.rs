@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use meshlb_chaos::cluster::{Cluster, ClusterFault};
+use meshlb_chaos::cluster::{Cluster, ClusterFault, settled_arp_owner};
 use meshlb_chaos::kube_demo::{echo_address, reported_owner};
 use meshlb_chaos::kube_env::{CHART_NAMESPACE, CHART_RELEASE};
 use meshlb_chaos::probe::{Prober, RESPONDER_PORT, arp_answerers};
@@ -366,4 +366,99 @@ fn a_rolling_upgrade_in_bgp_mode_loses_no_probe() {
     );
     assert!(probes.len() > 500, "the client probed across the roll");
     assert!(lost.is_empty(), "probes lost across the roll: {lost:?}");
+}
+
+/// Node states MetalLB users ask about (MetalLB #3116, #621, #2677), on one
+/// cluster, a client probing all along; the Service's pod runs on a fourth
+/// node that never announces (it is labelled out of external load
+/// balancers), so only meshlb's part changes. The owner's kubelet dies
+/// until its Node is NotReady and tainted unreachable: its network,
+/// kube-proxy and agent are fine, so the address stays and nothing is
+/// lost (readiness is not consulted, as in MetalLB). The owner labelled out
+/// of external load balancers (what to do before `kubectl drain`): the
+/// address moves, hitless. The next owner tainted out of service (a node
+/// declared shut down): it moves again, hitless. Not one probe is lost
+/// across the three.
+#[test]
+fn node_states_decide_who_announces() {
+    let lab = Lab::build(&LabSpec {
+        control_plane: true,
+        ..LabSpec::segment(4, 1, false)
+    })
+    .unwrap();
+    let mut cluster = Cluster::start(&lab).unwrap();
+    cluster.import_meshlb_image(&["lab"]).unwrap();
+    cluster.install_meshlb("lab", &[]).unwrap();
+    let env = cluster.env();
+    let exclude = "node.kubernetes.io/exclude-from-external-load-balancers=";
+    env.run_kubectl(&["label", "node", "node4", exclude]).unwrap();
+    env.apply("pools.yaml", include_str!("../../examples/layer2/pools.yaml"))
+        .unwrap();
+    cluster.deploy_echo("shop", "echo", 1, "Cluster").unwrap();
+    cluster.pin_deployment("shop", "echo", "node4").unwrap();
+    let address = echo_address(env).unwrap();
+    let owner = settled_arp_owner(&lab, address).unwrap();
+
+    let target = SocketAddr::new(address.into(), RESPONDER_PORT);
+    let prober = Prober::start(&lab, "client1", target, Duration::from_millis(10)).unwrap();
+    prober
+        .wait_for_answer(Instant::now(), Duration::from_secs(30), |_| true)
+        .unwrap();
+
+    cluster.stop_kubelet(&owner).unwrap();
+    wait_for(
+        Duration::from_secs(180),
+        "the owner NotReady and tainted unreachable",
+        || {
+            cluster.node_state(&owner).is_ok_and(|(ready, taints)| {
+                ready != "True" && taints.iter().any(|t| t == "node.kubernetes.io/unreachable")
+            })
+        },
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        settled_arp_owner(&lab, address).unwrap(),
+        owner,
+        "NotReady moves nothing"
+    );
+    cluster.start_kubelet(&lab, &owner).unwrap();
+    wait_for(Duration::from_secs(120), "the owner Ready again", || {
+        cluster.node_state(&owner).is_ok_and(|(ready, _)| ready == "True")
+    })
+    .unwrap();
+    let env = cluster.env();
+
+    env.run_kubectl(&["label", "node", &owner, exclude]).unwrap();
+    let mut next = String::new();
+    wait_for(Duration::from_secs(60), "another node to take the address", || {
+        next = settled_arp_owner(&lab, address).unwrap_or_default();
+        !next.is_empty() && next != owner
+    })
+    .unwrap();
+    let last = ["node1", "node2", "node3"]
+        .into_iter()
+        .find(|n| *n != owner && *n != next)
+        .unwrap();
+    env.run_kubectl(&[
+        "taint",
+        "node",
+        &next,
+        "node.kubernetes.io/out-of-service=nodeshutdown:NoExecute",
+    ])
+    .unwrap();
+    wait_for(Duration::from_secs(60), "the last node to take the address", || {
+        settled_arp_owner(&lab, address).is_ok_and(|n| n == last)
+    })
+    .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let log = prober.stop();
+    let probes: Vec<_> = log.probes.iter().skip_while(|p| p.answers.is_empty()).collect();
+    let lost: Vec<u64> = probes.iter().filter(|p| p.answers.is_empty()).map(|p| p.seq).collect();
+    eprintln!(
+        "{owner} NotReady, labelled out; {next} out of service; {last} serves: {} probes, {} lost",
+        probes.len(),
+        lost.len()
+    );
+    assert!(lost.is_empty(), "probes lost: {lost:?}");
 }

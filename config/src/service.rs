@@ -167,18 +167,49 @@ impl Namespace {
 }
 
 /// A core/v1 Node, the parts load balancing reads: labels for node
-/// selectors, the label that excludes it from external load balancers, and
-/// the NetworkUnavailable condition (MetalLB's candidate filters; node
-/// readiness is not one of them).
+/// selectors, the label that excludes it from external load balancers and
+/// the NetworkUnavailable condition (MetalLB's candidate filters), and the
+/// `node.kubernetes.io/out-of-service` taint (an administrator's word that
+/// the node is shut down, Kubernetes' non-graceful node shutdown). Node
+/// readiness is not one of them: a NotReady node's kubelet is silent, not
+/// necessarily its network, which the agents' mesh tests directly; its
+/// pods' endpoints turn not ready, which moves an externalTrafficPolicy
+/// Local address by itself.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Node {
     /// Metadata.
     #[serde(default)]
     pub metadata: ObjectMeta,
+    /// Spec: the taints.
+    #[serde(default)]
+    pub spec: NodeSpec,
     /// Status: the conditions.
     #[serde(default)]
     pub status: NodeStatus,
 }
+
+/// `Node.spec`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeSpec {
+    /// Its taints.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub taints: Vec<Taint>,
+}
+
+/// One taint of a node.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Taint {
+    /// Its key.
+    #[serde(default)]
+    pub key: String,
+    /// `NoSchedule`, `PreferNoSchedule` or `NoExecute`.
+    #[serde(default)]
+    pub effect: String,
+}
+
+/// The taint that says a node is shut down and takes it out of load
+/// balancing (Kubernetes' non-graceful node shutdown).
+pub const OUT_OF_SERVICE_TAINT: &str = "node.kubernetes.io/out-of-service";
 
 /// `Node.status`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -228,9 +259,11 @@ impl Node {
     }
 
     /// Whether the node may announce load-balancer addresses: not labelled
-    /// out of external load balancers, and not NetworkUnavailable.
+    /// out of external load balancers, not tainted out of service, and not
+    /// NetworkUnavailable.
     pub fn may_announce(&self) -> bool {
         !self.metadata.labels.contains_key(EXCLUDE_FROM_LOAD_BALANCERS)
+            && !self.spec.taints.iter().any(|t| t.key == OUT_OF_SERVICE_TAINT)
             && !self
                 .status
                 .conditions
@@ -858,5 +891,31 @@ endpoints:
         );
         assert_eq!(svc.allocated_from_pool(), Some("p"));
         assert_eq!(svc.assigned_addresses(), vec!["192.0.2.5".parse::<IpAddr>().unwrap()]);
+    }
+
+    /// A node announces unless labelled out of external load balancers,
+    /// tainted out of service, or NetworkUnavailable; NotReady, cordoned
+    /// or tainted otherwise (the node controller's unreachable and
+    /// not-ready taints) it still does.
+    #[test]
+    fn what_takes_a_node_out_of_announcing() {
+        let node = |yaml: &str| -> Node { serde_yaml_ng::from_str(yaml).unwrap() };
+        let announces = |yaml: &str| node(yaml).may_announce();
+        assert!(announces("metadata: {name: n}\n"));
+        assert!(announces(
+            "metadata: {name: n}\nspec:\n  unschedulable: true\n  taints:\n\
+             \x20 - {key: node.kubernetes.io/unreachable, effect: NoExecute}\n\
+             \x20 - {key: node.kubernetes.io/not-ready, effect: NoSchedule}\n\
+             status: {conditions: [{type: Ready, status: Unknown}]}\n"
+        ));
+        assert!(!announces(
+            "metadata: {name: n, labels: {node.kubernetes.io/exclude-from-external-load-balancers: ''}}\n"
+        ));
+        assert!(!announces(
+            "metadata: {name: n}\nspec: {taints: [{key: node.kubernetes.io/out-of-service, value: nodeshutdown, effect: NoExecute}]}\n"
+        ));
+        assert!(!announces(
+            "metadata: {name: n}\nstatus: {conditions: [{type: NetworkUnavailable, status: 'True'}]}\n"
+        ));
     }
 }
