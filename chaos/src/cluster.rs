@@ -345,6 +345,20 @@ impl Cluster {
         Ok(())
     }
 
+    /// Waits until `kubectl rollout status` says `kind/name` in
+    /// `namespace` is rolled out (three minutes at most, five for a
+    /// DaemonSet, whose pods roll one node at a time).
+    fn rollout(&self, kind: &str, namespace: &str, name: &str) -> Result<(), LabError> {
+        let timeout = if kind == "daemonset" {
+            "--timeout=300s"
+        } else {
+            "--timeout=180s"
+        };
+        self.env
+            .run_kubectl(&["rollout", "status", kind, name, "-n", namespace, timeout])
+            .map(|_| ())
+    }
+
     /// Installs (or upgrades) meshlb's chart as a user does, its image
     /// [`MESHLB_IMAGE`]`:tag` (imported first), with `--set` `values`,
     /// and waits until the DaemonSet's pods are Ready on every node.
@@ -354,17 +368,11 @@ impl Cluster {
         let mut all = vec![repository.as_str(), image_tag.as_str()];
         all.extend_from_slice(values);
         self.env.install_chart(&all)?;
-        self.env
-            .run_kubectl(&[
-                "rollout",
-                "status",
-                "daemonset",
-                crate::kube_env::CHART_RELEASE,
-                "-n",
-                crate::kube_env::CHART_NAMESPACE,
-                "--timeout=300s",
-            ])
-            .map(|_| ())
+        self.rollout(
+            "daemonset",
+            crate::kube_env::CHART_NAMESPACE,
+            crate::kube_env::CHART_RELEASE,
+        )
     }
 
     /// A Deployment `name` of `replicas` udp-echo pods in `namespace`
@@ -418,17 +426,7 @@ spec:
 "#
         );
         self.env.apply(&format!("{namespace}-{name}.yaml"), &manifest)?;
-        self.env
-            .run_kubectl(&[
-                "rollout",
-                "status",
-                "deployment",
-                name,
-                "-n",
-                namespace,
-                "--timeout=180s",
-            ])
-            .map(|_| ())
+        self.rollout("deployment", namespace, name)
     }
 
     /// Moves Deployment `namespace/name`'s pods to `node` (a node
@@ -447,15 +445,7 @@ spec:
             "-p",
             &patch,
         ])?;
-        self.env.run_kubectl(&[
-            "rollout",
-            "status",
-            "deployment",
-            name,
-            "-n",
-            namespace,
-            "--timeout=180s",
-        ])?;
+        self.rollout("deployment", namespace, name)?;
         let replicas: usize = self
             .env
             .run_kubectl(&[

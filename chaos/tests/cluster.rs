@@ -60,6 +60,31 @@ fn arp_owner(lab: &Lab, address: IpAddr) -> String {
         .unwrap()
 }
 
+/// A lab as `spec` says, with a control-plane host: a cluster of real
+/// nodes with meshlb installed from its chart under image tag `lab` (the
+/// image imported under `tags` too, for an upgrade), and the examples'
+/// Layer 2 pool applied when `layer2`. The cluster first: it is dropped
+/// before the lab.
+fn meshlb_on_real_nodes(spec: LabSpec, tags: &[&str], layer2: bool) -> (Cluster, Lab) {
+    let lab = Lab::build(&LabSpec {
+        control_plane: true,
+        ..spec
+    })
+    .unwrap();
+    let cluster = Cluster::start(&lab).unwrap();
+    let mut all = vec!["lab"];
+    all.extend_from_slice(tags);
+    cluster.import_meshlb_image(&all).unwrap();
+    cluster.install_meshlb("lab", &[]).unwrap();
+    if layer2 {
+        cluster
+            .env()
+            .apply("pools.yaml", include_str!("../../examples/layer2/pools.yaml"))
+            .unwrap();
+    }
+    (cluster, lab)
+}
+
 /// The whole path a user's install takes, on two real nodes: the chart's
 /// DaemonSet runs a Ready agent on each node under exactly the chart's
 /// securityContext; a Deployment's pod behind a LoadBalancer Service gets
@@ -70,15 +95,8 @@ fn arp_owner(lab: &Lab, address: IpAddr) -> String {
 /// it moves.
 #[test]
 fn meshlb_installed_with_helm_serves_pods_through_kube_proxy() {
-    let lab = Lab::build(&LabSpec {
-        control_plane: true,
-        ..LabSpec::segment(2, 1, false)
-    })
-    .unwrap();
-    let cluster = Cluster::start(&lab).unwrap();
+    let (cluster, lab) = meshlb_on_real_nodes(LabSpec::segment(2, 1, false), &[], true);
     let env = cluster.env();
-    cluster.import_meshlb_image(&["lab"]).unwrap();
-    cluster.install_meshlb("lab", &[]).unwrap();
 
     // One agent per node, Ready, never restarted, with the chart's
     // securityContext as the runtime got it.
@@ -111,8 +129,6 @@ fn meshlb_installed_with_helm_serves_pods_through_kube_proxy() {
         );
     }
 
-    env.apply("pools.yaml", include_str!("../../examples/layer2/pools.yaml"))
-        .unwrap();
     cluster.deploy_echo("shop", "echo", 1, "Cluster").unwrap();
     let address = IpAddr::V4(echo_address(env).unwrap());
     let mut owner = String::new();
@@ -169,17 +185,8 @@ fn meshlb_installed_with_helm_serves_pods_through_kube_proxy() {
 /// address at once.
 #[test]
 fn a_rolling_upgrade_of_the_agents_loses_no_probe() {
-    let lab = Lab::build(&LabSpec {
-        control_plane: true,
-        ..LabSpec::segment(3, 1, false)
-    })
-    .unwrap();
-    let cluster = Cluster::start(&lab).unwrap();
+    let (cluster, lab) = meshlb_on_real_nodes(LabSpec::segment(3, 1, false), &["lab-next"], true);
     let env = cluster.env();
-    cluster.import_meshlb_image(&["lab", "lab-next"]).unwrap();
-    cluster.install_meshlb("lab", &[]).unwrap();
-    env.apply("pools.yaml", include_str!("../../examples/layer2/pools.yaml"))
-        .unwrap();
     cluster.deploy_echo("shop", "echo", 3, "Cluster").unwrap();
     let address = echo_address(env).unwrap();
     let owner = meshlb_chaos::cluster::settled_arp_owner(&lab, address).unwrap();
@@ -246,17 +253,8 @@ fn a_rolling_upgrade_of_the_agents_loses_no_probe() {
 /// twice.
 #[test]
 fn the_agent_killed_and_the_node_crashed_move_the_address() {
-    let lab = Lab::build(&LabSpec {
-        control_plane: true,
-        ..LabSpec::segment(3, 1, false)
-    })
-    .unwrap();
-    let cluster = Cluster::start(&lab).unwrap();
+    let (cluster, lab) = meshlb_on_real_nodes(LabSpec::segment(3, 1, false), &[], true);
     let env = cluster.env();
-    cluster.import_meshlb_image(&["lab"]).unwrap();
-    cluster.install_meshlb("lab", &[]).unwrap();
-    env.apply("pools.yaml", include_str!("../../examples/layer2/pools.yaml"))
-        .unwrap();
     cluster.deploy_echo("shop", "echo", 1, "Cluster").unwrap();
     let address = echo_address(env).unwrap();
 
@@ -295,18 +293,14 @@ fn the_agent_killed_and_the_node_crashed_move_the_address() {
 #[test]
 fn a_rolling_upgrade_in_bgp_mode_loses_no_probe() {
     use meshlb_chaos::router::{NODE_ASN, ROUTER_ASN, Router, RouterKind, kernel_routes};
-    let lab = Lab::build(&LabSpec {
-        control_plane: true,
+    let spec = LabSpec {
         router: true,
         remote_client: true,
         ..LabSpec::segment(3, 0, false)
-    })
-    .unwrap();
-    let cluster = Cluster::start(&lab).unwrap();
+    };
+    let (cluster, lab) = meshlb_on_real_nodes(spec, &["lab-next"], false);
     let env = cluster.env();
     let _router = Router::start(&lab, RouterKind::Bird).unwrap();
-    cluster.import_meshlb_image(&["lab", "lab-next"]).unwrap();
-    cluster.install_meshlb("lab", &[]).unwrap();
     let router_address = lab.host("router").unwrap().ipv4;
     let config = format!(
         "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: routed, namespace: metallb-system}}\n\
@@ -381,19 +375,10 @@ fn a_rolling_upgrade_in_bgp_mode_loses_no_probe() {
 /// across the three.
 #[test]
 fn node_states_decide_who_announces() {
-    let lab = Lab::build(&LabSpec {
-        control_plane: true,
-        ..LabSpec::segment(4, 1, false)
-    })
-    .unwrap();
-    let mut cluster = Cluster::start(&lab).unwrap();
-    cluster.import_meshlb_image(&["lab"]).unwrap();
-    cluster.install_meshlb("lab", &[]).unwrap();
+    let (mut cluster, lab) = meshlb_on_real_nodes(LabSpec::segment(4, 1, false), &[], true);
     let env = cluster.env();
     let exclude = "node.kubernetes.io/exclude-from-external-load-balancers=";
     env.run_kubectl(&["label", "node", "node4", exclude]).unwrap();
-    env.apply("pools.yaml", include_str!("../../examples/layer2/pools.yaml"))
-        .unwrap();
     cluster.deploy_echo("shop", "echo", 1, "Cluster").unwrap();
     cluster.pin_deployment("shop", "echo", "node4").unwrap();
     let address = echo_address(env).unwrap();
