@@ -474,8 +474,9 @@ impl KubeEnv {
     /// Installs (or upgrades) meshlb's Helm chart as release
     /// [`CHART_RELEASE`] in namespace `metallb-system` (created if
     /// missing), its CRDs included, with `--set` `values`; helm's output.
-    /// No kubelet runs the DaemonSet's pods: the lab runs the agents as
-    /// they would, with [`KubeEnv::chart_kubeconfig`].
+    /// On a cluster of real nodes the kubelets run the DaemonSet's pods
+    /// ([`crate::cluster::Cluster::install_meshlb`]); without them the lab
+    /// runs the agents as they would, with [`KubeEnv::chart_kubeconfig`].
     pub fn install_chart(&self, values: &[&str]) -> Result<String, LabError> {
         let mut command = self.helm();
         command
