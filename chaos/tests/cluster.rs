@@ -85,6 +85,21 @@ fn meshlb_on_real_nodes(spec: LabSpec, tags: &[&str], layer2: bool) -> (Cluster,
     (cluster, lab)
 }
 
+/// What `jsonpath` picks out of the chart's agent pods.
+fn agent_pods(env: &meshlb_chaos::kube_env::KubeEnv, jsonpath: &str) -> String {
+    env.run_kubectl(&[
+        "get",
+        "pods",
+        "-n",
+        CHART_NAMESPACE,
+        "-l",
+        &format!("app.kubernetes.io/name={CHART_RELEASE}"),
+        "-o",
+        &format!("jsonpath={jsonpath}"),
+    ])
+    .unwrap()
+}
+
 /// The whole path a user's install takes, on two real nodes: the chart's
 /// DaemonSet runs a Ready agent on each node under exactly the chart's
 /// securityContext; a Deployment's pod behind a LoadBalancer Service gets
@@ -100,19 +115,11 @@ fn meshlb_installed_with_helm_serves_pods_through_kube_proxy() {
 
     // One agent per node, Ready, never restarted, with the chart's
     // securityContext as the runtime got it.
-    let agents = env
-        .run_kubectl(&[
-            "get",
-            "pods",
-            "-n",
-            CHART_NAMESPACE,
-            "-l",
-            &format!("app.kubernetes.io/name={CHART_RELEASE}"),
-            "-o",
-            "jsonpath={range .items[*]}{.spec.nodeName} {.status.containerStatuses[0].ready} \
-             {.status.containerStatuses[0].restartCount} {.spec.containers[0].securityContext}{\"\\n\"}{end}",
-        ])
-        .unwrap();
+    let agents = agent_pods(
+        env,
+        "{range .items[*]}{.spec.nodeName} {.status.containerStatuses[0].ready} \
+         {.status.containerStatuses[0].restartCount} {.spec.containers[0].securityContext}{\"\\n\"}{end}",
+    );
     let nodes: BTreeSet<&str> = agents.lines().filter_map(|l| l.split(' ').next()).collect();
     assert_eq!(nodes, BTreeSet::from(["node1", "node2"]), "{agents}");
     for line in agents.lines() {
@@ -204,18 +211,7 @@ fn a_rolling_upgrade_of_the_agents_loses_no_probe() {
     let log = prober.stop();
     let claims = detector.stop().unwrap();
 
-    let images = env
-        .run_kubectl(&[
-            "get",
-            "pods",
-            "-n",
-            CHART_NAMESPACE,
-            "-l",
-            &format!("app.kubernetes.io/name={CHART_RELEASE}"),
-            "-o",
-            "jsonpath={.items[*].spec.containers[0].image}",
-        ])
-        .unwrap();
+    let images = agent_pods(env, "{.items[*].spec.containers[0].image}");
     let images: Vec<&str> = images.split_whitespace().collect();
     assert_eq!(images, ["localhost/meshlb-agent:lab-next"; 3], "every agent rolled");
     let probes: Vec<_> = log.probes.iter().skip_while(|p| p.answers.is_empty()).collect();
