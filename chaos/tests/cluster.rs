@@ -107,7 +107,8 @@ fn agent_pods(env: &meshlb_chaos::kube_env::KubeEnv, jsonpath: &str) -> String {
 /// externalTrafficPolicy Cluster the client reaches the pod wherever it
 /// runs (on the other node: kube-proxy forwards across); with Local the
 /// address moves to the node that has the pod, and follows the pod when
-/// it moves.
+/// it moves, the client probing across (losing at most a few seconds'
+/// worth; the figure is printed).
 #[test]
 fn meshlb_installed_with_helm_serves_pods_through_kube_proxy() {
     let (cluster, lab) = meshlb_on_real_nodes(LabSpec::segment(2, 1, false), &[], true);
@@ -171,12 +172,34 @@ fn meshlb_installed_with_helm_serves_pods_through_kube_proxy() {
         r#"{"spec":{"externalTrafficPolicy":"Local"}}"#,
     ])
     .unwrap();
+    let target = SocketAddr::new(address, RESPONDER_PORT);
     for node in [other, owner.as_str()] {
+        // The client probes across the pod's move.
+        let prober = Prober::start(&lab, "client1", target, Duration::from_millis(10)).unwrap();
+        prober
+            .wait_for_answer(Instant::now(), Duration::from_secs(60), |_| true)
+            .unwrap();
         let pods = cluster.pin_deployment("shop", "echo", node).unwrap();
         wait_for(Duration::from_secs(60), "the status to name the pod's node", || {
             reported_owner(env).unwrap_or_default() == node
         })
         .unwrap();
+        let suffix = format!("@{node}");
+        prober
+            .wait_for_answer(Instant::now(), Duration::from_secs(60), |a| a.ends_with(&suffix))
+            .unwrap();
+        let log = prober.stop();
+        let mut longest = 0;
+        let mut run = 0;
+        for probe in log.probes.iter().skip_while(|p| p.answers.is_empty()) {
+            run = if probe.answers.is_empty() { run + 1 } else { 0 };
+            longest = longest.max(run);
+        }
+        eprintln!("Local: the pod moved to {node}; longest gap {longest} probes");
+        assert!(
+            longest < 500,
+            "Local: {longest} probes in a row lost moving the pod to {node}"
+        );
         let (answered, _) = answers_from(&lab, address, node, Duration::from_secs(1));
         let expected: BTreeSet<String> = pods.iter().map(|p| format!("{p}@{node}")).collect();
         assert_eq!(answered, expected, "Local: the pod on {node}");
