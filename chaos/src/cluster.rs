@@ -23,10 +23,12 @@
 //! but this process's mount namespace ([`Lab::spawn_sharing_mounts`]), so
 //! the mounts one makes (a pod's volumes, a container's root filesystem)
 //! the other sees. Their state lives under [`NODES_ROOT`]`/<lab>/<node>`,
-//! their pods' cgroups under a cgroup of the node's own in every
-//! hierarchy (`/<lab>-<node>`: kubelets sharing one would delete each
-//! other's pods as orphans). A node's processes, its pods (which live in
-//! network namespaces of their own), its mounts and its cgroups all go
+//! the pods' network namespaces included (containerd mounts them under
+//! its state directory, not in `/run/netns`), their pods' cgroups under a
+//! cgroup of the node's own in every hierarchy (`/<lab>-<node>`: kubelets
+//! sharing one would delete each other's pods as orphans). A node's
+//! processes, its pods, its mounts (the pods' namespaces among them) and
+//! its cgroups all go
 //! when the [`Cluster`] is dropped, also when a test panics, and
 //! [`sweep`] removes those of labs whose process died.
 //!
@@ -803,14 +805,26 @@ fn collect_cgroups(dir: &Path, into: &mut Vec<PathBuf>) {
 /// not let one configure).
 const CONTAINER_LOG_LINKS: &str = "/var/log/containers";
 
+/// Where containerd 1.6's shims listen, whatever containerd's own state
+/// directory (a path it does not let one configure).
+const SHIM_SOCKETS: &str = "/run/containerd/s/";
+
+/// Where the CNI library caches each sandbox's results, named
+/// `<network>-<sandbox id>-<interface>` (containerd 1.6 does not let one
+/// configure it).
+const CNI_RESULTS: &str = "/var/lib/cni/results";
+
 /// Removes a node's state: the processes in its cgroups, its mounts, its
-/// cgroups, its directory, and the links to its containers' logs (their
-/// targets' paths hold the lab's name, `mlb<pid>n<k>` as `cgroup` starts).
+/// cgroups, what its containerd's killed tasks left outside the node's
+/// directory ([`remove_task_leftovers`]), the directory, and the links to
+/// its containers' logs (their targets' paths hold the lab's name,
+/// `mlb<pid>n<k>` as `cgroup` starts).
 fn remove_node_state(dir: &Path, cgroup: &str) {
     remove_cgroup(cgroup);
     for point in mounts_under(dir) {
         let _ = nix::mount::umount2(&point, nix::mount::MntFlags::MNT_DETACH);
     }
+    remove_task_leftovers(dir);
     let _ = std::fs::remove_dir_all(dir);
     let Some(pods_dir) = cgroup.split_once('-').map(|(lab, node)| format!("/{lab}/{node}-pods/")) else {
         return;
@@ -819,6 +833,35 @@ fn remove_node_state(dir: &Path, cgroup: &str) {
         for link in links.flatten() {
             if std::fs::read_link(link.path()).is_ok_and(|target| target.to_string_lossy().contains(&pods_dir)) {
                 let _ = std::fs::remove_file(link.path());
+            }
+        }
+    }
+}
+
+/// What the tasks of the containerd whose state is in node directory
+/// `dir` leave outside it when they are killed rather than stopped (a
+/// stop would remove both): each shim's socket (its address is in the
+/// task's bundle) and the CNI results cached under each sandbox's id.
+fn remove_task_leftovers(dir: &Path) {
+    let tasks = dir.join("containerd-state/io.containerd.runtime.v2.task/k8s.io");
+    let Ok(entries) = std::fs::read_dir(tasks) else {
+        return;
+    };
+    let mut ids = Vec::new();
+    for task in entries.flatten() {
+        ids.push(task.file_name().to_string_lossy().into_owned());
+        let address = std::fs::read_to_string(task.path().join("address")).unwrap_or_default();
+        if let Some(socket) = address.trim().strip_prefix("unix://")
+            && socket.starts_with(SHIM_SOCKETS)
+        {
+            let _ = std::fs::remove_file(socket);
+        }
+    }
+    if let Ok(results) = std::fs::read_dir(CNI_RESULTS) {
+        for result in results.flatten() {
+            let name = result.file_name().to_string_lossy().into_owned();
+            if ids.iter().any(|id| name.contains(&format!("-{id}-"))) {
+                let _ = std::fs::remove_file(result.path());
             }
         }
     }
@@ -848,7 +891,7 @@ impl RealNode {
             kubelet_command: Vec::new(),
         };
         // From here on, Drop removes whatever part was made.
-        for sub in ["cni", "ipam", "netns", "kubelet", "runc", "opt"] {
+        for sub in ["cni", "ipam", "kubelet", "runc", "opt"] {
             create_dir(&dir.join(sub))?;
         }
         for hierarchy in cgroup_hierarchies()? {
@@ -902,7 +945,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   sandbox_image = "{pause}"
   stream_server_address = "127.0.0.1"
   restrict_oom_score_adj = true
-  netns_mounts_under = "{netns}"
+  netns_mounts_under_state_dir = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
@@ -919,7 +962,6 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             state = d("containerd-state"),
             socket = self.socket().display(),
             opt = d("opt"),
-            netns = d("netns"),
             runc = d("runc"),
             cni = d("cni"),
         );
@@ -1092,6 +1134,14 @@ conntrack: {{maxPerCore: 0, min: 0}}
     pub fn netns(&self) -> &str {
         &self.netns
     }
+
+    /// Where the node keeps its state: containerd's and the kubelet's,
+    /// and its pods' network namespaces (mounted under containerd's state
+    /// directory, `netns_mounts_under_state_dir`, not in `/run/netns`
+    /// where nothing of the node's would remove them).
+    pub fn state_dir(&self) -> &Path {
+        &self.dir
+    }
 }
 
 impl Drop for RealNode {
@@ -1128,7 +1178,11 @@ pub fn sweep(scope: &SweepScope) -> Vec<String> {
         if let Ok(nodes) = std::fs::read_dir(lab.path()) {
             for node in nodes.flatten() {
                 let node_name = node.file_name().to_string_lossy().into_owned();
-                remove_node_state(&node.path(), &format!("{name}-{node_name}"));
+                // The node's kubelet, containerd and shims first, as a
+                // dropped node's go: nothing restarts a pod meanwhile.
+                let netns = format!("{name}-{node_name}");
+                let _ = crate::netns::kill_all_in(&netns);
+                remove_node_state(&node.path(), &netns);
             }
         }
         let _ = std::fs::remove_dir_all(lab.path());

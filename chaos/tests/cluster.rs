@@ -139,6 +139,21 @@ fn meshlb_installed_with_helm_serves_pods_through_kube_proxy() {
 
     cluster.deploy_echo("shop", "echo", 1, "Cluster").unwrap();
     let address = IpAddr::V4(echo_address(env).unwrap());
+    // The pod's network namespace is mounted in its node's state, which
+    // the cluster's teardown removes, not in /run/netns.
+    let state_dirs: Vec<std::path::PathBuf> = cluster.nodes().iter().map(|n| n.state_dir().to_owned()).collect();
+    let pod_namespaces = |dirs: &[std::path::PathBuf]| -> usize {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|point| point.contains("/netns/") && dirs.iter().any(|d| point.starts_with(&*d.to_string_lossy())))
+            .count()
+    };
+    assert!(
+        pod_namespaces(&state_dirs) >= 1,
+        "the echo pod's network namespace in its node's state"
+    );
     let mut owner = String::new();
     wait_for(Duration::from_secs(60), "a ServiceL2Status naming one node", || {
         owner = reported_owner(env).unwrap_or_default();
@@ -205,6 +220,27 @@ fn meshlb_installed_with_helm_serves_pods_through_kube_proxy() {
         assert_eq!(answered, expected, "Local: the pod on {node}");
         assert_eq!(arp_owner(&lab, address), node, "Local: {node} answers ARP");
     }
+    // What the killed tasks would leave outside the nodes' state: the
+    // shims' sockets and the CNI results cached under the sandboxes' ids.
+    let mut outside = Vec::new();
+    for dir in &state_dirs {
+        let tasks = dir.join("containerd-state/io.containerd.runtime.v2.task/k8s.io");
+        for task in std::fs::read_dir(tasks).unwrap().flatten() {
+            let id = task.file_name().to_string_lossy().into_owned();
+            let address = std::fs::read_to_string(task.path().join("address")).unwrap();
+            outside.push(std::path::PathBuf::from(address.trim().trim_start_matches("unix://")));
+            for result in std::fs::read_dir("/var/lib/cni/results").unwrap().flatten() {
+                if result.file_name().to_string_lossy().contains(&id) {
+                    outside.push(result.path());
+                }
+            }
+        }
+    }
+    assert!(outside.iter().any(|p| p.starts_with("/var/lib/cni")), "{outside:?}");
+    drop(cluster);
+    assert_eq!(pod_namespaces(&state_dirs), 0, "the pods' network namespaces are gone");
+    let left: Vec<_> = outside.iter().filter(|p| p.exists()).collect();
+    assert!(left.is_empty(), "the nodes left {left:?}");
 }
 
 /// A DaemonSet rolling update by `helm upgrade` with a new image tag, as
