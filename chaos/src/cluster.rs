@@ -113,7 +113,7 @@ pub struct RealNode {
     /// The node's name (its lab host's).
     pub name: String,
     /// Its pods' range (198.18.N.0/24).
-    pub pod_cidr: String,
+    pod_cidr: String,
     netns: String,
     dir: PathBuf,
     cgroup: String,
@@ -169,11 +169,6 @@ impl Cluster {
     /// The nodes.
     pub fn nodes(&self) -> &[RealNode] {
         &self.nodes
-    }
-
-    /// The binaries and images the nodes run.
-    pub fn binaries(&self) -> &NodeBinaries {
-        &self.binaries
     }
 
     /// Every node's pod range routed from every other node and from the
@@ -292,15 +287,6 @@ impl Cluster {
                     tail.into_iter().rev().collect::<Vec<_>>().join("\n")
                 )));
             }
-        }
-        Ok(())
-    }
-
-    /// Imports an image archive into every node's containerd, as a
-    /// registry pull would have put it there.
-    pub fn import_image(&self, archive: &Path) -> Result<(), LabError> {
-        for node in &self.nodes {
-            node.import_image(archive)?;
         }
         Ok(())
     }
@@ -1023,8 +1009,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         run_command(command, &format!("ctr {} on {}", args.join(" "), self.name))
     }
 
-    /// Imports an image archive into this node's containerd.
-    pub fn import_image(&self, archive: &Path) -> Result<(), LabError> {
+    /// Imports an image archive into this node's containerd, as a
+    /// registry pull would have put it there.
+    fn import_image(&self, archive: &Path) -> Result<(), LabError> {
         self.ctr(&["images", "import", &archive.to_string_lossy()]).map(|_| ())
     }
 
@@ -1128,11 +1115,6 @@ conntrack: {{maxPerCore: 0, min: 0}}
         )?;
         self.proxy = Some(proxy);
         Ok(())
-    }
-
-    /// The node's network namespace.
-    pub fn netns(&self) -> &str {
-        &self.netns
     }
 
     /// Where the node keeps its state: containerd's and the kubelet's,

@@ -768,7 +768,8 @@ mod tests {
         let core = &mut net.sides[0];
         let actions = core.connected(now, 100, Direction::Incoming);
         assert!(actions.contains(&Action::Send(old, Message::Keepalive)), "{actions:?}");
-        assert!(actions.contains(&Action::Send(100, Message::Open(config_open(&net.sides[0])))));
+        let open = net.sides[0].session().config().open();
+        assert!(actions.contains(&Action::Send(100, Message::Open(open))));
         let core = &mut net.sides[0];
         let actions = core.received(now, 100, Input::Message(Message::Open(peer.open())));
         let refused = actions
@@ -816,11 +817,6 @@ mod tests {
         );
         core.received(now, 101, Input::Message(Message::Keepalive));
         assert_eq!(core.established_on(), Some(101));
-    }
-
-    /// The OPEN a core sends.
-    fn config_open(core: &Connections) -> meshlb_wire::bgp::Open {
-        core.session().config().open()
     }
 
     /// A stopped session refuses the peer's connections; an opening one
