@@ -166,7 +166,7 @@ pub fn start_agent_with(
     spawn_agent(lab, node, seeds, Some(keys), profile, &source, extra)
 }
 
-/// The Secret (in `metallb-system`) [`start_kubernetes_cluster`]'s agents
+/// The Secret (in `metallb-system`) [`start_chart_cluster`]'s agents
 /// take their cluster keys from: its `keys` entry, in the key file's form.
 pub const CLUSTER_KEY_SECRET: &str = "meshlb-cluster-keys";
 
@@ -179,33 +179,6 @@ pub fn cluster_key_secret(keys: &str) -> String {
         "stringData": {"keys": keys},
     })
     .to_string()
-}
-
-/// Starts an agent on each of `nodes` reading the API server of
-/// `kubeconfig` (`meshlb-agent run --kubernetes`, as a DaemonSet pod with
-/// hostNetwork runs it), with no `--join` (the agents find each other
-/// through the Node objects' InternalIPs,
-/// [`crate::kube_env::KubeEnv::register_lab_nodes`]) and the cluster keys
-/// of Secret [`CLUSTER_KEY_SECRET`], which must exist. Returns once every
-/// agent sees every member.
-pub fn start_kubernetes_cluster(
-    lab: &Lab,
-    nodes: &[String],
-    profile: &str,
-    kubeconfig: &Path,
-) -> Result<Vec<MeshAgent>, LabError> {
-    let source = [
-        "--kubernetes".to_owned(),
-        "--kubeconfig".into(),
-        kubeconfig.to_string_lossy().into_owned(),
-        "--cluster-key-secret".into(),
-        CLUSTER_KEY_SECRET.into(),
-    ];
-    let agents = nodes
-        .iter()
-        .map(|node| spawn_agent(lab, node, &[], None, profile, &source, &[]))
-        .collect::<Result<Vec<_>, _>>()?;
-    until_all_see_each_other(agents)
 }
 
 /// Starts an agent on each node of `lab` exactly as the installed Helm

@@ -305,6 +305,15 @@ impl Cluster {
     /// stage) and imports it into every node as [`MESHLB_IMAGE`] under
     /// each of `tags` (a new tag is a new pod template: a rolling update).
     pub fn import_meshlb_image(&self, tags: &[&str]) -> Result<(), LabError> {
+        let references: Vec<String> = tags.iter().map(|tag| format!("{MESHLB_IMAGE}:{tag}")).collect();
+        self.import_meshlb_image_as(&references)
+    }
+
+    /// Builds meshlb's image as [`Cluster::import_meshlb_image`] does and
+    /// imports it into every node under each of `references` (full image
+    /// names: the chart's default, `ghcr.io/meshlb/meshlb-agent:VERSION`,
+    /// where a user's `helm install` without values finds it).
+    pub fn import_meshlb_image_as(&self, references: &[String]) -> Result<(), LabError> {
         let scratch = self.env.credentials_dir().join("meshlb-image");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/image");
         let mut build = std::process::Command::new(&script);
@@ -323,9 +332,8 @@ impl Cluster {
                 MESHLB_IMAGE,
                 &archive.to_string_lossy(),
             ])?;
-            for tag in tags {
-                let reference = format!("{MESHLB_IMAGE}:{tag}");
-                node.ctr(&["images", "tag", "--force", &built, &reference])?;
+            for reference in references {
+                node.ctr(&["images", "tag", "--force", &built, reference])?;
             }
         }
         let _ = std::fs::remove_dir_all(&scratch);
@@ -333,10 +341,27 @@ impl Cluster {
         Ok(())
     }
 
+    /// How many processes named `command` run in the nodes' pods (every
+    /// container's, on the host's network or not).
+    pub fn running(&self, command: &str) -> Result<usize, LabError> {
+        let hierarchies = cgroup_hierarchies()?;
+        let roots: Vec<PathBuf> = self
+            .nodes
+            .iter()
+            .flat_map(|n| hierarchies.iter().map(|h| h.join(&n.cgroup)))
+            .filter(|r| r.is_dir())
+            .collect();
+        let (pids, _) = cgroup_processes(&roots);
+        Ok(pids
+            .into_iter()
+            .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == command))
+            .count())
+    }
+
     /// Waits until `kubectl rollout status` says `kind/name` in
     /// `namespace` is rolled out (three minutes at most, five for a
     /// DaemonSet, whose pods roll one node at a time).
-    fn rollout(&self, kind: &str, namespace: &str, name: &str) -> Result<(), LabError> {
+    pub fn rollout(&self, kind: &str, namespace: &str, name: &str) -> Result<(), LabError> {
         let timeout = if kind == "daemonset" {
             "--timeout=300s"
         } else {
@@ -363,6 +388,35 @@ impl Cluster {
         )
     }
 
+    /// Installs MetalLB as its users do with its native manifest
+    /// (`config/manifests/metallb-native.yaml` from its module, applied
+    /// unchanged), its images (`scripts/metallb images`, under MetalLB's
+    /// own names) imported into every node first, as a registry pull
+    /// would have put them there; waits until its controller and a
+    /// speaker on every node are Ready. Its webhooks are reached through
+    /// their Service's endpoints (the API server routes to endpoints, and
+    /// the control-plane host routes the pods' ranges).
+    pub fn install_metallb(&self) -> Result<(), LabError> {
+        self.import_metallb_images()?;
+        let manifest = crate::metallb::module_dir()?.join("config/manifests/metallb-native.yaml");
+        self.env.run_kubectl(&["apply", "-f", &manifest.to_string_lossy()])?;
+        self.rollout("deployment", crate::metallb::NAMESPACE, "controller")?;
+        self.rollout("daemonset", crate::metallb::NAMESPACE, "speaker")
+    }
+
+    /// Imports MetalLB's images (`scripts/metallb images`, under
+    /// MetalLB's own names) into every node, as a registry pull would have
+    /// put them there: its manifest and its chart then run unchanged.
+    pub fn import_metallb_images(&self) -> Result<(), LabError> {
+        let images = crate::metallb::images_dir()?;
+        for node in &self.nodes {
+            for image in ["controller", "speaker"] {
+                node.import_image(&images.join(format!("{image}.tar")))?;
+            }
+        }
+        Ok(())
+    }
+
     /// A Deployment `name` of `replicas` udp-echo pods in `namespace`
     /// (created if missing), spread over the nodes, behind a LoadBalancer
     /// Service `name` on UDP port [`crate::probe::RESPONDER_PORT`] with
@@ -375,8 +429,28 @@ impl Cluster {
         replicas: usize,
         external_traffic_policy: &str,
     ) -> Result<(), LabError> {
-        let (_, image) = self.binaries.image("udp-echo")?;
         let port = crate::probe::RESPONDER_PORT;
+        let service = format!(
+            r#"apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: {namespace}}}
+spec:
+  type: LoadBalancer
+  externalTrafficPolicy: {external_traffic_policy}
+  selector: {{app: {name}}}
+  ports: [{{name: echo, port: {port}, targetPort: {ECHO_PORT}, protocol: UDP}}]
+"#
+        );
+        self.deploy_pods(namespace, name, replicas)?;
+        self.env.apply(&format!("{namespace}-{name}-service.yaml"), &service)
+    }
+
+    /// A Deployment `name` of `replicas` udp-echo pods labelled `app:
+    /// name` in `namespace` (created if missing), spread over the nodes,
+    /// each answering on UDP port [`ECHO_PORT`] with its pod's and node's
+    /// names; waits until the pods are Ready.
+    pub fn deploy_pods(&self, namespace: &str, name: &str, replicas: usize) -> Result<(), LabError> {
+        let (_, image) = self.binaries.image("udp-echo")?;
         let manifest = format!(
             r#"apiVersion: v1
 kind: Namespace
@@ -402,15 +476,6 @@ spec:
           env:
             - {{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}
             - {{name: NODE_NAME, valueFrom: {{fieldRef: {{fieldPath: spec.nodeName}}}}}}
----
-apiVersion: v1
-kind: Service
-metadata: {{name: {name}, namespace: {namespace}}}
-spec:
-  type: LoadBalancer
-  externalTrafficPolicy: {external_traffic_policy}
-  selector: {{app: {name}}}
-  ports: [{{name: echo, port: {port}, targetPort: {ECHO_PORT}, protocol: UDP}}]
 "#
         );
         self.env.apply(&format!("{namespace}-{name}.yaml"), &manifest)?;
@@ -493,49 +558,83 @@ impl Cluster {
         Ok(())
     }
 
-    /// SIGKILLs meshlb's agent on `node` (its container's process, on the
-    /// host's network): the kubelet restarts the container, as it would
-    /// after any crash of the agent.
-    pub fn kill_agent(&self, node: &str) -> Result<(), LabError> {
+    /// Sends `signal` to `announcer`'s agent on `node` (its container's
+    /// process, on the host's network): SIGKILL, and the kubelet restarts
+    /// the container, as after any crash of the agent; SIGSTOP freezes it.
+    pub fn signal_agent(
+        &self,
+        announcer: Announcer,
+        node: &str,
+        signal: nix::sys::signal::Signal,
+    ) -> Result<(), LabError> {
         let node = self
             .nodes
             .iter()
             .find(|n| n.name == node)
             .ok_or_else(|| LabError::Invalid(format!("no real node {node}")))?;
+        let command = announcer.command();
         let agents: Vec<i32> = crate::netns::pids_in(&node.netns)?
             .into_iter()
-            .filter(|pid| {
-                std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim() == "meshlb-agent")
-            })
+            .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim() == command))
             .collect();
         if agents.is_empty() {
-            return Err(LabError::Invalid(format!("no meshlb-agent runs on {}", node.name)));
+            return Err(LabError::Invalid(format!("no {command} runs on {}", node.name)));
         }
         for pid in agents {
-            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).map_err(
-                |source| LabError::Sys {
-                    what: format!("kill meshlb-agent {pid} on {}", node.name),
-                    source,
-                },
-            )?;
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).map_err(|source| LabError::Sys {
+                what: format!("{signal} to {command} {pid} on {}", node.name),
+                source,
+            })?;
         }
         Ok(())
     }
 
+    /// Deletes `announcer`'s agent pod on `node` as `kubectl delete pod`
+    /// does (the kubelet stops it gracefully, its DaemonSet makes
+    /// another), without waiting for it to go; the deleted pod's name.
+    pub fn delete_agent_pod(&self, announcer: Announcer, node: &str) -> Result<String, LabError> {
+        let pod = self.agent_pod(announcer, node, "{.metadata.name}")?;
+        if pod.is_empty() {
+            return Err(LabError::Invalid(format!("no {announcer} pod on {node}")));
+        }
+        self.env
+            .run_kubectl(&["delete", "pod", "-n", announcer.namespace(), &pod, "--wait=false"])?;
+        Ok(pod)
+    }
+
+    /// What `jsonpath` (applied to the pod) picks out of `announcer`'s
+    /// agent pod on `node`; empty if it has none.
+    fn agent_pod(&self, announcer: Announcer, node: &str, jsonpath: &str) -> Result<String, LabError> {
+        self.env.run_kubectl(&[
+            "get",
+            "pods",
+            "-n",
+            announcer.namespace(),
+            "-l",
+            announcer.pod_labels(),
+            "--field-selector",
+            &format!("spec.nodeName={node}"),
+            "-o",
+            &format!("jsonpath={{range .items[*]}}{jsonpath}{{end}}"),
+        ])
+    }
+
     /// Probes `address` from `client1` every 10 ms; once answered, after
     /// a random 0.5–1.5 s, applies `fault` to the node that answers ARP
-    /// for it, waits until the cluster has settled again (after a crash,
-    /// another node answers; after a killed agent, the kubelet has
-    /// restarted it, and one node answers, whichever: the restarted agent
-    /// may be back before the others count it gone), and measures what
-    /// the client saw. The owners are nodes (ARP), not the pods that
-    /// answered.
+    /// for it (to `announcer`'s agent there, for the agent's faults),
+    /// waits until the cluster has settled again (another node answers;
+    /// after a killed agent, the kubelet has restarted it, and one node
+    /// answers, whichever: the restarted agent may be back before the
+    /// others count it gone), and measures what the client saw. The
+    /// owners are nodes (ARP), not the pods that answered.
     pub fn fail_owner(
         &self,
         lab: &Lab,
         address: std::net::Ipv4Addr,
+        announcer: Announcer,
         fault: ClusterFault,
     ) -> Result<FailoverRun, LabError> {
+        use nix::sys::signal::Signal;
         let prober = Prober::start(
             lab,
             "client1",
@@ -544,32 +643,54 @@ impl Cluster {
         )?;
         prober.wait_for_answer(std::time::Instant::now(), Duration::from_secs(30), |_| true)?;
         let owner = settled_arp_owner(lab, address)?;
+        let owner_mac = lab.host(&owner)?.mac;
+        let detector = crate::splitbrain::SplitBrainDetector::start(lab)?;
+        let capture_started = std::time::Instant::now();
         std::thread::sleep(Duration::from_millis(500) + crate::random::random_below(Duration::from_secs(1)));
+        let mut deleted_pod = String::new();
         match fault {
             ClusterFault::NodeCrash => self.crash_node(lab, &owner)?,
-            ClusterFault::AgentKilled => self.kill_agent(&owner)?,
+            ClusterFault::AgentKilled => self.signal_agent(announcer, &owner, Signal::SIGKILL)?,
+            ClusterFault::AgentFrozen => self.signal_agent(announcer, &owner, Signal::SIGSTOP)?,
+            ClusterFault::AgentPodDeleted => deleted_pod = self.delete_agent_pod(announcer, &owner)?,
         }
         let fault_at = std::time::Instant::now();
         let mut vip_holders_after = Vec::new();
         let settled = match fault {
-            ClusterFault::NodeCrash => crate::wait::wait_for(OBSERVE_AFTER_FAULT, "another node to answer ARP", || {
-                vip_holders_after = arp_owners(lab, address).into_iter().collect();
-                vip_holders_after.len() == 1 && vip_holders_after[0] != owner
-            }),
-            ClusterFault::AgentKilled => self.wait_agent_restarted(&owner).and_then(|()| {
+            ClusterFault::NodeCrash | ClusterFault::AgentFrozen => {
+                crate::wait::wait_for(OBSERVE_AFTER_FAULT, "another node to answer ARP", || {
+                    vip_holders_after = arp_owners(lab, address).into_iter().collect();
+                    vip_holders_after.len() == 1 && vip_holders_after[0] != owner
+                })
+            }
+            ClusterFault::AgentKilled => self.wait_agent_restarted(announcer, &owner),
+            ClusterFault::AgentPodDeleted => self.wait_agent_replaced(announcer, &owner, &deleted_pod),
+        }
+        .and_then(|()| {
+            if vip_holders_after.is_empty() {
                 vip_holders_after = vec![settled_arp_owner(lab, address)?];
-                Ok(())
-            }),
-        };
+            }
+            Ok(())
+        });
         std::thread::sleep(Duration::from_millis(300));
         let log = prober.stop();
+        let claims = detector.stop()?;
         settled?;
-        let outage = log
+        let mut outage = log
             .outage_after(fault_at)
             .ok_or_else(|| LabError::Invalid(format!("no probe was answered after the {fault}")))?;
+        // The same pod answers before and after: when the client moved is
+        // when another node first claimed the address on the segment.
+        let since_fault = (fault_at - capture_started).as_secs_f64();
+        let taken_over = claims
+            .claims
+            .iter()
+            .find(|c| c.ip == std::net::IpAddr::V4(address) && c.mac != owner_mac && c.at >= since_fault);
+        outage.switchover = taken_over.map(|c| Duration::from_secs_f64(c.at - since_fault));
+        let new_owner = taken_over.and_then(|c| lab.hosts().iter().find(|h| h.mac == c.mac).map(|h| h.name.clone()));
         Ok(FailoverRun {
             old_owner: owner,
-            new_owner: vip_holders_after.first().cloned(),
+            new_owner,
             vip_holders_after,
             outage,
             duplicate_answers: log.duplicates().len(),
@@ -578,28 +699,43 @@ impl Cluster {
 }
 
 impl Cluster {
-    /// Waits until the kubelet on `node` has restarted meshlb's agent
-    /// container and it is Ready.
-    pub fn wait_agent_restarted(&self, node: &str) -> Result<(), LabError> {
+    /// Waits until the kubelet on `node` has restarted `announcer`'s
+    /// agent container and it is Ready.
+    pub fn wait_agent_restarted(&self, announcer: Announcer, node: &str) -> Result<(), LabError> {
         crate::wait::wait_for(Duration::from_secs(120), "the killed agent restarted and Ready", || {
             let status = self
-                .env
-                .run_kubectl(&[
-                    "get",
-                    "pods",
-                    "-n",
-                    crate::kube_env::CHART_NAMESPACE,
-                    "--field-selector",
-                    &format!("spec.nodeName={node}"),
-                    "-o",
-                    "jsonpath={.items[0].status.containerStatuses[0].restartCount} \
-                     {.items[0].status.containerStatuses[0].ready}",
-                ])
+                .agent_pod(
+                    announcer,
+                    node,
+                    "{.status.containerStatuses[0].restartCount} {.status.containerStatuses[0].ready}",
+                )
                 .unwrap_or_default();
             status
                 .split_once(' ')
                 .is_some_and(|(restarts, ready)| restarts.parse::<u32>().is_ok_and(|n| n > 0) && ready == "true")
         })
+    }
+
+    /// Waits until `announcer`'s agent pod on `node` is another than
+    /// `deleted`, and Ready.
+    pub fn wait_agent_replaced(&self, announcer: Announcer, node: &str, deleted: &str) -> Result<(), LabError> {
+        crate::wait::wait_for(
+            Duration::from_secs(120),
+            "the deleted agent's pod replaced and Ready",
+            || {
+                let status = self
+                    .agent_pod(
+                        announcer,
+                        node,
+                        "{.metadata.name} {.status.containerStatuses[0].ready}{\"\\n\"}",
+                    )
+                    .unwrap_or_default();
+                status.lines().any(|line| {
+                    line.split_once(' ')
+                        .is_some_and(|(pod, ready)| pod != deleted && ready == "true")
+                }) && !status.lines().any(|line| line.starts_with(&format!("{deleted} ")))
+            },
+        )
     }
 }
 
@@ -649,9 +785,14 @@ impl Cluster {
 pub enum ClusterFault {
     /// The node dies ([`Cluster::crash_node`]).
     NodeCrash,
-    /// meshlb's agent on it is SIGKILLed ([`Cluster::kill_agent`]); the
+    /// The agent on it is SIGKILLed ([`Cluster::signal_agent`]); the
     /// kubelet restarts it.
     AgentKilled,
+    /// The agent on it is frozen (SIGSTOP), its node and pods running on.
+    AgentFrozen,
+    /// The agent's pod is deleted ([`Cluster::delete_agent_pod`]): a
+    /// graceful stop, and a new pod from the DaemonSet.
+    AgentPodDeleted,
 }
 
 impl std::fmt::Display for ClusterFault {
@@ -659,7 +800,55 @@ impl std::fmt::Display for ClusterFault {
         f.write_str(match self {
             ClusterFault::NodeCrash => "node crash",
             ClusterFault::AgentKilled => "agent killed",
+            ClusterFault::AgentFrozen => "agent frozen",
+            ClusterFault::AgentPodDeleted => "agent's pod deleted",
         })
+    }
+}
+
+/// Which load balancer's agents a cluster runs: meshlb's chart
+/// ([`Cluster::install_meshlb`]) or MetalLB's native manifest
+/// ([`Cluster::install_metallb`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Announcer {
+    /// meshlb's DaemonSet.
+    Meshlb,
+    /// MetalLB's speaker DaemonSet (and its controller).
+    Metallb,
+}
+
+impl Announcer {
+    /// The agent's process name (its container's entrypoint).
+    pub fn command(self) -> &'static str {
+        match self {
+            Announcer::Meshlb => "meshlb-agent",
+            Announcer::Metallb => "speaker",
+        }
+    }
+
+    /// The agent pods' namespace.
+    pub fn namespace(self) -> &'static str {
+        match self {
+            Announcer::Meshlb => crate::kube_env::CHART_NAMESPACE,
+            Announcer::Metallb => crate::metallb::NAMESPACE,
+        }
+    }
+
+    /// A label selector for the agent pods (and no others).
+    pub fn pod_labels(self) -> &'static str {
+        match self {
+            Announcer::Meshlb => "app.kubernetes.io/name=meshlb",
+            Announcer::Metallb => crate::metallb::SPEAKER_LABELS,
+        }
+    }
+}
+
+impl std::fmt::Display for Announcer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Announcer::Meshlb => f.write_str("meshlb"),
+            Announcer::Metallb => write!(f, "MetalLB {}", crate::metallb::VERSION),
+        }
     }
 }
 
@@ -752,16 +941,7 @@ fn remove_cgroup(name: &str) {
         .collect();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let mut pids = BTreeSet::new();
-        let mut dirs = Vec::new();
-        for root in &roots {
-            collect_cgroups(root, &mut dirs);
-        }
-        for dir in &dirs {
-            if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
-                pids.extend(procs.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
-            }
-        }
+        let (pids, mut dirs) = cgroup_processes(&roots);
         if pids.is_empty() || std::time::Instant::now() > deadline {
             dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
             for dir in dirs {
@@ -774,6 +954,21 @@ fn remove_cgroup(name: &str) {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The processes in the cgroups at and under `roots`, and those cgroups.
+fn cgroup_processes(roots: &[PathBuf]) -> (BTreeSet<i32>, Vec<PathBuf>) {
+    let mut pids = BTreeSet::new();
+    let mut dirs = Vec::new();
+    for root in roots {
+        collect_cgroups(root, &mut dirs);
+    }
+    for dir in &dirs {
+        if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+            pids.extend(procs.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+        }
+    }
+    (pids, dirs)
 }
 
 fn collect_cgroups(dir: &Path, into: &mut Vec<PathBuf>) {

@@ -14,7 +14,7 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use crate::cluster::{Cluster, ClusterFault, MESHLB_IMAGE, settled_arp_owner};
+use crate::cluster::{Announcer, Cluster, ClusterFault, MESHLB_IMAGE, settled_arp_owner};
 use crate::error::LabError;
 use crate::kube_env::{CHART_NAMESPACE, KubeEnv};
 use crate::lab::{Lab, LabSpec};
@@ -113,7 +113,7 @@ pub fn kube_demo(show: &mut dyn FnMut(&str)) -> Result<KubeDemoReport, LabError>
         show(&format!(
             "the client probes {address} every 10 ms; the owner's node crashes (every process, every pod, its link)."
         ));
-        let run = cluster.fail_owner(lab, address, ClusterFault::NodeCrash)?;
+        let run = cluster.fail_owner(lab, address, Announcer::Meshlb, ClusterFault::NodeCrash)?;
         let mut owner_after = String::new();
         wait_for(Duration::from_secs(60), "the successor's ServiceL2Status", || {
             owner_after = reported_owner(env).unwrap_or_default();

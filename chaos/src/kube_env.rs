@@ -489,6 +489,26 @@ impl KubeEnv {
         crate::netns::run_command(command, "helm upgrade --install meshlb")
     }
 
+    /// The image meshlb's chart runs when no value names one (its
+    /// repository and the chart's appVersion), as `helm template` renders
+    /// the DaemonSet.
+    pub fn chart_default_image(&self) -> Result<String, LabError> {
+        let mut command = self.helm();
+        command.args(["template", CHART_RELEASE]).arg(chart_dir()).args([
+            "--namespace",
+            CHART_NAMESPACE,
+            "--show-only",
+            "templates/daemonset.yaml",
+        ]);
+        let rendered = crate::netns::run_command(command, "helm template meshlb")?;
+        rendered
+            .lines()
+            .find_map(|line| line.trim().strip_prefix("image:"))
+            .map(|image| image.trim().trim_matches('"').to_owned())
+            .filter(|image| !image.is_empty())
+            .ok_or_else(|| LabError::Invalid("meshlb's chart renders no image".into()))
+    }
+
     /// The agent's command line as the installed chart's DaemonSet gives
     /// it to the pod on `node` (host address `host_ip`): the container's
     /// arguments with the downward API's values in place, the state

@@ -12,12 +12,13 @@
 //! ([`kernel_watch`]). [`kube_env`] runs a real Kubernetes API
 //! server (with etcd) for tests, on loopback or on a lab's control-plane
 //! host; [`kube_bench`] measures allocation against it, and
-//! [`kube_failover`] Layer 2 failover in a cluster, beside MetalLB's speaker
-//! ([`metallb`], its containers run as their pods would by [`pods`]);
 //! [`kube_demo`] is the README's demo, with the Helm chart. [`cluster`]
 //! makes a lab's nodes real Kubernetes nodes (containerd, kubelet and
 //! kube-proxy on each, the scheduler and the controller manager beside
-//! the API server).
+//! the API server), where MetalLB runs from its own artifacts
+//! ([`metallb`]), [`kube_failover`] measures Layer 2 failover of meshlb
+//! beside MetalLB, and [`migration`] moves a cluster from MetalLB to
+//! meshlb as the README says.
 //!
 //! Labs never touch the root namespace's addresses or routes, carry a
 //! per-process name prefix so parallel runs do not collide, and are torn
@@ -47,7 +48,6 @@ pub mod migration;
 pub mod mrt;
 pub mod netns;
 pub mod plot;
-pub mod pods;
 pub mod probe;
 mod random;
 pub mod router;

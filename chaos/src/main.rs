@@ -205,10 +205,16 @@ enum Bench {
         /// ARP requests per target in the latency measurement.
         #[arg(long, default_value_t = 200)]
         arp_requests: usize,
-        /// MetalLB's speaker binary (`scripts/metallb speaker`): adds
-        /// meshlb and MetalLB in a cluster, against one API server.
+        /// Adds meshlb and MetalLB on real nodes (a cluster of kubelets,
+        /// each system installed as its users do; a fresh cluster a run,
+        /// a minute or two each): the node crashes, the agent is frozen,
+        /// the agent's pod is deleted.
         #[arg(long)]
-        metallb_speaker: Option<PathBuf>,
+        real_nodes: bool,
+        /// Also draw meshlb against MetalLB on real nodes into this SVG
+        /// file (with --real-nodes).
+        #[arg(long, requires = "real_nodes")]
+        plot: Option<PathBuf>,
     },
     /// Moving from MetalLB: MetalLB installed by its chart and by its manifest, running and answering for 22 Services; the README's migration steps; how long until meshlb announces everything, and what a client probing one address every 10 ms lost.
     Migration {
@@ -429,6 +435,36 @@ fn failover_row(label: &str, fault: NodeFault, completed: &[meshlb_chaos::scenar
     }
 }
 
+/// What [`bench_l2_failover`]'s plot shows of one size and fault on real
+/// nodes, meshlb's runs against MetalLB's: the outage a crash costs, and
+/// for every fault when another node took the address.
+fn real_node_pairs(
+    nodes: usize,
+    fault: NodeFault,
+    meshlb: &[meshlb_chaos::scenario::FailoverRun],
+    metallb: &[meshlb_chaos::scenario::FailoverRun],
+) -> Vec<meshlb_chaos::plot::Pair> {
+    use meshlb_chaos::plot::Pair;
+    let median = |runs: &[meshlb_chaos::scenario::FailoverRun],
+                  f: fn(&meshlb_chaos::scenario::FailoverRun) -> Option<Duration>| {
+        Summary::of(&runs.iter().filter_map(f).collect::<Vec<_>>()).map_or(0.0, |s| s.median.as_secs_f64())
+    };
+    let mut pairs = Vec::new();
+    if fault == NodeFault::Crash {
+        pairs.push(Pair {
+            measure: format!("{nodes} nodes, {fault}: outage, s"),
+            first: median(meshlb, |r| Some(r.outage.window)),
+            second: median(metallb, |r| Some(r.outage.window)),
+        });
+    }
+    pairs.push(Pair {
+        measure: format!("{nodes} nodes, {fault}: moved after, s"),
+        first: median(meshlb, |r| r.outage.switchover),
+        second: median(metallb, |r| r.outage.switchover),
+    });
+    pairs
+}
+
 fn faults_or_all(faults: Vec<FaultArg>) -> Vec<NodeFault> {
     if faults.is_empty() {
         vec![NodeFault::Crash, NodeFault::Freeze, NodeFault::Stop]
@@ -442,43 +478,47 @@ fn bench_l2_failover(
     sizes: Vec<usize>,
     faults: Vec<FaultArg>,
     arp_requests: usize,
-    metallb_speaker: Option<PathBuf>,
+    real_nodes: bool,
+    plot: Option<&std::path::Path>,
 ) -> Result<(), LabError> {
-    use meshlb_chaos::kube_failover::{Announcer, KubeFailoverLab};
+    use meshlb_chaos::cluster::{Announcer, ClusterFault};
     use meshlb_chaos::scenario::meshlb_failover;
     let faults = faults_or_all(faults);
     let binary = self_binary()?;
-    let systems = if metallb_speaker.is_some() {
-        "meshlb (fast profile) standalone and in a cluster, MetalLB's speaker (native mode, memberlist) in the same cluster, and keepalived"
+    let systems = if real_nodes {
+        format!(
+            "meshlb (fast profile) standalone, meshlb's chart and MetalLB {}'s native manifest on real nodes, and keepalived",
+            meshlb_chaos::metallb::VERSION
+        )
     } else {
-        "meshlb (fast profile) and keepalived"
+        "meshlb (fast profile) and keepalived".to_owned()
     };
     println!("Layer 2 failover: {systems}, {runs} runs each, prober every 10 ms; seconds");
     println!(
         "| nodes, system | fault | outage median | p90 | max | client moved after, median | p90 | runs | client moved to another node | 2+ claimants after |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|");
+    let mut pairs = Vec::new();
     for &nodes in &sizes {
         for fault in &faults {
             let mut meshlb = Vec::new();
             let mut default_vrrp = Vec::new();
             let mut fast_vrrp = Vec::new();
-            let mut in_cluster: Vec<(Announcer, Vec<meshlb_chaos::scenario::FailoverRun>)> = metallb_speaker
-                .iter()
-                .flat_map(|speaker| {
-                    [
-                        (Announcer::Meshlb, Vec::new()),
-                        (Announcer::Metallb(speaker.clone()), Vec::new()),
-                    ]
-                })
-                .collect();
-            // One cluster for every run of this size and fault: the API
-            // server is not what is measured, and each run restores the
-            // nodes instead of paying its start-up again.
-            let mut cluster = metallb_speaker
-                .as_ref()
-                .map(|_| KubeFailoverLab::build(nodes, &binary))
-                .transpose()?;
+            let announcers: &[Announcer] = if real_nodes {
+                &[Announcer::Meshlb, Announcer::Metallb]
+            } else {
+                &[]
+            };
+            let mut on_real_nodes: Vec<(Announcer, Vec<meshlb_chaos::scenario::FailoverRun>)> =
+                announcers.iter().map(|a| (*a, Vec::new())).collect();
+            // On real nodes, what a user's operations do to the agent: the
+            // node dies, the agent freezes, its pod is deleted (a graceful
+            // stop).
+            let cluster_fault = match fault {
+                NodeFault::Crash => ClusterFault::NodeCrash,
+                NodeFault::Freeze => ClusterFault::AgentFrozen,
+                NodeFault::Stop => ClusterFault::AgentPodDeleted,
+            };
             // Interleaved, so slow drift of the machine hits all alike.
             for _ in 0..runs {
                 match meshlb_failover(&binary, nodes, *fault) {
@@ -494,27 +534,31 @@ fn bench_l2_failover(
                         Err(e) => eprintln!("keepalived run failed: {e}"),
                     }
                 }
-                if let Some(cluster) = cluster.as_mut() {
-                    for (announcer, out) in &mut in_cluster {
-                        match cluster.failover(announcer, *fault) {
-                            Ok(run) => out.push(run),
-                            Err(e) => eprintln!("{announcer:?} run in a cluster failed: {e}"),
-                        }
+                for (announcer, out) in &mut on_real_nodes {
+                    match meshlb_chaos::kube_failover::failover(nodes, *announcer, cluster_fault) {
+                        Ok(run) => out.push(run),
+                        Err(e) => eprintln!("{announcer} run on real nodes failed: {e}"),
                     }
                 }
             }
-            drop(cluster);
             failover_row(&format!("{nodes}, meshlb"), *fault, &meshlb);
-            for (announcer, out) in &in_cluster {
-                let label = match announcer {
-                    Announcer::Meshlb => "meshlb in a cluster".to_owned(),
-                    Announcer::Metallb(_) => format!("MetalLB {}", meshlb_chaos::metallb::VERSION),
-                };
-                failover_row(&format!("{nodes}, {label}"), *fault, out);
+            for (announcer, out) in &on_real_nodes {
+                failover_row(&format!("{nodes}, {announcer} on real nodes"), *fault, out);
+            }
+            if let [(_, ours), (_, theirs)] = on_real_nodes.as_slice() {
+                pairs.extend(real_node_pairs(nodes, *fault, ours, theirs));
             }
             failover_row(&format!("{nodes}, keepalived 1 s"), *fault, &default_vrrp);
             failover_row(&format!("{nodes}, keepalived 0.1 s"), *fault, &fast_vrrp);
         }
+    }
+    if let Some(file) = plot {
+        let svg = meshlb_chaos::plot::paired_bars(
+            &format!("Layer 2 failover on real nodes, the median of {runs} runs"),
+            ("meshlb", &format!("MetalLB {}", meshlb_chaos::metallb::VERSION)),
+            &pairs,
+        );
+        std::fs::write(file, svg).map_err(|e| LabError::io(format!("write {}", file.display()), e))?;
     }
     println!();
     let latency = meshlb_chaos::scenario::arp_latency(arp_requests)?;
@@ -913,13 +957,12 @@ fn bench_bgp_delivery(runs: usize, counts: Vec<usize>) -> Result<(), LabError> {
 
 fn bench_migration(runs: usize) -> Result<(), LabError> {
     use meshlb_chaos::migration::{Install, MetallbCluster, readme_steps};
-    let lab_binary = self_binary()?;
     let readme = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
         .map_err(|e| LabError::io("read the README", e))?;
     let blocks = readme_steps(&readme)?;
     println!(
-        "MetalLB v0.15.2 (controller and 3 speakers, webhooks live) answering for 22 Services; the README's \
-         migration steps; a client probing one address every 10 ms; {runs} runs each; seconds"
+        "MetalLB v0.15.2 (controller and 3 speakers as pods on 3 real nodes, webhooks live) answering for 22 \
+         Services; the README's migration steps; a client probing one address every 10 ms; {runs} runs each; seconds"
     );
     println!(
         "| MetalLB installed by | first command to meshlb announcing every address (median / max) | \
@@ -934,7 +977,7 @@ fn bench_migration(runs: usize) -> Result<(), LabError> {
         }
         let (mut took, mut gap, mut lost, mut changed) = (Vec::new(), Vec::new(), Vec::new(), 0);
         for _ in 0..runs {
-            let run = MetallbCluster::build(install, &lab_binary).and_then(|mut cluster| cluster.migrate(&steps));
+            let run = MetallbCluster::build(install).and_then(|mut cluster| cluster.migrate(&steps));
             match run {
                 Ok(migration) => {
                     took.push(migration.took.as_secs_f64());
@@ -1255,11 +1298,12 @@ fn main() -> ExitCode {
                     nodes,
                     fault,
                     arp_requests,
-                    metallb_speaker,
+                    real_nodes,
+                    plot,
                 },
         } => {
             install_teardown_on_signal();
-            bench_l2_failover(runs, nodes, fault, arp_requests, metallb_speaker)
+            bench_l2_failover(runs, nodes, fault, arp_requests, real_nodes, plot.as_deref())
         }
         Command::Bench {
             bench:

@@ -1,17 +1,15 @@
-//! Moving a cluster from MetalLB to meshlb, as a user does it: MetalLB
-//! v0.15 installed from its own artifacts (its Helm chart, or its native
-//! manifest, from its Go module), its controller and speakers running (as
-//! their pods would: [`crate::pods`]) with its webhooks live, configured
-//! and owning the addresses of 22 Services; then the README's migration
-//! steps, read from the README and run as written, while a client probes
-//! one address every 10 ms and the split-brain detector watches every
-//! address on the segment. What a kubelet and the controllers would do
-//! in between (stop the pods of a deleted DaemonSet, start those of a new
-//! one) is done by hand: no kubelet runs here.
-//!
-//! The lab plays kube-proxy for the probed address (every node delivers
-//! it), so a client whose ARP cache names a node that no longer answers
-//! ARP is still served until another node announces the address.
+//! Moving a cluster from MetalLB to meshlb, as a user does it, on real
+//! nodes ([`crate::cluster`]: containerd, a kubelet and kube-proxy on
+//! every node): MetalLB v0.15 installed from its own artifacts (its Helm
+//! chart, or its native manifest, from its Go module; its images packed
+//! from the binaries built from that module), its controller and speakers
+//! running as real pods with their webhooks live, configured and owning
+//! the addresses of 22 Services in front of real echo pods; meshlb's image
+//! on the nodes under the name its chart uses by default; then the
+//! README's migration steps, read from the README and run as written,
+//! while a client probes one address every 10 ms and the split-brain
+//! detector watches every address on the segment. The kubelets stop
+//! MetalLB's pods and start meshlb's as in any cluster.
 //!
 //! Used by the migration tests and `meshlb-lab bench migration`.
 
@@ -20,10 +18,10 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::cluster::Cluster;
 use crate::error::LabError;
 use crate::kube_env::KubeEnv;
-use crate::lab::{Lab, LabProcess, LabSpec};
-use crate::pods::PodProcess;
+use crate::lab::{Lab, LabSpec};
 use crate::probe::{ProbeLog, Prober, RESPONDER_PORT};
 use crate::splitbrain::{ClaimLog, SplitBrainDetector};
 use crate::wait::wait_for;
@@ -43,14 +41,6 @@ impl Install {
         match self {
             Install::Chart => ("metallb-controller", "metallb-speaker"),
             Install::Manifest => ("controller", "speaker"),
-        }
-    }
-
-    /// Its memberlist Secret (MetalLB's controller makes it).
-    fn memberlist_secret(self) -> &'static str {
-        match self {
-            Install::Chart => "metallb-memberlist",
-            Install::Manifest => "memberlist",
         }
     }
 }
@@ -125,10 +115,13 @@ metadata: {name: fast, namespace: metallb-system}
 spec: {receiveInterval: 300, transmitInterval: 300, detectMultiplier: 3}
 ";
 
-/// Service `i` of [`SERVICE_COUNT`] and its EndpointSlice (ready on every
-/// node): most take any address; some name theirs under either of
-/// MetalLB's annotation prefixes; two share one; two take the second pool.
-fn service(i: usize, nodes: &[(String, Ipv4Addr)]) -> String {
+/// The echo pods' Deployment, and the label every Service selects them by.
+const ECHO: &str = "echo";
+
+/// Service `i` of [`SERVICE_COUNT`], in front of the echo pods: most take
+/// any address; some name theirs under either of MetalLB's annotation
+/// prefixes; two share one; two take the second pool.
+fn service(i: usize) -> String {
     let annotations = match i {
         16 => "metallb.universe.tf/loadBalancerIPs: 198.51.100.225".to_owned(),
         17 => "metallb.io/loadBalancerIPs: 198.51.100.226".to_owned(),
@@ -142,19 +135,11 @@ fn service(i: usize, nodes: &[(String, Ipv4Addr)]) -> String {
         19 => (53, "UDP"),
         _ => (RESPONDER_PORT, "UDP"),
     };
-    let endpoints: String = nodes
-        .iter()
-        .map(|(name, address)| {
-            format!("  - {{addresses: [\"{address}\"], nodeName: {name}, conditions: {{ready: true}}}}\n")
-        })
-        .collect();
     format!(
         "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: s{i:02}\n  namespace: {SERVICES}\n  \
-         annotations: {{{annotations}}}\nspec:\n  type: LoadBalancer\n  ipFamilyPolicy: SingleStack\n  \
-         ipFamilies: [IPv4]\n  ports: [{{name: p, port: {port}, protocol: {protocol}}}]\n\
-         ---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: s{i:02}-1\n  \
-         namespace: {SERVICES}\n  labels: {{kubernetes.io/service-name: s{i:02}}}\naddressType: IPv4\n\
-         endpoints:\n{endpoints}ports: [{{name: p, port: {port}, protocol: {protocol}}}]\n"
+         annotations: {{{annotations}}}\nspec:\n  type: LoadBalancer\n  selector: {{app: {ECHO}}}\n  \
+         ports: [{{name: p, port: {port}, targetPort: {echo_port}, protocol: {protocol}}}]\n",
+        echo_port = crate::cluster::ECHO_PORT,
     )
 }
 
@@ -189,15 +174,10 @@ pub fn readme_steps(readme: &str) -> Result<Vec<Vec<String>>, LabError> {
 }
 
 /// A cluster running MetalLB, ready to migrate. Fields drop in order:
-/// processes, then the server, then the lab.
+/// the cluster, then the lab.
 pub struct MetallbCluster {
-    /// meshlb's agents, once the migration started them.
-    pub agents: Vec<crate::agent::MeshAgent>,
-    controller: Option<PodProcess>,
-    speakers: Vec<PodProcess>,
-    responders: Vec<LabProcess>,
-    /// The API server.
-    pub env: KubeEnv,
+    /// The cluster of real nodes.
+    pub cluster: Cluster,
     /// The lab.
     pub lab: Lab,
     install: Install,
@@ -247,19 +227,46 @@ impl Migration {
 }
 
 impl MetallbCluster {
-    /// A lab of 3 nodes and a client with the API server on its
+    /// A lab of 3 real nodes and a client with the control plane on its
     /// control-plane host and MetalLB installed by `install`, running, and
     /// answering for the addresses it gave [`SERVICE_COUNT`] Services.
-    /// `lab_binary` runs the responders.
-    pub fn build(install: Install, lab_binary: &Path) -> Result<MetallbCluster, LabError> {
+    pub fn build(install: Install) -> Result<MetallbCluster, LabError> {
         let lab = Lab::build(&LabSpec {
             control_plane: true,
             ..LabSpec::segment(3, 1, false)
         })?;
-        let env = KubeEnv::start_in_lab(&lab)?;
-        env.register_lab_nodes(&lab)?;
+        let cluster = Cluster::start(&lab).inspect_err(|_| lab.keep_logs())?;
+        let scratch = lab.log_dir().join("migration");
+        std::fs::create_dir_all(&scratch).map_err(|e| LabError::io("create the migration directory", e))?;
+        let mut metallb = MetallbCluster {
+            cluster,
+            lab,
+            install,
+            addresses: BTreeMap::new(),
+            probed: Ipv4Addr::UNSPECIFIED,
+            scratch,
+        };
+        if let Err(e) = metallb.install_metallb().and_then(|()| metallb.configure()) {
+            metallb.lab.keep_logs();
+            return Err(e);
+        }
+        Ok(metallb)
+    }
+
+    /// The API server and its tools.
+    pub fn env(&self) -> &KubeEnv {
+        self.cluster.env()
+    }
+
+    /// MetalLB installed by [`MetallbCluster::install`], its images on the
+    /// nodes, its controller and speakers Ready; meshlb's image on the
+    /// nodes under the chart's default name, where the README's
+    /// `helm install` finds it.
+    fn install_metallb(&self) -> Result<(), LabError> {
+        let env = self.env();
+        self.cluster.import_metallb_images()?;
         let module = crate::metallb::module_dir()?;
-        match install {
+        match self.install {
             Install::Chart => {
                 let mut helm = env.helm();
                 helm.args(["install", "metallb"])
@@ -273,118 +280,21 @@ impl MetallbCluster {
                 env.run_kubectl(&["apply", "-f", &manifest.to_string_lossy()])?;
             }
         }
-        fix_int32_bounds(&env, "bgppeers.metallb.io")?;
-        let scratch = lab.log_dir().join("migration");
-        std::fs::create_dir_all(&scratch).map_err(|e| LabError::io("create the migration directory", e))?;
-        let mut cluster = MetallbCluster {
-            agents: Vec::new(),
-            controller: None,
-            speakers: Vec::new(),
-            responders: Vec::new(),
-            env,
-            lab,
-            install,
-            addresses: BTreeMap::new(),
-            probed: Ipv4Addr::UNSPECIFIED,
-            scratch,
-        };
-        if let Err(e) = cluster.start_metallb().and_then(|()| cluster.configure(lab_binary)) {
-            cluster.lab.keep_logs();
-            return Err(e);
-        }
-        Ok(cluster)
-    }
-
-    /// MetalLB's controller (on the control-plane host, so that its ports
-    /// are not a speaker's) with its webhooks reachable through the
-    /// webhook Service's endpoints, then a speaker on every node.
-    fn start_metallb(&mut self) -> Result<(), LabError> {
         let (controller, speaker) = self.install.workloads();
-        let control = self.lab.host("control")?.ipv4;
-        // The endpoint controller's part: the webhook Service's endpoint
-        // is the controller's pod.
-        self.env.apply(
-            "webhook-endpoints.yaml",
-            &format!(
-                "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: metallb-webhook-service-1\n  \
-                 namespace: {NAMESPACE}\n  labels: {{kubernetes.io/service-name: metallb-webhook-service}}\n\
-                 addressType: IPv4\nendpoints:\n  - {{addresses: [\"{control}\"], conditions: {{ready: true}}}}\n\
-                 ports: [{{port: 9443, protocol: TCP}}]\n"
-            ),
-        )?;
-        let binary = crate::metallb::binary("controller")?;
-        self.controller = Some(crate::pods::run_container(
-            &self.lab,
-            &self.env,
-            "control",
-            NAMESPACE,
-            "deployment",
-            controller,
-            "controller",
-            &binary,
-            &[
-                format!("--namespace={NAMESPACE}"),
-                "--cert-dir=/tmp/k8s-webhook-server/serving-certs".into(),
-            ],
-        )?);
-        // The controller makes the memberlist Secret and the webhooks'
-        // certificate; the speakers need the first, every write of
-        // MetalLB's kinds the second.
-        let env = &self.env;
-        wait_for(Duration::from_secs(120), "MetalLB's memberlist Secret", || {
-            env.run_kubectl(&["get", "secret", "-n", NAMESPACE, self.install.memberlist_secret()])
-                .is_ok()
-        })?;
-        let binary = crate::metallb::binary("speaker")?;
-        for node in self.lab.node_names() {
-            self.speakers.push(crate::pods::run_container(
-                &self.lab,
-                &self.env,
-                &node,
-                NAMESPACE,
-                "daemonset",
-                speaker,
-                "speaker",
-                &binary,
-                &[format!("--namespace={NAMESPACE}")],
-            )?);
-        }
-        Ok(())
+        self.cluster.rollout("deployment", NAMESPACE, controller)?;
+        self.cluster.rollout("daemonset", NAMESPACE, speaker)?;
+        fix_int32_bounds(env, "bgppeers.metallb.io")?;
+        self.cluster.import_meshlb_image_as(&[env.chart_default_image()?])
     }
 
-    /// The configuration and the Services, applied (through MetalLB's
-    /// webhooks); waits until MetalLB gave every Service its address and
-    /// one node answers for each.
-    fn configure(&mut self, lab_binary: &Path) -> Result<(), LabError> {
-        let env = &self.env;
-        env.run_kubectl(&["create", "namespace", SERVICES])?;
-        // The webhooks answer once the controller has its certificate.
-        let mut refusal = String::new();
-        wait_for(
-            Duration::from_secs(120),
-            "MetalLB's webhooks to admit the configuration",
-            || match env.apply("metallb-configuration.yaml", CONFIGURATION) {
-                Ok(()) => true,
-                Err(e) => {
-                    refusal = e.to_string();
-                    false
-                }
-            },
-        )
-        .map_err(|e| {
-            let log = self.controller.as_ref().map(|c| c.process.log()).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(15).collect();
-            LabError::Invalid(format!(
-                "{e}: {refusal}\nMetalLB's controller, last lines:\n{}",
-                tail.join("\n")
-            ))
-        })?;
-        let nodes: Vec<(String, Ipv4Addr)> = self
-            .lab
-            .hosts_with(crate::lab::Role::Node)
-            .map(|h| (h.name.clone(), h.ipv4))
-            .collect();
-        let services: String = (0..SERVICE_COUNT).map(|i| service(i, &nodes)).collect();
+    /// The configuration, the echo pods (one on every node) and the
+    /// Services, applied (through MetalLB's webhooks); waits until MetalLB
+    /// gave every Service its address and one node answers for each.
+    fn configure(&mut self) -> Result<(), LabError> {
+        let env = self.cluster.env();
+        crate::metallb::apply_when_admitted(env, "metallb-configuration.yaml", CONFIGURATION)?;
+        self.cluster.deploy_pods(SERVICES, ECHO, 3)?;
+        let services: String = (0..SERVICE_COUNT).map(service).collect();
         env.apply("services.yaml", &services)?;
         wait_for(Duration::from_secs(120), "MetalLB to address every Service", || {
             self.addresses = service_addresses(env).unwrap_or_default();
@@ -393,15 +303,31 @@ impl MetallbCluster {
         self.probed = self.addresses["s00"][0]
             .parse()
             .map_err(|_| LabError::Invalid("s00's address".into()))?;
-        self.responders = crate::scenario::start_responders(&self.lab, lab_binary)?;
-        crate::kube_failover::play_kube_proxy(&self.lab, self.probed)?;
         let lab = &self.lab;
         for address in self.distinct_addresses() {
             wait_for(Duration::from_secs(60), "MetalLB's speakers to answer ARP", || {
                 crate::probe::arp_answerers(lab, "client1", address).len() == 1
             })?;
         }
-        self.env.apply("bfd-profile.yaml", BFD_PROFILE)
+        env.apply("bfd-profile.yaml", BFD_PROFILE)
+    }
+
+    /// Each meshlb agent pod's name and log.
+    pub fn agent_logs(&self) -> Result<Vec<(String, String)>, LabError> {
+        let env = self.env();
+        let pods = env.run_kubectl(&[
+            "get",
+            "pods",
+            "-n",
+            NAMESPACE,
+            "-l",
+            crate::cluster::Announcer::Meshlb.pod_labels(),
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ])?;
+        pods.split_whitespace()
+            .map(|pod| Ok((pod.to_owned(), env.run_kubectl(&["logs", "-n", NAMESPACE, pod])?)))
+            .collect()
     }
 
     /// Every distinct Service address.
@@ -419,8 +345,8 @@ impl MetallbCluster {
 
     /// Runs `steps` (the README's commands) as a user in the cluster's
     /// namespace would, each with `meshlb-agent`, kubectl and helm on its
-    /// path, aimed at this cluster; after each, what the cluster's kubelets
-    /// and controllers would do. Returns what happened, once meshlb's agents
+    /// path, aimed at this cluster, while the kubelets stop MetalLB's pods
+    /// and start meshlb's. Returns what happened, once meshlb's agents
     /// answer for every address.
     pub fn migrate(&mut self, steps: &[String]) -> Result<Migration, LabError> {
         // The README's relative paths (charts/meshlb) from the repository.
@@ -437,7 +363,7 @@ impl MetallbCluster {
         let path = format!(
             "{}:{}:{}",
             agent_dir.display(),
-            self.env
+            self.env()
                 .binary("kubectl")
                 .parent()
                 .map(|p| p.display().to_string())
@@ -447,7 +373,9 @@ impl MetallbCluster {
         let netns = self.lab.host("control")?.netns.clone();
         let detector = SplitBrainDetector::start(&self.lab)?;
         let capture_started = Instant::now();
-        let mut metallb_gone = None;
+        // When MetalLB's last process (a speaker or its controller) is
+        // gone, watched while the steps run.
+        let watching = std::sync::atomic::AtomicBool::new(true);
         let prober = Prober::start(
             &self.lab,
             "client1",
@@ -458,33 +386,30 @@ impl MetallbCluster {
         let started = Instant::now();
         let mut done = Vec::new();
         let mut addresses_changed = Vec::new();
-        for step in steps {
-            let mut command = std::process::Command::new("ip");
-            command
-                .args(["netns", "exec", &netns, "sh", "-c", step])
-                .current_dir(&self.scratch)
-                .env("PATH", &path)
-                .env("KUBECONFIG", self.env.kubeconfig())
-                .env("HOME", &self.scratch)
-                .env("HELM_CACHE_HOME", self.scratch.join("helm-cache"))
-                .env("HELM_CONFIG_HOME", self.scratch.join("helm-config"))
-                .env("HELM_DATA_HOME", self.scratch.join("helm-data"));
-            let printed = crate::netns::run_command(command, step)?;
-            done.push((step.clone(), printed));
-            self.play_the_cluster()?;
-            if metallb_gone.is_none() && self.speakers.is_empty() && self.controller.is_none() {
-                metallb_gone = Some(Instant::now());
-            }
-            let now = service_addresses(&self.env)?;
-            for (service, addresses) in &self.addresses {
-                if now.get(service) != Some(addresses) {
-                    addresses_changed.push(format!(
-                        "after `{step}`: {service} has {:?}, had {addresses:?}",
-                        now.get(service)
-                    ));
+        let cluster = &self.cluster;
+        let metallb_gone = std::thread::scope(|scope| {
+            let watcher = scope.spawn(|| {
+                while watching.load(std::sync::atomic::Ordering::Relaxed) {
+                    let speakers = cluster.running("speaker").unwrap_or(1);
+                    let controllers = cluster.running("controller").unwrap_or(1);
+                    if speakers + controllers == 0 {
+                        return Some(Instant::now());
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
                 }
+                None
+            });
+            let ran = self.run_steps(steps, &netns, &path, &mut done, &mut addresses_changed);
+            if ran.is_ok() {
+                // MetalLB's pods may still be stopping after the last step.
+                let _ = wait_for(Duration::from_secs(60), "MetalLB's pods to stop", || {
+                    watcher.is_finished()
+                });
             }
-        }
+            watching.store(false, std::sync::atomic::Ordering::Relaxed);
+            let gone = watcher.join().unwrap_or(None);
+            ran.map(|()| gone)
+        })?;
         // meshlb answers for every address.
         let lab = &self.lab;
         let nodes: Vec<String> = lab
@@ -529,32 +454,41 @@ impl MetallbCluster {
         })
     }
 
-    /// What the kubelets and controllers would do now: the pods of
-    /// MetalLB's deleted workloads stop (SIGTERM, as a kubelet stops a
-    /// pod), and meshlb's DaemonSet, once installed, runs on every node.
-    fn play_the_cluster(&mut self) -> Result<(), LabError> {
-        let (controller, speaker) = self.install.workloads();
-        let gone = |kind: &str, name: &str| self.env.run_kubectl(&["get", kind, "-n", NAMESPACE, name]).is_err();
-        if gone("daemonset", speaker) {
-            // Every node's kubelet stops its speaker at once.
-            for pod in &self.speakers {
-                pod.process.terminate()?;
+    /// Runs each of `steps` with `sh -c` in network namespace `netns`,
+    /// `path` its PATH, in the scratch directory, aimed at this cluster;
+    /// records what each printed in `done` and, after each, every Service
+    /// whose addresses are no longer MetalLB's in `changed`.
+    fn run_steps(
+        &self,
+        steps: &[String],
+        netns: &str,
+        path: &str,
+        done: &mut Vec<(String, String)>,
+        changed: &mut Vec<String>,
+    ) -> Result<(), LabError> {
+        let env = self.env();
+        for step in steps {
+            let mut command = std::process::Command::new("ip");
+            command
+                .args(["netns", "exec", netns, "sh", "-c", step])
+                .current_dir(&self.scratch)
+                .env("PATH", path)
+                .env("KUBECONFIG", env.kubeconfig())
+                .env("HOME", &self.scratch)
+                .env("HELM_CACHE_HOME", self.scratch.join("helm-cache"))
+                .env("HELM_CONFIG_HOME", self.scratch.join("helm-config"))
+                .env("HELM_DATA_HOME", self.scratch.join("helm-data"));
+            let printed = crate::netns::run_command(command, step)?;
+            done.push((step.clone(), printed));
+            let now = service_addresses(env)?;
+            for (service, addresses) in &self.addresses {
+                if now.get(service) != Some(addresses) {
+                    changed.push(format!(
+                        "after `{step}`: {service} has {:?}, had {addresses:?}",
+                        now.get(service)
+                    ));
+                }
             }
-            for pod in self.speakers.drain(..) {
-                stop_pod(&self.env, pod)?;
-            }
-        }
-        if gone("deployment", controller)
-            && let Some(pod) = self.controller.take()
-        {
-            stop_pod(&self.env, pod)?;
-        }
-        let installed = self
-            .env
-            .run_kubectl(&["get", "daemonset", "-n", NAMESPACE, crate::kube_env::CHART_RELEASE])
-            .is_ok();
-        if installed && self.agents.is_empty() {
-            self.agents = crate::agent::start_chart_cluster(&self.lab, &self.env)?;
         }
         Ok(())
     }
@@ -588,18 +522,6 @@ fn fix_int32_bounds(env: &KubeEnv, name: &str) -> Result<(), LabError> {
         walk(&mut version["schema"]["openAPIV3Schema"]);
     }
     env.replace(&format!("{name}.json"), &crd.to_string())
-}
-
-/// Stops a pod's process as a kubelet does (SIGTERM, then SIGKILL after
-/// its grace), and removes its Pod object (as the garbage collector
-/// would, its owner gone).
-fn stop_pod(env: &KubeEnv, pod: PodProcess) -> Result<(), LabError> {
-    pod.process.terminate()?;
-    if pod.process.wait_exit(Duration::from_secs(10))?.is_none() {
-        pod.process.kill()?;
-    }
-    env.run_kubectl(&["delete", "pod", "-n", NAMESPACE, &pod.pod, "--wait=false"])
-        .map(|_| ())
 }
 
 /// The addresses in every Service's status, by name.

@@ -13,9 +13,9 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use meshlb_chaos::cluster::{Cluster, ClusterFault, settled_arp_owner};
+use meshlb_chaos::cluster::{Announcer, Cluster, ClusterFault, settled_arp_owner};
 use meshlb_chaos::kube_demo::{echo_address, reported_owner};
-use meshlb_chaos::kube_env::{CHART_NAMESPACE, CHART_RELEASE};
+use meshlb_chaos::kube_env::CHART_NAMESPACE;
 use meshlb_chaos::probe::{Prober, RESPONDER_PORT, arp_answerers};
 use meshlb_chaos::splitbrain::SplitBrainDetector;
 use meshlb_chaos::wait::wait_for;
@@ -93,7 +93,7 @@ fn agent_pods(env: &meshlb_chaos::kube_env::KubeEnv, jsonpath: &str) -> String {
         "-n",
         CHART_NAMESPACE,
         "-l",
-        &format!("app.kubernetes.io/name={CHART_RELEASE}"),
+        Announcer::Meshlb.pod_labels(),
         "-o",
         &format!("jsonpath={jsonpath}"),
     ])
@@ -302,10 +302,13 @@ fn a_rolling_upgrade_of_the_agents_loses_no_probe() {
 /// container, and meanwhile the node's kube-proxy goes on forwarding what
 /// reaches it, so the client loses little or nothing whether another node
 /// takes the address or the restarted agent is back first; one node
-/// answers at the end. Then the owner's node crashes with the Service's
-/// pod elsewhere (every process and pod on it, its link cut): another node
-/// takes the address within generous bounds. No probe is ever answered
-/// twice.
+/// answers at the end. Then, with the control-plane host cut off (the API
+/// server, scheduler and controller manager away), the owner's node
+/// crashes with the Service's pod elsewhere (every process and pod on it,
+/// its link cut): another node takes the address within generous bounds,
+/// the mesh deciding alone; once the API server is reachable again, the
+/// Service's ServiceL2Status names the successor alone. No probe is ever
+/// answered twice.
 #[test]
 fn the_agent_killed_and_the_node_crashed_move_the_address() {
     let (cluster, lab) = meshlb_on_real_nodes(LabSpec::segment(3, 1, false), &[], true);
@@ -313,7 +316,9 @@ fn the_agent_killed_and_the_node_crashed_move_the_address() {
     cluster.deploy_echo("shop", "echo", 1, "Cluster").unwrap();
     let address = echo_address(env).unwrap();
 
-    let killed = cluster.fail_owner(&lab, address, ClusterFault::AgentKilled).unwrap();
+    let killed = cluster
+        .fail_owner(&lab, address, Announcer::Meshlb, ClusterFault::AgentKilled)
+        .unwrap();
     eprintln!("agent killed: {killed:?}");
     assert_eq!(killed.vip_holders_after.len(), 1, "one owner after: {killed:?}");
     assert!(killed.outage.window < Duration::from_secs(10), "{killed:?}");
@@ -323,8 +328,11 @@ fn the_agent_killed_and_the_node_crashed_move_the_address() {
     let owner = meshlb_chaos::cluster::settled_arp_owner(&lab, address).unwrap();
     let away = ["node1", "node2", "node3"].into_iter().find(|n| *n != owner).unwrap();
     cluster.pin_deployment("shop", "echo", away).unwrap();
-    let crashed = cluster.fail_owner(&lab, address, ClusterFault::NodeCrash).unwrap();
-    eprintln!("node crashed: {crashed:?}");
+    lab.isolate("control").unwrap();
+    let crashed = cluster.fail_owner(&lab, address, Announcer::Meshlb, ClusterFault::NodeCrash);
+    lab.rejoin("control").unwrap();
+    let crashed = crashed.unwrap();
+    eprintln!("node crashed, the API server away: {crashed:?}");
     assert_eq!(crashed.old_owner, owner);
     assert!(
         crashed.new_owner.is_some(),
@@ -336,6 +344,17 @@ fn the_agent_killed_and_the_node_crashed_move_the_address() {
         "a crash costs probes until the next owner claims: {crashed:?}"
     );
     assert_eq!(crashed.duplicate_answers, 0, "{crashed:?}");
+    let successor = crashed.vip_holders_after[0].clone();
+    let mut named = String::new();
+    wait_for(
+        Duration::from_secs(60),
+        "the status to name the successor alone, the API server back",
+        || {
+            named = reported_owner(env).unwrap_or_default();
+            named == successor
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}: {named:?}"));
 }
 
 /// The BGP mode's rolling upgrade: bird2 peers with the three nodes and
@@ -423,9 +442,11 @@ fn a_rolling_upgrade_in_bgp_mode_loses_no_probe() {
 /// balancers), so only meshlb's part changes. The owner's kubelet dies
 /// until its Node is NotReady and tainted unreachable: its network,
 /// kube-proxy and agent are fine, so the address stays and nothing is
-/// lost (readiness is not consulted, as in MetalLB). The owner labelled out
-/// of external load balancers (what to do before `kubectl drain`): the
-/// address moves, hitless. The next owner tainted out of service (a node
+/// lost (readiness is not consulted, as in MetalLB). `kubectl drain` of
+/// the owner (cordon, then evict all but DaemonSets' pods) moves nothing
+/// either: meshlb's agent is a DaemonSet's pod and stays. The owner
+/// labelled out of external load balancers (what to do before
+/// `kubectl drain`, README): the address moves, hitless. The next owner tainted out of service (a node
 /// declared shut down): it moves again, hitless. Not one probe is lost
 /// across the three.
 #[test]
@@ -469,6 +490,30 @@ fn node_states_decide_who_announces() {
     .unwrap();
     let env = cluster.env();
 
+    env.run_kubectl(&[
+        "drain",
+        &owner,
+        "--ignore-daemonsets",
+        "--delete-emptydir-data",
+        "--timeout=60s",
+    ])
+    .unwrap();
+    assert!(
+        cluster
+            .node_state(&owner)
+            .unwrap()
+            .1
+            .iter()
+            .any(|t| t == "node.kubernetes.io/unschedulable"),
+        "drained means cordoned"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        settled_arp_owner(&lab, address).unwrap(),
+        owner,
+        "a drain moves nothing"
+    );
+
     env.run_kubectl(&["label", "node", &owner, exclude]).unwrap();
     let mut next = String::new();
     wait_for(Duration::from_secs(60), "another node to take the address", || {
@@ -496,9 +541,78 @@ fn node_states_decide_who_announces() {
     let probes: Vec<_> = log.probes.iter().skip_while(|p| p.answers.is_empty()).collect();
     let lost: Vec<u64> = probes.iter().filter(|p| p.answers.is_empty()).map(|p| p.seq).collect();
     eprintln!(
-        "{owner} NotReady, labelled out; {next} out of service; {last} serves: {} probes, {} lost",
+        "{owner} NotReady, drained, labelled out; {next} out of service; {last} serves: {} probes, {} lost",
         probes.len(),
         lost.len()
     );
     assert!(lost.is_empty(), "probes lost: {lost:?}");
+}
+
+/// MetalLB as its users install it, on real nodes: its native manifest
+/// from its module applied unchanged, its images (packed from the
+/// binaries built from the module) under its own names on the nodes. Its
+/// controller and a speaker on every node run Ready under the manifest's
+/// securityContext; its webhooks admit the examples' pool; its controller
+/// gives the echo Service an address; one speaker answers ARP and the
+/// client reaches the pod through kube-proxy; the owner's node crashes
+/// (the pod elsewhere) and another speaker takes the address (the
+/// figure is printed; `bench l2-failover --real-nodes` measures it).
+#[test]
+fn metallb_from_its_own_manifest_runs_as_real_pods() {
+    let lab = Lab::build(&LabSpec {
+        control_plane: true,
+        ..LabSpec::segment(3, 1, false)
+    })
+    .unwrap();
+    let cluster = Cluster::start(&lab).unwrap();
+    let env = cluster.env();
+    cluster.install_metallb().unwrap();
+
+    let speakers = env
+        .run_kubectl(&[
+            "get",
+            "pods",
+            "-n",
+            Announcer::Metallb.namespace(),
+            "-l",
+            Announcer::Metallb.pod_labels(),
+            "-o",
+            "jsonpath={range .items[*]}{.spec.nodeName} {.status.containerStatuses[0].ready} \
+             {.spec.containers[0].image} {.spec.containers[0].securityContext.capabilities.add}{\"\\n\"}{end}",
+        ])
+        .unwrap();
+    let nodes: BTreeSet<&str> = speakers.lines().filter_map(|l| l.split(' ').next()).collect();
+    assert_eq!(nodes, BTreeSet::from(["node1", "node2", "node3"]), "{speakers}");
+    for line in speakers.lines() {
+        assert!(
+            line.ends_with(&format!(
+                " true quay.io/metallb/speaker:{} [\"NET_RAW\"]",
+                meshlb_chaos::metallb::VERSION
+            )),
+            "a Ready speaker, MetalLB's image, NET_RAW only: {line}"
+        );
+    }
+
+    meshlb_chaos::metallb::apply_when_admitted(env, "pools.yaml", include_str!("../../examples/layer2/pools.yaml"))
+        .unwrap();
+    cluster.deploy_echo("shop", "echo", 1, "Cluster").unwrap();
+    let address = echo_address(env).unwrap();
+    let owner = settled_arp_owner(&lab, address).unwrap();
+    let away = ["node1", "node2", "node3"].into_iter().find(|n| *n != owner).unwrap();
+    cluster.pin_deployment("shop", "echo", away).unwrap();
+    let (pods, lost) = answers_from(&lab, IpAddr::V4(address), away, Duration::from_secs(1));
+    assert_eq!(pods.len(), 1, "the one pod answers: {pods:?}");
+    assert_eq!(lost, 0);
+
+    let crashed = cluster
+        .fail_owner(&lab, address, Announcer::Metallb, ClusterFault::NodeCrash)
+        .unwrap();
+    eprintln!("MetalLB, node crashed: {crashed:?}");
+    assert_eq!(crashed.old_owner, owner);
+    assert!(
+        crashed.new_owner.is_some(),
+        "another speaker took the address: {crashed:?}"
+    );
+    assert!(crashed.outage.lost > 0, "{crashed:?}");
+    assert_eq!(crashed.duplicate_answers, 0, "{crashed:?}");
 }

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use meshlb_chaos::agent::{cluster_key_secret, random_key};
 use meshlb_chaos::kube_env::KubeEnv;
-use meshlb_chaos::kube_failover::play_kube_proxy;
 use meshlb_chaos::probe::{Prober, RESPONDER_PORT};
+use meshlb_chaos::scenario::play_kube_proxy;
 use meshlb_chaos::scenario::start_responders;
 use meshlb_chaos::wait::wait_for;
 use meshlb_chaos::{Lab, LabSpec};

@@ -1,9 +1,11 @@
-//! Moving from MetalLB, as its users have it: MetalLB v0.15.2 installed
-//! from its own chart or its own native manifest (from its Go module),
-//! its controller and speakers running with their webhooks live, 22
-//! Services with the addresses MetalLB gave them and answered by its
-//! speakers; then the README's migration commands, read from the README
-//! and run as written (meshlb::migration). No Service's address changes
+//! Moving from MetalLB, as its users have it, on real nodes: MetalLB
+//! v0.15.2 installed from its own chart or its own native manifest (from
+//! its Go module), its controller and speakers running as pods with their
+//! webhooks live, 22 Services in front of echo pods with the addresses
+//! MetalLB gave them and answered by its speakers; then the README's
+//! migration commands, read from the README and run as written
+//! (meshlb_chaos::migration), the kubelets stopping MetalLB's pods and
+//! starting meshlb's. No Service's address changes
 //! at any step, no address is ever answered by two MACs, the client loses
 //! at most the handover, meshlb answers every address, new Services get
 //! fresh addresses, every agent's configuration is Valid with nothing
@@ -23,8 +25,7 @@ fn readme() -> String {
 }
 
 fn migrate_from(install: Install) {
-    let lab_binary = Path::new(env!("CARGO_BIN_EXE_meshlb-lab"));
-    let mut cluster = MetallbCluster::build(install, lab_binary).unwrap();
+    let mut cluster = MetallbCluster::build(install).unwrap();
     let blocks = readme_steps(&readme()).unwrap();
     let mut steps = blocks[0].clone();
     assert!(
@@ -44,7 +45,7 @@ fn migrate_from(install: Install) {
     for (step, printed) in &migration.steps {
         eprintln!("$ {step}\n{printed}");
     }
-    let env = &cluster.env;
+    let env = cluster.env();
 
     // What the dry run said, the migration did; the dry run did nothing
     // (MetalLB still ran after it: the next step found it).
@@ -164,10 +165,11 @@ fn migrate_from(install: Install) {
         .is_ok_and(|r| r == "Valid Valid Valid")
     })
     .unwrap();
-    for agent in &cluster.agents {
-        let log = agent.process.log();
+    let agents = cluster.agent_logs().unwrap();
+    assert_eq!(agents.len(), 3, "an agent pod on every node");
+    for (pod, log) in &agents {
         let refused: Vec<&str> = log.lines().filter(|l| l.contains("forbidden")).take(3).collect();
-        assert!(refused.is_empty(), "{} was refused: {refused:#?}", agent.node);
+        assert!(refused.is_empty(), "{pod} was refused: {refused:#?}");
     }
 
     // Every metallb.io kind reads, BGPPeer in both versions; no conversion

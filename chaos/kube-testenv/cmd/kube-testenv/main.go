@@ -12,6 +12,9 @@
 //	ca.crt       the CA that signed the serving and client certificates
 //	kubeconfig   an admin kubeconfig (token of a system:masters user)
 //	admin.crt/.key  an admin client certificate, for client-cert tests
+//	kubelet-client.crt/.key  the API server's own certificate towards
+//	             kubelets (kubectl logs and exec reach them with it, at
+//	             their Nodes' InternalIP)
 //	etcd/        etcd's data (no fsync: a test environment)
 //	apiserver.log  the API server's log (stderr also goes there)
 //
@@ -186,6 +189,12 @@ func run(dir, bind string, port int, exitWithParent bool, nodes []string) error 
 		// EndpointSlices say, rather than its cluster IP: no kube-proxy
 		// routes cluster IPs from the control-plane host.
 		"--enable-aggregator-routing=true",
+		// kubectl logs, exec and port-forward reach a kubelet at its
+		// Node's InternalIP: the lab's node names resolve nowhere (the
+		// default tries the Hostname address first, through DNS).
+		"--kubelet-preferred-address-types=InternalIP",
+		"--kubelet-client-certificate=" + files.kubeletClientCert,
+		"--kubelet-client-key=" + files.kubeletClientKey,
 		"--etcd-servers=http://127.0.0.1:" + strconv.Itoa(etcdClient),
 		"--v=1",
 	})
@@ -241,6 +250,9 @@ func startEtcd(dataDir string, clientPort, peerPort int) (*embed.Etcd, error) {
 
 type credentials struct {
 	ca, servingCert, servingKey, tokens, serviceAccountKey string
+	// The API server's client certificate towards the kubelets (logs,
+	// exec, port-forward), as kubeadm issues one.
+	kubeletClientCert, kubeletClientKey string
 }
 
 func credentialFiles(dir string) credentials {
@@ -250,11 +262,14 @@ func credentialFiles(dir string) credentials {
 		servingKey:        filepath.Join(dir, "serving.key"),
 		tokens:            filepath.Join(dir, "tokens.csv"),
 		serviceAccountKey: filepath.Join(dir, "service-account.key"),
+		kubeletClientCert: filepath.Join(dir, "kubelet-client.crt"),
+		kubeletClientKey:  filepath.Join(dir, "kubelet-client.key"),
 	}
 }
 
 // writeCredentials generates the CA, the serving certificate, an admin
-// client certificate, the admin token, the service-account signing key,
+// client certificate, the API server's kubelet client certificate, the
+// admin token, the service-account signing key,
 // the nodes' and components' tokens and kubeconfigs, and the admin
 // kubeconfig (written last: its presence says the rest is there).
 func writeCredentials(files credentials, dir string, ip net.IP, server string, nodes []string) error {
@@ -304,6 +319,17 @@ func writeCredentials(files credentials, dir string, ip net.IP, server string, n
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}
 	if err := issue(admin, ca, caKey, filepath.Join(dir, "admin.crt"), filepath.Join(dir, "admin.key")); err != nil {
+		return err
+	}
+	kubeletClient := &x509.Certificate{
+		SerialNumber: big.NewInt(4),
+		Subject:      pkix.Name{CommonName: "kube-apiserver-kubelet-client", Organization: []string{"system:masters"}},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	if err := issue(kubeletClient, ca, caKey, files.kubeletClientCert, files.kubeletClientKey); err != nil {
 		return err
 	}
 	token, err := newToken()
