@@ -758,6 +758,31 @@ impl Cluster {
         Ok(())
     }
 
+    /// Crashes the API server (SIGKILL) and starts it again on the same
+    /// address, credentials and data; waits until it is ready.
+    pub fn crash_and_restart_api_server(&mut self, lab: &Lab) -> Result<(), LabError> {
+        self.env.crash_and_restart_in_lab(lab)
+    }
+
+    /// Each of `announcer`'s agent pods' name and log (its running
+    /// container's).
+    pub fn agent_logs(&self, announcer: Announcer) -> Result<Vec<(String, String)>, LabError> {
+        let namespace = announcer.namespace();
+        let pods = self.env.run_kubectl(&[
+            "get",
+            "pods",
+            "-n",
+            namespace,
+            "-l",
+            announcer.pod_labels(),
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ])?;
+        pods.split_whitespace()
+            .map(|pod| Ok((pod.to_owned(), self.env.run_kubectl(&["logs", "-n", namespace, pod])?)))
+            .collect()
+    }
+
     /// Starts `node`'s kubelet again after [`Cluster::stop_kubelet`]
     /// (its log: `<node>-kubelet-again.log`).
     pub fn start_kubelet(&mut self, lab: &Lab, node: &str) -> Result<(), LabError> {

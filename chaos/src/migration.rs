@@ -312,24 +312,6 @@ impl MetallbCluster {
         env.apply("bfd-profile.yaml", BFD_PROFILE)
     }
 
-    /// Each meshlb agent pod's name and log.
-    pub fn agent_logs(&self) -> Result<Vec<(String, String)>, LabError> {
-        let env = self.env();
-        let pods = env.run_kubectl(&[
-            "get",
-            "pods",
-            "-n",
-            NAMESPACE,
-            "-l",
-            crate::cluster::Announcer::Meshlb.pod_labels(),
-            "-o",
-            "jsonpath={.items[*].metadata.name}",
-        ])?;
-        pods.split_whitespace()
-            .map(|pod| Ok((pod.to_owned(), env.run_kubectl(&["logs", "-n", NAMESPACE, pod])?)))
-            .collect()
-    }
-
     /// Every distinct Service address.
     pub fn distinct_addresses(&self) -> Vec<Ipv4Addr> {
         let mut all: Vec<Ipv4Addr> = self

@@ -1,19 +1,24 @@
-//! BGP mode in a cluster: the lab's control-plane host runs the real API
-//! server, FRR peers with every node, and each node runs
-//! `meshlb-agent run --kubernetes` as the chart's DaemonSet would. Every
-//! node announcing a Service writes a ServiceBGPStatus naming the BGPPeers
-//! its established sessions carry it to, as MetalLB 0.15's speakers do; a
-//! crashed node's object is removed by the others (also when it crashed
-//! while the API server was cut off), and comes back with the node, also
-//! across an API-server crash and restart. Needs root.
+//! BGP mode on real nodes ([`meshlb_chaos::cluster`]): the lab's
+//! control-plane host runs the API server, scheduler and controller
+//! manager, every node a kubelet, containerd and kube-proxy, meshlb is
+//! installed with its chart, and FRR peers with every node. Every node
+//! announcing a Service writes a ServiceBGPStatus naming the BGPPeers its
+//! established sessions carry it to, as MetalLB 0.15's speakers do; the
+//! object of a node whose agent is down (killed while its kubelet is dead,
+//! so nothing restarts it) is removed by the others, also when the agent
+//! went down while the API server was cut off, and comes back with the
+//! agent when the kubelet restarts it, also across an API-server crash
+//! and restart. Needs root.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::time::Duration;
 
+use meshlb_chaos::cluster::{Announcer, Cluster};
 use meshlb_chaos::kube_env::KubeEnv;
 use meshlb_chaos::router::{Router, RouterKind, RouterOptions};
 use meshlb_chaos::wait::wait_for;
 use meshlb_chaos::{Lab, LabSpec, Role};
+use nix::sys::signal::Signal;
 
 /// Each ServiceBGPStatus: `node service peers`, sorted.
 fn bgp_statuses(env: &KubeEnv) -> Vec<String> {
@@ -40,23 +45,17 @@ fn service_bgp_statuses_name_the_nodes_announcing_and_their_peers() {
         ..LabSpec::segment(2, 0, false)
     })
     .unwrap();
-    let mut env = KubeEnv::start_in_lab(&lab).unwrap();
-    env.register_lab_nodes(&lab).unwrap();
-    env.apply_crds().unwrap();
-    env.run_kubectl(&["create", "namespace", "metallb-system"]).unwrap();
-    let keys = meshlb_chaos::agent::cluster_key_secret(&format!("{}\n", meshlb_chaos::agent::random_key(1).unwrap()));
-    env.apply("keys.yaml", &keys).unwrap();
-    env.install_chart(&[&format!(
-        "clusterKeys.existingSecret={}",
-        meshlb_chaos::agent::CLUSTER_KEY_SECRET
-    )])
-    .unwrap();
+    let mut cluster = Cluster::start(&lab).unwrap();
+    cluster.import_meshlb_image(&["lab"]).unwrap();
+    cluster.install_meshlb("lab", &[]).unwrap();
     let peers = lab
         .hosts_with(Role::Node)
         .map(|h| (std::net::IpAddr::V4(h.ipv4), meshlb_chaos::router::NODE_ASN))
         .collect();
     let router = Router::start_with_options(&lab, RouterKind::Frr, peers, RouterOptions::default()).unwrap();
     let router_address = std::net::IpAddr::V4(lab.host("router").unwrap().ipv4);
+    // Service web has no selector: its endpoints are the user's, one
+    // ready on every node.
     let endpoints: String = lab
         .hosts_with(Role::Node)
         .map(|h| {
@@ -72,8 +71,7 @@ fn service_bgp_statuses_name_the_nodes_announcing_and_their_peers() {
          ports: [{{port: 80, protocol: TCP}}]\n",
         meshlb_chaos::agent::bgp_config(router_address, "203.0.113.20/32", ", holdTime: 9s", "", "")
     );
-    env.apply("bgp.yaml", &config).unwrap();
-    let mut agents = meshlb_chaos::agent::start_chart_cluster(&lab, &env).unwrap();
+    cluster.env().apply("bgp.yaml", &config).unwrap();
 
     let both = vec![
         "node1 default/web [\"router\"]".to_owned(),
@@ -84,7 +82,7 @@ fn service_bgp_statuses_name_the_nodes_announcing_and_their_peers() {
         Duration::from_secs(60),
         "a ServiceBGPStatus per announcing node",
         || {
-            seen = bgp_statuses(&env);
+            seen = bgp_statuses(cluster.env());
             seen == both
         },
     );
@@ -100,44 +98,48 @@ fn service_bgp_statuses_name_the_nodes_announcing_and_their_peers() {
     })
     .unwrap();
 
-    // node1 crashes: node2 removes node1's object (the mesh lost it).
-    let crashed = agents.iter().position(|a| a.node == "node1").unwrap();
-    agents[crashed].process.kill().unwrap();
+    // node1's agent is killed with its kubelet dead (nothing restarts
+    // it): node2 removes node1's object (the mesh lost it).
+    cluster.stop_kubelet("node1").unwrap();
+    cluster
+        .signal_agent(Announcer::Meshlb, "node1", Signal::SIGKILL)
+        .unwrap();
     let named = wait_for(Duration::from_secs(60), "node2's object alone", || {
-        seen = bgp_statuses(&env);
+        seen = bgp_statuses(cluster.env());
         seen == both[1..]
     });
     assert!(named.is_ok(), "{seen:?}");
-    // It comes back: so does its object.
-    agents[crashed] = meshlb_chaos::agent::start_chart_agent(&lab, &env, "node1").unwrap();
-    let named = wait_for(Duration::from_secs(60), "node1's object again", || {
-        seen = bgp_statuses(&env);
+    // The kubelet is back and restarts the agent: so is its object.
+    cluster.start_kubelet(&lab, "node1").unwrap();
+    let named = wait_for(Duration::from_secs(90), "node1's object again", || {
+        seen = bgp_statuses(cluster.env());
         seen == both
     });
     assert!(named.is_ok(), "{seen:?}");
-    for agent in &agents {
-        let log = agent.process.log();
-        assert!(!log.contains("forbidden"), "{}: {log}", agent.node);
+    for (pod, log) in cluster.agent_logs(Announcer::Meshlb).unwrap() {
+        assert!(!log.contains("forbidden"), "{pod}: {log}");
     }
 
-    // node2 crashes while the API server is cut off: once it is back,
-    // node1 removes node2's object within seconds.
+    // node2's agent goes down while the API server is cut off: once it is
+    // back, node1 removes node2's object within seconds.
+    cluster.stop_kubelet("node2").unwrap();
     lab.isolate("control").unwrap();
-    let second = agents.iter().position(|a| a.node == "node2").unwrap();
-    agents[second].process.kill().unwrap();
+    cluster
+        .signal_agent(Announcer::Meshlb, "node2", Signal::SIGKILL)
+        .unwrap();
     std::thread::sleep(Duration::from_secs(3));
-    lab.heal().unwrap();
+    lab.rejoin("control").unwrap();
     let named = wait_for(Duration::from_secs(30), "node1's object alone after the outage", || {
-        seen = bgp_statuses(&env);
+        seen = bgp_statuses(cluster.env());
         seen == both[..1]
     });
     assert!(named.is_ok(), "{seen:?}");
-    // The API server crashes and starts again; node2's pod too: both
-    // objects, within seconds.
-    env.crash_and_restart_in_lab(&lab).unwrap();
-    agents[second] = meshlb_chaos::agent::start_chart_agent(&lab, &env, "node2").unwrap();
-    let named = wait_for(Duration::from_secs(30), "both objects after the restarts", || {
-        seen = bgp_statuses(&env);
+    // The API server crashes and starts again; node2's kubelet comes back
+    // and restarts its agent: both objects, within seconds.
+    cluster.crash_and_restart_api_server(&lab).unwrap();
+    cluster.start_kubelet(&lab, "node2").unwrap();
+    let named = wait_for(Duration::from_secs(90), "both objects after the restarts", || {
+        seen = bgp_statuses(cluster.env());
         seen == both
     });
     assert!(named.is_ok(), "{seen:?}");

@@ -165,7 +165,10 @@ fn migrate_from(install: Install) {
         .is_ok_and(|r| r == "Valid Valid Valid")
     })
     .unwrap();
-    let agents = cluster.agent_logs().unwrap();
+    let agents = cluster
+        .cluster
+        .agent_logs(meshlb_chaos::cluster::Announcer::Meshlb)
+        .unwrap();
     assert_eq!(agents.len(), 3, "an agent pod on every node");
     for (pod, log) in &agents {
         let refused: Vec<&str> = log.lines().filter(|l| l.contains("forbidden")).take(3).collect();
