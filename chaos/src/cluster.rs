@@ -593,7 +593,7 @@ impl Cluster {
     /// does (the kubelet stops it gracefully, its DaemonSet makes
     /// another), without waiting for it to go; the deleted pod's name.
     pub fn delete_agent_pod(&self, announcer: Announcer, node: &str) -> Result<String, LabError> {
-        let pod = self.agent_pod(announcer, node, "{.metadata.name}")?;
+        let pod = self.agent_pods(announcer, Some(node), "{.metadata.name}")?;
         if pod.is_empty() {
             return Err(LabError::Invalid(format!("no {announcer} pod on {node}")));
         }
@@ -602,31 +602,31 @@ impl Cluster {
         Ok(pod)
     }
 
-    /// What `jsonpath` (applied to the pod) picks out of `announcer`'s
-    /// agent pod on `node`; empty if it has none.
-    fn agent_pod(&self, announcer: Announcer, node: &str, jsonpath: &str) -> Result<String, LabError> {
-        self.env.run_kubectl(&[
-            "get",
-            "pods",
-            "-n",
-            announcer.namespace(),
-            "-l",
-            announcer.pod_labels(),
-            "--field-selector",
-            &format!("spec.nodeName={node}"),
-            "-o",
-            &format!("jsonpath={{range .items[*]}}{jsonpath}{{end}}"),
-        ])
+    /// What `jsonpath` (applied to each pod in turn) picks out of
+    /// `announcer`'s agent pods, only the one on `node` if given; empty if
+    /// there are none.
+    pub fn agent_pods(&self, announcer: Announcer, node: Option<&str>, jsonpath: &str) -> Result<String, LabError> {
+        let on_node = node.map(|node| format!("spec.nodeName={node}"));
+        let mut args = vec!["get", "pods", "-n", announcer.namespace(), "-l", announcer.pod_labels()];
+        if let Some(selector) = &on_node {
+            args.extend(["--field-selector", selector]);
+        }
+        let output = format!("jsonpath={{range .items[*]}}{jsonpath}{{end}}");
+        args.extend(["-o", &output]);
+        self.env.run_kubectl(&args)
     }
 
     /// Probes `address` from `client1` every 10 ms; once answered, after
     /// a random 0.5–1.5 s, applies `fault` to the node that answers ARP
     /// for it (to `announcer`'s agent there, for the agent's faults),
-    /// waits until the cluster has settled again (another node answers;
-    /// after a killed agent, the kubelet has restarted it, and one node
-    /// answers, whichever: the restarted agent may be back before the
+    /// waits until the cluster has settled again (after a crash or a
+    /// freeze, another node answers; after a killed agent or a deleted
+    /// pod, the kubelet has restarted it or the DaemonSet replaced it, and
+    /// one node answers, whichever: the agent may be back before the
     /// others count it gone), and measures what the client saw. The
-    /// owners are nodes (ARP), not the pods that answered.
+    /// owners are nodes (ARP), not the pods that answered: the run's
+    /// `new_owner` and `outage.switchover` are the first other node that
+    /// claimed the address on the segment after the fault, and when.
     pub fn fail_owner(
         &self,
         lab: &Lab,
@@ -704,9 +704,9 @@ impl Cluster {
     pub fn wait_agent_restarted(&self, announcer: Announcer, node: &str) -> Result<(), LabError> {
         crate::wait::wait_for(Duration::from_secs(120), "the killed agent restarted and Ready", || {
             let status = self
-                .agent_pod(
+                .agent_pods(
                     announcer,
-                    node,
+                    Some(node),
                     "{.status.containerStatuses[0].restartCount} {.status.containerStatuses[0].ready}",
                 )
                 .unwrap_or_default();
@@ -724,9 +724,9 @@ impl Cluster {
             "the deleted agent's pod replaced and Ready",
             || {
                 let status = self
-                    .agent_pod(
+                    .agent_pods(
                         announcer,
-                        node,
+                        Some(node),
                         "{.metadata.name} {.status.containerStatuses[0].ready}{\"\\n\"}",
                     )
                     .unwrap_or_default();
@@ -767,19 +767,12 @@ impl Cluster {
     /// Each of `announcer`'s agent pods' name and log (its running
     /// container's).
     pub fn agent_logs(&self, announcer: Announcer) -> Result<Vec<(String, String)>, LabError> {
-        let namespace = announcer.namespace();
-        let pods = self.env.run_kubectl(&[
-            "get",
-            "pods",
-            "-n",
-            namespace,
-            "-l",
-            announcer.pod_labels(),
-            "-o",
-            "jsonpath={.items[*].metadata.name}",
-        ])?;
+        let pods = self.agent_pods(announcer, None, "{.metadata.name} ")?;
         pods.split_whitespace()
-            .map(|pod| Ok((pod.to_owned(), self.env.run_kubectl(&["logs", "-n", namespace, pod])?)))
+            .map(|pod| {
+                let log = self.env.run_kubectl(&["logs", "-n", announcer.namespace(), pod])?;
+                Ok((pod.to_owned(), log))
+            })
             .collect()
     }
 

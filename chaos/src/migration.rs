@@ -18,7 +18,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::cluster::Cluster;
+use crate::cluster::{Announcer, Cluster};
 use crate::error::LabError;
 use crate::kube_env::KubeEnv;
 use crate::lab::{Lab, LabSpec};
@@ -372,7 +372,7 @@ impl MetallbCluster {
         let metallb_gone = std::thread::scope(|scope| {
             let watcher = scope.spawn(|| {
                 while watching.load(std::sync::atomic::Ordering::Relaxed) {
-                    let speakers = cluster.running("speaker").unwrap_or(1);
+                    let speakers = cluster.running(Announcer::Metallb.command()).unwrap_or(1);
                     let controllers = cluster.running("controller").unwrap_or(1);
                     if speakers + controllers == 0 {
                         return Some(Instant::now());

@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use meshlb_chaos::cluster::{Announcer, Cluster, ClusterFault, settled_arp_owner};
 use meshlb_chaos::kube_demo::{echo_address, reported_owner};
-use meshlb_chaos::kube_env::CHART_NAMESPACE;
 use meshlb_chaos::probe::{Prober, RESPONDER_PORT, arp_answerers};
 use meshlb_chaos::splitbrain::SplitBrainDetector;
 use meshlb_chaos::wait::wait_for;
@@ -85,21 +84,6 @@ fn meshlb_on_real_nodes(spec: LabSpec, tags: &[&str], layer2: bool) -> (Cluster,
     (cluster, lab)
 }
 
-/// What `jsonpath` picks out of the chart's agent pods.
-fn agent_pods(env: &meshlb_chaos::kube_env::KubeEnv, jsonpath: &str) -> String {
-    env.run_kubectl(&[
-        "get",
-        "pods",
-        "-n",
-        CHART_NAMESPACE,
-        "-l",
-        Announcer::Meshlb.pod_labels(),
-        "-o",
-        &format!("jsonpath={jsonpath}"),
-    ])
-    .unwrap()
-}
-
 /// The whole path a user's install takes, on two real nodes: the chart's
 /// DaemonSet runs a Ready agent on each node under exactly the chart's
 /// securityContext; a Deployment's pod behind a LoadBalancer Service gets
@@ -116,11 +100,14 @@ fn meshlb_installed_with_helm_serves_pods_through_kube_proxy() {
 
     // One agent per node, Ready, never restarted, with the chart's
     // securityContext as the runtime got it.
-    let agents = agent_pods(
-        env,
-        "{range .items[*]}{.spec.nodeName} {.status.containerStatuses[0].ready} \
-         {.status.containerStatuses[0].restartCount} {.spec.containers[0].securityContext}{\"\\n\"}{end}",
-    );
+    let agents = cluster
+        .agent_pods(
+            Announcer::Meshlb,
+            None,
+            "{.spec.nodeName} {.status.containerStatuses[0].ready} \
+             {.status.containerStatuses[0].restartCount} {.spec.containers[0].securityContext}{\"\\n\"}",
+        )
+        .unwrap();
     let nodes: BTreeSet<&str> = agents.lines().filter_map(|l| l.split(' ').next()).collect();
     assert_eq!(nodes, BTreeSet::from(["node1", "node2"]), "{agents}");
     for line in agents.lines() {
@@ -270,7 +257,9 @@ fn a_rolling_upgrade_of_the_agents_loses_no_probe() {
     let log = prober.stop();
     let claims = detector.stop().unwrap();
 
-    let images = agent_pods(env, "{.items[*].spec.containers[0].image}");
+    let images = cluster
+        .agent_pods(Announcer::Meshlb, None, "{.spec.containers[0].image} ")
+        .unwrap();
     let images: Vec<&str> = images.split_whitespace().collect();
     assert_eq!(images, ["localhost/meshlb-agent:lab-next"; 3], "every agent rolled");
     let probes: Vec<_> = log.probes.iter().skip_while(|p| p.answers.is_empty()).collect();
@@ -568,18 +557,13 @@ fn metallb_from_its_own_manifest_runs_as_real_pods() {
     let env = cluster.env();
     cluster.install_metallb().unwrap();
 
-    let speakers = env
-        .run_kubectl(&[
-            "get",
-            "pods",
-            "-n",
-            Announcer::Metallb.namespace(),
-            "-l",
-            Announcer::Metallb.pod_labels(),
-            "-o",
-            "jsonpath={range .items[*]}{.spec.nodeName} {.status.containerStatuses[0].ready} \
-             {.spec.containers[0].image} {.spec.containers[0].securityContext.capabilities.add}{\"\\n\"}{end}",
-        ])
+    let speakers = cluster
+        .agent_pods(
+            Announcer::Metallb,
+            None,
+            "{.spec.nodeName} {.status.containerStatuses[0].ready} {.spec.containers[0].image} \
+             {.spec.containers[0].securityContext.capabilities.add}{\"\\n\"}",
+        )
         .unwrap();
     let nodes: BTreeSet<&str> = speakers.lines().filter_map(|l| l.split(' ').next()).collect();
     assert_eq!(nodes, BTreeSet::from(["node1", "node2", "node3"]), "{speakers}");

@@ -310,27 +310,23 @@ func writeCredentials(files credentials, dir string, ip net.IP, server string, n
 	if err := issue(serving, ca, caKey, files.servingCert, files.servingKey); err != nil {
 		return err
 	}
-	admin := &x509.Certificate{
-		SerialNumber: big.NewInt(3),
-		Subject:      pkix.Name{CommonName: "admin-cert", Organization: []string{"system:masters"}},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	if err := issue(admin, ca, caKey, filepath.Join(dir, "admin.crt"), filepath.Join(dir, "admin.key")); err != nil {
-		return err
-	}
-	kubeletClient := &x509.Certificate{
-		SerialNumber: big.NewInt(4),
-		Subject:      pkix.Name{CommonName: "kube-apiserver-kubelet-client", Organization: []string{"system:masters"}},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	if err := issue(kubeletClient, ca, caKey, files.kubeletClientCert, files.kubeletClientKey); err != nil {
-		return err
+	// Client certificates in group system:masters: an admin's, and the
+	// API server's own towards the kubelets.
+	for i, c := range []struct{ name, cert, key string }{
+		{"admin-cert", filepath.Join(dir, "admin.crt"), filepath.Join(dir, "admin.key")},
+		{"kube-apiserver-kubelet-client", files.kubeletClientCert, files.kubeletClientKey},
+	} {
+		template := &x509.Certificate{
+			SerialNumber: big.NewInt(int64(3 + i)),
+			Subject:      pkix.Name{CommonName: c.name, Organization: []string{"system:masters"}},
+			NotBefore:    time.Now().Add(-time.Hour),
+			NotAfter:     time.Now().Add(24 * time.Hour),
+			KeyUsage:     x509.KeyUsageDigitalSignature,
+			ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		}
+		if err := issue(template, ca, caKey, c.cert, c.key); err != nil {
+			return err
+		}
 	}
 	token, err := newToken()
 	if err != nil {
