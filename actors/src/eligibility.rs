@@ -4,7 +4,9 @@
 //! not ([`Blocker`], [`service_blocker`]): labelled out of external load
 //! balancers or its network unavailable, no ready endpoint anywhere
 //! (externalTrafficPolicy Cluster) or on this node (Local), as MetalLB's
-//! speakers require, or a failing health check. The Layer 2 plan
+//! speakers require, or a failing health check. What the endpoints allow
+//! every node alike ([`eligible`]) also goes to the mesh, whose owners
+//! wait until every node has read the same. The Layer 2 plan
 //! ([`crate::l2::plan`]) and the BGP plan ([`crate::bgp::plan`]) add their
 //! own conditions around these.
 
@@ -17,6 +19,7 @@ use meshlb_config::health::Health;
 use meshlb_config::meta::StringMap;
 use meshlb_config::reconcile::Outcomes;
 use meshlb_config::service::{EndpointIndex, Service, ServiceKey};
+use meshlb_gossip::mesh::Eligible;
 
 /// Why this node cannot announce a service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,19 +140,28 @@ pub fn service_blocker(
     if !node.may_announce {
         return Some(Blocker::NodeExcluded);
     }
-    let local = service.spec.external_traffic_policy.as_deref() == Some("Local");
-    let endpoints_block = match endpoints.get(key) {
-        None if input.require_endpoints => Some(Blocker::NoEndpoints),
-        None => None,
-        Some(e) if local && !e.nodes.contains(node.name) => Some(Blocker::NoLocalEndpoint),
-        Some(e) if !e.any_healthy => Some(Blocker::NoEndpoints),
-        Some(_) => None,
-    };
-    if endpoints_block.is_some() {
-        return endpoints_block;
+    match eligible(input, endpoints, key, service) {
+        Eligible::None => return Some(Blocker::NoEndpoints),
+        Eligible::Nodes(nodes) if !nodes.contains(node.name) => return Some(Blocker::NoLocalEndpoint),
+        Eligible::Nodes(_) | Eligible::Any => {}
     }
     let healthy = input.health.get(key).is_none_or(|h| *h == Health::Healthy);
     (!healthy).then_some(Blocker::Unhealthy)
+}
+
+/// Which nodes `service`'s (`key`) endpoints let serve it, as every node
+/// that read the same EndpointSlices sees it: none without a ready
+/// endpoint (or without EndpointSlices, where they are required), with
+/// externalTrafficPolicy Local the nodes that have one, otherwise any.
+pub fn eligible(input: &PlanInput<'_>, endpoints: &EndpointIndex, key: &ServiceKey, service: &Service) -> Eligible {
+    let local = service.spec.external_traffic_policy.as_deref() == Some("Local");
+    match endpoints.get(key) {
+        None if input.require_endpoints => Eligible::None,
+        None => Eligible::Any,
+        Some(e) if local => Eligible::Nodes(e.nodes.clone()),
+        Some(e) if !e.any_healthy => Eligible::None,
+        Some(_) => Eligible::Any,
+    }
 }
 
 /// The running configuration of a YAML text as the pipeline would decide

@@ -163,6 +163,29 @@ pub struct MeshService {
     pub addresses: Vec<IpAddr>,
     /// Failback policy.
     pub failback: Failback,
+    /// Which nodes the cluster's objects let serve it.
+    pub eligible: Eligible,
+}
+
+/// Which nodes the cluster's objects let serve a service: its endpoints,
+/// which every node reads alike, unlike what only a node knows of itself
+/// (its links, its health checks). Part of the configuration fingerprint:
+/// when the endpoints change, every node's record may change at once (a
+/// Service's first endpoint turning ready makes every node serve it), and
+/// each node reads the change a moment apart from the others; a node
+/// that saw only itself serving would announce on a view the others'
+/// records do not share yet. With the fingerprint changed, no node starts
+/// announcing until the records agree.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Eligible {
+    /// Any node (a ready endpoint somewhere, or endpoints not told, as in
+    /// standalone mode).
+    #[default]
+    Any,
+    /// None: no ready endpoint.
+    None,
+    /// The nodes with a ready endpoint (externalTrafficPolicy Local).
+    Nodes(BTreeSet<String>),
 }
 
 /// A node's preference weight for a service (0: no preference), from its
@@ -204,7 +227,8 @@ impl std::fmt::Debug for ServicePlan {
 }
 
 /// The configuration fingerprint of a set of services: what ownership is
-/// computed from (ids, addresses, failback), independent of order.
+/// computed from (ids, addresses, failback, which nodes the cluster's
+/// objects let serve them), independent of order.
 pub fn services_fingerprint(services: &[MeshService]) -> u64 {
     use sha2::{Digest, Sha256};
     let mut sorted: Vec<&MeshService> = services.iter().collect();
@@ -218,6 +242,18 @@ pub fn services_fingerprint(services: &[MeshService]) -> u64 {
             match address {
                 IpAddr::V4(a) => hasher.update(a.octets()),
                 IpAddr::V6(a) => hasher.update(a.octets()),
+            }
+        }
+        match &service.eligible {
+            Eligible::Any => hasher.update([0]),
+            Eligible::None => hasher.update([1]),
+            Eligible::Nodes(nodes) => {
+                hasher.update([2]);
+                hasher.update((nodes.len() as u32).to_be_bytes());
+                for node in nodes {
+                    hasher.update((node.len() as u32).to_be_bytes());
+                    hasher.update(node.as_bytes());
+                }
             }
         }
     }

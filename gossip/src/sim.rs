@@ -59,6 +59,8 @@ pub struct SimNet {
     group: Vec<usize>,
     by_addr: BTreeMap<SocketAddr, usize>,
     services: Vec<MeshService>,
+    /// The staged services' ids the nodes serve (`None`: all of them).
+    serving: Option<BTreeSet<u64>>,
     /// Pairs of nodes (lower index first) that cannot reach each other
     /// whatever their groups.
     cut: BTreeSet<(usize, usize)>,
@@ -96,16 +98,26 @@ impl SimNet {
             seq: 0,
             by_addr,
             services: Vec::new(),
+            serving: None,
             cut: BTreeSet::new(),
             expected_members: n,
         }
     }
 
-    fn plan(services: &[MeshService]) -> ServicePlan {
+    fn plan(&self) -> ServicePlan {
+        let serving = match &self.serving {
+            Some(ids) => self
+                .services
+                .iter()
+                .map(|s| s.id)
+                .filter(|id| ids.contains(id))
+                .collect(),
+            None => self.services.iter().map(|s| s.id).collect(),
+        };
         ServicePlan {
-            services: services.to_vec(),
+            services: self.services.clone(),
             layer2: crate::record::Layer2Section {
-                serving: services.iter().map(|s| s.id).collect(),
+                serving,
                 ..Default::default()
             },
             ..ServicePlan::default()
@@ -122,16 +134,27 @@ impl SimNet {
     }
 
     /// Sets the services nodes are given on start and by
-    /// [`SimNet::configure`], telling none of the running ones yet.
+    /// [`SimNet::configure`], telling none of the running ones yet; every
+    /// node serves them all.
     pub fn stage_services(&mut self, services: Vec<MeshService>) {
         self.services = services;
+        self.serving = None;
+    }
+
+    /// Sets the services nodes are given on start and by
+    /// [`SimNet::configure`], and which of them (by id) every node serves
+    /// (the others have no ready endpoint, say), telling none of the
+    /// running ones yet.
+    pub fn stage_serving(&mut self, services: Vec<MeshService>, serving: BTreeSet<u64>) {
+        self.services = services;
+        self.serving = Some(serving);
     }
 
     /// Gives node `i` the staged services now, as its agent does on reading
     /// its configuration (agents read a changed configuration at slightly
     /// different times: configure the nodes one by one to model that).
     pub fn configure(&mut self, i: usize) {
-        let plan = SimNet::plan(&self.services);
+        let plan = self.plan();
         if let Some(mesh) = self.nodes[i].mesh.as_mut() {
             let _ = mesh.set_services(plan);
         }
@@ -143,12 +166,13 @@ impl SimNet {
     pub fn start(&mut self, i: usize) {
         let seeds: Vec<SocketAddr> = self.nodes.iter().take(3).map(|n| n.addr).collect();
         let seed = self.rng.random::<u64>();
+        let plan = self.plan();
         let node = &mut self.nodes[i];
         let id = NodeId::new(node.name.clone(), node.addr, self.now_ms);
         let mut mesh = Mesh::new(id, self.profile.clone(), seed, self.now_ms);
         mesh.set_fence(Fence::default().expecting(self.expected_members));
         mesh.set_evaluation_interval(self.evaluate_every_ms);
-        let _ = mesh.set_services(SimNet::plan(&self.services));
+        let _ = mesh.set_services(plan);
         mesh.join(&seeds, self.now_ms);
         node.mesh = Some(mesh);
         node.frozen = false;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use meshlb_gossip::driver::{self, Command, DriverConfig, MeshHandle};
-use meshlb_gossip::mesh::{MeshService, ServicePlan};
+use meshlb_gossip::mesh::{Eligible, MeshService, ServicePlan};
 use meshlb_gossip::ownership::{Failback, Fence};
 use meshlb_gossip::profile::Profile;
 use meshlb_gossip::record::service_id;
@@ -71,6 +71,7 @@ async fn one_owner_and_a_handover_on_leave() {
         id: service_id("default/web"),
         addresses: vec![address],
         failback: Failback::Revertive,
+        eligible: Eligible::Any,
     };
     plan(&a, &spec, true).await;
     plan(&b, &spec, true).await;

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 
-use meshlb_gossip::mesh::{MeshService, ServicePlan};
+use meshlb_gossip::mesh::{Eligible, MeshService, ServicePlan};
 use meshlb_gossip::ownership::Failback;
 use meshlb_gossip::profile::Profile;
 use meshlb_gossip::record::service_id;
@@ -18,6 +18,7 @@ fn services(count: usize, failback: Failback) -> Vec<MeshService> {
             id: service_id(&format!("default/svc-{i}")),
             addresses: vec![IpAddr::V4(Ipv4Addr::new(203, 0, 113, i as u8 + 1))],
             failback,
+            eligible: Eligible::Any,
         })
         .collect()
 }
@@ -814,4 +815,53 @@ fn the_mesh_tells_a_stall_from_a_pause() {
     );
     settle(&mut net);
     single_owner_everywhere(&net).unwrap();
+}
+
+/// A Service every node starts to serve at about the same moment (its
+/// first endpoint turned ready: the configuration is unchanged, each node
+/// reads the EndpointSlice a few milliseconds apart from the others): a
+/// node that reads it first sees only itself serving, since the others'
+/// records do not say so yet, and must not announce on that view. At most
+/// one node ever announces each address, and one does at the end.
+#[test]
+fn a_service_every_node_starts_serving_at_once_is_announced_by_one() {
+    for seed in [901, 902, 903, 904] {
+        let mut net = cluster(5, seed, 0);
+        let mut planned = services(6, Failback::Revertive);
+        for service in &mut planned {
+            service.eligible = Eligible::None;
+        }
+        net.stage_serving(planned.clone(), BTreeSet::new());
+        for i in 0..net.nodes.len() {
+            net.configure(i);
+        }
+        settle(&mut net);
+        assert!(
+            net.announcers().values().all(Vec::is_empty),
+            "nothing served, nothing announced"
+        );
+
+        for service in &mut planned {
+            service.eligible = Eligible::Any;
+        }
+        net.stage_serving(planned.clone(), planned.iter().map(|s| s.id).collect());
+        let mut announcers = BTreeMap::<IpAddr, BTreeSet<usize>>::new();
+        for i in 0..net.nodes.len() {
+            net.configure(i);
+            net.run_for(1 + (seed + i as u64) % 3);
+            for (address, now) in net.announcers() {
+                announcers.entry(address).or_default().extend(now);
+            }
+        }
+        for _ in 0..3_000 {
+            net.run_for(1);
+            for (address, now) in net.announcers() {
+                announcers.entry(address).or_default().extend(now);
+            }
+        }
+        single_owner_everywhere(&net).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        for (address, nodes) in announcers {
+            assert!(nodes.len() <= 1, "seed {seed}: {address} was announced by {nodes:?}");
+        }
+    }
 }

@@ -28,7 +28,7 @@ use meshlb_config::service::{EndpointIndex, ServiceKey};
 use meshlb_gossip::mesh::{MeshService, ServicePlan, WeightFn};
 use meshlb_gossip::record::{Layer2Section, NodeRecord, service_id};
 
-use crate::eligibility::{Assigned, assigned, service_blocker};
+use crate::eligibility::{Assigned, assigned, eligible, service_blocker};
 pub use crate::eligibility::{Blocker, PlanInput, ThisNode};
 use crate::l2::links::Links;
 
@@ -236,6 +236,7 @@ pub fn plan(input: PlanInput<'_>, node: ThisNode<'_>, interfaces: &Links) -> L2P
             id: service_id(&key.to_string()),
             addresses: assignment.addresses.clone(),
             failback: policy.map_or(Failback::Revertive, |p| p.failback),
+            eligible: eligible(&input, &endpoints, key, service),
         };
         out.services.insert(
             spec.id,
@@ -256,6 +257,7 @@ mod tests {
     use super::*;
     use meshlb_config::health::Health;
     use meshlb_config::meta::StringMap;
+    use meshlb_gossip::mesh::Eligible;
 
     use crate::eligibility::fixture::state;
 
@@ -445,19 +447,37 @@ spec: {type: LoadBalancer, ports: [{port: 5432}]}
                 labels: &selected,
                 may_announce: true,
             };
-            plan(input, node, &eth0).services.values().next().unwrap().blocked
+            let planned = plan(input, node, &eth0).services.into_values().next().unwrap();
+            (planned.blocked, planned.spec.eligible)
         };
-        assert_eq!(web(CONFIG, "n1", false), None, "standalone, no slices: not told");
-        assert_eq!(web(CONFIG, "n1", true), Some(Blocker::NoEndpoints));
+        // What every node tells the mesh the endpoints allow is the same
+        // on each, whether or not it serves.
+        let n2 = Eligible::Nodes(BTreeSet::from(["n2".to_owned()]));
+        assert_eq!(
+            web(CONFIG, "n1", false),
+            (None, Eligible::Any),
+            "standalone, no slices: not told"
+        );
+        assert_eq!(web(CONFIG, "n1", true), (Some(Blocker::NoEndpoints), Eligible::None));
         let elsewhere = format!("{CONFIG}{}", slice("n2", true));
-        assert_eq!(web(&elsewhere, "n1", true), None, "Cluster: anywhere will do");
+        assert_eq!(
+            web(&elsewhere, "n1", true),
+            (None, Eligible::Any),
+            "Cluster: anywhere will do"
+        );
         let not_ready = format!("{CONFIG}{}", slice("n2", false));
-        assert_eq!(web(&not_ready, "n1", false), Some(Blocker::NoEndpoints));
+        assert_eq!(
+            web(&not_ready, "n1", false),
+            (Some(Blocker::NoEndpoints), Eligible::None)
+        );
         let local_elsewhere = format!("{local}{}", slice("n2", true));
-        assert_eq!(web(&local_elsewhere, "n1", true), Some(Blocker::NoLocalEndpoint));
+        assert_eq!(
+            web(&local_elsewhere, "n1", true),
+            (Some(Blocker::NoLocalEndpoint), n2.clone())
+        );
         assert_eq!(
             web(&local_elsewhere, "n2", true),
-            None,
+            (None, n2),
             "Local: the node with the endpoint"
         );
     }
