@@ -1,8 +1,10 @@
 //! meshlb agents in the lab: a cluster of `meshlb-agent run --gossip-bind`
-//! processes, one per node, and what they report about the mesh (the
-//! `mesh-members` and `mesh-events.log` files each writes in its state
-//! directory). The same measurements as [`crate::serf`], so the two are
-//! compared side by side.
+//! processes, one per node, started by the lab for tests of the agent
+//! alone, and what any agent reports in its state directory
+//! ([`AgentState`]: the mesh's members and events, interfaces, ownership,
+//! cluster keys), also one a kubelet runs
+//! ([`crate::cluster::Cluster::agent_state`]). The same measurements as
+//! [`crate::serf`], so the two are compared side by side.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -48,17 +50,28 @@ fn workspace_binary(name: &str, env: &str, package: &str) -> Result<PathBuf, Lab
     )))
 }
 
-/// One agent on a node.
+/// One agent on a node, started by the lab.
 #[derive(Debug)]
 pub struct MeshAgent {
     /// Node (and member) name.
     pub node: String,
     /// The agent process.
     pub process: LabProcess,
-    /// Its state directory.
-    pub state_dir: PathBuf,
+    /// What it reports in its state directory.
+    pub state: AgentState,
     /// Its cluster key file (`ID:HEX` lines, the first the primary).
     pub key_file: PathBuf,
+}
+
+/// What an agent reports in its state directory (`--state-dir`): the
+/// mesh's members and events, its interfaces, the addresses' ownership,
+/// and the cluster keys it took from a Secret. The same files whether the
+/// lab started the agent or a kubelet did (then the directory is the
+/// pod's emptyDir volume, see [`crate::cluster::Cluster::agent_state`]).
+#[derive(Debug, Clone)]
+pub struct AgentState {
+    /// The state directory.
+    pub dir: PathBuf,
 }
 
 /// A fresh random cluster key line, `ID:HEX`.
@@ -136,7 +149,7 @@ fn until_all_see_each_other(agents: Vec<MeshAgent>) -> Result<Vec<MeshAgent>, La
         || {
             agents
                 .iter()
-                .all(|a| a.members().is_ok_and(|m| m.len() == agents.len()))
+                .all(|a| a.state.members().is_ok_and(|m| m.len() == agents.len()))
         },
     )?;
     Ok(agents)
@@ -158,93 +171,21 @@ pub fn start_agent_with(
     profile: &str,
     extra: &[String],
 ) -> Result<MeshAgent, LabError> {
-    let config = agents_dir(lab).join("config");
-    if !config.join(CONFIG_FILE).exists() {
-        write_config(lab, POOL_ONLY)?;
-    }
-    let source = ["--config-dir".to_owned(), config.to_string_lossy().into_owned()];
-    spawn_agent(lab, node, seeds, Some(keys), profile, &source, extra)
-}
-
-/// The Secret (in `metallb-system`) [`start_chart_cluster`]'s agents
-/// take their cluster keys from: its `keys` entry, in the key file's form.
-pub const CLUSTER_KEY_SECRET: &str = "meshlb-cluster-keys";
-
-/// The manifest (JSON, for kubectl) of Secret [`CLUSTER_KEY_SECRET`] in
-/// `metallb-system` holding `keys` (the key file's form).
-pub fn cluster_key_secret(keys: &str) -> String {
-    serde_json::json!({
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": CLUSTER_KEY_SECRET, "namespace": "metallb-system"},
-        "stringData": {"keys": keys},
-    })
-    .to_string()
-}
-
-/// Starts an agent on each node of `lab` exactly as the installed Helm
-/// chart's DaemonSet runs it: its arguments and ServiceAccount
-/// ([`crate::kube_env::KubeEnv::chart_agent_args`]), the host address its
-/// Node's InternalIP. The chart must name Secret [`CLUSTER_KEY_SECRET`]
-/// (its default) and the Secret must exist. Returns once every agent sees
-/// every member.
-pub fn start_chart_cluster(lab: &Lab, env: &crate::kube_env::KubeEnv) -> Result<Vec<MeshAgent>, LabError> {
-    let agents = lab
-        .node_names()
-        .iter()
-        .map(|node| start_chart_agent(lab, env, node))
-        .collect::<Result<Vec<_>, LabError>>()?;
-    until_all_see_each_other(agents)
-}
-
-/// Starts the agent on `node` as the installed chart's DaemonSet runs it
-/// (see [`start_chart_cluster`]): a pod started anew, its state directory
-/// kept.
-pub fn start_chart_agent(lab: &Lab, env: &crate::kube_env::KubeEnv, node: &str) -> Result<MeshAgent, LabError> {
-    let binary = agent_binary()?;
-    let kubeconfig = env.chart_kubeconfig()?;
-    let state_dir = agents_dir(lab).join(node);
-    std::fs::create_dir_all(&state_dir).map_err(|e| LabError::io("create agents dir", e))?;
-    let args = env.chart_agent_args(node, lab.host(node)?.ipv4.into(), &state_dir, &kubeconfig)?;
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let process = lab.spawn(node, "meshlb-agent", &binary.to_string_lossy(), &refs)?;
-    Ok(MeshAgent {
-        node: node.to_owned(),
-        process,
-        key_file: state_dir.join("cluster-keys"),
-        state_dir,
-    })
-}
-
-/// Spawns `meshlb-agent run` on `node` with the configuration source
-/// arguments `source`, the mesh arguments and `extra`; with `keys`, a key
-/// file holding them (without, `source` names where the keys come from,
-/// and the agent keeps them in its state directory's `cluster-keys`).
-fn spawn_agent(
-    lab: &Lab,
-    node: &str,
-    seeds: &[String],
-    keys: Option<&str>,
-    profile: &str,
-    source: &[String],
-    extra: &[String],
-) -> Result<MeshAgent, LabError> {
     let binary = agent_binary()?;
     let binary = binary.to_string_lossy().into_owned();
     let root = agents_dir(lab);
+    let config = root.join("config");
+    if !config.join(CONFIG_FILE).exists() {
+        write_config(lab, POOL_ONLY)?;
+    }
     let host = lab.host(node)?;
     let state_dir = root.join(node);
-    std::fs::create_dir_all(&root).map_err(|e| LabError::io("create agents dir", e))?;
-    let key_file = match keys {
-        Some(keys) => {
-            let file = root.join(format!("{node}.key"));
-            write_atomically(&file, keys)?;
-            file
-        }
-        None => state_dir.join("cluster-keys"),
-    };
-    let mut args = vec!["run".to_owned()];
-    args.extend(source.iter().cloned());
-    args.extend([
+    let key_file = root.join(format!("{node}.key"));
+    write_atomically(&key_file, keys)?;
+    let mut args = vec![
+        "run".to_owned(),
+        "--config-dir".into(),
+        config.to_string_lossy().into_owned(),
         "--state-dir".into(),
         state_dir.to_string_lossy().into_owned(),
         "--node-name".into(),
@@ -253,10 +194,9 @@ fn spawn_agent(
         format!("{}:{GOSSIP_PORT}", host.mesh_address()),
         "--mesh-profile".into(),
         profile.into(),
-    ]);
-    if keys.is_some() {
-        args.extend(["--cluster-key-file".into(), key_file.to_string_lossy().into_owned()]);
-    }
+        "--cluster-key-file".into(),
+        key_file.to_string_lossy().into_owned(),
+    ];
     for seed in seeds {
         args.push("--join".into());
         args.push(format!("{}:{GOSSIP_PORT}", lab.host(seed)?.mesh_address()));
@@ -267,7 +207,7 @@ fn spawn_agent(
     Ok(MeshAgent {
         node: node.to_owned(),
         process,
-        state_dir,
+        state: AgentState { dir: state_dir },
         key_file,
     })
 }
@@ -343,13 +283,21 @@ impl MeshAgent {
     pub fn set_keys(&self, keys: &str) -> Result<(), LabError> {
         write_atomically(&self.key_file, keys)
     }
+}
 
-    /// Members this agent reports live (itself included).
+impl AgentState {
+    /// The cluster keys the agent took from its Secret
+    /// (`--cluster-key-secret`), in the key file's form.
+    pub fn secret_keys(&self) -> Result<String, LabError> {
+        std::fs::read_to_string(self.dir.join("cluster-keys")).map_err(|e| LabError::io("read cluster-keys", e))
+    }
+
+    /// Members the agent reports live (itself included).
     pub fn members(&self) -> Result<Vec<String>, LabError> {
         Ok(self.member_lines()?.into_iter().map(|(name, _)| name).collect())
     }
 
-    /// Members whose record, as this agent has it, claims `address`.
+    /// Members whose record, as the agent has it, claims `address`.
     pub fn claimants_of(&self, address: &str) -> Result<Vec<String>, LabError> {
         Ok(self
             .member_lines()?
@@ -364,7 +312,7 @@ impl MeshAgent {
             .collect())
     }
 
-    /// `member`'s identity as this agent has it: its (boot, rejoin) pair,
+    /// `member`'s identity as the agent has it: its (boot, rejoin) pair,
     /// which rises when the member rejoins with a renewed identity.
     pub fn identity_of(&self, member: &str) -> Result<Option<(u64, u64)>, LabError> {
         Ok(self
@@ -377,7 +325,7 @@ impl MeshAgent {
             }))
     }
 
-    /// The labels of `member`'s record, as this agent has it.
+    /// The labels of `member`'s record, as the agent has it.
     pub fn labels_of(&self, member: &str) -> Result<BTreeMap<String, String>, LabError> {
         Ok(self
             .member_lines()?
@@ -394,7 +342,7 @@ impl MeshAgent {
             .collect())
     }
 
-    /// Members whose record, as this agent has it, says they are settling.
+    /// Members whose record, as the agent has it, says they are settling.
     pub fn settling_members(&self) -> Result<Vec<String>, LabError> {
         Ok(self
             .member_lines()?
@@ -406,8 +354,8 @@ impl MeshAgent {
 
     /// `mesh-members` as (name, the other fields of its line).
     fn member_lines(&self) -> Result<Vec<(String, Vec<String>)>, LabError> {
-        let text = std::fs::read_to_string(self.state_dir.join("mesh-members"))
-            .map_err(|e| LabError::io("read mesh-members", e))?;
+        let text =
+            std::fs::read_to_string(self.dir.join("mesh-members")).map_err(|e| LabError::io("read mesh-members", e))?;
         Ok(text
             .lines()
             .filter(|l| !l.starts_with("quorum "))
@@ -418,20 +366,29 @@ impl MeshAgent {
             .collect())
     }
 
-    /// Whether this agent reports a quorum.
-    pub fn has_quorum(&self) -> Result<bool, LabError> {
-        let text = std::fs::read_to_string(self.state_dir.join("mesh-members"))
-            .map_err(|e| LabError::io("read mesh-members", e))?;
+    /// The agent's quorum fence as it reports it: the `quorum …` line of
+    /// `mesh-members` (`quorum true|false expected=N heard-majority=…`),
+    /// empty if it wrote none yet.
+    pub fn fence(&self) -> Result<String, LabError> {
+        let text =
+            std::fs::read_to_string(self.dir.join("mesh-members")).map_err(|e| LabError::io("read mesh-members", e))?;
         Ok(text
             .lines()
-            .any(|l| l.split_whitespace().take(2).eq(["quorum", "true"])))
+            .find(|l| l.starts_with("quorum "))
+            .unwrap_or_default()
+            .to_owned())
     }
 
-    /// Gossip datagrams this agent dropped, by reason (its `mesh-drops`
+    /// Whether the agent reports a quorum.
+    pub fn has_quorum(&self) -> Result<bool, LabError> {
+        Ok(self.fence()?.split_whitespace().nth(1) == Some("true"))
+    }
+
+    /// Gossip datagrams the agent dropped, by reason (its `mesh-drops`
     /// file: `forged`, `replayed`, …, `refused-by-mesh`).
     pub fn drops(&self) -> Result<std::collections::BTreeMap<String, u64>, LabError> {
-        let text = std::fs::read_to_string(self.state_dir.join("mesh-drops"))
-            .map_err(|e| LabError::io("read mesh-drops", e))?;
+        let text =
+            std::fs::read_to_string(self.dir.join("mesh-drops")).map_err(|e| LabError::io("read mesh-drops", e))?;
         Ok(text
             .lines()
             .filter_map(|l| {
@@ -444,7 +401,7 @@ impl MeshAgent {
     /// Its `interfaces` status file: per interface, its `key=value` fields
     /// (`link`, `answering`, `arp-replies`, `na-replies`, …).
     pub fn interfaces(&self) -> BTreeMap<String, BTreeMap<String, String>> {
-        let text = std::fs::read_to_string(self.state_dir.join("interfaces")).unwrap_or_default();
+        let text = std::fs::read_to_string(self.dir.join("interfaces")).unwrap_or_default();
         text.lines()
             .filter_map(|line| {
                 let mut words = line.split_whitespace();
@@ -461,7 +418,7 @@ impl MeshAgent {
     /// Its `ownership` status file for `address`: the members it sees
     /// announcing it, and whether this node does.
     pub fn ownership_of(&self, address: &str) -> Option<(Vec<String>, bool)> {
-        let text = std::fs::read_to_string(self.state_dir.join("ownership")).unwrap_or_default();
+        let text = std::fs::read_to_string(self.dir.join("ownership")).unwrap_or_default();
         text.lines().find_map(|line| {
             let words: Vec<&str> = line.split_whitespace().collect();
             if words.get(1) != Some(&address) {
@@ -477,7 +434,7 @@ impl MeshAgent {
         })
     }
 
-    /// How many times this agent reported `event` for `member` between
+    /// How many times the agent reported `event` for `member` between
     /// `from` and `until` (Unix seconds).
     pub fn events_between(&self, event: &str, member: &str, from: f64, until: f64) -> usize {
         self.events()
@@ -486,9 +443,9 @@ impl MeshAgent {
             .count()
     }
 
-    /// Every event this agent reported: (Unix seconds, event, member).
+    /// Every event the agent reported: (Unix seconds, event, member).
     fn events(&self) -> Vec<(f64, String, String)> {
-        let text = std::fs::read_to_string(self.state_dir.join("mesh-events.log")).unwrap_or_default();
+        let text = std::fs::read_to_string(self.dir.join("mesh-events.log")).unwrap_or_default();
         text.lines()
             .filter_map(|line| {
                 let mut parts = line.strip_prefix("@ ")?.split_whitespace();
@@ -499,7 +456,7 @@ impl MeshAgent {
             .collect()
     }
 
-    /// When (Unix seconds) this agent first reported `event` for `member`
+    /// When (Unix seconds) the agent first reported `event` for `member`
     /// at or after `since`.
     pub fn event_at(&self, event: &str, member: &str, since: f64) -> Option<f64> {
         self.events()
@@ -525,12 +482,14 @@ pub fn detect(
     fault(target)?;
     let others: Vec<&MeshAgent> = agents.iter().filter(|a| a.node != victim).collect();
     wait_for(timeout, &format!("every meshlb agent to declare {victim} down"), || {
-        others.iter().all(|a| a.event_at("member-down", victim, at).is_some())
+        others
+            .iter()
+            .all(|a| a.state.event_at("member-down", victim, at).is_some())
     })?;
     Ok(Detection::since(
         at,
         others
             .iter()
-            .map(|a| (a.node.clone(), a.event_at("member-down", victim, at))),
+            .map(|a| (a.node.clone(), a.state.event_at("member-down", victim, at))),
     ))
 }

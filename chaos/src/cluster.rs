@@ -548,11 +548,7 @@ impl Cluster {
     /// its cgroups. Its Node object stays as it was, as a dead machine's
     /// does, until the controller manager finds its lease expired.
     pub fn crash_node(&self, lab: &Lab, name: &str) -> Result<(), LabError> {
-        let node = self
-            .nodes
-            .iter()
-            .find(|n| n.name == name)
-            .ok_or_else(|| LabError::Invalid(format!("no real node {name}")))?;
+        let node = self.node(name)?;
         lab.crash(name)?;
         remove_cgroup(&node.cgroup);
         Ok(())
@@ -567,11 +563,7 @@ impl Cluster {
         node: &str,
         signal: nix::sys::signal::Signal,
     ) -> Result<(), LabError> {
-        let node = self
-            .nodes
-            .iter()
-            .find(|n| n.name == node)
-            .ok_or_else(|| LabError::Invalid(format!("no real node {node}")))?;
+        let node = self.node(node)?;
         let command = announcer.command();
         let agents: Vec<i32> = crate::netns::pids_in(&node.netns)?
             .into_iter()
@@ -740,6 +732,13 @@ impl Cluster {
 }
 
 impl Cluster {
+    fn node(&self, name: &str) -> Result<&RealNode, LabError> {
+        self.nodes
+            .iter()
+            .find(|n| n.name == name)
+            .ok_or_else(|| LabError::Invalid(format!("no real node {name}")))
+    }
+
     fn node_mut(&mut self, name: &str) -> Result<&mut RealNode, LabError> {
         self.nodes
             .iter_mut()
@@ -774,6 +773,25 @@ impl Cluster {
                 Ok((pod.to_owned(), log))
             })
             .collect()
+    }
+
+    /// What meshlb's agent on `node` reports in its state directory: the
+    /// chart's `state` emptyDir volume, which lives on the node's disk in
+    /// the kubelet's directory of the pod (kept across the container's
+    /// restarts, gone with the pod). Asks the API server for the pod's
+    /// uid: ask before cutting it off.
+    pub fn agent_state(&self, node: &str) -> Result<crate::agent::AgentState, LabError> {
+        let uid = self.agent_pods(Announcer::Meshlb, Some(node), "{.metadata.uid}")?;
+        if uid.is_empty() {
+            return Err(LabError::Invalid(format!("no meshlb pod on {node}")));
+        }
+        let dir = self
+            .node(node)?
+            .kubelet_dir()
+            .join("pods")
+            .join(uid)
+            .join("volumes/kubernetes.io~empty-dir/state");
+        Ok(crate::agent::AgentState { dir })
     }
 
     /// Starts `node`'s kubelet again after [`Cluster::stop_kubelet`]
@@ -1228,6 +1246,11 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         self.ctr(&["images", "import", &archive.to_string_lossy()]).map(|_| ())
     }
 
+    /// The kubelet's directory (`--root-dir`): its pods' volumes.
+    fn kubelet_dir(&self) -> PathBuf {
+        self.dir.join("kubelet")
+    }
+
     fn start_kubelet(
         &mut self,
         lab: &Lab,
@@ -1277,7 +1300,7 @@ evictionHard: {{memory.available: "1Mi", nodefs.available: "0%", nodefs.inodesFr
                     .join(format!("kubeconfig-{}", self.name))
                     .display()
             ),
-            format!("--root-dir={}", dir.join("kubelet").display()),
+            format!("--root-dir={}", self.kubelet_dir().display()),
             format!("--hostname-override={}", self.name),
             format!("--node-ip={address}"),
             "--v=1".into(),

@@ -74,7 +74,7 @@ pub fn crash_detection(nodes: usize) -> Result<CrashDetection, LabError> {
         lab.crash(&victim)?;
         let mesh_survivors: Vec<&MeshAgent> = mesh_agents.iter().filter(|a| a.node != victim).collect();
         let serf_survivors: Vec<&SerfAgent> = serf_agents.iter().filter(|a| a.node != victim).collect();
-        let mesh_seen = |a: &MeshAgent| a.event_at("member-down", &victim, at);
+        let mesh_seen = |a: &MeshAgent| a.state.event_at("member-down", &victim, at);
         let serf_seen = |a: &SerfAgent| a.failed_at(&victim);
         wait_for(
             Duration::from_secs(60),
@@ -135,7 +135,7 @@ pub fn steady_state(nodes: usize, window: Duration, path_loss_percent: f64) -> R
                 names
                     .iter()
                     .filter(|m| **m != a.node)
-                    .map(|m| a.events_between("member-down", m, loss_from, loss_until))
+                    .map(|m| a.state.events_between("member-down", m, loss_from, loss_until))
                     .sum::<usize>()
             })
             .sum();

@@ -178,6 +178,22 @@ fn unique_dir(what: &str) -> PathBuf {
 pub const CHART_RELEASE: &str = "meshlb";
 /// The namespace they install it in: MetalLB's.
 pub const CHART_NAMESPACE: &str = "metallb-system";
+/// The Secret the chart makes for the mesh's cluster keys (release
+/// [`CHART_RELEASE`], no `clusterKeys.existingSecret`), whose `keys` entry
+/// users edit to rotate them.
+pub const CHART_CLUSTER_KEY_SECRET: &str = "meshlb-cluster-keys";
+
+/// The manifest (JSON, for kubectl) of Secret [`CHART_CLUSTER_KEY_SECRET`]
+/// holding `keys` (the key file's form: `ID:HEX` lines, the first used to
+/// send).
+pub fn cluster_key_secret(keys: &str) -> String {
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": CHART_CLUSTER_KEY_SECRET, "namespace": CHART_NAMESPACE},
+        "stringData": {"keys": keys},
+    })
+    .to_string()
+}
 
 /// The Helm chart's directory.
 pub fn chart_dir() -> PathBuf {
@@ -475,8 +491,8 @@ impl KubeEnv {
     /// [`CHART_RELEASE`] in namespace `metallb-system` (created if
     /// missing), its CRDs included, with `--set` `values`; helm's output.
     /// On a cluster of real nodes the kubelets run the DaemonSet's pods
-    /// ([`crate::cluster::Cluster::install_meshlb`]); without them the lab
-    /// runs the agents as they would, with [`KubeEnv::chart_kubeconfig`].
+    /// ([`crate::cluster::Cluster::install_meshlb`]); without them, tests
+    /// of the agent alone run it with [`KubeEnv::chart_kubeconfig`].
     pub fn install_chart(&self, values: &[&str]) -> Result<String, LabError> {
         let mut command = self.helm();
         command
@@ -507,52 +523,6 @@ impl KubeEnv {
             .map(|image| image.trim().trim_matches('"').to_owned())
             .filter(|image| !image.is_empty())
             .ok_or_else(|| LabError::Invalid("meshlb's chart renders no image".into()))
-    }
-
-    /// The agent's command line as the installed chart's DaemonSet gives
-    /// it to the pod on `node` (host address `host_ip`): the container's
-    /// arguments with the downward API's values in place, the state
-    /// directory (the pod's emptyDir) at `state_dir`, and `--kubeconfig`
-    /// of [`KubeEnv::chart_kubeconfig`] (a pod would hold the token
-    /// mounted).
-    pub fn chart_agent_args(
-        &self,
-        node: &str,
-        host_ip: std::net::IpAddr,
-        state_dir: &Path,
-        kubeconfig: &Path,
-    ) -> Result<Vec<String>, LabError> {
-        let listed = self.run_kubectl(&[
-            "get",
-            "daemonset",
-            CHART_RELEASE,
-            "-n",
-            CHART_NAMESPACE,
-            "-o",
-            "jsonpath={.spec.template.spec.containers[0].args}",
-        ])?;
-        let args: Vec<String> = serde_json::from_str(&listed)
-            .map_err(|e| LabError::Invalid(format!("the DaemonSet's arguments {listed:?}: {e}")))?;
-        let mut args: Vec<String> = args
-            .into_iter()
-            .map(|arg| {
-                let arg = arg
-                    .replace("$(MESHLB_NODE_NAME)", node)
-                    .replace("$(MESHLB_HOST_IP)", &host_ip.to_string())
-                    .replace("$(MESHLB_NAMESPACE)", CHART_NAMESPACE);
-                match arg.strip_prefix("--state-dir=") {
-                    Some(_) => format!("--state-dir={}", state_dir.display()),
-                    None => arg,
-                }
-            })
-            .collect();
-        if let Some(unknown) = args.iter().find(|arg| arg.contains("$(")) {
-            return Err(LabError::Invalid(format!(
-                "the DaemonSet's argument {unknown:?} names a variable the lab does not set"
-            )));
-        }
-        args.push(format!("--kubeconfig={}", kubeconfig.display()));
-        Ok(args)
     }
 
     /// A kubeconfig of the chart's ServiceAccount (see
@@ -721,26 +691,6 @@ impl KubeEnv {
             "--all",
         ])?;
         Ok(())
-    }
-
-    /// Creates a Node object for every node of `lab` (name, InternalIP),
-    /// as kubelets would register them: no kubelet runs here.
-    pub fn register_lab_nodes(&self, lab: &Lab) -> Result<(), LabError> {
-        let manifest: String = lab
-            .hosts_with(crate::lab::Role::Node)
-            .map(|h| {
-                let mut addresses = format!("{{type: InternalIP, address: \"{}\"}}", h.ipv4);
-                if let Some(v6) = h.ipv6 {
-                    addresses.push_str(&format!(", {{type: InternalIP, address: \"{v6}\"}}"));
-                }
-                format!(
-                    "---\napiVersion: v1\nkind: Node\nmetadata:\n  name: {}\n  labels: {{kubernetes.io/hostname: {}}}\n\
-                     status:\n  addresses: [{addresses}]\n",
-                    h.name, h.name
-                )
-            })
-            .collect();
-        self.apply("lab-nodes.yaml", &manifest)
     }
 
     /// The last `lines` lines of the server's log.

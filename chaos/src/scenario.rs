@@ -49,20 +49,6 @@ pub struct FailoverRun {
     pub duplicate_answers: usize,
 }
 
-/// Makes every node of `lab` deliver `address`'s traffic to its own
-/// responder, as kube-proxy makes every node deliver a LoadBalancer
-/// address's: the address on loopback, and `arp_ignore`/`arp_announce` on
-/// eth0 so the kernel never answers ARP for it (the announcer does).
-pub fn play_kube_proxy(lab: &Lab, address: std::net::Ipv4Addr) -> Result<(), LabError> {
-    for node in lab.node_names() {
-        for setting in ["net.ipv4.conf.eth0.arp_ignore=1", "net.ipv4.conf.eth0.arp_announce=2"] {
-            lab.exec(&node, "sysctl", &["-qw", setting])?;
-        }
-        lab.exec(&node, "ip", &["addr", "replace", &format!("{address}/32"), "dev", "lo"])?;
-    }
-    Ok(())
-}
-
 /// Starts the lab responder (`<lab_binary> responder`) on every node.
 pub fn start_responders(lab: &Lab, lab_binary: &Path) -> Result<Vec<LabProcess>, LabError> {
     let binary = lab_binary.to_string_lossy().into_owned();
@@ -394,7 +380,7 @@ pub fn reload_health(services: usize, requests: usize, window: Duration) -> Resu
                     .flat_map(|a| {
                         names
                             .iter()
-                            .map(move |m| a.events_between("member-down", m, from, until))
+                            .map(move |m| a.state.events_between("member-down", m, from, until))
                     })
                     .sum(),
                 stalls: count(&agents, "was stalled") - stalls,

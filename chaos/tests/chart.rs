@@ -7,8 +7,8 @@
 //! `upgrade` (the cluster key kept) and `uninstall` (nothing left but the
 //! CRDs), `kubectl apply --server-side --dry-run=server` of the manifests,
 //! and the chart's ServiceAccount refused what the chart does not grant.
-//! (The agents run with that identity in the Kubernetes lab tests,
-//! chaos/tests/kube_l2.rs and node-agent/tests/kubernetes.rs.)
+//! (The agents run with that identity on real nodes in chaos/tests/cluster.rs,
+//! kube_l2.rs and kube_bgp.rs, and alone in node-agent/tests/kubernetes.rs.)
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::path::{Path, PathBuf};
@@ -16,7 +16,7 @@ use std::process::Command;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::api::{Api, ListParams, PostParams};
-use meshlb_chaos::kube_env::{CHART_NAMESPACE, CHART_RELEASE, KubeEnv, chart_dir};
+use meshlb_chaos::kube_env::{CHART_CLUSTER_KEY_SECRET, CHART_NAMESPACE, CHART_RELEASE, KubeEnv, chart_dir};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -121,7 +121,7 @@ fn monitoring_check(binary: &str, yaml: &str) -> Result<String, String> {
 /// The `keys` entry of the chart's cluster key Secret.
 async fn cluster_keys(client: &kube::Client) -> String {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), CHART_NAMESPACE);
-    let secret = secrets.get("meshlb-cluster-keys").await.unwrap();
+    let secret = secrets.get(CHART_CLUSTER_KEY_SECRET).await.unwrap();
     String::from_utf8(secret.data.unwrap()["keys"].0.clone()).unwrap()
 }
 

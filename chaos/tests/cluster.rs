@@ -286,8 +286,76 @@ fn a_rolling_upgrade_of_the_agents_loses_no_probe() {
     );
 }
 
-/// Faults on real nodes, one cluster for both (each starts from a settled
-/// owner). meshlb's agent SIGKILLed on the owner: the kubelet restarts its
+/// What the client saw while `replace` replaced the Service's only pod.
+#[derive(Debug)]
+struct PodReplaced {
+    /// The pod that answered before (`pod@node`), and the one after.
+    before: String,
+    after: String,
+    /// Probes lost once the first was answered.
+    lost: usize,
+    /// Of those, the ones lost while the old pod still answered or once
+    /// the new one did, not in the gap between the two.
+    lost_outside_gap: usize,
+}
+
+/// Probes `address` while `replace` replaces the Service's only pod (it
+/// returns once the replacement runs, or at once), until another pod
+/// answers. The address must stay with `owner` all along: no other MAC
+/// claims it on the segment, and `owner` answers ARP for it after.
+fn only_pod_replaced(lab: &Lab, address: IpAddr, owner: &str, replace: impl FnOnce(&str)) -> PodReplaced {
+    let prober = Prober::start(
+        lab,
+        "client1",
+        SocketAddr::new(address, RESPONDER_PORT),
+        Duration::from_millis(10),
+    )
+    .unwrap();
+    let before = prober
+        .wait_for_answer(Instant::now(), Duration::from_secs(30), |_| true)
+        .unwrap();
+    let detector = SplitBrainDetector::start(lab).unwrap();
+    replace(&before);
+    let after = prober
+        .wait_for_answer(Instant::now(), Duration::from_secs(90), |pod| pod != before)
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let log = prober.stop();
+    let claims = detector.stop().unwrap();
+    let owner_mac = lab.host(owner).unwrap().mac;
+    let claimants = claims.claimants(address);
+    assert!(
+        claimants.iter().all(|mac| *mac == owner_mac),
+        "only {owner} may claim {address} while the pod is replaced: {:?}; answers: {:?}",
+        claims.claims,
+        log.answer_runs()
+    );
+    assert_eq!(arp_owner(lab, address), owner);
+    let probes: Vec<_> = log.probes.iter().skip_while(|p| p.answers.is_empty()).collect();
+    let last_before = probes
+        .iter()
+        .rposition(|p| p.answered_by() == Some(before.as_str()))
+        .unwrap();
+    let first_after = probes
+        .iter()
+        .position(|p| p.answered_by() == Some(after.as_str()))
+        .unwrap();
+    let lost: Vec<usize> = (0..probes.len()).filter(|&i| probes[i].answers.is_empty()).collect();
+    PodReplaced {
+        lost_outside_gap: lost.iter().filter(|&&i| i < last_before || i > first_after).count(),
+        lost: lost.len(),
+        before,
+        after,
+    }
+}
+
+/// Faults on real nodes, one cluster for all (each starts from a settled
+/// owner). First the Service's only pod is moved under the client's
+/// prober, by a rollout (the new pod Ready before the old one stops) and
+/// by deleting it (nothing serves until its replacement is Ready): what
+/// the client loses is the workload's own gap, not meshlb's: the owner
+/// keeps the address all along, and no probe is lost while either pod
+/// answers. meshlb's agent SIGKILLed on the owner: the kubelet restarts its
 /// container, and meanwhile the node's kube-proxy goes on forwarding what
 /// reaches it, so the client loses little or nothing whether another node
 /// takes the address or the restarted agent is back first; one node
@@ -304,6 +372,27 @@ fn the_agent_killed_and_the_node_crashed_move_the_address() {
     let env = cluster.env();
     cluster.deploy_echo("shop", "echo", 1, "Cluster").unwrap();
     let address = echo_address(env).unwrap();
+
+    let owner = settled_arp_owner(&lab, address).unwrap();
+    let rolled = only_pod_replaced(&lab, address.into(), &owner, |pod| {
+        let elsewhere = ["node1", "node2", "node3"]
+            .into_iter()
+            .find(|n| !pod.ends_with(&format!("@{n}")))
+            .unwrap();
+        cluster.pin_deployment("shop", "echo", elsewhere).unwrap();
+    });
+    let deleted = only_pod_replaced(&lab, address.into(), &owner, |pod| {
+        let name = pod.split('@').next().unwrap();
+        env.run_kubectl(&["delete", "pod", "-n", "shop", name, "--wait=false"])
+            .unwrap();
+    });
+    for (how, replaced) in [("rolled to another node", &rolled), ("deleted", &deleted)] {
+        eprintln!(
+            "the only pod {how}: {} then {} answered, {} probes lost in between",
+            replaced.before, replaced.after, replaced.lost
+        );
+        assert_eq!(replaced.lost_outside_gap, 0, "{replaced:?}");
+    }
 
     let killed = cluster
         .fail_owner(&lab, address, Announcer::Meshlb, ClusterFault::AgentKilled)

@@ -200,7 +200,7 @@ fn agents_announce_one_owner_and_fail_over_on_kill_and_graceful_stop() {
     // on its interface, and every agent names the owner as the announcer.
     let owner_agent = agents.iter().find(|a| a.node == owner).unwrap();
     wait("the owner's answers counted", || {
-        owner_agent.interfaces().values().any(|fields| {
+        owner_agent.state.interfaces().values().any(|fields| {
             let count = |key: &str| fields.get(key).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
             count("arp-replies") > 0
                 && count("na-replies") > 0
@@ -211,7 +211,7 @@ fn agents_announce_one_owner_and_fail_over_on_kill_and_graceful_stop() {
     });
     for agent in &agents {
         wait("the ownership file to name the owner", || {
-            agent.ownership_of(SERVICE_V4) == Some((vec![owner.clone()], agent.node == owner))
+            agent.state.ownership_of(SERVICE_V4) == Some((vec![owner.clone()], agent.node == owner))
         });
     }
 
@@ -322,8 +322,8 @@ fn a_thawed_owner_answers_no_stale_question() {
     });
     wait("every agent to see the owner settled and the only claimant", || {
         agents.iter().all(|a| {
-            a.settling_members().is_ok_and(|s| s.is_empty())
-                && a.claimants_of(SERVICE_V4).is_ok_and(|c| c == [owner.clone()])
+            a.state.settling_members().is_ok_and(|s| s.is_empty())
+                && a.state.claimants_of(SERVICE_V4).is_ok_and(|c| c == [owner.clone()])
         })
     });
 }
@@ -352,12 +352,12 @@ fn a_client_link_failure_moves_the_address_while_the_mesh_stays_whole() {
     assert_eq!(arp_answerers(lab, SERVICE_V4), [mac_of(lab, &successor)].into());
     for agent in &l2.agents {
         assert!(
-            agent.members().unwrap().iter().any(|m| m == owner),
+            agent.state.members().unwrap().iter().any(|m| m == owner),
             "{} still counts {owner} a member",
             agent.node
         );
         assert_eq!(
-            agent.events_between("member-down", owner, since, now_secs()),
+            agent.state.events_between("member-down", owner, since, now_secs()),
             0,
             "{} declared {owner} down: the mesh link never failed",
             agent.node
@@ -552,7 +552,7 @@ spec: {type: LoadBalancer, ports: [{port: 80}]}
         agents
             .iter()
             .filter(|a| a.node != "node1")
-            .all(|a| a.members().is_ok_and(|m| m.len() == 3))
+            .all(|a| a.state.members().is_ok_and(|m| m.len() == 3))
     });
     std::thread::sleep(Duration::from_secs(4));
     assert_eq!(owners(), moved, "a returning preferred node takes nothing back");

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use meshlb_chaos::agent::{MeshAgent, random_key, start_agent_with, start_cluster_with, write_config};
+use meshlb_chaos::agent::{random_key, start_agent_with, start_cluster_with, write_config};
 use meshlb_chaos::splitbrain::SplitBrainDetector;
 use meshlb_chaos::wait::wait_for;
 use meshlb_chaos::{Lab, LabSpec};
@@ -77,15 +77,6 @@ fn watch_answers(lab: &Lab, ip: Ipv4Addr, time: Duration, stranger: &str) -> BTr
     seen
 }
 
-fn fence_line(agent: &MeshAgent) -> String {
-    std::fs::read_to_string(agent.state_dir.join("mesh-members"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("quorum "))
-        .unwrap_or_default()
-        .to_owned()
-}
-
 /// node4 is told the cluster is node1 to node4, but hears none of them:
 /// first with the wrong cluster key (its datagrams are refused as forged,
 /// which the others count and report), then with the right key and its
@@ -110,7 +101,7 @@ fn an_agent_that_hears_no_one_of_its_cluster_never_answers() {
         let seen = watch_answers(&lab, address(i), Duration::from_secs(3), "node4");
         assert_eq!(seen.len(), 1, "{}: answered by {seen:?}", address(i));
     }
-    let line = fence_line(&stranger);
+    let line = stranger.state.fence().unwrap_or_default();
     assert!(
         line.starts_with("quorum false") && line.contains("expected=4") && line.contains("heard-majority=false"),
         "node4's fence: {line:?}"
@@ -125,7 +116,7 @@ fn an_agent_that_hears_no_one_of_its_cluster_never_answers() {
         || {
             agents
                 .iter()
-                .all(|a| a.drops().is_ok_and(|d| d.get("forged").copied().unwrap_or(0) > 0))
+                .all(|a| a.state.drops().is_ok_and(|d| d.get("forged").copied().unwrap_or(0) > 0))
         },
     );
     for agent in &agents {
@@ -156,7 +147,7 @@ fn an_agent_that_hears_no_one_of_its_cluster_never_answers() {
         let seen = watch_answers(&lab, address(i), Duration::from_secs(3), "node4");
         assert_eq!(seen.len(), 1, "{}: answered by {seen:?}", address(i));
     }
-    let line = fence_line(&firewalled);
+    let line = firewalled.state.fence().unwrap_or_default();
     assert!(line.starts_with("quorum false"), "firewalled node4's fence: {line:?}");
     let claims = detector.stop().unwrap();
     let node4_mac = lab.host("node4").unwrap().mac;

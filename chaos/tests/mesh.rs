@@ -19,7 +19,7 @@ fn wait_until(what: &str, limit: Duration, done: impl FnMut() -> bool) {
 }
 
 fn sees_all(agents: &[MeshAgent], count: usize) -> bool {
-    agents.iter().all(|a| a.members().is_ok_and(|m| m.len() == count))
+    agents.iter().all(|a| a.state.members().is_ok_and(|m| m.len() == count))
 }
 
 #[test]
@@ -37,24 +37,24 @@ fn membership_follows_partition_kill_freeze_and_graceful_stop() {
         agents
             .iter()
             .filter(|a| a.node != "node4")
-            .all(|a| a.members().is_ok_and(|m| m.len() == 3))
-            && node4.members().is_ok_and(|m| m.len() == 1)
+            .all(|a| a.state.members().is_ok_and(|m| m.len() == 3))
+            && node4.state.members().is_ok_and(|m| m.len() == 1)
     });
     wait_until("node4 to be fenced", DETECTION_LIMIT, || {
-        !node4.has_quorum().unwrap_or(true)
+        !node4.state.has_quorum().unwrap_or(true)
     });
     assert!(
         agents
             .iter()
             .filter(|a| a.node != "node4")
-            .all(|a| a.has_quorum().unwrap())
+            .all(|a| a.state.has_quorum().unwrap())
     );
     lab.heal().unwrap();
     wait_until("membership to converge after healing", Duration::from_secs(30), || {
         sees_all(&agents, 4)
     });
     wait_until("node4 to regain quorum", DETECTION_LIMIT, || {
-        node4.has_quorum().unwrap_or(false)
+        node4.state.has_quorum().unwrap_or(false)
     });
 
     // Kill: every survivor reports it down.
@@ -65,7 +65,7 @@ fn membership_follows_partition_kill_freeze_and_graceful_stop() {
 
     // Freeze: reported down; thawed, it rejoins with a renewed identity.
     let node1 = agents.iter().find(|a| a.node == "node1").unwrap();
-    let before_freeze = node1.identity_of("node3").unwrap().expect("node1 knows node3");
+    let before_freeze = node1.state.identity_of("node3").unwrap().expect("node1 knows node3");
     let frozen = detect(&agents, "node3", DETECTION_LIMIT, |a| a.process.freeze()).unwrap();
     assert_eq!(frozen.per_node.len(), 2);
     let thawed_at = now_secs();
@@ -80,7 +80,7 @@ fn membership_follows_partition_kill_freeze_and_graceful_stop() {
         sees_all(&agents, 3)
     });
     for a in agents.iter().filter(|a| a.node != "node3") {
-        let now = a.identity_of("node3").unwrap().expect("node3 is back");
+        let now = a.state.identity_of("node3").unwrap().expect("node3 is back");
         assert!(
             now > before_freeze,
             "{} readmitted node3 without renewing its identity: {before_freeze:?} then {now:?}",
@@ -91,7 +91,7 @@ fn membership_follows_partition_kill_freeze_and_graceful_stop() {
     // members it sees, and the others can write theirs first: wait for it.
     let node3 = agents.iter().find(|a| a.node == "node3").unwrap();
     wait_until("the thawed agent to report its rejoin", DETECTION_LIMIT, || {
-        node3.event_at("rejoined", "node3", thawed_at).is_some()
+        node3.state.event_at("rejoined", "node3", thawed_at).is_some()
     });
 
     // Graceful stop: the others see it leave, and it exits cleanly.
@@ -143,7 +143,7 @@ fn cluster_keys_rotate_without_downtime() {
     for a in &agents {
         for m in &three {
             assert_eq!(
-                a.events_between("member-down", m, rotation_from, rotation_until),
+                a.state.events_between("member-down", m, rotation_from, rotation_until),
                 0,
                 "{} saw {m} go down during the rotation",
                 a.node
@@ -156,10 +156,10 @@ fn cluster_keys_rotate_without_downtime() {
     let node4 = start_agent(&lab, "node4", &three, &format!("{old}\n"), "fast").unwrap();
     std::thread::sleep(Duration::from_secs(5));
     assert!(sees_all(&agents, 3), "an agent with the retired key was let in");
-    assert_eq!(node4.members().unwrap(), vec!["node4".to_owned()]);
+    assert_eq!(node4.state.members().unwrap(), vec!["node4".to_owned()]);
     // Given the new key while running, it joins.
     node4.set_keys(&format!("{new}\n")).unwrap();
     wait_until("node4 to join with the new key", Duration::from_secs(20), || {
-        sees_all(&agents, 4) && node4.members().is_ok_and(|m| m.len() == 4)
+        sees_all(&agents, 4) && node4.state.members().is_ok_and(|m| m.len() == 4)
     });
 }
