@@ -1,8 +1,8 @@
 //! # meshlb-config: what meshlb is asked to do, checked, and the addresses it hands out
 //!
 //! Place in the architecture: pure logic between the configuration sources
-//! and the actors. The agent's sources (standalone YAML files in
-//! `meshlb-node-agent`, later the Kubernetes API) produce [`Object`]s; this
+//! and the actors. The agent's sources (standalone YAML files and the
+//! Kubernetes API, in `meshlb-node-agent`) produce [`Object`]s; this
 //! crate validates them into a [`Config`], decides which services get which
 //! addresses ([`Allocator`]) and which nodes can serve them (endpoint slices
 //! and local [`health`] checks). The actors read the results. Nothing here

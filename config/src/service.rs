@@ -531,6 +531,14 @@ impl Service {
         self.metallb_annotation("ip-allocated-from-pool").map(|(_, v)| v)
     }
 
+    /// The key of the Services it may share its addresses with (the
+    /// `allow-shared-ip` annotation under either prefix, trimmed: keys that
+    /// differ only by surrounding spaces are one key, in planning and in
+    /// claiming alike).
+    pub fn sharing_key(&self) -> Option<&str> {
+        self.metallb_annotation("allow-shared-ip").map(|(_, v)| v.trim())
+    }
+
     /// Addresses in `status.loadBalancer.ingress` that parse; these are
     /// re-admitted on restart.
     pub fn assigned_addresses(&self) -> Vec<IpAddr> {
@@ -558,9 +566,7 @@ impl Service {
         let pool = self
             .metallb_annotation("address-pool")
             .map(|(_, v)| v.trim().to_string());
-        let sharing_key = self
-            .metallb_annotation("allow-shared-ip")
-            .map(|(_, v)| v.trim().to_string());
+        let sharing_key = self.sharing_key().map(str::to_owned);
 
         let mut addresses = Vec::new();
         let listed = self.metallb_annotation("loadBalancerIPs");

@@ -19,10 +19,10 @@
 //! 5. the pipeline runs until SIGTERM or SIGINT.
 //!
 //! Two threads of actors: the control thread (this one: the pipeline, the
-//! Layer 2 glue, the status files, Kubernetes, the gRPC API, the metrics)
-//! and
-//! the answering arbiter (the gossip driver, the link monitor, the service,
-//! membership and interface actors; later BFD). A relist, a burst of
+//! Layer 2 and BGP glue, the status files, Kubernetes, the gRPC API, the
+//! metrics) and the answering arbiter (the gossip driver, the link monitor,
+//! the service, membership and interface actors; the BGP listener, peers,
+//! unnumbered discovery and BFD). A relist, a burst of
 //! updates or a slow reader on the control thread never delays an ARP
 //! answer or a gossip probe. Configuration parsing and allocation run on
 //! blocking threads besides.

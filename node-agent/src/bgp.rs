@@ -47,6 +47,8 @@ use meshlb_gossip::driver::{Command, MeshStatus};
 use meshlb_gossip::record::BgpSection;
 use meshlb_wire::bgp::{Community, GracefulRestart, GracefulRestartFamily};
 use tokio::sync::mpsc;
+use tokio_stream::StreamExt as _;
+use tokio_stream::wrappers::WatchStream;
 
 use crate::layer2::Layer2Options;
 use crate::local_address::Delivery;
@@ -804,17 +806,8 @@ impl Actor for BgpActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let running = futures_util::stream::unfold(self.inputs.hub.running().watch(), |mut rx| async move {
-            rx.changed().await.ok()?;
-            Some((Heard::Replan, rx))
-        });
-        ctx.add_stream(running);
-        let deliverable = futures_util::stream::unfold(self.inputs.delivery.deliverable(), |mut rx| async move {
-            rx.changed().await.ok()?;
-            let now = rx.borrow_and_update().clone();
-            Some((Heard::Deliverable(now), rx))
-        });
-        ctx.add_stream(deliverable);
+        ctx.add_stream(WatchStream::from_changes(self.inputs.hub.running().watch()).map(|_| Heard::Replan));
+        ctx.add_stream(WatchStream::from_changes(self.inputs.delivery.deliverable()).map(Heard::Deliverable));
         self.replan(ctx);
     }
 

@@ -16,7 +16,7 @@
 //!
 //! The service, membership and interface actors run on the answering
 //! arbiter given to [`Layer2Actor::start`], never on the control thread
-//! that runs this actor, the pipeline and (later) Kubernetes and gRPC.
+//! that runs this actor, the pipeline, Kubernetes and gRPC.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -35,6 +35,8 @@ use meshlb_actors::l2::service::{Placement, ServiceActor, StopService};
 use meshlb_config::meta::StringMap;
 use meshlb_gossip::driver::Command;
 use tokio::sync::{mpsc, watch};
+use tokio_stream::StreamExt as _;
+use tokio_stream::wrappers::WatchStream;
 
 use crate::local_address::Delivery;
 use crate::pipeline::AgentState;
@@ -250,22 +252,9 @@ impl Actor for Layer2Actor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let running = futures_util::stream::unfold(self.inputs.hub.running().watch(), |mut rx| async move {
-            rx.changed().await.ok()?;
-            Some((Replan, rx))
-        });
-        ctx.add_stream(running);
-        let links = futures_util::stream::unfold(self.inputs.links.clone(), |mut rx| async move {
-            rx.changed().await.ok()?;
-            Some((Replan, rx))
-        });
-        ctx.add_stream(links);
-        let owned = futures_util::stream::unfold(self.inputs.owned.clone(), |mut rx| async move {
-            rx.changed().await.ok()?;
-            let owned = rx.borrow_and_update().clone();
-            Some((Announcing(owned), rx))
-        });
-        ctx.add_stream(owned);
+        ctx.add_stream(WatchStream::from_changes(self.inputs.hub.running().watch()).map(|_| Replan));
+        ctx.add_stream(WatchStream::from_changes(self.inputs.links.clone()).map(|_| Replan));
+        ctx.add_stream(WatchStream::from_changes(self.inputs.owned.clone()).map(Announcing));
         self.replan(ctx);
     }
 }

@@ -1,6 +1,6 @@
 //! The status hub: one place where every component of the agent publishes
 //! what it knows, as snapshots, and where every reader (the files in the
-//! state directory today, the gRPC API and the metrics next) reads them,
+//! state directory, the gRPC API and the metrics) reads them,
 //! never the components' internals.
 //!
 //! Each section is a [`Section`]: a `watch` of the latest snapshot, written

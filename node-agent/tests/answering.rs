@@ -1,6 +1,6 @@
 //! The answering thread: the gossip driver (like the ARP/NDP answering
 //! actors) runs on an arbiter of its own, so blocking the control thread
-//! (where the pipeline, the Layer 2 glue, and later Kubernetes and gRPC
+//! (where the pipeline, the Layer 2 glue, Kubernetes and gRPC
 //! run) for longer than a stall neither stalls the mesh nor gets the node
 //! declared down.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]

@@ -1117,9 +1117,10 @@ fn services_sharing_an_address_hold_one_claim() {
     let _agent = Agent::start(&env, "node-a", "meshlb-allocator");
     rt.block_on(async {
         let services: Api<Service> = Api::namespaced(client.clone(), "shared");
-        for (name, protocol, port) in [("dns-tcp", "TCP", 53), ("dns-udp", "UDP", 53)] {
+        // The keys differ by spaces around them: one key all the same.
+        for (name, protocol, port, key) in [("dns-tcp", "TCP", 53, "dns"), ("dns-udp", "UDP", 53, " dns ")] {
             let service: Service = serde_json::from_value(json!({
-                "metadata": {"name": name, "namespace": "shared", "annotations": {"metallb.io/allow-shared-ip": "dns"}},
+                "metadata": {"name": name, "namespace": "shared", "annotations": {"metallb.io/allow-shared-ip": key}},
                 "spec": {"type": "LoadBalancer", "ports": [{"port": port, "protocol": protocol}]},
             }))
             .unwrap();

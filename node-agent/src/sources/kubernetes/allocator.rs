@@ -53,7 +53,7 @@ use kube::runtime::reflector::{self, Store};
 use meshlb_config::allocator::PoolCounters;
 use meshlb_config::crd::{AddressClaim, AddressClaimSpec, ClaimHolder, IpAddressPoolStatus, claim_name};
 use meshlb_config::reconcile::Holds;
-use meshlb_config::service::{ClassFilter, ServiceKey};
+use meshlb_config::service::{ClassFilter, IP_ALLOCATED_FROM_POOL, ServiceKey};
 use meshlb_config::{Inventory, Reconciler, ServiceOutcome};
 use serde_json::json;
 use tokio::sync::{Notify, watch};
@@ -65,9 +65,6 @@ pub const LEASE_NAME: &str = "meshlb-allocator";
 
 /// The annotation a fence writes (see the module documentation).
 pub const FENCE_ANNOTATION: &str = "meshlb.io/claims-fenced";
-
-/// The annotation naming the pool a Service's addresses came from.
-pub const POOL_ANNOTATION: &str = "metallb.io/ip-allocated-from-pool";
 
 /// How many Services are written at once.
 const CONCURRENT_WRITES: usize = 16;
@@ -231,14 +228,14 @@ pub fn plan(
     let mut remembered = BTreeMap::new();
     for (key, service) in adjusted.services.iter_mut() {
         let uid = service.metadata.uid.clone().unwrap_or_default();
-        let sharing = service.metallb_annotation("allow-shared-ip").map(|(_, v)| v.to_owned());
+        let sharing = service.sharing_key().map(str::to_owned);
         let keeps = |ingress: &meshlb_config::service::LoadBalancerIngress| {
             let Some(address) = ingress.ip.as_deref().and_then(|ip| ip.parse::<IpAddr>().ok()) else {
                 return false;
             };
-            claims.get(&address).is_none_or(|claim| {
-                claim.held_by(&uid) || (claim.sharing_key.is_some() && claim.sharing_key == sharing)
-            })
+            claims
+                .get(&address)
+                .is_none_or(|claim| claim.held_by(&uid) || (sharing.is_some() && claim.sharing_key == sharing))
         };
         // Copied only when something is taken away.
         if !service.status.load_balancer.ingress.iter().all(keeps) {
@@ -290,7 +287,7 @@ pub fn plan(
         if event != WriteEvent::Allocated {
             plan.failures.insert(key.clone(), event.clone());
         }
-        let sharing_key = service.metallb_annotation("allow-shared-ip").map(|(_, v)| v.to_owned());
+        let sharing_key = service.sharing_key().map(str::to_owned);
         let (addresses, pool) = match outcome.assignment() {
             Some(a) => (a.addresses.clone(), a.pool.to_string()),
             // Held: kept, under the pool they came from.
@@ -515,7 +512,7 @@ impl Writer {
         // annotation is written on its own.
         let mut metadata = json!({"resourceVersion": write.version});
         if write.annotate {
-            metadata["annotations"] = json!({POOL_ANNOTATION: write.pool});
+            metadata["annotations"] = json!({IP_ALLOCATED_FROM_POOL: write.pool});
         }
         let status = json!({
             "metadata": metadata,
@@ -529,15 +526,15 @@ impl Writer {
             .metadata
             .annotations
             .as_ref()
-            .and_then(|a| a.get(POOL_ANNOTATION))
+            .and_then(|a| a.get(IP_ALLOCATED_FROM_POOL))
             .is_some_and(|pool| *pool == write.pool);
         if write.annotate && !annotated {
-            let annotation = json!({"metadata": {"annotations": {POOL_ANNOTATION: write.pool}}});
+            let annotation = json!({"metadata": {"annotations": {IP_ALLOCATED_FROM_POOL: write.pool}}});
             if let Err(e) = services
                 .patch(&key.name, &PatchParams::default(), &Patch::Merge(annotation))
                 .await
             {
-                tracing::warn!(service = %key, "cannot write {POOL_ANNOTATION}: {e}");
+                tracing::warn!(service = %key, "cannot write {IP_ALLOCATED_FROM_POOL}: {e}");
             }
         }
         match &write.event {
@@ -623,8 +620,7 @@ impl Writer {
                 release.holder.namespace, release.holder.name
             )))?;
             let still_holder = current.is_some_and(|s| {
-                s.metadata.uid.as_deref() == Some(release.holder.uid.as_str())
-                    && s.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer")
+                s.metadata.uid.as_deref() == Some(release.holder.uid.as_str()) && super::convert::is_load_balancer(&s)
             });
             if still_holder {
                 return Err(WriteError::Conflict(format!(
@@ -878,7 +874,7 @@ mod tests {
     fn service(name: &str, uid: &str, status: Option<&str>) -> String {
         let (annotations, status) = match status {
             Some(ip) => (
-                format!(", annotations: {{{POOL_ANNOTATION}: p}}"),
+                format!(", annotations: {{{IP_ALLOCATED_FROM_POOL}: p}}"),
                 format!("status: {{loadBalancer: {{ingress: [{{ip: {ip}}}]}}}}\n"),
             ),
             None => (String::new(), String::new()),
