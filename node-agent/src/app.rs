@@ -42,9 +42,10 @@ use meshlb_actors::l2::links::{self, LinkReader};
 use meshlb_config::service::ClassFilter;
 use meshlb_config::{AddressSource, ServiceOutcome};
 
-use crate::layer2::{self, Layer2Actor, Layer2Inputs, Layer2Options};
+use crate::layer2::{self, Layer2Actor, Layer2Inputs};
 use crate::local_address::Delivery;
 use crate::mesh::{AgentMesh, MeshOptions};
+use crate::node::NodeOptions;
 use crate::pipeline::{Pipeline, Reload};
 use crate::sources::files::{FileSource, ReadLimits};
 use crate::sources::kubernetes::allocator::{self, AllocatorOptions};
@@ -95,7 +96,7 @@ pub struct RunOptions {
     /// How long a Service keeps addresses no pool covers any more.
     pub hold_orphaned: Duration,
     /// The mesh and Layer 2, when `--gossip-bind` is given.
-    pub mesh: Option<(MeshOptions, Layer2Options)>,
+    pub mesh: Option<(MeshOptions, NodeOptions)>,
     /// The port BGP peers connect to (0: none; it is bound once a BGPPeer
     /// selects this node).
     pub bgp_listen_port: u16,
@@ -137,7 +138,7 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
         let mesh = mesh.map(|(options, layer2)| {
             (
                 options,
-                Layer2Options {
+                NodeOptions {
                     require_endpoints: in_cluster,
                     ..layer2
                 },
@@ -228,7 +229,7 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
         let introspection = crate::introspection::spawn(hub.clone(), &grpc_listen).await?;
         let metrics = crate::metrics::spawn(hub.clone(), &metrics_listen);
         let mut announcing = None;
-        if let Some((options, layer2_options)) = mesh {
+        if let Some((options, node_options)) = mesh {
             let answering = Arbiter::new();
             let (links_tx, links) = watch::channel(LinkReader::default().read());
             answering.spawn(links::monitor(links_tx));
@@ -259,19 +260,19 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
                 tracing::warn!("{e}; starting afresh");
                 None
             });
-            let restarted = predecessor
-                .as_ref()
-                .is_some_and(|r| r.restarts_at(std::time::SystemTime::now(), crate::bgp::RESTART_TIME));
+            let restarted = predecessor.as_ref().is_some_and(|r| {
+                r.restarts_at(std::time::SystemTime::now(), meshlb_actors::bgp::peering::RESTART_TIME)
+            });
             if restarted {
                 tracing::info!("a BGP graceful restart: the peers hold this node's routes");
             }
             // Loopback addresses change through `ip`, awaited off the actors.
             let (delivery, delivery_task) = Delivery::start(
-                layer2_options.local_addresses,
+                node_options.local_addresses,
                 predecessor.map(|r| r.addresses).unwrap_or_default(),
             );
             let bgp = crate::bgp::BgpActor::start(
-                layer2_options.clone(),
+                node_options.clone(),
                 crate::bgp::BgpInputs {
                     router_id: crate::bgp::router_id_from(gossip_bind),
                     listen_port: bgp_listen_port,
@@ -279,12 +280,13 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
                     answering: answering.handle(),
                     delivery: delivery.clone(),
                     mesh: mesh.commands(),
+                    mesh_status: mesh.status(),
                     drain_timeout: bgp_drain_timeout,
                     restarted,
                 },
             );
             let layer2 = Layer2Actor::start(
-                layer2_options,
+                node_options,
                 Layer2Inputs {
                     hub: hub.clone(),
                     mesh: mesh.commands(),
@@ -309,7 +311,7 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
             // and ceases), but for peers helping with a graceful restart,
             // which keep the routes while the node keeps the addresses.
             // A drain waits for the others, then lingers after withdrawing.
-            let drain = bgp_drain_timeout + crate::bgp::WITHDRAW_LINGER + SHUTDOWN_STEP;
+            let drain = bgp_drain_timeout + meshlb_actors::bgp::drain::WITHDRAW_LINGER + SHUTDOWN_STEP;
             let kept = match tokio::time::timeout(drain, bgp.send(crate::bgp::Stop)).await {
                 Ok(Ok(kept)) => kept,
                 _ => Default::default(),

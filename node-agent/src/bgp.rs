@@ -1,65 +1,62 @@
 //! The BGP glue: applies the BGP plan ([`meshlb_actors::bgp::plan`]) of
-//! the running configuration. One peer actor per BGPPeer this node has,
-//! started on the answering arbiter (never behind the control plane),
-//! restarted when its configuration changes, stopped (Cease) when it goes;
-//! each is told the routes it should have whenever the plan changes them.
+//! the running configuration. The plan says everything: this node's peers,
+//! each one's whole session configuration and BFD session, or why it
+//! cannot run ([`meshlb_actors::bgp::peering`]), and the routes each
+//! should have. The glue gathers what the plan takes from this node
+//! (router ID, a graceful restart, the neighbours Router Discovery found,
+//! IP forwarding) and keeps the I/O actors on the answering arbiter (never
+//! behind the control plane) in step: one peer actor per planned session,
+//! restarted when its configuration changes, stopped (Cease) when it goes,
+//! told its routes whenever the plan changes them; the listener for the
+//! peers' own connections ([`meshlb_actors::bgp::listener`]), bound with the
+//! first peer; the BFD actor ([`meshlb_actors::bfd`]), started with the
+//! first peer that has a bfdProfile, whose failure takes the BGP session
+//! down; Router Discovery ([`meshlb_actors::bgp::unnumbered`]) on each
+//! interface an unnumbered peer names.
 //!
 //! Every node that may announce a Service does; the router spreads traffic
 //! over them (ECMP). It starts with the mesh (`--gossip-bind`), whose node
-//! name and labels it plans with. The peers' own connections are taken
-//! by a listener ([`meshlb_actors::bgp::listener`]) bound with the first
-//! peer. Standalone, the addresses this node announces get local routes
-//! ([`crate::local_address::Delivery`], shared with Layer 2), so it accepts
-//! the traffic the router sends it; a route goes out only once the node
-//! delivers every address it carries, and an address withdrawn stays
-//! delivered for [`WITHDRAW_LINGER`] after its withdrawal is on its way,
-//! so a router never sends this node traffic it would drop. A peer with
-//! `enableGracefulRestart` is stopped for a restart (no Cease), and the
-//! addresses stay delivered for the successor
-//! ([`crate::state_file::RestartRecord`]). Peers with a
-//! bfdProfile get a BFD session ([`meshlb_actors::bfd`]), started with the
-//! first, whose failure takes the BGP session down. A peer that names an
-//! `interface` (unnumbered) starts once Router Discovery on that interface
-//! ([`meshlb_actors::bgp::unnumbered`]) finds its link-local address, and
-//! restarts when that changes. This node's mesh
-//! record says what it announces to established peers; a stop drains
-//! (see [`Stop`]): graceful shutdown first, the withdrawal once the mesh
-//! shows the others announcing, so a planned stop loses no traffic.
+//! name and labels it plans with. Standalone, the addresses this node
+//! announces get local routes ([`crate::local_address::Delivery`], shared
+//! with Layer 2), so it accepts the traffic the router sends it; a route
+//! goes out only once the node delivers every address it carries, and an
+//! address withdrawn stays delivered for [`WITHDRAW_LINGER`] after its
+//! withdrawal is on its way, so a router never sends this node traffic it
+//! would drop. A peer with `enableGracefulRestart` is stopped for a restart
+//! (no Cease), and the addresses stay delivered for the successor
+//! ([`crate::state_file::RestartRecord`]). This node's mesh record says
+//! what it announces to established peers; a stop drains ([`Stop`], run by
+//! [`meshlb_actors::bgp::drain`]'s state machine on the mesh's status), so
+//! a planned stop loses no traffic.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV6};
-use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use actix::{Actor, ActorFutureExt, Addr, ArbiterHandle, AsyncContext, Context, StreamHandler, WrapFuture};
-use meshlb_actors::bfd::actor::{BfdActor, BfdPeer, BfdSockets, SetBfdPeers, StopBfd};
-use meshlb_actors::bfd::session::BfdConfig;
-use meshlb_actors::bgp::listener::{ListenPeer, ListenSockets, ListenerActor, SetListenPeers, StopListening};
-use meshlb_actors::bgp::peer::{
-    Flush, Hops, MessageCounts, PeerActor, PeerConfig, SessionState, SetRoutes, StopPeer, families_for,
+use actix::{
+    Actor, ActorFutureExt, Addr, ArbiterHandle, AsyncContext, Context, SpawnHandle, StreamHandler, WrapFuture,
 };
+use meshlb_actors::bfd::actor::{BfdActor, BfdPeer, BfdSockets, SetBfdPeers, StopBfd};
+use meshlb_actors::bgp::drain::{Drain, DrainAction, WITHDRAW_LINGER, graceful_shutdown};
+use meshlb_actors::bgp::listener::{ListenPeer, ListenSockets, ListenerActor, SetListenPeers, StopListening};
+use meshlb_actors::bgp::peer::{Flush, MessageCounts, PeerActor, PeerConfig, SessionState, SetRoutes, StopPeer};
+use meshlb_actors::bgp::peering::{Forwarding, NodeFacts};
 use meshlb_actors::bgp::plan::{BgpPlan, plan};
-use meshlb_actors::bgp::rib_out::{RouteAttributes, RoutePrefix, Routes};
-use meshlb_actors::bgp::session::{PeerAs, SessionConfig};
+use meshlb_actors::bgp::rib_out::RoutePrefix;
 use meshlb_actors::bgp::unnumbered::{DiscoveryActor, DiscoverySocket, NeighborFound, StopDiscovery};
-use meshlb_config::config::{BgpPeer, Config, PeerAsn, PeerEndpoint};
+use meshlb_config::config::PeerEndpoint;
 use meshlb_gossip::driver::{Command, MeshStatus};
 use meshlb_gossip::record::BgpSection;
-use meshlb_wire::bgp::{Community, GracefulRestart, GracefulRestartFamily};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::WatchStream;
 
-use crate::layer2::Layer2Options;
 use crate::local_address::Delivery;
+use crate::node::NodeOptions;
 use crate::status::{BgpPeerStatus, BgpStatus, StatusHub};
-
-/// The connect retry time when a BGPPeer sets no `connectTime`.
-pub const DEFAULT_CONNECT_RETRY: Duration = Duration::from_secs(10);
 
 /// One running peer and the configuration it was started with.
 struct RunningPeer {
-    peer: BgpPeer,
     config: PeerConfig,
     addr: Addr<PeerActor>,
     /// Its number, in the session states it reports.
@@ -93,7 +90,8 @@ pub struct BgpInputs {
     /// Peers' connections are taken on this port (0: none) once there is a
     /// peer.
     pub listen_port: u16,
-    /// The running configuration is read from it.
+    /// The running configuration is read from it; peers' and BFD
+    /// sessions' status written to it.
     pub hub: StatusHub,
     /// Where the peers and the listener run.
     pub answering: ArbiterHandle,
@@ -101,38 +99,33 @@ pub struct BgpInputs {
     /// announces, so it accepts the traffic (standalone), and telling
     /// which addresses it delivers.
     pub delivery: Delivery,
-    /// The mesh: this node's record says what it announces over BGP, and
-    /// the others' records what they do.
+    /// The mesh: this node's record says what it announces over BGP.
     pub mesh: mpsc::Sender<Command>,
+    /// The mesh's status: the others' records say what they announce (a
+    /// drain waits for them).
+    pub mesh_status: watch::Receiver<MeshStatus>,
     /// How long a drain waits for other nodes to announce this node's
     /// addresses before withdrawing them anyway (zero: no wait).
     pub drain_timeout: Duration,
-    /// Whether this start is a graceful restart (a predecessor stopped
-    /// within [`RESTART_TIME`], its peers holding the routes): the OPENs
-    /// say so (R bit) and that forwarding was preserved (F bit).
+    /// Whether this start is a graceful restart (see [`NodeFacts`]).
     pub restarted: bool,
 }
-
-/// How long a peer helping with a graceful restart holds this node's
-/// routes (the capability's Restart Time; FRR's default, which MetalLB's
-/// FRR mode uses).
-pub const RESTART_TIME: Duration = Duration::from_secs(120);
-
-/// After the withdrawal, how long a draining node keeps its sessions and
-/// its addresses, so traffic the routers still send while they converge
-/// is answered.
-pub const WITHDRAW_LINGER: Duration = Duration::from_secs(1);
 
 /// How long before Router Discovery is tried again on an interface it
 /// could not run on.
 const DISCOVERY_RETRY: Duration = Duration::from_secs(10);
 
-/// How often a drain looks at the others' records.
-const DRAIN_POLL: Duration = Duration::from_millis(50);
+/// A drain under way: its state machine, who waits for its end, and its
+/// next timer.
+struct Draining {
+    drain: Drain,
+    answer: Option<oneshot::Sender<BTreeSet<IpAddr>>>,
+    timer: Option<SpawnHandle>,
+}
 
 /// The BGP glue actor. See the module documentation.
 pub struct BgpActor {
-    options: Layer2Options,
+    options: NodeOptions,
     inputs: BgpInputs,
     peers: BTreeMap<String, RunningPeer>,
     applied: Option<BgpPlan>,
@@ -144,16 +137,13 @@ pub struct BgpActor {
     /// is scheduled.
     discovery_retry: bool,
     /// Draining: the configuration is no longer followed.
-    draining: bool,
+    draining: Option<Draining>,
     /// What this node's record says now.
     published: BgpSection,
     /// The number of the last peer actor started.
     instances: u64,
-    /// Why planned peers are not running, by name.
-    not_started: BTreeMap<String, String>,
     /// The peers whose session is established, and what it negotiated.
     negotiated: BTreeMap<String, meshlb_actors::bgp::session::Negotiated>,
-    /// UPDATEs each peer actor has sent, by peer name.
     /// Messages sent to and received from each peer, by type.
     messages: BTreeMap<String, (MessageCounts, MessageCounts)>,
     /// The addresses the node accepts traffic for now: routes carrying
@@ -168,7 +158,7 @@ pub struct BgpActor {
 
 impl BgpActor {
     /// Starts the glue for the node of `options` (inside an actix system).
-    pub fn start(options: Layer2Options, inputs: BgpInputs) -> Addr<BgpActor> {
+    pub fn start(options: NodeOptions, inputs: BgpInputs) -> Addr<BgpActor> {
         BgpActor {
             listening: match inputs.listen_port {
                 0 => Listening::Off,
@@ -181,10 +171,9 @@ impl BgpActor {
             bfd: None,
             neighbors: BTreeMap::new(),
             discovery_retry: false,
-            draining: false,
+            draining: None,
             published: BgpSection::default(),
             instances: 0,
-            not_started: BTreeMap::new(),
             negotiated: BTreeMap::new(),
             messages: BTreeMap::new(),
             deliverable: BTreeSet::new(),
@@ -230,29 +219,45 @@ impl BgpActor {
         listener.do_send(SetListenPeers(peers));
     }
 
+    /// What the plan takes from this node now.
+    fn facts(&self) -> NodeFacts {
+        NodeFacts {
+            router_id: self.inputs.router_id,
+            restarted: self.inputs.restarted,
+            neighbors: self
+                .neighbors
+                .iter()
+                .filter_map(|(interface, neighbor)| Some((interface.clone(), neighbor.address?)))
+                .collect(),
+            forwarding: forwarding(),
+        }
+    }
+
     fn replan(&mut self, ctx: &mut Context<Self>) {
         let running = self.inputs.hub.running().get();
-        if running.generation == 0 || self.draining {
+        if running.generation == 0 || self.draining.is_some() {
             return;
         }
-        let (input, node) = crate::layer2::plan_inputs(&running, &self.options);
-        let next = plan(input, node);
+        let (input, node) = self.options.plan_inputs(&running);
+        let next = plan(input, node, &self.facts());
         if self.applied.as_ref() != Some(&next) {
             self.apply(next, ctx);
             self.publish(ctx);
         }
-        // A BFDProfile's timers are not in the plan: the sessions follow
-        // them on every change.
-        self.detect(&running.inventory.config);
     }
 
-    /// Makes `next` the running plan: peers gone or changed stop, new or
-    /// changed ones start, every peer gets its routes.
+    /// Makes `next` the running plan: peers gone or whose session changed
+    /// stop, new or changed ones start, every peer gets its routes.
     fn apply(&mut self, next: BgpPlan, ctx: &mut Context<Self>) {
         let stale: Vec<String> = self
             .peers
             .iter()
-            .filter(|(name, running)| next.peers.get(*name).is_none_or(|p| p.peer != running.peer))
+            .filter(|(name, running)| {
+                next.peers
+                    .get(*name)
+                    .and_then(|p| p.session.as_ref().ok())
+                    .is_none_or(|session| session.config != running.config)
+            })
             .map(|(name, _)| name.clone())
             .collect();
         for name in stale {
@@ -263,41 +268,24 @@ impl BgpActor {
             }
         }
         self.discover(&next, ctx);
-        self.not_started.retain(|name, _| next.peers.contains_key(name));
         for (name, planned) in &next.peers {
-            if let PeerEndpoint::Interface(interface) = &planned.peer.endpoint
-                && self.neighbors.get(interface).is_none_or(|n| n.address.is_none())
-            {
-                // Started once Router Discovery finds the peer.
-                self.not_started.insert(
-                    name.clone(),
-                    format!("no router advertisement heard on {interface} yet"),
-                );
-                continue;
-            }
-            if !self.peers.contains_key(name) {
-                match self.peer_config(&planned.peer) {
-                    Ok(config) => {
-                        self.not_started.remove(name);
-                        self.instances += 1;
-                        let instance = self.instances;
-                        let actor = PeerActor::new(config.clone()).observed_by(ctx.address().recipient(), instance);
-                        let addr = PeerActor::start_in_arbiter(&self.inputs.answering, move |_| actor);
-                        self.peers.insert(
-                            name.clone(),
-                            RunningPeer {
-                                peer: planned.peer.clone(),
-                                config,
-                                addr,
-                                instance,
-                            },
-                        );
-                    }
-                    Err(why) => {
+            let session = match &planned.session {
+                Ok(session) => session,
+                Err(why) => {
+                    // Waiting for Router Discovery is no fault.
+                    if !matches!(planned.peer.endpoint, PeerEndpoint::Interface(_)) {
                         tracing::warn!(peer = name, "BGP peer not started: {why}");
-                        self.not_started.insert(name.clone(), why);
                     }
+                    continue;
                 }
+            };
+            if !self.peers.contains_key(name) {
+                self.instances += 1;
+                let instance = self.instances;
+                let config = session.config.clone();
+                let actor = PeerActor::new(config.clone()).observed_by(ctx.address().recipient(), instance);
+                let addr = PeerActor::start_in_arbiter(&self.inputs.answering, move |_| actor);
+                self.peers.insert(name.clone(), RunningPeer { config, addr, instance });
             }
         }
         let withdrawn: Vec<IpAddr> = match &self.applied {
@@ -308,6 +296,7 @@ impl BgpActor {
         self.send_routes();
         self.linger(withdrawn, ctx);
         self.listen();
+        self.detect();
         self.report();
     }
 
@@ -372,9 +361,10 @@ impl BgpActor {
                     sent: self.messages.get(name).map(|m| m.0).unwrap_or_default(),
                     received: self.messages.get(name).map(|m| m.1).unwrap_or_default(),
                     negotiated: self.negotiated.get(name).cloned(),
-                    not_running: match running {
-                        Some(_) => None,
-                        None => Some(self.not_started.get(name).cloned().unwrap_or_else(|| "stopped".into())),
+                    not_running: match (running, &planned.session) {
+                        (Some(_), _) => None,
+                        (None, Err(why)) => Some(why.to_string()),
+                        (None, Ok(_)) => Some("stopped".into()),
                     },
                 };
                 (name.clone(), status)
@@ -430,7 +420,7 @@ impl BgpActor {
                         ctx.run_later(DISCOVERY_RETRY, |actor, ctx| {
                             actor.discovery_retry = false;
                             if let Some(plan) = actor.applied.clone()
-                                && !actor.draining
+                                && actor.draining.is_none()
                             {
                                 actor.discover(&plan, ctx);
                             }
@@ -442,30 +432,17 @@ impl BgpActor {
     }
 
     /// Tells the BFD actor (starting it with the first peer that has a
-    /// bfdProfile) which peers to run sessions with.
-    fn detect(&mut self, config: &Config) {
+    /// bfdProfile) which running peers to run sessions with, as planned.
+    fn detect(&mut self) {
+        let Some(plan) = &self.applied else { return };
         let peers: BTreeMap<IpAddr, BfdPeer> = self
             .peers
-            .values()
-            .filter_map(|running| {
-                let profile = config.bfd_profiles.get(running.peer.bfd_profile.as_ref()?)?;
-                let echo_interval = Duration::from_millis(profile.echo_interval_ms.into());
+            .iter()
+            .filter_map(|(name, running)| {
+                let bfd = plan.peers.get(name)?.session.as_ref().ok()?.bfd?;
                 let peer = BfdPeer {
-                    config: BfdConfig {
-                        desired_min_tx: Duration::from_millis(profile.transmit_interval_ms.into()),
-                        required_min_rx: Duration::from_millis(profile.receive_interval_ms.into()),
-                        detect_multiplier: profile.detect_multiplier,
-                        passive: profile.passive_mode,
-                        echo_interval: profile.echo_mode.then_some(echo_interval),
-                        // The peer's Echo packets come back only through
-                        // this node's forwarding.
-                        echo_receive: if profile.echo_mode && forwards(running.config.address.ip()) {
-                            echo_interval
-                        } else {
-                            Duration::ZERO
-                        },
-                    },
-                    multihop_min_ttl: running.peer.ebgp_multi_hop.then_some(profile.minimum_ttl),
+                    config: bfd.config,
+                    multihop_min_ttl: bfd.multihop_min_ttl,
                     scope_id: match running.config.address {
                         SocketAddr::V6(v6) => v6.scope_id(),
                         SocketAddr::V4(_) => 0,
@@ -511,7 +488,7 @@ impl BgpActor {
     fn publish(&mut self, ctx: &mut Context<Self>) {
         let section = BgpSection {
             announcing: self.announcing(),
-            draining: self.draining,
+            draining: self.draining.is_some(),
         };
         if section == self.published {
             return;
@@ -528,84 +505,57 @@ impl BgpActor {
         );
     }
 
-    /// The peer actor's configuration for `peer`, or why it cannot run.
-    fn peer_config(&self, peer: &BgpPeer) -> Result<PeerConfig, String> {
-        let (address, unnumbered) = match &peer.endpoint {
-            PeerEndpoint::Address(address) => (SocketAddr::new(*address, peer.port), false),
-            PeerEndpoint::Interface(interface) => {
-                let found = self
-                    .neighbors
-                    .get(interface)
-                    .and_then(|n| n.address)
-                    .ok_or_else(|| format!("no router advertisement heard on {interface} yet"))?;
-                (
-                    SocketAddr::V6(SocketAddrV6::new(*found.ip(), peer.port, 0, found.scope_id())),
-                    true,
-                )
-            }
-        };
-        if peer.vrf.is_some() {
-            return Err("VRFs are not supported".into());
+    /// Does what the drain asks, and sets its next timer.
+    fn drive_drain(&mut self, ctx: &mut Context<Self>) {
+        let Some(draining) = &mut self.draining else { return };
+        let mut actions = Vec::new();
+        while let Some(action) = draining.drain.poll_action() {
+            actions.push(action);
         }
-        let router_id = peer
-            .router_id
-            .or(self.inputs.router_id)
-            .ok_or("no routerID, and this node has no IPv4 address to take it from")?;
-        let local_as = peer.local_asn.unwrap_or(peer.my_asn);
-        let peer_as = match peer.peer_asn {
-            PeerAsn::Fixed(asn) => PeerAs::Exact(asn),
-            PeerAsn::Internal => PeerAs::Internal,
-            PeerAsn::External => PeerAs::External,
-        };
-        let internal = matches!(peer_as, PeerAs::Internal) || peer_as == PeerAs::Exact(local_as);
-        // A password Secret that does not exist yet: the session waits for
-        // it, never running unsigned.
-        let md5 = match &peer.password {
-            None => None,
-            Some(password) => Some(
-                password
-                    .key()
-                    .cloned()
-                    .ok_or("its password Secret does not exist yet")?,
-            ),
-        };
-        // Unnumbered: both families over the one session.
-        let families = families_for(address.ip(), peer.dual_stack_address_family || unnumbered);
-        Ok(PeerConfig {
-            name: peer.name.clone(),
-            address,
-            source: peer.source_address,
-            md5,
-            hops: match (internal, peer.ebgp_multi_hop) {
-                (true, _) => Hops::Default,
-                (false, true) => Hops::Multihop,
-                (false, false) => Hops::Direct,
-            },
-            session: SessionConfig {
-                local_as,
-                peer_as,
-                router_id,
-                hold_time: u16::try_from(peer.hold_time.as_secs()).unwrap_or(u16::MAX),
-                keepalive_time: u16::try_from(peer.keepalive_time.as_secs()).ok(),
-                connect_retry: peer.connect_time.unwrap_or(DEFAULT_CONNECT_RETRY),
-                passive: false,
-                families: families.clone(),
-                route_refresh: true,
-                extended_next_hop: unnumbered,
-                graceful_restart: peer.graceful_restart.then(|| GracefulRestart {
-                    restart_state: self.inputs.restarted,
-                    notification: false,
-                    restart_time: u16::try_from(RESTART_TIME.as_secs()).unwrap_or(u16::MAX),
-                    families: families
-                        .iter()
-                        .map(|&family| GracefulRestartFamily {
-                            family,
-                            forwarding_preserved: self.inputs.restarted,
-                        })
-                        .collect(),
-                }),
-            },
-        })
+        if let Some(timer) = draining.timer.take() {
+            ctx.cancel_future(timer);
+        }
+        if let Some(at) = draining.drain.poll_timeout() {
+            let wait = at.saturating_duration_since(now());
+            draining.timer = Some(ctx.run_later(wait, |actor, ctx| {
+                if let Some(draining) = &mut actor.draining {
+                    draining.timer = None;
+                    draining.drain.handle_timeout(now());
+                }
+                actor.drive_drain(ctx);
+            }));
+        }
+        for action in actions {
+            match action {
+                DrainAction::Mark => {
+                    self.publish(ctx);
+                    if let Some(plan) = &self.applied {
+                        for (name, running) in &self.peers {
+                            if let Some(planned) = plan.peers.get(name) {
+                                let routes = planned.deliverable_routes(&self.deliverable);
+                                running.addr.do_send(SetRoutes(graceful_shutdown(&routes)));
+                            }
+                        }
+                    }
+                }
+                DrainAction::Withdraw { covered } => {
+                    if covered {
+                        tracing::info!("BGP drain: other nodes announce every address; withdrawing");
+                    } else {
+                        tracing::warn!("BGP drain: not every address is announced elsewhere; withdrawing anyway");
+                    }
+                    for running in self.peers.values() {
+                        running.addr.do_send(SetRoutes(BTreeMap::new()));
+                    }
+                }
+                DrainAction::Cease => {
+                    if let Some(answer) = self.draining.as_mut().and_then(|d| d.answer.take()) {
+                        // Its receiver stops this actor once answered.
+                        let _ = answer.send(BTreeSet::new());
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -613,56 +563,21 @@ impl BgpActor {
 /// `enableGracefulRestart` are left for a restart: their sessions close
 /// without a Cease, so they keep the routes while the agent restarts, and
 /// the answer is the addresses to leave delivered meanwhile. Otherwise
-/// this node drains: its routes get the GRACEFUL_SHUTDOWN community (RFC
-/// 8326) and the lowest LOCAL_PREF, its record says it drains, and once
-/// the mesh shows other nodes announcing each of its addresses (or after
-/// the drain timeout) it withdraws them, keeps its sessions and addresses
-/// for [`WITHDRAW_LINGER`] while the routers converge, and ceases; the
-/// answer is then empty.
+/// this node drains ([`meshlb_actors::bgp::drain`]: marked for a graceful
+/// shutdown, withdrawn once the mesh shows others announcing its
+/// addresses or at the drain timeout, ceased after [`WITHDRAW_LINGER`]);
+/// the answer is then empty.
 #[derive(Debug, Clone, Copy, actix::Message)]
 #[rtype(result = "BTreeSet<IpAddr>")]
 pub struct Stop;
-
-/// `routes` marked for a graceful shutdown (RFC 8326): the community, and
-/// the lowest LOCAL_PREF (sent to iBGP peers only).
-fn graceful_shutdown(routes: &Routes) -> Routes {
-    // Routes that shared attributes share the marked ones.
-    let mut marked: BTreeMap<&Arc<RouteAttributes>, Arc<RouteAttributes>> = BTreeMap::new();
-    routes
-        .iter()
-        .map(|(prefix, attributes)| {
-            let marked = marked.entry(attributes).or_insert_with(|| {
-                let mut attributes = RouteAttributes::clone(attributes);
-                attributes.communities.insert(Community::GRACEFUL_SHUTDOWN);
-                attributes.local_pref = Some(0);
-                Arc::new(attributes)
-            });
-            (*prefix, Arc::clone(marked))
-        })
-        .collect()
-}
-
-/// Whether every one of `addresses` is announced by a member other than
-/// `node` that is neither draining nor leaving.
-pub fn announced_elsewhere(mesh: &MeshStatus, node: &str, addresses: &BTreeSet<IpAddr>) -> bool {
-    addresses.iter().all(|address| {
-        mesh.members.iter().any(|member| {
-            member.id.name != node
-                && member
-                    .record
-                    .as_ref()
-                    .is_some_and(|r| !r.bgp.draining && !r.ownership.leaving && r.bgp.announcing.contains(address))
-        })
-    })
-}
 
 impl actix::Handler<Stop> for BgpActor {
     type Result = actix::ResponseActFuture<Self, BTreeSet<IpAddr>>;
 
     fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) -> Self::Result {
-        let restarting = self.peers.values().any(|p| p.peer.graceful_restart);
+        let restarting = self.peers.values().any(|p| p.config.session.graceful_restart.is_some());
         let announcing = self.announcing();
-        if restarting || announcing.is_empty() || self.draining {
+        if restarting || announcing.is_empty() || self.draining.is_some() {
             let kept = match &self.applied {
                 Some(plan) if restarting => plan.announced.clone(),
                 _ => BTreeSet::new(),
@@ -674,47 +589,24 @@ impl actix::Handler<Stop> for BgpActor {
             }));
         }
         tracing::info!(addresses = announcing.len(), "BGP drain: graceful shutdown announced");
-        self.draining = true;
-        self.publish(ctx);
-        if let Some(plan) = &self.applied {
-            for (name, running) in &self.peers {
-                if let Some(planned) = plan.peers.get(name) {
-                    let routes = planned.deliverable_routes(&self.deliverable);
-                    running.addr.do_send(SetRoutes(graceful_shutdown(&routes)));
-                }
-            }
-        }
-        let hub = self.inputs.hub.clone();
-        let node = self.options.node.clone();
-        let timeout = self.inputs.drain_timeout;
-        let covered = async move {
-            let deadline = tokio::time::Instant::now() + timeout;
-            loop {
-                if announced_elsewhere(&hub.mesh().get(), &node, &announcing) {
-                    return true;
-                }
-                if tokio::time::Instant::now() >= deadline {
-                    return false;
-                }
-                tokio::time::sleep(DRAIN_POLL).await;
-            }
-        };
-        Box::pin(covered.into_actor(self).then(|covered, actor, _ctx| {
-            if covered {
-                tracing::info!("BGP drain: other nodes announce every address; withdrawing");
-            } else {
-                tracing::warn!("BGP drain: not every address is announced elsewhere; withdrawing anyway");
-            }
-            for running in actor.peers.values() {
-                running.addr.do_send(SetRoutes(BTreeMap::new()));
-            }
-            tokio::time::sleep(WITHDRAW_LINGER)
-                .into_actor(actor)
-                .map(|(), _actor, ctx| {
+        let (answer, answered) = oneshot::channel();
+        let drain = Drain::new(self.options.node.clone(), announcing, self.inputs.drain_timeout, now());
+        self.draining = Some(Draining {
+            drain,
+            answer: Some(answer),
+            timer: None,
+        });
+        // The mesh as it is, then each change.
+        ctx.add_stream(WatchStream::new(self.inputs.mesh_status.clone()).map(|_| Heard::Mesh));
+        self.drive_drain(ctx);
+        Box::pin(
+            async move { answered.await.unwrap_or_default() }
+                .into_actor(self)
+                .map(|kept, _actor, ctx| {
                     actix::ActorContext::stop(ctx);
-                    BTreeSet::new()
-                })
-        }))
+                    kept
+                }),
+        )
     }
 }
 
@@ -743,8 +635,8 @@ impl actix::Handler<SessionState> for BgpActor {
 impl actix::Handler<NeighborFound> for BgpActor {
     type Result = ();
 
-    /// An unnumbered peer's address is known, or changed: its sessions
-    /// (re)start there.
+    /// An unnumbered peer's address is known, or changed: the plan
+    /// (re)starts its sessions there.
     fn handle(&mut self, found: NeighborFound, ctx: &mut Context<Self>) {
         let Some(neighbor) = self.neighbors.get_mut(&found.interface) else {
             return;
@@ -752,39 +644,18 @@ impl actix::Handler<NeighborFound> for BgpActor {
         if neighbor.address == Some(found.address) {
             return;
         }
+        tracing::info!(interface = found.interface, address = %found.address, "unnumbered BGP: peer found");
         neighbor.address = Some(found.address);
-        let moved: Vec<String> = self
-            .peers
-            .iter()
-            .filter(|(_, running)| running.peer.endpoint == PeerEndpoint::Interface(found.interface.clone()))
-            .map(|(name, _)| name.clone())
-            .collect();
-        for name in moved {
-            if let Some(running) = self.peers.remove(&name) {
-                tracing::info!(
-                    peer = name,
-                    "BGP peer restarting: the peer's link-local address changed"
-                );
-                running.addr.do_send(StopPeer { for_restart: false });
-                self.negotiated.remove(&name);
-            }
-        }
-        if self.draining {
-            return;
-        }
-        if let Some(plan) = self.applied.clone() {
-            self.apply(plan, ctx);
-            self.publish(ctx);
-            self.detect(&self.inputs.hub.running().get().inventory.config);
-        }
+        self.replan(ctx);
     }
 }
 
-/// What the glue hears: the running configuration changed, or the
-/// addresses the node delivers did.
+/// What the glue hears: the running configuration changed, the addresses
+/// the node delivers did, or (draining) the mesh did.
 enum Heard {
     Replan,
     Deliverable(BTreeSet<IpAddr>),
+    Mesh,
 }
 
 impl StreamHandler<Heard> for BgpActor {
@@ -793,9 +664,15 @@ impl StreamHandler<Heard> for BgpActor {
             Heard::Replan => self.replan(ctx),
             Heard::Deliverable(deliverable) => {
                 self.deliverable = deliverable;
-                if !self.draining {
+                if self.draining.is_none() {
                     self.send_routes();
                     self.publish(ctx);
+                }
+            }
+            Heard::Mesh => {
+                if let Some(draining) = &mut self.draining {
+                    draining.drain.handle_mesh(&self.inputs.mesh_status.borrow(), now());
+                    self.drive_drain(ctx);
                 }
             }
         }
@@ -822,21 +699,25 @@ impl Actor for BgpActor {
             neighbor.actor.do_send(StopDiscovery);
         }
         for (name, running) in std::mem::take(&mut self.peers) {
-            let for_restart = running.peer.graceful_restart;
+            let for_restart = running.config.session.graceful_restart.is_some();
             tracing::info!(peer = name, for_restart, "BGP peer stopping");
             running.addr.do_send(StopPeer { for_restart });
         }
     }
 }
 
-/// Whether this node forwards IP packets of `peer`'s family (what loops
-/// a peer's BFD Echo packets back to it).
-fn forwards(peer: IpAddr) -> bool {
-    let sysctl = match peer {
-        IpAddr::V4(_) => "/proc/sys/net/ipv4/ip_forward",
-        IpAddr::V6(_) => "/proc/sys/net/ipv6/conf/all/forwarding",
-    };
-    std::fs::read_to_string(sysctl).is_ok_and(|v| v.trim() == "1")
+/// Now, on tokio's clock (which the actors' timers follow).
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// Whether this node forwards IPv4 and IPv6 packets, as its sysctls say.
+fn forwarding() -> Forwarding {
+    let on = |sysctl: &str| std::fs::read_to_string(sysctl).is_ok_and(|v| v.trim() == "1");
+    Forwarding {
+        ipv4: on("/proc/sys/net/ipv4/ip_forward"),
+        ipv6: on("/proc/sys/net/ipv6/conf/all/forwarding"),
+    }
 }
 
 /// This node's IPv4 address for the BGP identifier: the gossip address's
@@ -845,85 +726,5 @@ pub fn router_id_from(bind: SocketAddr) -> Option<Ipv4Addr> {
     match bind.ip() {
         IpAddr::V4(v4) if !v4.is_unspecified() => Some(v4),
         _ => None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use meshlb_gossip::identity::NodeId;
-    use meshlb_gossip::mesh::MemberView;
-    use meshlb_gossip::record::NodeRecord;
-
-    fn member(name: &str, last: u8, announcing: &[&str], draining: bool, leaving: bool) -> MemberView {
-        let mut record = NodeRecord::new(name, 1);
-        record.bgp.announcing = announcing.iter().map(|a| a.parse().unwrap()).collect();
-        record.bgp.draining = draining;
-        record.ownership.leaving = leaving;
-        MemberView {
-            id: NodeId::new(name, SocketAddr::from(([192, 0, 2, last], 7947)), 1),
-            record: Some(record),
-        }
-    }
-
-    /// A drain waits for members other than this one, neither draining nor
-    /// leaving, to announce each address.
-    #[test]
-    fn addresses_count_as_announced_elsewhere_only_by_staying_members() {
-        let wanted: BTreeSet<IpAddr> = ["203.0.113.20".parse().unwrap(), "203.0.113.21".parse().unwrap()].into();
-        let mesh = |members: Vec<MemberView>| MeshStatus {
-            members,
-            ..MeshStatus::default()
-        };
-        let both = ["203.0.113.20", "203.0.113.21"];
-        assert!(!announced_elsewhere(
-            &mesh(vec![member("n1", 1, &both, true, false)]),
-            "n1",
-            &wanted
-        ));
-        assert!(announced_elsewhere(
-            &mesh(vec![
-                member("n1", 1, &both, true, false),
-                member("n2", 2, &["203.0.113.20"], false, false),
-                member("n3", 3, &["203.0.113.21"], false, false),
-            ]),
-            "n1",
-            &wanted
-        ));
-        assert!(!announced_elsewhere(
-            &mesh(vec![
-                member("n2", 2, &both, true, false),
-                member("n3", 3, &both, false, true),
-            ]),
-            "n1",
-            &wanted
-        ));
-        assert!(!announced_elsewhere(
-            &mesh(vec![member("n2", 2, &["203.0.113.20"], false, false)]),
-            "n1",
-            &wanted
-        ));
-    }
-
-    #[test]
-    fn a_graceful_shutdown_marks_every_route() {
-        let host = |a: &str| RoutePrefix::V4(meshlb_wire::bgp::Prefix4::new(a.parse().unwrap(), 32).unwrap());
-        let (prefix, other) = (host("203.0.113.20"), host("203.0.113.21"));
-        let attributes = Arc::new(RouteAttributes {
-            local_pref: Some(200),
-            communities: [Community(100)].into(),
-            ..RouteAttributes::default()
-        });
-        let routes = BTreeMap::from([(prefix, Arc::clone(&attributes)), (other, attributes)]);
-        let marked = graceful_shutdown(&routes);
-        assert_eq!(marked[&prefix].local_pref, Some(0));
-        assert_eq!(
-            marked[&prefix].communities,
-            [Community(100), Community::GRACEFUL_SHUTDOWN].into()
-        );
-        assert!(
-            Arc::ptr_eq(&marked[&prefix], &marked[&other]),
-            "routes that shared attributes share the marked ones"
-        );
     }
 }

@@ -29,54 +29,20 @@ use actix::{
 use meshlb_actors::l2::interface::{AnnouncerStatus, InterfaceActor, Shutdown};
 use meshlb_actors::l2::links::Links;
 use meshlb_actors::l2::membership::{MembershipActor, Services};
-use meshlb_actors::l2::plan::{L2Plan, PlanInput, ThisNode, plan};
-use meshlb_actors::l2::responder::AnnounceSchedule;
+use meshlb_actors::l2::plan::{L2Plan, plan};
 use meshlb_actors::l2::service::{Placement, ServiceActor, StopService};
-use meshlb_config::meta::StringMap;
 use meshlb_gossip::driver::Command;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::WatchStream;
 
 use crate::local_address::Delivery;
-use crate::pipeline::AgentState;
+use crate::node::NodeOptions;
 use crate::status::{Layer2Service, StatusHub};
-
-/// How Layer 2 runs in this agent.
-#[derive(Debug, Clone)]
-pub struct Layer2Options {
-    /// This node's name (its Node object's, in a cluster).
-    pub node: String,
-    /// This node's labels (as published in the mesh), where no Node
-    /// object says otherwise.
-    pub node_labels: StringMap,
-    /// Whether a Service without EndpointSlices has no ready endpoint (in a
-    /// cluster; standalone files need not list endpoints).
-    pub require_endpoints: bool,
-    /// Gratuitous announcement schedule.
-    pub schedule: AnnounceSchedule,
-    /// Whether service addresses get local routes so this node accepts
-    /// their traffic (standalone mode; kube-proxy does it in
-    /// Kubernetes).
-    pub local_addresses: bool,
-}
 
 /// How often an interface's counters reach the hub at most (they change
 /// with every answer).
 const INTERFACE_STATUS_EVERY: Duration = Duration::from_millis(200);
-
-/// What the plans (Layer 2's and BGP's) are made from: the running state,
-/// and this node as `options` and the running inventory's Node say.
-pub fn plan_inputs<'a>(running: &'a AgentState, options: &'a Layer2Options) -> (PlanInput<'a>, ThisNode<'a>) {
-    let input = PlanInput {
-        inventory: &running.inventory,
-        outcomes: &running.outcomes,
-        health: &running.health,
-        require_endpoints: options.require_endpoints,
-    };
-    let node = ThisNode::of(&options.node, &options.node_labels, &running.inventory);
-    (input, node)
-}
 
 /// What the actor follows.
 pub struct Layer2Inputs {
@@ -97,7 +63,7 @@ pub struct Layer2Inputs {
 
 /// The Layer 2 glue actor. See the module documentation.
 pub struct Layer2Actor {
-    options: Layer2Options,
+    options: NodeOptions,
     inputs: Layer2Inputs,
     membership: Addr<MembershipActor>,
     applied: Option<L2Plan>,
@@ -107,7 +73,7 @@ pub struct Layer2Actor {
 
 impl Layer2Actor {
     /// Starts Layer 2 mode (inside an actix system).
-    pub fn start(options: Layer2Options, inputs: Layer2Inputs) -> Addr<Layer2Actor> {
+    pub fn start(options: NodeOptions, inputs: Layer2Inputs) -> Addr<Layer2Actor> {
         let owned = inputs.owned.clone();
         let membership = MembershipActor::start_in_arbiter(&inputs.answering, move |_| MembershipActor::new(owned));
         Layer2Actor {
@@ -125,7 +91,7 @@ impl Layer2Actor {
     fn replan(&mut self, ctx: &mut Context<Self>) {
         let running = self.inputs.hub.running().get();
         let links = self.inputs.links.borrow_and_update().clone();
-        let (input, node) = plan_inputs(&running, &self.options);
+        let (input, node) = self.options.plan_inputs(&running);
         let next = plan(input, node, &links);
         if self.applied.as_ref() == Some(&next) {
             return;

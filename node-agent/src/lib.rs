@@ -25,7 +25,9 @@
 //! | [`state_file`] | remembers assignments across restarts in standalone mode |
 //! | [`health`] | runs the local health probes services declare |
 //! | [`mesh`] | joins the gossip mesh (its driver on the answering thread), key rotation, reports to the hub |
+//! | [`node`] | this node as both modes plan with it: name, labels, how it serves |
 //! | [`layer2`] | the glue that applies the Layer 2 plan of `meshlb-actors` |
+//! | [`bgp`] | the glue that applies the BGP plan of `meshlb-actors`: peers, listener, BFD, Router Discovery, the drain |
 //! | [`local_address`] | service addresses (Layer 2's and BGP's) delivered by local routes, the kernel kept from answering ARP for them |
 
 pub mod app;
@@ -38,6 +40,7 @@ pub mod local_address;
 pub mod mesh;
 pub mod metrics;
 pub mod migrate;
+pub mod node;
 pub mod pipeline;
 pub mod sources;
 pub mod state_file;

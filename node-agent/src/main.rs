@@ -20,8 +20,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use meshlb_config::service::ClassFilter;
 use meshlb_node_agent::app::{self, RunOptions, SourceOptions};
-use meshlb_node_agent::layer2::Layer2Options;
 use meshlb_node_agent::mesh::MeshOptions;
+use meshlb_node_agent::node::NodeOptions;
 use meshlb_node_agent::sources::files::{DEFAULT_MAX_FILE_BYTES, ReadLimits};
 
 #[derive(Parser)]
@@ -262,7 +262,7 @@ fn parse_hold(text: &str) -> Result<Duration, String> {
 impl MeshArgs {
     /// The mesh's and Layer 2's options; `in_cluster`: the agent reads the
     /// API server, whose Nodes may name the seeds and the cluster size.
-    fn options(self, in_cluster: bool, state_dir: &Path) -> Result<Option<(MeshOptions, Layer2Options)>, CliError> {
+    fn options(self, in_cluster: bool, state_dir: &Path) -> Result<Option<(MeshOptions, NodeOptions)>, CliError> {
         let Some(bind) = self.gossip_bind else { return Ok(None) };
         if bind.ip().is_unspecified() {
             // It is also this node's identity in the mesh, and how its
@@ -293,7 +293,7 @@ impl MeshArgs {
             let (k, v) = l.split_once('=').ok_or_else(|| CliError::Label(l.clone()))?;
             labels.insert(k.to_owned(), v.to_owned());
         }
-        let layer2 = Layer2Options {
+        let layer2 = NodeOptions {
             node: node.clone(),
             node_labels: labels.clone(),
             // Set by the source: a cluster's Services have endpoints.
@@ -516,7 +516,7 @@ fn exit(result: Result<(), meshlb_node_agent::AgentError>) -> ExitCode {
     }
 }
 
-type Checked = (ReadLimits, Duration, Option<(MeshOptions, Layer2Options)>);
+type Checked = (ReadLimits, Duration, Option<(MeshOptions, NodeOptions)>);
 
 fn run_options(
     max_file_bytes: u64,

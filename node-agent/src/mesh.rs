@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use actix::ArbiterHandle;
-use meshlb_gossip::driver::{self, Command, DriverConfig, MeshHandle};
+use meshlb_gossip::driver::{self, Command, DriverConfig, MeshHandle, MeshStatus};
 use meshlb_gossip::mesh::MeshEvent;
 use meshlb_gossip::ownership::Fence;
 use meshlb_gossip::profile::Profile;
@@ -101,6 +101,7 @@ pub const KEY_FILE_POLL: Duration = Duration::from_secs(2);
 pub struct AgentMesh {
     commands: tokio::sync::mpsc::Sender<Command>,
     announce: tokio::sync::watch::Receiver<std::collections::BTreeSet<std::net::IpAddr>>,
+    status: tokio::sync::watch::Receiver<MeshStatus>,
     reporter: tokio::task::JoinHandle<()>,
     key_watcher: tokio::task::JoinHandle<()>,
 }
@@ -143,11 +144,13 @@ impl AgentMesh {
         tracing::info!(node = %options.node, bind = %options.bind, profile = options.profile.name, "joined the gossip mesh");
         let commands = handle.commands.clone();
         let announce = handle.announce.clone();
+        let status = handle.status.clone();
         let reporter = tokio::spawn(report(handle, hub));
         let key_watcher = tokio::spawn(watch_key_file(options.key_file.clone(), key_text, commands.clone()));
         Ok(AgentMesh {
             commands,
             announce,
+            status,
             reporter,
             key_watcher,
         })
@@ -161,6 +164,11 @@ impl AgentMesh {
     /// The addresses the mesh decided this node announces.
     pub fn owned_addresses(&self) -> tokio::sync::watch::Receiver<std::collections::BTreeSet<std::net::IpAddr>> {
         self.announce.clone()
+    }
+
+    /// The mesh's status: members and their records.
+    pub fn status(&self) -> tokio::sync::watch::Receiver<MeshStatus> {
+        self.status.clone()
     }
 
     /// Hands over and leaves (bounded: a stuck mesh does not hold up exit).

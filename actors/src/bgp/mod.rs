@@ -1,7 +1,10 @@
 //! BGP mode: announcing service addresses to routers.
 //!
 //! [`plan`] is the policy: from the running configuration to this node's
-//! peers and the routes each should have (pure); [`session`] is the
+//! peers, each one's session configuration and BFD session
+//! ([`peering`]) and the routes each should have (pure); [`drain`] takes
+//! a node stopping for good out of the routers' paths (RFC 8326, sans-IO);
+//! [`session`] is the
 //! sans-IO core of one BGP session (RFC 4271's finite state machine with
 //! its timers, OPEN negotiation and checks); [`connections`] runs a
 //! peer's session over the connection each side opens, resolving their
@@ -16,8 +19,10 @@
 //! actors, in the shape of Layer 2 ([`crate::l2`]).
 
 pub mod connections;
+pub mod drain;
 pub mod listener;
 pub mod peer;
+pub mod peering;
 pub mod plan;
 pub mod rib_out;
 pub mod session;

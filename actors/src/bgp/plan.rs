@@ -1,6 +1,7 @@
 //! The BGP plan: from the running configuration, assignments and health to
-//! the peers this node has and the routes it announces to each. Pure: no
-//! sockets, no actors, no clock.
+//! the peers this node has, each one's session ([`crate::bgp::peering`])
+//! and the routes it announces to each. Pure: no sockets, no actors, no
+//! clock.
 //!
 //! MetalLB's rules: a BGPPeer is this node's when its `nodeSelectors`
 //! match this node's labels (none: every node). A Service's addresses are
@@ -32,6 +33,7 @@ use meshlb_config::meta::any_matches;
 use meshlb_config::service::{EndpointIndex, ServiceKey};
 use meshlb_wire::bgp::{Prefix4, Prefix6};
 
+use crate::bgp::peering::{NodeFacts, NotRunning, SessionPlan, session};
 use crate::bgp::rib_out::{RouteAttributes, RoutePrefix, Routes};
 use crate::eligibility::{Assigned, Blocker, PlanInput, ThisNode, assigned, service_blocker};
 
@@ -40,6 +42,8 @@ use crate::eligibility::{Assigned, Blocker, PlanInput, ThisNode, assigned, servi
 pub struct PeerPlan {
     /// The peer, as configured.
     pub peer: BgpPeer,
+    /// Its session (with its BFD session), or why it cannot run.
+    pub session: Result<SessionPlan, NotRunning>,
     /// The routes it should have.
     pub routes: Routes,
     /// The service addresses those routes carry.
@@ -98,8 +102,8 @@ fn aggregated(address: IpAddr, v4_len: u8, v6_len: u8) -> Option<RoutePrefix> {
     }
 }
 
-/// Builds the plan of `node`.
-pub fn plan(input: PlanInput<'_>, node: ThisNode<'_>) -> BgpPlan {
+/// Builds the plan of `node`, whose sessions `facts` configure.
+pub fn plan(input: PlanInput<'_>, node: ThisNode<'_>, facts: &NodeFacts) -> BgpPlan {
     let config = &input.inventory.config;
     let endpoints = EndpointIndex::new(input.inventory.endpoint_slices.iter().map(AsRef::as_ref));
     let mut out = BgpPlan {
@@ -110,6 +114,7 @@ pub fn plan(input: PlanInput<'_>, node: ThisNode<'_>) -> BgpPlan {
             .map(|peer| {
                 let plan = PeerPlan {
                     peer: peer.clone(),
+                    session: session(peer, &config.bfd_profiles, facts),
                     routes: BTreeMap::new(),
                     addresses: BTreeSet::new(),
                 };
@@ -218,7 +223,11 @@ mod tests {
     use meshlb_wire::bgp::{Community, LargeCommunity};
 
     fn plan_of(state: &State, name: &str, labels: &StringMap) -> BgpPlan {
-        plan(state.input(), ThisNode::of(name, labels, &state.inventory))
+        let facts = NodeFacts {
+            router_id: Some("198.51.100.10".parse().unwrap()),
+            ..NodeFacts::default()
+        };
+        plan(state.input(), ThisNode::of(name, labels, &state.inventory), &facts)
     }
 
     fn labels(pairs: &[(&str, &str)]) -> StringMap {
