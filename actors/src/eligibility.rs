@@ -18,7 +18,7 @@ use meshlb_config::config::Pool;
 use meshlb_config::health::Health;
 use meshlb_config::meta::StringMap;
 use meshlb_config::reconcile::Outcomes;
-use meshlb_config::service::{EndpointIndex, Service, ServiceKey};
+use meshlb_config::service::{EndpointIndex, Service, ServiceKey, Spelled, TrafficPolicy};
 use meshlb_gossip::mesh::Eligible;
 
 /// Why this node cannot announce a service.
@@ -154,7 +154,7 @@ pub fn service_blocker(
 /// endpoint (or without EndpointSlices, where they are required), with
 /// externalTrafficPolicy Local the nodes that have one, otherwise any.
 pub fn eligible(input: &PlanInput<'_>, endpoints: &EndpointIndex, key: &ServiceKey, service: &Service) -> Eligible {
-    let local = service.spec.external_traffic_policy.as_deref() == Some("Local");
+    let local = service.spec.external_traffic_policy == Some(Spelled::Known(TrafficPolicy::Local));
     match endpoints.get(key) {
         None if input.require_endpoints => Eligible::None,
         None => Eligible::Any,

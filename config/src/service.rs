@@ -83,7 +83,7 @@ pub struct Service {
 pub struct ServiceSpec {
     /// `LoadBalancer` for services meshlb serves.
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
-    pub type_: Option<String>,
+    pub type_: Option<Spelled<ServiceType>>,
     /// Which load balancer implementation serves the service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load_balancer_class: Option<String>,
@@ -92,20 +92,93 @@ pub struct ServiceSpec {
     pub load_balancer_ip: Option<String>,
     /// `SingleStack`, `PreferDualStack` or `RequireDualStack`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ip_family_policy: Option<String>,
+    pub ip_family_policy: Option<Spelled<FamilyPolicy>>,
     /// `IPv4` and/or `IPv6`, primary first. (Boxed slices here: a list
     /// read grows to room for four, and an agent holds every Service.)
     #[serde(default, skip_serializing_if = "<[_]>::is_empty")]
-    pub ip_families: Box<[String]>,
+    pub ip_families: Box<[Spelled<Family>]>,
     /// Ports, for sharing checks.
     #[serde(default, skip_serializing_if = "<[_]>::is_empty")]
     pub ports: Box<[ServicePort]>,
     /// `Cluster` (default) or `Local`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub external_traffic_policy: Option<String>,
+    pub external_traffic_policy: Option<Spelled<TrafficPolicy>>,
     /// Pod selector; Local services share an address only with the same one.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub selector: StringMap,
+}
+
+/// A field Kubernetes spells as one of a few words: the word understood,
+/// or kept as written when it is none of them, so that one misspelt field
+/// is refused with a clear error ([`Service::allocation_request`]) rather
+/// than failing the whole Service's parse.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Spelled<T> {
+    /// One of the words.
+    Known(T),
+    /// None of them, as written.
+    Unknown(String),
+}
+
+impl<T: Copy> Spelled<T> {
+    /// The word, if it is one.
+    pub fn known(&self) -> Option<T> {
+        match self {
+            Spelled::Known(value) => Some(*value),
+            Spelled::Unknown(_) => None,
+        }
+    }
+}
+
+impl<T: fmt::Display> fmt::Display for Spelled<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Spelled::Known(value) => value.fmt(f),
+            Spelled::Unknown(written) => f.write_str(written),
+        }
+    }
+}
+
+/// `Service.spec.type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServiceType {
+    /// Reachable inside the cluster only.
+    #[serde(rename = "ClusterIP")]
+    ClusterIp,
+    /// And on a port of every node.
+    NodePort,
+    /// And at an external address: what meshlb gives.
+    LoadBalancer,
+    /// A DNS alias.
+    ExternalName,
+}
+
+impl ServiceType {
+    /// The type `written` names, if any (spelled as the API spells it).
+    pub fn parse(written: &str) -> Option<ServiceType> {
+        use serde::de::value::{Error, StrDeserializer};
+        ServiceType::deserialize(StrDeserializer::<Error>::new(written)).ok()
+    }
+}
+
+/// `Service.spec.externalTrafficPolicy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TrafficPolicy {
+    /// Any node forwards to any endpoint (the default).
+    Cluster,
+    /// Only nodes with a ready endpoint take traffic, which keeps the
+    /// client's source address.
+    Local,
+}
+
+impl fmt::Display for TrafficPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TrafficPolicy::Cluster => "Cluster",
+            TrafficPolicy::Local => "Local",
+        })
+    }
 }
 
 /// One service port.
@@ -407,7 +480,7 @@ impl ClassFilter {
 }
 
 /// The IP family policy of a service, as Kubernetes defines it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum FamilyPolicy {
     /// One address family.
     SingleStack,
@@ -415,6 +488,16 @@ pub enum FamilyPolicy {
     PreferDualStack,
     /// Both families or nothing.
     RequireDualStack,
+}
+
+impl fmt::Display for FamilyPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FamilyPolicy::SingleStack => "SingleStack",
+            FamilyPolicy::PreferDualStack => "PreferDualStack",
+            FamilyPolicy::RequireDualStack => "RequireDualStack",
+        })
+    }
 }
 
 /// A port as far as sharing is concerned.
@@ -514,7 +597,8 @@ impl Service {
 
     /// Whether meshlb should give this service an address.
     pub fn wants_address(&self, classes: &ClassFilter) -> bool {
-        self.spec.type_.as_deref() == Some("LoadBalancer") && classes.accepts(self.spec.load_balancer_class.as_deref())
+        self.spec.type_ == Some(Spelled::Known(ServiceType::LoadBalancer))
+            && classes.accepts(self.spec.load_balancer_class.as_deref())
     }
 
     /// A MetalLB annotation (`metallb.io/<name>`, else the older
@@ -609,11 +693,10 @@ impl Service {
             }
         }
 
-        let family_policy = match self.spec.ip_family_policy.as_deref() {
-            None | Some("SingleStack") => FamilyPolicy::SingleStack,
-            Some("PreferDualStack") => FamilyPolicy::PreferDualStack,
-            Some("RequireDualStack") => FamilyPolicy::RequireDualStack,
-            Some(other) => {
+        let family_policy = match &self.spec.ip_family_policy {
+            None => FamilyPolicy::SingleStack,
+            Some(Spelled::Known(policy)) => *policy,
+            Some(Spelled::Unknown(other)) => {
                 errors.push(Invalid::new(
                     &object,
                     "spec.ipFamilyPolicy",
@@ -626,10 +709,9 @@ impl Service {
         };
         let mut families = Vec::new();
         for (i, name) in self.spec.ip_families.iter().enumerate() {
-            let family = match name.as_str() {
-                "IPv4" => Family::V4,
-                "IPv6" => Family::V6,
-                other => {
+            let family = match name {
+                Spelled::Known(family) => *family,
+                Spelled::Unknown(other) => {
                     errors.push(Invalid::new(
                         &object,
                         format!("spec.ipFamilies[{i}]"),
@@ -644,7 +726,7 @@ impl Service {
                 errors.push(Invalid::new(
                     &object,
                     format!("spec.ipFamilies[{i}]"),
-                    name,
+                    name.to_string(),
                     "is listed twice",
                     "each family once",
                 ));
@@ -656,7 +738,12 @@ impl Service {
             errors.push(Invalid::new(
                 &object,
                 "spec.ipFamilies",
-                self.spec.ip_families.join(","),
+                self.spec
+                    .ip_families
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
                 "lists two families for a SingleStack service",
                 "one family, or ipFamilyPolicy PreferDualStack or RequireDualStack",
             ));
@@ -722,13 +809,13 @@ impl Service {
             }
         }
 
-        let backend = match self.spec.external_traffic_policy.as_deref() {
-            None | Some("Cluster") => Backend::Cluster,
-            Some("Local") => {
+        let backend = match &self.spec.external_traffic_policy {
+            None | Some(Spelled::Known(TrafficPolicy::Cluster)) => Backend::Cluster,
+            Some(Spelled::Known(TrafficPolicy::Local)) => {
                 let selector: Vec<String> = self.spec.selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 Backend::Local(selector.join(","))
             }
-            Some(other) => {
+            Some(Spelled::Unknown(other)) => {
                 errors.push(Invalid::new(
                     &object,
                     "spec.externalTrafficPolicy",
@@ -818,6 +905,48 @@ spec:
             }
         );
         assert_eq!(r.backend, Backend::Local("app=web".into()));
+    }
+
+    /// The words Kubernetes spells are read as types, and written back as
+    /// they were, understood or not.
+    #[test]
+    fn spelled_fields_are_typed_and_written_back_as_read() {
+        let yaml = "metadata: {name: web}\nspec: {type: LoadBalancer, ipFamilyPolicy: PreferDualStack, \
+                    ipFamilies: [IPv6, IPv5], externalTrafficPolicy: Nearest}\n";
+        let read = service(yaml);
+        assert_eq!(read.spec.type_, Some(Spelled::Known(ServiceType::LoadBalancer)));
+        assert_eq!(
+            read.spec.ip_family_policy.as_ref().and_then(Spelled::known),
+            Some(FamilyPolicy::PreferDualStack)
+        );
+        assert_eq!(
+            read.spec.ip_families.as_ref(),
+            [Spelled::Known(Family::V6), Spelled::Unknown("IPv5".into())]
+        );
+        assert_eq!(
+            read.spec.external_traffic_policy,
+            Some(Spelled::Unknown("Nearest".into()))
+        );
+        let written = serde_yaml_ng::to_string(&read.spec).unwrap();
+        for word in [
+            "type: LoadBalancer",
+            "ipFamilyPolicy: PreferDualStack",
+            "- IPv6",
+            "- IPv5",
+            "externalTrafficPolicy: Nearest",
+        ] {
+            assert!(written.contains(word), "{word} not in {written}");
+        }
+        assert_eq!(
+            service(&format!("metadata: {{name: web}}\nspec:\n{}", indent(&written))),
+            read
+        );
+        assert_eq!(ServiceType::parse("ClusterIP"), Some(ServiceType::ClusterIp));
+        assert_eq!(ServiceType::parse("loadbalancer"), None);
+    }
+
+    fn indent(text: &str) -> String {
+        text.lines().map(|line| format!("  {line}\n")).collect()
     }
 
     #[test]

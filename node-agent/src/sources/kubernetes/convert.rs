@@ -16,6 +16,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::core::DynamicObject;
 use meshlb_config::meta::{Kind, ObjectMeta, ObjectRef};
 use meshlb_config::object::Resource;
+use meshlb_config::service::ServiceType;
 use meshlb_config::{Error, Located, Object, SourceLocation};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -68,7 +69,12 @@ pub fn service(service: &Service) -> Result<Located<Object>, Error> {
 /// Whether a Service is of type LoadBalancer (the only ones meshlb reads;
 /// one that changes type leaves the inventory and releases its addresses).
 pub fn is_load_balancer(service: &Service) -> bool {
-    service.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer")
+    service
+        .spec
+        .as_ref()
+        .and_then(|s| s.type_.as_deref())
+        .and_then(ServiceType::parse)
+        == Some(ServiceType::LoadBalancer)
 }
 
 /// An EndpointSlice.
