@@ -141,7 +141,10 @@ impl ServiceSources<'_> {
                     interfaces: layer2
                         .map(|(_, s)| s.interfaces.iter().cloned().collect())
                         .unwrap_or_default(),
-                    not_serveable_here: layer2.and_then(|(_, s)| s.blocked.clone()).unwrap_or_default(),
+                    not_serveable_here: layer2
+                        .and_then(|(_, s)| s.blocked)
+                        .map(|blocked| blocked.to_string())
+                        .unwrap_or_default(),
                 }
             })
             .collect()

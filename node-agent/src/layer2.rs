@@ -173,7 +173,7 @@ impl Layer2Actor {
                         addresses: s.spec.addresses.clone(),
                         serveable: s.serveable(),
                         interfaces: s.interfaces.clone(),
-                        blocked: s.blocked.map(|b| b.to_string()),
+                        blocked: s.blocked,
                         preferences: s.preferences.clone(),
                     },
                 )

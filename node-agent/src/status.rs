@@ -143,7 +143,7 @@ pub struct Layer2Service {
     /// The interfaces its addresses are answered on here.
     pub interfaces: BTreeSet<String>,
     /// Why this node cannot serve it now, if it cannot.
-    pub blocked: Option<String>,
+    pub blocked: Option<meshlb_actors::eligibility::Blocker>,
     /// Its L2Policy preferences: a node's weight is the sum of those its
     /// labels match.
     pub preferences: Vec<meshlb_config::config::WeightedSelector>,
