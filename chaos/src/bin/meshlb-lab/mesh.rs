@@ -1,0 +1,123 @@
+//! The membership benchmarks' reports: failure detection of meshlb's mesh
+//! against serf.
+
+use std::time::Duration;
+
+use meshlb_chaos::LabError;
+use meshlb_chaos::bench::{Summary, secs};
+
+pub(crate) fn bench_serf(runs: usize, sizes: Vec<usize>) -> Result<(), LabError> {
+    println!(
+        "{} (LAN profile): failure detection after SIGKILL of one member, {runs} runs each; seconds",
+        serf_version()
+    );
+    println!("| members | first detection median | p90 | max | all agree median | p90 | max | runs |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for nodes in sizes {
+        let (mut first, mut all) = (Vec::new(), Vec::new());
+        for _ in 0..runs {
+            match meshlb_chaos::scenario::serf_detection(nodes) {
+                Ok(d) => {
+                    first.extend(d.first());
+                    all.extend(d.all_agree());
+                }
+                Err(e) => eprintln!("run failed: {e}"),
+            }
+        }
+        if let (Some(f), Some(a)) = (Summary::of(&first), Summary::of(&all)) {
+            println!("| {nodes} | {} |", detection_cells(&f, &a));
+        }
+    }
+    Ok(())
+}
+
+/// Table cells of a detection benchmark: first detection and all agree
+/// (median, p90, max), then the run count.
+fn detection_cells(first: &Summary, all: &Summary) -> String {
+    format!(
+        "{} | {} | {} | {} | {} | {} | {}",
+        secs(first.median),
+        secs(first.p90),
+        secs(first.max),
+        secs(all.median),
+        secs(all.p90),
+        secs(all.max),
+        all.runs
+    )
+}
+
+pub(crate) fn bench_gossip(runs: usize, sizes: Vec<usize>, window: u64, loss: f64) -> Result<(), LabError> {
+    use meshlb_chaos::gossip_bench::{crash_detection, steady_state};
+    println!(
+        "meshlb (fast profile) and {} (LAN profile) on the same nodes: detection of a crashed node, {runs} runs each; seconds",
+        serf_version()
+    );
+    println!("| members | system | first detection median | p90 | max | all agree median | p90 | max | runs |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let mut ratios = Vec::new();
+    for &nodes in &sizes {
+        let mut samples: [(Vec<Duration>, Vec<Duration>); 2] = Default::default();
+        for _ in 0..runs {
+            match crash_detection(nodes) {
+                Ok(run) => {
+                    for (slot, d) in samples.iter_mut().zip([&run.meshlb, &run.serf]) {
+                        slot.0.extend(d.first());
+                        slot.1.extend(d.all_agree());
+                    }
+                }
+                Err(e) => eprintln!("run failed: {e}"),
+            }
+        }
+        let mut medians = Vec::new();
+        for (system, (first, all)) in ["meshlb", "serf"].iter().zip(&samples) {
+            if let (Some(f), Some(a)) = (Summary::of(first), Summary::of(all)) {
+                println!("| {nodes} | {system} | {} |", detection_cells(&f, &a));
+                medians.push((f.median, a.median));
+            }
+        }
+        if let [(mesh_first, mesh_all), (serf_first, serf_all)] = medians[..] {
+            ratios.push((
+                nodes,
+                serf_first.as_secs_f64() / mesh_first.as_secs_f64(),
+                serf_all.as_secs_f64() / mesh_all.as_secs_f64(),
+            ));
+        }
+    }
+    println!();
+    println!("| members | serf / meshlb, first detection (medians) | serf / meshlb, all agree (medians) |");
+    println!("|---|---|---|");
+    for (nodes, first, all) in ratios {
+        println!("| {nodes} | {first:.1}x | {all:.1}x |");
+    }
+    println!();
+    println!(
+        "All members alive: bytes sent per node per second over {window} s, then live members declared down over {window} s of loss"
+    );
+    println!(
+        "| members | meshlb bytes/node/s | serf bytes/node/s | loss between nodes | meshlb false downs | serf false failures |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for &nodes in &sizes {
+        match steady_state(nodes, Duration::from_secs(window), loss) {
+            Ok(s) => println!(
+                "| {nodes} | {:.0} | {:.0} | {:.2} % | {} | {} |",
+                s.meshlb_bytes_per_node_sec,
+                s.serf_bytes_per_node_sec,
+                s.path_loss_percent,
+                s.meshlb_false_downs,
+                s.serf_false_failures
+            ),
+            Err(e) => eprintln!("steady state with {nodes} members failed: {e}"),
+        }
+    }
+    Ok(())
+}
+
+fn serf_version() -> String {
+    std::process::Command::new("serf")
+        .arg("version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).lines().next().map(str::to_owned))
+        .unwrap_or_else(|| "serf".into())
+}
