@@ -216,6 +216,7 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
                         client.clone(),
                         options,
                         hub.running().watch(),
+                        hub.pools().watch(),
                         allocator_stopped,
                     )));
                 }
@@ -274,6 +275,7 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
             let bgp = crate::bgp::BgpActor::start(
                 node_options.clone(),
                 crate::bgp::BgpInputs {
+                    running: hub.running().watch(),
                     router_id: crate::bgp::router_id_from(gossip_bind),
                     listen_port: bgp_listen_port,
                     hub: hub.clone(),
@@ -288,6 +290,7 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
             let layer2 = Layer2Actor::start(
                 node_options,
                 Layer2Inputs {
+                    running: hub.running().watch(),
                     hub: hub.clone(),
                     mesh: mesh.commands(),
                     owned: mesh.owned_addresses(),

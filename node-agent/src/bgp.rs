@@ -31,6 +31,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV6};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::{
@@ -53,6 +54,7 @@ use tokio_stream::wrappers::WatchStream;
 
 use crate::local_address::Delivery;
 use crate::node::NodeOptions;
+use crate::running::RunningState;
 use crate::status::{BgpPeerStatus, BgpStatus, StatusHub};
 
 /// One running peer and the configuration it was started with.
@@ -90,8 +92,9 @@ pub struct BgpInputs {
     /// Peers' connections are taken on this port (0: none) once there is a
     /// peer.
     pub listen_port: u16,
-    /// The running configuration is read from it; peers' and BFD
-    /// sessions' status written to it.
+    /// What the pipeline decided: the plan is made from it.
+    pub running: watch::Receiver<Arc<RunningState>>,
+    /// Where the peers' and BFD sessions' status is published.
     pub hub: StatusHub,
     /// Where the peers and the listener run.
     pub answering: ArbiterHandle,
@@ -234,7 +237,7 @@ impl BgpActor {
     }
 
     fn replan(&mut self, ctx: &mut Context<Self>) {
-        let running = self.inputs.hub.running().get();
+        let running = Arc::clone(&self.inputs.running.borrow());
         if running.generation == 0 || self.draining.is_some() {
             return;
         }
@@ -371,9 +374,10 @@ impl BgpActor {
             })
             .collect();
         let next = BgpStatus { peers };
-        if *self.inputs.hub.bgp().get() != next {
-            self.inputs.hub.bgp().publish(next);
-        }
+        self.inputs
+            .hub
+            .bgp()
+            .publish_when(|current| *current != next, || next.clone());
     }
 
     /// Runs Router Discovery on every interface `plan`'s unnumbered peers
@@ -683,7 +687,7 @@ impl Actor for BgpActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.add_stream(WatchStream::from_changes(self.inputs.hub.running().watch()).map(|_| Heard::Replan));
+        ctx.add_stream(WatchStream::from_changes(self.inputs.running.clone()).map(|_| Heard::Replan));
         ctx.add_stream(WatchStream::from_changes(self.inputs.delivery.deliverable()).map(Heard::Deliverable));
         self.replan(ctx);
     }

@@ -29,7 +29,7 @@ use tonic::{Request, Response, Status};
 
 use crate::AgentError;
 pub use crate::listen::Listen;
-use crate::pipeline::AgentState;
+use crate::running::RunningState;
 use crate::status::{Announcing, BgpPeerStatus, BgpStatus, ConfigStatus, Layer2Status, StatusHub, announcers};
 
 /// The default listening address.
@@ -87,7 +87,7 @@ pub fn members_view(mesh: &MeshStatus) -> pb::ListMembersResponse {
 /// The sections a service's view is read from.
 pub struct ServiceSources<'a> {
     /// The pipeline's decisions.
-    pub running: &'a AgentState,
+    pub running: &'a RunningState,
     /// Layer 2 here.
     pub layer2: &'a Layer2Status,
     /// The mesh.
@@ -567,7 +567,7 @@ impl Introspection for IntrospectionService {
         &self,
         _request: Request<pb::ListPoolsRequest>,
     ) -> Result<Response<pb::ListPoolsResponse>, Status> {
-        Ok(Response::new(pools_view(&self.hub.running().get().pools)))
+        Ok(Response::new(pools_view(&self.hub.pools().get())))
     }
 
     async fn get_config(&self, _request: Request<pb::GetConfigRequest>) -> Result<Response<pb::ConfigState>, Status> {

@@ -1,7 +1,7 @@
 //! Layer 2 mode in the agent: the glue that applies the Layer 2 plan.
 //!
 //! The policy is in `meshlb-actors` ([`meshlb_actors::l2::plan`]): from the
-//! running configuration (the hub's [`StatusHub::running`] section) and the
+//! running state ([`crate::running`], the pipeline's watch) and the
 //! link monitor's link state to what this node tells the mesh and where
 //! each address is answered. [`Layer2Actor`] only applies each new plan, in
 //! steps that each do one thing:
@@ -20,6 +20,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{
@@ -38,6 +39,7 @@ use tokio_stream::wrappers::WatchStream;
 
 use crate::local_address::Delivery;
 use crate::node::NodeOptions;
+use crate::running::RunningState;
 use crate::status::{Layer2Service, StatusHub};
 
 /// How often an interface's counters reach the hub at most (they change
@@ -46,8 +48,9 @@ const INTERFACE_STATUS_EVERY: Duration = Duration::from_millis(200);
 
 /// What the actor follows.
 pub struct Layer2Inputs {
-    /// The hub: the running configuration is read from it, Layer 2 and
-    /// interface status written to it.
+    /// What the pipeline decided: the plan is made from it.
+    pub running: watch::Receiver<Arc<RunningState>>,
+    /// Where Layer 2 and interface status is published.
     pub hub: StatusHub,
     /// The mesh's commands (services and this node's record section).
     pub mesh: mpsc::Sender<Command>,
@@ -89,7 +92,7 @@ impl Layer2Actor {
 
     /// Makes the plan for the current inputs and applies it if it changed.
     fn replan(&mut self, ctx: &mut Context<Self>) {
-        let running = self.inputs.hub.running().get();
+        let running = Arc::clone(&self.inputs.running.borrow());
         let links = self.inputs.links.borrow_and_update().clone();
         let (input, node) = self.options.plan_inputs(&running);
         let next = plan(input, node, &links);
@@ -218,7 +221,7 @@ impl Actor for Layer2Actor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.add_stream(WatchStream::from_changes(self.inputs.hub.running().watch()).map(|_| Replan));
+        ctx.add_stream(WatchStream::from_changes(self.inputs.running.clone()).map(|_| Replan));
         ctx.add_stream(WatchStream::from_changes(self.inputs.links.clone()).map(|_| Replan));
         ctx.add_stream(WatchStream::from_changes(self.inputs.owned.clone()).map(Announcing));
         self.replan(ctx);

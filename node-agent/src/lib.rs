@@ -17,6 +17,7 @@
 //! | [`migrate`] | `migrate --from-metallb`: takes a cluster over from MetalLB, keeping every object and address |
 //! | [`sources`] | configuration sources: a stream of snapshots and rejections ([`sources::files`]: a directory; [`sources::kubernetes`]: the API server, and what the agents write back) |
 //! | [`pipeline`] | takes any source's updates: validate, allocate, keep the last good, publish |
+//! | [`running`] | the running state the pipeline publishes and both modes plan with |
 //! | [`status`] | the status hub: every component's snapshots, read by the state files, the gRPC API and the metrics |
 //! | [`status_files`] | the state directory's status files, written from the hub |
 //! | [`introspection`] | the read-only gRPC API over the hub, with reflection and health |
@@ -42,6 +43,7 @@ pub mod metrics;
 pub mod migrate;
 pub mod node;
 pub mod pipeline;
+pub mod running;
 pub mod sources;
 pub mod state_file;
 pub mod status;

@@ -85,7 +85,8 @@ impl Sampler {
     pub fn sample(&mut self, hub: &StatusHub) {
         self.process.collect();
         let running = hub.running().get();
-        for (pool, c) in &running.pools {
+        let pools = hub.pools().get();
+        for (pool, c) in pools.iter() {
             let labels = [("pool", pool.clone())];
             gauge!("metallb_allocator_addresses_total", &labels).set((c.v4.total + c.v6.total) as f64);
             gauge!("metallb_allocator_addresses_in_use_total", &labels).set((c.v4.in_use + c.v6.in_use) as f64);
@@ -94,7 +95,7 @@ impl Sampler {
             gauge!("metallb_allocator_ipv6_addresses_total", &labels).set(c.v6.total as f64);
             gauge!("metallb_allocator_ipv6_addresses_in_use_total", &labels).set(c.v6.in_use as f64);
         }
-        let mut allocated: BTreeMap<&str, u64> = running.pools.keys().map(|p| (p.as_str(), 0)).collect();
+        let mut allocated: BTreeMap<&str, u64> = pools.keys().map(|p| (p.as_str(), 0)).collect();
         for assignment in running.outcomes.values().filter_map(|o| o.assignment()) {
             *allocated.entry(&*assignment.pool).or_default() += 1;
         }

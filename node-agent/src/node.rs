@@ -7,7 +7,7 @@ use meshlb_actors::eligibility::{PlanInput, ThisNode};
 use meshlb_actors::l2::responder::AnnounceSchedule;
 use meshlb_config::meta::StringMap;
 
-use crate::pipeline::AgentState;
+use crate::running::RunningState;
 
 /// This node, and how it serves its addresses.
 #[derive(Debug, Clone)]
@@ -32,7 +32,7 @@ impl NodeOptions {
     /// What the plans (Layer 2's and BGP's) are made from: the running
     /// state, and this node as these options and the running inventory's
     /// Node say.
-    pub fn plan_inputs<'a>(&'a self, running: &'a AgentState) -> (PlanInput<'a>, ThisNode<'a>) {
+    pub fn plan_inputs<'a>(&'a self, running: &'a RunningState) -> (PlanInput<'a>, ThisNode<'a>) {
         let input = PlanInput {
             inventory: &running.inventory,
             outcomes: &running.outcomes,

@@ -9,7 +9,7 @@
 //! configuration meanwhile, as MetalLB serves them), then allocated with the
 //! [`Reconciler`]; the assignments are remembered in the state file, the
 //! services' health checks (re)started, and the result published as an
-//! [`AgentState`]. The pipeline takes any source: it never looks behind
+//! [`RunningState`], the pools' address counters beside it. The pipeline takes any source: it never looks behind
 //! the stream of updates.
 //!
 //! In the running agent ([`Pipeline::run`]) allocation and the state file
@@ -31,7 +31,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use meshlb_config::allocator::PoolCounters;
 use meshlb_config::health::{Health, HealthCheck};
 use meshlb_config::reconcile::{Holds, Outcomes};
 use meshlb_config::service::{ClassFilter, ServiceKey};
@@ -40,24 +39,10 @@ use tokio::sync::watch;
 
 use crate::AgentError;
 use crate::health::HealthMonitors;
+use crate::running::RunningState;
 use crate::sources::{Snapshot, SourceStream, SourceUpdate};
 use crate::state_file::AssignmentsFile;
 use crate::status::{ConfigStatus, Rejection, StatusHub};
-
-/// What the pipeline has read and decided: what the protocols act on.
-#[derive(Debug, Clone, Default)]
-pub struct AgentState {
-    /// The configuration generation these were computed from (0: none).
-    pub generation: u64,
-    /// The running configuration and services.
-    pub inventory: Arc<Inventory>,
-    /// Every service's outcome (the pipeline's own, shared).
-    pub outcomes: Arc<Outcomes>,
-    /// Health of the services with a health check.
-    pub health: BTreeMap<ServiceKey, Health>,
-    /// Address counts per pool.
-    pub pools: BTreeMap<String, PoolCounters>,
-}
 
 /// What one update did.
 #[derive(Debug, Clone, PartialEq)]
@@ -483,21 +468,23 @@ impl Pipeline {
         });
     }
 
-    /// The running configuration, outcomes and health.
+    /// The running configuration, outcomes and health; the pools' counters
+    /// first, so whoever follows the running state reads them as new.
     fn publish(&self, hub: &StatusHub, health: &watch::Receiver<BTreeMap<ServiceKey, Health>>) {
         let Some(inventory) = self.store.active() else { return };
         let generation = self.store.generation();
+        let pools = self.reconciler.allocator().counters();
+        hub.pools().publish_when(|current| *current != pools, || pools.clone());
         let health = health.borrow();
         hub.running().publish_when(
             // A new generation is the only way the inventory and the
             // outcomes change; comparing it spares comparing them.
             |current| current.generation != generation || current.health != *health,
-            || AgentState {
+            || RunningState {
                 generation,
                 inventory: Arc::clone(inventory),
                 outcomes: Arc::clone(&self.outcomes),
                 health: health.clone(),
-                pools: self.reconciler.allocator().counters(),
             },
         );
     }

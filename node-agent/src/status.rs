@@ -11,7 +11,8 @@
 //! |---|---|---|
 //! | [`StatusHub::config`] | the pipeline | running generation and fingerprint, last accepted, last rejection and its errors, a held snapshot |
 //! | [`StatusHub::source`] | the pipeline, from its source | which kinds the source reads, and why it cannot read some |
-//! | [`StatusHub::running`] | the pipeline | the running inventory, every service's outcome and health, pool counters |
+//! | [`StatusHub::running`] | the pipeline | the running inventory, every service's outcome and health |
+//! | [`StatusHub::pools`] | the pipeline | each pool's address counters |
 //! | [`StatusHub::nodes`] | the pipeline | the cluster's Node objects as last read, whether or not the configuration read with them was accepted (the mesh finds its seeds in them) |
 //! | [`StatusHub::mesh`] | the mesh | members and their records, the quorum fence, protocol and drop counters |
 //! | [`StatusHub::mesh_events`] | the mesh | membership events as they happen (a broadcast, not a snapshot; record changes are in the mesh section instead) |
@@ -32,12 +33,13 @@ use std::time::SystemTime;
 
 use meshlb_actors::bfd::actor::BfdSessionReport;
 use meshlb_actors::l2::interface::AnnouncerStatus;
+use meshlb_config::allocator::PoolCounters;
 use meshlb_config::service::{Node, ServiceKey};
 use meshlb_gossip::driver::MeshStatus;
 use meshlb_gossip::mesh::MeshEvent;
 use tokio::sync::{broadcast, watch};
 
-use crate::pipeline::AgentState;
+use crate::running::RunningState;
 use crate::sources::Readability;
 
 /// One section of the hub: the latest snapshot of one component's status.
@@ -235,7 +237,8 @@ pub struct StatusHub {
 struct Sections {
     config: Section<ConfigStatus>,
     source: Section<Readability>,
-    running: Section<AgentState>,
+    running: Section<RunningState>,
+    pools: Section<BTreeMap<String, PoolCounters>>,
     nodes: Section<BTreeMap<String, Node>>,
     mesh: Section<MeshStatus>,
     mesh_events: broadcast::Sender<TimedMeshEvent>,
@@ -252,6 +255,7 @@ impl Default for StatusHub {
                 config: Section::default(),
                 source: Section::default(),
                 running: Section::default(),
+                pools: Section::default(),
                 nodes: Section::default(),
                 mesh: Section::default(),
                 mesh_events: broadcast::Sender::new(MESH_EVENT_BACKLOG),
@@ -276,9 +280,16 @@ impl StatusHub {
         &self.inner.source
     }
 
-    /// What the pipeline decided (written by the pipeline; Layer 2 acts on it).
-    pub fn running(&self) -> &Section<AgentState> {
+    /// What the pipeline decided (written by the pipeline; its watch is
+    /// handed to both modes' glue, the allocator and the status writers).
+    pub fn running(&self) -> &Section<RunningState> {
         &self.inner.running
+    }
+
+    /// Each pool's address counters (written by the pipeline, for the
+    /// metrics, the gRPC API and IPAddressPool status).
+    pub fn pools(&self) -> &Section<BTreeMap<String, PoolCounters>> {
+        &self.inner.pools
     }
 
     /// The Node objects as last read, by name (written by the pipeline):

@@ -146,7 +146,7 @@ async fn write_slow(hub: StatusHub, dir: PathBuf) {
     }
 }
 
-fn services_text(state: &crate::pipeline::AgentState) -> String {
+fn services_text(state: &crate::running::RunningState) -> String {
     let mut text = String::new();
     for (key, outcome) in state.outcomes.iter() {
         text.push_str(&format!("{key} {outcome}\n"));
@@ -387,7 +387,7 @@ mod tests {
     fn services_say_their_outcome() {
         use meshlb_config::service::ServiceKey;
         use meshlb_config::{Assignment, ServiceOutcome};
-        let state = crate::pipeline::AgentState {
+        let state = crate::running::RunningState {
             outcomes: [
                 (
                     ServiceKey::new("shop", "web"),

@@ -58,7 +58,7 @@ use meshlb_config::{Inventory, Reconciler, ServiceOutcome};
 use serde_json::json;
 use tokio::sync::{Notify, watch};
 
-use crate::pipeline::AgentState;
+use crate::running::RunningState;
 
 /// The Lease naming the agent that allocates.
 pub const LEASE_NAME: &str = "meshlb-allocator";
@@ -682,7 +682,8 @@ impl Written {
 pub async fn run(
     client: kube::Client,
     options: AllocatorOptions,
-    mut running: watch::Receiver<Arc<AgentState>>,
+    mut running: watch::Receiver<Arc<RunningState>>,
+    mut pools: watch::Receiver<Arc<BTreeMap<String, PoolCounters>>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let changed = Arc::new(Notify::new());
@@ -741,6 +742,8 @@ pub async fn run(
                 }
             }
             r = running.changed() => if r.is_err() { break } else { dirty = true },
+            // IPAddressPool status follows the counters.
+            r = pools.changed() => if r.is_err() { break } else { dirty = true },
             () = changed.notified() => dirty = true,
             // A hold of addresses no pool covers ends.
             () = sleep_until(memory.holds.next_end()), if leader => dirty = true,
@@ -748,7 +751,7 @@ pub async fn run(
         if !(leader && dirty) || *stop.borrow() {
             continue;
         }
-        dirty = pass(&writer, &options, &running, &claims, &mut memory).await;
+        dirty = pass(&writer, &options, &running, &pools, &claims, &mut memory).await;
     }
     if leader && let Err(e) = lease.release().await {
         tracing::warn!("cannot give up the allocator lease: {e}");
@@ -767,7 +770,8 @@ async fn sleep_until(at: Option<std::time::Instant>) {
 async fn pass(
     writer: &Writer,
     options: &AllocatorOptions,
-    running: &watch::Receiver<Arc<AgentState>>,
+    running: &watch::Receiver<Arc<RunningState>>,
+    pools: &watch::Receiver<Arc<BTreeMap<String, PoolCounters>>>,
     claims: &Store<AddressClaim>,
     memory: &mut Memory,
 ) -> bool {
@@ -846,7 +850,8 @@ async fn pass(
             retry = true;
         }
     }
-    retry |= writer.pool_statuses(&state.pools, &mut memory.pool_statuses).await;
+    let pools = Arc::clone(&pools.borrow());
+    retry |= writer.pool_statuses(&pools, &mut memory.pool_statuses).await;
     tracing::debug!(
         writes = plan.writes.len(),
         releases = plan.releases.len(),

@@ -47,7 +47,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{Notify, watch};
 
 use super::events::{Event, EventType, Recorder};
-use crate::pipeline::AgentState;
+use crate::running::RunningState;
 use crate::status::{Announcing, BgpStatus, Layer2Status, announcers};
 
 /// The label naming the announcing node (MetalLB's).
@@ -160,7 +160,7 @@ pub fn layer2_announced(node: &str, layer2: &Layer2Status) -> BTreeMap<ServiceKe
 pub fn bgp_announced(
     node: &str,
     bgp: &BgpStatus,
-    running: &AgentState,
+    running: &RunningState,
 ) -> BTreeMap<ServiceKey, Announced<BgpServiceStatus>> {
     let mut out = BTreeMap::new();
     for (key, outcome) in running.outcomes.iter() {
@@ -348,7 +348,7 @@ pub async fn run_bgp(
     namespace: String,
     node: String,
     mut bgp: watch::Receiver<Arc<BgpStatus>>,
-    mut running: watch::Receiver<Arc<AgentState>>,
+    mut running: watch::Receiver<Arc<RunningState>>,
     mesh: watch::Receiver<Arc<MeshStatus>>,
 ) {
     let (tx, announced) = watch::channel(Arc::new(BTreeMap::new()));
