@@ -19,19 +19,43 @@ pub fn format(duration: Duration) -> String {
     }
 }
 
+/// Why a text is not a duration (phrased to follow the field's value in a
+/// message: `spec.holdTime "1x" has unknown unit "x"`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    /// Below zero.
+    #[error("is negative")]
+    Negative,
+    /// Nothing.
+    #[error("is empty")]
+    Empty,
+    /// Not numbers and units.
+    #[error("is not a duration")]
+    NotADuration,
+    /// A number without its unit.
+    #[error("lacks a unit")]
+    NoUnit,
+    /// A unit Go does not know.
+    #[error("has unknown unit {0:?}")]
+    UnknownUnit(String),
+    /// Beyond what a duration holds.
+    #[error("is too large")]
+    TooLarge,
+}
+
 /// Parses a Go duration string. Negative durations are refused: no meshlb
 /// timer can be negative.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     let s = text.trim();
     let s = s.strip_prefix('+').unwrap_or(s);
     if s.starts_with('-') {
-        return Err("is negative".into());
+        return Err(DurationError::Negative);
     }
     if s == "0" {
         return Ok(Duration::ZERO);
     }
     if s.is_empty() {
-        return Err("is empty".into());
+        return Err(DurationError::Empty);
     }
     let mut total_nanos: u128 = 0;
     let mut rest = s;
@@ -41,7 +65,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             .unwrap_or(rest.len());
         let (number, after) = rest.split_at(number_len);
         if number.is_empty() || number == "." {
-            return Err("is not a duration".into());
+            return Err(DurationError::NotADuration);
         }
         let unit_len = after
             .find(|c: char| c.is_ascii_digit() || c == '.')
@@ -54,28 +78,28 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "s" => 1_000_000_000,
             "m" => 60_000_000_000,
             "h" => 3_600_000_000_000,
-            "" => return Err("lacks a unit".into()),
-            _ => return Err(format!("has unknown unit {unit:?}")),
+            "" => return Err(DurationError::NoUnit),
+            _ => return Err(DurationError::UnknownUnit(unit.to_owned())),
         };
         let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
         if fraction.contains('.') {
-            return Err("is not a duration".into());
+            return Err(DurationError::NotADuration);
         }
         let whole: u128 = if whole.is_empty() {
             0
         } else {
-            whole.parse().map_err(|_| "is too large".to_string())?
+            whole.parse().map_err(|_| DurationError::TooLarge)?
         };
-        let mut nanos = whole.checked_mul(unit_nanos).ok_or("is too large")?;
+        let mut nanos = whole.checked_mul(unit_nanos).ok_or(DurationError::TooLarge)?;
         let mut scale = unit_nanos;
         for digit in fraction.chars().take(18) {
             scale /= 10;
             nanos += u128::from(digit.to_digit(10).unwrap_or(0)) * scale;
         }
-        total_nanos = total_nanos.checked_add(nanos).ok_or("is too large")?;
+        total_nanos = total_nanos.checked_add(nanos).ok_or(DurationError::TooLarge)?;
         rest = after;
     }
-    let secs = u64::try_from(total_nanos / 1_000_000_000).map_err(|_| "is too large".to_string())?;
+    let secs = u64::try_from(total_nanos / 1_000_000_000).map_err(|_| DurationError::TooLarge)?;
     // The remainder is below 10^9 and therefore fits.
     Ok(Duration::new(secs, (total_nanos % 1_000_000_000) as u32))
 }

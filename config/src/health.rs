@@ -151,7 +151,7 @@ impl HealthCheck {
                         &object,
                         field(suffix),
                         v,
-                        problem,
+                        problem.to_string(),
                         "a duration such as 500ms or 2s",
                     ));
                     default

@@ -42,6 +42,7 @@ use meshlb_actors::l2::links::{self, LinkReader};
 use meshlb_config::service::ClassFilter;
 use meshlb_config::{AddressSource, ServiceOutcome};
 
+use crate::KubeClientError;
 use crate::layer2::{self, Layer2Actor, Layer2Inputs};
 use crate::local_address::Delivery;
 use crate::mesh::{AgentMesh, MeshOptions};
@@ -237,7 +238,7 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
             if let Some(mut written) = keys_written {
                 tracing::info!("waiting for the cluster keys from their Secret");
                 if written.wait_for(|w| *w).await.is_err() {
-                    return Err(AgentError::Task("the cluster key Secret follower stopped".into()));
+                    return Err(AgentError::Stopped("the cluster key Secret follower"));
                 }
             }
             // In a cluster the Nodes name this node's labels, and without
@@ -346,21 +347,22 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
 }
 
 /// A client from `kubeconfig`, or from the in-cluster configuration (or
-/// `$KUBECONFIG`) when none is given.
-/// A client from `kubeconfig`, or as kubectl would find one.
-pub async fn kube_client(kubeconfig: Option<&Path>) -> Result<kube::Client, AgentError> {
-    let error = |e: &dyn std::fmt::Display| AgentError::KubeClient(e.to_string());
+/// `$KUBECONFIG`) when none is given, as kubectl would find one.
+pub async fn kube_client(kubeconfig: Option<&Path>) -> Result<kube::Client, KubeClientError> {
+    let unusable = |source| KubeClientError::Kubeconfig {
+        path: kubeconfig.map(Path::to_path_buf).unwrap_or_default(),
+        source,
+    };
     let config = match kubeconfig {
         Some(path) => {
-            let file = kube::config::Kubeconfig::read_from(path)
-                .map_err(|e| AgentError::KubeClient(format!("{}: {e}", path.display())))?;
+            let file = kube::config::Kubeconfig::read_from(path).map_err(unusable)?;
             kube::Config::from_custom_kubeconfig(file, &Default::default())
                 .await
-                .map_err(|e| AgentError::KubeClient(format!("{}: {e}", path.display())))?
+                .map_err(unusable)?
         }
-        None => kube::Config::infer().await.map_err(|e| error(&e))?,
+        None => kube::Config::infer().await?,
     };
-    kube::Client::try_from(config).map_err(|e| error(&e))
+    Ok(kube::Client::try_from(config)?)
 }
 
 /// What `meshlb-agent check` found.
@@ -458,7 +460,7 @@ fn actor_system() -> Result<actix_rt::SystemRunner, AgentError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| AgentError::Runtime(e.to_string()))?;
+        .map_err(AgentError::Runtime)?;
     Ok(actix_rt::System::with_tokio_rt(move || runtime))
 }
 

@@ -14,28 +14,64 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+/// Why a probe failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeFailure {
+    /// No answer in time.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// Connecting, sending or reading failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The answer is not HTTP.
+    #[error("not an HTTP response: {0:?}")]
+    NotHttp(String),
+    /// An HTTP status other than 2xx or 3xx.
+    #[error("HTTP status {0}")]
+    HttpStatus(u16),
+    /// A command probe with no command.
+    #[error("empty command")]
+    EmptyCommand,
+    /// The command could not run.
+    #[error("{program}: {source}")]
+    Spawn {
+        /// The command.
+        program: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The command failed.
+    #[error("{program} exited with {status}")]
+    Exited {
+        /// The command.
+        program: String,
+        /// How it exited.
+        status: std::process::ExitStatus,
+    },
+}
+
 /// Runs one probe; `Err` says why it failed.
-pub async fn probe_once(probe: &Probe, timeout: Duration) -> Result<(), String> {
+pub async fn probe_once(probe: &Probe, timeout: Duration) -> Result<(), ProbeFailure> {
     match tokio::time::timeout(timeout, run(probe)).await {
         Ok(result) => result,
-        Err(_) => Err(format!("no answer within {timeout:?}")),
+        Err(_) => Err(ProbeFailure::Timeout(timeout)),
     }
 }
 
-async fn run(probe: &Probe) -> Result<(), String> {
+async fn run(probe: &Probe) -> Result<(), ProbeFailure> {
     match probe {
-        Probe::Tcp(address) => TcpStream::connect(address).await.map(drop).map_err(|e| e.to_string()),
+        Probe::Tcp(address) => Ok(TcpStream::connect(address).await.map(drop)?),
         Probe::Http { address, path } => {
-            let mut stream = TcpStream::connect(address).await.map_err(|e| e.to_string())?;
+            let mut stream = TcpStream::connect(address).await?;
             let request = format!(
                 "GET {path} HTTP/1.1\r\nHost: {address}\r\nUser-Agent: meshlb-agent\r\nConnection: close\r\n\r\n"
             );
-            stream.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
+            stream.write_all(request.as_bytes()).await?;
             // The status line is all we need; read until its end.
             let mut head = Vec::new();
             let mut buf = [0u8; 256];
             while !head.contains(&b'\n') && head.len() < 4096 {
-                let n = stream.read(&mut buf).await.map_err(|e| e.to_string())?;
+                let n = stream.read(&mut buf).await?;
                 if n == 0 {
                     break;
                 }
@@ -47,15 +83,15 @@ async fn run(probe: &Probe) -> Result<(), String> {
                 .strip_prefix("HTTP/1.")
                 .and_then(|rest| rest.get(2..5))
                 .and_then(|code| code.parse().ok())
-                .ok_or_else(|| format!("not an HTTP response: {line:?}"))?;
+                .ok_or_else(|| ProbeFailure::NotHttp(line.to_owned()))?;
             if (200..400).contains(&status) {
                 Ok(())
             } else {
-                Err(format!("HTTP status {status}"))
+                Err(ProbeFailure::HttpStatus(status))
             }
         }
         Probe::Command(argv) => {
-            let (program, args) = argv.split_first().ok_or("empty command")?;
+            let (program, args) = argv.split_first().ok_or(ProbeFailure::EmptyCommand)?;
             let status = tokio::process::Command::new(program)
                 .args(args)
                 .stdin(Stdio::null())
@@ -64,11 +100,17 @@ async fn run(probe: &Probe) -> Result<(), String> {
                 .kill_on_drop(true)
                 .status()
                 .await
-                .map_err(|e| format!("{program}: {e}"))?;
+                .map_err(|source| ProbeFailure::Spawn {
+                    program: program.clone(),
+                    source,
+                })?;
             if status.success() {
                 Ok(())
             } else {
-                Err(format!("{program} exited with {status}"))
+                Err(ProbeFailure::Exited {
+                    program: program.clone(),
+                    status,
+                })
             }
         }
     }

@@ -71,41 +71,82 @@ pub enum AgentError {
         source: notify::Error,
     },
     /// The cluster key file is unreadable as a keyring.
-    #[error("{path}: {message}")]
+    #[error("{path}: {problem}")]
     KeyFile {
         /// The key file.
         path: PathBuf,
         /// What is wrong.
-        message: String,
+        problem: KeyFileProblem,
     },
     /// The gossip mesh could not start.
     #[error("gossip mesh: {0}")]
     Mesh(#[from] meshlb_gossip::driver::DriverError),
     /// The runtime could not start.
     #[error("cannot start the runtime: {0}")]
-    Runtime(String),
+    Runtime(#[source] std::io::Error),
     /// An actor could not start (an interface's socket, for one).
     #[error(transparent)]
     Actor(#[from] meshlb_actors::ActorError),
     /// The configuration source stopped producing updates.
     #[error("the configuration source stopped")]
     SourceStopped,
-    /// A task of the agent ended abnormally.
+    /// A task of the agent panicked or was cancelled.
     #[error("task failed: {0}")]
-    Task(String),
+    Task(#[from] tokio::task::JoinError),
+    /// A part of the agent another depends on has stopped.
+    #[error("{0} has stopped")]
+    Stopped(&'static str),
     /// The state file is not what the agent writes.
-    #[error("{path}: {message}")]
+    #[error("{path}: {source}")]
     State {
         /// The state file.
         path: PathBuf,
         /// What is wrong.
-        message: String,
+        source: serde_yaml_ng::Error,
     },
     /// The Kubernetes client could not be set up (kubeconfig, in-cluster
     /// configuration).
     #[error("Kubernetes client: {0}")]
-    KubeClient(String),
-    /// The introspection API could not start.
+    KubeClient(#[from] KubeClientError),
+    /// The introspection API's reflection could not be built.
     #[error("introspection API: {0}")]
-    Introspection(String),
+    Introspection(#[from] tonic_reflection::server::Error),
+}
+
+/// What is wrong with a cluster key file.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileProblem {
+    /// A line is not a key.
+    #[error("line {line}: {source}")]
+    Line {
+        /// The line number (from 1).
+        line: usize,
+        /// Why.
+        source: meshlb_gossip::secure::KeyError,
+    },
+    /// No key in it.
+    #[error("no cluster key")]
+    Empty,
+    /// The keys do not make a keyring.
+    #[error(transparent)]
+    Keyring(meshlb_gossip::secure::KeyError),
+}
+
+/// Why no Kubernetes client could be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeClientError {
+    /// The kubeconfig given is unreadable or unusable.
+    #[error("{path}: {source}")]
+    Kubeconfig {
+        /// The kubeconfig.
+        path: PathBuf,
+        /// Why.
+        source: kube::config::KubeconfigError,
+    },
+    /// No configuration found as kubectl would find it.
+    #[error(transparent)]
+    Infer(#[from] kube::config::InferConfigError),
+    /// The client could not be built from the configuration.
+    #[error(transparent)]
+    Client(#[from] kube::Error),
 }

@@ -16,22 +16,33 @@ pub enum Listen {
     Off,
 }
 
-impl std::str::FromStr for Listen {
-    type Err = String;
+/// Why a listen address does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ListenError {
+    /// `unix:` without a path.
+    #[error("unix: needs a path, as in unix:/run/meshlb/api.sock")]
+    NoPath,
+    /// None of the forms.
+    #[error("{0:?} is not host:port, unix:/path or off")]
+    Unknown(String),
+}
 
-    fn from_str(s: &str) -> Result<Listen, String> {
+impl std::str::FromStr for Listen {
+    type Err = ListenError;
+
+    fn from_str(s: &str) -> Result<Listen, ListenError> {
         if s == "off" {
             return Ok(Listen::Off);
         }
         if let Some(path) = s.strip_prefix("unix:") {
             if path.is_empty() {
-                return Err("unix: needs a path, as in unix:/run/meshlb/api.sock".into());
+                return Err(ListenError::NoPath);
             }
             return Ok(Listen::Unix(PathBuf::from(path)));
         }
         s.parse()
             .map(Listen::Tcp)
-            .map_err(|_| format!("{s:?} is not host:port, unix:/path or off"))
+            .map_err(|_| ListenError::Unknown(s.to_owned()))
     }
 }
 

@@ -250,11 +250,28 @@ enum CliError {
     NoFileSize,
 }
 
+/// Why `--hold-orphaned-addresses` is refused.
+#[derive(Debug, thiserror::Error)]
+enum HoldError {
+    /// Not a Go duration.
+    #[error("{text:?} {source}")]
+    NotADuration {
+        text: String,
+        source: meshlb_config::duration::DurationError,
+    },
+    /// Longer than a week.
+    #[error("{0:?} is longer than a week")]
+    TooLong(String),
+}
+
 /// Parses `--hold-orphaned-addresses`: a Go duration of at most a week.
-fn parse_hold(text: &str) -> Result<Duration, String> {
-    let hold = meshlb_config::duration::parse_duration(text).map_err(|e| format!("{text:?} {e}"))?;
+fn parse_hold(text: &str) -> Result<Duration, HoldError> {
+    let hold = meshlb_config::duration::parse_duration(text).map_err(|source| HoldError::NotADuration {
+        text: text.to_owned(),
+        source,
+    })?;
     if hold > Duration::from_secs(7 * 24 * 3600) {
-        return Err(format!("{text:?} is longer than a week"));
+        return Err(HoldError::TooLong(text.to_owned()));
     }
     Ok(hold)
 }

@@ -36,8 +36,8 @@ use meshlb_gossip::secure::{ClusterKey, Keyring};
 
 use meshlb_config::service::Node;
 
-use crate::AgentError;
 use crate::status::{StatusHub, TimedMeshEvent};
+use crate::{AgentError, KeyFileProblem};
 
 /// How this agent joins the mesh.
 #[derive(Debug, Clone)]
@@ -78,19 +78,19 @@ pub fn read_keyring(path: &Path) -> Result<(Keyring, String), AgentError> {
 /// Parses the text of keyring file `path`: `ID:HEX` per line (blank lines
 /// and `#` comments ignored), the first key the primary.
 pub fn parse_keyring(path: &Path, text: &str) -> Result<Keyring, AgentError> {
-    let bad = |message: String| AgentError::KeyFile {
+    let bad = |problem| AgentError::KeyFile {
         path: path.to_path_buf(),
-        message,
+        problem,
     };
     let keys = text
         .lines()
         .map(str::trim)
         .enumerate()
         .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
-        .map(|(n, l)| ClusterKey::parse(l).map_err(|e| bad(format!("line {}: {e}", n + 1))))
+        .map(|(n, l)| ClusterKey::parse(l).map_err(|source| bad(KeyFileProblem::Line { line: n + 1, source })))
         .collect::<Result<Vec<_>, _>>()?;
-    let (primary, others) = keys.split_first().ok_or_else(|| bad("no cluster key".into()))?;
-    Keyring::new(primary, others).map_err(|e| bad(e.to_string()))
+    let (primary, others) = keys.split_first().ok_or_else(|| bad(KeyFileProblem::Empty))?;
+    Keyring::new(primary, others).map_err(|e| bad(KeyFileProblem::Keyring(e)))
 }
 
 /// How often the key file is re-read.
@@ -136,11 +136,9 @@ impl AgentMesh {
             let _ = started.send(driver::start(config).await);
         });
         if !spawned {
-            return Err(AgentError::Task("the answering thread has stopped".into()));
+            return Err(AgentError::Stopped("the answering thread"));
         }
-        let handle = handle
-            .await
-            .map_err(|_| AgentError::Task("the gossip driver did not start".into()))??;
+        let handle = handle.await.map_err(|_| AgentError::Stopped("the gossip driver"))??;
         tracing::info!(node = %options.node, bind = %options.bind, profile = options.profile.name, "joined the gossip mesh");
         let commands = handle.commands.clone();
         let announce = handle.announce.clone();

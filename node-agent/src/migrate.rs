@@ -81,7 +81,7 @@ pub enum MigrateError {
     },
     /// The Kubernetes client could not be set up.
     #[error("Kubernetes client: {0}")]
-    Client(String),
+    Client(#[from] crate::KubeClientError),
     /// The backup could not be written.
     #[error("backup {path}: {source}")]
     Backup {
@@ -91,16 +91,52 @@ pub enum MigrateError {
         source: std::io::Error,
     },
     /// A Helm release record could not be read or written back.
-    #[error("Helm release record {secret}: {message}")]
+    #[error("Helm release record {secret}: {source}")]
     Release {
         /// The record's Secret.
         secret: String,
         /// What is wrong.
-        message: String,
+        source: ReleaseError,
     },
     /// A CRD did not become established.
     #[error("CustomResourceDefinition {0} was not established within a minute")]
     NotEstablished(String),
+}
+
+/// What is wrong with a Helm release record, reading or writing it.
+#[derive(Debug, thiserror::Error)]
+pub enum ReleaseError {
+    /// Its payload is not base64.
+    #[error("not base64: {0}")]
+    Base64(#[from] base64::DecodeError),
+    /// Compressing or uncompressing it failed.
+    #[error("not gzip: {0}")]
+    Gzip(#[from] std::io::Error),
+    /// Its JSON is not a release.
+    #[error("not a release: {0}")]
+    Json(#[from] serde_json::Error),
+    /// Its manifest's CRD could not be marked or written.
+    #[error("CRD {name}: {problem}")]
+    Crd {
+        /// The CRD.
+        name: String,
+        /// What is wrong.
+        problem: CrdProblem,
+    },
+}
+
+/// Why a CRD of a release's manifest could not be marked to be kept.
+#[derive(Debug, thiserror::Error)]
+pub enum CrdProblem {
+    /// It has no metadata.
+    #[error("no metadata")]
+    NoMetadata,
+    /// Its annotations are not a map.
+    #[error("annotations are not a map")]
+    AnnotationsNotAMap,
+    /// It could not be written back.
+    #[error("{0}")]
+    Yaml(#[from] serde_yaml_ng::Error),
 }
 
 fn api_error(what: impl Into<String>) -> impl FnOnce(kube::Error) -> MigrateError {
@@ -119,30 +155,26 @@ const WEBHOOK_SERVICE: &str = "metallb-webhook-service";
 
 /// A Helm release record's payload (`data.release` of its Secret):
 /// base64 of the gzip of the release's JSON, as Helm writes it.
-pub fn decode_release(data: &[u8]) -> Result<serde_json::Value, String> {
-    let gzipped = base64::engine::general_purpose::STANDARD
-        .decode(data)
-        .map_err(|e| format!("not base64: {e}"))?;
+pub fn decode_release(data: &[u8]) -> Result<serde_json::Value, ReleaseError> {
+    let gzipped = base64::engine::general_purpose::STANDARD.decode(data)?;
     let mut json = Vec::new();
-    flate2::read::GzDecoder::new(gzipped.as_slice())
-        .read_to_end(&mut json)
-        .map_err(|e| format!("not gzip: {e}"))?;
-    serde_json::from_slice(&json).map_err(|e| format!("not a release: {e}"))
+    flate2::read::GzDecoder::new(gzipped.as_slice()).read_to_end(&mut json)?;
+    Ok(serde_json::from_slice(&json)?)
 }
 
 /// The payload of `release`, as Helm writes it (see [`decode_release`]).
-pub fn encode_release(release: &serde_json::Value) -> Result<Vec<u8>, String> {
-    let json = serde_json::to_vec(release).map_err(|e| e.to_string())?;
+pub fn encode_release(release: &serde_json::Value) -> Result<Vec<u8>, ReleaseError> {
+    let json = serde_json::to_vec(release)?;
     let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gzip.write_all(&json).map_err(|e| e.to_string())?;
-    let gzipped = gzip.finish().map_err(|e| e.to_string())?;
+    gzip.write_all(&json)?;
+    let gzipped = gzip.finish()?;
     Ok(base64::engine::general_purpose::STANDARD.encode(gzipped).into_bytes())
 }
 
 /// `manifest` (a release's rendered templates: YAML documents, each headed
 /// by Helm's `# Source:` comment) with every CustomResourceDefinition
 /// annotated [`KEEP_ANNOTATION`]`: keep`; the CRDs' names it marked.
-pub fn keep_crds(manifest: &str) -> Result<(String, Vec<String>), String> {
+pub fn keep_crds(manifest: &str) -> Result<(String, Vec<String>), ReleaseError> {
     // Helm separates documents by lines of `---`.
     let mut documents: Vec<Vec<&str>> = vec![Vec::new()];
     for line in manifest.lines() {
@@ -180,10 +212,14 @@ pub fn keep_crds(manifest: &str) -> Result<(String, Vec<String>), String> {
             .and_then(|n| n.as_str())
             .unwrap_or_default()
             .to_owned();
+        let crd = |problem| ReleaseError::Crd {
+            name: name.clone(),
+            problem,
+        };
         let metadata = value
             .get_mut("metadata")
             .and_then(|m| m.as_mapping_mut())
-            .ok_or_else(|| format!("CRD {name} has no metadata"))?;
+            .ok_or_else(|| crd(CrdProblem::NoMetadata))?;
         let annotations = metadata
             .entry("annotations".into())
             .or_insert_with(|| serde_yaml_ng::Value::Mapping(Default::default()));
@@ -192,13 +228,13 @@ pub fn keep_crds(manifest: &str) -> Result<(String, Vec<String>), String> {
         }
         annotations
             .as_mapping_mut()
-            .ok_or_else(|| format!("CRD {name}: annotations are not a map"))?
+            .ok_or_else(|| crd(CrdProblem::AnnotationsNotAMap))?
             .insert(KEEP_ANNOTATION.into(), "keep".into());
         for line in comments {
             out.push_str(line);
             out.push('\n');
         }
-        out.push_str(&serde_yaml_ng::to_string(&value).map_err(|e| e.to_string())?);
+        out.push_str(&serde_yaml_ng::to_string(&value).map_err(|e| crd(CrdProblem::Yaml(e)))?);
         marked.push(name);
     }
     Ok((out, marked))
@@ -237,9 +273,9 @@ async fn metallb_releases(client: &kube::Client, namespace: &str) -> Result<Vec<
         let Some(data) = secret.data.as_ref().and_then(|d| d.get("release")) else {
             continue;
         };
-        let release = decode_release(&data.0).map_err(|message| MigrateError::Release {
+        let release = decode_release(&data.0).map_err(|source| MigrateError::Release {
             secret: secret_name.clone(),
-            message,
+            source,
         })?;
         if release["chart"]["metadata"]["name"] == "metallb" {
             releases.push(HelmRelease {
@@ -377,9 +413,7 @@ fn document<K: serde::Serialize + kube::Resource<DynamicType = ()>>(object: &K) 
 /// Runs the migration (see the module documentation), telling `say` each
 /// step as it is done (or, with `--dry-run`, would be).
 pub async fn run(options: &MigrateOptions, say: &mut dyn FnMut(String)) -> Result<(), MigrateError> {
-    let client = crate::app::kube_client(options.kubeconfig.as_deref())
-        .await
-        .map_err(|e| MigrateError::Client(e.to_string()))?;
+    let client = crate::app::kube_client(options.kubeconfig.as_deref()).await?;
     let namespace = options.namespace.as_str();
     let would = if options.dry_run { "would " } else { "" };
     let found = find(&client, namespace).await?;
@@ -589,9 +623,9 @@ pub async fn run(options: &MigrateOptions, say: &mut dyn FnMut(String)) -> Resul
     // 5. Helm keeps the CRDs.
     for release in &found.releases {
         let manifest = release.release["manifest"].as_str().unwrap_or_default();
-        let (manifest, marked) = keep_crds(manifest).map_err(|message| MigrateError::Release {
+        let (manifest, marked) = keep_crds(manifest).map_err(|source| MigrateError::Release {
             secret: release.secret.clone(),
-            message,
+            source,
         })?;
         say(format!(
             "{would}mark the {} CRDs of Helm release {} to be kept by `helm uninstall {}`",
@@ -604,9 +638,9 @@ pub async fn run(options: &MigrateOptions, say: &mut dyn FnMut(String)) -> Resul
         }
         let mut updated = release.release.clone();
         updated["manifest"] = json!(manifest);
-        let payload = encode_release(&updated).map_err(|message| MigrateError::Release {
+        let payload = encode_release(&updated).map_err(|source| MigrateError::Release {
             secret: release.secret.clone(),
-            message,
+            source,
         })?;
         let patch = json!({"data": {"release": ByteString(payload)}});
         secrets

@@ -419,8 +419,7 @@ impl Pipeline {
             tracing::debug!(ms = started.elapsed().as_millis() as u64, "update handled");
             (self, reload)
         })
-        .await
-        .map_err(|e| AgentError::Task(e.to_string()))?;
+        .await?;
         log_reload(&reload);
         if let (Reload::Accepted { .. }, Some(inventory)) = (&reload, agent.store.active()) {
             for warning in &inventory.config.warnings {

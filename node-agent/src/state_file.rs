@@ -78,9 +78,9 @@ impl AssignmentsFile {
                 });
             }
         };
-        let state: StateFile = serde_yaml_ng::from_str(&text).map_err(|e| AgentError::State {
+        let state: StateFile = serde_yaml_ng::from_str(&text).map_err(|source| AgentError::State {
             path: self.path.clone(),
-            message: e.to_string(),
+            source,
         })?;
         Ok(state
             .assignments
@@ -100,9 +100,9 @@ impl AssignmentsFile {
             return Ok(false);
         }
         self.written = None;
-        let text = serde_yaml_ng::to_string(&state).map_err(|e| AgentError::State {
+        let text = serde_yaml_ng::to_string(&state).map_err(|source| AgentError::State {
             path: self.path.clone(),
-            message: e.to_string(),
+            source,
         })?;
         write_atomically(
             &self.path,
@@ -192,9 +192,9 @@ fn unix_seconds(at: SystemTime) -> u64 {
 
 /// Writes `record` to `path`.
 pub fn save_restart(path: &Path, record: &RestartRecord) -> Result<(), AgentError> {
-    let text = serde_yaml_ng::to_string(record).map_err(|e| AgentError::State {
+    let text = serde_yaml_ng::to_string(record).map_err(|source| AgentError::State {
         path: path.to_path_buf(),
-        message: e.to_string(),
+        source,
     })?;
     write_atomically(
         path,
@@ -221,9 +221,9 @@ pub fn take_restart(path: &Path) -> Result<Option<RestartRecord>, AgentError> {
         path: path.to_path_buf(),
         source,
     });
-    let record = serde_yaml_ng::from_str(&text).map_err(|e| AgentError::State {
+    let record = serde_yaml_ng::from_str(&text).map_err(|source| AgentError::State {
         path: path.to_path_buf(),
-        message: e.to_string(),
+        source,
     })?;
     removed?;
     Ok(Some(record))

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use meshlb_config::health::{Health, HealthCheck, Probe};
 use meshlb_config::service::ServiceKey;
-use meshlb_node_agent::health::{HealthMonitors, probe_once};
+use meshlb_node_agent::health::{HealthMonitors, ProbeFailure, probe_once};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -16,10 +16,13 @@ const TIMEOUT: Duration = Duration::from_secs(2);
 async fn tcp_probe_follows_the_listener() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    assert_eq!(probe_once(&Probe::Tcp(address), TIMEOUT).await, Ok(()));
+    probe_once(&Probe::Tcp(address), TIMEOUT).await.unwrap();
     drop(listener);
     let err = probe_once(&Probe::Tcp(address), TIMEOUT).await.unwrap_err();
-    assert!(err.to_lowercase().contains("refused"), "{err}");
+    assert!(
+        matches!(&err, ProbeFailure::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused),
+        "{err}"
+    );
 }
 
 /// Answers every HTTP request with `status`, and records the request line.
@@ -48,17 +51,15 @@ async fn http_server(status: u16) -> (std::net::SocketAddr, tokio::sync::mpsc::U
 #[tokio::test]
 async fn http_probe_reads_the_status() {
     let (ok, mut requests) = http_server(204).await;
-    assert_eq!(
-        probe_once(
-            &Probe::Http {
-                address: ok,
-                path: "/healthz".into()
-            },
-            TIMEOUT
-        )
-        .await,
-        Ok(())
-    );
+    probe_once(
+        &Probe::Http {
+            address: ok,
+            path: "/healthz".into(),
+        },
+        TIMEOUT,
+    )
+    .await
+    .unwrap();
     assert_eq!(requests.recv().await.unwrap(), "GET /healthz HTTP/1.1");
     let (failing, _) = http_server(503).await;
     let err = probe_once(
@@ -70,7 +71,8 @@ async fn http_probe_reads_the_status() {
     )
     .await
     .unwrap_err();
-    assert_eq!(err, "HTTP status 503");
+    assert!(matches!(err, ProbeFailure::HttpStatus(503)), "{err}");
+    assert_eq!(err.to_string(), "HTTP status 503");
     // A listener that never answers: the timeout decides.
     let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let probe = Probe::Http {
@@ -78,26 +80,24 @@ async fn http_probe_reads_the_status() {
         path: "/".into(),
     };
     let err = probe_once(&probe, Duration::from_millis(200)).await.unwrap_err();
-    assert!(err.contains("no answer within"), "{err}");
+    assert!(matches!(err, ProbeFailure::Timeout(_)), "{err}");
+    assert!(err.to_string().contains("no answer within"), "{err}");
 }
 
 #[tokio::test]
 async fn command_probe_uses_the_exit_status() {
     let run = |argv: &[&str]| Probe::Command(argv.iter().map(|s| s.to_string()).collect());
-    assert_eq!(probe_once(&run(&["true"]), TIMEOUT).await, Ok(()));
-    assert!(
-        probe_once(&run(&["false"]), TIMEOUT)
-            .await
-            .unwrap_err()
-            .contains("exited with")
-    );
-    assert!(probe_once(&run(&["/nonexistent/check"]), TIMEOUT).await.is_err());
+    probe_once(&run(&["true"]), TIMEOUT).await.unwrap();
+    let failed = probe_once(&run(&["false"]), TIMEOUT).await.unwrap_err();
+    assert!(matches!(failed, ProbeFailure::Exited { .. }), "{failed}");
+    assert!(failed.to_string().contains("exited with"), "{failed}");
+    let missing = probe_once(&run(&["/nonexistent/check"]), TIMEOUT).await.unwrap_err();
+    assert!(matches!(missing, ProbeFailure::Spawn { .. }), "{missing}");
     let started = std::time::Instant::now();
-    assert!(
-        probe_once(&run(&["sleep", "30"]), Duration::from_millis(200))
-            .await
-            .is_err()
-    );
+    let hung = probe_once(&run(&["sleep", "30"]), Duration::from_millis(200))
+        .await
+        .unwrap_err();
+    assert!(matches!(hung, ProbeFailure::Timeout(_)), "{hung}");
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "a hung command is abandoned at the timeout"

@@ -124,7 +124,7 @@ pub fn read_directory(dir: &Path, limits: &ReadLimits) -> Result<Reading, Reject
                 (&name, hash).hash(&mut fingerprint);
                 read.push(FileText { name, text, hash });
             }
-            Err(message) => errors.push(unreadable(name, message)),
+            Err(why) => errors.push(unreadable(name, why.to_string())),
         }
     }
     if errors.is_empty() {
@@ -137,28 +137,43 @@ pub fn read_directory(dir: &Path, limits: &ReadLimits) -> Result<Reading, Reject
     }
 }
 
+/// Why a configuration file was not read.
+#[derive(Debug, thiserror::Error)]
+enum Unread {
+    /// Opening or reading it failed.
+    #[error("cannot read: {0}")]
+    Io(#[from] std::io::Error),
+    /// Larger than allowed.
+    #[error(
+        "{size} bytes is larger than the {max_bytes} bytes a configuration file may have (--max-config-file-bytes)"
+    )]
+    TooLarge {
+        /// Its size, as far as read.
+        size: u64,
+        /// The limit.
+        max_bytes: u64,
+    },
+    /// Not text.
+    #[error("not UTF-8 text ({0})")]
+    NotText(#[from] std::string::FromUtf8Error),
+}
+
 /// A file's text, refused unread if it is larger than `max_bytes` (and
 /// never read past that, should it grow meanwhile).
-fn read_bounded(path: &Path, max_bytes: u64) -> Result<String, String> {
+fn read_bounded(path: &Path, max_bytes: u64) -> Result<String, Unread> {
     use std::io::Read as _;
-    let too_large = |size: u64| {
-        format!(
-            "{size} bytes is larger than the {max_bytes} bytes a configuration file may have (--max-config-file-bytes)"
-        )
-    };
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
-    let size = file.metadata().map_err(|e| format!("cannot read: {e}"))?.len();
+    let too_large = |size: u64| Unread::TooLarge { size, max_bytes };
+    let file = std::fs::File::open(path)?;
+    let size = file.metadata()?.len();
     if size > max_bytes {
         return Err(too_large(size));
     }
     let mut bytes = Vec::with_capacity(size as usize);
-    file.take(max_bytes + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read: {e}"))?;
+    file.take(max_bytes + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > max_bytes {
         return Err(too_large(bytes.len() as u64));
     }
-    String::from_utf8(bytes).map_err(|e| format!("not UTF-8 text ({e})"))
+    Ok(String::from_utf8(bytes)?)
 }
 
 /// What one file parsed to: its objects, or every problem it has.

@@ -177,7 +177,7 @@ fn peer_timers(object: &ObjectRef, spec: &BgpPeerSpec, errors: &mut Vec<Invalid>
                     object,
                     field,
                     text,
-                    problem,
+                    problem.to_string(),
                     "a duration such as 90s or 1m30s",
                 ));
                 None

@@ -249,7 +249,7 @@ impl Builder {
                     o,
                     "spec.connectTime",
                     text,
-                    problem,
+                    problem.to_string(),
                     "a duration such as 10s",
                 ));
                 None
