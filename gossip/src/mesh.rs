@@ -42,7 +42,7 @@ use crate::codec::MeshCodec;
 use crate::identity::NodeId;
 use crate::ownership::{Candidate, Claimants, Failback, Fence, FenceStatus, may_start_announcing, service_owners};
 use crate::profile::{MAX_PLAINTEXT, Profile};
-use crate::record::{BgpSection, Layer2Section, NodeRecord, RecordBook, SharedBook};
+use crate::record::{BgpSection, Layer2Section, NodeRecord, RecordBook, ServiceId, SharedBook};
 
 const KIND_FOCA: u8 = 1;
 const KIND_DIGEST: u8 = 2;
@@ -158,7 +158,7 @@ pub struct MemberView {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MeshService {
     /// [`crate::record::service_id`] of `namespace/name`.
-    pub id: u64,
+    pub id: ServiceId,
     /// Its addresses.
     pub addresses: Vec<IpAddr>,
     /// Failback policy.
@@ -235,7 +235,7 @@ pub fn services_fingerprint(services: &[MeshService]) -> u64 {
     sorted.sort_by_key(|s| s.id);
     let mut hasher = Sha256::new();
     for service in sorted {
-        hasher.update(service.id.to_be_bytes());
+        hasher.update(service.id.0.to_be_bytes());
         hasher.update([u8::from(service.failback == Failback::NonRevertive)]);
         hasher.update((service.addresses.len() as u32).to_be_bytes());
         for address in &service.addresses {

@@ -59,12 +59,23 @@ pub const FRAGMENT_PAYLOAD: usize = 1000;
 pub const MAX_FRAGMENTS: usize = 255;
 const FRAGMENT_TAG: u8 = b'R';
 
-/// A service's name on the wire: the first 8 bytes of sha256(`namespace/name`).
-pub fn service_id(key: &str) -> u64 {
+/// A service's name on the wire and in the mesh: the first 8 bytes of
+/// sha256(`namespace/name`) ([`service_id`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ServiceId(pub u64);
+
+impl std::fmt::Display for ServiceId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+/// The id of the service `namespace/name`.
+pub fn service_id(key: &str) -> ServiceId {
     let digest = Sha256::digest(key.as_bytes());
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest[..8]);
-    u64::from_be_bytes(first)
+    ServiceId(u64::from_be_bytes(first))
 }
 
 /// What one node tells the others about itself, by section.
@@ -116,7 +127,7 @@ pub struct Layer2Section {
     /// Interface name to link up.
     pub links: BTreeMap<String, bool>,
     /// Services ([`service_id`]) this node can serve now.
-    pub serving: BTreeSet<u64>,
+    pub serving: BTreeSet<ServiceId>,
 }
 
 impl std::fmt::Display for Layer2Section {
@@ -212,7 +223,7 @@ impl NodeRecord {
     }
 
     /// Whether the node can serve `service` (a [`service_id`]).
-    pub fn serves(&self, service: u64) -> bool {
+    pub fn serves(&self, service: ServiceId) -> bool {
         self.layer2.serving.contains(&service)
     }
 
@@ -249,7 +260,7 @@ impl NodeRecord {
             }
             out.put_u32(layer2.serving.len() as u32);
             for id in &layer2.serving {
-                out.put_u64(*id);
+                out.put_u64(id.0);
             }
         });
         let bgp = &self.bgp;
@@ -385,7 +396,7 @@ fn decode_layer2(buf: &mut &[u8]) -> Result<Layer2Section, RecordError> {
     need(buf, 4, "service count")?;
     let count = buf.get_u32() as usize;
     need(buf, count.saturating_mul(8), "services")?;
-    let serving = (0..count).map(|_| buf.get_u64()).collect();
+    let serving = (0..count).map(|_| ServiceId(buf.get_u64())).collect();
     Ok(Layer2Section { links, serving })
 }
 

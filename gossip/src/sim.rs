@@ -14,6 +14,7 @@ use crate::identity::NodeId;
 use crate::mesh::{Mesh, MeshEvent, MeshService, ServicePlan};
 use crate::ownership::Fence;
 use crate::profile::Profile;
+use crate::record::ServiceId;
 
 /// The gossip port of simulated nodes.
 pub const SIM_PORT: u16 = 7946;
@@ -60,7 +61,7 @@ pub struct SimNet {
     by_addr: BTreeMap<SocketAddr, usize>,
     services: Vec<MeshService>,
     /// The staged services' ids the nodes serve (`None`: all of them).
-    serving: Option<BTreeSet<u64>>,
+    serving: Option<BTreeSet<ServiceId>>,
     /// Pairs of nodes (lower index first) that cannot reach each other
     /// whatever their groups.
     cut: BTreeSet<(usize, usize)>,
@@ -145,7 +146,7 @@ impl SimNet {
     /// [`SimNet::configure`], and which of them (by id) every node serves
     /// (the others have no ready endpoint, say), telling none of the
     /// running ones yet.
-    pub fn stage_serving(&mut self, services: Vec<MeshService>, serving: BTreeSet<u64>) {
+    pub fn stage_serving(&mut self, services: Vec<MeshService>, serving: BTreeSet<ServiceId>) {
         self.services = services;
         self.serving = Some(serving);
     }

@@ -9,7 +9,7 @@ use meshlb_gossip::mesh::{Eligible, MeshService, ServicePlan};
 use meshlb_gossip::ownership::Failback;
 use meshlb_gossip::profile::Profile;
 use meshlb_gossip::record::service_id;
-use meshlb_gossip::record::{BgpSection, Layer2Section};
+use meshlb_gossip::record::{BgpSection, Layer2Section, ServiceId};
 use meshlb_gossip::sim::SimNet;
 
 fn services(count: usize, failback: Failback) -> Vec<MeshService> {
@@ -481,7 +481,7 @@ fn records_of_a_thousand_services_reach_everyone_under_loss() {
     let mut net = SimNet::new(10, Profile::fast(), 71);
     net.loss = 0.05;
     net.start_all();
-    let ids: BTreeSet<u64> = (0..1000).map(|i| service_id(&format!("ns/svc-{i}"))).collect();
+    let ids: BTreeSet<ServiceId> = (0..1000).map(|i| service_id(&format!("ns/svc-{i}"))).collect();
     for node in &mut net.nodes {
         if let Some(mesh) = node.mesh.as_mut() {
             mesh.set_labels([("zone".to_owned(), "a".to_owned())].into()).unwrap();

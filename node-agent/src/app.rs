@@ -441,7 +441,7 @@ pub fn announce(interface: &str, addresses: Vec<std::net::IpAddr>, refresh_ms: O
         let monitor = tokio::task::spawn_local(links::monitor(links_tx));
         let actor = InterfaceActor::open(interface, schedule, status_tx, links)?.start();
         actor.do_send(Claim {
-            service: 0,
+            service: meshlb_gossip::record::ServiceId(0),
             addresses: addresses.into_iter().collect(),
             sent: tokio::time::Instant::now(),
         });

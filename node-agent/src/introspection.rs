@@ -21,6 +21,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use meshlb_config::service::ServiceKey;
 use meshlb_gossip::driver::MeshStatus;
+use meshlb_gossip::record::ServiceId;
 use meshlb_proto::v1::introspection_server::{Introspection, IntrospectionServer};
 use meshlb_proto::v1::{self as pb, event};
 use tokio::sync::mpsc;
@@ -102,7 +103,7 @@ impl ServiceSources<'_> {
         let names = |map: &BTreeMap<IpAddr, BTreeSet<String>>, address: &IpAddr| -> Vec<String> {
             map.get(address).into_iter().flatten().cloned().collect()
         };
-        let layer2_by_key: BTreeMap<&ServiceKey, (&u64, &crate::status::Layer2Service)> =
+        let layer2_by_key: BTreeMap<&ServiceKey, (&ServiceId, &crate::status::Layer2Service)> =
             self.layer2.services.iter().map(|(id, s)| (&s.key, (id, s))).collect();
         self.running
             .outcomes
@@ -157,7 +158,7 @@ impl ServiceSources<'_> {
 /// preferences, ranked for the first address of its group.
 fn ranked_candidates(
     mesh: &MeshStatus,
-    id: u64,
+    id: ServiceId,
     service: &crate::status::Layer2Service,
     address: IpAddr,
 ) -> Vec<pb::Candidate> {

@@ -33,6 +33,7 @@ use meshlb_actors::l2::membership::{MembershipActor, Services};
 use meshlb_actors::l2::plan::{L2Plan, plan};
 use meshlb_actors::l2::service::{Placement, ServiceActor, StopService};
 use meshlb_gossip::driver::Command;
+use meshlb_gossip::record::ServiceId;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::WatchStream;
@@ -71,7 +72,7 @@ pub struct Layer2Actor {
     membership: Addr<MembershipActor>,
     applied: Option<L2Plan>,
     interfaces: BTreeMap<String, Addr<InterfaceActor>>,
-    services: BTreeMap<u64, Addr<ServiceActor>>,
+    services: BTreeMap<ServiceId, Addr<ServiceActor>>,
 }
 
 impl Layer2Actor {

@@ -413,6 +413,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::status::{BgpPeerStatus, BgpStatus, Layer2Service, Layer2Status};
     use meshlb_config::service::ServiceKey;
+    use meshlb_gossip::record::ServiceId;
 
     /// What `record` records, rendered as Prometheus scrapes it (with the
     /// agent's buckets).
@@ -429,7 +430,7 @@ pub(crate) mod tests {
         let address: IpAddr = "203.0.113.10".parse().unwrap();
         hub.layer2().publish(Layer2Status {
             services: BTreeMap::from([(
-                1,
+                ServiceId(1),
                 Layer2Service {
                     key: ServiceKey::new("default", "web"),
                     addresses: vec![address],

@@ -37,6 +37,7 @@ use meshlb_config::allocator::PoolCounters;
 use meshlb_config::service::{Node, ServiceKey};
 use meshlb_gossip::driver::MeshStatus;
 use meshlb_gossip::mesh::MeshEvent;
+use meshlb_gossip::record::ServiceId;
 use tokio::sync::{broadcast, watch};
 
 use crate::running::RunningState;
@@ -128,7 +129,7 @@ pub struct Rejection {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Layer2Status {
     /// Every Layer 2 service, by its mesh id.
-    pub services: BTreeMap<u64, Layer2Service>,
+    pub services: BTreeMap<ServiceId, Layer2Service>,
     /// The addresses the mesh gives this node to announce.
     pub announcing: BTreeSet<IpAddr>,
 }
@@ -403,7 +404,7 @@ mod tests {
         };
         let layer2 = Layer2Status {
             services: BTreeMap::from([(
-                7,
+                ServiceId(7),
                 Layer2Service {
                     key: ServiceKey::new("default", "web"),
                     addresses: vec![a, b],

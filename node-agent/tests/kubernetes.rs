@@ -14,6 +14,7 @@ use kube::core::DynamicObject;
 use meshlb_chaos::kube_env::KubeEnv;
 use meshlb_config::kinds::{IpAddressPool, L2Advertisement};
 use meshlb_config::service::ServiceKey;
+use meshlb_gossip::record::ServiceId;
 use meshlb_node_agent::sources::kubernetes::KubernetesSource;
 use meshlb_node_agent::sources::{Snapshot, SourceUpdate};
 use serde_json::json;
@@ -1291,7 +1292,10 @@ fn service_l2_statuses_follow_what_the_node_announces() {
             preferences: Vec::new(),
         };
         std::sync::Arc::new(Layer2Status {
-            services: BTreeMap::from([(1, service("web", "192.0.2.1")), (2, service("db", "192.0.2.2"))]),
+            services: BTreeMap::from([
+                (ServiceId(1), service("web", "192.0.2.1")),
+                (ServiceId(2), service("db", "192.0.2.2")),
+            ]),
             announcing: announcing.iter().map(|a| a.parse().unwrap()).collect(),
         })
     };

@@ -35,6 +35,7 @@ pub use crate::l2::links::LINK_POLL;
 use crate::l2::links::Links;
 use crate::l2::responder::{AddressCounters, AnnounceSchedule, Responder, ResponderStats};
 use crate::l2::socket::{FrameSocket, InterfaceInfo, MAX_FRAME, SolicitedNodeGroups, UnregisteredFrameSocket};
+use meshlb_gossip::record::ServiceId;
 
 /// How long the actor waits after a failed read before reading again.
 pub const RECEIVE_RETRY: Duration = Duration::from_secs(1);
@@ -61,7 +62,7 @@ pub struct AnnouncerStatus {
 #[rtype(result = "()")]
 pub struct Claim {
     /// The service ([`meshlb_gossip`]'s service id).
-    pub service: u64,
+    pub service: ServiceId,
     /// Its addresses answered here.
     pub addresses: BTreeSet<IpAddr>,
     /// When it was sent: a claim sent before a stall the actor noticed is
@@ -132,7 +133,7 @@ pub struct InterfaceActor {
     socket: Option<Rc<FrameSocket>>,
     groups: Option<SolicitedNodeGroups>,
     responder: Responder,
-    claims: BTreeMap<u64, BTreeSet<IpAddr>>,
+    claims: BTreeMap<ServiceId, BTreeSet<IpAddr>>,
     epoch: Instant,
     /// When the actor last ran a handler; it runs one at least every
     /// [`LINK_POLL`] unless the process is stalled.
@@ -321,7 +322,7 @@ impl Handler<Claim> for InterfaceActor {
     fn handle(&mut self, claim: Claim, ctx: &mut Context<Self>) {
         self.check_stall();
         if self.woke_from_stall.is_some_and(|woke| claim.sent < woke) {
-            tracing::debug!(interface = self.name, service = claim.service, "stale claim ignored");
+            tracing::debug!(interface = self.name, service = %claim.service, "stale claim ignored");
             return;
         }
         if claim.addresses.is_empty() {

@@ -10,11 +10,12 @@ use actix::{Actor, Addr, AsyncContext, Context, Handler, Message, StreamHandler}
 use tokio::sync::watch;
 
 use crate::l2::service::{Owned, ServiceActor};
+use meshlb_gossip::record::ServiceId;
 
 /// The service actors to tell, by service id.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
-pub struct Services(pub BTreeMap<u64, Addr<ServiceActor>>);
+pub struct Services(pub BTreeMap<ServiceId, Addr<ServiceActor>>);
 
 struct Decision(BTreeSet<IpAddr>);
 
@@ -22,7 +23,7 @@ struct Decision(BTreeSet<IpAddr>);
 pub struct MembershipActor {
     announce: Option<watch::Receiver<BTreeSet<IpAddr>>>,
     owned: BTreeSet<IpAddr>,
-    services: BTreeMap<u64, Addr<ServiceActor>>,
+    services: BTreeMap<ServiceId, Addr<ServiceActor>>,
 }
 
 impl MembershipActor {

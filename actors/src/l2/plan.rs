@@ -26,7 +26,7 @@ use meshlb_config::config::{Failback, WeightedSelector};
 use meshlb_config::meta::any_matches;
 use meshlb_config::service::{EndpointIndex, ServiceKey};
 use meshlb_gossip::mesh::{MeshService, ServicePlan, WeightFn};
-use meshlb_gossip::record::{Layer2Section, NodeRecord, service_id};
+use meshlb_gossip::record::{Layer2Section, NodeRecord, ServiceId, service_id};
 
 use crate::eligibility::{Assigned, assigned, eligible, service_blocker};
 pub use crate::eligibility::{Blocker, PlanInput, ThisNode};
@@ -90,14 +90,14 @@ impl PlannedService {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct L2Plan {
     /// Services announced in Layer 2 mode, by id.
-    pub services: BTreeMap<u64, PlannedService>,
+    pub services: BTreeMap<ServiceId, PlannedService>,
     /// Link state of every interface some service may use.
     pub links: Links,
 }
 
 impl L2Plan {
     /// Ids of the services this node can serve.
-    pub fn serving(&self) -> BTreeSet<u64> {
+    pub fn serving(&self) -> BTreeSet<ServiceId> {
         self.services
             .values()
             .filter(|s| s.serveable())
@@ -151,7 +151,7 @@ impl L2Plan {
     /// The weight function for the mesh: per service, the sum of the
     /// weights of the preferences matching a node's labels.
     pub fn weight_fn(&self) -> WeightFn {
-        let preferences: BTreeMap<u64, Vec<WeightedSelector>> = self
+        let preferences: BTreeMap<ServiceId, Vec<WeightedSelector>> = self
             .services
             .values()
             .filter(|s| !s.preferences.is_empty())

@@ -11,6 +11,7 @@ use actix::{Actor, ActorContext, Context, Handler, Message, Recipient};
 use tokio::time::Instant;
 
 use crate::l2::interface::Claim;
+use meshlb_gossip::record::ServiceId;
 
 /// Where a service is answered, and whether each interface's link is up.
 #[derive(Debug, Clone, Message)]
@@ -35,7 +36,7 @@ pub struct StopService;
 
 /// The service actor. See the module documentation.
 pub struct ServiceActor {
-    id: u64,
+    id: ServiceId,
     placement: Placement,
     owned: BTreeSet<IpAddr>,
     /// What each interface was last told.
@@ -44,7 +45,7 @@ pub struct ServiceActor {
 
 impl ServiceActor {
     /// A service actor for service `id`, placed as `placement`.
-    pub fn new(id: u64, placement: Placement) -> ServiceActor {
+    pub fn new(id: ServiceId, placement: Placement) -> ServiceActor {
         ServiceActor {
             id,
             placement,
@@ -138,7 +139,7 @@ mod tests {
     use tokio::sync::watch;
 
     /// Every claim an interface was sent, in order.
-    type ClaimLog = Arc<Mutex<Vec<(u64, BTreeSet<IpAddr>)>>>;
+    type ClaimLog = Arc<Mutex<Vec<(ServiceId, BTreeSet<IpAddr>)>>>;
 
     /// Stands in for an interface actor: records every claim.
     struct Recorder(ClaimLog);
@@ -188,8 +189,8 @@ mod tests {
         };
         let (announce_tx, announce) = watch::channel(BTreeSet::new());
         let membership = MembershipActor::new(announce).start();
-        let service = ServiceActor::new(7, placement(false)).start();
-        membership.do_send(Services(BTreeMap::from([(7, service.clone())])));
+        let service = ServiceActor::new(ServiceId(7), placement(false)).start();
+        membership.do_send(Services(BTreeMap::from([(ServiceId(7), service.clone())])));
         settle().await;
         assert!(eth0_log.lock().unwrap().iter().all(|(_, a)| a.is_empty()));
 
@@ -197,27 +198,36 @@ mod tests {
         // of another service: only the first is claimed, on the up link.
         announce_tx.send_replace(set(&["203.0.113.10", "198.51.100.99"]));
         settle().await;
-        assert_eq!(eth0_log.lock().unwrap().last(), Some(&(7, set(&["203.0.113.10"]))));
+        assert_eq!(
+            eth0_log.lock().unwrap().last(),
+            Some(&(ServiceId(7), set(&["203.0.113.10"])))
+        );
         assert!(eth1_log.lock().unwrap().iter().all(|(_, a)| a.is_empty()));
 
         // eth1 comes up: claimed there too.
         service.do_send(placement(true));
         settle().await;
-        assert_eq!(eth1_log.lock().unwrap().last(), Some(&(7, set(&["203.0.113.10"]))));
+        assert_eq!(
+            eth1_log.lock().unwrap().last(),
+            Some(&(ServiceId(7), set(&["203.0.113.10"])))
+        );
 
         // Ownership moves away: both withdrawn.
         announce_tx.send_replace(BTreeSet::new());
         settle().await;
-        assert_eq!(eth0_log.lock().unwrap().last(), Some(&(7, BTreeSet::new())));
-        assert_eq!(eth1_log.lock().unwrap().last(), Some(&(7, BTreeSet::new())));
+        assert_eq!(eth0_log.lock().unwrap().last(), Some(&(ServiceId(7), BTreeSet::new())));
+        assert_eq!(eth1_log.lock().unwrap().last(), Some(&(ServiceId(7), BTreeSet::new())));
 
         // Stopping the service withdraws too; the mesh going away as well.
         announce_tx.send_replace(set(&["2001:db8:100::10"]));
         settle().await;
-        assert_eq!(eth0_log.lock().unwrap().last(), Some(&(7, set(&["2001:db8:100::10"]))));
+        assert_eq!(
+            eth0_log.lock().unwrap().last(),
+            Some(&(ServiceId(7), set(&["2001:db8:100::10"])))
+        );
         service.do_send(StopService);
         settle().await;
-        assert_eq!(eth0_log.lock().unwrap().last(), Some(&(7, BTreeSet::new())));
+        assert_eq!(eth0_log.lock().unwrap().last(), Some(&(ServiceId(7), BTreeSet::new())));
     }
 
     #[actix::test]
@@ -226,18 +236,21 @@ mod tests {
         let (announce_tx, announce) = watch::channel(set(&["203.0.113.10"]));
         let membership = MembershipActor::new(announce).start();
         let service = ServiceActor::new(
-            1,
+            ServiceId(1),
             Placement {
                 addresses: set(&["203.0.113.10"]),
                 interfaces: BTreeMap::from([("eth0".to_owned(), (eth0.recipient(), true))]),
             },
         )
         .start();
-        membership.do_send(Services(BTreeMap::from([(1, service)])));
+        membership.do_send(Services(BTreeMap::from([(ServiceId(1), service)])));
         settle().await;
-        assert_eq!(log.lock().unwrap().last(), Some(&(1, set(&["203.0.113.10"]))));
+        assert_eq!(
+            log.lock().unwrap().last(),
+            Some(&(ServiceId(1), set(&["203.0.113.10"])))
+        );
         drop(announce_tx);
         settle().await;
-        assert_eq!(log.lock().unwrap().last(), Some(&(1, BTreeSet::new())));
+        assert_eq!(log.lock().unwrap().last(), Some(&(ServiceId(1), BTreeSet::new())));
     }
 }

@@ -195,7 +195,7 @@ pub fn bgp_announced(
 /// idempotent, and short whatever the names' lengths.
 pub fn object_name(prefix: &str, node: &str, service: &ServiceKey) -> String {
     format!(
-        "{prefix}-{:016x}",
+        "{prefix}-{}",
         meshlb_gossip::record::service_id(&format!("{node}/{service}"))
     )
 }
@@ -530,7 +530,10 @@ mod tests {
             preferences: Vec::new(),
         };
         let layer2 = Layer2Status {
-            services: BTreeMap::from([(1, service("web", "192.0.2.1")), (2, service("db", "192.0.2.2"))]),
+            services: BTreeMap::from([
+                (meshlb_gossip::record::ServiceId(1), service("web", "192.0.2.1")),
+                (meshlb_gossip::record::ServiceId(2), service("db", "192.0.2.2")),
+            ]),
             announcing: BTreeSet::from([ip("192.0.2.1")]),
         };
         let announced = layer2_announced("node-a", &layer2);
