@@ -28,7 +28,7 @@ use actix::{
     WrapFuture,
 };
 use meshlb_actors::l2::interface::{AnnouncerStatus, InterfaceActor, Shutdown};
-use meshlb_actors::l2::links::Links;
+use meshlb_actors::l2::links::{Link, Links};
 use meshlb_actors::l2::membership::{MembershipActor, Services};
 use meshlb_actors::l2::plan::{L2Plan, plan};
 use meshlb_actors::l2::service::{Placement, ServiceActor, StopService};
@@ -136,9 +136,9 @@ impl Layer2Actor {
                 .interfaces
                 .iter()
                 .filter_map(|name| {
-                    let up = next.links.get(name).copied().unwrap_or(false);
+                    let link = next.links.get(name).copied().unwrap_or(Link::Down);
                     self.interface(name)
-                        .map(|actor| (name.clone(), (actor.recipient(), up)))
+                        .map(|actor| (name.clone(), (actor.recipient(), link)))
                 })
                 .collect();
             let placement = Placement {

@@ -38,6 +38,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::Duration;
 
+use meshlb_actors::l2::links::Links;
 use meshlb_actors::netlink::{LOOPBACK_INDEX, RouteSocket};
 use meshlb_wire::rtnetlink::Change;
 use tokio::sync::watch;
@@ -50,7 +51,7 @@ pub const RETRY: Duration = Duration::from_secs(1);
 struct Wanted {
     /// Layer 2's addresses, and the interfaces it answers on (by name,
     /// with whether each is up).
-    layer2: (BTreeSet<IpAddr>, BTreeMap<String, bool>),
+    layer2: (BTreeSet<IpAddr>, Links),
     /// The addresses BGP announces.
     bgp: BTreeSet<IpAddr>,
     /// Once set: everything but these addresses is removed and the task
@@ -114,7 +115,7 @@ impl Delivery {
     }
 
     /// Layer 2's addresses, and the interfaces whose ARP is kept quiet.
-    pub fn set_layer2(&self, addresses: BTreeSet<IpAddr>, interfaces: BTreeMap<String, bool>) {
+    pub fn set_layer2(&self, addresses: BTreeSet<IpAddr>, interfaces: Links) {
         self.wanted
             .send_if_modified(|w| replace(&mut w.layer2, (addresses, interfaces)));
     }
@@ -180,7 +181,7 @@ impl LocalAddresses {
     /// Makes `addresses` the delivered service addresses, and quietens ARP
     /// on the `interfaces` first; those of `addresses` the node delivers
     /// now.
-    async fn set(&mut self, addresses: &BTreeSet<IpAddr>, interfaces: &BTreeMap<String, bool>) -> BTreeSet<IpAddr> {
+    async fn set(&mut self, addresses: &BTreeSet<IpAddr>, interfaces: &Links) -> BTreeSet<IpAddr> {
         if !self.enabled {
             return addresses.clone();
         }

@@ -32,7 +32,7 @@ use tokio::time::Instant;
 
 use crate::error::ActorError;
 pub use crate::l2::links::LINK_POLL;
-use crate::l2::links::Links;
+use crate::l2::links::{Link, Links};
 use crate::l2::responder::{AddressCounters, AnnounceSchedule, Responder, ResponderStats};
 use crate::l2::socket::{FrameSocket, InterfaceInfo, MAX_FRAME, SolicitedNodeGroups, UnregisteredFrameSocket};
 use meshlb_gossip::record::ServiceId;
@@ -165,7 +165,7 @@ impl InterfaceActor {
             }
         };
         let mut responder = Responder::new(info.mac, schedule);
-        let up = links.borrow().get(interface).copied().unwrap_or(false);
+        let up = links.borrow().get(interface).copied().is_some_and(Link::is_up);
         responder.set_link(up, 0);
         Ok(OpenInterface {
             name: interface.to_owned(),
@@ -264,7 +264,7 @@ impl InterfaceActor {
     fn poll_link(&mut self, ctx: &mut Context<Self>) {
         self.check_stall();
         let now = self.now_ms();
-        let up = self.links.borrow().get(&self.name).copied().unwrap_or(false);
+        let up = self.links.borrow().get(&self.name).copied().is_some_and(Link::is_up);
         self.responder.set_link(up, now);
         self.after_event(ctx);
     }

@@ -21,8 +21,29 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-/// Every Ethernet interface of this node and whether its link is up.
-pub type Links = BTreeMap<String, bool>;
+/// Every Ethernet interface of this node and its link state.
+pub type Links = BTreeMap<String, Link>;
+
+/// An interface's link state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Link {
+    /// Carrier, and up.
+    Up,
+    /// No carrier, or administratively down.
+    Down,
+}
+
+impl Link {
+    /// The state `up` says.
+    pub fn from_up(up: bool) -> Link {
+        if up { Link::Up } else { Link::Down }
+    }
+
+    /// Whether it is up.
+    pub fn is_up(self) -> bool {
+        self == Link::Up
+    }
+}
 
 /// How often link state is read.
 pub const LINK_POLL: Duration = Duration::from_millis(100);
@@ -41,11 +62,11 @@ fn read_sys(interface: &str, file: &str) -> Option<String> {
         .map(|s| s.trim().to_owned())
 }
 
-/// Whether `interface` is up with a carrier.
-pub fn link_is_up(interface: &str) -> bool {
+/// `interface`'s link: up with a carrier, or down.
+pub fn link_of(interface: &str) -> Link {
     let carrier = read_sys(interface, "carrier").is_some_and(|c| c == "1");
     let state = read_sys(interface, "operstate").unwrap_or_default();
-    carrier && (state == "up" || state == "unknown")
+    Link::from_up(carrier && (state == "up" || state == "unknown"))
 }
 
 /// Reads link state, remembering each interface's hardware type.
@@ -75,8 +96,8 @@ impl LinkReader {
                 .entry(name.clone())
                 .or_insert_with(|| read_sys(&name, "type").is_some_and(|t| t == ARPHRD_ETHER));
             if ethernet {
-                let up = link_is_up(&name);
-                links.insert(name, up);
+                let link = link_of(&name);
+                links.insert(name, link);
             }
         }
         links
@@ -111,6 +132,6 @@ mod tests {
     fn loopback_is_left_out_and_a_missing_link_is_down() {
         let links = LinkReader::default().read();
         assert!(!links.contains_key("lo"), "{links:?}");
-        assert!(!link_is_up("no-such-if0"));
+        assert_eq!(link_of("no-such-if0"), Link::Down);
     }
 }

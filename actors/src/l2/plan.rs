@@ -30,7 +30,7 @@ use meshlb_gossip::record::{Layer2Section, NodeRecord, ServiceId, service_id};
 
 use crate::eligibility::{Assigned, assigned, eligible, service_blocker};
 pub use crate::eligibility::{Blocker, PlanInput, ThisNode};
-use crate::l2::links::Links;
+use crate::l2::links::{Link, Links};
 
 /// Interfaces never announced on unless an L2Advertisement names them:
 /// loopback, and the virtual links of containers, CNIs and tunnels.
@@ -118,7 +118,11 @@ impl L2Plan {
             weight: self.weight_fn(),
             layer2: Layer2Section {
                 serving: self.serving(),
-                links: self.links.clone(),
+                links: self
+                    .links
+                    .iter()
+                    .map(|(name, link)| (name.clone(), link.is_up()))
+                    .collect(),
             },
         }
     }
@@ -139,7 +143,7 @@ impl L2Plan {
         for service in self.services.values() {
             for address in service.spec.addresses.iter().filter(|a| owned.contains(a)) {
                 for interface in &service.interfaces {
-                    if self.links.get(interface).copied().unwrap_or(false) {
+                    if self.links.get(interface).copied().is_some_and(Link::is_up) {
                         out.entry(interface.clone()).or_default().insert(*address);
                     }
                 }
@@ -218,7 +222,9 @@ pub fn plan(input: PlanInput<'_>, node: ThisNode<'_>, interfaces: &Links) -> L2P
         if let Some(policy) = policy {
             preferences.extend(policy.node_preferences.iter().cloned());
         }
-        let link_up = chosen.iter().any(|i| interfaces.get(i).copied().unwrap_or(false));
+        let link_up = chosen
+            .iter()
+            .any(|i| interfaces.get(i).copied().is_some_and(Link::is_up));
         let blocked = if !selected_here {
             Some(Blocker::NotSelected)
         } else if let Some(blocker) = service_blocker(&input, &endpoints, key, service, &node) {
@@ -229,8 +235,10 @@ pub fn plan(input: PlanInput<'_>, node: ThisNode<'_>, interfaces: &Links) -> L2P
             None
         };
         for interface in &chosen {
-            out.links
-                .insert(interface.clone(), interfaces.get(interface).copied().unwrap_or(false));
+            out.links.insert(
+                interface.clone(),
+                interfaces.get(interface).copied().unwrap_or(Link::Down),
+            );
         }
         let spec = MeshService {
             id: service_id(&key.to_string()),
@@ -307,7 +315,7 @@ spec: {type: LoadBalancer, ports: [{port: 5432}]}
     }
 
     fn links(pairs: &[(&str, bool)]) -> Links {
-        pairs.iter().map(|(k, v)| ((*k).into(), *v)).collect()
+        pairs.iter().map(|(k, v)| ((*k).into(), Link::from_up(*v))).collect()
     }
 
     #[test]

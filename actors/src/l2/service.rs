@@ -11,6 +11,7 @@ use actix::{Actor, ActorContext, Context, Handler, Message, Recipient};
 use tokio::time::Instant;
 
 use crate::l2::interface::Claim;
+use crate::l2::links::Link;
 use meshlb_gossip::record::ServiceId;
 
 /// Where a service is answered, and whether each interface's link is up.
@@ -20,7 +21,7 @@ pub struct Placement {
     /// The service's addresses.
     pub addresses: BTreeSet<IpAddr>,
     /// Interfaces (by name) with their actor and link state.
-    pub interfaces: BTreeMap<String, (Recipient<Claim>, bool)>,
+    pub interfaces: BTreeMap<String, (Recipient<Claim>, Link)>,
 }
 
 /// The addresses the mesh gives this node (any service's; the actor keeps
@@ -56,8 +57,8 @@ impl ServiceActor {
 
     fn reconcile(&mut self) {
         let mine: BTreeSet<IpAddr> = self.owned.intersection(&self.placement.addresses).copied().collect();
-        for (name, (actor, up)) in &self.placement.interfaces {
-            let wanted = if *up { mine.clone() } else { BTreeSet::new() };
+        for (name, (actor, link)) in &self.placement.interfaces {
+            let wanted = if link.is_up() { mine.clone() } else { BTreeSet::new() };
             if self.claimed.get(name) != Some(&wanted) {
                 actor.do_send(Claim {
                     service: self.id,
@@ -183,8 +184,8 @@ mod tests {
         let placement = |eth1_up: bool| Placement {
             addresses: addresses.clone(),
             interfaces: BTreeMap::from([
-                ("eth0".to_owned(), (eth0.clone().recipient(), true)),
-                ("eth1".to_owned(), (eth1.clone().recipient(), eth1_up)),
+                ("eth0".to_owned(), (eth0.clone().recipient(), Link::Up)),
+                ("eth1".to_owned(), (eth1.clone().recipient(), Link::from_up(eth1_up))),
             ]),
         };
         let (announce_tx, announce) = watch::channel(BTreeSet::new());
@@ -239,7 +240,7 @@ mod tests {
             ServiceId(1),
             Placement {
                 addresses: set(&["203.0.113.10"]),
-                interfaces: BTreeMap::from([("eth0".to_owned(), (eth0.recipient(), true))]),
+                interfaces: BTreeMap::from([("eth0".to_owned(), (eth0.recipient(), Link::Up))]),
             },
         )
         .start();
