@@ -52,7 +52,7 @@ use crate::sources::files::{FileSource, ReadLimits};
 use crate::sources::kubernetes::allocator::{self, AllocatorOptions};
 use crate::sources::kubernetes::{KubernetesSource, cluster_keys, config_state, permissions, service_status};
 use crate::status::StatusHub;
-use crate::{AgentError, state_file, status_files};
+use crate::{AgentError, remembered, status_files};
 use tokio::sync::watch;
 
 /// Where the configuration comes from.
@@ -257,8 +257,8 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
             }
             // A predecessor's graceful restart: its addresses are adopted,
             // and a start within the restart time is announced as one.
-            let restart_record = state_dir.join(state_file::RESTART_RECORD_FILE);
-            let predecessor = state_file::take_restart(&restart_record).unwrap_or_else(|e| {
+            let restart_record = state_dir.join(remembered::RESTART_RECORD_FILE);
+            let predecessor = remembered::take_restart(&restart_record).unwrap_or_else(|e| {
                 tracing::warn!("{e}; starting afresh");
                 None
             });
@@ -323,8 +323,8 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
             mesh.leave().await;
             let _ = tokio::time::timeout(SHUTDOWN_STEP, layer2.send(layer2::Stop)).await;
             if !kept.is_empty() {
-                let record = state_file::RestartRecord::now(kept.clone());
-                match state_file::save_restart(&state_dir.join(state_file::RESTART_RECORD_FILE), &record) {
+                let record = remembered::RestartRecord::now(kept.clone());
+                match remembered::save_restart(&state_dir.join(remembered::RESTART_RECORD_FILE), &record) {
                     Ok(()) => tracing::info!(
                         addresses = kept.len(),
                         "stopped for a BGP graceful restart: the addresses stay delivered"

@@ -24,7 +24,7 @@
 //! withdrawal is on its way, so a router never sends this node traffic it
 //! would drop. A peer with `enableGracefulRestart` is stopped for a restart
 //! (no Cease), and the addresses stay delivered for the successor
-//! ([`crate::state_file::RestartRecord`]). This node's mesh record says
+//! ([`crate::remembered::RestartRecord`]). This node's mesh record says
 //! what it announces to established peers; a stop drains ([`Stop`], run by
 //! [`meshlb_actors::bgp::drain`]'s state machine on the mesh's status), so
 //! a planned stop loses no traffic.
@@ -245,7 +245,7 @@ impl BgpActor {
         let next = plan(input, node, &self.facts());
         if self.applied.as_ref() != Some(&next) {
             self.apply(next, ctx);
-            self.publish(ctx);
+            self.tell_mesh(ctx);
         }
     }
 
@@ -299,8 +299,8 @@ impl BgpActor {
         self.send_routes();
         self.linger(withdrawn, ctx);
         self.listen();
-        self.detect();
-        self.report();
+        self.run_bfd();
+        self.publish_status();
     }
 
     /// Sends every peer its planned routes that the node delivers.
@@ -343,7 +343,7 @@ impl BgpActor {
     }
 
     /// Puts every planned peer's state in the status hub.
-    fn report(&self) {
+    fn publish_status(&self) {
         let Some(plan) = &self.applied else { return };
         let peers = plan
             .peers
@@ -437,7 +437,7 @@ impl BgpActor {
 
     /// Tells the BFD actor (starting it with the first peer that has a
     /// bfdProfile) which running peers to run sessions with, as planned.
-    fn detect(&mut self) {
+    fn run_bfd(&mut self) {
         let Some(plan) = &self.applied else { return };
         let peers: BTreeMap<IpAddr, BfdPeer> = self
             .peers
@@ -489,7 +489,7 @@ impl BgpActor {
 
     /// Puts what this node announces (and whether it drains) in its
     /// record, when that changed.
-    fn publish(&mut self, ctx: &mut Context<Self>) {
+    fn tell_mesh(&mut self, ctx: &mut Context<Self>) {
         let section = BgpSection {
             announcing: self.announcing(),
             draining: self.draining.is_some(),
@@ -532,7 +532,7 @@ impl BgpActor {
         for action in actions {
             match action {
                 DrainAction::Mark => {
-                    self.publish(ctx);
+                    self.tell_mesh(ctx);
                     if let Some(plan) = &self.applied {
                         for (name, running) in &self.peers {
                             if let Some(planned) = plan.peers.get(name) {
@@ -631,8 +631,8 @@ impl actix::Handler<SessionState> for BgpActor {
                 self.negotiated.remove(&state.peer);
             }
         }
-        self.publish(ctx);
-        self.report();
+        self.tell_mesh(ctx);
+        self.publish_status();
     }
 }
 
@@ -670,7 +670,7 @@ impl StreamHandler<Heard> for BgpActor {
                 self.deliverable = deliverable;
                 if self.draining.is_none() {
                     self.send_routes();
-                    self.publish(ctx);
+                    self.tell_mesh(ctx);
                 }
             }
             Heard::Mesh => {

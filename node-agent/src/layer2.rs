@@ -103,7 +103,7 @@ impl Layer2Actor {
         self.tell_mesh(&next, ctx);
         self.place_local_addresses(&next);
         self.place_services(&next);
-        self.publish(&next);
+        self.publish_status(&next);
         self.applied = Some(next);
     }
 
@@ -165,7 +165,7 @@ impl Layer2Actor {
     }
 
     /// Step 4: what Layer 2 does here, for the hub.
-    fn publish(&self, next: &L2Plan) {
+    fn publish_status(&self, next: &L2Plan) {
         let services = next
             .services
             .iter()

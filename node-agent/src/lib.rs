@@ -23,7 +23,7 @@
 //! | [`introspection`] | the read-only gRPC API over the hub, with reflection and health |
 //! | [`listen`] | where the API and the metrics listen (`host:port`, `unix:/path`, `off`) |
 //! | [`metrics`] | Prometheus metrics sampled from the hub, MetalLB's names where they mean the same |
-//! | [`state_file`] | remembers assignments across restarts in standalone mode |
+//! | [`remembered`] | what the agent remembers across restarts: assignments (standalone), a graceful restart's addresses |
 //! | [`health`] | runs the local health probes services declare |
 //! | [`mesh`] | joins the gossip mesh (its driver on the answering thread), key rotation, reports to the hub |
 //! | [`node`] | this node as both modes plan with it: name, labels, how it serves |
@@ -43,9 +43,9 @@ pub mod metrics;
 pub mod migrate;
 pub mod node;
 pub mod pipeline;
+pub mod remembered;
 pub mod running;
 pub mod sources;
-pub mod state_file;
 pub mod status;
 pub mod status_files;
 

@@ -39,9 +39,9 @@ use tokio::sync::watch;
 
 use crate::AgentError;
 use crate::health::HealthMonitors;
+use crate::remembered::AssignmentsFile;
 use crate::running::RunningState;
 use crate::sources::{Snapshot, SourceStream, SourceUpdate};
-use crate::state_file::AssignmentsFile;
 use crate::status::{ConfigStatus, Rejection, StatusHub};
 
 /// What one update did.
