@@ -474,7 +474,7 @@ impl PeerActor {
                 return;
             }
         };
-        let next_hops = next_hops_beside(local.ip(), self.config.address.ip());
+        let next_hops = next_hops_beside(local.ip(), self.config.address.ip(), &host_addresses());
         let id = self.next_connection;
         self.next_connection += 1;
         let (read, write) = stream.into_split();
@@ -495,44 +495,63 @@ impl PeerActor {
     }
 }
 
-/// The next hops on the interface holding `own` (the connection's local
-/// address) for a session with `peer`: see [`NextHops`]. Without the
-/// interface's addresses, `own` alone.
-fn next_hops_beside(own: IpAddr, peer: IpAddr) -> NextHops {
-    let mut hops = NextHops::default();
-    match own {
-        IpAddr::V4(v4) => hops.v4 = Some(v4),
-        IpAddr::V6(v6) => hops.v6 = Some((v6, None)),
-    }
+/// One address of this node: its interface and netmask.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct HostAddress {
+    interface: String,
+    address: IpAddr,
+    netmask: Option<IpAddr>,
+}
+
+/// This node's addresses now (none if they cannot be read).
+fn host_addresses() -> Vec<HostAddress> {
     let Ok(addresses) = nix::ifaddrs::getifaddrs() else {
-        return hops;
+        return Vec::new();
     };
-    let addresses: Vec<_> = addresses.collect();
-    let ip = |a: &nix::ifaddrs::InterfaceAddress| -> Option<IpAddr> {
-        let address = a.address.as_ref()?;
+    let ip = |address: &nix::sys::socket::SockaddrStorage| -> Option<IpAddr> {
         address
             .as_sockaddr_in()
             .map(|s| IpAddr::V4(s.ip()))
             .or_else(|| address.as_sockaddr_in6().map(|s| IpAddr::V6(s.ip())))
     };
-    let Some(holder) = addresses.iter().find(|a| ip(a) == Some(own)) else {
+    addresses
+        .filter_map(|a| {
+            Some(HostAddress {
+                address: ip(a.address.as_ref()?)?,
+                netmask: a.netmask.as_ref().and_then(ip),
+                interface: a.interface_name,
+            })
+        })
+        .collect()
+}
+
+/// The next hops on the interface holding `own` (the connection's local
+/// address) for a session with `peer`, among this node's `addresses`: see
+/// [`NextHops`]. Without the interface's addresses, `own` alone.
+fn next_hops_beside(own: IpAddr, peer: IpAddr, addresses: &[HostAddress]) -> NextHops {
+    let mut hops = NextHops::default();
+    match own {
+        IpAddr::V4(v4) => hops.v4 = Some(v4),
+        IpAddr::V6(v6) => hops.v6 = Some((v6, None)),
+    }
+    let Some(holder) = addresses.iter().find(|a| a.address == own) else {
         return hops;
     };
     let on_interface = || {
         addresses
             .iter()
-            .filter(|a| a.interface_name == holder.interface_name)
-            .filter_map(ip)
+            .filter(|a| a.interface == holder.interface)
+            .map(|a| a.address)
     };
-    let on_link = holder.netmask.as_ref().is_some_and(|mask| match (own, peer) {
-        (IpAddr::V4(own), IpAddr::V4(peer)) => mask
-            .as_sockaddr_in()
-            .is_some_and(|m| u32::from(own) & u32::from(m.ip()) == u32::from(peer) & u32::from(m.ip())),
-        (IpAddr::V6(own), IpAddr::V6(peer)) => mask
-            .as_sockaddr_in6()
-            .is_some_and(|m| u128::from(own) & u128::from(m.ip()) == u128::from(peer) & u128::from(m.ip())),
+    let on_link = match (own, peer, holder.netmask) {
+        (IpAddr::V4(own), IpAddr::V4(peer), Some(IpAddr::V4(mask))) => {
+            u32::from(own) & u32::from(mask) == u32::from(peer) & u32::from(mask)
+        }
+        (IpAddr::V6(own), IpAddr::V6(peer), Some(IpAddr::V6(mask))) => {
+            u128::from(own) & u128::from(mask) == u128::from(peer) & u128::from(mask)
+        }
         _ => false,
-    });
+    };
     if hops.v4.is_none() {
         hops.v4 = on_interface().find_map(|a| match a {
             IpAddr::V4(v4) => Some(v4),
@@ -774,6 +793,52 @@ pub fn families_for(address: IpAddr, dual_stack: bool) -> Vec<Family> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn host(interface: &str, address: &str, netmask: &str) -> HostAddress {
+        HostAddress {
+            interface: interface.into(),
+            address: address.parse().unwrap(),
+            netmask: Some(netmask.parse().unwrap()),
+        }
+    }
+
+    /// The next hops come from the interface holding the session's local
+    /// address: its other family's address, its global IPv6 address first
+    /// and its link-local one beside it only towards a peer on the link.
+    #[test]
+    fn next_hops_are_the_session_interfaces_addresses() {
+        let addresses = [
+            host("eth0", "198.51.100.10", "255.255.255.0"),
+            host("eth0", "2001:db8::10", "ffff:ffff:ffff:ffff::"),
+            host("eth0", "fe80::10", "ffff:ffff:ffff:ffff::"),
+            host("eth1", "203.0.113.10", "255.255.255.0"),
+            host("eth1", "fe80::99", "ffff:ffff:ffff:ffff::"),
+        ];
+        let ip = |a: &str| -> IpAddr { a.parse().unwrap() };
+        let v6 = |a: &str| -> Ipv6Addr { a.parse().unwrap() };
+        let on_link = next_hops_beside(ip("2001:db8::10"), ip("2001:db8::1"), &addresses);
+        assert_eq!(on_link.v4, Some("198.51.100.10".parse().unwrap()));
+        assert_eq!(on_link.v6, Some((v6("2001:db8::10"), Some(v6("fe80::10")))));
+        let far = next_hops_beside(ip("2001:db8::10"), ip("2001:db8:ffff::1"), &addresses);
+        assert_eq!(
+            far.v6,
+            Some((v6("2001:db8::10"), None)),
+            "no link-local beyond the link"
+        );
+        let over_v4 = next_hops_beside(ip("203.0.113.10"), ip("203.0.113.1"), &addresses);
+        assert_eq!(over_v4.v4, Some("203.0.113.10".parse().unwrap()));
+        assert_eq!(over_v4.v6, None, "eth1 has no global IPv6 address");
+        let unnumbered = next_hops_beside(ip("fe80::99"), ip("fe80::1"), &addresses);
+        assert_eq!(
+            unnumbered.v6,
+            Some((v6("fe80::99"), None)),
+            "a link-local address alone"
+        );
+        assert_eq!(unnumbered.v4, Some("203.0.113.10".parse().unwrap()));
+        let unknown = next_hops_beside(ip("192.0.2.5"), ip("192.0.2.1"), &addresses);
+        assert_eq!(unknown.v4, Some("192.0.2.5".parse().unwrap()));
+        assert_eq!(unknown.v6, None, "an address of no interface: itself alone");
+    }
     use std::io::{Read, Write};
     use std::net::{Ipv4Addr, TcpListener, TcpStream};
     use std::time::Duration;
