@@ -13,11 +13,11 @@
 //! another arbiter (thread), where the socket is registered: the agent
 //! answers on a thread of its own, never behind its control plane.
 //!
-//! A stall (the process frozen, its machine paused) shows as a far longer
-//! gap between two link looks than [`LINK_POLL`]: questions queued
-//! meanwhile are stale (answering them would pull clients back to a node
-//! the mesh has replaced), and so are the claims. The actor drops both and
-//! answers nothing until a service actor claims anew.
+//! A stall (the process frozen, its machine paused) is the responder's to
+//! tell ([`Responder::handle_wake`], called first in every handler):
+//! questions queued meanwhile are stale (answering them would pull clients
+//! back to a node the mesh has replaced), and so are the claims. The actor
+//! drops both and answers nothing until a service actor claims anew.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -39,10 +39,6 @@ use meshlb_gossip::record::ServiceId;
 
 /// How long the actor waits after a failed read before reading again.
 pub const RECEIVE_RETRY: Duration = Duration::from_secs(1);
-
-/// A gap this long between two link looks means the process was stalled:
-/// the mesh's definition of a stall ([`meshlb_gossip::mesh::STALL_MS`]).
-pub const STALL: Duration = Duration::from_millis(meshlb_gossip::mesh::STALL_MS);
 
 /// What the interface actor reports.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -117,7 +113,6 @@ impl OpenInterface {
             responder: self.responder,
             claims: BTreeMap::new(),
             epoch: now,
-            last_wake: now,
             woke_from_stall: None,
             timer: None,
             status: self.status,
@@ -135,9 +130,6 @@ pub struct InterfaceActor {
     responder: Responder,
     claims: BTreeMap<ServiceId, BTreeSet<IpAddr>>,
     epoch: Instant,
-    /// When the actor last ran a handler; it runs one at least every
-    /// [`LINK_POLL`] unless the process is stalled.
-    last_wake: Instant,
     /// When the actor last woke from a stall.
     woke_from_stall: Option<Instant>,
     timer: Option<SpawnHandle>,
@@ -244,20 +236,18 @@ impl InterfaceActor {
     /// out, whichever handler runs first on waking (a queued question, the
     /// timer of an announcement repeat, a claim, the link poll).
     fn check_stall(&mut self) {
-        let gap = self.last_wake.elapsed();
-        self.last_wake = Instant::now();
-        if gap >= STALL {
+        let now = self.now_ms();
+        if let Some(stalled_ms) = self.responder.handle_wake(now) {
             let dropped = self.socket.as_ref().map_or(0, |s| s.discard_queued());
             tracing::warn!(
                 interface = self.name,
                 dropped,
-                stalled_ms = gap.as_millis() as u64,
+                stalled_ms,
                 "stalled: stale questions dropped, answering nothing until ownership is given anew"
             );
             self.claims.clear();
-            self.responder.stalled();
             self.apply_owned();
-            self.woke_from_stall = Some(self.last_wake);
+            self.woke_from_stall = Some(Instant::now());
         }
     }
 
@@ -292,7 +282,8 @@ impl Actor for InterfaceActor {
             Some((Frame(received), socket))
         });
         ctx.add_stream(frames);
-        self.last_wake = Instant::now();
+        let now = self.now_ms();
+        self.responder.handle_wake(now);
         ctx.run_interval(LINK_POLL, |actor, ctx| actor.poll_link(ctx));
         tracing::info!(interface = self.name, "answering ARP and NDP");
     }

@@ -22,12 +22,16 @@
 //!   [`AnnounceSchedule::refresh_ms`] to refresh switch tables.
 //! - On losing an address: silence at once. The new owner's announcements
 //!   move the clients.
+//! - After a stall (a gap between the glue's wake-ups of the mesh's stall
+//!   time, [`Responder::handle_wake`]): nothing owned, nothing pending,
+//!   until ownership is given anew.
 //!
 //! Frames it did not send and cannot parse are counted, never answered.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use meshlb_gossip::mesh::STALL_MS;
 use meshlb_wire::arp::{ArpOperation, ArpPacket};
 use meshlb_wire::ethernet::{EtherType, EthernetHeader, MacAddr};
 use meshlb_wire::ndp::{NdpMessage, NeighborAdvertisement};
@@ -102,6 +106,8 @@ pub struct Responder {
     stats: ResponderStats,
     /// Per address ever owned here (kept: counters only grow).
     by_address: BTreeMap<IpAddr, AddressCounters>,
+    /// When the glue last woke ([`Responder::handle_wake`]).
+    last_wake_ms: Option<u64>,
 }
 
 impl Responder {
@@ -115,6 +121,7 @@ impl Responder {
             outgoing: Vec::new(),
             stats: ResponderStats::default(),
             by_address: BTreeMap::new(),
+            last_wake_ms: None,
         }
     }
 
@@ -161,12 +168,21 @@ impl Responder {
         }
     }
 
-    /// The process was stalled (frozen, or its machine paused): what it owned
-    /// and what it was about to send are stale. Forgets both; the caller
-    /// drops the questions queued meanwhile and waits for ownership anew.
-    pub fn stalled(&mut self) {
+    /// The glue woke at `now_ms` (a frame, a timer, a claim, the link poll:
+    /// at least once every [`LINK_POLL`](crate::l2::links::LINK_POLL)
+    /// unless the process is stalled); it calls this first, before the
+    /// event. A gap of the mesh's [`STALL_MS`] or more since the last wake
+    /// means the process was stalled (frozen, or its machine paused): what
+    /// it owned and what it was about to send are stale, and forgotten. The
+    /// answer is then the stall's length: the caller drops the questions
+    /// queued meanwhile and waits for ownership anew.
+    pub fn handle_wake(&mut self, now_ms: u64) -> Option<u64> {
+        let gap = self.last_wake_ms.map(|last| now_ms.saturating_sub(last));
+        self.last_wake_ms = Some(now_ms);
+        let stall = gap.filter(|gap| *gap >= STALL_MS)?;
         self.owned.clear();
         self.outgoing.clear();
+        Some(stall)
     }
 
     /// The link went down or came up. While down nothing is sent; on
@@ -564,12 +580,18 @@ mod tests {
     #[test]
     fn a_stall_forgets_ownership_pending_frames_and_timers() {
         let mut r = responder(AnnounceSchedule::default());
+        assert_eq!(r.handle_wake(0), None, "the first wake sets the clock");
         r.set_owned(&BTreeSet::from([IpAddr::V4(SERVICE_V4)]), 0);
-        r.handle_frame(&who_has(SERVICE_V4), 1);
-        r.stalled();
+        assert_eq!(r.handle_wake(100), None, "a link poll's gap is no stall");
+        r.handle_frame(&who_has(SERVICE_V4), 100);
+        assert_eq!(r.handle_wake(100 + STALL_MS - 1), None);
+        assert!(!r.owned().is_empty(), "still owned just short of a stall");
+        let woke = 100 + STALL_MS - 1 + STALL_MS;
+        assert_eq!(r.handle_wake(woke), Some(STALL_MS));
         assert!(drain(&mut r).is_empty(), "nothing queued before the stall goes out");
         assert_eq!(r.poll_timeout(), None, "no announcement repeat is left");
-        r.handle_frame(&who_has(SERVICE_V4), 2);
+        assert!(r.owned().is_empty());
+        r.handle_frame(&who_has(SERVICE_V4), woke + 1);
         assert!(drain(&mut r).is_empty());
     }
 
