@@ -381,7 +381,9 @@ pub fn check(dir: &Path, classes: ClassFilter) -> Result<CheckReport, AgentError
     let mut source = FileSource::new(dir, ReadLimits::default());
     let mut pipeline = Pipeline::new(None, classes)?;
     let mut lines = Vec::new();
-    let reload = source.read().map(|update| pipeline.offer(update));
+    let reload = source
+        .read()
+        .map(|update| pipeline.offer(update, std::time::Instant::now()));
     if let Some(Reload::Rejected(rejected)) = &reload {
         lines.extend(rejected.errors.iter().map(|e| format!("error: {e}")));
         lines.push(format!("{} error(s); configuration rejected", rejected.errors.len()));

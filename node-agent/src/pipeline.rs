@@ -163,13 +163,14 @@ impl Pipeline {
         self.held.as_ref().map(|h| h.since + self.hold_withdraw_all)
     }
 
-    /// Takes a source's update (blocking: allocation, the state file).
-    pub fn offer(&mut self, update: SourceUpdate) -> Reload {
+    /// Takes a source's update at `now` (blocking: allocation, the state
+    /// file).
+    pub fn offer(&mut self, update: SourceUpdate, now: Instant) -> Reload {
         self.updates += 1;
         // Any update replaces a held snapshot.
         self.held = None;
         match update {
-            SourceUpdate::Snapshot(snapshot) => self.consider(snapshot, None),
+            SourceUpdate::Snapshot(snapshot) => self.consider(snapshot, None, now),
             SourceUpdate::Rejected { rejected, cluster } => {
                 let serving = match (cluster, self.store.active()) {
                     (Some(cluster), Some(running)) => {
@@ -178,7 +179,7 @@ impl Pipeline {
                             inventory: Arc::new(inventory),
                             fingerprint: cluster.fingerprint,
                         };
-                        Some(self.consider(snapshot, None))
+                        Some(self.consider(snapshot, None, now))
                     }
                     _ => None,
                 };
@@ -205,17 +206,17 @@ impl Pipeline {
         }
     }
 
-    /// Applies the held snapshot if its time has come and no update
-    /// replaced it; otherwise says it is still held.
-    pub fn hold_over(&mut self) -> Reload {
+    /// Applies the held snapshot if its time has come by `now` and no
+    /// update replaced it; otherwise says it is still held.
+    pub fn hold_over(&mut self, now: Instant) -> Reload {
         match self.held.take() {
-            Some(held) => self.consider(held.snapshot, Some(held.since)),
+            Some(held) => self.consider(held.snapshot, Some(held.since), now),
             None => Reload::Unchanged,
         }
     }
 
-    /// Offers `snapshot` (held since `held_since`, if it was).
-    fn consider(&mut self, snapshot: Snapshot, held_since: Option<Instant>) -> Reload {
+    /// Offers `snapshot` at `now` (held since `held_since`, if it was).
+    fn consider(&mut self, snapshot: Snapshot, held_since: Option<Instant>, now: Instant) -> Reload {
         if self.store.active() == Some(&snapshot.inventory) {
             self.fingerprint = Some(snapshot.fingerprint);
             self.store.offer(Ok(snapshot.inventory));
@@ -228,19 +229,20 @@ impl Pipeline {
         let may_withdraw_everything = snapshot.inventory.config.pools.is_empty()
             || !self.reconciler.surely_keeps_some_address(&snapshot.inventory);
         let mut tried = None;
-        let started = Instant::now();
+        // How long allocating takes, for the metrics.
+        let timer = Instant::now();
         let outcomes = if may_withdraw_everything {
             let mut next = self.reconciler.clone();
-            let outcomes = next.apply(&snapshot.inventory, started);
+            let outcomes = next.apply(&snapshot.inventory, now);
             tried = Some(next);
             outcomes
         } else {
-            self.reconciler.apply(&snapshot.inventory, started)
+            self.reconciler.apply(&snapshot.inventory, now)
         };
         if let Some(reason) = self.withdraws_everything(&snapshot.inventory, &outcomes) {
-            let since = held_since.unwrap_or_else(Instant::now);
+            let since = held_since.unwrap_or(now);
             let until = since + self.hold_withdraw_all;
-            if Instant::now() < until {
+            if now < until {
                 self.held = Some(Held { snapshot, since });
                 return Reload::Held { reason, until };
             }
@@ -258,7 +260,7 @@ impl Pipeline {
         if let Some(next) = tried {
             self.reconciler = next;
         }
-        self.take_outcomes(outcomes, generation, started)
+        self.take_outcomes(outcomes, generation, timer)
     }
 
     /// When the next hold of addresses no pool covers ends, if one runs
@@ -267,20 +269,21 @@ impl Pipeline {
         self.reconciler.holds().next_end()
     }
 
-    /// Serves the running configuration again: a hold of addresses no
-    /// pool covers has ended.
-    pub fn end_holds(&mut self) -> Reload {
+    /// Serves the running configuration again at `now`: a hold of
+    /// addresses no pool covers has ended.
+    pub fn end_holds(&mut self, now: Instant) -> Reload {
         let Some(inventory) = self.store.active().cloned() else {
             return Reload::Unchanged;
         };
-        let started = Instant::now();
-        let outcomes = self.reconciler.apply(&inventory, started);
-        self.take_outcomes(outcomes, self.store.generation(), started)
+        let timer = Instant::now();
+        let outcomes = self.reconciler.apply(&inventory, now);
+        self.take_outcomes(outcomes, self.store.generation(), timer)
     }
 
-    /// Records `outcomes` of `generation` (allocated from `started`): the
-    /// services that changed, the state file.
-    fn take_outcomes(&mut self, outcomes: Outcomes, generation: u64, started: Instant) -> Reload {
+    /// Records `outcomes` of `generation` (allocating them started at
+    /// `timer`, for the metrics): the services that changed, the state
+    /// file.
+    fn take_outcomes(&mut self, outcomes: Outcomes, generation: u64, timer: Instant) -> Reload {
         let mut changed = BTreeMap::new();
         let mut allocated = false;
         for (key, outcome) in &outcomes {
@@ -296,7 +299,7 @@ impl Pipeline {
             }
         }
         if allocated && self.reconciler.address_source() == AddressSource::Allocate {
-            metrics::histogram!(crate::metrics::ALLOCATION_SECONDS).record(started.elapsed().as_secs_f64());
+            metrics::histogram!(crate::metrics::ALLOCATION_SECONDS).record(timer.elapsed().as_secs_f64());
         }
         for key in self.outcomes.keys().filter(|k| !outcomes.contains_key(*k)) {
             changed.insert(key.clone(), None);
@@ -391,12 +394,12 @@ impl Pipeline {
                         if let Some(nodes) = update.nodes() {
                             hub.nodes().publish_when(|read| read != nodes, || nodes.clone());
                         }
-                        agent = agent.off_thread(move |p| p.offer(update), &mut monitors, &hub).await?
+                        agent = agent.off_thread(move |p| p.offer(update, now()), &mut monitors, &hub).await?
                     }
                     None => return Err(AgentError::SourceStopped),
                 },
-                () = hold_over => agent = agent.off_thread(Pipeline::hold_over, &mut monitors, &hub).await?,
-                () = holds_end => agent = agent.off_thread(Pipeline::end_holds, &mut monitors, &hub).await?,
+                () = hold_over => agent = agent.off_thread(|p| p.hold_over(now()), &mut monitors, &hub).await?,
+                () = holds_end => agent = agent.off_thread(|p| p.end_holds(now()), &mut monitors, &hub).await?,
                 Ok(()) = health.changed() => {}
             }
             agent.publish(&hub, &health);
@@ -487,6 +490,11 @@ impl Pipeline {
             },
         );
     }
+}
+
+/// Now, on tokio's clock (which the pipeline's timers follow).
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 /// Aborts a task when dropped.
@@ -692,7 +700,7 @@ mod tests {
         let timed = |pipeline: &mut Pipeline, updates: &[(String, u64)]| {
             let text = crate::metrics::tests::recorded(|| {
                 for (yaml, fingerprint) in updates {
-                    pipeline.offer(reading(yaml, *fingerprint));
+                    pipeline.offer(reading(yaml, *fingerprint), Instant::now());
                 }
             });
             text.lines()
@@ -735,7 +743,7 @@ mod tests {
         };
         let mut pipeline = Pipeline::new(None, ClassFilter::default()).unwrap();
         assert!(matches!(
-            pipeline.offer(reading(&format!("{POOL}{WEB}"), 1)),
+            pipeline.offer(reading(&format!("{POOL}{WEB}"), 1), Instant::now()),
             Reload::Accepted { refused: None, .. }
         ));
         let web = address(&pipeline, "web");
@@ -753,7 +761,7 @@ mod tests {
             changed,
             refused: Some(refused),
             ..
-        } = pipeline.offer(update)
+        } = pipeline.offer(update, Instant::now())
         else {
             panic!("the new Service is served");
         };
@@ -776,13 +784,15 @@ mod tests {
         assert!(pipeline.store().last_rejection().is_some());
 
         // Still refused, and db deleted: it releases its address.
-        let Reload::Accepted { changed, .. } = pipeline.offer(reading(&format!("{POOL}{overlapping}{WEB}"), 3)) else {
+        let Reload::Accepted { changed, .. } =
+            pipeline.offer(reading(&format!("{POOL}{overlapping}{WEB}"), 3), Instant::now())
+        else {
             panic!("the deleted Service is released");
         };
         assert_eq!(changed.get(&ServiceKey::new("default", "db")), Some(&None));
         // The same again: nothing to serve, still refused.
         assert!(matches!(
-            pipeline.offer(reading(&format!("{POOL}{overlapping}{WEB}"), 3)),
+            pipeline.offer(reading(&format!("{POOL}{overlapping}{WEB}"), 3), Instant::now()),
             Reload::Rejected(_)
         ));
         // Unparseable: nothing of it is served.
@@ -793,7 +803,7 @@ mod tests {
         // A configuration that reads clears the refusal.
         let Reload::Accepted {
             changed, refused: None, ..
-        } = pipeline.offer(reading(&format!("{POOL}{WEB}"), 4))
+        } = pipeline.offer(reading(&format!("{POOL}{WEB}"), 4), Instant::now())
         else {
             panic!("a configuration that reads is accepted");
         };

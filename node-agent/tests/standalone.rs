@@ -40,8 +40,14 @@ impl Standalone {
 
     /// Reads the directory and offers what changed to the pipeline.
     fn reload(&mut self) -> Reload {
+        self.reload_at(Instant::now())
+    }
+
+    /// Reads the directory and offers what changed to the pipeline, at
+    /// `now`.
+    fn reload_at(&mut self, now: Instant) -> Reload {
         match self.source.read() {
-            Some(update) => self.pipeline.offer(update),
+            Some(update) => self.pipeline.offer(update, now),
             None => Reload::Unchanged,
         }
     }
@@ -231,7 +237,7 @@ fn a_reading_that_withdraws_everything_is_held_for_a_grace_period() {
     assert_eq!(addresses(&agent, "web"), ["192.0.2.0".parse::<IpAddr>().unwrap()]);
     assert!(agent.pipeline.held_until().is_some());
     assert!(
-        matches!(agent.pipeline.hold_over(), Reload::Held { .. }),
+        matches!(agent.pipeline.hold_over(Instant::now()), Reload::Held { .. }),
         "applied before its time"
     );
     std::fs::write(dir.path().join("pool.yaml"), POOL).unwrap();
@@ -245,10 +251,13 @@ fn a_reading_that_withdraws_everything_is_held_for_a_grace_period() {
         panic!("withdrawing every address was applied at once")
     };
     assert!(reason.contains("withdraws every address"), "{reason}");
-    // Nothing else came during the grace period: applied.
-    std::thread::sleep(until.saturating_duration_since(Instant::now()));
-    assert_eq!(agent.reload(), Reload::Unchanged, "the files still read the same");
-    let Reload::Accepted { changed, .. } = agent.pipeline.hold_over() else {
+    // Nothing else came during the grace period: applied, at its end.
+    assert_eq!(
+        agent.reload_at(until),
+        Reload::Unchanged,
+        "the files still read the same"
+    );
+    let Reload::Accepted { changed, .. } = agent.pipeline.hold_over(until) else {
         panic!("a reading that stayed the same was not applied")
     };
     assert_eq!(changed.get(&ServiceKey::new("default", "web")), Some(&None));
