@@ -794,6 +794,18 @@ pub fn families_for(address: IpAddr, dual_stack: bool) -> Vec<Family> {
 mod tests {
     use super::*;
 
+    use std::io::{Read, Write};
+    use std::net::{Ipv4Addr, TcpListener, TcpStream};
+    use std::time::Duration;
+
+    use meshlb_wire::bgp::notification::{code, fsm_subcode, header_subcode};
+    use meshlb_wire::bgp::{Capability, Open};
+
+    use crate::bgp::session::PeerAs;
+
+    const PEER_AS: u32 = 64512;
+    const LOCAL_AS: u32 = 64513;
+
     fn host(interface: &str, address: &str, netmask: &str) -> HostAddress {
         HostAddress {
             interface: interface.into(),
@@ -839,17 +851,6 @@ mod tests {
         assert_eq!(unknown.v4, Some("192.0.2.5".parse().unwrap()));
         assert_eq!(unknown.v6, None, "an address of no interface: itself alone");
     }
-    use std::io::{Read, Write};
-    use std::net::{Ipv4Addr, TcpListener, TcpStream};
-    use std::time::Duration;
-
-    use meshlb_wire::bgp::notification::{code, fsm_subcode, header_subcode};
-    use meshlb_wire::bgp::{Capability, Open};
-
-    use crate::bgp::session::PeerAs;
-
-    const PEER_AS: u32 = 64512;
-    const LOCAL_AS: u32 = 64513;
 
     fn read_message(stream: &mut TcpStream) -> Option<Message> {
         let mut header = [0u8; 19];
