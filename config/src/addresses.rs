@@ -93,16 +93,56 @@ pub struct AddressRange {
 pub const ADDRESS_FORMS: &str =
     "a CIDR such as 192.0.2.0/24 or 2001:db8::/120, or a range such as 192.0.2.10-192.0.2.20 of one family";
 
+/// Why a pool `addresses` entry is not a range (phrased to follow the
+/// entry in a message).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RangeError {
+    /// Its ends are of two families.
+    #[error("mixes {0} and {1}")]
+    MixedFamilies(Family, Family),
+    /// Its start is after its end.
+    #[error("starts at {first}, after its end {last}")]
+    Reversed {
+        /// The start.
+        first: IpAddr,
+        /// The end.
+        last: IpAddr,
+    },
+    /// An end of a range is not an address.
+    #[error("has {0:?}, which is not an IP address")]
+    NotAnAddress(String),
+    /// An address without a prefix length.
+    #[error("is a bare address; write {0}/{bits} for one address", bits = Family::of(*.0).bits())]
+    BareAddress(IpAddr),
+    /// Neither form.
+    #[error("is neither a CIDR nor a range")]
+    NeitherForm,
+    /// A prefix longer than the family's width.
+    #[error("has prefix length {len}, longer than {} for {family}", family.bits())]
+    PrefixTooLong {
+        /// The length written.
+        len: u8,
+        /// The address's family.
+        family: Family,
+    },
+    /// A prefix length that is not a number.
+    #[error("has a prefix length that is not a number")]
+    PrefixNotANumber,
+    /// Anything else wrong with a CIDR.
+    #[error("is not a valid CIDR")]
+    NotACidr,
+}
+
 impl AddressRange {
     /// The range from `first` to `last` inclusive.
-    pub fn new(first: IpAddr, last: IpAddr) -> Result<AddressRange, String> {
+    pub fn new(first: IpAddr, last: IpAddr) -> Result<AddressRange, RangeError> {
         let (family, a) = ip_to_number(first);
         let (other, b) = ip_to_number(last);
         if family != other {
-            return Err(format!("mixes {family} and {other}"));
+            return Err(RangeError::MixedFamilies(family, other));
         }
         if a > b {
-            return Err(format!("starts at {first}, after its end {last}"));
+            return Err(RangeError::Reversed { first, last });
         }
         Ok(AddressRange {
             family,
@@ -177,30 +217,24 @@ impl AddressRange {
 }
 
 impl FromStr for AddressRange {
-    type Err = String;
+    type Err = RangeError;
 
     /// Parses a pool `addresses` entry. As in MetalLB a CIDR with host bits
     /// set (`192.0.2.7/24`) means its whole network.
-    fn from_str(text: &str) -> Result<AddressRange, String> {
+    fn from_str(text: &str) -> Result<AddressRange, RangeError> {
         let text = text.trim();
+        let address = |end: &str| {
+            end.trim()
+                .parse::<IpAddr>()
+                .map_err(|_| RangeError::NotAnAddress(end.trim().to_owned()))
+        };
         if let Some((a, b)) = text.split_once('-') {
-            let first: IpAddr = a
-                .trim()
-                .parse()
-                .map_err(|_| format!("has {:?}, which is not an IP address", a.trim()))?;
-            let last: IpAddr = b
-                .trim()
-                .parse()
-                .map_err(|_| format!("has {:?}, which is not an IP address", b.trim()))?;
-            return AddressRange::new(first, last);
+            return AddressRange::new(address(a)?, address(b)?);
         }
         if !text.contains('/') {
             return match text.parse::<IpAddr>() {
-                Ok(ip) => Err(format!(
-                    "is a bare address; write {ip}/{} for one address",
-                    Family::of(ip).bits()
-                )),
-                Err(_) => Err("is neither a CIDR nor a range".into()),
+                Ok(ip) => Err(RangeError::BareAddress(ip)),
+                Err(_) => Err(RangeError::NeitherForm),
             };
         }
         let net: IpNet = text.parse().map_err(|_| {
@@ -208,15 +242,12 @@ impl FromStr for AddressRange {
                 .rsplit_once('/')
                 .map(|(ip, len)| (ip.parse::<IpAddr>(), len.parse::<u8>()))
             {
-                Some((Ok(ip), Ok(len))) => {
-                    format!(
-                        "has prefix length {len}, longer than {} for {}",
-                        Family::of(ip).bits(),
-                        Family::of(ip)
-                    )
-                }
-                Some((Ok(_), Err(_))) => "has a prefix length that is not a number".to_string(),
-                _ => "is not a valid CIDR".to_string(),
+                Some((Ok(ip), Ok(len))) => RangeError::PrefixTooLong {
+                    len,
+                    family: Family::of(ip),
+                },
+                Some((Ok(_), Err(_))) => RangeError::PrefixNotANumber,
+                _ => RangeError::NotACidr,
             }
         })?;
         AddressRange::new(net.network(), net.broadcast())
@@ -271,7 +302,7 @@ mod tests {
             ("192.0.2.0/abc", "not a number"),
         ];
         for (text, want) in cases {
-            let err = text.parse::<AddressRange>().unwrap_err();
+            let err = text.parse::<AddressRange>().unwrap_err().to_string();
             assert!(err.contains(want), "{text}: {err}");
         }
     }

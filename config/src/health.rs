@@ -81,23 +81,44 @@ fn parse_socket(authority: &str, default_port: Option<u16>) -> Option<SocketAddr
     Some(SocketAddr::new(ip, port))
 }
 
+/// Why a `meshlb.io/health-check` value is not a probe (phrased to follow
+/// the value in a message).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProbeError {
+    /// `tcp://` without an address and port.
+    #[error("has no IP address and port after tcp://")]
+    TcpAddress,
+    /// `http://` without an address.
+    #[error("has no IP address (or localhost) after http://")]
+    HttpAddress,
+    /// A path with whitespace.
+    #[error("has whitespace in its path")]
+    PathWhitespace,
+    /// `exec:` without a program.
+    #[error("names no program after exec:")]
+    NoProgram,
+    /// None of the forms.
+    #[error("is not a probe")]
+    NotAProbe,
+}
+
 impl Probe {
     /// Parses the `meshlb.io/health-check` value.
-    pub fn parse(text: &str) -> Result<Probe, String> {
+    pub fn parse(text: &str) -> Result<Probe, ProbeError> {
         let text = text.trim();
         if let Some(rest) = text.strip_prefix("tcp://") {
             return parse_socket(rest.trim_end_matches('/'), None)
                 .map(Probe::Tcp)
-                .ok_or_else(|| "has no IP address and port after tcp://".to_string());
+                .ok_or(ProbeError::TcpAddress);
         }
         if let Some(rest) = text.strip_prefix("http://") {
             let (authority, path) = match rest.find('/') {
                 Some(i) => rest.split_at(i),
                 None => (rest, "/"),
             };
-            let address = parse_socket(authority, Some(80)).ok_or("has no IP address (or localhost) after http://")?;
+            let address = parse_socket(authority, Some(80)).ok_or(ProbeError::HttpAddress)?;
             if path.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err("has whitespace in its path".into());
+                return Err(ProbeError::PathWhitespace);
             }
             return Ok(Probe::Http {
                 address,
@@ -107,11 +128,11 @@ impl Probe {
         if let Some(rest) = text.strip_prefix("exec:") {
             let argv: Vec<String> = rest.split_whitespace().map(String::from).collect();
             if argv.is_empty() {
-                return Err("names no program after exec:".into());
+                return Err(ProbeError::NoProgram);
             }
             return Ok(Probe::Command(argv));
         }
-        Err("is not a probe".into())
+        Err(ProbeError::NotAProbe)
     }
 }
 
@@ -131,7 +152,7 @@ impl HealthCheck {
                     &object,
                     field(""),
                     text,
-                    problem,
+                    problem.to_string(),
                     "tcp://ADDR:PORT, http://ADDR[:PORT]/PATH (ADDR an IP literal or localhost) or exec:PROGRAM ARGS",
                 ))
             })

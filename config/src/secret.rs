@@ -54,7 +54,7 @@ impl fmt::Debug for Secret {
 impl Secret {
     /// The value of `key`, if the Secret has it; why not, if it cannot be
     /// read (not base64, not UTF-8).
-    pub fn value(&self, key: &str) -> Result<Option<String>, String> {
+    pub fn value(&self, key: &str) -> Result<Option<String>, SecretValueError> {
         if let Some(plain) = self.string_data.get(key) {
             return Ok(Some(plain.clone()));
         }
@@ -63,12 +63,38 @@ impl Secret {
         };
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(encoded.trim())
-            .map_err(|e| format!("data.{key} is not base64: {e}"))?;
+            .map_err(|source| SecretValueError::NotBase64 {
+                key: key.to_owned(),
+                source,
+            })?;
         String::from_utf8(bytes)
             .map(Some)
-            .map_err(|_| format!("data.{key} is not UTF-8 text"))
+            .map_err(|_| SecretValueError::NotText(key.to_owned()))
     }
 }
+
+/// Why a Secret's value cannot be read (phrased to follow "whose" in a
+/// message).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretValueError {
+    /// `data.KEY` is not base64.
+    #[error("data.{key} is not base64: {source}")]
+    NotBase64 {
+        /// The key.
+        key: String,
+        /// Why.
+        source: base64::DecodeError,
+    },
+    /// `data.KEY` is not UTF-8 text.
+    #[error("data.{0} is not UTF-8 text")]
+    NotText(String),
+}
+
+/// A key's length outside 1 to [`Md5Key::MAX_LEN`] bytes (phrased to
+/// follow the key's field in a message).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("is {0} bytes long")]
+pub struct Md5KeyLength(pub usize);
 
 /// A TCP MD5 key (RFC 2385): 1 to 80 bytes. `Debug` shows its length only.
 #[derive(Clone, PartialEq, Eq)]
@@ -80,10 +106,10 @@ impl Md5Key {
 
     /// `key` if its length is 1 to [`Md5Key::MAX_LEN`] bytes; otherwise
     /// why not.
-    pub fn new(key: impl Into<String>) -> Result<Md5Key, String> {
+    pub fn new(key: impl Into<String>) -> Result<Md5Key, Md5KeyLength> {
         let key = key.into();
         if key.is_empty() || key.len() > Self::MAX_LEN {
-            return Err(format!("is {} bytes long", key.len()));
+            return Err(Md5KeyLength(key.len()));
         }
         Ok(Md5Key(key))
     }
@@ -112,7 +138,8 @@ mod tests {
         .unwrap();
         assert_eq!(secret.value(PASSWORD_KEY).unwrap().as_deref(), Some("secret"));
         assert_eq!(secret.value("missing").unwrap(), None);
-        assert!(secret.value("bad").unwrap_err().contains("not base64"));
+        assert!(matches!(secret.value("bad"), Err(SecretValueError::NotBase64 { .. })));
+        assert!(secret.value("bad").unwrap_err().to_string().contains("not base64"));
         let shown = format!("{secret:?}");
         assert!(!shown.contains("c2VjcmV0") && !shown.contains("secret\""), "{shown}");
         let plain: Secret =

@@ -379,6 +379,8 @@ impl BfdActor {
                     running.echo_path_error = None;
                 }
                 Err(why) => {
+                    // Said once per reason, not at every Echo interval.
+                    let why = why.to_string();
                     if running.echo_path_error.as_ref() != Some(&why) {
                         tracing::warn!(%peer, "BFD Echo packets cannot be sent: {why}");
                         running.echo_path_error = Some(why);

@@ -35,12 +35,43 @@ pub struct EchoPath {
     pub address: IpAddr,
 }
 
+/// Why a peer's Echo packets have no path (yet).
+#[derive(Debug, thiserror::Error)]
+pub enum NoEchoPath {
+    /// Routers do not forward link-local destinations.
+    #[error("a link-local peer: routers do not forward link-local destinations")]
+    LinkLocal,
+    /// The kernel has no route to the peer.
+    #[error("no route to the peer ({0})")]
+    NoRoute(#[source] std::io::Error),
+    /// No interface holds the source address the route gives.
+    #[error("no interface holds {0}")]
+    NoInterface(IpAddr),
+    /// The neighbour table cannot be read.
+    #[error("cannot read the neighbour table ({0})")]
+    Neighbors(#[source] std::io::Error),
+    /// The peer's MAC is not known yet.
+    #[error("{peer} has no MAC in the neighbour table of {interface} yet")]
+    NoMac {
+        /// The peer.
+        peer: IpAddr,
+        /// The interface towards it.
+        interface: String,
+    },
+    /// A socket or the interface could not be read or opened.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The interface could not be read or its socket opened.
+    #[error(transparent)]
+    Actor(#[from] crate::ActorError),
+}
+
 impl EchoPath {
     /// The path to `peer`, or why there is none; its socket is registered
     /// with the calling thread's reactor.
-    pub fn resolve(peer: IpAddr) -> Result<EchoPath, String> {
+    pub fn resolve(peer: IpAddr) -> Result<EchoPath, NoEchoPath> {
         if matches!(peer, IpAddr::V6(v6) if v6.is_unicast_link_local()) {
-            return Err("a link-local peer: routers do not forward link-local destinations".into());
+            return Err(NoEchoPath::LinkLocal);
         }
         let any = match peer {
             IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
@@ -48,13 +79,13 @@ impl EchoPath {
         };
         // Connecting a datagram socket sends nothing; it only asks the
         // kernel's routing for the source address.
-        let probe = UdpSocket::bind(SocketAddr::new(any, 0)).map_err(|e| e.to_string())?;
+        let probe = UdpSocket::bind(SocketAddr::new(any, 0))?;
         probe
             .connect(SocketAddr::new(peer, meshlb_wire::bfd::SINGLE_HOP_PORT))
-            .map_err(|e| format!("no route to the peer ({e})"))?;
-        let address = probe.local_addr().map_err(|e| e.to_string())?.ip();
+            .map_err(NoEchoPath::NoRoute)?;
+        let address = probe.local_addr()?.ip();
         let interface = nix::ifaddrs::getifaddrs()
-            .map_err(|e| e.to_string())?
+            .map_err(std::io::Error::from)?
             .find(|a| {
                 a.address.as_ref().is_some_and(|s| {
                     s.as_sockaddr_in().map(|v4| IpAddr::V4(v4.ip())) == Some(address)
@@ -62,18 +93,19 @@ impl EchoPath {
                 })
             })
             .map(|a| a.interface_name)
-            .ok_or_else(|| format!("no interface holds {address}"))?;
-        let info = InterfaceInfo::read(&interface).map_err(|e| e.to_string())?;
+            .ok_or(NoEchoPath::NoInterface(address))?;
+        let info = InterfaceInfo::read(&interface)?;
         let peer_mac = RouteSocket::open()
             .and_then(|mut socket| socket.neighbors())
-            .map_err(|e| format!("cannot read the neighbour table ({e})"))?
+            .map_err(NoEchoPath::Neighbors)?
             .into_iter()
             .find(|n| n.index == info.index && n.address == peer)
             .map(|n| n.mac)
-            .ok_or_else(|| format!("{peer} has no MAC in the neighbour table of {interface} yet"))?;
-        let socket = FrameSocket::open_echo(&interface, info.index)
-            .and_then(|s| s.register())
-            .map_err(|e| e.to_string())?;
+            .ok_or(NoEchoPath::NoMac {
+                peer,
+                interface: interface.clone(),
+            })?;
+        let socket = FrameSocket::open_echo(&interface, info.index).and_then(|s| s.register())?;
         Ok(EchoPath {
             socket: Arc::new(socket),
             source_mac: info.mac,

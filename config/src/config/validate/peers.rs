@@ -293,7 +293,7 @@ impl Builder {
                         o,
                         "spec.password",
                         "(hidden)",
-                        why,
+                        why.to_string(),
                         "1 to 80 bytes (the TCP MD5 key limit)",
                     ));
                     None

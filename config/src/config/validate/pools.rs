@@ -44,7 +44,7 @@ impl Builder {
                     ranges.push(range);
                     indices.push(i);
                 }
-                Err(problem) => errors.push(Invalid::new(&object, field, text, problem, ADDRESS_FORMS)),
+                Err(problem) => errors.push(Invalid::new(&object, field, text, problem.to_string(), ADDRESS_FORMS)),
             }
         }
         let allocation = spec.service_allocation.as_ref().map(|a| {
