@@ -938,9 +938,9 @@ pub enum BgpAnnouncer {
 /// three nodes announce 203.0.113.20 to FRR (ECMP; hold time 9 s), by
 /// `announcer`; the prober on the remote host sends every 10 ms; the
 /// answering node is crashed (its processes killed, its link cut: no FIN,
-/// no Cease) at a random moment, and the outage lasts until another node
-/// answers, as the router gives up the crashed next hop (BFD's detection
-/// time, or the hold time).
+/// no Cease) at a random moment, and the outage runs from the crashed
+/// node's last answer until another node answers, as the router gives up
+/// the crashed next hop (BFD's detection time, or the hold time).
 pub fn bgp_crash_failover(announcer: BgpAnnouncer, lab_binary: &Path) -> Result<Outage, LabError> {
     bgp_node_exit(announcer, false, lab_binary).map(|(outage, _)| outage)
 }
@@ -1063,8 +1063,18 @@ fn bgp_crash_failover_in(
         .iter()
         .filter(|p| p.sent >= fault_at && p.answers.is_empty())
         .count();
+    // The fault takes some milliseconds to apply (isolation, then the
+    // kill; a drain takes seconds): probes sent meanwhile are still
+    // answered by the node leaving. Its outage runs from its last answer.
+    let last_answer = log
+        .probes
+        .iter()
+        .filter(|p| p.sent >= fault_at && p.answered_by() == Some(owner.as_str()))
+        .map(|p| p.sent)
+        .max();
+    let gone_at = last_answer.map_or(fault_at, |sent| sent + Duration::from_nanos(1));
     let outage = log
-        .outage_after(fault_at)
+        .outage_after(gone_at)
         .ok_or_else(|| LabError::Invalid("no probe was answered after the fault".into()))?;
     Ok((outage, lost))
 }
