@@ -127,20 +127,19 @@ pub fn assigned<'a>(input: &PlanInput<'a>) -> impl Iterator<Item = Assigned<'a>>
     })
 }
 
-/// Why `node` may not announce `service` (`key`) whatever the mode, if it
-/// may not: the node excluded, then its endpoints (`endpoints`, indexed
-/// from the inventory's EndpointSlices), then its health.
+/// Why `node` may not announce the service `key` whatever the mode, if it
+/// may not: the node excluded, then the nodes its endpoints let serve it
+/// (`eligible`, from [`eligible`]), then its health.
 pub fn service_blocker(
     input: &PlanInput<'_>,
-    endpoints: &EndpointIndex,
+    eligible: &Eligible,
     key: &ServiceKey,
-    service: &Service,
     node: &ThisNode<'_>,
 ) -> Option<Blocker> {
     if !node.may_announce {
         return Some(Blocker::NodeExcluded);
     }
-    match eligible(input, endpoints, key, service) {
+    match eligible {
         Eligible::None => return Some(Blocker::NoEndpoints),
         Eligible::Nodes(nodes) if !nodes.contains(node.name) => return Some(Blocker::NoLocalEndpoint),
         Eligible::Nodes(_) | Eligible::Any => {}

@@ -121,16 +121,6 @@ pub enum Spelled<T> {
     Unknown(String),
 }
 
-impl<T: Copy> Spelled<T> {
-    /// The word, if it is one.
-    pub fn known(&self) -> Option<T> {
-        match self {
-            Spelled::Known(value) => Some(*value),
-            Spelled::Unknown(_) => None,
-        }
-    }
-}
-
 impl<T: fmt::Display> fmt::Display for Spelled<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -916,8 +906,8 @@ spec:
         let read = service(yaml);
         assert_eq!(read.spec.type_, Some(Spelled::Known(ServiceType::LoadBalancer)));
         assert_eq!(
-            read.spec.ip_family_policy.as_ref().and_then(Spelled::known),
-            Some(FamilyPolicy::PreferDualStack)
+            read.spec.ip_family_policy,
+            Some(Spelled::Known(FamilyPolicy::PreferDualStack))
         );
         assert_eq!(
             read.spec.ip_families.as_ref(),

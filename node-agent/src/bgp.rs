@@ -32,7 +32,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV6};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix::{
     Actor, ActorFutureExt, Addr, ArbiterHandle, AsyncContext, Context, SpawnHandle, StreamHandler, WrapFuture,
@@ -54,6 +54,7 @@ use tokio_stream::wrappers::WatchStream;
 
 use crate::local_address::Delivery;
 use crate::node::NodeOptions;
+use crate::now;
 use crate::running::RunningState;
 use crate::status::{BgpPeerStatus, BgpStatus, StatusHub};
 
@@ -708,11 +709,6 @@ impl Actor for BgpActor {
             running.addr.do_send(StopPeer { for_restart });
         }
     }
-}
-
-/// Now, on tokio's clock (which the actors' timers follow).
-fn now() -> Instant {
-    tokio::time::Instant::now().into_std()
 }
 
 /// Whether this node forwards IPv4 and IPv6 packets, as its sysctls say.

@@ -37,12 +37,12 @@ use meshlb_config::service::{ClassFilter, ServiceKey};
 use meshlb_config::{AddressSource, ConfigStore, Inventory, Offer, Reconciler, Rejected, ServiceOutcome};
 use tokio::sync::watch;
 
-use crate::AgentError;
 use crate::health::HealthMonitors;
 use crate::remembered::AssignmentsFile;
 use crate::running::RunningState;
 use crate::sources::{Snapshot, SourceStream, SourceUpdate};
 use crate::status::{ConfigStatus, Rejection, StatusHub};
+use crate::{AgentError, now};
 
 /// What one update did.
 #[derive(Debug, Clone, PartialEq)]
@@ -490,11 +490,6 @@ impl Pipeline {
             },
         );
     }
-}
-
-/// Now, on tokio's clock (which the pipeline's timers follow).
-fn now() -> Instant {
-    tokio::time::Instant::now().into_std()
 }
 
 /// Aborts a task when dropped.

@@ -35,7 +35,7 @@ use meshlb_wire::bgp::{Prefix4, Prefix6};
 
 use crate::bgp::peering::{NodeFacts, NotRunning, SessionPlan, session};
 use crate::bgp::rib_out::{RouteAttributes, RoutePrefix, Routes};
-use crate::eligibility::{Assigned, Blocker, PlanInput, ThisNode, assigned, service_blocker};
+use crate::eligibility::{Assigned, Blocker, PlanInput, ThisNode, assigned, eligible, service_blocker};
 
 /// One of this node's peers and what it is sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,7 +153,7 @@ pub fn plan(input: PlanInput<'_>, node: ThisNode<'_>, facts: &NodeFacts) -> BgpP
         let blocked = if selecting.is_empty() {
             Some(Blocker::NotSelected)
         } else {
-            service_blocker(&input, &endpoints, key, service, &node)
+            service_blocker(&input, &eligible(&input, &endpoints, key, service), key, &node)
         };
         out.services.insert(key.clone(), blocked);
         if blocked.is_some() {

@@ -225,9 +225,10 @@ pub fn plan(input: PlanInput<'_>, node: ThisNode<'_>, interfaces: &Links) -> L2P
         let link_up = chosen
             .iter()
             .any(|i| interfaces.get(i).copied().is_some_and(Link::is_up));
+        let eligible = eligible(&input, &endpoints, key, service);
         let blocked = if !selected_here {
             Some(Blocker::NotSelected)
-        } else if let Some(blocker) = service_blocker(&input, &endpoints, key, service, &node) {
+        } else if let Some(blocker) = service_blocker(&input, &eligible, key, &node) {
             Some(blocker)
         } else if !link_up {
             Some(Blocker::LinksDown)
@@ -244,7 +245,7 @@ pub fn plan(input: PlanInput<'_>, node: ThisNode<'_>, interfaces: &Links) -> L2P
             id: service_id(&key.to_string()),
             addresses: assignment.addresses.clone(),
             failback: policy.map_or(Failback::Revertive, |p| p.failback),
-            eligible: eligible(&input, &endpoints, key, service),
+            eligible,
         };
         out.services.insert(
             spec.id,
