@@ -288,6 +288,7 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
                     restarted,
                 },
             );
+            let interfaces = layer2::open_interfaces(node_options.schedule.clone(), links.clone(), hub.clone());
             let layer2 = Layer2Actor::start(
                 node_options,
                 Layer2Inputs {
@@ -297,6 +298,7 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
                     owned: mesh.owned_addresses(),
                     links,
                     answering: answering.handle(),
+                    interfaces,
                     delivery: delivery.clone(),
                 },
             );
@@ -431,7 +433,7 @@ pub fn check(dir: &Path, classes: ClassFilter) -> Result<CheckReport, AgentError
 /// or SIGINT (no mesh, no configuration: a diagnostic, and the lab's probe
 /// of the answering path).
 pub fn announce(interface: &str, addresses: Vec<std::net::IpAddr>, refresh_ms: Option<u64>) -> Result<(), AgentError> {
-    use meshlb_actors::l2::interface::{AnnouncerStatus, Claim, InterfaceActor, Shutdown};
+    use meshlb_actors::l2::interface::{AnnouncerStatus, Answer, InterfaceActor, Shutdown};
     use meshlb_actors::l2::responder::AnnounceSchedule;
     actor_system()?.block_on(async move {
         let (status_tx, status) = watch::channel(AnnouncerStatus::default());
@@ -442,8 +444,7 @@ pub fn announce(interface: &str, addresses: Vec<std::net::IpAddr>, refresh_ms: O
         let (links_tx, links) = watch::channel(LinkReader::default().read());
         let monitor = tokio::task::spawn_local(links::monitor(links_tx));
         let actor = InterfaceActor::open(interface, schedule, status_tx, links)?.start();
-        actor.do_send(Claim {
-            service: meshlb_gossip::record::ServiceId(0),
+        actor.do_send(Answer {
             addresses: addresses.into_iter().collect(),
             sent: tokio::time::Instant::now(),
         });

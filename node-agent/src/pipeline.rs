@@ -470,24 +470,30 @@ impl Pipeline {
         });
     }
 
+    /// What the pipeline holds now as a running state, with `health`
+    /// (`None` before a configuration was accepted).
+    pub fn running_state(&self, health: &BTreeMap<ServiceKey, Health>) -> Option<RunningState> {
+        Some(RunningState {
+            generation: self.store.generation(),
+            inventory: Arc::clone(self.store.active()?),
+            outcomes: Arc::clone(&self.outcomes),
+            health: health.clone(),
+        })
+    }
+
     /// The running configuration, outcomes and health; the pools' counters
     /// first, so whoever follows the running state reads them as new.
     fn publish(&self, hub: &StatusHub, health: &watch::Receiver<BTreeMap<ServiceKey, Health>>) {
-        let Some(inventory) = self.store.active() else { return };
-        let generation = self.store.generation();
+        let Some(running) = self.running_state(&health.borrow()) else {
+            return;
+        };
         let pools = self.reconciler.allocator().counters();
         hub.pools().publish_when(|current| *current != pools, || pools.clone());
-        let health = health.borrow();
         hub.running().publish_when(
             // A new generation is the only way the inventory and the
             // outcomes change; comparing it spares comparing them.
-            |current| current.generation != generation || current.health != *health,
-            || RunningState {
-                generation,
-                inventory: Arc::clone(inventory),
-                outcomes: Arc::clone(&self.outcomes),
-                health: health.clone(),
-            },
+            |current| current.generation != running.generation || current.health != running.health,
+            || running.clone(),
         );
     }
 }

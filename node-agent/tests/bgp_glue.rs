@@ -62,17 +62,14 @@ fn running(yaml: &str) -> RunningState {
     let objects = meshlb_config::parse_documents(yaml, "test.yaml").unwrap().objects;
     let inventory = Arc::new(meshlb_config::Inventory::build(&objects).unwrap());
     let mut pipeline = Pipeline::new(None, ClassFilter::default()).unwrap();
-    let update = SourceUpdate::Snapshot(Snapshot {
-        inventory: Arc::clone(&inventory),
-        fingerprint: 1,
-    });
-    pipeline.offer(update, Instant::now());
-    RunningState {
-        generation: 1,
-        inventory,
-        outcomes: Arc::new(pipeline.outcomes().clone()),
-        health: BTreeMap::new(),
-    }
+    pipeline.offer(
+        SourceUpdate::Snapshot(Snapshot {
+            inventory,
+            fingerprint: 1,
+        }),
+        Instant::now(),
+    );
+    pipeline.running_state(&BTreeMap::new()).unwrap()
 }
 
 /// What the scripted router saw, in order.

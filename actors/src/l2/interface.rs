@@ -5,8 +5,8 @@
 //! state comes from the link monitor ([`crate::l2::links`]) and is looked
 //! at every [`LINK_POLL`].
 //!
-//! Service actors tell it which addresses each service owns here
-//! ([`Claim`]); it answers for their union.
+//! The Layer 2 applier ([`crate::l2::applier`]) tells it the whole set
+//! of addresses it answers for ([`Answer`]).
 //!
 //! [`InterfaceActor::open`] opens the sockets on the caller's thread (so
 //! errors reach the caller); [`OpenInterface::start_on`] runs the actor on
@@ -16,8 +16,9 @@
 //! A stall (the process frozen, its machine paused) is the responder's to
 //! tell ([`Responder::handle_wake`], called first in every handler):
 //! questions queued meanwhile are stale (answering them would pull clients
-//! back to a node the mesh has replaced), and so are the claims. The actor
-//! drops both and answers nothing until a service actor claims anew.
+//! back to a node the mesh has replaced), and so is the address set. The
+//! actor drops both and answers nothing until it is sent a set after the
+//! stall (the mesh, having re-learned, gives ownership anew).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -35,7 +36,6 @@ pub use crate::l2::links::LINK_POLL;
 use crate::l2::links::{Link, Links};
 use crate::l2::responder::{AddressCounters, AnnounceSchedule, Responder, ResponderStats};
 use crate::l2::socket::{FrameSocket, InterfaceInfo, MAX_FRAME, SolicitedNodeGroups, UnregisteredFrameSocket};
-use meshlb_gossip::record::ServiceId;
 
 /// How long the actor waits after a failed read before reading again.
 pub const RECEIVE_RETRY: Duration = Duration::from_secs(1);
@@ -53,15 +53,13 @@ pub struct AnnouncerStatus {
     pub addresses: BTreeMap<IpAddr, AddressCounters>,
 }
 
-/// A service's addresses owned on this interface (empty: none any more).
+/// Every address this interface answers for (empty: none any more).
 #[derive(Debug, Clone, PartialEq, Eq, Message)]
 #[rtype(result = "()")]
-pub struct Claim {
-    /// The service ([`meshlb_gossip`]'s service id).
-    pub service: ServiceId,
-    /// Its addresses answered here.
+pub struct Answer {
+    /// The addresses answered here.
     pub addresses: BTreeSet<IpAddr>,
-    /// When it was sent: a claim sent before a stall the actor noticed is
+    /// When it was sent: a set sent before a stall the actor noticed is
     /// stale and ignored.
     pub sent: Instant,
 }
@@ -111,7 +109,7 @@ impl OpenInterface {
             socket,
             groups: self.groups,
             responder: self.responder,
-            claims: BTreeMap::new(),
+            answering: BTreeSet::new(),
             epoch: now,
             woke_from_stall: None,
             timer: None,
@@ -128,7 +126,8 @@ pub struct InterfaceActor {
     socket: Option<Rc<FrameSocket>>,
     groups: Option<SolicitedNodeGroups>,
     responder: Responder,
-    claims: BTreeMap<ServiceId, BTreeSet<IpAddr>>,
+    /// The addresses answered for.
+    answering: BTreeSet<IpAddr>,
     epoch: Instant,
     /// When the actor last woke from a stall.
     woke_from_stall: Option<Instant>,
@@ -173,15 +172,11 @@ impl InterfaceActor {
         self.epoch.elapsed().as_millis() as u64
     }
 
-    fn owned(&self) -> BTreeSet<IpAddr> {
-        self.claims.values().flatten().copied().collect()
-    }
-
     fn apply_owned(&mut self) {
-        let owned = self.owned();
         let now = self.now_ms();
-        self.responder.set_owned(&owned, now);
-        let v6: BTreeSet<_> = owned
+        self.responder.set_owned(&self.answering, now);
+        let v6: BTreeSet<_> = self
+            .answering
             .iter()
             .filter_map(|ip| match ip {
                 IpAddr::V6(v6) => Some(*v6),
@@ -234,7 +229,7 @@ impl InterfaceActor {
 
     /// Called first in every handler: after a stall, nothing stale may go
     /// out, whichever handler runs first on waking (a queued question, the
-    /// timer of an announcement repeat, a claim, the link poll).
+    /// timer of an announcement repeat, a new address set, the link poll).
     fn check_stall(&mut self) {
         let now = self.now_ms();
         if let Some(stalled_ms) = self.responder.handle_wake(now) {
@@ -245,7 +240,7 @@ impl InterfaceActor {
                 stalled_ms,
                 "stalled: stale questions dropped, answering nothing until ownership is given anew"
             );
-            self.claims.clear();
+            self.answering.clear();
             self.apply_owned();
             self.woke_from_stall = Some(Instant::now());
         }
@@ -307,20 +302,16 @@ impl StreamHandler<Frame> for InterfaceActor {
     }
 }
 
-impl Handler<Claim> for InterfaceActor {
+impl Handler<Answer> for InterfaceActor {
     type Result = ();
 
-    fn handle(&mut self, claim: Claim, ctx: &mut Context<Self>) {
+    fn handle(&mut self, answer: Answer, ctx: &mut Context<Self>) {
         self.check_stall();
-        if self.woke_from_stall.is_some_and(|woke| claim.sent < woke) {
-            tracing::debug!(interface = self.name, service = %claim.service, "stale claim ignored");
+        if self.woke_from_stall.is_some_and(|woke| answer.sent < woke) {
+            tracing::debug!(interface = self.name, "address set sent before the stall ignored");
             return;
         }
-        if claim.addresses.is_empty() {
-            self.claims.remove(&claim.service);
-        } else {
-            self.claims.insert(claim.service, claim.addresses);
-        }
+        self.answering = answer.addresses;
         self.apply_owned();
         self.after_event(ctx);
     }
@@ -330,7 +321,7 @@ impl Handler<Shutdown> for InterfaceActor {
     type Result = ();
 
     fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
-        self.claims.clear();
+        self.answering.clear();
         self.apply_owned();
         self.after_event(ctx);
         ctx.stop();

@@ -7,21 +7,17 @@
 //! multicast memberships of one interface; [`links`] reads every
 //! interface's link state, in one place. The actors are thin glue around
 //! them:
+//! - [`applier::Layer2Applier`] follows the plan and the mesh's ownership
+//!   decision and gives each interface its whole address set;
 //! - [`interface::InterfaceActor`], one per interface, answers for the
-//!   addresses claimed on it;
-//! - [`service::ServiceActor`], one per service, claims the addresses this
-//!   node owns on the interfaces whose link is up;
-//! - [`membership::MembershipActor`] tells the service actors what the
-//!   mesh's ownership decision gives this node.
+//!   set it was given.
 //!
-//! The agent's Layer 2 glue applies the plan: it starts and places service
-//! actors, and runs them, the interface actors and the link monitor on an
-//! arbiter of their own.
+//! The agent's Layer 2 glue makes the plan and hands it to the applier;
+//! the applier and the interface actors run on an arbiter of their own.
 
+pub mod applier;
 pub mod interface;
 pub mod links;
-pub mod membership;
 pub mod plan;
 pub mod responder;
-pub mod service;
 pub mod socket;

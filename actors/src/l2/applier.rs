@@ -1,0 +1,413 @@
+//! The Layer 2 applier: the one actor between the Layer 2 plan and the
+//! wire. It runs on the answering arbiter, beside the interface actors, and
+//! follows two inputs: the plan ([`Apply`], made by the agent's glue off
+//! this thread) and the mesh's ownership decision (the addresses this node
+//! announces, the gossip driver's watch). On either change every interface
+//! is given its whole address set, [`L2Plan::interfaces_for`] (the owned
+//! addresses of the services planned on it, if its link is up), and only
+//! the sets that changed are sent ([`changes`], pure).
+//!
+//! Every interface the plan names is opened at once, before anything is
+//! owned there, so a takeover never waits for a socket. How an interface
+//! is opened is the caller's ([`OpenInterface`]): interface actors in the
+//! agent, recorders in tests. One that cannot be opened is tried again at
+//! the next plan.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use actix::dev::ToEnvelope;
+use actix::{
+    Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message, Recipient, ResponseFuture, StreamHandler,
+};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::l2::interface::{Answer, Shutdown};
+use crate::l2::plan::L2Plan;
+
+/// What the applier sends an interface: its address sets, and at the end
+/// a shutdown it awaits. An [`crate::l2::interface::InterfaceActor`]'s
+/// address converts into one.
+#[derive(Debug, Clone)]
+pub struct InterfaceHandle {
+    /// Takes the interface's whole address set.
+    pub answer: Recipient<Answer>,
+    /// Stops it; answered once it is quiet.
+    pub shutdown: Recipient<Shutdown>,
+}
+
+impl<A> From<Addr<A>> for InterfaceHandle
+where
+    A: Actor + Handler<Answer> + Handler<Shutdown>,
+    A::Context: ToEnvelope<A, Answer> + ToEnvelope<A, Shutdown>,
+{
+    /// An interface actor's handle (or a stand-in's).
+    fn from(actor: Addr<A>) -> InterfaceHandle {
+        InterfaceHandle {
+            answer: actor.clone().recipient(),
+            shutdown: actor.recipient(),
+        }
+    }
+}
+
+/// Opens the interface of a name on the applier's thread (`None`: it could
+/// not be, and the opener has said why).
+pub type OpenInterface = Box<dyn FnMut(&str) -> Option<InterfaceHandle> + Send>;
+
+/// The new plan to apply.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct Apply(pub Arc<L2Plan>);
+
+/// Silences and stops every interface, then the applier; answered once
+/// every interface is quiet.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct Stop;
+
+/// What each interface must be sent to answer for `wanted`, given what it
+/// was last sent (`told`, updated): the interfaces whose set changed, an
+/// interface `wanted` leaves out being sent the empty set.
+pub fn changes(
+    told: &mut BTreeMap<String, BTreeSet<IpAddr>>,
+    mut wanted: BTreeMap<String, BTreeSet<IpAddr>>,
+) -> Vec<(String, BTreeSet<IpAddr>)> {
+    let mut out = Vec::new();
+    for (name, before) in std::mem::take(told) {
+        let now = wanted.remove(&name).unwrap_or_default();
+        if now != before {
+            out.push((name.clone(), now.clone()));
+        }
+        if !now.is_empty() {
+            told.insert(name, now);
+        }
+    }
+    for (name, now) in wanted {
+        if !now.is_empty() {
+            out.push((name.clone(), now.clone()));
+            told.insert(name, now);
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// The ownership decision changed.
+struct Owned(BTreeSet<IpAddr>);
+
+/// The Layer 2 applier. See the module documentation.
+pub struct Layer2Applier {
+    owned_rx: Option<watch::Receiver<BTreeSet<IpAddr>>>,
+    plan: Arc<L2Plan>,
+    owned: BTreeSet<IpAddr>,
+    open: OpenInterface,
+    interfaces: BTreeMap<String, InterfaceHandle>,
+    /// What each open interface was last sent (non-empty sets only).
+    told: BTreeMap<String, BTreeSet<IpAddr>>,
+}
+
+impl Layer2Applier {
+    /// An applier following `owned` (the mesh's decision), opening
+    /// interfaces with `open`; it applies nothing until the first plan.
+    pub fn new(owned: watch::Receiver<BTreeSet<IpAddr>>, open: OpenInterface) -> Layer2Applier {
+        Layer2Applier {
+            owned_rx: Some(owned),
+            plan: Arc::default(),
+            owned: BTreeSet::new(),
+            open,
+            interfaces: BTreeMap::new(),
+            told: BTreeMap::new(),
+        }
+    }
+
+    /// Opens what the plan names, then sends each interface its new set.
+    fn apply(&mut self, now: Instant) {
+        for name in self.plan.links.keys() {
+            if !self.interfaces.contains_key(name)
+                && let Some(handle) = (self.open)(name)
+            {
+                self.interfaces.insert(name.clone(), handle);
+            }
+        }
+        let mut wanted = self.plan.interfaces_for(&self.owned);
+        wanted.retain(|name, _| self.interfaces.contains_key(name));
+        for (name, addresses) in changes(&mut self.told, wanted) {
+            if let Some(interface) = self.interfaces.get(&name) {
+                tracing::debug!(interface = name, ?addresses, "answering");
+                interface.answer.do_send(Answer { addresses, sent: now });
+            }
+        }
+    }
+}
+
+impl Actor for Layer2Applier {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        if let Some(owned) = self.owned_rx.take() {
+            self.owned = owned.borrow().clone();
+            let decisions = futures_util::stream::unfold(owned, |mut rx| async move {
+                rx.changed().await.ok()?;
+                let set = rx.borrow_and_update().clone();
+                Some((Owned(set), rx))
+            });
+            ctx.add_stream(decisions);
+        }
+    }
+}
+
+impl Handler<Apply> for Layer2Applier {
+    type Result = ();
+
+    fn handle(&mut self, Apply(plan): Apply, _ctx: &mut Context<Self>) {
+        self.plan = plan;
+        self.apply(Instant::now());
+    }
+}
+
+impl StreamHandler<Owned> for Layer2Applier {
+    fn handle(&mut self, Owned(owned): Owned, _ctx: &mut Context<Self>) {
+        if owned != self.owned {
+            tracing::info!(addresses = ?owned, "the mesh gives this node");
+            self.owned = owned;
+            self.apply(Instant::now());
+        }
+    }
+
+    fn finished(&mut self, _ctx: &mut Context<Self>) {
+        // The mesh has gone (this node left): nothing is owned any more.
+        self.owned.clear();
+        self.apply(Instant::now());
+    }
+}
+
+impl Handler<Stop> for Layer2Applier {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) -> ResponseFuture<()> {
+        let interfaces: Vec<InterfaceHandle> = std::mem::take(&mut self.interfaces).into_values().collect();
+        self.told.clear();
+        ctx.stop();
+        Box::pin(async move {
+            // Each interface is quiet once it answers.
+            for interface in interfaces {
+                let _ = interface.shutdown.send(Shutdown).await;
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    use meshlb_config::meta::StringMap;
+    use tokio::sync::mpsc;
+
+    use crate::eligibility::ThisNode;
+    use crate::eligibility::fixture::state;
+    use crate::l2::links::{Link, Links};
+    use crate::l2::plan::plan;
+
+    fn set(ips: &[&str]) -> BTreeSet<IpAddr> {
+        ips.iter().map(|s| s.parse().unwrap()).collect()
+    }
+
+    fn map(pairs: &[(&str, &[&str])]) -> BTreeMap<String, BTreeSet<IpAddr>> {
+        pairs.iter().map(|(n, ips)| ((*n).to_owned(), set(ips))).collect()
+    }
+
+    #[test]
+    fn only_changed_sets_are_sent_and_a_dropped_interface_is_emptied() {
+        let mut told = BTreeMap::new();
+        assert!(
+            changes(&mut told, map(&[("eth0", &[])])).is_empty(),
+            "nothing to say yet"
+        );
+        let a = &["203.0.113.10"][..];
+        let ab = &["203.0.113.10", "2001:db8::10"][..];
+        assert_eq!(
+            changes(&mut told, map(&[("eth0", a), ("eth1", a)])),
+            vec![("eth0".to_owned(), set(a)), ("eth1".to_owned(), set(a))]
+        );
+        assert!(
+            changes(&mut told, map(&[("eth0", a), ("eth1", a)])).is_empty(),
+            "no change"
+        );
+        assert_eq!(
+            changes(&mut told, map(&[("eth0", ab)])),
+            vec![("eth0".to_owned(), set(ab)), ("eth1".to_owned(), set(&[]))],
+            "eth1 left out: emptied"
+        );
+        assert_eq!(told, map(&[("eth0", ab)]));
+        assert_eq!(changes(&mut told, BTreeMap::new()), vec![("eth0".to_owned(), set(&[]))]);
+        assert!(told.is_empty());
+    }
+
+    /// What a fake interface received.
+    #[derive(Debug, PartialEq, Eq)]
+    enum Received {
+        Answer(String, BTreeSet<IpAddr>),
+        Shutdown(String),
+    }
+
+    /// Stands in for an interface actor: reports what it is sent.
+    struct Recorder {
+        name: String,
+        log: mpsc::UnboundedSender<Received>,
+    }
+
+    impl Actor for Recorder {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<Answer> for Recorder {
+        type Result = ();
+        fn handle(&mut self, answer: Answer, _: &mut Context<Self>) {
+            let _ = self.log.send(Received::Answer(self.name.clone(), answer.addresses));
+        }
+    }
+
+    impl Handler<Shutdown> for Recorder {
+        type Result = ();
+        fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
+            let _ = self.log.send(Received::Shutdown(self.name.clone()));
+            ctx.stop();
+        }
+    }
+
+    /// An opener of recorders that fails for the names in `broken` (shared,
+    /// so the test can mend them) and logs each name it opened.
+    fn opener(
+        log: mpsc::UnboundedSender<Received>,
+        broken: Arc<Mutex<BTreeSet<String>>>,
+        opened: Arc<Mutex<Vec<String>>>,
+    ) -> OpenInterface {
+        Box::new(move |name: &str| {
+            if broken.lock().unwrap().contains(name) {
+                return None;
+            }
+            opened.lock().unwrap().push(name.to_owned());
+            let recorder = Recorder {
+                name: name.to_owned(),
+                log: log.clone(),
+            };
+            Some(recorder.start().into())
+        })
+    }
+
+    const CONFIG: &str = "
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: l2, namespace: metallb-system}
+spec: {addresses: [203.0.113.10-203.0.113.20]}
+---
+apiVersion: metallb.io/v1beta1
+kind: L2Advertisement
+metadata: {name: l2, namespace: metallb-system}
+spec: {ipAddressPools: [l2], interfaces: [eth0, eth1]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec: {type: LoadBalancer, ports: [{port: 80}]}
+";
+
+    fn plan_of(yaml: &str, links: &[(&str, bool)]) -> Arc<L2Plan> {
+        let links: Links = links
+            .iter()
+            .map(|(n, up)| ((*n).to_owned(), Link::from_up(*up)))
+            .collect();
+        let labels = StringMap::new();
+        let node = ThisNode {
+            name: "n1",
+            labels: &labels,
+            may_announce: true,
+        };
+        Arc::new(plan(state(yaml).input(), node, &links))
+    }
+
+    /// The next thing a fake interface received (the test fails after a
+    /// generous wait rather than hang).
+    async fn next(log: &mut mpsc::UnboundedReceiver<Received>) -> Received {
+        tokio::time::timeout(std::time::Duration::from_secs(10), log.recv())
+            .await
+            .expect("no interface was sent anything")
+            .expect("every recorder has gone")
+    }
+
+    fn answer(name: &str, ips: &[&str]) -> Received {
+        Received::Answer(name.to_owned(), set(ips))
+    }
+
+    /// The applier across a plan's changes (a link coming up, the service
+    /// going), ownership moving and the mesh leaving, against interfaces
+    /// that record what they are sent. Each step's expected message is the
+    /// next one received: a stray or missing set fails the order.
+    #[actix::test]
+    async fn interfaces_get_their_whole_set_across_plans_and_ownership() {
+        let (log_tx, mut log) = mpsc::unbounded_channel();
+        let broken = Arc::new(Mutex::new(BTreeSet::from(["eth1".to_owned()])));
+        let opened = Arc::new(Mutex::new(Vec::new()));
+        let (owned_tx, owned) = watch::channel(BTreeSet::new());
+        let applier = Layer2Applier::new(owned, opener(log_tx, Arc::clone(&broken), Arc::clone(&opened))).start();
+
+        // The plan opens eth0 at once; eth1 fails to open.
+        let both_up = plan_of(CONFIG, &[("eth0", true), ("eth1", true)]);
+        let web = both_up.services.values().next().unwrap().spec.addresses[0].to_string();
+        applier.send(Apply(Arc::clone(&both_up))).await.unwrap();
+        assert_eq!(*opened.lock().unwrap(), vec!["eth0".to_owned()]);
+
+        // The mesh gives this node the service's address and one of
+        // another service: only the first is answered, where open.
+        owned_tx.send_replace(set(&[&web, "198.51.100.99"]));
+        assert_eq!(next(&mut log).await, answer("eth0", &[&web]));
+
+        // eth1 can be opened at the next plan (its link going down, then
+        // up): it gets the set once its link is up.
+        broken.lock().unwrap().clear();
+        applier
+            .send(Apply(plan_of(CONFIG, &[("eth0", true), ("eth1", false)])))
+            .await
+            .unwrap();
+        assert_eq!(*opened.lock().unwrap(), vec!["eth0".to_owned(), "eth1".to_owned()]);
+        applier.send(Apply(Arc::clone(&both_up))).await.unwrap();
+        assert_eq!(next(&mut log).await, answer("eth1", &[&web]));
+
+        // eth0's link goes down: emptied there only.
+        applier
+            .send(Apply(plan_of(CONFIG, &[("eth0", false), ("eth1", true)])))
+            .await
+            .unwrap();
+        assert_eq!(next(&mut log).await, answer("eth0", &[]));
+
+        // The service is deleted: eth1 emptied too.
+        let without_web = CONFIG.split("---\napiVersion: v1\nkind: Service").next().unwrap();
+        applier
+            .send(Apply(plan_of(without_web, &[("eth0", true), ("eth1", true)])))
+            .await
+            .unwrap();
+        assert_eq!(next(&mut log).await, answer("eth1", &[]));
+
+        // It comes back, then the mesh leaves: nothing is owned any more.
+        applier.send(Apply(Arc::clone(&both_up))).await.unwrap();
+        assert_eq!(next(&mut log).await, answer("eth0", &[&web]));
+        assert_eq!(next(&mut log).await, answer("eth1", &[&web]));
+        drop(owned_tx);
+        assert_eq!(next(&mut log).await, answer("eth0", &[]));
+        assert_eq!(next(&mut log).await, answer("eth1", &[]));
+
+        // Stopping shuts every interface down, answered once they are.
+        applier.send(Stop).await.unwrap();
+        let mut shut = vec![next(&mut log).await, next(&mut log).await];
+        shut.sort_by_key(|r| format!("{r:?}"));
+        assert_eq!(
+            shut,
+            vec![Received::Shutdown("eth0".into()), Received::Shutdown("eth1".into())]
+        );
+        assert!(log.try_recv().is_err(), "nothing after the shutdown");
+    }
+}
