@@ -273,7 +273,7 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
                 node_options.local_addresses,
                 predecessor.map(|r| r.addresses).unwrap_or_default(),
             );
-            let bgp = crate::bgp::BgpActor::start(
+            let bgp = crate::bgp::start(
                 node_options.clone(),
                 crate::bgp::BgpInputs {
                     running: hub.running().watch(),

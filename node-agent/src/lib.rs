@@ -51,11 +51,7 @@ pub mod status_files;
 
 use std::path::PathBuf;
 
-/// Now, on tokio's clock: the one the agent's timers follow (and that a
-/// test's paused clock moves), given to the sans-IO cores as their time.
-pub(crate) fn now() -> std::time::Instant {
-    tokio::time::Instant::now().into_std()
-}
+use meshlb_actors::now;
 
 /// Errors of the agent.
 #[derive(Debug, thiserror::Error)]

@@ -25,9 +25,9 @@
 //! stored twice.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 #[cfg(test)]
 use std::net::Ipv4Addr;
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -152,39 +152,7 @@ pub struct Layer2Service {
     pub preferences: Vec<meshlb_config::config::WeightedSelector>,
 }
 
-/// What BGP does here.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct BgpStatus {
-    /// Every BGPPeer of this node, by name.
-    pub peers: BTreeMap<String, BgpPeerStatus>,
-}
-
-/// One BGPPeer of this node.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct BgpPeerStatus {
-    /// Where its session runs (an unnumbered peer's once found).
-    pub address: Option<SocketAddr>,
-    /// The prefixes this node sends it.
-    pub prefixes: Vec<String>,
-    /// The service addresses those prefixes carry.
-    pub addresses: BTreeSet<IpAddr>,
-    /// Why no session runs, if none does.
-    pub not_running: Option<String>,
-    /// What was negotiated, while the session is established (`None`:
-    /// it is not).
-    pub negotiated: Option<meshlb_actors::bgp::session::Negotiated>,
-    /// Messages sent to it over the peer actor's life, by type.
-    pub sent: meshlb_actors::bgp::peer::MessageCounts,
-    /// Messages received from it, by type.
-    pub received: meshlb_actors::bgp::peer::MessageCounts,
-}
-
-impl BgpPeerStatus {
-    /// Whether the session is established.
-    pub fn established(&self) -> bool {
-        self.negotiated.is_some()
-    }
-}
+pub use meshlb_actors::bgp::applier::{BgpPeerStatus, BgpStatus};
 
 /// An established session's terms, for tests.
 #[cfg(test)]

@@ -19,7 +19,7 @@ use meshlb_gossip::driver::{Command, MeshStatus};
 use meshlb_gossip::identity::NodeId;
 use meshlb_gossip::mesh::MemberView;
 use meshlb_gossip::record::{BgpSection, NodeRecord};
-use meshlb_node_agent::bgp::{BgpActor, BgpInputs, Stop};
+use meshlb_node_agent::bgp::{BgpInputs, Stop};
 use meshlb_node_agent::local_address::Delivery;
 use meshlb_node_agent::node::NodeOptions;
 use meshlb_node_agent::pipeline::Pipeline;
@@ -178,7 +178,7 @@ async fn a_planned_stop_is_marked_then_withdrawn_once_the_mesh_covers_it() {
     let (delivery, _delivery_task) = Delivery::start(false, BTreeSet::new());
     let (mesh_tx, mut mesh) = mpsc::channel(64);
     let (mesh_status_tx, mesh_status) = watch::channel(MeshStatus::default());
-    let glue = BgpActor::start(
+    let glue = meshlb_node_agent::bgp::start(
         NodeOptions {
             node: "n1".into(),
             node_labels: BTreeMap::new(),

@@ -12,6 +12,10 @@
 //! drain timeout, it withdraws them; it keeps its sessions and addresses
 //! for [`WITHDRAW_LINGER`] while the routers converge, then ceases. So a
 //! planned stop loses no traffic.
+//!
+//! Beside it, what any stop decides ([`Stopping`]: a graceful restart, a
+//! drain, or nothing to do) and the addresses any withdrawal keeps
+//! delivered while the routers converge ([`Lingering`]).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::IpAddr;
@@ -121,6 +125,78 @@ impl Drain {
             until: now + WITHDRAW_LINGER,
         };
         self.actions.push_back(DrainAction::Withdraw { covered });
+    }
+}
+
+/// How a node stopping leaves its routers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stopping {
+    /// A running peer helps with a graceful restart: the sessions close
+    /// without a Cease, and these addresses (every one the plan announces)
+    /// stay delivered for the successor.
+    ForRestart(BTreeSet<IpAddr>),
+    /// These addresses, announced to established peers, are drained
+    /// ([`Drain`]).
+    Drain(BTreeSet<IpAddr>),
+    /// Nothing is announced, or a drain is under way already: stop now.
+    Now,
+}
+
+impl Stopping {
+    /// How to stop: `restarting` if a running peer has graceful restart,
+    /// `draining` if a drain is under way, `planned` what the plan
+    /// announces, `announcing` what established peers were sent.
+    pub fn decide(
+        restarting: bool,
+        draining: bool,
+        planned: &BTreeSet<IpAddr>,
+        announcing: BTreeSet<IpAddr>,
+    ) -> Stopping {
+        if restarting {
+            Stopping::ForRestart(planned.clone())
+        } else if draining || announcing.is_empty() {
+            Stopping::Now
+        } else {
+            Stopping::Drain(announcing)
+        }
+    }
+}
+
+/// Addresses withdrawn from the routers and still delivered while they
+/// converge, so a router never sends this node traffic it would drop.
+/// Each withdrawal is released once every peer has queued it and
+/// [`WITHDRAW_LINGER`] has passed (the glue's timer).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lingering {
+    /// Each address by the number of the withdrawal that released it.
+    addresses: BTreeMap<IpAddr, u64>,
+    /// The number of the last withdrawal.
+    withdrawals: u64,
+}
+
+impl Lingering {
+    /// A withdrawal of the addresses `previous` announced and `next` does
+    /// not: its number, to release later (`None`: nothing withdrawn).
+    pub fn withdraw(&mut self, previous: &BTreeSet<IpAddr>, next: &BTreeSet<IpAddr>) -> Option<u64> {
+        let withdrawn: Vec<IpAddr> = previous.difference(next).copied().collect();
+        if withdrawn.is_empty() {
+            return None;
+        }
+        self.withdrawals += 1;
+        let withdrawal = self.withdrawals;
+        self.addresses.extend(withdrawn.into_iter().map(|a| (a, withdrawal)));
+        Some(withdrawal)
+    }
+
+    /// The routers have converged on `withdrawal`: its addresses go,
+    /// unless a later withdrawal holds them.
+    pub fn release(&mut self, withdrawal: u64) {
+        self.addresses.retain(|_, w| *w != withdrawal);
+    }
+
+    /// What BGP needs delivered: `announced`, and what still lingers.
+    pub fn needed(&self, announced: &BTreeSet<IpAddr>) -> BTreeSet<IpAddr> {
+        announced.iter().chain(self.addresses.keys()).copied().collect()
     }
 }
 
@@ -288,6 +364,49 @@ mod tests {
             actions(&mut at_once),
             [DrainAction::Mark, DrainAction::Withdraw { covered: false }]
         );
+    }
+
+    fn set(addresses: &[&str]) -> BTreeSet<IpAddr> {
+        addresses.iter().map(|a| a.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn a_restart_keeps_the_planned_addresses_a_drain_takes_the_announced_ones() {
+        let planned = set(&BOTH);
+        let announcing = set(&BOTH[..1]);
+        assert_eq!(
+            Stopping::decide(true, false, &planned, announcing.clone()),
+            Stopping::ForRestart(planned.clone())
+        );
+        assert_eq!(
+            Stopping::decide(false, false, &planned, announcing.clone()),
+            Stopping::Drain(announcing.clone())
+        );
+        assert_eq!(Stopping::decide(false, true, &planned, announcing), Stopping::Now);
+        assert_eq!(Stopping::decide(false, false, &planned, BTreeSet::new()), Stopping::Now);
+    }
+
+    /// A withdrawn address stays needed until its withdrawal is released;
+    /// one withdrawn again meanwhile waits for the later release.
+    #[test]
+    fn withdrawn_addresses_linger_until_their_withdrawal_is_released() {
+        let (a, b) = (set(&BOTH[..1]), set(&BOTH[1..]));
+        let both = set(&BOTH);
+        let mut lingering = Lingering::default();
+        assert_eq!(lingering.withdraw(&both, &both), None);
+        let first = lingering.withdraw(&both, &b).unwrap();
+        assert_eq!(lingering.needed(&b), both, "a lingers");
+        // a comes back and goes again before the first release.
+        let second = lingering.withdraw(&both, &b).unwrap();
+        lingering.release(first);
+        assert_eq!(lingering.needed(&b), both, "held by the second withdrawal");
+        lingering.release(second);
+        assert_eq!(lingering.needed(&b), b);
+        let third = lingering.withdraw(&b, &BTreeSet::new()).unwrap();
+        assert_eq!(lingering.needed(&BTreeSet::new()), b);
+        lingering.release(third);
+        assert!(lingering.needed(&BTreeSet::new()).is_empty());
+        assert!(a.is_disjoint(&b));
     }
 
     #[test]

@@ -15,9 +15,11 @@
 //! connections peers open and hands each to its peer's actor;
 //! [`unnumbered`] finds the peer of a session over an interface's
 //! link-local addresses (Router Discovery, sans-IO core and actor). BFD, whose
-//! failure takes a session down, is [`crate::bfd`]'s. Pure cores, thin
-//! actors, in the shape of Layer 2 ([`crate::l2`]).
+//! failure takes a session down, is [`crate::bfd`]'s. [`applier`] keeps
+//! all those actors in step with the plan and runs a stop. Pure cores,
+//! thin actors, in the shape of Layer 2 ([`crate::l2`]).
 
+pub mod applier;
 pub mod connections;
 pub mod drain;
 pub mod listener;

@@ -62,6 +62,15 @@ pub struct Forwarding {
 }
 
 impl Forwarding {
+    /// Whether this node forwards, as its sysctls say now.
+    pub fn read() -> Forwarding {
+        let on = |sysctl: &str| std::fs::read_to_string(sysctl).is_ok_and(|v| v.trim() == "1");
+        Forwarding {
+            ipv4: on("/proc/sys/net/ipv4/ip_forward"),
+            ipv6: on("/proc/sys/net/ipv6/conf/all/forwarding"),
+        }
+    }
+
     /// Whether packets of `address`'s family are forwarded.
     pub fn of(self, address: IpAddr) -> bool {
         match address {

@@ -94,6 +94,23 @@ pub struct BgpPlan {
     pub announced: BTreeSet<IpAddr>,
 }
 
+impl BgpPlan {
+    /// The addresses announced to the `established` peers (by name) that
+    /// the node delivers: what its mesh record says it announces.
+    pub fn announcing<'a>(
+        &self,
+        established: impl IntoIterator<Item = &'a String>,
+        deliverable: &BTreeSet<IpAddr>,
+    ) -> BTreeSet<IpAddr> {
+        established
+            .into_iter()
+            .filter_map(|name| self.peers.get(name))
+            .flat_map(|peer| peer.addresses.iter().copied())
+            .filter(|address| deliverable.contains(address))
+            .collect()
+    }
+}
+
 /// `address` aggregated to `v4_len` or `v6_len` bits, by its family.
 fn aggregated(address: IpAddr, v4_len: u8, v6_len: u8) -> Option<RoutePrefix> {
     match address {
@@ -378,6 +395,23 @@ spec: {type: LoadBalancer, ipFamilyPolicy: RequireDualStack, ipFamilies: [IPv4, 
                 .all(|p| p.family() == meshlb_wire::bgp::Family::IPV6_UNICAST)
         );
         assert_eq!(only_v4.len() + only_v6.len(), peer.routes.len());
+    }
+
+    /// The record says an address is announced once an established peer
+    /// has it and the node delivers it.
+    #[test]
+    fn announcing_is_what_established_peers_carry_and_the_node_delivers() {
+        let state = state(CONFIG);
+        let plan = plan_of(&state, "node2", &labels(&[("rack", "b")]));
+        let all = plan.announced.clone();
+        assert_eq!(all.len(), 2);
+        let tor_a = "tor-a".to_owned();
+        assert!(plan.announcing([], &all).is_empty(), "no session established");
+        assert_eq!(plan.announcing([&tor_a], &all), all);
+        let v4: BTreeSet<IpAddr> = all.iter().filter(|a| a.is_ipv4()).copied().collect();
+        assert_eq!(plan.announcing([&tor_a], &v4), v4, "only what is delivered");
+        let gone = "tor-gone".to_owned();
+        assert!(plan.announcing([&gone], &all).is_empty(), "a peer not planned");
     }
 
     /// One prefix from two advertisements: communities joined, the higher

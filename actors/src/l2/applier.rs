@@ -10,8 +10,8 @@
 //! Every interface the plan names is opened at once, before anything is
 //! owned there, so a takeover never waits for a socket. How an interface
 //! is opened is the caller's ([`OpenInterface`]): interface actors in the
-//! agent, recorders in tests. One that cannot be opened is tried again at
-//! the next plan.
+//! agent, recorders in tests. One that cannot be opened is tried again
+//! with each plan that follows.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
