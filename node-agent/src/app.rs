@@ -48,6 +48,7 @@ use crate::local_address::Delivery;
 use crate::mesh::{AgentMesh, MeshOptions};
 use crate::node::NodeOptions;
 use crate::pipeline::{Pipeline, Reload};
+use crate::running::Decisions;
 use crate::sources::files::{FileSource, ReadLimits};
 use crate::sources::kubernetes::allocator::{self, AllocatorOptions};
 use crate::sources::kubernetes::{KubernetesSource, cluster_keys, config_state, permissions, service_status};
@@ -132,7 +133,8 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
             path: state_dir.clone(),
             source,
         })?;
-        let hub = StatusHub::default();
+        let decisions = Decisions::default();
+        let hub = StatusHub::mirroring(&decisions);
         // A cluster's Services have EndpointSlices: one without any has no
         // ready endpoint, and is not announced (MetalLB's rule).
         let in_cluster = matches!(source, SourceOptions::Kubernetes { .. });
@@ -216,7 +218,7 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
                     allocator = Some(tokio::spawn(allocator::run(
                         client.clone(),
                         options,
-                        hub.running().watch(),
+                        decisions.running(),
                         hub.pools().watch(),
                         allocator_stopped,
                     )));
@@ -251,7 +253,7 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
                     node,
                     bind,
                     bootstrap,
-                    hub.nodes().watch(),
+                    decisions.nodes(),
                     mesh.commands(),
                 ));
             }
@@ -276,7 +278,7 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
             let bgp = crate::bgp::start(
                 node_options.clone(),
                 crate::bgp::BgpInputs {
-                    running: hub.running().watch(),
+                    running: decisions.running(),
                     router_id: crate::bgp::router_id_from(gossip_bind),
                     listen_port: bgp_listen_port,
                     hub: hub.clone(),
@@ -292,7 +294,7 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
             let layer2 = Layer2Actor::start(
                 node_options,
                 Layer2Inputs {
-                    running: hub.running().watch(),
+                    running: decisions.running(),
                     hub: hub.clone(),
                     mesh: mesh.commands(),
                     owned: mesh.owned_addresses(),
@@ -306,7 +308,7 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
         } else {
             tracing::warn!("no --gossip-bind: nothing is announced");
         }
-        let result = pipeline.run(source, shutdown_signal(), hub.clone()).await;
+        let result = pipeline.run(source, shutdown_signal(), hub.clone(), decisions).await;
         if let Some(allocator) = allocator {
             // It gives the Lease up, so another agent allocates at once.
             let _ = stop_allocator.send(true);

@@ -256,7 +256,7 @@ pub fn seeds_from_nodes(nodes: &BTreeMap<String, Node>, own: &str, bind: SocketA
 }
 
 /// Keeps the mesh to what the Node objects read say (the hub's
-/// [`StatusHub::nodes`], read whether or not the configuration is
+/// [`crate::running::Decisions::nodes`], read whether or not the configuration is
 /// accepted), until the hub or the mesh closes: this node's record carries
 /// its Node's labels (the others match their node preferences against
 /// them), and with `bootstrap` (no `--join` nor `--cluster-size`) the seeds

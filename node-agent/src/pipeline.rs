@@ -39,7 +39,7 @@ use tokio::sync::watch;
 
 use crate::health::HealthMonitors;
 use crate::remembered::AssignmentsFile;
-use crate::running::RunningState;
+use crate::running::{Decisions, RunningState};
 use crate::sources::{Snapshot, SourceStream, SourceUpdate};
 use crate::status::{ConfigStatus, Rejection, StatusHub};
 use crate::{AgentError, now};
@@ -339,14 +339,16 @@ impl Pipeline {
 
     /// Takes `source`'s updates (and applies a held snapshot when due),
     /// logging what happens, until `shutdown` completes or the source
-    /// stops. Each update is handled on a blocking thread; the
-    /// configuration's status and the running configuration, outcomes and
-    /// health go to the hub after every change.
+    /// stops. Each update is handled on a blocking thread; after every
+    /// change the running configuration, outcomes and health go to
+    /// `decisions` (and the Nodes read, as soon as they are read), the
+    /// configuration's status and the pools' counters to the hub.
     pub async fn run(
         self,
         source: SourceStream,
         shutdown: impl Future<Output = ()>,
         hub: StatusHub,
+        decisions: Decisions,
     ) -> Result<(), AgentError> {
         let SourceStream {
             mut updates,
@@ -392,7 +394,7 @@ impl Pipeline {
                         // The mesh needs the Nodes even while no
                         // configuration has been accepted yet.
                         if let Some(nodes) = update.nodes() {
-                            hub.nodes().publish_when(|read| read != nodes, || nodes.clone());
+                            decisions.publish_nodes(nodes);
                         }
                         agent = agent.off_thread(move |p| p.offer(update, now()), &mut monitors, &hub).await?
                     }
@@ -402,7 +404,7 @@ impl Pipeline {
                 () = holds_end => agent = agent.off_thread(|p| p.end_holds(now()), &mut monitors, &hub).await?,
                 Ok(()) = health.changed() => {}
             }
-            agent.publish(&hub, &health);
+            agent.publish(&hub, &decisions, &health);
         }
         tracing::info!("shutting down");
         Ok(())
@@ -483,18 +485,13 @@ impl Pipeline {
 
     /// The running configuration, outcomes and health; the pools' counters
     /// first, so whoever follows the running state reads them as new.
-    fn publish(&self, hub: &StatusHub, health: &watch::Receiver<BTreeMap<ServiceKey, Health>>) {
+    fn publish(&self, hub: &StatusHub, decisions: &Decisions, health: &watch::Receiver<BTreeMap<ServiceKey, Health>>) {
         let Some(running) = self.running_state(&health.borrow()) else {
             return;
         };
         let pools = self.reconciler.allocator().counters();
         hub.pools().publish_when(|current| *current != pools, || pools.clone());
-        hub.running().publish_when(
-            // A new generation is the only way the inventory and the
-            // outcomes change; comparing it spares comparing them.
-            |current| current.generation != running.generation || current.health != running.health,
-            || running.clone(),
-        );
+        decisions.publish_running(running);
     }
 }
 
@@ -603,10 +600,11 @@ mod tests {
     async fn the_pipeline_takes_any_source() {
         let (tx, updates) = tokio::sync::mpsc::channel(4);
         let source = SourceStream::new(updates, SourceGuard::new(tokio::spawn(std::future::pending())));
-        let hub = StatusHub::default();
-        let mut state = hub.running().watch();
+        let decisions = Decisions::default();
+        let hub = StatusHub::mirroring(&decisions);
+        let mut state = decisions.running();
         let pipeline = Pipeline::new(None, ClassFilter::default()).unwrap();
-        let run = tokio::spawn(pipeline.run(source, std::future::pending(), hub.clone()));
+        let run = tokio::spawn(pipeline.run(source, std::future::pending(), hub.clone(), decisions));
 
         tx.send(snapshot(POOL, 1)).await.unwrap();
         state.wait_for(|s| s.generation == 1).await.unwrap();
@@ -657,10 +655,10 @@ mod tests {
     async fn the_nodes_are_published_before_any_configuration_runs() {
         let (tx, updates) = tokio::sync::mpsc::channel(4);
         let source = SourceStream::new(updates, SourceGuard::new(tokio::spawn(std::future::pending())));
-        let hub = StatusHub::default();
-        let mut nodes = hub.nodes().watch();
+        let decisions = Decisions::default();
+        let (mut running, mut nodes) = (decisions.running(), decisions.nodes());
         let pipeline = Pipeline::new(None, ClassFilter::default()).unwrap();
-        let run = tokio::spawn(pipeline.run(source, std::future::pending(), hub.clone()));
+        let run = tokio::spawn(pipeline.run(source, std::future::pending(), StatusHub::default(), decisions));
 
         let overlapping = POOL.replace("name: vips", "name: more");
         let node = "---\napiVersion: v1\nkind: Node\nmetadata: {name: n1}\n";
@@ -685,8 +683,8 @@ mod tests {
         tx.send(SourceUpdate::unreadable(rejected)).await.unwrap();
         drop(tx);
         let _ = tokio::time::timeout(Duration::from_secs(10), run).await.unwrap();
-        assert_eq!(hub.running().get().generation, 0, "no configuration runs");
-        assert_eq!(hub.nodes().get().keys().collect::<Vec<_>>(), ["n1"]);
+        assert_eq!(running.borrow_and_update().generation, 0, "no configuration runs");
+        assert_eq!(nodes.borrow_and_update().keys().collect::<Vec<_>>(), ["n1"]);
     }
 
     /// An update that gives a service addresses is timed in the allocation

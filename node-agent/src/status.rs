@@ -6,19 +6,21 @@
 //! Each section is a [`Section`]: a `watch` of the latest snapshot, written
 //! by one component only, read by any number. Readers get an `Arc` of an
 //! immutable snapshot (cheap to hold, never torn) or wait for the next.
+//! Nothing acts on the hub: what the protocols and the allocator act on
+//! comes to them from its maker ([`crate::running::Decisions`], the mesh),
+//! and the hub mirrors it.
 //!
 //! | section | written by | what |
 //! |---|---|---|
 //! | [`StatusHub::config`] | the pipeline | running generation and fingerprint, last accepted, last rejection and its errors, a held snapshot |
 //! | [`StatusHub::source`] | the pipeline, from its source | which kinds the source reads, and why it cannot read some |
-//! | [`StatusHub::running`] | the pipeline | the running inventory, every service's outcome and health |
+//! | [`StatusHub::running`] | the pipeline (a mirror of [`crate::running::Decisions::running`], read-only here) | the running inventory, every service's outcome and health |
 //! | [`StatusHub::pools`] | the pipeline | each pool's address counters |
-//! | [`StatusHub::nodes`] | the pipeline | the cluster's Node objects as last read, whether or not the configuration read with them was accepted (the mesh finds its seeds in them) |
 //! | [`StatusHub::mesh`] | the mesh | members and their records, the quorum fence, protocol and drop counters |
 //! | [`StatusHub::mesh_events`] | the mesh | membership events as they happen (a broadcast, not a snapshot; record changes are in the mesh section instead) |
 //! | [`StatusHub::layer2`] | the Layer 2 glue | each Layer 2 service here: addresses, whether this node can serve it, interfaces; what this node announces |
 //! | [`StatusHub::interfaces`] | the interface actors | per interface: link, addresses answered, ARP/NA answer and announcement counters |
-//! | [`StatusHub::bgp`] | the BGP glue | per BGPPeer: address, whether established, the prefixes sent, or why it is not running |
+//! | [`StatusHub::bgp`] | the BGP applier | per BGPPeer: address, whether established, the prefixes sent, or why it is not running |
 //! | [`StatusHub::bfd`] | the BFD actor | per BFD session: state, echo, detection time, why it last went down |
 //! What can be derived
 //! from sections is derived when read ([`StatusHub::ownership`]), never
@@ -34,13 +36,13 @@ use std::time::SystemTime;
 use meshlb_actors::bfd::actor::BfdSessionReport;
 use meshlb_actors::l2::interface::AnnouncerStatus;
 use meshlb_config::allocator::PoolCounters;
-use meshlb_config::service::{Node, ServiceKey};
+use meshlb_config::service::ServiceKey;
 use meshlb_gossip::driver::MeshStatus;
 use meshlb_gossip::mesh::MeshEvent;
 use meshlb_gossip::record::ServiceId;
 use tokio::sync::{broadcast, watch};
 
-use crate::running::RunningState;
+use crate::running::{Decisions, RunningState};
 use crate::sources::Readability;
 
 /// One section of the hub: the latest snapshot of one component's status.
@@ -91,6 +93,24 @@ impl<T> Section<T> {
     /// Follows the snapshots.
     pub fn watch(&self) -> watch::Receiver<Arc<T>> {
         self.latest.subscribe()
+    }
+}
+
+/// A read-only view of a snapshot another component publishes.
+#[derive(Debug, Clone)]
+pub struct Mirror<T> {
+    latest: watch::Receiver<Arc<T>>,
+}
+
+impl<T> Mirror<T> {
+    /// The latest snapshot.
+    pub fn get(&self) -> Arc<T> {
+        Arc::clone(&self.latest.borrow())
+    }
+
+    /// Follows the snapshots.
+    pub fn watch(&self) -> watch::Receiver<Arc<T>> {
+        self.latest.clone()
     }
 }
 
@@ -206,9 +226,8 @@ pub struct StatusHub {
 struct Sections {
     config: Section<ConfigStatus>,
     source: Section<Readability>,
-    running: Section<RunningState>,
+    running: Mirror<RunningState>,
     pools: Section<BTreeMap<String, PoolCounters>>,
-    nodes: Section<BTreeMap<String, Node>>,
     mesh: Section<MeshStatus>,
     mesh_events: broadcast::Sender<TimedMeshEvent>,
     layer2: Section<Layer2Status>,
@@ -218,14 +237,23 @@ struct Sections {
 }
 
 impl Default for StatusHub {
+    /// A hub mirroring decisions that never change.
     fn default() -> StatusHub {
+        StatusHub::mirroring(&Decisions::default())
+    }
+}
+
+impl StatusHub {
+    /// A hub mirroring what `decisions` publishes.
+    pub fn mirroring(decisions: &Decisions) -> StatusHub {
         StatusHub {
             inner: Arc::new(Sections {
                 config: Section::default(),
                 source: Section::default(),
-                running: Section::default(),
+                running: Mirror {
+                    latest: decisions.running(),
+                },
                 pools: Section::default(),
-                nodes: Section::default(),
                 mesh: Section::default(),
                 mesh_events: broadcast::Sender::new(MESH_EVENT_BACKLOG),
                 layer2: Section::default(),
@@ -235,9 +263,7 @@ impl Default for StatusHub {
             }),
         }
     }
-}
 
-impl StatusHub {
     /// The configuration (written by the pipeline).
     pub fn config(&self) -> &Section<ConfigStatus> {
         &self.inner.config
@@ -249,9 +275,9 @@ impl StatusHub {
         &self.inner.source
     }
 
-    /// What the pipeline decided (written by the pipeline; its watch is
-    /// handed to both modes' glue, the allocator and the status writers).
-    pub fn running(&self) -> &Section<RunningState> {
+    /// What the pipeline decided, as it publishes it for the protocols
+    /// (read-only: for the readers that show it).
+    pub fn running(&self) -> &Mirror<RunningState> {
         &self.inner.running
     }
 
@@ -259,12 +285,6 @@ impl StatusHub {
     /// metrics, the gRPC API and IPAddressPool status).
     pub fn pools(&self) -> &Section<BTreeMap<String, PoolCounters>> {
         &self.inner.pools
-    }
-
-    /// The Node objects as last read, by name (written by the pipeline):
-    /// empty until a reading had them.
-    pub fn nodes(&self) -> &Section<BTreeMap<String, Node>> {
-        &self.inner.nodes
     }
 
     /// The mesh (written by the mesh).
@@ -287,7 +307,7 @@ impl StatusHub {
         &self.inner.interfaces
     }
 
-    /// BGP (written by the BGP glue).
+    /// BGP (written by the BGP applier).
     pub fn bgp(&self) -> &Section<BgpStatus> {
         &self.inner.bgp
     }

@@ -23,7 +23,7 @@ use meshlb_node_agent::bgp::{BgpInputs, Stop};
 use meshlb_node_agent::local_address::Delivery;
 use meshlb_node_agent::node::NodeOptions;
 use meshlb_node_agent::pipeline::Pipeline;
-use meshlb_node_agent::running::RunningState;
+use meshlb_node_agent::running::{Decisions, RunningState};
 use meshlb_node_agent::sources::{Snapshot, SourceUpdate};
 use meshlb_node_agent::status::StatusHub;
 use meshlb_wire::bgp::{Capability, Community, Family, Framer, Message, Open, SessionParams, Update};
@@ -174,7 +174,8 @@ async fn a_planned_stop_is_marked_then_withdrawn_once_the_mesh_covers_it() {
     let router = std::thread::spawn(move || router(listener, seen_tx));
 
     let hub = StatusHub::default();
-    hub.running().publish(running(&config(port)));
+    let decisions = Decisions::default();
+    decisions.publish_running(running(&config(port)));
     let (delivery, _delivery_task) = Delivery::start(false, BTreeSet::new());
     let (mesh_tx, mut mesh) = mpsc::channel(64);
     let (mesh_status_tx, mesh_status) = watch::channel(MeshStatus::default());
@@ -187,7 +188,7 @@ async fn a_planned_stop_is_marked_then_withdrawn_once_the_mesh_covers_it() {
             local_addresses: false,
         },
         BgpInputs {
-            running: hub.running().watch(),
+            running: decisions.running(),
             router_id: Some(Ipv4Addr::new(192, 0, 2, 11)),
             listen_port: 0,
             hub: hub.clone(),

@@ -25,7 +25,7 @@ use meshlb_node_agent::layer2::{Layer2Actor, Layer2Inputs, Stop};
 use meshlb_node_agent::local_address::Delivery;
 use meshlb_node_agent::node::NodeOptions;
 use meshlb_node_agent::pipeline::Pipeline;
-use meshlb_node_agent::running::RunningState;
+use meshlb_node_agent::running::{Decisions, RunningState};
 use meshlb_node_agent::sources::{Snapshot, SourceUpdate};
 use meshlb_node_agent::status::StatusHub;
 use tokio::sync::{mpsc, watch};
@@ -151,9 +151,10 @@ fn links(eth1_up: bool) -> Links {
 #[actix::test]
 async fn interfaces_answer_what_the_plan_and_the_mesh_give_this_node() {
     let hub = StatusHub::default();
+    let decisions = Decisions::default();
     let mut pipeline = Pipeline::new(None, ClassFilter::default()).unwrap();
     let web_only = format!("{POOLS}{}", service("web"));
-    hub.running().publish(running(&mut pipeline, &web_only, 1));
+    decisions.publish_running(running(&mut pipeline, &web_only, 1));
     let (links_tx, links_rx) = watch::channel(links(true));
     let (owned_tx, owned) = watch::channel(BTreeSet::new());
     let (mesh_tx, mut mesh) = mpsc::channel(64);
@@ -169,7 +170,7 @@ async fn interfaces_answer_what_the_plan_and_the_mesh_give_this_node() {
             local_addresses: false,
         },
         Layer2Inputs {
-            running: hub.running().watch(),
+            running: decisions.running(),
             hub: hub.clone(),
             mesh: mesh_tx,
             owned,
@@ -200,7 +201,7 @@ async fn interfaces_answer_what_the_plan_and_the_mesh_give_this_node() {
     // A configuration change adds a Service; once the mesh gives it here
     // too, each interface gets both addresses as one set.
     let both = format!("{web_only}{}", service("db"));
-    hub.running().publish(running(&mut pipeline, &both, 2));
+    decisions.publish_running(running(&mut pipeline, &both, 2));
     let plan = next_plan(&mut mesh).await;
     assert_eq!(plan.layer2.serving, [web, db].into());
     let db_addresses = addresses_of(&plan, db);
@@ -228,7 +229,7 @@ async fn interfaces_answer_what_the_plan_and_the_mesh_give_this_node() {
     // mesh still gives its address here: nothing left to answer.
     owned_tx.send_replace(db_addresses.clone());
     assert_eq!(next_told(&mut log).await, answer("eth0", &[&db_addresses]));
-    hub.running().publish(running(&mut pipeline, &web_only, 3));
+    decisions.publish_running(running(&mut pipeline, &web_only, 3));
     assert_eq!(next_told(&mut log).await, answer("eth0", &[]));
     assert_eq!(next_plan(&mut mesh).await.layer2.serving, [web].into());
 

@@ -373,8 +373,9 @@ fn a_large_configuration_is_read_off_the_agents_thread() {
         });
         // The ticker runs before the agent starts.
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let hub = meshlb_node_agent::status::StatusHub::default();
-        let mut state = hub.running().watch();
+        let decisions = meshlb_node_agent::running::Decisions::default();
+        let hub = meshlb_node_agent::status::StatusHub::mirroring(&decisions);
+        let mut state = decisions.running();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let started = Instant::now();
         let first_generation = async {
@@ -387,7 +388,7 @@ fn a_large_configuration_is_read_off_the_agents_thread() {
             let _ = stopped.await;
         };
         let source = source.spawn(Duration::from_secs(60)).unwrap();
-        let (ran, took) = tokio::join!(pipeline.run(source, shutdown, hub.clone()), first_generation);
+        let (ran, took) = tokio::join!(pipeline.run(source, shutdown, hub.clone(), decisions), first_generation);
         ran.unwrap();
         ticker.abort();
         took
