@@ -4,7 +4,7 @@
 //! goes quiet.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +15,7 @@ use meshlb_gossip::ownership::{Failback, Fence};
 use meshlb_gossip::profile::Profile;
 use meshlb_gossip::record::service_id;
 use meshlb_gossip::secure::{ClusterKey, Keyring};
+use tokio::sync::watch;
 
 fn free_port() -> SocketAddr {
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -53,12 +54,33 @@ async fn plan(handle: &MeshHandle, spec: &MeshService, serving: bool) {
     handle.commands.send(Command::SetServices(plan)).await.unwrap();
 }
 
-async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while !done() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+/// The next change of either mesh's decision (a mesh that stopped has
+/// none to give); `false` once both have stopped.
+async fn next_change(watches: &mut [watch::Receiver<BTreeSet<IpAddr>>; 2], open: &mut [bool; 2]) -> bool {
+    let [a, b] = watches;
+    tokio::select! {
+        changed = a.changed(), if open[0] => open[0] = changed.is_ok(),
+        changed = b.changed(), if open[1] => open[1] = changed.is_ok(),
+        else => return false,
     }
+    true
+}
+
+/// Waits, woken by each change of the two meshes' decisions, until `done`
+/// holds (failing after a generous 15 s).
+async fn wait_until(what: &str, handles: [&MeshHandle; 2], done: impl Fn() -> bool) {
+    let mut watches = handles.map(|h| h.announce.clone());
+    let mut open = [true, true];
+    let waited = tokio::time::timeout(Duration::from_secs(15), async {
+        while !done() {
+            assert!(
+                next_change(&mut watches, &mut open).await,
+                "both meshes stopped before {what}"
+            );
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "timed out waiting for {what}");
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -76,24 +98,28 @@ async fn one_owner_and_a_handover_on_leave() {
     plan(&a, &spec, true).await;
     plan(&b, &spec, true).await;
     let announced = |h: &MeshHandle| h.announce.borrow().contains(&address);
-    wait_until("exactly one owner", || announced(&a) != announced(&b)).await;
-    // It stays that way.
-    for _ in 0..20 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(announced(&a) != announced(&b), "ownership flapped or doubled");
-    }
+    wait_until("exactly one owner", [&a, &b], || announced(&a) != announced(&b)).await;
+    // It stays that way: every change for a second keeps one owner.
+    let mut watches = [a.announce.clone(), b.announce.clone()];
+    let mut open = [true, true];
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while next_change(&mut watches, &mut open).await {
+            assert!(announced(&a) != announced(&b), "ownership flapped or doubled");
+        }
+    })
+    .await;
     let (owner, other) = if announced(&a) { (a, b) } else { (b, a) };
 
     // The owner stops serving (its link went down, its health check
     // failed): the other takes over and the owner goes quiet; serving
     // again, it is eligible again and, revertive, takes the address back.
     plan(&owner, &spec, false).await;
-    wait_until("the other node to take over", || {
+    wait_until("the other node to take over", [&owner, &other], || {
         announced(&other) && !announced(&owner)
     })
     .await;
     plan(&owner, &spec, true).await;
-    wait_until("the owner to be eligible again", || {
+    wait_until("the owner to be eligible again", [&owner, &other], || {
         announced(&owner) && !announced(&other)
     })
     .await;
@@ -102,7 +128,7 @@ async fn one_owner_and_a_handover_on_leave() {
     owner.commands.send(Command::Leave(done)).await.unwrap();
     // The successor takes over while the owner still announces (handover),
     // and the owner is silent once it has left.
-    wait_until("the successor to announce", || announced(&other)).await;
+    wait_until("the successor to announce", [&owner, &other], || announced(&other)).await;
     tokio::time::timeout(Duration::from_secs(10), left)
         .await
         .unwrap()
