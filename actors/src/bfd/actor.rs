@@ -24,7 +24,6 @@ use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::time::Instant;
 
 use actix::{Actor, AsyncContext, Context, Handler, Recipient, SpawnHandle, StreamHandler};
 use meshlb_wire::bfd::{ControlPacket, Diagnostic, MULTI_HOP_PORT, SINGLE_HOP_PORT};
@@ -35,6 +34,7 @@ use tokio::net::UdpSocket;
 
 use crate::bfd::echo_path::EchoPath;
 use crate::bfd::session::{BfdConfig, BfdSession, Output};
+use crate::now;
 use meshlb_wire::bfd_echo::{ECHO_TTL, EchoPacket, ReturnedEcho};
 
 /// The source ports BFD packets may come from (RFC 5881 section 4).
@@ -405,10 +405,12 @@ impl BfdActor {
         }
     }
 
-    fn act(&mut self, peer: IpAddr, outputs: Vec<Output>, ctx: &mut Context<Self>) {
-        let Some(running) = self.sessions.get(&peer) else {
+    /// Does what `peer`'s session asks.
+    fn act(&mut self, peer: IpAddr, ctx: &mut Context<Self>) {
+        let Some(running) = self.sessions.get_mut(&peer) else {
             return;
         };
+        let outputs: Vec<Output> = std::iter::from_fn(|| running.session.poll_output()).collect();
         let multihop = running.peer.multihop_min_ttl.is_some();
         let scope_id = running.peer.scope_id;
         let notify = running.peer.notify.clone();
@@ -450,19 +452,18 @@ impl BfdActor {
         if let Some(timer) = self.timer.take() {
             ctx.cancel_future(timer);
         }
-        let next = self.sessions.values().filter_map(|r| r.session.next_timeout()).min();
+        let next = self.sessions.values().filter_map(|r| r.session.poll_timeout()).min();
         if let Some(at) = next {
-            let delay = at.saturating_duration_since(Instant::now());
+            let delay = at.saturating_duration_since(now());
             self.timer = Some(ctx.run_later(delay, |actor, ctx| {
                 actor.timer = None;
-                let now = Instant::now();
+                let now = now();
                 let peers: Vec<IpAddr> = actor.sessions.keys().copied().collect();
                 for peer in peers {
-                    let outputs = match actor.sessions.get_mut(&peer) {
-                        Some(running) => running.session.handle_timeout(now),
-                        None => continue,
-                    };
-                    actor.act(peer, outputs, ctx);
+                    if let Some(running) = actor.sessions.get_mut(&peer) {
+                        running.session.handle_timeout(now);
+                        actor.act(peer, ctx);
+                    }
                 }
                 actor.reschedule(ctx);
             }));
@@ -546,8 +547,8 @@ impl StreamHandler<io::Result<Datagram>> for BfdActor {
             return;
         }
         running.counters.control_in += 1;
-        let outputs = running.session.handle_packet(Instant::now(), &packet);
-        self.act(peer, outputs, ctx);
+        running.session.handle_packet(&packet, now());
+        self.act(peer, ctx);
         self.reschedule(ctx);
     }
 
@@ -590,7 +591,7 @@ impl StreamHandler<EchoFrame> for BfdActor {
             return;
         }
         running.counters.echo_in += 1;
-        running.session.handle_echo(Instant::now(), &back.packet);
+        running.session.handle_echo(&back.packet, now());
         self.reschedule(ctx);
     }
 
@@ -625,7 +626,7 @@ impl Handler<SetBfdPeers> for BfdActor {
         for peer in stale {
             self.end(peer, ctx);
         }
-        let now = Instant::now();
+        let now = now();
         for (address, peer) in peers {
             match self.sessions.get_mut(&address) {
                 Some(running) => running.peer.notify = peer.notify,

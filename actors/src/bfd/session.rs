@@ -3,11 +3,12 @@
 //! start and Poll Sequence.
 //!
 //! The driver feeds it the control packets that reached it (already
-//! decoded and checked packet by packet, [`meshlb_wire::bfd`]) and calls
-//! [`BfdSession::handle_timeout`] at [`BfdSession::next_timeout`]; it
-//! sends the packets the session returns and acts on its state changes
-//! ([`Output::Up`], [`Output::Down`]): a BGP session over a path BFD sees
-//! fail goes down at once.
+//! decoded and checked packet by packet, [`meshlb_wire::bfd`]) with the
+//! time ([`BfdSession::handle_packet`]) and calls
+//! [`BfdSession::handle_timeout`] at [`BfdSession::poll_timeout`]; after
+//! each, it sends the packets [`BfdSession::poll_output`] gives and acts on
+//! the state changes ([`Output::Up`], [`Output::Down`]): a BGP session
+//! over a path BFD sees fail goes down at once.
 //!
 //! ```text
 //!            Down ──(peer Down)──▶ Init ──(peer Init/Up)──▶ Up
@@ -35,6 +36,7 @@
 //! Not implemented: Demand mode and authentication (a packet carrying
 //! authentication is discarded, as the RFC asks of a session without it).
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use meshlb_wire::bfd::{ControlPacket, Diagnostic, Flags, State};
@@ -104,6 +106,8 @@ pub struct BfdSession {
     next_echo: Option<Instant>,
     echo_detect_at: Option<Instant>,
     echo_sequence: u64,
+    /// What the driver must do, in order.
+    outputs: VecDeque<Output>,
 }
 
 fn micros(d: Duration) -> u32 {
@@ -133,6 +137,7 @@ impl BfdSession {
             next_echo: None,
             echo_detect_at: None,
             echo_sequence: 0,
+            outputs: VecDeque::new(),
         };
         if !config.passive {
             session.next_transmit = Some(now);
@@ -151,7 +156,7 @@ impl BfdSession {
     }
 
     /// When [`BfdSession::handle_timeout`] must next be called.
-    pub fn next_timeout(&self) -> Option<Instant> {
+    pub fn poll_timeout(&self) -> Option<Instant> {
         [self.next_transmit, self.detect_at, self.next_echo, self.echo_detect_at]
             .into_iter()
             .flatten()
@@ -177,7 +182,7 @@ impl BfdSession {
     }
 
     /// One of this session's Echo packets came back at `now`.
-    pub fn handle_echo(&mut self, now: Instant, echo: &EchoPacket) {
+    pub fn handle_echo(&mut self, echo: &EchoPacket, now: Instant) {
         if echo.discriminator != self.local_discriminator || self.echo_detect_at.is_none() {
             return;
         }
@@ -228,14 +233,14 @@ impl BfdSession {
 
     /// Takes a control packet the peer sent at `now` (section 6.8.6, from
     /// the session lookup on).
-    pub fn handle_packet(&mut self, now: Instant, packet: &ControlPacket) -> Vec<Output> {
-        let mut out = Vec::new();
+    pub fn handle_packet(&mut self, packet: &ControlPacket, now: Instant) {
         if packet.your_discriminator != 0 && packet.your_discriminator != self.local_discriminator {
-            return out;
+            return;
         }
         if packet.authentication.is_some() || self.state == State::AdminDown {
-            return out;
+            return;
         }
+        let mut out = Vec::new();
         let interval_before = self.transmit_interval();
         self.remote_discriminator = packet.my_discriminator;
         self.remote_min_rx = Duration::from_micros(packet.required_min_rx_interval.into());
@@ -274,7 +279,13 @@ impl BfdSession {
             }
         }
         self.update_echo(now);
-        out
+        self.outputs.extend(out);
+    }
+
+    /// The next thing the driver must do (a packet to send, a state
+    /// change to act on).
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
     }
 
     /// The interval between periodic transmissions, before jitter: the
@@ -285,7 +296,7 @@ impl BfdSession {
 
     /// Handles the timers due at `now`: a detection time passed without a
     /// packet (down), or a packet to transmit.
-    pub fn handle_timeout(&mut self, now: Instant) -> Vec<Output> {
+    pub fn handle_timeout(&mut self, now: Instant) {
         let mut out = Vec::new();
         if self.detect_at.is_some_and(|at| at <= now) {
             self.detect_at = None;
@@ -323,7 +334,7 @@ impl BfdSession {
             }
         }
         self.update_echo(now);
-        out
+        self.outputs.extend(out);
     }
 
     /// Takes the session administratively down (the agent stopping):
@@ -400,6 +411,11 @@ mod tests {
 
     const MS: Duration = Duration::from_millis(1);
 
+    /// Everything `session` has for the driver now.
+    fn outputs(session: &mut BfdSession) -> Vec<Output> {
+        std::iter::from_fn(|| session.poll_output()).collect()
+    }
+
     fn config(passive: bool) -> BfdConfig {
         BfdConfig {
             desired_min_tx: 300 * MS,
@@ -441,8 +457,8 @@ mod tests {
             }
         }
 
-        fn act(&mut self, side: usize, outputs: Vec<Output>) {
-            for output in outputs {
+        fn act(&mut self, side: usize) {
+            while let Some(output) = self.sides[side].poll_output() {
                 if let Output::Send(packet) = &output
                     && self.link_up
                 {
@@ -463,7 +479,7 @@ mod tests {
         fn run_for(&mut self, duration: Duration) {
             let end = self.now + duration;
             loop {
-                let timer = self.sides.iter().filter_map(BfdSession::next_timeout).min();
+                let timer = self.sides.iter().filter_map(BfdSession::poll_timeout).min();
                 let arrival = self
                     .in_flight
                     .iter()
@@ -476,18 +492,18 @@ mod tests {
                 self.now = self.now.max(next);
                 if let Some(i) = self.in_flight.iter().position(|(at, _, _)| *at <= self.now) {
                     let (_, to, packet) = self.in_flight.remove(i);
-                    let out = self.sides[to].handle_packet(self.now, &packet);
-                    self.act(to, out);
+                    self.sides[to].handle_packet(&packet, self.now);
+                    self.act(to);
                     continue;
                 }
                 if let Some(i) = self.echoes.iter().position(|(at, _, _)| *at <= self.now) {
                     let (_, to, echo) = self.echoes.remove(i);
-                    self.sides[to].handle_echo(self.now, &echo);
+                    self.sides[to].handle_echo(&echo, self.now);
                     continue;
                 }
                 for side in 0..2 {
-                    let out = self.sides[side].handle_timeout(self.now);
-                    self.act(side, out);
+                    self.sides[side].handle_timeout(self.now);
+                    self.act(side);
                 }
             }
             self.now = end;
@@ -559,24 +575,28 @@ mod tests {
         let mut now = Instant::now();
         let mut session = BfdSession::new(fast, 11, 7, now);
         session.handle_timeout(now);
+        outputs(&mut session);
         let second = SLOW_START_INTERVAL;
-        session.handle_packet(now, &peer_packet(State::Down, 0, second, false));
+        session.handle_packet(&peer_packet(State::Down, 0, second, false), now);
+        outputs(&mut session);
         now += 10 * MS;
-        let out = session.handle_packet(now, &peer_packet(State::Init, 11, second, false));
-        assert_eq!(out, [Output::Up]);
+        session.handle_packet(&peer_packet(State::Init, 11, second, false), now);
+        assert_eq!(outputs(&mut session), [Output::Up]);
         // Up, the peer still slow: a packet a second at most.
-        assert!(session.next_timeout().is_some_and(|at| at > now + 500 * MS));
+        assert!(session.poll_timeout().is_some_and(|at| at > now + 500 * MS));
         now += 20 * MS;
-        let out = session.handle_packet(now, &peer_packet(State::Up, 11, 100 * MS, true));
+        session.handle_packet(&peer_packet(State::Up, 11, 100 * MS, true), now);
+        let out = outputs(&mut session);
         assert!(
             matches!(&out[..], [Output::Send(p)] if p.flags.final_),
             "the Poll answered at once: {out:?}"
         );
-        let next = session.next_timeout().unwrap();
+        let next = session.poll_timeout().unwrap();
         assert!(next <= now + 100 * MS, "next packet {:?} after the Poll", next - now);
-        let out = session.handle_timeout(next);
+        session.handle_timeout(next);
+        let out = outputs(&mut session);
         assert!(matches!(&out[..], [Output::Send(_)]), "{out:?}");
-        assert!(session.next_timeout().unwrap() <= next + 100 * MS);
+        assert!(session.poll_timeout().unwrap() <= next + 100 * MS);
     }
 
     /// The three-way handshake brings both up; a Poll Sequence then moves
@@ -657,7 +677,8 @@ mod tests {
         let mut pair = Pair::new(config(false), config(false));
         pair.run_for(3 * SLOW_START_INTERVAL);
         let packet = pair.sides[1].admin_down();
-        pair.act(1, vec![Output::Send(packet)]);
+        let at = pair.now + MS;
+        pair.in_flight.push((at, 0, packet));
         pair.run_for(10 * MS);
         assert_eq!(pair.states()[0], State::Down);
         assert_eq!(pair.events(0), [Output::Up], "the client is not told");
@@ -682,16 +703,18 @@ mod tests {
         let mut session = BfdSession::new(config(false), 11, 1, now);
         let mut packet = BfdSession::new(config(false), 22, 2, now).packet(false);
         packet.your_discriminator = 99;
-        assert!(session.handle_packet(now, &packet).is_empty());
+        session.handle_packet(&packet, now);
+        assert!(outputs(&mut session).is_empty());
         packet.your_discriminator = 0;
         packet.authentication = Some(meshlb_wire::bfd::Authentication::SimplePassword {
             key_id: 1,
             password: b"x".to_vec(),
         });
-        assert!(session.handle_packet(now, &packet).is_empty());
+        session.handle_packet(&packet, now);
+        assert!(outputs(&mut session).is_empty());
         assert_eq!(session.state(), State::Down);
         packet.authentication = None;
-        session.handle_packet(now, &packet);
+        session.handle_packet(&packet, now);
         assert_eq!(session.state(), State::Init);
     }
 
@@ -769,7 +792,7 @@ mod tests {
                 discriminator: 999,
                 sequence: 1,
             };
-            pair.sides[0].handle_echo(pair.now, &foreign);
+            pair.sides[0].handle_echo(&foreign, pair.now);
             pair.run_for(30 * MS);
         }
         assert_eq!(pair.states()[0], State::Down);

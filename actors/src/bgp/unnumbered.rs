@@ -16,6 +16,7 @@
 //! The advertisements say this node is no default router (lifetime 0) and
 //! carry no prefix: they only make this end known to the router.
 
+use std::collections::VecDeque;
 use std::io::{self, IoSliceMut};
 use std::net::{Ipv6Addr, SocketAddrV6};
 use std::os::fd::AsRawFd;
@@ -30,6 +31,8 @@ use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrIn6, recvmsg, sets
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
+
+use crate::now;
 
 /// How often an interface is advertised on once the fast start is over
 /// (FRR's interval for its unnumbered neighbours).
@@ -69,6 +72,8 @@ pub struct Discovery {
     last_solicited: Option<Instant>,
     neighbor: Option<(Ipv6Addr, Instant)>,
     started: bool,
+    /// What the driver must do, in order.
+    outputs: VecDeque<Output>,
 }
 
 impl Discovery {
@@ -80,12 +85,18 @@ impl Discovery {
             last_solicited: None,
             neighbor: None,
             started: false,
+            outputs: VecDeque::new(),
         }
     }
 
     /// When [`Discovery::handle_timeout`] is next due.
-    pub fn next_timeout(&self) -> Instant {
+    pub fn poll_timeout(&self) -> Instant {
         self.next_advertisement
+    }
+
+    /// The next thing the driver must do.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
     }
 
     /// The neighbour found so far.
@@ -94,16 +105,15 @@ impl Discovery {
     }
 
     /// What is due at `now`.
-    pub fn handle_timeout(&mut self, now: Instant) -> Vec<Output> {
+    pub fn handle_timeout(&mut self, now: Instant) {
         if now < self.next_advertisement {
-            return Vec::new();
+            return;
         }
-        let mut outputs = Vec::new();
         if !self.started {
             self.started = true;
-            outputs.push(Output::Solicit);
+            self.outputs.push_back(Output::Solicit);
         }
-        outputs.push(Output::Advertise);
+        self.outputs.push_back(Output::Advertise);
         let interval = if self.fast_left > 0 {
             self.fast_left -= 1;
             FAST_INTERVAL
@@ -111,35 +121,35 @@ impl Discovery {
             ADVERTISE_INTERVAL
         };
         self.next_advertisement = now + interval;
-        outputs
     }
 
     /// A valid message from `source` (a link-local address) arrived.
-    pub fn received(&mut self, now: Instant, source: Ipv6Addr, message: &RouterDiscovery) -> Vec<Output> {
-        match message {
+    pub fn handle_message(&mut self, source: Ipv6Addr, message: &RouterDiscovery, now: Instant) {
+        let output = match message {
             RouterDiscovery::Solicitation(_) => {
                 let due = self
                     .last_solicited
                     .is_none_or(|last| now.saturating_duration_since(last) >= MIN_SOLICITED_GAP);
                 if due {
                     self.last_solicited = Some(now);
-                    vec![Output::Advertise]
+                    Some(Output::Advertise)
                 } else {
-                    Vec::new()
+                    None
                 }
             }
             RouterDiscovery::Advertisement(_) => match self.neighbor {
                 Some((current, _)) if current == source => {
                     self.neighbor = Some((source, now));
-                    Vec::new()
+                    None
                 }
-                Some((_, heard)) if now.saturating_duration_since(heard) < NEIGHBOR_LIFETIME => Vec::new(),
+                Some((_, heard)) if now.saturating_duration_since(heard) < NEIGHBOR_LIFETIME => None,
                 _ => {
                     self.neighbor = Some((source, now));
-                    vec![Output::Neighbor(source)]
+                    Some(Output::Neighbor(source))
                 }
             },
-        }
+        };
+        self.outputs.extend(output);
     }
 }
 
@@ -275,14 +285,15 @@ impl DiscoveryActor {
             index: socket.index,
             socket: None,
             pending: Some(socket.socket),
-            core: Discovery::new(Instant::now()),
+            core: Discovery::new(now()),
             timer: None,
             observer,
         }
     }
 
-    fn act(&mut self, outputs: Vec<Output>, ctx: &mut Context<Self>) {
-        for output in outputs {
+    /// Does what the core asks, and sets its next timer.
+    fn act(&mut self, ctx: &mut Context<Self>) {
+        while let Some(output) = self.core.poll_output() {
             match output {
                 Output::Advertise => self.send(
                     &RouterDiscovery::Advertisement(RouterAdvertisement::default()),
@@ -305,11 +316,11 @@ impl DiscoveryActor {
         if let Some(timer) = self.timer.take() {
             ctx.cancel_future(timer);
         }
-        let delay = self.core.next_timeout().saturating_duration_since(Instant::now());
+        let delay = self.core.poll_timeout().saturating_duration_since(now());
         self.timer = Some(ctx.run_later(delay, |actor, ctx| {
             actor.timer = None;
-            let outputs = actor.core.handle_timeout(Instant::now());
-            actor.act(outputs, ctx);
+            actor.core.handle_timeout(now());
+            actor.act(ctx);
         }));
     }
 
@@ -356,8 +367,8 @@ impl Actor for DiscoveryActor {
             }
             Err(e) => tracing::warn!(interface = self.interface, "router discovery: {e}"),
         }
-        let outputs = self.core.handle_timeout(Instant::now());
-        self.act(outputs, ctx);
+        self.core.handle_timeout(now());
+        self.act(ctx);
     }
 }
 
@@ -381,8 +392,8 @@ impl StreamHandler<io::Result<Received>> for DiscoveryActor {
         let Ok(message) = RouterDiscovery::decode(&received.bytes, &received.source, &destination) else {
             return;
         };
-        let outputs = self.core.received(Instant::now(), received.source, &message);
-        self.act(outputs, ctx);
+        self.core.handle_message(received.source, &message, now());
+        self.act(ctx);
     }
 
     fn finished(&mut self, _ctx: &mut Context<Self>) {}
@@ -400,6 +411,18 @@ impl Handler<StopDiscovery> for DiscoveryActor {
 mod tests {
     use super::*;
 
+    /// What `core` asks for once the time is `now`.
+    fn timeout(core: &mut Discovery, now: Instant) -> Vec<Output> {
+        core.handle_timeout(now);
+        std::iter::from_fn(|| core.poll_output()).collect()
+    }
+
+    /// What `core` asks for once `source`'s `received` arrived at `now`.
+    fn message(core: &mut Discovery, source: Ipv6Addr, received: &RouterDiscovery, now: Instant) -> Vec<Output> {
+        core.handle_message(source, received, now);
+        std::iter::from_fn(|| core.poll_output()).collect()
+    }
+
     fn ra() -> RouterDiscovery {
         RouterDiscovery::Advertisement(RouterAdvertisement::default())
     }
@@ -408,12 +431,12 @@ mod tests {
     fn advertises_at_once_then_fast_then_slowly() {
         let start = Instant::now();
         let mut core = Discovery::new(start);
-        assert_eq!(core.handle_timeout(start), [Output::Solicit, Output::Advertise]);
+        assert_eq!(timeout(&mut core, start), [Output::Solicit, Output::Advertise]);
         let mut sent = vec![start];
         let mut now = start;
         for _ in 0..6 {
-            now = core.next_timeout();
-            assert_eq!(core.handle_timeout(now), [Output::Advertise], "no second solicitation");
+            now = core.poll_timeout();
+            assert_eq!(timeout(&mut core, now), [Output::Advertise], "no second solicitation");
             sent.push(now);
         }
         let gaps: Vec<Duration> = sent.windows(2).map(|w| w[1] - w[0]).collect();
@@ -428,7 +451,7 @@ mod tests {
                 ADVERTISE_INTERVAL
             ]
         );
-        assert!(core.handle_timeout(now + Duration::from_secs(1)).is_empty(), "not due");
+        assert!(timeout(&mut core, now + Duration::from_secs(1)).is_empty(), "not due");
     }
 
     #[test]
@@ -437,9 +460,12 @@ mod tests {
         let mut core = Discovery::new(start);
         let rs = RouterDiscovery::Solicitation(Vec::new());
         let peer: Ipv6Addr = "fe80::1".parse().unwrap();
-        assert_eq!(core.received(start, peer, &rs), [Output::Advertise]);
-        assert!(core.received(start + Duration::from_millis(100), peer, &rs).is_empty());
-        assert_eq!(core.received(start + MIN_SOLICITED_GAP, peer, &rs), [Output::Advertise]);
+        assert_eq!(message(&mut core, peer, &rs, start), [Output::Advertise]);
+        assert!(message(&mut core, peer, &rs, start + Duration::from_millis(100)).is_empty());
+        assert_eq!(
+            message(&mut core, peer, &rs, start + MIN_SOLICITED_GAP),
+            [Output::Advertise]
+        );
         assert_eq!(core.neighbor(), None, "a solicitation names no neighbour");
     }
 
@@ -449,26 +475,26 @@ mod tests {
         let mut core = Discovery::new(start);
         let router: Ipv6Addr = "fe80::1".parse().unwrap();
         let other: Ipv6Addr = "fe80::2".parse().unwrap();
-        assert_eq!(core.received(start, router, &ra()), [Output::Neighbor(router)]);
+        assert_eq!(message(&mut core, router, &ra(), start), [Output::Neighbor(router)]);
         assert!(
-            core.received(start + Duration::from_secs(1), router, &ra()).is_empty(),
+            message(&mut core, router, &ra(), start + Duration::from_secs(1)).is_empty(),
             "no news"
         );
         let mut now = start;
         for _ in 0..5 {
             now += ADVERTISE_INTERVAL;
-            assert!(core.received(now, router, &ra()).is_empty());
+            assert!(message(&mut core, router, &ra(), now).is_empty());
             assert!(
-                core.received(now, other, &ra()).is_empty(),
+                message(&mut core, other, &ra(), now).is_empty(),
                 "the first one keeps advertising"
             );
         }
         assert_eq!(core.neighbor(), Some(router));
         // The router falls silent (replaced, with a new address).
         now += NEIGHBOR_LIFETIME - Duration::from_secs(1);
-        assert!(core.received(now, other, &ra()).is_empty(), "not yet");
+        assert!(message(&mut core, other, &ra(), now).is_empty(), "not yet");
         now += Duration::from_secs(1);
-        assert_eq!(core.received(now, other, &ra()), [Output::Neighbor(other)]);
+        assert_eq!(message(&mut core, other, &ra(), now), [Output::Neighbor(other)]);
         assert_eq!(core.neighbor(), Some(other));
     }
 }
