@@ -211,6 +211,9 @@ async fn a_planned_stop_is_marked_then_withdrawn_once_the_mesh_covers_it() {
     // Stopped: the route is marked for a graceful shutdown and the record
     // says this node drains; nothing is withdrawn while no other node
     // announces the address.
+    // As in the agent, the pipeline has ended (its running state with it)
+    // before BGP is stopped.
+    drop(decisions);
     let stopped = actix::spawn(glue.send(Stop));
     assert_eq!(
         next_seen(&mut seen).await,

@@ -747,6 +747,10 @@ impl StreamHandler<Heard> for BgpApplier {
             }
         }
     }
+
+    /// An input ending (the pipeline stopping before the agent stops BGP,
+    /// the mesh leaving during a drain) stops nothing: [`Stop`] does.
+    fn finished(&mut self, _ctx: &mut Context<Self>) {}
 }
 
 impl Actor for BgpApplier {

@@ -32,9 +32,12 @@
 //! host restarted) draws a reset at once rather than at the hold time.
 //!
 //! The driver numbers its connections ([`ConnectionId`], never reused)
-//! and reports each one's events under its number; the [`Action`]s say
-//! which connection to write to or close.
+//! and reports each one's events under its number, with the time; the
+//! [`Action`]s [`Connections::poll_action`] then gives say which connection
+//! to write to or close, and [`Connections::poll_timeout`] when to call
+//! [`Connections::handle_timeout`].
 
+use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 use std::time::Instant;
 
@@ -91,6 +94,8 @@ pub struct Connections {
     /// A core on a connection the peer opened while `main` was opening its
     /// own, until the collision is resolved.
     second: Option<(Session, ConnectionId)>,
+    /// What the driver must do, in order.
+    actions: VecDeque<Action>,
 }
 
 /// Whether a session is on a connection (past the TCP handshake).
@@ -105,6 +110,7 @@ impl Connections {
             main: Session::new(config),
             main_on: None,
             second: None,
+            actions: VecDeque::new(),
         }
     }
 
@@ -130,26 +136,31 @@ impl Connections {
     }
 
     /// When [`Connections::handle_timeout`] must next be called, if ever.
-    pub fn next_timeout(&self) -> Option<Instant> {
-        let second = self.second.as_ref().and_then(|(s, _)| s.next_timeout());
-        [self.main.next_timeout(), second].into_iter().flatten().min()
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let second = self.second.as_ref().and_then(|(s, _)| s.poll_timeout());
+        [self.main.poll_timeout(), second].into_iter().flatten().min()
+    }
+
+    /// The next thing the driver must do.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
     }
 
     /// ManualStart.
-    pub fn start(&mut self, now: Instant) -> Vec<Action> {
+    pub fn start(&mut self, now: Instant) {
         let mut out = Vec::new();
         self.run_main(now, Input::ManualStart, &mut out);
-        out
+        self.actions.extend(out);
     }
 
     /// ManualStop: a Cease on every connection up, and no restart; with
     /// `for_restart`, the session's own connection closes without one
     /// ([`Input::RestartStop`]).
-    pub fn stop(&mut self, now: Instant, for_restart: bool) -> Vec<Action> {
+    pub fn stop(&mut self, for_restart: bool, now: Instant) {
         let mut out = Vec::new();
         if let Some((mut second, connection)) = self.second.take() {
-            let outputs = second.handle(now, Input::ManualStop);
-            map(outputs, Some(connection), &mut out);
+            second.handle_input(Input::ManualStop, now);
+            map(&mut second, Some(connection), &mut out);
         }
         let stop = if for_restart {
             Input::RestartStop
@@ -157,11 +168,11 @@ impl Connections {
             Input::ManualStop
         };
         self.run_main(now, stop, &mut out);
-        out
+        self.actions.extend(out);
     }
 
     /// The connection numbered `connection` is up, opened by `direction`.
-    pub fn connected(&mut self, now: Instant, connection: ConnectionId, direction: Direction) -> Vec<Action> {
+    pub fn connected(&mut self, connection: ConnectionId, direction: Direction, now: Instant) {
         let mut out = Vec::new();
         match direction {
             Direction::Outgoing => {
@@ -179,7 +190,7 @@ impl Connections {
             Direction::Incoming => self.incoming(now, connection, &mut out),
         }
         self.settle(now, &mut out);
-        out
+        self.actions.extend(out);
     }
 
     fn incoming(&mut self, now: Instant, connection: ConnectionId, out: &mut Vec<Action>) {
@@ -215,15 +226,15 @@ impl Connections {
                     out.push(Action::Send(established.connection, Message::Keepalive));
                 }
                 if let Some((mut older, older_connection)) = self.second.take() {
-                    let outputs = older.yield_connection(
-                        now,
+                    older.yield_connection(
                         cease_subcode::CONNECTION_COLLISION_RESOLUTION,
                         "the peer opened a newer connection",
+                        now,
                     );
-                    map(outputs, Some(older_connection), out);
+                    map(&mut older, Some(older_connection), out);
                 }
-                let (second, outputs) = Session::accepting(self.main.config().clone(), now);
-                map(outputs, Some(connection), out);
+                let mut second = Session::accepting(self.main.config().clone(), now);
+                map(&mut second, Some(connection), out);
                 self.second = Some((second, connection));
             }
         }
@@ -231,73 +242,73 @@ impl Connections {
 
     /// Takes the session down with a Cease of `subcode` (BFD Down, say),
     /// for `reason`; it restarts as after any failure.
-    pub fn cease(&mut self, now: Instant, subcode: u8, reason: &str) -> Vec<Action> {
+    pub fn cease(&mut self, subcode: u8, reason: &str, now: Instant) {
         let mut out = Vec::new();
         if on_connection(self.main.state()) {
-            let outputs = self.main.yield_connection(now, subcode, reason);
-            self.map_main(outputs, &mut out);
+            self.main.yield_connection(subcode, reason, now);
+            self.map_main(&mut out);
         }
         self.settle(now, &mut out);
-        out
+        self.actions.extend(out);
     }
 
     /// The connection attempt under way failed.
-    pub fn attempt_failed(&mut self, now: Instant) -> Vec<Action> {
+    pub fn attempt_failed(&mut self, now: Instant) {
         let mut out = Vec::new();
         if matches!(self.main.state(), State::Connect | State::Active) {
             self.run_main(now, Input::TcpConnectionFails, &mut out);
         }
         self.settle(now, &mut out);
-        out
+        self.actions.extend(out);
     }
 
     /// `input` (a message, a decode error, or the connection's failure)
     /// arrived on `connection`; a connection no core runs on is ignored.
-    pub fn received(&mut self, now: Instant, connection: ConnectionId, input: Input) -> Vec<Action> {
+    pub fn handle_input(&mut self, connection: ConnectionId, input: Input, now: Instant) {
         let mut out = Vec::new();
         if self.main_on.as_ref().is_some_and(|b| b.connection == connection) {
             self.run_main(now, input, &mut out);
         } else if let Some((second, on)) = &mut self.second
             && *on == connection
         {
-            let outputs = second.handle(now, input);
-            map(outputs, Some(connection), &mut out);
+            second.handle_input(input, now);
+            map(second, Some(connection), &mut out);
         }
         self.settle(now, &mut out);
-        out
+        self.actions.extend(out);
     }
 
     /// Handles every timer due at `now`.
-    pub fn handle_timeout(&mut self, now: Instant) -> Vec<Action> {
+    pub fn handle_timeout(&mut self, now: Instant) {
         let mut out = Vec::new();
-        let outputs = self.main.handle_timeout(now);
-        self.map_main(outputs, &mut out);
+        self.main.handle_timeout(now);
+        self.map_main(&mut out);
         if let Some((second, connection)) = &mut self.second {
-            let outputs = second.handle_timeout(now);
-            map(outputs, Some(*connection), &mut out);
+            second.handle_timeout(now);
+            map(second, Some(*connection), &mut out);
         }
         self.settle(now, &mut out);
-        out
+        self.actions.extend(out);
     }
 
     /// Sends an UPDATE or a ROUTE-REFRESH marker on the established
     /// session (nothing otherwise).
-    pub fn send_routing(&mut self, now: Instant, message: Message) -> Vec<Action> {
+    pub fn send_routing(&mut self, message: Message, now: Instant) {
         let mut out = Vec::new();
-        let outputs = self.main.send_routing(now, message);
-        self.map_main(outputs, &mut out);
-        out
+        self.main.send_routing(message, now);
+        self.map_main(&mut out);
+        self.actions.extend(out);
     }
 
     fn run_main(&mut self, now: Instant, input: Input, out: &mut Vec<Action>) {
-        let outputs = self.main.handle(now, input);
-        self.map_main(outputs, out);
+        self.main.handle_input(input, now);
+        self.map_main(out);
     }
 
     /// Maps the main session's outputs to its connection (an attempt, while
     /// it has none), and forgets the connection once it is closed.
-    fn map_main(&mut self, outputs: Vec<Output>, out: &mut Vec<Action>) {
-        map(outputs, self.main_on.as_ref().map(|b| b.connection), out);
+    fn map_main(&mut self, out: &mut Vec<Action>) {
+        map(&mut self.main, self.main_on.as_ref().map(|b| b.connection), out);
         if !on_connection(self.main.state()) {
             self.main_on = None;
         }
@@ -305,10 +316,9 @@ impl Connections {
 
     /// The main session gives up its connection (to one of the peer's).
     fn yield_main(&mut self, now: Instant, reason: &str, out: &mut Vec<Action>) {
-        let outputs = self
-            .main
-            .yield_connection(now, cease_subcode::CONNECTION_COLLISION_RESOLUTION, reason);
-        self.map_main(outputs, out);
+        self.main
+            .yield_connection(cease_subcode::CONNECTION_COLLISION_RESOLUTION, reason, now);
+        self.map_main(out);
     }
 
     /// After any event: a second core that closed is dropped; one left
@@ -332,19 +342,19 @@ impl Connections {
                 return;
             };
             if opened.peer_graceful_restart.as_ref().is_some_and(|gr| gr.restart_state) {
-                let outputs = self.main.drop_connection(
-                    now,
+                self.main.drop_connection(
                     "the peer opened a new connection announcing its restart (RFC 4724): the old one is dead",
+                    now,
                 );
-                self.map_main(outputs, out);
+                self.map_main(out);
                 self.promote_second(out);
             } else if let Some((mut second, connection)) = self.second.take() {
-                let outputs = second.yield_connection(
-                    now,
+                second.yield_connection(
                     cease_subcode::CONNECTION_COLLISION_RESOLUTION,
                     "connection collision: a session with the peer is established",
+                    now,
                 );
-                map(outputs, Some(connection), out);
+                map(&mut second, Some(connection), out);
             }
             return;
         }
@@ -358,12 +368,12 @@ impl Connections {
         match collision_keeps(local_id, peer_id) {
             Direction::Outgoing => {
                 if let Some((mut second, connection)) = self.second.take() {
-                    let outputs = second.yield_connection(
-                        now,
+                    second.yield_connection(
                         cease_subcode::CONNECTION_COLLISION_RESOLUTION,
                         "connection collision: this side's connection is kept (its BGP identifier is higher)",
+                        now,
                     );
-                    map(outputs, Some(connection), out);
+                    map(&mut second, Some(connection), out);
                 }
             }
             Direction::Incoming => {
@@ -395,9 +405,10 @@ impl Connections {
     }
 }
 
-/// A core's outputs as actions on `connection` (an attempt when `None`).
-fn map(outputs: Vec<Output>, connection: Option<ConnectionId>, out: &mut Vec<Action>) {
-    for output in outputs {
+/// What `session` asks for, as actions on `connection` (an attempt when
+/// `None`).
+fn map(session: &mut Session, connection: Option<ConnectionId>, out: &mut Vec<Action>) {
+    while let Some(output) = session.poll_output() {
         out.push(match (output, connection) {
             (Output::Connect, _) => Action::Connect,
             (Output::Send(message), Some(c)) => Action::Send(c, message),
@@ -425,6 +436,12 @@ mod tests {
     use meshlb_wire::bgp::{Family, GracefulRestart, Notification};
 
     use crate::bgp::session::PeerAs;
+
+    /// `step` on `core`, and what the driver must then do.
+    fn after(core: &mut Connections, step: impl FnOnce(&mut Connections)) -> Vec<Action> {
+        step(core);
+        std::iter::from_fn(|| core.poll_action()).collect()
+    }
 
     const HIGH: [u8; 4] = [192, 0, 2, 200];
     const LOW: [u8; 4] = [192, 0, 2, 1];
@@ -485,12 +502,12 @@ mod tests {
         }
 
         fn start(&mut self, side: usize) {
-            let actions = self.sides[side].start(self.now);
-            self.act(side, actions);
+            self.sides[side].start(self.now);
+            self.act(side);
         }
 
-        fn act(&mut self, side: usize, actions: Vec<Action>) {
-            for action in actions {
+        fn act(&mut self, side: usize) {
+            while let Some(action) = self.sides[side].poll_action() {
                 self.log[side].push(action.clone());
                 match action {
                     Action::Connect => self.attempting[side] = true,
@@ -534,12 +551,12 @@ mod tests {
                 opened.push((id, opener));
             }
             for &(id, opener) in &opened {
-                let actions = self.sides[opener].connected(self.now, id, Direction::Outgoing);
-                self.act(opener, actions);
+                self.sides[opener].connected(id, Direction::Outgoing, self.now);
+                self.act(opener);
             }
             for &(id, opener) in &opened {
-                let actions = self.sides[1 - opener].connected(self.now, id, Direction::Incoming);
-                self.act(1 - opener, actions);
+                self.sides[1 - opener].connected(id, Direction::Incoming, self.now);
+                self.act(1 - opener);
             }
         }
 
@@ -560,8 +577,8 @@ mod tests {
                     } else {
                         continue;
                     };
-                    let actions = self.sides[side].received(self.now, id, input);
-                    self.act(side, actions);
+                    self.sides[side].handle_input(id, input, self.now);
+                    self.act(side);
                     return true;
                 }
             }
@@ -582,12 +599,12 @@ mod tests {
             let end = self.now + duration;
             loop {
                 self.quiesce();
-                match self.sides.iter().filter_map(Connections::next_timeout).min() {
+                match self.sides.iter().filter_map(Connections::poll_timeout).min() {
                     Some(at) if at <= end => {
                         self.now = self.now.max(at);
                         for side in 0..2 {
-                            let actions = self.sides[side].handle_timeout(self.now);
-                            self.act(side, actions);
+                            self.sides[side].handle_timeout(self.now);
+                            self.act(side);
                         }
                     }
                     _ => break,
@@ -766,12 +783,14 @@ mod tests {
 
         let now = net.now;
         let core = &mut net.sides[0];
-        let actions = core.connected(now, 100, Direction::Incoming);
+        let actions = after(core, |c| c.connected(100, Direction::Incoming, now));
         assert!(actions.contains(&Action::Send(old, Message::Keepalive)), "{actions:?}");
         let open = net.sides[0].session().config().open();
         assert!(actions.contains(&Action::Send(100, Message::Open(open))));
         let core = &mut net.sides[0];
-        let actions = core.received(now, 100, Input::Message(Message::Open(peer.open())));
+        let actions = after(core, |c| {
+            c.handle_input(100, Input::Message(Message::Open(peer.open())), now)
+        });
         let refused = actions
             .iter()
             .any(|a| matches!(a, Action::Send(100, Message::Notification(n)) if (n.code, n.subcode) == COLLISION));
@@ -801,8 +820,10 @@ mod tests {
         let mut restarted = peer;
         restarted.graceful_restart = Some(graceful(true));
         let core = &mut net.sides[0];
-        core.connected(now, 101, Direction::Incoming);
-        let actions = core.received(now, 101, Input::Message(Message::Open(restarted.open())));
+        after(core, |c| c.connected(101, Direction::Incoming, now));
+        let actions = after(core, |c| {
+            c.handle_input(101, Input::Message(Message::Open(restarted.open())), now)
+        });
         assert!(
             actions
                 .iter()
@@ -815,7 +836,7 @@ mod tests {
                 .any(|a| matches!(a, Action::Send(c, Message::Notification(_)) if *c == old)),
             "{actions:?}"
         );
-        core.received(now, 101, Input::Message(Message::Keepalive));
+        after(core, |c| c.handle_input(101, Input::Message(Message::Keepalive), now));
         assert_eq!(core.established_on(), Some(101));
     }
 
@@ -825,7 +846,7 @@ mod tests {
     fn a_stopped_session_refuses_and_a_newer_connection_replaces_an_older_one() {
         let now = Instant::now();
         let mut stopped = Connections::new(config(64513, 64512, LOW));
-        let actions = stopped.connected(now, 7, Direction::Incoming);
+        let actions = after(&mut stopped, |c| c.connected(7, Direction::Incoming, now));
         assert!(
             matches!(actions[..], [Action::Close { connection: 7, .. }]),
             "{actions:?}"
@@ -835,13 +856,13 @@ mod tests {
         let mut passive = config(64513, 64512, LOW);
         passive.passive = true;
         let mut waiting = Connections::new(passive);
-        waiting.start(now);
-        let actions = waiting.connected(now, 1, Direction::Incoming);
+        after(&mut waiting, |c| c.start(now));
+        let actions = after(&mut waiting, |c| c.connected(1, Direction::Incoming, now));
         assert!(
             matches!(actions[..], [Action::Send(1, Message::Open(_))]),
             "{actions:?}"
         );
-        let actions = waiting.connected(now, 2, Direction::Incoming);
+        let actions = after(&mut waiting, |c| c.connected(2, Direction::Incoming, now));
         assert!(
             matches!(
                 &actions[..],
@@ -855,7 +876,7 @@ mod tests {
         );
         assert_eq!(waiting.connections(), [2]);
         // What still comes on the old connection is ignored.
-        assert!(waiting.received(now, 1, Input::TcpConnectionFails).is_empty());
+        assert!(after(&mut waiting, |c| c.handle_input(1, Input::TcpConnectionFails, now)).is_empty());
         assert_eq!(waiting.session().state(), State::OpenSent);
     }
 
@@ -915,24 +936,24 @@ mod tests {
             for step in history {
                 let mut lost = None;
                 let actions = match step {
-                    Step::Start => core.start(now),
-                    Step::Stop => core.stop(now, false),
+                    Step::Start => after(&mut core, |c| c.start(now)),
+                    Step::Stop => after(&mut core, |c| c.stop(false, now)),
                     Step::Connected(direction) => {
                         newest += 1;
                         open.insert(newest);
-                        core.connected(now, newest, direction)
+                        after(&mut core, |c| c.connected(newest, direction, now))
                     }
                     Step::Received(back, input) => {
                         let connection = newest.saturating_sub(back);
                         if input == Input::TcpConnectionFails {
                             lost = Some(connection);
                         }
-                        core.received(now, connection, input)
+                        after(&mut core, |c| c.handle_input(connection, input, now))
                     }
-                    Step::AttemptFailed => core.attempt_failed(now),
+                    Step::AttemptFailed => after(&mut core, |c| c.attempt_failed(now)),
                     Step::Wait(ms) => {
                         now += Duration::from_millis(ms);
-                        core.handle_timeout(now)
+                        after(&mut core, |c| c.handle_timeout(now))
                     }
                 };
                 for action in &actions {
@@ -955,7 +976,7 @@ mod tests {
                 if let Some(c) = core.established_on() {
                     proptest::prop_assert!(on.contains(&c));
                 }
-                proptest::prop_assert!(core.next_timeout().is_none_or(|at| at > now));
+                proptest::prop_assert!(core.poll_timeout().is_none_or(|at| at > now));
             }
         }
     }

@@ -35,6 +35,7 @@ use crate::bfd::actor::BfdStatus;
 use crate::bgp::connections::{Action, ConnectionId, Connections};
 use crate::bgp::rib_out::{Peering, RibOut, Routes};
 use crate::bgp::session::{CloseReason, Direction, Input, Negotiated, SessionConfig};
+use crate::now;
 
 /// Bytes read at a time.
 const READ_CHUNK: usize = 16 * 1024;
@@ -250,8 +251,8 @@ impl PeerActor {
     }
 
     /// Carries out what the core asked, and reschedules its timer.
-    fn act(&mut self, actions: Vec<Action>, ctx: &mut Context<Self>) {
-        for action in actions {
+    fn act(&mut self, ctx: &mut Context<Self>) {
+        while let Some(action) = self.core.poll_action() {
             match action {
                 Action::Connect => self.connect(ctx),
                 Action::AbandonAttempt(reason) => {
@@ -316,12 +317,12 @@ impl PeerActor {
         if let Some(handle) = self.timer.take() {
             ctx.cancel_future(handle);
         }
-        if let Some(at) = self.core.next_timeout() {
-            let delay = at.saturating_duration_since(Instant::now());
+        if let Some(at) = self.core.poll_timeout() {
+            let delay = at.saturating_duration_since(now());
             self.timer = Some(ctx.run_later(delay, |actor, ctx| {
                 actor.timer = None;
-                let actions = actor.core.handle_timeout(Instant::now());
-                actor.act(actions, ctx);
+                actor.core.handle_timeout(now());
+                actor.act(ctx);
             }));
         }
     }
@@ -365,7 +366,7 @@ impl PeerActor {
             return;
         };
         tracing::debug!(peer = self.config.name, ?families, "BGP route refresh");
-        let now = Instant::now();
+        let now = now();
         for family in families {
             let mut messages: Vec<Message> = self
                 .rib
@@ -391,7 +392,9 @@ impl PeerActor {
 
     /// Sends an UPDATE or a ROUTE-REFRESH on the established session.
     fn send_routing(&mut self, now: Instant, message: Message) {
-        for action in self.core.send_routing(now, message) {
+        self.core.send_routing(message, now);
+        // Sending on the established session asks for nothing else.
+        while let Some(action) = self.core.poll_action() {
             if let Action::Send(connection, message) = action {
                 self.send(connection, &message);
             }
@@ -414,7 +417,7 @@ impl PeerActor {
         } else {
             Vec::new()
         };
-        let now = Instant::now();
+        let now = now();
         let before = self.sent.updates;
         for update in updates.into_iter().chain(end_of_rib) {
             self.send_routing(now, Message::Update(update));
@@ -453,8 +456,8 @@ impl PeerActor {
                     Ok(stream) => actor.connected(stream, Direction::Outgoing, ctx),
                     Err(e) => {
                         tracing::debug!(peer = actor.config.name, "connect: {e}");
-                        let actions = actor.core.attempt_failed(Instant::now());
-                        actor.act(actions, ctx);
+                        actor.core.attempt_failed(now());
+                        actor.act(ctx);
                     }
                 }
             });
@@ -468,8 +471,8 @@ impl PeerActor {
             Err(e) => {
                 tracing::warn!(peer = self.config.name, "connected, but: {e}");
                 if direction == Direction::Outgoing {
-                    let actions = self.core.attempt_failed(Instant::now());
-                    self.act(actions, ctx);
+                    self.core.attempt_failed(now());
+                    self.act(ctx);
                 }
                 return;
             }
@@ -490,8 +493,8 @@ impl PeerActor {
                 next_hops,
             },
         );
-        let actions = self.core.connected(Instant::now(), id, direction);
-        self.act(actions, ctx);
+        self.core.connected(id, direction, now());
+        self.act(ctx);
     }
 }
 
@@ -685,8 +688,8 @@ impl StreamHandler<(ConnectionId, Inbound)> for PeerActor {
                 Input::TcpConnectionFails
             }
         };
-        let actions = self.core.received(Instant::now(), connection, input);
-        self.act(actions, ctx);
+        self.core.handle_input(connection, input, now());
+        self.act(ctx);
     }
 
     fn finished(&mut self, _ctx: &mut Context<Self>) {
@@ -706,7 +709,7 @@ impl Handler<SetRoutes> for PeerActor {
         {
             self.tell_observer(Some(&negotiated));
         }
-        self.act(Vec::new(), ctx);
+        self.act(ctx);
     }
 }
 
@@ -724,8 +727,8 @@ impl Handler<BfdStatus> for PeerActor {
     fn handle(&mut self, status: BfdStatus, ctx: &mut Context<Self>) {
         if !status.up {
             let reason = format!("BFD: the path to the peer is down ({:?})", status.diagnostic);
-            let actions = self.core.cease(Instant::now(), cease_subcode::BFD_DOWN, &reason);
-            self.act(actions, ctx);
+            self.core.cease(cease_subcode::BFD_DOWN, &reason, now());
+            self.act(ctx);
         }
     }
 }
@@ -750,8 +753,8 @@ impl Handler<StopPeer> for PeerActor {
     type Result = ();
 
     fn handle(&mut self, stop: StopPeer, ctx: &mut Context<Self>) {
-        let actions = self.core.stop(Instant::now(), stop.for_restart);
-        self.act(actions, ctx);
+        self.core.stop(stop.for_restart, now());
+        self.act(ctx);
         ctx.stop();
     }
 }
@@ -761,8 +764,8 @@ impl Actor for PeerActor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         tracing::info!(peer = self.config.name, address = %self.config.address, "BGP peer starting");
-        let actions = self.core.start(Instant::now());
-        self.act(actions, ctx);
+        self.core.start(now());
+        self.act(ctx);
         // Message counts move with every keepalive: told at most this often.
         ctx.run_interval(COUNTS_EVERY, |actor, _ctx| {
             if actor.told != (actor.sent, actor.received) {

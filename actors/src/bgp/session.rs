@@ -5,9 +5,10 @@
 //! The core owns no socket and reads no clock. Its driver (the per-peer
 //! actor) feeds it [`Input`]s (events named after the RFC's: a manual start
 //! or stop, the TCP connection coming up or failing, each decoded message,
-//! a message that failed to decode) with the current time, acts on the
-//! [`Output`]s it returns (connect, send, close), and calls
-//! [`Session::handle_timeout`] at [`Session::next_timeout`]. So the whole
+//! a message that failed to decode) with the current time
+//! ([`Session::handle_input`]), acts on the [`Output`]s
+//! [`Session::poll_output`] then gives (connect, send, close), and calls
+//! [`Session::handle_timeout`] at [`Session::poll_timeout`]. So the whole
 //! machine runs on virtual time in tests, two cores wired to each other.
 //!
 //! ```text
@@ -28,6 +29,7 @@
 //! core per connection and keeps the one [`collision_keeps`] names
 //! (section 6.8).
 
+use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
@@ -283,6 +285,8 @@ pub struct Session {
     failures: u32,
     /// Whether a manual start is in force (a manual stop clears it).
     started: bool,
+    /// What the driver must do, in order.
+    outputs: VecDeque<Output>,
 }
 
 impl Session {
@@ -295,16 +299,23 @@ impl Session {
             negotiated: None,
             failures: 0,
             started: false,
+            outputs: VecDeque::new(),
         }
     }
 
     /// A session started on a connection the peer opened: in OpenSent,
     /// with the OPEN to send.
-    pub fn accepting(config: SessionConfig, now: Instant) -> (Session, Vec<Output>) {
+    pub fn accepting(config: SessionConfig, now: Instant) -> Session {
         let mut session = Session::new(config);
         session.started = true;
-        let out = session.handle(now, Input::TcpConnectionConfirmed);
-        (session, out)
+        session.handle_input(Input::TcpConnectionConfirmed, now);
+        session
+    }
+
+    /// The next thing the driver must do (connect, send, close, act on
+    /// the session's establishment).
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
     }
 
     /// Whether a manual start is in force.
@@ -328,12 +339,12 @@ impl Session {
     }
 
     /// When [`Session::handle_timeout`] must next be called, if ever.
-    pub fn next_timeout(&self) -> Option<Instant> {
+    pub fn poll_timeout(&self) -> Option<Instant> {
         self.deadlines.iter().flatten().min().copied()
     }
 
     /// Takes `input` at `now`.
-    pub fn handle(&mut self, now: Instant, input: Input) -> Vec<Output> {
+    pub fn handle_input(&mut self, input: Input, now: Instant) {
         let mut out = Vec::new();
         match input {
             Input::ManualStart => {
@@ -384,13 +395,13 @@ impl Session {
                 }
             }
         }
-        out
+        self.outputs.extend(out);
     }
 
     /// Gives up this connection for another one to the same peer: a
     /// Cease with `subcode` if a connection is up (Connection Collision
     /// Resolution, or Connection Rejected), then the close, for `reason`.
-    pub fn yield_connection(&mut self, now: Instant, subcode: u8, reason: &str) -> Vec<Output> {
+    pub fn yield_connection(&mut self, subcode: u8, reason: &str, now: Instant) {
         let mut out = Vec::new();
         if matches!(self.state, State::OpenSent | State::OpenConfirm | State::Established) {
             self.fail(
@@ -402,7 +413,7 @@ impl Session {
         } else {
             self.close(now, CloseReason::Dropped(reason.into()), &mut out);
         }
-        out
+        self.outputs.extend(out);
     }
 
     /// Closes the connection without a NOTIFICATION, for `reason`: the
@@ -410,27 +421,27 @@ impl Session {
     /// 4.2), so this one is dead, and a peer that is in fact alive and
     /// helping with graceful restart keeps the routes across a close
     /// that no NOTIFICATION ended.
-    pub fn drop_connection(&mut self, now: Instant, reason: &str) -> Vec<Output> {
+    pub fn drop_connection(&mut self, reason: &str, now: Instant) {
         let mut out = Vec::new();
         self.close(now, CloseReason::Dropped(reason.into()), &mut out);
-        out
+        self.outputs.extend(out);
     }
 
     /// Sends an UPDATE or a ROUTE-REFRESH marker; only while Established
-    /// (otherwise returns nothing).
-    pub fn send_routing(&mut self, now: Instant, message: Message) -> Vec<Output> {
+    /// (otherwise nothing).
+    pub fn send_routing(&mut self, message: Message, now: Instant) {
         if self.state != State::Established || !matches!(message, Message::Update(_) | Message::RouteRefresh(_)) {
-            return Vec::new();
+            return;
         }
         // Sending an UPDATE restarts the keepalive timer (section 8.2.2).
         if let Some(keepalive) = self.keepalive() {
             self.set(Timer::Keepalive, Some(now + keepalive));
         }
-        vec![Output::Send(message)]
+        self.outputs.push_back(Output::Send(message));
     }
 
     /// Handles every timer due at `now`.
-    pub fn handle_timeout(&mut self, now: Instant) -> Vec<Output> {
+    pub fn handle_timeout(&mut self, now: Instant) {
         let mut out = Vec::new();
         for (index, timer) in TIMERS.iter().enumerate() {
             if self.deadlines[index].is_some_and(|at| at <= now) {
@@ -438,7 +449,7 @@ impl Session {
                 self.expire(now, *timer, &mut out);
             }
         }
-        out
+        self.outputs.extend(out);
     }
 
     fn expire(&mut self, now: Instant, timer: Timer, out: &mut Vec<Output>) {
@@ -695,6 +706,20 @@ fn message_name(message: &Message) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Session {
+        /// `input` at `now`, and what the session then asks for.
+        fn handled(&mut self, input: Input, now: Instant) -> Vec<Output> {
+            self.handle_input(input, now);
+            std::iter::from_fn(|| self.poll_output()).collect()
+        }
+
+        /// The timers due at `now`, and what the session then asks for.
+        fn timed_out(&mut self, now: Instant) -> Vec<Output> {
+            self.handle_timeout(now);
+            std::iter::from_fn(|| self.poll_output()).collect()
+        }
+    }
     use meshlb_wire::bgp::RouteRefresh;
 
     fn config(asn: u32, peer: PeerAs, id: [u8; 4], hold: u16) -> SessionConfig {
@@ -744,7 +769,7 @@ mod tests {
         }
 
         fn input(&mut self, side: usize, input: Input) {
-            let out = self.sides[side].handle(self.now, input);
+            let out = self.sides[side].handled(input, self.now);
             self.act(side, out);
         }
 
@@ -758,11 +783,11 @@ mod tests {
                         if self.link_up && accepting {
                             self.connected = true;
                             for s in [side, 1 - side] {
-                                let out = self.sides[s].handle(self.now, Input::TcpConnectionConfirmed);
+                                let out = self.sides[s].handled(Input::TcpConnectionConfirmed, self.now);
                                 self.act(s, out);
                             }
                         } else {
-                            let out = self.sides[side].handle(self.now, Input::TcpConnectionFails);
+                            let out = self.sides[side].handled(Input::TcpConnectionFails, self.now);
                             self.act(side, out);
                         }
                     }
@@ -779,7 +804,7 @@ mod tests {
                         // What was sent before the close still arrives.
                         self.deliver();
                         self.connected = false;
-                        let out = self.sides[1 - side].handle(self.now, Input::TcpConnectionFails);
+                        let out = self.sides[1 - side].handled(Input::TcpConnectionFails, self.now);
                         self.act(1 - side, out);
                     }
                     Output::Closed { .. } if self.connected => self.connected = false,
@@ -800,12 +825,12 @@ mod tests {
             let end = self.now + until;
             loop {
                 self.deliver();
-                let next = self.sides.iter().filter_map(Session::next_timeout).min();
+                let next = self.sides.iter().filter_map(Session::poll_timeout).min();
                 match next {
                     Some(at) if at <= end => {
                         self.now = self.now.max(at);
                         for side in 0..2 {
-                            let out = self.sides[side].handle_timeout(self.now);
+                            let out = self.sides[side].timed_out(self.now);
                             self.act(side, out);
                         }
                     }
@@ -898,7 +923,7 @@ mod tests {
         let now = pair.now;
         let mut asked = |refresh: RouteRefresh| {
             pair.sides[0]
-                .handle(now, Input::Message(Message::RouteRefresh(refresh)))
+                .handled(Input::Message(Message::RouteRefresh(refresh)), now)
                 .into_iter()
                 .filter_map(|o| match o {
                     Output::RefreshRequested(family) => Some(family),
@@ -985,24 +1010,24 @@ mod tests {
         let good = Open::new(64512, 90, Ipv4Addr::new(192, 0, 2, 1), vec![]);
         let mut session = Session::new(config(64600, PeerAs::Exact(64512), [192, 0, 2, 10], 90));
         let mut now = Instant::now();
-        session.handle(now, Input::ManualStart);
+        session.handled(Input::ManualStart, now);
         let mut delays = Vec::new();
         for _ in 0..8 {
-            session.handle(now, Input::TcpConnectionConfirmed);
-            session.handle(now, Input::Message(Message::Open(bad.clone())));
+            session.handled(Input::TcpConnectionConfirmed, now);
+            session.handled(Input::Message(Message::Open(bad.clone())), now);
             assert_eq!(session.state(), State::Idle);
-            let restart = session.next_timeout().unwrap();
+            let restart = session.poll_timeout().unwrap();
             delays.push((restart - now).as_secs());
             now = restart;
-            assert_eq!(session.handle_timeout(now), [Output::Connect]);
+            assert_eq!(session.timed_out(now), [Output::Connect]);
         }
         assert_eq!(delays, [1, 2, 4, 8, 16, 32, 60, 60]);
-        session.handle(now, Input::TcpConnectionConfirmed);
-        session.handle(now, Input::Message(Message::Open(good)));
-        let out = session.handle(now, Input::Message(Message::Keepalive));
+        session.handled(Input::TcpConnectionConfirmed, now);
+        session.handled(Input::Message(Message::Open(good)), now);
+        let out = session.handled(Input::Message(Message::Keepalive), now);
         assert!(matches!(out.as_slice(), [Output::Established(_)]), "{out:?}");
-        session.handle(now, Input::TcpConnectionFails);
-        assert_eq!(session.next_timeout().unwrap() - now, FIRST_RESTART_DELAY);
+        session.handled(Input::TcpConnectionFails, now);
+        assert_eq!(session.poll_timeout().unwrap() - now, FIRST_RESTART_DELAY);
     }
 
     /// dynamicASN: internal takes only the local AS, external any other;
@@ -1053,7 +1078,7 @@ mod tests {
         pair.run_for(Duration::from_secs(3600));
         assert_eq!(pair.states(), [State::Established, State::Established]);
         assert_eq!(pair.seen[0].len(), sent, "nothing sent in an hour");
-        assert_eq!(pair.sides[0].next_timeout(), None);
+        assert_eq!(pair.sides[0].poll_timeout(), None);
     }
 
     /// A manual stop sends Cease (Administrative Shutdown) and does not
@@ -1134,7 +1159,7 @@ mod tests {
             }
         )));
         assert_eq!(pair.states()[0], State::Idle);
-        assert_eq!(pair.sides[0].next_timeout(), None, "no restart of its own");
+        assert_eq!(pair.sides[0].poll_timeout(), None, "no restart of its own");
     }
 
     /// Messages a state does not expect get the FSM error for that state;
@@ -1143,10 +1168,10 @@ mod tests {
     fn unexpected_and_malformed_messages_close_with_the_right_notification() {
         let now = Instant::now();
         let mut session = Session::new(config(64600, PeerAs::Exact(64512), [192, 0, 2, 10], 90));
-        session.handle(now, Input::ManualStart);
-        session.handle(now, Input::TcpConnectionConfirmed);
+        session.handled(Input::ManualStart, now);
+        session.handled(Input::TcpConnectionConfirmed, now);
         assert_eq!(session.state(), State::OpenSent);
-        let out = session.handle(now, Input::Message(Message::Keepalive));
+        let out = session.handled(Input::Message(Message::Keepalive), now);
         assert!(out.contains(&Output::Send(Message::Notification(Notification::new(
             code::FSM,
             fsm_subcode::UNEXPECTED_IN_OPEN_SENT,
@@ -1155,10 +1180,10 @@ mod tests {
         assert_eq!(session.state(), State::Idle);
 
         let later = now + Duration::from_secs(2);
-        session.handle_timeout(later);
-        session.handle(later, Input::TcpConnectionConfirmed);
+        session.timed_out(later);
+        session.handled(Input::TcpConnectionConfirmed, later);
         let bad = BgpError::new(code::MESSAGE_HEADER, 1, vec![], "bad marker");
-        let out = session.handle(later, Input::DecodeError(bad.clone()));
+        let out = session.handled(Input::DecodeError(bad.clone()), later);
         assert_eq!(out[0], Output::Send(Message::Notification(bad.notification)));
         assert!(
             matches!(&out[1], Output::Closed { reason: CloseReason::NotificationSent(_, r), established: false } if r == "bad marker")
@@ -1171,10 +1196,10 @@ mod tests {
     fn connection_attempts_retry_every_connect_retry_time() {
         let now = Instant::now();
         let mut session = Session::new(config(64600, PeerAs::Exact(64512), [192, 0, 2, 10], 90));
-        assert_eq!(session.handle(now, Input::ManualStart), [Output::Connect]);
-        let retry = session.next_timeout().unwrap();
+        assert_eq!(session.handled(Input::ManualStart, now), [Output::Connect]);
+        let retry = session.poll_timeout().unwrap();
         assert_eq!(retry - now, Duration::from_secs(5));
-        let out = session.handle_timeout(retry);
+        let out = session.timed_out(retry);
         assert_eq!(
             out,
             [
@@ -1185,10 +1210,10 @@ mod tests {
                 Output::Connect
             ]
         );
-        assert!(session.handle(retry, Input::TcpConnectionFails).is_empty());
+        assert!(session.handled(Input::TcpConnectionFails, retry).is_empty());
         assert_eq!(session.state(), State::Active);
-        let next = session.next_timeout().unwrap();
-        assert_eq!(session.handle_timeout(next), [Output::Connect]);
+        let next = session.poll_timeout().unwrap();
+        assert_eq!(session.timed_out(next), [Output::Connect]);
         assert_eq!(session.state(), State::Connect);
     }
 
@@ -1243,10 +1268,10 @@ mod tests {
             for step in history {
                 let before = session.state();
                 let out = match step {
-                    Step::Input(input) => session.handle(now, input),
+                    Step::Input(input) => session.handled(input, now),
                     Step::Wait(wait) => {
                         now += wait;
-                        session.handle_timeout(now)
+                        session.timed_out(now)
                     }
                 };
                 let state = session.state();
@@ -1265,7 +1290,7 @@ mod tests {
                 }
                 if !session.started {
                     proptest::prop_assert_eq!(state, State::Idle);
-                    proptest::prop_assert_eq!(session.next_timeout(), None);
+                    proptest::prop_assert_eq!(session.poll_timeout(), None);
                 }
                 if passive {
                     proptest::prop_assert!(!out.contains(&Output::Connect));
@@ -1273,7 +1298,7 @@ mod tests {
                 if out.iter().any(|o| matches!(o, Output::Closed { .. })) {
                     proptest::prop_assert_ne!(before, State::Idle);
                 }
-                proptest::prop_assert!(session.next_timeout().is_none_or(|at| at > now));
+                proptest::prop_assert!(session.poll_timeout().is_none_or(|at| at > now));
             }
         }
     }
