@@ -342,7 +342,7 @@ pub async fn run_layer2(
 }
 
 /// Keeps the BGP objects (ServiceBGPStatus) of `node` in `namespace` to
-/// what `bgp` and `running` say it announces, until the hub closes.
+/// what `bgp` and `running` say it announces, until `bgp` closes.
 pub async fn run_bgp(
     client: kube::Client,
     namespace: String,
@@ -355,10 +355,13 @@ pub async fn run_bgp(
     let mapped = node.clone();
     let mapper = tokio::spawn(async move {
         bgp.mark_changed();
+        // The running state ends with the pipeline, before BGP stops: a
+        // drain's changes still reach the objects.
+        let mut running_open = true;
         loop {
             tokio::select! {
                 r = bgp.changed() => if r.is_err() { break },
-                r = running.changed() => if r.is_err() { break },
+                r = running.changed(), if running_open => running_open = r.is_ok(),
             }
             let next = bgp_announced(&mapped, &bgp.borrow_and_update(), &running.borrow_and_update());
             tx.send_if_modified(|current| (**current != next).then(|| *current = Arc::new(next)).is_some());
