@@ -434,13 +434,17 @@ pub fn check(dir: &Path, classes: ClassFilter) -> Result<CheckReport, AgentError
 /// Answers ARP and NDP for fixed `addresses` on `interface` until SIGTERM
 /// or SIGINT (no mesh, no configuration: a diagnostic, and the lab's probe
 /// of the answering path).
-pub fn announce(interface: &str, addresses: Vec<std::net::IpAddr>, refresh_ms: Option<u64>) -> Result<(), AgentError> {
+pub fn announce(
+    interface: &str,
+    addresses: Vec<std::net::IpAddr>,
+    refresh: Option<std::time::Duration>,
+) -> Result<(), AgentError> {
     use meshlb_actors::l2::interface::{AnnouncerStatus, Answer, InterfaceActor, Shutdown};
     use meshlb_actors::l2::responder::AnnounceSchedule;
     actor_system()?.block_on(async move {
         let (status_tx, status) = watch::channel(AnnouncerStatus::default());
         let schedule = AnnounceSchedule {
-            refresh_ms,
+            refresh,
             ..AnnounceSchedule::default()
         };
         let (links_tx, links) = watch::channel(LinkReader::default().read());
@@ -448,7 +452,7 @@ pub fn announce(interface: &str, addresses: Vec<std::net::IpAddr>, refresh_ms: O
         let actor = InterfaceActor::open(interface, schedule, status_tx, links)?.start();
         actor.do_send(Answer {
             addresses: addresses.into_iter().collect(),
-            sent: tokio::time::Instant::now(),
+            sent: meshlb_actors::now(),
         });
         shutdown_signal().await;
         let _ = actor.send(Shutdown).await;

@@ -316,7 +316,7 @@ impl MeshArgs {
             // Set by the source: a cluster's Services have endpoints.
             require_endpoints: false,
             schedule: meshlb_actors::l2::responder::AnnounceSchedule {
-                refresh_ms: self.l2_refresh_ms,
+                refresh: self.l2_refresh_ms.map(std::time::Duration::from_millis),
                 ..Default::default()
             },
             // In a cluster kube-proxy (or what replaces it) delivers a
@@ -519,7 +519,11 @@ fn main() -> ExitCode {
             interface,
             addresses,
             refresh_ms,
-        } => exit(app::announce(&interface, addresses, refresh_ms)),
+        } => exit(app::announce(
+            &interface,
+            addresses,
+            refresh_ms.map(std::time::Duration::from_millis),
+        )),
     }
 }
 

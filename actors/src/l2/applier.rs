@@ -21,11 +21,12 @@ use actix::dev::ToEnvelope;
 use actix::{
     Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message, Recipient, ResponseFuture, StreamHandler,
 };
+use std::time::Instant;
 use tokio::sync::watch;
-use tokio::time::Instant;
 
 use crate::l2::interface::{Answer, Shutdown};
 use crate::l2::plan::L2Plan;
+use crate::now;
 
 /// What the applier sends an interface: its address sets, and at the end
 /// a shutdown it awaits. An [`crate::l2::interface::InterfaceActor`]'s
@@ -163,7 +164,7 @@ impl Handler<Apply> for Layer2Applier {
 
     fn handle(&mut self, Apply(plan): Apply, _ctx: &mut Context<Self>) {
         self.plan = plan;
-        self.apply(Instant::now());
+        self.apply(now());
     }
 }
 
@@ -172,14 +173,14 @@ impl StreamHandler<Owned> for Layer2Applier {
         if owned != self.owned {
             tracing::info!(addresses = ?owned, "the mesh gives this node");
             self.owned = owned;
-            self.apply(Instant::now());
+            self.apply(now());
         }
     }
 
     fn finished(&mut self, _ctx: &mut Context<Self>) {
         // The mesh has gone (this node left): nothing is owned any more.
         self.owned.clear();
-        self.apply(Instant::now());
+        self.apply(now());
     }
 }
 

@@ -28,14 +28,15 @@ use std::time::Duration;
 use actix::{
     Actor, ActorContext, Addr, ArbiterHandle, AsyncContext, Context, Handler, Message, SpawnHandle, StreamHandler,
 };
+use std::time::Instant;
 use tokio::sync::watch;
-use tokio::time::Instant;
 
 use crate::error::ActorError;
 pub use crate::l2::links::LINK_POLL;
 use crate::l2::links::{Link, Links};
 use crate::l2::responder::{AddressCounters, AnnounceSchedule, Responder, ResponderStats};
 use crate::l2::socket::{FrameSocket, InterfaceInfo, MAX_FRAME, SolicitedNodeGroups, UnregisteredFrameSocket};
+use crate::now;
 
 /// How long the actor waits after a failed read before reading again.
 pub const RECEIVE_RETRY: Duration = Duration::from_secs(1);
@@ -103,14 +104,12 @@ impl OpenInterface {
                 None
             }
         };
-        let now = Instant::now();
         InterfaceActor {
             name: self.name,
             socket,
             groups: self.groups,
             responder: self.responder,
             answering: BTreeSet::new(),
-            epoch: now,
             woke_from_stall: None,
             timer: None,
             status: self.status,
@@ -128,7 +127,6 @@ pub struct InterfaceActor {
     responder: Responder,
     /// The addresses answered for.
     answering: BTreeSet<IpAddr>,
-    epoch: Instant,
     /// When the actor last woke from a stall.
     woke_from_stall: Option<Instant>,
     timer: Option<SpawnHandle>,
@@ -157,7 +155,7 @@ impl InterfaceActor {
         };
         let mut responder = Responder::new(info.mac, schedule);
         let up = links.borrow().get(interface).copied().is_some_and(Link::is_up);
-        responder.set_link(up, 0);
+        responder.set_link(up, now());
         Ok(OpenInterface {
             name: interface.to_owned(),
             socket,
@@ -168,12 +166,8 @@ impl InterfaceActor {
         })
     }
 
-    fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
-    }
-
     fn apply_owned(&mut self) {
-        let now = self.now_ms();
+        let now = now();
         self.responder.set_owned(&self.answering, now);
         let v6: BTreeSet<_> = self
             .answering
@@ -201,11 +195,11 @@ impl InterfaceActor {
             ctx.cancel_future(handle);
         }
         if let Some(at) = self.responder.poll_timeout() {
-            let delay = Duration::from_millis(at.saturating_sub(self.now_ms()));
+            let delay = at.saturating_duration_since(now());
             self.timer = Some(ctx.run_later(delay, |actor, ctx| {
                 actor.timer = None;
                 actor.check_stall();
-                let now = actor.now_ms();
+                let now = now();
                 actor.responder.handle_timeout(now);
                 actor.after_event(ctx);
             }));
@@ -231,24 +225,24 @@ impl InterfaceActor {
     /// out, whichever handler runs first on waking (a queued question, the
     /// timer of an announcement repeat, a new address set, the link poll).
     fn check_stall(&mut self) {
-        let now = self.now_ms();
-        if let Some(stalled_ms) = self.responder.handle_wake(now) {
+        let now = now();
+        if let Some(stalled) = self.responder.handle_wake(now) {
             let dropped = self.socket.as_ref().map_or(0, |s| s.discard_queued());
             tracing::warn!(
                 interface = self.name,
                 dropped,
-                stalled_ms,
+                stalled_ms = stalled.as_millis(),
                 "stalled: stale questions dropped, answering nothing until ownership is given anew"
             );
             self.answering.clear();
             self.apply_owned();
-            self.woke_from_stall = Some(Instant::now());
+            self.woke_from_stall = Some(now);
         }
     }
 
     fn poll_link(&mut self, ctx: &mut Context<Self>) {
         self.check_stall();
-        let now = self.now_ms();
+        let now = now();
         let up = self.links.borrow().get(&self.name).copied().is_some_and(Link::is_up);
         self.responder.set_link(up, now);
         self.after_event(ctx);
@@ -277,7 +271,7 @@ impl Actor for InterfaceActor {
             Some((Frame(received), socket))
         });
         ctx.add_stream(frames);
-        let now = self.now_ms();
+        let now = now();
         self.responder.handle_wake(now);
         ctx.run_interval(LINK_POLL, |actor, ctx| actor.poll_link(ctx));
         tracing::info!(interface = self.name, "answering ARP and NDP");
@@ -293,7 +287,7 @@ impl StreamHandler<Frame> for InterfaceActor {
         self.check_stall();
         match frame.0 {
             Ok(frame) => {
-                let now = self.now_ms();
+                let now = now();
                 self.responder.handle_frame(&frame, now);
                 self.after_event(ctx);
             }

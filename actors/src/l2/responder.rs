@@ -1,8 +1,8 @@
 //! The sans-IO core of Layer 2 announcement on one interface: which frames
 //! to answer, which to send on its own, and when. No sockets, no clock:
-//! frames come in as bytes with the current time in milliseconds, frames go
-//! out through [`Responder::poll_transmit`], and [`Responder::poll_timeout`]
-//! says when to call back. The interface actor owns the socket and feeds it.
+//! frames come in as bytes with the current time, frames go out through
+//! [`Responder::poll_transmit`], and [`Responder::poll_timeout`] says when
+//! to call back. The interface actor owns the socket and feeds it.
 //!
 //! What it does, for the service IPs this node owns on this interface:
 //! - ARP (RFC 826): answers requests for an owned IPv4 address with this
@@ -18,8 +18,8 @@
 //! - On gaining an address, and when the link comes back: gratuitous ARP
 //!   (an announcement request and a reply, since stacks differ in which
 //!   they honour) or an unsolicited Neighbor Advertisement, at once and
-//!   then on [`AnnounceSchedule::repeats_ms`], and optionally every
-//!   [`AnnounceSchedule::refresh_ms`] to refresh switch tables.
+//!   then on [`AnnounceSchedule::repeats`], and optionally every
+//!   [`AnnounceSchedule::refresh`] to refresh switch tables.
 //! - On losing an address: silence at once. The new owner's announcements
 //!   move the clients.
 //! - After a stall (a gap between the glue's wake-ups of the mesh's stall
@@ -30,6 +30,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::{Duration, Instant};
 
 use meshlb_gossip::mesh::STALL_MS;
 use meshlb_wire::arp::{ArpOperation, ArpPacket};
@@ -39,11 +40,11 @@ use meshlb_wire::ndp::{NdpMessage, NeighborAdvertisement};
 /// When gratuitous announcements go out after a gain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AnnounceSchedule {
-    /// Offsets (ms) after the gain of the repeats that follow the first,
+    /// Offsets after the gain of the repeats that follow the first,
     /// immediate announcement: a lost first frame is made up for quickly.
-    pub repeats_ms: Vec<u64>,
+    pub repeats: Vec<Duration>,
     /// Steady refresh interval after the repeats, if any.
-    pub refresh_ms: Option<u64>,
+    pub refresh: Option<Duration>,
 }
 
 impl Default for AnnounceSchedule {
@@ -51,8 +52,8 @@ impl Default for AnnounceSchedule {
     /// sends none either).
     fn default() -> Self {
         AnnounceSchedule {
-            repeats_ms: vec![250, 1000, 2000],
-            refresh_ms: None,
+            repeats: [250, 1000, 2000].map(Duration::from_millis).to_vec(),
+            refresh: None,
         }
     }
 }
@@ -87,12 +88,12 @@ pub struct ResponderStats {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Owned {
     /// When it was gained (or the link came back).
-    since_ms: u64,
+    since: Instant,
     /// Index into the repeats of the next announcement; past the end, the
     /// refresh interval applies.
     next_repeat: usize,
     /// When the next announcement is due.
-    due_ms: Option<u64>,
+    due: Option<Instant>,
 }
 
 /// Layer 2 announcement on one interface. See the module documentation.
@@ -107,7 +108,7 @@ pub struct Responder {
     /// Per address ever owned here (kept: counters only grow).
     by_address: BTreeMap<IpAddr, AddressCounters>,
     /// When the glue last woke ([`Responder::handle_wake`]).
-    last_wake_ms: Option<u64>,
+    last_wake: Option<Instant>,
 }
 
 impl Responder {
@@ -121,7 +122,7 @@ impl Responder {
             outgoing: Vec::new(),
             stats: ResponderStats::default(),
             by_address: BTreeMap::new(),
-            last_wake_ms: None,
+            last_wake: None,
         }
     }
 
@@ -156,11 +157,11 @@ impl Responder {
 
     /// Sets the addresses this node owns on this interface. New ones are
     /// announced at once; dropped ones are answered no more.
-    pub fn set_owned(&mut self, addresses: &BTreeSet<IpAddr>, now_ms: u64) {
+    pub fn set_owned(&mut self, addresses: &BTreeSet<IpAddr>, now: Instant) {
         self.owned.retain(|ip, _| addresses.contains(ip));
         for ip in addresses {
             if !self.owned.contains_key(ip) {
-                self.owned.insert(*ip, Owned::fresh(now_ms));
+                self.owned.insert(*ip, Owned::fresh(now));
                 if self.link_up {
                     self.announce(*ip);
                 }
@@ -168,18 +169,18 @@ impl Responder {
         }
     }
 
-    /// The glue woke at `now_ms` (a frame, a timer, a claim, the link poll:
+    /// The glue woke at `now` (a frame, a timer, a new address set, the link poll:
     /// at least once every [`LINK_POLL`](crate::l2::links::LINK_POLL)
     /// unless the process is stalled); it calls this first, before the
-    /// event. A gap of the mesh's [`STALL_MS`] or more since the last wake
+    /// event. A gap of the mesh's stall time ([`STALL_MS`]) or more since the last wake
     /// means the process was stalled (frozen, or its machine paused): what
     /// it owned and what it was about to send are stale, and forgotten. The
     /// answer is then the stall's length: the caller drops the questions
     /// queued meanwhile and waits for ownership anew.
-    pub fn handle_wake(&mut self, now_ms: u64) -> Option<u64> {
-        let gap = self.last_wake_ms.map(|last| now_ms.saturating_sub(last));
-        self.last_wake_ms = Some(now_ms);
-        let stall = gap.filter(|gap| *gap >= STALL_MS)?;
+    pub fn handle_wake(&mut self, now: Instant) -> Option<Duration> {
+        let gap = self.last_wake.map(|last| now.saturating_duration_since(last));
+        self.last_wake = Some(now);
+        let stall = gap.filter(|gap| *gap >= Duration::from_millis(STALL_MS))?;
         self.owned.clear();
         self.outgoing.clear();
         Some(stall)
@@ -188,7 +189,7 @@ impl Responder {
     /// The link went down or came up. While down nothing is sent; on
     /// coming back every owned address is announced again from the start
     /// of the schedule (the switch may have forgotten this port).
-    pub fn set_link(&mut self, up: bool, now_ms: u64) {
+    pub fn set_link(&mut self, up: bool, now: Instant) {
         if up == self.link_up {
             return;
         }
@@ -197,15 +198,15 @@ impl Responder {
         if up {
             let ips: Vec<IpAddr> = self.owned.keys().copied().collect();
             for ip in ips {
-                self.owned.insert(ip, Owned::fresh(now_ms));
+                self.owned.insert(ip, Owned::fresh(now));
                 self.announce(ip);
             }
         }
     }
 
     /// Takes in a frame received on the interface.
-    pub fn handle_frame(&mut self, frame: &[u8], now_ms: u64) {
-        let _ = now_ms;
+    pub fn handle_frame(&mut self, frame: &[u8], now: Instant) {
+        let _ = now;
         if !self.link_up {
             return;
         }
@@ -283,23 +284,23 @@ impl Responder {
         }
     }
 
-    /// When [`Responder::handle_timeout`] is next due (ms).
-    pub fn poll_timeout(&self) -> Option<u64> {
+    /// When [`Responder::handle_timeout`] is next due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
         if !self.link_up {
             return None;
         }
-        self.owned.values().filter_map(|o| o.due_ms).min()
+        self.owned.values().filter_map(|o| o.due).min()
     }
 
-    /// Sends the announcements due at `now_ms`.
-    pub fn handle_timeout(&mut self, now_ms: u64) {
+    /// Sends the announcements due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
         if !self.link_up {
             return;
         }
         let due: Vec<IpAddr> = self
             .owned
             .iter()
-            .filter(|(_, o)| o.due_ms.is_some_and(|d| d <= now_ms))
+            .filter(|(_, o)| o.due.is_some_and(|d| d <= now))
             .map(|(ip, _)| *ip)
             .collect();
         for ip in due {
@@ -315,11 +316,9 @@ impl Responder {
         }
         let schedule = &self.schedule;
         if let Some(owned) = self.owned.get_mut(&ip) {
-            owned.due_ms = match schedule.repeats_ms.get(owned.next_repeat) {
-                Some(offset) => Some(owned.since_ms + offset),
-                None => schedule
-                    .refresh_ms
-                    .map(|every| owned.due_ms.unwrap_or(owned.since_ms) + every),
+            owned.due = match schedule.repeats.get(owned.next_repeat) {
+                Some(offset) => Some(owned.since + *offset),
+                None => schedule.refresh.map(|every| owned.due.unwrap_or(owned.since) + every),
             };
             owned.next_repeat += 1;
         }
@@ -345,11 +344,11 @@ impl Responder {
 }
 
 impl Owned {
-    fn fresh(now_ms: u64) -> Owned {
+    fn fresh(now: Instant) -> Owned {
         Owned {
-            since_ms: now_ms,
+            since: now,
             next_repeat: 0,
-            due_ms: None,
+            due: None,
         }
     }
 }
@@ -370,13 +369,24 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// The virtual time `ms` milliseconds after the tests' origin.
+    fn at(ms: u64) -> Instant {
+        static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        *ORIGIN.get_or_init(Instant::now) + Duration::from_millis(ms)
+    }
+
+    /// Milliseconds from the tests' origin to `t`.
+    fn ms(t: Instant) -> u64 {
+        u64::try_from((t - at(0)).as_millis()).unwrap()
+    }
+
     fn responder(schedule: AnnounceSchedule) -> Responder {
         Responder::new(OUR_MAC, schedule)
     }
 
     fn owning(ips: &[IpAddr]) -> Responder {
         let mut r = responder(AnnounceSchedule::default());
-        r.set_owned(&ips.iter().copied().collect(), 0);
+        r.set_owned(&ips.iter().copied().collect(), at(0));
         drain(&mut r);
         r
     }
@@ -406,7 +416,7 @@ mod tests {
     #[test]
     fn an_arp_request_for_an_owned_address_gets_our_mac_unicast() {
         let mut r = owning(&[SERVICE_V4.into()]);
-        r.handle_frame(&who_has(SERVICE_V4), 5);
+        r.handle_frame(&who_has(SERVICE_V4), at(5));
         let sent = drain(&mut r);
         assert_eq!(sent.len(), 1);
         let (eth, reply) = ArpPacket::from_frame(&sent[0]).unwrap();
@@ -423,12 +433,12 @@ mod tests {
     fn counters_are_kept_per_address() {
         let v6_service = v6("2001:db8:100::10");
         let mut r = responder(AnnounceSchedule::default());
-        r.set_owned(&BTreeSet::from([IpAddr::V4(SERVICE_V4), IpAddr::V6(v6_service)]), 0);
+        r.set_owned(&BTreeSet::from([IpAddr::V4(SERVICE_V4), IpAddr::V6(v6_service)]), at(0));
         drain(&mut r);
-        r.handle_frame(&who_has(SERVICE_V4), 5);
-        r.handle_frame(&who_has(SERVICE_V4), 6);
-        r.handle_frame(&solicit(v6_service, v6("fe80::99")), 7);
-        r.handle_frame(&who_has(Ipv4Addr::new(203, 0, 113, 11)), 8);
+        r.handle_frame(&who_has(SERVICE_V4), at(5));
+        r.handle_frame(&who_has(SERVICE_V4), at(6));
+        r.handle_frame(&solicit(v6_service, v6("fe80::99")), at(7));
+        r.handle_frame(&who_has(Ipv4Addr::new(203, 0, 113, 11)), at(8));
         let counters = r.address_counters();
         let v4 = counters[&IpAddr::V4(SERVICE_V4)];
         assert_eq!((v4.requests_received, v4.responses_sent, v4.gratuitous_sent), (2, 2, 2));
@@ -439,18 +449,18 @@ mod tests {
         );
         assert!(!counters.contains_key(&IpAddr::V4(Ipv4Addr::new(203, 0, 113, 11))));
         // Lost, the counters stay (they only grow).
-        r.set_owned(&BTreeSet::new(), 10);
+        r.set_owned(&BTreeSet::new(), at(10));
         assert_eq!(r.address_counters()[&IpAddr::V4(SERVICE_V4)].responses_sent, 2);
     }
 
     #[test]
     fn other_addresses_replies_and_announcements_get_nothing() {
         let mut r = owning(&[SERVICE_V4.into()]);
-        r.handle_frame(&who_has(Ipv4Addr::new(203, 0, 113, 11)), 5);
+        r.handle_frame(&who_has(Ipv4Addr::new(203, 0, 113, 11)), at(5));
         let foreign_reply = ArpPacket::reply_to(&ArpPacket::request(OUR_MAC, CLIENT_IP, SERVICE_V4), CLIENT_MAC);
-        r.handle_frame(&foreign_reply.to_frame(CLIENT_MAC, OUR_MAC), 5);
+        r.handle_frame(&foreign_reply.to_frame(CLIENT_MAC, OUR_MAC), at(5));
         let other_garp = ArpPacket::announcement(ArpOperation::Request, CLIENT_MAC, SERVICE_V4);
-        r.handle_frame(&other_garp.to_frame(CLIENT_MAC, MacAddr::BROADCAST), 5);
+        r.handle_frame(&other_garp.to_frame(CLIENT_MAC, MacAddr::BROADCAST), at(5));
         assert!(drain(&mut r).is_empty());
         assert_eq!(r.stats().not_ours, 1);
     }
@@ -459,14 +469,14 @@ mod tests {
     fn an_rfc5227_probe_for_an_owned_address_is_defended() {
         let mut r = owning(&[SERVICE_V4.into()]);
         let probe = ArpPacket::request(CLIENT_MAC, Ipv4Addr::UNSPECIFIED, SERVICE_V4);
-        r.handle_frame(&probe.to_frame(CLIENT_MAC, MacAddr::BROADCAST), 5);
+        r.handle_frame(&probe.to_frame(CLIENT_MAC, MacAddr::BROADCAST), at(5));
         assert_eq!(drain(&mut r).len(), 1);
     }
 
     #[test]
     fn a_gain_is_announced_at_once_then_on_the_schedule_then_never() {
         let mut r = responder(AnnounceSchedule::default());
-        r.set_owned(&BTreeSet::from([IpAddr::V4(SERVICE_V4)]), 1000);
+        r.set_owned(&BTreeSet::from([IpAddr::V4(SERVICE_V4)]), at(1000));
         let first = drain(&mut r);
         assert_eq!(first.len(), 2, "a request and a reply");
         let ops: Vec<ArpOperation> = first
@@ -480,36 +490,36 @@ mod tests {
             })
             .collect();
         assert_eq!(ops, vec![ArpOperation::Request, ArpOperation::Reply]);
-        let mut at = Vec::new();
+        let mut due_at = Vec::new();
         while let Some(due) = r.poll_timeout() {
             r.handle_timeout(due);
             assert_eq!(drain(&mut r).len(), 2);
-            at.push(due);
+            due_at.push(ms(due));
         }
-        assert_eq!(at, vec![1250, 2000, 3000]);
+        assert_eq!(due_at, vec![1250, 2000, 3000]);
     }
 
     #[test]
     fn a_refresh_interval_keeps_announcing() {
         let mut r = responder(AnnounceSchedule {
-            repeats_ms: vec![100],
-            refresh_ms: Some(5000),
+            repeats: vec![Duration::from_millis(100)],
+            refresh: Some(Duration::from_secs(5)),
         });
-        r.set_owned(&BTreeSet::from([IpAddr::V4(SERVICE_V4)]), 0);
-        let mut at = Vec::new();
+        r.set_owned(&BTreeSet::from([IpAddr::V4(SERVICE_V4)]), at(0));
+        let mut due_at = Vec::new();
         for _ in 0..4 {
             let due = r.poll_timeout().unwrap();
             r.handle_timeout(due);
-            at.push(due);
+            due_at.push(ms(due));
         }
-        assert_eq!(at, vec![100, 5100, 10100, 15100]);
+        assert_eq!(due_at, vec![100, 5100, 10100, 15100]);
     }
 
     #[test]
     fn a_lost_address_is_answered_no_more_and_not_announced() {
         let mut r = owning(&[SERVICE_V4.into()]);
-        r.set_owned(&BTreeSet::new(), 10);
-        r.handle_frame(&who_has(SERVICE_V4), 11);
+        r.set_owned(&BTreeSet::new(), at(10));
+        r.handle_frame(&who_has(SERVICE_V4), at(11));
         assert!(drain(&mut r).is_empty());
         assert_eq!(r.poll_timeout(), None);
     }
@@ -517,15 +527,15 @@ mod tests {
     #[test]
     fn link_down_silences_and_link_up_announces_again() {
         let mut r = owning(&[SERVICE_V4.into()]);
-        r.set_link(false, 10);
-        r.handle_frame(&who_has(SERVICE_V4), 11);
+        r.set_link(false, at(10));
+        r.handle_frame(&who_has(SERVICE_V4), at(11));
         assert!(drain(&mut r).is_empty());
         assert_eq!(r.poll_timeout(), None);
-        r.set_link(true, 500);
+        r.set_link(true, at(500));
         assert_eq!(drain(&mut r).len(), 2, "announced again at once");
         assert_eq!(
             r.poll_timeout(),
-            Some(750),
+            Some(at(750)),
             "and on the schedule from the link's return"
         );
     }
@@ -535,7 +545,7 @@ mod tests {
         let service = v6("2001:db8:100::10");
         let client = v6("2001:db8::99");
         let mut r = owning(&[service.into()]);
-        r.handle_frame(&solicit(service, client), 5);
+        r.handle_frame(&solicit(service, client), at(5));
         let sent = drain(&mut r);
         assert_eq!(sent.len(), 1);
         let na = NdpMessage::from_frame(&sent[0]).unwrap();
@@ -547,7 +557,7 @@ mod tests {
         assert!(adv.solicited && adv.override_entry && !adv.router);
         assert_eq!(adv.target, service);
         assert!(adv.options.contains(&NdpOption::TargetLinkLayerAddress(OUR_MAC)));
-        r.handle_frame(&solicit(v6("2001:db8:100::11"), client), 6);
+        r.handle_frame(&solicit(v6("2001:db8:100::11"), client), at(6));
         assert!(drain(&mut r).is_empty());
     }
 
@@ -555,7 +565,7 @@ mod tests {
     fn duplicate_address_detection_is_answered_to_all_nodes() {
         let service = v6("2001:db8:100::10");
         let mut r = owning(&[service.into()]);
-        r.handle_frame(&solicit(service, Ipv6Addr::UNSPECIFIED), 5);
+        r.handle_frame(&solicit(service, Ipv6Addr::UNSPECIFIED), at(5));
         let sent = drain(&mut r);
         let na = NdpMessage::from_frame(&sent[0]).unwrap();
         assert_eq!(na.ip.destination, v6("ff02::1"));
@@ -569,7 +579,7 @@ mod tests {
     fn an_ipv6_gain_sends_an_unsolicited_advertisement() {
         let service = v6("2001:db8:100::10");
         let mut r = responder(AnnounceSchedule::default());
-        r.set_owned(&BTreeSet::from([IpAddr::V6(service)]), 0);
+        r.set_owned(&BTreeSet::from([IpAddr::V6(service)]), at(0));
         let sent = drain(&mut r);
         assert_eq!(sent.len(), 1);
         let na = NdpMessage::from_frame(&sent[0]).unwrap();
@@ -580,18 +590,18 @@ mod tests {
     #[test]
     fn a_stall_forgets_ownership_pending_frames_and_timers() {
         let mut r = responder(AnnounceSchedule::default());
-        assert_eq!(r.handle_wake(0), None, "the first wake sets the clock");
-        r.set_owned(&BTreeSet::from([IpAddr::V4(SERVICE_V4)]), 0);
-        assert_eq!(r.handle_wake(100), None, "a link poll's gap is no stall");
-        r.handle_frame(&who_has(SERVICE_V4), 100);
-        assert_eq!(r.handle_wake(100 + STALL_MS - 1), None);
+        assert_eq!(r.handle_wake(at(0)), None, "the first wake sets the clock");
+        r.set_owned(&BTreeSet::from([IpAddr::V4(SERVICE_V4)]), at(0));
+        assert_eq!(r.handle_wake(at(100)), None, "a link poll's gap is no stall");
+        r.handle_frame(&who_has(SERVICE_V4), at(100));
+        assert_eq!(r.handle_wake(at(100 + STALL_MS - 1)), None);
         assert!(!r.owned().is_empty(), "still owned just short of a stall");
         let woke = 100 + STALL_MS - 1 + STALL_MS;
-        assert_eq!(r.handle_wake(woke), Some(STALL_MS));
+        assert_eq!(r.handle_wake(at(woke)), Some(Duration::from_millis(STALL_MS)));
         assert!(drain(&mut r).is_empty(), "nothing queued before the stall goes out");
         assert_eq!(r.poll_timeout(), None, "no announcement repeat is left");
         assert!(r.owned().is_empty());
-        r.handle_frame(&who_has(SERVICE_V4), woke + 1);
+        r.handle_frame(&who_has(SERVICE_V4), at(woke + 1));
         assert!(drain(&mut r).is_empty());
     }
 
@@ -599,7 +609,7 @@ mod tests {
     fn our_own_frames_are_ignored() {
         let mut r = owning(&[SERVICE_V4.into()]);
         let ours = ArpPacket::request(OUR_MAC, CLIENT_IP, SERVICE_V4).to_frame(OUR_MAC, MacAddr::BROADCAST);
-        r.handle_frame(&ours, 5);
+        r.handle_frame(&ours, at(5));
         assert!(drain(&mut r).is_empty());
     }
 
@@ -607,7 +617,7 @@ mod tests {
         #[test]
         fn garbage_never_panics_and_is_never_answered(frame in proptest::collection::vec(any::<u8>(), 0..200)) {
             let mut r = owning(&[SERVICE_V4.into(), IpAddr::V6(v6("2001:db8:100::10"))]);
-            r.handle_frame(&frame, 1);
+            r.handle_frame(&frame, at(1));
             // Only a well-formed question about an owned address is answered.
             for sent in drain(&mut r) {
                 let answers_arp = ArpPacket::from_frame(&frame).is_ok_and(|(_, a)| a.target_ip == SERVICE_V4);
