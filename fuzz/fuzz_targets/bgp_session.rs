@@ -44,17 +44,17 @@ fuzz_target!(|data: &[u8]| {
     let mut stopped = true;
     while let Some((&op, tail)) = rest.split_first() {
         rest = tail;
-        let outputs = match op % 8 {
+        match op % 8 {
             0 => {
                 stopped = false;
-                session.handle(now, Input::ManualStart)
+                session.handle_input(Input::ManualStart, now)
             }
             1 => {
                 stopped = true;
-                session.handle(now, Input::ManualStop)
+                session.handle_input(Input::ManualStop, now)
             }
-            2 => session.handle(now, Input::TcpConnectionConfirmed),
-            3 => session.handle(now, Input::TcpConnectionFails),
+            2 => session.handle_input(Input::TcpConnectionConfirmed, now),
+            3 => session.handle_input(Input::TcpConnectionFails, now),
             4 => {
                 let Some((&wait, tail)) = rest.split_first() else { break };
                 rest = tail;
@@ -72,23 +72,24 @@ fuzz_target!(|data: &[u8]| {
                     Ok(message) => Input::Message(message),
                     Err(e) => Input::DecodeError(e),
                 };
-                session.handle(now, input)
+                session.handle_input(input, now)
             }
-            6 => session.handle(now, Input::Message(Message::Open(good_open.clone()))),
-            _ => session.handle(now, Input::Message(Message::Keepalive)),
-        };
+            6 => session.handle_input(Input::Message(Message::Open(good_open.clone())), now),
+            _ => session.handle_input(Input::Message(Message::Keepalive), now),
+        }
+        let outputs: Vec<Output> = std::iter::from_fn(|| session.poll_output()).collect();
         let state = session.state();
         assert_eq!(
             session.negotiated().is_some(),
             matches!(state, State::OpenConfirm | State::Established)
         );
-        assert!(session.next_timeout().is_none_or(|at| at > now));
+        assert!(session.poll_timeout().is_none_or(|at| at > now));
         if passive {
             assert!(!outputs.contains(&Output::Connect));
         }
         if stopped {
             assert_eq!(state, State::Idle);
-            assert_eq!(session.next_timeout(), None);
+            assert_eq!(session.poll_timeout(), None);
         }
     }
 });

@@ -10,7 +10,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use meshlb_actors::bgp::drain::WITHDRAW_LINGER;
@@ -23,11 +22,12 @@ use meshlb_node_agent::bgp::{BgpInputs, Stop};
 use meshlb_node_agent::local_address::Delivery;
 use meshlb_node_agent::node::NodeOptions;
 use meshlb_node_agent::pipeline::Pipeline;
-use meshlb_node_agent::running::{Decisions, RunningState};
-use meshlb_node_agent::sources::{Snapshot, SourceUpdate};
+use meshlb_node_agent::running::Decisions;
 use meshlb_node_agent::status::StatusHub;
 use meshlb_wire::bgp::{Capability, Community, Family, Framer, Message, Open, SessionParams, Update};
 use tokio::sync::{mpsc, watch};
+
+mod common;
 
 const ROUTER_AS: u32 = 64512;
 const SERVICE: &str = "203.0.113.0";
@@ -55,21 +55,6 @@ metadata: {{name: web, namespace: default}}
 spec: {{type: LoadBalancer, ports: [{{port: 80}}]}}
 "
     )
-}
-
-/// The running state `yaml` makes, as the pipeline publishes it.
-fn running(yaml: &str) -> RunningState {
-    let objects = meshlb_config::parse_documents(yaml, "test.yaml").unwrap().objects;
-    let inventory = Arc::new(meshlb_config::Inventory::build(&objects).unwrap());
-    let mut pipeline = Pipeline::new(None, ClassFilter::default()).unwrap();
-    pipeline.offer(
-        SourceUpdate::Snapshot(Snapshot {
-            inventory,
-            fingerprint: 1,
-        }),
-        Instant::now(),
-    );
-    pipeline.running_state(&BTreeMap::new()).unwrap()
 }
 
 /// What the scripted router saw, in order.
@@ -142,14 +127,11 @@ async fn next_seen(seen: &mut mpsc::UnboundedReceiver<Seen>) -> Seen {
 
 /// The next section the glue puts in this node's record.
 async fn next_section(mesh: &mut mpsc::Receiver<Command>) -> BgpSection {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(30), mesh.recv()).await {
-            Ok(Some(Command::SetBgp(section))) => return section,
-            Ok(Some(_)) => continue,
-            Ok(None) => panic!("the glue dropped the mesh"),
-            Err(_) => panic!("the glue told the mesh nothing"),
-        }
-    }
+    common::next_command(mesh, |command| match command {
+        Command::SetBgp(section) => Some(section),
+        _ => None,
+    })
+    .await
 }
 
 fn member_announcing(name: &str, address: IpAddr) -> MemberView {
@@ -175,7 +157,8 @@ async fn a_planned_stop_is_marked_then_withdrawn_once_the_mesh_covers_it() {
 
     let hub = StatusHub::default();
     let decisions = Decisions::default();
-    decisions.publish_running(running(&config(port)));
+    let mut pipeline = Pipeline::new(None, ClassFilter::default()).unwrap();
+    decisions.publish_running(common::running(&mut pipeline, &config(port), 1));
     let (delivery, _delivery_task) = Delivery::start(false, BTreeSet::new());
     let (mesh_tx, mut mesh) = mpsc::channel(64);
     let (mesh_status_tx, mesh_status) = watch::channel(MeshStatus::default());

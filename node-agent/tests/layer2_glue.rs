@@ -10,8 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix::{Actor, ActorContext, Context, Handler};
 use meshlb_actors::l2::applier::OpenInterface;
@@ -25,10 +24,11 @@ use meshlb_node_agent::layer2::{Layer2Actor, Layer2Inputs, Stop};
 use meshlb_node_agent::local_address::Delivery;
 use meshlb_node_agent::node::NodeOptions;
 use meshlb_node_agent::pipeline::Pipeline;
-use meshlb_node_agent::running::{Decisions, RunningState};
-use meshlb_node_agent::sources::{Snapshot, SourceUpdate};
+use meshlb_node_agent::running::Decisions;
 use meshlb_node_agent::status::StatusHub;
 use tokio::sync::{mpsc, watch};
+
+mod common;
 
 const POOLS: &str = "apiVersion: metallb.io/v1beta1
 kind: IPAddressPool
@@ -50,18 +50,6 @@ metadata: {{name: {name}, namespace: default}}
 spec: {{type: LoadBalancer, ports: [{{port: 80}}]}}
 "
     )
-}
-
-/// The running state `pipeline` makes of `yaml`, as it publishes it (the
-/// same pipeline throughout, so addresses stay allocated as they were).
-fn running(pipeline: &mut Pipeline, yaml: &str, fingerprint: u64) -> RunningState {
-    let objects = meshlb_config::parse_documents(yaml, "test.yaml").unwrap().objects;
-    let inventory = Arc::new(meshlb_config::Inventory::build(&objects).unwrap());
-    pipeline.offer(
-        SourceUpdate::Snapshot(Snapshot { inventory, fingerprint }),
-        Instant::now(),
-    );
-    pipeline.running_state(&BTreeMap::new()).unwrap()
 }
 
 /// What a fake interface was told.
@@ -117,14 +105,11 @@ async fn next_told(log: &mut mpsc::UnboundedReceiver<Told>) -> Told {
 
 /// The next service plan the glue tells the mesh.
 async fn next_plan(mesh: &mut mpsc::Receiver<Command>) -> ServicePlan {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(30), mesh.recv()).await {
-            Ok(Some(Command::SetServices(plan))) => return plan,
-            Ok(Some(_)) => continue,
-            Ok(None) => panic!("the glue dropped the mesh"),
-            Err(_) => panic!("the glue told the mesh nothing"),
-        }
-    }
+    common::next_command(mesh, |command| match command {
+        Command::SetServices(plan) => Some(plan),
+        _ => None,
+    })
+    .await
 }
 
 /// The addresses `plan` gives service `id`.
@@ -154,7 +139,7 @@ async fn interfaces_answer_what_the_plan_and_the_mesh_give_this_node() {
     let decisions = Decisions::default();
     let mut pipeline = Pipeline::new(None, ClassFilter::default()).unwrap();
     let web_only = format!("{POOLS}{}", service("web"));
-    decisions.publish_running(running(&mut pipeline, &web_only, 1));
+    decisions.publish_running(common::running(&mut pipeline, &web_only, 1));
     let (links_tx, links_rx) = watch::channel(links(true));
     let (owned_tx, owned) = watch::channel(BTreeSet::new());
     let (mesh_tx, mut mesh) = mpsc::channel(64);
@@ -201,7 +186,7 @@ async fn interfaces_answer_what_the_plan_and_the_mesh_give_this_node() {
     // A configuration change adds a Service; once the mesh gives it here
     // too, each interface gets both addresses as one set.
     let both = format!("{web_only}{}", service("db"));
-    decisions.publish_running(running(&mut pipeline, &both, 2));
+    decisions.publish_running(common::running(&mut pipeline, &both, 2));
     let plan = next_plan(&mut mesh).await;
     assert_eq!(plan.layer2.serving, [web, db].into());
     let db_addresses = addresses_of(&plan, db);
@@ -229,7 +214,7 @@ async fn interfaces_answer_what_the_plan_and_the_mesh_give_this_node() {
     // mesh still gives its address here: nothing left to answer.
     owned_tx.send_replace(db_addresses.clone());
     assert_eq!(next_told(&mut log).await, answer("eth0", &[&db_addresses]));
-    decisions.publish_running(running(&mut pipeline, &web_only, 3));
+    decisions.publish_running(common::running(&mut pipeline, &web_only, 3));
     assert_eq!(next_told(&mut log).await, answer("eth0", &[]));
     assert_eq!(next_plan(&mut mesh).await.layer2.serving, [web].into());
 

@@ -163,24 +163,10 @@ struct Draining {
     timer: Option<SpawnHandle>,
 }
 
-/// What the applier was given and keeps.
-struct Given {
-    node: String,
-    plan: MakePlan,
-    router_id: Option<Ipv4Addr>,
-    restarted: bool,
-    answering: ArbiterHandle,
-    deliver: Box<dyn Fn(BTreeSet<IpAddr>)>,
-    mesh: mpsc::Sender<Command>,
-    mesh_status: watch::Receiver<MeshStatus>,
-    drain_timeout: Duration,
-    report: Box<dyn Fn(BgpStatus)>,
-    report_bfd: BfdReporter,
-}
-
 /// The BGP applier. See the module documentation.
 pub struct BgpApplier {
-    inputs: Given,
+    /// What it was given (its streams taken out when it started).
+    inputs: BgpApplierInputs,
     peers: BTreeMap<String, RunningPeer>,
     applied: Option<BgpPlan>,
     listening: Listening,
@@ -211,44 +197,18 @@ pub struct BgpApplier {
 
 impl BgpApplier {
     /// Starts the applier on the current arbiter (inside an actix system).
-    pub fn start(inputs: BgpApplierInputs) -> Addr<BgpApplier> {
-        let BgpApplierInputs {
-            node,
-            plan,
-            replan,
-            router_id,
-            restarted,
-            listen_port,
-            answering,
-            deliverable,
-            deliver,
-            mesh,
-            mesh_status,
-            drain_timeout,
-            report,
-            report_bfd,
-        } = inputs;
+    pub fn start(mut inputs: BgpApplierInputs) -> Addr<BgpApplier> {
+        let replan = std::mem::replace(&mut inputs.replan, Box::pin(futures_util::stream::empty()));
+        let deliverable = changes(inputs.deliverable.clone());
         BgpApplier::create(move |ctx| {
             ctx.add_stream(replan.map(|()| Heard::Replan));
-            ctx.add_stream(changes(deliverable).map(Heard::Deliverable));
+            ctx.add_stream(deliverable.map(Heard::Deliverable));
             BgpApplier {
-                inputs: Given {
-                    node,
-                    plan,
-                    router_id,
-                    restarted,
-                    answering,
-                    deliver,
-                    mesh,
-                    mesh_status,
-                    drain_timeout,
-                    report,
-                    report_bfd,
-                },
-                listening: match listen_port {
+                listening: match inputs.listen_port {
                     0 => Listening::Off,
                     port => Listening::Unbound(port),
                 },
+                inputs,
                 peers: BTreeMap::new(),
                 applied: None,
                 bfd: None,
