@@ -6,10 +6,12 @@
 //! YAML files, or the Kubernetes API) as a stream of snapshots; the
 //! [`pipeline`] turns them into addresses with `meshlb-config`; the mesh of
 //! `meshlb-gossip` decides who announces what; the actors of
-//! `meshlb-actors` answer. Every component publishes what it knows to the
-//! [`status`] hub, which the state files and the gRPC introspection API
-//! ([`introspection`]) and the Prometheus metrics ([`metrics`]) read. Protocol
-//! policy lives with its protocol, not here.
+//! `meshlb-actors` answer. What the pipeline decides reaches what acts on
+//! it through [`running`]; every component publishes what it knows to the
+//! [`status`] hub, which only the state files, the gRPC introspection API
+//! ([`introspection`]), the Prometheus metrics ([`metrics`]) and the
+//! Kubernetes status writers read. Protocol policy lives with its
+//! protocol, not here.
 //!
 //! | module | what |
 //! |---|---|
@@ -17,7 +19,7 @@
 //! | [`migrate`] | `migrate --from-metallb`: takes a cluster over from MetalLB, keeping every object and address |
 //! | [`sources`] | configuration sources: a stream of snapshots and rejections ([`sources::files`]: a directory; [`sources::kubernetes`]: the API server, and what the agents write back) |
 //! | [`pipeline`] | takes any source's updates: validate, allocate, keep the last good, publish |
-//! | [`running`] | the running state the pipeline publishes and both modes plan with |
+//! | [`running`] | what the pipeline decides, for what acts on it: the running state both modes and the allocator follow, the Nodes the mesh follows |
 //! | [`status`] | the status hub: every component's snapshots, read by the state files, the gRPC API and the metrics |
 //! | [`status_files`] | the state directory's status files, written from the hub |
 //! | [`introspection`] | the read-only gRPC API over the hub, with reflection and health |
@@ -27,8 +29,8 @@
 //! | [`health`] | runs the local health probes services declare |
 //! | [`mesh`] | joins the gossip mesh (its driver on the answering thread), key rotation, reports to the hub |
 //! | [`node`] | this node as both modes plan with it: name, labels, how it serves |
-//! | [`layer2`] | the glue that applies the Layer 2 plan of `meshlb-actors` |
-//! | [`bgp`] | the glue that applies the BGP plan of `meshlb-actors`: peers, listener, BFD, Router Discovery, the drain |
+//! | [`layer2`] | the glue that makes the Layer 2 plan and hands it to the Layer 2 applier of `meshlb-actors` |
+//! | [`bgp`] | starts the BGP applier of `meshlb-actors` (peers, listener, BFD, Router Discovery, the drain) and connects it to the agent |
 //! | [`local_address`] | service addresses (Layer 2's and BGP's) delivered by local routes, the kernel kept from answering ARP for them |
 
 pub mod app;
