@@ -648,7 +648,7 @@ mod tests {
         assert!(errors[0].contains("spec.ports: required"), "{errors:?}");
     }
 
-    /// The Nodes a reading holds reach the hub even when its configuration
+    /// The Nodes a reading holds are published even when its configuration
     /// is refused and none has run yet (the mesh bootstraps from them);
     /// an unreadable input leaves the last Nodes read in place.
     #[tokio::test]
