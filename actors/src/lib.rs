@@ -25,8 +25,6 @@ pub mod netlink;
 
 pub use error::ActorError;
 
-/// Now, on tokio's clock: the one the actors' timers follow (and that a
-/// test's paused clock moves), given to the sans-IO cores as their time.
-pub fn now() -> std::time::Instant {
-    tokio::time::Instant::now().into_std()
-}
+/// Now, on tokio's clock (the mesh's, [`meshlb_gossip::now`]): what the
+/// actors give the sans-IO cores as their time.
+pub use meshlb_gossip::now;

@@ -13,7 +13,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::time::Instant;
 
 use crate::identity::NodeId;
 use crate::mesh::{MemberView, Mesh, MeshEvent, MeshStats, ServicePlan};
@@ -153,14 +152,13 @@ pub async fn start(config: DriverConfig) -> Result<MeshHandle, DriverError> {
     let mut seed = [0u8; 8];
     seed.copy_from_slice(&random[16..]);
     let identity = NodeId::new(config.node.clone(), config.bind, wall_ms());
-    let origin = Instant::now();
-    let mut mesh = Mesh::new(identity, config.profile.clone(), u64::from_le_bytes(seed), 1);
+    let mut mesh = Mesh::new(identity, config.profile.clone(), u64::from_le_bytes(seed), crate::now());
     mesh.set_fence(config.fence.clone());
     let labels = config.labels.clone();
     if let Err(e) = mesh.set_labels(labels) {
         tracing::warn!("node labels left out of the record: {e}");
     }
-    mesh.join(&config.seeds, 1);
+    mesh.join(&config.seeds, crate::now());
     let channel = SecureChannel::new(config.keyring.clone(), &config.label, epoch, config.max_age_ms);
     let (commands, command_rx) = mpsc::channel(64);
     let (event_tx, events) = mpsc::unbounded_channel();
@@ -170,7 +168,6 @@ pub async fn start(config: DriverConfig) -> Result<MeshHandle, DriverError> {
         socket,
         channel,
         mesh,
-        origin,
         events: event_tx,
         status: status_tx,
         announce: announce_tx,
@@ -190,7 +187,6 @@ struct MeshTask {
     socket: UdpSocket,
     channel: SecureChannel,
     mesh: Mesh,
-    origin: Instant,
     events: mpsc::UnboundedSender<MeshEvent>,
     status: watch::Sender<MeshStatus>,
     announce: watch::Sender<BTreeSet<IpAddr>>,
@@ -244,10 +240,6 @@ pub fn drop_reason_name(reason: DropReason) -> &'static str {
 }
 
 impl MeshTask {
-    fn now_ms(&self) -> u64 {
-        self.origin.elapsed().as_millis() as u64 + 1
-    }
-
     async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         let mut buf = vec![0u8; 65_536];
         let mut leaving: Option<oneshot::Sender<()>> = None;
@@ -257,16 +249,13 @@ impl MeshTask {
         loop {
             // The mesh says when it next needs the clock (at most
             // EVALUATE_EVERY_MS away); it notices a stall itself.
-            let due = self.origin + Duration::from_millis(self.mesh.poll_timeout().saturating_sub(1));
+            let due = tokio::time::Instant::from_std(self.mesh.poll_timeout());
             tokio::select! {
                 received = self.socket.recv_from(&mut buf) => match received {
                     Ok((len, from)) => self.receive(from, &buf[..len]),
                     Err(e) => tracing::warn!("gossip socket: {e}"),
                 },
-                () = tokio::time::sleep_until(due) => {
-                    let now = self.now_ms();
-                    self.mesh.handle_timeout(now);
-                }
+                () = tokio::time::sleep_until(due) => self.mesh.handle_timeout(crate::now()),
                 _ = drop_summary.tick() => self.summarise_drops(),
                 command = commands.recv() => match command {
                     Some(Command::SetServices(plan)) => {
@@ -289,8 +278,7 @@ impl MeshTask {
                         }
                     }
                     Some(Command::Leave(done)) => {
-                        let now = self.now_ms();
-                        if let Err(e) = self.mesh.begin_leave(now) {
+                        if let Err(e) = self.mesh.begin_leave(crate::now()) {
                             tracing::warn!("begin leave: {e}");
                         }
                         leaving = Some(done);
@@ -316,8 +304,7 @@ impl MeshTask {
                 return;
             }
         };
-        let now = self.now_ms();
-        if let Err(e) = self.mesh.handle_datagram(from, &plaintext, now) {
+        if let Err(e) = self.mesh.handle_datagram(from, &plaintext, crate::now()) {
             tracing::debug!(%from, "gossip datagram refused: {e}");
         }
     }
@@ -327,8 +314,8 @@ impl MeshTask {
         while let Some(event) = self.mesh.poll_event() {
             changed = true;
             match &event {
-                MeshEvent::Stalled(ms) => tracing::warn!(
-                    stalled_ms = ms,
+                MeshEvent::Stalled(stalled) => tracing::warn!(
+                    stalled_ms = stalled.as_millis(),
                     "this agent was stalled; announcing nothing until it has re-learned the mesh"
                 ),
                 // Handed over: silence before the goodbye goes out.

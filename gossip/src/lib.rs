@@ -29,3 +29,9 @@ pub mod profile;
 pub mod record;
 pub mod secure;
 pub mod sim;
+
+/// Now, on tokio's clock: the one the agent's timers follow (and that a
+/// test's paused clock moves), given to the sans-IO cores as their time.
+pub fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}

@@ -4,8 +4,9 @@
 //! The caller owns the clock and the socket (quinn's pattern): it feeds
 //! datagrams with [`Mesh::handle_datagram`], calls [`Mesh::handle_timeout`]
 //! at [`Mesh::poll_timeout`], and sends what [`Mesh::poll_transmit`] yields.
-//! Time is milliseconds on any monotonic clock, so the simulation runs it
-//! on virtual time and the agent on tokio's. The mesh keeps all of its own
+//! Time is an `Instant` with every call, as in the other sans-IO cores, so
+//! the simulation runs it on virtual time and the agent on tokio's; inside,
+//! the mesh counts milliseconds from its start. The mesh keeps all of its own
 //! timing, so both run the same code: when ownership is evaluated (at least
 //! every [`EVALUATE_EVERY_MS`], and at once after a change it depends on:
 //! [`Mesh::take_evaluation_due`]), what a stall is ([`STALL_MS`]: a gap in
@@ -31,7 +32,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut};
 use foca::{Foca, Notification, Runtime, Timer};
@@ -77,9 +78,9 @@ pub enum MeshEvent {
     /// No other member is reachable.
     Idle,
     /// This node was stalled (its process frozen, its machine paused) for
-    /// this many ms: what it knew of the mesh is stale, so it announces
+    /// this long: what it knew of the mesh is stale, so it announces
     /// nothing until it has settled again (see [`STALL_MS`]).
-    Stalled(u64),
+    Stalled(Duration),
     /// The graceful leave begun by [`Mesh::begin_leave`] is done: this node
     /// announces nothing and has told the others it is gone.
     Left,
@@ -137,12 +138,12 @@ pub const RECENT_DETECTIONS: usize = 32;
 pub struct FailureDetection {
     /// The member.
     pub member: String,
-    /// When it was declared down (the mesh's clock, ms).
-    pub at_ms: u64,
+    /// When it was declared down.
+    pub at: Instant,
     /// How long before that this node last received a datagram from it:
     /// an upper bound of the detection time, since the member failed after
     /// it last spoke. `None` when this node never heard it directly.
-    pub silent_ms: Option<u64>,
+    pub silent: Option<Duration>,
 }
 
 /// One member as this node sees it.
@@ -325,6 +326,9 @@ pub struct Mesh {
     book: SharedBook,
     rng: Xoshiro256PlusPlus,
     profile: Profile,
+    /// The time the mesh counts its milliseconds from (its start).
+    origin: Instant,
+    /// Now, in milliseconds from `origin`.
     now_ms: u64,
     /// foca's timers by (due time, submission order): fired in that order.
     timers: BTreeMap<(u64, u64), Timer<NodeId>>,
@@ -410,7 +414,8 @@ impl std::fmt::Debug for Mesh {
 impl Mesh {
     /// A mesh member with `identity`, not yet joined. `seed` seeds its
     /// random choices (whom to probe, gossip and sync with).
-    pub fn new(identity: NodeId, profile: Profile, seed: u64, now_ms: u64) -> Mesh {
+    pub fn new(identity: NodeId, profile: Profile, seed: u64, now: Instant) -> Mesh {
+        let now_ms = 0;
         let book = SharedBook::default();
         let own = NodeRecord::new(identity.name.clone(), identity.boot);
         let mut foca = Foca::with_custom_broadcast(
@@ -433,6 +438,7 @@ impl Mesh {
             next_anti_entropy_ms: now_ms + profile.anti_entropy_ms,
             next_seed_announce_ms: now_ms,
             profile,
+            origin: now,
             now_ms,
             timers: BTreeMap::new(),
             timer_seq: 0,
@@ -519,8 +525,8 @@ impl Mesh {
     /// Joins through `seeds` (gossip addresses; this node's own is skipped).
     /// Seeds are announced to again every `rejoin_seeds_ms` while no other
     /// member is reachable, so the order agents start in does not matter.
-    pub fn join(&mut self, seeds: &[SocketAddr], now_ms: u64) {
-        self.now_ms = self.now_ms.max(now_ms);
+    pub fn join(&mut self, seeds: &[SocketAddr], now: Instant) {
+        self.now_ms = self.now_ms.max(self.ms(now));
         self.joined_at_ms = self.now_ms;
         let own = self.identity().addr;
         self.seeds = seeds.iter().copied().filter(|s| *s != own).collect();
@@ -566,7 +572,7 @@ impl Mesh {
 
     /// When [`Mesh::handle_timeout`] should next be called: never later
     /// than the next periodic evaluation.
-    pub fn poll_timeout(&self) -> u64 {
+    pub fn poll_timeout(&self) -> Instant {
         let timer = self.timers.first_key_value().map_or(u64::MAX, |((due, _), _)| *due);
         let mut next = timer.min(self.next_anti_entropy_ms).min(self.next_evaluation_ms);
         if let Some(at) = self.leave_at_ms.filter(|_| !self.left) {
@@ -584,7 +590,19 @@ impl Mesh {
         if let Some(released) = self.released_ms.values().min() {
             next = next.min(released + HANDBACK_GUARD_MS);
         }
-        next
+        self.instant(next)
+    }
+
+    /// `now` in the mesh's milliseconds (from its start).
+    fn ms(&self, now: Instant) -> u64 {
+        u64::try_from(now.saturating_duration_since(self.origin).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The mesh's milliseconds `ms` as a time.
+    fn instant(&self, ms: u64) -> Instant {
+        // A mesh that ran for centuries: as far as the clock goes.
+        let far = Duration::from_secs(100 * 365 * 24 * 3600);
+        self.origin + Duration::from_millis(ms).min(far)
     }
 
     /// Whether something time-driven that ownership depends on came due
@@ -602,15 +620,15 @@ impl Mesh {
         let gap = self.now_ms.saturating_sub(self.last_turn_ms);
         self.last_turn_ms = self.now_ms;
         if gap >= STALL_MS.max(2 * self.evaluate_every_ms) && !self.left {
-            self.events.push_back(MeshEvent::Stalled(gap));
+            self.events.push_back(MeshEvent::Stalled(Duration::from_millis(gap)));
             self.resettle(self.now_ms);
             self.evaluation_due = true;
         }
     }
 
-    /// Fires every timer due at `now_ms`, in order.
-    pub fn handle_timeout(&mut self, now_ms: u64) {
-        self.turn(now_ms);
+    /// Fires every timer due at `now`, in order.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.turn(self.ms(now));
         if self.now_ms >= self.next_evaluation_ms {
             self.next_evaluation_ms = self.now_ms + self.evaluate_every_ms;
             self.evaluation_due = true;
@@ -665,8 +683,8 @@ impl Mesh {
     }
 
     /// Takes one datagram (already authenticated and decrypted).
-    pub fn handle_datagram(&mut self, from: SocketAddr, data: &[u8], now_ms: u64) -> Result<(), MeshError> {
-        self.turn(now_ms);
+    pub fn handle_datagram(&mut self, from: SocketAddr, data: &[u8], now: Instant) -> Result<(), MeshError> {
+        self.turn(self.ms(now));
         self.stats.received_datagrams += 1;
         self.last_heard_ms.insert(from, self.now_ms);
         let result = self.dispatch(from, data);
@@ -745,14 +763,14 @@ impl Mesh {
         Ok(())
     }
 
-    /// Starts a graceful leave at `now_ms`: the record says `leaving`, so the others
+    /// Starts a graceful leave at `now`: the record says `leaving`, so the others
     /// stop counting this node as a candidate and its successors start
     /// announcing while it still does. After the handover time
     /// ([`Mesh::handover_ms`]) [`Mesh::handle_timeout`] ends it: this node
     /// announces nothing, tells a few members it is gone, and emits
     /// [`MeshEvent::Left`].
-    pub fn begin_leave(&mut self, now_ms: u64) -> Result<(), MeshError> {
-        self.turn(now_ms);
+    pub fn begin_leave(&mut self, now: Instant) -> Result<(), MeshError> {
+        self.turn(self.ms(now));
         if self.leave_at_ms.is_none() {
             self.leave_at_ms = Some(self.now_ms + self.handover_ms());
         }
@@ -1192,14 +1210,15 @@ impl Mesh {
 
     fn record_detection(&mut self, id: &NodeId, last_heard_ms: Option<u64>) {
         self.stats.failures_detected += 1;
+        let at = self.instant(self.now_ms);
         let detections = &mut self.stats.recent_detections;
         if detections.len() == RECENT_DETECTIONS {
             detections.pop_front();
         }
         detections.push_back(FailureDetection {
             member: id.name.clone(),
-            at_ms: self.now_ms,
-            silent_ms: last_heard_ms.map(|heard| self.now_ms.saturating_sub(heard)),
+            at,
+            silent: last_heard_ms.map(|heard| Duration::from_millis(self.now_ms.saturating_sub(heard))),
         });
     }
 

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
 
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
@@ -42,6 +43,8 @@ pub struct SimNode {
 pub struct SimNet {
     /// Virtual time, ms.
     pub now_ms: u64,
+    /// The meshes' clock at virtual time 0.
+    origin: Instant,
     /// Nodes, by index.
     pub nodes: Vec<SimNode>,
     /// Fraction of datagrams lost, 0 to 1.
@@ -70,6 +73,16 @@ pub struct SimNet {
 }
 
 impl SimNet {
+    /// Virtual time `ms` on the meshes' clock.
+    fn at(&self, ms: u64) -> Instant {
+        self.origin + Duration::from_millis(ms)
+    }
+
+    /// A time on the meshes' clock as virtual time, ms.
+    pub fn ms_of(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.origin).as_millis()).unwrap_or(u64::MAX)
+    }
+
     /// `n` nodes named `node-000`…, not yet started.
     pub fn new(n: usize, profile: Profile, seed: u64) -> SimNet {
         let nodes: Vec<SimNode> = (0..n)
@@ -88,6 +101,7 @@ impl SimNet {
         let by_addr = nodes.iter().enumerate().map(|(i, n)| (n.addr, i)).collect();
         SimNet {
             now_ms: 1,
+            origin: Instant::now(),
             group: vec![0; n],
             nodes,
             loss: 0.0,
@@ -168,13 +182,14 @@ impl SimNet {
         let seeds: Vec<SocketAddr> = self.nodes.iter().take(3).map(|n| n.addr).collect();
         let seed = self.rng.random::<u64>();
         let plan = self.plan();
+        let now = self.at(self.now_ms);
         let node = &mut self.nodes[i];
         let id = NodeId::new(node.name.clone(), node.addr, self.now_ms);
-        let mut mesh = Mesh::new(id, self.profile.clone(), seed, self.now_ms);
+        let mut mesh = Mesh::new(id, self.profile.clone(), seed, now);
         mesh.set_fence(Fence::default().expecting(self.expected_members));
         mesh.set_evaluation_interval(self.evaluate_every_ms);
         let _ = mesh.set_services(plan);
-        mesh.join(&seeds, self.now_ms);
+        mesh.join(&seeds, now);
         node.mesh = Some(mesh);
         node.frozen = false;
         node.announcing.clear();
@@ -203,8 +218,9 @@ impl SimNet {
     /// Begins node `i`'s graceful leave, as its agent does on SIGTERM; its
     /// mesh ends it after the handover time ([`MeshEvent::Left`]).
     pub fn leave(&mut self, i: usize) {
+        let now = self.at(self.now_ms);
         if let Some(mesh) = self.nodes[i].mesh.as_mut()
-            && let Err(e) = mesh.begin_leave(self.now_ms)
+            && let Err(e) = mesh.begin_leave(now)
         {
             tracing::warn!("begin leave: {e}");
         }
@@ -302,7 +318,7 @@ impl SimNet {
                 .filter(|n| !n.frozen)
                 .filter_map(|n| n.mesh.as_ref().map(Mesh::poll_timeout))
                 .min()
-                .unwrap_or(u64::MAX);
+                .map_or(u64::MAX, |at| self.ms_of(at));
             let next = next_packet.min(next_timer);
             if next > end {
                 self.now_ms = end;
@@ -316,12 +332,13 @@ impl SimNet {
                 if self.nodes[j].frozen {
                     continue;
                 }
+                let now = self.at(self.now_ms);
                 if let Some(mesh) = self.nodes[j].mesh.as_mut() {
-                    let _ = mesh.handle_datagram(from, &data, self.now_ms);
+                    let _ = mesh.handle_datagram(from, &data, now);
                     self.flush(j);
                 }
             } else {
-                let now = self.now_ms;
+                let now = self.at(self.now_ms);
                 let due: Vec<usize> = (0..self.nodes.len())
                     .filter(|&i| {
                         !self.nodes[i].frozen && self.nodes[i].mesh.as_ref().is_some_and(|m| m.poll_timeout() <= now)

@@ -111,10 +111,10 @@ fn a_crashed_owner_is_detected_within_the_bound_and_replaced() {
         assert_eq!(stats.failures_detected, 1, "node {i}: {stats:?}");
         let detection = &stats.recent_detections[0];
         assert_eq!(detection.member, name);
-        assert_eq!(detection.at_ms, seen);
-        if let Some(silent) = detection.silent_ms {
+        assert_eq!(net.ms_of(detection.at), seen);
+        if let Some(silent) = detection.silent.map(|d| d.as_millis()) {
             assert!(
-                silent >= seen - crashed_at,
+                silent >= u128::from(seen - crashed_at),
                 "node {i}: silent {silent} ms, took {}",
                 seen - crashed_at
             );

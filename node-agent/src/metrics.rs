@@ -311,8 +311,8 @@ impl Sampler {
         let recent = &stats.recent_detections;
         let skip = recent.len().saturating_sub(usize::try_from(new).unwrap_or(usize::MAX));
         for detection in recent.iter().skip(skip) {
-            if let Some(silent_ms) = detection.silent_ms {
-                histogram!(FAILURE_DETECTION_SECONDS).record(silent_ms as f64 / 1000.0);
+            if let Some(silent) = detection.silent {
+                histogram!(FAILURE_DETECTION_SECONDS).record(silent.as_secs_f64());
             }
         }
         self.failures_recorded = stats.failures_detected;
@@ -517,10 +517,10 @@ pub(crate) mod tests {
     #[test]
     fn each_failure_detection_is_recorded_once() {
         use meshlb_gossip::mesh::{FailureDetection, MeshStats};
-        let detection = |member: &str, silent_ms| FailureDetection {
+        let detection = |member: &str, silent_ms: Option<u64>| FailureDetection {
             member: member.into(),
-            at_ms: 0,
-            silent_ms,
+            at: std::time::Instant::now(),
+            silent: silent_ms.map(std::time::Duration::from_millis),
         };
         let mut stats = MeshStats {
             failures_detected: 1,
