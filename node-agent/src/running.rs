@@ -37,19 +37,10 @@ pub struct RunningState {
 
 /// What the pipeline decides, for what acts on it. See the module
 /// documentation.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Decisions {
     running: watch::Sender<Arc<RunningState>>,
     nodes: watch::Sender<Arc<Nodes>>,
-}
-
-impl Default for Decisions {
-    fn default() -> Decisions {
-        Decisions {
-            running: watch::Sender::new(Arc::default()),
-            nodes: watch::Sender::new(Arc::default()),
-        }
-    }
 }
 
 impl Decisions {

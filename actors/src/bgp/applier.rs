@@ -38,6 +38,7 @@ use meshlb_config::config::PeerEndpoint;
 use meshlb_gossip::driver::{Command, MeshStatus};
 use meshlb_gossip::record::BgpSection;
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio_stream::wrappers::WatchStream;
 
 use crate::bfd::actor::{BfdActor, BfdPeer, BfdReporter, BfdSockets, SetBfdPeers, StopBfd};
 use crate::bgp::drain::{Drain, DrainAction, Lingering, Stopping, WITHDRAW_LINGER, graceful_shutdown};
@@ -199,7 +200,7 @@ impl BgpApplier {
     /// Starts the applier on the current arbiter (inside an actix system).
     pub fn start(mut inputs: BgpApplierInputs) -> Addr<BgpApplier> {
         let replan = std::mem::replace(&mut inputs.replan, Box::pin(futures_util::stream::empty()));
-        let deliverable = changes(inputs.deliverable.clone());
+        let deliverable = WatchStream::from_changes(inputs.deliverable.clone());
         BgpApplier::create(move |ctx| {
             ctx.add_stream(replan.map(|()| Heard::Replan));
             ctx.add_stream(deliverable.map(Heard::Deliverable));
@@ -625,9 +626,7 @@ impl actix::Handler<Stop> for BgpApplier {
             timer: None,
         });
         // The mesh as it is, then each change.
-        let mut mesh = self.inputs.mesh_status.clone();
-        mesh.mark_changed();
-        ctx.add_stream(changes(mesh).map(|_| Heard::Mesh));
+        ctx.add_stream(WatchStream::new(self.inputs.mesh_status.clone()).map(|_| Heard::Mesh));
         self.drive_drain(ctx);
         Box::pin(
             async move { answered.await.unwrap_or_default() }
@@ -747,13 +746,4 @@ fn stop_answering(kept: BTreeSet<IpAddr>) -> actix::ResponseActFuture<BgpApplier
             kept
         }),
     )
-}
-
-/// Each value `watch` takes after the one seen, as a stream.
-fn changes<T: Clone + 'static>(watch: watch::Receiver<T>) -> impl Stream<Item = T> {
-    futures_util::stream::unfold(watch, |mut rx| async move {
-        rx.changed().await.ok()?;
-        let value = rx.borrow_and_update().clone();
-        Some((value, rx))
-    })
 }

@@ -17,12 +17,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use std::time::Instant;
+
 use actix::dev::ToEnvelope;
 use actix::{
     Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message, Recipient, ResponseFuture, StreamHandler,
 };
-use std::time::Instant;
+use futures_util::StreamExt as _;
 use tokio::sync::watch;
+use tokio_stream::wrappers::WatchStream;
 
 use crate::l2::interface::{Answer, Shutdown};
 use crate::l2::plan::L2Plan;
@@ -75,8 +78,10 @@ pub fn changes(
     told: &mut BTreeMap<String, BTreeSet<IpAddr>>,
     mut wanted: BTreeMap<String, BTreeSet<IpAddr>>,
 ) -> Vec<(String, BTreeSet<IpAddr>)> {
+    let names: BTreeSet<String> = told.keys().chain(wanted.keys()).cloned().collect();
     let mut out = Vec::new();
-    for (name, before) in std::mem::take(told) {
+    for name in names {
+        let before = told.remove(&name).unwrap_or_default();
         let now = wanted.remove(&name).unwrap_or_default();
         if now != before {
             out.push((name.clone(), now.clone()));
@@ -85,13 +90,6 @@ pub fn changes(
             told.insert(name, now);
         }
     }
-    for (name, now) in wanted {
-        if !now.is_empty() {
-            out.push((name.clone(), now.clone()));
-            told.insert(name, now);
-        }
-    }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
     out
 }
 
@@ -149,12 +147,7 @@ impl Actor for Layer2Applier {
     fn started(&mut self, ctx: &mut Context<Self>) {
         if let Some(owned) = self.owned_rx.take() {
             self.owned = owned.borrow().clone();
-            let decisions = futures_util::stream::unfold(owned, |mut rx| async move {
-                rx.changed().await.ok()?;
-                let set = rx.borrow_and_update().clone();
-                Some((Owned(set), rx))
-            });
-            ctx.add_stream(decisions);
+            ctx.add_stream(WatchStream::from_changes(owned).map(Owned));
         }
     }
 }
