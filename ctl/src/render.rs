@@ -167,7 +167,7 @@ pub fn service(s: &pb::Service) -> String {
             "ADDRESS",
             "LAYER2 OWNER",
             "BGP ANNOUNCERS",
-            "CANDIDATES (RANKED)",
+            "CANDIDATES (IN PLACEMENT ORDER)",
             "WHY",
         ],
         rows,
@@ -175,8 +175,8 @@ pub fn service(s: &pb::Service) -> String {
     out
 }
 
-/// Candidates in rank order, with their weight where they have one and
-/// `settling` where they are.
+/// Candidates in placement order, with their weight where they have one,
+/// how many addresses each announces, and `settling` where they are.
 fn candidates(candidates: &[pb::Candidate]) -> String {
     let names: Vec<String> = candidates
         .iter()
@@ -185,6 +185,7 @@ fn candidates(candidates: &[pb::Candidate]) -> String {
             if c.weight > 0 {
                 name.push_str(&format!("(weight {})", c.weight));
             }
+            name.push_str(&format!("({} announced)", c.announcing));
             if c.settling {
                 name.push_str("(settling)");
             }
@@ -376,11 +377,13 @@ mod tests {
                             node: "node2".into(),
                             weight: 10,
                             settling: false,
+                            announcing: 2,
                         },
                         pb::Candidate {
                             node: "node1".into(),
                             weight: 0,
                             settling: true,
+                            announcing: 0,
                         },
                     ],
                 },
@@ -401,7 +404,10 @@ mod tests {
         assert!(text.contains("node2 owns it (Layer 2)"), "{text}");
         assert!(text.contains("2 nodes claim it"), "{text}");
         assert!(text.contains("serveable here, answered on eth0"), "{text}");
-        assert!(text.contains("node2(weight 10)>node1(settling)"), "{text}");
+        assert!(
+            text.contains("node2(weight 10)(2 announced)>node1(0 announced)(settling)"),
+            "{text}"
+        );
         assert_eq!(services(std::slice::from_ref(&service)).lines().count(), 2);
         assert!(services(&[service]).contains("node1,node2,node3"));
     }

@@ -16,7 +16,8 @@
 //! | [`profile`] | timing profiles and what each knob does |
 //! | [`mesh`] | the sans-IO core: foca, ordered timers, anti-entropy, fence, ownership view |
 //! | [`secure`] | the datagram envelope: XChaCha20-Poly1305, keyring, replay window |
-//! | [`ownership`] | ranked owners per address (MetalLB's rendezvous hash, weights, groups, non-revertive), quorum fence |
+//! | [`ownership`] | candidates, MetalLB's rank (weights, rendezvous hash), address groups, when a new owner may start, quorum fence |
+//! | [`placement`] | where each address group is announced: balanced across services, minimal-move, weights and failback |
 //! | [`sim`] | a deterministic virtual network to run many meshes on virtual time |
 //! | [`driver`] | the mesh on a real UDP socket under tokio |
 
@@ -25,6 +26,7 @@ pub mod driver;
 pub mod identity;
 pub mod mesh;
 pub mod ownership;
+pub mod placement;
 pub mod profile;
 pub mod record;
 pub mod secure;

@@ -41,7 +41,8 @@ use rand::{RngExt, SeedableRng};
 
 use crate::codec::MeshCodec;
 use crate::identity::NodeId;
-use crate::ownership::{Candidate, Claimants, Failback, Fence, FenceStatus, may_start_announcing, service_owners};
+use crate::ownership::{Candidate, Claimants, Failback, Fence, FenceStatus, may_start_announcing};
+use crate::placement::{Demand, place};
 use crate::profile::{MAX_PLAINTEXT, Profile};
 use crate::record::{BgpSection, Layer2Section, NodeRecord, RecordBook, ServiceId, SharedBook};
 
@@ -344,7 +345,11 @@ pub struct Mesh {
     /// address could stick to a node that is not announcing it. Over UDP the
     /// renewed identity and the new record travel in different datagrams,
     /// so others may see the member alive before its new record arrives.
-    stale_claims: BTreeSet<String>,
+    /// A member seen alive again whose record stays the same (it never
+    /// stopped: this node was the one cut off from it) counts again a
+    /// detection bound after it came back (the time here, `Some`), long
+    /// after a thawed member's new record would have arrived.
+    stale_claims: BTreeMap<String, Option<u64>>,
     /// Members declared down without this node having seen them suspected
     /// first, and until when their claims still count. A crashed member is
     /// suspected for a suspicion time before it is declared down, and the
@@ -357,6 +362,19 @@ pub struct Mesh {
     /// until it is back; waiting a suspicion time for it costs a real
     /// failover that much only where the suspicion was lost on the way.
     presumed_alive: BTreeMap<String, (NodeId, u64)>,
+    /// Members this node declared down lately (while it had quorum: in
+    /// the last two detection bounds; without quorum: all of them), with
+    /// their identity and when. A node that learns it was declared down
+    /// ([`MeshEvent::Rejoined`]) was the one cut off: the deaths it
+    /// concluded meanwhile are its own view, not the mesh's, and foca keeps
+    /// them until each member renews its identity, which the member does
+    /// only once it hears of its death (this node's announcements to down
+    /// members reach it only over a direct path). So on rejoining it
+    /// presumes them alive (see `presumed_alive`) for two announcement
+    /// rounds and a detection bound; otherwise, with quorum back, it would
+    /// take over what they still announce (the placement gives a returning
+    /// node, the least loaded, exactly those addresses).
+    recent_deaths: BTreeMap<String, (NodeId, u64)>,
     /// Members seen suspected in their current identity.
     suspected: BTreeSet<NodeId>,
     fence: Fence,
@@ -446,8 +464,9 @@ impl Mesh {
             events: VecDeque::new(),
             own,
             live: BTreeMap::new(),
-            stale_claims: BTreeSet::new(),
+            stale_claims: BTreeMap::new(),
             presumed_alive: BTreeMap::new(),
+            recent_deaths: BTreeMap::new(),
             suspected: BTreeSet::new(),
             fence: Fence::default(),
             had_quorum: false,
@@ -590,6 +609,9 @@ impl Mesh {
         if let Some(released) = self.released_ms.values().min() {
             next = next.min(released + HANDBACK_GUARD_MS);
         }
+        if let Some(counts_again) = self.stale_claims.values().flatten().min() {
+            next = next.min(*counts_again);
+        }
         self.instant(next)
     }
 
@@ -672,7 +694,12 @@ impl Mesh {
             .collect();
         for name in expired {
             self.presumed_alive.remove(&name);
-            self.stale_claims.insert(name);
+            self.stale_claims.insert(name, None);
+            self.evaluation_due = true;
+        }
+        let renewed = self.stale_claims.len();
+        self.stale_claims.retain(|_, until| until.is_none_or(|at| at > now));
+        if self.stale_claims.len() != renewed {
             self.evaluation_due = true;
         }
         if self.released_ms.values().any(|at| at + HANDBACK_GUARD_MS <= now) {
@@ -990,7 +1017,7 @@ impl Mesh {
         let mut claimants = Claimants::new();
         for record in records
             .iter()
-            .filter(|r| !r.ownership.settling && !self.stale_claims.contains(&r.node))
+            .filter(|r| !r.ownership.settling && !self.stale_claims.contains_key(&r.node))
         {
             for address in &record.ownership.claims {
                 claimants.entry(*address).or_default().insert(record.node.clone());
@@ -1003,48 +1030,56 @@ impl Mesh {
         let mut mine = BTreeSet::new();
         let mut released = BTreeMap::new();
         let weight = &self.plan.weight;
-        for service in self.plan.services.iter().filter(|_| active) {
-            let candidates: Vec<Candidate> = records
-                .iter()
-                .filter(|r| r.serves(service.id))
-                .map(|r| Candidate {
-                    node: r.node.clone(),
-                    weight: weight(r, service),
-                    settling: r.ownership.settling,
-                })
-                .collect();
-            let owners = service_owners(&service.addresses, &candidates, service.failback, &claimants);
-            for (address, owner) in owners {
-                let announcing_now = self.own.ownership.claims.contains(&address);
-                match owner {
-                    Some(owner)
-                        if owner == me
-                            && (announcing_now || may_start)
-                            && may_start_announcing(&me, address, announcing_now, &claimants) =>
-                    {
-                        // Released a moment ago by a member still live:
-                        // let its answering go quiet first.
-                        let released_at = self.released_ms.get(&address).copied().or_else(|| {
-                            let by_live = self
-                                .last_claimants
-                                .get(&address)
-                                .is_some_and(|before| before.iter().any(|n| *n != me && self.live.contains_key(n)));
-                            (by_live && !announcing_now).then_some(self.now_ms)
-                        });
-                        match released_at {
-                            Some(at) if self.now_ms < at + HANDBACK_GUARD_MS => {
-                                released.insert(address, at);
-                            }
-                            _ => {
-                                mine.insert(address);
-                            }
+        let demands: Vec<Demand<'_>> = self
+            .plan
+            .services
+            .iter()
+            .filter(|_| active)
+            .map(|service| Demand {
+                id: service.id,
+                addresses: &service.addresses,
+                candidates: records
+                    .iter()
+                    .filter(|r| r.serves(service.id))
+                    .map(|r| Candidate {
+                        node: r.node.clone(),
+                        weight: weight(r, service),
+                        settling: r.ownership.settling,
+                    })
+                    .collect(),
+                failback: service.failback,
+            })
+            .collect();
+        for (address, owner) in place(&demands, &claimants) {
+            let announcing_now = self.own.ownership.claims.contains(&address);
+            match owner {
+                Some(owner)
+                    if owner == me
+                        && (announcing_now || may_start)
+                        && may_start_announcing(&me, address, announcing_now, &claimants) =>
+                {
+                    // Released a moment ago by a member still live:
+                    // let its answering go quiet first.
+                    let released_at = self.released_ms.get(&address).copied().or_else(|| {
+                        let by_live = self
+                            .last_claimants
+                            .get(&address)
+                            .is_some_and(|before| before.iter().any(|n| *n != me && self.live.contains_key(n)));
+                        (by_live && !announcing_now).then_some(self.now_ms)
+                    });
+                    match released_at {
+                        Some(at) if self.now_ms < at + HANDBACK_GUARD_MS => {
+                            released.insert(address, at);
+                        }
+                        _ => {
+                            mine.insert(address);
                         }
                     }
-                    Some(owner) if announcing_now => {
-                        successors.insert(owner);
-                    }
-                    _ => {}
                 }
+                Some(owner) if announcing_now => {
+                    successors.insert(owner);
+                }
+                _ => {}
             }
         }
         drop(records);
@@ -1151,7 +1186,23 @@ impl Mesh {
                     self.live.insert(new.name.clone(), new);
                 }
             }
-            N::Rejoin(id) => self.events.push_back(MeshEvent::Rejoined(id)),
+            N::Rejoin(id) => {
+                // The others declared this node down: it was the one cut
+                // off. The members it took for down meanwhile kept
+                // announcing what their records claim (a record that has
+                // not changed since is not stale, and may not change
+                // again), and those it still takes for down are presumed
+                // alive until they renew or the presumption runs out.
+                self.stale_claims.clear();
+                let until = self.now_ms + 2 * self.profile.announce_down_ms + self.profile.detection_bound_ms();
+                for (name, (member, _)) in std::mem::take(&mut self.recent_deaths) {
+                    if !self.live.contains_key(&name) {
+                        self.presumed_alive.insert(name, (member, until));
+                    }
+                }
+                self.evaluation_due = true;
+                self.events.push_back(MeshEvent::Rejoined(id));
+            }
             N::Idle => self.events.push_back(MeshEvent::Idle),
             N::Active | N::Defunct => {}
         }
@@ -1170,6 +1221,10 @@ impl Mesh {
             return;
         }
         let addr = id.addr;
+        let counts_again = self.now_ms + self.profile.detection_bound_ms();
+        if let Some(until) = self.stale_claims.get_mut(&id.name) {
+            *until = Some(counts_again);
+        }
         self.presumed_alive.remove(&id.name);
         self.suspected.retain(|s| s.name != id.name);
         self.live.insert(id.name.clone(), id.clone());
@@ -1199,11 +1254,14 @@ impl Mesh {
         } else {
             self.record_detection(&id, last_heard);
         }
+        if !left {
+            self.recent_deaths.insert(id.name.clone(), (id.clone(), self.now_ms));
+        }
         if !suspected && !left {
             let until = self.now_ms + self.profile.suspect_to_down_ms;
             self.presumed_alive.insert(id.name.clone(), (id.clone(), until));
         } else {
-            self.stale_claims.insert(id.name.clone());
+            self.stale_claims.insert(id.name.clone(), None);
         }
         self.events.push_back(MeshEvent::MemberDown(id));
     }
@@ -1234,6 +1292,11 @@ impl Mesh {
         let quorum = self.fence.has_quorum(names.iter().map(String::as_str));
         if quorum && !self.had_quorum {
             self.joined_at_ms = self.now_ms;
+        }
+        if quorum {
+            let recent = 2 * self.profile.detection_bound_ms();
+            let now = self.now_ms;
+            self.recent_deaths.retain(|_, (_, at)| *at + recent >= now);
         }
         self.had_quorum = quorum;
     }

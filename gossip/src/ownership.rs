@@ -1,23 +1,15 @@
-//! Who announces each service address: a deterministic function of the
-//! live, eligible members, so every node computes the same answer without
-//! talking to anyone, plus quorum fencing so a minority side goes quiet.
+//! What ownership is built from, besides where groups go
+//! ([`crate::placement`]): candidates and MetalLB's rank, address groups,
+//! when a new owner may start, and the quorum fence, so every node computes
+//! the same answer without talking to anyone and a minority side goes quiet.
 //!
-//! Ranking follows MetalLB, so a mixed MetalLB/meshlb migration picks the
-//! same owners: candidates sorted by preference weight (highest first), then
-//! by `sha256(node + "#" + address)` ascending (rendezvous hashing: removing
-//! a node that does not own an address never moves it; adding one moves only
-//! the addresses it now ranks first for).
-//!
-//! meshlb adds:
-//! - **Groups**: the i-th IPv4 and the i-th IPv6 address of a service form a
-//!   group announced by one node (clients may use either); the groups of a
-//!   service with several addresses per family go to distinct nodes while
-//!   there are enough candidates.
-//! - **Non-revertive ownership** (MetalLB #704, #561): an address whose
-//!   current owner is still a live candidate stays there, instead of moving
-//!   back to a better-ranked node that returned. Should two nodes claim one
-//!   address (a healed partition without fencing), every node keeps the
-//!   better-ranked claimant, so all agree on one.
+//! - **Rank** ([`rank`]): MetalLB's order, preference weight (highest
+//!   first) then `sha256(node + "#" + address)` ascending. The placement
+//!   breaks ties with it, and of several claimants keeps the best-ranked,
+//!   so all agree on one (a healed partition without fencing).
+//! - **Groups** ([`address_groups`]): the i-th IPv4 and the i-th IPv6
+//!   address of a service form a group announced by one node (clients may
+//!   use either).
 //! - **Handover without a gap**: a node still settling (after its start or
 //!   a stall it announces nothing while it re-learns the mesh) does not
 //!   displace a settled member that announces the address; it becomes the
@@ -88,59 +80,7 @@ pub fn address_groups(addresses: &[IpAddr]) -> Vec<Vec<IpAddr>> {
         .collect()
 }
 
-/// The owner of every address of one service. `claimants` says who
-/// announces each address now (from the members' gossiped claims): a
-/// non-revertive address sticks to its best-ranked claimant, and a claimed
-/// address is not given to a settling candidate while a settled one
-/// exists. Addresses with no candidate map to `None`.
-pub fn service_owners(
-    addresses: &[IpAddr],
-    candidates: &[Candidate],
-    failback: Failback,
-    claimants: &Claimants,
-) -> BTreeMap<IpAddr, Option<String>> {
-    // Copied only in the rare evaluation where someone is settling.
-    let any_settling = candidates.iter().any(|c| c.settling);
-    let settled: Vec<Candidate> = if any_settling {
-        candidates.iter().filter(|c| !c.settling).cloned().collect()
-    } else {
-        Vec::new()
-    };
-    let mut owners = BTreeMap::new();
-    let mut used: BTreeSet<&str> = BTreeSet::new();
-    for group in address_groups(addresses) {
-        let Some(first) = group.first() else { continue };
-        let claimed_by = |node: &str| group.iter().any(|a| claimants.get(a).is_some_and(|c| c.contains(node)));
-        let claimed = group.iter().any(|a| claimants.get(a).is_some_and(|c| !c.is_empty()));
-        // An unclaimed group (the cluster starting) ranks every candidate,
-        // so the first node to settle does not take every address.
-        let pool = if claimed && any_settling && !settled.is_empty() {
-            &settled[..]
-        } else {
-            candidates
-        };
-        let ranked = rank(*first, pool);
-        let sticky = match failback {
-            Failback::Revertive => None,
-            Failback::NonRevertive => ranked
-                .iter()
-                .map(|c| c.node.as_str())
-                .find(|node| claimed_by(node) && !used.contains(node)),
-        };
-        let chosen = sticky
-            .or_else(|| ranked.iter().map(|c| c.node.as_str()).find(|n| !used.contains(n)))
-            .or_else(|| ranked.first().map(|c| c.node.as_str()));
-        if let Some(node) = chosen {
-            used.insert(node);
-        }
-        for address in group {
-            owners.insert(address, chosen.map(String::from));
-        }
-    }
-    owners
-}
-
-/// Whether `node`, the owner of `address` by [`service_owners`], may
+/// Whether `node`, the owner of `address` by [`crate::placement::place`], may
 /// announce it: it already does, or no other member claims it any more.
 /// A new owner waits for the previous one's record to drop the address
 /// (members that crashed, left or lost quorum claim nothing here), so two
@@ -419,103 +359,6 @@ mod tests {
                 vec![ip("192.0.2.2"), ip("2001:db8::2")]
             ]
         );
-        let owners = service_owners(
-            &addresses,
-            &nodes(&["a", "b", "c"]),
-            Failback::Revertive,
-            &Claimants::new(),
-        );
-        assert_eq!(
-            owners[&ip("192.0.2.1")],
-            owners[&ip("2001:db8::1")],
-            "a dual-stack pair stays together"
-        );
-        assert_ne!(
-            owners[&ip("192.0.2.1")],
-            owners[&ip("192.0.2.2")],
-            "groups go to distinct nodes"
-        );
-        // One candidate: everything on it rather than nothing.
-        let owners = service_owners(&addresses, &nodes(&["a"]), Failback::Revertive, &Claimants::new());
-        assert!(owners.values().all(|o| o.as_deref() == Some("a")));
-        let none = service_owners(&addresses, &[], Failback::Revertive, &Claimants::new());
-        assert!(none.values().all(Option::is_none));
-    }
-
-    #[test]
-    fn non_revertive_keeps_the_current_owner() {
-        let address = ip("192.0.2.9");
-        let all = nodes(&["n1", "n2", "n3"]);
-        let best = rank(address, &all)[0].node.clone();
-        let other = rank(address, &all)[1].node.clone();
-        let current = claimed(&[(address, &other)]);
-        let revertive = service_owners(&[address], &all, Failback::Revertive, &current);
-        assert_eq!(
-            revertive[&address].as_deref(),
-            Some(best.as_str()),
-            "revertive: back to the best"
-        );
-        let sticky = service_owners(&[address], &all, Failback::NonRevertive, &current);
-        assert_eq!(
-            sticky[&address].as_deref(),
-            Some(other.as_str()),
-            "non-revertive: stays"
-        );
-        let without_other: Vec<Candidate> = all.iter().filter(|c| c.node != other).cloned().collect();
-        let moved = service_owners(&[address], &without_other, Failback::NonRevertive, &current);
-        assert_eq!(
-            moved[&address].as_deref(),
-            Some(best.as_str()),
-            "a dead owner does not hold on"
-        );
-    }
-
-    #[test]
-    fn a_settling_node_does_not_displace_a_settled_claimant() {
-        let address = ip("192.0.2.9");
-        let mut all = nodes(&["n1", "n2", "n3"]);
-        let best = rank(address, &all)[0].node.clone();
-        let other = rank(address, &all)[1].node.clone();
-        for c in &mut all {
-            c.settling = c.node == best;
-        }
-        let held = claimed(&[(address, &other)]);
-        let owners = service_owners(&[address], &all, Failback::Revertive, &held);
-        assert_eq!(
-            owners[&address].as_deref(),
-            Some(other.as_str()),
-            "the settled claimant keeps it while the best node settles"
-        );
-        // Unclaimed (a cluster starting): the settling node still ranks, so
-        // the first node to settle does not take everything.
-        let owners = service_owners(&[address], &all, Failback::Revertive, &Claimants::new());
-        assert_eq!(owners[&address].as_deref(), Some(best.as_str()));
-        // Every candidate settling: ranked as usual.
-        for c in &mut all {
-            c.settling = true;
-        }
-        let owners = service_owners(&[address], &all, Failback::Revertive, &held);
-        assert_eq!(owners[&address].as_deref(), Some(best.as_str()));
-        // Settled: revertive ownership goes back to it.
-        for c in &mut all {
-            c.settling = false;
-        }
-        let owners = service_owners(&[address], &all, Failback::Revertive, &held);
-        assert_eq!(owners[&address].as_deref(), Some(best.as_str()));
-    }
-
-    #[test]
-    fn two_claimants_resolve_to_the_same_one_everywhere() {
-        let all = nodes(&["n1", "n2", "n3", "n4"]);
-        for k in 0..50u8 {
-            let address = IpAddr::from([192, 0, 2, k]);
-            let ranked: Vec<String> = rank(address, &all).iter().map(|c| c.node.clone()).collect();
-            // The two worst-ranked both claim it (each side of a healed
-            // partition announced it); the better of them keeps it.
-            let both = claimed(&[(address, &ranked[2]), (address, &ranked[3])]);
-            let owners = service_owners(&[address], &all, Failback::NonRevertive, &both);
-            assert_eq!(owners[&address].as_deref(), Some(ranked[2].as_str()));
-        }
     }
 
     #[test]

@@ -115,7 +115,7 @@ pub struct OwnershipSection {
     pub leaving: bool,
     /// Still settling after a start or a stall: it announces nothing yet,
     /// and must not displace a settled member that announces (see
-    /// [`crate::ownership::service_owners`]).
+    /// [`crate::placement::place`]).
     pub settling: bool,
     /// Addresses this node announces now.
     pub claims: BTreeSet<IpAddr>,

@@ -220,24 +220,22 @@ fn a_frozen_member_is_replaced_and_rejoins_after_thawing() {
             .any(|(_, e)| matches!(e, meshlb_gossip::mesh::MeshEvent::Rejoined(_))),
         "the thawed member rejoined with a renewed identity"
     );
-    // Once settled it takes its addresses back (revertive): the previous
-    // owner drops each one and sends its record straight to it, and only
-    // then does it announce. Never two announcers, and a gap of about one
-    // datagram's trip instead of the whole settle period.
+    // Once settled it takes its share back (revertive: the loads even
+    // out again): the previous owner drops each address and sends its
+    // record straight to it, and only then does it announce. Never two
+    // announcers, and a gap of about one datagram's trip instead of the
+    // whole settle period.
     let late = watch_announcers(&mut net, 4 * Profile::fast().probe_period_ms + 2_000, 5);
     single_owner_everywhere(&net).unwrap();
-    assert_eq!(
-        net.nodes[victim].announcing.iter().copied().collect::<Vec<_>>(),
-        victims,
-        "the best-ranked node has its addresses back"
-    );
+    let back: Vec<IpAddr> = net.nodes[victim].announcing.iter().copied().collect();
+    assert_eq!(back.len(), victims.len(), "the thawed node has its share back");
     for (address, (gap, overlap)) in early.iter().chain(&late) {
         assert_eq!(*overlap, 0, "{address} had two announcers for {overlap} ms");
         assert!(*gap <= 20, "{address} had no announcer for {gap} ms");
     }
     // The gap is the guard the returning node leaves for the previous
     // owner's answering to go quiet, plus the record's trip.
-    for address in &victims {
+    for address in &back {
         let gap = late[address].0;
         assert!(
             gap >= meshlb_gossip::mesh::HANDBACK_GUARD_MS,
@@ -258,7 +256,8 @@ fn a_restarted_owner_takes_its_addresses_back_without_overlap_under_loss() {
         net.loss = 0.05;
         net.start(victim);
         let seen = watch_announcers(&mut net, 10_000, 5);
-        assert_eq!(owner_of(&net, address), victim, "seed {seed}: revertive handback");
+        // 10 addresses on 5 nodes: two each again.
+        assert_eq!(net.nodes[victim].announcing.len(), 2, "seed {seed}: revertive handback");
         for (address, (gap, overlap)) in seen {
             assert_eq!(overlap, 0, "seed {seed}: {address} had two announcers for {overlap} ms");
             // A lost record falls back to gossip (every 100 ms, to three
@@ -426,7 +425,11 @@ fn non_revertive_addresses_stay_when_the_best_node_returns() {
         second,
         "non-revertive: the address did not move back"
     );
-    // The revertive control: the same sequence moves it back.
+    assert!(
+        net.nodes[first].announcing.is_empty(),
+        "non-revertive: nothing moved back to the returning node"
+    );
+    // The revertive control: the same sequence gives it its share back.
     let mut control = cluster(4, 61, 8);
     let first = owner_of(&control, address);
     control.crash(first);
@@ -435,9 +438,9 @@ fn non_revertive_addresses_stay_when_the_best_node_returns() {
     assert!(control.run_until_converged(20_000).is_some());
     settle(&mut control);
     assert_eq!(
-        owner_of(&control, address),
-        first,
-        "revertive: back to the best-ranked node"
+        control.nodes[first].announcing.len(),
+        2,
+        "revertive: 8 addresses on 4 nodes, two each again"
     );
 }
 
@@ -600,9 +603,9 @@ fn a_staged_heal_hands_addresses_back_without_overlap() {
         }
         single_owner_everywhere(&net).unwrap_or_else(|e| panic!("n={n} seed {seed}, healed: {e}"));
         assert_eq!(
-            owner_of(&net, IpAddr::V4(Ipv4Addr::new(203, 0, 113, 1))),
-            victim,
-            "n={n} seed {seed}: revertive handback"
+            net.nodes[victim].announcing.len(),
+            12 / n,
+            "n={n} seed {seed}: revertive handback of an even share"
         );
         for (address, (gap, overlap)) in seen {
             assert_eq!(

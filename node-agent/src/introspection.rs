@@ -153,9 +153,11 @@ impl ServiceSources<'_> {
 }
 
 /// The members that may announce `address` of Layer 2 service `id`
-/// (`service`), ranked as ownership ranks them: those whose record says
-/// they serve it and that are not leaving, weighted by the service's
-/// preferences, ranked for the first address of its group.
+/// (`service`), in the order the placement gives a new owner from them
+/// ([`meshlb_gossip::placement`]): those whose record says they serve it
+/// and that are not leaving, by the service's preference weight, then by
+/// how many addresses each announces, then MetalLB's rank for the first
+/// address of its group.
 fn ranked_candidates(
     mesh: &MeshStatus,
     id: ServiceId,
@@ -163,11 +165,15 @@ fn ranked_candidates(
     address: IpAddr,
 ) -> Vec<pb::Candidate> {
     use meshlb_gossip::ownership::{Candidate, address_groups, rank};
-    let candidates: Vec<Candidate> = mesh
+    let records: BTreeMap<&str, &meshlb_gossip::record::NodeRecord> = mesh
         .members
         .iter()
         .filter_map(|m| m.record.as_ref())
         .filter(|r| r.serves(id) && !r.ownership.leaving)
+        .map(|r| (r.node.as_str(), r))
+        .collect();
+    let candidates: Vec<Candidate> = records
+        .values()
         .map(|r| Candidate {
             node: r.node.clone(),
             weight: service
@@ -184,14 +190,19 @@ fn ranked_candidates(
         .find(|group| group.contains(&address))
         .and_then(|group| group.first().copied())
         .unwrap_or(address);
-    rank(first, &candidates)
+    let announcing = |node: &str| records.get(node).map_or(0, |r| r.ownership.claims.len());
+    let mut ranked: Vec<pb::Candidate> = rank(first, &candidates)
         .into_iter()
         .map(|c| pb::Candidate {
             node: c.node.clone(),
             weight: c.weight,
             settling: c.settling,
+            announcing: u32::try_from(announcing(&c.node)).unwrap_or(u32::MAX),
         })
-        .collect()
+        .collect();
+    // Stable: MetalLB's rank stays the last key.
+    ranked.sort_by(|a, b| b.weight.cmp(&a.weight).then(a.announcing.cmp(&b.announcing)));
+    ranked
 }
 
 /// A page of `services` (in name order) after `token` (the last name of
