@@ -18,7 +18,8 @@
 //! the API server), where MetalLB runs from its own artifacts
 //! ([`metallb`]), [`kube_failover`] measures Layer 2 failover of meshlb
 //! beside MetalLB, and [`migration`] moves a cluster from MetalLB to
-//! meshlb as the README says.
+//! meshlb as the README says. [`placement_bench`] measures where several
+//! addresses per Service land over node churn, against Deckhouse's rule.
 //!
 //! Labs never touch the root namespace's addresses or routes, carry a
 //! per-process name prefix so parallel runs do not collide, and are torn
@@ -47,6 +48,7 @@ pub mod metallb;
 pub mod migration;
 pub mod mrt;
 pub mod netns;
+pub mod placement_bench;
 pub mod plot;
 pub mod probe;
 mod random;

@@ -16,6 +16,13 @@ impl XorShift {
         XorShift(h.finish() | 1)
     }
 
+    /// A generator that gives the same sequence for the same seed (a
+    /// benchmark others can rerun).
+    pub(crate) fn from_seed(seed: u64) -> Self {
+        // xorshift never leaves zero; any other state is fine.
+        XorShift(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+    }
+
     fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;

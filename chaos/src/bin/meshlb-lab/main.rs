@@ -9,6 +9,7 @@ mod bgp;
 mod l2;
 mod mesh;
 mod migration;
+mod placement;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use meshlb_chaos::LabError;
@@ -111,6 +112,24 @@ enum Bench {
         /// Runs.
         #[arg(long, default_value_t = 5)]
         runs: usize,
+    },
+    /// Several addresses per Service over node churn: addresses moved per node change and per-node spread, meshlb's placement against Deckhouse's rule (pure computation, no lab).
+    Placement {
+        /// Node objects at the start.
+        #[arg(long, default_value_t = 20)]
+        nodes: usize,
+        /// Services (1 to 3 addresses each).
+        #[arg(long, default_value_t = 500)]
+        services: usize,
+        /// Node changes (fail, return, join, delete).
+        #[arg(long, default_value_t = 200)]
+        changes: usize,
+        /// Seed of the churn.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Also draw the comparison into this SVG file.
+        #[arg(long)]
+        plot: Option<PathBuf>,
     },
     /// Allocation against a real API server: a burst of Services, and a cold start with many present (meshlb, and MetalLB's controller beside it when given).
     KubeAllocation {
@@ -509,6 +528,16 @@ fn main() -> ExitCode {
         Command::Bench {
             bench: Bench::Allocator { services, pools, runs },
         } => allocation::bench_allocator(services, pools, runs),
+        Command::Bench {
+            bench:
+                Bench::Placement {
+                    nodes,
+                    services,
+                    changes,
+                    seed,
+                    plot,
+                },
+        } => placement::bench_placement(nodes, services, changes, seed, plot.as_deref()),
         Command::Bench {
             bench:
                 Bench::KubeAllocation {
