@@ -35,6 +35,7 @@ pub fn pools(count: usize) -> Vec<Pool> {
                 auto_assign: true,
                 avoid_buggy_ips: i % 2 == 1,
                 allocation: None,
+                class: None,
             }
         })
         .collect()
@@ -59,6 +60,7 @@ pub fn requests(count: usize, pools: usize) -> Vec<AllocationRequest> {
                 families,
                 per_family: 1,
                 sharing_key: (i % 10 == 3).then(|| format!("share-{}", i % 97)),
+                class: None,
                 ports: vec![PortKey {
                     protocol: meshlb_config::service::Protocol::Tcp,
                     port: 1000 + (i % 60000) as u16,

@@ -620,8 +620,8 @@ impl KubeEnv {
         self.wait_ready(READY_TIMEOUT)
     }
 
-    /// Runs kubectl with `args` aimed at this server; its standard output.
-    /// Runs kubectl with `args` to completion; its standard output.
+    /// Runs kubectl with `args` aimed at this server to completion; its
+    /// standard output.
     pub fn run_kubectl(&self, args: &[&str]) -> Result<String, LabError> {
         let mut command = self.kubectl();
         command.args(args);

@@ -557,3 +557,116 @@ spec: {type: LoadBalancer, ports: [{port: 80}]}
     std::thread::sleep(Duration::from_secs(4));
     assert_eq!(owners(), moved, "a returning preferred node takes nothing back");
 }
+
+/// Deckhouse's Layer 2 class, as a Deckhouse user writes it: a
+/// MetalLoadBalancerClass and a Service asking for three addresses. Each
+/// address is answered by a distinct node; a crash of the node holding one
+/// moves that address alone, to the node holding none of the others, and
+/// the other two lose no probe.
+#[test]
+fn a_deckhouse_class_spreads_three_addresses_and_a_crash_moves_only_one() {
+    use meshlb_chaos::probe::{Prober, RESPONDER_PORT};
+    use std::time::Instant;
+
+    const CLASS: &str = "
+apiVersion: network.deckhouse.io/v1alpha1
+kind: MetalLoadBalancerClass
+metadata: {name: ingress}
+spec:
+  addressPool: [203.0.113.30-203.0.113.40]
+  isDefault: false
+  nodeSelector: {}
+  l2: {interfaces: [eth0]}
+  type: L2
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: default
+  annotations: {network.deckhouse.io/l2-load-balancer-external-ips-count: '3'}
+spec:
+  type: LoadBalancer
+  loadBalancerClass: ingress
+  ports: [{port: 80}]
+";
+    const ADDRESSES: [&str; 3] = ["203.0.113.30", "203.0.113.31", "203.0.113.32"];
+    let lab = Lab::build(&LabSpec::segment(4, 1, false)).unwrap();
+    let lab_binary = std::path::PathBuf::from(env!("CARGO_BIN_EXE_meshlb-lab"));
+    let _responders = meshlb_chaos::scenario::start_responders(&lab, &lab_binary).unwrap();
+    let nodes = lab.node_names();
+    let _agents = meshlb_chaos::agent::start_cluster_with(&lab, &nodes, "fast", CLASS).unwrap();
+    let owners = || -> Vec<Option<String>> {
+        ADDRESSES
+            .iter()
+            .map(|ip| {
+                let answerers = arp_answerers(&lab, ip);
+                (answerers.len() == 1).then(|| node_with_mac(&lab, answerers.iter().next().unwrap()))
+            })
+            .collect()
+    };
+    wait("each address answered by one node", || {
+        owners().iter().all(Option::is_some)
+    });
+    let before: Vec<String> = owners().into_iter().flatten().collect();
+    let distinct: std::collections::BTreeSet<&String> = before.iter().collect();
+    assert_eq!(distinct.len(), 3, "three addresses, three nodes: {before:?}");
+
+    let probers: Vec<Prober> = ADDRESSES
+        .iter()
+        .map(|ip| {
+            let target = std::net::SocketAddr::new(ip.parse().unwrap(), RESPONDER_PORT);
+            Prober::start(&lab, "client1", target, Duration::from_millis(10)).unwrap()
+        })
+        .collect();
+    for (prober, owner) in probers.iter().zip(&before) {
+        prober
+            .wait_for_answer(Instant::now(), Duration::from_secs(5), |n| n == owner)
+            .unwrap();
+    }
+    let victim = before[1].clone();
+    lab.crash(&victim).unwrap();
+    let crashed_at = Instant::now();
+    let successor = probers[1]
+        .wait_for_answer(crashed_at, Duration::from_secs(10), |n| n != victim)
+        .unwrap();
+    assert!(
+        !before.contains(&successor),
+        "the address went to {successor}, which already held one of the others ({before:?})"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let settled = Instant::now();
+    for (i, prober) in probers.into_iter().enumerate() {
+        let log = prober.stop();
+        let owner = if i == 1 { &successor } else { &before[i] };
+        let after: Vec<&meshlb_chaos::probe::Probe> = log
+            .probes
+            .iter()
+            .filter(|p| p.sent >= crashed_at && p.sent + Duration::from_millis(200) < settled)
+            .collect();
+        if i != 1 {
+            let lost = after.iter().filter(|p| p.answers.is_empty()).count();
+            assert_eq!(
+                lost, 0,
+                "{} lost {lost} probes when another address moved",
+                ADDRESSES[i]
+            );
+            assert!(
+                after.iter().all(|p| p.answered_by() == Some(owner.as_str())),
+                "{} stayed with {owner}",
+                ADDRESSES[i]
+            );
+        }
+        assert!(log.duplicates().is_empty(), "{}: answered twice", ADDRESSES[i]);
+    }
+    let now: Vec<Option<String>> = owners();
+    assert_eq!(
+        now,
+        [
+            Some(before[0].clone()),
+            Some(successor.clone()),
+            Some(before[2].clone())
+        ],
+        "only the crashed node's address moved"
+    );
+}

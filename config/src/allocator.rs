@@ -61,6 +61,17 @@ pub enum AllocationError {
         /// Existing pools.
         known: String,
     },
+    /// The pool belongs to another MetalLoadBalancerClass than the
+    /// service, or to one when the service has none (or the reverse).
+    #[error("{}", class_mismatch(pool, pool_class.as_deref(), service_class.as_deref()))]
+    OtherClass {
+        /// The pool.
+        pool: String,
+        /// The class the pool belongs to.
+        pool_class: Option<String>,
+        /// The service's class.
+        service_class: Option<String>,
+    },
     /// The pool's serviceAllocation does not admit the service.
     #[error("pool {pool} only serves the namespaces and services its serviceAllocation selects")]
     PoolRefusesService {
@@ -350,11 +361,19 @@ impl Allocator {
     }
 
     /// Re-admits addresses a service already holds (from `status`), if they
-    /// still fit the pools and the request. On error nothing is held.
+    /// still fit the pools and the request; never others (the request
+    /// changed so that they no longer fit: an error, as when they are
+    /// admitted for the first time). On error nothing is held.
     pub fn admit(&mut self, request: &AllocationRequest, existing: &[IpAddr]) -> Result<Assignment, AllocationError> {
         if let Some(held) = self.services.get(&request.service) {
             if held.assignment.addresses == existing {
-                return self.assign(request);
+                let current = held.assignment.clone();
+                if let Err(error) = self.check(request, &current) {
+                    self.release(&request.service);
+                    return Err(error);
+                }
+                self.commit(request, current.clone());
+                return Ok(current);
             }
             self.release(&request.service);
         }
@@ -587,19 +606,24 @@ impl Allocator {
                 requested: requested.clone(),
             });
         }
+        if pool.class != request.class {
+            return Err(AllocationError::OtherClass {
+                pool: pool.name.clone(),
+                pool_class: pool.class.clone(),
+                service_class: request.class.clone(),
+            });
+        }
         if !pool.admits(&request.service.namespace, &request.namespace_labels, &request.labels) {
             return Err(AllocationError::PoolRefusesService {
                 pool: pool.name.clone(),
             });
         }
-        if !request.addresses.is_empty() {
-            let mut want = request.addresses.clone();
-            let mut have = assignment.addresses.clone();
-            want.sort();
-            have.sort();
-            if want != have {
-                return Err(AllocationError::Shape("the requested addresses changed".into()));
-            }
+        // Every address asked for by name, the rest (when it names fewer
+        // than it takes) from the same pool.
+        if let Some(missing) = request.addresses.iter().find(|a| !assignment.addresses.contains(a)) {
+            return Err(AllocationError::Shape(format!(
+                "the requested addresses changed ({missing} is not held)"
+            )));
         }
         check_shape(request, &assignment.addresses)?;
         for (i, address) in assignment.addresses.iter().enumerate() {
@@ -634,17 +658,42 @@ impl Allocator {
     /// Finds new addresses for a service that holds none.
     fn allocate(&self, request: &AllocationRequest) -> Result<Assignment, AllocationError> {
         if !request.addresses.is_empty() {
-            let pool = self.pool_of_all(&request.addresses)?;
+            let pool = self.pool_named(&self.pool_of_all(&request.addresses)?)?;
+            let mut addresses = request.addresses.clone();
+            // Fewer named than taken: the rest of their families from the
+            // same pool.
+            let families: std::collections::BTreeSet<Family> = addresses.iter().map(|a| Family::of(*a)).collect();
+            for family in families {
+                while addresses.iter().filter(|a| Family::of(**a) == family).count() < usize::from(request.per_family) {
+                    let more = self.first_usable(request, pool, family, &addresses).ok_or_else(|| {
+                        AllocationError::Exhausted(format!(
+                            "pool {} has no {family} address left beside the {} asked for by name",
+                            pool.name,
+                            request.addresses.len()
+                        ))
+                    })?;
+                    addresses.push(more);
+                }
+            }
             let assignment = Assignment {
-                pool: pool.into(),
-                addresses: request.addresses.clone(),
+                pool: pool.name.as_str().into(),
+                addresses,
             };
             self.check(request, &assignment)?;
             return Ok(assignment);
         }
-        let candidates: Vec<&Pool> = match &request.pool {
-            Some(name) => {
+        let candidates: Vec<&Pool> = match (&request.class, &request.pool) {
+            // A class's Services take from its pool alone.
+            (Some(class), _) => vec![self.pool_named(class)?],
+            (None, Some(name)) => {
                 let pool = self.pool_named(name)?;
+                if let Some(class) = &pool.class {
+                    return Err(AllocationError::OtherClass {
+                        pool: pool.name.clone(),
+                        pool_class: Some(class.clone()),
+                        service_class: None,
+                    });
+                }
                 if !pool.admits(&request.service.namespace, &request.namespace_labels, &request.labels) {
                     return Err(AllocationError::PoolRefusesService {
                         pool: pool.name.clone(),
@@ -652,7 +701,7 @@ impl Allocator {
                 }
                 vec![pool]
             }
-            None => {
+            (None, None) => {
                 let mut preferred: Vec<&Pool> = self
                     .pools
                     .values()
@@ -793,6 +842,22 @@ fn family_options(request: &AllocationRequest, pool: &Pool) -> Vec<Vec<Family>> 
 }
 
 /// Whether the addresses have the families and counts the request needs.
+/// The message of [`AllocationError::OtherClass`].
+fn class_mismatch(pool: &str, pool_class: Option<&str>, service_class: Option<&str>) -> String {
+    match (pool_class, service_class) {
+        (Some(theirs), Some(ours)) => format!(
+            "pool {pool} is MetalLoadBalancerClass {theirs}'s; the service is of class {ours}, whose pool is {ours}"
+        ),
+        (Some(theirs), None) => {
+            format!("pool {pool} is MetalLoadBalancerClass {theirs}'s, and serves that class's Services alone")
+        }
+        (None, Some(ours)) => format!(
+            "pool {pool} is an IPAddressPool; the service is of MetalLoadBalancerClass {ours}, whose pool is {ours}"
+        ),
+        (None, None) => format!("pool {pool} serves this service"),
+    }
+}
+
 fn check_shape(request: &AllocationRequest, addresses: &[IpAddr]) -> Result<(), AllocationError> {
     let count = |f: Family| addresses.iter().filter(|a| Family::of(**a) == f).count();
     let (v4, v6) = (count(Family::V4), count(Family::V6));
@@ -851,6 +916,7 @@ mod tests {
             auto_assign: true,
             avoid_buggy_ips: false,
             allocation: None,
+            class: None,
         }
     }
 
@@ -865,6 +931,7 @@ mod tests {
             families: vec![],
             per_family: 1,
             sharing_key: None,
+            class: None,
             ports: vec![PortKey {
                 protocol: Protocol::Tcp,
                 port: 80,

@@ -3,7 +3,9 @@
 //!
 //! Group `metallb.io` with MetalLB's kinds, versions, field names and
 //! printer columns, so a cluster moves from MetalLB to meshlb keeping its
-//! CRDs and objects; group `meshlb.io` with L2Policy. The spec types are
+//! CRDs and objects; group `meshlb.io` with L2Policy; Deckhouse's
+//! MetalLoadBalancerClass (`network.deckhouse.io`, cluster-scoped), so a
+//! Deckhouse user's classes apply unchanged. The spec types are
 //! the ones in [`crate::kinds`] (the same types standalone mode parses); the
 //! status-only kinds MetalLB's speakers and controller write
 //! (ServiceL2Status, ServiceBGPStatus, ConfigurationState) are here.
@@ -36,6 +38,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::kinds::{
     BfdProfile, BgpAdvertisement, BgpPeer, BgpPeerV1beta1, Community, IpAddressPool, L2Advertisement, L2Policy,
+    MetalLoadBalancerClass,
 };
 
 /// Every CustomResourceDefinition meshlb reads or writes, in the order
@@ -59,6 +62,7 @@ pub fn definitions() -> Vec<CustomResourceDefinition> {
         ConfigurationState::crd(),
         L2Policy::crd(),
         AddressClaim::crd(),
+        MetalLoadBalancerClass::crd(),
     ];
     for crd in &mut all {
         let spec_required = SPEC_REQUIRED.contains(&crd.spec.names.kind.as_str());
@@ -624,6 +628,11 @@ pub(crate) mod rules {
                              duration(self.keepaliveTime) <= duration(self.holdTime)",
                     "message": "keepaliveTime must not exceed holdTime", "fieldPath": ".keepaliveTime"}]),
         );
+    }
+
+    /// MetalLoadBalancerClass `type`.
+    pub fn class_type(schema: &mut Schema) {
+        schema.insert("enum".into(), json!(["L2"]));
     }
 
     /// L2Policy `failback`.

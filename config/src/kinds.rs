@@ -1,5 +1,6 @@
 //! The configuration kinds as written in YAML: MetalLB's `metallb.io` custom
-//! resources with every documented field, and meshlb's own `meshlb.io` kind.
+//! resources with every documented field, meshlb's own `meshlb.io` kind, and
+//! Deckhouse's `network.deckhouse.io` MetalLoadBalancerClass.
 //!
 //! These types mirror the manifests one to one and accept anything
 //! well-formed; [`crate::config::Config`] turns a set of them into a
@@ -12,7 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::meta::LabelSelector;
+use crate::meta::{LabelSelector, StringMap};
 
 /// `metallb.io/v1beta1` IPAddressPool spec.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -526,4 +527,84 @@ pub struct L2PolicySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "kubernetes", schemars(transform = crate::crd::rules::failback))]
     pub failback: Option<String>,
+}
+
+/// `network.deckhouse.io/v1alpha1` MetalLoadBalancerClass spec: Deckhouse's
+/// Layer 2 load balancer class (its `metallb` module), accepted as
+/// Deckhouse's manifests write it. A class is a pool of addresses, the
+/// nodes that announce them and on which interfaces; a Service belongs to
+/// it by `spec.loadBalancerClass`, by the
+/// `network.deckhouse.io/metal-load-balancer-class` annotation, or as the
+/// default class.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kubernetes", derive(kube::CustomResource, schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "kubernetes",
+    kube(
+        group = "network.deckhouse.io",
+        version = "v1alpha1",
+        kind = "MetalLoadBalancerClass",
+        doc = "Deckhouse's Layer 2 load balancer class: an address pool, the nodes that announce it and their interfaces.",
+        plural = "metalloadbalancerclasses",
+        status = "crate::crd::EmptyStatus",
+        printcolumn(name = "Default", type_ = "boolean", json_path = ".spec.isDefault"),
+        printcolumn(name = "Address Pool", type_ = "string", json_path = ".spec.addressPool"),
+        printcolumn(name = "Node Selector", type_ = "string", json_path = ".spec.nodeSelector"),
+    )
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MetalLoadBalancerClassSpec {
+    /// `L2` (or absent, which means the same).
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "kubernetes", schemars(transform = crate::crd::rules::class_type))]
+    pub type_: Option<String>,
+    /// CIDRs or `first-last` ranges, IPv4 and IPv6.
+    #[serde(default)]
+    #[cfg_attr(feature = "kubernetes", schemars(transform = crate::crd::rules::addresses))]
+    pub address_pool: Vec<String>,
+    /// Node labels, each to equal (empty: every node).
+    #[serde(default)]
+    pub node_selector: StringMap,
+    /// Layer 2 settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub l2: Option<MetalLoadBalancerClassL2>,
+    /// The class of every LoadBalancer Service that names no class.
+    #[serde(default)]
+    pub is_default: bool,
+    /// Accepted and ignored, as Deckhouse does (its speakers run with the
+    /// module's tolerations).
+    #[serde(default)]
+    pub tolerations: Vec<Toleration>,
+}
+
+/// `MetalLoadBalancerClass.spec.l2`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kubernetes", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MetalLoadBalancerClassL2 {
+    /// Interfaces to answer on (empty: every eligible one).
+    #[serde(default)]
+    pub interfaces: Vec<String>,
+}
+
+/// A core/v1 toleration, as a MetalLoadBalancerClass may carry one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kubernetes", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Toleration {
+    /// Taint effect matched (empty: all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effect: Option<String>,
+    /// Taint key matched (empty: all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// `Exists` or `Equal`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<String>,
+    /// How long a NoExecute taint is tolerated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub toleration_seconds: Option<i64>,
+    /// Taint value matched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
 }

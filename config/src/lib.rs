@@ -12,7 +12,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`object`] | Kubernetes-style YAML (apiVersion, kind, metadata, spec) into typed objects |
-//! | [`kinds`] | MetalLB's `metallb.io` kinds and meshlb's `meshlb.io` L2Policy, as written |
+//! | [`kinds`] | MetalLB's `metallb.io` kinds, meshlb's `meshlb.io` L2Policy and Deckhouse's MetalLoadBalancerClass, as written |
 //! | `crd` | (feature `kubernetes`) the CustomResourceDefinitions generated from [`kinds`] |
 //! | [`config`] | the validated configuration, cross-object checks, last-good [`ConfigStore`] |
 //! | [`service`] | Services, annotations, class filter, endpoint readiness |
@@ -22,9 +22,10 @@
 //! | [`reconcile`] | one reading of a source ([`Inventory`]) applied to the allocator |
 //! | [`addresses`], [`meta`], [`duration`] | ranges, label selectors, Go durations |
 //!
-//! Compatibility: a MetalLB manifest loads unchanged. Everything MetalLB
-//! rejects is rejected here too, each error naming the object, the field,
-//! the value and what is allowed.
+//! Compatibility: a MetalLB manifest loads unchanged, and so do Deckhouse's
+//! MetalLoadBalancerClasses and the Services that use them. Everything
+//! MetalLB rejects is rejected here too, each error naming the object, the
+//! field, the value and what is allowed.
 
 pub mod addresses;
 pub mod allocator;

@@ -63,6 +63,9 @@ pub enum Kind {
     Community,
     /// `meshlb.io` L2Policy: meshlb's own L2 extensions.
     L2Policy,
+    /// `network.deckhouse.io` MetalLoadBalancerClass: Deckhouse's Layer 2
+    /// classes (cluster-scoped).
+    MetalLoadBalancerClass,
     /// core/v1 Service.
     Service,
     /// core/v1 Namespace (its labels feed `namespaceSelectors`).
@@ -86,6 +89,7 @@ impl Kind {
             Kind::BfdProfile => "BFDProfile",
             Kind::Community => "Community",
             Kind::L2Policy => "L2Policy",
+            Kind::MetalLoadBalancerClass => "MetalLoadBalancerClass",
             Kind::Service => "Service",
             Kind::Namespace => "Namespace",
             Kind::EndpointSlice => "EndpointSlice",
@@ -105,6 +109,7 @@ impl Kind {
             | Kind::Community => "metallb.io/v1beta1",
             Kind::BgpPeer => "metallb.io/v1beta2",
             Kind::L2Policy => "meshlb.io/v1alpha1",
+            Kind::MetalLoadBalancerClass => "network.deckhouse.io/v1alpha1",
             Kind::Service | Kind::Namespace | Kind::Node | Kind::Secret => "v1",
             Kind::EndpointSlice => "discovery.k8s.io/v1",
         }

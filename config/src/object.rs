@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use crate::error::{Error, SourceLocation};
 use crate::kinds::{
     BfdProfileSpec, BgpAdvertisementSpec, BgpPeerSpec, BgpPeerSpecV1beta1, CommunitySpec, IpAddressPoolSpec,
-    L2AdvertisementSpec, L2PolicySpec,
+    L2AdvertisementSpec, L2PolicySpec, MetalLoadBalancerClassSpec,
 };
 use crate::meta::{Kind, ObjectMeta, ObjectRef};
 use crate::secret::Secret;
@@ -26,6 +26,8 @@ pub const METALLB_V1BETA1: &str = "metallb.io/v1beta1";
 pub const METALLB_V1BETA2: &str = "metallb.io/v1beta2";
 /// API group and version of meshlb's own resources.
 pub const MESHLB_V1ALPHA1: &str = "meshlb.io/v1alpha1";
+/// API group and version of Deckhouse's MetalLoadBalancerClass.
+pub const DECKHOUSE_V1ALPHA1: &str = "network.deckhouse.io/v1alpha1";
 
 /// A custom resource: metadata and a typed spec.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,6 +57,8 @@ pub enum Object {
     Community(Box<Resource<CommunitySpec>>),
     /// meshlb L2Policy.
     L2Policy(Box<Resource<L2PolicySpec>>),
+    /// Deckhouse MetalLoadBalancerClass.
+    MetalLoadBalancerClass(Box<Resource<MetalLoadBalancerClassSpec>>),
     /// Service (shared: a cluster's reading keeps an unchanged Service
     /// from one snapshot to the next without copying it).
     Service(Arc<Service>),
@@ -79,6 +83,7 @@ impl Object {
             Object::BfdProfile(_) => Kind::BfdProfile,
             Object::Community(_) => Kind::Community,
             Object::L2Policy(_) => Kind::L2Policy,
+            Object::MetalLoadBalancerClass(_) => Kind::MetalLoadBalancerClass,
             Object::Service(_) => Kind::Service,
             Object::Namespace(_) => Kind::Namespace,
             Object::EndpointSlice(_) => Kind::EndpointSlice,
@@ -97,6 +102,7 @@ impl Object {
             Object::BfdProfile(r) => &r.metadata,
             Object::Community(r) => &r.metadata,
             Object::L2Policy(r) => &r.metadata,
+            Object::MetalLoadBalancerClass(r) => &r.metadata,
             Object::Service(s) => &s.metadata,
             Object::Namespace(n) => &n.metadata,
             Object::EndpointSlice(e) => &e.metadata,
@@ -160,7 +166,8 @@ struct Envelope<S> {
 }
 
 const KNOWN_KINDS: &str = "IPAddressPool, L2Advertisement, BGPAdvertisement, BGPPeer, BFDProfile, Community \
-     (metallb.io), L2Policy (meshlb.io), Service, Namespace, Node, Secret (v1), EndpointSlice (discovery.k8s.io/v1)";
+     (metallb.io), L2Policy (meshlb.io), MetalLoadBalancerClass (network.deckhouse.io), Service, Namespace, Node, \
+     Secret (v1), EndpointSlice (discovery.k8s.io/v1)";
 
 /// Splits a multi-document YAML text at `---` lines, returning each
 /// document with its 1-based first line.
@@ -406,7 +413,9 @@ fn foreign(header: &Header, location: &SourceLocation) -> Option<Skipped> {
     let ours = matches!(group, "metallb.io" | "meshlb.io")
         || matches!(
             (group, kind),
-            ("", "Service" | "Namespace" | "Node" | "Secret") | ("discovery.k8s.io", "EndpointSlice")
+            ("", "Service" | "Namespace" | "Node" | "Secret")
+                | ("discovery.k8s.io", "EndpointSlice")
+                | ("network.deckhouse.io", "MetalLoadBalancerClass")
         );
     (!ours && !kind.is_empty()).then(|| Skipped {
         location: location.clone(),
@@ -451,6 +460,7 @@ fn parse_one(document: &str, file: &str, start: usize, header: Header) -> Result
         "BFDProfile" => Kind::BfdProfile,
         "Community" => Kind::Community,
         "L2Policy" => Kind::L2Policy,
+        "MetalLoadBalancerClass" => Kind::MetalLoadBalancerClass,
         "Service" => Kind::Service,
         "Namespace" => Kind::Namespace,
         "EndpointSlice" => Kind::EndpointSlice,
@@ -470,6 +480,7 @@ fn parse_one(document: &str, file: &str, start: usize, header: Header) -> Result
     let allowed: &[&str] = match kind {
         Kind::BgpPeer => &[METALLB_V1BETA2, METALLB_V1BETA1],
         Kind::L2Policy => &[MESHLB_V1ALPHA1],
+        Kind::MetalLoadBalancerClass => &[DECKHOUSE_V1ALPHA1],
         Kind::Service | Kind::Namespace | Kind::Node | Kind::Secret => &["v1"],
         Kind::EndpointSlice => &["discovery.k8s.io/v1"],
         _ => &[METALLB_V1BETA1],
@@ -499,6 +510,9 @@ fn parse_one(document: &str, file: &str, start: usize, header: Header) -> Result
         Kind::BfdProfile => Object::BfdProfile(Box::new(read_resource(document, file, start, o)?)),
         Kind::Community => Object::Community(Box::new(read_resource(document, file, start, o)?)),
         Kind::L2Policy => Object::L2Policy(Box::new(read_resource(document, file, start, o)?)),
+        Kind::MetalLoadBalancerClass => {
+            Object::MetalLoadBalancerClass(Box::new(read_resource(document, file, start, o)?))
+        }
         Kind::Service => Object::Service(Arc::new(read_plain(document, file, start, o)?)),
         Kind::Namespace => Object::Namespace(Box::new(read_plain(document, file, start, o)?)),
         Kind::EndpointSlice => Object::EndpointSlice(Arc::new(read_plain(document, file, start, o)?)),

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use crate::addresses::Family;
 use crate::allocator::{AllocationError, Allocator, Assignment};
-use crate::config::{Config, L2Policy, Pool};
+use crate::config::{Config, L2Policy, LoadBalancerClass, Pool};
 use crate::error::{Error, Invalid, Rejected, SourceLocation};
 use crate::meta::{ObjectRef, StringMap};
 use crate::object::{Located, Object};
@@ -164,7 +164,15 @@ impl Inventory {
             .config
             .l2_policy_for(&service.metadata.labels)
             .map_or(1, |p| p.addresses_per_service);
-        service.allocation_request(key.clone(), &self.namespace_labels(&key.namespace), per_family)
+        let class = service
+            .load_balancer_class_of(&self.config.classes)
+            .map_err(|invalid| vec![*invalid])?;
+        service.allocation_request(
+            key.clone(),
+            &self.namespace_labels(&key.namespace),
+            per_family,
+            class.map(|c| c.name.as_str()),
+        )
     }
 }
 
@@ -426,6 +434,7 @@ pub struct Reconciler {
 struct Context {
     pools: BTreeMap<String, Pool>,
     l2_policies: BTreeMap<String, L2Policy>,
+    classes: BTreeMap<String, LoadBalancerClass>,
     namespaces: BTreeMap<String, StringMap>,
 }
 
@@ -434,6 +443,7 @@ impl Context {
         Context {
             pools: inventory.config.pools.clone(),
             l2_policies: inventory.config.l2_policies.clone(),
+            classes: inventory.config.classes.clone(),
             namespaces: inventory.namespaces.clone(),
         }
     }
@@ -499,7 +509,7 @@ impl Reconciler {
 
     /// Whether applying `inventory` surely leaves some service holding
     /// addresses: one holding them now is in it unchanged, under the same
-    /// pools, L2Policies and namespaces. (False says nothing.)
+    /// pools, L2Policies, classes and namespaces. (False says nothing.)
     pub fn surely_keeps_some_address(&self, inventory: &Inventory) -> bool {
         if self.last.context.as_ref() != Some(&Context::of(inventory)) {
             return false;
@@ -517,8 +527,8 @@ impl Reconciler {
     /// Applies an inventory; returns the outcome of every service meshlb
     /// serves, and releases the others.
     ///
-    /// When the pools, L2Policies and namespaces are those of the last
-    /// apply, only the services that changed (or are new), and those that
+    /// When the pools, L2Policies, classes and namespaces are those of the
+    /// last apply, only the services that changed (or are new), and those that
     /// failed last time (a release may have made room), are served again;
     /// every other keeps its outcome, as a full pass would give it: a
     /// service holding its addresses keeps them, and one pending or invalid
@@ -538,7 +548,7 @@ impl Reconciler {
         let wanted: BTreeMap<&ServiceKey, &Arc<Service>> = inventory
             .services
             .iter()
-            .filter(|(_, s)| s.wants_address(&self.classes))
+            .filter(|(_, s)| s.wants_address(&self.classes, &inventory.config.classes))
             .collect();
         let held: Vec<ServiceKey> = self.allocator.assignments().map(|(k, _)| k.clone()).collect();
         for key in held.iter().filter(|k| !wanted.contains_key(k)) {

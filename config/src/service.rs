@@ -5,9 +5,13 @@
 //! Service knobs follow MetalLB: annotations under `metallb.io/` (read
 //! first) and the older `metallb.universe.tf/`, `spec.loadBalancerIP`,
 //! `spec.loadBalancerClass`, `ipFamilyPolicy`/`ipFamilies`, ports and
-//! `externalTrafficPolicy`. meshlb adds `meshlb.io/l2-ips-count` (also read
-//! from the Deckhouse annotation) and, in standalone mode, local health
-//! checks (see [`crate::health`]).
+//! `externalTrafficPolicy`. meshlb adds `meshlb.io/l2-ips-count` and, in
+//! standalone mode, local health checks (see [`crate::health`]). Deckhouse's
+//! knobs are read as its `metallb` module reads them: the class
+//! ([`Service::load_balancer_class_of`]: `spec.loadBalancerClass` naming a
+//! MetalLoadBalancerClass, else the `metal-load-balancer-class` annotation,
+//! else the default class), the address count, the addresses by name and
+//! the sharing key under its three names.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -17,6 +21,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::addresses::Family;
+use crate::config::LoadBalancerClass;
 use crate::error::Invalid;
 use crate::meta::{Kind, ObjectMeta, ObjectRef, StringMap};
 
@@ -26,8 +31,22 @@ pub const MESHLB_CLASS: &str = "meshlb.io/meshlb";
 pub const METALLB_PREFIXES: [&str; 2] = ["metallb.io/", "metallb.universe.tf/"];
 /// Annotation asking for several L2 addresses per family.
 pub const IPS_COUNT_ANNOTATION: &str = "meshlb.io/l2-ips-count";
-/// The Deckhouse annotation with the same meaning, read for compatibility.
+/// The Deckhouse annotation with the same meaning, read as Deckhouse reads
+/// it: a whole number, 1 when it is not above 1.
 pub const DECKHOUSE_IPS_COUNT_ANNOTATION: &str = "network.deckhouse.io/l2-load-balancer-external-ips-count";
+/// Deckhouse's annotation naming a Service's MetalLoadBalancerClass (what
+/// its migration writes), read when `spec.loadBalancerClass` names none.
+pub const DECKHOUSE_CLASS_ANNOTATION: &str = "network.deckhouse.io/metal-load-balancer-class";
+/// Deckhouse's annotation naming a Service's addresses, comma separated:
+/// entry i is address i, and the rest of the count is allocated.
+pub const DECKHOUSE_IPS_ANNOTATION: &str = "network.deckhouse.io/load-balancer-ips";
+/// The sharing key under the three names Deckhouse has used, current first
+/// (read after MetalLB's `allow-shared-ip`).
+pub const DECKHOUSE_SHARING_ANNOTATIONS: [&str; 3] = [
+    "network.deckhouse.io/load-balancer-shared-ip-key",
+    "network.deckhouse.io/load-balancer-allow-shared-ip",
+    "network.deckhouse.io/allow-shared-ip",
+];
 /// Annotation the allocating component writes: the pool a service's
 /// addresses come from (MetalLB's `metallb.io/ip-allocated-from-pool`).
 pub const IP_ALLOCATED_FROM_POOL: &str = "metallb.io/ip-allocated-from-pool";
@@ -193,6 +212,93 @@ pub struct ServiceStatus {
     /// Load balancer status.
     #[serde(default)]
     pub load_balancer: LoadBalancerStatus,
+    /// Conditions (Deckhouse's two among them, for Services of a class).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// A `status.conditions` entry (`metav1.Condition`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// Its type.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    /// A CamelCase word saying why.
+    #[serde(default)]
+    pub reason: String,
+    /// What a person reads.
+    #[serde(default)]
+    pub message: String,
+    /// When `status` last changed (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<String>,
+    /// The generation the condition was set for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// The condition type Deckhouse writes on a Service of a
+/// MetalLoadBalancerClass: whether it holds every address it asks for.
+pub const ALL_PUBLIC_IPS_ASSIGNED: &str = "AllPublicIPsAssigned";
+/// The condition type Deckhouse writes naming the class a Service is bound to.
+pub const LOAD_BALANCER_CLASS_CONDITION: &str = "network.deckhouse.io/load-balancer-class";
+
+/// The two conditions Deckhouse writes on a Service of class `class` that
+/// holds `assigned` of the `wanted` addresses it asks for, worded as
+/// Deckhouse words them (its alerts and scripts read them): without
+/// transition times, which the writer keeps from the Service's current
+/// conditions while their status stays.
+pub fn deckhouse_conditions(class: &str, assigned: usize, wanted: usize) -> [Condition; 2] {
+    let all = assigned >= wanted;
+    [
+        Condition {
+            type_: ALL_PUBLIC_IPS_ASSIGNED.to_owned(),
+            status: if all { "True" } else { "False" }.to_owned(),
+            reason: if all { "AllIPsAssigned" } else { "NotAllIPsAssigned" }.to_owned(),
+            message: format!("{assigned} of {wanted} public IPs were assigned"),
+            ..Condition::default()
+        },
+        Condition {
+            type_: LOAD_BALANCER_CLASS_CONDITION.to_owned(),
+            status: "True".to_owned(),
+            reason: "LoadBalancerClassBound".to_owned(),
+            message: class.to_owned(),
+            ..Condition::default()
+        },
+    ]
+}
+
+/// `current` with `wanted` in place of the conditions of their types (the
+/// others kept as they are): `None` when every wanted condition is there
+/// already with the same status, reason and message. A condition whose
+/// status is unchanged keeps its transition time; one new or changed gets
+/// `now`.
+pub fn with_conditions(current: &[Condition], wanted: &[Condition], now: &str) -> Option<Vec<Condition>> {
+    let same = |c: &Condition, w: &Condition| c.status == w.status && c.reason == w.reason && c.message == w.message;
+    if wanted
+        .iter()
+        .all(|w| current.iter().any(|c| c.type_ == w.type_ && same(c, w)))
+    {
+        return None;
+    }
+    let mut out: Vec<Condition> = current
+        .iter()
+        .filter(|c| wanted.iter().all(|w| w.type_ != c.type_))
+        .cloned()
+        .collect();
+    for w in wanted {
+        let before = current.iter().find(|c| c.type_ == w.type_);
+        let mut condition = w.clone();
+        condition.last_transition_time = match before {
+            Some(c) if c.status == w.status && c.last_transition_time.is_some() => c.last_transition_time.clone(),
+            _ => Some(now.to_owned()),
+        };
+        out.push(condition);
+    }
+    Some(out)
 }
 
 /// `Service.status.loadBalancer`.
@@ -565,6 +671,9 @@ pub struct AllocationRequest {
     pub per_family: u8,
     /// Sharing key (`allow-shared-ip`).
     pub sharing_key: Option<String>,
+    /// The MetalLoadBalancerClass it belongs to: it takes from that class's
+    /// pool alone.
+    pub class: Option<String>,
     /// Ports (sharing requires no overlap).
     pub ports: Vec<PortKey>,
     /// Backends (sharing requires equality).
@@ -586,9 +695,54 @@ impl Service {
     }
 
     /// Whether meshlb should give this service an address.
-    pub fn wants_address(&self, classes: &ClassFilter) -> bool {
+    pub fn wants_address(
+        &self,
+        classes: &ClassFilter,
+        load_balancer_classes: &BTreeMap<String, LoadBalancerClass>,
+    ) -> bool {
+        let class = self.spec.load_balancer_class.as_deref();
         self.spec.type_ == Some(Spelled::Known(ServiceType::LoadBalancer))
-            && classes.accepts(self.spec.load_balancer_class.as_deref())
+            && (classes.accepts(class) || class.is_some_and(|c| load_balancer_classes.contains_key(c)))
+    }
+
+    /// The MetalLoadBalancerClass of `classes` this Service belongs to, as
+    /// Deckhouse binds it: `spec.loadBalancerClass` naming one; else (with
+    /// no class, or meshlb's) the [`DECKHOUSE_CLASS_ANNOTATION`], which
+    /// must name one; else, for a Service that names no class at all, the
+    /// default class. A Service of another implementation's class belongs
+    /// to none (Deckhouse gives it the default class too, and two load
+    /// balancers then fight over it).
+    pub fn load_balancer_class_of<'a>(
+        &self,
+        classes: &'a BTreeMap<String, LoadBalancerClass>,
+    ) -> Result<Option<&'a LoadBalancerClass>, Box<Invalid>> {
+        let named = self.spec.load_balancer_class.as_deref();
+        if let Some(class) = named.and_then(|c| classes.get(c)) {
+            return Ok(Some(class));
+        }
+        if named.is_some_and(|c| c != MESHLB_CLASS) {
+            return Ok(None);
+        }
+        if let Some(written) = self.metadata.annotations.get(DECKHOUSE_CLASS_ANNOTATION) {
+            return match classes.get(written.trim()) {
+                Some(class) => Ok(Some(class)),
+                None => Err(Box::new(Invalid::new(
+                    &self.object_ref(),
+                    format!("metadata.annotations[{DECKHOUSE_CLASS_ANNOTATION}]"),
+                    written,
+                    "names no MetalLoadBalancerClass",
+                    if classes.is_empty() {
+                        "the name of a MetalLoadBalancerClass (there are none)".to_owned()
+                    } else {
+                        format!("one of {}", classes.keys().cloned().collect::<Vec<_>>().join(", "))
+                    },
+                ))),
+            };
+        }
+        Ok(named
+            .is_none()
+            .then(|| classes.values().find(|c| c.is_default))
+            .flatten())
     }
 
     /// A MetalLB annotation (`metallb.io/<name>`, else the older
@@ -606,11 +760,19 @@ impl Service {
     }
 
     /// The key of the Services it may share its addresses with (the
-    /// `allow-shared-ip` annotation under either prefix, trimmed: keys that
-    /// differ only by surrounding spaces are one key, in planning and in
-    /// claiming alike).
+    /// `allow-shared-ip` annotation under either prefix, else Deckhouse's
+    /// under any of its names, trimmed: keys that differ only by
+    /// surrounding spaces are one key, in planning and in claiming alike).
     pub fn sharing_key(&self) -> Option<&str> {
-        self.metallb_annotation("allow-shared-ip").map(|(_, v)| v.trim())
+        self.metallb_annotation("allow-shared-ip")
+            .map(|(_, v)| v)
+            .or_else(|| {
+                DECKHOUSE_SHARING_ANNOTATIONS
+                    .iter()
+                    .find_map(|key| self.metadata.annotations.get(*key))
+                    .map(String::as_str)
+            })
+            .map(str::trim)
     }
 
     /// Addresses in `status.loadBalancer.ingress` that parse; these are
@@ -626,12 +788,14 @@ impl Service {
 
     /// Reads every allocation knob. `default_per_family` comes from the
     /// matching L2Policy (1 without one); the service's own annotation
-    /// overrides it.
+    /// overrides it. `class` is the MetalLoadBalancerClass it belongs to
+    /// ([`Service::load_balancer_class_of`]).
     pub fn allocation_request(
         &self,
         key: ServiceKey,
         namespace_labels: &Arc<StringMap>,
         default_per_family: u8,
+        class: Option<&str>,
     ) -> Result<AllocationRequest, Vec<Invalid>> {
         let object = self.object_ref();
         let mut errors = Vec::new();
@@ -643,20 +807,31 @@ impl Service {
         let sharing_key = self.sharing_key().map(str::to_owned);
 
         let mut addresses = Vec::new();
-        let listed = self.metallb_annotation("loadBalancerIPs");
-        if let (Some((key, _)), Some(ip)) = (&listed, &self.spec.load_balancer_ip) {
+        // Where the addresses asked for by name are written: one place.
+        let mut named: Vec<(String, &str)> = Vec::new();
+        if let Some((key, value)) = self.metallb_annotation("loadBalancerIPs") {
+            named.push((annotation_field(&key), value));
+        }
+        if let Some(value) = self.metadata.annotations.get(DECKHOUSE_IPS_ANNOTATION) {
+            named.push((annotation_field(DECKHOUSE_IPS_ANNOTATION), value));
+        }
+        if let Some(ip) = &self.spec.load_balancer_ip {
+            named.push(("spec.loadBalancerIP".to_owned(), ip));
+        }
+        for (field, value) in named.iter().skip(1) {
             errors.push(Invalid::new(
                 &object,
-                "spec.loadBalancerIP",
-                ip,
-                format!("is set together with the {key} annotation"),
-                "one of spec.loadBalancerIP or the loadBalancerIPs annotation",
+                field,
+                *value,
+                format!("is set together with {}", named[0].0),
+                format!(
+                    "one of the metallb.io/loadBalancerIPs annotation, the {DECKHOUSE_IPS_ANNOTATION} annotation or spec.loadBalancerIP"
+                ),
             ));
         }
-        let (field, text) = match (&listed, &self.spec.load_balancer_ip) {
-            (Some((key, v)), _) => (annotation_field(key), Some(v.to_string())),
-            (None, Some(ip)) => ("spec.loadBalancerIP".to_string(), Some(ip.clone())),
-            (None, None) => (String::new(), None),
+        let (field, text) = match named.first() {
+            Some((field, value)) => (field.clone(), Some((*value).to_owned())),
+            None => (String::new(), None),
         };
         for part in text
             .iter()
@@ -749,26 +924,28 @@ impl Service {
             families = vec![primary, primary.other()];
         }
 
-        let per_family = match self
-            .metadata
-            .annotations
-            .get_key_value(IPS_COUNT_ANNOTATION)
-            .or_else(|| self.metadata.annotations.get_key_value(DECKHOUSE_IPS_COUNT_ANNOTATION))
-        {
-            None => default_per_family,
-            Some((key, value)) => match value.trim().parse::<u8>() {
-                Ok(n) if (1..=MAX_IPS_PER_FAMILY).contains(&n) => n,
-                _ => {
-                    errors.push(Invalid::new(
-                        &object,
-                        annotation_field(key),
-                        value,
-                        "is not a valid address count",
-                        format!("a whole number from 1 to {MAX_IPS_PER_FAMILY}"),
-                    ));
-                    default_per_family
-                }
-            },
+        let mut count = |key: &str, value: &str, below_one_is_one: bool| match value.trim().parse::<i64>() {
+            Ok(n) if (1..=i64::from(MAX_IPS_PER_FAMILY)).contains(&n) => n as u8,
+            Ok(n) if n < 1 && below_one_is_one => 1,
+            _ => {
+                errors.push(Invalid::new(
+                    &object,
+                    annotation_field(key),
+                    value,
+                    "is not a valid address count",
+                    format!("a whole number from 1 to {MAX_IPS_PER_FAMILY}"),
+                ));
+                default_per_family
+            }
+        };
+        let per_family = match (
+            self.metadata.annotations.get(IPS_COUNT_ANNOTATION),
+            self.metadata.annotations.get(DECKHOUSE_IPS_COUNT_ANNOTATION),
+        ) {
+            (Some(value), _) => count(IPS_COUNT_ANNOTATION, value, false),
+            // Deckhouse's: a count not above 1 is 1.
+            (None, Some(value)) => count(DECKHOUSE_IPS_COUNT_ANNOTATION, value, true),
+            (None, None) => default_per_family,
         };
 
         let mut ports = Vec::new();
@@ -830,6 +1007,7 @@ impl Service {
             families,
             per_family,
             sharing_key,
+            class: class.map(str::to_owned),
             ports,
             backend,
         })
@@ -846,7 +1024,7 @@ mod tests {
 
     fn request(yaml: &str) -> Result<AllocationRequest, Vec<Invalid>> {
         let service = service(yaml);
-        service.allocation_request(service.key(), &Default::default(), 1)
+        service.allocation_request(service.key(), &Default::default(), 1, None)
     }
 
     #[test]
@@ -855,10 +1033,22 @@ mod tests {
         assert!(default.accepts(None) && default.accepts(Some(MESHLB_CLASS)) && !default.accepts(Some("other")));
         let only = ClassFilter::only("corp/lb");
         assert!(!only.accepts(None) && only.accepts(Some("corp/lb")));
+        let none = BTreeMap::new();
         let svc = service("metadata: {name: a}\nspec: {type: ClusterIP}\n");
-        assert!(!svc.wants_address(&default));
+        assert!(!svc.wants_address(&default, &none));
         let svc = service("metadata: {name: a}\nspec: {type: LoadBalancer, loadBalancerClass: other}\n");
-        assert!(!svc.wants_address(&default));
+        assert!(!svc.wants_address(&default, &none));
+        let other = BTreeMap::from([(
+            "other".to_owned(),
+            LoadBalancerClass {
+                name: "other".into(),
+                is_default: false,
+            },
+        )]);
+        assert!(
+            svc.wants_address(&default, &other),
+            "a MetalLoadBalancerClass's Service is ours"
+        );
     }
 
     #[test]
@@ -960,7 +1150,7 @@ spec:
         let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
         let all = text.join("\n");
         for want in [
-            "spec.loadBalancerIP \"192.0.2.2\" is set together with the metallb.io/loadBalancerIPs annotation",
+            "spec.loadBalancerIP \"192.0.2.2\" is set together with metadata.annotations[metallb.io/loadBalancerIPs]",
             "metadata.annotations[metallb.io/loadBalancerIPs] \"nope\" is not an IP address",
             "spec.ipFamilyPolicy \"Sometimes\"",
             "spec.ipFamilies[1] \"IPv5\"",

@@ -45,6 +45,7 @@ fn make_pool(index: usize, shape: &PoolShape) -> Pool {
         auto_assign: shape.auto_assign,
         avoid_buggy_ips: shape.avoid_buggy,
         allocation: None,
+        class: None,
     }
 }
 
@@ -143,6 +144,7 @@ fn request(index: usize, shape: &ServiceShape, pools: &[Pool]) -> AllocationRequ
         families,
         per_family: shape.per_family,
         sharing_key: shape.sharing.map(String::from),
+        class: None,
         ports: shape
             .ports
             .iter()

@@ -91,10 +91,17 @@ fn kinds_versions_and_scopes_are_metallbs() {
             "configurationstates.metallb.io",
             "l2policies.meshlb.io",
             "addressclaims.meshlb.io",
+            "metalloadbalancerclasses.network.deckhouse.io",
         ]
     );
     for crd in &crds {
-        assert_eq!(crd.spec.scope, "Namespaced", "{names:?}");
+        // Deckhouse's class is cluster-scoped, as in its module.
+        let scope = if crd.spec.group == "network.deckhouse.io" {
+            "Cluster"
+        } else {
+            "Namespaced"
+        };
+        assert_eq!(crd.spec.scope, scope, "{names:?}");
         assert_eq!(crd.spec.versions.iter().filter(|v| v.storage).count(), 1);
         for version in &crd.spec.versions {
             assert!(version.served);

@@ -403,7 +403,7 @@ pub fn check(dir: &Path, classes: ClassFilter) -> Result<CheckReport, AgentError
     let config = &inventory.config;
     lines.push(format!(
         "configuration valid: {} pools, {} L2Advertisements, {} BGPAdvertisements, {} BGPPeers, {} BFDProfiles, \
-         {} community aliases, {} L2Policies, {} services",
+         {} community aliases, {} L2Policies, {} MetalLoadBalancerClasses, {} services",
         config.pools.len(),
         config.l2_advertisements.len(),
         config.bgp_advertisements.len(),
@@ -411,6 +411,7 @@ pub fn check(dir: &Path, classes: ClassFilter) -> Result<CheckReport, AgentError
         config.bfd_profiles.len(),
         config.communities.len(),
         config.l2_policies.len(),
+        config.classes.len(),
         inventory.services.len()
     ));
     let mut ok = true;

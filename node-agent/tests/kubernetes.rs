@@ -1399,3 +1399,109 @@ fn service_l2_statuses_follow_what_the_node_announces() {
             .unwrap();
     });
 }
+
+/// The condition `type_` of a Service: (status, reason, message, when).
+fn condition(service: &Service, type_: &str) -> Option<(String, String, String, String)> {
+    let found = service
+        .status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == type_)?;
+    Some((
+        found.status.clone(),
+        found.reason.clone(),
+        found.message.clone(),
+        found.last_transition_time.0.to_string(),
+    ))
+}
+
+/// Deckhouse's documented MetalLoadBalancerClass and Service, applied
+/// unchanged with kubectl against meshlb's CRDs: the Service gets three
+/// addresses of its class, `kubectl get svc` lists them, and its two
+/// conditions read as Deckhouse writes them. A Service Deckhouse had
+/// already served (its addresses in status and pinned by
+/// `load-balancer-ips`, as Deckhouse's own migration pins them, its
+/// conditions written) keeps everything, conditions' times included. (The
+/// example's 192.168.2.0/24 addresses are only written into statuses
+/// here; nothing is announced.)
+#[test]
+fn deckhouse_objects_apply_unchanged_and_read_as_deckhouse_writes_them() {
+    let env = KubeEnv::start().unwrap();
+    let rt = runtime();
+    let client = rt.block_on(env.client()).unwrap();
+    rt.block_on(cluster(&env, &client, "deckhouse", &["203.0.113.0/26"]));
+    let documented = include_str!("../../config/tests/fixtures/deckhouse-example.yaml");
+    env.apply("deckhouse-example.yaml", documented).unwrap();
+    let adopted_conditions = json!([
+        {"type": "AllPublicIPsAssigned", "status": "True", "reason": "AllIPsAssigned",
+         "message": "2 of 2 public IPs were assigned", "lastTransitionTime": "2026-01-02T03:04:05Z"},
+        {"type": "network.deckhouse.io/load-balancer-class", "status": "True", "reason": "LoadBalancerClassBound",
+         "message": "ingress", "lastTransitionTime": "2026-01-02T03:04:05Z"},
+    ]);
+    rt.block_on(async {
+        let services: Api<Service> = Api::namespaced(client.clone(), "deckhouse");
+        let adopted = named_load_balancer(
+            "deckhouse",
+            "adopted",
+            json!({
+                "network.deckhouse.io/l2-load-balancer-external-ips-count": "2",
+                "network.deckhouse.io/load-balancer-ips": "192.168.2.121,192.168.2.120",
+                "network.deckhouse.io/metal-load-balancer-class": "ingress",
+            }),
+        );
+        services.create(&PostParams::default(), &adopted).await.unwrap();
+        let status = json!({"status": {
+            "loadBalancer": {"ingress": [{"ip": "192.168.2.121", "ipMode": "VIP"}, {"ip": "192.168.2.120", "ipMode": "VIP"}]},
+            "conditions": adopted_conditions,
+        }});
+        services
+            .patch_status("adopted", &PatchParams::default(), &Patch::Merge(status))
+            .await
+            .unwrap();
+    });
+    let _agent = Agent::start(&env, "node-a", "meshlb-allocator");
+    rt.block_on(async {
+        let services: Api<Service> = Api::namespaced(client.clone(), "default");
+        let example = eventually(|| async {
+            let service = services.get("nginx-deployment").await.unwrap();
+            if ingress(&service).len() == 3 && condition(&service, "AllPublicIPsAssigned").is_some() {
+                Ok(service)
+            } else {
+                Err(format!("{:?}", service.status))
+            }
+        })
+        .await;
+        assert_eq!(ingress(&example), ["192.168.2.100", "192.168.2.101", "192.168.2.102"]);
+        let (status, reason, message, _) = condition(&example, "AllPublicIPsAssigned").unwrap();
+        assert_eq!(
+            (status.as_str(), reason.as_str(), message.as_str()),
+            ("True", "AllIPsAssigned", "3 of 3 public IPs were assigned")
+        );
+        let (status, reason, message, _) = condition(&example, "network.deckhouse.io/load-balancer-class").unwrap();
+        assert_eq!(
+            (status.as_str(), reason.as_str(), message.as_str()),
+            ("True", "LoadBalancerClassBound", "ingress")
+        );
+        let listed = env
+            .run_kubectl(&["get", "svc", "nginx-deployment", "--no-headers", "-o", "wide"])
+            .unwrap();
+        assert!(
+            listed.contains("192.168.2.100,192.168.2.101,192.168.2.102"),
+            "kubectl get svc: {listed}"
+        );
+        let adopted: Api<Service> = Api::namespaced(client.clone(), "deckhouse");
+        let adopted = adopted.get("adopted").await.unwrap();
+        assert_eq!(
+            ingress(&adopted),
+            ["192.168.2.121", "192.168.2.120"],
+            "no address changed"
+        );
+        assert_eq!(
+            condition(&adopted, "AllPublicIPsAssigned").map(|c| c.3),
+            Some("2026-01-02T03:04:05Z".to_owned()),
+            "conditions already true are left as they are"
+        );
+    });
+}

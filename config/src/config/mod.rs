@@ -1,5 +1,5 @@
-//! The validated configuration: pools, advertisements, peers, profiles and
-//! meshlb policies, cross-checked as a whole.
+//! The validated configuration: pools, advertisements, peers, profiles,
+//! meshlb policies and Deckhouse's classes, cross-checked as a whole.
 //!
 //! [`Config::build`] rejects at least everything MetalLB rejects
 //! (`internal/config/config.go`, `validation.go` and the CRD schemas), and a
@@ -40,6 +40,9 @@ pub struct Pool {
     pub avoid_buggy_ips: bool,
     /// Preferred services, when set.
     pub allocation: Option<ServiceAllocation>,
+    /// The MetalLoadBalancerClass whose pool this is (named after it): it
+    /// serves that class's Services, and they take from it alone.
+    pub class: Option<String>,
 }
 
 impl Pool {
@@ -102,14 +105,23 @@ pub struct PoolScope {
     pub names: Vec<String>,
     /// By labels.
     pub selectors: Vec<LabelSelector>,
+    /// The class whose advertisement this is: it covers its class's pool
+    /// alone, and no other advertisement covers a class's pool.
+    pub class: Option<String>,
 }
 
 impl PoolScope {
-    /// Neither names nor selectors means every pool.
+    /// Neither names nor selectors means every pool but the classes'.
     pub fn covers(&self, pool: &Pool) -> bool {
-        (self.names.is_empty() && self.selectors.is_empty())
-            || self.names.contains(&pool.name)
-            || self.selectors.iter().any(|s| s.matches(&pool.labels))
+        match (&self.class, &pool.class) {
+            (Some(ours), Some(its)) => ours == its,
+            (Some(_), None) | (None, Some(_)) => false,
+            (None, None) => {
+                (self.names.is_empty() && self.selectors.is_empty())
+                    || self.names.contains(&pool.name)
+                    || self.selectors.iter().any(|s| s.matches(&pool.labels))
+            }
+        }
     }
 }
 
@@ -329,6 +341,17 @@ pub struct L2Policy {
     pub failback: Failback,
 }
 
+/// A validated MetalLoadBalancerClass (Deckhouse): its pool and its
+/// L2Advertisement, both named after it, are in [`Config::pools`] and
+/// [`Config::l2_advertisements`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadBalancerClass {
+    /// Name (the `loadBalancerClass` its Services name).
+    pub name: String,
+    /// The class of LoadBalancer Services that name no class.
+    pub is_default: bool,
+}
+
 /// A complete, validated configuration. Maps are keyed by object name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Config {
@@ -346,6 +369,8 @@ pub struct Config {
     pub communities: BTreeMap<String, BgpCommunity>,
     /// meshlb L2Policies.
     pub l2_policies: BTreeMap<String, L2Policy>,
+    /// Deckhouse MetalLoadBalancerClasses (at most one of them default).
+    pub classes: BTreeMap<String, LoadBalancerClass>,
     /// What is accepted but probably not meant: an advertisement naming a
     /// pool or peer that does not exist (yet: in a cluster objects arrive
     /// in any order, and MetalLB ignores such names too). The name matches
@@ -354,6 +379,11 @@ pub struct Config {
 }
 
 impl Config {
+    /// The default MetalLoadBalancerClass, if one is.
+    pub fn default_class(&self) -> Option<&LoadBalancerClass> {
+        self.classes.values().find(|c| c.is_default)
+    }
+
     /// The L2Policy applying to a service with these labels: the first by
     /// name whose selectors match.
     pub fn l2_policy_for(&self, service_labels: &StringMap) -> Option<&L2Policy> {

@@ -1,6 +1,7 @@
 //! The standalone configuration source: a directory of YAML files holding
 //! the same objects as a cluster (metallb.io kinds, meshlb.io L2Policy,
-//! Services, Namespaces, EndpointSlices), several documents per file.
+//! Deckhouse's MetalLoadBalancerClass, Services, Namespaces,
+//! EndpointSlices), several documents per file.
 //!
 //! Files ending in `.yaml` or `.yml` are read in name order; hidden files
 //! (editor swap files, the `..data` links of a mounted ConfigMap) and

@@ -4,9 +4,11 @@
 //! at the first. One module per family of kinds: [`pools`] (IPAddressPools
 //! and their overlaps), [`advertisements`] (L2 and BGP advertisements,
 //! Communities), [`peers`] (BGPPeers, their password Secrets and
-//! BFDProfiles), [`policies`] (meshlb's L2Policies).
+//! BFDProfiles), [`policies`] (meshlb's L2Policies), [`classes`]
+//! (Deckhouse's MetalLoadBalancerClasses).
 
 mod advertisements;
+mod classes;
 mod peers;
 mod policies;
 mod pools;
@@ -39,6 +41,14 @@ impl Config {
                 _ => {}
             }
         }
+        // Classes after every IPAddressPool, whose names their pools must
+        // not take.
+        for located in objects {
+            if let Object::MetalLoadBalancerClass(r) = &located.object {
+                builder.location = Some(located.location.clone());
+                builder.class(r);
+            }
+        }
         builder.check_pool_overlaps();
         // Pass 2: kinds that refer to pass-1 kinds; peers before BGP ads.
         for located in objects {
@@ -55,6 +65,7 @@ impl Config {
                 _ => {}
             }
         }
+        builder.finish_classes();
         if builder.errors.is_empty() {
             builder.config.warnings = builder.warnings;
             Ok(builder.config)
@@ -78,6 +89,9 @@ struct Builder {
     seen: BTreeMap<Kind, BTreeMap<String, Option<SourceLocation>>>,
     /// Secrets by name, for peers' `passwordSecret`.
     secrets: BTreeMap<String, Secret>,
+    /// Each class's L2Advertisement, added once every L2Advertisement's
+    /// name is known.
+    class_advertisements: Vec<(ObjectRef, Option<SourceLocation>, L2Advertisement)>,
 }
 
 /// Ranges for numeric fields, for messages.

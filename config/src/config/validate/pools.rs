@@ -1,4 +1,5 @@
-//! IPAddressPools: addresses, selectors, and no two pools overlapping.
+//! IPAddressPools: addresses, selectors, and no two pools overlapping (a
+//! MetalLoadBalancerClass's pool included).
 
 use super::*;
 use crate::addresses::{ADDRESS_FORMS, AddressRange};
@@ -14,39 +15,7 @@ impl Builder {
         };
         let spec = &resource.spec;
         let mut errors = Vec::new();
-        if spec.addresses.is_empty() {
-            errors.push(Invalid::new(
-                &object,
-                "spec.addresses",
-                "",
-                "is empty",
-                "at least one entry: {ADDRESS_FORMS}",
-            ));
-        }
-        let mut ranges: Vec<AddressRange> = Vec::new();
-        let mut indices: Vec<usize> = Vec::new();
-        for (i, text) in spec.addresses.iter().enumerate() {
-            let field = format!("spec.addresses[{i}]");
-            match text.parse::<AddressRange>() {
-                Ok(range) => {
-                    if let Some(j) = ranges.iter().position(|r| r.overlaps(&range)) {
-                        errors.push(Invalid::new(
-                            &object,
-                            field,
-                            text,
-                            format!(
-                                "overlaps spec.addresses[{}] ({}) of the same pool",
-                                indices[j], ranges[j]
-                            ),
-                            "ranges that do not overlap",
-                        ));
-                    }
-                    ranges.push(range);
-                    indices.push(i);
-                }
-                Err(problem) => errors.push(Invalid::new(&object, field, text, problem.to_string(), ADDRESS_FORMS)),
-            }
-        }
+        let ranges = address_ranges(&object, "spec.addresses", &spec.addresses, &mut errors);
         let allocation = spec.service_allocation.as_ref().map(|a| {
             if a.priority < 0 {
                 errors.push(Invalid::new(
@@ -103,6 +72,7 @@ impl Builder {
                 auto_assign: spec.auto_assign.unwrap_or(true),
                 avoid_buggy_ips: spec.avoid_buggy_ips,
                 allocation,
+                class: None,
             },
         );
     }
@@ -125,18 +95,36 @@ impl Builder {
                 }
             }
         }
-        for (pool, range, other, other_range) in found {
+        let origin = |pool: &str| match self.config.pools.get(pool).and_then(|p| p.class.as_ref()) {
+            Some(_) => (Kind::MetalLoadBalancerClass, "spec.addressPool"),
+            None => (Kind::IpAddressPool, "spec.addresses"),
+        };
+        let found: Vec<_> = found
+            .into_iter()
+            .map(|(pool, range, other, other_range)| {
+                let (kind, field) = origin(&pool);
+                let (other_kind, _) = origin(&other);
+                (
+                    pool,
+                    kind,
+                    field,
+                    range,
+                    format!("overlaps {other_range} of {other_kind} {other}"),
+                )
+            })
+            .collect();
+        for (pool, kind, field, range, problem) in found {
             self.location = self.pool_locations.get(&pool).cloned().flatten();
             let object = ObjectRef {
-                kind: Kind::IpAddressPool,
+                kind,
                 namespace: None,
                 name: pool.clone(),
             };
             self.push(Invalid::new(
                 &object,
-                "spec.addresses",
+                field,
                 range,
-                format!("overlaps {other_range} of IPAddressPool {other}"),
+                problem,
                 "addresses that belong to no other pool",
             ));
         }
@@ -166,6 +154,49 @@ impl Builder {
         PoolScope {
             names: names.to_vec(),
             selectors: selectors.to_vec(),
+            class: None,
         }
     }
+}
+
+/// The ranges of a pool's address list (`field`: `spec.addresses`, or a
+/// class's `spec.addressPool`): CIDRs or ranges, at least one, none
+/// overlapping another of the list.
+pub(super) fn address_ranges(
+    object: &ObjectRef,
+    field: &str,
+    entries: &[String],
+    errors: &mut Vec<Invalid>,
+) -> Vec<AddressRange> {
+    if entries.is_empty() {
+        errors.push(Invalid::new(
+            object,
+            field,
+            "",
+            "is empty",
+            format!("at least one entry: {ADDRESS_FORMS}"),
+        ));
+    }
+    let mut ranges: Vec<AddressRange> = Vec::new();
+    let mut indices: Vec<usize> = Vec::new();
+    for (i, text) in entries.iter().enumerate() {
+        let entry = format!("{field}[{i}]");
+        match text.parse::<AddressRange>() {
+            Ok(range) => {
+                if let Some(j) = ranges.iter().position(|r| r.overlaps(&range)) {
+                    errors.push(Invalid::new(
+                        object,
+                        entry,
+                        text,
+                        format!("overlaps {field}[{}] ({}) of the same pool", indices[j], ranges[j]),
+                        "ranges that do not overlap",
+                    ));
+                }
+                ranges.push(range);
+                indices.push(i);
+            }
+            Err(problem) => errors.push(Invalid::new(object, entry, text, problem.to_string(), ADDRESS_FORMS)),
+        }
+    }
+    ranges
 }

@@ -2,7 +2,11 @@
 //! MetalLB's contract, `status.loadBalancer.ingress` (ipMode VIP), the
 //! `metallb.io/ip-allocated-from-pool` annotation and Events (IPAllocated;
 //! AllocationFailed with the reason), releasing addresses when a Service
-//! goes away or stops being a LoadBalancer.
+//! goes away or stops being a LoadBalancer. On a Service of a Deckhouse
+//! MetalLoadBalancerClass it also writes Deckhouse's two conditions,
+//! `AllPublicIPsAssigned` ("X of Y public IPs were assigned") and
+//! `network.deckhouse.io/load-balancer-class` (the class), keeping the
+//! Service's other conditions.
 //!
 //! One agent allocates at a time, the holder of a Lease
 //! ([`super::lease`]); every agent runs a candidate. What makes a double
@@ -53,7 +57,10 @@ use kube::runtime::reflector::{self, Store};
 use meshlb_config::allocator::PoolCounters;
 use meshlb_config::crd::{AddressClaim, AddressClaimSpec, ClaimHolder, IpAddressPoolStatus, claim_name};
 use meshlb_config::reconcile::Holds;
-use meshlb_config::service::{ClassFilter, IP_ALLOCATED_FROM_POOL, ServiceKey};
+use meshlb_config::service::{
+    ClassFilter, Condition, FamilyPolicy, IP_ALLOCATED_FROM_POOL, Service as ConfigService, ServiceKey,
+    deckhouse_conditions, with_conditions,
+};
 use meshlb_config::{Inventory, Reconciler, ServiceOutcome};
 use serde_json::json;
 use tokio::sync::{Notify, watch};
@@ -164,6 +171,43 @@ pub struct ServiceWrite {
     pub annotate: bool,
     /// The Event the write makes.
     pub event: WriteEvent,
+    /// Deckhouse's conditions, for a Service of a MetalLoadBalancerClass.
+    pub conditions: Option<ConditionsWrite>,
+}
+
+/// The conditions a write sets: `wanted` in place of those of their types
+/// in `current` (see [`with_conditions`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConditionsWrite {
+    /// The Service's conditions as read.
+    pub current: Vec<Condition>,
+    /// The conditions it must have.
+    pub wanted: Vec<Condition>,
+}
+
+/// Deckhouse's two conditions for a Service of a MetalLoadBalancerClass
+/// that holds `assigned`: how many of the addresses it asks for it holds,
+/// and its class. `None` for a Service of no class.
+fn class_conditions(
+    inventory: &Inventory,
+    key: &ServiceKey,
+    service: &ConfigService,
+    assigned: &[IpAddr],
+) -> Option<Vec<Condition>> {
+    let class = service
+        .load_balancer_class_of(&inventory.config.classes)
+        .ok()
+        .flatten()?;
+    let wanted = inventory.request_for(key, service).map_or(1, |request| {
+        let both = assigned.iter().any(IpAddr::is_ipv4) && assigned.iter().any(IpAddr::is_ipv6);
+        let families = match request.family_policy {
+            FamilyPolicy::SingleStack => 1,
+            FamilyPolicy::RequireDualStack => 2,
+            FamilyPolicy::PreferDualStack => 1 + usize::from(both),
+        };
+        usize::from(request.per_family) * families
+    });
+    Some(deckhouse_conditions(&class.name, assigned.len(), wanted).to_vec())
 }
 
 /// The Event on a Service its write makes.
@@ -298,7 +342,14 @@ pub fn plan(
         };
         let unclaimed = addresses.iter().any(|a| !ours.contains(a));
         let annotate = outcome.assignment().is_some() && service.allocated_from_pool() != Some(pool.as_str());
-        if addresses != status || unclaimed || annotate {
+        let conditions = class_conditions(inventory, key, service, &addresses).map(|wanted| ConditionsWrite {
+            current: service.status.conditions.clone(),
+            wanted,
+        });
+        let conditions_change = conditions
+            .as_ref()
+            .is_some_and(|c| with_conditions(&c.current, &c.wanted, "").is_some());
+        if addresses != status || unclaimed || annotate || conditions_change {
             plan.writes.push(ServiceWrite {
                 holder: holder.clone(),
                 version: version.clone(),
@@ -307,6 +358,7 @@ pub fn plan(
                 pool,
                 sharing_key,
                 annotate,
+                conditions,
             });
         } else {
             // Claims it holds for addresses it no longer has.
@@ -514,10 +566,20 @@ impl Writer {
         if write.annotate {
             metadata["annotations"] = json!({IP_ALLOCATED_FROM_POOL: write.pool});
         }
-        let status = json!({
+        let mut status = json!({
             "metadata": metadata,
             "status": {"loadBalancer": {"ingress": ingress}},
         });
+        if let Some(conditions) = &write.conditions {
+            let now = k8s_openapi::jiff::Timestamp::now().round(k8s_openapi::jiff::Unit::Second);
+            if let Some(all) = with_conditions(
+                &conditions.current,
+                &conditions.wanted,
+                &now.map_or_else(|_| String::new(), |t| t.to_string()),
+            ) {
+                status["status"]["conditions"] = json!(all);
+            }
+        }
         let written = services
             .patch_status(&key.name, &PatchParams::default(), &Patch::Merge(status))
             .await

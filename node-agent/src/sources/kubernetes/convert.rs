@@ -106,7 +106,7 @@ pub fn secret(secret: &Secret) -> Result<Located<Object>, Error> {
     through_json(secret, || named(Kind::Secret, &secret.metadata)).map(|s| located(Object::Secret(Box::new(s))))
 }
 
-/// A `metallb.io` or `meshlb.io` object of `kind`.
+/// A `metallb.io`, `meshlb.io` or `network.deckhouse.io` object of `kind`.
 pub fn custom(kind: Kind, object: &DynamicObject) -> Result<Located<Object>, Error> {
     let reference = || named(kind, &object.metadata);
     let metadata: ObjectMeta = through_json(&object.metadata, reference)?;
@@ -131,6 +131,7 @@ pub fn custom(kind: Kind, object: &DynamicObject) -> Result<Located<Object>, Err
         Kind::BfdProfile => Object::BfdProfile(Box::new(resource(metadata, spec, reference)?)),
         Kind::Community => Object::Community(Box::new(resource(metadata, spec, reference)?)),
         Kind::L2Policy => Object::L2Policy(Box::new(resource(metadata, spec, reference)?)),
+        Kind::MetalLoadBalancerClass => Object::MetalLoadBalancerClass(Box::new(resource(metadata, spec, reference)?)),
         other => {
             return Err(parse_error(
                 reference(),

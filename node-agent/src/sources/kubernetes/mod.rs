@@ -11,7 +11,8 @@
 //!   balancers label, NetworkUnavailable) and Namespaces (labels for
 //!   namespace selectors);
 //! - the `metallb.io` kinds and meshlb's L2Policy in the configured
-//!   namespace (`metallb-system` by default);
+//!   namespace (`metallb-system` by default), and Deckhouse's
+//!   MetalLoadBalancerClasses (cluster-scoped);
 //! - the Secrets of type `kubernetes.io/basic-auth` in that namespace, the
 //!   only ones a BGPPeer's `passwordSecret` may name, keeping only their
 //!   `password` key (a field selector: no other Secret is listed).
@@ -90,8 +91,9 @@ struct Caches {
     states: watch::Sender<BTreeMap<String, KindState>>,
 }
 
-/// The kinds read from the configured namespace, with their API resources
-/// (the versions meshlb's CRDs store: BGPPeer v1beta2).
+/// The custom kinds read, with their API resources (the versions meshlb's
+/// CRDs store: BGPPeer v1beta2): all from the configured namespace but
+/// Deckhouse's cluster-scoped MetalLoadBalancerClass.
 fn custom_kinds() -> Vec<(Kind, ApiResource)> {
     use meshlb_config::kinds;
     vec![
@@ -102,6 +104,10 @@ fn custom_kinds() -> Vec<(Kind, ApiResource)> {
         (Kind::BfdProfile, kinds::BfdProfile::api_resource()),
         (Kind::Community, kinds::Community::api_resource()),
         (Kind::L2Policy, kinds::L2Policy::api_resource()),
+        (
+            Kind::MetalLoadBalancerClass,
+            kinds::MetalLoadBalancerClass::api_resource(),
+        ),
     ]
 }
 
@@ -429,7 +435,11 @@ impl KubernetesSource {
         for (kind, resource) in custom_kinds() {
             let writer = reflector::store::Writer::new(resource.clone());
             custom.push((kind, writer.as_reader()));
-            let api = Api::<DynamicObject>::namespaced_with(client.clone(), &self.namespace, &resource);
+            let api = if kind == Kind::MetalLoadBalancerClass {
+                Api::<DynamicObject>::all_with(client.clone(), &resource)
+            } else {
+                Api::<DynamicObject>::namespaced_with(client.clone(), &self.namespace, &resource)
+            };
             let health = KindHealth::in_map(kind.as_str(), &states);
             tasks.push(reflect(api, writer, changed.clone(), health));
         }

@@ -69,6 +69,9 @@ const NEEDED: &[Permission] = &[
     cluster("watch", "", "nodes"),
     cluster("list", "", "namespaces"),
     cluster("watch", "", "namespaces"),
+    // Deckhouse's classes are cluster-scoped.
+    cluster("list", "network.deckhouse.io", "metalloadbalancerclasses"),
+    cluster("watch", "network.deckhouse.io", "metalloadbalancerclasses"),
     // The allocator: Services' addresses, annotations and fences; Events.
     cluster("get", "", "services"),
     cluster("patch", "", "services"),
