@@ -1420,10 +1420,11 @@ fn condition(service: &Service, type_: &str) -> Option<(String, String, String, 
 /// Deckhouse's documented MetalLoadBalancerClass and Service, applied
 /// unchanged with kubectl against meshlb's CRDs: the Service gets three
 /// addresses of its class, `kubectl get svc` lists them, and its two
-/// conditions read as Deckhouse writes them. A Service Deckhouse had
-/// already served (its addresses in status and pinned by
-/// `load-balancer-ips`, as Deckhouse's own migration pins them, its
-/// conditions written) keeps everything, conditions' times included. (The
+/// conditions read as Deckhouse writes them. Services Deckhouse had
+/// already served keep their addresses: one pinned by `load-balancer-ips`
+/// (as Deckhouse's own migration pins them) with its conditions written
+/// keeps everything, conditions' times included; one with its addresses in
+/// its status alone keeps them too, and gets its conditions. (The
 /// example's 192.168.2.0/24 addresses are only written into statuses
 /// here; nothing is announced.)
 #[test]
@@ -1460,6 +1461,19 @@ fn deckhouse_objects_apply_unchanged_and_read_as_deckhouse_writes_them() {
             .patch_status("adopted", &PatchParams::default(), &Patch::Merge(status))
             .await
             .unwrap();
+        // Served by Deckhouse too, but its addresses not pinned: they are
+        // in its status, which is enough.
+        let unpinned = named_load_balancer(
+            "deckhouse",
+            "unpinned",
+            json!({"network.deckhouse.io/metal-load-balancer-class": "ingress"}),
+        );
+        services.create(&PostParams::default(), &unpinned).await.unwrap();
+        let status = json!({"status": {"loadBalancer": {"ingress": [{"ip": "192.168.2.140", "ipMode": "VIP"}]}}});
+        services
+            .patch_status("unpinned", &PatchParams::default(), &Patch::Merge(status))
+            .await
+            .unwrap();
     });
     let _agent = Agent::start(&env, "node-a", "meshlb-allocator");
     rt.block_on(async {
@@ -1491,8 +1505,17 @@ fn deckhouse_objects_apply_unchanged_and_read_as_deckhouse_writes_them() {
             listed.contains("192.168.2.100,192.168.2.101,192.168.2.102"),
             "kubectl get svc: {listed}"
         );
-        let adopted: Api<Service> = Api::namespaced(client.clone(), "deckhouse");
-        let adopted = adopted.get("adopted").await.unwrap();
+        let moved: Api<Service> = Api::namespaced(client.clone(), "deckhouse");
+        let unpinned = eventually(|| async {
+            let service = moved.get("unpinned").await.unwrap();
+            match condition(&service, "network.deckhouse.io/load-balancer-class") {
+                Some(_) => Ok(service),
+                None => Err(format!("{:?}", service.status)),
+            }
+        })
+        .await;
+        assert_eq!(ingress(&unpinned), ["192.168.2.140"], "no address changed");
+        let adopted = moved.get("adopted").await.unwrap();
         assert_eq!(
             ingress(&adopted),
             ["192.168.2.121", "192.168.2.120"],
