@@ -522,8 +522,9 @@ pub struct L2PolicySpec {
     #[serde(default)]
     pub node_preferences: Vec<WeightedNodeSelector>,
     /// `Revertive` (default, as MetalLB): a returning preferred node takes
-    /// the address back. `NonRevertive`: the address stays where it is
-    /// until its owner fails.
+    /// the address back, and a node that joins or returns takes its share
+    /// of addresses from the busiest. `NonRevertive`: the address stays
+    /// where it is until its owner fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "kubernetes", schemars(transform = crate::crd::rules::failback))]
     pub failback: Option<String>,

@@ -335,6 +335,81 @@ spec: {type: LoadBalancer, ports: [{port: 5432}]}
         assert_eq!(plan.local_addresses().len(), 1);
     }
 
+    /// MetalLB's `preferredNodeSelectors` (an L2Advertisement's, as MetalLB
+    /// writes it) and meshlb's L2Policy `nodePreferences` add up to a
+    /// node's weight for the services they cover; a Deckhouse class's
+    /// Service is planned through its class's advertisement, on the nodes
+    /// its nodeSelector picks.
+    #[test]
+    fn preferences_weigh_nodes_and_a_class_selects_its_nodes() {
+        let config = format!(
+            "{CONFIG}---
+apiVersion: metallb.io/v1beta1
+kind: L2Advertisement
+metadata: {{name: preferring, namespace: metallb-system}}
+spec:
+  ipAddressPools: [l2]
+  preferredNodeSelectors:
+  - {{weight: 50, preference: {{matchLabels: {{zone: a}}}}}}
+  - {{weight: 30, preference: {{matchExpressions: [{{key: rack, operator: In, values: [r1]}}]}}}}
+---
+apiVersion: meshlb.io/v1alpha1
+kind: L2Policy
+metadata: {{name: policy}}
+spec: {{nodePreferences: [{{weight: 5, preference: {{matchLabels: {{zone: a}}}}}}]}}
+---
+apiVersion: network.deckhouse.io/v1alpha1
+kind: MetalLoadBalancerClass
+metadata: {{name: ingress}}
+spec: {{addressPool: [198.51.100.0/28], nodeSelector: {{lb: 'yes'}}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: classed, namespace: default}}
+spec: {{type: LoadBalancer, loadBalancerClass: ingress, ports: [{{port: 80}}]}}
+"
+        );
+        let state = state(&config);
+        let plan = plan_of(&state, &[("l2", "yes")]);
+        let web = plan
+            .services
+            .values()
+            .find(|s| s.key.to_string() == "default/web")
+            .unwrap();
+        let weight = plan.weight_fn();
+        let record = |pairs: &[(&str, &str)]| {
+            let mut record = NodeRecord::new("n2", 1);
+            record.labels = labels(pairs);
+            record
+        };
+        assert_eq!(weight(&record(&[("zone", "a"), ("rack", "r1")]), &web.spec), 85);
+        assert_eq!(weight(&record(&[("zone", "a")]), &web.spec), 55);
+        assert_eq!(weight(&record(&[("rack", "r1")]), &web.spec), 30);
+        assert_eq!(weight(&record(&[]), &web.spec), 0);
+        let classed = plan
+            .services
+            .values()
+            .find(|s| s.key.to_string() == "default/classed")
+            .unwrap();
+        assert_eq!(classed.blocked, Some(Blocker::NotSelected), "not a node of the class");
+        let on_class_node = plan_of(&state, &[("lb", "yes")]);
+        let classed = on_class_node
+            .services
+            .values()
+            .find(|s| s.key.to_string() == "default/classed")
+            .unwrap();
+        assert!(classed.serveable());
+        assert_eq!(
+            weight(&record(&[("zone", "a")]), &classed.spec),
+            5,
+            "the L2Policy covers every Service, the advertisement only its pools"
+        );
+    }
+
+    fn plan_of(state: &crate::eligibility::fixture::State, pairs: &[(&str, &str)]) -> L2Plan {
+        plan(state.input(), here(&labels(pairs)), &links(&[("eth0", true)]))
+    }
+
     #[test]
     fn a_node_the_advertisement_does_not_select_does_not_serve() {
         let plan = plan(

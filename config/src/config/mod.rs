@@ -317,10 +317,11 @@ pub struct BfdProfile {
     pub minimum_ttl: u8,
 }
 
-/// What happens when a more preferred node comes back.
+/// What happens when a more preferred node comes back, or a node joins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failback {
-    /// It takes the address back (MetalLB's behaviour).
+    /// It takes the address back (MetalLB's behaviour), and a node that
+    /// comes takes its share of addresses from the busiest.
     Revertive,
     /// The address stays until its owner fails.
     NonRevertive,
