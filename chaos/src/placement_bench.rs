@@ -221,20 +221,21 @@ fn moved(before: &Owners, after: &Owners) -> usize {
     after.iter().filter(|(a, o)| before.get(*a) != Some(*o)).count()
 }
 
-/// Spread and Services sharing a node, added to `report`.
+/// Spread and Services sharing a node, added to `report`, which has seen
+/// `states` states before this one.
 fn observe(
     report: &mut RuleReport,
     owners: &Owners,
     available: &BTreeSet<String>,
     services: &[Vec<IpAddr>],
-    states: &mut usize,
+    states: usize,
 ) {
     let mut load: BTreeMap<&str, usize> = available.iter().map(|n| (n.as_str(), 0)).collect();
     for owner in owners.values().flatten() {
         *load.entry(owner).or_default() += 1;
     }
     let spread = load.values().max().unwrap_or(&0) - load.values().min().unwrap_or(&0);
-    report.mean_spread = (report.mean_spread * *states as f64 + spread as f64) / (*states + 1) as f64;
+    report.mean_spread = (report.mean_spread * states as f64 + spread as f64) / (states + 1) as f64;
     report.max_spread = report.max_spread.max(spread);
     report.shared += services
         .iter()
@@ -264,14 +265,17 @@ pub fn run(nodes: usize, services: usize, changes: usize, seed: u64) -> Report {
     let mut revertive = meshlb(&available, &services, Failback::Revertive, &Owners::new());
     let mut sticky = meshlb(&available, &services, Failback::NonRevertive, &Owners::new());
     let mut theirs = deckhouse(&objects, &available, &services);
-    for (rule, owners) in [
-        (&mut report.meshlb, &revertive),
-        (&mut report.meshlb_non_revertive, &sticky),
-        (&mut report.deckhouse, &theirs),
-    ] {
-        let mut at = states;
-        observe(rule, owners, &available, &services, &mut at);
-    }
+    let observe_all = |report: &mut Report, owners: [&Owners; 3], available: &BTreeSet<String>, states: usize| {
+        let rules = [
+            &mut report.meshlb,
+            &mut report.meshlb_non_revertive,
+            &mut report.deckhouse,
+        ];
+        for (rule, owners) in rules.into_iter().zip(owners) {
+            observe(rule, owners, available, &services, states);
+        }
+    };
+    observe_all(&mut report, [&revertive, &sticky, &theirs], &available, states);
     states += 1;
     for _ in 0..changes {
         let failed: Vec<String> = objects.iter().filter(|n| !available.contains(*n)).cloned().collect();
@@ -348,14 +352,7 @@ pub fn run(nodes: usize, services: usize, changes: usize, seed: u64) -> Report {
             .or_default()
             .add(counted.0, counted.1);
         theirs = next;
-        for (rule, owners) in [
-            (&mut report.meshlb, &revertive),
-            (&mut report.meshlb_non_revertive, &sticky),
-            (&mut report.deckhouse, &theirs),
-        ] {
-            let mut at = states;
-            observe(rule, owners, &available, &services, &mut at);
-        }
+        observe_all(&mut report, [&revertive, &sticky, &theirs], &available, states);
         states += 1;
     }
     report.evaluation = Summary::of(&took);

@@ -59,7 +59,8 @@ fn the_chart_lints_renders_every_option_and_matches_the_manifests() {
     let rendered = run(template);
     let kinds = objects(&rendered);
     let count = |kind: &str| kinds.iter().filter(|(k, _)| k == kind).count();
-    assert_eq!(count("CustomResourceDefinition"), 11, "{kinds:?}");
+    let definitions = meshlb_config::crd::definitions().len();
+    assert_eq!(count("CustomResourceDefinition"), definitions, "{kinds:?}");
     for kind in [
         "DaemonSet",
         "ServiceAccount",
@@ -163,7 +164,7 @@ fn the_chart_installs_upgrades_and_uninstalls_cleanly() {
         "a generated key: {keys:?}"
     );
     let crds = env.run_kubectl(&["get", "crd", "-o", "name"]).unwrap();
-    assert_eq!(crds.lines().count(), 11, "{crds}");
+    assert_eq!(crds.lines().count(), meshlb_config::crd::definitions().len(), "{crds}");
 
     // An upgrade with a changed value changes the DaemonSet and keeps the
     // cluster key.
@@ -187,7 +188,11 @@ fn the_chart_installs_upgrades_and_uninstalls_cleanly() {
     run(uninstall);
     assert_eq!(release_objects(&env), Vec::<String>::new(), "orphans after uninstall");
     let crds = env.run_kubectl(&["get", "crd", "-o", "name"]).unwrap();
-    assert_eq!(crds.lines().count(), 11, "Helm keeps the CRDs: {crds}");
+    assert_eq!(
+        crds.lines().count(),
+        meshlb_config::crd::definitions().len(),
+        "Helm keeps the CRDs: {crds}"
+    );
 }
 
 #[test]

@@ -273,11 +273,13 @@ impl Fence {
     }
 }
 
+/// Candidates and claims for the tests of ownership and placement.
 #[cfg(test)]
-mod tests {
+pub(crate) mod fixture {
     use super::*;
 
-    fn nodes(names: &[&str]) -> Vec<Candidate> {
+    /// Unweighted, settled candidates of these names.
+    pub(crate) fn nodes(names: &[&str]) -> Vec<Candidate> {
         names
             .iter()
             .map(|n| Candidate {
@@ -288,17 +290,24 @@ mod tests {
             .collect()
     }
 
-    fn ip(s: &str) -> IpAddr {
+    pub(crate) fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
     }
 
-    fn claimed(pairs: &[(IpAddr, &str)]) -> Claimants {
+    /// Each address claimed by the node beside it.
+    pub(crate) fn claimed(pairs: &[(IpAddr, &str)]) -> Claimants {
         let mut out = Claimants::new();
         for (address, node) in pairs {
             out.entry(*address).or_default().insert(node.to_string());
         }
         out
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixture::{claimed, ip, nodes};
+    use super::*;
 
     #[test]
     fn rendezvous_key_is_metallbs_sha256_of_node_hash_ip() {

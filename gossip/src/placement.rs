@@ -451,30 +451,8 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::ownership::fixture::{claimed, ip, nodes};
     use crate::record::service_id;
-
-    fn nodes(names: &[&str]) -> Vec<Candidate> {
-        names
-            .iter()
-            .map(|n| Candidate {
-                node: n.to_string(),
-                weight: 0,
-                settling: false,
-            })
-            .collect()
-    }
-
-    fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap()
-    }
-
-    fn claimed(pairs: &[(IpAddr, &str)]) -> Claimants {
-        let mut out = Claimants::new();
-        for (address, node) in pairs {
-            out.entry(*address).or_default().insert(node.to_string());
-        }
-        out
-    }
 
     /// What every owner claims once it announces what it owns.
     fn claims_of(owners: &Owners) -> Claimants {
