@@ -313,8 +313,9 @@ fn the_status_follows_freezes_stops_and_api_server_outages() {
     cluster
         .signal_agent(Announcer::Meshlb, &owner, Signal::SIGCONT)
         .unwrap();
-    // The thawed node may take its address back (failback is revertive):
-    // wait until one node answers and the status names it alone.
+    // The thawed node takes nothing back (one address: the loads are as
+    // even as they get): wait until one node answers and the status names
+    // it alone.
     let mut settled = String::new();
     wait_for(
         Duration::from_secs(60),

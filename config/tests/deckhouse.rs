@@ -66,12 +66,19 @@ fn the_documented_example_gets_three_addresses_from_its_class() {
         advertisement.node_selectors[0].match_labels,
         BTreeMap::from([("node-role.kubernetes.io/loadbalancer".to_owned(), String::new())])
     );
-    let outcomes = apply(DOCUMENTED);
+    let mut reconciler = Reconciler::new(ClassFilter::default(), BTreeMap::new());
+    let outcomes = reconciler.apply(&inventory, Instant::now());
     assert_eq!(
         addresses(&outcomes, "nginx-deployment"),
         ["192.168.2.100", "192.168.2.101", "192.168.2.102"],
         "the three of Deckhouse's `kubectl get svc`"
     );
+    // The pool's counters, which the metrics give as MetalLB's
+    // metallb_allocator_addresses_*{pool} (Deckhouse's dashboards), name
+    // the class.
+    let counters = reconciler.allocator().counters();
+    let (_, ingress) = counters.iter().find(|(pool, _)| pool.as_str() == "ingress").unwrap();
+    assert_eq!((ingress.v4.in_use, ingress.v4.total), (3, 51));
 }
 
 #[test]
