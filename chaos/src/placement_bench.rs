@@ -247,6 +247,15 @@ fn observe(
         .count();
 }
 
+/// The three rules' reports, in the order [`run`] places them.
+fn rules_of(report: &mut Report) -> [&mut RuleReport; 3] {
+    [
+        &mut report.meshlb,
+        &mut report.meshlb_non_revertive,
+        &mut report.deckhouse,
+    ]
+}
+
 /// Runs the churn: see the module documentation.
 pub fn run(nodes: usize, services: usize, changes: usize, seed: u64) -> Report {
     let services = workload(services);
@@ -262,20 +271,20 @@ pub fn run(nodes: usize, services: usize, changes: usize, seed: u64) -> Report {
     };
     let mut states = 0;
     let mut took: Vec<Duration> = Vec::with_capacity(changes);
-    let mut revertive = meshlb(&available, &services, Failback::Revertive, &Owners::new());
-    let mut sticky = meshlb(&available, &services, Failback::NonRevertive, &Owners::new());
-    let mut theirs = deckhouse(&objects, &available, &services);
-    let observe_all = |report: &mut Report, owners: [&Owners; 3], available: &BTreeSet<String>, states: usize| {
-        let rules = [
-            &mut report.meshlb,
-            &mut report.meshlb_non_revertive,
-            &mut report.deckhouse,
-        ];
-        for (rule, owners) in rules.into_iter().zip(owners) {
-            observe(rule, owners, available, &services, states);
-        }
+    // The three rules' placements, in the order of `rules_of`.
+    let place_all = |available: &BTreeSet<String>, objects: &[String], before: Option<&[Owners; 3]>| {
+        let empty = Owners::new();
+        let previous = |i: usize| before.map_or(&empty, |b| &b[i]);
+        let started = Instant::now();
+        let revertive = meshlb(available, &services, Failback::Revertive, previous(0));
+        let took = started.elapsed();
+        let sticky = meshlb(available, &services, Failback::NonRevertive, previous(1));
+        ([revertive, sticky, deckhouse(objects, available, &services)], took)
     };
-    observe_all(&mut report, [&revertive, &sticky, &theirs], &available, states);
+    let (mut owners, _) = place_all(&available, &objects, None);
+    for (rule, owners) in rules_of(&mut report).into_iter().zip(&owners) {
+        observe(rule, owners, &available, &services, states);
+    }
     states += 1;
     for _ in 0..changes {
         let failed: Vec<String> = objects.iter().filter(|n| !available.contains(*n)).cloned().collect();
@@ -328,31 +337,16 @@ pub fn run(nodes: usize, services: usize, changes: usize, seed: u64) -> Report {
             Change::Fail | Change::Delete => 0,
         };
         report.even_share.entry(change).or_default().add(even, even);
-        let started = Instant::now();
-        let next = meshlb(&available, &services, Failback::Revertive, &revertive);
-        took.push(started.elapsed());
-        let counted = (moved(&revertive, &next), on_gone(&revertive));
-        report.meshlb.moves.entry(change).or_default().add(counted.0, counted.1);
-        revertive = next;
-        let next = meshlb(&available, &services, Failback::NonRevertive, &sticky);
-        let counted = (moved(&sticky, &next), on_gone(&sticky));
-        report
-            .meshlb_non_revertive
-            .moves
-            .entry(change)
-            .or_default()
-            .add(counted.0, counted.1);
-        sticky = next;
-        let next = deckhouse(&objects, &available, &services);
-        let counted = (moved(&theirs, &next), on_gone(&theirs));
-        report
-            .deckhouse
-            .moves
-            .entry(change)
-            .or_default()
-            .add(counted.0, counted.1);
-        theirs = next;
-        observe_all(&mut report, [&revertive, &sticky, &theirs], &available, states);
+        let (next, evaluation) = place_all(&available, &objects, Some(&owners));
+        took.push(evaluation);
+        for ((rule, before), after) in rules_of(&mut report).into_iter().zip(&owners).zip(&next) {
+            rule.moves
+                .entry(change)
+                .or_default()
+                .add(moved(before, after), on_gone(before));
+            observe(rule, after, &available, &services, states);
+        }
+        owners = next;
         states += 1;
     }
     report.evaluation = Summary::of(&took);
