@@ -80,8 +80,10 @@ pub(crate) fn bench_l2_failover(
     arp_requests: usize,
     real_nodes: bool,
     plot: Option<&std::path::Path>,
+    cdf_plot: Option<&std::path::Path>,
 ) -> Result<(), LabError> {
     use meshlb_chaos::cluster::{Announcer, ClusterFault};
+    use meshlb_chaos::plot::Series;
     use meshlb_chaos::scenario::meshlb_failover;
     let faults = faults_or_all(faults);
     let binary = self_binary()?;
@@ -99,6 +101,7 @@ pub(crate) fn bench_l2_failover(
     );
     println!("|---|---|---|---|---|---|---|---|---|---|");
     let mut pairs = Vec::new();
+    let mut crash_outages: Vec<Series> = Vec::new();
     for &nodes in &sizes {
         for fault in &faults {
             let mut meshlb = Vec::new();
@@ -150,7 +153,30 @@ pub(crate) fn bench_l2_failover(
             }
             failover_row(&format!("{nodes}, keepalived 1 s"), *fault, &default_vrrp);
             failover_row(&format!("{nodes}, keepalived 0.1 s"), *fault, &fast_vrrp);
+            if *fault == NodeFault::Crash {
+                let mut systems: Vec<(String, &[meshlb_chaos::scenario::FailoverRun])> =
+                    vec![(format!("meshlb, {nodes} nodes"), &meshlb)];
+                systems.extend(
+                    on_real_nodes
+                        .iter()
+                        .map(|(a, out)| (format!("{a} on real nodes, {nodes} nodes"), out.as_slice())),
+                );
+                systems.push((format!("keepalived 1 s, {nodes} nodes"), &default_vrrp));
+                systems.push((format!("keepalived 0.1 s, {nodes} nodes"), &fast_vrrp));
+                crash_outages.extend(systems.into_iter().map(|(name, runs)| Series {
+                    name,
+                    samples: runs.iter().map(|r| r.outage.window.as_secs_f64()).collect(),
+                }));
+            }
         }
+    }
+    if let Some(file) = cdf_plot {
+        let svg = meshlb_chaos::plot::cdf(
+            &format!("Layer 2 failover: the outage a crashed node costs a client, {runs} runs each"),
+            "outage seen by a client probing every 10 ms, s",
+            &crash_outages,
+        );
+        std::fs::write(file, svg).map_err(|e| LabError::io(format!("write {}", file.display()), e))?;
     }
     if let Some(file) = plot {
         let svg = meshlb_chaos::plot::paired_bars(

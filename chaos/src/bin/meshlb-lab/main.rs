@@ -240,6 +240,10 @@ enum Bench {
         /// file (with --real-nodes).
         #[arg(long, requires = "real_nodes")]
         plot: Option<PathBuf>,
+        /// Also draw the distribution of every system's crash outages (a
+        /// CDF) into this SVG file.
+        #[arg(long)]
+        cdf: Option<PathBuf>,
     },
     /// Moving from MetalLB: MetalLB installed by its chart and by its manifest, running and answering for 22 Services; the README's migration steps; how long until meshlb announces everything, and what a client probing one address every 10 ms lost.
     Migration {
@@ -567,10 +571,19 @@ fn main() -> ExitCode {
                     arp_requests,
                     real_nodes,
                     plot,
+                    cdf,
                 },
         } => {
             install_teardown_on_signal();
-            l2::bench_l2_failover(runs, nodes, fault, arp_requests, real_nodes, plot.as_deref())
+            l2::bench_l2_failover(
+                runs,
+                nodes,
+                fault,
+                arp_requests,
+                real_nodes,
+                plot.as_deref(),
+                cdf.as_deref(),
+            )
         }
         Command::Bench {
             bench:
