@@ -28,6 +28,17 @@ fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
+/// An SVG of `width` x `height` pixels on white, with `title` at its top.
+fn header(width: f64, height: f64, title: &str) -> String {
+    format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" \
+         font-family=\"sans-serif\" font-size=\"13\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"10\" y=\"22\" font-size=\"15\" font-weight=\"bold\">{}</text>\n",
+        escape(title)
+    )
+}
+
 /// A chart of `pairs`: per measure two bars, `names.0`'s and `names.1`'s,
 /// each measure scaled to its larger value (the measures have different
 /// units), with the values written at the bars' ends; lower is better.
@@ -35,15 +46,7 @@ pub fn paired_bars(title: &str, names: (&str, &str), pairs: &[Pair]) -> String {
     let height = 60.0 + pairs.len() as f64 * (2.0 * BAR + 2.0 * GAP) + 30.0;
     // About 8.5 pixels a character of the bold title.
     let width = (LABEL_WIDTH + BAR_WIDTH + 110.0).max(title.chars().count() as f64 * 8.5 + 20.0);
-    let mut svg = String::new();
-    let _ = write!(
-        svg,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" \
-         font-family=\"sans-serif\" font-size=\"13\">\n\
-         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-         <text x=\"10\" y=\"22\" font-size=\"15\" font-weight=\"bold\">{}</text>\n",
-        escape(title)
-    );
+    let mut svg = header(width, height, title);
     let colors = ("#2b6cb0", "#a0aec0");
     let _ = write!(
         svg,
@@ -119,15 +122,7 @@ pub fn cdf(title: &str, unit: &str, series: &[Series]) -> String {
     let y = |share: f64| CDF_TOP + (1.0 - share) * CDF_HEIGHT;
     let height = CDF_TOP + CDF_HEIGHT + 50.0 + 18.0 * series.len() as f64;
     let width = (CDF_LEFT + CDF_WIDTH + 40.0).max(title.chars().count() as f64 * 8.5 + 20.0);
-    let mut svg = String::new();
-    let _ = write!(
-        svg,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" \
-         font-family=\"sans-serif\" font-size=\"13\">\n\
-         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-         <text x=\"10\" y=\"22\" font-size=\"15\" font-weight=\"bold\">{}</text>\n",
-        escape(title)
-    );
+    let mut svg = header(width, height, title);
     // Grid: quarters of the share, tenths of the axis.
     for i in 0..=4 {
         let share = f64::from(i) / 4.0;

@@ -271,17 +271,23 @@ pub fn deckhouse_conditions(class: &str, assigned: usize, wanted: usize) -> [Con
     ]
 }
 
+/// Whether every `wanted` condition is in `current` with the same status,
+/// reason and message (transition times aside).
+pub fn conditions_hold(current: &[Condition], wanted: &[Condition]) -> bool {
+    wanted.iter().all(|w| {
+        current
+            .iter()
+            .any(|c| c.type_ == w.type_ && c.status == w.status && c.reason == w.reason && c.message == w.message)
+    })
+}
+
 /// `current` with `wanted` in place of the conditions of their types (the
 /// others kept as they are): `None` when every wanted condition is there
 /// already with the same status, reason and message. A condition whose
 /// status is unchanged keeps its transition time; one new or changed gets
 /// `now`.
 pub fn with_conditions(current: &[Condition], wanted: &[Condition], now: &str) -> Option<Vec<Condition>> {
-    let same = |c: &Condition, w: &Condition| c.status == w.status && c.reason == w.reason && c.message == w.message;
-    if wanted
-        .iter()
-        .all(|w| current.iter().any(|c| c.type_ == w.type_ && same(c, w)))
-    {
+    if conditions_hold(current, wanted) {
         return None;
     }
     let mut out: Vec<Condition> = current

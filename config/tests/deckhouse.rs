@@ -256,3 +256,32 @@ fn deckhouse_annotations_count_name_and_share_addresses() {
         assert_eq!(addresses(&outcomes, name), ["192.168.2.150"], "{name} shares by key");
     }
 }
+
+/// A Service's class follows its annotation when it changes (Deckhouse
+/// keeps the first class it bound): its addresses move to the new class's
+/// pool at the next reading.
+#[test]
+fn a_services_class_follows_its_annotation() {
+    let other = "
+---
+apiVersion: network.deckhouse.io/v1alpha1
+kind: MetalLoadBalancerClass
+metadata: {name: other}
+spec: {addressPool: [198.51.100.0/28]}
+";
+    let with_class = |class: &str| {
+        format!(
+            "{DOCUMENTED}{other}{}",
+            service(
+                "moving",
+                &format!("  annotations: {{network.deckhouse.io/metal-load-balancer-class: {class}}}\n"),
+                ""
+            )
+        )
+    };
+    let mut reconciler = Reconciler::new(ClassFilter::default(), BTreeMap::new());
+    let first = reconciler.apply(&inventory(&with_class("ingress")), Instant::now());
+    assert_eq!(addresses(&first, "moving"), ["192.168.2.100"]);
+    let second = reconciler.apply(&inventory(&with_class("other")), Instant::now());
+    assert_eq!(addresses(&second, "moving"), ["198.51.100.0"]);
+}

@@ -371,11 +371,7 @@ spec: {{type: LoadBalancer, loadBalancerClass: ingress, ports: [{{port: 80}}]}}
         );
         let state = state(&config);
         let plan = plan_of(&state, &[("l2", "yes")]);
-        let web = plan
-            .services
-            .values()
-            .find(|s| s.key.to_string() == "default/web")
-            .unwrap();
+        let web = planned(&plan, "default/web");
         let weight = plan.weight_fn();
         let record = |pairs: &[(&str, &str)]| {
             let mut record = NodeRecord::new("n2", 1);
@@ -386,24 +382,23 @@ spec: {{type: LoadBalancer, loadBalancerClass: ingress, ports: [{{port: 80}}]}}
         assert_eq!(weight(&record(&[("zone", "a")]), &web.spec), 55);
         assert_eq!(weight(&record(&[("rack", "r1")]), &web.spec), 30);
         assert_eq!(weight(&record(&[]), &web.spec), 0);
-        let classed = plan
-            .services
-            .values()
-            .find(|s| s.key.to_string() == "default/classed")
-            .unwrap();
+        let classed = planned(&plan, "default/classed");
         assert_eq!(classed.blocked, Some(Blocker::NotSelected), "not a node of the class");
         let on_class_node = plan_of(&state, &[("lb", "yes")]);
-        let classed = on_class_node
-            .services
-            .values()
-            .find(|s| s.key.to_string() == "default/classed")
-            .unwrap();
+        let classed = planned(&on_class_node, "default/classed");
         assert!(classed.serveable());
         assert_eq!(
             weight(&record(&[("zone", "a")]), &classed.spec),
             5,
             "the L2Policy covers every Service, the advertisement only its pools"
         );
+    }
+
+    fn planned<'a>(plan: &'a L2Plan, key: &str) -> &'a PlannedService {
+        plan.services
+            .values()
+            .find(|s| s.key.to_string() == key)
+            .unwrap_or_else(|| panic!("{key} not planned"))
     }
 
     fn plan_of(state: &crate::eligibility::fixture::State, pairs: &[(&str, &str)]) -> L2Plan {

@@ -59,7 +59,7 @@ use meshlb_config::crd::{AddressClaim, AddressClaimSpec, ClaimHolder, IpAddressP
 use meshlb_config::reconcile::Holds;
 use meshlb_config::service::{
     ClassFilter, Condition, FamilyPolicy, IP_ALLOCATED_FROM_POOL, Service as ConfigService, ServiceKey,
-    deckhouse_conditions, with_conditions,
+    conditions_hold, deckhouse_conditions, with_conditions,
 };
 use meshlb_config::{Inventory, Reconciler, ServiceOutcome};
 use serde_json::json;
@@ -348,7 +348,7 @@ pub fn plan(
         });
         let conditions_change = conditions
             .as_ref()
-            .is_some_and(|c| with_conditions(&c.current, &c.wanted, "").is_some());
+            .is_some_and(|c| !conditions_hold(&c.current, &c.wanted));
         if addresses != status || unclaimed || annotate || conditions_change {
             plan.writes.push(ServiceWrite {
                 holder: holder.clone(),
