@@ -19,7 +19,9 @@
 //! ([`metallb`]), [`kube_failover`] measures Layer 2 failover of meshlb
 //! beside MetalLB, and [`migration`] moves a cluster from MetalLB to
 //! meshlb as the README says. [`placement_bench`] measures where several
-//! addresses per Service land over node churn, against Deckhouse's rule.
+//! addresses per Service land over node churn, against Deckhouse's rule;
+//! [`watch_bench`] measures the owner watch's failover, false failovers
+//! and bytes on virtual time, at sizes beyond a lab.
 //!
 //! Labs never touch the root namespace's addresses or routes, carry a
 //! per-process name prefix so parallel runs do not collide, and are torn
@@ -58,6 +60,7 @@ pub mod serf;
 pub mod speaker;
 pub mod splitbrain;
 pub mod wait;
+pub mod watch_bench;
 
 pub use error::LabError;
 pub use lab::{Host, Lab, LabProcess, LabSpec, ROUTER_LINK, Role};

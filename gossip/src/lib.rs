@@ -18,6 +18,7 @@
 //! | [`secure`] | the datagram envelope: XChaCha20-Poly1305, keyring, replay window |
 //! | [`ownership`] | candidates, MetalLB's rank (weights, rendezvous hash), address groups, when a new owner may start, quorum fence |
 //! | [`placement`] | where each address group is announced: balanced across services, minimal-move, weights and failback |
+//! | [`watch`] | the owner watch: heartbeats from each owner to one watcher, probes through helpers, a death declared in a quarter second |
 //! | [`sim`] | a deterministic virtual network to run many meshes on virtual time |
 //! | [`driver`] | the mesh on a real UDP socket under tokio |
 
@@ -31,6 +32,7 @@ pub mod profile;
 pub mod record;
 pub mod secure;
 pub mod sim;
+pub mod watch;
 
 /// Now, on tokio's clock: the one the agent's timers follow (and that a
 /// test's paused clock moves), given to the sans-IO cores as their time.

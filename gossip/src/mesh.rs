@@ -22,12 +22,22 @@
 //! | 2 | anti-entropy digest: the records the sender holds in a name range |
 //! | 3 | a record fragment sent directly |
 //! | 4 | a request for records by node name |
+//! | 5 | the owner watch ([`crate::watch`]): heartbeats, pings, probes, a death declared |
 //!
 //! foca has no push/pull state sync, so records lost to packet loss past
 //! their `max_transmissions` are repaired by anti-entropy: every
 //! `anti_entropy_ms` a member sends a random member its digest; that member
 //! sends back every record the digest lacks or holds older, and asks for
 //! every record it holds older. A new member gets the same exchange at once.
+//!
+//! Owners are watched more closely than SWIM watches every member: a node
+//! announcing addresses sends heartbeats to the next live member in name
+//! order ([`crate::watch`]). A watcher that declares its owner down tells
+//! foca (whose dissemination of the death goes on as for any other) and
+//! every live member at once, each of which takes the death as if it had
+//! seen the suspicion itself; the owner's successors claim at once. An
+//! owner that hears it was declared down (it was frozen past the watch's
+//! deadline, say) rejoins and settles again before it announces anything.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -35,7 +45,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut};
-use foca::{Foca, Notification, Runtime, Timer};
+use foca::{Foca, Member, Notification, Runtime, Timer};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 
@@ -45,11 +55,13 @@ use crate::ownership::{Candidate, Claimants, Failback, Fence, FenceStatus, may_s
 use crate::placement::{Demand, place};
 use crate::profile::{MAX_PLAINTEXT, Profile};
 use crate::record::{BgpSection, Layer2Section, NodeRecord, RecordBook, ServiceId, SharedBook};
+use crate::watch::{Watch, WatchMessage};
 
 const KIND_FOCA: u8 = 1;
 const KIND_DIGEST: u8 = 2;
 const KIND_FRAGMENT: u8 = 3;
 const KIND_REQUEST: u8 = 4;
+const KIND_WATCH: u8 = 5;
 
 /// Why the mesh refused something.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +75,9 @@ pub enum MeshError {
     /// A datagram of an unknown kind, or a malformed anti-entropy message.
     #[error("malformed {0}")]
     Malformed(&'static str),
+    /// A malformed owner-watch message.
+    #[error("owner watch: {0}")]
+    Watch(#[from] crate::watch::WatchError),
 }
 
 /// What changed in the mesh.
@@ -129,6 +144,8 @@ pub struct MeshStats {
     pub failures_detected: u64,
     /// The latest of them (at most [`RECENT_DETECTIONS`]), oldest first.
     pub recent_detections: VecDeque<FailureDetection>,
+    /// Owners this node declared down as their watcher, over its life.
+    pub watch_declarations: u64,
 }
 
 /// How many [`FailureDetection`]s [`MeshStats`] keeps.
@@ -417,6 +434,10 @@ pub struct Mesh {
     last_arrival_ms: u64,
     /// When a datagram last came from each member's address (ms).
     last_heard_ms: BTreeMap<SocketAddr, u64>,
+    /// The owner watch (`None`: the profile has none).
+    watch: Option<Watch>,
+    /// Whether the watch found this node cut off at the last look.
+    was_cut_off: bool,
     stats: MeshStats,
 }
 
@@ -449,6 +470,7 @@ impl Mesh {
             }
         }
         let _ = book.lock().take_changed();
+        let watch = profile.watch_timing().map(|timing| Watch::new(timing, seed as u32));
         Mesh {
             foca,
             book,
@@ -486,6 +508,8 @@ impl Mesh {
             settled_once: false,
             last_arrival_ms: now_ms,
             last_heard_ms: BTreeMap::new(),
+            watch,
+            was_cut_off: false,
             stats: MeshStats::default(),
         }
     }
@@ -612,6 +636,9 @@ impl Mesh {
         if let Some(counts_again) = self.stale_claims.values().flatten().min() {
             next = next.min(*counts_again);
         }
+        if let Some(watch) = self.watch.as_ref().and_then(Watch::poll_timeout) {
+            next = next.min(watch);
+        }
         self.instant(next)
     }
 
@@ -705,6 +732,15 @@ impl Mesh {
         if self.released_ms.values().any(|at| at + HANDBACK_GUARD_MS <= now) {
             self.evaluation_due = true;
         }
+        if !self.left {
+            let helpers: Vec<String> = self.live.keys().cloned().collect();
+            let may_declare = self.settled() && self.has_quorum();
+            if let Some(watch) = self.watch.as_mut() {
+                watch.handle_timeout(now, &helpers, may_declare);
+            }
+            self.drain_watch();
+            self.note_cut_off();
+        }
         self.observe_fence();
         self.publish_settling();
     }
@@ -717,7 +753,13 @@ impl Mesh {
         let result = self.dispatch(from, data);
         if result.is_err() {
             self.stats.refused_datagrams += 1;
+        } else if let Some(name) = self.member_at(from).map(|id| id.name.clone())
+            && let Some(watch) = self.watch.as_mut()
+        {
+            watch.heard(&name, self.now_ms);
         }
+        self.drain_watch();
+        self.note_cut_off();
         self.publish_settling();
         result
     }
@@ -742,6 +784,7 @@ impl Mesh {
                     self.send_record(from, &name);
                 }
             }
+            KIND_WATCH => self.handle_watch(from, body)?,
             _ => return Err(MeshError::Malformed("datagram kind")),
         }
         Ok(())
@@ -993,7 +1036,8 @@ impl Mesh {
         // to drop the address before they announce it.
         let mut successors: BTreeSet<String> = BTreeSet::new();
         let me = self.own.node.clone();
-        let active = self.settled() && self.has_quorum();
+        let cut_off = self.cut_off();
+        let active = self.settled() && self.has_quorum() && !cut_off;
         let book = self.book.lock();
         let fingerprint = self.own.ownership.config_fingerprint;
         let mut views_known = true;
@@ -1100,7 +1144,160 @@ impl Mesh {
                 }
             }
         }
+        // Cut off, it still sends its heartbeats, to be heard again.
+        self.choose_watcher(!mine.is_empty() || cut_off);
         mine
+    }
+
+    /// Whether the watch finds this node, an owner, cut off from every
+    /// member (see [`crate::watch`]): it announces nothing meanwhile.
+    fn cut_off(&self) -> bool {
+        self.watch.as_ref().is_some_and(|w| w.cut_off(self.now_ms))
+    }
+
+    /// The live member after this node in name order (wrapping): the one
+    /// that watches it while it announces anything (`announcing`).
+    fn choose_watcher(&mut self, announcing: bool) {
+        let me = &self.own.node;
+        let watcher = announcing
+            .then(|| {
+                self.live
+                    .range::<String, _>((std::ops::Bound::Excluded(me), std::ops::Bound::Unbounded))
+                    .next()
+                    .or_else(|| self.live.iter().next())
+                    .map(|(name, _)| name.clone())
+            })
+            .flatten();
+        let now = self.now_ms;
+        if let Some(watch) = self.watch.as_mut() {
+            watch.set_watcher(watcher, now);
+        }
+        self.drain_watch();
+    }
+
+    /// Evaluates ownership anew when this node became, or stopped being,
+    /// cut off.
+    fn note_cut_off(&mut self) {
+        let cut_off = self.cut_off();
+        if cut_off != self.was_cut_off {
+            self.was_cut_off = cut_off;
+            self.evaluation_due = true;
+            if cut_off {
+                tracing::warn!("heard no member within the owner watch's bound: announcing nothing until one is heard");
+            }
+        }
+    }
+
+    /// The live member sending from `addr`.
+    fn member_at(&self, addr: SocketAddr) -> Option<&NodeId> {
+        self.live.values().find(|id| id.addr == addr)
+    }
+
+    /// An owner-watch message from `from`: a declared death is the mesh's
+    /// to act on, the rest the watch's. Messages from non-members are
+    /// dropped (a member not yet seen live sends nothing that matters).
+    fn handle_watch(&mut self, from: SocketAddr, body: &[u8]) -> Result<(), MeshError> {
+        let message = WatchMessage::decode(body)?;
+        let Some(sender) = self.member_at(from).map(|id| id.name.clone()) else {
+            return Ok(());
+        };
+        match message {
+            WatchMessage::Down { boot, rejoin, target } => {
+                let me = self.identity().clone();
+                if target == me.name && boot == me.boot && rejoin == me.rejoin {
+                    // Declared down by its watcher: it was silent past the
+                    // deadline (frozen, cut off), and its successors have
+                    // taken over. It announces nothing until it has
+                    // re-learned the mesh, and rejoins.
+                    tracing::warn!(
+                        by = sender,
+                        "declared down by its watcher: rejoining, announcing nothing until settled"
+                    );
+                    self.resettle(self.now_ms);
+                    self.evaluation_due = true;
+                    self.apply_down(me);
+                } else if let Some(id) = self
+                    .live
+                    .get(&target)
+                    .filter(|id| id.boot == boot && id.rejoin == rejoin)
+                {
+                    let id = id.clone();
+                    self.suspected.insert(id.clone());
+                    self.apply_down(id);
+                } else if self
+                    .presumed_alive
+                    .get(&target)
+                    .is_some_and(|(id, _)| id.boot == boot && id.rejoin == rejoin)
+                {
+                    // foca's news of the death came first, without the
+                    // suspicion: this is the watcher's word that it was
+                    // one, and its claims count no more.
+                    self.presumed_alive.remove(&target);
+                    self.stale_claims.insert(target, None);
+                    self.evaluation_due = true;
+                }
+            }
+            message => {
+                let now = self.now_ms;
+                if let Some(watch) = self.watch.as_mut() {
+                    watch.handle_message(&sender, message, now);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends what the watch has to send, and acts on its declarations: the
+    /// owner is told to foca as down, and every live member (the owner
+    /// too, should it be alive) is told at once.
+    fn drain_watch(&mut self) {
+        let Some(watch) = self.watch.as_mut() else { return };
+        let mut sends = Vec::new();
+        while let Some(send) = watch.poll_transmit() {
+            sends.push(send);
+        }
+        let mut declared = Vec::new();
+        while let Some(name) = watch.poll_declared() {
+            declared.push(name);
+        }
+        for (to, message) in sends {
+            if let Some(addr) = self.live.get(&to).map(|id| id.addr) {
+                let mut body = Vec::new();
+                message.encode(&mut body);
+                self.push(addr, KIND_WATCH, &body);
+            }
+        }
+        for name in declared {
+            let Some(id) = self.live.get(&name).cloned() else {
+                continue;
+            };
+            tracing::info!(member = name, "owner silent past the watch's deadline: declared down");
+            self.stats.watch_declarations += 1;
+            let mut body = Vec::new();
+            WatchMessage::Down {
+                boot: id.boot,
+                rejoin: id.rejoin,
+                target: id.name.clone(),
+            }
+            .encode(&mut body);
+            let members: Vec<SocketAddr> = self.live.values().map(|m| m.addr).collect();
+            for addr in members {
+                self.push(addr, KIND_WATCH, &body);
+            }
+            self.suspected.insert(id.clone());
+            self.apply_down(id);
+        }
+    }
+
+    /// Tells foca that `id` is down (this node's own identity: it rejoins),
+    /// and spreads it.
+    fn apply_down(&mut self, id: NodeId) {
+        let mut fx = Effects::default();
+        let result = self.foca.apply_many(std::iter::once(Member::down(id)), true, &mut fx);
+        self.absorb(fx);
+        if let Err(e) = result {
+            tracing::debug!("declaring a member down: {e}");
+        }
     }
 
     fn absorb(&mut self, fx: Effects) {
@@ -1241,6 +1438,9 @@ impl Mesh {
         }
         self.live.remove(&id.name);
         self.fingerprints.remove(&id.name);
+        if let Some(watch) = self.watch.as_mut() {
+            watch.forget(&id.name);
+        }
         self.stats.members_declared_down += 1;
         let left = self
             .book

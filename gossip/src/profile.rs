@@ -19,9 +19,19 @@
 //! | `max_transmissions` | — (dissemination) | higher: updates and refutations reach everyone under loss |
 //! | `gossip_every_ms`, `gossip_fanout` | faster agreement after detection | — |
 //! | `anti_entropy_ms` | — | repairs records lost to packet loss |
+//! | `watch_interval_ms` | lower (a crash is seen sooner after the last heartbeat) | — (costs bandwidth: one datagram per interval from each owner) |
+//! | `watch_down_ms` | lower | higher than the longest stall a live owner may show plus one interval |
+//!
+//! SWIM's bound is for any member; an owner (a node announcing addresses)
+//! is also watched by one member ([`crate::watch`]): heartbeats every
+//! `watch_interval_ms`, probes through helpers after `watch_suspect_ms` of
+//! silence, and declared down after `watch_down_ms` of it
+//! ([`Profile::owner_detection_bound_ms`]).
 
 use std::num::{NonZeroU8, NonZeroUsize};
 use std::time::Duration;
+
+use crate::watch::WatchTiming;
 
 /// Largest plaintext datagram the mesh produces: 1,400 bytes on the wire
 /// (below any Ethernet MTU with room for tunnels) less the secure envelope
@@ -53,6 +63,14 @@ pub struct Profile {
     pub rejoin_seeds_ms: u64,
     /// How often down members are announced to (heals partitions).
     pub announce_down_ms: u64,
+    /// How often an owner sends its watcher a heartbeat (0: no owner
+    /// watch, SWIM alone).
+    pub watch_interval_ms: u64,
+    /// Silence before a watcher probes its owner through helpers.
+    pub watch_suspect_ms: u64,
+    /// Silence before a watcher declares its owner down (with a helper's
+    /// word that it heard nothing either).
+    pub watch_down_ms: u64,
 }
 
 impl Default for Profile {
@@ -64,8 +82,10 @@ impl Default for Profile {
 impl Profile {
     /// The default: a LAN tuned for fast detection. A crashed member is
     /// typically declared down within [`Profile::detection_bound_ms`]
-    /// (900 ms), so that a Layer 2 failover (detection, then one
-    /// gratuitous ARP) takes under a second at the median. On a LAN the
+    /// (900 ms), and a crashed owner within 235 ms of its last heartbeat
+    /// by its watcher (heartbeats every 20 ms: an owner stalled for 200 ms
+    /// is not declared down), so that a Layer 2 failover (detection, then
+    /// one gratuitous ARP) takes about a quarter second. On a LAN the
     /// round trip is well under a millisecond, so a 100 ms probe wait and
     /// three indirect paths leave a healthy member a wide margin even at
     /// 10% loss, and a false suspicion is refuted within the 400 ms
@@ -85,6 +105,9 @@ impl Profile {
             anti_entropy_ms: 2000,
             rejoin_seeds_ms: 1000,
             announce_down_ms: 2000,
+            watch_interval_ms: 20,
+            watch_suspect_ms: 120,
+            watch_down_ms: 235,
         }
     }
 
@@ -103,6 +126,9 @@ impl Profile {
             anti_entropy_ms: 10_000,
             rejoin_seeds_ms: 2000,
             announce_down_ms: 10_000,
+            watch_interval_ms: 0,
+            watch_suspect_ms: 0,
+            watch_down_ms: 0,
         }
     }
 
@@ -121,6 +147,26 @@ impl Profile {
     /// simulation holds every member to twice this).
     pub fn detection_bound_ms(&self) -> u64 {
         2 * self.probe_period_ms + self.suspect_to_down_ms
+    }
+
+    /// The owner watch's timing (`None`: no watch).
+    pub fn watch_timing(&self) -> Option<WatchTiming> {
+        (self.watch_interval_ms > 0).then_some(WatchTiming {
+            interval_ms: self.watch_interval_ms,
+            suspect_ms: self.watch_suspect_ms.max(self.watch_interval_ms),
+            down_ms: self
+                .watch_down_ms
+                .max(self.watch_suspect_ms)
+                .max(self.watch_interval_ms),
+        })
+    }
+
+    /// Time from an owner's crash to its watcher declaring it down: from
+    /// its last heartbeat, up to an interval before the crash, to the
+    /// watch's deadline (SWIM's bound without a watch).
+    pub fn owner_detection_bound_ms(&self) -> u64 {
+        self.watch_timing()
+            .map_or_else(|| self.detection_bound_ms(), |t| t.down_ms)
     }
 
     /// The foca configuration for this profile.

@@ -1,6 +1,6 @@
 //! A deterministic virtual network for many [`Mesh`]es on virtual time:
-//! loss, delay with jitter, partitions, crashes, freezes and restarts
-//! (graceful leaves go through the meshes themselves). Same seed, same run, so a failing property shrinks to a
+//! loss, delay with jitter, partitions, crashes, freezes, stalls and
+//! restarts (graceful leaves go through the meshes themselves). Same seed, same run, so a failing property shrinks to a
 //! replayable case. The secure envelope is left out (its own tests cover
 //! it); everything above it is the code the agent runs.
 
@@ -32,10 +32,59 @@ pub struct SimNode {
     /// Frozen: takes no input and fires no timer (SIGSTOP). On thawing,
     /// its mesh notices the stall by the gap in its clock, as in the agent.
     pub frozen: bool,
+    /// Stalled until this virtual time (ms): like frozen, but what reaches
+    /// it meanwhile waits in its socket and is read when the stall ends (a
+    /// process descheduled, a CPU quota spent: [`SimNet::stall`]).
+    pub stalled_until: u64,
     /// Events with the virtual time they happened.
     pub events: Vec<(u64, MeshEvent)>,
     /// Addresses this node announced after each ownership evaluation.
     pub announcing: BTreeSet<IpAddr>,
+}
+
+/// What strikes a live cluster in a [`SimNet::soak`]: none of it may
+/// move an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strain {
+    /// 5 % loss on every path.
+    Loss,
+    /// 5 % loss, and every 10 s a 2 s burst of 30 %.
+    Bursts,
+    /// Every 1.5 s an announcer stalled for 200 ms (its datagrams wait in
+    /// its socket), one after the other; no loss.
+    Stalls,
+    /// The bursts, and the stalls during them only: both at once, beyond
+    /// what either alone asks.
+    StallsInBursts,
+}
+
+impl Strain {
+    /// Every strain.
+    pub const ALL: [Strain; 4] = [Strain::Loss, Strain::Bursts, Strain::Stalls, Strain::StallsInBursts];
+
+    /// In words, for tables.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Strain::Loss => "5 % loss",
+            Strain::Bursts => "5 % loss, 2 s of 30 % every 10 s",
+            Strain::Stalls => "an announcer stalled 200 ms every 1.5 s",
+            Strain::StallsInBursts => "stalls of 200 ms during bursts of 30 % loss",
+        }
+    }
+}
+
+/// What a [`SimNet::soak`] counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SoakReport {
+    /// Virtual time run (the soak stops at the first change).
+    pub ran_ms: u64,
+    /// Addresses that changed hands or lost their sole announcer, with
+    /// when (ms into the soak).
+    pub changes: Vec<(u64, IpAddr)>,
+    /// Members declared down.
+    pub declared_down: u64,
+    /// Stalls inflicted.
+    pub stalls: usize,
 }
 
 /// The virtual network.
@@ -94,6 +143,7 @@ impl SimNet {
                 ),
                 mesh: None,
                 frozen: false,
+                stalled_until: 0,
                 events: Vec::new(),
                 announcing: BTreeSet::new(),
             })
@@ -215,6 +265,17 @@ impl SimNet {
         self.nodes[i].frozen = frozen;
     }
 
+    /// Stalls node `i` for `ms` from now: it fires no timer and reads
+    /// nothing until then, and then reads what came meanwhile.
+    pub fn stall(&mut self, i: usize, ms: u64) {
+        self.nodes[i].stalled_until = self.now_ms + ms;
+    }
+
+    /// Whether node `i` is stalled now.
+    fn is_stalled(&self, i: usize) -> bool {
+        self.nodes[i].stalled_until > self.now_ms
+    }
+
     /// Begins node `i`'s graceful leave, as its agent does on SIGTERM; its
     /// mesh ends it after the handover time ([`MeshEvent::Left`]).
     pub fn leave(&mut self, i: usize) {
@@ -316,9 +377,13 @@ impl SimNet {
                 .nodes
                 .iter()
                 .filter(|n| !n.frozen)
-                .filter_map(|n| n.mesh.as_ref().map(Mesh::poll_timeout))
+                .filter_map(|n| {
+                    n.mesh
+                        .as_ref()
+                        .map(|m| self.ms_of(m.poll_timeout()).max(n.stalled_until))
+                })
                 .min()
-                .map_or(u64::MAX, |at| self.ms_of(at));
+                .unwrap_or(u64::MAX);
             let next = next_packet.min(next_timer);
             if next > end {
                 self.now_ms = end;
@@ -332,6 +397,13 @@ impl SimNet {
                 if self.nodes[j].frozen {
                     continue;
                 }
+                if self.is_stalled(j) {
+                    // Waits in the socket until the stall ends.
+                    self.seq += 1;
+                    let until = self.nodes[j].stalled_until;
+                    self.in_flight.insert((until, self.seq), (from, j, data));
+                    continue;
+                }
                 let now = self.at(self.now_ms);
                 if let Some(mesh) = self.nodes[j].mesh.as_mut() {
                     let _ = mesh.handle_datagram(from, &data, now);
@@ -341,7 +413,9 @@ impl SimNet {
                 let now = self.at(self.now_ms);
                 let due: Vec<usize> = (0..self.nodes.len())
                     .filter(|&i| {
-                        !self.nodes[i].frozen && self.nodes[i].mesh.as_ref().is_some_and(|m| m.poll_timeout() <= now)
+                        !self.nodes[i].frozen
+                            && !self.is_stalled(i)
+                            && self.nodes[i].mesh.as_ref().is_some_and(|m| m.poll_timeout() <= now)
                     })
                     .collect();
                 for i in due {
@@ -409,6 +483,97 @@ impl SimNet {
             }
         }
         out
+    }
+
+    /// For every service address, its announcer when exactly one running
+    /// node announces it.
+    pub fn sole_announcers(&self) -> BTreeMap<IpAddr, Option<usize>> {
+        self.announcers()
+            .into_iter()
+            .map(|(address, announcers)| (address, (announcers.len() == 1).then(|| announcers[0])))
+            .collect()
+    }
+
+    /// Members declared down, summed over the running nodes' lives.
+    pub fn declared_down(&self) -> u64 {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.mesh.as_ref())
+            .map(|m| m.stats().members_declared_down)
+            .sum()
+    }
+
+    /// Crashes node `i` and runs in steps of 1 ms until every address it
+    /// announced has one other announcer, for at most `limit_ms`: how long
+    /// that took (`None`: not within the limit), and for how long (ms) any
+    /// address had two announcers meanwhile.
+    pub fn crash_and_time_failover(&mut self, i: usize, limit_ms: u64) -> (Option<u64>, u64) {
+        let lost: Vec<IpAddr> = self.nodes[i].announcing.iter().copied().collect();
+        let crashed_at = self.now_ms;
+        self.crash(i);
+        let mut overlap = 0;
+        while self.now_ms < crashed_at + limit_ms {
+            self.run_for(1);
+            let announcers = self.announcers();
+            if announcers.values().any(|a| a.len() > 1) {
+                overlap += 1;
+            }
+            if lost.iter().all(|a| announcers.get(a).is_some_and(|n| n.len() == 1)) {
+                return (Some(self.now_ms - crashed_at), overlap);
+            }
+        }
+        (None, overlap)
+    }
+
+    /// Runs `ms` under `strain` (on a converged cluster whose addresses
+    /// each have one announcer) and counts what a live cluster must never
+    /// do: an address changing hands or losing its sole announcer (checked
+    /// every 10 ms), a member declared down. Stalls strike the announcer of
+    /// one address after another.
+    pub fn soak(&mut self, strain: Strain, ms: u64) -> SoakReport {
+        let start = self.now_ms;
+        let first = self.sole_announcers();
+        let addresses: Vec<IpAddr> = first.keys().copied().collect();
+        let downs = self.declared_down();
+        let mut report = SoakReport::default();
+        let mut next_stall = start + 1_000;
+        while self.now_ms < start + ms {
+            let t = self.now_ms - start;
+            let in_burst = t % 10_000 >= 8_000;
+            self.loss = match strain {
+                Strain::Loss => 0.05,
+                Strain::Bursts | Strain::StallsInBursts if in_burst => 0.30,
+                Strain::Bursts | Strain::StallsInBursts => 0.05,
+                Strain::Stalls => 0.0,
+            };
+            let stalls = match strain {
+                Strain::Stalls => true,
+                Strain::StallsInBursts => in_burst,
+                Strain::Loss | Strain::Bursts => false,
+            };
+            if stalls && self.now_ms >= next_stall && !addresses.is_empty() {
+                let address = addresses[report.stalls % addresses.len()];
+                if let Some(owner) = first[&address] {
+                    self.stall(owner, 200);
+                }
+                report.stalls += 1;
+                next_stall = self.now_ms + 1_500;
+            }
+            self.run_for(10);
+            for (address, owner) in self.sole_announcers() {
+                if owner != first[&address] {
+                    report.changes.push((self.now_ms - start, address));
+                }
+            }
+            if !report.changes.is_empty() {
+                // From here on the count would be of one change's echoes.
+                break;
+            }
+        }
+        report.ran_ms = self.now_ms - start;
+        report.declared_down = self.declared_down() - downs;
+        self.loss = 0.0;
+        report
     }
 
     /// First time node `observer` saw `member` declared down after `since`.

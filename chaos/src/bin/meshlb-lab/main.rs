@@ -216,6 +216,21 @@ enum Bench {
         #[arg(long, default_value_t = 5.0)]
         loss: f64,
     },
+    /// The owner watch on virtual time (the mesh's code on a simulated network, no lab): crash failover with the watch and with SWIM alone at each size, false failovers over a soak under each strain, bytes per node.
+    OwnerWatch {
+        /// Crash runs per size and profile.
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+        /// Cluster sizes.
+        #[arg(long, value_delimiter = ',', default_values_t = vec![3, 10, 50, 200])]
+        nodes: Vec<usize>,
+        /// Length of each soak, virtual seconds (at 10 members).
+        #[arg(long, default_value_t = 600)]
+        soak: u64,
+        /// Also draw the failover distributions (a CDF) into this SVG file.
+        #[arg(long)]
+        cdf: Option<PathBuf>,
+    },
     /// Layer 2 failover: meshlb's agents, keepalived (default and fast timers) and, given its speaker, MetalLB in the same run, per fault; and ARP answer latency.
     L2Failover {
         /// Runs per system, fault and size.
@@ -532,6 +547,9 @@ fn main() -> ExitCode {
         Command::Bench {
             bench: Bench::Allocator { services, pools, runs },
         } => allocation::bench_allocator(services, pools, runs),
+        Command::Bench {
+            bench: Bench::OwnerWatch { runs, nodes, soak, cdf },
+        } => mesh::bench_owner_watch(runs, nodes, soak, cdf.as_deref()),
         Command::Bench {
             bench:
                 Bench::Placement {

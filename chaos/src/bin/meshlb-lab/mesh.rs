@@ -121,3 +121,118 @@ fn serf_version() -> String {
         .and_then(|o| String::from_utf8_lossy(&o.stdout).lines().next().map(str::to_owned))
         .unwrap_or_else(|| "serf".into())
 }
+
+/// The owner watch on virtual time: failover with and without it at each
+/// size (0 and 5 % loss), false failovers over a soak under each strain,
+/// bytes per node; optionally the failover CDF.
+pub(crate) fn bench_owner_watch(
+    runs: usize,
+    sizes: Vec<usize>,
+    soak_secs: u64,
+    cdf: Option<&std::path::Path>,
+) -> Result<(), LabError> {
+    use meshlb_chaos::plot::{Series, cdf as draw_cdf};
+    use meshlb_chaos::watch_bench::{bandwidth, crash_failovers, profiles, soak};
+    use meshlb_gossip::sim::Strain;
+
+    let [with, without] = profiles();
+    println!(
+        "Crash of an owner (a node announcing addresses) on virtual time, {runs} runs per row: \
+         from the crash to every one of its addresses announced by one other node; seconds"
+    );
+    println!("| members | loss | detection | failover median | p90 | max | runs | missed | two announcers, ms |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let mut series = Vec::new();
+    for &members in &sizes {
+        // Services enough that most members own one, at most 20.
+        let services = members.clamp(3, 20);
+        for loss in [0.0, 0.05] {
+            for profile in [&with, &without] {
+                let result = crash_failovers(profile, members, services, loss, runs, 1_000 + members as u64);
+                let Some(summary) = Summary::of(&result.took) else {
+                    println!(
+                        "| {members} | {:.0} % | {} | - | - | - | 0 | {} | - |",
+                        loss * 100.0,
+                        profile.name,
+                        result.missed
+                    );
+                    continue;
+                };
+                println!(
+                    "| {members} | {:.0} % | {} | {} | {} | {} | {} | {} | {} |",
+                    loss * 100.0,
+                    profile.name,
+                    secs(summary.median),
+                    secs(summary.p90),
+                    secs(summary.max),
+                    summary.runs,
+                    result.missed,
+                    result.overlap_ms
+                );
+                if loss == 0.0 {
+                    series.push(Series {
+                        name: format!("{members} members, {}", profile.name),
+                        samples: result.took.iter().map(Duration::as_secs_f64).collect(),
+                    });
+                }
+            }
+        }
+    }
+    println!();
+    println!(
+        "False failovers over {soak_secs} virtual seconds at 10 members, 20 services (a soak stops at its first change):"
+    );
+    println!("| strain | detection | ran, s | addresses that changed hands | members declared down | stalls |");
+    println!("|---|---|---|---|---|---|");
+    for strain in Strain::ALL {
+        for profile in [&with, &without] {
+            match soak(profile, 10, 20, strain, soak_secs, 77) {
+                Some(report) => println!(
+                    "| {} | {} | {:.0} | {} | {} | {} |",
+                    strain.describe(),
+                    profile.name,
+                    report.ran_ms as f64 / 1e3,
+                    report.changes.len(),
+                    report.declared_down,
+                    report.stalls
+                ),
+                None => println!(
+                    "| {} | {} | did not converge | - | - | - |",
+                    strain.describe(),
+                    profile.name
+                ),
+            }
+        }
+    }
+    println!();
+    println!(
+        "Bytes sent per node per second (with the 50-byte envelope), 60 virtual seconds, steady state: mean / busiest node"
+    );
+    println!("| members | services | with the watch | SWIM alone | ratio of the means |");
+    println!("|---|---|---|---|---|");
+    for &members in &sizes {
+        for services in [1, members.clamp(3, 20)] {
+            let (Some((w_mean, w_most)), Some((s_mean, s_most))) = (
+                bandwidth(&with, members, services, 60, 5),
+                bandwidth(&without, members, services, 60, 5),
+            ) else {
+                continue;
+            };
+            println!(
+                "| {members} | {services} | {w_mean:.0} / {w_most:.0} | {s_mean:.0} / {s_most:.0} | {:.2} |",
+                w_mean / s_mean.max(1.0)
+            );
+        }
+    }
+    if let Some(file) = cdf {
+        let svg = draw_cdf(
+            "Crash of an owner: time until its addresses are announced again (virtual time, no loss)",
+            "s",
+            &series,
+        );
+        std::fs::write(file, svg).map_err(|e| LabError::io(format!("write {}", file.display()), e))?;
+        println!();
+        println!("CDF written to {}", file.display());
+    }
+    Ok(())
+}
