@@ -686,6 +686,8 @@ impl Cluster {
             vip_holders_after,
             outage,
             duplicate_answers: log.duplicates().len(),
+            fault_at,
+            log,
         })
     }
 }

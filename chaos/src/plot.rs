@@ -3,7 +3,8 @@
 //! both from one run. Plain SVG text, no dependency: a chart is a handful
 //! of rectangles, lines and labels. [`paired_bars`] compares two
 //! contenders measure by measure; [`cdf`] draws how several contenders'
-//! samples are distributed.
+//! samples are distributed; [`timeline`] draws one failover as the client
+//! and the segment saw it.
 
 use std::fmt::Write as _;
 
@@ -198,6 +199,136 @@ pub fn cdf(title: &str, unit: &str, series: &[Series]) -> String {
     svg
 }
 
+/// One failover as the client and the segment saw it, for [`timeline`]:
+/// times in seconds from the fault.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Timeline {
+    /// The nodes, one lane each, top to bottom.
+    pub lanes: Vec<String>,
+    /// Probes answered: when sent, and by which lane.
+    pub answered: Vec<(f64, usize)>,
+    /// Probes no one answered: when sent.
+    pub unanswered: Vec<f64>,
+    /// Announcements of the address on the segment (gratuitous ARP, ARP
+    /// replies): when, and by which lane.
+    pub announcements: Vec<(f64, usize)>,
+    /// Moments marked with a vertical line: when, and what.
+    pub marks: Vec<(f64, String)>,
+}
+
+/// Timeline plot area, in pixels.
+const LANE: f64 = 34.0;
+const TIMELINE_LEFT: f64 = 130.0;
+const TIMELINE_WIDTH: f64 = 560.0;
+
+/// One failover over time, from `from` to `to` seconds around the fault:
+/// a lane per node with a dot for every probe it answered, a lane of
+/// probes no one answered, a tick for every announcement of the address a
+/// node made on the segment, and the marked moments as vertical lines.
+pub fn timeline(title: &str, line: &Timeline, from: f64, to: f64) -> String {
+    let span = (to - from).max(f64::MIN_POSITIVE);
+    let x = |t: f64| TIMELINE_LEFT + (t - from) / span * TIMELINE_WIDTH;
+    let top = 60.0;
+    let lanes = line.lanes.len() + 1;
+    let lane_y = |lane: usize| top + LANE * lane as f64 + LANE / 2.0;
+    let bottom = top + LANE * lanes as f64;
+    let height = bottom + 80.0;
+    let width = (TIMELINE_LEFT + TIMELINE_WIDTH + 30.0).max(title.chars().count() as f64 * 8.5 + 20.0);
+    let mut svg = header(width, height, title);
+    let inside = |t: f64| (from..=to).contains(&t);
+    for (lane, name) in line.lanes.iter().map(String::as_str).chain(["no answer"]).enumerate() {
+        let _ = writeln!(
+            svg,
+            "<line x1=\"{TIMELINE_LEFT}\" y1=\"{0:.1}\" x2=\"{1:.1}\" y2=\"{0:.1}\" stroke=\"#e2e8f0\"/>\
+             <text x=\"{2:.1}\" y=\"{3:.1}\" text-anchor=\"end\">{4}</text>",
+            lane_y(lane),
+            TIMELINE_LEFT + TIMELINE_WIDTH,
+            TIMELINE_LEFT - 8.0,
+            lane_y(lane) + 4.0,
+            escape(name)
+        );
+    }
+    // Ticks every tenth of the span, on a round step.
+    let step = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0]
+        .into_iter()
+        .find(|s| span / s <= 12.0)
+        .unwrap_or(span / 10.0);
+    let mut tick = (from / step).ceil() * step;
+    while tick <= to + 1e-9 {
+        let _ = writeln!(
+            svg,
+            "<line x1=\"{0:.1}\" y1=\"{top}\" x2=\"{0:.1}\" y2=\"{1:.1}\" stroke=\"#edf2f7\"/>\
+             <text x=\"{0:.1}\" y=\"{2:.1}\" text-anchor=\"middle\">{3:.2}</text>",
+            x(tick),
+            bottom,
+            bottom + 16.0,
+            tick
+        );
+        tick += step;
+    }
+    let _ = writeln!(
+        svg,
+        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">seconds from the fault</text>",
+        TIMELINE_LEFT + TIMELINE_WIDTH / 2.0,
+        bottom + 34.0
+    );
+    for (i, (at, what)) in line.marks.iter().filter(|(t, _)| inside(*t)).enumerate() {
+        let _ = writeln!(
+            svg,
+            "<line x1=\"{0:.1}\" y1=\"{1:.1}\" x2=\"{0:.1}\" y2=\"{2:.1}\" stroke=\"#c53030\" stroke-dasharray=\"4 3\"/>\
+             <text x=\"{3:.1}\" y=\"{4:.1}\" fill=\"#c53030\">{5}</text>",
+            x(*at),
+            top - 4.0 - 14.0 * (i % 2) as f64,
+            bottom,
+            x(*at) + 3.0,
+            top - 8.0 - 14.0 * (i % 2) as f64,
+            escape(what)
+        );
+    }
+    for (at, lane) in line.answered.iter().filter(|(t, _)| inside(*t)) {
+        let _ = writeln!(
+            svg,
+            "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"2.5\" fill=\"#2b6cb0\"/>",
+            x(*at),
+            lane_y(*lane)
+        );
+    }
+    let none = line.lanes.len();
+    for at in line.unanswered.iter().filter(|t| inside(**t)) {
+        let _ = writeln!(
+            svg,
+            "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"2.5\" fill=\"none\" stroke=\"#718096\"/>",
+            x(*at),
+            lane_y(none)
+        );
+    }
+    for (at, lane) in line.announcements.iter().filter(|(t, _)| inside(*t)) {
+        let _ = writeln!(
+            svg,
+            "<line x1=\"{0:.1}\" y1=\"{1:.1}\" x2=\"{0:.1}\" y2=\"{2:.1}\" stroke=\"#dd6b20\" stroke-width=\"2\"/>",
+            x(*at),
+            lane_y(*lane) - 11.0,
+            lane_y(*lane) + 11.0
+        );
+    }
+    let legend = bottom + 56.0;
+    let _ = writeln!(
+        svg,
+        "<circle cx=\"{0:.1}\" cy=\"{1:.1}\" r=\"3\" fill=\"#2b6cb0\"/><text x=\"{2:.1}\" y=\"{3:.1}\">probe answered (every 10 ms)</text>\
+         <line x1=\"{4:.1}\" y1=\"{5:.1}\" x2=\"{4:.1}\" y2=\"{6:.1}\" stroke=\"#dd6b20\" stroke-width=\"2\"/><text x=\"{7:.1}\" y=\"{3:.1}\">the node announces the address (gratuitous ARP, ARP reply)</text>",
+        TIMELINE_LEFT,
+        legend - 4.0,
+        TIMELINE_LEFT + 8.0,
+        legend,
+        TIMELINE_LEFT + 220.0,
+        legend - 11.0,
+        legend + 3.0,
+        TIMELINE_LEFT + 228.0
+    );
+    svg.push_str("</svg>\n");
+    svg
+}
+
 /// A value with three significant digits.
 fn format_value(value: f64) -> String {
     if value >= 100.0 {
@@ -212,6 +343,31 @@ fn format_value(value: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_timeline_puts_each_probe_in_its_node_lane_and_leaves_out_what_is_outside() {
+        let line = Timeline {
+            lanes: vec!["node1".into(), "node2".into()],
+            answered: vec![(-0.1, 0), (0.3, 1), (5.0, 1)],
+            unanswered: vec![0.1],
+            announcements: vec![(0.29, 1)],
+            marks: vec![(0.0, "crash".into()), (0.28, "declared <down>".into())],
+        };
+        let svg = timeline("one failover", &line, -0.2, 0.5);
+        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
+        // Two answered probes inside the window (the third is after it), one
+        // unanswered, one announcement, two marks, and the legend's dot.
+        assert_eq!(svg.matches("fill=\"#2b6cb0\"/>").count(), 3, "{svg}");
+        assert_eq!(svg.matches("stroke=\"#718096\"/>").count(), 1);
+        assert_eq!(svg.matches("stroke-dasharray").count(), 2);
+        assert!(svg.contains("declared &lt;down&gt;") && svg.contains(">node2<") && svg.contains(">no answer<"));
+        // The answer by node2 at 0.3 s: lane 1, x at 0.5/0.7 of the width.
+        let x = TIMELINE_LEFT + 0.5 / 0.7 * TIMELINE_WIDTH;
+        assert!(
+            svg.contains(&format!("cx=\"{x:.1}\" cy=\"{:.1}\"", 60.0 + LANE * 1.5)),
+            "{svg}"
+        );
+    }
 
     #[test]
     fn bars_are_scaled_per_measure_and_labelled() {

@@ -47,6 +47,10 @@ pub struct FailoverRun {
     pub outage: Outage,
     /// Probes answered twice.
     pub duplicate_answers: usize,
+    /// When the fault had taken effect.
+    pub fault_at: Instant,
+    /// Every probe.
+    pub log: crate::probe::ProbeLog,
 }
 
 /// Starts the lab responder (`<lab_binary> responder`) on every node.
@@ -139,6 +143,8 @@ fn keepalived_failover_in(
         vip_holders_after,
         outage,
         duplicate_answers: log.duplicates().len(),
+        fault_at,
+        log,
     })
 }
 
@@ -157,6 +163,57 @@ pub const MESHLB_VIP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(203, 0, 113, 
 pub fn meshlb_failover(lab_binary: &Path, nodes: usize, fault: NodeFault) -> Result<FailoverRun, LabError> {
     let lab = Lab::build(&LabSpec::segment(nodes, 1, false))?;
     lab.run(|lab| meshlb_failover_in(lab, lab_binary, fault))
+}
+
+/// One crash of the answering node among `nodes` meshlb agents, drawn as
+/// a [`crate::plot::Timeline`]: who answered each probe, and every
+/// announcement of the address on the segment (captured on the bridge),
+/// in seconds from the crash.
+pub fn meshlb_failover_timeline(
+    lab_binary: &Path,
+    nodes: usize,
+) -> Result<(FailoverRun, crate::plot::Timeline), LabError> {
+    let lab = Lab::build(&LabSpec::segment(nodes, 1, false))?;
+    lab.run(|lab| {
+        let _responders = start_responders(lab, lab_binary)?;
+        let names = lab.node_names();
+        let agents = crate::agent::start_cluster_with(lab, &names, "fast", MESHLB_LAB_CONFIG)?;
+        let detector = crate::splitbrain::SplitBrainDetector::start(lab)?;
+        let capture_started = Instant::now();
+        let run = fail_meshlb_owner(lab, &agents, NodeFault::Crash)?;
+        let claims = detector.stop()?;
+        let from_fault = |at: Instant| -> f64 {
+            if at >= run.fault_at {
+                (at - run.fault_at).as_secs_f64()
+            } else {
+                -(run.fault_at - at).as_secs_f64()
+            }
+        };
+        let lane = |name: &str| names.iter().position(|n| n == name);
+        let mut line = crate::plot::Timeline {
+            lanes: names.clone(),
+            ..Default::default()
+        };
+        for probe in &run.log.probes {
+            match probe.answered_by().and_then(lane) {
+                Some(l) => line.answered.push((from_fault(probe.sent), l)),
+                None => line.unanswered.push(from_fault(probe.sent)),
+            }
+        }
+        let fault_in_capture = from_fault(capture_started);
+        for claim in claims.claims.iter().filter(|c| c.ip == IpAddr::V4(MESHLB_VIP)) {
+            let node = lab.hosts().iter().find(|h| h.mac == claim.mac).map(|h| h.name.clone());
+            if let Some(l) = node.as_deref().and_then(lane) {
+                line.announcements.push((claim.at + fault_in_capture, l));
+            }
+        }
+        line.marks.push((0.0, format!("{} crashes", run.old_owner)));
+        if let Some(switch) = run.outage.switchover {
+            line.marks
+                .push((switch.as_secs_f64(), format!("{} answers", run.outage.after)));
+        }
+        Ok((run, line))
+    })
 }
 
 fn meshlb_failover_in(lab: &Lab, lab_binary: &Path, fault: NodeFault) -> Result<FailoverRun, LabError> {
@@ -221,6 +278,8 @@ pub fn fail_owner<'a>(
         vip_holders_after,
         outage,
         duplicate_answers: log.duplicates().len(),
+        fault_at,
+        log,
     })
 }
 

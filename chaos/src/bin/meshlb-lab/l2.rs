@@ -73,15 +73,30 @@ fn faults_or_all(faults: Vec<FaultArg>) -> Vec<NodeFault> {
     }
 }
 
+/// The figures `bench l2-failover` draws besides its tables, each into
+/// the SVG file given.
+pub(crate) struct L2Figures<'a> {
+    /// meshlb against MetalLB on real nodes (paired bars).
+    pub plot: Option<&'a std::path::Path>,
+    /// Every system's crash outages as a CDF.
+    pub cdf: Option<&'a std::path::Path>,
+    /// One more crash of meshlb's answering node over time.
+    pub timeline: Option<&'a std::path::Path>,
+}
+
 pub(crate) fn bench_l2_failover(
     runs: usize,
     sizes: Vec<usize>,
     faults: Vec<FaultArg>,
     arp_requests: usize,
     real_nodes: bool,
-    plot: Option<&std::path::Path>,
-    cdf_plot: Option<&std::path::Path>,
+    figures: L2Figures<'_>,
 ) -> Result<(), LabError> {
+    let L2Figures {
+        plot,
+        cdf: cdf_plot,
+        timeline,
+    } = figures;
     use meshlb_chaos::cluster::{Announcer, ClusterFault};
     use meshlb_chaos::plot::Series;
     use meshlb_chaos::scenario::meshlb_failover;
@@ -177,6 +192,24 @@ pub(crate) fn bench_l2_failover(
             &crash_outages,
         );
         std::fs::write(file, svg).map_err(|e| LabError::io(format!("write {}", file.display()), e))?;
+    }
+    if let (Some(file), Some(&nodes)) = (timeline, sizes.first()) {
+        let (run, line) = meshlb_chaos::scenario::meshlb_failover_timeline(&binary, nodes)?;
+        let svg = meshlb_chaos::plot::timeline(
+            &format!(
+                "One crash among {nodes} meshlb agents: {} s without an answer",
+                secs(run.outage.window)
+            ),
+            &line,
+            -0.2,
+            0.6,
+        );
+        std::fs::write(file, svg).map_err(|e| LabError::io(format!("write {}", file.display()), e))?;
+        println!(
+            "Timeline of one more crash at {nodes} nodes written to {} (outage {} s)",
+            file.display(),
+            secs(run.outage.window)
+        );
     }
     if let Some(file) = plot {
         let svg = meshlb_chaos::plot::paired_bars(

@@ -259,6 +259,11 @@ enum Bench {
         /// CDF) into this SVG file.
         #[arg(long)]
         cdf: Option<PathBuf>,
+        /// Also crash meshlb's answering node once more at the first size
+        /// and draw that failover over time (who answered each probe, the
+        /// announcements on the segment) into this SVG file.
+        #[arg(long)]
+        timeline: Option<PathBuf>,
     },
     /// Moving from MetalLB: MetalLB installed by its chart and by its manifest, running and answering for 22 Services; the README's migration steps; how long until meshlb announces everything, and what a client probing one address every 10 ms lost.
     Migration {
@@ -590,6 +595,7 @@ fn main() -> ExitCode {
                     real_nodes,
                     plot,
                     cdf,
+                    timeline,
                 },
         } => {
             install_teardown_on_signal();
@@ -599,8 +605,11 @@ fn main() -> ExitCode {
                 fault,
                 arp_requests,
                 real_nodes,
-                plot.as_deref(),
-                cdf.as_deref(),
+                l2::L2Figures {
+                    plot: plot.as_deref(),
+                    cdf: cdf.as_deref(),
+                    timeline: timeline.as_deref(),
+                },
             )
         }
         Command::Bench {
