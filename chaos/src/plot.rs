@@ -40,6 +40,21 @@ fn header(width: f64, height: f64, title: &str) -> String {
     )
 }
 
+/// A light horizontal line across `span` at `y`, with `label` at its left.
+fn labelled_rule(svg: &mut String, span: (f64, f64), y: f64, label: &str) {
+    let _ = writeln!(
+        svg,
+        "<line x1=\"{0:.1}\" y1=\"{2:.1}\" x2=\"{1:.1}\" y2=\"{2:.1}\" stroke=\"#e2e8f0\"/>\
+         <text x=\"{3:.1}\" y=\"{4:.1}\" text-anchor=\"end\">{5}</text>",
+        span.0,
+        span.1,
+        y,
+        span.0 - 7.0,
+        y + 4.0,
+        escape(label)
+    );
+}
+
 /// A chart of `pairs`: per measure two bars, `names.0`'s and `names.1`'s,
 /// each measure scaled to its larger value (the measures have different
 /// units), with the values written at the bars' ends; lower is better.
@@ -127,15 +142,11 @@ pub fn cdf(title: &str, unit: &str, series: &[Series]) -> String {
     // Grid: quarters of the share, tenths of the axis.
     for i in 0..=4 {
         let share = f64::from(i) / 4.0;
-        let _ = writeln!(
-            svg,
-            "<line x1=\"{CDF_LEFT}\" y1=\"{0:.1}\" x2=\"{1:.1}\" y2=\"{0:.1}\" stroke=\"#e2e8f0\"/>\
-             <text x=\"{2:.1}\" y=\"{3:.1}\" text-anchor=\"end\">{4:.2}</text>",
+        labelled_rule(
+            &mut svg,
+            (CDF_LEFT, CDF_LEFT + CDF_WIDTH),
             y(share),
-            CDF_LEFT + CDF_WIDTH,
-            CDF_LEFT - 6.0,
-            y(share) + 4.0,
-            share
+            &format!("{share:.2}"),
         );
     }
     for i in 0..=10 {
@@ -237,15 +248,11 @@ pub fn timeline(title: &str, line: &Timeline, from: f64, to: f64) -> String {
     let mut svg = header(width, height, title);
     let inside = |t: f64| (from..=to).contains(&t);
     for (lane, name) in line.lanes.iter().map(String::as_str).chain(["no answer"]).enumerate() {
-        let _ = writeln!(
-            svg,
-            "<line x1=\"{TIMELINE_LEFT}\" y1=\"{0:.1}\" x2=\"{1:.1}\" y2=\"{0:.1}\" stroke=\"#e2e8f0\"/>\
-             <text x=\"{2:.1}\" y=\"{3:.1}\" text-anchor=\"end\">{4}</text>",
+        labelled_rule(
+            &mut svg,
+            (TIMELINE_LEFT, TIMELINE_LEFT + TIMELINE_WIDTH),
             lane_y(lane),
-            TIMELINE_LEFT + TIMELINE_WIDTH,
-            TIMELINE_LEFT - 8.0,
-            lane_y(lane) + 4.0,
-            escape(name)
+            name,
         );
     }
     // Ticks every tenth of the span, on a round step.

@@ -984,10 +984,11 @@ fn delivery_order_in(lab: &Lab, count: usize) -> Result<DeliveryRun, LabError> {
 /// [`bgp_crash_failover`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BgpAnnouncer {
-    /// meshlb's agents, with BFD (300 ms x 3) or without.
+    /// meshlb's agents, with BFD (this interval, ms, both ways, x 3, on
+    /// both sides) or without.
     Meshlb {
-        /// With BFD.
-        bfd: bool,
+        /// BFD's interval.
+        bfd_ms: Option<u32>,
     },
     /// gobgpd on every node (no BFD), the address on each node's loopback.
     Gobgp,
@@ -1024,7 +1025,11 @@ fn bgp_crash_failover_in(
     drain: bool,
     lab_binary: &Path,
 ) -> Result<(Outage, usize), LabError> {
-    let bfd = announcer == BgpAnnouncer::Meshlb { bfd: true };
+    let bfd_ms = match announcer {
+        BgpAnnouncer::Meshlb { bfd_ms } => bfd_ms,
+        BgpAnnouncer::Gobgp => None,
+    };
+    let bfd = bfd_ms.is_some();
     use crate::router::{BfdTimers, NODE_ASN, ROUTER_ASN, Router, RouterKind, RouterOptions, kernel_routes};
     use crate::wait::wait_for;
     let nodes: Vec<(IpAddr, u32)> = lab
@@ -1032,29 +1037,30 @@ fn bgp_crash_failover_in(
         .map(|h| (IpAddr::V4(h.ipv4), NODE_ASN))
         .collect();
     let options = RouterOptions {
-        bfd: bfd.then_some(BfdTimers {
-            interval_ms: 300,
+        bfd: bfd_ms.map(|interval_ms| BfdTimers {
+            interval_ms,
             multiplier: 3,
         }),
         ..RouterOptions::default()
     };
     let router = Router::start_with_options(lab, RouterKind::Frr, nodes.clone(), options)?;
     let router_address = lab.host("router")?.ipv4;
-    let (profile, peer_bfd) = if bfd {
-        (
-            "apiVersion: metallb.io/v1beta1\nkind: BFDProfile\nmetadata: {name: fast, namespace: metallb-system}\n\
-             spec: {receiveInterval: 300, transmitInterval: 300, detectMultiplier: 3}\n---\n",
+    let (profile, peer_bfd) = match bfd_ms {
+        Some(ms) => (
+            format!(
+                "apiVersion: metallb.io/v1beta1\nkind: BFDProfile\nmetadata: {{name: fast, namespace: metallb-system}}\n\
+                 spec: {{receiveInterval: {ms}, transmitInterval: {ms}, detectMultiplier: 3}}\n---\n"
+            ),
             ", bfdProfile: fast",
-        )
-    } else {
-        ("", "")
+        ),
+        None => (String::new(), ""),
     };
     let config = crate::agent::bgp_config(
         router_address.into(),
         "203.0.113.20/32",
         &format!(", holdTime: 9s{peer_bfd}"),
         "",
-        profile,
+        &profile,
     );
     let names = lab.node_names();
     // Kept until the crash: the agents or the speakers.

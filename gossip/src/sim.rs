@@ -83,6 +83,8 @@ pub struct SoakReport {
     pub changes: Vec<(u64, IpAddr)>,
     /// Members declared down.
     pub declared_down: u64,
+    /// Of those, owners declared down by their watcher.
+    pub watch_declarations: u64,
     /// Stalls inflicted.
     pub stalls: usize,
 }
@@ -503,6 +505,16 @@ impl SimNet {
             .sum()
     }
 
+    /// Owners declared down by their watcher, summed over the running
+    /// nodes' lives.
+    pub fn watch_declarations(&self) -> u64 {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.mesh.as_ref())
+            .map(|m| m.stats().watch_declarations)
+            .sum()
+    }
+
     /// Crashes node `i` and runs in steps of 1 ms until every address it
     /// announced has one other announcer, for at most `limit_ms`: how long
     /// that took (`None`: not within the limit), and for how long (ms) any
@@ -535,6 +547,7 @@ impl SimNet {
         let first = self.sole_announcers();
         let addresses: Vec<IpAddr> = first.keys().copied().collect();
         let downs = self.declared_down();
+        let declarations = self.watch_declarations();
         let mut report = SoakReport::default();
         let mut next_stall = start + 1_000;
         while self.now_ms < start + ms {
@@ -572,6 +585,7 @@ impl SimNet {
         }
         report.ran_ms = self.now_ms - start;
         report.declared_down = self.declared_down() - downs;
+        report.watch_declarations = self.watch_declarations() - declarations;
         self.loss = 0.0;
         report
     }

@@ -27,12 +27,14 @@
 //!
 //! The watcher echoes every heartbeat, so the owner hears its mesh at least
 //! every interval. An owner that has heard nothing from any member for
-//! [`WatchTiming::cut_off_ms`] (shorter than the watcher's deadline by an
-//! interval and a margin) is cut off: it announces nothing until it hears
-//! again ([`Watch::cut_off`]), so an owner cut off from the mesh goes quiet
-//! before its watcher's side takes over, instead of a SWIM detection later.
-//! An owner whose watcher never echoed (one running without this) does not
-//! fence itself.
+//! `suspect_ms` pings its watcher and two helpers every [`PROBE_EVERY_MS`]
+//! (under heavy loss an answer gets through); one that has still heard
+//! nothing after [`WatchTiming::cut_off_ms`] (shorter than the watcher's
+//! deadline by an interval and a margin) is cut off: it announces nothing
+//! until it hears again ([`Watch::cut_off`]), so an owner cut off from the
+//! mesh goes quiet before its watcher's side takes over, instead of a SWIM
+//! detection later. An owner whose watcher never echoed (one running
+//! without this) does not fence itself.
 //!
 //! `down_ms` must exceed the longest silence a live owner may show: a stall
 //! of the owner's process (one scheduling hiccup, a CPU quota) plus one
@@ -326,6 +328,9 @@ pub struct Watch {
     echoed: bool,
     /// When this node last heard any member (ms).
     last_heard_any_ms: u64,
+    /// When this owner next pings its watcher and helpers, having heard no
+    /// member for `suspect_ms`.
+    next_self_check_ms: u64,
     /// Found cut off, and not heard from anyone since: it stays so even
     /// if its watcher is forgotten meanwhile (SWIM declaring the members
     /// it cannot hear down, one by one).
@@ -352,6 +357,7 @@ impl Watch {
             echoed: false,
             last_heard_any_ms: 0,
             latched: false,
+            next_self_check_ms: 0,
             watched: BTreeMap::new(),
             probes: Vec::new(),
             outbox: VecDeque::new(),
@@ -527,6 +533,7 @@ impl Watch {
         self.shift_for_stall(now_ms);
         self.latched = self.cut_off(now_ms);
         self.send_heartbeat(now_ms);
+        self.check_self(now_ms, helpers);
         let timing = self.timing;
         let mut gone: Vec<String> = Vec::new();
         let names: Vec<String> = self.watched.keys().cloned().collect();
@@ -604,6 +611,24 @@ impl Watch {
         self.due_ms = self.poll_timeout();
     }
 
+    /// An owner that has heard no member for `suspect_ms`: pings its
+    /// watcher and two helpers, every [`PROBE_EVERY_MS`] until it hears one.
+    fn check_self(&mut self, now_ms: u64, helpers: &[String]) {
+        let Some(watcher) = self.watcher.clone().filter(|_| self.echoed) else {
+            return;
+        };
+        if now_ms < self.last_heard_any_ms + self.timing.suspect_ms || now_ms < self.next_self_check_ms {
+            return;
+        }
+        self.next_self_check_ms = now_ms + PROBE_EVERY_MS;
+        let nonce = self.next_nonce;
+        self.next_nonce = self.next_nonce.wrapping_add(1);
+        let others = helpers.iter().filter(|h| **h != watcher).take(HELPERS).cloned();
+        for to in std::iter::once(watcher.clone()).chain(others) {
+            self.outbox.push_back((to, WatchMessage::Ping { nonce }));
+        }
+    }
+
     /// A call later than this watch asked for by more than [`LATE_MS`]:
     /// this node was stalled, and the silences it measures grew by the
     /// delay without the owners being silent. They are shifted back.
@@ -635,7 +660,11 @@ impl Watch {
         let now = self.now_ms;
         let heartbeat = self.watcher.as_ref().map(|_| self.next_heartbeat_ms);
         let cut_off = (self.watcher.is_some() && self.echoed)
-            .then(|| self.last_heard_any_ms + timing.cut_off_ms())
+            .then(|| {
+                let silent_from = self.last_heard_any_ms + timing.suspect_ms;
+                let check = self.next_self_check_ms.max(silent_from);
+                check.min(self.last_heard_any_ms + timing.cut_off_ms())
+            })
             .filter(|at| *at > now);
         let watched = self.watched.values().map(|w| {
             let down = w.last_heard_ms + timing.down_ms;

@@ -38,14 +38,6 @@ fn cluster(n: usize, seed: u64, count: usize, evaluate_every_ms: u64) -> SimNet 
     net
 }
 
-fn declarations(net: &SimNet) -> u64 {
-    net.nodes
-        .iter()
-        .filter_map(|n| n.mesh.as_ref())
-        .map(|m| m.stats().watch_declarations)
-        .sum()
-}
-
 /// A crash at several phases of the heartbeat, at 3, 10 and 50 members:
 /// another node announces every address of the crashed owner within the
 /// watch's deadline of its last heartbeat (and not before it: the watch,
@@ -61,7 +53,7 @@ fn a_crashed_owner_is_replaced_within_the_watch_deadline_at_any_size() {
             let address = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 1));
             let victim =
                 net.sole_announcers()[&address].unwrap_or_else(|| panic!("{n}: {address} has no single owner"));
-            let before = declarations(&net);
+            let before = net.watch_declarations();
             let (took, overlap) = net.crash_and_time_failover(victim, 2_000);
             let bound = profile.watch_down_ms + 10;
             let floor = profile.watch_down_ms - profile.watch_interval_ms - 5;
@@ -70,7 +62,11 @@ fn a_crashed_owner_is_replaced_within_the_watch_deadline_at_any_size() {
                 "{n} members, phase {phase}: replaced after {took:?} ms (expected {floor}..={bound})"
             );
             assert_eq!(overlap, 0, "{n} members: two announcers meanwhile");
-            assert_eq!(declarations(&net) - before, 1, "{n} members: one watcher declared it");
+            assert_eq!(
+                net.watch_declarations() - before,
+                1,
+                "{n} members: one watcher declared it"
+            );
         }
     }
 }
@@ -94,7 +90,7 @@ fn no_false_failover_under_loss_bursts_or_stalls() {
                 report.declared_down, 0,
                 "{strain:?}, seed {seed}: a live member declared down"
             );
-            assert_eq!(declarations(&net), 0);
+            assert_eq!(net.watch_declarations(), 0);
             if strain == Strain::Stalls {
                 assert!(report.stalls >= 30, "{} stalls", report.stalls);
             }

@@ -34,6 +34,7 @@
 //! | `meshlb_ownership_change_seconds` (histogram) | | how long an address that changed announcer went without one, as this node saw it |
 //! | `meshlb_failures_detected_total` | | members this node declared down that had not left |
 //! | `meshlb_failure_detection_seconds` (histogram) | | for each, how long the member had been silent to this node when declared down: an upper bound of the detection time |
+//! | `meshlb_owner_watch_declarations_total` | | of those, owners this node declared down as their watcher (the fast path: heartbeats, helpers' probes) |
 //! | `meshlb_allocation_seconds` (histogram) | | from the allocator taking up a change to the addresses it gives taking effect: a standalone agent's allocation pass; the cluster allocator's pass until each Service's status write succeeds |
 //! | `meshlb_gossip_datagrams_dropped_total` | `reason` | datagrams the envelope refused |
 //! | `meshlb_gossip_bytes_sent_total` | | bytes sent, envelope included |
@@ -317,6 +318,7 @@ impl Sampler {
         }
         self.failures_recorded = stats.failures_detected;
         counter!("meshlb_failures_detected_total").absolute(stats.failures_detected);
+        counter!("meshlb_owner_watch_declarations_total").absolute(stats.watch_declarations);
     }
 }
 
@@ -524,6 +526,7 @@ pub(crate) mod tests {
         };
         let mut stats = MeshStats {
             failures_detected: 1,
+            watch_declarations: 1,
             recent_detections: [detection("node1", Some(300))].into(),
             ..MeshStats::default()
         };
@@ -539,6 +542,7 @@ pub(crate) mod tests {
             sampler.record_detections(&stats);
         });
         assert!(text.contains("meshlb_failures_detected_total 3"), "{text}");
+        assert!(text.contains("meshlb_owner_watch_declarations_total 1"), "{text}");
         assert!(text.contains("meshlb_failure_detection_seconds_count 2"), "{text}");
         assert!(
             text.contains("meshlb_failure_detection_seconds_bucket{le=\"0.5\"} 1"),

@@ -222,7 +222,8 @@ pub(crate) fn bench_bgp_drain(runs: usize) -> Result<(), LabError> {
     ] {
         let mut lost = Vec::new();
         for _ in 0..runs {
-            match meshlb_chaos::scenario::bgp_node_exit(BgpAnnouncer::Meshlb { bfd: true }, drain, &lab_binary) {
+            match meshlb_chaos::scenario::bgp_node_exit(BgpAnnouncer::Meshlb { bfd_ms: Some(300) }, drain, &lab_binary)
+            {
                 Ok((_, n)) => lost.push(n),
                 Err(e) => eprintln!("{name}: a run failed: {e}"),
             }
@@ -241,15 +242,16 @@ pub(crate) fn bench_bgp_drain(runs: usize) -> Result<(), LabError> {
 pub(crate) fn bench_bgp_failover(runs: usize) -> Result<(), LabError> {
     let lab_binary = self_binary()?;
     println!(
-        "3 nodes (meshlb agents, or gobgpd) -> FRR (ECMP, hold time 9 s); a client behind the router probing \
+        "3 nodes (meshlb agents, or gobgpd) -> FRR (ECMP, hold time 9 s; BFD on both sides at meshlb's timers); a client behind the router probing \
          every 10 ms; the answering node crashed; {runs} runs each; seconds"
     );
     println!("| case | outage (median / p90 / max) | probes lost (median) | runs |");
     println!("|---|---|---|---|");
     use meshlb_chaos::scenario::BgpAnnouncer;
     let cases = [
-        ("meshlb with BFD 300 ms x 3", BgpAnnouncer::Meshlb { bfd: true }),
-        ("meshlb without BFD", BgpAnnouncer::Meshlb { bfd: false }),
+        ("meshlb with BFD 50 ms x 3", BgpAnnouncer::Meshlb { bfd_ms: Some(50) }),
+        ("meshlb with BFD 300 ms x 3", BgpAnnouncer::Meshlb { bfd_ms: Some(300) }),
+        ("meshlb without BFD", BgpAnnouncer::Meshlb { bfd_ms: None }),
         ("gobgpd (no BFD)", BgpAnnouncer::Gobgp),
     ];
     for (name, announcer) in cases {

@@ -224,7 +224,7 @@ enum Bench {
         /// Cluster sizes.
         #[arg(long, value_delimiter = ',', default_values_t = vec![3, 10, 50, 200])]
         nodes: Vec<usize>,
-        /// Length of each soak, virtual seconds (at 10 members).
+        /// Length of each soak, virtual seconds (at 10 members; 0: none).
         #[arg(long, default_value_t = 600)]
         soak: u64,
         /// Also draw the failover distributions (a CDF) into this SVG file.

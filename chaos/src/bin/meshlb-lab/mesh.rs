@@ -123,17 +123,16 @@ fn serf_version() -> String {
 }
 
 /// The owner watch on virtual time: failover with and without it at each
-/// size (0 and 5 % loss), false failovers over a soak under each strain,
-/// bytes per node; optionally the failover CDF.
+/// size (0 and 5 % loss), false failovers over a soak under each strain
+/// (`soak_secs` 0: none), bytes per node; optionally the failover CDF.
 pub(crate) fn bench_owner_watch(
     runs: usize,
     sizes: Vec<usize>,
     soak_secs: u64,
     cdf: Option<&std::path::Path>,
 ) -> Result<(), LabError> {
-    use meshlb_chaos::plot::{Series, cdf as draw_cdf};
-    use meshlb_chaos::watch_bench::{bandwidth, crash_failovers, profiles, soak};
-    use meshlb_gossip::sim::Strain;
+    use meshlb_chaos::plot::Series;
+    use meshlb_chaos::watch_bench::{crash_failovers, profiles};
 
     let [with, without] = profiles();
     println!(
@@ -149,18 +148,16 @@ pub(crate) fn bench_owner_watch(
         for loss in [0.0, 0.05] {
             for profile in [&with, &without] {
                 let result = crash_failovers(profile, members, services, loss, runs, 1_000 + members as u64);
+                let percent = loss * 100.0;
                 let Some(summary) = Summary::of(&result.took) else {
                     println!(
-                        "| {members} | {:.0} % | {} | - | - | - | 0 | {} | - |",
-                        loss * 100.0,
-                        profile.name,
-                        result.missed
+                        "| {members} | {percent:.0} % | {} | - | - | - | 0 | {} | - |",
+                        profile.name, result.missed
                     );
                     continue;
                 };
                 println!(
-                    "| {members} | {:.0} % | {} | {} | {} | {} | {} | {} | {} |",
-                    loss * 100.0,
+                    "| {members} | {percent:.0} % | {} | {} | {} | {} | {} | {} | {} |",
                     profile.name,
                     secs(summary.median),
                     secs(summary.p90),
@@ -178,22 +175,47 @@ pub(crate) fn bench_owner_watch(
             }
         }
     }
+    if soak_secs > 0 {
+        soak_table(&[&with, &without], soak_secs);
+    }
+    bandwidth_table(&[&with, &without], &sizes);
+    if let Some(file) = cdf {
+        let svg = meshlb_chaos::plot::cdf(
+            "Crash of an owner: time until its addresses are announced again (virtual time, no loss)",
+            "s",
+            &series,
+        );
+        std::fs::write(file, svg).map_err(|e| LabError::io(format!("write {}", file.display()), e))?;
+        println!();
+        println!("CDF written to {}", file.display());
+    }
+    Ok(())
+}
+
+/// False failovers over a soak of `soak_secs` at 10 members under each
+/// strain, per profile.
+fn soak_table(profiles: &[&meshlb_gossip::profile::Profile], soak_secs: u64) {
+    use meshlb_chaos::watch_bench::soak;
+    use meshlb_gossip::sim::Strain;
     println!();
     println!(
         "False failovers over {soak_secs} virtual seconds at 10 members, 20 services (a soak stops at its first change):"
     );
-    println!("| strain | detection | ran, s | addresses that changed hands | members declared down | stalls |");
+    println!(
+        "| strain | detection | ran, s | addresses that changed hands | members declared down (by an owner's watcher) | stalls |"
+    );
     println!("|---|---|---|---|---|---|");
     for strain in Strain::ALL {
-        for profile in [&with, &without] {
+        for profile in profiles {
             match soak(profile, 10, 20, strain, soak_secs, 77) {
                 Some(report) => println!(
-                    "| {} | {} | {:.0} | {} | {} | {} |",
+                    "| {} | {} | {:.0} | {} | {} ({}) | {} |",
                     strain.describe(),
                     profile.name,
                     report.ran_ms as f64 / 1e3,
                     report.changes.len(),
                     report.declared_down,
+                    report.watch_declarations,
                     report.stalls
                 ),
                 None => println!(
@@ -204,17 +226,27 @@ pub(crate) fn bench_owner_watch(
             }
         }
     }
+}
+
+/// Bytes each node sends per second at each size, with one service and
+/// with a service for most members, per profile (the first two).
+fn bandwidth_table(profiles: &[&meshlb_gossip::profile::Profile; 2], sizes: &[usize]) {
+    use meshlb_chaos::watch_bench::bandwidth;
+    let [with, without] = *profiles;
     println!();
     println!(
         "Bytes sent per node per second (with the 50-byte envelope), 60 virtual seconds, steady state: mean / busiest node"
     );
-    println!("| members | services | with the watch | SWIM alone | ratio of the means |");
+    println!(
+        "| members | services | {} | {} | ratio of the means |",
+        with.name, without.name
+    );
     println!("|---|---|---|---|---|");
-    for &members in &sizes {
+    for &members in sizes {
         for services in [1, members.clamp(3, 20)] {
             let (Some((w_mean, w_most)), Some((s_mean, s_most))) = (
-                bandwidth(&with, members, services, 60, 5),
-                bandwidth(&without, members, services, 60, 5),
+                bandwidth(with, members, services, 60, 5),
+                bandwidth(without, members, services, 60, 5),
             ) else {
                 continue;
             };
@@ -224,15 +256,4 @@ pub(crate) fn bench_owner_watch(
             );
         }
     }
-    if let Some(file) = cdf {
-        let svg = draw_cdf(
-            "Crash of an owner: time until its addresses are announced again (virtual time, no loss)",
-            "s",
-            &series,
-        );
-        std::fs::write(file, svg).map_err(|e| LabError::io(format!("write {}", file.display()), e))?;
-        println!();
-        println!("CDF written to {}", file.display());
-    }
-    Ok(())
 }
