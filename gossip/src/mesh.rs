@@ -31,11 +31,11 @@
 //! every record it holds older. A new member gets the same exchange at once.
 //!
 //! Owners are watched more closely than SWIM watches every member: a node
-//! announcing addresses sends heartbeats to the next live member in name
-//! order ([`crate::watch`]). A watcher that declares its owner down tells
-//! foca (whose dissemination of the death goes on as for any other) and
-//! every live member at once, each of which takes the death as if it had
-//! seen the suspicion itself; the owner's successors claim at once. An
+//! announcing addresses sends heartbeats to the live member that follows it
+//! in name order ([`crate::watch`]). A watcher that declares its owner down
+//! tells foca (whose dissemination of the death goes on as for any other)
+//! and every live member at once, each of which takes the death as if it
+//! had seen the suspicion itself; the owner's successors claim at once. An
 //! owner that hears it was declared down (it was frozen past the watch's
 //! deadline, say) rejoins and settles again before it announces anything.
 

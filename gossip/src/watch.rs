@@ -5,7 +5,7 @@
 //! SWIM detects any member's death for the whole mesh; clients only lose
 //! anything when an *owner* (a node announcing addresses) dies. So each
 //! owner sends a small heartbeat every `interval_ms` to one watcher (the
-//! next live member after it in name order, chosen by the mesh: one pair
+//! live member that follows it in name order, chosen by the mesh: one pair
 //! per owner, whatever its number of addresses). The watcher:
 //!
 //! 1. arms on the first heartbeat (so a watcher an owner never chose, or a
@@ -32,9 +32,9 @@
 //! nothing after [`WatchTiming::cut_off_ms`] (shorter than the watcher's
 //! deadline by an interval and a margin) is cut off: it announces nothing
 //! until it hears again ([`Watch::cut_off`]), so an owner cut off from the
-//! mesh goes quiet before its watcher's side takes over, instead of a SWIM
-//! detection later. An owner whose watcher never echoed (one running
-//! without this) does not fence itself.
+//! mesh goes quiet before its watcher's side takes over, not when SWIM's
+//! detection finds the mesh gone. An owner whose watcher never echoed (one
+//! running without this) does not fence itself.
 //!
 //! `down_ms` must exceed the longest silence a live owner may show: a stall
 //! of the owner's process (one scheduling hiccup, a CPU quota) plus one
