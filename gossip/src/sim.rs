@@ -12,7 +12,7 @@ use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 
 use crate::identity::NodeId;
-use crate::mesh::{Mesh, MeshEvent, MeshService, ServicePlan};
+use crate::mesh::{Mesh, MeshEvent, MeshService, MeshStats, ServicePlan};
 use crate::ownership::Fence;
 use crate::profile::Profile;
 use crate::record::ServiceId;
@@ -496,23 +496,24 @@ impl SimNet {
             .collect()
     }
 
-    /// Members declared down, summed over the running nodes' lives.
-    pub fn declared_down(&self) -> u64 {
+    /// A counter of [`MeshStats`] summed over the running nodes' lives.
+    fn total(&self, counter: impl Fn(&MeshStats) -> u64) -> u64 {
         self.nodes
             .iter()
             .filter_map(|n| n.mesh.as_ref())
-            .map(|m| m.stats().members_declared_down)
+            .map(|m| counter(m.stats()))
             .sum()
+    }
+
+    /// Members declared down, summed over the running nodes' lives.
+    pub fn declared_down(&self) -> u64 {
+        self.total(|s| s.members_declared_down)
     }
 
     /// Owners declared down by their watcher, summed over the running
     /// nodes' lives.
     pub fn watch_declarations(&self) -> u64 {
-        self.nodes
-            .iter()
-            .filter_map(|n| n.mesh.as_ref())
-            .map(|m| m.stats().watch_declarations)
-            .sum()
+        self.total(|s| s.watch_declarations)
     }
 
     /// Crashes node `i` and runs in steps of 1 ms until every address it

@@ -21,9 +21,10 @@
 //!    nothing and leaves the owner to SWIM.
 //!
 //! Anything heard from the owner (a heartbeat, a pong, any mesh datagram)
-//! ends the suspicion. A watcher that was itself stalled (its calls came
-//! late) shifts its silences by the delay, so its own stall never reads as
-//! the owner's.
+//! ends the suspicion: alive, but not heartbeating here, it is watched again
+//! from its next heartbeat. A watcher that was itself stalled (its calls
+//! came late) shifts its silences by the delay, so its own stall never reads
+//! as the owner's.
 //!
 //! The watcher echoes every heartbeat, so the owner hears its mesh at least
 //! every interval. An owner that has heard nothing from any member for
@@ -40,10 +41,11 @@
 //! of the owner's process (one scheduling hiccup, a CPU quota) plus one
 //! interval. With the `fast` profile (20 ms heartbeats, 235 ms) an owner
 //! stalled for 200 ms is not declared down, and a crashed one is declared
-//! down 215 to 235 ms after its last heartbeat. What a declaration sets off
-//! (foca told the member is down, every member told at once, the new owner
-//! claiming and announcing) is the mesh's ([`crate::mesh`]); this module is
-//! the pure timing and messages, on the caller's clock in milliseconds.
+//! down 235 ms after its last heartbeat, 215 to 235 ms after the crash.
+//! What a declaration sets off (foca told the member is down, every member
+//! told at once, the new owner claiming and announcing) is the mesh's
+//! ([`crate::mesh`]); this module is the pure timing and messages, on the
+//! caller's clock in milliseconds.
 //!
 //! Messages (inside the mesh's datagram kind 5, after the secure envelope):
 //!
