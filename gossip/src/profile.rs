@@ -19,14 +19,13 @@
 //! | `max_transmissions` | — (dissemination) | higher: updates and refutations reach everyone under loss |
 //! | `gossip_every_ms`, `gossip_fanout` | faster agreement after detection | — |
 //! | `anti_entropy_ms` | — | repairs records lost to packet loss |
-//! | `watch_interval_ms` | lower (a crash is seen sooner after the last heartbeat) | — (costs bandwidth: one datagram per interval from each owner) |
+//! | `watch_interval_ms` | lower (a crash is seen sooner after the last heartbeat) | — (costs bandwidth: two datagrams per interval for each owner, the heartbeat and its echo) |
 //! | `watch_down_ms` | lower | higher than the longest stall a live owner may show plus one interval |
 //!
 //! SWIM's bound is for any member; an owner (a node announcing addresses)
 //! is also watched by one member ([`crate::watch`]): heartbeats every
 //! `watch_interval_ms`, probes through helpers after `watch_suspect_ms` of
-//! silence, and declared down after `watch_down_ms` of it
-//! ([`Profile::owner_detection_bound_ms`]).
+//! silence, and declared down after `watch_down_ms` of it.
 
 use std::num::{NonZeroU8, NonZeroUsize};
 use std::time::Duration;
@@ -159,14 +158,6 @@ impl Profile {
                 .max(self.watch_suspect_ms)
                 .max(self.watch_interval_ms),
         })
-    }
-
-    /// Time from an owner's crash to its watcher declaring it down: from
-    /// its last heartbeat, up to an interval before the crash, to the
-    /// watch's deadline (SWIM's bound without a watch).
-    pub fn owner_detection_bound_ms(&self) -> u64 {
-        self.watch_timing()
-            .map_or_else(|| self.detection_bound_ms(), |t| t.down_ms)
     }
 
     /// The foca configuration for this profile.

@@ -22,9 +22,9 @@
 //!
 //! Anything heard from the owner (a heartbeat, a pong, any mesh datagram)
 //! ends the suspicion: alive, but not heartbeating here, it is watched again
-//! from its next heartbeat. A watcher that was itself stalled (its calls
-//! came late) shifts its silences by the delay, so its own stall never reads
-//! as the owner's.
+//! once a heartbeat comes. A watcher that was itself stalled (its calls came
+//! late) shifts its silences by the delay, so its own stall never reads as
+//! the owner's.
 //!
 //! The watcher echoes every heartbeat, so the owner hears its mesh at least
 //! every interval. An owner that has heard nothing from any member for
@@ -368,16 +368,6 @@ impl Watch {
             now_ms: 0,
             due_ms: None,
         }
-    }
-
-    /// The timing.
-    pub fn timing(&self) -> WatchTiming {
-        self.timing
-    }
-
-    /// Whom this node sends heartbeats to now.
-    pub fn watcher(&self) -> Option<&str> {
-        self.watcher.as_deref()
     }
 
     /// The owners watched here, by name.
