@@ -1,9 +1,11 @@
-//! foca's messages on the wire: a compact, bounds-checked binary codec.
+//! foca's messages on the wire, and the mesh's suspicion notice: a
+//! compact, bounds-checked binary codec.
 //!
 //! ```text
 //! NodeId  = name-len:u8 name:bytes family:u8(4|6) address:4|16 port:u16 boot:u64 rejoin:u32
 //! Header  = src:NodeId incarnation:u16 dst:NodeId kind:u8 [probe:u8] [other:NodeId]
 //! Member  = id:NodeId incarnation:u16 state:u8(0 alive, 1 suspect, 2 down)
+//! SuspicionNotice = boot:u64 rejoin:u32 incarnation:u16
 //! ```
 //!
 //! Integers are big-endian. Every read checks what is left first, so a
@@ -39,6 +41,67 @@ pub enum CodecError {
     /// The output buffer is too small.
     #[error("no room for the {0}")]
     NoRoom(&'static str),
+    /// Bytes left over after the message.
+    #[error("trailing bytes after the {0}")]
+    Trailing(&'static str),
+}
+
+/// A suspecter's word to the member it suspects (see
+/// [`crate::mesh`], datagram kind 6): "I hold you, in this boot and
+/// rejoin, for suspect at this incarnation". The member it reaches refutes
+/// at once; SWIM alone leaves it to learn of the suspicion from gossip,
+/// which a burst of loss can keep from it until the suspicion runs out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SuspicionNotice {
+    /// The suspect's boot ([`NodeId::boot`]).
+    pub boot: u64,
+    /// The suspect's rejoin count ([`NodeId::rejoin`]).
+    pub rejoin: u32,
+    /// The incarnation it is suspected at.
+    pub incarnation: foca::Incarnation,
+}
+
+impl SuspicionNotice {
+    /// Encoded length.
+    pub const LEN: usize = 14;
+
+    /// The notice about `id` at `incarnation`.
+    pub fn about(id: &NodeId, incarnation: foca::Incarnation) -> SuspicionNotice {
+        SuspicionNotice {
+            boot: id.boot,
+            rejoin: id.rejoin,
+            incarnation,
+        }
+    }
+
+    /// Whether it is about `id` (and not about an earlier identity of the
+    /// same node).
+    pub fn is_about(&self, id: &NodeId) -> bool {
+        (self.boot, self.rejoin) == (id.boot, id.rejoin)
+    }
+
+    /// The notice on the wire.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(Self::LEN);
+        buf.put_u64(self.boot);
+        buf.put_u32(self.rejoin);
+        buf.put_u16(self.incarnation);
+        buf
+    }
+
+    /// A notice from the wire: exactly [`SuspicionNotice::LEN`] bytes.
+    pub fn decode(mut body: &[u8]) -> Result<SuspicionNotice, CodecError> {
+        need(&body, Self::LEN, "suspicion notice")?;
+        let notice = SuspicionNotice {
+            boot: body.get_u64(),
+            rejoin: body.get_u32(),
+            incarnation: body.get_u16(),
+        };
+        if body.has_remaining() {
+            return Err(CodecError::Trailing("suspicion notice"));
+        }
+        Ok(notice)
+    }
 }
 
 /// The codec foca runs with.
@@ -292,6 +355,30 @@ mod tests {
         for cut in 0..buf.len() {
             assert!(MeshCodec.decode_header(&buf[..cut]).is_err(), "truncated at {cut}");
         }
+    }
+
+    #[test]
+    fn suspicion_notices_round_trip_and_refuse_wrong_lengths() {
+        let suspect = id("node-a", true, 17);
+        let notice = SuspicionNotice::about(&suspect, 9);
+        let wire = notice.encode();
+        assert_eq!(wire.len(), SuspicionNotice::LEN);
+        assert_eq!(SuspicionNotice::decode(&wire), Ok(notice));
+        assert!(notice.is_about(&suspect));
+        let renewed = NodeId {
+            rejoin: suspect.rejoin + 1,
+            ..suspect
+        };
+        assert!(!notice.is_about(&renewed));
+        for cut in 0..wire.len() {
+            assert!(SuspicionNotice::decode(&wire[..cut]).is_err(), "truncated at {cut}");
+        }
+        let mut long = wire.clone();
+        long.push(0);
+        assert_eq!(
+            SuspicionNotice::decode(&long),
+            Err(CodecError::Trailing("suspicion notice"))
+        );
     }
 
     #[test]

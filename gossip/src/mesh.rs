@@ -23,6 +23,17 @@
 //! | 3 | a record fragment sent directly |
 //! | 4 | a request for records by node name |
 //! | 5 | the owner watch ([`crate::watch`]): heartbeats, pings, probes, a death declared |
+//! | 6 | a suspicion notice ([`SuspicionNotice`]): "I suspect you", from a member whose probe of the recipient failed |
+//!
+//! A member that suspects another tells it so directly, every
+//! [`SUSPICION_NOTICE_MS`] until the suspicion is refuted or runs out
+//! (Lifeguard's buddy system, which foca lacks): SWIM leaves the suspect
+//! to learn of its suspicion from piggybacked gossip, and each update
+//! rides along only `max_transmissions` times, all spent within a few
+//! hundred milliseconds; in a burst of loss those few copies can all miss
+//! the suspect, which then never refutes and is declared down. The suspect
+//! refutes through foca and announces itself to the suspecter, whose foca
+//! takes the new incarnation from the announcement's header.
 //!
 //! foca has no push/pull state sync, so records lost to packet loss past
 //! their `max_transmissions` are repaired by anti-entropy: every
@@ -49,7 +60,7 @@ use foca::{Foca, Member, Notification, Runtime, Timer};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 
-use crate::codec::MeshCodec;
+use crate::codec::{MeshCodec, SuspicionNotice};
 use crate::identity::NodeId;
 use crate::ownership::{Candidate, Claimants, Failback, Fence, FenceStatus, may_start_announcing};
 use crate::placement::{Demand, place};
@@ -62,6 +73,7 @@ const KIND_DIGEST: u8 = 2;
 const KIND_FRAGMENT: u8 = 3;
 const KIND_REQUEST: u8 = 4;
 const KIND_WATCH: u8 = 5;
+const KIND_SUSPICION: u8 = 6;
 
 /// Why the mesh refused something.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +90,9 @@ pub enum MeshError {
     /// A malformed owner-watch message.
     #[error("owner watch: {0}")]
     Watch(#[from] crate::watch::WatchError),
+    /// A malformed suspicion notice.
+    #[error("suspicion notice: {0}")]
+    Suspicion(#[from] crate::codec::CodecError),
 }
 
 /// What changed in the mesh.
@@ -146,6 +161,9 @@ pub struct MeshStats {
     pub recent_detections: VecDeque<FailureDetection>,
     /// Owners this node declared down as their watcher, over its life.
     pub watch_declarations: u64,
+    /// Members this node suspected (a probe of them failed), over its
+    /// life; each is told so ([`SuspicionNotice`]) until it refutes.
+    pub suspicions_raised: u64,
 }
 
 /// How many [`FailureDetection`]s [`MeshStats`] keeps.
@@ -311,6 +329,11 @@ pub const EVALUATE_EVERY_MS: u64 = 200;
 /// simulation alike.
 pub const STALL_MS: u64 = 1_000;
 
+/// How often (ms) a member tells a member it suspects so
+/// ([`SuspicionNotice`]): the suspect gets several chances to hear of it and
+/// refute within the suspicion time, even at 30 % loss each way.
+pub const SUSPICION_NOTICE_MS: u64 = 50;
+
 /// foca's effects during one call, drained into the mesh afterwards.
 #[derive(Default)]
 struct Effects {
@@ -424,6 +447,8 @@ pub struct Mesh {
     left: bool,
     seeds: Vec<SocketAddr>,
     next_anti_entropy_ms: u64,
+    /// When the members this node suspects are next told so.
+    next_suspicion_notice_ms: u64,
     next_seed_announce_ms: u64,
     joined_at_ms: u64,
     /// Whether this node has settled once since its process started: its
@@ -476,6 +501,7 @@ impl Mesh {
             book,
             rng: Xoshiro256PlusPlus::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15),
             next_anti_entropy_ms: now_ms + profile.anti_entropy_ms,
+            next_suspicion_notice_ms: now_ms,
             next_seed_announce_ms: now_ms,
             profile,
             origin: now,
@@ -639,6 +665,13 @@ impl Mesh {
         if let Some(watch) = self.watch.as_ref().and_then(Watch::poll_timeout) {
             next = next.min(watch);
         }
+        if self
+            .timers
+            .values()
+            .any(|timer| matches!(timer, Timer::ChangeSuspectToDown { .. }))
+        {
+            next = next.min(self.next_suspicion_notice_ms);
+        }
         self.instant(next)
     }
 
@@ -686,6 +719,7 @@ impl Mesh {
             self.finish_leave();
             return;
         }
+        self.drop_refuted_suspicions();
         while let Some(entry) = self.timers.first_entry() {
             if entry.key().0 > self.now_ms {
                 break;
@@ -697,6 +731,10 @@ impl Mesh {
             if let Err(e) = result {
                 tracing::debug!("timer: {e}");
             }
+        }
+        if self.now_ms >= self.next_suspicion_notice_ms {
+            self.next_suspicion_notice_ms = self.now_ms + SUSPICION_NOTICE_MS;
+            self.notify_suspects();
         }
         if self.now_ms >= self.next_anti_entropy_ms {
             self.next_anti_entropy_ms = self.now_ms + self.profile.anti_entropy_ms;
@@ -745,6 +783,70 @@ impl Mesh {
         self.publish_settling();
     }
 
+    /// Drops the deadlines of suspicions foca no longer holds (the suspect
+    /// refuted: foca holds it at a newer incarnation, or under a renewed
+    /// identity). foca 2.0.0 checks the incarnation itself before declaring
+    /// the suspect down, but sends it `TurnUndead` even when the check
+    /// fails, so a member that refuted in time was still told it is down
+    /// and rejoined under a renewed identity: after a burst of loss, every
+    /// member that had been suspected and refuted did so, and ownership was
+    /// re-evaluated for nothing. Called before any timer fires.
+    fn drop_refuted_suspicions(&mut self) {
+        let foca = &self.foca;
+        self.timers.retain(|_, timer| match timer {
+            Timer::ChangeSuspectToDown {
+                member_id, incarnation, ..
+            } => foca
+                .iter_membership_state()
+                .any(|member| member.id() == member_id && member.incarnation() == *incarnation),
+            _ => true,
+        });
+    }
+
+    /// Tells every member this node suspects (whose suspicion deadline is
+    /// pending, so still standing after [`Mesh::drop_refuted_suspicions`])
+    /// that it does.
+    fn notify_suspects(&mut self) {
+        let notices: BTreeSet<(SocketAddr, SuspicionNotice)> = self
+            .timers
+            .values()
+            .filter_map(|timer| match timer {
+                Timer::ChangeSuspectToDown {
+                    member_id, incarnation, ..
+                } => Some((member_id.addr, SuspicionNotice::about(member_id, *incarnation))),
+                _ => None,
+            })
+            .collect();
+        for (addr, notice) in notices {
+            self.push(addr, KIND_SUSPICION, &notice.encode());
+        }
+    }
+
+    /// A suspicion notice from `from`: if it is about this identity, foca
+    /// refutes (it raises its incarnation past the suspected one and
+    /// gossips) and announces this node to the suspecter, whose foca takes
+    /// the new incarnation from the announcement. A notice about an earlier
+    /// identity, or from a sender that is not a live member, is dropped.
+    fn handle_suspicion(&mut self, from: SocketAddr, body: &[u8]) -> Result<(), MeshError> {
+        let notice = SuspicionNotice::decode(body)?;
+        let own = self.foca.identity().clone();
+        if !notice.is_about(&own) {
+            return Ok(());
+        }
+        let Some(suspecter) = self.member_at(from).cloned() else {
+            return Ok(());
+        };
+        let suspected = Member::new(own, notice.incarnation, foca::State::Suspect);
+        let mut fx = Effects::default();
+        let result = self
+            .foca
+            .apply_many(std::iter::once(suspected), true, &mut fx)
+            .and_then(|()| self.foca.announce(suspecter, &mut fx));
+        self.absorb(fx);
+        result?;
+        Ok(())
+    }
+
     /// Takes one datagram (already authenticated and decrypted).
     pub fn handle_datagram(&mut self, from: SocketAddr, data: &[u8], now: Instant) -> Result<(), MeshError> {
         self.turn(self.ms(now));
@@ -785,6 +887,7 @@ impl Mesh {
                 }
             }
             KIND_WATCH => self.handle_watch(from, body)?,
+            KIND_SUSPICION => self.handle_suspicion(from, body)?,
             _ => return Err(MeshError::Malformed("datagram kind")),
         }
         Ok(())
@@ -1307,6 +1410,9 @@ impl Mesh {
             }
         }
         for (after, event) in fx.timers {
+            if matches!(event, Timer::ChangeSuspectToDown { .. }) {
+                self.stats.suspicions_raised += 1;
+            }
             let due = self.now_ms + after.as_millis() as u64;
             self.timer_seq += 1;
             self.timers.insert((due, self.timer_seq), event);

@@ -35,6 +35,7 @@
 //! | `meshlb_failures_detected_total` | | members this node declared down that had not left |
 //! | `meshlb_failure_detection_seconds` (histogram) | | for each, how long the member had been silent to this node when declared down: an upper bound of the detection time |
 //! | `meshlb_owner_watch_declarations_total` | | of those, owners this node declared down as their watcher (the fast path: heartbeats, helpers' probes) |
+//! | `meshlb_mesh_suspicions_total` | | members this node suspected (a SWIM probe failed); a suspect that lives refutes, so suspicions without failures mean loss or a starved node |
 //! | `meshlb_allocation_seconds` (histogram) | | from the allocator taking up a change to the addresses it gives taking effect: a standalone agent's allocation pass; the cluster allocator's pass until each Service's status write succeeds |
 //! | `meshlb_gossip_datagrams_dropped_total` | `reason` | datagrams the envelope refused |
 //! | `meshlb_gossip_bytes_sent_total` | | bytes sent, envelope included |
@@ -319,6 +320,7 @@ impl Sampler {
         self.failures_recorded = stats.failures_detected;
         counter!("meshlb_failures_detected_total").absolute(stats.failures_detected);
         counter!("meshlb_owner_watch_declarations_total").absolute(stats.watch_declarations);
+        counter!("meshlb_mesh_suspicions_total").absolute(stats.suspicions_raised);
     }
 }
 
@@ -527,6 +529,7 @@ pub(crate) mod tests {
         let mut stats = MeshStats {
             failures_detected: 1,
             watch_declarations: 1,
+            suspicions_raised: 5,
             recent_detections: [detection("node1", Some(300))].into(),
             ..MeshStats::default()
         };
@@ -543,6 +546,7 @@ pub(crate) mod tests {
         });
         assert!(text.contains("meshlb_failures_detected_total 3"), "{text}");
         assert!(text.contains("meshlb_owner_watch_declarations_total 1"), "{text}");
+        assert!(text.contains("meshlb_mesh_suspicions_total 5"), "{text}");
         assert!(text.contains("meshlb_failure_detection_seconds_count 2"), "{text}");
         assert!(
             text.contains("meshlb_failure_detection_seconds_bucket{le=\"0.5\"} 1"),

@@ -227,6 +227,12 @@ enum Bench {
         /// Length of each soak, virtual seconds (at 10 members; 0: none).
         #[arg(long, default_value_t = 600)]
         soak: u64,
+        /// Soaks per strain and profile, each on its own seed.
+        #[arg(long, default_value_t = 3)]
+        seeds: u64,
+        /// SWIM's suspicion time for both profiles, ms (default: the profile's).
+        #[arg(long)]
+        suspicion: Option<u64>,
         /// Also draw the failover distributions (a CDF) into this SVG file.
         #[arg(long)]
         cdf: Option<PathBuf>,
@@ -553,8 +559,22 @@ fn main() -> ExitCode {
             bench: Bench::Allocator { services, pools, runs },
         } => allocation::bench_allocator(services, pools, runs),
         Command::Bench {
-            bench: Bench::OwnerWatch { runs, nodes, soak, cdf },
-        } => mesh::bench_owner_watch(runs, nodes, soak, cdf.as_deref()),
+            bench:
+                Bench::OwnerWatch {
+                    runs,
+                    nodes,
+                    soak,
+                    seeds,
+                    suspicion,
+                    cdf,
+                },
+        } => mesh::bench_owner_watch(
+            runs,
+            nodes,
+            mesh::Soaks { secs: soak, seeds },
+            suspicion,
+            cdf.as_deref(),
+        ),
         Command::Bench {
             bench:
                 Bench::Placement {

@@ -122,22 +122,36 @@ fn serf_version() -> String {
         .unwrap_or_else(|| "serf".into())
 }
 
+/// The soaks of the owner-watch benchmark: their length in virtual
+/// seconds (0: none) and how many per strain and profile, each on its own
+/// seed.
+pub(crate) struct Soaks {
+    pub(crate) secs: u64,
+    pub(crate) seeds: u64,
+}
+
 /// The owner watch on virtual time: failover with and without it at each
-/// size (0 and 5 % loss), false failovers over a soak under each strain
-/// (`soak_secs` 0: none), bytes per node; optionally the failover CDF.
+/// size (0 and 5 % loss), false failovers over soaks under each strain,
+/// bytes per node; optionally the failover CDF. `suspicion` replaces
+/// SWIM's suspicion time in both profiles.
 pub(crate) fn bench_owner_watch(
     runs: usize,
     sizes: Vec<usize>,
-    soak_secs: u64,
+    soaks: Soaks,
+    suspicion: Option<u64>,
     cdf: Option<&std::path::Path>,
 ) -> Result<(), LabError> {
     use meshlb_chaos::plot::Series;
     use meshlb_chaos::watch_bench::{crash_failovers, profiles};
 
-    let [with, without] = profiles();
+    let [with, without] = profiles().map(|profile| meshlb_gossip::profile::Profile {
+        suspect_to_down_ms: suspicion.unwrap_or(profile.suspect_to_down_ms),
+        ..profile
+    });
     println!(
-        "Crash of an owner (a node announcing addresses) on virtual time, {runs} runs per row: \
-         from the crash to every one of its addresses announced by one other node; seconds"
+        "SWIM's suspicion time: {} ms. Crash of an owner (a node announcing addresses) on virtual time, {runs} runs per row: \
+         from the crash to every one of its addresses announced by one other node; seconds",
+        with.suspect_to_down_ms
     );
     println!("| members | loss | detection | failover median | p90 | max | runs | missed | two announcers, ms |");
     println!("|---|---|---|---|---|---|---|---|---|");
@@ -175,8 +189,8 @@ pub(crate) fn bench_owner_watch(
             }
         }
     }
-    if soak_secs > 0 {
-        soak_table(&[&with, &without], soak_secs);
+    if soaks.secs > 0 && soaks.seeds > 0 {
+        soak_table(&[&with, &without], &soaks);
     }
     bandwidth_table(&[&with, &without], &sizes);
     if let Some(file) = cdf {
@@ -192,38 +206,44 @@ pub(crate) fn bench_owner_watch(
     Ok(())
 }
 
-/// False failovers over a soak of `soak_secs` at 10 members under each
-/// strain, per profile.
-fn soak_table(profiles: &[&meshlb_gossip::profile::Profile], soak_secs: u64) {
+/// False failovers over soaks at 10 members under each strain, per
+/// profile, one soak per seed.
+fn soak_table(profiles: &[&meshlb_gossip::profile::Profile], soaks: &Soaks) {
     use meshlb_chaos::watch_bench::soak;
     use meshlb_gossip::sim::Strain;
+    let Soaks { secs, seeds } = *soaks;
     println!();
     println!(
-        "False failovers over {soak_secs} virtual seconds at 10 members, 20 services (a soak stops at its first change):"
+        "False failovers over soaks of {secs} virtual seconds at 10 members, 20 services, {seeds} seeds \
+         (a soak stops at its first change):"
     );
     println!(
-        "| strain | detection | ran, s | addresses that changed hands | members declared down (by an owner's watcher) | stalls |"
+        "| strain | detection | soaks with a change | virtual seconds run | members declared down (by an owner's watcher) | stalls |"
     );
     println!("|---|---|---|---|---|---|");
     for strain in Strain::ALL {
         for profile in profiles {
-            match soak(profile, 10, 20, strain, soak_secs, 77) {
-                Some(report) => println!(
-                    "| {} | {} | {:.0} | {} | {} ({}) | {} |",
-                    strain.describe(),
-                    profile.name,
-                    report.ran_ms as f64 / 1e3,
-                    report.changes.len(),
-                    report.declared_down,
-                    report.watch_declarations,
-                    report.stalls
-                ),
-                None => println!(
-                    "| {} | {} | did not converge | - | - | - |",
-                    strain.describe(),
-                    profile.name
-                ),
-            }
+            let reports: Vec<_> = (0..seeds)
+                .filter_map(|seed| soak(profile, 10, 20, strain, secs, 77 + seed))
+                .collect();
+            let sum = |count: fn(&meshlb_gossip::sim::SoakReport) -> u64| reports.iter().map(count).sum::<u64>();
+            let unconverged = seeds as usize - reports.len();
+            println!(
+                "| {} | {} | {} of {}{} | {:.0} | {} ({}) | {} |",
+                strain.describe(),
+                profile.name,
+                reports.iter().filter(|r| !r.changes.is_empty()).count(),
+                reports.len(),
+                if unconverged > 0 {
+                    format!(" ({unconverged} did not converge)")
+                } else {
+                    String::new()
+                },
+                sum(|r| r.ran_ms) as f64 / 1e3,
+                sum(|r| r.declared_down),
+                sum(|r| r.watch_declarations),
+                sum(|r| r.stalls as u64)
+            );
         }
     }
 }
