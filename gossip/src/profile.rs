@@ -19,7 +19,7 @@
 //! | `max_transmissions` | — (dissemination) | higher: updates and refutations reach everyone under loss |
 //! | `gossip_every_ms`, `gossip_fanout` | faster agreement after detection | — |
 //! | `anti_entropy_ms` | — | repairs records lost to packet loss |
-//! | `watch_interval_ms` | lower (a crash is seen sooner after the last heartbeat) | — (costs bandwidth: two datagrams per interval for each owner, the heartbeat and its echo) |
+//! | `watch_interval_ms` | lower (a crash is seen sooner after the last heartbeat) | — (costs bandwidth: a heartbeat per interval for each owner, and an echo back when the owner heard nothing else for an interval) |
 //! | `watch_down_ms` | lower | higher than the longest stall a live owner may show plus one interval |
 //!
 //! SWIM's bound is for any member; an owner (a node announcing addresses)

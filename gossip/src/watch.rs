@@ -26,8 +26,11 @@
 //! late) shifts its silences by the delay, so its own stall never reads as
 //! the owner's.
 //!
-//! The watcher echoes every heartbeat, so the owner hears its mesh at least
-//! every interval. An owner that has heard nothing from any member for
+//! The watcher echoes a heartbeat that asks for it: an owner asks while
+//! it has heard no member for an interval (and until its watcher first
+//! echoes), so it hears its mesh about every other interval, and one that hears
+//! it anyway (another owner's heartbeats, SWIM's traffic) costs its watcher
+//! nothing. An owner that has heard nothing from any member for
 //! `suspect_ms` pings its watcher and two helpers every [`PROBE_EVERY_MS`]
 //! (under heavy loss an answer gets through); one that has still heard
 //! nothing after [`WatchTiming::cut_off_ms`] (shorter than the watcher's
@@ -51,13 +54,13 @@
 //!
 //! | sub-kind | content |
 //! |---|---|
-//! | 1 heartbeat | `last:u8` (1: this owner stops sending to this watcher) |
+//! | 1 heartbeat | `flags:u8` (bit 0, last: this owner stops sending to this watcher; bit 1: echo wanted) |
 //! | 2 ping | `nonce:u32` |
 //! | 3 pong | `nonce:u32` |
 //! | 4 probe request | `nonce:u32 within_ms:u16 target:name` |
 //! | 5 probe result | `nonce:u32 alive:u8 target:name` |
 //! | 6 down | `boot:u64 rejoin:u32 target:name` |
-//! | 7 echo | (watcher to owner, for each heartbeat) |
+//! | 7 echo | (watcher to owner, for a heartbeat that asked) |
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -124,6 +127,8 @@ pub enum WatchMessage {
     Heartbeat {
         /// The owner stops sending to this watcher.
         last: bool,
+        /// The owner wants an [`WatchMessage::Echo`] back.
+        echo: bool,
     },
     /// Are you there?
     Ping {
@@ -171,9 +176,9 @@ impl WatchMessage {
     /// The message's bytes.
     pub fn encode(&self, out: &mut Vec<u8>) {
         match self {
-            WatchMessage::Heartbeat { last } => {
+            WatchMessage::Heartbeat { last, echo } => {
                 out.put_u8(1);
-                out.put_u8(u8::from(*last));
+                out.put_u8(u8::from(*last) | (u8::from(*echo) << 1));
             }
             WatchMessage::Ping { nonce } => {
                 out.put_u8(2);
@@ -213,9 +218,13 @@ impl WatchMessage {
     pub fn decode(mut body: &[u8]) -> Result<WatchMessage, WatchError> {
         let buf = &mut body;
         let message = match take_u8(buf)? {
-            1 => WatchMessage::Heartbeat {
-                last: take_u8(buf)? != 0,
-            },
+            1 => {
+                let flags = take_u8(buf)?;
+                WatchMessage::Heartbeat {
+                    last: flags & 1 != 0,
+                    echo: flags & 2 != 0,
+                }
+            }
             2 => WatchMessage::Ping { nonce: take_u32(buf)? },
             3 => WatchMessage::Pong { nonce: take_u32(buf)? },
             4 => WatchMessage::ProbeRequest {
@@ -382,7 +391,13 @@ impl Watch {
             return;
         }
         if let Some(old) = self.watcher.take() {
-            self.outbox.push_back((old, WatchMessage::Heartbeat { last: true }));
+            self.outbox.push_back((
+                old,
+                WatchMessage::Heartbeat {
+                    last: true,
+                    echo: false,
+                },
+            ));
         }
         self.watcher = watcher;
         self.echoed = false;
@@ -395,8 +410,9 @@ impl Watch {
         if now_ms < self.next_heartbeat_ms {
             return;
         }
+        let echo = !self.echoed || now_ms >= self.last_heard_any_ms + self.timing.interval_ms;
         self.outbox
-            .push_back((watcher, WatchMessage::Heartbeat { last: false }));
+            .push_back((watcher, WatchMessage::Heartbeat { last: false, echo }));
         // Behind by more than an interval (a stall): the next one an
         // interval from now, not a burst to catch up.
         self.next_heartbeat_ms += self.timing.interval_ms;
@@ -438,11 +454,13 @@ impl Watch {
     pub fn handle_message(&mut self, from: &str, message: WatchMessage, now_ms: u64) {
         self.shift_for_stall(now_ms);
         match message {
-            WatchMessage::Heartbeat { last: true } => {
+            WatchMessage::Heartbeat { last: true, .. } => {
                 self.watched.remove(from);
             }
-            WatchMessage::Heartbeat { last: false } => {
-                self.outbox.push_back((from.to_owned(), WatchMessage::Echo));
+            WatchMessage::Heartbeat { last: false, echo } => {
+                if echo {
+                    self.outbox.push_back((from.to_owned(), WatchMessage::Echo));
+                }
                 let watched = self.watched.entry(from.to_owned()).or_insert(Watched {
                     last_heard_ms: now_ms,
                     suspicion: None,
@@ -714,6 +732,8 @@ mod tests {
         /// take what came meanwhile when it ends.
         stalled_until: BTreeMap<&'static str, u64>,
         declared: Vec<(u64, &'static str, String)>,
+        /// Echoes sent.
+        echoes: usize,
     }
 
     const NAMES: [&str; 3] = ["h", "o", "w"];
@@ -732,6 +752,7 @@ mod tests {
                 dead: Vec::new(),
                 stalled_until: BTreeMap::new(),
                 declared: Vec::new(),
+                echoes: 0,
             };
             if let Some(o) = trio.nodes.get_mut("o") {
                 o.set_watcher(Some("w".into()), 0);
@@ -754,6 +775,7 @@ mod tests {
                     continue;
                 };
                 while let Some((to, message)) = watch.poll_transmit() {
+                    self.echoes += usize::from(message == WatchMessage::Echo);
                     if !self.dead.contains(&name) {
                         self.in_flight
                             .push((self.now + self.delay, name, Trio::name(&to), message));
@@ -813,8 +835,18 @@ mod tests {
     #[test]
     fn messages_round_trip_and_garbage_is_refused() {
         let all = [
-            WatchMessage::Heartbeat { last: true },
-            WatchMessage::Heartbeat { last: false },
+            WatchMessage::Heartbeat {
+                last: true,
+                echo: false,
+            },
+            WatchMessage::Heartbeat {
+                last: false,
+                echo: true,
+            },
+            WatchMessage::Heartbeat {
+                last: false,
+                echo: false,
+            },
             WatchMessage::Ping { nonce: 7 },
             WatchMessage::Pong { nonce: u32::MAX },
             WatchMessage::ProbeRequest {
@@ -857,6 +889,32 @@ mod tests {
         trio.run_to(10_000);
         assert!(trio.declared.is_empty());
         assert_eq!(trio.nodes["w"].watched().collect::<Vec<_>>(), ["o"]);
+    }
+
+    /// An owner that hears nothing but its watcher asks for an echo every
+    /// other heartbeat (an interval of silence); one that hears another
+    /// member every 10 ms asks only its new watcher's first. Neither is
+    /// ever cut off.
+    #[test]
+    fn an_owner_asks_for_echoes_only_when_it_hears_nothing_else() {
+        let mut quiet = Trio::new();
+        quiet.run_to(1_000);
+        assert!(
+            (20..=30).contains(&quiet.echoes),
+            "{} echoes in a second of 50 heartbeats",
+            quiet.echoes
+        );
+        let mut chatty = Trio::new();
+        for step in 1..=100 {
+            chatty.run_to(step * 10);
+            if let Some(owner) = chatty.nodes.get_mut("o") {
+                owner.heard("h", step * 10);
+            }
+            assert!(!chatty.nodes["o"].cut_off(step * 10));
+        }
+        assert_eq!(chatty.echoes, 1);
+        assert!(!quiet.nodes["o"].cut_off(1_000));
+        assert!(quiet.declared.is_empty() && chatty.declared.is_empty());
     }
 
     #[test]
