@@ -434,6 +434,28 @@ impl AgentState {
         })
     }
 
+    /// Every address in its `ownership` status file, and whether this
+    /// node announces it.
+    pub fn ownership(&self) -> Vec<(String, bool)> {
+        let text = std::fs::read_to_string(self.dir.join("ownership")).unwrap_or_default();
+        text.lines()
+            .filter_map(|line| {
+                let words: Vec<&str> = line.split_whitespace().collect();
+                let here = words.iter().find_map(|w| w.strip_prefix("here="))?;
+                Some(((*words.get(1)?).to_owned(), here == "true"))
+            })
+            .collect()
+    }
+
+    /// How many times the agent reported `event`, for any member, between
+    /// `from` and `until` (Unix seconds).
+    pub fn count_events(&self, event: &str, from: f64, until: f64) -> usize {
+        self.events()
+            .iter()
+            .filter(|(at, e, _)| (from..=until).contains(at) && e == event)
+            .count()
+    }
+
     /// How many times the agent reported `event` for `member` between
     /// `from` and `until` (Unix seconds).
     pub fn events_between(&self, event: &str, member: &str, from: f64, until: f64) -> usize {

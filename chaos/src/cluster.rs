@@ -948,6 +948,24 @@ fn cgroup_hierarchies() -> Result<Vec<PathBuf>, LabError> {
         .collect())
 }
 
+/// The mount point of the version 1 hierarchy with the `cpu` controller
+/// (where a CPU quota is set: `cpu.cfs_quota_us`).
+pub(crate) fn cpu_hierarchy() -> Result<PathBuf, LabError> {
+    let mountinfo =
+        std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| LabError::io("read /proc/self/mountinfo", e))?;
+    mountinfo
+        .lines()
+        .find_map(|line| {
+            let (before, after) = line.split_once(" - ")?;
+            let mut fields = after.split_whitespace();
+            let fstype = fields.next()?;
+            let options = fields.nth(1)?;
+            let mount_point = before.split_whitespace().nth(4)?;
+            (fstype == "cgroup" && options.split(',').any(|o| o == "cpu")).then(|| PathBuf::from(mount_point))
+        })
+        .ok_or_else(|| LabError::Invalid("no cgroup hierarchy with the cpu controller is mounted".into()))
+}
+
 /// The mount points at or under `dir`, deepest first.
 fn mounts_under(dir: &Path) -> Vec<PathBuf> {
     let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") else {
@@ -1384,9 +1402,19 @@ impl Drop for RealNode {
 
 /// Removes the node state (processes, mounts, cgroups, directories) of the
 /// labs `scope` selects, as [`crate::netns::sweep`] removes their
-/// namespaces; the labs' names.
+/// namespaces, and any other cgroup of theirs (`<lab>-...` at the top of a
+/// hierarchy: a soak's CPU quota); the labs' names.
 pub fn sweep(scope: &SweepScope) -> Vec<String> {
     let mut removed = Vec::new();
+    for hierarchy in cgroup_hierarchies().unwrap_or_default() {
+        for entry in std::fs::read_dir(&hierarchy).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let lab = name.split('-').next().unwrap_or(&name);
+            if name.starts_with(LAB_PREFIX) && scope.selects_lab(lab) && entry.path().is_dir() {
+                remove_cgroup(&name);
+            }
+        }
+    }
     let Ok(labs) = std::fs::read_dir(NODES_ROOT) else {
         return removed;
     };

@@ -21,7 +21,8 @@
 //! meshlb as the README says. [`placement_bench`] measures where several
 //! addresses per Service land over node churn, against Deckhouse's rule;
 //! [`watch_bench`] measures the owner watch's failover, false failovers
-//! and bytes on virtual time, at sizes beyond a lab.
+//! and bytes on virtual time, at sizes beyond a lab, and [`soak`] counts
+//! false failovers of live agents under loss and CPU starvation.
 //!
 //! Labs never touch the root namespace's addresses or routes, carry a
 //! per-process name prefix so parallel runs do not collide, and are torn
@@ -57,6 +58,7 @@ mod random;
 pub mod router;
 pub mod scenario;
 pub mod serf;
+pub mod soak;
 pub mod speaker;
 pub mod splitbrain;
 pub mod wait;

@@ -289,6 +289,24 @@ enum Bench {
         #[arg(long, default_value_t = 30)]
         seconds: u64,
     },
+    /// False failovers of live agents (standalone, a Service per node) under each strain, minutes of real time each: addresses that changed hands, members declared down, members told they were down.
+    Soak {
+        /// Nodes.
+        #[arg(long, default_value_t = 5)]
+        nodes: usize,
+        /// Length of each soak, seconds.
+        #[arg(long, default_value_t = 600)]
+        secs: u64,
+        /// Strains, one soak each.
+        #[arg(long, value_delimiter = ',', default_values_t = vec![StrainArg::Loss, StrainArg::Bursts, StrainArg::Stalls, StrainArg::CpuQuota])]
+        strains: Vec<StrainArg>,
+        /// Seed of the stalls' timing and of the quota's victim.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The CPU quota, percent of a core.
+        #[arg(long, default_value_t = 5.0)]
+        quota: f64,
+    },
     /// serf (memberlist, MetalLB's detector): SIGKILL of a member until the others declare it failed.
     Serf {
         /// Runs per cluster size.
@@ -305,6 +323,33 @@ enum RouterArg {
     Bird,
     Frr,
     Gobgp,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum StrainArg {
+    Loss,
+    Bursts,
+    Stalls,
+    CpuQuota,
+}
+
+impl std::fmt::Display for StrainArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let value = self.to_possible_value().ok_or(std::fmt::Error)?;
+        f.write_str(value.get_name())
+    }
+}
+
+impl From<StrainArg> for meshlb_chaos::soak::SoakStrain {
+    fn from(s: StrainArg) -> Self {
+        use meshlb_chaos::soak::SoakStrain;
+        match s {
+            StrainArg::Loss => SoakStrain::Loss,
+            StrainArg::Bursts => SoakStrain::Bursts,
+            StrainArg::Stalls => SoakStrain::Stalls,
+            StrainArg::CpuQuota => SoakStrain::CpuQuota,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -645,6 +690,19 @@ fn main() -> ExitCode {
         } => {
             install_teardown_on_signal();
             mesh::bench_serf(runs, nodes)
+        }
+        Command::Bench {
+            bench:
+                Bench::Soak {
+                    nodes,
+                    secs,
+                    strains,
+                    seed,
+                    quota,
+                },
+        } => {
+            install_teardown_on_signal();
+            mesh::bench_soak(nodes, secs, strains.into_iter().map(Into::into).collect(), seed, quota)
         }
     };
     match result {

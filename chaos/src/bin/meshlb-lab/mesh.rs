@@ -6,6 +6,51 @@ use std::time::Duration;
 use meshlb_chaos::LabError;
 use meshlb_chaos::bench::{Summary, secs};
 
+/// The lab soak: one soak per strain, the counts as a table, then every
+/// change of hands seen.
+pub(crate) fn bench_soak(
+    nodes: usize,
+    secs: u64,
+    strains: Vec<meshlb_chaos::soak::SoakStrain>,
+    seed: u64,
+    quota_percent: f64,
+) -> Result<(), LabError> {
+    use meshlb_chaos::soak::soak;
+    println!(
+        "Live meshlb agents (standalone, fast profile, a Service per node) on {nodes} nodes, {secs} s per strain, \
+         seed {seed}, CPU quota {quota_percent} % of a core:"
+    );
+    println!(
+        "| strain | ran, s | addresses that changed hands | members declared down (summed over the agents' views) | members told they were down | stalls | periods throttled by the quota |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    let mut changes = Vec::new();
+    for strain in strains {
+        let report = soak(nodes, strain, Duration::from_secs(secs), seed, quota_percent)?;
+        let throttled = report.throttled.map_or("-".to_owned(), |(periods, throttled)| {
+            format!("{throttled} of {periods}")
+        });
+        println!(
+            "| {} | {:.0} | {} | {} | {} | {} | {throttled} |",
+            strain.describe(),
+            report.ran.as_secs_f64(),
+            report.changes.len(),
+            report.declared_down,
+            report.rejoins,
+            report.stalls
+        );
+        changes.extend(report.changes.into_iter().map(|c| (strain, c)));
+    }
+    for (strain, (at, address, announcers)) in changes {
+        println!(
+            "{}: {address} announced by [{}] at {at:.1} s",
+            strain.describe(),
+            announcers.join(", ")
+        );
+    }
+    Ok(())
+}
+
 pub(crate) fn bench_serf(runs: usize, sizes: Vec<usize>) -> Result<(), LabError> {
     println!(
         "{} (LAN profile): failure detection after SIGKILL of one member, {runs} runs each; seconds",
