@@ -1680,6 +1680,20 @@ impl Mesh {
             }
             theirs.insert(name, (body.get_u64(), body.get_u64()));
         }
+        if self.member_at(from).is_none() && !self.left {
+            // From a member this node does not know yet: it joined a moment
+            // ago (every member that sees a new one sends it a digest), and
+            // foca's membership reaches it a few dozen members per datagram.
+            // Asking each sender for its membership makes it known at once,
+            // so that a joining node has heard of every member, and of what
+            // each claims, before it settles and claims anything itself.
+            let mut fx = Effects::default();
+            let result = self.foca.announce(NodeId::seed(from), &mut fx);
+            self.absorb(fx);
+            if let Err(e) = result {
+                tracing::debug!(%from, "announce: {e}");
+            }
+        }
         let in_range = |name: &String| *name >= start && (end.is_empty() || *name < end);
         let ours = self.book.lock().digest();
         let newer = |a: &BTreeMap<String, (u64, u64)>, b: &BTreeMap<String, (u64, u64)>| -> Vec<String> {

@@ -644,6 +644,31 @@ fn two_hundred_members_converge_and_detect_a_crash() {
     single_owner_everywhere(&net).unwrap();
 }
 
+/// A member restarting into a cluster of a hundred hears of every member
+/// within half a second: each member that sees it sends it a digest, and it
+/// asks each sender it does not know for its membership. foca alone
+/// introduces a joining node to a few dozen members a datagram; at 200
+/// members a restarted owner used to settle at its deadline still missing
+/// the member that had taken its address, and both announced it until that
+/// member evaluated again.
+#[test]
+fn a_restarted_member_hears_of_every_member_at_once() {
+    let mut net = cluster_evaluating_every(100, 83, 10, 1000);
+    let victim = 42;
+    net.crash(victim);
+    net.run_for(10_000);
+    let restarted = net.now_ms;
+    net.start(victim);
+    net.run_for(500);
+    let seen = net.nodes[victim].mesh.as_ref().map_or(0, |m| m.members().len());
+    assert_eq!(
+        seen,
+        100,
+        "members seen {} ms after the restart",
+        net.now_ms - restarted
+    );
+}
+
 /// A partitioned node comes back one path at a time, as a real heal often
 /// does (a switch port, a firewall rule, a route at a time): it regains
 /// quorum while it still cannot reach some members, possibly the ones that
