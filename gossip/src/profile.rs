@@ -88,9 +88,10 @@ impl Profile {
     /// round trip is well under a millisecond, so a 100 ms probe wait and
     /// three indirect paths leave a healthy member a wide margin even at
     /// 10% loss, and a false suspicion is refuted within the 400 ms
-    /// suspicion time: the suspect hears of it from the next gossip rounds
-    /// (every 100 ms, to three members) and its refutation travels the
-    /// same way.
+    /// suspicion time: the suspecter tells the suspect directly every
+    /// [`SUSPICION_NOTICE_MS`](crate::mesh::SUSPICION_NOTICE_MS) (besides
+    /// the gossip rounds, every 100 ms to three members), and the suspect
+    /// announces itself back.
     pub fn fast() -> Profile {
         Profile {
             name: "fast",
