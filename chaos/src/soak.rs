@@ -57,10 +57,6 @@ impl SoakStrain {
 /// What one soak counted.
 #[derive(Debug, Clone)]
 pub struct SoakReport {
-    /// The strain.
-    pub strain: SoakStrain,
-    /// Nodes.
-    pub nodes: usize,
     /// How long it ran.
     pub ran: Duration,
     /// Addresses whose announcers changed from the ones at the start: (seconds
@@ -209,8 +205,6 @@ pub fn soak(
             _ => None,
         };
         let mut report = SoakReport {
-            strain,
-            nodes,
             ran: Duration::ZERO,
             changes: Vec::new(),
             declared_down: 0,
