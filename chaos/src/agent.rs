@@ -418,31 +418,23 @@ impl AgentState {
     /// Its `ownership` status file for `address`: the members it sees
     /// announcing it, and whether this node does.
     pub fn ownership_of(&self, address: &str) -> Option<(Vec<String>, bool)> {
-        let text = std::fs::read_to_string(self.dir.join("ownership")).unwrap_or_default();
-        text.lines().find_map(|line| {
-            let words: Vec<&str> = line.split_whitespace().collect();
-            if words.get(1) != Some(&address) {
-                return None;
-            }
-            let field = |key: &str| words.iter().find_map(|w| w.strip_prefix(key));
-            let announcers = field("announcers=")?
-                .split(',')
-                .filter(|a| *a != "-")
-                .map(str::to_owned)
-                .collect();
-            Some((announcers, field("here=")? == "true"))
-        })
+        self.ownership().remove(address)
     }
 
-    /// Every address in its `ownership` status file, and whether this
-    /// node announces it.
-    pub fn ownership(&self) -> Vec<(String, bool)> {
+    /// Its `ownership` status file: for every address, the members it sees
+    /// announcing it, and whether this node does.
+    pub fn ownership(&self) -> BTreeMap<String, (Vec<String>, bool)> {
         let text = std::fs::read_to_string(self.dir.join("ownership")).unwrap_or_default();
         text.lines()
             .filter_map(|line| {
                 let words: Vec<&str> = line.split_whitespace().collect();
-                let here = words.iter().find_map(|w| w.strip_prefix("here="))?;
-                Some(((*words.get(1)?).to_owned(), here == "true"))
+                let field = |key: &str| words.iter().find_map(|w| w.strip_prefix(key));
+                let announcers = field("announcers=")?
+                    .split(',')
+                    .filter(|a| *a != "-")
+                    .map(str::to_owned)
+                    .collect();
+                Some(((*words.get(1)?).to_owned(), (announcers, field("here=")? == "true")))
             })
             .collect()
     }

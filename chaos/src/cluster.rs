@@ -933,36 +933,37 @@ fn create_dir(path: &Path) -> Result<(), LabError> {
     std::fs::create_dir_all(path).map_err(|e| LabError::io(format!("create {}", path.display()), e))
 }
 
-/// The mount points of the cgroup hierarchies (version 1 and 2).
-fn cgroup_hierarchies() -> Result<Vec<PathBuf>, LabError> {
+/// The cgroup hierarchies (version 1 and 2): mount point, filesystem type
+/// and super options (a version 1 hierarchy's controllers among them).
+fn cgroup_mounts() -> Result<Vec<(PathBuf, String, String)>, LabError> {
     let mountinfo =
         std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| LabError::io("read /proc/self/mountinfo", e))?;
     Ok(mountinfo
         .lines()
         .filter_map(|line| {
             let (before, after) = line.split_once(" - ")?;
-            let fstype = after.split_whitespace().next()?;
+            let mut fields = after.split_whitespace();
+            let fstype = fields.next()?;
+            let options = fields.nth(1).unwrap_or_default();
             let mount_point = before.split_whitespace().nth(4)?;
-            matches!(fstype, "cgroup" | "cgroup2").then(|| PathBuf::from(mount_point))
+            matches!(fstype, "cgroup" | "cgroup2")
+                .then(|| (PathBuf::from(mount_point), fstype.to_owned(), options.to_owned()))
         })
         .collect())
+}
+
+/// The mount points of the cgroup hierarchies (version 1 and 2).
+fn cgroup_hierarchies() -> Result<Vec<PathBuf>, LabError> {
+    Ok(cgroup_mounts()?.into_iter().map(|(point, _, _)| point).collect())
 }
 
 /// The mount point of the version 1 hierarchy with the `cpu` controller
 /// (where a CPU quota is set: `cpu.cfs_quota_us`).
 pub(crate) fn cpu_hierarchy() -> Result<PathBuf, LabError> {
-    let mountinfo =
-        std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| LabError::io("read /proc/self/mountinfo", e))?;
-    mountinfo
-        .lines()
-        .find_map(|line| {
-            let (before, after) = line.split_once(" - ")?;
-            let mut fields = after.split_whitespace();
-            let fstype = fields.next()?;
-            let options = fields.nth(1)?;
-            let mount_point = before.split_whitespace().nth(4)?;
-            (fstype == "cgroup" && options.split(',').any(|o| o == "cpu")).then(|| PathBuf::from(mount_point))
-        })
+    cgroup_mounts()?
+        .into_iter()
+        .find(|(_, fstype, options)| fstype == "cgroup" && options.split(',').any(|o| o == "cpu"))
+        .map(|(point, _, _)| point)
         .ok_or_else(|| LabError::Invalid("no cgroup hierarchy with the cpu controller is mounted".into()))
 }
 

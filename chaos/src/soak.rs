@@ -35,14 +35,6 @@ pub enum SoakStrain {
 }
 
 impl SoakStrain {
-    /// Every strain.
-    pub const ALL: [SoakStrain; 4] = [
-        SoakStrain::Loss,
-        SoakStrain::Bursts,
-        SoakStrain::Stalls,
-        SoakStrain::CpuQuota,
-    ];
-
     /// In words, for tables.
     pub fn describe(self) -> &'static str {
         match self {
@@ -95,7 +87,7 @@ fn services_config(services: usize) -> String {
 fn announcers(agents: &[MeshAgent]) -> BTreeMap<String, BTreeSet<String>> {
     let mut seen: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for agent in agents {
-        for (address, here) in agent.state.ownership() {
+        for (address, (_, here)) in agent.state.ownership() {
             let entry = seen.entry(address).or_default();
             if here {
                 entry.insert(agent.node.clone());
@@ -154,7 +146,7 @@ impl Drop for CpuQuota {
 
 /// Runs `nodes` agents with a Service per node on a fresh lab, waits until
 /// every address has one announcer, then applies `strain` for `duration`
-/// and counts (`seed` spreads the stalls' phases and victims;
+/// and counts (`seed` sets the stalls' timing and the quota's victim;
 /// `quota_percent` of a core is the CPU quota's).
 pub fn soak(
     nodes: usize,
