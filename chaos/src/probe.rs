@@ -279,14 +279,13 @@ impl Drop for Prober {
 }
 
 /// Every MAC that answered `client`'s ARP requests for `ip` (two broadcast
-/// requests, two seconds at most): more than one is a split brain.
+/// requests a second apart, two seconds at most; one unanswered is no
+/// error): more than one is a split brain.
 pub fn arp_answerers(lab: &Lab, client: &str, ip: std::net::Ipv4Addr) -> BTreeSet<MacAddr> {
+    // arping exits 1 when a request went unanswered, 2 on an error.
+    let arping = "arping -b -I eth0 -c 2 -w 2 \"$0\"; [ $? -le 1 ]";
     let out = lab
-        .exec(
-            client,
-            "arping",
-            &["-b", "-I", "eth0", "-c", "2", "-w", "2", &ip.to_string()],
-        )
+        .exec(client, "sh", &["-c", arping, &ip.to_string()])
         .unwrap_or_default();
     out.lines()
         .filter_map(|l| l.get(l.find('[')? + 1..l.find(']')?)?.parse().ok())

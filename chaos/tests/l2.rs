@@ -333,6 +333,52 @@ fn a_thawed_owner_answers_no_stale_question() {
     );
 }
 
+/// A freeze past the owner watch's deadline but short of the mesh's own
+/// stall (400 ms): the owner is replaced while frozen, and once thawed it
+/// answers no broadcast question asked meanwhile (the answer would reach
+/// the client after the successor's and pull it back), whichever of the
+/// agent's tasks runs first; only the successor's MAC ever answers.
+#[test]
+fn an_owner_frozen_past_the_watch_deadline_answers_no_stale_question() {
+    use std::time::Instant;
+
+    let L2Lab {
+        lab,
+        agents,
+        owner,
+        prober,
+        _responders,
+    } = l2_lab();
+    let frozen = agents.iter().find(|a| a.node == owner).unwrap();
+    let frozen_at = Instant::now();
+    frozen.process.freeze().unwrap();
+    let answerers = std::thread::scope(|scope| {
+        // Two broadcast questions a second apart: the first reaches the
+        // frozen owner's socket, the second is asked after the thaw.
+        let asking = scope.spawn(|| arp_answerers(&lab, SERVICE_V4));
+        std::thread::sleep(Duration::from_millis(400).saturating_sub(frozen_at.elapsed()));
+        frozen.process.thaw().unwrap();
+        asking.join().unwrap()
+    });
+    let successor = prober
+        .wait_for_answer(frozen_at, Duration::from_secs(10), |n| n != owner)
+        .unwrap();
+    drop(prober);
+    assert_eq!(
+        answerers,
+        [mac_of(&lab, &successor)].into(),
+        "only the successor answers questions asked across the freeze"
+    );
+    let agent_log = frozen.process.log();
+    assert!(
+        agent_log.lines().any(|l| l.contains("stale questions dropped")),
+        "the thawed agent noticed its stall"
+    );
+    wait("one answering MAC after the thaw", || {
+        arp_answerers(&lab, SERVICE_V4).len() == 1
+    });
+}
+
 /// With the mesh on its own segment, the owner's client-facing link goes
 /// down while its agent stays a member: its record says the link is down,
 /// so another node takes the address over without anyone being declared

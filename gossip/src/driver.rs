@@ -85,6 +85,11 @@ pub enum Command {
     SetLabels(std::collections::BTreeMap<String, String>),
     /// Replace what this node's record says of its BGP announcements.
     SetBgp(crate::record::BgpSection),
+    /// Read the clock (a stall of this process is noticed then), evaluate
+    /// ownership and publish it; answered once published. Asked by an
+    /// interface that stalled, which takes no decision made before the
+    /// stall.
+    Evaluate(oneshot::Sender<()>),
 }
 
 impl std::fmt::Debug for Command {
@@ -97,6 +102,7 @@ impl std::fmt::Debug for Command {
             Command::ExpectMembers(_) => "ExpectMembers",
             Command::SetLabels(_) => "SetLabels",
             Command::SetBgp(_) => "SetBgp",
+            Command::Evaluate(_) => "Evaluate",
         })
     }
 }
@@ -277,6 +283,12 @@ impl MeshTask {
                             tracing::warn!("BGP announcements left out of the record: {e}");
                         }
                     }
+                    Some(Command::Evaluate(done)) => {
+                        self.mesh.handle_timeout(crate::now());
+                        self.flush().await;
+                        self.evaluate().await;
+                        let _ = done.send(());
+                    }
                     Some(Command::Leave(done)) => {
                         if let Err(e) = self.mesh.begin_leave(crate::now()) {
                             tracing::warn!("begin leave: {e}");
@@ -328,14 +340,7 @@ impl MeshTask {
         }
         self.send_queued().await;
         if self.mesh.take_evaluation_due() || changed {
-            let mine = self.mesh.evaluate_ownership();
-            self.announce.send_if_modified(|current| {
-                let modified = *current != mine;
-                *current = mine;
-                modified
-            });
-            // Changed claims are published in the record: send it now.
-            self.send_queued().await;
+            self.evaluate().await;
         }
         let fence = self.mesh.fence_status();
         // This node's record is the first member's in the published status.
@@ -353,6 +358,18 @@ impl MeshTask {
         if changed || was != Some(fence) || stale_record {
             self.publish();
         }
+    }
+
+    /// Evaluates ownership and publishes the addresses this node announces.
+    async fn evaluate(&mut self) {
+        let mine = self.mesh.evaluate_ownership();
+        self.announce.send_if_modified(|current| {
+            let modified = *current != mine;
+            *current = mine;
+            modified
+        });
+        // Changed claims are published in the record: send it now.
+        self.send_queued().await;
     }
 
     fn drop_tally(&self) -> DropTally {

@@ -1286,7 +1286,9 @@ impl Mesh {
             self.was_cut_off = cut_off;
             self.evaluation_due = true;
             if cut_off {
-                tracing::warn!("heard no member within the owner watch's bound: announcing nothing until one is heard");
+                tracing::warn!(
+                    "the owner watch finds this node cut off, or silent past its watcher's deadline: announcing nothing until the mesh answers"
+                );
             }
         }
     }

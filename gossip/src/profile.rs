@@ -149,6 +149,15 @@ impl Profile {
         2 * self.probe_period_ms + self.suspect_to_down_ms
     }
 
+    /// The shortest stall of an agent's process (ms) after which what it
+    /// announced before is not acted on until the mesh has decided again:
+    /// the owner watch's [`WatchTiming::stall_ms`], or without the watch
+    /// the mesh's [`crate::mesh::STALL_MS`].
+    pub fn stall_ms(&self) -> u64 {
+        self.watch_timing()
+            .map_or(crate::mesh::STALL_MS, |timing| timing.stall_ms())
+    }
+
     /// The owner watch's timing (`None`: no watch).
     pub fn watch_timing(&self) -> Option<WatchTiming> {
         (self.watch_interval_ms > 0).then_some(WatchTiming {

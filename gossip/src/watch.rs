@@ -37,8 +37,13 @@
 //! deadline by an interval and a margin) is cut off: it announces nothing
 //! until it hears again ([`Watch::cut_off`]), so an owner cut off from the
 //! mesh goes quiet before its watcher's side takes over, not when SWIM's
-//! detection finds the mesh gone. An owner whose watcher never echoed (one
-//! running without this) does not fence itself.
+//! detection finds the mesh gone. An owner that sent its watcher nothing
+//! for [`WatchTiming::declarable_gap_ms`] (its process stalled) may have
+//! been declared down meanwhile: it announces nothing until its watcher
+//! answers a ping sent after the gap. The answer comes after every datagram
+//! queued before it, so a declaration sent meanwhile is read first; a
+//! watcher that declared it answers nothing. An owner whose watcher never
+//! echoed (one running without this) does not fence itself.
 //!
 //! `down_ms` must exceed the longest silence a live owner may show: a stall
 //! of the owner's process (one scheduling hiccup, a CPU quota) plus one
@@ -86,6 +91,11 @@ const REPORT_AHEAD_MS: u64 = 3;
 /// node was stalled meanwhile (ms).
 const LATE_MS: u64 = 30;
 
+/// How much later one heartbeat may take than the one before it to reach
+/// the watcher (ms): a watcher's silence is at most the owner's gap between
+/// two heartbeats plus this.
+pub const TRANSIT_JITTER_MS: u64 = 10;
+
 /// Timing of the owner watch (see the module documentation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WatchTiming {
@@ -103,6 +113,24 @@ impl WatchTiming {
     /// the watcher counts from a heartbeat sent up to an interval earlier.
     pub fn cut_off_ms(&self) -> u64 {
         self.down_ms.saturating_sub(self.interval_ms + 10).max(self.interval_ms)
+    }
+
+    /// A gap between two of an owner's heartbeats this long may have let
+    /// its watcher's deadline pass (the watcher's silence is the gap plus
+    /// [`TRANSIT_JITTER_MS`] at most): the owner announces nothing until its
+    /// watcher answers a ping sent after the gap.
+    pub fn declarable_gap_ms(&self) -> u64 {
+        self.down_ms.saturating_sub(TRANSIT_JITTER_MS).max(self.interval_ms)
+    }
+
+    /// The shortest stall of an owner's process that may leave a
+    /// [`WatchTiming::declarable_gap_ms`] between its heartbeats (a gap is at
+    /// most the stall plus an interval): what it announced before such a
+    /// stall is not to be acted on until the mesh has confirmed it.
+    pub fn stall_ms(&self) -> u64 {
+        self.declarable_gap_ms()
+            .saturating_sub(self.interval_ms)
+            .max(self.interval_ms)
     }
 }
 
@@ -317,6 +345,14 @@ struct Suspicion {
     silent_reports: usize,
 }
 
+/// An owner's ping to its watcher after a gap in its heartbeats: answered,
+/// the watcher had not declared it down.
+#[derive(Debug, Clone, Copy)]
+struct Confirming {
+    nonce: u32,
+    next_ping_ms: u64,
+}
+
 /// A probe this node runs for a watcher.
 #[derive(Debug, Clone)]
 struct HelperProbe {
@@ -346,6 +382,13 @@ pub struct Watch {
     /// if its watcher is forgotten meanwhile (SWIM declaring the members
     /// it cannot hear down, one by one).
     latched: bool,
+    /// When this owner last sent its watcher a heartbeat (ms).
+    last_heartbeat_ms: Option<u64>,
+    /// A gap between heartbeats long enough for the watcher to have
+    /// declared this owner down ([`WatchTiming::declarable_gap_ms`]):
+    /// the nonce of the ping the watcher must answer before this owner
+    /// announces again, and when it is sent next.
+    confirming: Option<Confirming>,
     watched: BTreeMap<String, Watched>,
     probes: Vec<HelperProbe>,
     outbox: VecDeque<(String, WatchMessage)>,
@@ -368,6 +411,8 @@ impl Watch {
             echoed: false,
             last_heard_any_ms: 0,
             latched: false,
+            last_heartbeat_ms: None,
+            confirming: None,
             next_self_check_ms: 0,
             watched: BTreeMap::new(),
             probes: Vec::new(),
@@ -401,6 +446,10 @@ impl Watch {
         }
         self.watcher = watcher;
         self.echoed = false;
+        self.last_heartbeat_ms = None;
+        if self.watcher.is_none() {
+            self.confirming = None;
+        }
         self.next_heartbeat_ms = now_ms;
         self.send_heartbeat(now_ms);
     }
@@ -411,14 +460,52 @@ impl Watch {
             return;
         }
         let echo = !self.echoed || now_ms >= self.last_heard_any_ms + self.timing.interval_ms;
+        if self.silent_to_watcher(now_ms) {
+            // Its watcher may have declared it down meanwhile: a ping the
+            // watcher answers says it did not (and, answered after every
+            // datagram queued before it, that no declaration is on its way).
+            let nonce = self.next_nonce;
+            self.next_nonce = self.next_nonce.wrapping_add(1);
+            self.confirming = Some(Confirming {
+                nonce,
+                next_ping_ms: now_ms,
+            });
+        }
+        self.last_heartbeat_ms = Some(now_ms);
         self.outbox
             .push_back((watcher, WatchMessage::Heartbeat { last: false, echo }));
+        self.ping_to_confirm(now_ms);
         // Behind by more than an interval (a stall): the next one an
         // interval from now, not a burst to catch up.
         self.next_heartbeat_ms += self.timing.interval_ms;
         if self.next_heartbeat_ms <= now_ms {
             self.next_heartbeat_ms = now_ms + self.timing.interval_ms;
         }
+    }
+
+    /// Whether this owner's watcher, having echoed, has had no heartbeat
+    /// from it for [`WatchTiming::declarable_gap_ms`] at `now_ms`.
+    fn silent_to_watcher(&self, now_ms: u64) -> bool {
+        self.watcher.is_some()
+            && self.echoed
+            && self
+                .last_heartbeat_ms
+                .is_some_and(|last| now_ms >= last + self.timing.declarable_gap_ms())
+    }
+
+    /// Pings the watcher for confirmation, every [`PROBE_EVERY_MS`] until
+    /// it answers.
+    fn ping_to_confirm(&mut self, now_ms: u64) {
+        let Some(watcher) = self.watcher.clone() else {
+            self.confirming = None;
+            return;
+        };
+        let Some(confirming) = self.confirming.as_mut().filter(|c| now_ms >= c.next_ping_ms) else {
+            return;
+        };
+        confirming.next_ping_ms = now_ms + PROBE_EVERY_MS;
+        let nonce = confirming.nonce;
+        self.outbox.push_back((watcher, WatchMessage::Ping { nonce }));
     }
 
     /// Something came from `name` (any datagram): it is alive.
@@ -472,6 +559,9 @@ impl Watch {
                 self.outbox.push_back((from.to_owned(), WatchMessage::Pong { nonce }));
             }
             WatchMessage::Pong { nonce } => {
+                if self.watcher.as_deref() == Some(from) && self.confirming.is_some_and(|c| c.nonce == nonce) {
+                    self.confirming = None;
+                }
                 let answered: Vec<HelperProbe> = self
                     .probes
                     .iter()
@@ -543,6 +633,7 @@ impl Watch {
         self.shift_for_stall(now_ms);
         self.latched = self.cut_off(now_ms);
         self.send_heartbeat(now_ms);
+        self.ping_to_confirm(now_ms);
         self.check_self(now_ms, helpers);
         let timing = self.timing;
         let mut gone: Vec<String> = Vec::new();
@@ -669,6 +760,7 @@ impl Watch {
         let timing = self.timing;
         let now = self.now_ms;
         let heartbeat = self.watcher.as_ref().map(|_| self.next_heartbeat_ms);
+        let confirming = self.confirming.map(|c| c.next_ping_ms);
         let cut_off = (self.watcher.is_some() && self.echoed)
             .then(|| {
                 let silent_from = self.last_heard_any_ms + timing.suspect_ms;
@@ -687,14 +779,24 @@ impl Watch {
             }
         });
         let probes = self.probes.iter().map(|p| p.next_ping_ms.min(p.deadline_ms));
-        heartbeat.into_iter().chain(cut_off).chain(watched).chain(probes).min()
+        heartbeat
+            .into_iter()
+            .chain(confirming)
+            .chain(cut_off)
+            .chain(watched)
+            .chain(probes)
+            .min()
     }
 
-    /// Whether this node, an owner whose watcher echoes, has heard no
-    /// member for [`WatchTiming::cut_off_ms`] at `now_ms`: it announces
-    /// nothing until it hears one again.
+    /// Whether this node, an owner whose watcher echoes, announces nothing
+    /// at `now_ms`: it has heard no member for [`WatchTiming::cut_off_ms`]
+    /// (until it hears one again), or its watcher has heard no heartbeat
+    /// from it for [`WatchTiming::declarable_gap_ms`] (until the watcher
+    /// answers a ping sent after the gap).
     pub fn cut_off(&self, now_ms: u64) -> bool {
         self.latched
+            || self.confirming.is_some()
+            || self.silent_to_watcher(now_ms)
             || (self.watcher.is_some() && self.echoed && now_ms >= self.last_heard_any_ms + self.timing.cut_off_ms())
     }
 
@@ -937,14 +1039,62 @@ mod tests {
         }
     }
 
+    /// Neither declared nor silent of its own accord: its heartbeats' gap
+    /// stays under [`WatchTiming::declarable_gap_ms`].
     #[test]
     fn an_owner_stalled_for_200_ms_is_not_declared() {
         for start in 1_000..1_020 {
             let mut trio = Trio::new();
             trio.run_to(start);
             trio.stalled_until.insert("o", start + 200);
-            trio.run_to(start + 2_000);
+            while trio.now < start + 2_000 {
+                trio.run_to(trio.now + 1);
+                let awake = trio.active("o");
+                assert!(
+                    !(awake && trio.nodes["o"].cut_off(trio.now)),
+                    "stall from {start}: cut off at {}",
+                    trio.now
+                );
+            }
             assert!(trio.declared.is_empty(), "stall from {start}: {:?}", trio.declared);
+        }
+    }
+
+    /// An owner stalled long enough that its watcher may have declared it
+    /// down announces nothing when it wakes, whatever it reads first (the
+    /// echoes and pings queued meanwhile), until its watcher answers a ping
+    /// sent after the stall.
+    #[test]
+    fn an_owner_silent_past_its_watchers_deadline_waits_for_its_watcher() {
+        for (stall, timer_first) in [
+            (FAST.declarable_gap_ms(), false),
+            (FAST.declarable_gap_ms(), true),
+            (400, false),
+        ] {
+            let mut trio = Trio::new();
+            trio.run_to(1_000);
+            let last = trio.nodes["o"].last_heartbeat_ms.unwrap_or(0);
+            let woke = last + stall;
+            trio.stalled_until.insert("o", woke);
+            trio.run_to(woke - 1);
+            if timer_first {
+                // Its timer runs before it reads what was queued.
+                if let Some(o) = trio.nodes.get_mut("o") {
+                    o.handle_timeout(woke, &["w".into(), "h".into()], true);
+                }
+                trio.flush();
+            }
+            trio.run_to(woke);
+            assert!(trio.nodes["o"].cut_off(woke), "stall {stall}: announcing on waking");
+            assert!(trio.nodes["o"].echoed, "stall {stall}: queued echoes were read");
+            while trio.nodes["o"].cut_off(trio.now) && trio.now < woke + 100 {
+                trio.run_to(trio.now + 1);
+            }
+            assert!(
+                trio.now - woke <= 2 * trio.delay,
+                "stall {stall}: confirmed {} ms after waking",
+                trio.now - woke
+            );
         }
     }
 

@@ -247,6 +247,7 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
             // --join nor --cluster-size the seeds and the cluster size.
             let follow = in_cluster.then(|| (options.node.clone(), options.bind, options.expected_members.is_none()));
             let gossip_bind = options.bind;
+            let stall_bound = Duration::from_millis(options.profile.stall_ms());
             let mesh = AgentMesh::start(options, hub.clone(), &answering.handle()).await?;
             if let Some((node, bind, bootstrap)) = follow {
                 tokio::spawn(crate::mesh::follow_nodes(
@@ -290,7 +291,8 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
                     restarted,
                 },
             );
-            let interfaces = layer2::open_interfaces(node_options.schedule.clone(), links.clone(), hub.clone());
+            let interfaces =
+                layer2::open_interfaces(node_options.schedule.clone(), stall_bound, links.clone(), hub.clone());
             let layer2 = Layer2Actor::start(
                 node_options,
                 Layer2Inputs {
@@ -453,7 +455,7 @@ pub fn announce(
         let actor = InterfaceActor::open(interface, schedule, status_tx, links)?.start();
         actor.do_send(Answer {
             addresses: addresses.into_iter().collect(),
-            sent: meshlb_actors::now(),
+            resync: None,
         });
         shutdown_signal().await;
         let _ = actor.send(Shutdown).await;

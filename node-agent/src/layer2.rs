@@ -70,12 +70,21 @@ pub struct Layer2Inputs {
 
 /// Interface actors answering on the interface of each name, started on
 /// the opener's thread, each reporting its status to `hub` (from the
-/// calling thread's arbiter, at most every [`INTERFACE_STATUS_EVERY`]).
-pub fn open_interfaces(schedule: AnnounceSchedule, links: watch::Receiver<Links>, hub: StatusHub) -> OpenInterface {
+/// calling thread's arbiter, at most every [`INTERFACE_STATUS_EVERY`]) and
+/// asking the applier for its set anew after a stall of `stall_bound` (the
+/// mesh profile's [`stall_ms`](meshlb_gossip::profile::Profile::stall_ms)).
+pub fn open_interfaces(
+    schedule: AnnounceSchedule,
+    stall_bound: Duration,
+    links: watch::Receiver<Links>,
+    hub: StatusHub,
+) -> OpenInterface {
     let control = actix::Arbiter::current();
-    Box::new(move |name: &str| {
+    Box::new(move |name: &str, resync| {
         let (status, mut status_rx) = watch::channel(AnnouncerStatus::default());
-        match InterfaceActor::open(name, schedule.clone(), status, links.clone()) {
+        let opened = InterfaceActor::open(name, schedule.clone(), status, links.clone())
+            .map(|opened| opened.resync_after_stalls(stall_bound, resync));
+        match opened {
             Ok(opened) => {
                 let (hub, name) = (hub.clone(), name.to_owned());
                 control.spawn(async move {
@@ -123,8 +132,9 @@ impl Layer2Actor {
             interfaces,
             delivery,
         } = inputs;
-        let decision = owned.clone();
-        let applier = Layer2Applier::start_in_arbiter(&answering, move |_| Layer2Applier::new(decision, interfaces));
+        let (decision, commands) = (owned.clone(), mesh.clone());
+        let applier =
+            Layer2Applier::start_in_arbiter(&answering, move |_| Layer2Applier::new(decision, commands, interfaces));
         Layer2Actor {
             options,
             running,

@@ -86,7 +86,7 @@ impl Handler<Shutdown> for Recorder {
 }
 
 fn recorders(log: mpsc::UnboundedSender<Told>) -> OpenInterface {
-    Box::new(move |name: &str| {
+    Box::new(move |name: &str, _resync| {
         let _ = log.send(Told::Opened(name.to_owned()));
         let recorder = Recorder {
             name: name.to_owned(),

@@ -12,24 +12,30 @@
 //! is opened is the caller's ([`OpenInterface`]): interface actors in the
 //! agent, recorders in tests. One that cannot be opened is tried again
 //! with each plan that follows.
+//!
+//! An interface that stalled asks for its set anew ([`Resync`]). The
+//! applier sends it nothing more until the mesh has read the clock and
+//! decided ([`Command::Evaluate`]): the mesh runs on the same thread, and
+//! what it published before the stall may still be on its way here. Then
+//! the interface gets its set from the newest decision, marked as the
+//! answer to its stall.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use std::time::Instant;
-
 use actix::dev::ToEnvelope;
 use actix::{
-    Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message, Recipient, ResponseFuture, StreamHandler,
+    Actor, ActorContext, ActorFutureExt as _, Addr, AsyncContext, Context, Handler, Message, Recipient, ResponseFuture,
+    StreamHandler, WrapFuture as _,
 };
 use futures_util::StreamExt as _;
-use tokio::sync::watch;
+use meshlb_gossip::driver::Command;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_stream::wrappers::WatchStream;
 
 use crate::l2::interface::{Answer, Shutdown};
 use crate::l2::plan::L2Plan;
-use crate::now;
 
 /// What the applier sends an interface: its address sets, and at the end
 /// a shutdown it awaits. An [`crate::l2::interface::InterfaceActor`]'s
@@ -56,9 +62,21 @@ where
     }
 }
 
-/// Opens the interface of a name on the applier's thread (`None`: it could
-/// not be, and the opener has said why).
-pub type OpenInterface = Box<dyn FnMut(&str) -> Option<InterfaceHandle> + Send>;
+/// Opens the interface of a name on the applier's thread, given where it
+/// asks for its set after a stall (`None`: it could not be, and the opener
+/// has said why).
+pub type OpenInterface = Box<dyn FnMut(&str, Recipient<Resync>) -> Option<InterfaceHandle> + Send>;
+
+/// An interface stalled (its `stall`th): it takes no set until the answer
+/// to this, decided by the mesh after the stall.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct Resync {
+    /// The interface's name.
+    pub interface: String,
+    /// Which of its stalls.
+    pub stall: u64,
+}
 
 /// The new plan to apply.
 #[derive(Debug, Clone, Message)]
@@ -99,6 +117,15 @@ struct Owned(BTreeSet<IpAddr>);
 /// The Layer 2 applier. See the module documentation.
 pub struct Layer2Applier {
     owned_rx: Option<watch::Receiver<BTreeSet<IpAddr>>>,
+    /// The mesh's newest decision, read when a resync is answered.
+    latest: watch::Receiver<BTreeSet<IpAddr>>,
+    /// Where the mesh is asked to decide after an interface's stall.
+    mesh: mpsc::Sender<Command>,
+    /// Interfaces waiting for a decision after their stall: the stall's
+    /// number, and the request to the mesh that answers it.
+    resyncing: BTreeMap<String, (u64, u64)>,
+    /// Requests made to the mesh.
+    requests: u64,
     plan: Arc<L2Plan>,
     owned: BTreeSet<IpAddr>,
     open: OpenInterface,
@@ -108,11 +135,20 @@ pub struct Layer2Applier {
 }
 
 impl Layer2Applier {
-    /// An applier following `owned` (the mesh's decision), opening
-    /// interfaces with `open`; it applies nothing until the first plan.
-    pub fn new(owned: watch::Receiver<BTreeSet<IpAddr>>, open: OpenInterface) -> Layer2Applier {
+    /// An applier following `owned` (the decision of the mesh that takes
+    /// `mesh`'s commands), opening interfaces with `open`; it applies
+    /// nothing until the first plan.
+    pub fn new(
+        owned: watch::Receiver<BTreeSet<IpAddr>>,
+        mesh: mpsc::Sender<Command>,
+        open: OpenInterface,
+    ) -> Layer2Applier {
         Layer2Applier {
+            latest: owned.clone(),
             owned_rx: Some(owned),
+            mesh,
+            resyncing: BTreeMap::new(),
+            requests: 0,
             plan: Arc::default(),
             owned: BTreeSet::new(),
             open,
@@ -121,23 +157,56 @@ impl Layer2Applier {
         }
     }
 
-    /// Opens what the plan names, then sends each interface its new set.
-    fn apply(&mut self, now: Instant) {
+    /// Opens what the plan names, then sends each interface its new set
+    /// (those waiting for a resync excepted).
+    fn apply(&mut self, ctx: &mut Context<Self>) {
         for name in self.plan.links.keys() {
             if !self.interfaces.contains_key(name)
-                && let Some(handle) = (self.open)(name)
+                && let Some(handle) = (self.open)(name, ctx.address().recipient())
             {
                 self.interfaces.insert(name.clone(), handle);
             }
         }
         let mut wanted = self.plan.interfaces_for(&self.owned);
-        wanted.retain(|name, _| self.interfaces.contains_key(name));
+        wanted.retain(|name, _| self.interfaces.contains_key(name) && !self.resyncing.contains_key(name));
         for (name, addresses) in changes(&mut self.told, wanted) {
             if let Some(interface) = self.interfaces.get(&name) {
                 tracing::debug!(interface = name, ?addresses, "answering");
-                interface.answer.do_send(Answer { addresses, sent: now });
+                interface.answer.do_send(Answer {
+                    addresses,
+                    resync: None,
+                });
             }
         }
+    }
+
+    /// The mesh has decided after `request`: every interface that request
+    /// covers gets its set from the newest decision, as its resync's
+    /// answer.
+    fn resynced(&mut self, request: u64, ctx: &mut Context<Self>) {
+        self.owned = self.latest.borrow().clone();
+        let wanted = self.plan.interfaces_for(&self.owned);
+        let due: Vec<(String, u64)> = self
+            .resyncing
+            .iter()
+            .filter(|(_, (_, asked))| *asked <= request)
+            .map(|(name, (stall, _))| (name.clone(), *stall))
+            .collect();
+        for (name, stall) in due {
+            self.resyncing.remove(&name);
+            let addresses = wanted.get(&name).cloned().unwrap_or_default();
+            if let Some(interface) = self.interfaces.get(&name) {
+                tracing::info!(interface = name, ?addresses, "answering again after a stall");
+                interface.answer.do_send(Answer {
+                    addresses: addresses.clone(),
+                    resync: Some(stall),
+                });
+            }
+            if !addresses.is_empty() {
+                self.told.insert(name, addresses);
+            }
+        }
+        self.apply(ctx);
     }
 }
 
@@ -155,25 +224,49 @@ impl Actor for Layer2Applier {
 impl Handler<Apply> for Layer2Applier {
     type Result = ();
 
-    fn handle(&mut self, Apply(plan): Apply, _ctx: &mut Context<Self>) {
+    fn handle(&mut self, Apply(plan): Apply, ctx: &mut Context<Self>) {
         self.plan = plan;
-        self.apply(now());
+        self.apply(ctx);
+    }
+}
+
+impl Handler<Resync> for Layer2Applier {
+    type Result = ();
+
+    fn handle(&mut self, Resync { interface, stall }: Resync, ctx: &mut Context<Self>) {
+        self.told.remove(&interface);
+        self.requests += 1;
+        let request = self.requests;
+        self.resyncing.insert(interface, (stall, request));
+        let mesh = self.mesh.clone();
+        let evaluated = async move {
+            let (done, evaluated) = oneshot::channel();
+            // A mesh gone (this node left) has published its last word.
+            if mesh.send(Command::Evaluate(done)).await.is_ok() {
+                let _ = evaluated.await;
+            }
+        };
+        ctx.spawn(
+            evaluated
+                .into_actor(self)
+                .map(move |(), applier, ctx| applier.resynced(request, ctx)),
+        );
     }
 }
 
 impl StreamHandler<Owned> for Layer2Applier {
-    fn handle(&mut self, Owned(owned): Owned, _ctx: &mut Context<Self>) {
+    fn handle(&mut self, Owned(owned): Owned, ctx: &mut Context<Self>) {
         if owned != self.owned {
             tracing::info!(addresses = ?owned, "the mesh gives this node");
             self.owned = owned;
-            self.apply(now());
+            self.apply(ctx);
         }
     }
 
-    fn finished(&mut self, _ctx: &mut Context<Self>) {
+    fn finished(&mut self, ctx: &mut Context<Self>) {
         // The mesh has gone (this node left): nothing is owned any more.
         self.owned.clear();
-        self.apply(now());
+        self.apply(ctx);
     }
 }
 
@@ -244,7 +337,8 @@ mod tests {
     /// What a fake interface received.
     #[derive(Debug, PartialEq, Eq)]
     enum Received {
-        Answer(String, BTreeSet<IpAddr>),
+        /// A set, and the stall it answers.
+        Answer(String, BTreeSet<IpAddr>, Option<u64>),
         Shutdown(String),
     }
 
@@ -261,7 +355,9 @@ mod tests {
     impl Handler<Answer> for Recorder {
         type Result = ();
         fn handle(&mut self, answer: Answer, _: &mut Context<Self>) {
-            let _ = self.log.send(Received::Answer(self.name.clone(), answer.addresses));
+            let _ = self
+                .log
+                .send(Received::Answer(self.name.clone(), answer.addresses, answer.resync));
         }
     }
 
@@ -280,7 +376,7 @@ mod tests {
         broken: Arc<Mutex<BTreeSet<String>>>,
         opened: Arc<Mutex<Vec<String>>>,
     ) -> OpenInterface {
-        Box::new(move |name: &str| {
+        Box::new(move |name: &str, _resync: Recipient<Resync>| {
             if broken.lock().unwrap().contains(name) {
                 return None;
             }
@@ -334,7 +430,7 @@ spec: {type: LoadBalancer, ports: [{port: 80}]}
     }
 
     fn answer(name: &str, ips: &[&str]) -> Received {
-        Received::Answer(name.to_owned(), set(ips))
+        Received::Answer(name.to_owned(), set(ips), None)
     }
 
     /// The applier across a plan's changes (a link coming up, the service
@@ -347,7 +443,8 @@ spec: {type: LoadBalancer, ports: [{port: 80}]}
         let broken = Arc::new(Mutex::new(BTreeSet::from(["eth1".to_owned()])));
         let opened = Arc::new(Mutex::new(Vec::new()));
         let (owned_tx, owned) = watch::channel(BTreeSet::new());
-        let applier = Layer2Applier::new(owned, opener(log_tx, Arc::clone(&broken), Arc::clone(&opened))).start();
+        let (mesh, _) = mpsc::channel(1);
+        let applier = Layer2Applier::new(owned, mesh, opener(log_tx, Arc::clone(&broken), Arc::clone(&opened))).start();
 
         // The plan opens eth0 at once; eth1 fails to open.
         let both_up = plan_of(CONFIG, &[("eth0", true), ("eth1", true)]);
@@ -403,5 +500,49 @@ spec: {type: LoadBalancer, ports: [{port: 80}]}
             vec![Received::Shutdown("eth0".into()), Received::Shutdown("eth1".into())]
         );
         assert!(log.try_recv().is_err(), "nothing after the shutdown");
+    }
+
+    /// An interface that stalled is sent nothing until the mesh has decided
+    /// after its request (what the mesh published before may be stale),
+    /// then its set from the newest decision, as its stall's answer.
+    #[actix::test]
+    async fn a_stalled_interface_waits_for_the_mesh_to_decide_again() {
+        let (log_tx, mut log) = mpsc::unbounded_channel();
+        let (owned_tx, owned) = watch::channel(BTreeSet::new());
+        let (mesh, mut commands) = mpsc::channel(4);
+        let opened = Arc::new(Mutex::new(Vec::new()));
+        let applier = Layer2Applier::new(owned, mesh, opener(log_tx, Arc::default(), opened)).start();
+        let both_up = plan_of(CONFIG, &[("eth0", true), ("eth1", true)]);
+        let web = both_up.services.values().next().unwrap().spec.addresses[0].to_string();
+        applier.send(Apply(Arc::clone(&both_up))).await.unwrap();
+        owned_tx.send_replace(set(&[&web]));
+        assert_eq!(next(&mut log).await, answer("eth0", &[&web]));
+        assert_eq!(next(&mut log).await, answer("eth1", &[&web]));
+
+        applier
+            .send(Resync {
+                interface: "eth0".into(),
+                stall: 1,
+            })
+            .await
+            .unwrap();
+        let Some(Command::Evaluate(done)) = commands.recv().await else {
+            panic!("the mesh was not asked to decide");
+        };
+        // Decisions before the mesh's answer reach eth1 only.
+        owned_tx.send_replace(BTreeSet::new());
+        assert_eq!(next(&mut log).await, answer("eth1", &[]));
+        owned_tx.send_replace(set(&[&web]));
+        assert_eq!(next(&mut log).await, answer("eth1", &[&web]));
+        done.send(()).unwrap();
+        assert_eq!(
+            next(&mut log).await,
+            Received::Answer("eth0".into(), set(&[&web]), Some(1))
+        );
+        // Back in step: the next change reaches both.
+        owned_tx.send_replace(BTreeSet::new());
+        assert_eq!(next(&mut log).await, answer("eth0", &[]));
+        assert_eq!(next(&mut log).await, answer("eth1", &[]));
+        assert!(log.try_recv().is_err());
     }
 }

@@ -14,11 +14,14 @@
 //! answers on a thread of its own, never behind its control plane.
 //!
 //! A stall (the process frozen, its machine paused) is the responder's to
-//! tell ([`Responder::handle_wake`], called first in every handler):
-//! questions queued meanwhile are stale (answering them would pull clients
-//! back to a node the mesh has replaced), and so is the address set. The
-//! actor drops both and answers nothing until it is sent a set after the
-//! stall (the mesh, having re-learned, gives ownership anew).
+//! tell ([`Responder::handle_wake`], called first in every handler, with
+//! the bound [`OpenInterface::resync_after_stalls`] gives it): questions
+//! queued meanwhile are stale (answering them would pull clients back to a
+//! node the mesh has replaced), and so is the address set. The actor drops
+//! both, asks the applier for its set anew ([`Resync`]) and answers nothing
+//! until that answer comes: the applier asks the mesh to read the clock and
+//! decide first, so no set decided before the stall is taken, whichever
+//! of the agent's tasks wakes first.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -26,12 +29,13 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use actix::{
-    Actor, ActorContext, Addr, ArbiterHandle, AsyncContext, Context, Handler, Message, SpawnHandle, StreamHandler,
+    Actor, ActorContext, Addr, ArbiterHandle, AsyncContext, Context, Handler, Message, Recipient, SpawnHandle,
+    StreamHandler,
 };
-use std::time::Instant;
 use tokio::sync::watch;
 
 use crate::error::ActorError;
+pub use crate::l2::applier::Resync;
 pub use crate::l2::links::LINK_POLL;
 use crate::l2::links::{Link, Links};
 use crate::l2::responder::{AddressCounters, AnnounceSchedule, Responder, ResponderStats};
@@ -60,9 +64,9 @@ pub struct AnnouncerStatus {
 pub struct Answer {
     /// The addresses answered here.
     pub addresses: BTreeSet<IpAddr>,
-    /// When it was sent: a set sent before a stall the actor noticed is
-    /// stale and ignored.
-    pub sent: Instant,
+    /// `Some(n)`: the answer to the [`Resync`] this interface asked after
+    /// its `n`th stall; until it comes, every other set is ignored.
+    pub resync: Option<u64>,
 }
 
 /// Stops answering and stops the actor.
@@ -82,9 +86,19 @@ pub struct OpenInterface {
     responder: Responder,
     status: watch::Sender<AnnouncerStatus>,
     links: watch::Receiver<Links>,
+    resync: Option<Recipient<Resync>>,
 }
 
 impl OpenInterface {
+    /// Takes a gap of `bound` between its wakes for a stall, after which it
+    /// asks `applier` for its set anew (see the module documentation).
+    /// Without this (one answering a fixed set), stalls are not looked for.
+    pub fn resync_after_stalls(mut self, bound: Duration, applier: Recipient<Resync>) -> OpenInterface {
+        self.responder = self.responder.forget_after_stalls(bound);
+        self.resync = Some(applier);
+        self
+    }
+
     /// Runs the actor on the current arbiter.
     pub fn start(self) -> Addr<InterfaceActor> {
         InterfaceActor::create(move |_| self.into_actor())
@@ -110,7 +124,9 @@ impl OpenInterface {
             groups: self.groups,
             responder: self.responder,
             answering: BTreeSet::new(),
-            woke_from_stall: None,
+            stalls: 0,
+            awaiting_resync: None,
+            resync: self.resync,
             timer: None,
             status: self.status,
             links: self.links,
@@ -127,8 +143,12 @@ pub struct InterfaceActor {
     responder: Responder,
     /// The addresses answered for.
     answering: BTreeSet<IpAddr>,
-    /// When the actor last woke from a stall.
-    woke_from_stall: Option<Instant>,
+    /// Stalls noticed so far.
+    stalls: u64,
+    /// The stall whose [`Resync`] is awaited: other sets are ignored.
+    awaiting_resync: Option<u64>,
+    /// Whom it asks for its set after a stall.
+    resync: Option<Recipient<Resync>>,
     timer: Option<SpawnHandle>,
     status: watch::Sender<AnnouncerStatus>,
     links: watch::Receiver<Links>,
@@ -163,6 +183,7 @@ impl InterfaceActor {
             responder,
             status,
             links,
+            resync: None,
         })
     }
 
@@ -232,11 +253,18 @@ impl InterfaceActor {
                 interface = self.name,
                 dropped,
                 stalled_ms = stalled.as_millis(),
-                "stalled: stale questions dropped, answering nothing until ownership is given anew"
+                "stalled: stale questions dropped, answering nothing until the mesh has decided again"
             );
             self.answering.clear();
             self.apply_owned();
-            self.woke_from_stall = Some(now);
+            self.stalls += 1;
+            self.awaiting_resync = Some(self.stalls);
+            if let Some(applier) = &self.resync {
+                applier.do_send(Resync {
+                    interface: self.name.clone(),
+                    stall: self.stalls,
+                });
+            }
         }
     }
 
@@ -301,9 +329,12 @@ impl Handler<Answer> for InterfaceActor {
 
     fn handle(&mut self, answer: Answer, ctx: &mut Context<Self>) {
         self.check_stall();
-        if self.woke_from_stall.is_some_and(|woke| answer.sent < woke) {
-            tracing::debug!(interface = self.name, "address set sent before the stall ignored");
-            return;
+        if let Some(stall) = self.awaiting_resync {
+            if answer.resync != Some(stall) {
+                tracing::debug!(interface = self.name, "address set decided before the stall ignored");
+                return;
+            }
+            self.awaiting_resync = None;
         }
         self.answering = answer.addresses;
         self.apply_owned();

@@ -22,9 +22,9 @@
 //!   [`AnnounceSchedule::refresh`] to refresh switch tables.
 //! - On losing an address: silence at once. The new owner's announcements
 //!   move the clients.
-//! - After a stall (a gap between the glue's wake-ups of the mesh's stall
-//!   time, [`Responder::handle_wake`]): nothing owned, nothing pending,
-//!   until ownership is given anew.
+//! - After a stall (a gap between the glue's wake-ups as long as its stall
+//!   bound, [`Responder::forget_after_stalls`], [`Responder::handle_wake`]):
+//!   nothing owned, nothing pending, until ownership is given anew.
 //!
 //! Frames it did not send and cannot parse are counted, never answered.
 
@@ -32,7 +32,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
-use meshlb_gossip::mesh::STALL_MS;
 use meshlb_wire::arp::{ArpOperation, ArpPacket};
 use meshlb_wire::ethernet::{EtherType, EthernetHeader, MacAddr};
 use meshlb_wire::ndp::{NdpMessage, NeighborAdvertisement};
@@ -109,6 +108,9 @@ pub struct Responder {
     by_address: BTreeMap<IpAddr, AddressCounters>,
     /// When the glue last woke ([`Responder::handle_wake`]).
     last_wake: Option<Instant>,
+    /// A gap between wakes this long is a stall (`None`: stalls are not
+    /// looked for).
+    stall_bound: Option<Duration>,
 }
 
 impl Responder {
@@ -123,7 +125,18 @@ impl Responder {
             stats: ResponderStats::default(),
             by_address: BTreeMap::new(),
             last_wake: None,
+            stall_bound: None,
         }
+    }
+
+    /// Takes a gap of `bound` between wakes for a stall, after which what
+    /// was owned is forgotten ([`Responder::handle_wake`]): the agent's
+    /// [`Profile::stall_ms`](meshlb_gossip::profile::Profile::stall_ms),
+    /// the shortest stall after which the mesh may have given its addresses
+    /// to another node.
+    pub fn forget_after_stalls(mut self, bound: Duration) -> Responder {
+        self.stall_bound = Some(bound);
+        self
     }
 
     /// Per-address counters, for every address ever owned here.
@@ -172,15 +185,17 @@ impl Responder {
     /// The glue woke at `now` (a frame, a timer, a new address set, the link poll:
     /// at least once every [`LINK_POLL`](crate::l2::links::LINK_POLL)
     /// unless the process is stalled); it calls this first, before the
-    /// event. A gap of the mesh's stall time ([`STALL_MS`]) or more since the last wake
-    /// means the process was stalled (frozen, or its machine paused): what
-    /// it owned and what it was about to send are stale, and forgotten. The
-    /// answer is then the stall's length: the caller drops the questions
-    /// queued meanwhile and waits for ownership anew.
+    /// event. A gap of the stall bound ([`Responder::forget_after_stalls`])
+    /// or more since the last wake means the process was stalled (frozen,
+    /// or its machine paused): what it owned and what it was about to send
+    /// are stale, and forgotten. The answer is then the stall's length: the
+    /// caller drops the questions queued meanwhile and waits for ownership
+    /// anew.
     pub fn handle_wake(&mut self, now: Instant) -> Option<Duration> {
         let gap = self.last_wake.map(|last| now.saturating_duration_since(last));
         self.last_wake = Some(now);
-        let stall = gap.filter(|gap| *gap >= Duration::from_millis(STALL_MS))?;
+        let bound = self.stall_bound?;
+        let stall = gap.filter(|gap| *gap >= bound)?;
         self.owned.clear();
         self.outgoing.clear();
         Some(stall)
@@ -589,7 +604,13 @@ mod tests {
 
     #[test]
     fn a_stall_forgets_ownership_pending_frames_and_timers() {
-        let mut r = responder(AnnounceSchedule::default());
+        let mut unbounded = responder(AnnounceSchedule::default());
+        unbounded.set_owned(&BTreeSet::from([IpAddr::V4(SERVICE_V4)]), at(0));
+        assert_eq!(unbounded.handle_wake(at(0)), None);
+        assert_eq!(unbounded.handle_wake(at(3_600_000)), None, "no bound: no stall");
+        assert!(!unbounded.owned().is_empty());
+        const STALL_MS: u64 = 185;
+        let mut r = responder(AnnounceSchedule::default()).forget_after_stalls(Duration::from_millis(STALL_MS));
         assert_eq!(r.handle_wake(at(0)), None, "the first wake sets the clock");
         r.set_owned(&BTreeSet::from([IpAddr::V4(SERVICE_V4)]), at(0));
         assert_eq!(r.handle_wake(at(100)), None, "a link poll's gap is no stall");
