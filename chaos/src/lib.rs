@@ -21,8 +21,9 @@
 //! meshlb as the README says. [`placement_bench`] measures where several
 //! addresses per Service land over node churn, against Deckhouse's rule;
 //! [`watch_bench`] measures the owner watch's failover, false failovers
-//! and bytes on virtual time, at sizes beyond a lab, and [`soak`] counts
-//! false failovers of live agents under loss and CPU starvation.
+//! and bytes on virtual time, at sizes beyond a lab, [`mesh_scale_bench`]
+//! what the mesh costs with many members and many services, and [`soak`]
+//! counts false failovers of live agents under loss and CPU starvation.
 //!
 //! Labs never touch the root namespace's addresses or routes, carry a
 //! per-process name prefix so parallel runs do not collide, and are torn
@@ -47,6 +48,7 @@ pub mod kube_demo;
 pub mod kube_env;
 pub mod kube_failover;
 pub mod lab;
+pub mod mesh_scale_bench;
 pub mod metallb;
 pub mod migration;
 pub mod mrt;

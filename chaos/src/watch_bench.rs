@@ -12,7 +12,6 @@ use meshlb_gossip::mesh::{Eligible, MeshService};
 use meshlb_gossip::ownership::Failback;
 use meshlb_gossip::profile::Profile;
 use meshlb_gossip::record::service_id;
-use meshlb_gossip::secure::OVERHEAD;
 use meshlb_gossip::sim::{SimNet, SoakReport, Strain};
 
 use crate::random::XorShift;
@@ -133,19 +132,9 @@ pub fn soak(
 /// most any node sends.
 pub fn bandwidth(profile: &Profile, members: usize, services_count: usize, secs: u64, seed: u64) -> Option<(f64, f64)> {
     let mut net = cluster(members, services_count, profile, 0.0, seed)?;
-    let sent = |net: &SimNet| -> Vec<u64> {
-        net.nodes
-            .iter()
-            .map(|n| {
-                n.mesh.as_ref().map_or(0, |m| {
-                    m.stats().sent_bytes + m.stats().sent_datagrams * (OVERHEAD as u64)
-                })
-            })
-            .collect()
-    };
-    let before = sent(&net);
+    let before = net.bytes_sent();
     net.run_for(secs * 1_000);
-    let after = sent(&net);
+    let after = net.bytes_sent();
     let rates: Vec<f64> = before
         .iter()
         .zip(&after)

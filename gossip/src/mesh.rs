@@ -976,6 +976,23 @@ impl Mesh {
         }
     }
 
+    /// While leaving: what it claimed, but an address no more once another
+    /// member's record claims it. The leaver answers until its successor
+    /// announces (nothing is left unanswered), and the two answer together
+    /// only while the successor's claim is on its way, not for the whole
+    /// handover time.
+    fn handing_over(&self) -> BTreeSet<IpAddr> {
+        let book = self.book.lock();
+        let taken: BTreeSet<IpAddr> = self
+            .live_records(&book)
+            .skip(1)
+            .filter_map(|(_, record)| record)
+            .filter(|r| !r.ownership.leaving && !r.ownership.settling)
+            .flat_map(|r| r.ownership.claims.iter().copied())
+            .collect();
+        self.own.ownership.claims.difference(&taken).copied().collect()
+    }
+
     /// Every live member, this node first, with its record of the same
     /// boot (a record of an earlier boot says nothing about the process
     /// running now).
@@ -1111,8 +1128,8 @@ impl Mesh {
     /// the [`ServicePlan`], the owners among the live members whose record
     /// serves it and who are not leaving; nothing while fenced or not yet
     /// [`settled`](Mesh::settled);
-    /// while leaving, what it announced before (its successors take over as
-    /// they learn it is leaving). `weight` gives a node's preference weight
+    /// while leaving, what it announced before until a successor claims it
+    /// (its successors take over as they learn it is leaving). `weight` gives a node's preference weight
     /// for a service. Non-revertive services stay with the member whose
     /// record claims them while it remains a candidate. An owner starts
     /// announcing an address only once no other settled member claims it,
@@ -1133,11 +1150,13 @@ impl Mesh {
             return BTreeSet::new();
         }
         if self.own.ownership.leaving {
-            return self.own.ownership.claims.clone();
+            return self.handing_over();
         }
-        // Members this node hands an address to: they wait for its record
-        // to drop the address before they announce it.
-        let mut successors: BTreeSet<String> = BTreeSet::new();
+        // Members told this node's record at once when its claims change:
+        // those it hands an address to (they wait for its record to drop
+        // the address before they announce it), and leavers it takes one
+        // from.
+        let mut tell_at_once: BTreeSet<String> = BTreeSet::new();
         let me = self.own.node.clone();
         let cut_off = self.cut_off();
         let active = self.settled() && self.has_quorum() && !cut_off;
@@ -1149,9 +1168,16 @@ impl Mesh {
             .presumed_alive
             .values()
             .map(|(id, _)| book.get(&id.name).filter(|r| r.boot == id.boot));
+        // What leaving members still answer for: each hands an address over
+        // once it reads the claim of the member taking it.
+        let mut leavers: BTreeMap<IpAddr, String> = BTreeMap::new();
         for record in self.live_records(&book).map(|(_, record)| record).chain(presumed) {
             match record {
-                Some(r) if r.ownership.leaving => {}
+                Some(r) if r.ownership.leaving => {
+                    for address in &r.ownership.claims {
+                        leavers.insert(*address, r.node.clone());
+                    }
+                }
                 Some(r) => {
                     views_known &= r.ownership.config_fingerprint == fingerprint;
                     records.push(r);
@@ -1224,7 +1250,7 @@ impl Mesh {
                     }
                 }
                 Some(owner) if announcing_now => {
-                    successors.insert(owner);
+                    tell_at_once.insert(owner);
                 }
                 _ => {}
             }
@@ -1234,15 +1260,22 @@ impl Mesh {
         self.released_ms = released;
         self.last_claimants = claimants;
         if mine != self.own.ownership.claims {
+            // A leaver answers for what this node takes from it until it
+            // reads this claim: it gets the record at once too.
+            tell_at_once.extend(
+                mine.difference(&self.own.ownership.claims)
+                    .filter_map(|address| leavers.get(address).cloned()),
+            );
             let claims = mine.clone();
             if let Err(e) = self.update_record(|r| r.ownership.claims = claims) {
                 tracing::warn!("publishing claims: {e}");
             }
             // The record spreads by gossip anyway; a successor gets it at
-            // once, since until then nobody answers for the address.
+            // once, since until then nobody answers for the address (and a
+            // leaver, since until then it answers with this node).
             let own = self.own.node.clone();
-            for successor in successors {
-                if let Some(addr) = self.live.get(&successor).map(|id| id.addr) {
+            for member in tell_at_once {
+                if let Some(addr) = self.live.get(&member).map(|id| id.addr) {
                     self.send_record(addr, &own);
                 }
             }

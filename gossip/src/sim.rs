@@ -121,6 +121,9 @@ pub struct SimNet {
     cut: BTreeSet<(usize, usize)>,
     /// The cluster size every node is told (its fence's expected members).
     pub expected_members: usize,
+    /// Wall time of each ownership evaluation, while timed
+    /// ([`SimNet::time_evaluations`]).
+    evaluation_times: Option<Vec<Duration>>,
 }
 
 impl SimNet {
@@ -168,6 +171,7 @@ impl SimNet {
             serving: None,
             cut: BTreeSet::new(),
             expected_members: n,
+            evaluation_times: None,
         }
     }
 
@@ -347,7 +351,11 @@ impl SimNet {
         // says it is due (periodically, or something it depends on
         // changed) and after any event.
         if (mesh.take_evaluation_due() || changed) && !node.frozen {
+            let began = std::time::Instant::now();
             node.announcing = mesh.evaluate_ownership();
+            if let Some(times) = self.evaluation_times.as_mut() {
+                times.push(began.elapsed());
+            }
         }
         let mut out = Vec::new();
         while let Some(t) = mesh.poll_transmit() {
@@ -428,6 +436,31 @@ impl SimNet {
                 }
             }
         }
+    }
+
+    /// Times every ownership evaluation from now on (the wall time of
+    /// [`Mesh::evaluate_ownership`]), for [`SimNet::take_evaluation_times`].
+    pub fn time_evaluations(&mut self) {
+        self.evaluation_times.get_or_insert_with(Vec::new);
+    }
+
+    /// The evaluation times recorded since timing began or the last call.
+    pub fn take_evaluation_times(&mut self) -> Vec<Duration> {
+        self.evaluation_times.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// Bytes each node has sent since it started, by index, with the
+    /// secure envelope every datagram carries in the agent
+    /// ([`crate::secure::OVERHEAD`]); 0 for a node not running.
+    pub fn bytes_sent(&self) -> Vec<u64> {
+        self.nodes
+            .iter()
+            .map(|n| {
+                n.mesh.as_ref().map_or(0, |m| {
+                    m.stats().sent_bytes + m.stats().sent_datagrams * crate::secure::OVERHEAD as u64
+                })
+            })
+            .collect()
     }
 
     /// Indices of running, unfrozen nodes.

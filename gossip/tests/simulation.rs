@@ -420,37 +420,46 @@ fn graceful_leave_hands_over_without_a_gap() {
     net.leave(leaver);
     let handover = net.nodes[leaver].mesh.as_ref().map_or(0, |m| m.handover_ms());
     let left = |net: &SimNet| net.nodes[leaver].mesh.as_ref().is_some_and(|m| m.has_left());
-    let mut successor = Vec::new();
+    // When another node first announced the address, and when the leaver
+    // stopped (ms into the leave).
+    let mut successor_from = None;
+    let mut leaver_until = None;
     let mut elapsed = 0;
     while !left(&net) {
         assert!(
             elapsed <= handover + 100,
             "the leave had not ended {elapsed} ms after it began"
         );
-        if net.nodes[leaver].announcing.contains(&address) {
-            // Who else announces while the leaver still does.
-            successor = net.announcers()[&address]
-                .iter()
-                .copied()
-                .filter(|&i| i != leaver)
-                .collect();
-        }
-        net.run_for(10);
-        elapsed += 10;
-        for (a, who) in net.announcers() {
+        net.run_for(1);
+        elapsed += 1;
+        let announcers = net.announcers();
+        for (a, who) in &announcers {
             if who.is_empty() {
-                gaps.push((net.now_ms, a));
+                gaps.push((net.now_ms, *a));
             }
+        }
+        if successor_from.is_none() && announcers[&address].iter().any(|&i| i != leaver) {
+            successor_from = Some(elapsed);
+        }
+        if leaver_until.is_none() && !net.nodes[leaver].announcing.contains(&address) {
+            leaver_until = Some(elapsed);
         }
     }
     assert!(
         elapsed >= handover,
         "the leave ended after {elapsed} ms, before its handover time"
     );
-    assert_eq!(
-        successor.len(),
-        1,
-        "the successor announces before the leaver goes quiet"
+    let (Some(successor_from), Some(leaver_until)) = (successor_from, leaver_until) else {
+        panic!("successor from {successor_from:?}, leaver until {leaver_until:?}");
+    };
+    assert!(
+        successor_from <= leaver_until,
+        "the successor announces ({successor_from} ms) before the leaver goes quiet ({leaver_until} ms)"
+    );
+    assert!(
+        leaver_until - successor_from <= 50 && leaver_until < handover / 2,
+        "the leaver goes quiet once it reads the successor's claim ({leaver_until} ms), \
+         not at the end of the handover ({handover} ms): both announced from {successor_from} ms"
     );
     assert!(
         net.nodes[leaver].announcing.is_empty(),
@@ -470,7 +479,8 @@ fn graceful_leave_hands_over_without_a_gap() {
     assert!(net.converged());
     // A graceful leave shrinks the quorum reference: the other four keep
     // quorum even after two more losses.
-    let reference = net.nodes[successor[0]]
+    let successor = net.announcers()[&address].first().copied().unwrap_or(0);
+    let reference = net.nodes[successor]
         .mesh
         .as_ref()
         .map(|m| m.fence_reference())

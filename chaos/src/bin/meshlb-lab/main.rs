@@ -216,6 +216,24 @@ enum Bench {
         #[arg(long, default_value_t = 5.0)]
         loss: f64,
     },
+    /// The mesh at scale on virtual time (the mesh's code on a simulated network, no lab): many members and services; the start, one record's size, bytes per member per second, each ownership evaluation's wall time, one service added, a crash.
+    MeshScale {
+        /// Member counts.
+        #[arg(long, value_delimiter = ',', default_values_t = vec![100, 250])]
+        members: Vec<usize>,
+        /// Services (one address each, every member serving every one).
+        #[arg(long, default_value_t = 10_000)]
+        services: usize,
+        /// Steady-state window, virtual seconds.
+        #[arg(long, default_value_t = 10)]
+        steady: u64,
+        /// The longest wait for agreement, virtual seconds.
+        #[arg(long, default_value_t = 300)]
+        limit: u64,
+        /// Seed of the simulated network.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// The owner watch on virtual time (the mesh's code on a simulated network, no lab): crash failover with the watch and with SWIM alone at each size, false failovers over a soak under each strain, bytes per node.
     OwnerWatch {
         /// Crash runs per size and profile.
@@ -620,6 +638,19 @@ fn main() -> ExitCode {
             suspicion,
             cdf.as_deref(),
         ),
+        Command::Bench {
+            bench:
+                Bench::MeshScale {
+                    members,
+                    services,
+                    steady,
+                    limit,
+                    seed,
+                },
+        } => {
+            mesh::bench_mesh_scale(&members, services, steady, limit, seed);
+            Ok(())
+        }
         Command::Bench {
             bench:
                 Bench::Placement {

@@ -1,5 +1,6 @@
 //! The membership benchmarks' reports: failure detection of meshlb's mesh
-//! against serf.
+//! against serf, the lab soak, the owner watch and the mesh at scale on
+//! virtual time.
 
 use std::time::Duration;
 
@@ -179,6 +180,45 @@ pub(crate) struct Soaks {
 /// size (0 and 5 % loss), false failovers over soaks under each strain,
 /// bytes per node; optionally the failover CDF. `suspicion` replaces
 /// SWIM's suspicion time in both profiles.
+/// `meshlb-lab bench mesh-scale`: one row per member count.
+pub(crate) fn bench_mesh_scale(sizes: &[usize], services: usize, steady: u64, limit: u64, seed: u64) {
+    use meshlb_chaos::mesh_scale_bench::measure;
+
+    println!(
+        "The mesh at scale on virtual time (fast profile, every member serving every service, one address each), \
+         seed {seed}; steady state over {steady} s; an evaluation's time is wall time on this machine"
+    );
+    println!(
+        "| members | services | record bytes (fragments) | start to agreement s | bytes/s per member, mean (most) | \
+         evaluation median ms | p90 | max | evaluations per member per s | one service added: bytes per member beyond steady | agreed after s | crash failover s | wall s |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let ms = |d: Duration| format!("{:.2}", d.as_secs_f64() * 1_000.0);
+    let virtual_secs = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| format!("{:.2}", v as f64 / 1_000.0));
+    for &members in sizes {
+        let r = measure(members, services, steady, limit, seed);
+        let (median, p90, max) = r.evaluation.map_or_else(
+            || ("-".to_owned(), "-".to_owned(), "-".to_owned()),
+            |e| (ms(e.median), ms(e.p90), ms(e.max)),
+        );
+        println!(
+            "| {} | {} | {} ({}) | {} | {:.0} ({:.0}) | {median} | {p90} | {max} | {:.1} | {:.0} | {} | {} | {:.0} |",
+            r.members,
+            r.services,
+            r.record.0,
+            r.record.1,
+            virtual_secs(r.converged_ms),
+            r.steady_bytes.0,
+            r.steady_bytes.1,
+            r.evaluations_per_sec,
+            r.change_bytes,
+            virtual_secs(r.change_agreed_ms),
+            virtual_secs(r.failover_ms),
+            r.wall.as_secs_f64()
+        );
+    }
+}
+
 pub(crate) fn bench_owner_watch(
     runs: usize,
     sizes: Vec<usize>,
