@@ -35,7 +35,7 @@ use actix::{
 use tokio::sync::watch;
 
 use crate::error::ActorError;
-pub use crate::l2::applier::Resync;
+use crate::l2::applier::Resync;
 pub use crate::l2::links::LINK_POLL;
 use crate::l2::links::{Link, Links};
 use crate::l2::responder::{AddressCounters, AnnounceSchedule, Responder, ResponderStats};
