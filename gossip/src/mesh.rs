@@ -1127,10 +1127,10 @@ impl Mesh {
     /// The addresses this node should announce now: for each service of
     /// the [`ServicePlan`], the owners among the live members whose record
     /// serves it and who are not leaving; nothing while fenced or not yet
-    /// [`settled`](Mesh::settled);
-    /// while leaving, what it announced before until a successor claims it
-    /// (its successors take over as they learn it is leaving). `weight` gives a node's preference weight
-    /// for a service. Non-revertive services stay with the member whose
+    /// [`settled`](Mesh::settled); while leaving, what it announced before,
+    /// each address until a successor claims it (its successors take over
+    /// as they learn it is leaving). `weight` gives a node's preference
+    /// weight for a service. Non-revertive services stay with the member whose
     /// record claims them while it remains a candidate. An owner starts
     /// announcing an address only once no other settled member claims it,
     /// and a settling member does not displace a settled one that does
