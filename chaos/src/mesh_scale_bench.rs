@@ -114,18 +114,7 @@ pub fn measure(members: usize, count: usize, steady_secs: u64, limit_secs: u64, 
     let _ = net.run_until_converged(limit_secs * 1_000);
 
     net.time_evaluations();
-    let before = net.bytes_sent();
-    net.run_for(steady_secs * 1_000);
-    let after = net.bytes_sent();
-    let rates: Vec<f64> = before
-        .iter()
-        .zip(&after)
-        .map(|(b, a)| a.saturating_sub(*b) as f64 / steady_secs.max(1) as f64)
-        .collect();
-    report.steady_bytes = (
-        rates.iter().sum::<f64>() / rates.len().max(1) as f64,
-        rates.iter().copied().fold(0.0, f64::max),
-    );
+    report.steady_bytes = net.send_rate_over(steady_secs * 1_000);
     let times = net.take_evaluation_times();
     report.evaluations_per_sec = times.len() as f64 / members as f64 / steady_secs.max(1) as f64;
     report.evaluation = Summary::of(&times);

@@ -132,17 +132,7 @@ pub fn soak(
 /// most any node sends.
 pub fn bandwidth(profile: &Profile, members: usize, services_count: usize, secs: u64, seed: u64) -> Option<(f64, f64)> {
     let mut net = cluster(members, services_count, profile, 0.0, seed)?;
-    let before = net.bytes_sent();
-    net.run_for(secs * 1_000);
-    let after = net.bytes_sent();
-    let rates: Vec<f64> = before
-        .iter()
-        .zip(&after)
-        .map(|(b, a)| (a - b) as f64 / secs as f64)
-        .collect();
-    let mean = rates.iter().sum::<f64>() / rates.len().max(1) as f64;
-    let most = rates.iter().copied().fold(0.0, f64::max);
-    Some((mean, most))
+    Some(net.send_rate_over(secs * 1_000))
 }
 
 #[cfg(test)]

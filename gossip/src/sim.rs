@@ -463,6 +463,22 @@ impl SimNet {
             .collect()
     }
 
+    /// Runs `ms` and returns the bytes a node sent per second meanwhile
+    /// (counted as [`SimNet::bytes_sent`] counts them): the mean over the
+    /// nodes, and the most any node sent.
+    pub fn send_rate_over(&mut self, ms: u64) -> (f64, f64) {
+        let before = self.bytes_sent();
+        self.run_for(ms);
+        let secs = ms.max(1) as f64 / 1_000.0;
+        let rates: Vec<f64> = before
+            .iter()
+            .zip(self.bytes_sent())
+            .map(|(b, a)| a.saturating_sub(*b) as f64 / secs)
+            .collect();
+        let mean = rates.iter().sum::<f64>() / rates.len().max(1) as f64;
+        (mean, rates.iter().copied().fold(0.0, f64::max))
+    }
+
     /// Indices of running, unfrozen nodes.
     pub fn running(&self) -> Vec<usize> {
         (0..self.nodes.len())
