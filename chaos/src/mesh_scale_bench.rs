@@ -120,8 +120,7 @@ pub fn measure(members: usize, count: usize, steady_secs: u64, limit_secs: u64, 
     report.evaluation = Summary::of(&times);
 
     let mut more = planned;
-    more.push(service(count.min(MAX_SERVICES - 1)));
-    more.dedup_by_key(|s| s.id);
+    more.push(service(count));
     let changed_at = net.now_ms;
     let before = net.bytes_sent();
     net.set_services(more);

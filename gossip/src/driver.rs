@@ -251,7 +251,7 @@ impl MeshTask {
         let mut leaving: Option<oneshot::Sender<()>> = None;
         let mut drop_summary = tokio::time::interval(DROP_SUMMARY);
         drop_summary.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        self.flush().await;
+        self.flush(false).await;
         loop {
             // The mesh says when it next needs the clock (at most
             // EVALUATE_EVERY_MS away); it notices a stall itself.
@@ -285,8 +285,7 @@ impl MeshTask {
                     }
                     Some(Command::Evaluate(done)) => {
                         self.mesh.handle_timeout(crate::now());
-                        self.flush().await;
-                        self.evaluate().await;
+                        self.flush(true).await;
                         let _ = done.send(());
                     }
                     Some(Command::Leave(done)) => {
@@ -298,7 +297,7 @@ impl MeshTask {
                     None => return,
                 },
             }
-            self.flush().await;
+            self.flush(false).await;
             if self.mesh.has_left() {
                 if let Some(done) = leaving.take() {
                     let _ = done.send(());
@@ -321,7 +320,10 @@ impl MeshTask {
         }
     }
 
-    async fn flush(&mut self) {
+    /// Passes on the mesh's events, sends what it queued, and evaluates
+    /// ownership when it is due or an event came (or `evaluate` asks),
+    /// publishing the decision and the status.
+    async fn flush(&mut self, evaluate: bool) {
         let mut changed = false;
         while let Some(event) = self.mesh.poll_event() {
             changed = true;
@@ -339,8 +341,15 @@ impl MeshTask {
             let _ = self.events.send(event);
         }
         self.send_queued().await;
-        if self.mesh.take_evaluation_due() || changed {
-            self.evaluate().await;
+        if evaluate || self.mesh.take_evaluation_due() || changed {
+            let mine = self.mesh.evaluate_ownership();
+            self.announce.send_if_modified(|current| {
+                let modified = *current != mine;
+                *current = mine;
+                modified
+            });
+            // Changed claims are published in the record: send it now.
+            self.send_queued().await;
         }
         let fence = self.mesh.fence_status();
         // This node's record is the first member's in the published status.
@@ -358,18 +367,6 @@ impl MeshTask {
         if changed || was != Some(fence) || stale_record {
             self.publish();
         }
-    }
-
-    /// Evaluates ownership and publishes the addresses this node announces.
-    async fn evaluate(&mut self) {
-        let mine = self.mesh.evaluate_ownership();
-        self.announce.send_if_modified(|current| {
-            let modified = *current != mine;
-            *current = mine;
-            modified
-        });
-        // Changed claims are published in the record: send it now.
-        self.send_queued().await;
     }
 
     fn drop_tally(&self) -> DropTally {

@@ -474,7 +474,6 @@ impl Watch {
         self.last_heartbeat_ms = Some(now_ms);
         self.outbox
             .push_back((watcher, WatchMessage::Heartbeat { last: false, echo }));
-        self.ping_to_confirm(now_ms);
         // Behind by more than an interval (a stall): the next one an
         // interval from now, not a burst to catch up.
         self.next_heartbeat_ms += self.timing.interval_ms;

@@ -116,8 +116,8 @@ struct Owned(BTreeSet<IpAddr>);
 
 /// The Layer 2 applier. See the module documentation.
 pub struct Layer2Applier {
-    owned_rx: Option<watch::Receiver<BTreeSet<IpAddr>>>,
-    /// The mesh's newest decision, read when a resync is answered.
+    /// The mesh's decision: followed as a stream, and its newest read when
+    /// a resync is answered.
     latest: watch::Receiver<BTreeSet<IpAddr>>,
     /// Where the mesh is asked to decide after an interface's stall.
     mesh: mpsc::Sender<Command>,
@@ -144,8 +144,7 @@ impl Layer2Applier {
         open: OpenInterface,
     ) -> Layer2Applier {
         Layer2Applier {
-            latest: owned.clone(),
-            owned_rx: Some(owned),
+            latest: owned,
             mesh,
             resyncing: BTreeMap::new(),
             requests: 0,
@@ -184,7 +183,12 @@ impl Layer2Applier {
     /// covers gets its set from the newest decision, as its resync's
     /// answer.
     fn resynced(&mut self, request: u64, ctx: &mut Context<Self>) {
-        self.owned = self.latest.borrow().clone();
+        // A mesh gone (this node left, or its task ended) owns nothing, as
+        // the stream's end says; its last value is no decision.
+        self.owned = match self.latest.has_changed() {
+            Ok(_) => self.latest.borrow().clone(),
+            Err(_) => BTreeSet::new(),
+        };
         let wanted = self.plan.interfaces_for(&self.owned);
         let due: Vec<(String, u64)> = self
             .resyncing
@@ -214,10 +218,8 @@ impl Actor for Layer2Applier {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        if let Some(owned) = self.owned_rx.take() {
-            self.owned = owned.borrow().clone();
-            ctx.add_stream(WatchStream::from_changes(owned).map(Owned));
-        }
+        self.owned = self.latest.borrow().clone();
+        ctx.add_stream(WatchStream::from_changes(self.latest.clone()).map(Owned));
     }
 }
 
@@ -241,7 +243,7 @@ impl Handler<Resync> for Layer2Applier {
         let mesh = self.mesh.clone();
         let evaluated = async move {
             let (done, evaluated) = oneshot::channel();
-            // A mesh gone (this node left) has published its last word.
+            // A mesh gone has nothing more to decide: answered at once.
             if mesh.send(Command::Evaluate(done)).await.is_ok() {
                 let _ = evaluated.await;
             }
@@ -543,6 +545,27 @@ spec: {type: LoadBalancer, ports: [{port: 80}]}
         owned_tx.send_replace(BTreeSet::new());
         assert_eq!(next(&mut log).await, answer("eth0", &[]));
         assert_eq!(next(&mut log).await, answer("eth1", &[]));
+        owned_tx.send_replace(set(&[&web]));
+        assert_eq!(next(&mut log).await, answer("eth0", &[&web]));
+        assert_eq!(next(&mut log).await, answer("eth1", &[&web]));
+
+        // The mesh's task ends without a last word: nothing is owned, and a
+        // stall's answer is empty, not the mesh's last value.
+        drop(owned_tx);
+        drop(commands);
+        assert_eq!(next(&mut log).await, answer("eth0", &[]));
+        assert_eq!(next(&mut log).await, answer("eth1", &[]));
+        applier
+            .send(Resync {
+                interface: "eth0".into(),
+                stall: 2,
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            next(&mut log).await,
+            Received::Answer("eth0".into(), BTreeSet::new(), Some(2))
+        );
         assert!(log.try_recv().is_err());
     }
 }
